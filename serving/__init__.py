@@ -1,0 +1,1 @@
+"""Serving: the BentoML HTTP service and the weekly batch job (churnclv.serving)."""

@@ -1,0 +1,185 @@
+"""The ``churnclv`` command. The only place that configures logging or reads the clock.
+
+Exit status: 0 success, 1 data or configuration error (message on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from churnclv import __version__
+
+log = logging.getLogger("churnclv")
+
+DATA_HELP = "Data folder (transactions.parquet|csv, optional events.*, customers.*) or a database URL (sqlite:///f.db, postgresql://...)."
+
+
+class DataProblem(click.ClickException):
+    """A data or configuration error: exit status 1, message on stderr."""
+
+    exit_code = 1
+
+
+def _data_errors() -> tuple[type[BaseException], ...]:
+    from churnclv.config import ConfigError
+    from churnclv.ingest import DataError
+
+    return (DataError, ConfigError)
+
+
+def _run_guarded(fn, *args: Any, **kwargs: Any) -> Any:
+    """Turn the package's data/config errors into exit status 1 with a one-line message."""
+    try:
+        return fn(*args, **kwargs)
+    except _data_errors() as exc:
+        raise DataProblem(str(exc)) from None
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("churnclv").setLevel(level)
+
+
+def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param=param) from None
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.normalize()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="churnclv")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """churnclv: churn, customer lifetime value and growth-potential tiers, point in time."""
+    _configure_logging(verbose, quiet)
+
+
+# --------------------------------------------------------------------------- generate
+
+
+@cli.command()
+@click.option("--customers", "n_customers", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Number of customers.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same world).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@click.option("--horizon-days", type=click.IntRange(min=1), default=90, show_default=True,
+              help="Horizon of the ground-truth file.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+def generate(n_customers: int, seed: int, out: Path, horizon_days: int, fmt: str) -> None:
+    """Generate a synthetic customer world (transactions, events, customers) and its ground truth."""
+    from churnclv.generate import WorldConfig, generate_world, write_world
+
+    world = generate_world(WorldConfig(n_customers=n_customers, seed=seed))
+    paths = write_world(world, out, horizon_days=horizon_days)
+    if fmt == "csv":
+        import pandas as pd
+
+        for name in ("transactions", "events", "customers"):
+            p = paths[name]
+            pd.read_parquet(p).to_csv(p.with_suffix(".csv"), index=False)
+            p.unlink()
+            paths[name] = p.with_suffix(".csv")
+    click.echo(
+        f"wrote {len(world.customers):,} customers, {len(world.transactions):,} transactions, "
+        f"{len(world.events):,} events to {out}"
+    )
+    for name, p in paths.items():
+        click.echo(f"  {name:<13} {p}")
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@cli.group()
+def datasets() -> None:
+    """Real data sets converted into the canonical contract."""
+
+
+@datasets.command("cdnow")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@click.option("--sample", is_flag=True, help="The 1/10 sample (2,357 customers) instead of the full file.")
+def datasets_cdnow(out: Path, sample: bool) -> None:
+    """CDNOW (23,570 customers, 1997-01 to 1998-06) as shipped by lifetimes, in the contract."""
+    from churnclv.datasets import load_cdnow
+
+    frame = load_cdnow("sample" if sample else "master")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "transactions.parquet"
+    frame.to_parquet(path, index=False)
+    click.echo(
+        f"wrote {len(frame):,} transactions of {frame['customer_id'].nunique():,} customers "
+        f"({frame['ts'].min():%Y-%m-%d} to {frame['ts'].max():%Y-%m-%d}) to {path}"
+    )
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def _print_reports(reports: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="validation")
+    for col in ("table", "read", "accepted", "rejected", "customers", "from", "to"):
+        table.add_column(col, justify="right" if col in ("read", "accepted", "rejected", "customers") else "left")
+    for r in reports.values():
+        table.add_row(
+            r.table, f"{r.read:,}", f"{r.accepted:,}", f"{r.rejected:,}", f"{r.customers:,}",
+            "" if r.ts_min is None else f"{r.ts_min:%Y-%m-%d}", "" if r.ts_max is None else f"{r.ts_max:%Y-%m-%d}",
+        )
+    console = Console(file=sys.stdout, width=120)
+    console.print(table)
+    for r in reports.values():
+        for reason, n in r.reasons.items():
+            console.print(f"  rejected {r.table}: {n:,} x {reason}", highlight=False, markup=False)
+
+
+@cli.command()
+@click.option("--data", required=True, help=DATA_HELP)
+@click.option("--mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="TOML file mapping your table and column names onto the canonical ones.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("work/validated"),
+              show_default=True, help="Where clean Parquet (clean/) and rejects (rejects/) go.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def validate(data: str, mapping: Path | None, out: Path, as_json: bool) -> None:
+    """Validate a data source: rows, customers, date range and rejects by reason."""
+    from churnclv.config import load_mapping
+    from churnclv.ingest import validate_source
+
+    result = _run_guarded(lambda: validate_source(data, out, mapping=load_mapping(mapping)))
+    if as_json:
+        click.echo(json.dumps({k: r.to_dict() for k, r in result.reports.items()}, indent=2))
+    else:
+        _print_reports(result.reports)
+        click.echo(f"clean tables in {out / 'clean'}")
+        if result.rejects_paths:
+            click.echo("rejects: " + ", ".join(str(p) for p in result.rejects_paths.values()))
+
+
+def main() -> None:
+    """Entry point of the ``churnclv`` console script."""
+    cli(prog_name="churnclv")
+
+
+if __name__ == "__main__":
+    main()

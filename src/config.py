@@ -1,0 +1,129 @@
+"""Typed configuration: the source mapping (TOML) and the runtime settings (TOML + environment).
+
+Nothing is read at import time; call :func:`load_mapping` / :meth:`Settings.load` explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from churnclv.schema import TABLES
+
+
+class ConfigError(ValueError):
+    """A configuration file or value breaks a rule; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    """Where one canonical table comes from: a source table (file stem or SQL table) and columns."""
+
+    source: str
+    # canonical column -> the user's column name
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def source_column(self, canonical: str) -> str:
+        return self.columns.get(canonical, canonical)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Maps a user's own table and column names onto the canonical contract.
+
+    TOML form (every key optional; unmapped names are taken as canonical)::
+
+        [transactions]
+        table = "orders"              # file stem (orders.csv, orders.parquet) or SQL table
+        columns = { customer_id = "cust_no", ts = "ordered_at", amount = "total" }
+
+        [events]
+        table = "web_events"
+    """
+
+    tables: dict[str, TableMapping] = field(default_factory=dict)
+
+    def table(self, name: str) -> TableMapping:
+        return self.tables.get(name, TableMapping(source=name))
+
+
+def load_mapping(path: Path | str | None) -> Mapping:
+    """Read a TOML mapping file; ``None`` gives the identity mapping."""
+    if path is None:
+        return Mapping()
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"mapping file {path} does not exist: pass an existing TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"mapping file {path} is not valid TOML ({exc}): fix the syntax") from None
+    return parse_mapping(raw, origin=str(path))
+
+
+def parse_mapping(raw: dict[str, Any], *, origin: str = "mapping") -> Mapping:
+    """Validate a mapping given as a dict (the parsed TOML)."""
+    tables: dict[str, TableMapping] = {}
+    for name, body in raw.items():
+        if name not in TABLES:
+            raise ConfigError(
+                f"{origin}: unknown table [{name}]; the canonical tables are "
+                f"{sorted(TABLES)}: rename the section"
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(f"{origin}: [{name}] must be a table with 'table' and/or 'columns'")
+        unknown_keys = set(body) - {"table", "columns"}
+        if unknown_keys:
+            raise ConfigError(
+                f"{origin}: [{name}] has unknown keys {sorted(unknown_keys)}; "
+                "allowed are 'table' and 'columns'"
+            )
+        columns = body.get("columns", {})
+        if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+            raise ConfigError(
+                f"{origin}: [{name}].columns must map canonical names to your column names (strings)"
+            )
+        spec = TABLES[name]
+        bad = sorted(set(columns) - set(spec.columns))
+        if bad and not spec.keep_extra:
+            raise ConfigError(
+                f"{origin}: [{name}].columns maps unknown canonical columns {bad}; "
+                f"the canonical columns of {name} are {list(spec.columns)}"
+            )
+        tables[name] = TableMapping(source=str(body.get("table", name)), columns=dict(columns))
+    return Mapping(tables=tables)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings. Values come from defaults, then a TOML file, then ``CHURNCLV_*`` env vars."""
+
+    mlflow_tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    mlflow_artifact_root: str = "mlruns/artifacts"
+    model_name: str = "churnclv"
+    duckdb_memory_limit: str = "4GB"
+    duckdb_threads: int = 0  # 0: all cores
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        if path is not None:
+            try:
+                values.update(tomllib.loads(Path(path).read_text()).get("settings", {}))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"settings file {path}: {exc}") from None
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ConfigError(f"settings: unknown keys {sorted(unknown)}; known are {sorted(known)}")
+        if "MLFLOW_TRACKING_URI" in env:
+            values["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]
+        for name, f in known.items():
+            key = f"CHURNCLV_{name.upper()}"
+            if key in env:
+                values[name] = int(env[key]) if f.type in ("int", int) else env[key]
+        return cls(**values)

@@ -1,0 +1,57 @@
+"""Real data sets converted into the canonical contract.
+
+CDNOW (Fader, Hardie and Lee 2005, "Counting your customers the easy way"): 23,570 customers who
+first bought at CDNOW in 1997Q1, with all their purchases to 1998-06-30. The ``lifetimes`` package
+ships the full file and a 1/10 sample.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+CDNOW_FILES = {"master": "CDNOW_master.txt", "sample": "CDNOW_sample.txt"}
+
+
+def cdnow_path(variant: str = "master") -> Path:
+    """Path of the CDNOW text file that ``lifetimes`` ships (``master`` or ``sample``)."""
+    if variant not in CDNOW_FILES:
+        raise ValueError(f"unknown CDNOW variant {variant!r}: use one of {sorted(CDNOW_FILES)}")
+    return Path(str(resources.files("lifetimes.datasets") / CDNOW_FILES[variant]))
+
+
+def load_cdnow(variant: str = "master") -> pd.DataFrame:
+    """CDNOW transactions in the canonical contract: ``customer_id, ts, amount, quantity``.
+
+    Every line of the file is kept (several lines on one day included); ``customer_id`` keeps the
+    file's zero-padded ids. The sample file has an extra column (the id in the master file's
+    numbering); ``customer_id`` is the sample's own id.
+    """
+    path = cdnow_path(variant)
+    if variant == "master":
+        names = ["customer_id", "date", "quantity", "amount"]
+        raw = pd.read_csv(path, sep=r"\s+", skiprows=1, names=names, dtype={"customer_id": str, "date": str})
+    else:
+        names = ["customer_id", "master_id", "date", "quantity", "amount"]
+        raw = pd.read_csv(
+            path, sep=r"\s+", names=names, dtype={"customer_id": str, "master_id": str, "date": str}
+        )
+    return pd.DataFrame(
+        {
+            "customer_id": raw["customer_id"].astype(str),
+            "ts": pd.to_datetime(raw["date"], format="%Y%m%d"),
+            "amount": raw["amount"].astype("float64"),
+            "quantity": raw["quantity"].astype("int64"),
+        }
+    )
+
+
+def write_cdnow(out_dir: Path | str, variant: str = "master") -> Path:
+    """Write CDNOW as ``out_dir/transactions.parquet``; returns the path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "transactions.parquet"
+    load_cdnow(variant).to_parquet(path, index=False)
+    return path

@@ -1,0 +1,1 @@
+"""Point-in-time feature jobs, labels and rolling cutoffs (Ibis expressions; DuckDB by default)."""

@@ -1,0 +1,1 @@
+"""Models: BTYD (BG/NBD, Pareto/NBD, MBG/NBD with Gamma-Gamma), LightGBM, the scorer."""

@@ -1,0 +1,1 @@
+"""Training pipeline: backtests, model selection, MLflow tracking, registry (churnclv.training)."""
