@@ -1,0 +1,112 @@
+"""Evaluation metrics for churn probabilities, purchase counts and spend.
+
+Every function takes plain arrays (truth first, prediction second) and returns a float, so the
+backtest, the notebooks and the benchmarks report the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+ArrayLike = np.ndarray | pd.Series | list
+
+
+def _arrays(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y_true, dtype=float)
+    p = np.asarray(y_pred, dtype=float)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}: pass aligned arrays")
+    if not np.isfinite(p).all():
+        raise ValueError("y_pred holds NaN or infinite values: a model produced non-finite scores")
+    return t, p
+
+
+def expected_calibration_error(y_true: ArrayLike, p: ArrayLike, n_bins: int = 10) -> float:
+    """Weighted mean |observed rate - mean predicted| over equal-width probability bins."""
+    t, p = _arrays(y_true, p)
+    bins = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            total += mask.sum() * abs(t[mask].mean() - p[mask].mean())
+    return float(total / len(t))
+
+
+def churn_metrics(churned: ArrayLike, p_churn: ArrayLike) -> dict[str, float]:
+    """ROC AUC, PR-AUC, Brier score, log loss and expected calibration error of churn probabilities."""
+    t, p = _arrays(churned, p_churn)
+    both = len(np.unique(t)) == 2
+    pc = np.clip(p, 1e-6, 1 - 1e-6)
+    return {
+        "churn_auc": float(roc_auc_score(t, p)) if both else float("nan"),
+        "churn_pr_auc": float(average_precision_score(t, p)) if both else float("nan"),
+        "churn_brier": float(brier_score_loss(t, p)),
+        "churn_log_loss": float(log_loss(t, pc, labels=[0, 1])),
+        "churn_ece": expected_calibration_error(t, p),
+    }
+
+
+def aggregate_pct_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """(sum predicted - sum actual) / sum actual, in percent: the bias of the whole base."""
+    t, p = _arrays(y_true, y_pred)
+    denom = t.sum()
+    return float(100.0 * (p.sum() - denom) / denom) if denom != 0 else float("nan")
+
+
+def normalized_gini(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Gini of the actual values ordered by prediction, divided by the Gini of the perfect order.
+
+    1 is a perfect ranking, 0 a random one. Ties in the prediction are broken pessimistically
+    (actual ascending), so a constant prediction scores at most 0.
+    """
+    t, p = _arrays(y_true, y_pred)
+
+    def gini(order_key: np.ndarray) -> float:
+        order = np.lexsort((t, -order_key))  # by prediction descending, ties: actual ascending
+        cum = np.cumsum(t[order]) / t.sum()
+        n = len(t)
+        return float(cum.sum() / n - (n + 1) / (2 * n))
+
+    if t.sum() == 0:
+        return float("nan")
+    return gini(p) / gini(t)
+
+
+def top_decile_capture(y_true: ArrayLike, y_pred: ArrayLike, share: float = 0.10) -> float:
+    """Share of the actual total held by the customers in the predicted top ``share``."""
+    t, p = _arrays(y_true, y_pred)
+    k = max(1, int(round(share * len(t))))
+    top = np.argsort(-p, kind="stable")[:k]
+    total = t.sum()
+    return float(t[top].sum() / total) if total != 0 else float("nan")
+
+
+def purchases_metrics(purchases: ArrayLike, expected: ArrayLike) -> dict[str, float]:
+    """MAE and aggregate % error of expected purchase counts."""
+    t, p = _arrays(purchases, expected)
+    return {"purchases_mae": float(np.abs(t - p).mean()), "purchases_agg_pct_error": aggregate_pct_error(t, p)}
+
+
+def spend_metrics(spend: ArrayLike, expected: ArrayLike) -> dict[str, float]:
+    """Normalized Gini, Spearman, top-decile revenue capture and aggregate % error of spend."""
+    t, p = _arrays(spend, expected)
+    rho = spearmanr(t, p).statistic if np.ptp(p) > 0 and np.ptp(t) > 0 else float("nan")
+    return {
+        "spend_gini": normalized_gini(t, p),
+        "spend_spearman": float(rho),
+        "spend_top_decile_capture": top_decile_capture(t, p),
+        "spend_agg_pct_error": aggregate_pct_error(t, p),
+        "spend_mae": float(np.abs(t - p).mean()),
+    }
+
+
+def all_metrics(labels: pd.DataFrame, scores: pd.DataFrame) -> dict[str, float]:
+    """Every metric from a labels frame (churned, purchases, spend) and a scores frame, row-aligned."""
+    out = churn_metrics(labels["churned"], scores["p_churn"])
+    out.update(purchases_metrics(labels["purchases"], scores["expected_purchases"]))
+    out.update(spend_metrics(labels["spend"], scores["expected_spend"]))
+    return out

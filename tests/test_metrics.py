@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from churnclv.metrics import (
+    aggregate_pct_error,
+    churn_metrics,
+    expected_calibration_error,
+    normalized_gini,
+    spend_metrics,
+    top_decile_capture,
+)
+
+
+def test_perfect_and_random_churn_ranking() -> None:
+    y = np.array([0, 0, 1, 1])
+    assert churn_metrics(y, [0.1, 0.2, 0.8, 0.9])["churn_auc"] == 1.0
+    assert churn_metrics(y, [0.9, 0.8, 0.2, 0.1])["churn_auc"] == 0.0
+
+
+def test_calibration_error_zero_when_rates_match() -> None:
+    y = np.array([0] * 8 + [1] * 2 + [1] * 8 + [0] * 2)
+    p = np.array([0.2] * 10 + [0.8] * 10)
+    assert expected_calibration_error(y, p) == pytest.approx(0.0)
+    assert expected_calibration_error(y, np.full(20, 0.9)) == pytest.approx(0.4)
+
+
+def test_gini_and_capture() -> None:
+    t = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 100.0])
+    assert normalized_gini(t, t) == pytest.approx(1.0)
+    assert normalized_gini(t, np.zeros(10)) <= 0.0
+    assert top_decile_capture(t, t) == 1.0
+    assert top_decile_capture(t, -t) == 0.0
+    assert aggregate_pct_error([10, 10], [11, 11]) == pytest.approx(10.0)
+
+
+def test_nan_predictions_are_refused() -> None:
+    with pytest.raises(ValueError, match="non-finite"):
+        spend_metrics([1.0, 2.0], [np.nan, 1.0])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 1e4), min_size=3, max_size=50), st.lists(st.floats(0, 1), min_size=3, max_size=50))
+def test_gini_bounded(values: list[float], preds: list[float]) -> None:
+    n = min(len(values), len(preds))
+    t, p = np.array(values[:n]), np.array(preds[:n])
+    if t.sum() > 0 and normalized_gini(t, t) > 0:
+        g = normalized_gini(t, p)
+        assert -1.0 - 1e-9 <= g <= 1.0 + 1e-9

@@ -1,0 +1,135 @@
+"""MLflow plumbing: the store, data fingerprints, code version, registry aliases and promotion."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+EXPERIMENT = "churnclv"
+MODEL_NAME = "churnclv"
+
+# metric -> direction: +1 higher is better, -1 lower is better. Used by promotion and selection.
+METRIC_DIRECTION: dict[str, int] = {
+    "churn_auc": 1,
+    "churn_pr_auc": 1,
+    "churn_brier": -1,
+    "churn_log_loss": -1,
+    "churn_ece": -1,
+    "purchases_mae": -1,
+    "spend_gini": 1,
+    "spend_spearman": 1,
+    "spend_top_decile_capture": 1,
+    "spend_mae": -1,
+}
+
+
+def tracking_uri(uri: str | None = None) -> str:
+    """The tracking URI: the argument, else ``MLFLOW_TRACKING_URI``, else the local SQLite store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def configure(uri: str | None = None, experiment: str = EXPERIMENT) -> str:
+    """Point MLflow at the store and make sure the experiment exists; returns its id.
+
+    With a SQLite store the artifacts go next to the database (``<db folder>/artifacts``), so a
+    local store is one self-contained folder (``mlruns/`` by default).
+    """
+    uri = tracking_uri(uri)
+    artifact_root = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        artifact_root = (db.parent / "artifacts").resolve().as_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        exp_id = mlflow.create_experiment(experiment, artifact_location=artifact_root)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def code_version() -> str:
+    """Git commit of the working tree (with ``-dirty`` when it has changes), else the package version."""
+    from churnclv import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return f"churnclv-{__version__}"
+
+
+def frame_fingerprint(frame: pd.DataFrame, ts_col: str | None = "ts") -> dict[str, Any]:
+    """Row count, date range and a content hash of a clean table (order-independent)."""
+    hashed = np.sort(pd.util.hash_pandas_object(frame, index=False).to_numpy())
+    digest = hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+    out: dict[str, Any] = {"rows": int(len(frame)), "sha256_16": digest}
+    if "customer_id" in frame:
+        out["customers"] = int(frame["customer_id"].nunique())
+    if ts_col and ts_col in frame and len(frame):
+        out["ts_min"] = str(frame[ts_col].min())
+        out["ts_max"] = str(frame[ts_col].max())
+    return out
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promoted: bool
+    challenger_version: str
+    champion_version: str | None
+    reasons: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "promoted": self.promoted,
+            "challenger_version": self.challenger_version,
+            "champion_version": self.champion_version,
+            "reasons": self.reasons,
+        }
+
+
+def compare_metrics(
+    challenger: Mapping[str, float], champion: Mapping[str, float], tolerance: Mapping[str, float]
+) -> list[str]:
+    """Where the challenger is worse than the champion by more than the tolerance (empty: not worse).
+
+    ``tolerance`` maps a metric to the largest allowed loss in that metric's own units.
+    """
+    worse = []
+    for metric, tol in tolerance.items():
+        if metric not in challenger or metric not in champion:
+            continue
+        sign = METRIC_DIRECTION.get(metric, 1)
+        loss = sign * (champion[metric] - challenger[metric])
+        if loss > tol:
+            worse.append(f"{metric}: challenger {challenger[metric]:.4f} vs champion {champion[metric]:.4f} "
+                         f"(worse by {loss:.4f} > tolerance {tol})")
+    return worse
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return client.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None
