@@ -1,0 +1,336 @@
+"""One scorer for every path: batch, HTTP and notebook scoring call :meth:`Scorer.score`.
+
+A :class:`Scorer` holds the chosen models (BTYD always, for ``p_alive`` and the CLV time profile;
+LightGBM churn, purchases and spend models when chosen), the tier policy, and its configuration. It
+maps a feature frame (one row per customer, as of a date, from :mod:`churnclv.features`) to scores.
+
+It saves to a folder without pickling code: ``scorer.json`` (configuration, BTYD parameters, tier
+policy, metadata) and one LightGBM model text file per booster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import NotFittedError
+
+from churnclv.models.btyd import BTYDModel
+from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor, model_from_dict
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("btyd", "gbm", "hybrid")
+LABEL_COLUMNS = ("churned", "purchases", "spend")
+KEY_COLUMNS = ("customer_id", "cutoff", "as_of")
+# BTYD outputs added as features in hybrid mode
+BTYD_FEATURES = ("btyd_p_alive", "btyd_p_churn", "btyd_expected_purchases", "btyd_expected_spend")
+SCORE_COLUMNS = (
+    "customer_id",
+    "p_churn",
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "clv",
+    "expected_next_purchase_days",
+    "reasons",
+)
+FORMAT = "churnclv.scorer"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """What the scorer predicts and with which model.
+
+    ``churn_model``, ``purchases_model`` and ``spend_model`` each choose ``btyd`` (BTYD closed
+    forms), ``gbm`` (LightGBM on the features) or ``hybrid`` (LightGBM on the features plus the BTYD
+    outputs).
+    """
+
+    horizon_days: int = 90
+    clv_months: int = 12
+    annual_discount_rate: float = 0.10
+    churn_model: str = "hybrid"
+    purchases_model: str = "hybrid"
+    spend_model: str = "hybrid"
+    btyd_model: str = "bgnbd"
+    btyd_penalizer: float = 0.0
+    gbm_rounds: int = 600
+    gbm_learning_rate: float = 0.05
+    gbm_num_leaves: int = 31
+    calibration: str = "isotonic"
+    top_reasons: int = 3
+    seed: int = 0
+    train_threads: int = 0  # 0: LightGBM's default (all cores)
+
+    def __post_init__(self) -> None:
+        for name in ("churn_model", "purchases_model", "spend_model"):
+            if getattr(self, name) not in SOURCES:
+                raise ValueError(f"ScorerConfig.{name}={getattr(self, name)!r}: use one of {list(SOURCES)}")
+        if self.horizon_days <= 0:
+            raise ValueError(f"ScorerConfig.horizon_days={self.horizon_days}: must be a positive number of days")
+        if self.annual_discount_rate <= -1:
+            raise ValueError("ScorerConfig.annual_discount_rate must be > -1 (0.10 for 10% a year)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScorerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"scorer config: unknown keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+    def uses_gbm(self) -> bool:
+        return any(m != "btyd" for m in (self.churn_model, self.purchases_model, self.spend_model))
+
+
+def model_features(frame: pd.DataFrame, *, with_btyd: bool) -> list[str]:
+    """The model input columns of a feature frame: everything but keys, labels and BTYD outputs."""
+    drop = set(KEY_COLUMNS) | set(LABEL_COLUMNS) | set(BTYD_FEATURES)
+    cols = [c for c in frame.columns if c not in drop]
+    return cols + list(BTYD_FEATURES) if with_btyd else cols
+
+
+class Scorer:
+    """Churn, purchases, spend, CLV (and tiers, with a policy) from a point-in-time feature frame.
+
+    Parameters
+    ----------
+    config : ScorerConfig
+        Horizon, CLV settings and the model chosen per target.
+    tiers : object, optional
+        A fitted tier policy with ``assign(scores, features) -> DataFrame`` (see
+        :mod:`churnclv.models.tiers`); without one, scores carry no tier columns.
+
+    Attributes
+    ----------
+    btyd_ : BTYDModel
+        BG/NBD (or the configured BTYD model) with Gamma-Gamma, fitted on the as-of snapshot.
+    churn_, purchases_, spend_ : LightGBM models or None
+        Fitted when the config chooses ``gbm`` or ``hybrid`` for that target.
+    metadata_ : dict
+        Trained as-of, horizon, training rows, and anything the training pipeline adds.
+    """
+
+    def __init__(self, *, config: ScorerConfig | None = None, tiers: Any = None) -> None:
+        self.config = config
+        self.tiers = tiers
+
+    # ------------------------------------------------------------------ fit
+
+    @property
+    def config_(self) -> ScorerConfig:
+        return self.config or ScorerConfig()
+
+    def _btyd(self) -> BTYDModel:
+        c = self.config_
+        return BTYDModel(model=c.btyd_model, penalizer=c.btyd_penalizer)
+
+    def _gbm_params(self) -> dict[str, Any]:
+        c = self.config_
+        params = {"learning_rate": c.gbm_learning_rate, "num_leaves": c.gbm_num_leaves, "min_data_in_leaf": 50}
+        if c.train_threads:
+            params["num_threads"] = c.train_threads
+        return params
+
+    def fit(self, train: pd.DataFrame, snapshot: pd.DataFrame, *, as_of: Any = None) -> Scorer:
+        """Fit every model.
+
+        Parameters
+        ----------
+        train : DataFrame
+            Stacked rolling cutoffs: features as of each ``cutoff`` with the labels ``churned``,
+            ``purchases`` and ``spend`` over the configured horizon (from
+            :func:`churnclv.features.training_frame`). Every window must be closed.
+        snapshot : DataFrame
+            Features as of the training as-of; BTYD is fitted on it (BTYD needs no labels).
+        as_of : date-like, optional
+            The training as-of, kept in ``metadata_``.
+        """
+        c = self.config_
+        missing = [col for col in ("cutoff", *LABEL_COLUMNS) if col not in train.columns]
+        if missing:
+            raise ValueError(f"Scorer.fit: train is missing columns {missing}; build it with training_frame()")
+        self.btyd_ = self._btyd().fit(snapshot)
+        self.churn_ = self.purchases_ = self.spend_ = None
+        if c.uses_gbm():
+            hybrid = any(m == "hybrid" for m in (c.churn_model, c.purchases_model, c.spend_model))
+            train = self._with_btyd_per_cutoff(train) if hybrid else train
+            common = {"params": self._gbm_params(), "num_boost_round": c.gbm_rounds, "seed": c.seed}
+            groups = train["customer_id"].to_numpy()
+            if c.churn_model != "btyd":
+                feats = model_features(train, with_btyd=c.churn_model == "hybrid")
+                self.churn_ = GBMChurnClassifier(features=feats, calibration=c.calibration, **common).fit(
+                    train, train["churned"].astype(int).to_numpy(), groups=groups)
+            if c.purchases_model != "btyd":
+                feats = model_features(train, with_btyd=c.purchases_model == "hybrid")
+                self.purchases_ = GBMCountRegressor(features=feats, **common).fit(
+                    train, train["purchases"].to_numpy(dtype=float), groups=groups)
+            if c.spend_model != "btyd":
+                feats = model_features(train, with_btyd=c.spend_model == "hybrid")
+                self.spend_ = GBMSpendRegressor(features=feats, **common).fit(
+                    train, train["spend"].to_numpy(dtype=float), groups=groups)
+        self.metadata_ = {
+            "as_of": None if as_of is None else str(pd.Timestamp(as_of).date()),
+            "horizon_days": c.horizon_days,
+            "train_rows": int(len(train)),
+            "train_cutoffs": sorted({str(pd.Timestamp(x).date()) for x in train["cutoff"].unique()}),
+            "snapshot_customers": int(len(snapshot)),
+        }
+        return self
+
+    def _with_btyd_per_cutoff(self, train: pd.DataFrame) -> pd.DataFrame:
+        """Add BTYD outputs to each cutoff's rows from a BTYD fitted on that cutoff alone (no leakage)."""
+        parts = []
+        for _cutoff, rows in train.groupby("cutoff", sort=True):
+            model = self._btyd().fit(rows)
+            parts.append(self._btyd_features(model, rows))
+        return pd.concat(parts).loc[train.index]
+
+    def _btyd_features(self, model: BTYDModel, frame: pd.DataFrame) -> pd.DataFrame:
+        c = self.config_
+        pred = model.predict(frame, c.horizon_days, clv_months=0)
+        out = frame.copy()
+        out["btyd_p_alive"] = pred["p_alive"].to_numpy()
+        out["btyd_p_churn"] = pred["p_churn"].to_numpy()
+        out["btyd_expected_purchases"] = pred["expected_purchases"].to_numpy()
+        out["btyd_expected_spend"] = pred["expected_spend"].to_numpy()
+        return out
+
+    # ------------------------------------------------------------------ score
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "btyd_"):
+            raise NotFittedError("This Scorer is not fitted yet: call fit(train, snapshot) or Scorer.load(path)")
+
+    def score(self, features: pd.DataFrame, *, reasons: bool = True) -> pd.DataFrame:
+        """Score a feature frame (one row per customer). Row order and ``customer_id`` are kept.
+
+        Returns ``customer_id, p_churn, p_alive, expected_purchases, expected_spend, clv,
+        expected_next_purchase_days, reasons`` (plus tier columns when a tier policy is set).
+        """
+        self._check_fitted()
+        c = self.config_
+        if "customer_id" not in features.columns:
+            raise ValueError("Scorer.score: features need a customer_id column")
+        features = features.reset_index(drop=True)
+        bt = self.btyd_.predict(features, c.horizon_days, clv_months=c.clv_months,
+                                annual_discount_rate=c.annual_discount_rate)
+        X = features
+        if any(m is not None for m in (self.churn_, self.purchases_, self.spend_)):
+            X = features.copy()
+            X["btyd_p_alive"] = bt["p_alive"].to_numpy()
+            X["btyd_p_churn"] = bt["p_churn"].to_numpy()
+            X["btyd_expected_purchases"] = bt["expected_purchases"].to_numpy()
+            X["btyd_expected_spend"] = bt["expected_spend"].to_numpy()
+        out = pd.DataFrame({"customer_id": features["customer_id"].astype(str).to_numpy()})
+        out["p_churn"] = self.churn_.predict_proba(X) if self.churn_ is not None else bt["p_churn"].to_numpy()
+        out["p_alive"] = bt["p_alive"].to_numpy()
+        out["expected_purchases"] = (
+            self.purchases_.predict(X) if self.purchases_ is not None else bt["expected_purchases"].to_numpy()
+        )
+        bt_spend = bt["expected_spend"].to_numpy()
+        spend = self.spend_.predict(X) if self.spend_ is not None else bt_spend
+        out["expected_spend"] = spend
+        out["clv"] = self._clv(bt["clv"].to_numpy(), bt_spend, spend)
+        out["expected_next_purchase_days"] = bt["expected_next_purchase_days"].to_numpy()
+        out["reasons"] = self._reasons(X, features) if reasons else [[] for _ in range(len(out))]
+        for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv"):
+            values = out[col].to_numpy(dtype=float)
+            if not np.isfinite(values).all():
+                raise FloatingPointError(f"Scorer.score: {col} has non-finite values; the models are broken")
+        if self.tiers is not None:
+            tiers = self.tiers.assign(out, features)
+            out = pd.concat([out, tiers.reset_index(drop=True)], axis=1)
+        return out
+
+    def _clv(self, bt_clv: np.ndarray, bt_spend: np.ndarray, spend: np.ndarray) -> np.ndarray:
+        """Discounted CLV. With a GBM spend model, BTYD gives each customer's time profile (CLV per
+        unit of horizon spend) and the GBM the level: clv = spend * (btyd_clv / btyd_spend).
+        Where BTYD expects (almost) no spend, the median profile of the others is used."""
+        if self.spend_ is None:
+            return bt_clv
+        ok = bt_spend > 1e-9
+        ratio = np.empty_like(bt_clv)
+        ratio[ok] = bt_clv[ok] / bt_spend[ok]
+        fallback = float(np.median(ratio[ok])) if ok.any() else self.config_.clv_months * 30.4 / self.config_.horizon_days
+        ratio[~ok] = fallback
+        return spend * ratio
+
+    def _reasons(self, X: pd.DataFrame, features: pd.DataFrame) -> list[list[Any]]:
+        k = self.config_.top_reasons
+        if self.churn_ is None or k <= 0:
+            return [[] for _ in range(len(X))]
+        raw = self.churn_.explain(X, top_k=k)
+        phrase = getattr(self.tiers, "phrase_reasons", None)
+        if phrase is not None:
+            return phrase(raw, features)
+        return [[r.feature for r in row] for row in raw]
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: Path | str) -> Path:
+        """Write the scorer to a folder: ``scorer.json`` plus ``<target>.lgb.txt`` booster files."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": asdict(self.config_),
+            "metadata": self.metadata_,
+            "btyd": self.btyd_.to_dict(),
+            "gbm": {},
+            "tiers": None if self.tiers is None else self.tiers.to_dict(),
+        }
+        for target in ("churn", "purchases", "spend"):
+            model = getattr(self, f"{target}_")
+            if model is None:
+                continue
+            d = model.to_dict()
+            booster_file = f"{target}.lgb.txt"
+            (path / booster_file).write_text(d.pop("booster"))
+            d["booster_file"] = booster_file
+            doc["gbm"][target] = d
+        (path / "scorer.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> Scorer:
+        """Read a scorer written by :meth:`save`."""
+        path = Path(path)
+        doc_path = path / "scorer.json"
+        if not doc_path.is_file():
+            raise FileNotFoundError(f"{doc_path} not found: pass the folder written by Scorer.save")
+        doc = json.loads(doc_path.read_text())
+        if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{doc_path}: not a churnclv scorer of format version {FORMAT_VERSION}")
+        tiers = None
+        if doc.get("tiers") is not None:
+            from churnclv.models.tiers import TierPolicy
+
+            tiers = TierPolicy.from_dict(doc["tiers"])
+        scorer = cls(config=ScorerConfig.from_dict(doc["config"]), tiers=tiers)
+        scorer.metadata_ = doc["metadata"]
+        scorer.btyd_ = BTYDModel.from_dict(doc["btyd"])
+        scorer.churn_ = scorer.purchases_ = scorer.spend_ = None
+        for target, d in doc["gbm"].items():
+            d = dict(d)
+            d["booster"] = (path / d.pop("booster_file")).read_text()
+            setattr(scorer, f"{target}_", model_from_dict(d))
+        return scorer
+
+
+def empty_scores() -> pd.DataFrame:
+    """An empty frame with the score columns (for callers that score zero customers)."""
+    return pd.DataFrame({c: pd.Series(dtype="object" if c in ("customer_id", "reasons") else "float64")
+                         for c in SCORE_COLUMNS})
+
+
+__all__ = ["Scorer", "ScorerConfig", "SCORE_COLUMNS", "BTYD_FEATURES", "model_features", "empty_scores"]

@@ -1,0 +1,404 @@
+"""Tests for the synthetic world generator and its ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from churnclv import generate
+from churnclv.generate import (
+    World,
+    WorldConfig,
+    default_truth_as_of,
+    generate_world,
+    generate_world_to_parquet,
+    truth_at,
+    write_world,
+)
+from churnclv.schema import KNOWN_EVENT_TYPES
+
+DAY = pd.Timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def small() -> World:
+    return generate_world(WorldConfig(n_customers=2_000, seed=11))
+
+
+@pytest.fixture(scope="module")
+def large() -> World:
+    # big enough that truth-vs-realised means are tight (standard error ~1 %)
+    return generate_world(WorldConfig(n_customers=30_000, seed=12))
+
+
+def _assert_worlds_equal(a: World, b: World) -> None:
+    for name in ("transactions", "events", "customers"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
+    for name in generate.Latent.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(a.latent, name), getattr(b.latent, name))
+
+
+# --- reproducibility
+
+
+def test_same_seed_gives_identical_world(small: World) -> None:
+    _assert_worlds_equal(small, generate_world(WorldConfig(n_customers=2_000, seed=11)))
+
+
+def test_different_seed_gives_different_world(small: World) -> None:
+    other = generate_world(WorldConfig(n_customers=2_000, seed=13))
+    assert len(other.transactions) != len(small.transactions) or not other.transactions.equals(
+        small.transactions
+    )
+    assert not np.array_equal(other.latent.satisfaction, small.latent.satisfaction)
+
+
+def test_threads_do_not_change_the_world(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(generate, "_BLOCK", 300)  # several blocks on a tiny world
+    config = WorldConfig(n_customers=1_000, seed=3)
+    serial = generate_world(config)
+    threaded = generate_world(config, n_jobs=3)
+    _assert_worlds_equal(serial, threaded)
+    # blocks are concatenated in customer order, so sorting holds across block seams
+    assert serial.customers["customer_id"].is_monotonic_increasing
+    assert serial.transactions["customer_id"].is_monotonic_increasing
+
+
+# --- the contract
+
+
+def test_tables_have_contract_columns_and_dtypes(small: World) -> None:
+    expected = {
+        "transactions": ["customer_id", "ts", "amount", "order_id", "channel", "category"],
+        "events": ["customer_id", "ts", "event_type", "value"],
+        "customers": ["customer_id", "signup_ts", "region", "acquisition_channel"],
+    }
+    for name, columns in expected.items():
+        frame = getattr(small, name)
+        assert list(frame.columns) == columns
+        for col in columns:
+            if col in ("ts", "signup_ts"):
+                assert frame[col].dtype in ("datetime64[us]", "datetime64[ns]"), (name, col)
+            elif col in ("amount", "value"):
+                assert frame[col].dtype == np.float64, (name, col)
+            else:
+                assert pd.api.types.is_string_dtype(frame[col]), (name, col)
+                assert frame[col].notna().all(), (name, col)
+    assert small.transactions["ts"].notna().all() and small.events["ts"].notna().all()
+
+
+def test_customer_ids_are_zero_padded_strings(small: World) -> None:
+    ids = small.customers["customer_id"]
+    assert ids.tolist() == [f"{i:08d}" for i in range(2_000)]
+    assert small.transactions["customer_id"].str.len().eq(8).all()
+    assert small.transactions["customer_id"].isin(ids).all()
+    assert small.events["customer_id"].isin(ids).all()
+
+
+def test_rows_sorted_by_customer_and_ts(small: World) -> None:
+    for frame in (small.transactions, small.events):
+        key = frame[["customer_id", "ts"]]
+        assert key.equals(key.sort_values(["customer_id", "ts"], kind="stable"))
+
+
+def test_no_row_after_end_or_before_signup(small: World) -> None:
+    config = small.config
+    signup = small.customers.set_index("customer_id")["signup_ts"]
+    for frame in (small.transactions, small.events):
+        assert frame["ts"].max() <= config.end
+        assert (frame["ts"].to_numpy() >= signup.loc[frame["customer_id"]].to_numpy()).all()
+    assert small.customers["signup_ts"].max() < config.start + config.signup_days * DAY
+
+
+def test_timestamps_have_a_realistic_time_of_day(small: World) -> None:
+    ts = small.transactions["ts"]
+    assert (ts != ts.dt.normalize()).mean() > 0.99
+    hours = ts.dt.hour
+    assert hours.between(18, 21).mean() > 2 * hours.between(1, 4).mean()
+
+
+def test_event_types_and_session_values(small: World) -> None:
+    ev = small.events
+    assert set(ev["event_type"]) == set(KNOWN_EVENT_TYPES)
+    session = ev["event_type"] == "session"
+    assert (ev.loc[session, "value"] > 0).all()
+    assert ev.loc[~session, "value"].isna().all()
+
+
+def test_orders_have_one_to_three_lines_sharing_ts_and_channel(small: World) -> None:
+    tx = small.transactions
+    buys = tx[tx["amount"] > 0]
+    per_order = buys.groupby("order_id").agg(
+        lines=("amount", "size"), n_ts=("ts", "nunique"), n_channel=("channel", "nunique")
+    )
+    assert set(per_order["lines"]) == {1, 2, 3}
+    assert (per_order["n_ts"] == 1).all() and (per_order["n_channel"] == 1).all()
+    assert set(tx["channel"]) == {"web", "app", "store"}
+    assert (tx["order_id"].str.slice(0, 8) == tx["customer_id"]).all()
+
+
+def test_returns_are_negative_later_lines_of_an_earlier_order(small: World) -> None:
+    tx = small.transactions
+    returns = tx[tx["amount"] < 0]
+    assert 0.02 < len(returns) / len(tx) < 0.15
+    bought = (
+        tx[tx["amount"] > 0].groupby("order_id").agg(ts=("ts", "first"), total=("amount", "sum"))
+    )
+    order_ts = bought["ts"].reindex(returns["order_id"]).to_numpy()
+    assert not pd.isna(order_ts).any()
+    assert (returns["ts"].to_numpy() >= order_ts + DAY).all()
+    returned = -returns.groupby("order_id")["amount"].sum()
+    assert (returned <= bought["total"].reindex(returned.index) + 1e-9).all()
+
+
+def test_some_customers_never_purchase(small: World) -> None:
+    buyers = small.transactions.loc[small.transactions["amount"] > 0, "customer_id"].unique()
+    share = 1 - len(buyers) / small.config.n_customers
+    assert 0.05 < share < 0.5
+
+
+def test_purchases_are_seasonal(large: World) -> None:
+    """Orders per unit of latent purchase exposure peak in December, trough in June."""
+    config, latent, tx = large.config, large.latent, large.transactions
+    orders = tx[tx["amount"] > 0].drop_duplicates("order_id")
+
+    def rate(month_start: str) -> float:
+        lo = pd.Timestamp(month_start)
+        hi = lo + pd.offsets.MonthBegin(1)
+        a, b = (lo - config.start) / DAY, (hi - config.start) / DAY
+        overlap = np.clip(
+            np.minimum(latent.death_day, b) - np.maximum(latent.signup_day, a), 0, None
+        )
+        n = orders["ts"].between(lo, hi, inclusive="left").sum()
+        return n / float(np.sum(latent.purchase_rate * overlap))
+
+    assert rate("2024-12-01") / rate("2024-06-01") > 1.3
+
+
+# --- ground truth
+
+
+def _realised(world: World, truth: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """Per truth row: realised orders and net spend in (as_of, as_of + horizon]."""
+    tx = world.transactions
+    rows = []
+    for as_of, part in truth.groupby("as_of"):
+        win = tx[(tx["ts"] > as_of) & (tx["ts"] <= as_of + horizon * DAY)]
+        orders = win[win["amount"] > 0].groupby("customer_id")["order_id"].nunique()
+        spend = win.groupby("customer_id")["amount"].sum()
+        rows.append(
+            part.assign(
+                orders=orders.reindex(part["customer_id"], fill_value=0).to_numpy(),
+                spend=spend.reindex(part["customer_id"], fill_value=0.0).to_numpy(),
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_truth_frame_shape_and_rules(small: World) -> None:
+    dates = default_truth_as_of(small.config, 90)
+    truth = truth_at(small, dates, 90)
+    assert list(truth.columns) == [
+        "customer_id",
+        "as_of",
+        "horizon_days",
+        "alive",
+        "p_no_purchase",
+        "expected_purchases",
+        "expected_spend",
+        "satisfaction",
+    ]
+    assert truth["as_of"].dtype in ("datetime64[us]", "datetime64[ns]")
+    assert pd.api.types.is_string_dtype(truth["customer_id"])
+    assert truth[["customer_id", "as_of"]].equals(
+        truth[["customer_id", "as_of"]].sort_values(["customer_id", "as_of"])
+    )
+    # only customers signed up by as_of, every one of them
+    signup = small.customers.set_index("customer_id")["signup_ts"]
+    for as_of in dates:
+        got = truth.loc[truth["as_of"] == as_of, "customer_id"]
+        assert set(got) == set(signup.index[signup <= as_of])
+    assert truth["p_no_purchase"].between(0, 1).all()
+    dead = ~truth["alive"]
+    assert (truth.loc[dead, "p_no_purchase"] == 1).all()
+    assert (truth.loc[dead, ["expected_purchases", "expected_spend"]] == 0).all().all()
+    assert dead.any() and truth["alive"].any()
+
+
+def test_default_truth_windows_close_within_the_data() -> None:
+    config = WorldConfig(n_customers=10)
+    dates = default_truth_as_of(config, 90)
+    assert dates == [
+        pd.Timestamp("2025-08-03"),
+        pd.Timestamp("2025-09-02"),
+        pd.Timestamp("2025-10-02"),
+    ]
+    assert max(dates) + 90 * DAY == config.end
+
+
+def test_truth_matches_realised_no_purchase_by_bin(large: World) -> None:
+    truth = _realised(large, truth_at(large, default_truth_as_of(large.config, 90), 90), 90)
+    realised_none = (truth["orders"] == 0).astype(float)
+    assert abs(realised_none.mean() - truth["p_no_purchase"].mean()) < 0.01
+    # calibrated across the range, not only on average
+    alive = truth[truth["alive"]]
+    bins = pd.cut(alive["p_no_purchase"], [0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    calib = (
+        alive.assign(none=(alive["orders"] == 0))
+        .groupby(bins, observed=True)
+        .agg(p=("p_no_purchase", "mean"), real=("none", "mean"), n=("none", "size"))
+    )
+    assert (calib["n"] > 500).all()
+    assert (abs(calib["p"] - calib["real"]) < 0.04).all(), calib
+
+
+def test_truth_matches_realised_orders_and_spend(large: World) -> None:
+    truth = _realised(large, truth_at(large, default_truth_as_of(large.config, 60), 60), 60)
+    assert truth["orders"].mean() == pytest.approx(truth["expected_purchases"].mean(), rel=0.03)
+    assert truth["spend"].mean() == pytest.approx(truth["expected_spend"].mean(), rel=0.03)
+    # the truth ranks customers: the top decile of expected spend buys far more than the rest
+    top = truth["expected_spend"] >= truth["expected_spend"].quantile(0.9)
+    assert truth.loc[top, "spend"].mean() > 5 * truth.loc[~top, "spend"].mean()
+
+
+def test_dead_customers_never_buy_after_death(large: World) -> None:
+    tx = large.transactions
+    buys = tx[tx["amount"] > 0]
+    death = large.latent.death_ts(large.config.start)
+    cust = buys["customer_id"].astype(int).to_numpy()
+    assert (buys["ts"].to_numpy() <= death[cust].to_numpy()).all()
+    truth = _realised(large, truth_at(large, [pd.Timestamp("2025-06-01")], 120), 120)
+    assert (truth.loc[~truth["alive"], "orders"] == 0).all()
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    day=st.integers(min_value=0, max_value=1200),
+    hour=st.integers(min_value=0, max_value=23),
+    horizon=st.integers(min_value=1, max_value=200),
+)
+def test_truth_is_monotone_in_horizon(small: World, day: int, hour: int, horizon: int) -> None:
+    as_of = small.config.start + day * DAY + pd.Timedelta(hours=hour)
+    short = truth_at(small, [as_of], horizon)
+    longer = truth_at(small, [as_of], horizon + 30)
+    assert short["customer_id"].equals(longer["customer_id"])
+    assert short["p_no_purchase"].between(0, 1).all()
+    assert (longer["p_no_purchase"] <= short["p_no_purchase"] + 1e-12).all()
+    assert (longer["expected_purchases"] >= short["expected_purchases"] - 1e-12).all()
+    assert (short["expected_spend"] >= 0).all()
+
+
+def test_truth_rejects_bad_arguments(small: World) -> None:
+    with pytest.raises(ValueError, match="horizon_days"):
+        truth_at(small, [pd.Timestamp("2025-01-01")], 0)
+    with pytest.raises(ValueError, match="as_of_dates is empty"):
+        truth_at(small, [], 30)
+    with pytest.raises(ValueError, match="timezone"):
+        truth_at(small, [pd.Timestamp("2025-01-01", tz="UTC")], 30)
+
+
+# --- signal beyond RFM
+
+
+def test_logins_collapse_after_silent_death(large: World) -> None:
+    as_of = pd.Timestamp("2025-06-01")
+    truth = truth_at(large, [as_of], 30)
+    ev = large.events
+    recent = ev[(ev["event_type"] == "login") & (ev["ts"] > as_of - 30 * DAY) & (ev["ts"] <= as_of)]
+    logins = recent.groupby("customer_id").size().reindex(truth["customer_id"], fill_value=0)
+    alive = truth["alive"].to_numpy()
+    assert logins[~alive].mean() < 0.25 * logins[alive].mean()
+
+
+def test_complaints_come_from_unsatisfied_customers(large: World) -> None:
+    ev = large.events
+    per_customer = ev[ev["event_type"] == "complaint"].groupby("customer_id").size()
+    counts = per_customer.reindex(large.customers["customer_id"], fill_value=0).to_numpy()
+    z = large.latent.satisfaction
+    assert counts[z < -1].mean() > 3 * counts[z > 1].mean()
+
+
+def test_acquisition_channel_predicts_survival(large: World) -> None:
+    alive_at_end = large.latent.death_day > large.config.n_days
+    channel = large.customers["acquisition_channel"].to_numpy()
+    share = pd.Series(alive_at_end).groupby(channel).mean()
+    assert share["referral"] > share["affiliate"] + 0.1
+
+
+# --- scales
+
+
+def test_rate_scales_multiply_row_counts(small: World) -> None:
+    base_buys = (small.transactions["amount"] > 0).sum()
+    base_events = len(small.events)
+    more = generate_world(
+        WorldConfig(n_customers=2_000, seed=11, purchase_rate_scale=2.0, event_rate_scale=3.0)
+    )
+    assert (more.transactions["amount"] > 0).sum() / base_buys == pytest.approx(2.0, rel=0.1)
+    assert len(more.events) / base_events == pytest.approx(3.0, rel=0.1)
+
+
+def test_default_rows_per_customer() -> None:
+    world = generate_world(WorldConfig(n_customers=5_000, seed=5))
+    assert 10 <= len(world.transactions) / 5_000 <= 20
+    assert 20 <= len(world.events) / 5_000 <= 40
+
+
+# --- files
+
+
+def test_write_world_round_trips(small: World, tmp_path) -> None:
+    paths = write_world(small, tmp_path)
+    assert {p.name for p in paths.values()} == {
+        "transactions.parquet",
+        "events.parquet",
+        "customers.parquet",
+        "truth.parquet",
+    }
+    for name in ("transactions", "events", "customers"):
+        pd.testing.assert_frame_equal(pd.read_parquet(paths[name]), getattr(small, name))
+    truth = pd.read_parquet(paths["truth"])
+    pd.testing.assert_frame_equal(truth, truth_at(small, default_truth_as_of(small.config), 90))
+
+
+def test_streaming_writer_matches_write_world(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(generate, "_BLOCK", 400)
+    config = WorldConfig(n_customers=1_000, seed=4)
+    as_of = [pd.Timestamp("2025-03-01")]
+    expected = write_world(
+        generate_world(config), tmp_path / "a", truth_as_of=as_of, horizon_days=30
+    )
+    got = generate_world_to_parquet(
+        config, tmp_path / "b", truth_as_of=as_of, horizon_days=30, n_jobs=2
+    )
+    for name, path in expected.items():
+        pd.testing.assert_frame_equal(pd.read_parquet(got[name]), pd.read_parquet(path))
+
+
+# --- config
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"start": "2023-01-01 10:00"}, "start"),
+        ({"end": "2022-01-01"}, "end"),
+        ({"n_customers": 0}, "n_customers"),
+        ({"signup_days": 5000}, "signup_days"),
+        ({"purchase_rate_scale": 0.0}, "purchase_rate_scale"),
+        ({"return_prob": 1.5}, "return_prob"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        WorldConfig(**kwargs)
+
+
+def test_config_coerces_string_dates() -> None:
+    config = WorldConfig(start="2024-01-01", end="2024-12-31", signup_days=100)
+    assert config.start == pd.Timestamp("2024-01-01") and config.n_days == 365
