@@ -1,0 +1,27 @@
+"""Fixtures shared across the test packages: small generated worlds, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from churnclv.generate import WorldConfig, generate_world_to_parquet
+
+# The small world's timeline: data to 2025-12-31; train as of TRAIN_AS_OF with a 90-day horizon.
+TRAIN_AS_OF = pd.Timestamp("2025-10-02")
+HORIZON = 90
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated world of 1,500 customers as Parquet files (with truth.parquet)."""
+    out = tmp_path_factory.mktemp("world")
+    generate_world_to_parquet(WorldConfig(n_customers=1_500, seed=11), out, horizon_days=HORIZON)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_frames(small_world: Path) -> dict[str, pd.DataFrame]:
+    return {n: pd.read_parquet(small_world / f"{n}.parquet") for n in ("transactions", "events", "customers")}

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from churnclv.features import compute_features, compute_features_frames, compute_training_frame
+from churnclv.models.scorer import SCORE_COLUMNS, Scorer, ScorerConfig
+
+AS_OF = pd.Timestamp("2025-10-02")
+FAST = {"gbm_rounds": 60, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def data(small_world: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    train = compute_training_frame(small_world, AS_OF, 90, n_cutoffs=3)
+    snapshot = compute_features(small_world, AS_OF)
+    return train, snapshot
+
+
+@pytest.fixture(scope="module")
+def hybrid(data) -> Scorer:
+    train, snapshot = data
+    return Scorer(config=ScorerConfig(**FAST)).fit(train, snapshot, as_of=AS_OF)
+
+
+def test_every_known_customer_gets_one_complete_score(hybrid: Scorer, data) -> None:
+    _, snapshot = data
+    scores = hybrid.score(snapshot)
+    assert list(scores.columns) == list(SCORE_COLUMNS)
+    assert scores["customer_id"].tolist() == snapshot["customer_id"].tolist()
+    assert snapshot["frequency"].isna().any(), "the world should hold sign-ups with no purchase"
+    numeric = scores[["p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score"]]
+    assert np.isfinite(numeric.to_numpy(dtype=float)).all()
+    assert scores["p_churn"].between(0, 1).all() and scores["p_alive"].between(0, 1).all()
+    assert (scores[["expected_purchases", "expected_spend", "clv"]] >= 0).all().all()
+    assert scores["tier"].notna().all() and scores["stage"].notna().all() and scores["action"].notna().all()
+    assert all(isinstance(r, list) and len(r) <= 3 for r in scores["reasons"])
+    assert hybrid.metadata_["as_of"] == "2025-10-02"
+
+
+def test_one_customer_alone_scores_like_the_batch(hybrid: Scorer, data) -> None:
+    _, snapshot = data
+    batch = hybrid.score(snapshot).set_index("customer_id")
+    for i in (0, 7, len(snapshot) - 1):
+        alone = hybrid.score(snapshot.iloc[[i]]).set_index("customer_id")
+        cid = alone.index[0]
+        pd.testing.assert_series_equal(alone.loc[cid], batch.loc[cid], check_names=False)
+
+
+def test_save_load_round_trip_without_pickles(hybrid: Scorer, data, tmp_path: Path) -> None:
+    _, snapshot = data
+    hybrid.save(tmp_path / "m")
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert files == ["churn.lgb.txt", "purchases.lgb.txt", "scorer.json", "spend.lgb.txt"]
+    assert (tmp_path / "m" / "churn.lgb.txt").read_text().startswith("tree")
+    loaded = Scorer.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(loaded.score(snapshot), hybrid.score(snapshot))
+
+
+def test_same_data_and_seed_give_identical_scores(hybrid: Scorer, data) -> None:
+    train, snapshot = data
+    again = Scorer(config=ScorerConfig(**FAST)).fit(train, snapshot, as_of=AS_OF)
+    pd.testing.assert_frame_equal(again.score(snapshot), hybrid.score(snapshot))
+
+
+def test_btyd_only_scorer_uses_btyd_churn_not_one_minus_p_alive(data) -> None:
+    train, snapshot = data
+    cfg = ScorerConfig(churn_model="btyd", purchases_model="btyd", spend_model="btyd")
+    scorer = Scorer(config=cfg).fit(train, snapshot)
+    assert scorer.churn_ is None and scorer.spend_ is None
+    scores = scorer.score(snapshot)
+    one_timers = (snapshot["frequency"] == 0).to_numpy()
+    assert np.allclose(scores.loc[one_timers, "p_alive"], 1.0)
+    assert scores.loc[one_timers, "p_churn"].std() > 0  # P(no purchase in H) still ranks them
+
+
+def test_in_memory_history_scores_like_the_batch(hybrid: Scorer, data, small_frames) -> None:
+    _, snapshot = data
+    ids = snapshot["customer_id"].iloc[[3, 50, 400]].tolist()
+    frames = {n: f[f["customer_id"].isin(ids)] for n, f in small_frames.items()}
+    feats = compute_features_frames(frames["transactions"], frames["events"], frames["customers"], as_of=AS_OF)
+    alone = hybrid.score(feats).set_index("customer_id").sort_index()
+    batch = hybrid.score(snapshot).set_index("customer_id").loc[sorted(ids)]
+    pd.testing.assert_frame_equal(alone, batch)
+
+
+def test_errors() -> None:
+    with pytest.raises(NotFittedError):
+        Scorer().score(pd.DataFrame({"customer_id": ["1"]}))
+    with pytest.raises(ValueError, match="churn_model"):
+        ScorerConfig(churn_model="magic")
+    with pytest.raises(ValueError, match="missing columns"):
+        Scorer().fit(pd.DataFrame({"customer_id": ["1"]}), pd.DataFrame())
