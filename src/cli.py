@@ -189,6 +189,66 @@ def validate(data: str, mapping: Path | None, out: Path, as_json: bool) -> None:
             click.echo("rejects: " + ", ".join(str(p) for p in result.rejects_paths.values()))
 
 
+# --------------------------------------------------------------------------- features
+
+
+def prepare_source(data: str, mapping: Path | None, work: Path, trusted: bool, memory_limit: str | None = None) -> Path:
+    """Validate ``data`` into ``work`` (clean tables + rejects) and return the clean folder.
+
+    ``trusted`` skips validation for a folder that already holds clean tables in the contract
+    (e.g. the output of ``churnclv generate`` or of an earlier ``validate``).
+    """
+    from churnclv.config import load_mapping
+    from churnclv.ingest import is_sql_url, validate_source
+
+    if trusted:
+        if is_sql_url(data) or mapping is not None:
+            raise click.UsageError("--trusted needs a folder of clean tables and no --mapping")
+        return Path(data)
+    result = _run_guarded(lambda: validate_source(data, work, mapping=load_mapping(mapping), memory_limit=memory_limit))
+    for r in result.reports.values():
+        log.info("%s: read %d, accepted %d, rejected %d", r.table, r.read, r.accepted, r.rejected)
+        if r.rejected:
+            click.echo(f"{r.table}: {r.rejected:,} of {r.read:,} rows rejected -> {result.rejects_paths[r.table]}", err=True)
+    return work / "clean"
+
+
+def source_options(fn):
+    """The options every job that reads data shares."""
+    fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 1GB (it spills past it).")(fn)
+    fn = click.option("--trusted", is_flag=True, help="The folder already holds clean tables: skip validation.")(fn)
+    fn = click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
+                      help="Where validated tables and rejects go (default: work/validated).")(fn)
+    fn = click.option("--mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                      help="TOML mapping of your table and column names.")(fn)
+    fn = click.option("--data", required=True, help=DATA_HELP)(fn)
+    return fn
+
+
+@cli.command()
+@source_options
+@click.option("--as-of", required=True, callback=_date, help="As-of date (YYYY-MM-DD): only rows on or before it count.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output Parquet file.")
+def features(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None,
+             as_of: Any, out: Path) -> None:
+    """Point-in-time features, one row per customer known at as-of (see the README's catalogue)."""
+    import time
+
+    import pyarrow.parquet as pq
+
+    from churnclv.features import write_features
+
+    started = time.perf_counter()
+    clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
+    try:
+        write_features(clean, as_of, out, memory_limit=memory_limit)
+    except ValueError as exc:
+        raise DataProblem(str(exc)) from None
+    meta = pq.ParquetFile(out).metadata
+    click.echo(f"wrote features of {meta.num_rows:,} customers ({meta.num_columns} columns) as of "
+               f"{as_of:%Y-%m-%d} to {out} in {time.perf_counter() - started:.1f} s")
+
+
 def main() -> None:
     """Entry point of the ``churnclv`` console script."""
     cli(prog_name="churnclv")
