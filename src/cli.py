@@ -249,6 +249,126 @@ def features(data: str, mapping: Path | None, work: Path | None, trusted: bool, 
                f"{as_of:%Y-%m-%d} to {out} in {time.perf_counter() - started:.1f} s")
 
 
+# --------------------------------------------------------------------------- train and models
+
+
+class _Steps:
+    """A spinner with the current step and the elapsed time (stderr), for the long jobs."""
+
+    def __init__(self, title: str) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.title = title
+        self.status = None
+
+    def __enter__(self) -> _Steps:
+        self.status = self.console.status(self.title)
+        self.status.__enter__()
+        import time
+
+        self.started = time.perf_counter()
+        return self
+
+    def __call__(self, message: str) -> None:
+        import time
+
+        elapsed = time.perf_counter() - self.started
+        self.console.log(f"[{elapsed:6.1f}s] {message}", highlight=False, markup=False)
+        self.status.update(f"{self.title}: {message}")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.status.__exit__(*exc)
+
+
+@cli.command()
+@source_options
+@click.option("--as-of", required=True, callback=_date, help="Training as-of: only data on or before it is used.")
+@click.option("--horizon-days", type=click.IntRange(min=1), default=None,
+              help="Churn/spend horizon in days (default 90, or the config's).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="TOML with [train], [scorer] and [tiers] sections.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")
+@click.option("--promote/--no-promote", default=True, show_default=True,
+              help="Run the promotion check after training.")
+def train(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None, as_of: Any,
+          horizon_days: int | None, config_path: Path | None, tracking_uri: str | None, promote: bool) -> None:
+    """Backtest, select, train and register a model (alias challenger; champion when it earns it)."""
+    from churnclv.training.pipeline import RunConfig, TrainingError, format_summary, train_and_log
+
+    try:
+        config = RunConfig.load(config_path, horizon_days=horizon_days)
+    except (TrainingError, ValueError) as exc:
+        raise DataProblem(str(exc)) from None
+    if memory_limit:
+        from dataclasses import replace
+
+        config = replace(config, train=replace(config.train, memory_limit=memory_limit))
+    clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
+    try:
+        with _Steps("training") as steps:
+            result = train_and_log(clean, as_of, config, tracking_uri=tracking_uri, promote=promote, progress=steps)
+    except TrainingError as exc:
+        raise DataProblem(str(exc)) from None
+    click.echo(f"backtest: {len(result.folds)} folds, mean over folds (as of {as_of:%Y-%m-%d}, "
+               f"horizon {config.train.horizon_days} days)")
+    click.echo(format_summary(result))
+    click.echo(f"\nselected: {result.selected}")
+    click.echo(f"MLflow run {result.run_id}; registered churnclv version {result.model_version} (alias challenger)")
+    if result.promotion is not None:
+        verdict = "promoted to champion" if result.promotion["promoted"] else "not promoted"
+        click.echo(f"promotion: {verdict}: {'; '.join(result.promotion['reasons'])}")
+
+
+@cli.group()
+def models() -> None:
+    """The model registry: list versions, promote the challenger."""
+
+
+@models.command("list")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+def models_list(tracking_uri: str | None) -> None:
+    """Versions with their aliases, as-of, horizon, selected models and key backtest metrics."""
+    from churnclv.training import registry, tracking
+
+    tracking.configure(tracking_uri)
+    rows = registry.list_versions()
+    if not rows:
+        click.echo("no model registered yet: run churnclv train")
+        return
+    click.echo(f"{'version':>7}  {'aliases':<20} {'as_of':<10} {'H':>4}  {'AUC':>6} {'Brier':>6} {'Gini':>6}  selected")
+    for r in rows:
+        m = r["metrics"]
+        click.echo(f"{r['version']:>7}  {r['aliases']:<20} {r['as_of']:<10} {r['horizon_days']:>4}  "
+                   f"{m.get('selected.churn_auc', float('nan')):>6.3f} {m.get('selected.churn_brier', float('nan')):>6.3f} "
+                   f"{m.get('selected.spend_gini', float('nan')):>6.3f}  {r['selected']}")
+
+
+@models.command("promote")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+@click.option("--version", default=None, help="Version to consider (default: the challenger).")
+@click.option("--tolerance", multiple=True, metavar="METRIC=LOSS",
+              help="Largest loss allowed per metric, e.g. churn_auc=0.005 (repeatable).")
+def models_promote(tracking_uri: str | None, version: str | None, tolerance: tuple[str, ...]) -> None:
+    """Move champion to the challenger when it is not worse beyond the tolerance."""
+    from churnclv.training import registry, tracking
+
+    tol = dict(registry.DEFAULT_TOLERANCE)
+    for item in tolerance:
+        name, _, value = item.partition("=")
+        try:
+            tol[name] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: use METRIC=NUMBER", param_hint="--tolerance") from None
+    tracking.configure(tracking_uri)
+    try:
+        decision = registry.promote(tolerance=tol, challenger=version)
+    except ValueError as exc:
+        raise DataProblem(str(exc)) from None
+    verdict = "promoted to champion" if decision.promoted else "not promoted"
+    click.echo(f"version {decision.challenger_version}: {verdict} ({'; '.join(decision.reasons)})")
+
+
 def main() -> None:
     """Entry point of the ``churnclv`` console script."""
     cli(prog_name="churnclv")

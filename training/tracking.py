@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EXPERIMENT = "churnclv"
-MODEL_NAME = "churnclv"
+MODEL_NAME = "churnclv"  # the registered model
 
 # metric -> direction: +1 higher is better, -1 lower is better. Used by promotion and selection.
 METRIC_DIRECTION: dict[str, int] = {

@@ -367,6 +367,19 @@ class Scorer:
         return scorer
 
 
+def model_input(features: pd.DataFrame) -> pd.DataFrame:
+    """Features with nullable integer columns as float64 (NaN for null), the model's input schema.
+
+    MLflow signatures have no nullable integer type, and the models read every number as float.
+    """
+    out = features.copy()
+    for col in out.columns:
+        dtype = out[col].dtype
+        if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            out[col] = out[col].astype("float64")
+    return out
+
+
 def empty_scores() -> pd.DataFrame:
     """An empty frame with the score columns (for callers that score zero customers)."""
     text = ("customer_id", "tier", "stage", "action", "reasons")
@@ -374,4 +387,4 @@ def empty_scores() -> pd.DataFrame:
                          for c in SCORE_COLUMNS})
 
 
-__all__ = ["Scorer", "ScorerConfig", "SCORE_COLUMNS", "BTYD_FEATURES", "model_features", "empty_scores"]
+__all__ = ["Scorer", "ScorerConfig", "SCORE_COLUMNS", "BTYD_FEATURES", "model_features", "model_input", "empty_scores"]

@@ -1,0 +1,475 @@
+"""Training: rolling-origin backtests, model selection, the final refit, MLflow logging and registry.
+
+Point in time: training as of D reads only cutoffs whose label window ``(c, c + H]`` ends on or
+before D, and fold k's models see only cutoffs whose windows close by fold k's evaluation cutoff.
+
+Backtest layout (H = horizon, s = step)::
+
+    evaluation cutoffs  e_K = D - H,  e_(K-1) = e_K - s, ...
+    fold k trains on    cutoffs c <= e_k - H (the latest ``train_cutoffs`` of them, every s days)
+    fold k evaluates on customers known at e_k, labels in (e_k, e_k + H]
+    final model         trains on cutoffs c <= D - H, BTYD and tiers on the snapshot at D
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+import tomllib
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnclv.features import compute_features, compute_training_frame
+from churnclv.metrics import all_metrics
+from churnclv.models.baselines import RecencyBaseline, RFMBaseline
+from churnclv.models.scorer import Scorer, ScorerConfig, model_input
+from churnclv.models.tiers import plot_tier_mix, tier_report
+
+log = logging.getLogger(__name__)
+
+MODEL_CANDIDATES = ("btyd", "gbm", "hybrid")  # what the scorer can hold
+BASELINES = ("recency", "rfm")
+ALL_CANDIDATES = (*BASELINES, "btyd", "pareto", "gbm", "hybrid")
+# the selection rule: per target, the candidate with the best mean of this metric over the folds;
+# ties go to the simpler model (order of MODEL_CANDIDATES)
+SELECTION = {"churn": ("churn_auc", 1), "purchases": ("purchases_mae", -1), "spend": ("spend_gini", 1)}
+KEY_METRICS = ("churn_auc", "churn_brier", "churn_ece", "purchases_mae", "spend_gini", "spend_top_decile_capture")
+
+
+class TrainingError(ValueError):
+    """Training cannot run as asked (e.g. no backtest fold fits in the history)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Backtest, selection and promotion settings (TOML section ``[train]``)."""
+
+    horizon_days: int = 90
+    n_folds: int = 3
+    fold_step_days: int = 30
+    train_cutoffs: int = 6
+    cutoff_step_days: int = 30
+    min_history_days: int = 60  # a cutoff needs this much data before it
+    candidates: tuple[str, ...] = ("recency", "rfm", "btyd", "gbm", "hybrid")
+    # promotion: the largest loss per metric the challenger may show against the champion
+    promote_tolerance: dict[str, float] = field(
+        default_factory=lambda: {"churn_auc": 0.005, "spend_gini": 0.01, "churn_brier": 0.005}
+    )
+    memory_limit: str | None = None
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.candidates if c not in ALL_CANDIDATES]
+        if bad:
+            raise TrainingError(f"train.candidates: unknown {bad}; choose from {list(ALL_CANDIDATES)}")
+        if not any(c in MODEL_CANDIDATES for c in self.candidates):
+            raise TrainingError(f"train.candidates must include one of {list(MODEL_CANDIDATES)}")
+        for name in ("horizon_days", "n_folds", "fold_step_days", "train_cutoffs", "cutoff_step_days"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"train.{name} must be >= 1 (got {getattr(self, name)})")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run is configured by; read from one TOML file."""
+
+    train: TrainConfig = TrainConfig()
+    scorer: ScorerConfig = ScorerConfig()
+    tiers: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, path: Path | str | None, *, horizon_days: int | None = None) -> RunConfig:
+        raw: dict[str, Any] = {}
+        if path is not None:
+            try:
+                raw = tomllib.loads(Path(path).read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise TrainingError(f"config {path}: {exc}: fix the file") from None
+        unknown = set(raw) - {"train", "scorer", "tiers"}
+        if unknown:
+            raise TrainingError(f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers]")
+        train_raw = dict(raw.get("train", {}))
+        known = {f.name for f in fields(TrainConfig)}
+        if set(train_raw) - known:
+            raise TrainingError(f"config [train]: unknown keys {sorted(set(train_raw) - known)}; known: {sorted(known)}")
+        if "candidates" in train_raw:
+            train_raw["candidates"] = tuple(train_raw["candidates"])
+        if horizon_days is not None:
+            train_raw["horizon_days"] = horizon_days
+        train = TrainConfig(**train_raw)
+        try:
+            scorer = ScorerConfig.from_dict({**raw.get("scorer", {}), "horizon_days": train.horizon_days})
+        except (TypeError, ValueError) as exc:
+            raise TrainingError(f"config [scorer]: {exc}") from None
+        return cls(train=train, scorer=scorer, tiers=raw.get("tiers"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"train": asdict(self.train), "scorer": asdict(self.scorer), "tiers": self.tiers}
+
+
+@dataclass
+class Fold:
+    index: int
+    eval_cutoff: pd.Timestamp
+    train_cutoffs: list[pd.Timestamp]
+
+
+@dataclass
+class TrainResult:
+    scorer: Scorer
+    backtest: pd.DataFrame  # one row per (fold, candidate) with every metric
+    summary: pd.DataFrame  # mean metrics per candidate
+    selected: dict[str, str]
+    snapshot_scores: pd.DataFrame
+    folds: list[Fold]
+    fold_predictions: dict[str, pd.DataFrame]  # last fold: labels + predictions per candidate
+    timings: dict[str, float]
+    run_id: str | None = None
+    model_version: str | None = None
+    promotion: dict[str, Any] | None = None
+
+
+Progress = Callable[[str], None]
+
+
+def _day(x: Any) -> pd.Timestamp:
+    return pd.Timestamp(x).normalize()
+
+
+def plan_folds(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConfig) -> list[Fold]:
+    """The backtest folds that fit in the history (latest first in time order of evaluation)."""
+    H = pd.Timedelta(days=config.horizon_days)
+    earliest = _day(first_ts) + pd.Timedelta(days=config.min_history_days)
+    folds: list[Fold] = []
+    for k in range(config.n_folds):
+        e = _day(as_of) - H - pd.Timedelta(days=k * config.fold_step_days)
+        latest_train = e - H
+        cutoffs = [latest_train - pd.Timedelta(days=j * config.cutoff_step_days) for j in range(config.train_cutoffs)]
+        cutoffs = sorted(c for c in cutoffs if c >= earliest)
+        if e < earliest or not cutoffs:
+            break
+        folds.append(Fold(index=0, eval_cutoff=e, train_cutoffs=cutoffs))
+    folds.reverse()
+    for i, f in enumerate(folds):
+        f.index = i + 1
+    return folds
+
+
+def final_train_cutoffs(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConfig) -> list[pd.Timestamp]:
+    H = pd.Timedelta(days=config.horizon_days)
+    earliest = _day(first_ts) + pd.Timedelta(days=config.min_history_days)
+    latest = _day(as_of) - H
+    cutoffs = [latest - pd.Timedelta(days=j * config.cutoff_step_days) for j in range(config.train_cutoffs)]
+    return sorted(c for c in cutoffs if c >= earliest)
+
+
+def _candidate_scorer(name: str, base: ScorerConfig) -> Scorer:
+    if name == "pareto":
+        cfg = replace(base, churn_model="btyd", purchases_model="btyd", spend_model="btyd", btyd_model="pareto")
+    else:
+        cfg = replace(base, churn_model=name, purchases_model=name, spend_model=name)
+    return Scorer(config=cfg, tiers=False)
+
+
+def evaluate_candidate(name: str, train: pd.DataFrame, evaluation: pd.DataFrame, base: ScorerConfig) -> pd.DataFrame:
+    """Fit one candidate on ``train`` and predict the evaluation rows (features as of their cutoff)."""
+    if name == "recency":
+        return RecencyBaseline().fit(train).predict(evaluation).reset_index(drop=True)
+    if name == "rfm":
+        return RFMBaseline().fit(train).predict(evaluation).reset_index(drop=True)
+    scorer = _candidate_scorer(name, base).fit(train, evaluation)
+    return scorer.score(evaluation, reasons=False)
+
+
+def _select(summary: pd.DataFrame, candidates: tuple[str, ...]) -> dict[str, str]:
+    eligible = [c for c in MODEL_CANDIDATES if c in candidates and c in summary.index]
+    selected = {}
+    for target, (metric, sign) in SELECTION.items():
+        values = summary.loc[eligible, metric]
+        best = max(eligible, key=lambda c: (sign * values[c], -eligible.index(c)))
+        # ties within 1e-9 go to the simpler model
+        for c in eligible:
+            if abs(values[c] - values[best]) <= 1e-9:
+                best = c
+                break
+        selected[target] = best
+    return selected
+
+
+def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: Progress | None = None
+                 ) -> tuple[pd.DataFrame, list[Fold], dict[str, pd.DataFrame], pd.DataFrame]:
+    """Evaluate every candidate on every fold. Returns (backtest rows, folds, last-fold predictions,
+    the training frame of all cutoffs)."""
+    say = progress or (lambda _m: None)
+    tc = config.train
+    as_of = _day(as_of)
+    first_ts = _first_ts(clean)
+    folds = plan_folds(first_ts, as_of, tc)
+    if not folds:
+        raise TrainingError(
+            f"no backtest fold fits: the data start {first_ts:%Y-%m-%d} and as-of {as_of:%Y-%m-%d} leave no "
+            f"cutoff with {tc.min_history_days} days of history whose {tc.horizon_days}-day label window closes "
+            "by as-of; use a later as-of or a shorter horizon"
+        )
+    if len(folds) < tc.n_folds:
+        msg = f"only {len(folds)} of {tc.n_folds} backtest folds fit in the history; evaluating on {len(folds)}"
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        log.warning(msg)
+    cutoffs = sorted({c for f in folds for c in f.train_cutoffs} | {f.eval_cutoff for f in folds}
+                     | set(final_train_cutoffs(first_ts, as_of, tc)))
+    say(f"features and labels at {len(cutoffs)} cutoffs")
+    frame = compute_training_frame(clean, as_of, tc.horizon_days, cutoffs=[c.date() for c in cutoffs],
+                                   memory_limit=tc.memory_limit)
+    frame["cutoff"] = pd.to_datetime(frame["cutoff"])
+    rows, last_preds = [], {}
+    for fold in folds:
+        train = frame[frame["cutoff"].isin(fold.train_cutoffs)].reset_index(drop=True)
+        evaluation = frame[frame["cutoff"] == fold.eval_cutoff].reset_index(drop=True)
+        for name in tc.candidates:
+            say(f"fold {fold.index}/{len(folds)}: {name}")
+            started = time.perf_counter()
+            pred = evaluate_candidate(name, train, evaluation, config.scorer)
+            metrics = all_metrics(evaluation, pred)
+            rows.append({"fold": fold.index, "eval_cutoff": fold.eval_cutoff.date(), "candidate": name,
+                         "n_train": len(train), "n_eval": len(evaluation),
+                         "seconds": round(time.perf_counter() - started, 2), **metrics})
+            if fold is folds[-1]:
+                last_preds[name] = pd.concat(
+                    [evaluation[["customer_id", "churned", "purchases", "spend"]], pred.drop(columns="customer_id", errors="ignore")],
+                    axis=1)
+    return pd.DataFrame(rows), folds, last_preds, frame
+
+
+def _first_ts(clean: Path | str) -> pd.Timestamp:
+    import duckdb
+
+    clean = Path(clean)
+    paths = [p for p in (clean / "transactions.parquet", clean / "transactions.csv", clean / "transactions") if p.exists()]
+    if not paths:
+        raise TrainingError(f"{clean}: no transactions table")
+    p = paths[0]
+    src = f"read_parquet('{p}/**/*.parquet')" if p.is_dir() else (
+        f"read_parquet('{p}')" if p.suffix == ".parquet" else f"read_csv('{p}')")
+    with duckdb.connect() as con:
+        (first,) = con.execute(f"SELECT min(ts) FROM {src}").fetchone()
+    return pd.Timestamp(first)
+
+
+def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, progress: Progress | None = None
+          ) -> TrainResult:
+    """Backtest, select, refit on the latest closed cutoffs and fit the tier policy (no MLflow)."""
+    config = config or RunConfig()
+    say = progress or (lambda _m: None)
+    as_of = _day(as_of)
+    t0 = time.perf_counter()
+    backtest, folds, last_preds, frame = run_backtest(clean, as_of, config, progress=progress)
+    t_backtest = time.perf_counter() - t0
+    metric_cols = [c for c in backtest.columns if c.startswith(("churn_", "purchases_", "spend_"))]
+    summary = backtest.groupby("candidate")[metric_cols].mean().loc[list(config.train.candidates)]
+    selected = _select(summary, config.train.candidates)
+    say(f"selected: {selected}; refitting on cutoffs closed by {as_of:%Y-%m-%d}")
+    first_ts = _first_ts(clean)
+    final_cutoffs = final_train_cutoffs(first_ts, as_of, config.train)
+    train_rows = frame[frame["cutoff"].isin(final_cutoffs)].reset_index(drop=True)
+    snapshot = compute_features(clean, as_of.date(), memory_limit=config.train.memory_limit)
+    scorer_cfg = replace(config.scorer, churn_model=selected["churn"], purchases_model=selected["purchases"],
+                         spend_model=selected["spend"])
+    t1 = time.perf_counter()
+    scorer = Scorer(config=scorer_cfg, tiers=config.tiers).fit(train_rows, snapshot, as_of=as_of)
+    scorer.metadata_.update({
+        "selected": selected,
+        "backtest_means": {c: {m: float(summary.loc[c, m]) for m in KEY_METRICS} for c in summary.index},
+    })
+    scores = scorer.score(snapshot)
+    return TrainResult(
+        scorer=scorer, backtest=backtest, summary=summary, selected=selected, snapshot_scores=scores,
+        folds=folds, fold_predictions=last_preds,
+        timings={"backtest_s": t_backtest, "final_fit_s": time.perf_counter() - t1,
+                 "total_s": time.perf_counter() - t0},
+    )
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def format_summary(result: TrainResult) -> str:
+    """The backtest summary as a fixed-width table (mean over folds), marking the selected models."""
+    cols = ["churn_auc", "churn_pr_auc", "churn_brier", "churn_ece", "purchases_mae", "spend_gini",
+            "spend_spearman", "spend_top_decile_capture", "spend_agg_pct_error"]
+    short = {"churn_auc": "AUC", "churn_pr_auc": "PR-AUC", "churn_brier": "Brier", "churn_ece": "ECE",
+             "purchases_mae": "purch MAE", "spend_gini": "Gini", "spend_spearman": "Spearman",
+             "spend_top_decile_capture": "top10%", "spend_agg_pct_error": "agg err %"}
+    header = f"{'candidate':<10}" + "".join(f"{short[c]:>11}" for c in cols) + "  selected for"
+    lines = [header, "-" * len(header)]
+    for cand, row in result.summary.iterrows():
+        chosen = ",".join(t for t, c in result.selected.items() if c == cand)
+        lines.append(f"{cand:<10}" + "".join(f"{row[c]:>11.4f}" for c in cols) + f"  {chosen}")
+    return "\n".join(lines)
+
+
+def write_artifacts(result: TrainResult, out: Path) -> dict[str, Path]:
+    """Plots (calibration, gain, importance, tier mix) and tables of a run, into ``out``."""
+    from churnclv import plotting
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    preds = result.fold_predictions
+    chosen = [c for c in preds if c in set(result.selected.values())]
+    shown = list(dict.fromkeys(chosen + [c for c in ("btyd", "recency") if c in preds]))
+    paths["calibration"] = plotting.save(plotting.plot_calibration(
+        {c: (preds[c]["churned"].to_numpy(), preds[c]["p_churn"].to_numpy()) for c in shown}), out / "calibration.png")
+    paths["gain_churn"] = plotting.save(plotting.plot_gain(
+        {c: (preds[c]["churned"].to_numpy(), preds[c]["p_churn"].to_numpy()) for c in shown}), out / "gain_churn.png")
+    paths["gain_spend"] = plotting.save(plotting.plot_gain(
+        {c: (preds[c]["spend"].clip(lower=0).to_numpy(), preds[c]["expected_spend"].to_numpy()) for c in shown}),
+        out / "gain_spend.png")
+    churn_model = result.scorer.churn_
+    if churn_model is not None:
+        gain = churn_model.booster_.feature_importance(importance_type="gain")
+        importance = dict(zip(churn_model.booster_.feature_name(), map(float, gain), strict=True))
+        paths["importance"] = plotting.save(plotting.plot_importance(importance), out / "feature_importance.png")
+    report = tier_report(result.snapshot_scores, tiers=list(result.scorer.tiers_.tier_names))
+    paths["tier_mix"] = plotting.save(plot_tier_mix(report.summary), out / "tier_mix.png")
+    report.summary.to_csv(out / "tier_summary.csv", index=False)
+    paths["tier_summary"] = out / "tier_summary.csv"
+    result.backtest.to_csv(out / "backtest.csv", index=False)
+    paths["backtest"] = out / "backtest.csv"
+    result.summary.to_csv(out / "backtest_summary.csv")
+    paths["backtest_summary"] = out / "backtest_summary.csv"
+    return paths
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+def train_and_log(
+    clean: Path | str,
+    as_of: Any,
+    config: RunConfig | None = None,
+    *,
+    tracking_uri: str | None = None,
+    promote: bool = True,
+    progress: Progress | None = None,
+    data_fingerprint: dict[str, Any] | None = None,
+) -> TrainResult:
+    """:func:`train`, then log everything to MLflow, register the model and move ``challenger``
+    to it; with ``promote``, run the promotion check (see :mod:`churnclv.training.registry`)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from churnclv.training import registry, tracking
+
+    config = config or RunConfig()
+    say = progress or (lambda _m: None)
+    tracking.configure(tracking_uri)
+    as_of = _day(as_of)
+    with mlflow.start_run(run_name=f"train as of {as_of:%Y-%m-%d}") as run:
+        mlflow.set_tags({"churnclv.as_of": str(as_of.date()), "churnclv.horizon_days": config.train.horizon_days,
+                         "mlflow.source.git.commit": tracking.code_version(), "churnclv.code_version": tracking.code_version()})
+        mlflow.log_params(_flat_params(config.to_dict()))
+        mlflow.log_param("as_of", str(as_of.date()))
+        result = train(clean, as_of, config, progress=progress)
+        result.run_id = run.info.run_id
+        say("logging to MLflow")
+        fingerprint = data_fingerprint or clean_fingerprint(clean)
+        mlflow.log_dict(fingerprint, "data_fingerprint.json")
+        for table, fp in fingerprint.items():
+            mlflow.log_param(f"data.{table}.rows", fp.get("rows"))
+            mlflow.log_param(f"data.{table}.sha256", fp.get("sha256_16"))
+        for _, row in result.backtest.iterrows():
+            for metric in [c for c in row.index if c.startswith(("churn_", "purchases_", "spend_"))]:
+                if np.isfinite(row[metric]):
+                    mlflow.log_metric(f"{row['candidate']}.{metric}", float(row[metric]), step=int(row["fold"]))
+        for cand, row in result.summary.iterrows():
+            for metric, value in row.items():
+                if np.isfinite(value):
+                    mlflow.log_metric(f"mean.{cand}.{metric}", float(value))
+        selected_metrics = selected_means(result)
+        mlflow.log_metrics(selected_metrics)
+        mlflow.log_dict(result.selected, "selected.json")
+        mlflow.log_metrics({f"timing.{k}": v for k, v in result.timings.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            art = write_artifacts(result, Path(tmp) / "report")
+            for p in art.values():
+                mlflow.log_artifact(str(p), artifact_path="report")
+            scorer_dir = result.scorer.save(Path(tmp) / "scorer")
+            example = _example_features(clean, as_of, result)
+            out = result.scorer.score(example)
+            out["reasons"] = out["reasons"].map("; ".join)
+            signature = infer_signature(example, out, params={"reasons": True})
+            say("registering the model")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(Path(__file__).with_name("model_code.py")),
+                artifacts={"scorer": str(scorer_dir)},
+                signature=signature,
+                input_example=example.head(3),
+                registered_model_name=registry.MODEL_NAME,
+                pip_requirements=_requirements(),
+            )
+        version = str(info.registered_model_version)
+        result.model_version = version
+        registry.tag_version(version, as_of=str(as_of.date()), horizon_days=config.train.horizon_days,
+                             run_id=run.info.run_id, selected=result.selected, metrics=selected_metrics)
+        registry.set_alias("challenger", version)
+        if promote:
+            decision = registry.promote(tolerance=config.train.promote_tolerance)
+            result.promotion = decision.to_dict()
+            mlflow.log_dict(result.promotion, "promotion.json")
+            mlflow.set_tag("churnclv.promoted", str(decision.promoted))
+    return result
+
+
+def selected_means(result: TrainResult) -> dict[str, float]:
+    """The backtest means of the selected model per target: what promotion compares."""
+    out = {}
+    for target, cand in result.selected.items():
+        prefix = {"churn": "churn_", "purchases": "purchases_", "spend": "spend_"}[target]
+        for metric, value in result.summary.loc[cand].items():
+            if metric.startswith(prefix) and np.isfinite(value):
+                out[f"selected.{metric}"] = float(value)
+    return out
+
+
+def _example_features(clean: Path | str, as_of: pd.Timestamp, result: TrainResult) -> pd.DataFrame:
+    snap_ids = result.snapshot_scores["customer_id"].head(20).tolist()
+    feats = compute_features(clean, as_of.date())
+    return model_input(feats[feats["customer_id"].isin(snap_ids)].reset_index(drop=True))
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    pkgs = ["pandas", "numpy", "lightgbm", "lifetimes", "scikit-learn", "scipy", "ibis-framework", "duckdb", "pyarrow"]
+    return [f"{p}=={version(p)}" for p in pkgs] + ["churnclv"]
+
+
+def clean_fingerprint(clean: Path | str) -> dict[str, Any]:
+    from churnclv.training.tracking import frame_fingerprint
+
+    out = {}
+    for name in ("transactions", "events", "customers"):
+        for p in (Path(clean) / f"{name}.parquet", Path(clean) / f"{name}.csv"):
+            if p.exists():
+                frame = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={"customer_id": str})
+                out[name] = frame_fingerprint(frame, "ts" if "ts" in frame else "signup_ts")
+                break
+    return out
+
+
+def _flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat_params(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, tuple)) else v
+    return out
