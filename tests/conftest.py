@@ -25,3 +25,22 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_frames(small_world: Path) -> dict[str, pd.DataFrame]:
     return {n: pd.read_parquet(small_world / f"{n}.parquet") for n in ("transactions", "events", "customers")}
+
+
+@pytest.fixture(scope="session")
+def trained_store(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A real MLflow store (SQLite + local artifacts) holding one trained model, version 1, with the
+    aliases ``champion`` and ``challenger``. Trained on :func:`small_world` as of TRAIN_AS_OF with a
+    fast configuration. Returns the tracking URI, the model URI and the training result."""
+    from churnclv.models.scorer import ScorerConfig
+    from churnclv.training.pipeline import RunConfig, TrainConfig, train_and_log
+
+    store = tmp_path_factory.mktemp("mlruns")
+    uri = f"sqlite:///{store}/mlflow.db"
+    config = RunConfig(
+        train=TrainConfig(horizon_days=HORIZON, n_folds=2, train_cutoffs=3),
+        scorer=ScorerConfig(horizon_days=HORIZON, gbm_rounds=80, seed=1),
+    )
+    result = train_and_log(small_world, TRAIN_AS_OF, config, tracking_uri=uri)
+    return {"tracking_uri": uri, "model_uri": "models:/churnclv@champion", "result": result,
+            "store": store, "config": config}

@@ -1,0 +1,100 @@
+"""Integration: a real training run into a temporary MLflow store (see tests/conftest.py)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from churnclv.features import compute_features
+from churnclv.models.scorer import model_input
+from churnclv.training.pipeline import (
+    RunConfig,
+    TrainConfig,
+    TrainingError,
+    final_train_cutoffs,
+    plan_folds,
+    train,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_logs_metrics_artifacts_and_registers_champion(trained_store: dict) -> None:
+    mlflow.set_tracking_uri(trained_store["tracking_uri"])
+    client = MlflowClient()
+    result = trained_store["result"]
+    run = client.get_run(result.run_id)
+    metrics = run.data.metrics
+    for cand in ("recency", "rfm", "btyd", "gbm", "hybrid"):
+        assert f"mean.{cand}.churn_auc" in metrics
+        history = client.get_metric_history(result.run_id, f"{cand}.churn_auc")
+        assert sorted(m.step for m in history) == [1, 2]  # one value per fold
+    assert "selected.churn_auc" in metrics and metrics["selected.churn_auc"] > 0.8
+    assert run.data.params["as_of"] == "2025-10-02"
+    assert run.data.params["data.transactions.rows"].isdigit()
+    assert run.data.tags["churnclv.code_version"]
+    names = {a.path for a in client.list_artifacts(result.run_id, "report")}
+    for png in ("calibration.png", "gain_churn.png", "gain_spend.png", "feature_importance.png", "tier_mix.png"):
+        assert f"report/{png}" in names
+    assert "report/backtest.csv" in names
+    assert {a.path for a in client.list_artifacts(result.run_id)} >= {"data_fingerprint.json", "promotion.json"}
+    mv = client.get_model_version_by_alias("churnclv", "champion")
+    assert str(mv.version) == "1"
+    assert str(client.get_model_version_by_alias("churnclv", "challenger").version) == "1"
+    assert mv.tags["as_of"] == "2025-10-02" and mv.tags["horizon_days"] == "90"
+
+
+def test_champion_loads_and_scores_like_the_trained_scorer(trained_store: dict, small_world: Path) -> None:
+    mlflow.set_tracking_uri(trained_store["tracking_uri"])
+    model = mlflow.pyfunc.load_model(trained_store["model_uri"])
+    feats = compute_features(small_world, "2025-10-02")
+    scores = model.predict(model_input(feats))
+    assert len(scores) == len(feats) and scores["customer_id"].tolist() == feats["customer_id"].tolist()
+    direct = trained_store["result"].scorer.score(feats)
+    pd.testing.assert_series_equal(scores["p_churn"], direct["p_churn"])
+    assert scores["tier"].tolist() == direct["tier"].tolist()
+    assert set(scores["tier"]) == {"Diamond", "Platinum", "Gold", "Silver", "Bronze"}
+
+
+def test_two_trainings_give_identical_scores(trained_store: dict, small_world: Path) -> None:
+    config = trained_store["config"]
+    again = train(small_world, "2025-10-02", config)
+    first = trained_store["result"]
+    pd.testing.assert_frame_equal(again.snapshot_scores, first.snapshot_scores)
+    pd.testing.assert_frame_equal(again.backtest.drop(columns="seconds"), first.backtest.drop(columns="seconds"))
+
+
+def test_fold_plan_respects_point_in_time() -> None:
+    cfg = TrainConfig(horizon_days=90, n_folds=3, fold_step_days=30, train_cutoffs=4)
+    as_of = pd.Timestamp("2025-10-02")
+    folds = plan_folds(pd.Timestamp("2023-01-01"), as_of, cfg)
+    assert len(folds) == 3
+    for f in folds:
+        assert f.eval_cutoff + pd.Timedelta(days=90) <= as_of  # evaluation window closed by as-of
+        assert all(c + pd.Timedelta(days=90) <= f.eval_cutoff for c in f.train_cutoffs)  # no peeking
+    assert all(c + pd.Timedelta(days=90) <= as_of for c in final_train_cutoffs(pd.Timestamp("2023-01-01"), as_of, cfg))
+
+
+def test_short_history_warns_or_fails(small_world: Path) -> None:
+    cfg = TrainConfig(horizon_days=90, n_folds=3, train_cutoffs=2)
+    folds = plan_folds(pd.Timestamp("2023-01-01"), pd.Timestamp("2023-10-01"), cfg)
+    assert 0 < len(folds) < 3
+    with pytest.raises(TrainingError, match="no backtest fold fits"):
+        train(small_world, "2023-04-01", RunConfig(train=cfg))
+    with warnings.catch_warnings(record=True):
+        assert plan_folds(pd.Timestamp("2023-01-01"), pd.Timestamp("2023-04-01"), cfg) == []
+
+
+def test_config_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "c.toml"
+    bad.write_text("[train]\ncandidates = ['magic']\n")
+    with pytest.raises(TrainingError, match="unknown"):
+        RunConfig.load(bad)
+    bad.write_text("[scorer]\nchurn_model = 'x'\n")
+    with pytest.raises(TrainingError, match="churn_model"):
+        RunConfig.load(bad)
