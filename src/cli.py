@@ -369,6 +369,54 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
     click.echo(f"version {decision.challenger_version}: {verdict} ({'; '.join(decision.reasons)})")
 
 
+# --------------------------------------------------------------------------- batch and serving
+
+
+@cli.command("score-batch")
+@source_options
+@click.option("--as-of", required=True, callback=_date, help="Scoring as-of date (YYYY-MM-DD).")
+@click.option("--horizon-days", type=click.IntRange(min=1), default=None,
+              help="Horizon; must match the model's (default: the model's).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder; the run writes OUT/as_of=DATE/.")
+@click.option("--model", "model_uri", default="models:/churnclv@champion", show_default=True, help="MLflow model URI.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+@click.option("--db", default=None, help="Also upsert the rows into a database table (postgresql://..., sqlite:///...).")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Feature engine and scorer runtime (spark needs the spark extra).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=200_000, show_default=True,
+              help="Customers scored per chunk (memory is bounded by the chunk).")
+@click.option("--resume", is_flag=True, help="Continue a killed run of this as-of from its completed chunks.")
+def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None,
+                as_of: Any, horizon_days: int | None, out: Path, model_uri: str, tracking_uri: str | None,
+                db: str | None, engine: str, chunk_size: int, resume: bool) -> None:
+    """Score every customer known at as-of; write Parquet, a manifest, the tier report and the
+    feature snapshot for the HTTP service."""
+    from churnclv.serving.batch import BatchError, run_batch
+
+    clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
+    try:
+        run_batch(clean=clean, as_of=as_of, out=out, model_uri=model_uri, tracking_uri=tracking_uri,
+                  horizon_days=horizon_days, db=db, engine=engine, chunk_size=chunk_size, resume=resume,
+                  memory_limit=memory_limit, echo=click.echo)
+    except BatchError as exc:
+        raise DataProblem(str(exc)) from None
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
+@click.option("--model", "model_uri", default="models:/churnclv@champion", show_default=True, help="MLflow model URI.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+@click.option("--snapshot", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The batch job's output folder, for scoring by customer id.")
+def serve(host: str, port: int, model_uri: str, tracking_uri: str | None, snapshot: Path | None) -> None:
+    """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY."""
+    from churnclv.serving.service import serve as run_server
+
+    run_server(host=host, port=port, model_uri=model_uri, tracking_uri=tracking_uri, snapshot=snapshot)
+
+
 def main() -> None:
     """Entry point of the ``churnclv`` console script."""
     cli(prog_name="churnclv")
