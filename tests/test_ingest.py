@@ -256,3 +256,17 @@ def test_counts_reconcile_and_accepted_rows_keep_the_contract(data: list[tuple])
         assert clean["ts"].dt.year.between(1900, 2200).all()
         assert np.isfinite(clean["amount"].to_numpy()).all()
     assert rejects["reason"].notna().all()
+
+
+def test_customers_unparseable_signup_and_attributes_kept() -> None:
+    tx = _tx(customer_id=["1"], ts=["2024-01-02"], amount=[3.0])
+    customers = pd.DataFrame(
+        {"customer_id": ["1", "2", "3"], "signup_ts": ["2024-01-01", "someday", None], "tier": ["a", "b", "c"]}
+    )
+    result = validate_frames(tx, customers=customers)
+    rep = result.reports["customers"]
+    assert (rep.read, rep.accepted, rep.rejected) == (3, 2, 1)
+    assert next(iter(rep.reasons)).startswith("unparseable signup_ts")
+    clean = result.clean["customers"]
+    assert clean["tier"].tolist() == ["a", "c"]  # categorical attribute kept
+    assert clean["signup_ts"].isna().tolist() == [False, True]  # a missing signup is allowed
