@@ -55,7 +55,7 @@ class TrainConfig:
     horizon_days: int = 90
     n_folds: int = 3
     fold_step_days: int = 30
-    train_cutoffs: int = 6
+    train_cutoffs: int = 12  # a year of monthly cutoffs: every season in the training labels
     cutoff_step_days: int = 30
     min_history_days: int = 60  # a cutoff needs this much data before it
     candidates: tuple[str, ...] = ("recency", "rfm", "btyd", "gbm", "hybrid")
@@ -83,6 +83,11 @@ class RunConfig:
     train: TrainConfig = TrainConfig()
     scorer: ScorerConfig = ScorerConfig()
     tiers: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # one horizon: the scorer predicts over the horizon the labels were built for
+        if self.scorer.horizon_days != self.train.horizon_days:
+            object.__setattr__(self, "scorer", replace(self.scorer, horizon_days=self.train.horizon_days))
 
     @classmethod
     def load(cls, path: Path | str | None, *, horizon_days: int | None = None) -> RunConfig:
@@ -330,10 +335,8 @@ def write_artifacts(result: TrainResult, out: Path) -> dict[str, Path]:
     paths["gain_spend"] = plotting.save(plotting.plot_gain(
         {c: (preds[c]["spend"].clip(lower=0).to_numpy(), preds[c]["expected_spend"].to_numpy()) for c in shown}),
         out / "gain_spend.png")
-    churn_model = result.scorer.churn_
-    if churn_model is not None:
-        gain = churn_model.booster_.feature_importance(importance_type="gain")
-        importance = dict(zip(churn_model.booster_.feature_name(), map(float, gain), strict=True))
+    importance = result.scorer.feature_importance("churn")
+    if importance:
         paths["importance"] = plotting.save(plotting.plot_importance(importance), out / "feature_importance.png")
     report = tier_report(result.snapshot_scores, tiers=list(result.scorer.tiers_.tier_names))
     paths["tier_mix"] = plotting.save(plot_tier_mix(report.summary), out / "tier_mix.png")
@@ -403,7 +406,10 @@ def train_and_log(
             example = _example_features(clean, as_of, result)
             out = result.scorer.score(example)
             out["reasons"] = out["reasons"].map("; ".join)
-            signature = infer_signature(example, out, params={"reasons": True})
+            with warnings.catch_warnings():
+                # integer outputs (tier_level) are never missing; MLflow's hint about them is noise here
+                warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+                signature = infer_signature(example, out, params={"reasons": True})
             say("registering the model")
             info = mlflow.pyfunc.log_model(
                 name="model",

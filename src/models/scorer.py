@@ -70,7 +70,7 @@ class ScorerConfig:
     gbm_rounds: int = 600
     gbm_learning_rate: float = 0.05
     gbm_num_leaves: int = 31
-    calibration: str = "isotonic"
+    calibration: str = "platt"  # monotone: keeps the booster's ranking, no ties at p = 1
     top_reasons: int = 3
     seed: int = 0
     train_threads: int = 0  # 0: automatic (one thread for small training sets, all cores for large)
@@ -292,6 +292,19 @@ class Scorer:
             if not np.isfinite(out[col].to_numpy(dtype=float)).all():
                 raise FloatingPointError(f"Scorer.score: {col} has non-finite values; the models are broken")
         return (out, X) if with_matrix else out
+
+    def feature_importance(self, target: str = "churn", kind: str = "gain") -> dict[str, float]:
+        """LightGBM importance (``gain`` or ``split``) per feature of a target's model, largest first;
+        empty when that target is scored by BTYD."""
+        self._check_fitted()
+        if target not in ("churn", "purchases", "spend"):
+            raise ValueError(f"target={target!r}: use 'churn', 'purchases' or 'spend'")
+        model = getattr(self, f"{target}_")
+        if model is None:
+            return {}
+        values = model.booster_.feature_importance(importance_type=kind)
+        pairs = zip(model.booster_.feature_name(), map(float, values), strict=True)
+        return dict(sorted(pairs, key=lambda kv: -kv[1]))
 
     @staticmethod
     def _tier_frame(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
