@@ -1,0 +1,213 @@
+"""The batch engine: sources, Parquet output, memory limit, labels and the training frame."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from churnclv.features import (
+    FeatureConfig,
+    compute_features,
+    compute_features_frames,
+    compute_labels,
+    compute_training_frame,
+    connect,
+    feature_columns,
+    load_tables,
+    rolling_cutoffs,
+    write_features,
+    write_training_frame,
+)
+from churnclv.features.reference import coerce, reference_features
+
+WORLD_AS_OF = "2025-06-30"
+
+
+@pytest.fixture
+def frames(tx, ev, cu):
+    t = tx(
+        [("007", "2024-01-10 10:00", 30.0), ("007", "2024-03-01 09:00", 40.0), ("007", "2024-03-02 09:00", -40.0),
+         ("010", "2024-02-10 23:59:59", 5.0), ("010", "2024-06-30 10:00", 7.5), ("011", "2024-08-01 10:00", 1.0)],
+        order_id=["a", "b", "b", "c", "d", "e"], channel=["web", "app", "app", "web", "web", "web"],
+    )
+    e = ev([("007", "2024-06-01 10:00", "login"), ("010", "2024-06-29 10:00", "email_open")])
+    c = cu([("007", "2023-12-01", "north"), ("012", "2024-05-01", "south")])
+    return t, e, c
+
+
+def write_dir(directory, t, e=None, c=None, fmt="parquet"):
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("transactions", t), ("events", e), ("customers", c)):
+        if frame is None:
+            continue
+        if fmt == "parquet":
+            frame.to_parquet(directory / f"{name}.parquet", index=False)
+        elif fmt == "csv":
+            frame.to_csv(directory / f"{name}.csv", index=False)
+        else:  # a folder of Parquet parts
+            (directory / name).mkdir()
+            half = len(frame) // 2
+            frame.iloc[:half].to_parquet(directory / name / "part-0.parquet", index=False)
+            frame.iloc[half:].to_parquet(directory / name / "part-1.parquet", index=False)
+    return directory
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "folder"])
+def test_sources_agree(frames, tmp_path, fmt):
+    t, e, c = frames
+    from_frames = compute_features({"transactions": t, "events": e, "customers": c}, "2024-06-30")
+    from_files = compute_features(write_dir(tmp_path / fmt, t, e, c, fmt), "2024-06-30")
+    pd.testing.assert_frame_equal(from_files, from_frames)
+    assert from_files["customer_id"].tolist() == ["007", "010", "012"]  # CSV ids keep their zeros
+
+
+def test_source_errors(frames, tmp_path):
+    t, _, _ = frames
+    with pytest.raises(ValueError, match="no transactions table"):
+        compute_features(tmp_path, "2024-06-30")
+    d = write_dir(tmp_path / "twice", t)
+    t.to_csv(d / "transactions.csv", index=False)
+    with pytest.raises(ValueError, match="found more than once"):
+        compute_features(d, "2024-06-30")
+    with pytest.raises(ValueError, match="not a directory"):
+        compute_features(tmp_path / "missing", "2024-06-30")
+    with pytest.raises(ValueError, match="unknown table"):
+        compute_features({"transactions": t, "orders": t}, "2024-06-30")
+
+
+def test_write_features_streams_to_parquet(frames, tmp_path):
+    t, e, c = frames
+    src = write_dir(tmp_path / "in", t, e, c)
+    out = write_features(src, "2024-06-30", tmp_path / "out" / "features.parquet")
+    written = pq.read_table(out)
+    spec = feature_columns(load_tables(src, connect()))
+    assert written.column_names == [f.name for f in spec]
+    assert str(written.schema.field("n_lines").type) == "int64"
+    assert str(written.schema.field("customer_id").type) == "string"
+    pd.testing.assert_frame_equal(coerce(written.to_pandas(), spec), compute_features(src, "2024-06-30"))
+
+
+def test_connection_settings(tmp_path):
+    con = connect(memory_limit="100MB", threads=1, temp_directory=tmp_path / "spill")
+    limit, threads, temp = con.raw_sql(
+        "SELECT current_setting('memory_limit'), current_setting('threads'), current_setting('temp_directory')"
+    ).fetchone()
+    assert limit.endswith("MiB") and float(limit.split()[0]) < 100 and threads == 1
+    assert temp == str(tmp_path / "spill")
+
+
+@pytest.fixture(scope="module")
+def world_dir(tmp_path_factory):
+    """About 650k transaction lines and 1.4M events (12,000 customers)."""
+    from churnclv.generate import WorldConfig, generate_world
+
+    world = generate_world(WorldConfig(n_customers=12_000, seed=1, purchase_rate_scale=3.5, event_rate_scale=3.4))
+    return write_dir(tmp_path_factory.mktemp("world"), world.transactions, world.events, world.customers)
+
+
+def test_small_memory_limit_spills_and_finishes(world_dir, tmp_path):
+    free = compute_features(world_dir, WORLD_AS_OF)
+    tight = compute_features(world_dir, WORLD_AS_OF, memory_limit="64MB", threads=1, temp_directory=tmp_path)
+    pd.testing.assert_frame_equal(tight, free, check_exact=False, rtol=1e-12)
+    assert len(free) > 10_000
+
+
+def test_world_matches_reference_and_single_customers(small_world):
+    w = small_world
+    batch = compute_features({"transactions": w.transactions, "events": w.events, "customers": w.customers},
+                             WORLD_AS_OF)
+    ref = reference_features(w.transactions, w.events, w.customers, as_of=WORLD_AS_OF)
+    pd.testing.assert_frame_equal(batch, ref, check_exact=False, rtol=1e-9, atol=1e-9)
+    assert batch["attr_region"].notna().all() and batch["session_count_90d"].sum() > 0
+    batch = batch.set_index("customer_id")
+    buyers = batch.index[batch["frequency"] > 2][:3].tolist() + batch.index[batch["n_lines"] == 0][:1].tolist()
+    for cid in buyers:
+        one = compute_features_frames(
+            w.transactions[w.transactions.customer_id == cid], w.events[w.events.customer_id == cid],
+            w.customers[w.customers.customer_id == cid], as_of=WORLD_AS_OF,
+        )
+        pd.testing.assert_frame_equal(one, batch.loc[[cid]].reset_index(), check_exact=False, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+@pytest.fixture
+def window_tx(tx):
+    # cutoff 2024-06-30, horizon 30 days: the window is 2024-07-01 .. 2024-07-30
+    return tx(
+        [
+            ("1", "2024-06-01 10:00", 10.0),
+            ("1", "2024-06-30 23:59", 99.0),  # on the cutoff day: a feature, not a label
+            ("1", "2024-07-01 00:00", 20.0),
+            ("1", "2024-07-01 15:00", 5.0),  # same day: one purchase day
+            ("1", "2024-07-10 10:00", -8.0),  # a return lowers spend
+            ("1", "2024-07-30 23:59", 3.0),  # last day of the window
+            ("1", "2024-07-31 00:00", 1000.0),  # after the window
+            ("2", "2024-06-15 10:00", 10.0),
+            ("2", "2024-07-05 10:00", -10.0),  # only a return in the window: churned
+            ("3", "2024-07-05 10:00", 10.0),  # unknown at the cutoff: no label row
+        ]
+    )
+
+
+def test_labels(window_tx):
+    labels = compute_labels({"transactions": window_tx}, "2024-06-30", 30, as_of="2024-08-31").set_index(
+        "customer_id"
+    )
+    assert list(labels.index) == ["1", "2"]
+    assert labels.loc["1"].tolist() == [False, 2, 20.0]
+    assert labels.loc["2"].tolist() == [True, 0, -10.0]
+    assert labels.dtypes.astype(str).tolist() == ["bool", "int64", "float64"]
+
+
+def test_labels_refuse_an_open_window(window_tx):
+    with pytest.raises(ValueError, match="not closed; use a cutoff on or before 2024-06-29"):
+        compute_labels({"transactions": window_tx}, "2024-06-30", 30, as_of="2024-07-29")
+    # closing exactly on as-of is fine
+    compute_labels({"transactions": window_tx}, "2024-06-30", 30, as_of="2024-07-30")
+
+
+def test_rolling_cutoffs():
+    assert rolling_cutoffs("2024-12-31", 90, step_days=30, n_cutoffs=3) == [
+        dt.date(2024, 8, 3), dt.date(2024, 9, 2), dt.date(2024, 10, 2)]
+    with pytest.raises(ValueError, match="step_days"):
+        rolling_cutoffs("2024-12-31", 90, step_days=0)
+
+
+def test_training_frame(frames, tmp_path):
+    t, e, c = frames
+    src = {"transactions": t, "events": e, "customers": c}
+    cutoffs = rolling_cutoffs("2024-08-31", 60, step_days=45, n_cutoffs=3)
+    assert cutoffs == [dt.date(2024, 4, 3), dt.date(2024, 5, 18), dt.date(2024, 7, 2)]
+    tf = compute_training_frame(src, "2024-08-31", 60, step_days=45, n_cutoffs=3)
+    assert tf.columns[0] == "cutoff" and list(tf.columns[-3:]) == ["churned", "purchases", "spend"]
+    assert sorted(tf["cutoff"].dt.date.unique()) == cutoffs
+    for c_ in cutoffs:
+        part = tf[tf["cutoff"].dt.date == c_].drop(columns="cutoff").reset_index(drop=True)
+        features = compute_features(src, c_)
+        labels = compute_labels(src, c_, 60, as_of="2024-08-31")
+        want = features.merge(labels, on="customer_id")
+        pd.testing.assert_frame_equal(part, want)
+    # the 2024-05-18 cutoff: 010 buys on 06-30, inside (05-18, 07-17]; 007 does not
+    mid = tf[tf["cutoff"] == pd.Timestamp("2024-05-18")].set_index("customer_id")
+    assert mid.loc["010", "purchases"] == 1 and mid.loc["007", "churned"]
+    out = write_training_frame(src, "2024-08-31", 60, tmp_path / "train.parquet", step_days=45, n_cutoffs=3)
+    assert pq.read_table(out).num_rows == len(tf)
+
+
+def test_training_frame_refuses_open_windows(frames):
+    t, _, _ = frames
+    with pytest.raises(ValueError, match="not closed"):
+        compute_training_frame({"transactions": t}, "2024-08-31", 60, cutoffs=["2024-05-01", "2024-07-15"])
+
+
+def test_custom_config_flows_through(frames):
+    t, e, _ = frames
+    config = FeatureConfig(windows=(14,), event_types=("login",))
+    tf = compute_training_frame({"transactions": t, "events": e}, "2024-08-31", 30, n_cutoffs=1, config=config)
+    assert "purchase_days_14d" in tf.columns and "login_count_30d" in tf.columns
+    assert "email_open_count_30d" not in tf.columns
