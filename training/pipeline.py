@@ -30,7 +30,7 @@ import pandas as pd
 from churnclv.features import compute_features, compute_training_frame
 from churnclv.metrics import all_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
-from churnclv.models.scorer import Scorer, ScorerConfig, model_input
+from churnclv.models.scorer import Scorer, ScorerConfig, model_input, stable_floats
 from churnclv.models.tiers import plot_tier_mix, tier_report
 
 log = logging.getLogger(__name__)
@@ -185,10 +185,9 @@ def _candidate_scorer(name: str, base: ScorerConfig) -> Scorer:
 
 def evaluate_candidate(name: str, train: pd.DataFrame, evaluation: pd.DataFrame, base: ScorerConfig) -> pd.DataFrame:
     """Fit one candidate on ``train`` and predict the evaluation rows (features as of their cutoff)."""
-    if name == "recency":
-        return RecencyBaseline().fit(train).predict(evaluation).reset_index(drop=True)
-    if name == "rfm":
-        return RFMBaseline().fit(train).predict(evaluation).reset_index(drop=True)
+    if name in BASELINES:
+        model = RecencyBaseline() if name == "recency" else RFMBaseline()
+        return model.fit(stable_floats(train)).predict(stable_floats(evaluation)).reset_index(drop=True)
     scorer = _candidate_scorer(name, base).fit(train, evaluation)
     return scorer.score(evaluation, reasons=False)
 

@@ -96,6 +96,25 @@ class ScorerConfig:
         return any(m != "btyd" for m in (self.churn_model, self.purchases_model, self.spend_model))
 
 
+FEATURE_DECIMALS = 6
+
+
+def stable_floats(frame: pd.DataFrame) -> pd.DataFrame:
+    """Float columns rounded to 1e-6: what the models read.
+
+    DuckDB sums in parallel, so a sum of amounts can differ in its last bits between two runs
+    (seen: 2e-13 on a spend label). LightGBM's bin edges are data values, so such noise changed
+    trees and scores between identical trainings; at 1e-6 (far below a cent) the inputs, hence the
+    models and scores, are identical run to run.
+    """
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c].dtype)]
+    if not floats:
+        return frame
+    out = frame.copy()
+    out[floats] = out[floats].round(FEATURE_DECIMALS)
+    return out
+
+
 def model_features(frame: pd.DataFrame, *, with_btyd: bool) -> list[str]:
     """The model input columns of a feature frame: everything but keys, labels and BTYD outputs."""
     drop = set(KEY_COLUMNS) | set(LABEL_COLUMNS) | set(BTYD_FEATURES)
@@ -166,6 +185,7 @@ class Scorer:
         missing = [col for col in ("cutoff", *LABEL_COLUMNS) if col not in train.columns]
         if missing:
             raise ValueError(f"Scorer.fit: train is missing columns {missing}; build it with training_frame()")
+        train, snapshot = stable_floats(train), stable_floats(snapshot)
         self.btyd_ = self._btyd().fit(snapshot)
         self.churn_ = self.purchases_ = self.spend_ = None
         if c.uses_gbm():
@@ -249,7 +269,7 @@ class Scorer:
         self._check_fitted()
         if "customer_id" not in features.columns:
             raise ValueError("Scorer.score: features need a customer_id column")
-        features = features.reset_index(drop=True)
+        features = stable_floats(features.reset_index(drop=True))
         out, X = self._base_scores(features, with_matrix=True)
         contributions = None
         if reasons and self.churn_ is not None and self.config_.top_reasons > 0:

@@ -9,9 +9,6 @@ import pytest
 
 from churnclv.schema import KNOWN_EVENT_TYPES
 
-AS_OF = "2024-06-30"
-
-
 def _ts(values: Iterable[str]) -> pd.Series:
     return pd.Series(pd.to_datetime(list(values), format="ISO8601"), dtype="datetime64[us]")
 
