@@ -27,7 +27,9 @@ feature columns, see :data:`COLUMN_ROLES`) and gives each customer
   tiers or more is never held back.
 - a **lifecycle stage**, by rules checked in this order (all thresholds configurable):
 
-  1. no purchase yet: ``stages.no_purchase_stage`` (default ``new``);
+  1. no purchase yet and tenure below ``stages.new_no_repeat_days``: ``stages.no_purchase_stage``
+     (default ``new``); older sign-ups who never bought count their silence from the signup, so
+     the lost and dormant rules below apply to them;
   2. ``new``: tenure below ``new_tenure_days``, or no repeat purchase yet (``frequency == 0``) and
      tenure below ``new_no_repeat_days``;
   3. ``lost``: ``p_churn > lost_min_p_churn`` and no purchase for more than ``lost_days``;
@@ -926,6 +928,10 @@ class TierPolicy(BaseEstimator):
         trend, p_prev = optional("purchase_trend"), optional("p_churn_prev")
         with np.errstate(invalid="ignore"):
             no_purchase = np.isnan(dsl)
+            # a sign-up who never bought is "new" for as long as a one-time buyer would be; after
+            # that the silence counts from the signup, so the dormant and lost rules apply
+            young_signup = no_purchase & (tenure < r.new_no_repeat_days)
+            dsl = np.where(no_purchase, tenure, dsl)
             new = (tenure < r.new_tenure_days) | ((freq == 0) & (tenure < r.new_no_repeat_days))
             lost = (p > r.lost_min_p_churn) & (dsl > r.lost_days)
             overdue = (dsl > r.dormant_gap_multiple * gap) & (dsl > r.dormant_min_days)
@@ -938,7 +944,7 @@ class TierPolicy(BaseEstimator):
             )
             at_risk = (value_q >= r.at_risk_min_value_quantile) & risky
         stage = np.select(
-            [no_purchase, new, lost, dormant, at_risk],
+            [young_signup, new, lost, dormant, at_risk],
             [r.no_purchase_stage, "new", "lost", "dormant", "at_risk"],
             default="active",
         )

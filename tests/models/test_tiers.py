@@ -282,7 +282,9 @@ def test_each_stage_rule(policy: TierPolicy, train: pd.DataFrame) -> None:
     small = float(train["clv"].min())
     rows = [
         # name,               p_churn, clv,   dsl,    tenure, gap,  freq, trend, p_prev
-        ("signup_no_purchase", 0.99, 0.0, np.nan, 900, np.nan, np.nan, np.nan, np.nan, "new"),
+        ("signup_no_purchase", 0.99, 0.0, np.nan, 60, np.nan, np.nan, np.nan, np.nan, "new"),
+        ("old_signup_never_bought", 0.99, 0.0, np.nan, 900, np.nan, np.nan, np.nan, np.nan, "lost"),
+        ("signup_silent_200d", 0.80, 0.0, np.nan, 200, np.nan, np.nan, np.nan, np.nan, "dormant"),
         ("young", 0.5, big, 20, 30, np.nan, 0, np.nan, np.nan, "new"),
         ("one_timer_in_window", 0.8, small, 150, 150, np.nan, 0, np.nan, np.nan, "new"),
         ("lost", 0.97, small, 400, 900, 30, 3, np.nan, np.nan, "lost"),
