@@ -18,12 +18,29 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,spark]"
 	@touch $(STAMP)
 
+DEMO_AS_OF ?= 2025-10-02
+DEMO_CUSTOMERS ?= 4000
+DEMO_MLFLOW := sqlite:///$(DEMO_DIR)/mlruns/mlflow.db
+CLI := $(VENV)/bin/churnclv
+
 demo: $(STAMP)
-	$(VENV)/bin/churnclv generate --customers 5000 --seed 7 --out $(DEMO_DIR)/data
-	$(VENV)/bin/churnclv validate --data $(DEMO_DIR)/data --out $(DEMO_DIR)/validated
+	@echo "== 1/5 generate a synthetic shop ($(DEMO_CUSTOMERS) customers, with engagement events)"
+	$(CLI) generate --customers $(DEMO_CUSTOMERS) --seed 7 --out $(DEMO_DIR)/data
+	@echo "== 2/5 validate it (clean tables + rejects)"
+	$(CLI) validate --data $(DEMO_DIR)/data --out $(DEMO_DIR)/validated
+	@echo "== 3/5 backtest, select, train and register a model as of $(DEMO_AS_OF)"
+	$(CLI) train --data $(DEMO_DIR)/validated/clean --trusted --as-of $(DEMO_AS_OF) --tracking-uri $(DEMO_MLFLOW)
+	$(CLI) models list --tracking-uri $(DEMO_MLFLOW)
+	@echo "== 4/5 score the whole base as of $(DEMO_AS_OF) with the champion"
+	$(CLI) score-batch --data $(DEMO_DIR)/validated/clean --trusted --as-of $(DEMO_AS_OF) \
+		--out $(DEMO_DIR)/scores --tracking-uri $(DEMO_MLFLOW)
+	@echo "== 5/5 the HTTP service for the CRM:"
+	@echo "   CHURNCLV_API_KEY=change-me $(CLI) serve --tracking-uri $(DEMO_MLFLOW) --snapshot $(DEMO_DIR)/scores"
+	@echo "   then: curl -H 'X-API-Key: change-me' http://127.0.0.1:3000/model_info -X POST -d '{}'"
+	@echo "   MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_MLFLOW)"
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
