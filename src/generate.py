@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from churnclv.schema import KNOWN_EVENT_TYPES
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -94,14 +96,8 @@ _MEAN_LINES = float(np.dot(_LINES_P, [1, 2, 3]))
 _RETURN_FULL_P = 0.7
 _MEAN_RETURN_FRACTION = _RETURN_FULL_P + (1 - _RETURN_FULL_P) * 0.55
 
-EVENT_TYPES: tuple[str, ...] = (
-    "login",
-    "session",
-    "email_open",
-    "email_click",
-    "support_ticket",
-    "complaint",
-)
+# the generator writes exactly the event types the features know by name, in this order
+EVENT_TYPES: tuple[str, ...] = KNOWN_EVENT_TYPES
 _LOGIN, _SESSION, _EMAIL_OPEN, _EMAIL_CLICK, _TICKET, _COMPLAINT = range(6)
 
 # Activity by hour of day (quiet nights, lunch and evening peaks); only its shape matters.

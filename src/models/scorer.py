@@ -45,6 +45,7 @@ SCORE_COLUMNS = (
     "action",
     "reasons",
 )
+CLV_MIN_SPEND = 1e-9  # below this BTYD spend, a customer's CLV profile is the fitted median
 AUTO_THREADS_MIN_ROWS = 200_000  # below this, LightGBM trains on one thread
 FORMAT = "churnclv.scorer"
 FORMAT_VERSION = 1
@@ -187,6 +188,7 @@ class Scorer:
             raise ValueError(f"Scorer.fit: train is missing columns {missing}; build it with training_frame()")
         train, snapshot = stable_floats(train), stable_floats(snapshot)
         self.btyd_ = self._btyd().fit(snapshot)
+        self.clv_fallback_ratio_ = self._fallback_ratio(snapshot)
         self.churn_ = self.purchases_ = self.spend_ = None
         if c.uses_gbm():
             hybrid = any(m == "hybrid" for m in (c.churn_model, c.purchases_model, c.spend_model))
@@ -332,17 +334,27 @@ class Scorer:
         extra = features.drop(columns=[c for c in features.columns if c in scores.columns])
         return pd.concat([scores.reset_index(drop=True), extra.reset_index(drop=True)], axis=1)
 
+    def _fallback_ratio(self, snapshot: pd.DataFrame) -> float:
+        """Median CLV per unit of horizon spend over the training snapshot (fitted, so a customer's
+        CLV never depends on who else is in the frame being scored)."""
+        c = self.config_
+        bt = self.btyd_.predict(snapshot, c.horizon_days, clv_months=c.clv_months,
+                                annual_discount_rate=c.annual_discount_rate)
+        spend, clv = bt["expected_spend"].to_numpy(), bt["clv"].to_numpy()
+        ok = spend > CLV_MIN_SPEND
+        if ok.any():
+            return float(np.median(clv[ok] / spend[ok]))
+        return c.clv_months * (365.25 / 12) / c.horizon_days
+
     def _clv(self, bt_clv: np.ndarray, bt_spend: np.ndarray, spend: np.ndarray) -> np.ndarray:
         """Discounted CLV. With a GBM spend model, BTYD gives each customer's time profile (CLV per
         unit of horizon spend) and the GBM the level: clv = spend * (btyd_clv / btyd_spend).
-        Where BTYD expects (almost) no spend, the median profile of the others is used."""
+        Where BTYD expects (almost) no spend, the training population's median profile is used."""
         if self.spend_ is None:
             return bt_clv
-        ok = bt_spend > 1e-9
-        ratio = np.empty_like(bt_clv)
+        ok = bt_spend > CLV_MIN_SPEND
+        ratio = np.full_like(bt_clv, self.clv_fallback_ratio_)
         ratio[ok] = bt_clv[ok] / bt_spend[ok]
-        fallback = float(np.median(ratio[ok])) if ok.any() else self.config_.clv_months * 30.4 / self.config_.horizon_days
-        ratio[~ok] = fallback
         return spend * ratio
 
     # ------------------------------------------------------------------ persistence
@@ -357,6 +369,7 @@ class Scorer:
             "format_version": FORMAT_VERSION,
             "config": asdict(self.config_),
             "metadata": self.metadata_,
+            "clv_fallback_ratio": self.clv_fallback_ratio_,
             "btyd": self.btyd_.to_dict(),
             "gbm": {},
             "tiers": None if self.tiers_ is None else self.tiers_.to_dict(),
@@ -392,6 +405,7 @@ class Scorer:
         scorer.tiers_ = tiers
         scorer.metadata_ = doc["metadata"]
         scorer.btyd_ = BTYDModel.from_dict(doc["btyd"])
+        scorer.clv_fallback_ratio_ = float(doc["clv_fallback_ratio"])
         scorer.churn_ = scorer.purchases_ = scorer.spend_ = None
         for target, d in doc["gbm"].items():
             d = dict(d)

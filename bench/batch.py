@@ -1,0 +1,144 @@
+"""Batch scoring end to end: features, scoring and writing for N generated customers.
+
+Each size runs :func:`churnclv.serving.batch.run_batch` (what ``churnclv score-batch --trusted``
+runs) in a child process and reads that child's peak RSS from ``os.wait4`` (the job is one process:
+DuckDB and LightGBM run inside it). Stage times come from the partition's manifest. Worlds and the
+model are cached under ``--work``. ``--no-reasons`` skips the TreeSHAP reasons (most of the scoring
+time) to show the rest of the pipeline.
+
+    .venv/bin/python bench/batch.py --customers 1000000 --repeat 3
+    .venv/bin/python bench/batch.py --customers 1000000 2000000 10000000 --repeat 1
+
+Without ``--model`` it trains a model on a 20,000-customer sample world (``--train-config fast``:
+80 boosting rounds, the tests' settings; ``default``: the shipped training configuration).
+Targets (issue 8): 1M customers within 90 s on 2 cores; 10M within 4 GB peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+AS_OF = "2025-10-02"
+SAMPLE = 20_000
+RUNNER = "import json, sys; from churnclv.serving.batch import run_batch; run_batch(**json.loads(sys.argv[1]))"
+FAST_CONFIG = "[train]\nn_folds = 2\ntrain_cutoffs = 3\n[scorer]\ngbm_rounds = 80\nseed = 1\n"
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "churnclv.cli", *args]
+
+
+def run(cmd: list[str], log: Path) -> tuple[float, float, int]:
+    """Run ``cmd``; returns (wall seconds, peak RSS in GB of the child, exit status)."""
+    start = time.perf_counter()
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - start, usage.ru_maxrss / 2**20, proc.returncode  # ru_maxrss is KiB on Linux
+
+
+def world(work: Path, n: int, seed: int) -> tuple[Path, float | None]:
+    path = work / f"world-{n}-s{seed}"
+    if (path / "customers.parquet").is_file():
+        return path, None
+    shutil.rmtree(path, ignore_errors=True)
+    wall, _, rc = run(cli("generate", "--customers", str(n), "--seed", str(seed), "--out", str(path)),
+                      work / f"generate-{n}.log")
+    if rc:
+        sys.exit(f"generate failed: see {work / f'generate-{n}.log'}")
+    return path, wall
+
+
+def model(work: Path, config: str) -> str:
+    store = work / f"mlruns-{config}"
+    uri = f"sqlite:///{store}/mlflow.db"
+    if (store / "mlflow.db").is_file():
+        return uri
+    sample, _ = world(work, SAMPLE, 8)
+    args = ["train", "--data", str(sample), "--trusted", "--as-of", AS_OF, "--tracking-uri", uri]
+    if config == "fast":
+        (work / "fast.toml").write_text(FAST_CONFIG)
+        args += ["--config", str(work / "fast.toml")]
+    print(f"training a model ({config} config) on {SAMPLE:,} customers ...", flush=True)
+    wall, _, rc = run(cli(*args), work / f"train-{config}.log")
+    if rc:
+        shutil.rmtree(store, ignore_errors=True)
+        sys.exit(f"training failed: see {work / f'train-{config}.log'}")
+    print(f"  trained in {wall:.0f} s", flush=True)
+    return uri
+
+
+def rows_of(path: Path, name: str) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path / f"{name}.parquet").metadata.num_rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--customers", type=int, nargs="+", default=[1_000_000])
+    ap.add_argument("--repeat", type=int, default=1, help="Runs per size (the table shows the median).")
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "churnclv-bench")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--chunk-size", type=int, default=200_000)
+    ap.add_argument("--memory-limit", default=None, help="DuckDB memory limit (the job's default: 2GB).")
+    ap.add_argument("--model", default=None, help="Model URI (default: train one on a sample).")
+    ap.add_argument("--tracking-uri", default=None)
+    ap.add_argument("--train-config", choices=["fast", "default"], default="fast")
+    ap.add_argument("--no-reasons", action="store_true", help="Skip the reasons (TreeSHAP).")
+    ap.add_argument("--keep", action="store_true", help="Keep the output partitions.")
+    args = ap.parse_args()
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    tracking = args.tracking_uri or (None if args.model else model(args.work, args.train_config))
+    model_uri = args.model or "models:/churnclv@champion"
+    rows = []
+    for n in args.customers:
+        path, gen_s = world(args.work, n, args.seed)
+        if gen_s is not None:
+            print(f"generated {n:,} customers in {gen_s:.0f} s", flush=True)
+        runs = []
+        for r in range(args.repeat):
+            out = args.work / f"out-{n}"
+            shutil.rmtree(out, ignore_errors=True)
+            job = {"clean": str(path), "as_of": AS_OF, "out": str(out), "model_uri": model_uri,
+                   "tracking_uri": tracking, "chunk_size": args.chunk_size, "memory_limit": args.memory_limit,
+                   "reasons": not args.no_reasons, "progress": False}
+            cmd = [sys.executable, "-c", RUNNER, json.dumps(job)]
+            wall, rss, rc = run(cmd, args.work / f"batch-{n}-{r}.log")
+            if rc:
+                sys.exit(f"score-batch failed: see {args.work / f'batch-{n}-{r}.log'}")
+            manifest = json.loads((out / f"as_of={AS_OF}" / "manifest.json").read_text())
+            runs.append({"wall": wall, "rss": rss, **manifest["timings_s"],
+                         "written": manifest["counts"]["rows_written"]})
+            print(f"  {n:>11,} run {r + 1}: {wall:6.1f} s, peak {rss:.2f} GB", flush=True)
+            if not args.keep:
+                shutil.rmtree(out, ignore_errors=True)
+        med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
+        rows.append((n, rows_of(path, "transactions"), rows_of(path, "events"), med, len(runs)))
+
+    print()
+    print(f"batch scoring as of {AS_OF}, chunk {args.chunk_size:,}, model {model_uri} "
+          f"({args.train_config if not args.model else 'given'}), reasons {'off' if args.no_reasons else 'on'}, "
+          f"{os.cpu_count()} cores; median of runs")
+    head = (f"{'customers':>11} {'tx lines':>11} {'events':>11} {'runs':>4} {'features s':>10} {'score s':>8} "
+            f"{'write s':>8} {'report s':>8} {'wall s':>7} {'cust/s':>8} {'peak RSS GB':>11}")
+    print(head)
+    print("-" * len(head))
+    for n, tx, ev, m, k in rows:
+        print(f"{n:>11,} {tx:>11,} {ev:>11,} {k:>4} {m['features']:>10.1f} {m['score']:>8.1f} "
+              f"{m.get('write', 0):>8.1f} {m.get('tier_report', 0):>8.1f} {m['wall']:>7.1f} "
+              f"{n / m['wall']:>8,.0f} {m['rss']:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,909 @@
+"""Weekly batch scoring of the whole customer base, as of a date.
+
+:func:`run_batch` computes the features of every customer known at as-of (DuckDB, out of core, or
+Spark), scores them in chunks with the registered MLflow model, and publishes one partition::
+
+    OUT/as_of=YYYY-MM-DD/
+        part-00000.parquet ...   scores: customer_id, as_of, p_churn, p_alive, expected_purchases,
+                                 expected_spend, clv, growth_score, tier, stage, reasons
+                                 (list<string>), action, model_version; sorted by customer_id
+        features.parquet         the feature snapshot (the HTTP service's score-by-id reads it)
+        manifest.json            input fingerprint, counts (known = written; rejected at
+                                 validation), model URI and version, horizon, timings per stage
+        tier_report/             tier mix and, when an earlier partition exists, the migration
+    OUT/LATEST                   name of the newest partition, e.g. ``as_of=2025-10-02``
+
+Guarantees
+----------
+- Every customer known at as-of gets exactly one row; the job fails (and publishes nothing) when
+  the written rows do not reconcile with an independent count from the clean tables.
+- A partition is never visible half-written: the job writes ``OUT/.as_of=DATE.tmp-<id>/`` and
+  swaps it in with one rename; re-running an as-of replaces its partition, with no duplicates.
+- A killed run continues from its completed chunks with ``resume=True`` and gives the same
+  partition as an uninterrupted run (chunks are fixed slices of the sorted feature snapshot).
+- Memory is bounded by ``chunk_size``, not by the size of the base.
+
+Batch and HTTP scores are identical: both call the same model (the pyfunc's scorer, on
+:func:`churnclv.models.scorer.model_input` of the features). Tier hysteresis (``hysteresis=True``:
+a customer keeps last partition's tier until their score clears the cut point by the policy's
+margin) is off by default because the HTTP service has no previous tiers; with it on, batch tiers
+can differ from HTTP tiers for customers near a cut point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import datetime as dt
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from churnclv.serving import batch_inputs
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BatchError",
+    "OUTPUT_COLUMNS",
+    "OUTPUT_SCHEMA",
+    "LoadedModel",
+    "load_model",
+    "part_files",
+    "partition_name",
+    "partitions",
+    "read_scores",
+    "run_batch",
+    "score_chunk",
+]
+
+DEFAULT_MODEL_URI = "models:/churnclv@champion"
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"  # same default as churnclv.training.tracking
+# DuckDB's own default is 80% of RAM; the job promises a bounded footprint, so it sets one
+DEFAULT_MEMORY_LIMIT = "2GB"
+ENGINES = ("duckdb", "spark")
+
+OUTPUT_SCHEMA = pa.schema([
+    pa.field("customer_id", pa.string(), nullable=False),
+    pa.field("as_of", pa.date32(), nullable=False),
+    pa.field("p_churn", pa.float64()),
+    pa.field("p_alive", pa.float64()),
+    pa.field("expected_purchases", pa.float64()),
+    pa.field("expected_spend", pa.float64()),
+    pa.field("clv", pa.float64()),
+    pa.field("growth_score", pa.float64()),
+    pa.field("tier", pa.string()),
+    pa.field("stage", pa.string()),
+    pa.field("reasons", pa.list_(pa.string())),
+    pa.field("action", pa.string()),
+    pa.field("model_version", pa.string(), nullable=False),
+])
+OUTPUT_COLUMNS = tuple(OUTPUT_SCHEMA.names)
+
+FEATURES_FILE = "features.parquet"
+MANIFEST_FILE = "manifest.json"
+PROGRESS_FILE = "_progress.json"
+REPORT_DIR = "tier_report"
+LATEST_FILE = "LATEST"
+PART = "part-{:05d}.parquet"
+MANIFEST_FORMAT = "churnclv.batch"
+MANIFEST_VERSION = 1
+_PARTITION = re.compile(r"^as_of=(\d{4}-\d{2}-\d{2})$")
+
+
+class BatchError(ValueError):
+    """A problem the user can fix (model, horizon, input, output folder, resume); the message names
+    the thing, the rule and the fix."""
+
+
+# --------------------------------------------------------------------------- partitions
+
+
+def partition_name(day: dt.date) -> str:
+    """``as_of=YYYY-MM-DD``."""
+    return f"as_of={day.isoformat()}"
+
+
+def partitions(out: str | Path) -> list[tuple[dt.date, Path]]:
+    """Published partitions of ``out`` (folders ``as_of=DATE`` holding a manifest), oldest first."""
+    out = Path(out)
+    found = []
+    if out.is_dir():
+        for p in out.iterdir():
+            m = _PARTITION.match(p.name)
+            if m and p.is_dir() and (p / MANIFEST_FILE).is_file():
+                found.append((dt.date.fromisoformat(m.group(1)), p))
+    return sorted(found)
+
+
+def part_files(partition: Path) -> list[Path]:
+    """The score files of a partition, in customer order."""
+    return sorted(partition.glob("part-*.parquet"))
+
+
+def read_scores(partition: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A published partition's scores as pandas (for notebooks and tests; loads it all)."""
+    files = part_files(Path(partition))
+    if not files:
+        return OUTPUT_SCHEMA.empty_table().to_pandas()
+    return pa.concat_tables(pq.read_table(f, columns=columns) for f in files).to_pandas()
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass
+class LoadedModel:
+    """The pyfunc model, its scorer, and where it came from."""
+
+    pyfunc: Any
+    scorer: Any
+    uri: str
+    resolved_uri: str
+    version: str
+    path: str
+    run_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def horizon_days(self) -> int:
+        return int(self.scorer.config_.horizon_days)
+
+
+def _registry_target(model_uri: str) -> tuple[str, str | None, str | None] | None:
+    """``(name, version, alias)`` of a ``models:/name/version`` or ``models:/name@alias`` URI."""
+    m = re.match(r"^models:/([^/@]+)(?:@([^/]+)|/(\d+))$", model_uri)
+    if not m:
+        return None
+    return m.group(1), m.group(3), m.group(2)
+
+
+def load_model(model_uri: str, *, tracking_uri: str | None = None, dst: str | Path) -> LoadedModel:
+    """Resolve ``model_uri`` (an alias is pinned to its version first), download it to ``dst`` and
+    load the pyfunc once.
+
+    Parameters
+    ----------
+    model_uri : str
+        ``models:/churnclv@champion``, ``models:/churnclv/3``, ``runs:/<run>/model`` or a folder.
+    tracking_uri : str, optional
+        The MLflow store (default ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``).
+    dst : path
+        Where the model's files are downloaded.
+
+    Raises
+    ------
+    BatchError
+        When the model cannot be found or is not a churnclv model.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    target = _registry_target(model_uri)
+    version, run_id, resolved = model_uri, None, model_uri
+    try:
+        if target is not None:
+            name, number, alias = target
+            # the registry is read through a client bound to this store: no global MLflow state
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, number)
+            version, run_id = str(mv.version), mv.run_id
+            resolved = f"models:/{name}/{version}"
+            source = client.get_model_version_download_uri(name, version)
+        else:
+            source = model_uri
+        path = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=uri)
+    except (MlflowException, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BatchError(
+            f"model {model_uri!r} not found in the MLflow store {uri} ({first}): train one with churnclv "
+            "train, or pass --model and --tracking-uri"
+        ) from None
+    pyfunc = mlflow.pyfunc.load_model(path)
+    try:
+        scorer = pyfunc.unwrap_python_model().scorer
+    except (AttributeError, ValueError):
+        raise BatchError(
+            f"model {model_uri!r} is not a churnclv model (no scorer inside): pass a model registered by "
+            "churnclv train"
+        ) from None
+    return LoadedModel(pyfunc=pyfunc, scorer=scorer, uri=model_uri, resolved_uri=resolved, version=version,
+                       path=path, run_id=run_id, metadata=dict(getattr(scorer, "metadata_", {}) or {}))
+
+
+# --------------------------------------------------------------------------- scoring a chunk
+
+
+def score_chunk(model: LoadedModel, features: pd.DataFrame, *, as_of: dt.date,
+                prev: pd.Series | None = None, reasons: bool = True) -> pa.Table:
+    """Score one chunk of features into the batch's Arrow schema.
+
+    It runs the pyfunc's own scorer on :func:`~churnclv.models.scorer.model_input` of the features,
+    exactly what the pyfunc's ``predict`` (and the HTTP service) runs, without MLflow's per-call
+    schema check; reasons stay a list.
+    """
+    from churnclv.models.scorer import model_input
+
+    scores = model.scorer.score(model_input(features), prev=prev, reasons=reasons)
+    n = len(scores)
+
+    def col(name: str, dtype: pa.DataType) -> pa.Array:
+        if name not in scores.columns:  # a model without a tier policy: no tiers, stages, actions
+            return pa.nulls(n, dtype)
+        values = scores[name]
+        if dtype == pa.string():
+            return pa.array(values.astype(object).where(values.notna(), None).tolist(), type=dtype)
+        if dtype == pa.list_(pa.string()):
+            return pa.array([list(r) for r in values], type=dtype)
+        return pa.array(values.to_numpy(dtype=np.float64), type=dtype)
+
+    arrays = []
+    for f in OUTPUT_SCHEMA:
+        if f.name == "as_of":
+            arrays.append(pa.array(np.full(n, np.datetime64(as_of, "D")), type=pa.date32()))
+        elif f.name == "model_version":
+            arrays.append(pa.array([model.version] * n, type=pa.string()))
+        else:
+            arrays.append(col(f.name, f.type))
+    return pa.Table.from_arrays(arrays, schema=OUTPUT_SCHEMA)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with tmp.open("w") as fh:
+        json.dump(doc, fh, indent=1, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with tmp.open("w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one atomic step (Linux ``renameat2``); False when not supported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError, TypeError):
+        return False
+    at_fdcwd = -100
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Make ``tmp`` the partition ``final`` without ever showing a half-written one."""
+    if not final.exists():
+        os.rename(tmp, final)
+        return
+    if _exchange(tmp, final):  # readers see the old or the new partition, never none
+        shutil.rmtree(tmp)
+        return
+    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(final, old)  # a reader can miss the partition for this instant, never see a mix
+    os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _lock(out: Path, name: str) -> Iterator[None]:
+    """One run per as-of at a time (an advisory lock, released when the process dies)."""
+    import fcntl
+
+    locks = out / ".locks"
+    locks.mkdir(exist_ok=True)
+    path = locks / f"{name}.lock"
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BatchError(
+                f"{out / name}: another run of this as-of is writing it (lock {path}): wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _temp_dirs(out: Path, name: str) -> list[Path]:
+    return sorted((p for p in out.glob(f".{name}.tmp-*") if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def _progress_bar(enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("customers"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled, transient=False)
+
+
+def _as_of(value: Any) -> dt.date:
+    from churnclv.features import as_of_date
+
+    try:
+        return as_of_date(value)
+    except ValueError as exc:
+        raise BatchError(f"as-of: {exc}") from None
+
+
+def _check_args(engine: str, chunk_size: int, clean: Path) -> None:
+    if engine not in ENGINES:
+        raise BatchError(f"engine {engine!r} is not known: use one of {list(ENGINES)}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise BatchError(f"chunk size {chunk_size!r}: must be a positive number of customers, e.g. 200000")
+    if not clean.is_dir():
+        raise BatchError(f"{clean}: not a folder of clean tables: pass the validated data folder (--data)")
+    if "transactions" not in batch_inputs.table_paths(clean):
+        raise BatchError(
+            f"{clean}: no transactions table (transactions.parquet, .csv or a folder transactions/): "
+            "validate the data first, or point --data at the folder of clean tables"
+        )
+
+
+def _resume_key(*, day: dt.date, engine: str, chunk_size: int, hysteresis: bool, reasons: bool,
+                model: LoadedModel, fp: dict[str, Any], prev_name: str | None) -> dict[str, Any]:
+    return {
+        "as_of": day.isoformat(),
+        "engine": engine,
+        "chunk_size": chunk_size,
+        "reasons": reasons,
+        "hysteresis": hysteresis,
+        "hysteresis_from": prev_name if hysteresis else None,
+        "model_version": model.version,
+        "model_uri": model.resolved_uri,
+        "input": batch_inputs.identity(fp),
+    }
+
+
+def _open_temp(out: Path, name: str, key: dict[str, Any], resume: bool, echo: Callable[[str], Any]
+               ) -> tuple[Path, dict[str, Any]]:
+    """The temp partition to write into, with its progress (resumed or fresh)."""
+    stale = _temp_dirs(out, name)
+    if resume:
+        for tmp in reversed(stale):
+            progress_path = tmp / PROGRESS_FILE
+            if not progress_path.is_file():
+                continue
+            progress = json.loads(progress_path.read_text())
+            changed = [k for k in key if progress.get("key", {}).get(k) != key[k]]
+            if changed:
+                raise BatchError(
+                    f"cannot resume {tmp}: {', '.join(changed)} changed since the interrupted run "
+                    f"(was {', '.join(repr(progress.get('key', {}).get(k)) for k in changed)}): rerun without "
+                    "--resume to start over, or run with the same data, model and settings"
+                )
+            for other in stale:
+                if other != tmp:
+                    shutil.rmtree(other, ignore_errors=True)
+            done = len(progress.get("chunks", {}))
+            echo(f"resuming {tmp.name}: {done} chunk(s) already scored")
+            return tmp, progress
+        echo(f"nothing to resume for {name}: starting a fresh run")
+    for tmp in stale:  # left by killed runs; we hold the as-of's lock, so nobody writes them
+        shutil.rmtree(tmp, ignore_errors=True)
+    tmp = out / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    progress = {"key": key, "features": False, "chunks": {}}
+    _write_json(tmp / PROGRESS_FILE, progress)
+    return tmp, progress
+
+
+def _prev_tiers(con: duckdb.DuckDBPyConnection, prev: Path, first: str, last: str) -> pd.Series:
+    """Last partition's tiers of the customers in ``[first, last]`` (partitions are sorted by id)."""
+    files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in part_files(prev))
+    rows = con.sql(
+        f"SELECT customer_id, tier FROM read_parquet([{files}]) WHERE customer_id BETWEEN ? AND ?",
+        params=[first, last],
+    ).to_arrow_table()
+    return pd.Series(rows.column("tier").to_pylist(), index=rows.column("customer_id").to_pylist(), dtype=object)
+
+
+def _check_order(ids: pa.ChunkedArray | pa.Array, last: str | None, chunk: int) -> str | None:
+    """Ids must rise strictly within and across chunks: one row per customer, nothing repeated."""
+    if len(ids) == 0:
+        return last
+    if len(ids) > 1 and not pc.all(pc.greater(ids[1:], ids[:-1])).as_py():
+        raise BatchError(
+            f"chunk {chunk}: customer ids in the feature snapshot are repeated or unsorted: the feature job "
+            "must give one row per customer sorted by customer_id (report this as a bug)"
+        )
+    first = ids[0].as_py()
+    if last is not None and not first > last:
+        raise BatchError(f"chunk {chunk}: customer {first!r} follows {last!r}: the feature snapshot repeats "
+                         "customers across chunks (report this as a bug)")
+    return ids[-1].as_py()
+
+
+def _tier_report(tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con: duckdb.DuckDBPyConnection
+                 ) -> dict[str, Any]:
+    """Tier mix of this partition and migration from ``prev``, via churnclv.models.tiers.
+
+    Customer ids are replaced by join positions before pandas sees them, so the report costs a few
+    numbers per customer, not a string.
+    """
+    from churnclv.models.tiers import tier_report, write_report
+
+    def files(p: Path) -> str:
+        return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in part_files(p)) + "]"
+
+    cols = "tier, clv, expected_spend, p_churn"
+    if prev is None:
+        sql = f"SELECT {cols} FROM read_parquet({files(tmp)})"
+    else:
+        sql = (
+            f"SELECT c.customer_id IS NOT NULL AS _curr, c.tier, c.clv, c.expected_spend, c.p_churn, "
+            f"p.tier AS prev_tier FROM read_parquet({files(tmp)}) c "
+            f"FULL OUTER JOIN (SELECT customer_id, tier FROM read_parquet({files(prev)})) p USING (customer_id)"
+        )
+    table = con.sql(sql).to_arrow_table()
+    for name in ("tier", "prev_tier"):
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, pc.dictionary_encode(table.column(name)))
+    frame = table.to_pandas()
+    order = list(tier_names) or None
+    if prev is None:
+        report = tier_report(frame, tiers=order)
+    else:
+        frame["customer_id"] = np.arange(len(frame))
+        prev_tiers = frame.loc[frame["prev_tier"].notna(), ["customer_id", "prev_tier"]]
+        prev_tiers = prev_tiers.rename(columns={"prev_tier": "tier"})
+        report = tier_report(frame.loc[frame["_curr"]], prev=prev_tiers, tiers=order)
+    paths = write_report(report, tmp / REPORT_DIR)
+    summary = report.summary[["tier", "customers", "customer_share", "clv", "clv_share"]]
+    doc: dict[str, Any] = {
+        "previous": None if prev is None else prev.name,
+        "files": {k: str(p.relative_to(tmp)) for k, p in paths.items()},
+        "summary": json.loads(summary.to_json(orient="records")),
+    }
+    if report.migration is not None:
+        m = report.migration
+        doc["migration"] = {
+            "customers_both": int(m.counts.to_numpy().sum()),
+            "only_previous": int(m.n_only_prev),
+            "only_current": int(m.n_only_curr),
+            "changed_tier": int(m.counts.to_numpy().sum() - np.trace(m.counts.to_numpy())),
+        }
+    return doc
+
+
+def run_batch(
+    *,
+    clean: str | Path,
+    as_of: Any,
+    out: str | Path,
+    model_uri: str = DEFAULT_MODEL_URI,
+    tracking_uri: str | None = None,
+    horizon_days: int | None = None,
+    db: str | None = None,
+    engine: str = "duckdb",
+    chunk_size: int = 200_000,
+    resume: bool = False,
+    memory_limit: str | None = None,
+    echo: Callable[[str], Any] = print,
+    hysteresis: bool = False,
+    db_table: str = "churnclv_scores",
+    progress: bool = True,
+    reasons: bool = True,
+    after_chunk: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Score every customer known at ``as_of`` and publish ``OUT/as_of=DATE/`` (see the module doc).
+
+    Parameters
+    ----------
+    clean : path
+        Folder of clean tables (``transactions``, optional ``events`` and ``customers``), e.g. the
+        ``clean`` folder written by :func:`churnclv.ingest.validate_source`; its sibling
+        ``rejects`` folder, when present, gives the rejected counts of the manifest.
+    as_of : date-like
+        The scoring date: rows with ``ts`` before the next midnight count.
+    out : path
+        Output folder; the run writes ``OUT/as_of=DATE/`` and ``OUT/LATEST``.
+    model_uri : str
+        MLflow model URI; an alias is pinned to its version at the start of the run.
+    tracking_uri : str, optional
+        The MLflow store (default ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``).
+    horizon_days : int, optional
+        Must equal the model's horizon when given (the model was trained for one horizon).
+    db : str, optional
+        Also upsert the rows into ``db_table`` at this database (``postgresql://...``,
+        ``sqlite:///...``), one transaction per chunk.
+    engine : {"duckdb", "spark"}
+        Feature engine and scorer runtime. ``spark`` runs the same Ibis features on PySpark and
+        scores with ``mlflow.pyfunc.spark_udf`` (needs the spark extra; not chunked: resume reruns).
+    chunk_size : int
+        Customers scored per chunk (memory is bounded by it).
+    resume : bool
+        Continue the interrupted run of this as-of from its completed chunks (it must use the same
+        data, model version and settings).
+    memory_limit : str, optional
+        DuckDB memory limit (default ``2GB``; DuckDB spills past it).
+    echo : callable
+        Where the summary lines go (the CLI passes ``click.echo``).
+    hysteresis : bool
+        Tier hysteresis against the previous partition's tiers (off: batch tiers equal HTTP tiers).
+    db_table : str
+        Table of the database sink.
+    progress : bool
+        Show a progress bar on stderr.
+    reasons : bool
+        Compute the reasons (LightGBM TreeSHAP: about 85% of the scoring time). ``False`` writes empty
+        reason lists; the numbers, tiers, stages and actions are unchanged. DuckDB engine only.
+    after_chunk : callable, optional
+        Called with the chunk number after each chunk is committed (a hook for tests and monitoring).
+
+    Returns
+    -------
+    dict
+        The manifest (also written to ``OUT/as_of=DATE/manifest.json``).
+
+    Raises
+    ------
+    BatchError
+        For a missing or unsuitable model, a horizon that differs from the model's, unreadable
+        input, an as-of before any data, a resume that does not match, counts that do not reconcile,
+        or a database the sink cannot use.
+    """
+    timer = _Timer()
+    started = time.perf_counter()
+    clean, out = Path(clean), Path(out)
+    day = _as_of(as_of)
+    _check_args(engine, chunk_size, clean)
+    if engine == "spark":
+        from churnclv.serving import spark as spark_engine
+
+        if not reasons:
+            raise BatchError("reasons=False is for the duckdb engine: the Spark scorer always computes reasons")
+        if not spark_engine.available():
+            raise BatchError("engine spark needs pyspark and ibis' pyspark backend: pip install 'churnclv[spark]'")
+    name = partition_name(day)
+    out.mkdir(parents=True, exist_ok=True)
+    sink = _open_sink(db, db_table)
+    try:
+        with tempfile.TemporaryDirectory(prefix="churnclv-model-") as model_dir, _lock(out, name):
+            manifest, final = _run_locked(
+                clean=clean, day=day, out=out, name=name, model_uri=model_uri, tracking_uri=tracking_uri,
+                horizon_days=horizon_days, sink=sink, db=db, db_table=db_table, engine=engine,
+                chunk_size=chunk_size, resume=resume, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT,
+                echo=echo, hysteresis=hysteresis, progress=progress, reasons=reasons, after_chunk=after_chunk,
+                model_dir=Path(model_dir), timer=timer, started=started)
+    finally:
+        if sink is not None:
+            sink.close()
+    _summary(manifest, final, echo)
+    return manifest
+
+
+def _open_sink(db: str | None, table: str) -> Any:
+    if db is None:
+        return None
+    from churnclv.serving.sinks import ScoreSink, SinkError
+
+    try:
+        sink = ScoreSink(db, table=table)
+        sink.prepare()
+    except SinkError as exc:
+        raise BatchError(str(exc)) from None
+    return sink
+
+
+def _features_duckdb(tmp: Path, prog: dict[str, Any], clean: Path, day: dt.date, memory_limit: str,
+                     progress: bool) -> None:
+    """Write the feature snapshot into the temp partition (skipped when a resumed run has it)."""
+    import sys
+
+    from churnclv.features import connect, write_features
+
+    if prog["features"] and (tmp / FEATURES_FILE).is_file():
+        return
+    staging = tmp / f".{FEATURES_FILE}.tmp"
+    con = connect(memory_limit=memory_limit, temp_directory=tmp / ".spill")
+    # DuckDB's own bar is the only sign of life during the feature stage; in a log file it is noise
+    con.raw_sql(f"SET enable_progress_bar = {str(progress and sys.stderr.isatty()).lower()}")
+    try:
+        write_features(clean, day, staging, con=con)
+    except ValueError as exc:
+        raise BatchError(f"features as of {day}: {exc}") from None
+    finally:
+        con.disconnect()
+    shutil.rmtree(tmp / ".spill", ignore_errors=True)
+    os.replace(staging, tmp / FEATURES_FILE)
+    prog["features"] = True
+    _write_json(tmp / PROGRESS_FILE, prog)
+
+
+def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: str, tracking_uri: str | None,
+                horizon_days: int | None, sink: Any, db: str | None, db_table: str, engine: str, chunk_size: int,
+                resume: bool, memory_limit: str, echo: Callable[[str], Any], hysteresis: bool, progress: bool,
+                reasons: bool, after_chunk: Callable[[int], None] | None, model_dir: Path, timer: _Timer,
+                started: float) -> tuple[dict[str, Any], Path]:
+    """The job, holding the as-of's lock: score into a temp partition, then publish it."""
+    with timer("model"):
+        model = load_model(model_uri, tracking_uri=tracking_uri, dst=model_dir)
+    if horizon_days is not None and int(horizon_days) != model.horizon_days:
+        raise BatchError(
+            f"horizon {horizon_days} days differs from the model's {model.horizon_days} days "
+            f"({model.resolved_uri}): drop --horizon-days, or train a model with --horizon-days {horizon_days}"
+        )
+    con = duckdb.connect(config={"memory_limit": memory_limit})
+    try:
+        with timer("fingerprint"):
+            fp = batch_inputs.fingerprint(clean, con)
+            rejected = batch_inputs.rejected_rows(clean, fp, con)
+            known = batch_inputs.known_customers(clean, day, con)
+        if known == 0:
+            first = fp["tables"]["transactions"].get("ts_min")
+            raise BatchError(
+                f"as-of {day} is before any data (no transaction and no signup on or before it; the first "
+                f"transaction is at {first}): pick a later date"
+            )
+        earlier = [p for d, p in partitions(out) if d < day]
+        prev = earlier[-1] if earlier else None
+        key = _resume_key(day=day, engine=engine, chunk_size=chunk_size, hysteresis=hysteresis, reasons=reasons,
+                          model=model, fp=fp, prev_name=None if prev is None else prev.name)
+        tmp, prog = _open_temp(out, name, key, resume, echo)
+        resumed_chunks = len(prog["chunks"])
+        if engine == "duckdb":
+            with timer("features"):
+                _features_duckdb(tmp, prog, clean, day, memory_limit, progress)
+            written = _score_chunks(tmp, prog, model, day, chunk_size, prev if hysteresis else None, sink,
+                                    con, timer, progress, reasons, after_chunk)
+        else:
+            written = _spark_run(tmp, prog, model, clean, day, sink, timer)
+        n_features = pq.ParquetFile(tmp / FEATURES_FILE).metadata.num_rows
+        if not (known == n_features == written):
+            raise BatchError(
+                f"counts do not reconcile for {name}: {known:,} customers known at as-of in the clean tables, "
+                f"{n_features:,} in the feature snapshot, {written:,} rows written; nothing was published "
+                f"(the partial run stays in {tmp}): report this as a bug"
+            )
+        with timer("tier_report"):
+            tiers = model.scorer.tiers_
+            report = None if tiers is None else _tier_report(tmp, prev, tuple(tiers.tier_names), con)
+    finally:
+        con.close()
+
+    db_doc = None
+    if sink is not None:
+        db_doc = {"url": _redact(db or ""), "table": db_table, "rows_upserted": written,
+                  "rows_for_as_of": sink.count(day)}
+    files = [p.name for p in part_files(tmp)]
+    timer.seconds["total"] = time.perf_counter() - started
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "as_of": day.isoformat(),
+        "partition": name,
+        "engine": engine,
+        "chunk_size": chunk_size,
+        "chunks": len(files),
+        "resumed_chunks": resumed_chunks,
+        "hysteresis": hysteresis,
+        "hysteresis_from": key["hysteresis_from"],
+        "reasons": reasons,
+        "horizon_days": model.horizon_days,
+        "model": {
+            "uri": model.uri,
+            "resolved_uri": model.resolved_uri,
+            "version": model.version,
+            "run_id": model.run_id,
+            "trained_as_of": model.metadata.get("as_of"),
+            "horizon_days": model.horizon_days,
+        },
+        "input": fp,
+        "counts": {
+            "customers_known": known,
+            "features_rows": n_features,
+            "rows_written": written,
+            "reconciled": True,
+            "validation": rejected,
+            "rows_rejected": {t: r["rejected"] for t, r in rejected["tables"].items()},
+        },
+        "outputs": {"scores": files, "features": FEATURES_FILE, "tier_report": REPORT_DIR if report else None},
+        "tier_report": report,
+        "db": db_doc,
+        "timings_s": {k: round(v, 3) for k, v in timer.seconds.items()},
+    }
+    (tmp / PROGRESS_FILE).unlink(missing_ok=True)
+    _write_json(tmp / MANIFEST_FILE, manifest)
+    final = out / name
+    _publish(tmp, final)
+    _write_text(out / LATEST_FILE, partitions(out)[-1][1].name)  # last: readers follow LATEST to a whole partition
+    return manifest, final
+
+
+def _redact(url: str) -> str:
+    from churnclv.serving.sinks import redact
+
+    return redact(url)
+
+
+def _score_chunks(tmp: Path, prog: dict[str, Any], model: LoadedModel, day: dt.date, chunk_size: int,
+                  prev: Path | None, sink: Any, con: duckdb.DuckDBPyConnection, timer: _Timer, progress: bool,
+                  reasons: bool, after_chunk: Callable[[int], None] | None) -> int:
+    """Score the feature snapshot chunk by chunk into ``part-NNNNN.parquet`` files; returns the rows."""
+    snapshot = pq.ParquetFile(tmp / FEATURES_FILE)
+    total = snapshot.metadata.num_rows
+    written = 0
+    last: str | None = None
+    with _progress_bar(progress) as bar:
+        task = bar.add_task(f"scoring {day}", total=total)
+        batches = snapshot.iter_batches(batch_size=chunk_size)
+        for i, batch in enumerate(batches):
+            part = tmp / PART.format(i)
+            last = _check_order(batch.column("customer_id"), last, i)
+            done = prog["chunks"].get(str(i))
+            if done is not None and part.is_file() and done["rows"] == batch.num_rows:
+                if sink is not None and not done.get("db"):
+                    with timer("db"):
+                        sink.write(pq.read_table(part))
+                    done["db"] = True
+                    _write_json(tmp / PROGRESS_FILE, prog)
+                written += done["rows"]
+                bar.advance(task, batch.num_rows)
+                continue
+            with timer("score"):
+                frame = batch.to_pandas()
+                prev_tiers = None
+                if prev is not None:
+                    prev_tiers = _prev_tiers(con, prev, batch.column("customer_id")[0].as_py(), last)
+                table = score_chunk(model, frame, as_of=day, prev=prev_tiers, reasons=reasons)
+            if table.num_rows != batch.num_rows:
+                raise BatchError(f"chunk {i}: {batch.num_rows} customers in, {table.num_rows} scores out (a bug)")
+            with timer("write"):
+                _write_parquet(table, part)
+            if sink is not None:
+                with timer("db"):
+                    sink.write(table)
+            prog["chunks"][str(i)] = {"rows": table.num_rows, "file": part.name, "db": sink is not None}
+            with timer("write"):
+                _write_json(tmp / PROGRESS_FILE, prog)
+            written += table.num_rows
+            bar.advance(task, batch.num_rows)
+            log.debug("chunk %d: %d customers", i, table.num_rows)
+            if after_chunk is not None:
+                after_chunk(i)
+    return written
+
+
+def _spark_run(tmp: Path, prog: dict[str, Any], model: LoadedModel, clean: Path, day: dt.date, sink: Any,
+               timer: _Timer) -> int:
+    """Features and scores on Spark; the partition gets the same files as with DuckDB."""
+    from churnclv.serving import spark as spark_engine
+
+    work = tmp / "_spark"
+    shutil.rmtree(work, ignore_errors=True)
+    with timer("spark_session"):
+        spark = spark_engine.session()
+    with timer("features"):
+        try:
+            spark_engine.write_features(spark, clean, day, work / "features")
+        except ValueError as exc:
+            raise BatchError(f"features as of {day}: {exc}") from None
+        _concat_parquet(sorted((work / "features").glob("part-*.parquet")), tmp / FEATURES_FILE)
+    with timer("score"):
+        spark_engine.write_scores(spark, work / "features", model.path, work / "scores", as_of=day,
+                                  model_version=model.version)
+    written = 0
+    last: str | None = None
+    with timer("write"):
+        for i, src in enumerate(sorted((work / "scores").glob("part-*.parquet"))):
+            table = pq.read_table(src).cast(OUTPUT_SCHEMA)
+            last = _check_order(table.column("customer_id"), last, i)
+            _write_parquet(table, tmp / PART.format(i))
+            written += table.num_rows
+            if sink is not None:
+                with timer("db"):
+                    sink.write(table)
+    shutil.rmtree(work, ignore_errors=True)
+    prog["features"] = True
+    return written
+
+
+def _concat_parquet(files: list[Path], dest: Path) -> None:
+    """Stream Parquet files (same schema) into one file, row group by row group."""
+    staging = dest.with_name(f".{dest.name}.tmp")
+    writer = None
+    try:
+        for f in files:
+            pf = pq.ParquetFile(f)
+            for g in range(pf.num_row_groups):
+                t = pf.read_row_group(g)
+                if writer is None:
+                    writer = pq.ParquetWriter(staging, t.schema)
+                writer.write_table(t.cast(writer.schema))
+        if writer is None:
+            raise BatchError(f"{dest}: the feature job wrote no rows (a bug)")
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(staging, dest)
+
+
+def _summary(manifest: dict[str, Any], final: Path, echo: Callable[[str], Any]) -> None:
+    c = manifest["counts"]
+    t = manifest["timings_s"]
+    m = manifest["model"]
+    echo(f"scored {c['rows_written']:,} customers as of {manifest['as_of']} with model version {m['version']} "
+         f"({m['uri']}, horizon {manifest['horizon_days']} days) in {t['total']:.1f} s")
+    echo(f"  partition  {final} ({manifest['chunks']} part file(s), {FEATURES_FILE}, {MANIFEST_FILE})")
+    rej = ", ".join(f"{k} {v:,}" for k, v in c["rows_rejected"].items()) or "none (input not validated here)"
+    echo(f"  counts     known at as-of {c['customers_known']:,} = written {c['rows_written']:,}; "
+         f"rejected at validation: {rej}")
+    report = manifest.get("tier_report")
+    if report:
+        mix = ", ".join(f"{r['tier']} {r['customer_share']:.0%}" for r in report["summary"])
+        echo(f"  tiers      {mix}")
+        if "migration" in report:
+            mg = report["migration"]
+            echo(f"  migration  vs {report['previous']}: {mg['changed_tier']:,} of {mg['customers_both']:,} "
+                 f"customers changed tier; {mg['only_current']:,} new, {mg['only_previous']:,} gone")
+    if manifest.get("db"):
+        d = manifest["db"]
+        echo(f"  database   {d['url']} table {d['table']}: {d['rows_upserted']:,} rows upserted")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total")
+    echo(f"  timings    {stages}")

@@ -1,0 +1,155 @@
+"""The batch job's Spark engine: the same Ibis feature definitions on PySpark, scoring through
+``mlflow.pyfunc.spark_udf``.
+
+Needs the ``spark`` extra (``pyspark``, ``ibis-framework[pyspark]``) and Java 17. Run under
+``spark-submit`` (or with an active ``SparkSession``) and the job uses that session and its cluster;
+otherwise it starts a local session bound to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# the pyfunc's output columns the batch keeps, with their Spark types; reasons arrive "; "-joined
+SCORE_STRUCT = (
+    "p_churn double, p_alive double, expected_purchases double, expected_spend double, clv double, "
+    "growth_score double, tier string, stage string, action string, reasons string"
+)
+REASONS_SEPARATOR = "; "
+LOCAL_CONF = {
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.driver.host": "127.0.0.1",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+
+def available() -> bool:
+    """Whether pyspark and Ibis' PySpark backend are importable (the ``spark`` extra)."""
+    try:
+        import ibis.backends.pyspark  # noqa: F401
+        import pyspark  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def session(master: str | None = None) -> Any:
+    """The active SparkSession, else a new one.
+
+    Under ``spark-submit`` the submitted master and settings are used. Otherwise the master is
+    ``master``, else ``$CHURNCLV_SPARK_MASTER``, else ``local[2]``; a local session binds the driver
+    to 127.0.0.1, has no UI and few shuffle partitions. The session time zone is set to UTC either
+    way: the contract's timestamps are naive UTC.
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.conf.set("spark.sql.session.timeZone", "UTC")
+        return active
+    builder = SparkSession.builder.appName("churnclv-batch").config("spark.sql.session.timeZone", "UTC")
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started the JVM and set the master
+    master = master or os.environ.get("CHURNCLV_SPARK_MASTER") or (None if submitted else "local[2]")
+    if master is not None:
+        builder = builder.master(master)
+    if master is not None and master.startswith("local"):
+        for key, value in LOCAL_CONF.items():
+            builder = builder.config(key, value)
+        # Python workers must run this interpreter (the one with churnclv installed), not python3 on
+        # PATH; a local SparkContext reads this from the environment only
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def _find(clean: Path, name: str) -> Path | None:
+    for p in (clean / f"{name}.parquet", clean / name, clean / f"{name}.csv"):
+        if p.exists():
+            return p
+    return None
+
+
+def load_tables(spark: Any, clean: Path) -> tuple[Any, Any]:
+    """The clean tables as Ibis tables on Spark: ``(ibis backend, FeatureTables)``.
+
+    Raises
+    ------
+    ValueError
+        For CSV tables: Spark reads the clean tables as Parquet (``churnclv validate`` writes Parquet).
+    """
+    import ibis
+
+    from churnclv.features import FeatureTables
+
+    con = ibis.pyspark.connect(spark)
+    tables: dict[str, Any] = {}
+    for name in ("transactions", "events", "customers"):
+        path = _find(clean, name)
+        if path is None:
+            if name == "transactions":
+                raise ValueError(f"{clean}: no transactions table: point --data at the folder of clean tables")
+            tables[name] = None
+            continue
+        if path.suffix == ".csv":
+            raise ValueError(
+                f"{path}: the spark engine reads clean tables as Parquet: validate the data first "
+                "(churnclv validate writes Parquet) or convert the file"
+            )
+        tables[name] = con.read_parquet(str(path), table_name=f"churnclv_{name}", recursiveFileLookup="true"
+                                        if path.is_dir() else None)
+    return con, FeatureTables(**tables)
+
+
+def write_features(spark: Any, clean: Path, day: dt.date, out_dir: Path) -> int:
+    """Run :func:`churnclv.features.build_features` on Spark; write it sorted by customer id to the
+    Parquet folder ``out_dir``. Returns the number of customers."""
+    from churnclv.features import build_features
+
+    con, tables = load_tables(spark, clean)
+    expr = build_features(tables, day)
+    frame = spark.sql(con.compile(expr)).orderBy("customer_id")
+    frame.write.mode("overwrite").parquet(str(out_dir))
+    return spark.read.parquet(str(out_dir)).count()
+
+
+def write_scores(spark: Any, features_dir: Path, model_path: str, out_dir: Path, *, as_of: dt.date,
+                 model_version: str) -> None:
+    """Score the feature folder with ``mlflow.pyfunc.spark_udf`` and write the batch columns to
+    ``out_dir`` (Parquet, sorted by customer id)."""
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    feats = spark.read.parquet(str(features_dir))
+    # the model's input schema: every number as double (what churnclv.models.scorer.model_input does)
+    cols = [
+        F.col(f.name).cast("double").alias(f.name)
+        if isinstance(f.dataType, (T.IntegerType, T.LongType, T.ShortType, T.BooleanType)) else F.col(f.name)
+        for f in feats.schema.fields
+    ]
+    udf = mlflow.pyfunc.spark_udf(spark, model_path, result_type=SCORE_STRUCT, env_manager="local")
+    scored = feats.select(*cols).select("customer_id", udf(F.struct(*feats.columns)).alias("s"))
+    reasons = F.when(F.col("s.reasons") == "", F.array().cast("array<string>")).otherwise(
+        F.split(F.col("s.reasons"), REASONS_SEPARATOR))
+    out = scored.select(
+        "customer_id",
+        F.lit(as_of).cast("date").alias("as_of"),
+        *[F.col(f"s.{c}").alias(c) for c in
+          ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score", "tier", "stage")],
+        reasons.alias("reasons"),
+        F.col("s.action").alias("action"),
+        F.lit(model_version).alias("model_version"),
+    ).orderBy("customer_id")
+    out.write.mode("overwrite").parquet(str(out_dir))

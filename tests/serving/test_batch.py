@@ -1,0 +1,333 @@
+"""The weekly batch job: one row per known customer, atomic re-runs, resume, reports, CLI counts.
+
+Runs against the real MLflow store of ``trained_store`` (tests/conftest.py) on the 1,500-customer
+``small_world`` plus two hand-made customers (a recent sign-up without purchases, and one who signs
+up after the as-of).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from churnclv.serving.batch import (
+    OUTPUT_COLUMNS,
+    BatchError,
+    partitions,
+    read_scores,
+    run_batch,
+)
+
+pytestmark = pytest.mark.integration
+
+AS_OF = pd.Timestamp("2025-10-02")
+NEXT = pd.Timestamp("2025-10-09")
+CHUNK = 400  # 1,501 customers: four chunks, the last one short
+SIGNED_UP_NO_PURCHASE = "zz-new-signup"
+SIGNS_UP_LATER = "zz-later-signup"
+
+
+@pytest.fixture(scope="module")
+def world(small_frames: dict[str, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """small_world with a sign-up two days before AS_OF (no purchase) and one after it."""
+    out = tmp_path_factory.mktemp("batch_world")
+    customers = small_frames["customers"]
+    extra = customers.iloc[:2].copy()
+    extra["customer_id"] = [SIGNED_UP_NO_PURCHASE, SIGNS_UP_LATER]
+    extra["signup_ts"] = [AS_OF - pd.Timedelta(days=2), AS_OF + pd.Timedelta(days=30)]
+    pd.concat([customers, extra], ignore_index=True).to_parquet(out / "customers.parquet", index=False)
+    small_frames["transactions"].to_parquet(out / "transactions.parquet", index=False)
+    small_frames["events"].to_parquet(out / "events.parquet", index=False)
+    return out
+
+
+def known_at(world: Path, as_of: pd.Timestamp) -> set[str]:
+    """Customers known at as-of, computed here with pandas (independent of the job's SQL)."""
+    end = as_of + pd.Timedelta(days=1)
+    tx = pd.read_parquet(world / "transactions.parquet", columns=["customer_id", "ts"])
+    cu = pd.read_parquet(world / "customers.parquet", columns=["customer_id", "signup_ts"])
+    return set(tx.loc[tx["ts"] < end, "customer_id"]) | set(cu.loc[cu["signup_ts"] < end, "customer_id"])
+
+
+def batch(world: Path, out: Path, store: dict, as_of: pd.Timestamp = AS_OF, **kwargs) -> dict:
+    kwargs.setdefault("chunk_size", CHUNK)
+    return run_batch(clean=world, as_of=as_of, out=out, model_uri=store["model_uri"],
+                     tracking_uri=store["tracking_uri"], echo=lambda _m: None, progress=False, **kwargs)
+
+
+def partition_table(path: Path) -> pd.DataFrame:
+    return read_scores(path)
+
+
+@pytest.fixture(scope="module")
+def scored(world: Path, trained_store: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One uninterrupted run at AS_OF: the reference partition."""
+    out = tmp_path_factory.mktemp("batch_out")
+    return out, batch(world, out, trained_store)
+
+
+def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Path, dict]) -> None:
+    out, manifest = scored
+    part = out / "as_of=2025-10-02"
+    frame = partition_table(part)
+    expected = known_at(world, AS_OF)
+    assert list(frame.columns) == list(OUTPUT_COLUMNS)
+    assert frame["customer_id"].is_unique
+    assert set(frame["customer_id"]) == expected
+    assert SIGNED_UP_NO_PURCHASE in expected and SIGNS_UP_LATER not in expected
+    assert (frame["as_of"] == AS_OF.date()).all()
+    assert frame["model_version"].eq("1").all()
+    assert frame["p_churn"].between(0, 1).all() and frame["tier"].notna().all()
+    assert all(isinstance(r, np.ndarray | list) for r in frame["reasons"])
+    c = manifest["counts"]
+    assert c["customers_known"] == c["features_rows"] == c["rows_written"] == len(expected)
+    assert manifest["chunks"] == 4 and sorted(p.name for p in part.glob("part-*.parquet")) == [
+        f"part-0000{i}.parquet" for i in range(4)]
+    on_disk = json.loads((part / "manifest.json").read_text())
+    assert on_disk["counts"] == c and on_disk["model"]["version"] == "1"
+    assert on_disk["model"]["resolved_uri"] == "models:/churnclv/1" and on_disk["horizon_days"] == 90
+    assert on_disk["input"]["tables"]["transactions"]["rows"] == len(pd.read_parquet(world / "transactions.parquet"))
+    assert on_disk["input"]["content_hash"].startswith("sha256:")
+    assert set(on_disk["timings_s"]) >= {"model", "features", "score", "write", "tier_report", "total"}
+    # the snapshot the HTTP service reads, and the pointer to the newest partition
+    snapshot = pd.read_parquet(part / "features.parquet")
+    assert snapshot["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert (out / "LATEST").read_text().strip() == "as_of=2025-10-02"
+    assert (part / "tier_report" / "tier_summary.csv").is_file()
+    assert not list(out.glob(".as_of=*.tmp-*"))
+
+
+def test_batch_scores_equal_the_single_customer_path(world: Path, scored: tuple[Path, dict],
+                                                       trained_store: dict, tmp_path: Path) -> None:
+    """What the HTTP service does for one customer (in-memory features, the pyfunc's scorer)
+    gives the batch row's numbers, tier and reasons."""
+    from churnclv.features import compute_features_frames
+    from churnclv.models.scorer import model_input
+    from churnclv.serving.batch import load_model
+
+    out, _ = scored
+    frame = partition_table(out / "as_of=2025-10-02").set_index("customer_id")
+    scorer = load_model(trained_store["model_uri"], tracking_uri=trained_store["tracking_uri"], dst=tmp_path).scorer
+    tx = pd.read_parquet(world / "transactions.parquet")
+    ev = pd.read_parquet(world / "events.parquet")
+    cu = pd.read_parquet(world / "customers.parquet")
+    rng = np.random.default_rng(3)
+    ids = [*rng.choice(frame.index.to_numpy(), 5, replace=False), SIGNED_UP_NO_PURCHASE]
+    for cid in ids:
+        feats = compute_features_frames(tx[tx.customer_id == cid], ev[ev.customer_id == cid],
+                                        cu[cu.customer_id == cid], as_of=AS_OF)
+        one = scorer.score(model_input(feats)).iloc[0]
+        row = frame.loc[cid]
+        for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score"):
+            assert one[col] == pytest.approx(row[col], rel=1e-12, abs=1e-12), (cid, col)
+        assert (one["tier"], one["stage"], one["action"]) == (row["tier"], row["stage"], row["action"])
+        assert list(one["reasons"]) == list(row["reasons"])
+
+
+def test_rerun_replaces_the_partition_identically(world: Path, trained_store: dict,
+                                                   scored: tuple[Path, dict]) -> None:
+    out, _ = scored
+    before = partition_table(out / "as_of=2025-10-02")
+    inode = (out / "as_of=2025-10-02").stat().st_ino
+    batch(world, out, trained_store)
+    after = partition_table(out / "as_of=2025-10-02")
+    pd.testing.assert_frame_equal(after, before)
+    assert [p.name for _, p in partitions(out)].count("as_of=2025-10-02") == 1
+    assert (out / "as_of=2025-10-02").stat().st_ino != inode  # swapped in, not edited in place
+    assert not [p for p in out.iterdir() if p.name.startswith(".as_of=")]
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(world: Path, trained_store: dict,
+                                                           scored: tuple[Path, dict], tmp_path: Path) -> None:
+    def crash_after_second_chunk(i: int) -> None:
+        if i == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        batch(world, tmp_path, trained_store, after_chunk=crash_after_second_chunk)
+    assert not (tmp_path / "as_of=2025-10-02").exists()  # nothing half-written is visible
+    (tmp,) = tmp_path.glob(".as_of=2025-10-02.tmp-*")
+    assert sorted(p.name for p in tmp.glob("part-*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]
+
+    with pytest.raises(BatchError, match="chunk_size"):  # other chunks would not line up
+        batch(world, tmp_path, trained_store, resume=True, chunk_size=CHUNK + 1)
+
+    scored_chunks: list[int] = []
+    manifest = batch(world, tmp_path, trained_store, resume=True, after_chunk=scored_chunks.append)
+    assert scored_chunks == [2, 3] and manifest["resumed_chunks"] == 2
+    pd.testing.assert_frame_equal(partition_table(tmp_path / "as_of=2025-10-02"),
+                                  partition_table(scored[0] / "as_of=2025-10-02"))
+    assert not list(tmp_path.glob(".as_of=*.tmp-*"))
+
+
+def test_second_as_of_reports_tier_migration(world: Path, trained_store: dict,
+                                              scored: tuple[Path, dict]) -> None:
+    out, first = scored
+    manifest = batch(world, out, trained_store, as_of=NEXT, chunk_size=2_000)
+    part = out / "as_of=2025-10-09"
+    report = manifest["tier_report"]
+    assert report["previous"] == "as_of=2025-10-02"
+    counts = pd.read_csv(part / "tier_report" / "tier_migration_counts.csv", index_col=0)
+    assert int(counts.to_numpy().sum()) == report["migration"]["customers_both"]
+    assert report["migration"]["customers_both"] + report["migration"]["only_current"] == \
+        manifest["counts"]["rows_written"]
+    prev = partition_table(out / "as_of=2025-10-02").set_index("customer_id")["tier"]
+    curr = partition_table(part).set_index("customer_id")["tier"]
+    both = prev.index.intersection(curr.index)
+    assert report["migration"]["changed_tier"] == int((prev[both] != curr[both]).sum())
+    assert (part / "tier_report" / "tier_migration.png").is_file()
+    assert (out / "LATEST").read_text().strip() == "as_of=2025-10-09"
+    assert first["tier_report"]["previous"] is None
+
+
+def test_hysteresis_holds_tiers_against_the_previous_partition(world: Path, trained_store: dict,
+                                                                scored: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = scored
+    # a copy of the reference partition as "last week", so the test does not depend on run order
+    import shutil
+
+    shutil.copytree(out / "as_of=2025-10-02", tmp_path / "as_of=2025-10-02")
+    plain = batch(world, tmp_path, trained_store, as_of=NEXT, chunk_size=700)
+    held = batch(world, tmp_path, trained_store, as_of=NEXT, chunk_size=700, hysteresis=True)
+    assert held["hysteresis_from"] == "as_of=2025-10-02" and plain["hysteresis_from"] is None
+    assert held["tier_report"]["migration"]["changed_tier"] < plain["tier_report"]["migration"]["changed_tier"]
+
+
+def test_without_reasons_only_the_reasons_are_empty(world: Path, trained_store: dict,
+                                                     scored: tuple[Path, dict], tmp_path: Path) -> None:
+    manifest = batch(world, tmp_path, trained_store, reasons=False)
+    quick = partition_table(tmp_path / "as_of=2025-10-02")
+    full = partition_table(scored[0] / "as_of=2025-10-02")
+    assert manifest["reasons"] is False and all(len(r) == 0 for r in quick["reasons"])
+    assert any(len(r) for r in full["reasons"])
+    pd.testing.assert_frame_equal(quick.drop(columns="reasons"), full.drop(columns="reasons"))
+
+
+def test_user_errors_name_the_problem_and_the_fix(world: Path, trained_store: dict, tmp_path: Path) -> None:
+    with pytest.raises(BatchError, match=r"horizon 30 days differs from the model's 90 days.*--horizon-days"):
+        batch(world, tmp_path, trained_store, horizon_days=30)
+    with pytest.raises(BatchError, match=r"'models:/churnclv@nope' not found.*churnclv train"):
+        run_batch(clean=world, as_of=AS_OF, out=tmp_path, model_uri="models:/churnclv@nope",
+                  tracking_uri=trained_store["tracking_uri"], echo=lambda _m: None, progress=False)
+    with pytest.raises(BatchError, match="before any data.*pick a later date"):
+        batch(world, tmp_path, trained_store, as_of=pd.Timestamp("2001-01-01"))
+    with pytest.raises(BatchError, match="not a folder of clean tables"):
+        batch(tmp_path / "missing", tmp_path, trained_store)
+    assert not list(tmp_path.glob("as_of=*"))
+
+
+def test_cli_counts_rows_rejected_at_validation(small_frames: dict[str, pd.DataFrame], trained_store: dict,
+                                                 tmp_path: Path) -> None:
+    from churnclv.cli import cli
+
+    data = tmp_path / "raw"
+    data.mkdir()
+    tx = small_frames["transactions"].copy()
+    tx["ts"] = tx["ts"].astype(str)
+    tx["amount"] = tx["amount"].astype(str)
+    bad = tx.iloc[:3].copy()
+    bad["ts"] = ["not a date", "0202-01-01", tx["ts"].iloc[2]]
+    bad["amount"] = [bad["amount"].iloc[0], bad["amount"].iloc[1], "twelve"]
+    pd.concat([tx, bad], ignore_index=True).to_csv(data / "transactions.csv", index=False)
+    small_frames["customers"].to_parquet(data / "customers.parquet", index=False)
+    small_frames["events"].to_parquet(data / "events.parquet", index=False)
+    out = tmp_path / "scores"
+    result = CliRunner().invoke(cli, [
+        "score-batch", "--data", str(data), "--work", str(tmp_path / "work"), "--as-of", "2025-10-02",
+        "--out", str(out), "--tracking-uri", trained_store["tracking_uri"], "--chunk-size", "1000",
+    ])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "as_of=2025-10-02" / "manifest.json").read_text())
+    counts = manifest["counts"]
+    rejects = pd.read_csv(tmp_path / "work" / "rejects" / "transactions.csv", dtype=str)
+    accepted = len(pd.read_parquet(tmp_path / "work" / "clean" / "transactions.parquet"))
+    # our three bad rows, plus whatever the generated data already breaks (a duplicated line)
+    assert rejects["reason"].str.startswith(("unparseable ts", "implausible ts", "non-numeric amount")).sum() == 3
+    assert counts["rows_rejected"]["transactions"] == len(rejects) >= 3
+    table = counts["validation"]["tables"]["transactions"]
+    assert table["read"] == len(tx) + 3 == table["accepted"] + table["rejected"]
+    assert table["accepted"] == accepted
+    assert counts["rows_rejected"].get("events", 0) == 0
+    assert counts["customers_known"] == counts["rows_written"] == len(known_at_frames(small_frames, AS_OF))
+    assert f"transactions {len(rejects)}" in result.output  # the summary line
+
+
+def known_at_frames(frames: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> set[str]:
+    end = as_of + pd.Timedelta(days=1)
+    tx, cu = frames["transactions"], frames["customers"]
+    return set(tx.loc[tx["ts"] < end, "customer_id"]) | set(cu.loc[cu["signup_ts"] < end, "customer_id"])
+
+
+def test_cli_reports_a_horizon_mismatch_as_exit_1(world: Path, trained_store: dict, tmp_path: Path) -> None:
+    from churnclv.cli import cli
+
+    result = CliRunner().invoke(cli, [
+        "score-batch", "--data", str(world), "--trusted", "--as-of", "2025-10-02", "--out", str(tmp_path),
+        "--tracking-uri", trained_store["tracking_uri"], "--horizon-days", "60",
+    ])
+    assert result.exit_code == 1
+    assert "differs from the model's 90 days" in result.output
+
+
+def test_part_files_are_sorted_by_customer_and_bounded_by_chunk(scored: tuple[Path, dict]) -> None:
+    out, _ = scored
+    files = sorted((out / "as_of=2025-10-02").glob("part-*.parquet"))
+    sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    assert max(sizes) == CHUNK and sum(sizes) == scored[1]["counts"]["rows_written"]
+    ids = pd.concat([pd.read_parquet(f, columns=["customer_id"]) for f in files])["customer_id"].tolist()
+    assert ids == sorted(ids)
+
+
+def test_clv_does_not_depend_on_the_chunk(scored: tuple[Path, dict], trained_store: dict, tmp_path: Path) -> None:
+    from churnclv.models.scorer import model_input
+    from churnclv.serving.batch import load_model
+
+    out, _ = scored
+    scorer = load_model(trained_store["model_uri"], tracking_uri=trained_store["tracking_uri"], dst=tmp_path).scorer
+    feats = model_input(pd.read_parquet(out / "as_of=2025-10-02" / "features.parquet"))
+    bt = scorer.btyd_.predict(feats, scorer.config_.horizon_days, clv_months=0)
+    affected = feats.loc[bt["expected_spend"].to_numpy() <= 1e-9]
+    if affected.empty:
+        pytest.skip("no customer with BTYD spend ~ 0 in this world")
+    batch_clv = partition_table(out / "as_of=2025-10-02").set_index("customer_id")["clv"]
+    alone = [scorer.score(affected.iloc[[i]])["clv"].iloc[0] for i in range(len(affected))]
+    np.testing.assert_allclose(alone, batch_clv.loc[affected["customer_id"]].to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(world: Path, trained_store: dict, tmp_path: Path) -> None:
+    """A real kill: the CLI process gets SIGKILL once its third chunk is on disk; --resume finishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["score-batch", "--data", str(world), "--trusted", "--as-of", "2025-10-02", "--out",
+            str(tmp_path / "out"), "--tracking-uri", trained_store["tracking_uri"], "--chunk-size", "100"]
+    proc = subprocess.Popen([sys.executable, "-m", "churnclv.cli", *args], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while not list((tmp_path / "out").glob(".as_of=2025-10-02.tmp-*/part-00002.parquet")):
+            assert proc.poll() is None, "the job ended before it could be killed"
+            assert time.monotonic() < deadline, "no chunk written within 120 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (tmp_path / "out" / "as_of=2025-10-02").exists()
+    resumed = batch(world, tmp_path / "out", trained_store, chunk_size=100, resume=True)
+    assert resumed["resumed_chunks"] >= 3
+    batch(world, tmp_path / "ref", trained_store, chunk_size=100)
+    pd.testing.assert_frame_equal(partition_table(tmp_path / "out" / "as_of=2025-10-02"),
+                                  partition_table(tmp_path / "ref" / "as_of=2025-10-02"))

@@ -1,0 +1,65 @@
+"""The Spark engine (local mode) gives the DuckDB engine's features and scores.
+
+Needs the ``spark`` extra (pyspark, ibis-framework[pyspark]) and Java 17; skipped without pyspark.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install 'churnclv[spark]')")
+
+from churnclv.serving.batch import read_scores, run_batch  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+AS_OF = pd.Timestamp("2025-10-02")
+FLOATS = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score")
+
+
+@pytest.fixture(scope="module")
+def few(small_frames: dict[str, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 customers of small_world."""
+    out = tmp_path_factory.mktemp("spark_world")
+    keep = set(sorted(small_frames["customers"]["customer_id"])[:300])
+    for name, frame in small_frames.items():
+        frame[frame["customer_id"].isin(keep)].to_parquet(out / f"{name}.parquet", index=False)
+    return out
+
+
+def test_spark_engine_matches_duckdb(few: Path, trained_store: dict, tmp_path: Path) -> None:
+    common = {"clean": few, "as_of": AS_OF, "model_uri": trained_store["model_uri"],
+              # one chunk: the Scorer's CLV fallback reads the scored batch (see test_batch.py)
+              "tracking_uri": trained_store["tracking_uri"], "echo": lambda _m: None, "progress": False,
+              "chunk_size": 10_000}
+    duck = run_batch(out=tmp_path / "duckdb", **common)
+    spark = run_batch(out=tmp_path / "spark", engine="spark", **common)
+    assert spark["engine"] == "spark" and spark["counts"]["rows_written"] == duck["counts"]["rows_written"] == 300
+
+    fa = pd.read_parquet(tmp_path / "duckdb" / "as_of=2025-10-02" / "features.parquet")
+    fb = pd.read_parquet(tmp_path / "spark" / "as_of=2025-10-02" / "features.parquet")
+    assert list(fa.columns) == list(fb.columns) and fa["customer_id"].tolist() == fb["customer_id"].tolist()
+    for col in fa.columns:
+        if pd.api.types.is_numeric_dtype(fa[col]):
+            np.testing.assert_allclose(fb[col].to_numpy(float), fa[col].to_numpy(float), rtol=1e-9, atol=1e-9,
+                                       err_msg=col)
+        else:
+            assert fa[col].astype(str).tolist() == fb[col].astype(str).tolist(), col
+
+    a = read_scores(tmp_path / "duckdb" / "as_of=2025-10-02")
+    b = read_scores(tmp_path / "spark" / "as_of=2025-10-02")
+    assert list(b.columns) == list(a.columns) and b["customer_id"].tolist() == a["customer_id"].tolist()
+    for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend"):
+        np.testing.assert_allclose(b[col].to_numpy(), a[col].to_numpy(), rtol=0, atol=1e-9, err_msg=col)
+    assert b["tier"].tolist() == a["tier"].tolist() and b["stage"].tolist() == a["stage"].tolist()
+    assert b["action"].tolist() == a["action"].tolist()
+    assert [list(r) for r in b["reasons"]] == [list(r) for r in a["reasons"]]
+    assert (b["as_of"] == AS_OF.date()).all() and (b["model_version"] == "1").all()
+    # CLV and the growth score agree wherever the Scorer's CLV does not fall back to the batch median
+    # (BTYD spend ~ 0, see test_batch.py); spark_udf scores in its own Arrow batches
+    for col in ("clv", "growth_score"):
+        np.testing.assert_allclose(b[col].to_numpy(), a[col].to_numpy(), rtol=1e-9, atol=1e-9, err_msg=col)
