@@ -387,9 +387,16 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
 @click.option("--chunk-size", type=click.IntRange(min=1), default=200_000, show_default=True,
               help="Customers scored per chunk (memory is bounded by the chunk).")
 @click.option("--resume", is_flag=True, help="Continue a killed run of this as-of from its completed chunks.")
+@click.option("--db-table", default="churnclv_scores", show_default=True, help="Table of the database sink.")
+@click.option("--hysteresis", is_flag=True,
+              help="Keep last as-of's tiers unless the score passes a boundary by the margin (tiers may then "
+                   "differ from the HTTP service's, which has no history).")
+@click.option("--reasons/--no-reasons", default=True, show_default=True,
+              help="Compute the plain-word reasons (TreeSHAP: most of the scoring time).")
 def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None,
                 as_of: Any, horizon_days: int | None, out: Path, model_uri: str, tracking_uri: str | None,
-                db: str | None, engine: str, chunk_size: int, resume: bool) -> None:
+                db: str | None, engine: str, chunk_size: int, resume: bool, db_table: str, hysteresis: bool,
+                reasons: bool) -> None:
     """Score every customer known at as-of; write Parquet, a manifest, the tier report and the
     feature snapshot for the HTTP service."""
     from churnclv.serving.batch import BatchError, run_batch
@@ -398,7 +405,8 @@ def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: boo
     try:
         run_batch(clean=clean, as_of=as_of, out=out, model_uri=model_uri, tracking_uri=tracking_uri,
                   horizon_days=horizon_days, db=db, engine=engine, chunk_size=chunk_size, resume=resume,
-                  memory_limit=memory_limit, echo=click.echo)
+                  memory_limit=memory_limit, echo=click.echo, db_table=db_table, hysteresis=hysteresis,
+                  reasons=reasons)
     except BatchError as exc:
         raise DataProblem(str(exc)) from None
 

@@ -71,6 +71,9 @@ class ScorerConfig:
     gbm_rounds: int = 600
     gbm_learning_rate: float = 0.05
     gbm_num_leaves: int = 31
+    # depth 6 kept the churn AUC (0.9581 vs 0.9582 unbounded on a 20k-customer world) and made the
+    # TreeSHAP reasons 3x faster (2,050 vs 690 rows/s on one core): their cost grows with depth^2
+    gbm_max_depth: int = 6
     calibration: str = "platt"  # monotone: keeps the booster's ranking, no ties at p = 1
     top_reasons: int = 3
     seed: int = 0
@@ -162,7 +165,8 @@ class Scorer:
 
     def _gbm_params(self, n_rows: int) -> dict[str, Any]:
         c = self.config_
-        params = {"learning_rate": c.gbm_learning_rate, "num_leaves": c.gbm_num_leaves, "min_data_in_leaf": 50}
+        params = {"learning_rate": c.gbm_learning_rate, "num_leaves": c.gbm_num_leaves, "max_depth": c.gbm_max_depth,
+                  "min_data_in_leaf": 50}
         # OpenMP threads spin while they wait: on a busy 2-core machine a small fit with all threads
         # ran 30x slower than with one (measured: 46 ms vs 1.5 ms per boosting round at 18k rows).
         params["num_threads"] = c.train_threads or (1 if n_rows < AUTO_THREADS_MIN_ROWS else 0)
