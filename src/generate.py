@@ -438,6 +438,7 @@ def _block_transactions(
     noise = np.exp(sigma_l * rng.standard_normal(line_order.size) - sigma_l**2 / 2)
     amount = np.maximum(np.round(mean_value[line_cust] * noise, 2), 0.01)
     category = rng.choice(len(CATEGORIES), size=line_order.size, p=_CATEGORY_P)
+    amount = _distinct_lines(line_order, category, amount)
 
     # returns: a later negative line of the same order; dropped when they would fall after `end`
     returned = rng.random(line_order.size) < return_prob[line_cust]
@@ -471,6 +472,21 @@ def _block_transactions(
             "category": _labels(row_category[idx], CATEGORIES),
         }
     )
+
+
+def _distinct_lines(line_order: np.ndarray, category: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    """Make two lines of one order never identical (same category and amount): the k-th repeat gets
+    k cents more. Identical lines of one order are what validation rejects as duplicates, so a
+    generated world must not contain them (a real shop would write one line with quantity 2)."""
+    cents = np.round(amount * 100).astype(np.int64)
+    key = (line_order.astype(np.int64) * 64 + category) * 1_000_000_000 + cents
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    starts = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
+    run = np.cumsum(starts) - 1
+    repeat = np.empty_like(run)
+    repeat[order] = np.arange(key.size) - np.flatnonzero(starts)[run]
+    return np.round(amount + repeat * 0.01, 2)
 
 
 def _decaying_after_death(

@@ -402,3 +402,13 @@ def test_config_rejects_bad_values(kwargs: dict, field: str) -> None:
 def test_config_coerces_string_dates() -> None:
     config = WorldConfig(start="2024-01-01", end="2024-12-31", signup_days=100)
     assert config.start == pd.Timestamp("2024-01-01") and config.n_days == 365
+
+
+def test_generated_world_passes_validation_without_rejects() -> None:
+    from churnclv.ingest import validate_frames
+
+    world = generate_world(WorldConfig(n_customers=4_000, seed=7))
+    result = validate_frames(world.transactions, world.events, world.customers)
+    assert {name: r.rejected for name, r in result.reports.items()} == {
+        "customers": 0, "transactions": 0, "events": 0
+    }
