@@ -169,8 +169,10 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
             )
             out[str(c)] = text.astype("string")
         elif pd.api.types.is_float_dtype(s):
-            # repr keeps full precision and spells NaN/inf so the numeric rules see them
-            out[str(c)] = pd.Series([None if v is None else repr(float(v)) for v in s], index=s.index, dtype="string")
+            # repr keeps full precision and spells inf so the numeric rules see it; NaN is how pandas
+            # writes a missing number, so it stays missing (a required column rejects it as such)
+            out[str(c)] = pd.Series([None if v is None or v != v else repr(float(v)) for v in s],
+                                    index=s.index, dtype="string")
         else:
             out[str(c)] = s.astype("string")
     return pd.DataFrame(out, index=frame.index)
@@ -286,6 +288,8 @@ def _validate_table(
         select.append(f"{_text(qc, t)} AS r_{col}")
         kind = spec.types[col]
         parsed = _text(qc, t) if kind == "string" else _timestamp(qc, t) if kind == "timestamp" else _float(qc, t)
+        if kind == "float" and col not in spec.required:
+            parsed = f"CASE WHEN isnan({parsed}) THEN NULL ELSE {parsed} END"  # NaN: a missing optional value
         select.append(f"{parsed} AS p_{col}")
     for i, actual in enumerate(extras):
         select.append(f"{_text(_q(actual), types[actual])} AS x_{i}")
