@@ -1,0 +1,257 @@
+"""The served model: resolving an MLflow model URI to a version, loading it, unwrapping the Scorer.
+
+The service scores with :class:`churnclv.models.scorer.Scorer` directly, unwrapped from the MLflow
+pyfunc once at load time: the pyfunc's per-call schema enforcement costs 5-9 ms a request, and the
+service validates its input once at the HTTP edge instead. The features the service computes are
+checked against the model's logged input signature once, at load (:func:`load_model` scores a probe
+customer), so a model trained with another feature configuration is refused before it serves.
+
+Supported URIs: ``models:/NAME@ALIAS`` (the alias is resolved to a version first, and that version
+is loaded, so an alias moving during the load cannot mix versions), ``models:/NAME/VERSION``, any
+other MLflow model URI (``runs:/...``, a local path; the version is then ``unknown``), and
+``bento:TAG`` for a model packed into the BentoML model store by :mod:`churnclv.serving.pack`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from churnclv.models.scorer import Scorer
+
+log = logging.getLogger(__name__)
+
+BENTO_SCHEME = "bento:"
+PACK_INFO = "churnclv_model.json"  # written by churnclv.serving.pack next to the MLflow model
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+class ModelLoadError(RuntimeError):
+    """The model URI cannot be resolved or loaded (the message says which and how to fix it)."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model comes from: the URI as configured and, for the registry, name/alias/version."""
+
+    uri: str
+    name: str | None = None
+    alias: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, uri: str) -> ModelRef:
+        m = _REGISTRY_URI.match(uri.strip())
+        if m:
+            return cls(uri=uri, name=m["name"], alias=m["alias"], version=m["version"])
+        return cls(uri=uri)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A scorer ready to serve, with where it came from and what it reads.
+
+    Attributes
+    ----------
+    scorer
+        The unwrapped scorer.
+    name, version, alias
+        Registered model name, version (``"unknown"`` outside the registry) and the alias it was
+        resolved from (None for a pinned version).
+    model_uri
+        The URI as configured (what a reload resolves again).
+    run_id
+        The MLflow run that produced the model, when known.
+    input_columns
+        The feature frame columns of the model's logged signature (``customer_id`` first).
+    attributes
+        Customer attribute names the model reads (``attr_<name>`` input columns).
+    """
+
+    scorer: Scorer
+    name: str
+    version: str
+    alias: str | None
+    model_uri: str
+    run_id: str | None = None
+    input_columns: tuple[str, ...] = ()
+    attributes: tuple[str, ...] = ()
+
+    @property
+    def horizon_days(self) -> int:
+        return int(self.scorer.config_.horizon_days)
+
+
+def _client(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def resolve_version(model_uri: str, tracking_uri: str) -> str | None:
+    """The registry version ``model_uri`` points at now (None outside the registry).
+
+    Raises
+    ------
+    ModelLoadError
+        The model or alias does not exist in the registry at ``tracking_uri``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    ref = ModelRef.parse(model_uri)
+    if ref.name is None:
+        return None
+    if ref.version is not None:
+        return ref.version
+    try:
+        return str(_client(tracking_uri).get_model_version_by_alias(ref.name, ref.alias).version)
+    except MlflowException as exc:
+        raise ModelLoadError(
+            f"model URI {model_uri}: no version of model '{ref.name}' has the alias '{ref.alias}' in the "
+            f"registry at {tracking_uri} ({exc.message.splitlines()[0]}): train and promote a model "
+            "(churnclv train), or set --model / CHURNCLV_MODEL_URI and --tracking-uri / MLFLOW_TRACKING_URI"
+        ) from None
+
+
+def download_model(model_uri: str, tracking_uri: str, ref: ModelRef, version: str | None,
+                   dst: str) -> tuple[str, str | None]:
+    """Download the MLflow model into ``dst``; returns the local path and the run id."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if ref.name is not None:
+            client = _client(tracking_uri)
+            mv = client.get_model_version(ref.name, version)
+            # download_artifacts resolves models:/ URIs against the global registry only: go through
+            # this client's download URI so nothing global is touched
+            source = client.get_model_version_download_uri(ref.name, version)
+            return mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=dst,
+                                                       tracking_uri=tracking_uri), mv.run_id
+        return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst,
+                                                   tracking_uri=tracking_uri), None
+    except (MlflowException, OSError) as exc:
+        raise ModelLoadError(
+            f"model URI {model_uri}: cannot download it from {tracking_uri} ({exc}): check the URI and "
+            "the tracking URI"
+        ) from None
+
+
+def _from_local(path: str | Path, *, name: str, version: str, alias: str | None, model_uri: str,
+                run_id: str | None) -> LoadedModel:
+    import mlflow.pyfunc
+
+    with warnings.catch_warnings():
+        # requirement-mismatch notes on load are about the training machine's pins, not errors
+        warnings.simplefilter("ignore")
+        pyfunc = mlflow.pyfunc.load_model(str(path), suppress_warnings=True)
+    try:
+        scorer = pyfunc.unwrap_python_model().scorer
+    except Exception as exc:  # noqa: BLE001 - any failure means "not our model"
+        raise ModelLoadError(
+            f"model {model_uri}: not a churnclv model (its python model has no scorer: {exc}); point "
+            "CHURNCLV_MODEL_URI at a model registered by churnclv train"
+        ) from None
+    schema = pyfunc.metadata.get_input_schema()
+    columns = tuple(schema.input_names()) if schema is not None else ()
+    if not columns:
+        names: list[str] = ["customer_id"]
+        for target in ("churn_", "purchases_", "spend_"):
+            model = getattr(scorer, target, None)
+            if model is not None:
+                names += [c for c in model.feature_names_ if c not in names]
+        columns = tuple(names)
+    attributes = tuple(c.removeprefix("attr_") for c in columns if c.startswith("attr_"))
+    return LoadedModel(scorer=scorer, name=name, version=version, alias=alias, model_uri=model_uri,
+                       run_id=run_id, input_columns=columns, attributes=attributes)
+
+
+def _load_bento(model_uri: str) -> LoadedModel:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    tag = model_uri.removeprefix(BENTO_SCHEME)
+    try:
+        stored = bentoml.models.get(tag)
+    except NotFound:
+        raise ModelLoadError(
+            f"model URI {model_uri}: no model {tag} in the BentoML model store: pack one with "
+            "python -m churnclv.serving.pack, or use an MLflow models:/ URI"
+        ) from None
+    info = json.loads(Path(stored.path_of(PACK_INFO)).read_text())
+    return _from_local(stored.path_of("mlflow_model"), name=info["name"], version=str(info["version"]),
+                       alias=info.get("alias"), model_uri=model_uri, run_id=info.get("run_id"))
+
+
+def load_model(model_uri: str, tracking_uri: str, *, version: str | None = None) -> LoadedModel:
+    """Load ``model_uri``, unwrap its scorer and check it against the service's features.
+
+    Parameters
+    ----------
+    model_uri
+        ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, another MLflow model URI, or ``bento:TAG``.
+    tracking_uri
+        MLflow tracking and registry URI.
+    version
+        The version the alias was already resolved to (saves a registry call on reload).
+
+    Raises
+    ------
+    ModelLoadError
+        The URI does not resolve, the download fails, the model is not a churnclv model, or it
+        cannot score the features the service computes.
+    """
+    if model_uri.startswith(BENTO_SCHEME):
+        loaded = _load_bento(model_uri)
+    else:
+        ref = ModelRef.parse(model_uri)
+        version = version or resolve_version(model_uri, tracking_uri)
+        with tempfile.TemporaryDirectory(prefix="churnclv-model-") as tmp:
+            path, run_id = download_model(model_uri, tracking_uri, ref, version, tmp)
+            loaded = _from_local(path, name=ref.name or "churnclv", version=version or "unknown", alias=ref.alias,
+                                 model_uri=model_uri, run_id=run_id)
+    check_model(loaded)
+    log.info("loaded model %s version %s (horizon %d days)", loaded.name, loaded.version, loaded.horizon_days)
+    return loaded
+
+
+def check_model(loaded: LoadedModel) -> None:
+    """Score a probe customer through the service's own feature path; refuse a model that fails.
+
+    Raises
+    ------
+    ModelLoadError
+        The model's input columns differ from the features the service computes, or scoring fails.
+    """
+    from churnclv.serving.schemas import CustomerHistory, Transaction
+    from churnclv.serving.scoring import feature_frames, score_features
+
+    as_of = dt.date(2025, 1, 1)
+    probe = CustomerHistory(customer_id="probe", transactions=[Transaction(ts=dt.datetime(2024, 12, 1), amount=10.0)])
+    try:
+        features = feature_frames([probe], as_of, loaded.attributes)
+    except Exception as exc:  # noqa: BLE001 - report any failure of the probe as a load error
+        raise ModelLoadError(f"model {loaded.model_uri}: computing probe features failed: {exc}") from exc
+    missing = [c for c in loaded.input_columns if c not in features.columns]
+    if missing:
+        raise ModelLoadError(
+            f"model {loaded.model_uri} version {loaded.version} reads columns {missing} that the service's "
+            "features do not have (it was trained with another feature configuration): serve a model "
+            "trained by this churnclv version"
+        )
+    try:
+        score_features(loaded, features)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(
+            f"model {loaded.model_uri} version {loaded.version}: scoring a probe customer failed: {exc}") from exc
+
+
+__all__ = ["BENTO_SCHEME", "LoadedModel", "ModelLoadError", "ModelRef", "check_model", "download_model", "load_model",
+           "resolve_version"]

@@ -1,0 +1,212 @@
+"""The HTTP schema of the scoring service: pydantic models for requests and answers.
+
+Validation happens here, once, at the edge: a request that passes these models is turned into clean
+frames (:mod:`churnclv.schema`) and scored without further checks. The rules mirror the ingestion
+rules (``churnclv.ingest``): ids are non-blank text, timestamps are ISO 8601 (an offset is converted
+to UTC, then dropped; years 1900-2200), amounts and values are finite numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+MAX_ID_LENGTH = 128
+MAX_TEXT_LENGTH = 256
+MAX_ATTRIBUTES = 50
+# sums of a few thousand such amounts stay far from float overflow (an infinite sum would break the models)
+MAX_ABS_AMOUNT = 1e9
+MIN_YEAR, MAX_YEAR = 1900, 2200
+RESERVED_ATTRIBUTES = ("customer_id", "signup_ts")
+
+
+def _utc_naive(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"implausible timestamp {value.isoformat()}: the year must be within {MIN_YEAR}-{MAX_YEAR}")
+    return value
+
+
+def _plausible_date(value: dt.date) -> dt.date:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"implausible date {value.isoformat()}: the year must be within {MIN_YEAR}-{MAX_YEAR}")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Timestamp = Annotated[
+    dt.datetime,
+    AfterValidator(_utc_naive),
+    Field(description="ISO 8601 timestamp; an offset is converted to UTC, a naive one is taken as UTC",
+          examples=["2025-09-14T10:31:00Z"]),
+]
+AsOfDate = Annotated[
+    dt.date,
+    AfterValidator(_plausible_date),
+    Field(description="The as-of calendar date (UTC): rows up to the end of this day count",
+          examples=["2025-10-02"]),
+]
+CustomerId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH),
+    AfterValidator(_not_blank),
+    Field(description="The customer's id, as text (leading zeros are kept)", examples=["00000042"]),
+]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
+Amount = Annotated[
+    float,
+    Field(allow_inf_nan=False, ge=-MAX_ABS_AMOUNT, le=MAX_ABS_AMOUNT,
+          description="Line amount; negative for a return", examples=[24.9]),
+]
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class _Strict(BaseModel):
+    # a misspelt field must not be dropped silently
+    model_config = ConfigDict(extra="forbid")
+
+
+class Transaction(_Strict):
+    """One transaction line (a purchase, or a return when ``amount`` is negative)."""
+
+    ts: Timestamp
+    amount: Amount
+    order_id: Text | None = None
+    channel: Text | None = None
+    category: Text | None = None
+
+
+class Event(_Strict):
+    """One engagement event (``login``, ``session``, ``email_open``, ... open-ended)."""
+
+    ts: Timestamp
+    event_type: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_not_blank)]
+    value: Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_AMOUNT, le=MAX_ABS_AMOUNT)] | None = None
+
+
+class CustomerHistory(_Strict):
+    """A customer with the history to score them on.
+
+    A customer needs at least one transaction line or a ``signup_ts``. Rows dated after ``as_of``
+    are ignored (point in time), as the batch job ignores them; the answer counts them.
+    """
+
+    customer_id: CustomerId
+    signup_ts: Timestamp | None = None
+    attributes: dict[AttributeName, Text | None] = Field(
+        default_factory=dict, max_length=MAX_ATTRIBUTES,
+        description="Categorical attributes, e.g. {\"region\": \"north\"}; the ones the model knows are used",
+    )
+    transactions: list[Transaction] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _scorable(self) -> CustomerHistory:
+        if not self.transactions and self.signup_ts is None:
+            raise ValueError(
+                "a customer needs at least one transaction or a signup_ts: send their history, or their "
+                "signup_ts when they have not bought yet"
+            )
+        reserved = sorted(set(self.attributes) & set(RESERVED_ATTRIBUTES))
+        if reserved:
+            raise ValueError(f"attributes {reserved} are reserved names: send them as fields, not attributes")
+        return self
+
+
+class ScoreRequest(_Strict):
+    """Body of ``POST /score``."""
+
+    as_of: AsOfDate
+    customers: list[CustomerHistory] = Field(min_length=1)
+
+
+class ScoreByIdRequest(_Strict):
+    """Body of ``POST /score_by_id``."""
+
+    customer_ids: list[CustomerId] = Field(min_length=1)
+
+
+class CustomerScore(BaseModel):
+    """Scores of one customer as of a date, over the model's horizon."""
+
+    customer_id: str
+    p_churn: float = Field(description="Probability of no purchase within the horizon")
+    p_alive: float = Field(description="BG/NBD probability that the customer is still active")
+    expected_purchases: float = Field(description="Expected purchase days within the horizon")
+    expected_spend: float = Field(description="Expected net spend within the horizon")
+    clv: float = Field(description="Discounted customer lifetime value")
+    expected_next_purchase_days: float | None = Field(
+        description="Median days from as-of to the next purchase (null when none is expected)")
+    growth_score: float
+    tier: str
+    tier_level: int = Field(description="0 = bottom tier; higher is better")
+    stage: str
+    action: str
+    reasons: list[str]
+    model_version: str
+    rows_after_as_of: int = Field(0, description="History rows dated after as_of, ignored")
+
+
+class CustomerError(BaseModel):
+    """A customer that could not be scored; the other customers of the request are."""
+
+    customer_id: str
+    error: str
+
+
+class ScoreResponse(BaseModel):
+    as_of: dt.date
+    model_version: str
+    scores: list[CustomerScore | CustomerError]
+
+
+class ScoreByIdResponse(BaseModel):
+    as_of: dt.date = Field(description="The as-of date of the feature snapshot the scores use")
+    snapshot: str = Field(description="The snapshot partition, e.g. as_of=2025-10-02")
+    model_version: str
+    scores: list[CustomerScore | CustomerError]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    alias: str | None
+    model_uri: str
+    run_id: str | None
+    trained_as_of: str | None
+    horizon_days: int
+    selected: dict[str, str]
+    backtest_metrics: dict[str, float] = Field(
+        description="Backtest means of the selected model for each target (e.g. churn_auc of the churn model)")
+    attributes: list[str] = Field(description="Customer attributes the model reads")
+    snapshot: str | None = Field(description="The feature snapshot used by score_by_id, if any")
+
+
+class ReloadResult(BaseModel):
+    status: Literal["unchanged", "reloaded"]
+    previous_version: str
+    version: str
+    snapshot: str | None
+
+
+__all__ = [
+    "CustomerError",
+    "CustomerHistory",
+    "CustomerScore",
+    "Event",
+    "ModelInfo",
+    "ReloadResult",
+    "ScoreByIdRequest",
+    "ScoreByIdResponse",
+    "ScoreRequest",
+    "ScoreResponse",
+    "Transaction",
+]

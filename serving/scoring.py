@@ -1,0 +1,328 @@
+"""From validated requests to scores: history frames, features, the scorer, the feature snapshot.
+
+The HTTP path computes features with :func:`churnclv.features.compute_features_frames`, the very
+definitions the batch job runs over the whole base, so a customer scored over HTTP with the same
+history and as-of gets the batch job's numbers. ``score_by_id`` reads the batch job's feature
+snapshot instead (``OUT/LATEST`` names the partition ``as_of=YYYY-MM-DD``; its
+``features.parquet`` holds one row per customer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from churnclv.features import compute_features_frames
+from churnclv.models.scorer import model_input
+from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore
+
+if TYPE_CHECKING:
+    from churnclv.serving.model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+LATEST = "LATEST"
+FEATURES_FILE = "features.parquet"
+UNKNOWN_ID = "unknown customer_id"
+NOT_KNOWN_AT_AS_OF = "no transaction or signup on or before as_of: nothing to score the customer on"
+_TX_OPTIONAL = ("order_id", "channel", "category")
+_SCORE_FLOATS = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score")
+
+
+class SnapshotError(RuntimeError):
+    """The feature snapshot folder is missing, incomplete or does not fit the model."""
+
+
+def _end(as_of: dt.date) -> dt.datetime:
+    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
+
+
+def history_frames(customers: Sequence[CustomerHistory], attributes: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """The clean tables (:mod:`churnclv.schema`) of validated customers.
+
+    Every frame has every column of the contract, null where the request has no value, so the
+    features have the batch job's columns whatever the request sends: the model's ``attributes``
+    become ``customers`` columns, other attributes are dropped.
+    """
+    tx: dict[str, list[Any]] = {c: [] for c in ("customer_id", "ts", "amount", *_TX_OPTIONAL)}
+    ev: dict[str, list[Any]] = {c: [] for c in ("customer_id", "ts", "event_type", "value")}
+    cu: dict[str, list[Any]] = {c: [] for c in ("customer_id", "signup_ts", *attributes)}
+    for c in customers:
+        for t in c.transactions:
+            tx["customer_id"].append(c.customer_id)
+            tx["ts"].append(t.ts)
+            tx["amount"].append(t.amount)
+            tx["order_id"].append(t.order_id)
+            tx["channel"].append(t.channel)
+            tx["category"].append(t.category)
+        for e in c.events:
+            ev["customer_id"].append(c.customer_id)
+            ev["ts"].append(e.ts)
+            ev["event_type"].append(e.event_type)
+            ev["value"].append(e.value)
+        cu["customer_id"].append(c.customer_id)
+        cu["signup_ts"].append(c.signup_ts)
+        for a in attributes:
+            cu[a].append(c.attributes.get(a))
+    return {
+        "transactions": pd.DataFrame({
+            "customer_id": pd.array(tx["customer_id"], dtype="str"),
+            "ts": pd.to_datetime(pd.Series(tx["ts"], dtype="object")).astype("datetime64[us]"),
+            "amount": np.asarray(tx["amount"], dtype=np.float64),
+            **{k: pd.array(tx[k], dtype="str") for k in _TX_OPTIONAL},
+        }),
+        "events": pd.DataFrame({
+            "customer_id": pd.array(ev["customer_id"], dtype="str"),
+            "ts": pd.to_datetime(pd.Series(ev["ts"], dtype="object")).astype("datetime64[us]"),
+            "event_type": pd.array(ev["event_type"], dtype="str"),
+            "value": np.asarray([np.nan if v is None else v for v in ev["value"]], dtype=np.float64),
+        }),
+        "customers": pd.DataFrame({
+            "customer_id": pd.array(cu["customer_id"], dtype="str"),
+            "signup_ts": pd.to_datetime(pd.Series(cu["signup_ts"], dtype="object")).astype("datetime64[us]"),
+            **{a: pd.array(cu[a], dtype="str") for a in attributes},
+        }),
+    }
+
+
+def known_at(customer: CustomerHistory, as_of: dt.date) -> bool:
+    """Whether the customer has a transaction line or a signup on or before ``as_of``."""
+    end = _end(as_of)
+    if customer.signup_ts is not None and customer.signup_ts < end:
+        return True
+    return any(t.ts < end for t in customer.transactions)
+
+
+def rows_after(customer: CustomerHistory, as_of: dt.date) -> int:
+    """History rows (transactions and events) dated after ``as_of``: the features ignore them."""
+    end = _end(as_of)
+    return sum(t.ts >= end for t in customer.transactions) + sum(e.ts >= end for e in customer.events)
+
+
+def feature_frames(customers: Sequence[CustomerHistory], as_of: dt.date, attributes: Sequence[str]) -> pd.DataFrame:
+    """Features as of ``as_of`` of the customers known then (one row each, sorted by id)."""
+    frames = history_frames(customers, attributes)
+    return compute_features_frames(frames["transactions"], frames["events"], frames["customers"], as_of=as_of)
+
+
+def score_features(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
+    """Score a feature frame with the model's scorer (the pyfunc's input types, no schema check)."""
+    return model.scorer.score(model_input(features))
+
+
+def _finite_or_none(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def to_customer_scores(scores: pd.DataFrame, version: str,
+                       after: dict[str, int] | None = None) -> dict[str, CustomerScore]:
+    """The score frame as answer objects, by customer id."""
+    out: dict[str, CustomerScore] = {}
+    after = after or {}
+    for row in scores.to_dict("records"):
+        cid = row["customer_id"]
+        out[cid] = CustomerScore(
+            customer_id=cid,
+            **{k: float(row[k]) for k in _SCORE_FLOATS},
+            expected_next_purchase_days=_finite_or_none(row["expected_next_purchase_days"]),
+            tier=str(row["tier"]),
+            tier_level=int(row["tier_level"]),
+            stage=str(row["stage"]),
+            action=str(row["action"]),
+            reasons=[str(r) for r in row["reasons"]],
+            model_version=version,
+            rows_after_as_of=after.get(cid, 0),
+        )
+    return out
+
+
+def score_histories(model: LoadedModel, customers: Sequence[CustomerHistory], as_of: dt.date
+                    ) -> list[CustomerScore | CustomerError]:
+    """Score validated customers with their history, in request order.
+
+    A customer with neither a transaction nor a signup on or before ``as_of`` gets an error entry.
+    """
+    known = [c for c in customers if known_at(c, as_of)]
+    scored: dict[str, CustomerScore] = {}
+    if known:
+        features = feature_frames(known, as_of, model.attributes)
+        after = {c.customer_id: rows_after(c, as_of) for c in known}
+        scored = to_customer_scores(score_features(model, features), model.version, after)
+    return [scored.get(c.customer_id) or CustomerError(customer_id=c.customer_id, error=NOT_KNOWN_AT_AS_OF)
+            for c in customers]
+
+
+_SEP = "\x1f"  # joins a request's number to its customer ids in a shared call (split at the first one)
+
+
+def score_histories_together(requests: Sequence[tuple[LoadedModel, Sequence[CustomerHistory], dt.date]]
+                             ) -> list[list[CustomerScore | CustomerError]]:
+    """:func:`score_histories` for several requests of one model and as-of, in one call.
+
+    Each request's customers are renamed ``<request number><US><customer_id>`` for the call, so two
+    requests may hold the same id with different histories; the answers carry the original ids.
+    """
+    model, _, as_of = requests[0]
+    if len(requests) == 1:
+        return [score_histories(model, requests[0][1], as_of)]
+    renamed = [c.model_copy(update={"customer_id": f"{i}{_SEP}{c.customer_id}"})
+               for i, (_, customers, _) in enumerate(requests) for c in customers]
+    flat = score_histories(model, renamed, as_of)
+    out: list[list[CustomerScore | CustomerError]] = []
+    pos = 0
+    for _, customers, _ in requests:
+        part = flat[pos:pos + len(customers)]
+        pos += len(customers)
+        for r in part:
+            r.customer_id = r.customer_id.split(_SEP, 1)[1]
+        out.append(part)
+    return out
+
+
+def score_ids_together(requests: Sequence[tuple[LoadedModel, FeatureSnapshot, Sequence[str]]]
+                       ) -> list[list[CustomerScore | CustomerError]]:
+    """:func:`score_ids` for several requests of one model and snapshot, in one call."""
+    model, snapshot, _ = requests[0]
+    if len(requests) == 1:
+        return [score_ids(model, snapshot, requests[0][2])]
+    ids = [cid for _, _, request_ids in requests for cid in request_ids]
+    flat = score_ids(model, snapshot, ids)
+    out: list[list[CustomerScore | CustomerError]] = []
+    pos = 0
+    for _, _, request_ids in requests:
+        # answers are shared objects when two requests ask for one id: copy so each request owns its own
+        out.append([r.model_copy() for r in flat[pos:pos + len(request_ids)]])
+        pos += len(request_ids)
+    return out
+
+
+@dataclass(frozen=True)
+class FeatureSnapshot:
+    """The batch job's latest feature snapshot, in memory, indexed by ``customer_id``.
+
+    Attributes
+    ----------
+    folder
+        The batch output folder (holding ``LATEST``).
+    partition
+        The partition read, e.g. ``as_of=2025-10-02``.
+    as_of
+        Its as-of date.
+    features
+        The features as the model reads them (:func:`churnclv.models.scorer.model_input`).
+    """
+
+    folder: Path
+    partition: str
+    as_of: dt.date
+    features: pd.DataFrame
+    index: pd.Index
+
+    @staticmethod
+    def latest_partition(folder: Path | str) -> str:
+        """The partition named in ``folder/LATEST``.
+
+        Raises
+        ------
+        SnapshotError
+            ``LATEST`` is missing or does not name an ``as_of=YYYY-MM-DD`` partition.
+        """
+        path = Path(folder) / LATEST
+        try:
+            name = path.read_text().strip()
+        except OSError:
+            raise SnapshotError(
+                f"{path} not found: run the batch job (churnclv score-batch --out {folder}) or point "
+                "--snapshot / CHURNCLV_SNAPSHOT at its output folder"
+            ) from None
+        if not name.startswith("as_of=") or _parse_day(name.removeprefix("as_of=")) is None:
+            raise SnapshotError(f"{path} holds {name!r}: expected a partition name like as_of=2025-10-02")
+        return name
+
+    @classmethod
+    def load(cls, folder: Path | str) -> FeatureSnapshot:
+        """Read the latest snapshot of the batch output ``folder``.
+
+        Raises
+        ------
+        SnapshotError
+            No ``LATEST``, no features file, or duplicated customer ids.
+        """
+        folder = Path(folder)
+        partition = cls.latest_partition(folder)
+        path = folder / partition / FEATURES_FILE
+        if not path.is_file():
+            raise SnapshotError(f"{path} not found: LATEST names {partition} but it holds no {FEATURES_FILE}")
+        frame = pd.read_parquet(path)
+        if "customer_id" not in frame.columns:
+            raise SnapshotError(f"{path}: no customer_id column: not a churnclv feature snapshot")
+        frame = model_input(frame.reset_index(drop=True))
+        frame["customer_id"] = frame["customer_id"].astype("str")
+        index = pd.Index(frame["customer_id"].to_numpy(dtype=object))
+        if not index.is_unique:
+            raise SnapshotError(f"{path}: customer_id is not unique: the snapshot is broken, rerun the batch job")
+        log.info("loaded feature snapshot %s (%d customers)", path, len(frame))
+        return cls(folder=folder, partition=partition, as_of=_parse_day(partition.removeprefix("as_of=")),
+                   features=frame, index=index)
+
+    def check(self, model: LoadedModel) -> None:
+        """Raise :class:`SnapshotError` when the snapshot lacks a column the model reads."""
+        missing = [c for c in model.input_columns if c not in self.features.columns]
+        if missing:
+            raise SnapshotError(
+                f"feature snapshot {self.folder / self.partition} lacks columns {missing} that model version "
+                f"{model.version} reads: rerun the batch job with this model"
+            )
+
+    def lookup(self, customer_ids: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+        """The feature rows of the known ids (in request order) and a mask of which ids are known."""
+        pos = self.index.get_indexer(list(customer_ids))
+        found = pos >= 0
+        return self.features.iloc[pos[found]], found
+
+
+def _parse_day(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def score_ids(model: LoadedModel, snapshot: FeatureSnapshot, customer_ids: Sequence[str]
+              ) -> list[CustomerScore | CustomerError]:
+    """Score customers by id from the snapshot, in request order; an unknown id gets an error entry."""
+    unique = list(dict.fromkeys(customer_ids))
+    rows, found = snapshot.lookup(unique)
+    known = dict(zip(unique, found, strict=True))
+    scored: dict[str, CustomerScore] = {}
+    if len(rows):
+        scored = to_customer_scores(model.scorer.score(rows), model.version)
+    return [scored[cid] if ok else CustomerError(customer_id=cid, error=UNKNOWN_ID)
+            for cid, ok in ((c, known[c]) for c in customer_ids)]
+
+
+__all__ = [
+    "FEATURES_FILE",
+    "LATEST",
+    "FeatureSnapshot",
+    "SnapshotError",
+    "feature_frames",
+    "history_frames",
+    "known_at",
+    "rows_after",
+    "score_features",
+    "score_histories",
+    "score_histories_together",
+    "score_ids",
+    "score_ids_together",
+    "to_customer_scores",
+]

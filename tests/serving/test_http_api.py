@@ -1,0 +1,208 @@
+"""The HTTP contract, in-process (ASGI): answers, every error class, auth, logs.
+
+Uses the trained store (a real model), so it is marked ``integration`` like the training tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from churnclv.serving.batch import read_scores
+
+pytestmark = pytest.mark.integration
+
+AS_OF = "2025-10-02"  # the as-of of the conftest's batch output (kit.AS_OF)
+
+SCORE_FIELDS = {"customer_id", "p_churn", "p_alive", "expected_purchases", "expected_spend", "clv",
+                "expected_next_purchase_days", "growth_score", "tier", "tier_level", "stage", "action", "reasons",
+                "model_version", "rows_after_as_of"}
+
+
+@pytest.fixture(scope="module")
+def some_ids(small_frames: dict[str, pd.DataFrame]) -> list[str]:
+    counts = small_frames["transactions"]["customer_id"].value_counts()
+    return sorted(counts[counts.between(5, 40)].index)[:3]
+
+
+def test_score_answers_every_field_for_each_customer(client: Any, kit: Any, small_frames: dict,
+                                                     some_ids: list[str]) -> None:
+    r = client.post("/score", json=kit.history_body(small_frames, some_ids), headers=kit.HEADERS)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["as_of"] == AS_OF and body["model_version"] == "1"
+    assert [s["customer_id"] for s in body["scores"]] == some_ids
+    for s in body["scores"]:
+        assert set(s) == SCORE_FIELDS
+        assert 0 <= s["p_churn"] <= 1 and 0 <= s["p_alive"] <= 1 and s["clv"] >= 0
+        assert s["tier"] in {"Diamond", "Platinum", "Gold", "Silver", "Bronze"}
+        assert s["reasons"] and all(isinstance(x, str) and x for x in s["reasons"])
+        assert s["action"] and s["model_version"] == "1"
+
+
+def test_rows_after_as_of_are_ignored_and_counted(client: Any, kit: Any, small_frames: dict,
+                                                  some_ids: list[str]) -> None:
+    body = kit.history_body(small_frames, some_ids[:1])
+    # the small world runs to 2025-12-31: drop the rows after as-of, then add a big purchase after it
+    cust = body["customers"][0]
+    cust["transactions"] = [t for t in cust["transactions"] if t["ts"] < "2025-10-03"]
+    cust["events"] = [e for e in cust.get("events", []) if e["ts"] < "2025-10-03"]
+    before = client.post("/score", json=body, headers=kit.HEADERS).json()["scores"][0]
+    later = copy.deepcopy(body)
+    later["customers"][0]["transactions"].append({"ts": "2025-10-03T00:00:00", "amount": 5000.0})
+    later["customers"][0]["events"].append({"ts": "2025-11-01T00:00:00", "event_type": "complaint"})
+    after = client.post("/score", json=later, headers=kit.HEADERS).json()["scores"][0]
+    assert after.pop("rows_after_as_of") == 2 and before.pop("rows_after_as_of") == 0
+    assert after == before
+
+
+def test_signup_only_customer_is_scored(client: Any, kit: Any) -> None:
+    body = {"as_of": AS_OF, "customers": [
+        {"customer_id": "new-1", "signup_ts": "2025-09-20T08:00:00Z", "attributes": {"region": "north"}},
+        {"customer_id": "future-1", "signup_ts": "2025-12-01T00:00:00"},
+    ]}
+    r = client.post("/score", json=body, headers=kit.HEADERS)
+    assert r.status_code == 200, r.text
+    new, future = r.json()["scores"]
+    assert new["customer_id"] == "new-1" and new["stage"] == "new" and 0 <= new["p_churn"] <= 1
+    assert "no purchase yet" in new["reasons"]
+    # signed up after as-of: nothing to score on, reported for that customer only
+    assert future == {"customer_id": "future-1", "error": "no transaction or signup on or before as_of: "
+                                                          "nothing to score the customer on"}
+
+
+def test_score_by_id_matches_the_batch_and_reports_unknown_ids(client: Any, kit: Any, batch_out: Path) -> None:
+    batch = read_scores(batch_out / f"as_of={AS_OF}").set_index("customer_id")
+    ids = [batch.index[0], "no-such-customer", batch.index[-1], batch.index[0]]
+    r = client.post("/score_by_id", json={"customer_ids": ids}, headers=kit.HEADERS)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["snapshot"] == f"as_of={AS_OF}" and body["as_of"] == AS_OF
+    first, unknown, last, again = body["scores"]
+    assert unknown == {"customer_id": "no-such-customer", "error": "unknown customer_id"}
+    assert first == again
+    for s in (first, last):
+        ref = batch.loc[s["customer_id"]]
+        assert s["p_churn"] == pytest.approx(ref["p_churn"], rel=1e-12)
+        assert s["clv"] == pytest.approx(ref["clv"], rel=1e-12)
+        assert (s["tier"], s["stage"], s["reasons"]) == (ref["tier"], ref["stage"], list(ref["reasons"]))
+
+
+def test_model_info(client: Any, kit: Any) -> None:
+    r = client.post("/model_info", headers=kit.HEADERS)
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert (info["name"], info["version"], info["alias"]) == ("churnclv", "1", "champion")
+    assert info["trained_as_of"] == "2025-10-02" and info["horizon_days"] == 90
+    assert info["backtest_metrics"]["churn_auc"] > 0.8 and "spend_gini" in info["backtest_metrics"]
+    assert set(info["selected"]) == {"churn", "purchases", "spend"}
+    assert info["snapshot"] == f"as_of={AS_OF}" and "region" in info["attributes"]
+
+
+@pytest.mark.parametrize("path", ["/score", "/score_by_id", "/model_info", "/reload"])
+def test_every_api_route_needs_the_key(client: Any, kit: Any, path: str) -> None:
+    assert client.post(path, json={}).status_code == 401
+    r = client.post(path, json={}, headers={"X-API-Key": kit.API_KEY[::-1]})
+    assert r.status_code == 401 and r.json()["error"].startswith("wrong API key")
+
+
+def test_health_metrics_and_openapi_are_open(client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # set by BentoML's server, not in-process
+    for path in ("/livez", "/readyz", "/metrics", "/docs.json"):
+        assert client.get(path).status_code == 200, path
+    paths = client.get("/docs.json").json()["paths"]
+    assert {"/score", "/score_by_id", "/model_info", "/reload"} <= set(paths)
+
+
+def _locs(response: Any) -> list[tuple[Any, ...]]:
+    return [tuple(d["loc"]) for d in response.json()["detail"]]
+
+
+@pytest.mark.parametrize(("body", "loc"), [
+    ({"as_of": "2025-02-30", "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}]}, ("as_of",)),
+    ({"as_of": "2025-10-02T10:00:00", "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}]}, ("as_of",)),
+    ({"as_of": AS_OF, "customers": []}, ("customers",)),
+    ({"as_of": AS_OF, "customers": [{"customer_id": "", "signup_ts": "2025-01-01"}]}, ("customers", 0, "customer_id")),
+    ({"as_of": AS_OF, "customers": [{"customer_id": "a", "transactions": [{"ts": "yesterday", "amount": 1}]}]},
+     ("customers", 0, "transactions", 0, "ts")),
+    # 1e400 is infinite once parsed
+    ('{"as_of": "%s", "customers": [{"customer_id": "a", "transactions": [{"ts": "2025-01-01", "amount": 1e400}]}]}'
+     % AS_OF, ("customers", 0, "transactions", 0, "amount")),
+    ({"as_of": AS_OF, "customers": [{"customer_id": "a", "signup_ts": "2025-01-01",
+                                     "events": [{"ts": "2025-01-02", "event_type": " "}]}]},
+     ("customers", 0, "events", 0, "event_type")),
+    ({"as_of": AS_OF, "customers": [{"customer_id": "a"}]}, ("customers", 0)),
+    ({"as_of": AS_OF, "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}], "extra": 1}, ("extra",)),
+])
+def test_bad_input_answers_400_with_the_field(client: Any, kit: Any, body: dict[str, Any] | str,
+                                              loc: tuple[Any, ...]) -> None:
+    if isinstance(body, str):
+        r = client.post("/score", content=body.encode(), headers={**kit.HEADERS, "Content-Type": "application/json"})
+    else:
+        r = client.post("/score", json=body, headers=kit.HEADERS)
+    assert r.status_code == 400, r.text
+    assert loc in _locs(r)
+    assert all(d["msg"] for d in r.json()["detail"])
+
+
+def test_malformed_json_and_bad_ids_answer_400(client: Any, kit: Any) -> None:
+    r = client.post("/score", content=b'{"as_of": ', headers={**kit.HEADERS, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["detail"][0]["type"] == "json_invalid"
+    r = client.post("/score_by_id", json={"customer_ids": ["ok", ""]}, headers=kit.HEADERS)
+    assert r.status_code == 400 and ("customer_ids", 1) in _locs(r)
+
+
+def test_limits_answer_413_and_duplicates_400(client: Any, kit: Any) -> None:
+    one = {"customer_id": "a", "signup_ts": "2025-01-01"}
+    many = {"as_of": AS_OF, "customers": [{**one, "customer_id": f"c{i}"} for i in range(kit.MAX_CUSTOMERS + 1)]}
+    r = client.post("/score", json=many, headers=kit.HEADERS)
+    assert r.status_code == 413 and _locs(r) == [("customers",)]
+    rows = [{"ts": "2025-01-01T00:00:00", "amount": 1.0}] * (kit.MAX_HISTORY_ROWS + 1)
+    r = client.post("/score", json={"as_of": AS_OF, "customers": [one, {"customer_id": "b", "transactions": rows}]},
+                    headers=kit.HEADERS)
+    assert r.status_code == 413 and _locs(r) == [("customers", 1)] and "CHURNCLV_MAX_HISTORY_ROWS" in r.text
+    r = client.post("/score", json={"as_of": AS_OF, "customers": [one, one]}, headers=kit.HEADERS)
+    assert r.status_code == 400 and _locs(r) == [("customers", 1, "customer_id")]
+    ids = [f"c{i}" for i in range(kit.MAX_CUSTOMERS + 1)]
+    assert client.post("/score_by_id", json={"customer_ids": ids}, headers=kit.HEADERS).status_code == 413
+
+
+def test_logs_carry_no_request_content(client: Any, kit: Any, small_frames: dict, some_ids: list[str],
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        client.post("/score", json=kit.history_body(small_frames, some_ids[:1]), headers=kit.HEADERS)
+        client.post("/score", json={"as_of": AS_OF, "customers": [{"customer_id": "LEAK-ME-123"}]}, headers=kit.HEADERS)
+        client.post("/score_by_id", json={"customer_ids": ["LEAK-ME-456"]}, headers=kit.HEADERS)
+    text = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "LEAK-ME" not in text and some_ids[0] not in text and kit.API_KEY not in text
+
+
+def test_concurrent_requests_with_the_same_id_get_their_own_answers(client: Any, kit: Any) -> None:
+    # two CRMs may send the same customer id with different histories at the same moment: requests that
+    # share a scoring call (churnclv.serving.batcher) must not mix
+    def body(amount: float, days: int) -> dict[str, Any]:
+        tx = [{"ts": f"2025-0{m}-1{days}T10:00:00", "amount": amount} for m in range(1, 10)]
+        return {"as_of": AS_OF, "customers": [{"customer_id": "same", "transactions": tx}]}
+
+    bodies = [body(20.0, 1), body(900.0, 5), body(3.5, 2)]
+    alone = [client.post("/score", json=b, headers=kit.HEADERS).json() for b in bodies]
+    assert len({a["scores"][0]["clv"] for a in alone}) == 3
+    results: dict[int, list[Any]] = {i: [] for i in range(len(bodies))}
+
+    def hammer(i: int) -> None:
+        for _ in range(6):
+            results[i].append(client.post("/score", json=bodies[i], headers=kit.HEADERS).json())
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(len(bodies)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for i, answers in results.items():
+        assert len(answers) == 18 and all(a == alone[i] for a in answers)

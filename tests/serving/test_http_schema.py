@@ -1,0 +1,136 @@
+"""Generated requests against the service, in-process.
+
+- Schemathesis from the service's own OpenAPI document, schema-valid and schema-invalid bodies:
+  never a 5xx, and every 200 answer conforms to the documented schema. The document cannot express
+  every rule (a customer needs a transaction or a signup; years 1900-2200; attribute names), so
+  most schema-valid ``/score`` bodies are refused with a 400, and
+- a Hypothesis strategy of semantically valid histories (returns only, zero amounts, rows on the
+  as-of boundary and after it, unknown event types, signups without purchases) checks that every
+  valid request is scored: 200, one answer per customer, probabilities in [0, 1], finite values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+pytestmark = pytest.mark.integration
+
+# bounded: the service computes features and scores for every accepted /score example
+EXAMPLES = {"/score": 40, "/score_by_id": 25, "/model_info": 5, "/reload": 5}
+
+
+@pytest.fixture(scope="module")
+def openapi(client: Any) -> Any:
+    return schemathesis.openapi.from_dict(client.get("/docs.json").json())
+
+
+def _send(client: Any, case: Any, headers: dict[str, str]) -> Any:
+    kw = case.as_transport_kwargs(base_url="http://testserver", headers=headers)
+    body: dict[str, Any] = {}
+    if "json" in kw:
+        body["json"] = kw["json"]
+    elif kw.get("data") is not None:
+        data = kw["data"]
+        body["content"] = data if isinstance(data, bytes) else str(data).encode()
+    return client.request(kw["method"], kw["url"], headers=kw["headers"], params=kw.get("params") or None, **body)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
+@pytest.mark.parametrize("path", sorted(EXAMPLES))
+def test_generated_requests_get_no_server_error(client: Any, kit: Any, openapi: Any, path: str,
+                                                 mode: GenerationMode) -> None:
+    operation = openapi[path]["POST"]
+    statuses: list[int] = []
+
+    @settings(max_examples=EXAMPLES[path], deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(operation.as_strategy(generation_mode=mode))
+    def check(case: Any) -> None:
+        response = _send(client, case, kit.HEADERS)
+        statuses.append(response.status_code)
+        assert response.status_code < 500, f"{response.status_code}: {response.text[:500]}"
+        if response.status_code == 200:
+            case.validate_response(response, checks=[response_schema_conformance])
+
+    check()
+    assert statuses
+    if mode is GenerationMode.NEGATIVE and path in ("/score", "/score_by_id"):
+        assert any(400 <= s < 500 for s in statuses)  # invalid input was generated and refused
+
+
+def test_health_routes_in_the_document_answer(client: Any, openapi: Any) -> None:
+    for result in openapi.get_all_operations():
+        op = result.ok()
+        if op.method.upper() == "GET" and op.path != "/metrics":
+            assert client.get(op.path).status_code == 200, op.path
+
+
+# --------------------------------------------------------------------------- valid histories
+
+_DAY0 = dt.datetime(2023, 1, 1)
+
+
+def _ts(days: int, seconds: int, offset_h: int | None) -> str:
+    t = _DAY0 + dt.timedelta(days=days, seconds=seconds)
+    if offset_h is None:
+        return t.isoformat()
+    return t.replace(tzinfo=dt.timezone(dt.timedelta(hours=offset_h))).isoformat()
+
+
+timestamps = st.builds(_ts, st.integers(0, 1400), st.integers(0, 86_399), st.none() | st.integers(-12, 14))
+amounts = st.sampled_from([0.0, -15.5, 1e-6, 9.99, 1e6]) | st.floats(-5_000, 5_000, allow_nan=False)
+labels = st.none() | st.sampled_from(["web", "app", "store", "x" * 256, "é中文", "  "])
+transactions = st.fixed_dictionaries(
+    {"ts": timestamps, "amount": amounts},
+    optional={"order_id": labels, "channel": labels, "category": labels})
+events = st.fixed_dictionaries(
+    {"ts": timestamps,
+     "event_type": st.sampled_from(["login", "session", "email_open", "email_click", "support_ticket",
+                                    "complaint", "push_open", "Login!", "ü"])},
+    optional={"value": st.none() | st.floats(-1e3, 1e3, allow_nan=False)})
+attributes = st.dictionaries(st.sampled_from(["region", "acquisition_channel", "segment"]), labels, max_size=3)
+
+
+@st.composite
+def customers(draw: Any, cid: str) -> dict[str, Any]:
+    c: dict[str, Any] = {"customer_id": cid, "attributes": draw(attributes),
+                         "transactions": draw(st.lists(transactions, max_size=25)),
+                         "events": draw(st.lists(events, max_size=15))}
+    if not c["transactions"] or draw(st.booleans()):
+        c["signup_ts"] = draw(timestamps)
+    return c
+
+
+@st.composite
+def score_requests(draw: Any) -> dict[str, Any]:
+    ids = draw(st.lists(st.text("0123456789abcXYZ-_ ", min_size=1, max_size=12).filter(str.strip),
+                        min_size=1, max_size=4, unique=True))
+    as_of = (_DAY0 + dt.timedelta(days=draw(st.integers(0, 1500)))).date().isoformat()
+    return {"as_of": as_of, "customers": [draw(customers(cid)) for cid in ids]}
+
+
+def test_every_valid_history_is_scored(client: Any, kit: Any) -> None:
+    @settings(max_examples=40, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(score_requests())
+    def check(body: dict[str, Any]) -> None:
+        r = client.post("/score", json=body, headers=kit.HEADERS)
+        assert r.status_code == 200, r.text[:1000]
+        scores = r.json()["scores"]
+        assert [s["customer_id"] for s in scores] == [c["customer_id"] for c in body["customers"]]
+        for s in scores:
+            if "error" in s:
+                continue
+            assert 0 <= s["p_churn"] <= 1 and 0 <= s["p_alive"] <= 1
+            assert all(math.isfinite(s[k]) for k in ("expected_purchases", "expected_spend", "clv", "growth_score"))
+
+    check()

@@ -1,0 +1,108 @@
+"""The real server: ``churnclv serve`` in a subprocess on a free loopback port, scored over HTTP,
+stopped by its process group. Bounded everywhere: a server that never gets ready (BentoML restarts a
+crashing worker forever) fails the test after the deadline and is killed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from churnclv.serving.service import ServeError, serve
+
+pytestmark = pytest.mark.integration
+
+READY_DEADLINE_S = 120
+STOP_DEADLINE_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(log: Path, n: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-n:]) if log.exists() else ""
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group, then SIGKILL it past the deadline."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def churnclv_serve(args: list[str], env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "churnclv.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + READY_DEADLINE_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"churnclv serve exited with {proc.returncode}:\n{_tail(log)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"not ready after {READY_DEADLINE_S} s:\n{_tail(log)}")
+            time.sleep(0.5)
+        yield proc, url
+    finally:
+        stop_group(proc)
+
+
+@pytest.mark.slow
+def test_real_server_scores_and_stops(serving_store: dict, batch_out: Path, kit: Any, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in kit.SERVICE_VARS}
+    env.update(CHURNCLV_API_KEY=kit.API_KEY, BENTOML_DO_NOT_TRACK="True", CHURNCLV_RELOAD_INTERVAL_S="0")
+    log = tmp_path / "server.log"
+    args = ["--model", serving_store["model_uri"], "--tracking-uri", serving_store["tracking_uri"],
+            "--snapshot", str(batch_out)]
+    body = {"as_of": kit.AS_OF, "customers": [{"customer_id": "PRIVATE-7", "signup_ts": "2025-09-01T00:00:00",
+                                               "transactions": [{"ts": "2025-09-02T00:00:00", "amount": 30.0}]}]}
+    with churnclv_serve(args, env, log) as (proc, url):
+        with httpx.Client(base_url=url, timeout=30) as http:
+            assert http.post("/score", json=body).status_code == 401
+            r = http.post("/score", json=body, headers=kit.HEADERS)
+            assert r.status_code == 200, r.text
+            assert r.json()["scores"][0]["model_version"] == "1"
+            r = http.post("/score_by_id", json={"customer_ids": ["00000002", "zzz"]}, headers=kit.HEADERS)
+            assert r.status_code == 200 and r.json()["scores"][1]["error"] == "unknown customer_id"
+            assert http.get("/livez").status_code == 200
+            metrics = http.get("/metrics")
+            assert metrics.status_code == 200 and 'endpoint="/score"' in metrics.text
+        pgid = os.getpgid(proc.pid)
+    assert proc.returncode is not None
+    with pytest.raises(ProcessLookupError):  # the whole group is gone: no orphaned BentoML workers
+        os.killpg(pgid, 0)
+    text = log.read_text(errors="replace")
+    assert "POST" in text and "/score" in text  # the access log ran ...
+    assert "PRIVATE-7" not in text and kit.API_KEY not in text  # ... without bodies or keys
+
+
+def test_serve_fails_fast_on_a_model_that_does_not_resolve(serving_store: dict, kit: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHURNCLV_API_KEY", kit.API_KEY)
+    with pytest.raises(ServeError, match="alias 'nope'"):
+        serve(port=free_port(), model_uri="models:/churnclv@nope", tracking_uri=serving_store["tracking_uri"])

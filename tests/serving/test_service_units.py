@@ -1,0 +1,267 @@
+"""Unit tests of the service's parts that need no model: settings, auth middleware, request schema
+and limits, log redaction, and the atomic model swap."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import warnings
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+with warnings.catch_warnings():
+    # starlette deprecates its httpx-based client in favour of httpx2, which is not installed
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient
+
+from churnclv.serving.model import ModelLoadError, ModelRef
+from churnclv.serving.schemas import CustomerHistory, ScoreRequest
+from churnclv.serving.scoring import history_frames, known_at, rows_after
+from churnclv.serving.service import (
+    APIKeyMiddleware,
+    RedactValidationInput,
+    ServeError,
+    check_limits,
+    serve,
+    server_env,
+)
+from churnclv.serving.settings import ServiceSettings, SettingsError
+from churnclv.serving.state import ServingState
+
+KEY = "unit-key-0123456789abcdef"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_settings_read_environment_and_hide_the_key() -> None:
+    s = ServiceSettings.from_env({"CHURNCLV_API_KEY": KEY, "CHURNCLV_MAX_CUSTOMERS": "7",
+                                  "CHURNCLV_SNAPSHOT": "/data/out", "CHURNCLV_RELOAD_INTERVAL_S": "2.5",
+                                  "CHURNCLV_MODEL_URI": "models:/churnclv/3"})
+    assert (s.max_customers, s.reload_interval_s, str(s.snapshot), s.model_uri) == (7, 2.5, "/data/out",
+                                                                                     "models:/churnclv/3")
+    assert KEY not in repr(s)
+    assert s.gc_freeze is True and ServiceSettings.from_env({"CHURNCLV_GC_FREEZE": "0"}).gc_freeze is False
+    s.check_auth()
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"CHURNCLV_MAX_CUSTOMERS": "many"}, "CHURNCLV_MAX_CUSTOMERS"),
+    ({"CHURNCLV_MAX_HISTORY_ROWS": "0"}, "CHURNCLV_MAX_HISTORY_ROWS"),
+    ({"CHURNCLV_RELOAD_INTERVAL_S": "-1"}, "CHURNCLV_RELOAD_INTERVAL_S"),
+    ({"CHURNCLV_ALLOW_NO_AUTH": "maybe"}, "CHURNCLV_ALLOW_NO_AUTH"),
+])
+def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        ServiceSettings.from_env(env)
+
+
+def test_no_key_refuses_to_start_unless_explicitly_allowed() -> None:
+    with pytest.raises(SettingsError, match="CHURNCLV_API_KEY is not set"):
+        ServiceSettings.from_env({}).check_auth()
+    with pytest.raises(SettingsError, match="at least 16"):
+        ServiceSettings.from_env({"CHURNCLV_API_KEY": "short"}).check_auth()
+    ServiceSettings.from_env({"CHURNCLV_ALLOW_NO_AUTH": "1"}).check_auth()
+
+
+def test_serve_refuses_without_a_key_before_starting_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CHURNCLV_API_KEY", raising=False)
+    monkeypatch.delenv("CHURNCLV_ALLOW_NO_AUTH", raising=False)
+    with pytest.raises(ServeError, match="CHURNCLV_API_KEY"):
+        serve(port=1, model_uri="models:/churnclv@champion")
+
+
+def test_server_env_passes_settings_workers_and_no_tracking() -> None:
+    s = ServiceSettings(api_key=KEY, workers=2, max_customers=9)
+    env = server_env(s, base={"BENTOML_CONFIG_OPTIONS": "api_server.timeout=5"})
+    assert env["CHURNCLV_API_KEY"] == KEY and env["CHURNCLV_MAX_CUSTOMERS"] == "9"
+    assert env["BENTOML_DO_NOT_TRACK"] == "True"
+    assert env["BENTOML_CONFIG_OPTIONS"].split() == ["api_server.timeout=5", "services.churnclv.workers=2"]
+    assert ServiceSettings.from_env(env).max_customers == 9
+
+
+def test_model_uri_parsing() -> None:
+    assert ModelRef.parse("models:/churnclv@champion") == ModelRef("models:/churnclv@champion", "churnclv", "champion")
+    assert ModelRef.parse("models:/churnclv/3").version == "3"
+    assert ModelRef.parse("runs:/abc/model").name is None
+
+
+# --------------------------------------------------------------------------- auth middleware
+
+
+def _guarded(**settings: Any) -> TestClient:
+    async def ok(_request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/score", ok, methods=["POST"]), Route("/livez", ok), Route("/metrics", ok)])
+    return TestClient(APIKeyMiddleware(app, ServiceSettings(api_key=KEY, **settings)))
+
+
+def test_key_required_on_api_routes_and_not_on_health() -> None:
+    c = _guarded()
+    assert c.post("/score", json={}).status_code == 401
+    wrong = c.post("/score", json={}, headers={"X-API-Key": KEY[:-1] + "x"})
+    assert wrong.status_code == 401 and "wrong API key" in wrong.json()["error"]
+    assert c.post("/score", json={}, headers={"X-API-Key": "k"}).status_code == 401  # other length
+    assert c.post("/score", json={}, headers={"X-API-Key": KEY}).text == "ok"
+    assert c.get("/livez").text == "ok" and c.get("/metrics").text == "ok"
+    assert c.get("/anything-else").status_code == 401  # default deny
+
+
+def test_body_type_and_size_are_checked_after_the_key() -> None:
+    c = _guarded(max_body_bytes=2048)
+    h = {"X-API-Key": KEY}
+    assert c.post("/score", content=b"a=1", headers={**h, "Content-Type": "text/plain"}).status_code == 415
+    big = c.post("/score", content=b" " * 5000, headers={**h, "Content-Type": "application/json"})
+    assert big.status_code == 413 and "CHURNCLV_MAX_BODY_BYTES" in big.json()["error"]
+
+    def chunks():
+        yield b"{}"
+
+    assert c.post("/score", content=chunks(), headers=h).status_code == 411
+
+
+def test_no_auth_mode_lets_requests_through() -> None:
+    async def ok(_request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = APIKeyMiddleware(Starlette(routes=[Route("/score", ok, methods=["POST"])]),
+                           ServiceSettings(allow_no_auth=True))
+    assert TestClient(app).post("/score", json={}).text == "ok"
+
+
+# --------------------------------------------------------------------------- request schema and limits
+
+
+def _customer(cid: str = "c1", n_tx: int = 1, **kw: Any) -> dict[str, Any]:
+    tx = [{"ts": f"2025-01-{1 + i % 28:02d}T10:00:00", "amount": 10.0} for i in range(n_tx)]
+    return {"customer_id": cid, "transactions": tx, **kw}
+
+
+def test_timestamps_with_offsets_become_naive_utc() -> None:
+    req = ScoreRequest.model_validate({"as_of": "2025-10-02", "customers": [
+        _customer(signup_ts="2025-01-01T01:30:00+02:00")]})
+    assert req.customers[0].signup_ts == dt.datetime(2024, 12, 31, 23, 30)
+
+
+@pytest.mark.parametrize(("customer", "loc"), [
+    ({"customer_id": " ", "signup_ts": "2025-01-01"}, ("customers", 0, "customer_id")),
+    ({"customer_id": "x" * 129, "signup_ts": "2025-01-01"}, ("customers", 0, "customer_id")),
+    ({"customer_id": "a"}, ("customers", 0)),  # neither transactions nor signup
+    (_customer(transactions=[{"ts": "2025-01-01", "amount": "Infinity"}]),
+     ("customers", 0, "transactions", 0, "amount")),
+    (_customer(transactions=[{"ts": "2025-01-01", "amount": 1e12}]), ("customers", 0, "transactions", 0, "amount")),
+    (_customer(transactions=[{"ts": "1850-01-01", "amount": 1}]), ("customers", 0, "transactions", 0, "ts")),
+    (_customer(transactions=[{"ts": "2025-01-01", "amout": 1}]), ("customers", 0, "transactions", 0, "amount")),
+    (_customer(events=[{"ts": "2025-01-01", "event_type": ""}]), ("customers", 0, "events", 0, "event_type")),
+    (_customer(attributes={"signup_ts": "x"}), ("customers", 0)),
+])
+def test_bad_customers_fail_with_the_field_location(customer: dict[str, Any], loc: tuple[Any, ...]) -> None:
+    with pytest.raises(ValidationError) as info:
+        ScoreRequest.model_validate({"as_of": "2025-10-02", "customers": [customer]})
+    assert loc in [tuple(e["loc"]) for e in info.value.errors()]
+
+
+def test_limits_and_duplicates() -> None:
+    s = ServiceSettings(max_customers=2, max_history_rows=3)
+    ok = [CustomerHistory.model_validate(_customer("a", 3)), CustomerHistory.model_validate(_customer("b"))]
+    assert check_limits(ok, s) is None
+    too_many = check_limits(ok + [CustomerHistory.model_validate(_customer("c"))], s)
+    assert too_many is not None and too_many.status_code == 413
+    long = check_limits([CustomerHistory.model_validate(_customer("a", 4))], s)
+    assert long is not None and long.status_code == 413 and b'"loc":["customers",0]' in long.body
+    dup = check_limits([ok[0], ok[0]], s)
+    assert dup is not None and dup.status_code == 400 and b'"loc":["customers",1,"customer_id"]' in dup.body
+
+
+def test_history_frames_have_every_contract_column_and_point_in_time_counts() -> None:
+    c = CustomerHistory.model_validate({
+        "customer_id": "007", "signup_ts": "2025-01-01", "attributes": {"region": "north", "unused": "x"},
+        "transactions": [{"ts": "2025-02-01", "amount": 5.0}, {"ts": "2025-10-03T00:00:00", "amount": 7.0}],
+        "events": [{"ts": "2025-10-02T23:59:59", "event_type": "login"}]})
+    frames = history_frames([c], ["region", "acquisition_channel"])
+    assert list(frames["transactions"].columns) == ["customer_id", "ts", "amount", "order_id", "channel", "category"]
+    assert list(frames["customers"].columns) == ["customer_id", "signup_ts", "region", "acquisition_channel"]
+    assert frames["customers"]["customer_id"].tolist() == ["007"]
+    assert frames["events"]["value"].isna().all()
+    assert rows_after(c, dt.date(2025, 10, 2)) == 1  # the line on the next day, not the event at 23:59:59
+    signup_only = CustomerHistory.model_validate({"customer_id": "s", "signup_ts": "2025-10-05"})
+    assert not known_at(signup_only, dt.date(2025, 10, 2)) and known_at(signup_only, dt.date(2025, 10, 5))
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def test_validation_errors_are_logged_without_the_input() -> None:
+    try:
+        ScoreRequest.model_validate({"as_of": "2025-10-02", "customers": [{"customer_id": "SECRET-ID-42"}]})
+    except ValidationError as exc:
+        err = exc
+    record = logging.LogRecord("bentoml", logging.ERROR, __file__, 1, "Exception on %s [%s]", ("/score", "POST"),
+                               (type(err), err, err.__traceback__))
+    assert RedactValidationInput().filter(record)
+    text = logging.Formatter().format(record)
+    assert "SECRET-ID-42" not in text and "/score" in text and "1 validation error" in text
+
+
+# --------------------------------------------------------------------------- atomic model swap
+
+
+def _fake_model(version: str) -> Any:
+    return SimpleNamespace(version=version)
+
+
+def test_refresh_loads_fully_before_swapping_and_keeps_the_model_on_failure() -> None:
+    pointer = {"version": "1"}
+    release = threading.Event()
+    loading = threading.Event()
+
+    def loader(uri: str, tracking: str, version: str | None = None) -> Any:
+        if version is None:
+            return _fake_model("1")
+        loading.set()
+        release.wait(5)
+        if version == "bad":
+            raise ModelLoadError("broken model")
+        return _fake_model(version)
+
+    state = ServingState(model_uri="models:/churnclv@champion", tracking_uri="sqlite://",
+                         loader=loader, resolver=lambda uri, tracking: pointer["version"])
+    assert state.refresh().model_changed is False
+    pointer["version"] = "2"
+    t = threading.Thread(target=state.refresh)
+    t.start()
+    assert loading.wait(5)
+    held = state.model
+    assert held.version == "1"  # mid-load: requests still get the complete old model
+    release.set()
+    t.join(5)
+    assert state.model.version == "2" and held.version == "1"
+    pointer["version"] = "bad"
+    with pytest.raises(ModelLoadError):
+        state.refresh()
+    assert state.model.version == "2"
+
+
+def test_periodic_refresh_picks_up_a_moved_alias() -> None:
+    pointer = {"version": "1"}
+    state = ServingState(model_uri="models:/churnclv@champion", tracking_uri="sqlite://",
+                         loader=lambda uri, tracking, version=None: _fake_model(version or "1"),
+                         resolver=lambda uri, tracking: pointer["version"])
+    state.start(0.01)
+    try:
+        pointer["version"] = "5"
+        for _ in range(500):
+            if state.model.version == "5":
+                break
+            threading.Event().wait(0.01)
+        assert state.model.version == "5"
+    finally:
+        state.stop()
