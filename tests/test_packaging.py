@@ -39,6 +39,7 @@ def test_wheel_contains_every_package_folder(tmp_path: Path) -> None:
     expected = _package_folders()
     assert expected, "no package folders found"
     assert expected - in_wheel == set(), f"missing from the wheel; list them in pyproject.toml: {expected - in_wheel}"
+    assert "churnclv/defaults/tiers.toml" in names, "package data missing: the tier policy defaults"
     modules = {n for n in names if n.endswith(".py")}
     for folder, prefix in ROOTS.items():
         for py in (ROOT / folder).rglob("*.py"):
