@@ -420,9 +420,13 @@ def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: boo
               help="The batch job's output folder, for scoring by customer id.")
 def serve(host: str, port: int, model_uri: str, tracking_uri: str | None, snapshot: Path | None) -> None:
     """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY."""
+    from churnclv.serving.service import ServeError
     from churnclv.serving.service import serve as run_server
 
-    run_server(host=host, port=port, model_uri=model_uri, tracking_uri=tracking_uri, snapshot=snapshot)
+    try:
+        run_server(host=host, port=port, model_uri=model_uri, tracking_uri=tracking_uri, snapshot=snapshot)
+    except ServeError as exc:
+        raise DataProblem(str(exc)) from None
 
 
 def main() -> None:

@@ -75,7 +75,8 @@ def churnclv_serve(args: list[str], env: dict[str, str], log: Path) -> Iterator[
 @pytest.mark.slow
 def test_real_server_scores_and_stops(serving_store: dict, batch_out: Path, kit: Any, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in kit.SERVICE_VARS}
-    env.update(CHURNCLV_API_KEY=kit.API_KEY, BENTOML_DO_NOT_TRACK="True", CHURNCLV_RELOAD_INTERVAL_S="0")
+    env.update(CHURNCLV_API_KEY=kit.API_KEY, BENTOML_DO_NOT_TRACK="True", CHURNCLV_RELOAD_INTERVAL_S="0",
+               BENTOML_HOME=str(tmp_path / "bentoml"))  # the server's state stays in the test's folder
     log = tmp_path / "server.log"
     args = ["--model", serving_store["model_uri"], "--tracking-uri", serving_store["tracking_uri"],
             "--snapshot", str(batch_out)]
@@ -106,3 +107,23 @@ def test_serve_fails_fast_on_a_model_that_does_not_resolve(serving_store: dict, 
     monkeypatch.setenv("CHURNCLV_API_KEY", kit.API_KEY)
     with pytest.raises(ServeError, match="alias 'nope'"):
         serve(port=free_port(), model_uri="models:/churnclv@nope", tracking_uri=serving_store["tracking_uri"])
+
+
+def test_packed_model_loads_from_the_bentoml_model_store(serving_store: dict, tmp_path: Path) -> None:
+    # what `bentoml build` ships (bentofile.yaml: models + CHURNCLV_MODEL_URI=bento:...), without the build
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    from churnclv.serving.model import load_model
+    from churnclv.serving.pack import pack
+
+    BentoMLContainer.model_store.set(ModelStore(tmp_path / "models"))
+    try:
+        tag = pack(serving_store["model_uri"], serving_store["tracking_uri"])
+        assert tag.name == "churnclv-model"
+        # the MLflow store is not needed any more
+        loaded = load_model("bento:churnclv-model:latest", tracking_uri=f"sqlite:///{tmp_path}/absent.db")
+    finally:
+        BentoMLContainer.model_store.reset()
+    assert (loaded.version, loaded.alias, loaded.name) == ("1", "champion", "churnclv")
+    assert loaded.horizon_days == 90 and "region" in loaded.attributes
