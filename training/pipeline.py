@@ -232,6 +232,7 @@ def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: 
     frame = compute_training_frame(clean, as_of, tc.horizon_days, cutoffs=[c.date() for c in cutoffs],
                                    memory_limit=tc.memory_limit)
     frame["cutoff"] = pd.to_datetime(frame["cutoff"])
+    frame = stable_floats(frame)  # labels too: realized spend ties decide the Spearman ranks
     rows, last_preds = [], {}
     for fold in folds:
         train = frame[frame["cutoff"].isin(fold.train_cutoffs)].reset_index(drop=True)
