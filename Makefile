@@ -38,8 +38,8 @@ demo: $(STAMP)
 	$(CLI) score-batch --data $(DEMO_DIR)/validated/clean --trusted --as-of $(DEMO_AS_OF) \
 		--out $(DEMO_DIR)/scores --tracking-uri $(DEMO_MLFLOW)
 	@echo "== 5/5 the HTTP service for the CRM:"
-	@echo "   CHURNCLV_API_KEY=change-me $(CLI) serve --tracking-uri $(DEMO_MLFLOW) --snapshot $(DEMO_DIR)/scores"
-	@echo "   then: curl -H 'X-API-Key: change-me' http://127.0.0.1:3000/model_info -X POST -d '{}'"
+	@echo "   CHURNCLV_API_KEY=demo-key-change-me-0123 $(CLI) serve --tracking-uri $(DEMO_MLFLOW) --snapshot $(DEMO_DIR)/scores"
+	@echo "   then: curl -X POST -H 'X-API-Key: demo-key-change-me-0123' http://127.0.0.1:3000/model_info"
 	@echo "   MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_MLFLOW)"
 
 test: $(STAMP)
