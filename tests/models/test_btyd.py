@@ -498,10 +498,13 @@ def test_compressed_fit_equals_uncompressed_fit(model, seed):
     full = BTYDModel(model=model, compress=False).fit(frame)
     compressed = BTYDModel(model=model).fit(frame)
     assert compressed.n_unique_rows_ < full.n_customers_
+    # The likelihoods are the same function, so the optimum's value must agree tightly. On a flat
+    # surface (400 customers, MBG/NBD) BFGS can stop within its tolerance at points 1.5e-6 apart
+    # (seen: seed 9483, after the precision-loss retry at tol 1e-7), hence 1e-5 on the parameters.
     for k, v in full.params_.items():
-        assert compressed.params_[k] == pytest.approx(v, rel=1e-6)
+        assert compressed.params_[k] == pytest.approx(v, rel=1e-5)
     for k, v in (full.gg_params_ or {}).items():
-        assert compressed.gg_params_[k] == pytest.approx(v, rel=1e-6)
+        assert compressed.gg_params_[k] == pytest.approx(v, rel=1e-5)
     assert compressed.log_likelihood_ == pytest.approx(full.log_likelihood_, rel=1e-10)
 
 
