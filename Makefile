@@ -15,7 +15,7 @@ help:
 	@echo "make demo   generate data and run the main job on it"
 	@echo "make test   run the test suite"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev,spark]"
