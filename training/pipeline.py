@@ -133,6 +133,7 @@ class TrainResult:
     summary: pd.DataFrame  # mean metrics per candidate
     selected: dict[str, str]
     snapshot_scores: pd.DataFrame
+    snapshot_features: pd.DataFrame  # features as of the training as-of (the tiers' population)
     folds: list[Fold]
     fold_predictions: dict[str, pd.DataFrame]  # last fold: labels + predictions per candidate
     timings: dict[str, float]
@@ -207,14 +208,15 @@ def _select(summary: pd.DataFrame, candidates: tuple[str, ...]) -> dict[str, str
     return selected
 
 
-def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: Progress | None = None
+def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: Progress | None = None,
+                 first_ts: pd.Timestamp | None = None
                  ) -> tuple[pd.DataFrame, list[Fold], dict[str, pd.DataFrame], pd.DataFrame]:
     """Evaluate every candidate on every fold. Returns (backtest rows, folds, last-fold predictions,
-    the training frame of all cutoffs)."""
+    the training frame of all cutoffs). ``first_ts`` (the first transaction) is read when not given."""
     say = progress or (lambda _m: None)
     tc = config.train
     as_of = _day(as_of)
-    first_ts = _first_ts(clean)
+    first_ts = _first_ts(clean) if first_ts is None else first_ts
     folds = plan_folds(first_ts, as_of, tc)
     if not folds:
         raise TrainingError(
@@ -274,13 +276,13 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     say = progress or (lambda _m: None)
     as_of = _day(as_of)
     t0 = time.perf_counter()
-    backtest, folds, last_preds, frame = run_backtest(clean, as_of, config, progress=progress)
+    first_ts = _first_ts(clean)
+    backtest, folds, last_preds, frame = run_backtest(clean, as_of, config, progress=progress, first_ts=first_ts)
     t_backtest = time.perf_counter() - t0
     metric_cols = [c for c in backtest.columns if c.startswith(("churn_", "purchases_", "spend_"))]
     summary = backtest.groupby("candidate")[metric_cols].mean().loc[list(config.train.candidates)]
     selected = _select(summary, config.train.candidates)
     say(f"selected: {selected}; refitting on cutoffs closed by {as_of:%Y-%m-%d}")
-    first_ts = _first_ts(clean)
     final_cutoffs = final_train_cutoffs(first_ts, as_of, config.train)
     train_rows = frame[frame["cutoff"].isin(final_cutoffs)].reset_index(drop=True)
     snapshot = compute_features(clean, as_of.date(), memory_limit=config.train.memory_limit)
@@ -295,7 +297,7 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     scores = scorer.score(snapshot)
     return TrainResult(
         scorer=scorer, backtest=backtest, summary=summary, selected=selected, snapshot_scores=scores,
-        folds=folds, fold_predictions=last_preds,
+        snapshot_features=snapshot, folds=folds, fold_predictions=last_preds,
         timings={"backtest_s": t_backtest, "final_fit_s": time.perf_counter() - t1,
                  "total_s": time.perf_counter() - t0},
     )
@@ -403,7 +405,7 @@ def train_and_log(
             for p in art.values():
                 mlflow.log_artifact(str(p), artifact_path="report")
             scorer_dir = result.scorer.save(Path(tmp) / "scorer")
-            example = _example_features(clean, as_of, result)
+            example = model_input(result.snapshot_features.head(20))
             out = result.scorer.score(example)
             out["reasons"] = out["reasons"].map("; ".join)
             with warnings.catch_warnings():
@@ -442,12 +444,6 @@ def selected_means(result: TrainResult) -> dict[str, float]:
             if metric.startswith(prefix) and np.isfinite(value):
                 out[f"selected.{metric}"] = float(value)
     return out
-
-
-def _example_features(clean: Path | str, as_of: pd.Timestamp, result: TrainResult) -> pd.DataFrame:
-    snap_ids = result.snapshot_scores["customer_id"].head(20).tolist()
-    feats = compute_features(clean, as_of.date())
-    return model_input(feats[feats["customer_id"].isin(snap_ids)].reset_index(drop=True))
 
 
 def _requirements() -> list[str]:

@@ -237,14 +237,7 @@ class Scorer:
         return pd.concat(parts).loc[train.index]
 
     def _btyd_features(self, model: BTYDModel, frame: pd.DataFrame) -> pd.DataFrame:
-        c = self.config_
-        pred = model.predict(frame, c.horizon_days, clv_months=0)
-        out = frame.copy()
-        out["btyd_p_alive"] = pred["p_alive"].to_numpy()
-        out["btyd_p_churn"] = pred["p_churn"].to_numpy()
-        out["btyd_expected_purchases"] = pred["expected_purchases"].to_numpy()
-        out["btyd_expected_spend"] = pred["expected_spend"].to_numpy()
-        return out
+        return _with_btyd(frame, model.predict(frame, self.config_.horizon_days, clv_months=0))
 
     # ------------------------------------------------------------------ score
 
@@ -296,13 +289,8 @@ class Scorer:
         c = self.config_
         bt = self.btyd_.predict(features, c.horizon_days, clv_months=c.clv_months,
                                 annual_discount_rate=c.annual_discount_rate)
-        X = features
-        if any(m is not None for m in (self.churn_, self.purchases_, self.spend_)):
-            X = features.copy()
-            X["btyd_p_alive"] = bt["p_alive"].to_numpy()
-            X["btyd_p_churn"] = bt["p_churn"].to_numpy()
-            X["btyd_expected_purchases"] = bt["expected_purchases"].to_numpy()
-            X["btyd_expected_spend"] = bt["expected_spend"].to_numpy()
+        uses_gbm = any(m is not None for m in (self.churn_, self.purchases_, self.spend_))
+        X = _with_btyd(features, bt) if uses_gbm else features
         out = pd.DataFrame({"customer_id": features["customer_id"].astype(str).to_numpy()})
         out["p_churn"] = self.churn_.predict_proba(X) if self.churn_ is not None else bt["p_churn"].to_numpy()
         out["p_alive"] = bt["p_alive"].to_numpy()
@@ -416,6 +404,14 @@ class Scorer:
             d["booster"] = (path / d.pop("booster_file")).read_text()
             setattr(scorer, f"{target}_", model_from_dict(d))
         return scorer
+
+
+def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:
+    """Features plus the BTYD outputs the hybrid models read (:data:`BTYD_FEATURES`)."""
+    out = features.copy()
+    for col in BTYD_FEATURES:
+        out[col] = prediction[col.removeprefix("btyd_")].to_numpy()
+    return out
 
 
 def model_input(features: pd.DataFrame) -> pd.DataFrame:
