@@ -61,7 +61,8 @@ def normalized_gini(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Gini of the actual values ordered by prediction, divided by the Gini of the perfect order.
 
     1 is a perfect ranking, 0 a random one. Ties in the prediction are broken pessimistically
-    (actual ascending), so a constant prediction scores at most 0.
+    (actual ascending), so a constant prediction scores at most 0. NaN when the actuals sum
+    to zero or are all equal (the perfect order has no Gini to divide by).
     """
     t, p = _arrays(y_true, y_pred)
 
@@ -73,7 +74,10 @@ def normalized_gini(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 
     if t.sum() == 0:
         return float("nan")
-    return gini(p) / gini(t)
+    perfect = gini(t)
+    if perfect <= 1e-12:  # every actual equal: no ranking exists to be right or wrong about
+        return float("nan")
+    return gini(p) / perfect
 
 
 def top_decile_capture(y_true: ArrayLike, y_pred: ArrayLike, share: float = 0.10) -> float:

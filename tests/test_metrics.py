@@ -47,6 +47,15 @@ def test_nan_predictions_are_refused() -> None:
 def test_gini_bounded(values: list[float], preds: list[float]) -> None:
     n = min(len(values), len(preds))
     t, p = np.array(values[:n]), np.array(preds[:n])
-    if t.sum() > 0 and normalized_gini(t, t) > 0:
-        g = normalized_gini(t, p)
+    g = normalized_gini(t, p)
+    if t.sum() == 0 or np.all(t == t[0]):
+        assert np.isnan(g)
+    elif np.isnan(g):  # only when the actuals are equal to rounding
+        assert np.ptp(t) <= 1e-9 * t.max()
+    else:
         assert -1.0 - 1e-9 <= g <= 1.0 + 1e-9
+        assert normalized_gini(t, t) == pytest.approx(1.0)
+
+
+def test_gini_is_nan_when_every_actual_is_equal() -> None:
+    assert np.isnan(normalized_gini([5.0, 5.0, 5.0], [0.1, 0.2, 0.3]))
