@@ -239,7 +239,7 @@ def request_bodies(paths: dict[str, str], n: int, seed: int) -> dict[str, list[b
         row = rows.loc[[cid]]
         mlflow_bodies.append(json.dumps({"dataframe_split": json.loads(row.to_json(orient="split", index=False))}
                                         ).encode())
-    return {"score": score, "score_by_id": by_id, "mlflow": mlflow_bodies}
+    return {"score": score, "score_by_id": by_id, "mlflow": mlflow_bodies, "model_info": [b"{}"]}
 
 
 # --------------------------------------------------------------------------- main
@@ -255,6 +255,9 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=1_000, help="requests per run (bounded)")
     p.add_argument("--max-seconds", type=float, default=20, help="time bound per run")
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the table shows medians")
+    p.add_argument("--endpoints", nargs="+", default=["score_by_id", "score"],
+                   choices=["score_by_id", "score", "model_info"],
+                   help="our endpoints to load (model_info: the HTTP stack and auth without scoring)")
     p.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
     args = p.parse_args()
 
@@ -276,7 +279,7 @@ def main() -> None:
             cmd = [sys.executable, "-m", "churnclv.cli", "serve", "--host", HOST, "--port", str(port),
                    "--tracking-uri", paths["tracking"], "--snapshot", paths["snapshot"]]
             with server(cmd, env, port, "/readyz", work / f"bentoml-{workers}.log"):
-                for endpoint in ("score_by_id", "score"):
+                for endpoint in args.endpoints:
                     for c in args.concurrency:
                         r = measure(port, f"/{endpoint}", bodies[endpoint], {"X-API-Key": KEY}, c,
                                     args.requests, args.max_seconds, args.repeat)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from churnclv.features import compute_features_frames
-from churnclv.models.scorer import model_input
+from churnclv.models.scorer import model_input, stable_floats
 from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore
 
 if TYPE_CHECKING:
@@ -265,7 +265,8 @@ class FeatureSnapshot:
         frame = pd.read_parquet(path)
         if "customer_id" not in frame.columns:
             raise SnapshotError(f"{path}: no customer_id column: not a churnclv feature snapshot")
-        frame = model_input(frame.reset_index(drop=True))
+        # rounded once here, so the scorer finds the rows stable and skips its own rounding per call
+        frame = stable_floats(model_input(frame.reset_index(drop=True)))
         frame["customer_id"] = frame["customer_id"].astype("str")
         index = pd.Index(frame["customer_id"].to_numpy(dtype=object))
         if not index.is_unique:

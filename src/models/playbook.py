@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import functools
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -482,6 +483,14 @@ def _contribution_parts(item: Any) -> tuple[str, Any]:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _matching(pattern: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns a fact's pattern matches in full (cached: the HTTP path asks for the same ones
+    on every call)."""
+    compiled = re.compile(pattern)
+    return tuple(c for c in columns if compiled.fullmatch(c) is not None)
+
+
 def write_reasons(
     frame: pd.DataFrame,
     contributions: Sequence[Sequence[Any]] | None = None,
@@ -527,9 +536,7 @@ def write_reasons(
     # per fact: the matching columns and where their value is in range
     fact_hits: list[tuple[str, np.ndarray]] = []
     for fact in config.facts:
-        for col in columns:
-            if re.fullmatch(fact.feature, col) is None:
-                continue
+        for col in _matching(fact.feature, tuple(columns)):
             x = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
             with np.errstate(invalid="ignore"):
                 hit = np.isfinite(x)

@@ -104,13 +104,18 @@ FEATURE_DECIMALS = 6
 
 
 def stable_floats(frame: pd.DataFrame) -> pd.DataFrame:
-    """Float columns rounded to 1e-6: what the models read.
+    """Float columns rounded to 1e-6: what the models read (``frame`` itself when they already are).
 
     DuckDB sums in parallel, so a sum of amounts can differ in its last bits between two runs
     (seen: 2e-13 on a spend label). LightGBM's bin edges are data values, so such noise changed
     trees and scores between identical trainings; at 1e-6 (far below a cent) the inputs, hence the
     models and scores, are identical run to run.
     """
+    floats = [c for c, dtype in frame.dtypes.items() if dtype.kind == "f"]
+    if floats:
+        block = frame[floats].to_numpy(dtype=np.float64)
+        if np.array_equal(np.round(block, FEATURE_DECIMALS), block, equal_nan=True):
+            return frame  # already stable (e.g. the HTTP service's snapshot): 3x cheaper than a rebuild
     # built column by column from arrays: 3x cheaper than DataFrame.round on the one-row HTTP path
     data = {
         c: np.round(s.to_numpy(), FEATURE_DECIMALS) if pd.api.types.is_float_dtype(s.dtype) else s.array
@@ -279,10 +284,9 @@ class Scorer:
             return out
         tiers = self.tiers_.assign(self._tier_frame(out, features), contributions=contributions, prev=prev,
                                    max_reasons=self.config_.top_reasons)
-        for col in ("growth_score", "tier", "tier_level", "stage", "action"):
-            out[col] = tiers[col].to_numpy()
-        out["reasons"] = tiers["reasons"].to_numpy() if reasons else [[] for _ in range(len(out))]
-        return out
+        more = {col: tiers[col].to_numpy() for col in ("growth_score", "tier", "tier_level", "stage", "action")}
+        more["reasons"] = tiers["reasons"].to_numpy() if reasons else [[] for _ in range(len(out))]
+        return pd.concat([out, pd.DataFrame(more, index=out.index)], axis=1)
 
     def _base_scores(self, features: pd.DataFrame, *, with_matrix: bool = False) -> Any:
         """The model outputs (no tiers, no reasons), and the model matrix with BTYD columns."""
@@ -291,17 +295,18 @@ class Scorer:
                                 annual_discount_rate=c.annual_discount_rate)
         uses_gbm = any(m is not None for m in (self.churn_, self.purchases_, self.spend_))
         X = _with_btyd(features, bt) if uses_gbm else features
-        out = pd.DataFrame({"customer_id": features["customer_id"].astype(str).to_numpy()})
-        out["p_churn"] = self.churn_.predict_proba(X) if self.churn_ is not None else bt["p_churn"].to_numpy()
-        out["p_alive"] = bt["p_alive"].to_numpy()
-        out["expected_purchases"] = (
-            self.purchases_.predict(X) if self.purchases_ is not None else bt["expected_purchases"].to_numpy()
-        )
         bt_spend = bt["expected_spend"].to_numpy()
         spend = self.spend_.predict(X) if self.spend_ is not None else bt_spend
-        out["expected_spend"] = spend
-        out["clv"] = self._clv(bt["clv"].to_numpy(), bt_spend, spend)
-        out["expected_next_purchase_days"] = bt["expected_next_purchase_days"].to_numpy()
+        out = pd.DataFrame({  # built in one go: column by column costs ~0.1 ms a column
+            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "p_churn": self.churn_.predict_proba(X) if self.churn_ is not None else bt["p_churn"].to_numpy(),
+            "p_alive": bt["p_alive"].to_numpy(),
+            "expected_purchases": (self.purchases_.predict(X) if self.purchases_ is not None
+                                   else bt["expected_purchases"].to_numpy()),
+            "expected_spend": spend,
+            "clv": self._clv(bt["clv"].to_numpy(), bt_spend, spend),
+            "expected_next_purchase_days": bt["expected_next_purchase_days"].to_numpy(),
+        })
         for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv"):
             if not np.isfinite(out[col].to_numpy(dtype=float)).all():
                 raise FloatingPointError(f"Scorer.score: {col} has non-finite values; the models are broken")
@@ -408,10 +413,9 @@ class Scorer:
 
 def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:
     """Features plus the BTYD outputs the hybrid models read (:data:`BTYD_FEATURES`)."""
-    out = features.copy()
-    for col in BTYD_FEATURES:
-        out[col] = prediction[col.removeprefix("btyd_")].to_numpy()
-    return out
+    extra = pd.DataFrame({col: prediction[col.removeprefix("btyd_")].to_numpy() for col in BTYD_FEATURES},
+                         index=features.index)
+    return pd.concat([features.drop(columns=[c for c in BTYD_FEATURES if c in features.columns]), extra], axis=1)
 
 
 def model_input(features: pd.DataFrame) -> pd.DataFrame:

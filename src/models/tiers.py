@@ -619,8 +619,11 @@ def _inverse(p: np.ndarray | float, grid: tuple[np.ndarray, np.ndarray]) -> np.n
 
 
 def _numeric(frame: pd.DataFrame, column: str, role: str) -> np.ndarray:
+    s = frame[column]
+    if s.dtype.kind == "f":  # already float: skip to_numeric (~40 us a column on the one-row path)
+        return s.to_numpy(dtype=np.float64)
     try:
-        return pd.to_numeric(frame[column]).to_numpy(dtype=np.float64, na_value=np.nan)
+        return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError):
         raise ValueError(
             f"column {column!r} ({role}) must be numeric, got dtype {frame[column].dtype}: "
@@ -997,24 +1000,22 @@ class TierPolicy(BaseEstimator):
         levels = self._levels(parts["growth_score"], prev_levels)
         tiers = self._names(levels, frame.index)
         stages = self._stage(frame, parts)
-        out = pd.DataFrame(index=frame.index)
+        data: dict[str, Any] = {}
         id_col = self.tier_config.columns["customer_id"]
         if id_col in frame.columns:
-            out["customer_id"] = frame[id_col]
-        out["growth_score"] = parts["growth_score"]
-        out["growth"] = parts["growth"]
-        out["tier"] = tiers
-        out["tier_level"] = levels.astype(np.int64)
-        out["stage"] = stages
-        out["action"] = pd.Series(
-            self.tier_config.playbook.recommend(tiers.tolist(), stages.tolist()),
-            index=frame.index,
-            dtype="string",
+            data["customer_id"] = frame[id_col]
+        data.update(
+            growth_score=parts["growth_score"],
+            growth=parts["growth"],
+            tier=tiers,
+            tier_level=levels.astype(np.int64),
+            stage=stages,
+            action=pd.Series(self.tier_config.playbook.recommend(tiers.tolist(), stages.tolist()),
+                             index=frame.index, dtype="string"),
+            reasons=pd.Series(self.reasons(frame, contributions, max_reasons=max_reasons),
+                              index=frame.index, dtype=object),
         )
-        out["reasons"] = pd.Series(
-            self.reasons(frame, contributions, max_reasons=max_reasons), index=frame.index, dtype=object
-        )
-        return out
+        return pd.DataFrame(data, index=frame.index)  # one construction (column by column: ~0.1 ms each)
 
     # -- persistence ---------------------------------------------------------------------------
 

@@ -514,3 +514,15 @@ def test_compressed_pareto_fit_equals_uncompressed_fit():
     compressed = BTYDModel(model="pareto").fit(frame)
     for k, v in full.params_.items():
         assert compressed.params_[k] == pytest.approx(v, rel=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, -0.0, 1.0, 2.5]), st.sampled_from([0.0, 3.0, 7.0])),
+                min_size=1, max_size=300))
+def test_small_unique_rows_group_like_pandas(rows: list[tuple[float, float]]) -> None:
+    from churnclv.models.btyd import _small_inverse
+
+    a = np.array([r[0] for r in rows])
+    b = np.array([r[1] for r in rows])
+    expected = pd.DataFrame({"0": a, "1": b}).groupby(["0", "1"], sort=False).ngroup().to_numpy()
+    np.testing.assert_array_equal(_small_inverse((a, b)), expected)
