@@ -178,6 +178,30 @@ def server(cmd: list[str], env: dict[str, str], port: int, ready_path: str, log:
             proc.wait(timeout=10)
 
 
+def scoring_calls(port: int) -> dict[str, tuple[float, float]]:
+    """Per endpoint, the service's own (requests per scoring call, mean ms per call) from /metrics."""
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        s.sendall(f"GET /metrics HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    sums: dict[tuple[str, str], float] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        for metric in ("scoring_batch_requests", "scoring_call_seconds"):
+            for part in ("sum", "count"):
+                if metric + "_" + part + "{" in line and 'endpoint="' in line:
+                    endpoint = line.split('endpoint="', 1)[1].split('"', 1)[0]
+                    key = (endpoint, metric + "_" + part)
+                    sums[key] = sums.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    out = {}
+    for endpoint in {e for e, _ in sums}:
+        calls = sums.get((endpoint, "scoring_batch_requests_count"), 0.0)
+        if calls:
+            out[endpoint] = (sums[(endpoint, "scoring_batch_requests_sum")] / calls,
+                             1e3 * sums.get((endpoint, "scoring_call_seconds_sum"), 0.0) / calls)
+    return out
+
+
 # --------------------------------------------------------------------------- setup
 
 
@@ -286,6 +310,9 @@ def main() -> None:
                         rows.append({"server": f"churnclv bentoml ({workers} worker{'s' * (workers > 1)})",
                                      "endpoint": endpoint, "concurrency": c, **r})
                         print(_fmt(rows[-1]), flush=True)
+                for endpoint, (per_call, ms) in sorted(scoring_calls(port).items()):
+                    print(f"  {endpoint}: {per_call:.2f} requests per scoring call, {ms:.1f} ms per call "
+                          "(all runs, from the service's /metrics)", flush=True)
         if not args.no_mlflow:
             port = free_port()
             cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/churnclv@champion",

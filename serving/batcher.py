@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
@@ -46,16 +47,21 @@ class RequestBatcher(Generic[P, R]):
         Scores several payloads of one key in one call; returns one result per payload, in order.
     max_items
         Upper bound on the summed ``size`` of a batch (a single larger request still runs, alone).
+    observe
+        Called after each call with the number of requests it served and its duration in seconds
+        (the service feeds its Prometheus histograms with it).
 
     Notes
     -----
     Call :meth:`submit` from the event loop only; the queue is touched by the loop thread alone.
     """
 
-    def __init__(self, executor: Executor, run: Callable[[Hashable, list[P]], Sequence[R]], *, max_items: int) -> None:
+    def __init__(self, executor: Executor, run: Callable[[Hashable, list[P]], Sequence[R]], *, max_items: int,
+                 observe: Callable[[int, float], None] | None = None) -> None:
         self._executor = executor
         self._run = run
         self._max = max_items
+        self._observe = observe
         self._queue: deque[_Job[P, R]] = deque()
         self._drainer: asyncio.Task[None] | None = None
         self.calls = 0  # scoring calls made (for tests and monitoring)
@@ -89,7 +95,12 @@ class RequestBatcher(Generic[P, R]):
     async def _call(self, key: Hashable, payloads: list[P]) -> Sequence[R]:
         self.calls += 1
         self.batched += len(payloads)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, key, payloads)
+        t0 = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, key, payloads)
+        finally:
+            if self._observe is not None:
+                self._observe(len(payloads), time.perf_counter() - t0)
 
     async def _drain(self) -> None:
         while self._queue:

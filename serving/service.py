@@ -61,6 +61,21 @@ BENTOML_APP_LOGGER = "bentoml._internal.server.http_app"
 BATCH_CUSTOMERS = 256  # customers per shared scoring call (at least CHURNCLV_MAX_CUSTOMERS)
 _TARGET_PREFIX = {"churn": "churn_", "purchases": "purchases_", "spend": "spend_"}
 
+# How well requests share scoring calls, on /metrics (per endpoint): requests per call, and call time.
+SCORING_BATCH = bentoml.metrics.Histogram(
+    name="churnclv_scoring_batch_requests", documentation="Requests served by one scoring call",
+    labelnames=["endpoint"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, float("inf")))
+SCORING_SECONDS = bentoml.metrics.Histogram(
+    name="churnclv_scoring_call_seconds", documentation="Duration of one scoring call (queue wait excluded)",
+    labelnames=["endpoint"], buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, float("inf")))
+
+
+def _observer(endpoint: str) -> Callable[[int, float], None]:
+    def observe(requests: int, seconds: float) -> None:
+        SCORING_BATCH.labels(endpoint=endpoint).observe(requests)
+        SCORING_SECONDS.labels(endpoint=endpoint).observe(seconds)
+    return observe
+
 
 class ServeError(RuntimeError):
     """``churnclv serve`` cannot start (bad settings, no model) or the server exited with an error."""
@@ -231,8 +246,9 @@ class ChurnCLVService:
         # concurrent requests share scoring calls (see churnclv.serving.batcher)
         limit = max(self.settings.max_customers, BATCH_CUSTOMERS)
         self._histories = RequestBatcher(self._work, lambda _key, jobs: score_histories_together(jobs),
-                                         max_items=limit)
-        self._ids = RequestBatcher(self._work, lambda _key, jobs: score_ids_together(jobs), max_items=limit)
+                                         max_items=limit, observe=_observer("score"))
+        self._ids = RequestBatcher(self._work, lambda _key, jobs: score_ids_together(jobs), max_items=limit,
+                                   observe=_observer("score_by_id"))
         if self.settings.gc_freeze:
             # Full garbage collections walked the ~0.5M objects of the loaded libraries and stalled
             # every request in flight for ~330 ms (p99 at concurrency 16: 337 ms; frozen: 70 ms).

@@ -93,6 +93,9 @@ def test_real_server_scores_and_stops(serving_store: dict, batch_out: Path, kit:
             assert http.get("/livez").status_code == 200
             metrics = http.get("/metrics")
             assert metrics.status_code == 200 and 'endpoint="/score"' in metrics.text
+            # our own histograms: requests per scoring call and call time, per endpoint
+            assert 'churnclv_scoring_batch_requests_count{endpoint="score_by_id"' in metrics.text
+            assert 'churnclv_scoring_call_seconds_count{endpoint="score"' in metrics.text
         pgid = os.getpgid(proc.pid)
     assert proc.returncode is not None
     with pytest.raises(ProcessLookupError):  # the whole group is gone: no orphaned BentoML workers

@@ -22,9 +22,12 @@ def test_requests_arriving_while_busy_share_one_call() -> None:
         gate.wait(5)  # the first call holds the thread while the others queue
         return [p * 10 for p in payloads]
 
+    observed: list[tuple[int, float]] = []
+
     async def scenario() -> list[int]:
         with ThreadPoolExecutor(1) as pool:
-            b: RequestBatcher[int, int] = RequestBatcher(pool, run, max_items=100)
+            b: RequestBatcher[int, int] = RequestBatcher(pool, run, max_items=100,
+                                                         observe=lambda n, s: observed.append((n, s)))
             first = asyncio.ensure_future(b.submit("k", 1))
             await asyncio.sleep(0.05)
             rest = [asyncio.ensure_future(b.submit("k", i)) for i in range(2, 7)]
@@ -34,6 +37,8 @@ def test_requests_arriving_while_busy_share_one_call() -> None:
 
     assert asyncio.run(scenario()) == [10, 20, 30, 40, 50, 60]
     assert calls == [[1], [2, 3, 4, 5, 6]]
+    assert [n for n, _ in observed] == [1, 5]  # requests per call, for the service's histogram
+    assert observed[0][1] >= 0.04  # the first call waited on the gate about 0.05 s
 
 
 def test_batches_respect_keys_and_size() -> None:
