@@ -168,17 +168,12 @@ class LoadedModel:
         return int(self.scorer.config_.horizon_days)
 
 
-def _registry_target(model_uri: str) -> tuple[str, str | None, str | None] | None:
-    """``(name, version, alias)`` of a ``models:/name/version`` or ``models:/name@alias`` URI."""
-    m = re.match(r"^models:/([^/@]+)(?:@([^/]+)|/(\d+))$", model_uri)
-    if not m:
-        return None
-    return m.group(1), m.group(3), m.group(2)
-
-
 def load_model(model_uri: str, *, tracking_uri: str | None = None, dst: str | Path) -> LoadedModel:
     """Resolve ``model_uri`` (an alias is pinned to its version first), download it to ``dst`` and
     load the pyfunc once.
+
+    Resolution and download are the HTTP service's (:mod:`churnclv.serving.model`); the batch job
+    keeps the downloaded folder and the pyfunc, which ``--engine spark`` ships to its executors.
 
     Parameters
     ----------
@@ -195,30 +190,17 @@ def load_model(model_uri: str, *, tracking_uri: str | None = None, dst: str | Pa
         When the model cannot be found or is not a churnclv model.
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+
+    from churnclv.serving.model import ModelLoadError, ModelRef, download_model, resolve_version
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    target = _registry_target(model_uri)
-    version, run_id, resolved = model_uri, None, model_uri
+    ref = ModelRef.parse(model_uri)
     try:
-        if target is not None:
-            name, number, alias = target
-            # the registry is read through a client bound to this store: no global MLflow state
-            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, number)
-            version, run_id = str(mv.version), mv.run_id
-            resolved = f"models:/{name}/{version}"
-            source = client.get_model_version_download_uri(name, version)
-        else:
-            source = model_uri
-        path = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=uri)
-    except (MlflowException, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BatchError(
-            f"model {model_uri!r} not found in the MLflow store {uri} ({first}): train one with churnclv "
-            "train, or pass --model and --tracking-uri"
-        ) from None
+        number = resolve_version(model_uri, uri)
+        path, run_id = download_model(model_uri, uri, ref, number, str(dst))
+    except ModelLoadError as exc:
+        raise BatchError(f"model {model_uri!r} not found: {exc}") from None
+    resolved = f"models:/{ref.name}/{number}" if ref.name is not None else model_uri
     pyfunc = mlflow.pyfunc.load_model(path)
     try:
         scorer = pyfunc.unwrap_python_model().scorer
@@ -227,8 +209,9 @@ def load_model(model_uri: str, *, tracking_uri: str | None = None, dst: str | Pa
             f"model {model_uri!r} is not a churnclv model (no scorer inside): pass a model registered by "
             "churnclv train"
         ) from None
-    return LoadedModel(pyfunc=pyfunc, scorer=scorer, uri=model_uri, resolved_uri=resolved, version=version,
-                       path=path, run_id=run_id, metadata=dict(getattr(scorer, "metadata_", {}) or {}))
+    return LoadedModel(pyfunc=pyfunc, scorer=scorer, uri=model_uri, resolved_uri=resolved,
+                       version=number or model_uri, path=path, run_id=run_id,
+                       metadata=dict(getattr(scorer, "metadata_", {}) or {}))
 
 
 # --------------------------------------------------------------------------- scoring a chunk
