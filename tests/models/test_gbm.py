@@ -306,6 +306,39 @@ def test_explain_returns_top_k_positive_reasons(clf, test_data):
             assert r.value == (None if pd.isna(expected) else expected)
 
 
+def _pred_contrib_reasons(model, X, k):
+    contrib = model.booster_.predict(model._matrix(X), pred_contrib=True)[:, :-1]
+    order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+    return [[(model.feature_names_[j], contrib[i, j]) for j in order[i] if contrib[i, j] > 0]
+            for i in range(len(X))]
+
+
+def test_explain_equals_lightgbm_pred_contrib(clf, test_data, monkeypatch):
+    from churnclv.models import gbm as gbm_module
+
+    X, _, _ = test_data
+    rows = X.head(400)  # above the serial cut-off: the parallel kernel runs too
+    assert clf._explainer() is not None  # the compiled tables, not the fallback
+    expected = _pred_contrib_reasons(clf, rows, 3)
+    got = clf.explain(rows, top_k=3)
+    assert [[r.feature for r in row] for row in got] == [[f for f, _ in row] for row in expected]
+    np.testing.assert_allclose([r.contribution for row in got for r in row],
+                               [c for row in expected for _, c in row], rtol=1e-9, atol=1e-12)
+
+    # a model the tables refuse falls back to pred_contrib with the same answer
+    def refuse(*args, **kwargs):
+        raise gbm_module.UnsupportedModel("test: refused")
+
+    monkeypatch.setattr(gbm_module.FastTreeShap, "from_booster", staticmethod(refuse))
+    clf.__dict__.pop("_shap_cache", None)
+    assert clf._explainer() is None
+    fallback = clf.explain(rows, top_k=3)
+    assert [[(r.feature, r.value) for r in row] for row in fallback] == [[(r.feature, r.value) for r in row] for row in got]
+    np.testing.assert_allclose([r.contribution for row in fallback for r in row],
+                               [r.contribution for row in got for r in row], rtol=1e-9, atol=1e-12)
+    clf.__dict__.pop("_shap_cache", None)
+
+
 def test_explain_names_the_driver(clf):
     # high x1 drives churn up; that must be the top reason, with its value
     X, _, _ = make_data(1, seed=5)
