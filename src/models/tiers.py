@@ -134,7 +134,8 @@ COLUMN_ROLES: dict[str, str] = {
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "": ("columns", "score", "tiers", "stability", "stages", "reasons", "playbook"),
     "columns": tuple(COLUMN_ROLES),
-    "score": ("horizon_days", "past_spend_days", "min_rate_days", "growth_k", "grid_size", "weights"),
+    "score": ("horizon_days", "past_spend_days", "min_rate_days", "growth_k", "grid_size", "weights",
+              "no_purchase_max_tier"),
     "score.weights": COMPONENTS,
     "stability": ("margin", "unit"),
 }
@@ -192,6 +193,7 @@ class TierConfig:
     grid_size: int
     weights: dict[str, float]
     tiers: tuple[TierSpec, ...]
+    no_purchase_max_tier: str  # the highest tier of a customer with no purchase yet
     margin: float
     margin_unit: str
     stages: StageRules
@@ -537,6 +539,14 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
         )
     stages = StageRules(**values)
 
+    names = [t.name for t in tiers]
+    cap = score.get("no_purchase_max_tier", "middle")
+    if cap == "middle" and cap not in names:
+        cap = names[len(names) // 2]  # Gold of five tiers; the middle one of any other ladder
+    if cap not in names:
+        raise _err("score.no_purchase_max_tier", f'must name one of the tiers {names} or be "middle"',
+                   f'e.g. no_purchase_max_tier = "{names[len(names) // 2]}" (the top tier: no cap)', cap)
+
     reasons = parse_reasons(raw.get("reasons", {}))
     playbook = parse_playbook(raw.get("playbook", {}), tiers=[t.name for t in tiers])
     return TierConfig(
@@ -548,6 +558,7 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
         grid_size=int(grid),
         weights=weights,
         tiers=tuple(tiers),
+        no_purchase_max_tier=cap,
         margin=margin,
         margin_unit=unit,
         stages=stages,
@@ -851,6 +862,19 @@ class TierPolicy(BaseEstimator):
         cols = ["growth", "clv_pct", "retention_pct", "growth_pct", "past_spend_pct", "growth_score"]
         return pd.DataFrame({c: parts[c] for c in cols}, index=frame.index)
 
+    def _capped_levels(self, frame: pd.DataFrame, score: np.ndarray, prev_levels: np.ndarray | None) -> np.ndarray:
+        """Tier levels with hysteresis, then customers with no purchase yet held at or below
+        ``[score] no_purchase_max_tier`` (their growth potential is a forecast with no spend
+        behind it)."""
+        levels = self._levels(score, prev_levels)
+        names = self.tier_config.tier_names
+        cap = len(names) - 1 - names.index(self.tier_config.no_purchase_max_tier)
+        if cap < len(names) - 1:
+            dsl = _numeric(frame, self._col(frame, "days_since_last_purchase", required="the tier cap"),  # type: ignore[arg-type]
+                           "days_since_last_purchase")
+            levels = np.where(np.isnan(dsl), np.minimum(levels, cap), levels)
+        return levels
+
     def _levels(self, score: np.ndarray, prev_levels: np.ndarray | None) -> np.ndarray:
         raw = np.searchsorted(self.cut_points_, score, side="right")
         if prev_levels is None or self.tier_config.margin == 0:
@@ -896,7 +920,7 @@ class TierPolicy(BaseEstimator):
         """
         score = self._score_parts(frame)["growth_score"]
         prev_levels = None if prev is None else self._prev_levels(frame, prev)
-        return self._names(self._levels(score, prev_levels), frame.index)
+        return self._names(self._capped_levels(frame, score, prev_levels), frame.index)
 
     def _names(self, levels: np.ndarray, index: pd.Index) -> pd.Series:
         names = np.array(self.tier_config.tier_names[::-1], dtype=object)
@@ -997,7 +1021,7 @@ class TierPolicy(BaseEstimator):
         """
         parts = self._score_parts(frame)
         prev_levels = None if prev is None else self._prev_levels(frame, prev)
-        levels = self._levels(parts["growth_score"], prev_levels)
+        levels = self._capped_levels(frame, parts["growth_score"], prev_levels)
         tiers = self._names(levels, frame.index)
         stages = self._stage(frame, parts)
         data: dict[str, Any] = {}

@@ -196,6 +196,7 @@ def test_toml_file_merges_over_defaults(tmp_path) -> None:
         ({"reasons": {"max_reasons": 0}}, "reasons.max_reasons", "at least 1"),
         ({"score": {"horizon_days": 0}}, "score.horizon_days", "> 0"),
         ({"columns": {"clv": ""}}, "columns.clv", "column name"),
+        ({"score": {"no_purchase_max_tier": "Gld"}}, "score.no_purchase_max_tier", "must name one of the tiers"),
     ],
 )
 def test_config_errors_name_key_rule_and_fix(override: dict, key: str, rule: str) -> None:
@@ -205,6 +206,22 @@ def test_config_errors_name_key_rule_and_fix(override: dict, key: str, rule: str
     assert f"'{key}'" in msg
     assert rule in msg
     assert "fix:" in msg
+
+
+def test_signups_with_no_purchase_stay_at_or_below_the_cap(train: pd.DataFrame) -> None:
+    # sign-ups with no purchase yet and the best forecasts: uncapped they reach the top tiers
+    signups = train.head(50).assign(days_since_last_purchase=np.nan, net_spend_365d=0.0, p_churn=0.01,
+                                    clv=train["clv"].max(), expected_spend=train["expected_spend"].max())
+    buyers = signups.assign(days_since_last_purchase=10.0)
+    uncapped = TierPolicy(config={"score": {"no_purchase_max_tier": "Diamond"}}).fit(train)
+    assert set(uncapped.predict(signups)) <= {"Diamond", "Platinum"}  # what the cap is for
+    policy = TierPolicy().fit(train)  # default: "middle", Gold of the five tiers
+    assert default_tier_config().no_purchase_max_tier == "Gold"
+    assert set(policy.predict(signups)) == {"Gold"}
+    assert set(policy.assign(signups)["tier"]) == {"Gold"}
+    assert policy.predict(buyers).tolist() == uncapped.predict(buyers).tolist()  # buyers are not capped
+    own = parse_tier_config({"tiers": [{"name": n, "share": 1 / 3} for n in ("A", "B", "C")]})
+    assert own.no_purchase_max_tier == "B"  # the middle of the user's own ladder
 
 
 def test_playbook_gap_is_an_error() -> None:
