@@ -100,7 +100,10 @@ class RequestBatcher(Generic[P, R]):
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, key, payloads)
         finally:
             if self._observe is not None:
-                self._observe(len(payloads), time.perf_counter() - t0)
+                try:
+                    self._observe(len(payloads), time.perf_counter() - t0)
+                except Exception:  # noqa: BLE001 - monitoring never fails a request
+                    log.exception("recording the scoring call's metrics failed")
 
     async def _drain(self) -> None:
         while self._queue:

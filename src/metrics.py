@@ -75,7 +75,7 @@ def normalized_gini(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     if t.sum() == 0:
         return float("nan")
     perfect = gini(t)
-    if perfect <= 1e-12:  # every actual equal: no ranking exists to be right or wrong about
+    if abs(perfect) <= 1e-12:  # every actual equal: no ranking exists to be right or wrong about
         return float("nan")
     return gini(p) / perfect
 

@@ -524,6 +524,10 @@ class _GBMBase(BaseEstimator):
             reasons.append(row)
         return reasons
 
+    def __getstate__(self) -> dict[str, Any]:
+        # caches rebuild on demand: a pickled model carries neither (the TreeSHAP tables run to MBs)
+        return {k: v for k, v in self.__dict__.items() if k not in ("_shap_cache", "_layout_cache")}
+
     def _explainer(self) -> FastTreeShap | None:
         """The booster's compiled TreeSHAP tables (:mod:`churnclv.models.treeshap`), built once per
         booster; None when the model is outside what they support (then LightGBM's ``pred_contrib``

@@ -540,7 +540,8 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
     stages = StageRules(**values)
 
     names = [t.name for t in tiers]
-    cap = score.get("no_purchase_max_tier", "middle")
+    # a complete config saved before the cap existed has no key: no cap, so its tiers do not move
+    cap = score.get("no_purchase_max_tier", "middle" if merge_defaults else names[0])
     if cap == "middle" and cap not in names:
         cap = names[len(names) // 2]  # Gold of five tiers; the middle one of any other ladder
     if cap not in names:
@@ -827,7 +828,7 @@ class TierPolicy(BaseEstimator):
             lower = _inverse(np.maximum(positions - cfg.margin, 0.0), self.score_grid_)
         self.upper_bounds_ = np.maximum(upper, self.cut_points_)
         self.lower_bounds_ = np.minimum(lower, self.cut_points_)
-        levels = np.searchsorted(self.cut_points_, score, side="right")
+        levels = self._cap(frame, np.searchsorted(self.cut_points_, score, side="right"))
         counts = np.bincount(levels, minlength=m)
         names = cfg.tier_names
         self.train_shares_ = {names[m - 1 - lv]: float(counts[lv] / n) for lv in range(m - 1, -1, -1)}
@@ -866,14 +867,16 @@ class TierPolicy(BaseEstimator):
         """Tier levels with hysteresis, then customers with no purchase yet held at or below
         ``[score] no_purchase_max_tier`` (their growth potential is a forecast with no spend
         behind it)."""
-        levels = self._levels(score, prev_levels)
+        return self._cap(frame, self._levels(score, prev_levels))
+
+    def _cap(self, frame: pd.DataFrame, levels: np.ndarray) -> np.ndarray:
         names = self.tier_config.tier_names
         cap = len(names) - 1 - names.index(self.tier_config.no_purchase_max_tier)
-        if cap < len(names) - 1:
-            dsl = _numeric(frame, self._col(frame, "days_since_last_purchase", required="the tier cap"),  # type: ignore[arg-type]
-                           "days_since_last_purchase")
-            levels = np.where(np.isnan(dsl), np.minimum(levels, cap), levels)
-        return levels
+        col = self._col(frame, "days_since_last_purchase")
+        if cap == len(names) - 1 or col is None:  # no cap, or a frame of scores alone: nothing to cap on
+            return levels
+        dsl = _numeric(frame, col, "days_since_last_purchase")
+        return np.where(np.isnan(dsl), np.minimum(levels, cap), levels)
 
     def _levels(self, score: np.ndarray, prev_levels: np.ndarray | None) -> np.ndarray:
         raw = np.searchsorted(self.cut_points_, score, side="right")
@@ -911,7 +914,9 @@ class TierPolicy(BaseEstimator):
         Parameters
         ----------
         frame : pandas.DataFrame
-            Score columns (and ``customer_id`` when ``prev`` is given).
+            Score columns (and ``customer_id`` when ``prev`` is given). With
+            ``days_since_last_purchase`` too, customers with no purchase yet (null) are held at or
+            below ``[score] no_purchase_max_tier``.
         prev : pandas.Series or pandas.DataFrame, optional
             Last scoring's tiers: a Series of tier names indexed by customer id, or a frame with
             the customer-id column and ``tier``. Customers in it keep their tier unless the score

@@ -548,3 +548,18 @@ def test_property_tier_monotone(pop, row, d_clv, d_retention, d_spend) -> None:
     a, b = policy.assign(one).iloc[0], policy.assign(better).iloc[0]
     assert b["growth_score"] >= a["growth_score"] - 1e-12
     assert b["tier_level"] >= a["tier_level"]
+
+
+def test_a_policy_saved_before_the_cap_keeps_its_tiers(train: pd.DataFrame) -> None:
+    # models registered before no_purchase_max_tier existed: their tiers must not move on upgrade
+    policy = TierPolicy().fit(train)
+    saved = policy.to_dict()
+    del saved["config"]["score"]["no_purchase_max_tier"]
+    restored = TierPolicy.from_dict(saved)
+    assert restored.tier_config.no_purchase_max_tier == "Diamond"  # the top tier: no cap
+    signups = train.head(20).assign(days_since_last_purchase=np.nan, p_churn=0.01, clv=train["clv"].max(),
+                                    expected_spend=train["expected_spend"].max(), net_spend_365d=0.0)
+    assert "Gold" not in set(restored.predict(signups))
+    assert set(TierPolicy.from_dict(policy.to_dict()).predict(signups)) == {"Gold"}  # saved with the cap
+    # a frame of scores alone (no days_since_last_purchase) still gets tiers, uncapped
+    assert len(policy.predict(train[["p_churn", "expected_spend", "clv", "net_spend_365d"]].head(5))) == 5
