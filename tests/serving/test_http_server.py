@@ -130,3 +130,31 @@ def test_packed_model_loads_from_the_bentoml_model_store(serving_store: dict, tm
         BentoMLContainer.model_store.reset()
     assert (loaded.version, loaded.alias, loaded.name) == ("1", "champion", "churnclv")
     assert loaded.horizon_days == 90 and "region" in loaded.attributes
+
+
+def test_bentoml_build_makes_a_bento_with_the_model_packed_in(serving_store: dict, tmp_path: Path) -> None:
+    # the README's recipe: pack the champion, build the wheel, `bentoml build` with bentofile.yaml
+    import json
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shutil.copy(root / "bentofile.yaml", ctx)
+
+    def run(*cmd: str, cwd: Path = ctx) -> str:
+        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{cmd[:4]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        return done.stdout
+
+    run(sys.executable, "-m", "churnclv.serving.pack", "--model", serving_store["model_uri"],
+        "--tracking-uri", serving_store["tracking_uri"])
+    run(sys.executable, "-m", "build", "--wheel", "--outdir", str(ctx / "dist"), str(root), cwd=root)
+    run(str(bin_dir / "bentoml"), "build")
+    bento = json.loads(run(str(bin_dir / "bentoml"), "get", "churnclv:latest", "-o", "json"))
+    assert bento["service"] == "churnclv.serving.service:ChurnCLVService"
+    assert [m["tag"].split(":")[0] for m in bento["models"]] == ["churnclv-model"]
+    bentos = list((tmp_path / "bentoml" / "bentos" / "churnclv").glob("*/env/python/wheels/churnclv-*.whl"))
+    assert len(bentos) == 1  # the code ships as the wheel
