@@ -89,6 +89,7 @@ OUTPUT_SCHEMA = pa.schema([
     pa.field("expected_purchases", pa.float64()),
     pa.field("expected_spend", pa.float64()),
     pa.field("clv", pa.float64()),
+    pa.field("expected_next_purchase_date", pa.date32()),  # null where undefined
     pa.field("growth_score", pa.float64()),
     pa.field("tier", pa.string()),
     pa.field("stage", pa.string()),
@@ -225,7 +226,7 @@ def score_chunk(model: LoadedModel, features: pd.DataFrame, *, as_of: dt.date,
     exactly what the pyfunc's ``predict`` (and the HTTP service) runs, without MLflow's per-call
     schema check; reasons stay a list.
     """
-    from churnclv.models.scorer import model_input
+    from churnclv.models.scorer import model_input, next_purchase_dates
 
     scores = model.scorer.score(model_input(features), prev=prev, reasons=reasons)
     n = len(scores)
@@ -246,6 +247,9 @@ def score_chunk(model: LoadedModel, features: pd.DataFrame, *, as_of: dt.date,
             arrays.append(pa.array(np.full(n, np.datetime64(as_of, "D")), type=pa.date32()))
         elif f.name == "model_version":
             arrays.append(pa.array([model.version] * n, type=pa.string()))
+        elif f.name == "expected_next_purchase_date":
+            dates = next_purchase_dates(scores["expected_next_purchase_days"].to_numpy(dtype=np.float64), as_of)
+            arrays.append(pa.array(dates, type=pa.date32(), mask=np.isnat(dates)))
         else:
             arrays.append(col(f.name, f.type))
     return pa.Table.from_arrays(arrays, schema=OUTPUT_SCHEMA)

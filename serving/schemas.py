@@ -145,6 +145,8 @@ class CustomerScore(BaseModel):
     clv: float = Field(description="Discounted customer lifetime value")
     expected_next_purchase_days: float | None = Field(
         description="Median days from as-of to the next purchase (null when none is expected)")
+    expected_next_purchase_date: dt.date | None = Field(
+        None, description="as_of plus those days rounded up, at least the next day (null when none is expected)")
     growth_score: float
     tier: str
     tier_level: int = Field(description="0 = bottom tier; higher is better")

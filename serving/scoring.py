@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from churnclv.features import compute_features_frames
-from churnclv.models.scorer import model_input, stable_floats
+from churnclv.models.scorer import model_input, next_purchase_dates, stable_floats
 from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore
 
 if TYPE_CHECKING:
@@ -123,14 +123,16 @@ def _finite_or_none(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def to_customer_scores(scores: pd.DataFrame, version: str,
+def to_customer_scores(scores: pd.DataFrame, version: str, as_of: dt.date,
                        after: dict[str, int] | None = None) -> dict[str, CustomerScore]:
     """The score frame as answer objects, by customer id."""
     out: dict[str, CustomerScore] = {}
     after = after or {}
-    for row in scores.to_dict("records"):
+    dates = next_purchase_dates(scores["expected_next_purchase_days"].to_numpy(dtype=np.float64), as_of)
+    for row, date in zip(scores.to_dict("records"), dates.tolist(), strict=True):
         cid = row["customer_id"]
         out[cid] = CustomerScore(
+            expected_next_purchase_date=date,
             customer_id=cid,
             **{k: float(row[k]) for k in _SCORE_FLOATS},
             expected_next_purchase_days=_finite_or_none(row["expected_next_purchase_days"]),
@@ -156,7 +158,7 @@ def score_histories(model: LoadedModel, customers: Sequence[CustomerHistory], as
     if known:
         features = feature_frames(known, as_of, model.attributes)
         after = {c.customer_id: rows_after(c, as_of) for c in known}
-        scored = to_customer_scores(score_features(model, features), model.version, after)
+        scored = to_customer_scores(score_features(model, features), model.version, as_of, after)
     return [scored.get(c.customer_id) or CustomerError(customer_id=c.customer_id, error=NOT_KNOWN_AT_AS_OF)
             for c in customers]
 
@@ -306,7 +308,7 @@ def score_ids(model: LoadedModel, snapshot: FeatureSnapshot, customer_ids: Seque
     known = dict(zip(unique, found, strict=True))
     scored: dict[str, CustomerScore] = {}
     if len(rows):
-        scored = to_customer_scores(model.scorer.score(rows), model.version)
+        scored = to_customer_scores(model.scorer.score(rows), model.version, snapshot.as_of)
     return [scored[cid] if ok else CustomerError(customer_id=cid, error=UNKNOWN_ID)
             for cid, ok in ((c, known[c]) for c in customer_ids)]
 

@@ -42,6 +42,7 @@ def _columns() -> list[sa.Column]:
         sa.Column("expected_purchases", f, nullable=False),
         sa.Column("expected_spend", f, nullable=False),
         sa.Column("clv", f, nullable=False),
+        sa.Column("expected_next_purchase_date", sa.Date),
         sa.Column("growth_score", f),
         sa.Column("tier", sa.Text),
         sa.Column("stage", sa.Text),

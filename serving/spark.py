@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 # the pyfunc's output columns the batch keeps, with their Spark types; reasons arrive "; "-joined
 SCORE_STRUCT = (
     "p_churn double, p_alive double, expected_purchases double, expected_spend double, clv double, "
-    "growth_score double, tier string, stage string, action string, reasons string"
+    "expected_next_purchase_days double, growth_score double, tier string, stage string, action string, "
+    "reasons string"
 )
 REASONS_SEPARATOR = "; "
 LOCAL_CONF = {
@@ -141,13 +142,18 @@ def write_scores(spark: Any, features_dir: Path, model_path: str, out_dir: Path,
     ]
     udf = mlflow.pyfunc.spark_udf(spark, model_path, result_type=SCORE_STRUCT, env_manager="local")
     scored = feats.select(*cols).select("customer_id", udf(F.struct(*feats.columns)).alias("s"))
+    days = F.col("s.expected_next_purchase_days")
     reasons = F.when(F.col("s.reasons") == "", F.array().cast("array<string>")).otherwise(
         F.split(F.col("s.reasons"), REASONS_SEPARATOR))
     out = scored.select(
         "customer_id",
         F.lit(as_of).cast("date").alias("as_of"),
-        *[F.col(f"s.{c}").alias(c) for c in
-          ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score", "tier", "stage")],
+        *[F.col(f"s.{c}").alias(c) for c in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv")],
+        # churnclv.models.scorer.next_purchase_dates: as-of + ceil(days), at least 1, null when undefined
+        F.when(F.isnan(days) | days.isNull(), F.lit(None).cast("date")).otherwise(
+            F.date_add(F.lit(as_of).cast("date"), F.greatest(F.ceil(days), F.lit(1)).cast("int"))
+        ).alias("expected_next_purchase_date"),
+        *[F.col(f"s.{c}").alias(c) for c in ("growth_score", "tier", "stage")],
         reasons.alias("reasons"),
         F.col("s.action").alias("action"),
         F.lit(model_version).alias("model_version"),

@@ -10,6 +10,8 @@ policy, metadata) and one LightGBM model text file per booster.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import json
 import logging
 from dataclasses import asdict, dataclass, fields
@@ -432,6 +434,30 @@ def model_input(features: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def next_purchase_dates(days: Any, as_of: dt.date) -> np.ndarray:
+    """The expected date of the next purchase: ``as_of`` plus the median waiting time
+    (``expected_next_purchase_days``) rounded up to whole days, at least the day after as-of;
+    NaT where no date is defined (the customer is more likely than not never to buy again).
+
+    Parameters
+    ----------
+    days : array-like of float
+        ``expected_next_purchase_days`` from :meth:`Scorer.score` (NaN where undefined).
+    as_of : datetime.date
+        The scoring date.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``datetime64[D]`` dates, ``NaT`` where ``days`` is NaN.
+    """
+    d = np.asarray(days, dtype=np.float64)
+    out = np.full(d.shape, np.datetime64("NaT"), dtype="datetime64[D]")
+    ok = np.isfinite(d)
+    out[ok] = np.datetime64(as_of, "D") + np.maximum(np.ceil(d[ok]), 1).astype(np.int64)
+    return out
+
+
 def empty_scores() -> pd.DataFrame:
     """An empty frame with the score columns (for callers that score zero customers)."""
     text = ("customer_id", "tier", "stage", "action", "reasons")
@@ -439,4 +465,5 @@ def empty_scores() -> pd.DataFrame:
                          for c in SCORE_COLUMNS})
 
 
-__all__ = ["Scorer", "ScorerConfig", "SCORE_COLUMNS", "BTYD_FEATURES", "model_features", "model_input", "empty_scores"]
+__all__ = ["Scorer", "ScorerConfig", "SCORE_COLUMNS", "BTYD_FEATURES", "model_features", "model_input", "empty_scores",
+           "next_purchase_dates"]

@@ -95,3 +95,13 @@ def test_errors() -> None:
         ScorerConfig(churn_model="magic")
     with pytest.raises(ValueError, match="missing columns"):
         Scorer().fit(pd.DataFrame({"customer_id": ["1"]}), pd.DataFrame())
+
+
+def test_next_purchase_dates_round_up_to_a_day_after_as_of() -> None:
+    import datetime as dt
+
+    from churnclv.models.scorer import next_purchase_dates
+
+    got = next_purchase_dates([0.2, 1.0, 1.5, np.nan, 30.0], dt.date(2025, 10, 2))
+    assert got.tolist() == [dt.date(2025, 10, 3), dt.date(2025, 10, 3), dt.date(2025, 10, 4), None,
+                            dt.date(2025, 11, 1)]

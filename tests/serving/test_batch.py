@@ -85,6 +85,9 @@ def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Pa
     assert frame["model_version"].eq("1").all()
     assert frame["p_churn"].between(0, 1).all() and frame["tier"].notna().all()
     assert all(isinstance(r, np.ndarray | list) for r in frame["reasons"])
+    # the next purchase date: after as-of where defined, null where a purchase is not expected
+    dates = pd.to_datetime(frame["expected_next_purchase_date"])
+    assert (dates.dropna() > AS_OF).all() and dates.notna().sum() > len(frame) / 2
     c = manifest["counts"]
     assert c["customers_known"] == c["features_rows"] == c["rows_written"] == len(expected)
     assert manifest["chunks"] == 4 and sorted(p.name for p in part.glob("part-*.parquet")) == [

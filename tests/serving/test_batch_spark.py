@@ -59,6 +59,8 @@ def test_spark_engine_matches_duckdb(few: Path, trained_store: dict, tmp_path: P
     assert b["action"].tolist() == a["action"].tolist()
     assert [list(r) for r in b["reasons"]] == [list(r) for r in a["reasons"]]
     assert (b["as_of"] == AS_OF.date()).all() and (b["model_version"] == "1").all()
+    assert b["expected_next_purchase_date"].tolist() == a["expected_next_purchase_date"].tolist()
+    assert a["expected_next_purchase_date"].notna().any() and a["expected_next_purchase_date"].isna().any()
     # CLV and the growth score agree wherever the Scorer's CLV does not fall back to the batch median
     # (BTYD spend ~ 0, see test_batch.py); spark_udf scores in its own Arrow batches
     for col in ("clv", "growth_score"):

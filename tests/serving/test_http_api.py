@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 AS_OF = "2025-10-02"  # the as-of of the conftest's batch output (kit.AS_OF)
 
 SCORE_FIELDS = {"customer_id", "p_churn", "p_alive", "expected_purchases", "expected_spend", "clv",
-                "expected_next_purchase_days", "growth_score", "tier", "tier_level", "stage", "action", "reasons",
+                "expected_next_purchase_days", "expected_next_purchase_date", "growth_score", "tier", "tier_level", "stage", "action", "reasons",
                 "model_version", "rows_after_as_of"}
 
 

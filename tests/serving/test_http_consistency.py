@@ -29,6 +29,8 @@ def _compare(http: pd.DataFrame, batch: pd.DataFrame) -> None:
     for col in LABELS:
         assert http[col].tolist() == batch[col].tolist(), col
     assert http["reasons"].map(list).tolist() == batch["reasons"].map(list).tolist()
+    dates = batch["expected_next_purchase_date"].map(lambda d: None if pd.isna(d) else d.isoformat())
+    assert http["expected_next_purchase_date"].tolist() == dates.tolist()
     assert set(http["model_version"]) == set(batch["model_version"]) == {"1"}
 
 
