@@ -46,7 +46,7 @@ from churnclv.serving.schemas import (
     ScoreResponse,
 )
 from churnclv.serving.scoring import SnapshotError, score_histories_together, score_ids_together
-from churnclv.serving.settings import DEFAULT_MODEL_URI, ServiceSettings, SettingsError
+from churnclv.serving.settings import ServiceSettings, SettingsError
 from churnclv.serving.state import ServingState
 
 log = logging.getLogger(__name__)
@@ -357,7 +357,7 @@ def server_command(host: str, port: int) -> list[str]:
 def serve(
     host: str = "127.0.0.1",
     port: int = 3000,
-    model_uri: str = DEFAULT_MODEL_URI,
+    model_uri: str | None = None,
     tracking_uri: str | None = None,
     snapshot: Path | str | None = None,
 ) -> None:
@@ -371,7 +371,8 @@ def serve(
     host, port
         Address to bind.
     model_uri
-        MLflow model URI (``models:/churnclv@champion``, ``models:/churnclv/3``) or ``bento:TAG``.
+        MLflow model URI (``models:/churnclv@champion``, ``models:/churnclv/3``) or ``bento:TAG``
+        (default ``CHURNCLV_MODEL_URI``, else ``models:/churnclv@champion``).
     tracking_uri
         MLflow tracking URI (default ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``).
     snapshot
@@ -386,7 +387,7 @@ def serve(
     try:
         base = ServiceSettings.from_env()
         settings = ServiceSettings(
-            **{**base.__dict__, "model_uri": model_uri,
+            **{**base.__dict__, "model_uri": model_uri or base.model_uri,
                "tracking_uri": tracking_uri or base.tracking_uri,
                "snapshot": Path(snapshot).resolve() if snapshot is not None else base.snapshot})
         settings.check_auth()

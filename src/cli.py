@@ -414,11 +414,12 @@ def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: boo
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
-@click.option("--model", "model_uri", default="models:/churnclv@champion", show_default=True, help="MLflow model URI.")
+@click.option("--model", "model_uri", default=None,
+              help="MLflow model URI or bento:TAG (default: $CHURNCLV_MODEL_URI, else models:/churnclv@champion).")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
 @click.option("--snapshot", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The batch job's output folder, for scoring by customer id.")
-def serve(host: str, port: int, model_uri: str, tracking_uri: str | None, snapshot: Path | None) -> None:
+def serve(host: str, port: int, model_uri: str | None, tracking_uri: str | None, snapshot: Path | None) -> None:
     """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY."""
     from churnclv.serving.service import ServeError
     from churnclv.serving.service import serve as run_server

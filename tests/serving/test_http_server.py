@@ -110,6 +110,10 @@ def test_serve_fails_fast_on_a_model_that_does_not_resolve(serving_store: dict, 
     monkeypatch.setenv("CHURNCLV_API_KEY", kit.API_KEY)
     with pytest.raises(ServeError, match="alias 'nope'"):
         serve(port=free_port(), model_uri="models:/churnclv@nope", tracking_uri=serving_store["tracking_uri"])
+    # without --model, CHURNCLV_MODEL_URI is the model (the README's way to pin one)
+    monkeypatch.setenv("CHURNCLV_MODEL_URI", "models:/churnclv@from-env")
+    with pytest.raises(ServeError, match="alias 'from-env'"):
+        serve(port=free_port(), tracking_uri=serving_store["tracking_uri"])
 
 
 def test_packed_model_loads_from_the_bentoml_model_store(serving_store: dict, tmp_path: Path) -> None:
