@@ -294,6 +294,7 @@ class _Steps:
 def train(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None, as_of: Any,
           horizon_days: int | None, config_path: Path | None, tracking_uri: str | None, promote: bool) -> None:
     """Backtest, select, train and register a model (alias challenger; champion when it earns it)."""
+    from churnclv.models.btyd import BTYDConvergenceError
     from churnclv.training.pipeline import RunConfig, TrainingError, format_summary, train_and_log
 
     try:
@@ -308,7 +309,7 @@ def train(data: str, mapping: Path | None, work: Path | None, trusted: bool, mem
     try:
         with _Steps("training") as steps:
             result = train_and_log(clean, as_of, config, tracking_uri=tracking_uri, promote=promote, progress=steps)
-    except TrainingError as exc:
+    except (TrainingError, BTYDConvergenceError) as exc:
         raise DataProblem(str(exc)) from None
     click.echo(f"backtest: {len(result.folds)} folds, mean over folds (as of {as_of:%Y-%m-%d}, "
                f"horizon {config.train.horizon_days} days)")

@@ -71,6 +71,12 @@ class TrainConfig:
             raise TrainingError(f"train.candidates: unknown {bad}; choose from {list(ALL_CANDIDATES)}")
         if not any(c in MODEL_CANDIDATES for c in self.candidates):
             raise TrainingError(f"train.candidates must include one of {list(MODEL_CANDIDATES)}")
+        from churnclv.training.tracking import METRIC_DIRECTION
+
+        unknown = sorted(set(self.promote_tolerance) - set(METRIC_DIRECTION))
+        if unknown:
+            raise TrainingError(f"train.promote_tolerance: unknown metrics {unknown}; "
+                                f"choose from {sorted(METRIC_DIRECTION)}")
         for name in ("horizon_days", "n_folds", "fold_step_days", "train_cutoffs", "cutoff_step_days"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"train.{name} must be >= 1 (got {getattr(self, name)})")
@@ -113,7 +119,16 @@ class RunConfig:
             scorer = ScorerConfig.from_dict({**raw.get("scorer", {}), "horizon_days": train.horizon_days})
         except (TypeError, ValueError) as exc:
             raise TrainingError(f"config [scorer]: {exc}") from None
-        return cls(train=train, scorer=scorer, tiers=raw.get("tiers"))
+        tiers = raw.get("tiers")
+        if tiers is not None:  # checked now, not after the backtest, with the key, the rule and the fix
+            from churnclv.config import ConfigError
+            from churnclv.models.tiers import parse_tier_config
+
+            try:
+                parse_tier_config(tiers)
+            except ConfigError as exc:
+                raise TrainingError(f"config [tiers]: {exc}") from None
+        return cls(train=train, scorer=scorer, tiers=tiers)
 
     def to_dict(self) -> dict[str, Any]:
         return {"train": asdict(self.train), "scorer": asdict(self.scorer), "tiers": self.tiers}

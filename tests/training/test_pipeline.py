@@ -98,3 +98,7 @@ def test_config_errors(tmp_path: Path) -> None:
     bad.write_text("[scorer]\nchurn_model = 'x'\n")
     with pytest.raises(TrainingError, match="churn_model"):
         RunConfig.load(bad)
+    # a bad tier policy fails at load, before any backtest, naming the key
+    bad.write_text("[tiers.score.weights]\nclv = -1.0\n")
+    with pytest.raises(TrainingError, match=r"config \[tiers\].*score.weights"):
+        RunConfig.load(bad)
