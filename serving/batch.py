@@ -100,6 +100,7 @@ OUTPUT_SCHEMA = pa.schema([
 OUTPUT_COLUMNS = tuple(OUTPUT_SCHEMA.names)
 
 FEATURES_FILE = "features.parquet"
+PAST_SPEND = "net_spend_365d"  # the tier report's realized revenue column (from the feature snapshot)
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = "_progress.json"
 REPORT_DIR = "tier_report"
@@ -477,13 +478,16 @@ def _tier_report(tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con:
     def files(p: Path) -> str:
         return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in part_files(p)) + "]"
 
-    cols = "tier, clv, expected_spend, p_churn"
+    # realized revenue per tier: the snapshot's net spend of the last 365 days, next to predicted CLV
+    feats_path = tmp / FEATURES_FILE  # a file (DuckDB engine) or a folder of parts (Spark)
+    feats = "'" + str(feats_path / "*.parquet" if feats_path.is_dir() else feats_path).replace("'", "''") + "'"
+    spend = f"LEFT JOIN (SELECT customer_id, {PAST_SPEND} FROM read_parquet({feats})) f USING (customer_id)"
     if prev is None:
-        sql = f"SELECT {cols} FROM read_parquet({files(tmp)})"
+        sql = f"SELECT c.tier, c.clv, c.expected_spend, c.p_churn, f.{PAST_SPEND} FROM read_parquet({files(tmp)}) c {spend}"
     else:
         sql = (
-            f"SELECT c.customer_id IS NOT NULL AS _curr, c.tier, c.clv, c.expected_spend, c.p_churn, "
-            f"p.tier AS prev_tier FROM read_parquet({files(tmp)}) c "
+            f"SELECT c.customer_id IS NOT NULL AS _curr, c.tier, c.clv, c.expected_spend, c.p_churn, f.{PAST_SPEND}, "
+            f"p.tier AS prev_tier FROM read_parquet({files(tmp)}) c {spend} "
             f"FULL OUTER JOIN (SELECT customer_id, tier FROM read_parquet({files(prev)})) p USING (customer_id)"
         )
     table = con.sql(sql).to_arrow_table()
@@ -494,14 +498,15 @@ def _tier_report(tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con:
     frame = table.to_pandas()
     order = list(tier_names) or None
     if prev is None:
-        report = tier_report(frame, tiers=order)
+        report = tier_report(frame, tiers=order, spend_col=PAST_SPEND)
     else:
         frame["customer_id"] = np.arange(len(frame))
         prev_tiers = frame.loc[frame["prev_tier"].notna(), ["customer_id", "prev_tier"]]
         prev_tiers = prev_tiers.rename(columns={"prev_tier": "tier"})
-        report = tier_report(frame.loc[frame["_curr"]], prev=prev_tiers, tiers=order)
+        report = tier_report(frame.loc[frame["_curr"]], prev=prev_tiers, tiers=order, spend_col=PAST_SPEND)
     paths = write_report(report, tmp / REPORT_DIR)
-    summary = report.summary[["tier", "customers", "customer_share", "clv", "clv_share"]]
+    summary = report.summary[["tier", "customers", "customer_share", "clv", "clv_share", "past_spend",
+                              "past_spend_share"]]
     doc: dict[str, Any] = {
         "previous": None if prev is None else prev.name,
         "files": {k: str(p.relative_to(tmp)) for k, p in paths.items()},
@@ -605,6 +610,9 @@ def run_batch(
 
         if not reasons:
             raise BatchError("reasons=False is for the duckdb engine: the Spark scorer always computes reasons")
+        if hysteresis:
+            raise BatchError("--hysteresis is for the duckdb engine: the Spark scorer does not read last "
+                             "as-of's tiers; run without --hysteresis or with --engine duckdb")
         if not spark_engine.available():
             raise BatchError("engine spark needs pyspark and ibis' pyspark backend: pip install 'churnclv[spark]'")
     name = partition_name(day)

@@ -355,7 +355,10 @@ def write_artifacts(result: TrainResult, out: Path) -> dict[str, Path]:
     importance = result.scorer.feature_importance("churn")
     if importance:
         paths["importance"] = plotting.save(plotting.plot_importance(importance), out / "feature_importance.png")
-    report = tier_report(result.snapshot_scores, tiers=list(result.scorer.tiers_.tier_names))
+    # realized revenue per tier next to predicted CLV: the snapshot's net spend of the last 365 days
+    past = result.snapshot_features.set_index("customer_id")["net_spend_365d"]
+    scores = result.snapshot_scores.assign(net_spend_365d=result.snapshot_scores["customer_id"].map(past).to_numpy())
+    report = tier_report(scores, tiers=list(result.scorer.tiers_.tier_names), spend_col="net_spend_365d")
     paths["tier_mix"] = plotting.save(plot_tier_mix(report.summary), out / "tier_mix.png")
     report.summary.to_csv(out / "tier_summary.csv", index=False)
     paths["tier_summary"] = out / "tier_summary.csv"

@@ -103,6 +103,10 @@ def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Pa
     assert snapshot["customer_id"].tolist() == frame["customer_id"].tolist()
     assert (out / "LATEST").read_text().strip() == "as_of=2025-10-02"
     assert (part / "tier_report" / "tier_summary.csv").is_file()
+    # realized revenue per tier (the snapshot's net spend of the last 365 days) sums to the base's
+    summary = pd.DataFrame(on_disk["tier_report"]["summary"])
+    assert summary["past_spend"].sum() == pytest.approx(snapshot["net_spend_365d"].fillna(0).sum(), rel=1e-9)
+    assert summary["past_spend_share"].sum() == pytest.approx(1.0)
     assert not list(out.glob(".as_of=*.tmp-*"))
 
 
@@ -226,6 +230,8 @@ def test_user_errors_name_the_problem_and_the_fix(world: Path, trained_store: di
         batch(world, tmp_path, trained_store, as_of=pd.Timestamp("2001-01-01"))
     with pytest.raises(BatchError, match="not a folder of clean tables"):
         batch(tmp_path / "missing", tmp_path, trained_store)
+    with pytest.raises(BatchError, match="--hysteresis is for the duckdb engine"):
+        batch(world, tmp_path, trained_store, engine="spark", hysteresis=True)
     assert not list(tmp_path.glob("as_of=*"))
 
 

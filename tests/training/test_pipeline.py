@@ -42,6 +42,9 @@ def test_run_logs_metrics_artifacts_and_registers_champion(trained_store: dict) 
     for png in ("calibration.png", "gain_churn.png", "gain_spend.png", "feature_importance.png", "tier_mix.png"):
         assert f"report/{png}" in names
     assert "report/backtest.csv" in names
+    summary = pd.read_csv(client.download_artifacts(result.run_id, "report/tier_summary.csv"))
+    assert summary["past_spend_share"].sum() == pytest.approx(1.0)  # realized revenue per tier
+    assert summary["past_spend"].sum() == pytest.approx(result.snapshot_features["net_spend_365d"].fillna(0).sum())
     assert {a.path for a in client.list_artifacts(result.run_id)} >= {"data_fingerprint.json", "promotion.json"}
     mv = client.get_model_version_by_alias("churnclv", "champion")
     assert str(mv.version) == "1"
