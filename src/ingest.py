@@ -97,6 +97,11 @@ def _find_file(directory: Path, stem: str) -> Path | None:
         raise DataError(
             f"{directory}: table '{stem}' is found more than once ({names}): keep exactly one"
         )
+    if not found:
+        other = sorted(p.name for p in directory.glob(f"{stem}.*") if p.is_file())
+        if other:  # e.g. transactions.json or transactions.xlsx: say so instead of "no file"
+            raise DataError(f"{directory / other[0]}: unknown format for table '{stem}': "
+                            f"use {', '.join(stem + e for e in FILE_FORMATS)} (convert the file)")
     return found[0] if found else None
 
 
@@ -333,6 +338,11 @@ def _validate_table(
 
     report = TableReport(table=spec.name, source=source)
     report.read = con.execute(f"SELECT count(*) FROM parsed_{spec.name}").fetchone()[0]
+    if report.read == 0:
+        if spec.name == "transactions":
+            raise DataError(f"{source}: empty: the transactions table has a header but no rows; export the "
+                            "transactions again (nothing can be scored without them)")
+        log.warning("%s (%s) has no rows", spec.name, source)
     report.accepted = con.execute(f"SELECT count(*) FROM clean_{spec.name}").fetchone()[0]
     report.reasons = dict(
         con.execute(

@@ -149,6 +149,15 @@ def test_empty_file(tmp_path: Path) -> None:
     (tmp_path / "transactions.csv").write_text("")
     with pytest.raises(DataError, match="empty"):
         validate_source(tmp_path, tmp_path / "out")
+    (tmp_path / "transactions.csv").write_text("customer_id,ts,amount\n")  # a header and no rows
+    with pytest.raises(DataError, match=r"transactions.csv: empty.*export the transactions again"):
+        validate_source(tmp_path, tmp_path / "out")
+
+
+def test_unknown_format_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "transactions.json").write_text("[]")
+    with pytest.raises(DataError, match=r"transactions.json: unknown format.*transactions.parquet"):
+        validate_source(tmp_path, tmp_path / "out")
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
