@@ -1,13 +1,15 @@
-"""Typed configuration: the source mapping (TOML) and the runtime settings (TOML + environment).
+"""Typed configuration of the data source: the mapping of your tables and columns (TOML).
 
-Nothing is read at import time; call :func:`load_mapping` / :meth:`Settings.load` explicitly.
+Nothing is read at import time; call :func:`load_mapping` explicitly. The other settings live with
+what they configure: ``[train]`` / ``[scorer]`` / ``[tiers]`` in the training config
+(:class:`churnclv.training.pipeline.RunConfig`), the HTTP service's environment variables in
+:mod:`churnclv.serving.settings`, the CLI options of each command.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,35 +97,3 @@ def parse_mapping(raw: dict[str, Any], *, origin: str = "mapping") -> Mapping:
             )
         tables[name] = TableMapping(source=str(body.get("table", name)), columns=dict(columns))
     return Mapping(tables=tables)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Runtime settings. Values come from defaults, then a TOML file, then ``CHURNCLV_*`` env vars."""
-
-    mlflow_tracking_uri: str = "sqlite:///mlruns/mlflow.db"
-    mlflow_artifact_root: str = "mlruns/artifacts"
-    model_name: str = "churnclv"
-    duckdb_memory_limit: str = "4GB"
-    duckdb_threads: int = 0  # 0: all cores
-
-    @classmethod
-    def load(cls, path: Path | str | None = None, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ) if env is None else env
-        values: dict[str, Any] = {}
-        if path is not None:
-            try:
-                values.update(tomllib.loads(Path(path).read_text()).get("settings", {}))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"settings file {path}: {exc}") from None
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(values) - set(known)
-        if unknown:
-            raise ConfigError(f"settings: unknown keys {sorted(unknown)}; known are {sorted(known)}")
-        if "MLFLOW_TRACKING_URI" in env:
-            values["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]
-        for name, f in known.items():
-            key = f"CHURNCLV_{name.upper()}"
-            if key in env:
-                values[name] = int(env[key]) if f.type in ("int", int) else env[key]
-        return cls(**values)

@@ -4,17 +4,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pandas as pd
 from click.testing import CliRunner
 
 from churnclv.cli import cli
 
-COMMANDS = [[], ["generate"], ["datasets"], ["datasets", "cdnow"], ["validate"]]
+def _commands(group: click.Group, prefix: list[str]) -> list[list[str]]:
+    out = [prefix]
+    for name, command in group.commands.items():
+        out += _commands(command, [*prefix, name]) if isinstance(command, click.Group) else [[*prefix, name]]
+    return out
 
 
 def test_every_command_has_help() -> None:
+    commands = _commands(cli, [])  # walked from the group: a new command is covered without editing this
+    assert {"generate", "validate", "features", "train", "score-batch", "serve"} <= {c[0] for c in commands if c}
+    assert ["models", "promote"] in commands and ["datasets", "cdnow"] in commands
     runner = CliRunner()
-    for cmd in COMMANDS:
+    for cmd in commands:
         result = runner.invoke(cli, [*cmd, "--help"])
         assert result.exit_code == 0, (cmd, result.output)
         assert "Usage:" in result.output
