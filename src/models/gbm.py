@@ -465,7 +465,10 @@ class _GBMBase(BaseEstimator):
 
     def _raw(self, X: pd.DataFrame, **kwargs: Any) -> np.ndarray:
         self._check_columns(X)
-        M = self._matrix(X)
+        return self._predict_matrix(self._matrix(X), **kwargs)
+
+    def _predict_matrix(self, M: np.ndarray, **kwargs: Any) -> np.ndarray:
+        # one thread for small inputs: LightGBM's default threading costs ~10 ms a call
         num_threads = 1 if len(M) < SMALL_BATCH_ROWS else 0
         return self.booster_.predict(M, num_threads=num_threads, **kwargs)
 
@@ -506,8 +509,7 @@ class _GBMBase(BaseEstimator):
         if fast is not None:
             order, values = fast.top_positive(M, k)  # -1 / 0.0 pad rows with fewer positive ones
         else:
-            num_threads = 1 if len(M) < SMALL_BATCH_ROWS else 0
-            contrib = np.asarray(self.booster_.predict(M, num_threads=num_threads, pred_contrib=True))[:, :-1]
+            contrib = np.asarray(self._predict_matrix(M, pred_contrib=True))[:, :-1]  # last: expected value
             order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
             values = np.take_along_axis(contrib, order, axis=1)
         reasons: list[list[Reason]] = []
