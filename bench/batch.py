@@ -21,41 +21,15 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from common import cli, rows_of, run, world
 
 AS_OF = "2025-10-02"
 SAMPLE = 20_000
 RUNNER = "import json, sys; from churnclv.serving.batch import run_batch; run_batch(**json.loads(sys.argv[1]))"
 FAST_CONFIG = "[train]\nn_folds = 2\ntrain_cutoffs = 3\n[scorer]\ngbm_rounds = 80\nseed = 1\n"
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "churnclv.cli", *args]
-
-
-def run(cmd: list[str], log: Path) -> tuple[float, float, int]:
-    """Run ``cmd``; returns (wall seconds, peak RSS in GB of the child, exit status)."""
-    start = time.perf_counter()
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - start, usage.ru_maxrss / 2**20, proc.returncode  # ru_maxrss is KiB on Linux
-
-
-def world(work: Path, n: int, seed: int) -> tuple[Path, float | None]:
-    path = work / f"world-{n}-s{seed}"
-    if (path / "customers.parquet").is_file():
-        return path, None
-    shutil.rmtree(path, ignore_errors=True)
-    wall, _, rc = run(cli("generate", "--customers", str(n), "--seed", str(seed), "--out", str(path)),
-                      work / f"generate-{n}.log")
-    if rc:
-        sys.exit(f"generate failed: see {work / f'generate-{n}.log'}")
-    return path, wall
 
 
 def model(work: Path, config: str) -> str:
@@ -75,12 +49,6 @@ def model(work: Path, config: str) -> str:
         sys.exit(f"training failed: see {work / f'train-{config}.log'}")
     print(f"  trained in {wall:.0f} s", flush=True)
     return uri
-
-
-def rows_of(path: Path, name: str) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path / f"{name}.parquet").metadata.num_rows
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnclv.features import compute_features, compute_training_frame
+from churnclv.features import compute_features, compute_training_frame, count_customers
 from churnclv.metrics import all_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
 from churnclv.models.scorer import Scorer, ScorerConfig, model_input, stable_floats
@@ -58,6 +58,9 @@ class TrainConfig:
     train_cutoffs: int = 12  # a year of monthly cutoffs: every season in the training labels
     cutoff_step_days: int = 30
     min_history_days: int = 60  # a cutoff needs this much data before it
+    # the backtest and the LightGBM fits read a fixed hash sample of about this many customers
+    # (0: everyone); BTYD, the tier policy and the snapshot scores always use the whole base
+    sample_customers: int = 50_000
     candidates: tuple[str, ...] = ("recency", "rfm", "btyd", "gbm", "hybrid")
     # promotion: the largest loss per metric the challenger may show against the champion
     promote_tolerance: dict[str, float] = field(
@@ -80,6 +83,14 @@ class TrainConfig:
         for name in ("horizon_days", "n_folds", "fold_step_days", "train_cutoffs", "cutoff_step_days"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"train.{name} must be >= 1 (got {getattr(self, name)})")
+        if self.sample_customers < 0:
+            raise TrainingError(f"train.sample_customers must be >= 0 (0: every customer), got {self.sample_customers}")
+
+    def sample_fraction(self, n_customers: int) -> float | None:
+        """The share of customers the training frame reads (None: all of them)."""
+        if not self.sample_customers or n_customers <= self.sample_customers:
+            return None
+        return self.sample_customers / n_customers
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ class TrainResult:
     backtest: pd.DataFrame  # one row per (fold, candidate) with every metric
     summary: pd.DataFrame  # mean metrics per candidate
     selected: dict[str, str]
-    snapshot_scores: pd.DataFrame
+    snapshot_scores: pd.DataFrame  # every customer known at as-of, without reasons
     snapshot_features: pd.DataFrame  # features as of the training as-of (the tiers' population)
     folds: list[Fold]
     fold_predictions: dict[str, pd.DataFrame]  # last fold: labels + predictions per candidate
@@ -224,10 +235,14 @@ def _select(summary: pd.DataFrame, candidates: tuple[str, ...]) -> dict[str, str
 
 
 def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: Progress | None = None,
-                 first_ts: pd.Timestamp | None = None
+                 first_ts: pd.Timestamp | None = None, sample: float | None = None,
+                 timings: dict[str, float] | None = None,
                  ) -> tuple[pd.DataFrame, list[Fold], dict[str, pd.DataFrame], pd.DataFrame]:
     """Evaluate every candidate on every fold. Returns (backtest rows, folds, last-fold predictions,
-    the training frame of all cutoffs). ``first_ts`` (the first transaction) is read when not given."""
+    the training frame of all cutoffs). ``first_ts`` (the first transaction) is read when not given;
+    ``sample`` (a fraction of customers, see :func:`churnclv.features.sample_customers`) restricts
+    the training frame to a fixed sample; ``timings`` receives the seconds of each step."""
+    timings = {} if timings is None else timings
     say = progress or (lambda _m: None)
     tc = config.train
     as_of = _day(as_of)
@@ -246,10 +261,13 @@ def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: 
     cutoffs = sorted({c for f in folds for c in f.train_cutoffs} | {f.eval_cutoff for f in folds}
                      | set(final_train_cutoffs(first_ts, as_of, tc)))
     say(f"features and labels at {len(cutoffs)} cutoffs")
+    started = time.perf_counter()
     frame = compute_training_frame(clean, as_of, tc.horizon_days, cutoffs=[c.date() for c in cutoffs],
-                                   memory_limit=tc.memory_limit)
+                                   sample=sample, memory_limit=tc.memory_limit)
     frame["cutoff"] = pd.to_datetime(frame["cutoff"])
     frame = stable_floats(frame)  # labels too: realized spend ties decide the Spearman ranks
+    timings["training_frame_s"] = time.perf_counter() - started
+    started = time.perf_counter()
     rows, last_preds = [], {}
     for fold in folds:
         train = frame[frame["cutoff"].isin(fold.train_cutoffs)].reset_index(drop=True)
@@ -266,22 +284,16 @@ def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: 
                 last_preds[name] = pd.concat(
                     [evaluation[["customer_id", "churned", "purchases", "spend"]], pred.drop(columns="customer_id", errors="ignore")],
                     axis=1)
+    timings["backtest_models_s"] = time.perf_counter() - started
     return pd.DataFrame(rows), folds, last_preds, frame
 
 
 def _first_ts(clean: Path | str) -> pd.Timestamp:
-    import duckdb
+    from churnclv.features import connect, load_tables
 
-    clean = Path(clean)
-    paths = [p for p in (clean / "transactions.parquet", clean / "transactions.csv", clean / "transactions") if p.exists()]
-    if not paths:
-        raise TrainingError(f"{clean}: no transactions table")
-    p = paths[0]
-    src = f"read_parquet('{p}/**/*.parquet')" if p.is_dir() else (
-        f"read_parquet('{p}')" if p.suffix == ".parquet" else f"read_csv('{p}')")
-    with duckdb.connect() as con:
-        (first,) = con.execute(f"SELECT min(ts) FROM {src}").fetchone()
-    return pd.Timestamp(first)
+    con = connect()
+    tx = load_tables(clean, con).transactions
+    return pd.Timestamp(con.to_pyarrow(tx.ts.min()).as_py())
 
 
 def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, progress: Progress | None = None
@@ -292,29 +304,47 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     as_of = _day(as_of)
     t0 = time.perf_counter()
     first_ts = _first_ts(clean)
-    backtest, folds, last_preds, frame = run_backtest(clean, as_of, config, progress=progress, first_ts=first_ts)
-    t_backtest = time.perf_counter() - t0
+    n_customers = count_customers(clean, memory_limit=config.train.memory_limit)
+    sample = config.train.sample_fraction(n_customers)
+    if sample is not None:
+        say(f"backtest and LightGBM fits on a fixed sample of ~{config.train.sample_customers:,} of "
+            f"{n_customers:,} customers (train.sample_customers)")
+    timings: dict[str, float] = {}
+    backtest, folds, last_preds, frame = run_backtest(clean, as_of, config, progress=progress, first_ts=first_ts,
+                                                      sample=sample, timings=timings)
+    timings["backtest_s"] = time.perf_counter() - t0
     metric_cols = [c for c in backtest.columns if c.startswith(("churn_", "purchases_", "spend_"))]
     summary = backtest.groupby("candidate")[metric_cols].mean().loc[list(config.train.candidates)]
     selected = _select(summary, config.train.candidates)
     say(f"selected: {selected}; refitting on cutoffs closed by {as_of:%Y-%m-%d}")
     final_cutoffs = final_train_cutoffs(first_ts, as_of, config.train)
     train_rows = frame[frame["cutoff"].isin(final_cutoffs)].reset_index(drop=True)
+    sampled_customers = int(frame["customer_id"].nunique())
+    del frame  # the backtest's frame: the final fit needs only its latest cutoffs
+    t1 = time.perf_counter()
     snapshot = compute_features(clean, as_of.date(), memory_limit=config.train.memory_limit)
+    timings["snapshot_features_s"] = time.perf_counter() - t1
     scorer_cfg = replace(config.scorer, churn_model=selected["churn"], purchases_model=selected["purchases"],
                          spend_model=selected["spend"])
     t1 = time.perf_counter()
     scorer = Scorer(config=scorer_cfg, tiers=config.tiers).fit(train_rows, snapshot, as_of=as_of)
+    timings["final_fit_s"] = time.perf_counter() - t1
     scorer.metadata_.update({
+        "training_sample": {"customers": n_customers, "fraction": sample,
+                            "sampled_customers": sampled_customers},
         "selected": selected,
         "backtest_means": {c: {m: float(summary.loc[c, m]) for m in KEY_METRICS} for c in summary.index},
     })
-    scores = scorer.score(snapshot)
+    say(f"scoring the {len(snapshot):,} customers known at {as_of:%Y-%m-%d}")
+    t1 = time.perf_counter()
+    # no reasons: the reports read tiers and values only (the reasons of 1M customers cost ~20 s);
+    # result.scorer.score(result.snapshot_features) gives them
+    scores = scorer.score(snapshot, reasons=False)
+    timings["snapshot_scores_s"] = time.perf_counter() - t1
+    timings["total_s"] = time.perf_counter() - t0
     return TrainResult(
         scorer=scorer, backtest=backtest, summary=summary, selected=selected, snapshot_scores=scores,
-        snapshot_features=snapshot, folds=folds, fold_predictions=last_preds,
-        timings={"backtest_s": t_backtest, "final_fit_s": time.perf_counter() - t1,
-                 "total_s": time.perf_counter() - t0},
+        snapshot_features=snapshot, folds=folds, fold_predictions=last_preds, timings=timings,
     )
 
 
@@ -401,7 +431,11 @@ def train_and_log(
         result = train(clean, as_of, config, progress=progress)
         result.run_id = run.info.run_id
         say("logging to MLflow")
-        fingerprint = data_fingerprint or clean_fingerprint(clean)
+        t_log = time.perf_counter()
+        sample = result.scorer.metadata_["training_sample"]
+        mlflow.log_params({"data.customers": sample["customers"], "train.sample_fraction": sample["fraction"],
+                           "train.sampled_customers": sample["sampled_customers"]})
+        fingerprint = data_fingerprint or clean_fingerprint(clean, config.train.memory_limit)
         mlflow.log_dict(fingerprint, "data_fingerprint.json")
         for table, fp in fingerprint.items():
             mlflow.log_param(f"data.{table}.rows", fp.get("rows"))
@@ -450,6 +484,8 @@ def train_and_log(
             result.promotion = decision.to_dict()
             mlflow.log_dict(result.promotion, "promotion.json")
             mlflow.set_tag("churnclv.promoted", str(decision.promoted))
+        result.timings["log_and_register_s"] = time.perf_counter() - t_log
+        mlflow.log_metric("timing.log_and_register_s", result.timings["log_and_register_s"])
     return result
 
 
@@ -471,17 +507,11 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in pkgs] + ["churnclv"]
 
 
-def clean_fingerprint(clean: Path | str) -> dict[str, Any]:
-    from churnclv.training.tracking import frame_fingerprint
+def clean_fingerprint(clean: Path | str, memory_limit: str | None = None) -> dict[str, Any]:
+    """The data fingerprint of a clean folder (see :func:`churnclv.training.tracking.clean_fingerprint`)."""
+    from churnclv.training.tracking import clean_fingerprint as fingerprint
 
-    out = {}
-    for name in ("transactions", "events", "customers"):
-        for p in (Path(clean) / f"{name}.parquet", Path(clean) / f"{name}.csv"):
-            if p.exists():
-                frame = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={"customer_id": str})
-                out[name] = frame_fingerprint(frame, "ts" if "ts" in frame else "signup_ts")
-                break
-    return out
+    return fingerprint(clean, memory_limit=memory_limit)
 
 
 def _flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ibis
 import mlflow
-import numpy as np
-import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -80,17 +79,40 @@ def code_version() -> str:
         return f"churnclv-{__version__}"
 
 
-def frame_fingerprint(frame: pd.DataFrame, ts_col: str | None = "ts") -> dict[str, Any]:
-    """Row count, date range and a content hash of a clean table (order-independent)."""
-    hashed = np.sort(pd.util.hash_pandas_object(frame, index=False).to_numpy())
-    digest = hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
-    out: dict[str, Any] = {"rows": int(len(frame)), "sha256_16": digest}
-    if "customer_id" in frame:
-        out["customers"] = int(frame["customer_id"].nunique())
-    if ts_col and ts_col in frame and len(frame):
-        out["ts_min"] = str(frame[ts_col].min())
-        out["ts_max"] = str(frame[ts_col].max())
+def clean_fingerprint(clean: Path | str, *, memory_limit: str | None = None) -> dict[str, Any]:
+    """Per clean table: row count, customers, date range and a content hash, computed in DuckDB.
+
+    The content hash is order-independent and independent of the file layout: the sum over rows of
+    the low 64 bits of ``md5`` of the row's text (columns in name order, ``\\N`` for null), folded
+    with the row count through SHA-256. The same rows give the same hash however they are split
+    into files or sorted; any changed, added or removed row changes it.
+    """
+    from churnclv.features import connect, load_tables
+
+    con = connect(memory_limit=memory_limit)
+    tables = load_tables(clean, con)
+    out: dict[str, Any] = {}
+    for name in ("transactions", "events", "customers"):
+        table = getattr(tables, name)
+        if table is None:
+            continue
+        ts = "ts" if "ts" in table.columns else ("signup_ts" if "signup_ts" in table.columns else None)
+        row = " || chr(31) || ".join(
+            f"coalesce(CAST({_quote(c)} AS VARCHAR), '\\N')" for c in sorted(table.columns))
+        span = f"min({_quote(ts)}), max({_quote(ts)})" if ts else "NULL, NULL"
+        sql = (f"SELECT count(*), count(DISTINCT customer_id), {span}, "
+               f"coalesce(sum(md5_number_lower({row})), 0) FROM ({ibis.to_sql(table, dialect='duckdb')})")
+        rows, customers, lo, hi, total = con.con.execute(sql).fetchall()[0]
+        digest = hashlib.sha256(f"{rows}:{total}".encode()).hexdigest()[:16]
+        fp: dict[str, Any] = {"rows": int(rows), "customers": int(customers), "sha256_16": digest}
+        if ts and rows:
+            fp[f"{ts}_min"], fp[f"{ts}_max"] = str(lo), str(hi)
+        out[name] = fp
     return out
+
+
+def _quote(col: str) -> str:
+    return '"' + col.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from churnclv.features.definitions import (
     build_training_frame,
     feature_columns,
     rolling_cutoffs,
+    sample_customers,
 )
 from churnclv.features.engine import (
     Source,
@@ -25,6 +26,7 @@ from churnclv.features.engine import (
     compute_labels,
     compute_training_frame,
     connect,
+    count_customers,
     load_tables,
     write_features,
     write_training_frame,
@@ -47,10 +49,12 @@ __all__ = [
     "compute_labels",
     "compute_training_frame",
     "connect",
+    "count_customers",
     "feature_columns",
     "load_tables",
     "render_markdown",
     "rolling_cutoffs",
+    "sample_customers",
     "write_features",
     "write_training_frame",
 ]

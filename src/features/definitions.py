@@ -47,6 +47,7 @@ __all__ = [
     "build_training_frame",
     "feature_columns",
     "rolling_cutoffs",
+    "sample_customers",
 ]
 
 AsOf = Union[dt.date, dt.datetime, pd.Timestamp, str]
@@ -512,6 +513,38 @@ def rolling_cutoffs(
         raise ValueError(f"horizon_days={horizon_days!r}: must be a positive whole number of days")
     last = day - horizon_days * _DAY
     return sorted(last - k * step_days * _DAY for k in range(n_cutoffs))
+
+
+def in_sample(customer_id: ir.StringValue, fraction: float) -> ir.BooleanValue:
+    """True for a fixed pseudo-random share ``fraction`` of customer ids.
+
+    A customer is in the sample when the first 32 bits of ``md5(customer_id)`` (as 8 lowercase hex
+    digits) fall below ``fraction * 2**32``: the same customers on every run, engine and library
+    version, and a sample of fraction f is contained in every sample of a larger fraction.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"sample fraction={fraction!r}: must be in (0, 1]")
+    threshold = f"{min(int(fraction * 16**8), 16**8 - 1):08x}"
+    return customer_id.hexdigest("md5").substr(0, 8) < threshold
+
+
+def sample_customers(tables: FeatureTables, fraction: float) -> FeatureTables:
+    """``tables`` restricted to the customers of :func:`in_sample` (every table, whole histories).
+
+    Training reads a sample of a large base this way: each sampled customer keeps every row, so
+    their features and labels are exactly those of the whole base. ``fraction`` 1 returns
+    ``tables`` unchanged.
+    """
+    if fraction >= 1.0:
+        if fraction > 1.0:
+            raise ValueError(f"sample fraction={fraction!r}: must be in (0, 1]")
+        return tables
+
+    def keep(t: ir.Table | None) -> ir.Table | None:
+        return None if t is None else t.filter(in_sample(t.customer_id, fraction))
+
+    return FeatureTables(transactions=keep(tables.transactions), events=keep(tables.events),
+                         customers=keep(tables.customers))
 
 
 def build_training_frame(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,7 @@ from churnclv.features.definitions import (
     build_labels,
     build_training_frame,
     feature_columns,
+    sample_customers,
 )
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "compute_labels",
     "compute_training_frame",
     "connect",
+    "count_customers",
     "load_tables",
     "to_pandas",
     "write_features",
@@ -57,6 +60,7 @@ _TABLES = ("transactions", "events", "customers")
 _TYPES = {"customer_id": "string", "ts": "timestamp", "amount": "float64", "value": "float64",
           "signup_ts": "timestamp", "event_type": "string"}
 _DAY = dt.timedelta(days=1)
+_SAMPLE_IDS = itertools.count()  # unique names for the temporary tables of samples
 
 
 def connect(
@@ -338,6 +342,33 @@ def compute_labels(
     return to_pandas(con.to_pyarrow(expr.order_by("customer_id")), spec)
 
 
+def count_customers(source: Source, *, con: ibis.BaseBackend | None = None,
+                    memory_limit: str | None = None) -> int:
+    """How many distinct customers the source holds (in transactions, events or customers)."""
+    con, tables = _open(source, con, memory_limit, None, None)
+    ids = [t.select("customer_id") for t in (tables.transactions, tables.events, tables.customers) if t is not None]
+    union = ids[0].union(*ids[1:], distinct=True) if len(ids) > 1 else ids[0].distinct()
+    return int(con.to_pyarrow(union.count()).as_py())
+
+
+def _materialized_sample(con: ibis.BaseBackend, tables: FeatureTables, fraction: float | None) -> FeatureTables:
+    """``tables`` restricted to a customer sample, held as temporary DuckDB tables.
+
+    Materialized once: the training frame reads each table once per cutoff, and the sample's
+    hash would otherwise be computed on every read.
+    """
+    if fraction is None:
+        return tables
+    sampled = sample_customers(tables, fraction)
+    if sampled is tables:  # fraction 1: everyone
+        return tables
+    out = {}
+    for name in _TABLES:
+        t = getattr(sampled, name)
+        out[name] = None if t is None else con.create_table(f"churnclv_sample_{name}_{next(_SAMPLE_IDS)}", t, temp=True)
+    return FeatureTables(**out)
+
+
 def _training_spec(tables: FeatureTables, config: FeatureConfig) -> list[Feature]:
     cutoff, *labels = LABELS
     return [cutoff, *feature_columns(tables, config), *labels]
@@ -352,6 +383,7 @@ def compute_training_frame(
     step_days: int = 30,
     n_cutoffs: int = 12,
     config: FeatureConfig = FeatureConfig(),
+    sample: float | None = None,
     con: ibis.BaseBackend | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
@@ -360,9 +392,11 @@ def compute_training_frame(
     """Features at rolling cutoffs joined with their labels, sorted by ``cutoff, customer_id``.
 
     See :func:`churnclv.features.build_training_frame` for the cutoffs; every label window must be
-    closed at ``as_of`` (``ValueError`` otherwise).
+    closed at ``as_of`` (``ValueError`` otherwise). ``sample`` (a fraction in (0, 1]) keeps only the
+    customers of :func:`churnclv.features.sample_customers`, with their whole histories.
     """
     con, tables = _open(source, con, memory_limit, threads, temp_directory)
+    tables = _materialized_sample(con, tables, sample)
     expr = build_training_frame(
         tables, as_of, horizon_days, cutoffs=cutoffs, step_days=step_days, n_cutoffs=n_cutoffs, config=config
     )

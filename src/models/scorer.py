@@ -70,8 +70,10 @@ class ScorerConfig:
     spend_model: str = "hybrid"
     btyd_model: str = "bgnbd"
     btyd_penalizer: float = 0.0
-    gbm_rounds: int = 600
-    gbm_learning_rate: float = 0.05
+    # 0.1 / 300 rounds: the same backtest metrics as 0.05 / 600 (churn AUC 0.9431 vs 0.9433 on 1M
+    # rows of a 1M-customer world) in a third of the time
+    gbm_rounds: int = 300
+    gbm_learning_rate: float = 0.1
     gbm_num_leaves: int = 31
     # depth 6 kept the churn AUC (0.9581 vs 0.9582 unbounded on a 20k-customer world) and made the
     # TreeSHAP reasons 3x faster (2,050 vs 690 rows/s on one core): their cost grows with depth^2
@@ -80,6 +82,9 @@ class ScorerConfig:
     top_reasons: int = 3
     seed: int = 0
     train_threads: int = 0  # 0: automatic (one thread for small training sets, all cores for large)
+    # retrain the purchases and spend models on every row after early stopping picked their rounds
+    # (off: they keep the booster trained on 90 % of the customers; same metrics, half the time)
+    gbm_refit_full: bool = False
 
     def __post_init__(self) -> None:
         for name in ("churn_model", "purchases_model", "spend_model"):
@@ -213,11 +218,11 @@ class Scorer:
                     train, train["churned"].astype(int).to_numpy(), groups=groups)
             if c.purchases_model != "btyd":
                 feats = model_features(train, with_btyd=c.purchases_model == "hybrid")
-                self.purchases_ = GBMCountRegressor(features=feats, **common).fit(
+                self.purchases_ = GBMCountRegressor(features=feats, refit_full=c.gbm_refit_full, **common).fit(
                     train, train["purchases"].to_numpy(dtype=float), groups=groups)
             if c.spend_model != "btyd":
                 feats = model_features(train, with_btyd=c.spend_model == "hybrid")
-                self.spend_ = GBMSpendRegressor(features=feats, **common).fit(
+                self.spend_ = GBMSpendRegressor(features=feats, refit_full=c.gbm_refit_full, **common).fit(
                     train, train["spend"].to_numpy(dtype=float), groups=groups)
         self.tiers_ = None
         if self.tiers is not False:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -15,6 +16,7 @@ from churnclv.features import (
     compute_labels,
     compute_training_frame,
     connect,
+    count_customers,
     feature_columns,
     load_tables,
     rolling_cutoffs,
@@ -211,3 +213,36 @@ def test_custom_config_flows_through(frames):
     tf = compute_training_frame({"transactions": t, "events": e}, "2024-08-31", 30, n_cutoffs=1, config=config)
     assert "purchase_days_14d" in tf.columns and "login_count_30d" in tf.columns
     assert "email_open_count_30d" not in tf.columns
+
+
+def _md5_share(customer_id: str) -> float:
+    return int(hashlib.md5(customer_id.encode()).hexdigest()[:8], 16) / 16**8
+
+
+def test_training_sample_keeps_a_fixed_md5_share_of_customers_with_whole_histories(small_world):
+    w = small_world
+    src = {"transactions": w.transactions, "events": w.events, "customers": w.customers}
+    full = compute_training_frame(src, "2025-06-30", 90, n_cutoffs=3)
+    part = compute_training_frame(src, "2025-06-30", 90, n_cutoffs=3, sample=0.3)
+    every = set(full["customer_id"])
+    chosen = set(part["customer_id"])
+    # the rule: the first 32 bits of md5(customer_id) below fraction * 2**32 (stable across engines and runs)
+    assert chosen == {c for c in every if _md5_share(c) < 0.3}
+    assert 0.25 < len(chosen) / len(every) < 0.35
+    # a sampled customer's rows are exactly the whole base's (features and labels from all their history)
+    want = full[full["customer_id"].isin(chosen)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part.reset_index(drop=True), want, check_exact=False, rtol=1e-9)
+    # a smaller sample is inside a larger one; 1.0 is everyone
+    smaller = set(compute_training_frame(src, "2025-06-30", 90, n_cutoffs=1, sample=0.1)["customer_id"])
+    assert smaller and smaller <= chosen
+    assert len(compute_training_frame(src, "2025-06-30", 90, n_cutoffs=3, sample=1.0)) == len(full)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="sample fraction"):
+            compute_training_frame(src, "2025-06-30", 90, n_cutoffs=1, sample=bad)
+
+
+def test_count_customers_counts_every_table(frames, tmp_path):
+    t, e, c = frames  # transactions 007, 010, 011; events 007, 010; customers 007, 012
+    assert count_customers({"transactions": t, "events": e, "customers": c}) == 4
+    assert count_customers({"transactions": t}) == 3
+    assert count_customers(write_dir(tmp_path / "clean", t, e, c)) == 4

@@ -1,0 +1,84 @@
+"""Training on a large base: a fixed customer sample for the backtest and LightGBM, the whole base
+for BTYD, the tier policy and the snapshot scores; the data fingerprint computed in DuckDB."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from churnclv.features import compute_features
+from churnclv.models.scorer import ScorerConfig
+from churnclv.training.pipeline import RunConfig, TrainConfig, TrainingError, train
+from churnclv.training.tracking import clean_fingerprint
+
+AS_OF = "2025-10-02"
+
+
+def _sampled(customer_id: str, fraction: float) -> bool:
+    return int(hashlib.md5(customer_id.encode()).hexdigest()[:8], 16) < fraction * 16**8
+
+
+@pytest.mark.integration
+def test_sampled_training_backtests_on_the_sample_and_scores_everyone(small_world: Path) -> None:
+    snapshot = compute_features(small_world, AS_OF)
+    n = 1_500  # customers in the session's small world
+    config = RunConfig(
+        train=TrainConfig(horizon_days=90, n_folds=1, train_cutoffs=2, candidates=("btyd", "gbm"),
+                          sample_customers=500),
+        scorer=ScorerConfig(horizon_days=90, gbm_rounds=30, seed=1),
+    )
+    result = train(small_world, AS_OF, config)
+    info = result.scorer.metadata_["training_sample"]
+    assert info["customers"] == n and info["fraction"] == pytest.approx(500 / n)
+    # the backtest evaluated only the sampled customers (the md5 rule), and the refit trained on them
+    evaluated = set(result.fold_predictions["gbm"]["customer_id"])
+    assert evaluated and all(_sampled(c, 500 / n) for c in evaluated)
+    assert 350 < info["sampled_customers"] < 650
+    assert result.backtest["n_eval"].max() <= info["sampled_customers"]
+    assert result.scorer.metadata_["train_rows"] <= 2 * info["sampled_customers"]
+    # BTYD, the tier policy and the scores see the whole base
+    assert result.scorer.metadata_["snapshot_customers"] == len(snapshot)
+    assert len(result.snapshot_scores) == len(snapshot) > 2 * info["sampled_customers"]
+    assert result.snapshot_scores["tier"].notna().all()
+
+
+def test_sample_setting() -> None:
+    cfg = TrainConfig(sample_customers=50_000)
+    assert cfg.sample_fraction(1_000_000) == pytest.approx(0.05)
+    assert cfg.sample_fraction(50_000) is None and cfg.sample_fraction(10) is None  # small bases: everyone
+    assert TrainConfig(sample_customers=0).sample_fraction(10**7) is None
+    with pytest.raises(TrainingError, match="sample_customers"):
+        TrainConfig(sample_customers=-1)
+
+
+def test_fingerprint_is_the_content_not_the_file_layout(small_world: Path, tmp_path: Path) -> None:
+    tx = pd.read_parquet(small_world / "transactions.parquet")
+    one = tmp_path / "one"
+    one.mkdir()
+    tx.to_parquet(one / "transactions.parquet", index=False)
+    parts = tmp_path / "parts" / "transactions"
+    parts.mkdir(parents=True)
+    shuffled = tx.sample(frac=1.0, random_state=3)
+    shuffled.iloc[:1000].to_parquet(parts / "p0.parquet", index=False)
+    shuffled.iloc[1000:].to_parquet(parts / "p1.parquet", index=False)
+    fp = clean_fingerprint(one)
+    assert fp == clean_fingerprint(tmp_path / "parts")
+    t = fp["transactions"]
+    assert t["rows"] == len(tx) and t["customers"] == tx["customer_id"].nunique()
+    assert pd.Timestamp(t["ts_min"]) == tx["ts"].min() and pd.Timestamp(t["ts_max"]) == tx["ts"].max()
+
+    def digest(frame: pd.DataFrame, name: str) -> str:
+        d = tmp_path / name
+        d.mkdir()
+        frame.to_parquet(d / "transactions.parquet", index=False)
+        return clean_fingerprint(d)["transactions"]["sha256_16"]
+
+    changed = tx.copy()
+    changed.loc[changed.index[5], "amount"] += 0.01
+    assert digest(changed, "changed") != t["sha256_16"]
+    assert digest(tx.iloc[1:], "dropped") != t["sha256_16"]
+    assert digest(pd.concat([tx, tx.iloc[:1]]), "duplicated") != t["sha256_16"]
+    assert set(clean_fingerprint(small_world)) == {"transactions", "events", "customers"}
