@@ -133,18 +133,40 @@ def _register_file(con: duckdb.DuckDBPyConnection, path: Path, view: str) -> Non
         raise DataError(f"{path}: unreadable ({str(exc).splitlines()[0]}): check the file") from None
 
 
+def _engine_url(url: str) -> Any:
+    """The SQLAlchemy URL for ``url``: ``postgres://`` (an alias SQLAlchemy does not know) and a bare
+    ``postgresql://`` use psycopg 3, the PostgreSQL driver churnclv ships (SQLAlchemy 2.0 would pick
+    psycopg2, which is not installed); an explicit ``+driver`` is kept."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername=f"postgresql+{driver or 'psycopg'}")
+    return parsed
+
+
 def _register_sql(con: duckdb.DuckDBPyConnection, url: str, table: str, view: str) -> bool:
     """Copy a SQL table into DuckDB as text columns, in chunks. False when the table is absent."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
+    where = url.split("@")[-1]  # never the password
+    try:
+        engine = sa.create_engine(_engine_url(url))
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:
+        raise DataError(
+            f"{where}: not a usable database URL ({exc.__class__.__name__}: {exc}): use e.g. "
+            "sqlite:///shop.db or postgresql://user@host/db, and install the database's driver"
+        ) from None
     try:
         if not sa.inspect(engine).has_table(table):
             return False
         first = True
         quoted = engine.dialect.identifier_preparer.quote(table)
         with engine.connect() as conn:
-            for chunk in pd.read_sql_query(f"SELECT * FROM {quoted}", conn, chunksize=250_000):
+            # nullable dtypes: an integer column with a NULL stays integer (ids 12, not 12.0)
+            for chunk in pd.read_sql_query(f"SELECT * FROM {quoted}", conn, chunksize=250_000,
+                                           dtype_backend="numpy_nullable"):
                 chunk = _as_text(chunk)
                 con.register("_chunk", chunk)
                 if first:
@@ -157,7 +179,7 @@ def _register_sql(con: duckdb.DuckDBPyConnection, url: str, table: str, view: st
                 cols = [c["name"] for c in sa.inspect(engine).get_columns(table)]
                 _register_frame(con, pd.DataFrame({c: pd.Series(dtype="string") for c in cols}), view)
     except sa.exc.SQLAlchemyError as exc:
-        raise DataError(f"{url} table {table}: unreadable ({exc.__class__.__name__}: {exc})") from None
+        raise DataError(f"{where} table {table}: unreadable ({exc.__class__.__name__}: {exc})") from None
     finally:
         engine.dispose()
     return True
@@ -176,7 +198,7 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
         elif pd.api.types.is_float_dtype(s):
             # repr keeps full precision and spells inf so the numeric rules see it; NaN is how pandas
             # writes a missing number, so it stays missing (a required column rejects it as such)
-            out[str(c)] = pd.Series([None if v is None or v != v else repr(float(v)) for v in s],
+            out[str(c)] = pd.Series([None if pd.isna(v) else repr(float(v)) for v in s],
                                     index=s.index, dtype="string")
         else:
             out[str(c)] = s.astype("string")

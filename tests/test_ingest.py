@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnclv.config import ConfigError, load_mapping
-from churnclv.ingest import DataError, validate_frames, validate_source
+from churnclv.ingest import DataError, ValidationResult, validate_frames, validate_source
 
 
 def _tx(**cols):
@@ -229,6 +230,226 @@ def test_sqlite_without_transactions_table(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="table 'transactions' not found"):
         validate_source(f"sqlite:///{db}", tmp_path / "out")
 
+
+# ----------------------------------------------------------------- PostgreSQL source (a real server)
+# ``postgres_db`` (tests/conftest.py) is a fresh database on a PostgreSQL server started for the
+# session; the tests skip only when the server binaries are absent.
+
+def _pg_engine(url: str) -> sa.Engine:
+    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+def _pg_load(url: str, ddl: list[str], rows: dict[str, list[tuple]]) -> None:
+    engine = _pg_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in ddl:
+                conn.execute(sa.text(statement))
+            for table, values in rows.items():
+                marks = ", ".join(f":c{i}" for i in range(len(values[0])))
+                conn.execute(sa.text(f"INSERT INTO {table} VALUES ({marks})"),
+                             [{f"c{i}": v for i, v in enumerate(row)} for row in values])
+    finally:
+        engine.dispose()
+
+
+# The same raw data three ways: typed PostgreSQL columns, CSV text and SQLite (text, REAL, INTEGER).
+# Bad rows: a null and a duplicate customer id, a missing amount, a year-0202 typo, a duplicate order
+# line, an infinite value, an unknown customer, a missing event type.
+_CUSTOMERS = [  # customer_id text, signup_ts timestamptz, segment text, visits integer
+    ("007", "2023-12-31 22:00:00-05:00", "gold", 3),
+    ("010", None, "silver", None),
+    ("007", "2024-01-05 00:00:00+00:00", "bronze", 1),  # duplicate customer_id
+    ("0420", "2024-06-30 23:59:59.5+02:00", None, 7),
+    (None, "2024-01-01 00:00:00+00:00", "gold", 1),  # missing customer_id
+]
+_TRANSACTIONS = [  # customer_id text, ts timestamp, amount numeric(12, 2), order_id text
+    ("007", "2024-03-01 23:30:00", "12.50", "A"),
+    ("007", "2024-03-10 08:00:00.123456", "-3.00", "B"),  # a return is kept
+    ("0420", "2024-07-01 12:00:00", "0.10", "C"),
+    (None, "2024-03-02 00:00:00", "1.00", "D"),  # missing customer_id
+    ("010", "2024-03-03 00:00:00", None, "E"),  # missing amount
+    ("010", "0202-03-03 00:00:00", "5.00", "F"),  # implausible ts
+    ("007", "2024-03-01 23:30:00", "12.50", "A"),  # duplicate line
+]
+_EVENTS = [  # customer_id text, ts timestamptz, event_type text, value double precision
+    ("007", "2024-03-01 23:30:00+02:00", "login", None),
+    ("0420", "2024-07-02 00:15:00-04:00", "session", 0.1 + 0.2),
+    ("010", "2024-11-03 01:30:00-04:00", "email_open", 2.0),
+    ("999", "2024-03-05 10:00:00+00:00", "login", None),  # unknown customer_id
+    ("007", "2024-03-06 10:00:00+00:00", "session", float("inf")),  # non-finite value
+    ("010", "2024-03-07 10:00:00+00:00", None, None),  # missing event_type
+]
+_COLUMNS = {
+    "customers": ["customer_id", "signup_ts", "segment", "visits"],
+    "transactions": ["customer_id", "ts", "amount", "order_id"],
+    "events": ["customer_id", "ts", "event_type", "value"],
+}
+_ROWS = {"customers": _CUSTOMERS, "transactions": _TRANSACTIONS, "events": _EVENTS}
+
+
+def _as_csv_dir(directory: Path) -> Path:
+    directory.mkdir()
+    for name, rows in _ROWS.items():
+        text = [[None if v is None else repr(v) if isinstance(v, float) else str(v) for v in row] for row in rows]
+        pd.DataFrame(text, columns=_COLUMNS[name], dtype=object).to_csv(directory / f"{name}.csv", index=False)
+    return directory
+
+
+def _as_sqlite(db: Path) -> str:
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE customers (customer_id TEXT, signup_ts TEXT, segment TEXT, visits INTEGER)")
+        con.execute("CREATE TABLE transactions (customer_id TEXT, ts TEXT, amount REAL, order_id TEXT)")
+        con.execute("CREATE TABLE events (customer_id TEXT, ts TEXT, event_type TEXT, value REAL)")
+        for name, rows in _ROWS.items():
+            if name == "transactions":
+                rows = [(c, t, None if a is None else float(a), o) for c, t, a, o in rows]
+            con.executemany(f"INSERT INTO {name} VALUES (?, ?, ?, ?)", rows)
+    return f"sqlite:///{db}"
+
+
+def _clean(result: ValidationResult, name: str) -> pd.DataFrame:
+    return pd.read_parquet(result.clean_paths[name])
+
+
+def _rejects(result: ValidationResult, name: str) -> pd.DataFrame:
+    return pd.read_csv(result.rejects_paths[name], dtype=str, keep_default_na=False)
+
+
+@pytest.mark.integration
+def test_postgresql_source_matches_files_and_sqlite(postgres_db: str, tmp_path: Path) -> None:
+    """Typed PostgreSQL columns (text ids with leading zeros, timestamp, timestamptz read in a
+    non-UTC session, numeric and double) give exactly the clean tables, rejects and counts of the
+    same data as CSV files and in SQLite."""
+    _pg_load(postgres_db, [
+        "ALTER DATABASE " + postgres_db.rsplit("/", 1)[1] + " SET timezone = 'America/New_York'",
+        "CREATE TABLE customers (customer_id text, signup_ts timestamptz, segment text, visits integer)",
+        "CREATE TABLE transactions (customer_id text, ts timestamp, amount numeric(12, 2), order_id text)",
+        "CREATE TABLE events (customer_id text, ts timestamptz, event_type text, value double precision)",
+    ], {})
+    _pg_load(postgres_db, [], _ROWS)  # a new session: the database's time zone applies
+    pg = validate_source(postgres_db, tmp_path / "pg")
+    files = validate_source(_as_csv_dir(tmp_path / "csv"), tmp_path / "files")
+    lite = validate_source(_as_sqlite(tmp_path / "shop.db"), tmp_path / "lite")
+
+    for name, rows in _ROWS.items():
+        rep = pg.reports[name]
+        assert rep.read == len(rows) == rep.accepted + rep.rejected
+        assert rep.accepted == len(_clean(pg, name)) and rep.rejected == len(_rejects(pg, name))
+        for other in (files, lite):
+            assert {**other.reports[name].to_dict(), "source": None} == {**rep.to_dict(), "source": None}
+            pd.testing.assert_frame_equal(_clean(other, name), _clean(pg, name))
+            cols = ["_row", "reason", "customer_id"]
+            pd.testing.assert_frame_equal(_rejects(other, name)[cols], _rejects(pg, name)[cols])
+
+    tx = _clean(pg, "transactions")
+    assert tx["customer_id"].tolist() == ["007", "007", "0420"]
+    assert tx["ts"].tolist() == [pd.Timestamp("2024-03-01 23:30"), pd.Timestamp("2024-03-10 08:00:00.123456"),
+                                 pd.Timestamp("2024-07-01 12:00")]  # timestamp: not shifted by the session zone
+    assert tx["amount"].tolist() == [12.5, -3.0, 0.1] and tx["order_id"].tolist() == ["A", "B", "C"]
+    assert dict(zip(_rejects(pg, "transactions")["_row"], _rejects(pg, "transactions")["reason"])) == {
+        "4": "missing customer_id",
+        "5": "missing amount",
+        "6": "implausible ts: year outside 1900-2200",
+        "7": "duplicate line: same order_id and identical values as an earlier line",
+    }
+    ev = _clean(pg, "events")
+    assert ev["customer_id"].tolist() == ["007", "010", "0420"]
+    assert ev["ts"].tolist() == [pd.Timestamp("2024-03-01 21:30"), pd.Timestamp("2024-11-03 05:30"),
+                                 pd.Timestamp("2024-07-02 04:15")]  # timestamptz: naive UTC
+    assert ev["value"].tolist()[1:] == [2.0, 0.1 + 0.2] and np.isnan(ev["value"].iloc[0])
+    assert _rejects(pg, "events")["reason"].tolist() == [
+        "unknown customer_id: not in the customers table", "non-finite value (NaN or infinity)", "missing event_type"
+    ]
+    cu = _clean(pg, "customers")
+    assert cu["customer_id"].tolist() == ["007", "010", "0420"]
+    assert cu["signup_ts"].tolist()[::2] == [pd.Timestamp("2024-01-01 03:00"), pd.Timestamp("2024-06-30 21:59:59.5")]
+    assert cu["signup_ts"].isna().tolist() == [False, True, False]
+    assert cu["segment"].fillna("<null>").tolist() == ["gold", "silver", "<null>"]
+    assert cu["visits"].fillna("<null>").tolist() == ["3", "<null>", "7"]  # an integer with a NULL: not "3.0"
+    assert _rejects(pg, "customers")["reason"].tolist() == [
+        "duplicate customer_id: an earlier row has it", "missing customer_id"
+    ]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_sql_integer_customer_ids_with_a_null_keep_integer_text(backend: str, request: pytest.FixtureRequest,
+                                                                 tmp_path: Path) -> None:
+    """An integer id column holding a NULL comes back from pandas as floats unless read with nullable
+    dtypes; the ids must stay 12, not 12.0, in the clean table and in the rejects."""
+    rows = [(12, "2024-01-01 10:00:00", 5.0), (None, "2024-01-02 10:00:00", 1.0), (13, "2024-01-03 10:00:00", 2.5),
+            (12, "2024-01-04 10:00:00", None)]
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_db")
+        _pg_load(url, ["CREATE TABLE transactions (customer_id bigint, ts timestamp, amount double precision)"],
+                 {"transactions": rows})
+    else:
+        url = f"sqlite:///{tmp_path / 'ids.db'}"
+        with sqlite3.connect(tmp_path / "ids.db") as con:
+            con.execute("CREATE TABLE transactions (customer_id INTEGER, ts TEXT, amount REAL)")
+            con.executemany("INSERT INTO transactions VALUES (?, ?, ?)", rows)
+    result = validate_source(url, tmp_path / "out")
+    rep = result.reports["transactions"]
+    assert (rep.read, rep.accepted, rep.rejected) == (4, 2, 2)
+    assert _clean(result, "transactions")["customer_id"].tolist() == ["12", "13"]
+    rejects = _rejects(result, "transactions")
+    assert rejects[["_row", "reason", "customer_id"]].values.tolist() == [
+        ["2", "missing customer_id", ""], ["4", "missing amount", "12"]
+    ]
+
+
+@pytest.mark.integration
+def test_postgresql_mapped_names_need_quoting_and_postgres_scheme(postgres_db: str, tmp_path: Path) -> None:
+    """Mixed-case table and column names with spaces are quoted on the server, and ``postgres://``
+    (the alias Heroku and others print, unknown to SQLAlchemy) reads the same database."""
+    _pg_load(postgres_db, [
+        'CREATE TABLE "Sales Orders" ("Customer ID" text, "Paid At" timestamptz, "Total" double precision)',
+        "CREATE TABLE sales_orders (customer_id text, ts timestamp, amount double precision)",  # a decoy
+    ], {'"Sales Orders"': [("00042", "2024-05-01 12:00:00+02:00", 9.99), ("00042", None, 1.0)],
+        "sales_orders": [("1", "2024-01-01 00:00:00", 1.0)]})
+    mapping_file = tmp_path / "mapping.toml"
+    mapping_file.write_text('[transactions]\ntable = "Sales Orders"\n'
+                            'columns = { customer_id = "Customer ID", ts = "Paid At", amount = "Total" }\n')
+    url = postgres_db.replace("postgresql://", "postgres://", 1)
+    result = validate_source(url, tmp_path / "out", mapping=load_mapping(mapping_file))
+    assert _clean(result, "transactions").to_dict("records") == [
+        {"customer_id": "00042", "ts": pd.Timestamp("2024-05-01 10:00"), "amount": 9.99}
+    ]
+    assert _rejects(result, "transactions")[["_row", "reason", "Customer ID"]].values.tolist() == [
+        ["2", "missing ts", "00042"]
+    ]
+    assert result.reports["transactions"].source.endswith("table Sales Orders")
+
+
+def test_postgresql_urls_use_the_shipped_psycopg3_driver() -> None:
+    """SQLAlchemy 2.0 maps a bare postgresql:// to psycopg2 (not installed) and knows no postgres://."""
+    from churnclv.ingest import _engine_url
+
+    for url in ("postgresql://u:p@h/db", "postgres://u:p@h/db", "postgresql+psycopg://u:p@h/db"):
+        assert _engine_url(url).drivername == "postgresql+psycopg"
+    assert _engine_url("postgres+pg8000://u@h/db").drivername == "postgresql+pg8000"  # a chosen driver is kept
+    assert _engine_url("sqlite:///x.db").drivername == "sqlite"
+
+@pytest.mark.integration
+def test_postgresql_without_transactions_table(postgres_db: str, tmp_path: Path) -> None:
+    _pg_load(postgres_db, ["CREATE TABLE customers (customer_id text)"], {})
+    with pytest.raises(DataError, match="table 'transactions' not found") as err:
+        validate_source(postgres_db, tmp_path / "out")
+    assert "postgres@" not in str(err.value)  # the location, without user or password
+
+    _pg_load(postgres_db, ["CREATE TABLE transactions (customer_id text, ts timestamptz, amount numeric)"], {})
+    with pytest.raises(DataError, match=r"table transactions: empty.*export the transactions again"):
+        validate_source(postgres_db, tmp_path / "out")  # header (columns) but no rows
+
+
+@pytest.mark.integration
+def test_postgresql_unreachable_database_is_a_data_error_without_the_password(postgres_db: str,
+                                                                              tmp_path: Path) -> None:
+    url = postgres_db.replace("postgres@", "postgres:s3cret-pw@", 1).rsplit("/", 1)[0] + "/no_such_db"
+    with pytest.raises(DataError, match=r"no_such_db table customers: unreadable.*does not exist") as err:
+        validate_source(url, tmp_path / "out")
+    assert "s3cret-pw" not in str(err.value)
 
 # ----------------------------------------------------------------- property: nothing is lost
 
