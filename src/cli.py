@@ -82,30 +82,65 @@ def cli(verbose: int, quiet: bool) -> None:
               help="Number of customers.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same world).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
-@click.option("--horizon-days", type=click.IntRange(min=1), default=90, show_default=True,
-              help="Horizon of the ground-truth file.")
+@click.option("--truth-as-of", "truth_as_of", multiple=True, metavar="DATE",
+              callback=lambda ctx, param, values: [_date(ctx, param, v) for v in values],
+              help="As-of date (YYYY-MM-DD) of truth.parquet; repeat for several. Its window (as-of, as-of + H] "
+                   "must lie within the data: as-of from 2023-01-01 to 2025-12-31 minus H. Default: 2025-12-31 "
+                   "minus H and the two 30-day steps before it (2025-08-03, 2025-09-02, 2025-10-02 for H = 90).")
+@click.option("--horizon-days", type=int, default=90, show_default=True, metavar="H",
+              help="Length in days of every truth window (as-of, as-of + H]; at least 1.")
 @click.option("--purchase-rate-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Multiplies every purchase rate (3.3 gives about 50 lines per customer).")
 @click.option("--event-rate-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Multiplies every event rate (3.0 gives about 100 events per customer).")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
-def generate(n_customers: int, seed: int, out: Path, horizon_days: int, purchase_rate_scale: float,
-             event_rate_scale: float, fmt: str) -> None:
+@click.pass_context
+def generate(ctx: click.Context, n_customers: int, seed: int, out: Path, truth_as_of: list[Any], horizon_days: int,
+             purchase_rate_scale: float, event_rate_scale: float, fmt: str) -> None:
     """Generate a synthetic customer world (transactions, events, customers) and its ground truth.
 
-    Written block by block, so memory stays bounded for millions of customers.
+    The data runs from 2023-01-01 to 2025-12-31 (no row after it); customers sign up over the first
+    two years. Written block by block, so memory stays bounded for millions of customers.
+
+    truth.parquet (always Parquet) has one row per truth as-of and customer signed up on or before
+    it: customer_id, as_of, horizon_days (H), alive (not yet silently dead at as-of), p_no_purchase
+    (the true probability of no order in (as-of, as-of + H]; 1 when dead), expected_purchases
+    (expected orders in that window), expected_spend (expected net spend in it, returns deducted)
+    and satisfaction (the latent state driving churn). It is computed from the latent state at
+    as-of, not from the realised future: the best any model could do.
     """
+    import pandas as pd
     import pyarrow.parquet as pq
 
-    from churnclv.generate import WorldConfig, generate_world_to_parquet
+    from churnclv.generate import WorldConfig, default_truth_as_of, generate_world_to_parquet
 
     config = _run_guarded(lambda: WorldConfig(n_customers=n_customers, seed=seed,
                                               purchase_rate_scale=purchase_rate_scale,
                                               event_rate_scale=event_rate_scale))
-    paths = generate_world_to_parquet(config, out, horizon_days=horizon_days)
+    first, end = config.start, config.end
+    span = f"the generated data runs from {first:%Y-%m-%d} to {end:%Y-%m-%d}"
+    if not 1 <= horizon_days <= config.n_days:
+        raise click.BadParameter(
+            f"{horizon_days}: the truth window (as-of, as-of + H] must last 1 to {config.n_days} days ({span}). "
+            f"Pass e.g. --horizon-days 90.", ctx=ctx, param_hint="'--horizon-days'")
+    last = end - pd.Timedelta(days=horizon_days)  # latest as-of whose window closes within the data
+    # sorted and unique, so truth.parquet stays sorted by (customer_id, as_of) with one row per pair
+    dates = sorted(set(truth_as_of)) or default_truth_as_of(config, horizon_days)
+    for a in dates:
+        if first <= a <= last:
+            continue
+        where = (f"as-of {a:%Y-%m-%d} is before the data starts ({first:%Y-%m-%d})" if a < first else
+                 f"the window ({a:%Y-%m-%d}, {a + pd.Timedelta(days=horizon_days):%Y-%m-%d}] ends after "
+                 f"the data ends ({end:%Y-%m-%d})")
+        rule = (f"{where}, but every truth window (as-of, as-of + H] must lie within the data: with "
+                f"--horizon-days {horizon_days}, as-of from {first:%Y-%m-%d} to {last:%Y-%m-%d}")
+        if not truth_as_of:  # only a horizon close to the data's length pushes the defaults out
+            raise click.BadParameter(f"with the default truth as-of dates, {rule}. Pass a shorter --horizon-days "
+                                     f"or --truth-as-of dates in that range.", ctx=ctx, param_hint="'--horizon-days'")
+        fix = "Pass a --truth-as-of in that range" + ("." if a < first else " or a shorter --horizon-days.")
+        raise click.BadParameter(f"{rule}. {fix}", ctx=ctx, param_hint="'--truth-as-of'")
+    paths = generate_world_to_parquet(config, out, truth_as_of=dates, horizon_days=horizon_days)
     if fmt == "csv":
-        import pandas as pd
-
         for name in ("transactions", "events", "customers"):
             p = paths[name]
             pd.read_parquet(p).to_csv(p.with_suffix(".csv"), index=False)
@@ -116,6 +151,8 @@ def generate(n_customers: int, seed: int, out: Path, horizon_days: int, purchase
         f"wrote {n_customers:,} customers, {counts['transactions'] or 0:,} transaction lines, "
         f"{counts['events'] or 0:,} events to {out}"
     )
+    click.echo(f"truth: {counts['truth']:,} rows as of {', '.join(f'{a:%Y-%m-%d}' for a in dates)}, "
+               f"horizon {horizon_days} days")
     for name, p in paths.items():
         click.echo(f"  {name:<13} {p}")
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 import pandas as pd
-from click.testing import CliRunner
+import pytest
+from click.testing import CliRunner, Result
 
 from churnclv.cli import cli
 
@@ -63,3 +64,92 @@ def test_datasets_cdnow_sample(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(tmp_path / "transactions.parquet")
     assert len(frame) == 6_919 and frame["customer_id"].nunique() == 2_357
+
+
+# --- generate: the ground-truth dates and horizon
+
+
+def _generate(out: Path, *extra: str) -> Result:
+    return CliRunner().invoke(cli, ["generate", "--customers", "200", "--seed", "3", "--out", str(out), *extra])
+
+
+def test_generate_default_truth_is_unchanged(tmp_path: Path) -> None:
+    from churnclv.generate import WorldConfig, generate_world_to_parquet
+
+    result = _generate(tmp_path / "cli")
+    assert result.exit_code == 0, result.output
+    truth = pd.read_parquet(tmp_path / "cli" / "truth.parquet")
+    assert sorted(truth["as_of"].unique()) == [pd.Timestamp(d) for d in ("2025-08-03", "2025-09-02", "2025-10-02")]
+    assert (truth["horizon_days"] == 90).all()
+    # what the command wrote before it took --truth-as-of
+    before = generate_world_to_parquet(WorldConfig(n_customers=200, seed=3), tmp_path / "api", horizon_days=90)
+    pd.testing.assert_frame_equal(truth, pd.read_parquet(before["truth"]))
+
+
+def test_generate_writes_truth_for_the_requested_dates_and_horizon(tmp_path: Path) -> None:
+    from churnclv.generate import WorldConfig, generate_world_to_parquet
+
+    # out of order and repeated on purpose: one row per (customer, as-of), sorted by as-of
+    result = _generate(tmp_path / "cli", "--truth-as-of", "2025-06-01", "--truth-as-of", "2024-03-15",
+                       "--truth-as-of", "2025-06-01", "--horizon-days", "30")
+    assert result.exit_code == 0, result.output
+    assert "as of 2024-03-15, 2025-06-01, horizon 30 days" in result.output
+    truth = pd.read_parquet(tmp_path / "cli" / "truth.parquet")
+    customers = pd.read_parquet(tmp_path / "cli" / "customers.parquet")
+    assert (truth["horizon_days"] == 30).all()
+    assert not truth.duplicated(["customer_id", "as_of"]).any()
+    key = truth[["customer_id", "as_of"]]
+    assert key.equals(key.sort_values(["customer_id", "as_of"]))
+    for as_of in ("2024-03-15", "2025-06-01"):
+        got = truth.loc[truth["as_of"] == pd.Timestamp(as_of), "customer_id"]
+        known = customers.loc[customers["signup_ts"] <= pd.Timestamp(as_of), "customer_id"]
+        assert sorted(got) == sorted(known)  # every customer signed up by as-of, no one else
+    assert set(truth["as_of"]) == {pd.Timestamp("2024-03-15"), pd.Timestamp("2025-06-01")}
+    assert 0 < (truth["as_of"] == pd.Timestamp("2024-03-15")).sum() < 200  # signups still arriving then
+    expected = generate_world_to_parquet(WorldConfig(n_customers=200, seed=3), tmp_path / "api",
+                                         truth_as_of=["2024-03-15", "2025-06-01"], horizon_days=30)
+    pd.testing.assert_frame_equal(truth, pd.read_parquet(expected["truth"]))
+
+
+def test_generate_truth_window_may_end_on_the_last_day(tmp_path: Path) -> None:
+    result = _generate(tmp_path, "--truth-as-of", "2025-12-30", "--horizon-days", "1")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "says"),
+    [
+        (["--truth-as-of", "2025-13-01"], "--truth-as-of", "is not a date: use YYYY-MM-DD"),
+        (["--truth-as-of", "soon"], "--truth-as-of", "is not a date: use YYYY-MM-DD"),
+        (["--truth-as-of", "2025-10-03"], "--truth-as-of",
+         "(2025-10-03, 2026-01-01] ends after the data ends (2025-12-31)"),
+        (["--truth-as-of", "2025-09-01", "--horizon-days", "150"], "--truth-as-of", "ends after the data ends"),
+        (["--truth-as-of", "2022-12-31"], "--truth-as-of", "is before the data starts (2023-01-01)"),
+        (["--horizon-days", "0"], "--horizon-days", "must last 1 to 1095 days"),
+        (["--horizon-days", "-5"], "--horizon-days", "must last 1 to 1095 days"),
+        (["--horizon-days", "1096"], "--horizon-days", "must last 1 to 1095 days"),
+        (["--horizon-days", "1050"], "--horizon-days", "with the default truth as-of dates"),
+    ],
+)
+def test_generate_rejects_bad_truth_options(tmp_path: Path, args: list[str], option: str, says: str) -> None:
+    result = _generate(tmp_path / "out", *args)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"Invalid value for '{option}'" in message and says in message
+    assert "Pass " in message or "use " in message  # the fix, not only the rule
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+def test_generate_help_describes_truth_and_matches_the_defaults() -> None:
+    from churnclv.generate import WorldConfig, default_truth_as_of
+
+    result = CliRunner().invoke(cli, ["generate", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for column in ("customer_id", "as_of", "horizon_days", "alive", "p_no_purchase", "expected_purchases",
+                   "expected_spend", "satisfaction"):
+        assert column in text
+    # the help spells the world's dates out: keep it in step with WorldConfig
+    config = WorldConfig()
+    assert f"from {config.start:%Y-%m-%d} to {config.end:%Y-%m-%d}" in text
+    assert ", ".join(f"{a:%Y-%m-%d}" for a in default_truth_as_of(config, 90)) in text
