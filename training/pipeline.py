@@ -267,7 +267,7 @@ def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: 
     frame["cutoff"] = pd.to_datetime(frame["cutoff"])
     frame = stable_floats(frame)  # labels too: realized spend ties decide the Spearman ranks
     timings["training_frame_s"] = time.perf_counter() - started
-    started = time.perf_counter()
+    models_started = time.perf_counter()
     rows, last_preds = [], {}
     for fold in folds:
         train = frame[frame["cutoff"].isin(fold.train_cutoffs)].reset_index(drop=True)
@@ -284,7 +284,7 @@ def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: 
                 last_preds[name] = pd.concat(
                     [evaluation[["customer_id", "churned", "purchases", "spend"]], pred.drop(columns="customer_id", errors="ignore")],
                     axis=1)
-    timings["backtest_models_s"] = time.perf_counter() - started
+    timings["backtest_models_s"] = time.perf_counter() - models_started
     return pd.DataFrame(rows), folds, last_preds, frame
 
 

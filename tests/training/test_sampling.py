@@ -43,6 +43,10 @@ def test_sampled_training_backtests_on_the_sample_and_scores_everyone(small_worl
     assert result.scorer.metadata_["snapshot_customers"] == len(snapshot)
     assert len(result.snapshot_scores) == len(snapshot) > 2 * info["sampled_customers"]
     assert result.snapshot_scores["tier"].notna().all()
+    # the stage timings add up: the models' time holds every candidate's seconds
+    t = result.timings
+    assert t["backtest_models_s"] >= result.backtest["seconds"].sum() - 0.05
+    assert t["training_frame_s"] + t["backtest_models_s"] <= t["backtest_s"] <= t["total_s"]
 
 
 def test_sample_setting() -> None:

@@ -12,8 +12,8 @@ runs the batch job for the snapshot, in a temporary folder; with ``--work DIR`` 
 them there. It prints one table: per server configuration, endpoint and concurrency, the medians over
 ``--repeat`` runs of p50/p95/p99 latency (ms) and requests/s (``n``: requests measured in total).
 
-    .venv/bin/python bench/http.py                      # everything in a temp dir
-    .venv/bin/python bench/http.py --work work/bench-http --workers 1 2 --requests 2000
+    .venv/bin/python bench/http_load.py                      # everything in a temp dir
+    .venv/bin/python bench/http_load.py --work work/bench-http --workers 1 2 --requests 2000
 
 This file shadows the standard library's ``http`` package for its own process (its folder comes
 first on ``sys.path``), so it imports neither churnclv nor mlflow: they run as subprocesses.
