@@ -54,10 +54,13 @@ t2 = time.perf_counter()
 repeat = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
 gg = GammaGammaFitter(penalizer_coef=0.0).fit(repeat["frequency"], repeat["monetary_value"])
 t3 = time.perf_counter()
-# churn within the horizon from BG/NBD alone: 1 - P(alive) * P(a purchase in the horizon | alive), the
-# usual lifetimes recipe is 1 - P(alive); the expected purchases give the same ranking for the alive
+# BetaGeoFitter has no P(no purchase in the horizon); a lifetimes user ranks churn by 1 - P(alive) or by
+# the expected purchases over the horizon
 p_alive = bg.conditional_probability_alive(summary["frequency"], summary["recency"], summary["T"])
-pd.DataFrame({"customer_id": summary.index.astype(str), "p_alive": p_alive}).to_parquet(out)
+expected = bg.conditional_expected_number_of_purchases_up_to_time(horizon, summary["frequency"],
+                                                                  summary["recency"], summary["T"])
+pd.DataFrame({"customer_id": summary.index.astype(str), "p_alive": p_alive,
+              "expected_purchases": expected}).to_parquet(out)
 print(json.dumps({"summary_s": t1 - t0, "bgnbd_s": t2 - t1, "gamma_gamma_s": t3 - t2,
                   "customers": int(len(summary))}))
 """
@@ -109,9 +112,11 @@ def holdout(world_dir: Path, store: Path, lifetimes_scores: Path | None) -> dict
            "champion": churn_metrics(y, scores.loc[ids, "p_churn"])["churn_auc"],
            "selected": loaded.scorer.config_.churn_model}
     if lifetimes_scores is not None:
-        lt = pd.read_parquet(lifetimes_scores).set_index("customer_id")["p_alive"]
+        lt = pd.read_parquet(lifetimes_scores).set_index("customer_id")
         known = ids.intersection(lt.index)  # lifetimes only knows customers with a purchase
-        out["lifetimes"] = churn_metrics(y.loc[known], 1.0 - lt.loc[known])["churn_auc"]
+        out["lifetimes"] = churn_metrics(y.loc[known], 1.0 - lt.loc[known, "p_alive"])["churn_auc"]
+        if "expected_purchases" in lt:
+            out["lifetimes_expected"] = churn_metrics(y.loc[known], -lt.loc[known, "expected_purchases"])["churn_auc"]
         out["lifetimes_customers"] = len(known)
         out["champion_same"] = churn_metrics(y.loc[known], scores.loc[known, "p_churn"])["churn_auc"]
     return out
@@ -126,6 +131,8 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=None, help="A training TOML passed to churnclv train.")
     ap.add_argument("--no-reference", action="store_true", help="Skip the lifetimes reference.")
     ap.add_argument("--no-holdout", action="store_true", help="Skip the holdout AUC check.")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="With --repeat 0: check the champion of this existing store (no training run).")
     args = ap.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -138,7 +145,9 @@ def main() -> None:
         res = train_once(path, args.work, f"scale-{n}-{r}", args.config)
         runs.append(res)
         print(f"  train run {r + 1}: {res['wall']:6.1f} s, peak {res['rss']:.2f} GB", flush=True)
-    med = {k: statistics.median(x[k] for x in runs) for k in ("wall", "rss", *STAGES, "backtest_auc")}
+    if not runs and args.store is None:
+        sys.exit("--repeat 0 needs --store (an MLflow store folder whose champion to check)")
+    med = {k: statistics.median(x[k] for x in runs) for k in ("wall", "rss", *STAGES, "backtest_auc")} if runs else {}
 
     ref = None
     lt_scores = None
@@ -158,29 +167,35 @@ def main() -> None:
     head = f"{'':<44} {'wall s':>8} {'peak RSS GB':>11}  what it did"
     print(head)
     print("-" * (len(head) + 40))
-    print(f"{'churnclv train (' + str(runs[0]['sampled']) + ' sampled customers)':<44} {med['wall']:>8.1f} "
-          f"{med['rss']:>11.2f}  backtest 5 candidates x 3 folds, refit, tiers, scores, MLflow")
+    if runs:
+        print(f"{'churnclv train (' + str(runs[0]['sampled']) + ' sampled customers)':<44} {med['wall']:>8.1f} "
+              f"{med['rss']:>11.2f}  backtest 5 candidates x 3 folds, refit, tiers, scores, MLflow")
     if ref is not None:
         print(f"{'reference: lifetimes BG/NBD + Gamma-Gamma':<44} {ref['wall']:>8.1f} {ref['rss']:>11.2f}  "
               f"summary {ref['summary_s']:.1f} s, BG/NBD {ref['bgnbd_s']:.1f} s, Gamma-Gamma "
               f"{ref['gamma_gamma_s']:.1f} s; no backtest")
-    print()
-    print("churnclv stages (s): " + ", ".join(f"{k[:-2]} {med[k]:.1f}" for k in STAGES))
-    print(f"goal: 1M customers within 600 s: {'met' if med['wall'] <= 600 else 'NOT met'} "
-          f"({med['wall']:.0f} s at {n:,})")
+    if runs:
+        print()
+        print("churnclv stages (s): " + ", ".join(f"{k[:-2]} {med[k]:.1f}" for k in STAGES))
+        print(f"goal: 1M customers within 600 s: {'met' if med['wall'] <= 600 else 'NOT met'} "
+              f"({med['wall']:.0f} s at {n:,})")
 
     if not args.no_holdout:
-        h = holdout(path, runs[-1]["store"], lt_scores)
+        h = holdout(path, runs[-1]["store"] if runs else args.store, lt_scores)
         print()
         print(f"holdout: {h['customers']:,} customers known at {AS_OF}, churn rate {h['churn_rate']:.3f}")
         print(f"{'model':<52} {'churn AUC':>9} {'vs oracle':>9}")
         print(f"{'oracle (generator truth)':<52} {h['oracle']:>9.4f} {0:>+9.4f}")
         print(f"{'churnclv champion (churn: ' + h['selected'] + ')':<52} {h['champion']:>9.4f} "
               f"{h['champion'] - h['oracle']:>+9.4f}")
-        print(f"{'churnclv backtest (selected, mean of folds)':<52} {med['backtest_auc']:>9.4f}")
+        if runs:
+            print(f"{'churnclv backtest (selected, mean of folds)':<52} {med['backtest_auc']:>9.4f}")
         if "lifetimes" in h:
-            print(f"{'lifetimes 1 - P(alive), ' + format(h['lifetimes_customers'], ',') + ' buyers':<52} "
-                  f"{h['lifetimes']:>9.4f}   (champion on the same buyers: {h['champion_same']:.4f})")
+            buyers = format(h["lifetimes_customers"], ",") + " buyers"
+            print(f"{'lifetimes BG/NBD 1 - P(alive), ' + buyers:<52} {h['lifetimes']:>9.4f}")
+            if "lifetimes_expected" in h:
+                print(f"{'lifetimes BG/NBD expected purchases, ' + buyers:<52} {h['lifetimes_expected']:>9.4f}")
+            print(f"{'churnclv champion on the same buyers':<52} {h['champion_same']:>9.4f}")
 
 
 if __name__ == "__main__":

@@ -394,6 +394,9 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
     tol = dict(registry.DEFAULT_TOLERANCE)
     for item in tolerance:
         name, _, value = item.partition("=")
+        if name not in tracking.METRIC_DIRECTION:
+            raise click.BadParameter(f"{item!r}: unknown metric {name!r}; choose from "
+                                     f"{sorted(tracking.METRIC_DIRECTION)}", param_hint="--tolerance")
         try:
             tol[name] = float(value)
         except ValueError:
@@ -405,6 +408,12 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
         raise DataProblem(str(exc)) from None
     verdict = "promoted to champion" if decision.promoted else "not promoted"
     click.echo(f"version {decision.challenger_version}: {verdict} ({'; '.join(decision.reasons)})")
+    if decision.champion_metrics is not None:
+        click.echo(f"{'metric':<26} {'challenger':>10} {'champion':>10} {'loss':>8} {'tolerance':>9}")
+        for row in decision.comparison():
+            if row["loss"] is not None:
+                click.echo(f"{row['metric']:<26} {row['challenger']:>10.4f} {row['champion']:>10.4f} "
+                           f"{row['loss']:>+8.4f} {row['tolerance']:>9.4f}")
 
 
 # --------------------------------------------------------------------------- batch and serving

@@ -481,9 +481,7 @@ def train_and_log(
         registry.set_alias("challenger", version)
         if promote:
             decision = registry.promote(tolerance=config.train.promote_tolerance)
-            result.promotion = decision.to_dict()
-            mlflow.log_dict(result.promotion, "promotion.json")
-            mlflow.set_tag("churnclv.promoted", str(decision.promoted))
+            result.promotion = decision.to_dict()  # promote() logged it in this run
         result.timings["log_and_register_s"] = time.perf_counter() - t_log
         mlflow.log_metric("timing.log_and_register_s", result.timings["log_and_register_s"])
     return result

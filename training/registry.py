@@ -51,26 +51,39 @@ def version_metrics(version: str, name: str = MODEL_NAME) -> dict[str, float]:
 
 def promote(*, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME,
             challenger: str | None = None) -> PromotionDecision:
-    """Move ``champion`` to the challenger when it is not worse by more than ``tolerance``."""
-    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    """Move ``champion`` to the challenger when it is not worse by more than ``tolerance``.
+
+    The decision, both versions' compared metrics and the tolerance are logged in the challenger's
+    training run (artifact ``promotion.json``, tags ``churnclv.promoted`` and
+    ``churnclv.promotion.champion_version``), whether promotion runs after training or on its own.
+    """
+    tolerance = dict(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     client = _client()
     challenger = challenger or alias_version(client, name, "challenger")
     if challenger is None:
         raise ValueError(f"model {name} has no 'challenger' alias: train a model first (churnclv train)")
     champion = alias_version(client, name, "champion")
+    ours = version_metrics(challenger, name)
+    theirs = None if champion is None else version_metrics(champion, name)
+    known = {"challenger_metrics": ours, "champion_metrics": theirs, "tolerance": tolerance}
     if champion is None:
-        decision = PromotionDecision(True, challenger, None, ["no champion yet"])
+        decision = PromotionDecision(True, challenger, None, ["no champion yet"], **known)
     elif champion == challenger:
-        decision = PromotionDecision(True, challenger, champion, ["challenger is already the champion"])
+        decision = PromotionDecision(True, challenger, champion, ["challenger is already the champion"], **known)
     else:
-        worse = compare_metrics(version_metrics(challenger, name), version_metrics(champion, name), tolerance)
+        worse = compare_metrics(ours, theirs, tolerance)
         if worse:
-            decision = PromotionDecision(False, challenger, champion, worse)
+            decision = PromotionDecision(False, challenger, champion, worse, **known)
         else:
             decision = PromotionDecision(True, challenger, champion,
-                                         [f"not worse than version {champion} beyond tolerance {tolerance}"])
+                                         [f"not worse than version {champion} beyond tolerance {tolerance}"], **known)
     if decision.promoted:
         set_alias("champion", challenger, name)
+    run_id = client.get_model_version(name, challenger).run_id
+    if run_id:
+        client.log_dict(run_id, decision.to_dict(), "promotion.json")
+        client.set_tag(run_id, "churnclv.promoted", str(decision.promoted))
+        client.set_tag(run_id, "churnclv.promotion.champion_version", str(champion))
     log.info("promotion of version %s: %s (%s)", challenger, decision.promoted, "; ".join(decision.reasons))
     return decision
 

@@ -7,7 +7,7 @@ import logging
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,21 @@ class PromotionDecision:
     challenger_version: str
     champion_version: str | None
     reasons: list[str]
+    # the backtest metrics compared (``selected.*`` of each version's run) and the tolerance used
+    challenger_metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] | None = None
+    tolerance: dict[str, float] = field(default_factory=dict)
+
+    def comparison(self) -> list[dict[str, Any]]:
+        """Per tolerated metric: both values, the challenger's loss (in the metric's units) and the verdict."""
+        rows = []
+        for metric, tol in self.tolerance.items():
+            ch = self.challenger_metrics.get(metric)
+            cp = None if self.champion_metrics is None else self.champion_metrics.get(metric)
+            loss = None if ch is None or cp is None else METRIC_DIRECTION.get(metric, 1) * (cp - ch)
+            rows.append({"metric": metric, "challenger": ch, "champion": cp, "loss": loss, "tolerance": tol,
+                         "within_tolerance": None if loss is None else loss <= tol})
+        return rows
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +143,10 @@ class PromotionDecision:
             "challenger_version": self.challenger_version,
             "champion_version": self.champion_version,
             "reasons": self.reasons,
+            "tolerance": self.tolerance,
+            "challenger_metrics": self.challenger_metrics,
+            "champion_metrics": self.champion_metrics,
+            "comparison": self.comparison(),
         }
 
 
@@ -152,6 +171,6 @@ def compare_metrics(
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
+import mlflow
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from churnclv.cli import cli
+from churnclv.training import registry, tracking
 from churnclv.training.pipeline import TrainConfig, TrainingError
 from churnclv.training.tracking import compare_metrics
 
@@ -30,3 +38,48 @@ def test_worse_beyond_the_tolerance_names_the_metric(metric: str, value: float) 
 def test_unknown_tolerance_metric_is_refused() -> None:
     with pytest.raises(TrainingError, match="unknown metrics.*churn_acu"):
         TrainConfig(promote_tolerance={"churn_acu": 0.01})
+
+
+@pytest.mark.integration
+def test_promote_on_its_own_logs_both_metric_sets_and_the_decision_in_the_challenger_run(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking.configure(uri)
+    client = MlflowClient()
+    client.create_registered_model("churnclv")
+
+    def version(metrics: dict[str, float]) -> str:
+        with mlflow.start_run() as run:
+            mlflow.log_metrics({f"selected.{k}": v for k, v in metrics.items()})
+        return str(client.create_model_version("churnclv", f"runs:/{run.info.run_id}/model", run.info.run_id).version)
+
+    def promotion(version_id: str) -> tuple[dict, dict]:
+        run_id = client.get_model_version("churnclv", version_id).run_id
+        logged = json.loads(Path(client.download_artifacts(run_id, "promotion.json", str(tmp_path))).read_text())
+        return logged, client.get_run(run_id).data.tags
+
+    v1 = version(CHAMPION)
+    registry.set_alias("champion", v1)
+    v2 = version({**CHAMPION, "churn_auc": 0.88})  # worse by 0.02 > 0.005
+    registry.set_alias("challenger", v2)
+    out = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri])
+    assert out.exit_code == 0, out.output
+    assert "not promoted" in out.output and "+0.0200" in out.output  # the comparison table: AUC loss
+    assert str(client.get_model_version_by_alias("churnclv", "champion").version) == v1
+    logged, tags = promotion(v2)
+    assert logged["promoted"] is False and logged["champion_version"] == v1
+    assert logged["champion_metrics"] == CHAMPION and logged["challenger_metrics"]["churn_auc"] == 0.88
+    auc = next(r for r in logged["comparison"] if r["metric"] == "churn_auc")
+    assert auc["loss"] == pytest.approx(0.02) and auc["within_tolerance"] is False
+    assert tags["churnclv.promoted"] == "False" and tags["churnclv.promotion.champion_version"] == v1
+
+    v3 = version({**CHAMPION, "churn_auc": 0.91})
+    registry.set_alias("challenger", v3)
+    out = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri, "--tolerance", "churn_auc=0.001"])
+    assert out.exit_code == 0 and "promoted to champion" in out.output
+    assert str(client.get_model_version_by_alias("churnclv", "champion").version) == v3
+    logged, tags = promotion(v3)
+    assert logged["promoted"] is True and logged["tolerance"]["churn_auc"] == 0.001
+    assert tags["churnclv.promoted"] == "True"
+
+    bad = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri, "--tolerance", "churn_acu=0.01"])
+    assert bad.exit_code == 2 and "unknown metric 'churn_acu'" in bad.output
