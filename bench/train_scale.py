@@ -92,6 +92,7 @@ def train_once(world_dir: Path, work: Path, tag: str, config: Path | None) -> di
 def holdout(world_dir: Path, store: Path, lifetimes_scores: Path | None) -> dict:
     """Churn AUC on the as-of's real holdout: the champion, lifetimes' P(alive), and the oracle."""
     import pandas as pd
+    from sklearn.metrics import roc_auc_score
 
     from churnclv.features import compute_features, compute_labels
     from churnclv.metrics import churn_metrics
@@ -116,7 +117,8 @@ def holdout(world_dir: Path, store: Path, lifetimes_scores: Path | None) -> dict
         known = ids.intersection(lt.index)  # lifetimes only knows customers with a purchase
         out["lifetimes"] = churn_metrics(y.loc[known], 1.0 - lt.loc[known, "p_alive"])["churn_auc"]
         if "expected_purchases" in lt:
-            out["lifetimes_expected"] = churn_metrics(y.loc[known], -lt.loc[known, "expected_purchases"])["churn_auc"]
+            # a ranking, not a probability: AUC only
+            out["lifetimes_expected"] = roc_auc_score(y.loc[known], -lt.loc[known, "expected_purchases"])
         out["lifetimes_customers"] = len(known)
         out["champion_same"] = churn_metrics(y.loc[known], scores.loc[known, "p_churn"])["churn_auc"]
     return out
