@@ -404,6 +404,8 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
     tracking.configure(tracking_uri)
     try:
         decision = registry.promote(tolerance=tol, challenger=version)
+    except registry.UnknownVersionError as exc:
+        raise click.BadParameter(str(exc), param_hint="--version") from None
     except ValueError as exc:
         raise DataProblem(str(exc)) from None
     verdict = "promoted to champion" if decision.promoted else "not promoted"

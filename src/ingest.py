@@ -146,14 +146,24 @@ def _engine_url(url: str) -> Any:
     return parsed
 
 
+def _redacted(url: str) -> str:
+    """``url`` without its password and query string (which may hold one), for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).set(query={}).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - unparseable: say nothing of it
+        return "the database URL"
+
+
 def _register_sql(con: duckdb.DuckDBPyConnection, url: str, table: str, view: str) -> bool:
     """Copy a SQL table into DuckDB as text columns, in chunks. False when the table is absent."""
     import sqlalchemy as sa
 
-    where = url.split("@")[-1]  # never the password
+    where = _redacted(url)
     try:
         engine = sa.create_engine(_engine_url(url))
-    except (sa.exc.SQLAlchemyError, ImportError) as exc:
+    except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         raise DataError(
             f"{where}: not a usable database URL ({exc.__class__.__name__}: {exc}): use e.g. "
             "sqlite:///shop.db or postgresql://user@host/db, and install the database's driver"
@@ -178,6 +188,9 @@ def _register_sql(con: duckdb.DuckDBPyConnection, url: str, table: str, view: st
             if first:  # empty table: keep the columns
                 cols = [c["name"] for c in sa.inspect(engine).get_columns(table)]
                 _register_frame(con, pd.DataFrame({c: pd.Series(dtype="string") for c in cols}), view)
+    except sa.exc.OperationalError as exc:
+        raise DataError(f"{where}: cannot read table {table} ({str(exc.orig or exc).strip().splitlines()[0]}): "
+                        "check the host, port, database name and credentials") from None
     except sa.exc.SQLAlchemyError as exc:
         raise DataError(f"{where} table {table}: unreadable ({exc.__class__.__name__}: {exc})") from None
     finally:
@@ -406,10 +419,10 @@ def _register_sources(
         for name in ("customers", "transactions", "events"):
             table = mapping.table(name).source
             if _register_sql(con, url, table, f"raw_{name}"):
-                found[name] = f"{url.split('@')[-1]} table {table}"
+                found[name] = f"{_redacted(url)} table {table}"
         if "transactions" not in found:
             raise DataError(
-                f"{url.split('@')[-1]}: table '{mapping.table('transactions').source}' not found: "
+                f"{_redacted(url)}: table '{mapping.table('transactions').source}' not found: "
                 "create it or map your table with [transactions] table = \"...\" in a mapping file"
             )
         return found

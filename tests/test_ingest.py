@@ -436,7 +436,7 @@ def test_postgresql_without_transactions_table(postgres_db: str, tmp_path: Path)
     _pg_load(postgres_db, ["CREATE TABLE customers (customer_id text)"], {})
     with pytest.raises(DataError, match="table 'transactions' not found") as err:
         validate_source(postgres_db, tmp_path / "out")
-    assert "postgres@" not in str(err.value)  # the location, without user or password
+    assert str(err.value).startswith("postgresql://postgres@127.0.0.1:")  # the location (user and host, no password)
 
     _pg_load(postgres_db, ["CREATE TABLE transactions (customer_id text, ts timestamptz, amount numeric)"], {})
     with pytest.raises(DataError, match=r"table transactions: empty.*export the transactions again"):
@@ -447,9 +447,21 @@ def test_postgresql_without_transactions_table(postgres_db: str, tmp_path: Path)
 def test_postgresql_unreachable_database_is_a_data_error_without_the_password(postgres_db: str,
                                                                               tmp_path: Path) -> None:
     url = postgres_db.replace("postgres@", "postgres:s3cret-pw@", 1).rsplit("/", 1)[0] + "/no_such_db"
-    with pytest.raises(DataError, match=r"no_such_db table customers: unreadable.*does not exist") as err:
+    with pytest.raises(DataError, match=r"no_such_db: cannot read table customers.*does not exist.*check the host, "
+                                        r"port, database name and credentials") as err:
         validate_source(url, tmp_path / "out")
     assert "s3cret-pw" not in str(err.value)
+    # a password in the query string (libpq style) is not shown either
+    url = url.replace("postgres:s3cret-pw@", "postgres@", 1) + "?password=s3cret-pw"
+    with pytest.raises(DataError, match="no_such_db") as err:
+        validate_source(url, tmp_path / "out")
+    assert "s3cret-pw" not in str(err.value)
+
+
+def test_an_unparseable_database_url_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a usable database URL") as err:
+        validate_source("postgresql://u:pw-xyz@127.0.0.1:notaport/db", tmp_path / "out")
+    assert "pw-xyz" not in str(err.value)
 
 # ----------------------------------------------------------------- property: nothing is lost
 

@@ -41,6 +41,7 @@ ALL_CANDIDATES = (*BASELINES, "btyd", "pareto", "gbm", "hybrid")
 # the selection rule: per target, the candidate with the best mean of this metric over the folds;
 # ties go to the simpler model (order of MODEL_CANDIDATES)
 SELECTION = {"churn": ("churn_auc", 1), "purchases": ("purchases_mae", -1), "spend": ("spend_gini", 1)}
+MIN_SAMPLE_CUSTOMERS = 100
 KEY_METRICS = ("churn_auc", "churn_brier", "churn_ece", "purchases_mae", "spend_gini", "spend_top_decile_capture")
 
 
@@ -83,8 +84,10 @@ class TrainConfig:
         for name in ("horizon_days", "n_folds", "fold_step_days", "train_cutoffs", "cutoff_step_days"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"train.{name} must be >= 1 (got {getattr(self, name)})")
-        if self.sample_customers < 0:
-            raise TrainingError(f"train.sample_customers must be >= 0 (0: every customer), got {self.sample_customers}")
+        if self.sample_customers < 0 or 0 < self.sample_customers < MIN_SAMPLE_CUSTOMERS:
+            raise TrainingError(f"train.sample_customers must be 0 (every customer) or at least "
+                                f"{MIN_SAMPLE_CUSTOMERS} (got {self.sample_customers}): too few customers leave "
+                                "folds without churners or buyers")
 
     def sample_fraction(self, n_customers: int) -> float | None:
         """The share of customers the training frame reads (None: all of them)."""
@@ -304,7 +307,7 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     as_of = _day(as_of)
     t0 = time.perf_counter()
     first_ts = _first_ts(clean)
-    n_customers = count_customers(clean, memory_limit=config.train.memory_limit)
+    n_customers = count_customers(clean, as_of.date(), memory_limit=config.train.memory_limit)
     sample = config.train.sample_fraction(n_customers)
     if sample is not None:
         say(f"backtest and LightGBM fits on a fixed sample of ~{config.train.sample_customers:,} of "

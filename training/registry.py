@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 DEFAULT_TOLERANCE = {"churn_auc": 0.005, "spend_gini": 0.01, "churn_brier": 0.005}
 
 
+class UnknownVersionError(ValueError):
+    """The version asked for is not a version of the registered model."""
+
+
 def _client() -> MlflowClient:
     return MlflowClient()
 
@@ -62,14 +66,28 @@ def promote(*, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME
     challenger = challenger or alias_version(client, name, "challenger")
     if challenger is None:
         raise ValueError(f"model {name} has no 'challenger' alias: train a model first (churnclv train)")
+    try:
+        client.get_model_version(name, challenger)
+    except mlflow.exceptions.MlflowException:
+        raise UnknownVersionError(f"{challenger!r} is not a version of model {name} in this store "
+                                  "(see churnclv models list)") from None
     champion = alias_version(client, name, "champion")
+    if champion == challenger:  # nothing to decide; the run keeps the record of its real decision
+        decision = PromotionDecision(True, challenger, champion, ["challenger is already the champion"],
+                                     tolerance=tolerance)
+        log.info("promotion of version %s: already the champion", challenger)
+        return decision
     ours = version_metrics(challenger, name)
     theirs = None if champion is None else version_metrics(champion, name)
     known = {"challenger_metrics": ours, "champion_metrics": theirs, "tolerance": tolerance}
-    if champion is None:
+    missing = sorted(m for m in tolerance if m not in ours)
+    if missing:
+        decision = PromotionDecision(
+            False, challenger, champion,
+            [f"the challenger's run has no selected.{m} metric, so it cannot be compared: retrain it, or drop "
+             f"{m} from the tolerance" for m in missing], **known)
+    elif champion is None:
         decision = PromotionDecision(True, challenger, None, ["no champion yet"], **known)
-    elif champion == challenger:
-        decision = PromotionDecision(True, challenger, champion, ["challenger is already the champion"], **known)
     else:
         worse = compare_metrics(ours, theirs, tolerance)
         if worse:
@@ -77,13 +95,15 @@ def promote(*, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME
         else:
             decision = PromotionDecision(True, challenger, champion,
                                          [f"not worse than version {champion} beyond tolerance {tolerance}"], **known)
-    if decision.promoted:
-        set_alias("champion", challenger, name)
+    # logged before the alias moves: a failure to log leaves the champion where it was
     run_id = client.get_model_version(name, challenger).run_id
     if run_id:
         client.log_dict(run_id, decision.to_dict(), "promotion.json")
         client.set_tag(run_id, "churnclv.promoted", str(decision.promoted))
-        client.set_tag(run_id, "churnclv.promotion.champion_version", str(champion))
+        if champion is not None:
+            client.set_tag(run_id, "churnclv.promotion.champion_version", champion)
+    if decision.promoted:
+        set_alias("champion", challenger, name)
     log.info("promotion of version %s: %s (%s)", challenger, decision.promoted, "; ".join(decision.reasons))
     return decision
 

@@ -79,12 +79,16 @@ def code_version() -> str:
         return f"churnclv-{__version__}"
 
 
+FINGERPRINT_VERSION = 2
+
+
 def clean_fingerprint(clean: Path | str, *, memory_limit: str | None = None) -> dict[str, Any]:
     """Per clean table: row count, customers, date range and a content hash, computed in DuckDB.
 
     The content hash is order-independent and independent of the file layout: the sum over rows of
     the low 64 bits of ``md5`` of the row's text (columns in name order, ``\\N`` for null), folded
-    with the row count through SHA-256. The same rows give the same hash however they are split
+    with the row count and the column names and types through SHA-256 (``fingerprint_version`` 2;
+    version 1 hashed every table in pandas). The same rows give the same hash however they are split
     into files or sorted; any changed, added or removed row changes it.
     """
     from churnclv.features import connect, load_tables
@@ -103,8 +107,10 @@ def clean_fingerprint(clean: Path | str, *, memory_limit: str | None = None) -> 
         sql = (f"SELECT count(*), count(DISTINCT customer_id), {span}, "
                f"coalesce(sum(md5_number_lower({row})), 0) FROM ({ibis.to_sql(table, dialect='duckdb')})")
         rows, customers, lo, hi, total = con.con.execute(sql).fetchall()[0]
-        digest = hashlib.sha256(f"{rows}:{total}".encode()).hexdigest()[:16]
-        fp: dict[str, Any] = {"rows": int(rows), "customers": int(customers), "sha256_16": digest}
+        schema = ",".join(f"{c}:{table[c].type()}" for c in sorted(table.columns))
+        digest = hashlib.sha256(f"{schema}|{rows}:{total}".encode()).hexdigest()[:16]
+        fp: dict[str, Any] = {"rows": int(rows), "customers": int(customers), "sha256_16": digest,
+                              "fingerprint_version": FINGERPRINT_VERSION}
         if ts and rows:
             fp[f"{ts}_min"], fp[f"{ts}_max"] = str(lo), str(hi)
         out[name] = fp

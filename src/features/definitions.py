@@ -46,6 +46,7 @@ __all__ = [
     "build_labels",
     "build_training_frame",
     "feature_columns",
+    "known_customers",
     "rolling_cutoffs",
     "sample_customers",
 ]
@@ -207,6 +208,14 @@ def _known(tables: FeatureTables, end: ir.TimestampScalar, tx_ids: ir.Table) -> 
         return tx_ids
     signed = cust.filter(cust.signup_ts.notnull() & (cust.signup_ts < end)).select("customer_id")
     return tx_ids.union(signed, distinct=True)
+
+
+def known_customers(tables: FeatureTables, as_of: AsOf) -> ir.Table:
+    """The ``customer_id`` of every customer known at ``as_of``: a transaction line or a signup on or
+    before it (the population :func:`build_features` scores)."""
+    end = _ts(as_of_date(as_of) + _DAY)
+    tx = tables.transactions
+    return _known(tables, end, tx.filter(tx.ts < end).select("customer_id").distinct())
 
 
 def feature_columns(tables: FeatureTables, config: FeatureConfig = FeatureConfig()) -> list[Feature]:

@@ -34,6 +34,7 @@ from churnclv.features.definitions import (
     build_labels,
     build_training_frame,
     feature_columns,
+    known_customers,
     sample_customers,
 )
 
@@ -342,13 +343,15 @@ def compute_labels(
     return to_pandas(con.to_pyarrow(expr.order_by("customer_id")), spec)
 
 
-def count_customers(source: Source, *, con: ibis.BaseBackend | None = None,
+def count_customers(source: Source, as_of: AsOf, *, con: ibis.BaseBackend | None = None,
                     memory_limit: str | None = None) -> int:
-    """How many distinct customers the source holds (in transactions, events or customers)."""
+    """How many customers are known at ``as_of`` (a transaction line or a signup on or before it).
+
+    Rows after ``as_of`` never count: what is decided from this number (the training sample's
+    share) is the same whether the data was read at ``as_of`` or later.
+    """
     con, tables = _open(source, con, memory_limit, None, None)
-    ids = [t.select("customer_id") for t in (tables.transactions, tables.events, tables.customers) if t is not None]
-    union = ids[0].union(*ids[1:], distinct=True) if len(ids) > 1 else ids[0].distinct()
-    return int(con.to_pyarrow(union.count()).as_py())
+    return int(con.to_pyarrow(known_customers(tables, as_of).count()).as_py())
 
 
 def _materialized_sample(con: ibis.BaseBackend, tables: FeatureTables, fraction: float | None) -> FeatureTables:

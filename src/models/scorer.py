@@ -406,7 +406,10 @@ class Scorer:
             from churnclv.models.tiers import TierPolicy
 
             tiers = TierPolicy.from_dict(doc["tiers"])
-        scorer = cls(config=ScorerConfig.from_dict(doc["config"]))
+        config = dict(doc["config"])
+        # saved before the key existed: those regressors were refitted on every row
+        config.setdefault("gbm_refit_full", True)
+        scorer = cls(config=ScorerConfig.from_dict(config))
         scorer.tiers_ = tiers
         scorer.metadata_ = doc["metadata"]
         scorer.btyd_ = BTYDModel.from_dict(doc["btyd"])

@@ -241,8 +241,11 @@ def test_training_sample_keeps_a_fixed_md5_share_of_customers_with_whole_histori
             compute_training_frame(src, "2025-06-30", 90, n_cutoffs=1, sample=bad)
 
 
-def test_count_customers_counts_every_table(frames, tmp_path):
-    t, e, c = frames  # transactions 007, 010, 011; events 007, 010; customers 007, 012
-    assert count_customers({"transactions": t, "events": e, "customers": c}) == 4
-    assert count_customers({"transactions": t}) == 3
-    assert count_customers(write_dir(tmp_path / "clean", t, e, c)) == 4
+def test_count_customers_counts_those_known_at_as_of(frames, tmp_path):
+    t, e, c = frames  # lines: 007 from 2024-01-10, 010 from 2024-02-10, 011 on 2024-08-01; signups 007, 012 (2024-05-01)
+    src = {"transactions": t, "events": e, "customers": c}
+    assert count_customers(src, "2024-03-01") == 2  # 007 and 010; later rows never count
+    assert count_customers(src, "2024-12-31") == 4  # + 011 (a line) and 012 (a signup)
+    assert count_customers({"transactions": t}, "2024-12-31") == 3
+    assert count_customers(write_dir(tmp_path / "clean", t, e, c), "2024-12-31") == 4
+    assert count_customers(src, "2024-12-31") == len(compute_features(src, "2024-12-31"))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,21 @@ def test_save_load_round_trip_without_pickles(hybrid: Scorer, data, tmp_path: Pa
     assert (tmp_path / "m" / "churn.lgb.txt").read_text().startswith("tree")
     loaded = Scorer.load(tmp_path / "m")
     pd.testing.assert_frame_equal(loaded.score(snapshot), hybrid.score(snapshot))
+
+
+def test_regressors_keep_their_early_stopped_booster_unless_refit_full(hybrid: Scorer, data, tmp_path: Path) -> None:
+    assert hybrid.config_.gbm_refit_full is False
+    for model in (hybrid.purchases_, hybrid.spend_):
+        assert model.refit_full is False and model.fit_info_["n_train"] == model.fit_info_["n_rows"] - model.fit_info_["n_validation"]
+    train, snapshot = data
+    refit = Scorer(config=ScorerConfig(**FAST, gbm_refit_full=True), tiers=False).fit(train, snapshot)
+    assert refit.spend_.refit_full is True and refit.spend_.fit_info_["n_train"] == len(train)
+    # a scorer saved before the setting existed was refitted: it loads as such
+    hybrid.save(tmp_path / "old")
+    doc = json.loads((tmp_path / "old" / "scorer.json").read_text())
+    del doc["config"]["gbm_refit_full"]
+    (tmp_path / "old" / "scorer.json").write_text(json.dumps(doc))
+    assert Scorer.load(tmp_path / "old").config_.gbm_refit_full is True
 
 
 def test_same_data_and_seed_give_identical_scores(hybrid: Scorer, data) -> None:

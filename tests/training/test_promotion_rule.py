@@ -81,5 +81,19 @@ def test_promote_on_its_own_logs_both_metric_sets_and_the_decision_in_the_challe
     assert logged["promoted"] is True and logged["tolerance"]["churn_auc"] == 0.001
     assert tags["churnclv.promoted"] == "True"
 
+    # promoting the champion again changes nothing and keeps the record of the real decision
+    out = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri])
+    assert out.exit_code == 0 and "already the champion" in out.output
+    assert promotion(v3)[0] == logged
+
+    # a challenger whose run has no selected.* metrics cannot be compared: not promoted, the metric named
+    v4 = version({})
+    registry.set_alias("challenger", v4)
+    out = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri])
+    assert out.exit_code == 0 and "not promoted" in out.output and "no selected.churn_auc" in out.output
+    assert str(client.get_model_version_by_alias("churnclv", "champion").version) == v3
+
     bad = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri, "--tolerance", "churn_acu=0.01"])
     assert bad.exit_code == 2 and "unknown metric 'churn_acu'" in bad.output
+    bad = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri, "--version", "99"])
+    assert bad.exit_code == 2 and "--version" in bad.output and "churnclv models list" in bad.output

@@ -24,7 +24,7 @@ def _sampled(customer_id: str, fraction: float) -> bool:
 @pytest.mark.integration
 def test_sampled_training_backtests_on_the_sample_and_scores_everyone(small_world: Path) -> None:
     snapshot = compute_features(small_world, AS_OF)
-    n = 1_500  # customers in the session's small world
+    n = len(snapshot)  # the sample's share is of the customers known at as-of, not of every row
     config = RunConfig(
         train=TrainConfig(horizon_days=90, n_folds=1, train_cutoffs=2, candidates=("btyd", "gbm"),
                           sample_customers=500),
@@ -54,8 +54,9 @@ def test_sample_setting() -> None:
     assert cfg.sample_fraction(1_000_000) == pytest.approx(0.05)
     assert cfg.sample_fraction(50_000) is None and cfg.sample_fraction(10) is None  # small bases: everyone
     assert TrainConfig(sample_customers=0).sample_fraction(10**7) is None
-    with pytest.raises(TrainingError, match="sample_customers"):
-        TrainConfig(sample_customers=-1)
+    for bad in (-1, 1, 99):
+        with pytest.raises(TrainingError, match="sample_customers must be 0 .* or at least 100"):
+            TrainConfig(sample_customers=bad)
 
 
 def test_fingerprint_is_the_content_not_the_file_layout(small_world: Path, tmp_path: Path) -> None:
@@ -85,4 +86,27 @@ def test_fingerprint_is_the_content_not_the_file_layout(small_world: Path, tmp_p
     assert digest(changed, "changed") != t["sha256_16"]
     assert digest(tx.iloc[1:], "dropped") != t["sha256_16"]
     assert digest(pd.concat([tx, tx.iloc[:1]]), "duplicated") != t["sha256_16"]
+    assert digest(tx.rename(columns={"channel": "channel_x"}), "renamed") != t["sha256_16"]
     assert set(clean_fingerprint(small_world)) == {"transactions", "events", "customers"}
+
+
+@pytest.mark.integration
+def test_training_as_of_ignores_rows_after_it_sample_included(small_world: Path, tmp_path: Path) -> None:
+    """Same data up to as-of, same training: rows after as-of change neither the sample nor the models."""
+    as_of = "2024-06-30"  # customers still signing up: a quarter of the world is not known yet
+    end = pd.Timestamp(as_of) + pd.Timedelta(days=1)
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name, col in (("transactions", "ts"), ("events", "ts"), ("customers", "signup_ts")):
+        frame = pd.read_parquet(small_world / f"{name}.parquet")
+        frame[frame[col].isna() | (frame[col] < end)].to_parquet(cut / f"{name}.parquet", index=False)
+    config = RunConfig(
+        train=TrainConfig(horizon_days=90, n_folds=1, train_cutoffs=2, candidates=("btyd", "gbm"),
+                          sample_customers=500),
+        scorer=ScorerConfig(horizon_days=90, gbm_rounds=30, seed=1),
+    )
+    full, truncated = train(small_world, as_of, config), train(cut, as_of, config)
+    assert full.scorer.metadata_["training_sample"] == truncated.scorer.metadata_["training_sample"]
+    assert full.scorer.metadata_["training_sample"]["customers"] < 1_500
+    pd.testing.assert_frame_equal(full.backtest.drop(columns="seconds"), truncated.backtest.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(full.snapshot_scores, truncated.snapshot_scores)
