@@ -399,11 +399,18 @@ def compute_training_frame(
     customers of :func:`churnclv.features.sample_customers`, with their whole histories.
     """
     con, tables = _open(source, con, memory_limit, threads, temp_directory)
-    tables = _materialized_sample(con, tables, sample)
-    expr = build_training_frame(
-        tables, as_of, horizon_days, cutoffs=cutoffs, step_days=step_days, n_cutoffs=n_cutoffs, config=config
-    )
-    result = con.to_pyarrow(expr.order_by(["cutoff", "customer_id"]))
+    sampled = _materialized_sample(con, tables, sample)
+    try:
+        expr = build_training_frame(
+            sampled, as_of, horizon_days, cutoffs=cutoffs, step_days=step_days, n_cutoffs=n_cutoffs, config=config
+        )
+        result = con.to_pyarrow(expr.order_by(["cutoff", "customer_id"]))
+    finally:  # a connection the caller passes in keeps no copy of the sample
+        for name in _TABLES:
+            t = getattr(sampled, name)
+            if t is not None and t is not getattr(tables, name):
+                # ibis' drop_table fails on temporary tables; get_name() is "temp.main.<name>"
+                con.raw_sql(f'DROP TABLE IF EXISTS temp.main."{t.get_name().rsplit(".", 1)[-1]}"')
     frame = to_pandas(result, _training_spec(tables, config))
     if frame.empty:
         raise ValueError(

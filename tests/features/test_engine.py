@@ -239,6 +239,12 @@ def test_training_sample_keeps_a_fixed_md5_share_of_customers_with_whole_histori
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="sample fraction"):
             compute_training_frame(src, "2025-06-30", 90, n_cutoffs=1, sample=bad)
+    # on a connection the caller passes in, the sample's temporary tables are dropped afterwards
+    con = connect()
+    again = compute_training_frame(src, "2025-06-30", 90, n_cutoffs=3, sample=0.3, con=con)
+    pd.testing.assert_frame_equal(again, part)
+    names = [r[0] for r in con.con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+    assert not [t for t in names if t.startswith("churnclv_sample")]
 
 
 def test_count_customers_counts_those_known_at_as_of(frames, tmp_path):
