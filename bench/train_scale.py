@@ -82,8 +82,8 @@ def train_once(world_dir: Path, work: Path, tag: str, config: Path | None) -> di
 
     client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
     version = client.get_model_version_by_alias("churnclv", "challenger")
-    metrics = client.get_run(version.run_id).data.metrics
-    params = client.get_run(version.run_id).data.params
+    data = client.get_run(version.run_id).data
+    metrics, params = data.metrics, data.params
     return {"wall": wall, "rss": rss, "store": store, "sampled": params.get("train.sampled_customers"),
             **{k: metrics.get(f"timing.{k}", float("nan")) for k in STAGES},
             "backtest_auc": metrics.get("selected.churn_auc", float("nan"))}

@@ -67,7 +67,7 @@ def promote(*, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME
     if challenger is None:
         raise ValueError(f"model {name} has no 'challenger' alias: train a model first (churnclv train)")
     try:
-        client.get_model_version(name, challenger)
+        run_id = client.get_model_version(name, challenger).run_id
     except mlflow.exceptions.MlflowException:
         raise UnknownVersionError(f"{challenger!r} is not a version of model {name} in this store "
                                   "(see churnclv models list)") from None
@@ -96,7 +96,6 @@ def promote(*, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME
             decision = PromotionDecision(True, challenger, champion,
                                          [f"not worse than version {champion} beyond tolerance {tolerance}"], **known)
     # logged before the alias moves: a failure to log leaves the champion where it was
-    run_id = client.get_model_version(name, challenger).run_id
     if run_id:
         client.log_dict(run_id, decision.to_dict(), "promotion.json")
         client.set_tag(run_id, "churnclv.promoted", str(decision.promoted))

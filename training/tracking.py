@@ -138,7 +138,7 @@ class PromotionDecision:
         for metric, tol in self.tolerance.items():
             ch = self.challenger_metrics.get(metric)
             cp = None if self.champion_metrics is None else self.champion_metrics.get(metric)
-            loss = None if ch is None or cp is None else METRIC_DIRECTION.get(metric, 1) * (cp - ch)
+            loss = None if ch is None or cp is None else metric_loss(metric, ch, cp)
             rows.append({"metric": metric, "challenger": ch, "champion": cp, "loss": loss, "tolerance": tol,
                          "within_tolerance": None if loss is None else loss <= tol})
         return rows
@@ -156,6 +156,11 @@ class PromotionDecision:
         }
 
 
+def metric_loss(metric: str, challenger: float, champion: float) -> float:
+    """How much worse the challenger is than the champion, in the metric's units (negative: better)."""
+    return METRIC_DIRECTION.get(metric, 1) * (champion - challenger)
+
+
 def compare_metrics(
     challenger: Mapping[str, float], champion: Mapping[str, float], tolerance: Mapping[str, float]
 ) -> list[str]:
@@ -167,8 +172,7 @@ def compare_metrics(
     for metric, tol in tolerance.items():
         if metric not in challenger or metric not in champion:
             continue
-        sign = METRIC_DIRECTION.get(metric, 1)
-        loss = sign * (champion[metric] - challenger[metric])
+        loss = metric_loss(metric, challenger[metric], champion[metric])
         if loss > tol:
             worse.append(f"{metric}: challenger {challenger[metric]:.4f} vs champion {champion[metric]:.4f} "
                          f"(worse by {loss:.4f} > tolerance {tol})")

@@ -8,12 +8,13 @@ per-thread DuckDB connection.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import itertools
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -354,22 +355,30 @@ def count_customers(source: Source, as_of: AsOf, *, con: ibis.BaseBackend | None
     return int(con.to_pyarrow(known_customers(tables, as_of).count()).as_py())
 
 
-def _materialized_sample(con: ibis.BaseBackend, tables: FeatureTables, fraction: float | None) -> FeatureTables:
-    """``tables`` restricted to a customer sample, held as temporary DuckDB tables.
+@contextlib.contextmanager
+def _materialized_sample(con: ibis.BaseBackend, tables: FeatureTables, fraction: float | None
+                         ) -> Iterator[FeatureTables]:
+    """``tables`` restricted to a customer sample, held as temporary DuckDB tables while in use.
 
     Materialized once: the training frame reads each table once per cutoff, and the sample's
-    hash would otherwise be computed on every read.
+    hash would otherwise be computed on every read. Dropped afterwards, so a connection the caller
+    passes in keeps no copy.
     """
-    if fraction is None:
-        return tables
-    sampled = sample_customers(tables, fraction)
-    if sampled is tables:  # fraction 1: everyone
-        return tables
-    out = {}
-    for name in _TABLES:
-        t = getattr(sampled, name)
-        out[name] = None if t is None else con.create_table(f"churnclv_sample_{name}_{next(_SAMPLE_IDS)}", t, temp=True)
-    return FeatureTables(**out)
+    sampled = tables if fraction is None else sample_customers(tables, fraction)
+    if sampled is tables:  # no sample, or fraction 1: everyone
+        yield tables
+        return
+    created: dict[str, ir.Table | None] = dict.fromkeys(_TABLES)
+    try:
+        for name in _TABLES:
+            t = getattr(sampled, name)
+            if t is not None:
+                created[name] = con.create_table(f"churnclv_sample_{name}_{next(_SAMPLE_IDS)}", t, temp=True)
+        yield FeatureTables(**created)
+    finally:
+        for t in created.values():
+            if t is not None:  # ibis' drop_table fails on temporary tables; get_name() is "temp.main.<name>"
+                con.raw_sql(f'DROP TABLE IF EXISTS temp.main."{t.get_name().rsplit(".", 1)[-1]}"')
 
 
 def _training_spec(tables: FeatureTables, config: FeatureConfig) -> list[Feature]:
@@ -399,18 +408,11 @@ def compute_training_frame(
     customers of :func:`churnclv.features.sample_customers`, with their whole histories.
     """
     con, tables = _open(source, con, memory_limit, threads, temp_directory)
-    sampled = _materialized_sample(con, tables, sample)
-    try:
+    with _materialized_sample(con, tables, sample) as sampled:
         expr = build_training_frame(
             sampled, as_of, horizon_days, cutoffs=cutoffs, step_days=step_days, n_cutoffs=n_cutoffs, config=config
         )
         result = con.to_pyarrow(expr.order_by(["cutoff", "customer_id"]))
-    finally:  # a connection the caller passes in keeps no copy of the sample
-        for name in _TABLES:
-            t = getattr(sampled, name)
-            if t is not None and t is not getattr(tables, name):
-                # ibis' drop_table fails on temporary tables; get_name() is "temp.main.<name>"
-                con.raw_sql(f'DROP TABLE IF EXISTS temp.main."{t.get_name().rsplit(".", 1)[-1]}"')
     frame = to_pandas(result, _training_spec(tables, config))
     if frame.empty:
         raise ValueError(
