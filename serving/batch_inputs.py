@@ -124,7 +124,8 @@ def known_customers(clean: Path, day: dt.date, con: duckdb.DuckDBPyConnection) -
         cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
         if "signup_ts" in cols:
             parts.append(f"SELECT customer_id FROM {scan} WHERE {_ts('signup_ts')} < {end}::TIMESTAMP")
-    sql = f"SELECT count(*) FROM ({' UNION '.join(parts)})"
+    # DISTINCT: a customer has many lines (a bare count counted lines when there is no customers table)
+    sql = f"SELECT count(DISTINCT customer_id) FROM ({' UNION '.join(parts)})"
     return int(con.sql(sql).fetchall()[0][0])
 
 

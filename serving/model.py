@@ -236,7 +236,7 @@ def check_model(loaded: LoadedModel) -> None:
     as_of = dt.date(2025, 1, 1)
     probe = CustomerHistory(customer_id="probe", transactions=[Transaction(ts=dt.datetime(2024, 12, 1), amount=10.0)])
     try:
-        features = feature_frames([probe], as_of, loaded.attributes)
+        features = feature_frames([probe], as_of, loaded.attributes, loaded.scorer.feature_config())
     except Exception as exc:  # noqa: BLE001 - report any failure of the probe as a load error
         raise ModelLoadError(f"model {loaded.model_uri}: computing probe features failed: {exc}") from exc
     missing = [c for c in loaded.input_columns if c not in features.columns]

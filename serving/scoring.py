@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnclv.features import compute_features_frames
+from churnclv.features import FeatureConfig, compute_features_frames
 from churnclv.models.scorer import model_input, next_purchase_dates, stable_floats
 from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore
 
@@ -107,10 +107,13 @@ def rows_after(customer: CustomerHistory, as_of: dt.date) -> int:
     return sum(t.ts >= end for t in customer.transactions) + sum(e.ts >= end for e in customer.events)
 
 
-def feature_frames(customers: Sequence[CustomerHistory], as_of: dt.date, attributes: Sequence[str]) -> pd.DataFrame:
-    """Features as of ``as_of`` of the customers known then (one row each, sorted by id)."""
+def feature_frames(customers: Sequence[CustomerHistory], as_of: dt.date, attributes: Sequence[str],
+                   config: FeatureConfig | None = None) -> pd.DataFrame:
+    """Features as of ``as_of`` of the customers known then (one row each, sorted by id), with the
+    model's feature configuration (``Scorer.feature_config()``; default: the defaults)."""
     frames = history_frames(customers, attributes)
-    return compute_features_frames(frames["transactions"], frames["events"], frames["customers"], as_of=as_of)
+    return compute_features_frames(frames["transactions"], frames["events"], frames["customers"], as_of=as_of,
+                                   config=config or FeatureConfig())
 
 
 def score_features(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
@@ -156,7 +159,7 @@ def score_histories(model: LoadedModel, customers: Sequence[CustomerHistory], as
     known = [c for c in customers if known_at(c, as_of)]
     scored: dict[str, CustomerScore] = {}
     if known:
-        features = feature_frames(known, as_of, model.attributes)
+        features = feature_frames(known, as_of, model.attributes, model.scorer.feature_config())
         after = {c.customer_id: rows_after(c, as_of) for c in known}
         scored = to_customer_scores(score_features(model, features), model.version, as_of, after)
     return [scored.get(c.customer_id) or CustomerError(customer_id=c.customer_id, error=NOT_KNOWN_AT_AS_OF)

@@ -113,13 +113,14 @@ def load_tables(spark: Any, clean: Path) -> tuple[Any, Any]:
     return con, FeatureTables(**tables)
 
 
-def write_features(spark: Any, clean: Path, day: dt.date, out_dir: Path) -> int:
-    """Run :func:`churnclv.features.build_features` on Spark; write it sorted by customer id to the
-    Parquet folder ``out_dir``. Returns the number of customers."""
-    from churnclv.features import build_features
+def write_features(spark: Any, clean: Path, day: dt.date, out_dir: Path, config: Any = None) -> int:
+    """Run :func:`churnclv.features.build_features` on Spark (with the model's ``FeatureConfig``,
+    default the defaults); write it sorted by customer id to the Parquet folder ``out_dir``. Returns
+    the number of customers."""
+    from churnclv.features import FeatureConfig, build_features
 
     con, tables = load_tables(spark, clean)
-    expr = build_features(tables, day)
+    expr = build_features(tables, day, config=config or FeatureConfig())
     frame = spark.sql(con.compile(expr)).orderBy("customer_id")
     frame.write.mode("overwrite").parquet(str(out_dir))
     return spark.read.parquet(str(out_dir)).count()

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnclv.features import compute_features, compute_training_frame, count_customers
+from churnclv.features import FeatureConfig, compute_features, compute_training_frame, count_customers
 from churnclv.metrics import all_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
-from churnclv.models.scorer import Scorer, ScorerConfig, model_input, stable_floats
+from churnclv.models.scorer import FIT_ERRORS, Scorer, ScorerConfig, model_input, stable_floats
 from churnclv.models.tiers import plot_tier_mix, tier_report
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,12 @@ ALL_CANDIDATES = (*BASELINES, "btyd", "pareto", "gbm", "hybrid")
 # ties go to the simpler model (order of MODEL_CANDIDATES)
 SELECTION = {"churn": ("churn_auc", 1), "purchases": ("purchases_mae", -1), "spend": ("spend_gini", 1)}
 MIN_SAMPLE_CUSTOMERS = 100
+# without a backtest at the horizon, models are chosen on the longest shorter horizon a backtest fits,
+# when it is at least this long (shorter windows say little about a longer horizon)
+MIN_BACKTEST_HORIZON_DAYS = 14
+# the final refit falls back one step at a time when the selected model cannot be fitted
+REFIT_FALLBACK = {"hybrid": "gbm", "gbm": "btyd"}
+LABEL_FRAME_COLUMNS = ("customer_id", "cutoff", "churned", "purchases", "spend")
 KEY_METRICS = ("churn_auc", "churn_brier", "churn_ece", "purchases_mae", "spend_gini", "spend_top_decile_capture")
 
 
@@ -103,6 +109,8 @@ class RunConfig:
     train: TrainConfig = TrainConfig()
     scorer: ScorerConfig = ScorerConfig()
     tiers: dict[str, Any] | None = None
+    # data conventions and windows (``[features]``); stored in the model, so batch and HTTP use them too
+    features: FeatureConfig = FeatureConfig()
 
     def __post_init__(self) -> None:
         # one horizon: the scorer predicts over the horizon the labels were built for
@@ -117,9 +125,10 @@ class RunConfig:
                 raw = tomllib.loads(Path(path).read_text())
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise TrainingError(f"config {path}: {exc}: fix the file") from None
-        unknown = set(raw) - {"train", "scorer", "tiers"}
+        unknown = set(raw) - {"train", "scorer", "tiers", "features"}
         if unknown:
-            raise TrainingError(f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers]")
+            raise TrainingError(f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers], "
+                                "[features]")
         train_raw = dict(raw.get("train", {}))
         known = {f.name for f in fields(TrainConfig)}
         if set(train_raw) - known:
@@ -142,10 +151,32 @@ class RunConfig:
                 parse_tier_config(tiers)
             except ConfigError as exc:
                 raise TrainingError(f"config [tiers]: {exc}") from None
-        return cls(train=train, scorer=scorer, tiers=tiers)
+        return cls(train=train, scorer=scorer, tiers=tiers, features=parse_features(raw.get("features", {})))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"train": asdict(self.train), "scorer": asdict(self.scorer), "tiers": self.tiers}
+        return {"train": asdict(self.train), "scorer": asdict(self.scorer), "tiers": self.tiers,
+                "features": asdict(self.features)}
+
+    def with_horizon(self, horizon_days: int) -> RunConfig:
+        """The same configuration at another horizon (labels and predictions)."""
+        return replace(self, train=replace(self.train, horizon_days=horizon_days),
+                       scorer=replace(self.scorer, horizon_days=horizon_days))
+
+
+def parse_features(raw: dict[str, Any]) -> FeatureConfig:
+    """The ``[features]`` section: keys of :class:`churnclv.features.FeatureConfig`, e.g.
+    ``zero_amount_is_purchase = true`` (count lines of amount 0 as purchases, as lifetimes does)."""
+    known = {f.name for f in fields(FeatureConfig)}
+    bad = sorted(set(raw) - known)
+    if bad:
+        raise TrainingError(f"config [features]: unknown keys {bad}; known: {sorted(known)}")
+    if "zero_amount_is_purchase" in raw and not isinstance(raw["zero_amount_is_purchase"], bool):
+        raise TrainingError("config [features]: zero_amount_is_purchase must be true or false "
+                            f"(got {raw['zero_amount_is_purchase']!r})")
+    try:
+        return FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"config [features]: {exc}") from None
 
 
 @dataclass
@@ -166,6 +197,9 @@ class TrainResult:
     folds: list[Fold]
     fold_predictions: dict[str, pd.DataFrame]  # last fold: labels + predictions per candidate
     timings: dict[str, float]
+    plan: TrainingPlan | None = None
+    # sub-fits that failed and were left out: {"stage", "fold", "candidate", "reason"}
+    dropped: list[dict[str, Any]] = field(default_factory=list)
     run_id: str | None = None
     model_version: str | None = None
     promotion: dict[str, Any] | None = None
@@ -205,6 +239,68 @@ def final_train_cutoffs(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: Tra
     return sorted(c for c in cutoffs if c >= earliest)
 
 
+@dataclass
+class TrainingPlan:
+    """What a training run can do with the history it has (see :func:`plan_training`)."""
+
+    horizon_days: int
+    backtest_horizon_days: int | None  # None: no backtest at all
+    folds: list[Fold]
+    final_cutoffs: list[pd.Timestamp]  # labelled cutoffs of the horizon for the learned models
+    note: str | None = None  # why the run is not backtested at its horizon
+
+    @property
+    def backtested(self) -> bool:
+        """Whether the models were compared on a backtest at the run's own horizon."""
+        return self.backtest_horizon_days == self.horizon_days
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"horizon_days": self.horizon_days, "backtest_horizon_days": self.backtest_horizon_days,
+                "backtested": self.backtested, "folds": len(self.folds),
+                "final_cutoffs": [str(c.date()) for c in self.final_cutoffs], "note": self.note}
+
+
+def longest_backtest_horizon(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConfig) -> int | None:
+    """The longest horizon for which one backtest fold fits (None below MIN_BACKTEST_HORIZON_DAYS).
+
+    A fold at horizon h needs a training cutoff ``as_of - 2h`` with ``min_history_days`` before it."""
+    earliest = _day(first_ts) + pd.Timedelta(days=config.min_history_days)
+    h = (_day(as_of) - earliest).days // 2
+    return h if h >= MIN_BACKTEST_HORIZON_DAYS else None
+
+
+def plan_training(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConfig) -> TrainingPlan:
+    """Decide what can be trained: never refuse what the history supports.
+
+    - Backtest folds fit at the horizon: the usual run (backtest, select, refit).
+    - They do not, but a labelled cutoff does: the models are chosen on a backtest at the longest
+      horizon that fits (at least MIN_BACKTEST_HORIZON_DAYS), the learned models are trained on the
+      labelled cutoffs of the real horizon; with no such backtest, BTYD is chosen for every target.
+    - No label window of the horizon closes by as-of: BTYD (which needs no labels) for every target.
+    Every run that is not backtested at its own horizon carries a note saying so.
+    """
+    H = config.horizon_days
+    folds = plan_folds(first_ts, as_of, config)
+    final = final_train_cutoffs(first_ts, as_of, config)
+    if folds:
+        return TrainingPlan(H, H, folds, final)
+    history = (_day(as_of) - _day(first_ts)).days
+    needs = f"a backtest at {H} days needs {config.min_history_days + 2 * H} days of history, the data have {history}"
+    if not final:
+        return TrainingPlan(H, None, [], [], (
+            f"not backtested at {H} days ({needs}) and no {H}-day label window closes by as-of after "
+            f"{config.min_history_days} days of history: BG/NBD + Gamma-Gamma (no labels needed) scores every target"))
+    h_bt = longest_backtest_horizon(first_ts, as_of, config)
+    if h_bt is None:
+        return TrainingPlan(H, None, [], final, (
+            f"not backtested ({needs}; no backtest of even {MIN_BACKTEST_HORIZON_DAYS} days fits): BG/NBD + "
+            "Gamma-Gamma scores every target"))
+    folds = plan_folds(first_ts, as_of, replace(config, horizon_days=h_bt))
+    return TrainingPlan(H, h_bt, folds, final, (
+        f"not backtested at {H} days ({needs}): models chosen on a {h_bt}-day backtest; learned models trained "
+        f"on {len(final)} labelled cutoff(s) of {H} days"))
+
+
 def _candidate_scorer(name: str, base: ScorerConfig) -> Scorer:
     if name == "pareto":
         cfg = replace(base, churn_model="btyd", purchases_model="btyd", spend_model="btyd", btyd_model="pareto")
@@ -222,11 +318,16 @@ def evaluate_candidate(name: str, train: pd.DataFrame, evaluation: pd.DataFrame,
     return scorer.score(evaluation, reasons=False)
 
 
-def _select(summary: pd.DataFrame, candidates: tuple[str, ...]) -> dict[str, str]:
-    eligible = [c for c in MODEL_CANDIDATES if c in candidates and c in summary.index]
+def _select(summary: pd.DataFrame, candidates: tuple[str, ...], eligible: list[str] | None = None) -> dict[str, str]:
+    """Per target the best candidate (ties to the simpler); BTYD everywhere when none is eligible."""
+    if eligible is None:
+        eligible = [c for c in MODEL_CANDIDATES if c in candidates and c in summary.index]
+    if not eligible:
+        return dict.fromkeys(SELECTION, "btyd")
     selected = {}
     for target, (metric, sign) in SELECTION.items():
-        values = summary.loc[eligible, metric]
+        # an undefined metric (e.g. AUC on a fold without churners) never wins
+        values = summary.loc[eligible, metric].astype(float).fillna(-np.inf * sign)
         best = max(eligible, key=lambda c: (sign * values[c], -eligible.index(c)))
         # ties within 1e-9 go to the simpler model
         for c in eligible:
@@ -239,18 +340,24 @@ def _select(summary: pd.DataFrame, candidates: tuple[str, ...]) -> dict[str, str
 
 def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: Progress | None = None,
                  first_ts: pd.Timestamp | None = None, sample: float | None = None,
-                 timings: dict[str, float] | None = None,
+                 timings: dict[str, float] | None = None, folds: list[Fold] | None = None,
+                 extra_cutoffs: list[pd.Timestamp] = (), dropped: list[dict[str, Any]] | None = None,
                  ) -> tuple[pd.DataFrame, list[Fold], dict[str, pd.DataFrame], pd.DataFrame]:
     """Evaluate every candidate on every fold. Returns (backtest rows, folds, last-fold predictions,
     the training frame of all cutoffs). ``first_ts`` (the first transaction) is read when not given;
-    ``sample`` (a fraction of customers, see :func:`churnclv.features.sample_customers`) restricts
-    the training frame to a fixed sample; ``timings`` receives the seconds of each step."""
+    ``folds`` default to :func:`plan_folds` at the config's horizon; ``extra_cutoffs`` join the
+    training frame (the final refit's); ``sample`` (a fraction of customers, see
+    :func:`churnclv.features.sample_customers`) restricts the training frame to a fixed sample;
+    ``timings`` receives the seconds of each step. A candidate that fails on a fold (no
+    convergence, non-finite output, too few rows) is left out of that fold: its reason goes to
+    ``dropped`` and the log, and the other candidates go on."""
     timings = {} if timings is None else timings
+    dropped = [] if dropped is None else dropped
     say = progress or (lambda _m: None)
     tc = config.train
     as_of = _day(as_of)
     first_ts = _first_ts(clean) if first_ts is None else first_ts
-    folds = plan_folds(first_ts, as_of, tc)
+    folds = plan_folds(first_ts, as_of, tc) if folds is None else folds
     if not folds:
         raise TrainingError(
             f"no backtest fold fits: the data start {first_ts:%Y-%m-%d} and as-of {as_of:%Y-%m-%d} leave no "
@@ -259,16 +366,11 @@ def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: 
         )
     if len(folds) < tc.n_folds:
         msg = f"only {len(folds)} of {tc.n_folds} backtest folds fit in the history; evaluating on {len(folds)}"
-        warnings.warn(msg, UserWarning, stacklevel=2)
         log.warning(msg)
-    cutoffs = sorted({c for f in folds for c in f.train_cutoffs} | {f.eval_cutoff for f in folds}
-                     | set(final_train_cutoffs(first_ts, as_of, tc)))
+    cutoffs = sorted({c for f in folds for c in f.train_cutoffs} | {f.eval_cutoff for f in folds} | set(extra_cutoffs))
     say(f"features and labels at {len(cutoffs)} cutoffs")
     started = time.perf_counter()
-    frame = compute_training_frame(clean, as_of, tc.horizon_days, cutoffs=[c.date() for c in cutoffs],
-                                   sample=sample, memory_limit=tc.memory_limit)
-    frame["cutoff"] = pd.to_datetime(frame["cutoff"])
-    frame = stable_floats(frame)  # labels too: realized spend ties decide the Spearman ranks
+    frame = _training_frame(clean, as_of, config, cutoffs, sample)
     timings["training_frame_s"] = time.perf_counter() - started
     models_started = time.perf_counter()
     rows, last_preds = [], {}
@@ -278,7 +380,14 @@ def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: 
         for name in tc.candidates:
             say(f"fold {fold.index}/{len(folds)}: {name}")
             started = time.perf_counter()
-            pred = evaluate_candidate(name, train, evaluation, config.scorer)
+            try:
+                pred = evaluate_candidate(name, train, evaluation, config.scorer)
+            except FIT_ERRORS as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                dropped.append({"stage": "backtest", "fold": fold.index, "candidate": name, "reason": reason})
+                log.warning("fold %d: %s dropped: %s", fold.index, name, reason)
+                say(f"fold {fold.index}/{len(folds)}: {name} dropped ({reason})")
+                continue
             metrics = all_metrics(evaluation, pred)
             rows.append({"fold": fold.index, "eval_cutoff": fold.eval_cutoff.date(), "candidate": name,
                          "n_train": len(train), "n_eval": len(evaluation),
@@ -291,6 +400,33 @@ def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: 
     return pd.DataFrame(rows), folds, last_preds, frame
 
 
+def _training_frame(clean: Path | str, as_of: pd.Timestamp, config: RunConfig, cutoffs: list[pd.Timestamp],
+                    sample: float | None) -> pd.DataFrame:
+    """Features and labels at ``cutoffs`` (the config's horizon), with floats the models read."""
+    if not cutoffs:
+        return pd.DataFrame({c: pd.Series(dtype="object" if c == "customer_id" else "float64")
+                             for c in LABEL_FRAME_COLUMNS}).assign(cutoff=pd.Series(dtype="datetime64[ns]"))
+    frame = compute_training_frame(clean, as_of, config.train.horizon_days, cutoffs=[c.date() for c in cutoffs],
+                                   sample=sample, memory_limit=config.train.memory_limit, config=config.features)
+    frame["cutoff"] = pd.to_datetime(frame["cutoff"])
+    return stable_floats(frame)  # labels too: realized spend ties decide the Spearman ranks
+
+
+def summarize_backtest(backtest: pd.DataFrame, folds: list[Fold], candidates: tuple[str, ...]
+                       ) -> tuple[pd.DataFrame, list[str]]:
+    """Mean metrics per candidate over its folds, and the model candidates eligible for selection:
+    those scored on every fold (a mean over fewer folds would not compare like with like)."""
+    if backtest.empty:
+        return pd.DataFrame(columns=list(KEY_METRICS)), []
+    metric_cols = [c for c in backtest.columns if c.startswith(("churn_", "purchases_", "spend_"))]
+    grouped = backtest.groupby("candidate")
+    summary = grouped[metric_cols].mean()
+    summary = summary.loc[[c for c in candidates if c in summary.index]]
+    n_folds = grouped["fold"].nunique()
+    eligible = [c for c in MODEL_CANDIDATES if c in candidates and c in summary.index and n_folds[c] == len(folds)]
+    return summary, eligible
+
+
 def _first_ts(clean: Path | str) -> pd.Timestamp:
     from churnclv.features import connect, load_tables
 
@@ -301,42 +437,64 @@ def _first_ts(clean: Path | str) -> pd.Timestamp:
 
 def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, progress: Progress | None = None
           ) -> TrainResult:
-    """Backtest, select, refit on the latest closed cutoffs and fit the tier policy (no MLflow)."""
+    """Backtest, select, refit on the latest closed cutoffs and fit the tier policy (no MLflow).
+
+    What the history does not support is not refused (see :func:`plan_training`); a sub-fit that
+    fails is dropped with its reason (``TrainResult.dropped``); the final refit falls back
+    hybrid -> gbm -> btyd per target. Training stops only when BTYD itself cannot be fitted.
+    """
     config = config or RunConfig()
     say = progress or (lambda _m: None)
     as_of = _day(as_of)
     t0 = time.perf_counter()
     first_ts = _first_ts(clean)
-    n_customers = count_customers(clean, as_of.date(), memory_limit=config.train.memory_limit)
-    sample = config.train.sample_fraction(n_customers)
+    tc = config.train
+    plan = plan_training(first_ts, as_of, tc)
+    if plan.note:
+        log.warning("%s", plan.note)
+        say(plan.note)
+    n_customers = count_customers(clean, as_of.date(), memory_limit=tc.memory_limit)
+    sample = tc.sample_fraction(n_customers)
     if sample is not None:
-        say(f"backtest and LightGBM fits on a fixed sample of ~{config.train.sample_customers:,} of "
+        say(f"backtest and LightGBM fits on a fixed sample of ~{tc.sample_customers:,} of "
             f"{n_customers:,} customers (train.sample_customers)")
     timings: dict[str, float] = {}
-    backtest, folds, last_preds, frame = run_backtest(clean, as_of, config, progress=progress, first_ts=first_ts,
-                                                      sample=sample, timings=timings)
+    dropped: list[dict[str, Any]] = []
+    frame = None
+    backtest, last_preds = pd.DataFrame(), {}
+    if plan.folds:
+        bt_config = config if plan.backtested else config.with_horizon(plan.backtest_horizon_days)
+        backtest, _, last_preds, frame = run_backtest(
+            clean, as_of, bt_config, progress=progress, first_ts=first_ts, sample=sample, timings=timings,
+            folds=plan.folds, extra_cutoffs=plan.final_cutoffs if plan.backtested else [], dropped=dropped)
     timings["backtest_s"] = time.perf_counter() - t0
-    metric_cols = [c for c in backtest.columns if c.startswith(("churn_", "purchases_", "spend_"))]
-    summary = backtest.groupby("candidate")[metric_cols].mean().loc[list(config.train.candidates)]
-    selected = _select(summary, config.train.candidates)
+    summary, eligible = summarize_backtest(backtest, plan.folds, tc.candidates)
+    if plan.folds and not eligible:
+        say("no model candidate was scored on every fold: BTYD is chosen for every target")
+    if not plan.final_cutoffs:
+        eligible = []  # the learned models need a labelled cutoff of the horizon
+    selected = _select(summary, tc.candidates, eligible)
     say(f"selected: {selected}; refitting on cutoffs closed by {as_of:%Y-%m-%d}")
-    final_cutoffs = final_train_cutoffs(first_ts, as_of, config.train)
-    train_rows = frame[frame["cutoff"].isin(final_cutoffs)].reset_index(drop=True)
+    if frame is None or not plan.backtested:
+        frame = _training_frame(clean, as_of, config, plan.final_cutoffs if any(
+            m != "btyd" for m in selected.values()) else [], sample)
+    train_rows = frame[frame["cutoff"].isin(plan.final_cutoffs)].reset_index(drop=True)
     sampled_customers = int(frame["customer_id"].nunique())
     del frame  # the backtest's frame: the final fit needs only its latest cutoffs
     t1 = time.perf_counter()
-    snapshot = compute_features(clean, as_of.date(), memory_limit=config.train.memory_limit)
+    snapshot = compute_features(clean, as_of.date(), memory_limit=tc.memory_limit, config=config.features)
     timings["snapshot_features_s"] = time.perf_counter() - t1
-    scorer_cfg = replace(config.scorer, churn_model=selected["churn"], purchases_model=selected["purchases"],
-                         spend_model=selected["spend"])
     t1 = time.perf_counter()
-    scorer = Scorer(config=scorer_cfg, tiers=config.tiers).fit(train_rows, snapshot, as_of=as_of)
+    scorer, selected = _final_fit(config, selected, train_rows, snapshot, as_of, dropped, say)
     timings["final_fit_s"] = time.perf_counter() - t1
     scorer.metadata_.update({
         "training_sample": {"customers": n_customers, "fraction": sample,
                             "sampled_customers": sampled_customers},
         "selected": selected,
         "backtest_means": {c: {m: float(summary.loc[c, m]) for m in KEY_METRICS} for c in summary.index},
+        "backtest": plan.to_dict(),
+        "dropped": dropped,
+        "features": asdict(config.features),
     })
     say(f"scoring the {len(snapshot):,} customers known at {as_of:%Y-%m-%d}")
     t1 = time.perf_counter()
@@ -347,8 +505,35 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     timings["total_s"] = time.perf_counter() - t0
     return TrainResult(
         scorer=scorer, backtest=backtest, summary=summary, selected=selected, snapshot_scores=scores,
-        snapshot_features=snapshot, folds=folds, fold_predictions=last_preds, timings=timings,
+        snapshot_features=snapshot, folds=plan.folds, fold_predictions=last_preds, timings=timings, plan=plan,
+        dropped=dropped,
     )
+
+
+def _final_fit(config: RunConfig, selected: dict[str, str], train_rows: pd.DataFrame, snapshot: pd.DataFrame,
+               as_of: pd.Timestamp, dropped: list[dict[str, Any]], say: Progress) -> tuple[Scorer, dict[str, str]]:
+    """Fit the selected models; when that fails, step every learned target down REFIT_FALLBACK
+    (hybrid -> gbm -> btyd) and retry, logging why. Raises TrainingError when BTYD itself fails."""
+    choice = dict(selected)
+    while True:
+        scorer_cfg = replace(config.scorer, churn_model=choice["churn"], purchases_model=choice["purchases"],
+                             spend_model=choice["spend"])
+        try:
+            return Scorer(config=scorer_cfg, tiers=config.tiers).fit(train_rows, snapshot, as_of=as_of), choice
+        except FIT_ERRORS as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if all(m == "btyd" for m in choice.values()):
+                raise TrainingError(
+                    f"no model can be fitted on the {len(snapshot):,} customers known at {as_of:%Y-%m-%d}: BG/NBD "
+                    f"failed ({reason}); it needs customers with repeat purchases on different days before "
+                    "as-of: use a later as-of or more history (churnclv validate shows what the data support)"
+                ) from None
+            fallback = {t: REFIT_FALLBACK.get(m, m) for t, m in choice.items()}
+            dropped.append({"stage": "final", "fold": None, "candidate": json.dumps(choice, sort_keys=True),
+                            "reason": f"{reason}; fell back to {json.dumps(fallback, sort_keys=True)}"})
+            log.warning("final fit of %s failed (%s); falling back to %s", choice, reason, fallback)
+            say(f"final fit of {choice} failed ({reason}); falling back to {fallback}")
+            choice = fallback
 
 
 # --------------------------------------------------------------------------- reporting
@@ -363,10 +548,24 @@ def format_summary(result: TrainResult) -> str:
              "spend_top_decile_capture": "top10%", "spend_agg_pct_error": "agg err %"}
     header = f"{'candidate':<10}" + "".join(f"{short[c]:>11}" for c in cols) + "  selected for"
     lines = [header, "-" * len(header)]
+    if result.summary.empty:
+        lines.append(f"(no backtest) selected: {result.selected}")
     for cand, row in result.summary.iterrows():
         chosen = ",".join(t for t, c in result.selected.items() if c == cand)
         lines.append(f"{cand:<10}" + "".join(f"{row[c]:>11.4f}" for c in cols) + f"  {chosen}")
     return "\n".join(lines)
+
+
+def format_notes(result: TrainResult) -> list[str]:
+    """One line each: the run's backtest status and every sub-fit left out, with its reason."""
+    lines = []
+    if result.plan is not None and result.plan.note:
+        lines.append(result.plan.note)
+    for d in result.dropped:
+        where = f"fold {d['fold']}: " if d.get("fold") is not None else f"{d['stage']}: "
+        lines.append(f"dropped {where}{d['candidate']}: {d['reason']}")
+    lines += [f"note: {n}" for n in result.scorer.metadata_.get("fit_notes", [])]
+    return lines
 
 
 def write_artifacts(result: TrainResult, out: Path) -> dict[str, Path]:
@@ -378,13 +577,16 @@ def write_artifacts(result: TrainResult, out: Path) -> dict[str, Path]:
     preds = result.fold_predictions
     chosen = [c for c in preds if c in set(result.selected.values())]
     shown = list(dict.fromkeys(chosen + [c for c in ("btyd", "recency") if c in preds]))
-    paths["calibration"] = plotting.save(plotting.plot_calibration(
-        {c: (preds[c]["churned"].to_numpy(), preds[c]["p_churn"].to_numpy()) for c in shown}), out / "calibration.png")
-    paths["gain_churn"] = plotting.save(plotting.plot_gain(
-        {c: (preds[c]["churned"].to_numpy(), preds[c]["p_churn"].to_numpy()) for c in shown}), out / "gain_churn.png")
-    paths["gain_spend"] = plotting.save(plotting.plot_gain(
-        {c: (preds[c]["spend"].clip(lower=0).to_numpy(), preds[c]["expected_spend"].to_numpy()) for c in shown}),
-        out / "gain_spend.png")
+    if shown:  # a run without a backtest has no held-out predictions to plot
+        paths["calibration"] = plotting.save(plotting.plot_calibration(
+            {c: (preds[c]["churned"].to_numpy(), preds[c]["p_churn"].to_numpy()) for c in shown}),
+            out / "calibration.png")
+        paths["gain_churn"] = plotting.save(plotting.plot_gain(
+            {c: (preds[c]["churned"].to_numpy(), preds[c]["p_churn"].to_numpy()) for c in shown}),
+            out / "gain_churn.png")
+        paths["gain_spend"] = plotting.save(plotting.plot_gain(
+            {c: (preds[c]["spend"].clip(lower=0).to_numpy(), preds[c]["expected_spend"].to_numpy()) for c in shown}),
+            out / "gain_spend.png")
     importance = result.scorer.feature_importance("churn")
     if importance:
         paths["importance"] = plotting.save(plotting.plot_importance(importance), out / "feature_importance.png")
@@ -454,6 +656,14 @@ def train_and_log(
         selected_metrics = selected_means(result)
         mlflow.log_metrics(selected_metrics)
         mlflow.log_dict(result.selected, "selected.json")
+        plan = result.plan.to_dict() if result.plan is not None else {}
+        mlflow.log_dict({"plan": plan, "dropped": result.dropped,
+                         "fit_notes": result.scorer.metadata_.get("fit_notes", [])}, "training_notes.json")
+        mlflow.set_tags({"churnclv.backtested": str(plan.get("backtested", True)).lower(),
+                         "churnclv.backtest_horizon_days": str(plan.get("backtest_horizon_days")),
+                         "churnclv.dropped_subfits": str(len(result.dropped))})
+        if plan.get("note"):
+            mlflow.set_tag("churnclv.backtest_note", plan["note"][:5000])
         mlflow.log_metrics({f"timing.{k}": v for k, v in result.timings.items()})
         with tempfile.TemporaryDirectory() as tmp:
             art = write_artifacts(result, Path(tmp) / "report")
@@ -480,7 +690,8 @@ def train_and_log(
         version = str(info.registered_model_version)
         result.model_version = version
         registry.tag_version(version, as_of=str(as_of.date()), horizon_days=config.train.horizon_days,
-                             run_id=run.info.run_id, selected=result.selected, metrics=selected_metrics)
+                             run_id=run.info.run_id, selected=result.selected, metrics=selected_metrics,
+                             backtested=result.plan is None or result.plan.backtested)
         registry.set_alias("challenger", version)
         if promote:
             decision = registry.promote(tolerance=config.train.promote_tolerance)
@@ -491,9 +702,14 @@ def train_and_log(
 
 
 def selected_means(result: TrainResult) -> dict[str, float]:
-    """The backtest means of the selected model per target: what promotion compares."""
-    out = {}
+    """The backtest means of the selected model per target: what promotion compares. Empty when the
+    run is not backtested at its own horizon (means at another horizon do not compare)."""
+    out: dict[str, float] = {}
+    if result.plan is not None and not result.plan.backtested:
+        return out
     for target, cand in result.selected.items():
+        if cand not in result.summary.index:
+            continue
         prefix = {"churn": "churn_", "purchases": "purchases_", "spend": "spend_"}[target]
         for metric, value in result.summary.loc[cand].items():
             if metric.startswith(prefix) and np.isfinite(value):

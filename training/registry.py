@@ -31,8 +31,9 @@ def _client() -> MlflowClient:
 
 
 def tag_version(version: str, *, as_of: str, horizon_days: int, run_id: str, selected: dict[str, str],
-                metrics: dict[str, float], name: str = MODEL_NAME) -> None:
+                metrics: dict[str, float], backtested: bool = True, name: str = MODEL_NAME) -> None:
     client = _client()
+    client.set_model_version_tag(name, version, "backtested", str(backtested).lower())
     client.set_model_version_tag(name, version, "as_of", as_of)
     client.set_model_version_tag(name, version, "horizon_days", str(horizon_days))
     client.set_model_version_tag(name, version, "selected", json.dumps(selected, sort_keys=True))
@@ -81,7 +82,18 @@ def promote(*, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME
     theirs = None if champion is None else version_metrics(champion, name)
     known = {"challenger_metrics": ours, "champion_metrics": theirs, "tolerance": tolerance}
     missing = sorted(m for m in tolerance if m not in ours)
-    if missing:
+    backtested = client.get_model_version(name, challenger).tags.get("backtested", "true") == "true"
+    if not backtested:
+        # conservative: with nothing measured at its horizon it only fills an empty champion slot
+        if champion is None:
+            decision = PromotionDecision(True, challenger, None, [
+                "no champion yet; note: this version is not backtested at its horizon (no metrics to compare)"],
+                **known)
+        else:
+            decision = PromotionDecision(False, challenger, champion, [
+                f"not backtested at its horizon, so it cannot be shown to be as good as version {champion}: "
+                "keep the champion, or train with more history or a shorter horizon"], **known)
+    elif missing:
         decision = PromotionDecision(
             False, challenger, champion,
             [f"the challenger's run has no selected.{m} metric, so it cannot be compared: retrain it, or drop "
@@ -126,6 +138,7 @@ def list_versions(name: str = MODEL_NAME) -> list[dict[str, Any]]:
             "as_of": tags.get("as_of", ""),
             "horizon_days": tags.get("horizon_days", ""),
             "selected": json.loads(tags.get("selected", "{}")),
+            "backtested": tags.get("backtested", "true") == "true",
             "metrics": json.loads(tags.get("metrics", "{}")),
             "run_id": mv.run_id,
         })

@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from lightgbm.basic import LightGBMError
 from sklearn.exceptions import NotFittedError
 
+from churnclv.features import FeatureConfig
 from churnclv.models.btyd import BTYDModel
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor, model_from_dict
 
@@ -49,6 +51,11 @@ SCORE_COLUMNS = (
 )
 CLV_MIN_SPEND = 1e-9  # below this BTYD spend, a customer's CLV profile is the fitted median
 AUTO_THREADS_MIN_ROWS = 200_000  # below this, LightGBM trains on one thread
+# What a model fit raises on data it cannot learn from (no convergence, non-finite output, too few or
+# one-class rows): the training pipeline drops that sub-fit with its reason instead of stopping.
+# Anything else (a TypeError, a KeyError) is a bug and propagates.
+FIT_ERRORS: tuple[type[BaseException], ...] = (ValueError, ArithmeticError, RuntimeError, np.linalg.LinAlgError,
+                                               LightGBMError)
 FORMAT = "churnclv.scorer"
 FORMAT_VERSION = 1
 
@@ -204,12 +211,14 @@ class Scorer:
         if missing:
             raise ValueError(f"Scorer.fit: train is missing columns {missing}; build it with training_frame()")
         train, snapshot = stable_floats(train), stable_floats(snapshot)
+        notes: list[str] = []
         self.btyd_ = self._btyd().fit(snapshot)
+        notes += [f"BTYD at as-of: {n}" for n in getattr(self.btyd_, "fit_notes_", [])]
         self.clv_fallback_ratio_ = self._fallback_ratio(snapshot)
         self.churn_ = self.purchases_ = self.spend_ = None
         if c.uses_gbm():
             hybrid = any(m == "hybrid" for m in (c.churn_model, c.purchases_model, c.spend_model))
-            train = self._with_btyd_per_cutoff(train) if hybrid else train
+            train = self._with_btyd_per_cutoff(train, notes) if hybrid else train
             common = {"params": self._gbm_params(len(train)), "num_boost_round": c.gbm_rounds, "seed": c.seed}
             groups = train["customer_id"].to_numpy()
             if c.churn_model != "btyd":
@@ -238,16 +247,32 @@ class Scorer:
             "train_rows": int(len(train)),
             "train_cutoffs": sorted({str(pd.Timestamp(x).date()) for x in train["cutoff"].unique()}),
             "snapshot_customers": int(len(snapshot)),
+            "fit_notes": notes,
         }
         return self
 
-    def _with_btyd_per_cutoff(self, train: pd.DataFrame) -> pd.DataFrame:
-        """Add BTYD outputs to each cutoff's rows from a BTYD fitted on that cutoff alone (no leakage)."""
-        parts = []
-        for _cutoff, rows in train.groupby("cutoff", sort=True):
-            model = self._btyd().fit(rows)
-            parts.append(self._btyd_features(model, rows))
-        return pd.concat(parts).loc[train.index]
+    def _with_btyd_per_cutoff(self, train: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+        """Add BTYD outputs to each cutoff's rows from a BTYD fitted on that cutoff alone (no leakage).
+
+        A cutoff whose BTYD cannot be fitted or scored (an early cutoff with few customers) is left
+        out of the learned models' training, with the reason in ``notes``; with no cutoff left the
+        hybrid cannot be trained and the error propagates."""
+        parts, failed = [], []
+        last_error: Exception | None = None
+        for cutoff, rows in train.groupby("cutoff", sort=True):
+            try:
+                model = self._btyd().fit(rows)
+                parts.append(self._btyd_features(model, rows))
+            except FIT_ERRORS as exc:
+                failed.append(f"cutoff {pd.Timestamp(cutoff).date()} ({len(rows)} rows) left out of the hybrid's "
+                              f"training: its BTYD failed: {exc}")
+                log.warning("%s", failed[-1])
+                last_error = exc
+        if not parts:
+            raise ValueError(f"hybrid: BTYD failed at every training cutoff (last: {last_error})")
+        notes.extend(failed)
+        out = pd.concat(parts)
+        return out.loc[train.index.intersection(out.index)]
 
     def _btyd_features(self, model: BTYDModel, frame: pd.DataFrame) -> pd.DataFrame:
         return _with_btyd(frame, model.predict(frame, self.config_.horizon_days, clv_months=0))
@@ -319,6 +344,13 @@ class Scorer:
             if not np.isfinite(out[col].to_numpy(dtype=float)).all():
                 raise FloatingPointError(f"Scorer.score: {col} has non-finite values; the models are broken")
         return (out, X) if with_matrix else out
+
+    def feature_config(self) -> FeatureConfig:
+        """The feature configuration the scorer was trained with (every path computes features with
+        it, so the HTTP answer and the batch row agree); the defaults for scorers saved before it was
+        recorded."""
+        self._check_fitted()
+        return feature_config_from_dict((getattr(self, "metadata_", None) or {}).get("features"))
 
     def feature_importance(self, target: str = "churn", kind: str = "gain") -> dict[str, float]:
         """LightGBM importance (``gain`` or ``split``) per feature of a target's model, largest first;
@@ -422,6 +454,14 @@ class Scorer:
         return scorer
 
 
+def feature_config_from_dict(data: dict[str, Any] | None) -> FeatureConfig:
+    """A :class:`FeatureConfig` from its ``dataclasses.asdict`` form (None: the defaults)."""
+    if not data:
+        return FeatureConfig()
+    known = {f.name for f in fields(FeatureConfig)}
+    return FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
+
+
 def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:
     """Features plus the BTYD outputs the hybrid models read (:data:`BTYD_FEATURES`)."""
     extra = pd.DataFrame({col: prediction[col.removeprefix("btyd_")].to_numpy() for col in BTYD_FEATURES},
@@ -473,5 +513,5 @@ def empty_scores() -> pd.DataFrame:
                          for c in SCORE_COLUMNS})
 
 
-__all__ = ["Scorer", "ScorerConfig", "SCORE_COLUMNS", "BTYD_FEATURES", "model_features", "model_input", "empty_scores",
+__all__ = ["FIT_ERRORS", "Scorer", "ScorerConfig", "feature_config_from_dict", "SCORE_COLUMNS", "BTYD_FEATURES", "model_features", "model_input", "empty_scores",
            "next_purchase_dates"]

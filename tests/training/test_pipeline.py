@@ -13,11 +13,15 @@ from mlflow.tracking import MlflowClient
 from churnclv.features import compute_features
 from churnclv.models.scorer import model_input
 from churnclv.training.pipeline import (
+    Fold,
     RunConfig,
     TrainConfig,
     TrainingError,
+    _select,
     final_train_cutoffs,
     plan_folds,
+    plan_training,
+    summarize_backtest,
     train,
 )
 
@@ -83,14 +87,41 @@ def test_fold_plan_respects_point_in_time() -> None:
     assert all(c + pd.Timedelta(days=90) <= as_of for c in final_train_cutoffs(pd.Timestamp("2023-01-01"), as_of, cfg))
 
 
-def test_short_history_warns_or_fails(small_world: Path) -> None:
+def test_short_history_trains_what_it_can(small_world: Path) -> None:
     cfg = TrainConfig(horizon_days=90, n_folds=3, train_cutoffs=2)
     folds = plan_folds(pd.Timestamp("2023-01-01"), pd.Timestamp("2023-10-01"), cfg)
     assert 0 < len(folds) < 3
-    with pytest.raises(TrainingError, match="no backtest fold fits"):
-        train(small_world, "2023-04-01", RunConfig(train=cfg))
-    with warnings.catch_warnings(record=True):
-        assert plan_folds(pd.Timestamp("2023-01-01"), pd.Timestamp("2023-04-01"), cfg) == []
+    assert plan_folds(pd.Timestamp("2023-01-01"), pd.Timestamp("2023-04-01"), cfg) == []
+    # three months of history and a 90-day horizon: no label window closes, BTYD needs none
+    result = train(small_world, "2023-04-01", RunConfig(train=cfg))
+    assert result.plan is not None and not result.plan.backtested and result.plan.backtest_horizon_days is None
+    assert "not backtested at 90 days" in result.plan.note
+    assert result.selected == {"churn": "btyd", "purchases": "btyd", "spend": "btyd"}
+    assert result.scorer.metadata_["backtest"]["backtested"] is False
+    scores = result.snapshot_scores
+    assert scores["p_churn"].between(0, 1).all() and scores["tier"].notna().all()
+
+
+def test_plan_backtests_a_shorter_horizon_when_the_real_one_does_not_fit() -> None:
+    cfg = TrainConfig(horizon_days=180, n_folds=3, min_history_days=60)
+    first, as_of = pd.Timestamp("1997-01-01"), pd.Timestamp("1997-11-30")
+    plan = plan_training(first, as_of, cfg)
+    assert not plan.backtested and plan.backtest_horizon_days == ((as_of - first).days - 60) // 2 == 136
+    assert plan.folds and all(f.eval_cutoff + pd.Timedelta(days=plan.backtest_horizon_days) <= as_of for f in plan.folds)
+    # the learned models at the real horizon: only cutoffs whose 180-day windows have closed
+    assert plan.final_cutoffs and all(c + pd.Timedelta(days=180) <= as_of for c in plan.final_cutoffs)
+    assert plan_training(first, as_of, TrainConfig(horizon_days=90)).backtested
+
+
+def test_selection_skips_candidates_missing_a_fold_and_undefined_metrics() -> None:
+    folds = [Fold(1, pd.Timestamp("2024-01-01"), []), Fold(2, pd.Timestamp("2024-02-01"), [])]
+    rows = [{"fold": f, "candidate": c, "churn_auc": auc, "purchases_mae": 1.0, "spend_gini": 0.5}
+            for f, c, auc in [(1, "btyd", 0.70), (2, "btyd", 0.70), (1, "gbm", float("nan")), (2, "gbm", float("nan")),
+                              (1, "hybrid", 0.99)]]  # hybrid failed on fold 2
+    summary, eligible = summarize_backtest(pd.DataFrame(rows), folds, ("btyd", "gbm", "hybrid"))
+    assert eligible == ["btyd", "gbm"]
+    assert _select(summary, ("btyd", "gbm", "hybrid"), eligible)["churn"] == "btyd"  # NaN never wins
+    assert _select(summary, ("btyd",), []) == {"churn": "btyd", "purchases": "btyd", "spend": "btyd"}
 
 
 def test_config_errors(tmp_path: Path) -> None:
@@ -102,6 +133,14 @@ def test_config_errors(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="churn_model"):
         RunConfig.load(bad)
     # a bad tier policy fails at load, before any backtest, naming the key
+    bad.write_text("[features]\nzero_amount_is_purchase = 'yes'\n")
+    with pytest.raises(TrainingError, match=r"\[features\].*zero_amount_is_purchase"):
+        RunConfig.load(bad)
+    bad.write_text("[features]\nwindow = [30]\n")
+    with pytest.raises(TrainingError, match=r"\[features\]: unknown keys \['window'\]"):
+        RunConfig.load(bad)
+    bad.write_text("[features]\nzero_amount_is_purchase = true\nwindows = [30, 90]\n")
+    assert RunConfig.load(bad).features.zero_amount_is_purchase and RunConfig.load(bad).features.windows == (30, 90)
     bad.write_text("[tiers.score.weights]\nclv = -1.0\n")
     with pytest.raises(TrainingError, match=r"config \[tiers\].*score.weights"):
         RunConfig.load(bad)
