@@ -647,7 +647,7 @@ def _open_sink(db: str | None, table: str) -> Any:
 
 
 def _features_duckdb(tmp: Path, prog: dict[str, Any], clean: Path, day: dt.date, memory_limit: str,
-                     progress: bool) -> None:
+                     progress: bool, config: Any) -> None:
     """Write the feature snapshot into the temp partition (skipped when a resumed run has it)."""
     import sys
 
@@ -660,7 +660,7 @@ def _features_duckdb(tmp: Path, prog: dict[str, Any], clean: Path, day: dt.date,
     # DuckDB's own bar is the only sign of life during the feature stage; in a log file it is noise
     con.raw_sql(f"SET enable_progress_bar = {str(progress and sys.stderr.isatty()).lower()}")
     try:
-        write_features(clean, day, staging, con=con)
+        write_features(clean, day, staging, con=con, config=config)  # the model's feature configuration
     except ValueError as exc:
         raise BatchError(f"features as of {day}: {exc}") from None
     finally:
@@ -704,7 +704,7 @@ def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: s
         resumed_chunks = len(prog["chunks"])
         if engine == "duckdb":
             with timer("features"):
-                _features_duckdb(tmp, prog, clean, day, memory_limit, progress)
+                _features_duckdb(tmp, prog, clean, day, memory_limit, progress, model.scorer.feature_config())
             written = _score_chunks(tmp, prog, model, day, chunk_size, prev if hysteresis else None, sink,
                                     con, timer, progress, reasons, after_chunk)
         else:
@@ -836,7 +836,7 @@ def _spark_run(tmp: Path, prog: dict[str, Any], model: LoadedModel, clean: Path,
         spark = spark_engine.session()
     with timer("features"):
         try:
-            spark_engine.write_features(spark, clean, day, work / "features")
+            spark_engine.write_features(spark, clean, day, work / "features", model.scorer.feature_config())
         except ValueError as exc:
             raise BatchError(f"features as of {day}: {exc}") from None
         _concat_parquet(sorted((work / "features").glob("part-*.parquet")), tmp / FEATURES_FILE)

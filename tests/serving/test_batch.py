@@ -8,6 +8,10 @@ up after the as-of).
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -312,30 +316,48 @@ def test_clv_does_not_depend_on_the_chunk(scored: tuple[Path, dict], trained_sto
     np.testing.assert_allclose(alone, batch_clv.loc[affected["customer_id"]].to_numpy(), rtol=1e-12)
 
 
+# The killed child: run_batch whose after_chunk hook (called once the chunk is recorded in the
+# progress file, i.e. resumable) announces chunk 2 on stdout and then holds until the SIGKILL, so the
+# kill lands at a known point (three chunks committed, the fourth not begun) however loaded the machine.
+_HOLD_AFTER_THIRD_CHUNK = """
+import json, sys
+from churnclv.serving.batch import run_batch
+
+def hold(i):
+    if i == 2:
+        print("committed 2", flush=True)
+        sys.stdin.read()  # returns only if the test died without killing us
+        raise SystemExit("the test went away")
+
+run_batch(**json.loads(sys.argv[1]), echo=lambda _m: None, progress=False, after_chunk=hold)
+"""
+SIGKILL_DEADLINE_S = 300  # a safety net for a hung child, not a timing the test relies on
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill(world: Path, trained_store: dict, tmp_path: Path) -> None:
-    """A real kill: the CLI process gets SIGKILL once its third chunk is on disk; --resume finishes."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    args = ["score-batch", "--data", str(world), "--trusted", "--as-of", "2025-10-02", "--out",
-            str(tmp_path / "out"), "--tracking-uri", trained_store["tracking_uri"], "--chunk-size", "100"]
-    proc = subprocess.Popen([sys.executable, "-m", "churnclv.cli", *args], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    try:
-        while not list((tmp_path / "out").glob(".as_of=2025-10-02.tmp-*/part-00002.parquet")):
-            assert proc.poll() is None, "the job ended before it could be killed"
-            assert time.monotonic() < deadline, "no chunk written within 120 s"
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    """A real kill: a job process gets SIGKILL right after its third chunk is committed; resume finishes
+    it from those three chunks and gives the uninterrupted run's partition."""
+    kwargs = {"clean": str(world), "as_of": "2025-10-02", "out": str(tmp_path / "out"), "chunk_size": 100,
+              "model_uri": trained_store["model_uri"], "tracking_uri": trained_store["tracking_uri"]}
+    log = tmp_path / "child.log"
+    with log.open("wb") as err, subprocess.Popen(
+            [sys.executable, "-c", _HOLD_AFTER_THIRD_CHUNK, json.dumps(kwargs)], cwd=tmp_path,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True) as proc:
+        watchdog = threading.Timer(SIGKILL_DEADLINE_S, proc.kill)
+        watchdog.start()
+        try:
+            committed = any(line.strip() == "committed 2" for line in proc.stdout)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            watchdog.cancel()
+            proc.wait(timeout=60)
+    assert committed, (f"no third chunk: the job exited ({proc.returncode}) or passed the {SIGKILL_DEADLINE_S} s "
+                       f"safety net:\n{log.read_text()[-3000:]}")
+    assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "out" / "as_of=2025-10-02").exists()
     resumed = batch(world, tmp_path / "out", trained_store, chunk_size=100, resume=True)
-    assert resumed["resumed_chunks"] >= 3
+    assert resumed["resumed_chunks"] == 3  # >= 3 is the promise; the held child makes it exactly 3
     batch(world, tmp_path / "ref", trained_store, chunk_size=100)
     pd.testing.assert_frame_equal(partition_table(tmp_path / "out" / "as_of=2025-10-02"),
                                   partition_table(tmp_path / "ref" / "as_of=2025-10-02"))
