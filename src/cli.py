@@ -211,19 +211,38 @@ def _print_reports(reports: dict[str, Any]) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("work/validated"),
               show_default=True, help="Where clean Parquet (clean/) and rejects (rejects/) go.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def validate(data: str, mapping: Path | None, out: Path, as_json: bool) -> None:
-    """Validate a data source: rows, customers, date range and rejects by reason."""
+@click.option("--as-of", default=None, callback=_date,
+              help="As-of date (YYYY-MM-DD) of the readiness check: only rows on or before it count "
+                   "(default: the last transaction date).")
+@click.option("--horizon-days", type=click.IntRange(min=1), default=90, show_default=True,
+              help="Churn/spend horizon in days the readiness check judges the models for.")
+def validate(data: str, mapping: Path | None, out: Path, as_json: bool, as_of: Any, horizon_days: int) -> None:
+    """Validate a data source: rows, customers, date range and rejects by reason; then what the clean
+    data support as of a date: per model, whether it can be fitted, the rule, and what is missing.
+
+    Exits 0 even when some models (or none) can be fitted: it is a report.
+    """
     from churnclv.config import load_mapping
     from churnclv.ingest import validate_source
+    from churnclv.readiness import assess
 
     result = _run_guarded(lambda: validate_source(data, out, mapping=load_mapping(mapping)))
+    try:
+        readiness = assess(out / "clean", as_of, horizon_days)
+    except ValueError as exc:
+        raise DataProblem(str(exc)) from None
     if as_json:
-        click.echo(json.dumps({k: r.to_dict() for k, r in result.reports.items()}, indent=2))
+        report = {k: r.to_dict() for k, r in result.reports.items()}
+        click.echo(json.dumps({**report, "readiness": readiness.to_dict()}, indent=2))
+        for error in readiness.errors:  # stdout stays JSON
+            click.echo(f"error: {error}", err=True)
     else:
         _print_reports(result.reports)
         click.echo(f"clean tables in {out / 'clean'}")
         if result.rejects_paths:
             click.echo("rejects: " + ", ".join(str(p) for p in result.rejects_paths.values()))
+        click.echo()
+        click.echo(readiness.format())
 
 
 # --------------------------------------------------------------------------- features
@@ -266,19 +285,26 @@ def source_options(fn):
 @source_options
 @click.option("--as-of", required=True, callback=_date, help="As-of date (YYYY-MM-DD): only rows on or before it count.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output Parquet file.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="TOML whose [features] section sets windows and data conventions (as for train).")
 def features(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None,
-             as_of: Any, out: Path) -> None:
+             as_of: Any, out: Path, config_path: Path | None) -> None:
     """Point-in-time features, one row per customer known at as-of (see the README's catalogue)."""
     import time
 
     import pyarrow.parquet as pq
 
     from churnclv.features import write_features
+    from churnclv.training.pipeline import RunConfig, TrainingError
 
+    try:
+        feature_config = RunConfig.load(config_path).features
+    except TrainingError as exc:
+        raise DataProblem(str(exc)) from None
     started = time.perf_counter()
     clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
     try:
-        write_features(clean, as_of, out, memory_limit=memory_limit)
+        write_features(clean, as_of, out, memory_limit=memory_limit, config=feature_config)
     except ValueError as exc:
         raise DataProblem(str(exc)) from None
     meta = pq.ParquetFile(out).metadata
@@ -332,7 +358,7 @@ def train(data: str, mapping: Path | None, work: Path | None, trusted: bool, mem
           horizon_days: int | None, config_path: Path | None, tracking_uri: str | None, promote: bool) -> None:
     """Backtest, select, train and register a model (alias challenger; champion when it earns it)."""
     from churnclv.models.btyd import BTYDConvergenceError
-    from churnclv.training.pipeline import RunConfig, TrainingError, format_summary, train_and_log
+    from churnclv.training.pipeline import RunConfig, TrainingError, format_notes, format_summary, train_and_log
 
     try:
         config = RunConfig.load(config_path, horizon_days=horizon_days)
@@ -348,9 +374,16 @@ def train(data: str, mapping: Path | None, work: Path | None, trusted: bool, mem
             result = train_and_log(clean, as_of, config, tracking_uri=tracking_uri, promote=promote, progress=steps)
     except (TrainingError, BTYDConvergenceError) as exc:
         raise DataProblem(str(exc)) from None
-    click.echo(f"backtest: {len(result.folds)} folds, mean over folds (as of {as_of:%Y-%m-%d}, "
-               f"horizon {config.train.horizon_days} days)")
-    click.echo(format_summary(result))
+    plan = result.plan
+    bt_horizon = config.train.horizon_days if plan is None else plan.backtest_horizon_days
+    if bt_horizon is None:
+        click.echo(f"backtest: none (as of {as_of:%Y-%m-%d}, horizon {config.train.horizon_days} days)")
+    else:
+        click.echo(f"backtest: {len(result.folds)} folds, mean over folds (as of {as_of:%Y-%m-%d}, "
+                   f"horizon {bt_horizon} days)")
+        click.echo(format_summary(result))
+    for line in format_notes(result):
+        click.echo(line)
     click.echo(f"\nselected: {result.selected}")
     click.echo(f"MLflow run {result.run_id}; registered churnclv version {result.model_version} (alias challenger)")
     if result.promotion is not None:
@@ -374,12 +407,16 @@ def models_list(tracking_uri: str | None) -> None:
     if not rows:
         click.echo("no model registered yet: run churnclv train")
         return
-    click.echo(f"{'version':>7}  {'aliases':<20} {'as_of':<10} {'H':>4}  {'AUC':>6} {'Brier':>6} {'Gini':>6}  selected")
+    click.echo(f"{'version':>7}  {'aliases':<20} {'as_of':<10} {'H':>4} {'backtest':<8}  {'AUC':>6} {'Brier':>6} "
+               f"{'Gini':>6}  selected")
     for r in rows:
         m = r["metrics"]
-        click.echo(f"{r['version']:>7}  {r['aliases']:<20} {r['as_of']:<10} {r['horizon_days']:>4}  "
+        backtest = "yes" if r.get("backtested", True) else "no"  # "no": not backtested at its horizon
+        click.echo(f"{r['version']:>7}  {r['aliases']:<20} {r['as_of']:<10} {r['horizon_days']:>4} {backtest:<8}  "
                    f"{m.get('selected.churn_auc', float('nan')):>6.3f} {m.get('selected.churn_brier', float('nan')):>6.3f} "
                    f"{m.get('selected.spend_gini', float('nan')):>6.3f}  {r['selected']}")
+    if any(not r.get("backtested", True) for r in rows):
+        click.echo("backtest no: not backtested at its horizon (too little history); promoted only without a champion")
 
 
 @models.command("promote")

@@ -31,6 +31,7 @@ from churnclv.features import FeatureConfig, compute_features, compute_training_
 from churnclv.metrics import all_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
 from churnclv.models.scorer import FIT_ERRORS, Scorer, ScorerConfig, model_input, stable_floats
+from churnclv.readiness import MIN_BACKTEST_HORIZON_DAYS, Readiness, assess
 from churnclv.models.tiers import plot_tier_mix, tier_report
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,6 @@ ALL_CANDIDATES = (*BASELINES, "btyd", "pareto", "gbm", "hybrid")
 # ties go to the simpler model (order of MODEL_CANDIDATES)
 SELECTION = {"churn": ("churn_auc", 1), "purchases": ("purchases_mae", -1), "spend": ("spend_gini", 1)}
 MIN_SAMPLE_CUSTOMERS = 100
-# without a backtest at the horizon, models are chosen on the longest shorter horizon a backtest fits,
-# when it is at least this long (shorter windows say little about a longer horizon)
-MIN_BACKTEST_HORIZON_DAYS = 14
 # the final refit falls back one step at a time when the selected model cannot be fitted
 REFIT_FALLBACK = {"hybrid": "gbm", "gbm": "btyd"}
 LABEL_FRAME_COLUMNS = ("customer_id", "cutoff", "churned", "purchases", "spend")
@@ -200,6 +198,7 @@ class TrainResult:
     plan: TrainingPlan | None = None
     # sub-fits that failed and were left out: {"stage", "fold", "candidate", "reason"}
     dropped: list[dict[str, Any]] = field(default_factory=list)
+    readiness: Readiness | None = None  # what the data supported, checked before training
     run_id: str | None = None
     model_version: str | None = None
     promotion: dict[str, Any] | None = None
@@ -447,8 +446,14 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     say = progress or (lambda _m: None)
     as_of = _day(as_of)
     t0 = time.perf_counter()
-    first_ts = _first_ts(clean)
     tc = config.train
+    readiness = assess(clean, as_of.date(), tc.horizon_days, min_history_days=tc.min_history_days,
+                       memory_limit=tc.memory_limit, config=config.features)
+    if readiness.errors:  # told up front, before any long step
+        raise TrainingError(f"the data as of {as_of:%Y-%m-%d} cannot train any model: {readiness.errors[0]}")
+    for warning in readiness.warnings:  # the full report: churnclv validate, and readiness.json in MLflow
+        log.info("readiness: %s", warning)
+    first_ts = _first_ts(clean)
     plan = plan_training(first_ts, as_of, tc)
     if plan.note:
         log.warning("%s", plan.note)
@@ -506,7 +511,7 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     return TrainResult(
         scorer=scorer, backtest=backtest, summary=summary, selected=selected, snapshot_scores=scores,
         snapshot_features=snapshot, folds=plan.folds, fold_predictions=last_preds, timings=timings, plan=plan,
-        dropped=dropped,
+        dropped=dropped, readiness=readiness,
     )
 
 
@@ -657,6 +662,8 @@ def train_and_log(
         mlflow.log_metrics(selected_metrics)
         mlflow.log_dict(result.selected, "selected.json")
         plan = result.plan.to_dict() if result.plan is not None else {}
+        if result.readiness is not None:
+            mlflow.log_dict(result.readiness.to_dict(), "readiness.json")
         mlflow.log_dict({"plan": plan, "dropped": result.dropped,
                          "fit_notes": result.scorer.metadata_.get("fit_notes", [])}, "training_notes.json")
         mlflow.set_tags({"churnclv.backtested": str(plan.get("backtested", True)).lower(),
