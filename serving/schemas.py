@@ -188,6 +188,12 @@ class ModelInfo(BaseModel):
     selected: dict[str, str]
     backtest_metrics: dict[str, float] = Field(
         description="Backtest means of the selected model for each target (e.g. churn_auc of the churn model)")
+    backtested: bool = Field(
+        True, description="Whether the models were compared on a backtest at the model's own horizon; false when the "
+                          "history was too short (then see backtest_horizon_days and backtest_note)")
+    backtest_horizon_days: int | None = Field(
+        None, description="The horizon the backtest ran at (null: no backtest at all)")
+    backtest_note: str | None = Field(None, description="Why the model is not backtested at its horizon")
     attributes: list[str] = Field(description="Customer attributes the model reads")
     snapshot: str | None = Field(description="The feature snapshot used by score_by_id, if any")
 

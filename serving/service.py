@@ -307,6 +307,7 @@ class ChurnCLVService:
         meta = getattr(model.scorer, "metadata_", {}) or {}
         selected = {str(k): str(v) for k, v in (meta.get("selected") or {}).items()}
         means = meta.get("backtest_means") or {}
+        plan = meta.get("backtest") or {}  # absent in models trained before it was recorded: backtested
         metrics: dict[str, float] = {}
         for target, candidate in selected.items():
             prefix = _TARGET_PREFIX.get(target, f"{target}_")
@@ -315,6 +316,8 @@ class ChurnCLVService:
             name=model.name, version=model.version, alias=model.alias, model_uri=model.model_uri,
             run_id=model.run_id, trained_as_of=meta.get("as_of"), horizon_days=model.horizon_days,
             selected=selected, backtest_metrics=metrics, attributes=list(model.attributes),
+            backtested=bool(plan.get("backtested", True)),
+            backtest_horizon_days=plan.get("backtest_horizon_days", model.horizon_days), backtest_note=plan.get("note"),
             snapshot=None if snapshot is None else snapshot.partition,
         )
 

@@ -103,6 +103,8 @@ def test_model_info(client: Any, kit: Any) -> None:
     assert info["backtest_metrics"]["churn_auc"] > 0.8 and "spend_gini" in info["backtest_metrics"]
     assert set(info["selected"]) == {"churn", "purchases", "spend"}
     assert info["snapshot"] == f"as_of={AS_OF}" and "region" in info["attributes"]
+    # two years of history: backtested at its own horizon
+    assert (info["backtested"], info["backtest_horizon_days"], info["backtest_note"]) == (True, 90, None)
 
 
 @pytest.mark.parametrize("path", ["/score", "/score_by_id", "/model_info", "/reload"])
