@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from churnclv.serving.service import ServeError, serve
+from churnclv.serving.service import SERVICE_NAME, ServeError, serve
 
 pytestmark = pytest.mark.integration
 
@@ -50,26 +51,49 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def churnclv_serve(args: list[str], env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Start ``churnclv serve``; yield once its worker has said it is ready and ``/readyz`` agrees.
+
+    The server's output goes through a pipe to ``log``, line by line: the line that BentoML logs when
+    the service object is built (model and snapshot loaded) is the signal, and the end of the output
+    (the server died) is the other; nothing here polls or sleeps.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "churnclv.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    ready_line = f"Service {SERVICE_NAME} initialized"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "churnclv.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+        env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    news: queue.Queue[str] = queue.Queue()
+
+    def tee() -> None:
+        assert proc.stdout is not None
+        with proc.stdout, log.open("wb") as out:
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+                if ready_line.encode() in line:
+                    news.put("ready")
+        news.put("eof")  # every process of the group has closed its end: the server is gone
+
+    reader = threading.Thread(target=tee, name="churnclv-serve-log", daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + READY_DEADLINE_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"churnclv serve exited with {proc.returncode}:\n{_tail(log)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"not ready after {READY_DEADLINE_S} s:\n{_tail(log)}")
-            time.sleep(0.5)
+        try:
+            event = news.get(timeout=READY_DEADLINE_S)  # a safety net: a crash loop never says ready
+        except queue.Empty:
+            pytest.fail(f"no {ready_line!r} after {READY_DEADLINE_S} s:\n{_tail(log)}")
+        if event != "ready":
+            proc.wait(timeout=STOP_DEADLINE_S)
+            pytest.fail(f"churnclv serve exited with {proc.returncode}:\n{_tail(log)}")
+        # the listening socket exists before the worker starts: this call waits in its backlog until
+        # the worker accepts, right after the line above
+        r = httpx.get(f"{url}/readyz", timeout=STOP_DEADLINE_S)
+        assert r.status_code == 200, f"/readyz answered {r.status_code} after {ready_line!r}:\n{_tail(log)}"
         yield proc, url
     finally:
         stop_group(proc)
+        reader.join(timeout=STOP_DEADLINE_S)  # the whole log is written before the test reads it
 
 
 @pytest.mark.slow

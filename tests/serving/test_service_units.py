@@ -33,7 +33,7 @@ from churnclv.serving.service import (
     server_env,
 )
 from churnclv.serving.settings import ServiceSettings, SettingsError
-from churnclv.serving.state import ServingState
+from churnclv.serving.state import RefreshOutcome, ServingState
 
 KEY = "unit-key-0123456789abcdef"
 
@@ -255,13 +255,20 @@ def test_periodic_refresh_picks_up_a_moved_alias() -> None:
     state = ServingState(model_uri="models:/churnclv@champion", tracking_uri="sqlite://",
                          loader=lambda uri, tracking, version=None: _fake_model(version or "1"),
                          resolver=lambda uri, tracking: pointer["version"])
+    swapped = threading.Event()
+    refresh = state.refresh
+
+    def refresh_and_signal() -> RefreshOutcome:
+        outcome = refresh()
+        if outcome.model_changed:
+            swapped.set()
+        return outcome
+
+    state.refresh = refresh_and_signal  # type: ignore[method-assign]  # the periodic thread calls self.refresh
+    pointer["version"] = "5"
     state.start(0.01)
     try:
-        pointer["version"] = "5"
-        for _ in range(500):
-            if state.model.version == "5":
-                break
-            threading.Event().wait(0.01)
+        assert swapped.wait(30), "the periodic refresh never swapped the model"  # bound: a safety net only
         assert state.model.version == "5"
     finally:
         state.stop()
