@@ -20,6 +20,11 @@ no history.
 Churn is ``P(no purchase in (as_of, as_of + H])`` under the fitted model, never ``1 - P(alive)``: BG/NBD
 gives ``P(alive) = 1`` to every one-time buyer, so ``1 - P(alive)`` ranks them as the safest customers.
 
+Every score holds for every parameter set a fit can return: the conditional expectations are evaluated
+by series, closed form or quadrature, whichever is exact for the row (lifetimes' own BG/NBD form is NaN
+when ``a + b < 1``, as CDNOW fits give), and a transaction-model fit that fails is retried from other
+starting points and then at larger penalizers before giving up (``fit_notes_`` says what was used).
+
 The models are the papers' (lifetimes implements them; we only wrap the fitters):
 
 - BG/NBD: Fader, Hardie and Lee (2005), "Counting Your Customers the Easy Way: An Alternative to the
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import math
 import time
@@ -48,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import integrate, special
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
@@ -94,6 +101,30 @@ _WARM_START_LOG_M_STEP = 0.02  # coarse Gamma-Gamma grid on log(monetary_value)
 _PARETO_MAXITER = 20_000
 _LIFETIMES_TOL = 1e-7  # lifetimes' default optimizer tolerance
 _PARAM_RANGE = (1e-6, 1e6)  # fitted parameters outside this are degenerate
+# Transaction-model fit fallbacks (see _fit_counts): fixed alternative starts (r, alpha, a, b) or
+# (r, alpha, s, beta) in lifetimes' internal time unit, T.max(): one near published CDNOW fits (Fader,
+# Hardie and Lee 2005; alpha ~ 4.4 weeks of a 39-week T.max), one flatter. Then larger penalizers,
+# each tried when above the user's.
+_ALTERNATIVE_STARTS: dict[str, tuple[tuple[str, tuple[float, ...]], ...]] = {
+    "bgnbd": (("typical", (0.25, 0.1, 0.8, 2.5)), ("flat", (1.0, 1.0, 2.0, 10.0))),
+    "mbgnbd": (("typical", (0.5, 0.1, 0.8, 1.5)), ("flat", (1.0, 1.0, 2.0, 10.0))),
+    "pareto": (("typical", (0.55, 0.25, 0.6, 0.3)), ("flat", (2.0, 1.0, 2.0, 2.0))),
+}
+_FALLBACK_PENALIZERS = (1e-4, 1e-3, 1e-2, 0.1)
+# E[purchases | alive] (see _expected_purchases_if_alive): the series route needs w <= 1/2 and
+# (k+1) w <= 1, where each term is at most half the previous one.
+_SERIES_MAX_W = 0.5
+_SERIES_MAX_TERMS = 80
+# ... and is used where the closed form would lose more than ~1e-11 to cancellation (see below).
+_SERIES_MIN_CANCELLATION = 1e3
+# |P| / |1 - P| above this loses more than ~1e-9 (relative) to the cancellation in 1 - P.
+_MAX_CANCELLATION = 1e5
+# |c| = |a + beta - 1| below this: the closed form's removable singularity; average c +/- _POLE_STEP.
+_POLE_GAP = 1e-9
+_POLE_STEP = 1e-6
+# |a - 1| <= 9e-3 is interpolated from these nodes (degree 5; within 1e-8 of quadrature in our checks).
+_A_NODES = 1.0 + 3e-3 * np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
+_QUAD_RTOL = 1e-10  # relative tolerance of the quadrature fallbacks
 # Grid for the Pareto/NBD median waiting time (no closed form there): log-spaced, in days.
 _NEXT_PURCHASE_GRID_DAYS = np.geomspace(0.01, MAX_NEXT_PURCHASE_DAYS, 121)
 # Rounding slack allowed on probabilities before clipping to [0, 1]; more than this is a bug.
@@ -244,6 +275,17 @@ def _unique_rows(*columns: np.ndarray, weights: np.ndarray | None = None
 # --------------------------------------------------------------------------------------------------
 
 
+def _pareto_recency(x: np.ndarray, tx: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Recency for lifetimes' Pareto/NBD: ``t_x`` nudged below ``T`` by 1e-9 (relative) where equal.
+
+    Its ``A_0`` (Fader and Hardie 2005, note 009, eq. 19) is a difference of two equal terms when
+    ``recency == T`` (a purchase on the as-of day): rounding makes it negative and the log NaN, which
+    turns the whole likelihood NaN (a fit then stops anywhere) and P(alive) NaN. The nudge resolves
+    the difference and moves no score or parameter visibly.
+    """
+    return np.where((x > 0) & (tx > t * (1 - 1e-9)), t * (1 - 1e-9), tx)
+
+
 def _log_likelihood_counts(model: str, params: Mapping[str, float], x: np.ndarray, tx: np.ndarray,
                            t: np.ndarray, w: np.ndarray) -> float:
     """Total (not per-customer), unpenalized log-likelihood in the model's time unit.
@@ -270,6 +312,8 @@ def _warm_start_counts(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray,
     step = float(t.max()) / _WARM_START_GRID
     (xc, txc, tc), wc, _ = _unique_rows(x, np.round(tx / step) * step, np.round(t / step) * step,
                                         weights=w)
+    if model == "pareto":
+        txc = _pareto_recency(xc, txc, tc)
     cls = _fitter_class(model)
     with _quiet():
         kwargs: dict[str, Any] = {"weights": wc}
@@ -306,8 +350,62 @@ def _pd_inverse(hessian: Any) -> np.ndarray | None:
 
 
 def _fit_counts(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.ndarray | None,
-                penalizer: float, tol: float) -> dict[str, float]:
-    """Fit the transaction model with lifetimes; return the parameters in the data's time unit."""
+                penalizer: float, tol: float) -> tuple[dict[str, float], float, list[str]]:
+    """Fit the transaction model, retrying before giving up; return params, log-likelihood and notes.
+
+    Attempts, in order, each accepted only with finite parameters inside ``_PARAM_RANGE`` and a finite
+    log-likelihood:
+
+    1. at ``penalizer`` from a warm start (from 20,000 unique rows on, see :func:`_warm_start_counts`);
+    2. at ``penalizer`` from lifetimes' default start (Pareto/NBD: ones, its random start pinned);
+    3. at ``penalizer`` from each of ``_ALTERNATIVE_STARTS``;
+    4. from lifetimes' default start at each of ``_FALLBACK_PENALIZERS`` larger than ``penalizer``.
+
+    The notes (empty when the first attempt worked) say what failed and what was used; the caller
+    logs them. Raises BTYDConvergenceError, naming every attempt, when all fail.
+    """
+    attempts: list[tuple[float, str, Any]] = []
+    if w is not None and x.size >= _WARM_START_MIN_ROWS:
+        attempts.append((penalizer, "a warm start", "warm"))
+    attempts.append((penalizer, "lifetimes' default start", None))
+    for label, values in _ALTERNATIVE_STARTS[model]:
+        # lifetimes optimises log(params) for BG/MBG, the params themselves for Pareto/NBD
+        initial = np.array(values) if model == "pareto" else np.log(values)
+        attempts.append((penalizer, f"the {label} start", initial))
+    attempts += [(p, "lifetimes' default start", None) for p in _FALLBACK_PENALIZERS if p > penalizer]
+
+    failed: list[str] = []
+    for pen, label, start in attempts:
+        if isinstance(start, str):  # "warm"
+            try:
+                start = _warm_start_counts(model, x, tx, t, np.asarray(w), pen)
+            except (_lifetimes().utils.ConvergenceError, ValueError, FloatingPointError,
+                    np.linalg.LinAlgError) as exc:
+                # the coarse fit only saves time: the default start comes next anyway
+                logger.debug("warm start skipped: %s", exc)
+                continue
+        try:
+            params, log_likelihood = _fit_counts_once(model, x, tx, t, w, pen, tol, start)
+        except BTYDConvergenceError as exc:
+            failed.append(f"{model} at penalizer {pen:g} from {label} {exc}")
+            logger.debug("%s", failed[-1])
+            continue
+        notes = []
+        if failed:
+            notes.append(f"{'; '.join(failed)}; fitted at penalizer {pen:g} from {label}")
+        return params, log_likelihood, notes
+    tried = "; ".join(failed)
+    raise BTYDConvergenceError(
+        f"BTYDModel: every {model} fit failed on {x.size} rows, so there are no parameters to score "
+        f"with. Tried: {tried}. More customers, or a later as-of date (longer histories with more "
+        "repeat purchases), would identify the model; a penalizer above "
+        f"{max(penalizer, *_FALLBACK_PENALIZERS):g} or another model is the alternative.")
+
+
+def _fit_counts_once(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.ndarray | None,
+                     penalizer: float, tol: float, start: Mapping[str, Any] | np.ndarray | None
+                     ) -> tuple[dict[str, float], float]:
+    """One lifetimes fit from ``start``; raise BTYDConvergenceError (short reason) when unusable."""
     cls = _fitter_class(model)
     lt = _lifetimes()
     kwargs: dict[str, Any] = {"tol": tol}
@@ -316,12 +414,10 @@ def _fit_counts(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.
     if model == "pareto":
         # lifetimes draws the Nelder-Mead start from the global numpy RNG: pin it for reproducibility.
         kwargs.update(initial_params=np.ones(4), maxiter=_PARETO_MAXITER)
-    if w is not None and x.size >= _WARM_START_MIN_ROWS:
-        try:
-            kwargs.update(_warm_start_counts(model, x, tx, t, w, penalizer))
-        except (lt.utils.ConvergenceError, ValueError, FloatingPointError,
-                np.linalg.LinAlgError) as exc:
-            logger.debug("warm start skipped: %s", exc)
+    if isinstance(start, Mapping):
+        kwargs.update(start)
+    elif start is not None:
+        kwargs["initial_params"] = start
     try:
         with _quiet():
             try:
@@ -336,18 +432,20 @@ def _fit_counts(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.
                 kwargs["tol"] = _LIFETIMES_TOL
                 fitter = cls(penalizer_coef=penalizer).fit(x, tx, t, **kwargs)
     except (lt.utils.ConvergenceError, np.linalg.LinAlgError) as exc:
-        raise BTYDConvergenceError(
-            f"BTYDModel: the {model} fit did not converge ({type(exc).__name__}) on {x.size} rows; "
-            f"try a larger penalizer (now {penalizer}) or check the summary data.") from exc
+        raise BTYDConvergenceError(f"did not converge ({type(exc).__name__})") from exc
     params = {k: float(fitter.params_[k]) for k in _PARAM_NAMES[model]}
     # Nelder-Mead (Pareto/NBD) never reports failure; a parameter run off to 0 or infinity is how an
     # unidentified model shows, and its closed forms then overflow at scoring time.
     if not all(math.isfinite(v) and _PARAM_RANGE[0] < v < _PARAM_RANGE[1] for v in params.values()):
-        raise BTYDConvergenceError(
-            f"BTYDModel: the {model} fit gave degenerate parameters {params} (each must lie in "
-            f"{_PARAM_RANGE}): the data do not identify the model. Try a larger penalizer (now "
-            f"{penalizer}), more customers, or another model.")
-    return params
+        shown = {k: float(f"{v:.4g}") for k, v in params.items()}
+        raise BTYDConvergenceError(f"gave degenerate parameters {shown} (each must lie in "
+                                   f"{_PARAM_RANGE})")
+    log_likelihood = _log_likelihood_counts(model, params, x, tx, t,
+                                            np.ones(x.size) if w is None else w)
+    if not math.isfinite(log_likelihood):
+        shown = {k: float(f"{v:.4g}") for k, v in params.items()}
+        raise BTYDConvergenceError(f"gave a non-finite log-likelihood at {shown}")
+    return params, log_likelihood
 
 
 def _fit_spend(x: np.ndarray, m: np.ndarray, w: np.ndarray | None, penalizer: float, tol: float
@@ -413,37 +511,253 @@ def _p_no_purchase(model: str, fitter: Any, params: Mapping[str, float], p_alive
     ``P(0 | alive, lambda) = exp(-lambda h)``. Given alive, ``lambda ~ Gamma(r + x, alpha + T)``
     (the alive branch of the likelihood is ``lambda^x exp(-lambda T)`` times a function of ``p``), so
     ``P = P(alive) * ((alpha + T) / (alpha + T + h))^(r + x) + 1 - P(alive)``; the two models differ only
-    in ``P(alive)``. Pareto/NBD: lifetimes' conditional pmf at n = 0 (Fader and Hardie note 028).
+    in ``P(alive)``. Pareto/NBD: lifetimes' conditional pmf at n = 0 (Fader and Hardie note 028); where
+    that is not a probability (its hypergeometric terms overflow or cancel, e.g. for large ``s``),
+    ``1 - P(alive) int_0^h E[lambda e^(-lambda u)] E[e^(-mu u)] du`` by quadrature
+    (:func:`_pareto_purchase_within`).
     """
     if model == "pareto":
-        return np.asarray(fitter.conditional_probability_of_n_purchases_up_to_time(0, h, x, tx, t),
-                          dtype=float)
+        with np.errstate(all="ignore"):
+            p0 = np.asarray(fitter.conditional_probability_of_n_purchases_up_to_time(0, h, x, tx, t),
+                            dtype=float).reshape(x.shape)
+        bad = np.flatnonzero(~_is_probability(p0))
+        if bad.size:
+            (ux, ut), _, inverse = _unique_rows(x[bad], t[bad])
+            within = np.array([_pareto_purchase_within(params, float(xi), float(ti), h)
+                               for xi, ti in zip(ux, ut)])
+            p0[bad] = 1.0 - p_alive[bad] * within[inverse]
+        return p0
     r, alpha = params["r"], params["alpha"]
     survive = np.exp((r + x) * (np.log(alpha + t) - np.log(alpha + t + h)))
     return p_alive * survive + (1.0 - p_alive)
 
 
-def _expected_purchases(model: str, fitter: Any, params: Mapping[str, float], x: np.ndarray,
-                        tx: np.ndarray, t: np.ndarray, h: float) -> np.ndarray:
-    """``E[X(T, T+h) | x, t_x, T]`` from lifetimes, with a stable MBG/NBD form where it overflows.
+def _p_alive(model: str, fitter: Any, params: Mapping[str, float], x: np.ndarray, tx: np.ndarray,
+             t: np.ndarray) -> np.ndarray:
+    """``P(alive at T | x, t_x, T)``, unclipped.
 
-    lifetimes' MBG/NBD expression multiplies ``2F1(r+x, b+x+1; a+b+x; z)``, which overflows for large
-    ``x`` and long horizons, by ``(1-z)^(r+x)`` with ``z = h / (alpha+T+h)``. Euler's transformation
-    ``2F1(A, B; C; z) = (1-z)^(C-A-B) 2F1(C-A, C-B; C; z)`` turns the product into
-    ``(1-z)^(a-1) 2F1(a+b-r, a-1; a+b+x; z)``, which stays finite (lifetimes does the same for BG/NBD).
+    BG/NBD: ``1 / (1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x))^(r + x))`` (Fader, Hardie
+    and Lee 2008, "Computing P(alive) Using the BG/NBD Model", brucehardie.com note 021). MBG/NBD:
+    ``1 / (1 + a / (b + x) (...)^(r + x))`` (Batislam et al. 2007, eq. 5): a customer may drop out at
+    the first purchase too. Both are evaluated as ``expit(-log odds)``, which cannot overflow.
+    Pareto/NBD: lifetimes (Fader and Hardie 2005, note 009, eq. 18); where that is not a probability
+    (its ``A_0`` is a difference of equal terms at ``t_x = T``, e.g. ``T = 0``, and its powers overflow
+    for large ``s``), :func:`_pareto_p_alive_by_quadrature`.
     """
-    e = np.asarray(fitter.conditional_expected_number_of_purchases_up_to_time(h, x, tx, t),
-                   dtype=float)
-    if model == "mbgnbd" and not np.all(np.isfinite(e)):
-        from scipy.special import hyp2f1
+    if model == "pareto":
+        with np.errstate(all="ignore"):
+            p = np.asarray(fitter.conditional_probability_alive(x, tx, t), dtype=float).reshape(x.shape)
+        bad = np.flatnonzero(~_is_probability(p))
+        if bad.size:
+            (ux, utx, ut), _, inverse = _unique_rows(x[bad], tx[bad], t[bad])
+            p[bad] = np.array([_pareto_p_alive_by_quadrature(params, float(xi), float(txi), float(ti))
+                               for xi, txi, ti in zip(ux, utx, ut)])[inverse]
+        return p
+    r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
+    shift = 1.0 if model == "bgnbd" else 0.0
+    log_odds_dead = (math.log(a) - np.log(b + np.maximum(x, shift) - shift)
+                     + (r + x) * (np.log(alpha + t) - np.log(alpha + tx)))
+    p = special.expit(-log_odds_dead)
+    return np.where(x == 0, 1.0, p) if model == "bgnbd" else p
 
-        r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
-        z = h / (alpha + t + h)
-        tail = np.exp((a - 1) * np.log1p(-z)) * hyp2f1(a + b - r, a - 1, a + b + x, z)
-        stable = ((a + b + x) / (a - 1) * (1 - tail)
-                  / (1 + (a / (b + x)) * np.exp((r + x) * (np.log(alpha + t) - np.log(alpha + tx)))))
-        e = np.where(np.isfinite(e), e, stable)
-    return np.maximum(e, 0.0)  # the closed forms can round to -1e-17 at tiny horizons
+
+def _expected_purchases(model: str, fitter: Any, params: Mapping[str, float], x: np.ndarray,
+                        tx: np.ndarray, t: np.ndarray, h: float, p_alive: np.ndarray | None = None
+                        ) -> np.ndarray:
+    """``E[X(T, T+h) | x, t_x, T]``: expected purchases in the next ``h`` time units.
+
+    BG/NBD and MBG/NBD: ``P(alive) * E[X(T, T+h) | alive]``, where given alive at ``T``,
+    ``lambda ~ Gamma(r + x, alpha + T)`` and ``p ~ Beta(a, b + x)`` (MBG/NBD: ``Beta(a, b + x + 1)``,
+    as it survived the first purchase too); see :func:`_expected_purchases_if_alive`. This is Fader,
+    Hardie and Lee (2005), eq. 10 (MBG/NBD: Wagner and Hoppe 2008), evaluated without lifetimes' log of
+    ``2F1(r+x, b+x; a+b+x-1; z)``, which is NaN where that function is negative (``a + b < 1``,
+    ``x = 0``: CDNOW fits give such ``a, b``).
+
+    Pareto/NBD (Fader and Hardie 2005, note 009, eq. 41):
+    ``P(alive) (r+x)/(alpha+T) (beta+T)/(s-1) [1 - ((beta+T)/(beta+T+h))^(s-1)]`` with the bracket over
+    ``s - 1`` as ``-expm1((s-1) log q) / (s-1)``, exact at ``s = 1`` too.
+
+    ``p_alive`` (from :func:`_p_alive`) is computed when not given.
+    """
+    # The singular points (a = 1, c = 0, s = 1) are handled below: their warnings are noise.
+    with np.errstate(all="ignore"):
+        if p_alive is None:
+            p_alive = _p_alive(model, fitter, params, x, tx, t)
+        if model == "pareto":
+            r, alpha, s, beta = (params[k] for k in ("r", "alpha", "s", "beta"))
+            scale = beta + t
+            log_q = np.log(scale) - np.log(scale + h)
+            ratio = -log_q if s == 1.0 else -np.expm1((s - 1.0) * log_q) / (s - 1.0)
+            e = p_alive * (r + x) / (alpha + t) * scale * ratio
+        else:
+            r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
+            beta_p = b + x + (1.0 if model == "mbgnbd" else 0.0)
+            e = p_alive * _expected_purchases_if_alive(r + x, alpha + t, beta_p, a, h)
+    return np.maximum(e, 0.0)
+
+
+def _expected_purchases_if_alive(k: np.ndarray, scale: np.ndarray, beta: np.ndarray, a: float,
+                                 h: float) -> np.ndarray:
+    """``E_alive = E_p[(1 - (A / (A + p h))^k) / p]``, ``p ~ Beta(a, beta)``, ``A = scale``.
+
+    An alive customer buys at rate ``lambda`` and drops out after each purchase with probability
+    ``p``, so buys ``(1 - exp(-lambda p h)) / p`` times in expectation over ``h``; averaging over
+    ``lambda ~ Gamma(k, A)`` gives the integrand. With ``w = h / A`` and ``c = a + beta - 1`` the closed
+    form is ``c / (a - 1) [1 - (1 + w)^(1-a) 2F1(c - k, a - 1; c; w / (1 + w))]`` (Euler's transform
+    of Fader, Hardie and Lee 2005, eq. 10). It is exact for every ``a > 0`` but ``a = 1`` and
+    ``c = 0`` are removable singularities, and ``1 - P`` cancels for small ``w``, so:
+
+    1. where the closed form would cancel (``|P| / |1 - P| ~ |c| / (|a - 1| k w) >= 1e3``) and
+       ``w <= 1/2``, ``(k + 1) w <= 1``: the series ``k w 3F2(k+1, a, 1; a+beta, 2; -w)`` (from
+       ``E_alive = k int_0^w 2F1(k+1, a; a+beta; -u) du``): no singularity, no cancellation;
+    2. otherwise the closed form, with ``c`` nudged off 0 symmetrically;
+    3. rows where it is not finite, negative, above ``k w`` (``E[lambda] h``: E_alive can never
+       exceed it) or above ``E[1/p] = c / (a - 1)`` (when ``a > 1``), or loses more than ~1e-9 to
+       cancellation: when ``|a - 1| <= 9e-3``, interpolated in ``a`` from nodes 3e-3 apart (the
+       closed form is accurate there); else, or if that fails too, adaptive quadrature over ``p``
+       (:func:`_alive_mean_by_quadrature`) on the unique rows left, a handful in practice.
+    """
+    k, scale, beta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (k, scale, beta)))
+    w = h / scale
+    out = np.empty(w.shape)
+    # The series where it converges and the closed form would cancel: 1 - P ~ (a - 1) k w / c there,
+    # so |P| / |1 - P| ~ c / (|a - 1| k w).
+    series = ((w <= _SERIES_MAX_W) & ((k + 1.0) * w <= 1.0)
+              & (np.abs(a + beta - 1.0) >= _SERIES_MIN_CANCELLATION * abs(a - 1.0) * k * w))
+    if series.any():
+        out[series] = _alive_mean_series(k[series], w[series], beta[series], a)
+    rest = np.flatnonzero(~series)
+    if rest.size == 0:
+        return out
+    kr, wr, br = k[rest], w[rest], beta[rest]
+    e, ok = _alive_mean_closed(kr, wr, br, a)
+    if not ok.all() and abs(a - 1.0) <= _A_NODES[-1] - 1.0:
+        bad = np.flatnonzero(~ok)
+        e_interp = np.zeros(bad.size)
+        ok_interp = np.ones(bad.size, dtype=bool)
+        for j, node in enumerate(_A_NODES):
+            weight = np.prod([(a - m) / (node - m) for i, m in enumerate(_A_NODES) if i != j])
+            e_node, ok_node = _alive_mean_closed(kr[bad], wr[bad], br[bad], float(node))
+            e_interp += weight * e_node
+            ok_interp &= ok_node
+        ok_interp &= _alive_mean_plausible(e_interp, kr[bad], wr[bad], br[bad], a)
+        e[bad[ok_interp]] = e_interp[ok_interp]
+        ok[bad[ok_interp]] = True
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        (uk, uw, ub), _, inverse = _unique_rows(kr[bad], wr[bad], br[bad])
+        values = np.array([_alive_mean_by_quadrature(float(ki), float(wi), float(bi), a)
+                           for ki, wi, bi in zip(uk, uw, ub)])
+        e[bad] = values[inverse]
+        logger.debug("E[purchases | alive]: %d unique row(s) by quadrature (a=%g, h=%g)", uk.size, a, h)
+    out[rest] = e
+    return out
+
+
+def _alive_mean_series(k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float) -> np.ndarray:
+    """``k w 3F2(k+1, a, 1; a+beta, 2; -w)`` for ``w <= 1/2``, ``(k+1) w <= 1``.
+
+    Term ``m + 1`` over term ``m`` is at most ``rho = w max(1, (k+1)/2) <= 1/2``, so a row needs
+    ``log(1e-17) / log(rho)`` terms; rows are sorted by that, and each step only updates those that
+    still need it (most rows have a small ``w`` and need a few terms).
+    """
+    rho = w * np.maximum(1.0, (k + 1.0) / 2.0)
+    needed = np.ceil(math.log(1e-17) / np.log(np.minimum(rho, 0.5)))
+    order = np.argsort(-needed, kind="stable")
+    k, w, beta, needed = k[order], w[order], beta[order], needed[order]
+    total = np.ones(w.shape)
+    term = np.ones(w.shape)
+    for m in range(min(int(needed[0]) if needed.size else 0, _SERIES_MAX_TERMS)):
+        n = int(np.searchsorted(-needed, -m, side="left"))  # rows needing more than m terms
+        term[:n] *= -(k[:n] + 1.0 + m) * (a + m) / ((a + beta[:n] + m) * (m + 2.0)) * w[:n]
+        total[:n] += term[:n]
+    out = np.empty(w.shape)
+    out[order] = k * w * total
+    return out
+
+
+def _alive_mean_closed(k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The closed form of :func:`_expected_purchases_if_alive` and whether each value is usable."""
+    c = a + beta - 1.0
+    near_pole = np.abs(c) < _POLE_GAP
+    if near_pole.any():
+        e, cancel = _alive_mean_closed_raw(k, w, beta, a)
+        i = np.flatnonzero(near_pole)
+        hi, cancel_hi = _alive_mean_closed_raw(k[i], w[i], beta[i] + _POLE_STEP, a)
+        lo, cancel_lo = _alive_mean_closed_raw(k[i], w[i], beta[i] - _POLE_STEP, a)
+        e[i] = 0.5 * (hi + lo)
+        cancel[i] = np.maximum(cancel_hi, cancel_lo)
+    else:
+        e, cancel = _alive_mean_closed_raw(k, w, beta, a)
+    ok = _alive_mean_plausible(e, k, w, beta, a) & (cancel <= _MAX_CANCELLATION)
+    return e, ok
+
+
+def _alive_mean_closed_raw(k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """``c / (a-1) (1 - P)`` and the cancellation factor ``|P| / |1 - P|``."""
+    c = a + beta - 1.0
+    log_1mz = -np.log1p(w)
+    z = w / (1.0 + w)
+    # Euler's transform first: it was the most accurate of the equivalent forms in our checks against
+    # quadrature; the untransformed one covers the rows where its 2F1 overflows.
+    p = np.exp((a - 1.0) * log_1mz) * special.hyp2f1(c - k, a - 1.0, c, z)
+    bad = ~np.isfinite(p)
+    if bad.any():
+        p[bad] = np.exp(k[bad] * log_1mz[bad]) * special.hyp2f1(k[bad], beta[bad], c[bad], z[bad])
+    e = c / (a - 1.0) * (1.0 - p)
+    return e, np.abs(p) / np.abs(1.0 - p)
+
+
+def _alive_mean_plausible(e: np.ndarray, k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float
+                          ) -> np.ndarray:
+    """Finite, >= 0, <= E[lambda] h = k w and, when a > 1, <= E[1/p] = (a + beta - 1) / (a - 1)."""
+    ok = np.isfinite(e) & (e >= 0.0) & (e <= k * w * (1.0 + 1e-9))
+    if a > 1.0:
+        ok &= e <= (a + beta - 1.0) / (a - 1.0) * (1.0 + 1e-9)
+    return ok
+
+
+def _alive_mean_by_quadrature(k: float, w: float, beta: float, a: float) -> float:
+    """:func:`_expected_purchases_if_alive` for one row by adaptive quadrature over ``u = logit(p)``.
+
+    In ``u`` the Beta density is ``exp(a log p + beta log(1 - p)) / B(a, beta)``: log-concave, with no
+    endpoint singularity however small ``a`` or ``beta`` and no spike however large (QUADPACK's
+    algebraic-weight rule loses accuracy once the exponents reach ~10, i.e. frequent buyers). The
+    range is cut where the density is ``e^-60`` of its peak; breakpoints sit at the mode and at
+    ``p w = 1``, where the integrand bends.
+    """
+    log_w = math.log(w)
+    log_norm = float(special.betaln(a, beta))
+
+    def log_density(u: float) -> float:
+        return -a * np.logaddexp(0.0, -u) - beta * np.logaddexp(0.0, u) - log_norm
+
+    def integrand(u: float) -> float:
+        y = math.exp(-np.logaddexp(0.0, -u) + log_w)  # p w
+        per_unit = k if y < 1e-200 else -math.expm1(-k * math.log1p(y)) / y
+        return w * per_unit * math.exp(log_density(u))
+
+    mode = math.log(a / beta)
+    floor = log_density(mode) - 60.0
+    # Breakpoints at mode -/+ 1, 2, 4, ... up to the cut, so that every scale of the (possibly very
+    # long: ~60 / a) tails gets its own panel, plus the bends p w = 1 and k p w = 1.
+    points = [mode]
+    for sign in (-1.0, 1.0):
+        step = 1.0
+        while True:
+            points.append(mode + sign * step)
+            if log_density(mode + sign * step) <= floor:
+                break
+            step *= 2.0
+    lo, hi = min(points), max(points)
+    points += [min(max(v, lo), hi) for v in (-log_w, -log_w - math.log(k))]
+    points = sorted(set(points))
+    total = 0.0
+    for left, right in itertools.pairwise(points):
+        total += integrate.quad(integrand, left, right, epsabs=0.0, epsrel=_QUAD_RTOL, limit=100)[0]
+    return total
 
 
 def _median_next_purchase(model: str, fitter: Any, params: Mapping[str, float], p_alive: np.ndarray,
@@ -484,6 +798,65 @@ def _median_next_purchase(model: str, fitter: Any, params: Mapping[str, float], 
     return out
 
 
+def _is_probability(p: np.ndarray) -> np.ndarray:
+    return np.isfinite(p) & (p >= -_PROB_SLACK) & (p <= 1 + _PROB_SLACK)
+
+
+def _integrate_decaying(f: Any, lo: float, hi: float, scale: float) -> float:
+    """``int_lo^hi f`` for an ``f`` largest at ``lo`` that decays over ``scale`` (or slower).
+
+    Panels end at ``lo + scale 2^j`` (j = -3, -2, ...): a decay that takes a tiny fraction of the
+    range gets panels of its own size, so the adaptive rule cannot step over it.
+    """
+    edges = [lo]
+    step = scale / 8.0
+    while lo + step < hi:
+        edges.append(lo + step)
+        step *= 2.0
+    edges.append(hi)
+    return sum(integrate.quad(f, a, b, epsabs=0.0, epsrel=_QUAD_RTOL, limit=100)[0]
+               for a, b in itertools.pairwise(edges))
+
+
+def _pareto_p_alive_by_quadrature(params: Mapping[str, float], x: float, tx: float, t: float) -> float:
+    """Pareto/NBD ``P(alive | x, t_x, T) = 1 / (1 + R)`` for one row, ``R`` by quadrature.
+
+    The likelihood's dead branch over its alive branch (Fader and Hardie 2005, note 009, eqs. 11-18):
+    ``R = int_{t_x}^T s / (beta + tau) ((alpha+T)/(alpha+tau))^(r+x) ((beta+T)/(beta+tau))^s dtau``,
+    integrated relative to its value at ``tau = t_x`` (the largest) so that nothing overflows.
+    """
+    if tx >= t:
+        return 1.0
+    r, alpha, s, beta = (params[k] for k in ("r", "alpha", "s", "beta"))
+
+    def log_ratio(tau: float) -> float:
+        return ((r + x) * (math.log(alpha + t) - math.log(alpha + tau))
+                + s * (math.log(beta + t) - math.log(beta + tau)))
+
+    top = log_ratio(tx)
+    decay = 1.0 / ((r + x) / (alpha + tx) + s / (beta + tx))  # 1 / slope of log_ratio at t_x
+    rest = _integrate_decaying(lambda tau: s / (beta + tau) * math.exp(log_ratio(tau) - top), tx, t,
+                               decay)
+    return float(special.expit(-(top + math.log(rest)))) if rest > 0 else 1.0
+
+
+def _pareto_purchase_within(params: Mapping[str, float], x: float, t: float, h: float) -> float:
+    """Pareto/NBD ``P(a purchase in (T, T+h] | alive at T)`` for one row, by quadrature.
+
+    Given alive, ``lambda ~ Gamma(r+x, alpha+T)`` and ``mu ~ Gamma(s, beta+T)`` independently, and
+    the next purchase comes before death and within ``h`` with probability
+    ``int_0^h E[lambda e^(-lambda u)] E[e^(-mu u)] du``.
+    """
+    r, alpha, s, beta = (params[k] for k in ("r", "alpha", "s", "beta"))
+    k, scale_l, scale_m = r + x, alpha + t, beta + t
+
+    def density(u: float) -> float:
+        return k / scale_l * math.exp(-(k + 1) * math.log1p(u / scale_l) - s * math.log1p(u / scale_m))
+
+    decay = 1.0 / ((k + 1) / scale_l + s / scale_m)
+    return min(_integrate_decaying(density, 0.0, h, decay), 1.0)
+
+
 def _as_probability(name: str, p: np.ndarray) -> np.ndarray:
     if np.any(p < -_PROB_SLACK) or np.any(p > 1 + _PROB_SLACK):
         worst = float(p[(p < 0) | (p > 1)][0])
@@ -507,7 +880,7 @@ class BTYDModel(BaseEstimator):
         Colombo 1987) or MBG/NBD (Batislam, Denizel and Filiztekin 2007).
     penalizer : float, default 0.0
         lifetimes' ``penalizer_coef`` for the transaction model (L2 on its parameters, in lifetimes'
-        internal time scale).
+        internal time scale). A fit that fails at it is retried at larger ones (see :meth:`fit`).
     gg_penalizer : float, default 0.0
         lifetimes' ``penalizer_coef`` for Gamma-Gamma.
     time_unit_days : float, default 1.0
@@ -548,6 +921,9 @@ class BTYDModel(BaseEstimator):
     n_customers_, n_unique_rows_, n_repeat_buyers_ : int
         Customers fitted on (with at least one purchase), unique ``(frequency, recency, T)`` rows, and
         repeat buyers with positive monetary value.
+    fit_notes_ : list[str]
+        What the transaction-model fit had to fall back on (another starting point, a larger
+        penalizer), empty when the first attempt worked; each is also logged as a warning.
     fit_seconds_ : dict[str, float]
         Wall time of the fit's stages: ``purchases`` (compression + transaction model) and ``spend``
         (not saved by :meth:`to_dict`).
@@ -611,7 +987,16 @@ class BTYDModel(BaseEstimator):
         ValueError
             When the frame breaks the summary contract or holds no customer with a purchase.
         BTYDConvergenceError
-            When the transaction model does not converge or gives unusable parameters.
+            When every attempt at the transaction model (see Notes) fails to converge or gives
+            unusable parameters, or when fewer distinct histories than parameters make it
+            unidentifiable.
+
+        Notes
+        -----
+        A transaction-model fit that raises lifetimes' ``ConvergenceError``, gives parameters outside
+        ``(1e-6, 1e6)`` or a non-finite log-likelihood is retried from lifetimes' default start (when
+        a warm start was used), then from two fixed starts, then at penalizers 1e-4, 1e-3, 1e-2 and
+        0.1 (those above ``penalizer``); ``fit_notes_`` records what was used.
         """
         self._check_settings()
         cols = _validate_frame(frame, f"{type(self).__name__}.fit")
@@ -629,16 +1014,28 @@ class BTYDModel(BaseEstimator):
                              "first purchases on the as-of date); fit at a later as-of date.")
 
         started = time.perf_counter()
+        (ux, utx, utt), uw, _ = _unique_rows(f, r, t)
+        n_params = len(_PARAM_NAMES[self.model])
+        if ux.size < n_params:
+            raise BTYDConvergenceError(
+                f"{type(self).__name__}.fit: only {ux.size} distinct (frequency, recency, T) row(s) "
+                f"among {f.size} customers: {n_params} {self.model} parameters cannot be identified "
+                "from fewer distinct histories, and no starting point or penalizer changes that; "
+                "fit on more customers.")
         if self.compress:
-            (x, tx, tt), w, _ = _unique_rows(f, r, t)
-            params = _fit_counts(self.model, x, tx, tt, w, float(self.penalizer), float(self.tol))
+            x, tx, tt, w = ux, utx, utt, uw
         else:
             x, tx, tt, w = f, r, t, np.ones(f.size)
-            params = _fit_counts(self.model, x, tx, tt, None, float(self.penalizer), float(self.tol))
-        log_likelihood = _log_likelihood_counts(self.model, params, x, tx, tt, w)
-        if not math.isfinite(log_likelihood):
-            raise BTYDConvergenceError(f"{type(self).__name__}: the {self.model} log-likelihood is "
-                                       f"not finite at {params}; try a larger penalizer.")
+        if self.model == "pareto":
+            # A first purchase on the as-of day (T = 0) has likelihood 1 under any parameters, and
+            # lifetimes' Pareto/NBD A_0 is NaN there (log of 0 - 0), which stalls Nelder-Mead: such
+            # rows carry no information and are left out of its fit.
+            keep = tt > 0
+            x, tx, tt, w = x[keep], _pareto_recency(x, tx, tt)[keep], tt[keep], w[keep]
+        params, log_likelihood, notes = _fit_counts(self.model, x, tx, tt, w if self.compress else None,
+                                                    float(self.penalizer), float(self.tol))
+        for note in notes:
+            logger.warning("BTYD fit fallback used: %s", note)
         purchases_s = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -679,7 +1076,8 @@ class BTYDModel(BaseEstimator):
         self.mean_order_value_ = mean_order_value
         self.gg_fallback_ = fallback
         self.n_customers_ = int(f.size)
-        self.n_unique_rows_ = int(x.size) if self.compress else int(_unique_rows(f, r, t)[1].size)
+        self.n_unique_rows_ = int(ux.size)
+        self.fit_notes_ = notes
         self.n_repeat_buyers_ = n_repeat
         self.fit_seconds_ = {"purchases": purchases_s, "spend": spend_s}
         logger.info("fitted %s on %d customers (%d unique rows) in %.2fs: %s, log-likelihood %.2f",
@@ -788,19 +1186,15 @@ class BTYDModel(BaseEstimator):
 
         model, params = self.model, self.params_
         if model == "pareto":
-            # lifetimes' Pareto/NBD A_0 is a difference of two equal terms when recency == T (a
-            # purchase on the as-of day): rounding makes it negative and the log NaN. A relative
-            # nudge of 1e-9 resolves the difference and moves no score visibly.
-            tx = np.where((x > 0) & (tx > tt * (1 - 1e-9)), tt * (1 - 1e-9), tx)
+            tx = _pareto_recency(x, tx, tt)
         fitter = _fitter_with_params(model, params)
         with _quiet():
-            p_alive = _as_probability("p_alive", np.asarray(
-                fitter.conditional_probability_alive(x, tx, tt), dtype=float).reshape(x.shape))
+            p_alive = _as_probability("p_alive", _p_alive(model, fitter, params, x, tx, tt))
             p_churn = _as_probability("p_churn", _p_no_purchase(
                 model, fitter, params, p_alive, x, tx, tt, float(horizon_days) / unit))
 
             def expected(days: float) -> np.ndarray:
-                return _expected_purchases(model, fitter, params, x, tx, tt, days / unit)
+                return _expected_purchases(model, fitter, params, x, tx, tt, days / unit, p_alive)
 
             purchases = expected(float(horizon_days))
             discounted = np.zeros(x.shape)
@@ -855,6 +1249,7 @@ class BTYDModel(BaseEstimator):
                 "n_customers": int(self.n_customers_),
                 "n_unique_rows": int(self.n_unique_rows_),
                 "n_repeat_buyers": int(self.n_repeat_buyers_),
+                "fit_notes": [str(n) for n in self.fit_notes_],
             }
         return {"format": _FORMAT, "version": _FORMAT_VERSION, "init": init, "fitted": fitted}
 
@@ -906,4 +1301,5 @@ class BTYDModel(BaseEstimator):
         est.n_customers_ = int(fitted["n_customers"])
         est.n_unique_rows_ = int(fitted["n_unique_rows"])
         est.n_repeat_buyers_ = int(fitted["n_repeat_buyers"])
+        est.fit_notes_ = [str(n) for n in fitted.get("fit_notes", [])]  # optional: absent before
         return est

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import integrate
+from scipy.special import beta as beta_function
+from scipy.special import hyp2f1
 from sklearn.metrics import roc_auc_score
 
 from churnclv.models import btyd
@@ -276,6 +278,110 @@ def test_mbgnbd_expected_purchases_stay_finite_where_lifetimes_overflows():
     assert np.isfinite(scores["expected_purchases"]).all() and scores["expected_purchases"].iloc[0] > 0
 
 
+# CDNOW master, BG/NBD fitted at as-of 1997-02-28 (days): a + b < 1, so lifetimes' log(2F1) is NaN
+# for one-time buyers with small T (2F1(r, b; a+b-1; z) < 0 there).
+CDNOW_FEB = {"r": 0.274, "alpha": 30.1, "a": 0.208, "b": 0.463}
+
+
+def beta_gamma_expectation(params: dict, x: float, T: float, h: float, beta: float) -> float:
+    """E[purchases in h | alive] written out: given alive, lambda ~ Gamma(r + x, alpha + T) and
+    p ~ Beta(a, beta) (beta = b + x for BG/NBD, b + x + 1 for MBG/NBD); an alive customer makes
+    (1 - exp(-lambda p h)) / p purchases in expectation, and E_lambda[exp(-lambda p h)] is
+    ((alpha + T) / (alpha + T + p h))^(r + x). Integrated over p against the Beta weight."""
+    a, k, A = params["a"], params["r"] + x, params["alpha"] + T
+
+    def per_p(p: float) -> float:
+        return -np.expm1(-k * np.log1p(p * h / A)) / p if p > 0 else k * h / A
+
+    value, _ = integrate.quad(per_p, 0.0, 1.0, weight="alg", wvar=(a - 1.0, beta - 1.0), epsabs=0.0,
+                              epsrel=1e-12, limit=200)
+    return value / beta_function(a, beta)
+
+
+def test_bgnbd_expected_purchases_with_a_plus_b_below_one_match_the_integral():
+    """The CDNOW crash: one-time buyers (x = 0) with T from 0 to 500 days, horizons 30 to 365 days."""
+    p = CDNOW_FEB
+    assert hyp2f1(p["r"], p["b"], p["a"] + p["b"] - 1, 90 / (p["alpha"] + 90)) < 0  # the cause
+    T = np.concatenate([[0.0, 0.5, 1.0, 2.0, 5.0], np.linspace(10, 500, 50)])
+    frame = pd.DataFrame({"frequency": 0.0, "recency": 0.0, "T": T, "monetary_value": 0.0})
+    est = fake_model("bgnbd", p)
+    for h in (30.0, 90.0, 180.0, 365.0):
+        scores = est.predict(frame, h)
+        assert np.isfinite(scores[list(PREDICTION_COLUMNS[:-1])].to_numpy()).all()
+        e = scores["expected_purchases"].to_numpy()
+        assert (scores["p_alive"] == 1.0).all()  # BG/NBD: nobody drops out before a repeat purchase
+        assert (e > 0).all() and (e <= p["r"] / (p["alpha"] + T) * h).all()
+        reference = [beta_gamma_expectation(p, 0.0, Ti, h, p["b"]) for Ti in T]
+        np.testing.assert_allclose(e, reference, rtol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "mbgnbd"])
+@pytest.mark.parametrize("params", [
+    CDNOW_FEB,
+    {"r": 0.243, "alpha": 30.9, "a": 0.793, "b": 2.426},  # the published fit, in days
+    {"r": 1e-3, "alpha": 900.0, "a": 0.05, "b": 0.3},  # tiny r, large alpha, a + b < 1
+    {"r": 2.0, "alpha": 0.05, "a": 4.0, "b": 0.07},  # b < 1, a > 1, tiny alpha
+    {"r": 0.5, "alpha": 10.0, "a": 1.0, "b": 1.5},  # a = 1: the closed form is 0/0
+    {"r": 0.5, "alpha": 10.0, "a": 1.0 + 3e-7, "b": 1.5},  # a near 1: it cancels
+    {"r": 0.5, "alpha": 10.0, "a": 0.25, "b": 0.75},  # a + b = 1: c = 0 at x = 0
+])
+def test_expected_purchases_match_the_beta_gamma_integral(model, params):
+    """P(alive) times the integral, for BG/NBD and MBG/NBD (MBG/NBD: p ~ Beta(a, b + x + 1) given
+    alive, since its customers may drop out at the first purchase too), 1 day to 3 years."""
+    rows = [(0, 0.0, 0.0), (0, 0.0, 3650.0), (1, 0.0, 0.0), (1, 5.0, 40.0), (4, 100.0, 100.0),
+            (15, 300.0, 3650.0), (40, 700.0, 720.0)]
+    frame = pd.DataFrame(rows, columns=["frequency", "recency", "T"]).assign(monetary_value=10.0)
+    est = fake_model(model, params)
+    for h in (1.0, 30.0, 365.0, 1095.0):
+        scores = est.predict(frame, h, clv_months=0)
+        for (x, _, T), p_alive, e in zip(rows, scores["p_alive"], scores["expected_purchases"]):
+            beta = params["b"] + x + (1.0 if model == "mbgnbd" else 0.0)
+            assert e == pytest.approx(p_alive * beta_gamma_expectation(params, x, T, h, beta), rel=1e-6)
+
+
+def test_mbgnbd_p_alive_counts_dropout_at_the_first_purchase():
+    """MBG/NBD: P(alive) = 1 / (1 + a / (b + x) ((alpha + T) / (alpha + t_x))^(r + x)), below 1
+    even for one-time buyers (Batislam et al. 2007)."""
+    p = PARAMS["mbgnbd"]
+    frame = pd.DataFrame({"frequency": [0.0, 3.0], "recency": [0.0, 20.0], "T": [30.0, 50.0],
+                          "monetary_value": [0.0, 10.0]})
+    scores = fake_model("mbgnbd").predict(frame, 30.0)
+    for (x, tx, T), value in zip([(0, 0, 30), (3, 20, 50)], scores["p_alive"]):
+        odds = p["a"] / (p["b"] + x) * ((p["alpha"] + T) / (p["alpha"] + tx)) ** (p["r"] + x)
+        assert value == pytest.approx(1 / (1 + odds), rel=1e-12)
+
+
+def test_pareto_scores_stay_finite_where_lifetimes_gives_nan():
+    """CDNOW master at as-of 1997-03-31 fits s = 169, beta = 20424 days (a dropout rate with almost
+    no spread): lifetimes' P(alive) and pmf are NaN at T = 0 (A_0 is log(0 - 0)). Quadrature takes
+    over there, and agrees with lifetimes wherever lifetimes is finite."""
+    from churnclv.models.btyd import (
+        _fitter_with_params,
+        _pareto_p_alive_by_quadrature,
+        _pareto_purchase_within,
+    )
+
+    p = {"r": 0.5154, "alpha": 58.84, "s": 169.1, "beta": 20424.0}
+    rows = [(0.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 30.0), (1.0, 3.0, 30.0), (5.0, 50.0, 60.0),
+            (100.0, 55.0, 3000.0)]
+    x, tx, T = (np.array(c) for c in zip(*rows))
+    fitter = _fitter_with_params("pareto", p)
+    with np.errstate(all="ignore"):
+        alive = fitter.conditional_probability_alive(x, tx, T)
+        none = fitter.conditional_probability_of_n_purchases_up_to_time(0, 30.0, x, tx, T)
+    assert np.isnan(alive[0]) and np.isnan(none[0])
+    quad_alive = [_pareto_p_alive_by_quadrature(p, *row) for row in rows]
+    np.testing.assert_allclose(quad_alive[1:], alive[1:], rtol=1e-8)
+    quad_none = [1 - pa * _pareto_purchase_within(p, xi, Ti, 30.0)
+                 for pa, xi, Ti in zip(quad_alive, x, T)]
+    np.testing.assert_allclose(quad_none[1:], none[1:], rtol=1e-8)
+    frame = pd.DataFrame({"frequency": x, "recency": tx, "T": T, "monetary_value": 10.0})
+    scores = fake_model("pareto", p).predict(frame, 30.0)
+    assert np.isfinite(scores[list(PREDICTION_COLUMNS[:-1])].to_numpy()).all()
+    assert scores["p_alive"].iloc[0] == 1.0
+    assert scores["p_churn"].iloc[0] == pytest.approx(quad_none[0], rel=1e-10)
+
+
 def test_gamma_gamma_order_value_shrinks_to_population_mean():
     est = fake_model("bgnbd")
     frame = pd.DataFrame({"frequency": [0.0, 1.0, 50.0, 2.0], "recency": [0.0, 5.0, 90.0, 9.0],
@@ -380,6 +486,107 @@ def test_unidentified_fit_raises_clear_error_without_printing(capsys):
         BTYDModel().fit(frame)
     out = capsys.readouterr()
     assert out.out == ""
+
+
+def failing_fit(monkeypatch, cls_name: str, fails) -> list[tuple[float, bool]]:
+    """Make lifetimes' ``cls_name.fit`` raise ConvergenceError whenever ``fails(penalizer, start)``;
+    returns the (penalizer, start given) of every call."""
+    import lifetimes
+    from lifetimes.utils import ConvergenceError
+
+    cls = getattr(lifetimes, cls_name)
+    real_fit = cls.fit
+    calls: list[tuple[float, bool]] = []
+
+    def fit(self, *args, **kwargs):
+        calls.append((self.penalizer_coef, kwargs.get("initial_params") is not None))
+        if fails(self.penalizer_coef, kwargs.get("initial_params")):
+            raise ConvergenceError("The model did not converge.")
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "fit", fit)
+    return calls
+
+
+def test_fit_retries_from_other_starts_and_records_it(monkeypatch, caplog):
+    frame = simulate_days("bgnbd", 400, seed=3)
+    plain = BTYDModel().fit(frame)
+    assert plain.fit_notes_ == []
+    failing_fit(monkeypatch, "BetaGeoFitter", lambda pen, start: start is None)
+    with caplog.at_level(logging.WARNING, logger="churnclv.models.btyd"):
+        est = BTYDModel().fit(frame)
+    assert len(est.fit_notes_) == 1
+    note = est.fit_notes_[0]
+    assert note.startswith("bgnbd at penalizer 0 from lifetimes' default start did not converge "
+                           "(ConvergenceError); ")
+    assert note.endswith("fitted at penalizer 0 from the typical start")
+    assert "fallback" in caplog.text and note in caplog.text
+    for k, v in plain.params_.items():  # another start, the same optimum
+        assert est.params_[k] == pytest.approx(v, rel=1e-4)
+    loaded = BTYDModel.from_dict(json.loads(json.dumps(est.to_dict())))
+    assert loaded.fit_notes_ == est.fit_notes_
+    old = est.to_dict()
+    del old["fitted"]["fit_notes"]  # saved before fit_notes existed
+    assert BTYDModel.from_dict(old).fit_notes_ == []
+
+
+def test_fit_falls_back_to_a_larger_penalizer(monkeypatch):
+    frame = simulate_days("bgnbd", 400, seed=3)
+    calls = failing_fit(monkeypatch, "BetaGeoFitter", lambda pen, start: pen < 1e-3)
+    est = BTYDModel().fit(frame)
+    assert est.fit_notes_[0].endswith("fitted at penalizer 0.001 from lifetimes' default start")
+    assert "bgnbd at penalizer 0.0001 from lifetimes' default start did not converge (ConvergenceError)" in (
+        est.fit_notes_[0])
+    assert [pen for pen, _ in calls if pen > 0] == [1e-4, 1e-4, 1e-3]  # 1e-4 also at lifetimes' tol
+    assert np.isfinite(est.predict(frame, 90).to_numpy(dtype=float)[:, :-1]).all()
+
+
+def test_fit_retries_on_degenerate_parameters(monkeypatch):
+    """A fit that 'converges' to a parameter at 0 is retried like one that does not converge."""
+    import lifetimes
+
+    frame = simulate_days("mbgnbd", 400, seed=4)
+    real_fit = lifetimes.ModifiedBetaGeoFitter.fit
+
+    def fit(self, *args, **kwargs):
+        out = real_fit(self, *args, **kwargs)
+        if kwargs.get("initial_params") is None and self.penalizer_coef == 0:
+            out.params_ = out.params_.copy()
+            out.params_["a"] = 1e-9
+        return out
+
+    monkeypatch.setattr(lifetimes.ModifiedBetaGeoFitter, "fit", fit)
+    est = BTYDModel(model="mbgnbd").fit(frame)
+    assert "gave degenerate parameters" in est.fit_notes_[0]
+    assert est.params_["a"] > 1e-3
+
+
+def test_fit_raises_naming_every_attempt_when_all_fail(monkeypatch):
+    frame = simulate_days("bgnbd", 400, seed=3)
+    failing_fit(monkeypatch, "BetaGeoFitter", lambda pen, start: True)
+    with pytest.raises(BTYDConvergenceError) as info:
+        BTYDModel().fit(frame)
+    message = str(info.value)
+    for attempt in ("at penalizer 0 from lifetimes' default start", "at penalizer 0 from the typical start",
+                    "at penalizer 0 from the flat start", "at penalizer 0.0001", "at penalizer 0.001 ",
+                    "at penalizer 0.01 ", "at penalizer 0.1 "):
+        assert attempt in message
+    assert "More customers, or a later as-of date" in message
+    with pytest.raises(BTYDConvergenceError) as info:  # only penalizers above the user's are tried
+        BTYDModel(penalizer=0.01).fit(frame)
+    assert "penalizer 0.001 " not in str(info.value) and "at penalizer 0.1 " in str(info.value)
+
+
+def test_pareto_fit_ignores_first_purchases_on_the_as_of_day():
+    """T = 0 rows have likelihood 1 under any parameters (and a NaN A_0 in lifetimes)."""
+    frame = simulate_days("pareto", 300, seed=21)
+    new = pd.DataFrame({"frequency": 0.0, "recency": 0.0, "T": [0.0] * 25, "monetary_value": 0.0})
+    with_new = BTYDModel(model="pareto").fit(pd.concat([frame, new], ignore_index=True))
+    without = BTYDModel(model="pareto").fit(frame)
+    for k, v in without.params_.items():
+        assert with_new.params_[k] == pytest.approx(v, rel=1e-6)
+    assert with_new.log_likelihood_ == pytest.approx(without.log_likelihood_, rel=1e-10)
+    assert with_new.fit_notes_ == []
 
 
 def test_fit_leaves_warnings_state_and_stdout_alone(capsys):

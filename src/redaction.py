@@ -1,0 +1,66 @@
+"""The one redaction of URLs and credentials: every URL that reaches an error, a log, a file, a
+metric or an HTTP answer passes through :func:`redact_url` (one URL) or :func:`redact_text` (a
+message that may quote URLs).
+
+The rule: keep the scheme, the user, the host, the port and the path; drop the password, the query
+string (``?password=...``, ``?sslpassword=...``, ``?token=...`` carry secrets too) and the fragment.
+A URL that cannot be parsed is replaced by a fixed placeholder: we cannot tell where its secret is.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+__all__ = ["PLACEHOLDER", "redact_text", "redact_url"]
+
+PLACEHOLDER = "<url redacted>"
+HIDDEN = "***"
+# a scheme, "://", then everything up to white space (a password may hold quotes or brackets); the
+# punctuation that closes a quote or a sentence after the URL is given back
+_URL = re.compile(r"""[A-Za-z][A-Za-z0-9+.\-]*://\S*""")
+_TRAILING = "'\")]}>.,;:!"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, query string and fragment.
+
+    Parameters
+    ----------
+    url : str
+        A database, tracking or HTTP URL (``postgresql://user:pw@host/db?password=x``).
+
+    Returns
+    -------
+    str
+        e.g. ``postgresql://user:***@host/db``; :data:`PLACEHOLDER` when it does not parse as a URL.
+        A string without ``://`` (a local path such as ``mlruns``) is returned as it is.
+    """
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a malformed port
+    except ValueError:
+        return PLACEHOLDER
+    # the last "@" ends the credentials: an unescaped "@" inside a password stays hidden too
+    netloc = parts.netloc
+    creds, at, hostport = netloc.rpartition("@")
+    if at:
+        user, colon, _password = creds.partition(":")
+        netloc = f"{user}:{HIDDEN}@{hostport}" if colon else f"{user}@{hostport}"
+    if port is not None and not netloc.endswith(f":{port}"):
+        return PLACEHOLDER
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted by :func:`redact_url` (for error messages and logs)."""
+    if "://" not in text:
+        return text
+    def one(match: re.Match[str]) -> str:
+        url = match.group(0)
+        core = url.rstrip(_TRAILING)
+        return redact_url(core) + url[len(core):]
+
+    return _URL.sub(one, text)

@@ -1,0 +1,41 @@
+"""The one redaction: no password, query string or fragment of a URL survives, in a URL or in text."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from churnclv.redaction import PLACEHOLDER, redact_text, redact_url
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://u:pw@db/x?password=secret", "postgresql://u:***@db/x"),
+    ("postgresql://u@h/shop?password=S3cret", "postgresql://u@h/shop"),
+    ("postgresql+psycopg://u:pw@db:5432/x?sslpassword=k", "postgresql+psycopg://u:***@db:5432/x"),
+    ("postgresql://u:p@ss@db/x", "postgresql://u:***@db/x"),  # an unescaped @ in the password
+    ("https://user:token@host/api#frag", "https://user:***@host/api"),
+    ("sqlite:///mlruns/mlflow.db", "sqlite:///mlruns/mlflow.db"),
+    ("mlruns", "mlruns"),  # a path, not a URL
+    ("http://h:notaport/x", PLACEHOLDER),
+])
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_redact_text_finds_every_url_in_a_message() -> None:
+    msg = "registry at postgresql://user:S3cret@host/mlflowdb failed ('http://a:b@c/d?token=T')"
+    out = redact_text(msg)
+    assert "S3cret" not in out and "token=T" not in out and ":b@" not in out
+    assert out.startswith("registry at postgresql://user:***@host/mlflowdb failed")
+
+
+secret = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/?#@ "),
+                 min_size=4, max_size=20)
+
+
+@given(secret, secret)
+def test_no_secret_survives(password: str, query_secret: str) -> None:
+    url = f"postgresql://user:{password}@db.example:5432/shop?password={query_secret}"
+    for out in (redact_url(url), redact_text(f"cannot connect to {url} now")):
+        assert f":{password}@" not in out and query_secret not in out.split("shop", 1)[-1]
