@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnclv.config import ConfigError
+from churnclv.config_schema import parse_section
 from churnclv.features import FeatureConfig, compute_features, compute_training_frame, count_customers
 from churnclv.metrics import all_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
@@ -120,29 +122,25 @@ class RunConfig:
         raw: dict[str, Any] = {}
         if path is not None:
             try:
-                raw = tomllib.loads(Path(path).read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise TrainingError(f"config {path}: {exc}: fix the file") from None
+                raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise TrainingError(f"config {path}: {exc}: fix the file (TOML, UTF-8)") from None
         unknown = set(raw) - {"train", "scorer", "tiers", "features"}
         if unknown:
             raise TrainingError(f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers], "
                                 "[features]")
-        train_raw = dict(raw.get("train", {}))
-        known = {f.name for f in fields(TrainConfig)}
-        if set(train_raw) - known:
-            raise TrainingError(f"config [train]: unknown keys {sorted(set(train_raw) - known)}; known: {sorted(known)}")
-        if "candidates" in train_raw:
-            train_raw["candidates"] = tuple(train_raw["candidates"])
-        if horizon_days is not None:
-            train_raw["horizon_days"] = horizon_days
-        train = TrainConfig(**train_raw)
-        try:
+        try:  # types first (key, rule, fix), then each dataclass's own rules
+            train_raw = parse_section(TrainConfig, raw.get("train", {}), "train")
+            if horizon_days is not None:
+                train_raw["horizon_days"] = horizon_days
+            train = TrainConfig(**train_raw)
             scorer = ScorerConfig.from_dict({**raw.get("scorer", {}), "horizon_days": train.horizon_days})
+        except ConfigError as exc:
+            raise TrainingError(f"config: {exc}") from None
         except (TypeError, ValueError) as exc:
             raise TrainingError(f"config [scorer]: {exc}") from None
         tiers = raw.get("tiers")
         if tiers is not None:  # checked now, not after the backtest, with the key, the rule and the fix
-            from churnclv.config import ConfigError
             from churnclv.models.tiers import parse_tier_config
 
             try:
@@ -164,15 +162,10 @@ class RunConfig:
 def parse_features(raw: dict[str, Any]) -> FeatureConfig:
     """The ``[features]`` section: keys of :class:`churnclv.features.FeatureConfig`, e.g.
     ``zero_amount_is_purchase = true`` (count lines of amount 0 as purchases, as lifetimes does)."""
-    known = {f.name for f in fields(FeatureConfig)}
-    bad = sorted(set(raw) - known)
-    if bad:
-        raise TrainingError(f"config [features]: unknown keys {bad}; known: {sorted(known)}")
-    if "zero_amount_is_purchase" in raw and not isinstance(raw["zero_amount_is_purchase"], bool):
-        raise TrainingError("config [features]: zero_amount_is_purchase must be true or false "
-                            f"(got {raw['zero_amount_is_purchase']!r})")
     try:
-        return FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        return FeatureConfig(**parse_section(FeatureConfig, raw, "features"))
+    except ConfigError as exc:
+        raise TrainingError(f"config: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"config [features]: {exc}") from None
 

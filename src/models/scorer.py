@@ -24,6 +24,7 @@ from lightgbm.basic import LightGBMError
 from sklearn.exceptions import NotFittedError
 
 from churnclv.features import FeatureConfig
+from churnclv.models.btyd import MODELS as BTYD_MODELS
 from churnclv.models.btyd import BTYDModel
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor, model_from_dict
 
@@ -49,6 +50,7 @@ SCORE_COLUMNS = (
     "action",
     "reasons",
 )
+MAX_CLV_MONTHS = 600  # 50 years: past this the discounted sum no longer moves
 CLV_MIN_SPEND = 1e-9  # below this BTYD spend, a customer's CLV profile is the fitted median
 AUTO_THREADS_MIN_ROWS = 200_000  # below this, LightGBM trains on one thread
 # What a model fit raises on data it cannot learn from (no convergence, non-finite output, too few or
@@ -99,16 +101,31 @@ class ScorerConfig:
                 raise ValueError(f"ScorerConfig.{name}={getattr(self, name)!r}: use one of {list(SOURCES)}")
         if self.horizon_days <= 0:
             raise ValueError(f"ScorerConfig.horizon_days={self.horizon_days}: must be a positive number of days")
-        if self.annual_discount_rate <= -1:
-            raise ValueError("ScorerConfig.annual_discount_rate must be > -1 (0.10 for 10% a year)")
+        if not -1 < self.annual_discount_rate <= 10:
+            raise ValueError("ScorerConfig.annual_discount_rate must be in (-1, 10] (0.10 for 10% a year)")
+        # bounded: a CLV over 1e9 months is a typo that would run for hours (it walks month by month)
+        ranges = {"clv_months": (0, MAX_CLV_MONTHS), "gbm_rounds": (1, 100_000), "gbm_num_leaves": (2, 131_072),
+                  "gbm_max_depth": (-1, 64), "top_reasons": (0, 20), "train_threads": (0, 1024),
+                  "horizon_days": (1, 3660), "seed": (0, 2**31 - 1)}
+        for name, (low, high) in ranges.items():
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"ScorerConfig.{name}={getattr(self, name)!r}: must be between {low} and {high}")
+        if self.btyd_model not in BTYD_MODELS:
+            raise ValueError(f"ScorerConfig.btyd_model={self.btyd_model!r}: use one of {list(BTYD_MODELS)}")
+        if self.calibration not in ("platt", "isotonic"):
+            raise ValueError(f"ScorerConfig.calibration={self.calibration!r}: use 'platt' or 'isotonic'")
+        if not 0 < self.gbm_learning_rate <= 1:
+            raise ValueError(f"ScorerConfig.gbm_learning_rate={self.gbm_learning_rate!r}: must be in (0, 1], e.g. 0.1")
+        if self.btyd_penalizer < 0 or not np.isfinite(self.btyd_penalizer):
+            raise ValueError(f"ScorerConfig.btyd_penalizer={self.btyd_penalizer!r}: must be a finite number >= 0")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScorerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"scorer config: unknown keys {unknown}; known keys are {sorted(known)}")
-        return cls(**data)
+        """From a ``[scorer]`` section or a saved scorer: unknown keys and wrong types are refused
+        (:class:`~churnclv.config.ConfigError`, naming the key, the rule and the fix)."""
+        from churnclv.config_schema import parse_section
+
+        return cls(**parse_section(cls, data, "scorer"))
 
     def uses_gbm(self) -> bool:
         return any(m != "btyd" for m in (self.churn_model, self.purchases_model, self.spend_model))
@@ -425,14 +442,33 @@ class Scorer:
 
     @classmethod
     def load(cls, path: Path | str) -> Scorer:
-        """Read a scorer written by :meth:`save`."""
+        """Read a scorer written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            No ``scorer.json`` in ``path``.
+        ScorerFormatError
+            The files are not a scorer this code can read (damaged, tampered with, another
+            version): one line naming the file and the field, never a traceback from deep inside.
+        """
         path = Path(path)
         doc_path = path / "scorer.json"
         if not doc_path.is_file():
             raise FileNotFoundError(f"{doc_path} not found: pass the folder written by Scorer.save")
-        doc = json.loads(doc_path.read_text())
-        if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{doc_path}: not a churnclv scorer of format version {FORMAT_VERSION}")
+        try:
+            return cls._from_doc(path, json.loads(doc_path.read_text(encoding="utf-8")))
+        except ScorerFormatError:
+            raise
+        except (*FIT_ERRORS, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            raise ScorerFormatError(f"{doc_path}: not a valid churnclv scorer ({detail}); retrain the model or load "
+                                    "the one churnclv train saved") from None
+
+    @classmethod
+    def _from_doc(cls, path: Path, doc: Any) -> Scorer:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
+            raise ScorerFormatError(f"{path / 'scorer.json'}: not a churnclv scorer of format version {FORMAT_VERSION}")
         tiers = None
         if doc.get("tiers") is not None:
             from churnclv.models.tiers import TierPolicy
@@ -443,15 +479,32 @@ class Scorer:
         config.setdefault("gbm_refit_full", True)
         scorer = cls(config=ScorerConfig.from_dict(config))
         scorer.tiers_ = tiers
+        if not isinstance(doc["metadata"], dict):
+            raise ScorerFormatError(f"{path / 'scorer.json'}: field 'metadata' must be an object")
         scorer.metadata_ = doc["metadata"]
+        scorer.feature_config()  # a damaged [features] record fails here, not at the first score
         scorer.btyd_ = BTYDModel.from_dict(doc["btyd"])
-        scorer.clv_fallback_ratio_ = float(doc["clv_fallback_ratio"])
+        ratio = float(doc["clv_fallback_ratio"])
+        if not np.isfinite(ratio) or ratio < 0:
+            raise ScorerFormatError(f"{path / 'scorer.json'}: field 'clv_fallback_ratio' must be a finite number >= 0")
+        scorer.clv_fallback_ratio_ = ratio
         scorer.churn_ = scorer.purchases_ = scorer.spend_ = None
-        for target, d in doc["gbm"].items():
+        for target, d in dict(doc["gbm"]).items():
+            if target not in ("churn", "purchases", "spend"):
+                raise ScorerFormatError(f"{path / 'scorer.json'}: unknown model 'gbm.{target}'")
             d = dict(d)
-            d["booster"] = (path / d.pop("booster_file")).read_text()
+            name = d.pop("booster_file")
+            # a plain file name inside the model folder: never a path that leads out of it
+            if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+                raise ScorerFormatError(f"{path / 'scorer.json'}: field 'gbm.{target}.booster_file' must be a file "
+                                        "name inside the model folder")
+            d["booster"] = (path / name).read_text(encoding="utf-8")
             setattr(scorer, f"{target}_", model_from_dict(d))
         return scorer
+
+
+class ScorerFormatError(ValueError):
+    """Saved scorer files that this code cannot read (damaged, tampered with, another version)."""
 
 
 def feature_config_from_dict(data: dict[str, Any] | None) -> FeatureConfig:
@@ -513,5 +566,5 @@ def empty_scores() -> pd.DataFrame:
                          for c in SCORE_COLUMNS})
 
 
-__all__ = ["FIT_ERRORS", "Scorer", "ScorerConfig", "feature_config_from_dict", "SCORE_COLUMNS", "BTYD_FEATURES", "model_features", "model_input", "empty_scores",
+__all__ = ["FIT_ERRORS", "Scorer", "ScorerConfig", "ScorerFormatError", "feature_config_from_dict", "SCORE_COLUMNS", "BTYD_FEATURES", "model_features", "model_input", "empty_scores",
            "next_purchase_dates"]

@@ -121,3 +121,86 @@ def test_next_purchase_dates_round_up_to_a_day_after_as_of() -> None:
     got = next_purchase_dates([0.2, 1.0, 1.5, np.nan, 30.0], dt.date(2025, 10, 2))
     assert got.tolist() == [dt.date(2025, 10, 3), dt.date(2025, 10, 3), dt.date(2025, 10, 4), None,
                             dt.date(2025, 11, 1)]
+
+
+def _tamper(doc: dict, change: str) -> object:
+    """One way a saved scorer.json can be damaged or tampered with (hardening item 11)."""
+    d = json.loads(json.dumps(doc))
+    match change:
+        case "list":
+            return [d]
+        case "format":
+            d["format"] = "other"
+        case "version":
+            d["format_version"] = 99
+        case "no_config":
+            del d["config"]
+        case "unknown_key":
+            d["config"]["magic"] = 1
+        case "rounds_text":
+            d["config"]["gbm_rounds"] = "x"
+        case "clv_months_huge":
+            d["config"]["clv_months"] = 10**9
+        case "metadata_list":
+            d["metadata"] = []
+        case "features_bad":
+            d["metadata"]["features"] = {"windows": "abc"}
+        case "no_btyd":
+            del d["btyd"]
+        case "btyd_params_missing":
+            d["btyd"]["fitted"]["params"].pop("r")
+        case "btyd_params_text":
+            d["btyd"]["fitted"]["params"]["r"] = "x"
+        case "ratio_nan":
+            d["clv_fallback_ratio"] = "nan"
+        case "gbm_unknown_target":
+            d["gbm"]["other"] = d["gbm"]["churn"]
+        case "booster_up":
+            d["gbm"]["churn"]["booster_file"] = "../../etc/passwd"
+        case "booster_absolute":
+            d["gbm"]["churn"]["booster_file"] = "/etc/hostname"
+        case "booster_missing":
+            d["gbm"]["churn"]["booster_file"] = "nope.lgb.txt"
+        case "no_booster_file":
+            del d["gbm"]["churn"]["booster_file"]
+        case "tiers_bad":
+            d["tiers"] = {"x": 1}
+    return d
+
+
+TAMPERED = ["list", "format", "version", "no_config", "unknown_key", "rounds_text", "clv_months_huge",
+            "metadata_list", "features_bad", "no_btyd", "btyd_params_missing", "btyd_params_text", "ratio_nan",
+            "gbm_unknown_target", "booster_up", "booster_absolute", "booster_missing", "no_booster_file", "tiers_bad"]
+
+
+@pytest.mark.parametrize("change", TAMPERED)
+def test_a_tampered_scorer_fails_to_load_in_one_line(hybrid: Scorer, tmp_path: Path, change: str) -> None:
+    from churnclv.models.scorer import ScorerFormatError
+
+    folder = hybrid.save(tmp_path / "m")
+    doc = json.loads((folder / "scorer.json").read_text())
+    (folder / "scorer.json").write_text(json.dumps(_tamper(doc, change)))
+    with pytest.raises(ScorerFormatError) as info:
+        Scorer.load(folder)
+    message = str(info.value)
+    assert "\n" not in message and str(folder / "scorer.json") in message
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00garbage"])
+def test_an_unreadable_scorer_json_fails_in_one_line(hybrid: Scorer, tmp_path: Path, content: bytes) -> None:
+    from churnclv.models.scorer import ScorerFormatError
+
+    folder = hybrid.save(tmp_path / "m")
+    (folder / "scorer.json").write_bytes(content)
+    with pytest.raises(ScorerFormatError, match="not a valid churnclv scorer"):
+        Scorer.load(folder)
+
+
+def test_a_damaged_booster_file_fails_in_one_line(hybrid: Scorer, tmp_path: Path) -> None:
+    from churnclv.models.scorer import ScorerFormatError
+
+    folder = hybrid.save(tmp_path / "m")
+    text = (folder / "churn.lgb.txt").read_text()
+    (folder / "churn.lgb.txt").write_text(text[: len(text) // 3])
+    with pytest.raises(ScorerFormatError, match="not a valid churnclv scorer"):
+        Scorer.load(folder)
