@@ -11,7 +11,7 @@ policy, metadata) and one LightGBM model text file per booster.
 from __future__ import annotations
 
 import datetime as dt
-
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, fields
@@ -434,8 +434,10 @@ class Scorer:
                 continue
             d = model.to_dict()
             booster_file = f"{target}.lgb.txt"
-            (path / booster_file).write_text(d.pop("booster"))
+            text = d.pop("booster")
+            (path / booster_file).write_text(text)
             d["booster_file"] = booster_file
+            d["booster_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
             doc["gbm"][target] = d
         (path / "scorer.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
         return path
@@ -482,8 +484,8 @@ class Scorer:
         if not isinstance(doc["metadata"], dict):
             raise ScorerFormatError(f"{path / 'scorer.json'}: field 'metadata' must be an object")
         scorer.metadata_ = doc["metadata"]
-        scorer.feature_config()  # a damaged [features] record fails here, not at the first score
         scorer.btyd_ = BTYDModel.from_dict(doc["btyd"])
+        scorer.feature_config()  # a damaged [features] record fails here, not at the first score
         ratio = float(doc["clv_fallback_ratio"])
         if not np.isfinite(ratio) or ratio < 0:
             raise ScorerFormatError(f"{path / 'scorer.json'}: field 'clv_fallback_ratio' must be a finite number >= 0")
@@ -498,9 +500,22 @@ class Scorer:
             if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
                 raise ScorerFormatError(f"{path / 'scorer.json'}: field 'gbm.{target}.booster_file' must be a file "
                                         "name inside the model folder")
-            d["booster"] = (path / name).read_text(encoding="utf-8")
+            d["booster"] = _checked_booster(path / name, d.pop("booster_sha256", None))
             setattr(scorer, f"{target}_", model_from_dict(d))
         return scorer
+
+
+def _checked_booster(path: Path, sha256: str | None) -> str:
+    """The booster text, checked before LightGBM reads it: its parser aborts the whole process (no
+    exception) on a truncated file. Scorers saved with a checksum are checked against it; older ones
+    must at least hold LightGBM's end markers."""
+    text = path.read_text(encoding="utf-8")
+    if sha256 is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() != sha256:
+        raise ScorerFormatError(f"{path}: the booster file does not match the checksum in scorer.json (damaged or "
+                                "changed after training); retrain the model or restore the file")
+    if not text.startswith("tree\n") or "\nend of trees\n" not in text or "\nend of parameters\n" not in text:
+        raise ScorerFormatError(f"{path}: not a complete LightGBM model text (truncated?); retrain the model")
+    return text
 
 
 class ScorerFormatError(ValueError):

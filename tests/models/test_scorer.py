@@ -202,5 +202,31 @@ def test_a_damaged_booster_file_fails_in_one_line(hybrid: Scorer, tmp_path: Path
     folder = hybrid.save(tmp_path / "m")
     text = (folder / "churn.lgb.txt").read_text()
     (folder / "churn.lgb.txt").write_text(text[: len(text) // 3])
-    with pytest.raises(ScorerFormatError, match="not a valid churnclv scorer"):
+    with pytest.raises(ScorerFormatError, match="does not match the checksum"):
+        Scorer.load(folder)
+
+
+def test_an_edited_booster_fails_its_checksum(hybrid: Scorer, tmp_path: Path) -> None:
+    from churnclv.models.scorer import ScorerFormatError
+
+    folder = hybrid.save(tmp_path / "m")
+    text = (folder / "spend.lgb.txt").read_text()
+    (folder / "spend.lgb.txt").write_text(text.replace("leaf_value=", "leaf_value=9", 1))
+    with pytest.raises(ScorerFormatError, match="does not match the checksum"):
+        Scorer.load(folder)
+
+
+def test_a_truncated_booster_without_checksum_never_reaches_lightgbm(hybrid: Scorer, tmp_path: Path) -> None:
+    """Scorers saved before the checksum: LightGBM's parser aborts the process on a truncated text."""
+    from churnclv.models.scorer import ScorerFormatError
+
+    folder = hybrid.save(tmp_path / "m")
+    doc = json.loads((folder / "scorer.json").read_text())
+    for d in doc["gbm"].values():
+        d.pop("booster_sha256")
+    (folder / "scorer.json").write_text(json.dumps(doc))
+    assert Scorer.load(folder).churn_ is not None  # an old model without checksums still loads
+    text = (folder / "churn.lgb.txt").read_text()
+    (folder / "churn.lgb.txt").write_text(text[: len(text) // 3])
+    with pytest.raises(ScorerFormatError, match="not a complete LightGBM model text"):
         Scorer.load(folder)
