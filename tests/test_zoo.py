@@ -221,6 +221,18 @@ def _check_http(built: Any, shape: Any, tracking_uri: str, batch: pd.DataFrame) 
 # --------------------------------------------------------------------------- the zoo
 
 
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris() -> Iterator[None]:
+    """The CLI points MLflow's process-wide tracking and registry URIs at each case's store: put them
+    back, so tests that run later in this process see their own store."""
+    import mlflow
+
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+
+
 @pytest.fixture(scope="module")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite database with its schema migrated and nothing else. Each shape gets its own

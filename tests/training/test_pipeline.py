@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 def test_run_logs_metrics_artifacts_and_registers_champion(trained_store: dict) -> None:
     mlflow.set_tracking_uri(trained_store["tracking_uri"])
+    mlflow.set_registry_uri(trained_store["tracking_uri"])  # other tests may have moved it
     client = MlflowClient()
     result = trained_store["result"]
     run = client.get_run(result.run_id)
@@ -58,6 +59,7 @@ def test_run_logs_metrics_artifacts_and_registers_champion(trained_store: dict) 
 
 def test_champion_loads_and_scores_like_the_trained_scorer(trained_store: dict, small_world: Path) -> None:
     mlflow.set_tracking_uri(trained_store["tracking_uri"])
+    mlflow.set_registry_uri(trained_store["tracking_uri"])  # other tests may have moved it
     model = mlflow.pyfunc.load_model(trained_store["model_uri"])
     feats = compute_features(small_world, "2025-10-02")
     scores = model.predict(model_input(feats))
