@@ -11,17 +11,37 @@ Spark), scores them in chunks with the registered MLflow model, and publishes on
         manifest.json            input fingerprint, counts (known = written; rejected at
                                  validation), model URI and version, horizon, timings per stage
         tier_report/             tier mix and, when an earlier partition exists, the migration
-    OUT/LATEST                   name of the newest partition, e.g. ``as_of=2025-10-02``
+    OUT/LATEST                   name of the newest partition by date, e.g. ``as_of=2025-10-02``
 
 Guarantees
 ----------
 - Every customer known at as-of gets exactly one row; the job fails (and publishes nothing) when
   the written rows do not reconcile with an independent count from the clean tables.
-- A partition is never visible half-written: the job writes ``OUT/.as_of=DATE.tmp-<id>/`` and
-  swaps it in with one rename; re-running an as-of replaces its partition, with no duplicates.
+- A partition is never visible half-written: the job writes ``OUT/.as_of=DATE.tmp-<id>/``, removes
+  from it everything its manifest does not name (temp files left by a failed write, progress,
+  spill), checks every part file reads whole, and swaps it in with one rename; re-running an as-of
+  replaces its partition, with no duplicates.
+- With a database (``db``), the table's rows of the as-of are replaced (delete, then insert) in one
+  transaction that is committed while the partition is swapped in; a failed commit swaps the old
+  partition back. The table thus holds the published partitions, row for row: a failed or killed
+  run leaves it as it was. (Only a kill between the rename and the commit, an instant, can leave
+  the two apart; running the as-of again makes them equal.)
 - A killed run continues from its completed chunks with ``resume=True`` and gives the same
   partition as an uninterrupted run (chunks are fixed slices of the sorted feature snapshot).
 - Memory is bounded by ``chunk_size``, not by the size of the base.
+- The as-of must be plausible (a year in 1900-2200, the rule of :mod:`churnclv.values`) and at most
+  ``max_days_after_data`` days (default 31) after the last date in the data (transaction, event or
+  sign-up): a typo such as 2262-04-12 is refused instead of becoming the newest partition.
+- ``LATEST`` names the latest partition by date, so it never moves back when an older as-of is
+  re-run. A partition published by mistake with a later date keeps ``LATEST`` (and the HTTP
+  service's ``score_by_id``) on it until it is removed: ``rm -r OUT/as_of=DATE`` and run the newest
+  correct as-of again (or write its name into ``OUT/LATEST``). Each run says when ``LATEST`` stays
+  on a later partition than its own.
+- The previous partition (the migration report, ``hysteresis``) is read whole before scoring: when
+  it cannot be read, the run skips the migration with a warning naming the file, or, with
+  ``hysteresis``, fails at once naming the file and the fix.
+- Errors are one line (:class:`BatchError`): disk full, an unwritable output folder, a database
+  problem. They never quote a password, a URL's query string or customer data.
 
 Batch and HTTP scores are identical: both call the same model (the pyfunc's scorer, on
 :func:`churnclv.models.scorer.model_input` of the features). Tier hysteresis (``hysteresis=True``:
@@ -57,6 +77,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from churnclv.redaction import redact_text, redact_url
 from churnclv.serving import batch_inputs
 
 log = logging.getLogger(__name__)
@@ -80,6 +101,9 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"  # same default as churnclv.
 # DuckDB's own default is 80% of RAM; the job promises a bounded footprint, so it sets one
 DEFAULT_MEMORY_LIMIT = "2GB"
 ENGINES = ("duckdb", "spark")
+# how far past the last date in the data an as-of may lie: a weekly job runs a few days after the
+# data's last load; a month covers a late load without letting a typo'd year through
+DEFAULT_MAX_DAYS_AFTER_DATA = 31
 
 OUTPUT_SCHEMA = pa.schema([
     pa.field("customer_id", pa.string(), nullable=False),
@@ -193,6 +217,7 @@ def load_model(model_uri: str, *, tracking_uri: str | None = None, dst: str | Pa
     """
     import mlflow
 
+    from churnclv.models.scorer import ScorerFormatError
     from churnclv.serving.model import ModelLoadError, ModelRef, download_model, resolve_version
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
@@ -201,9 +226,12 @@ def load_model(model_uri: str, *, tracking_uri: str | None = None, dst: str | Pa
         number = resolve_version(model_uri, uri)
         path, run_id = download_model(model_uri, uri, ref, number, str(dst))
     except ModelLoadError as exc:
-        raise BatchError(f"model {model_uri!r} not found: {exc}") from None
+        raise BatchError(redact_text(f"model {model_uri!r} not found: {exc}")) from None
     resolved = f"models:/{ref.name}/{number}" if ref.name is not None else model_uri
-    pyfunc = mlflow.pyfunc.load_model(path)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(path)
+    except ScorerFormatError as exc:
+        raise BatchError(redact_text(f"model {model_uri!r}: {_first_line(exc)}")) from None
     try:
         scorer = pyfunc.unwrap_python_model().scorer
     except (AttributeError, ValueError):
@@ -259,29 +287,50 @@ def score_chunk(model: LoadedModel, features: pd.DataFrame, *, as_of: dt.date,
 # --------------------------------------------------------------------------- files
 
 
+@contextlib.contextmanager
+def _atomic_file(path: Path, mode: str = "w") -> Iterator[Any]:
+    """A file handle that becomes ``path`` (fsync, rename) only when the body succeeds; a failed
+    write (disk full, a kill aside) leaves no temp file behind."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with tmp.open(mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     """Write JSON atomically (temp file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with tmp.open("w") as fh:
+    with _atomic_file(path) as fh:
         json.dump(doc, fh, indent=1, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with tmp.open("w") as fh:
+    with _atomic_file(path) as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with _atomic_file(path, "wb") as fh:
+        pq.write_table(table, fh)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 _RENAME_EXCHANGE = 2
@@ -304,18 +353,67 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a))
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Make ``tmp`` the partition ``final`` without ever showing a half-written one."""
+def _swap_in(tmp: Path, final: Path) -> Path | None:
+    """Make ``tmp`` the partition ``final`` without ever showing a half-written one; returns where
+    the old partition now is (to drop, or to swap back with :func:`_swap_back`), None if none."""
     if not final.exists():
         os.rename(tmp, final)
-        return
+        _fsync_dir(final.parent)
+        return None
     if _exchange(tmp, final):  # readers see the old or the new partition, never none
-        shutil.rmtree(tmp)
-        return
+        _fsync_dir(final.parent)
+        return tmp
     old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
     os.rename(final, old)  # a reader can miss the partition for this instant, never see a mix
     os.rename(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(final.parent)
+    return old
+
+
+def _swap_back(tmp: Path, final: Path, old: Path | None) -> None:
+    """Undo :func:`_swap_in`: the new partition goes back to ``tmp``, the old one (if any) to ``final``."""
+    if old is None:
+        os.rename(final, tmp)
+    elif old == tmp:
+        if not _exchange(tmp, final):
+            raise OSError(errno.EIO, "cannot swap the previous partition back", str(final))
+    else:
+        os.rename(final, tmp)
+        os.rename(old, final)
+    _fsync_dir(final.parent)
+
+
+def _seal(tmp: Path, manifest: dict[str, Any]) -> None:
+    """Leave in ``tmp`` only what the manifest names and check each part file reads whole, so a
+    published partition never holds a temp file, a progress file or a truncated part."""
+    outputs = manifest["outputs"]
+    keep = {MANIFEST_FILE, FEATURES_FILE, *outputs["scores"]}
+    report = manifest.get("tier_report") or {}
+    report_files = {Path(f).name for f in (report.get("files") or {}).values()}
+    for entry in tmp.iterdir():
+        if entry.name == REPORT_DIR and outputs.get("tier_report") and entry.is_dir():
+            for f in entry.iterdir():
+                if f.name not in report_files or not f.is_file():
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+        elif entry.name not in keep or not entry.is_file():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    rows = 0
+    for name in outputs["scores"]:
+        try:
+            rows += pq.ParquetFile(tmp / name).metadata.num_rows
+        except (OSError, pa.ArrowException) as exc:
+            raise BatchError(f"{tmp / name}: a part file does not read back ({_first_line(exc)}); nothing was "
+                             "published: check the disk and run again without --resume") from None
+    if rows != manifest["counts"]["rows_written"]:
+        raise BatchError(f"{tmp}: the part files hold {rows:,} rows, {manifest['counts']['rows_written']:,} were "
+                         "written; nothing was published: run again without --resume")
+    _fsync_dir(tmp)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception in one line, at most 200 characters, URLs redacted."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return redact_text(text)
 
 
 @contextlib.contextmanager
@@ -371,18 +469,29 @@ def _progress_bar(enabled: bool) -> Any:
 
 def _as_of(value: Any) -> dt.date:
     from churnclv.features import as_of_date
+    from churnclv.values import MAX_YEAR, MIN_YEAR
 
     try:
-        return as_of_date(value)
+        day = as_of_date(value)
     except ValueError as exc:
         raise BatchError(f"as-of: {exc}") from None
+    if not MIN_YEAR <= day.year <= MAX_YEAR:  # the validation's rule for every date in the data
+        raise BatchError(f"as-of {day.isoformat()}: the year is outside {MIN_YEAR}-{MAX_YEAR}: pass the "
+                         "date the data runs to, e.g. 2025-10-02")
+    return day
 
 
-def _check_args(engine: str, chunk_size: int, clean: Path) -> None:
+def _check_args(engine: str, chunk_size: int, clean: Path, out: Path, max_days_after_data: int) -> None:
     if engine not in ENGINES:
         raise BatchError(f"engine {engine!r} is not known: use one of {list(ENGINES)}")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise BatchError(f"chunk size {chunk_size!r}: must be a positive number of customers, e.g. 200000")
+    if isinstance(max_days_after_data, bool) or not isinstance(max_days_after_data, int) or max_days_after_data < 0:
+        raise BatchError(f"max days after data {max_days_after_data!r}: must be a whole number of days >= 0, "
+                         f"e.g. {DEFAULT_MAX_DAYS_AFTER_DATA}")
+    if out.exists() and not out.is_dir():
+        raise BatchError(f"--out {out} is a file: pass a folder (the run writes OUT/as_of=DATE/ and OUT/LATEST "
+                         "into it)")
     if not clean.is_dir():
         raise BatchError(f"{clean}: not a folder of clean tables: pass the validated data folder (--data)")
     if "transactions" not in batch_inputs.table_paths(clean):
@@ -460,10 +569,42 @@ def _check_order(ids: pa.ChunkedArray | pa.Array, last: str | None, chunk: int) 
             "must give one row per customer sorted by customer_id (report this as a bug)"
         )
     first = ids[0].as_py()
-    if last is not None and not first > last:
-        raise BatchError(f"chunk {chunk}: customer {first!r} follows {last!r}: the feature snapshot repeats "
-                         "customers across chunks (report this as a bug)")
+    if last is not None and not first > last:  # no ids in the message: they are customer data
+        raise BatchError(f"chunk {chunk}: its first customer id does not follow the last id of chunk {chunk - 1}: "
+                         "the feature snapshot repeats customers across chunks (report this as a bug)")
     return ids[-1].as_py()
+
+
+def _previous_problem(prev: Path) -> str | None:
+    """Why the previous partition cannot be read whole (naming the file), or None when it can.
+
+    Reads its manifest and the ``customer_id`` and ``tier`` columns of every part file (what the
+    migration report and hysteresis read), batch by batch: a few seconds for millions of rows, and
+    a truncated or damaged file is found before scoring rather than after.
+    """
+    manifest_path = prev / MANIFEST_FILE
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        listed = manifest["outputs"]["scores"]
+        expected = int(manifest["counts"]["rows_written"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{manifest_path} cannot be read ({type(exc).__name__})"
+    files = part_files(prev)
+    missing = sorted(set(listed) - {f.name for f in files})
+    if missing:
+        return f"{prev / missing[0]} is missing ({len(missing)} part file(s) its manifest names)"
+    rows = 0
+    for f in files:
+        if f.name not in listed:
+            return f"{f} is not in its manifest (left by something else)"
+        try:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=65_536, columns=["customer_id", "tier"]):
+                rows += batch.num_rows
+        except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
+            return f"{f} cannot be read ({_first_line(exc)})"
+    if rows != expected:
+        return f"{prev}: its part files hold {rows:,} rows, its manifest {expected:,}"
+    return None
 
 
 def _tier_report(tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con: duckdb.DuckDBPyConnection
@@ -504,6 +645,7 @@ def _tier_report(tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con:
         prev_tiers = frame.loc[frame["prev_tier"].notna(), ["customer_id", "prev_tier"]]
         prev_tiers = prev_tiers.rename(columns={"prev_tier": "tier"})
         report = tier_report(frame.loc[frame["_curr"]], prev=prev_tiers, tiers=order, spend_col=PAST_SPEND)
+    shutil.rmtree(tmp / REPORT_DIR, ignore_errors=True)  # a resumed run's earlier attempt
     paths = write_report(report, tmp / REPORT_DIR)
     summary = report.summary[["tier", "customers", "customer_share", "clv", "clv_share", "past_spend",
                               "past_spend_share"]]
@@ -542,6 +684,7 @@ def run_batch(
     progress: bool = True,
     reasons: bool = True,
     after_chunk: Callable[[int], None] | None = None,
+    max_days_after_data: int = DEFAULT_MAX_DAYS_AFTER_DATA,
 ) -> dict[str, Any]:
     """Score every customer known at ``as_of`` and publish ``OUT/as_of=DATE/`` (see the module doc).
 
@@ -562,8 +705,9 @@ def run_batch(
     horizon_days : int, optional
         Must equal the model's horizon when given (the model was trained for one horizon).
     db : str, optional
-        Also upsert the rows into ``db_table`` at this database (``postgresql://...``,
-        ``sqlite:///...``), one transaction per chunk.
+        Also write the rows into ``db_table`` at this database (``postgresql://...``,
+        ``sqlite:///...``): the as-of's rows are replaced in one transaction committed with the
+        partition's publication, so the table equals the published partitions.
     engine : {"duckdb", "spark"}
         Feature engine and scorer runtime. ``spark`` runs the same Ibis features on PySpark and
         scores with ``mlflow.pyfunc.spark_udf`` (needs the spark extra; not chunked: resume reruns).
@@ -587,6 +731,9 @@ def run_batch(
         reason lists; the numbers, tiers, stages and actions are unchanged. DuckDB engine only.
     after_chunk : callable, optional
         Called with the chunk number after each chunk is committed (a hook for tests and monitoring).
+    max_days_after_data : int
+        How many days after the last date in the data (transaction, event or sign-up) the as-of may
+        lie (default 31); a later as-of is refused as a likely typo.
 
     Returns
     -------
@@ -597,14 +744,16 @@ def run_batch(
     ------
     BatchError
         For a missing or unsuitable model, a horizon that differs from the model's, unreadable
-        input, an as-of before any data, a resume that does not match, counts that do not reconcile,
-        or a database the sink cannot use.
+        input, an as-of before any data or too far after it, an unreadable previous partition with
+        ``hysteresis``, a resume that does not match, counts that do not reconcile, a database the
+        sink cannot use, or an output folder that cannot be written (full, read-only, a file).
+        The message is one line and never holds a password or customer data.
     """
     timer = _Timer()
     started = time.perf_counter()
     clean, out = Path(clean), Path(out)
     day = _as_of(as_of)
-    _check_args(engine, chunk_size, clean)
+    _check_args(engine, chunk_size, clean, out, max_days_after_data)
     if engine == "spark":
         from churnclv.serving import spark as spark_engine
 
@@ -616,21 +765,49 @@ def run_batch(
         if not spark_engine.available():
             raise BatchError("engine spark needs pyspark and ibis' pyspark backend: pip install 'churnclv[spark]'")
     name = partition_name(day)
-    out.mkdir(parents=True, exist_ok=True)
     sink = _open_sink(db, db_table)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="churnclv-model-") as model_dir, _lock(out, name):
-            manifest, final = _run_locked(
+            manifest, final, latest = _run_locked(
                 clean=clean, day=day, out=out, name=name, model_uri=model_uri, tracking_uri=tracking_uri,
                 horizon_days=horizon_days, sink=sink, db=db, db_table=db_table, engine=engine,
                 chunk_size=chunk_size, resume=resume, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT,
                 echo=echo, hysteresis=hysteresis, progress=progress, reasons=reasons, after_chunk=after_chunk,
-                model_dir=Path(model_dir), timer=timer, started=started)
+                model_dir=Path(model_dir), timer=timer, started=started, max_days_after_data=max_days_after_data)
+    except OSError as exc:
+        raise BatchError(_os_problem(exc, out, name)) from None
+    except duckdb.IOException as exc:
+        raise BatchError(f"DuckDB could not read or write a file ({_first_line(exc)}); nothing was published for "
+                         f"{name}: free space or fix the permissions, then run again with --resume") from None
     finally:
         if sink is not None:
             sink.close()
     _summary(manifest, final, echo)
+    if latest != name:
+        echo(f"LATEST stays on {latest}, a later as-of than {name}; if {latest} is a mistake, remove it "
+             f"(rm -r {out / latest}) and run the newest correct as-of again")
     return manifest
+
+
+def _os_problem(exc: OSError, out: Path, name: str) -> str:
+    """One line for a file-system error of the run: where, what, and the fix."""
+    where = exc.filename if exc.filename is not None else out
+    what = exc.strerror or _first_line(exc)
+    code = errno.errorcode.get(exc.errno or 0)
+    what = f"{what} ({code})" if code else what
+    in_out = str(where).startswith(str(out))
+    if exc.errno == errno.ENOSPC:
+        fix = ("free space there (or pass an --out on another file system) and run again with --resume: "
+               "the completed chunks are kept")
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = ("make the output folder writable for this user, or pass another --out" if in_out else
+               "make it readable for this user")
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        fix = "--out must be a folder, or a path where one can be created"
+    else:
+        fix = "check the path and run again"
+    return f"{where}: {what}; nothing was published for {name}: {fix}"
 
 
 def _open_sink(db: str | None, table: str) -> Any:
@@ -662,7 +839,7 @@ def _features_duckdb(tmp: Path, prog: dict[str, Any], clean: Path, day: dt.date,
     try:
         write_features(clean, day, staging, con=con, config=config)  # the model's feature configuration
     except ValueError as exc:
-        raise BatchError(f"features as of {day}: {exc}") from None
+        raise BatchError(f"features as of {day}: {redact_text(str(exc))}") from None
     finally:
         con.disconnect()
     shutil.rmtree(tmp / ".spill", ignore_errors=True)
@@ -671,24 +848,52 @@ def _features_duckdb(tmp: Path, prog: dict[str, Any], clean: Path, day: dt.date,
     _write_json(tmp / PROGRESS_FILE, prog)
 
 
+def _check_not_after_data(day: dt.date, fp: dict[str, Any], clean: Path, max_days_after_data: int) -> None:
+    """Refuse an as-of more than ``max_days_after_data`` days after the last date in the data: a typo
+    (2262 for 2026) would otherwise become the newest partition and hold ``LATEST``."""
+    end = batch_inputs.last_date(fp)
+    if end is not None and (day - end).days > max_days_after_data:
+        days = (day - end).days
+        raise BatchError(
+            f"as-of {day} is {days:,} days after the last date in the data ({end}: the latest transaction, event "
+            f"or sign-up in {clean}), more than the {max_days_after_data} allowed: check the date (a later as-of "
+            f"would become LATEST), or pass --max-days-after-data {days} if the data really ends that early"
+        )
+
+
+def _previous(out: Path, day: dt.date, hysteresis: bool) -> tuple[Path | None, str | None]:
+    """The partition before ``day`` and, when it cannot be read whole, why (checked before scoring)."""
+    earlier = [p for d, p in partitions(out) if d < day]
+    if not earlier:
+        return None, None
+    prev = earlier[-1]
+    problem = _previous_problem(prev)
+    if problem is None:
+        return prev, None
+    rebuild = f"run that as-of again (score-batch --as-of {prev.name.removeprefix('as_of=')}) to rebuild it"
+    if hysteresis:
+        raise BatchError(f"--hysteresis keeps the tiers of the previous partition {prev.name}, but {problem}: "
+                         f"{rebuild}, or run without --hysteresis; nothing was scored")
+    # a warning (stderr under the CLI) now, before scoring; the summary repeats it as "migration skipped"
+    log.warning("no tier migration from %s: %s; the scores are not affected. To get the migration report, %s",
+                prev.name, problem, rebuild)
+    return None, problem
+
+
 def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: str, tracking_uri: str | None,
                 horizon_days: int | None, sink: Any, db: str | None, db_table: str, engine: str, chunk_size: int,
                 resume: bool, memory_limit: str, echo: Callable[[str], Any], hysteresis: bool, progress: bool,
                 reasons: bool, after_chunk: Callable[[int], None] | None, model_dir: Path, timer: _Timer,
-                started: float) -> tuple[dict[str, Any], Path]:
-    """The job, holding the as-of's lock: score into a temp partition, then publish it."""
-    with timer("model"):
-        model = load_model(model_uri, tracking_uri=tracking_uri, dst=model_dir)
-    if horizon_days is not None and int(horizon_days) != model.horizon_days:
-        raise BatchError(
-            f"horizon {horizon_days} days differs from the model's {model.horizon_days} days "
-            f"({model.resolved_uri}): drop --horizon-days, or train a model with --horizon-days {horizon_days}"
-        )
+                started: float, max_days_after_data: int) -> tuple[dict[str, Any], Path, str]:
+    """The job, holding the as-of's lock: check the inputs, score into a temp partition, then publish
+    it (and, with a database, replace the as-of's rows in the same step)."""
     con = duckdb.connect(config={"memory_limit": memory_limit})
     try:
+        # the checks that need no model first: a wrong date or a damaged last week fails in seconds
         with timer("fingerprint"):
             fp = batch_inputs.fingerprint(clean, con)
             rejected = batch_inputs.rejected_rows(clean, fp, con)
+            _check_not_after_data(day, fp, clean, max_days_after_data)
             known = batch_inputs.known_customers(clean, day, con)
         if known == 0:
             first = fp["tables"]["transactions"].get("ts_min")
@@ -696,8 +901,14 @@ def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: s
                 f"as-of {day} is before any data (no transaction and no signup on or before it; the first "
                 f"transaction is at {first}): pick a later date"
             )
-        earlier = [p for d, p in partitions(out) if d < day]
-        prev = earlier[-1] if earlier else None
+        prev, prev_problem = _previous(out, day, hysteresis)
+        with timer("model"):
+            model = load_model(model_uri, tracking_uri=tracking_uri, dst=model_dir)
+        if horizon_days is not None and int(horizon_days) != model.horizon_days:
+            raise BatchError(
+                f"horizon {horizon_days} days differs from the model's {model.horizon_days} days "
+                f"({model.resolved_uri}): drop --horizon-days, or train a model with --horizon-days {horizon_days}"
+            )
         key = _resume_key(day=day, engine=engine, chunk_size=chunk_size, hysteresis=hysteresis, reasons=reasons,
                           model=model, fp=fp, prev_name=None if prev is None else prev.name)
         tmp, prog = _open_temp(out, name, key, resume, echo)
@@ -705,10 +916,10 @@ def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: s
         if engine == "duckdb":
             with timer("features"):
                 _features_duckdb(tmp, prog, clean, day, memory_limit, progress, model.scorer.feature_config())
-            written = _score_chunks(tmp, prog, model, day, chunk_size, prev if hysteresis else None, sink,
+            written = _score_chunks(tmp, prog, model, day, chunk_size, prev if hysteresis else None,
                                     con, timer, progress, reasons, after_chunk)
         else:
-            written = _spark_run(tmp, prog, model, clean, day, sink, timer)
+            written = _spark_run(tmp, prog, model, clean, day, timer)
         n_features = pq.ParquetFile(tmp / FEATURES_FILE).metadata.num_rows
         if not (known == n_features == written):
             raise BatchError(
@@ -719,16 +930,66 @@ def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: s
         with timer("tier_report"):
             tiers = model.scorer.tiers_
             report = None if tiers is None else _tier_report(tmp, prev, tuple(tiers.tier_names), con)
+            if report is not None and prev_problem is not None:
+                report["migration_skipped"] = prev_problem
     finally:
         con.close()
 
-    db_doc = None
-    if sink is not None:
-        db_doc = {"url": _redact(db or ""), "table": db_table, "rows_upserted": written,
-                  "rows_for_as_of": sink.count(day)}
-    files = [p.name for p in part_files(tmp)]
-    timer.seconds["total"] = time.perf_counter() - started
-    manifest = {
+    final = out / name
+    replacement = None
+    try:
+        db_doc = None
+        if sink is not None:
+            replacement = _replace_rows(sink, day, tmp, timer)
+            db_doc = {"url": redact_url(db or ""), "table": db_table, "rows_written": replacement.rows_written,
+                      "rows_removed": replacement.rows_removed, "rows_for_as_of": replacement.rows_for_as_of}
+            if replacement.rows_for_as_of != written:
+                raise BatchError(f"database {sink.where}: {replacement.rows_for_as_of:,} rows of as-of {day} in "
+                                 f"{db_table!r} after the write, {written:,} scored; nothing was published or "
+                                 "committed: report this as a bug")
+        files = [p.name for p in part_files(tmp)]
+        timer.seconds["total"] = time.perf_counter() - started
+        manifest = _manifest(day=day, name=name, engine=engine, chunk_size=chunk_size, files=files,
+                             resumed_chunks=resumed_chunks, hysteresis=hysteresis, key=key, reasons=reasons,
+                             model=model, fp=fp, known=known, n_features=n_features, written=written,
+                             rejected=rejected, report=report, db_doc=db_doc, timer=timer)
+        _write_json(tmp / MANIFEST_FILE, manifest)
+        _seal(tmp, manifest)  # drops _progress.json too: from here on the run is complete
+        old = _swap_in(tmp, final)
+        if replacement is not None:
+            from churnclv.serving.sinks import SinkError
+
+            try:
+                replacement.commit()
+            except SinkError as exc:
+                _swap_back(tmp, final, old)
+                raise BatchError(f"{exc}; nothing was published for {name} (its previous partition and rows are "
+                                 "back): fix the database and run again") from None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if replacement is not None:
+            replacement.close()
+    return manifest, final, _update_latest(out, name)
+
+
+def _replace_rows(sink: Any, day: dt.date, tmp: Path, timer: _Timer) -> Any:
+    """The as-of's rows replaced by the partition's, in a transaction left open for the publish."""
+    from churnclv.serving.sinks import SinkError
+
+    chunks = (pq.read_table(f) for f in part_files(tmp))  # one part file in memory at a time
+    try:
+        with timer("db"):
+            return sink.replace(day, chunks)
+    except SinkError as exc:
+        raise BatchError(f"{exc}; nothing was published") from None
+
+
+def _manifest(*, day: dt.date, name: str, engine: str, chunk_size: int, files: list[str], resumed_chunks: int,
+              hysteresis: bool, key: dict[str, Any], reasons: bool, model: LoadedModel, fp: dict[str, Any],
+              known: int, n_features: int, written: int, rejected: dict[str, Any], report: dict[str, Any] | None,
+              db_doc: dict[str, Any] | None, timer: _Timer) -> dict[str, Any]:
+    return {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
         "as_of": day.isoformat(),
@@ -742,8 +1003,8 @@ def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: s
         "reasons": reasons,
         "horizon_days": model.horizon_days,
         "model": {
-            "uri": model.uri,
-            "resolved_uri": model.resolved_uri,
+            "uri": redact_url(model.uri),
+            "resolved_uri": redact_url(model.resolved_uri),
             "version": model.version,
             "run_id": model.run_id,
             "trained_as_of": model.metadata.get("as_of"),
@@ -763,22 +1024,23 @@ def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: s
         "db": db_doc,
         "timings_s": {k: round(v, 3) for k, v in timer.seconds.items()},
     }
-    (tmp / PROGRESS_FILE).unlink(missing_ok=True)
-    _write_json(tmp / MANIFEST_FILE, manifest)
-    final = out / name
-    _publish(tmp, final)
-    _write_text(out / LATEST_FILE, partitions(out)[-1][1].name)  # last: readers follow LATEST to a whole partition
-    return manifest, final
 
 
-def _redact(url: str) -> str:
-    from churnclv.serving.sinks import redact
-
-    return redact(url)
+def _update_latest(out: Path, name: str) -> str:
+    """Point ``LATEST`` at the latest partition by date (last: readers follow it to a whole partition);
+    returns that partition's name."""
+    newest = partitions(out)[-1][1].name
+    try:
+        _write_text(out / LATEST_FILE, newest)
+    except OSError as exc:
+        raise BatchError(f"{name} was published, but {out / LATEST_FILE} could not be updated "
+                         f"({exc.strerror or _first_line(exc)}): free space or fix the permissions, then write "
+                         f"{newest} into it (or run again)") from None
+    return newest
 
 
 def _score_chunks(tmp: Path, prog: dict[str, Any], model: LoadedModel, day: dt.date, chunk_size: int,
-                  prev: Path | None, sink: Any, con: duckdb.DuckDBPyConnection, timer: _Timer, progress: bool,
+                  prev: Path | None, con: duckdb.DuckDBPyConnection, timer: _Timer, progress: bool,
                   reasons: bool, after_chunk: Callable[[int], None] | None) -> int:
     """Score the feature snapshot chunk by chunk into ``part-NNNNN.parquet`` files; returns the rows."""
     snapshot = pq.ParquetFile(tmp / FEATURES_FILE)
@@ -793,11 +1055,6 @@ def _score_chunks(tmp: Path, prog: dict[str, Any], model: LoadedModel, day: dt.d
             last = _check_order(batch.column("customer_id"), last, i)
             done = prog["chunks"].get(str(i))
             if done is not None and part.is_file() and done["rows"] == batch.num_rows:
-                if sink is not None and not done.get("db"):
-                    with timer("db"):
-                        sink.write(pq.read_table(part))
-                    done["db"] = True
-                    _write_json(tmp / PROGRESS_FILE, prog)
                 written += done["rows"]
                 bar.advance(task, batch.num_rows)
                 continue
@@ -811,10 +1068,7 @@ def _score_chunks(tmp: Path, prog: dict[str, Any], model: LoadedModel, day: dt.d
                 raise BatchError(f"chunk {i}: {batch.num_rows} customers in, {table.num_rows} scores out (a bug)")
             with timer("write"):
                 _write_parquet(table, part)
-            if sink is not None:
-                with timer("db"):
-                    sink.write(table)
-            prog["chunks"][str(i)] = {"rows": table.num_rows, "file": part.name, "db": sink is not None}
+            prog["chunks"][str(i)] = {"rows": table.num_rows, "file": part.name}
             with timer("write"):
                 _write_json(tmp / PROGRESS_FILE, prog)
             written += table.num_rows
@@ -825,7 +1079,7 @@ def _score_chunks(tmp: Path, prog: dict[str, Any], model: LoadedModel, day: dt.d
     return written
 
 
-def _spark_run(tmp: Path, prog: dict[str, Any], model: LoadedModel, clean: Path, day: dt.date, sink: Any,
+def _spark_run(tmp: Path, prog: dict[str, Any], model: LoadedModel, clean: Path, day: dt.date,
                timer: _Timer) -> int:
     """Features and scores on Spark; the partition gets the same files as with DuckDB."""
     from churnclv.serving import spark as spark_engine
@@ -851,9 +1105,6 @@ def _spark_run(tmp: Path, prog: dict[str, Any], model: LoadedModel, clean: Path,
             last = _check_order(table.column("customer_id"), last, i)
             _write_parquet(table, tmp / PART.format(i))
             written += table.num_rows
-            if sink is not None:
-                with timer("db"):
-                    sink.write(table)
     shutil.rmtree(work, ignore_errors=True)
     prog["features"] = True
     return written
@@ -897,8 +1148,11 @@ def _summary(manifest: dict[str, Any], final: Path, echo: Callable[[str], Any]) 
             mg = report["migration"]
             echo(f"  migration  vs {report['previous']}: {mg['changed_tier']:,} of {mg['customers_both']:,} "
                  f"customers changed tier; {mg['only_current']:,} new, {mg['only_previous']:,} gone")
+        elif report.get("migration_skipped"):
+            echo(f"  migration  skipped: {report['migration_skipped']}")
     if manifest.get("db"):
         d = manifest["db"]
-        echo(f"  database   {d['url']} table {d['table']}: {d['rows_upserted']:,} rows upserted")
+        echo(f"  database   {d['url']} table {d['table']}: {d['rows_written']:,} rows of as-of "
+             f"{manifest['as_of']} written, replacing {d['rows_removed']:,}")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total")
     echo(f"  timings    {stages}")

@@ -103,6 +103,19 @@ def fingerprint(clean: Path, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
 
 
+def last_date(fp: dict[str, Any]) -> dt.date | None:
+    """The last calendar day in the data: the latest transaction, event or sign-up of :func:`fingerprint`."""
+    days = []
+    for name, table in fp["tables"].items():
+        value = table.get(f"{TIME_COLUMN[name]}_max")
+        if value:
+            try:
+                days.append(dt.datetime.fromisoformat(str(value)).date())
+            except ValueError:  # not a timestamp DuckDB could cast: no bound from this table
+                continue
+    return max(days) if days else None
+
+
 def identity(fp: dict[str, Any]) -> Any:
     """What must not change between an interrupted run and its resumption."""
     if fp.get("content_hash"):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from churnclv.models.scorer import Scorer
+from churnclv.redaction import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,22 @@ _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<
 
 
 class ModelLoadError(RuntimeError):
-    """The model URI cannot be resolved or loaded (the message says which and how to fix it)."""
+    """The model URI cannot be resolved or loaded (the message says which and how to fix it).
+
+    The message is redacted here, once, whoever builds it: it reaches HTTP answers (``/reload``),
+    logs (the periodic check) and the ``serve`` command's output, and tracking URIs carry database
+    passwords (``postgresql://user:pw@host/db``), as do the errors of the libraries that read them.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_text(message))
+
+
+def error_summary(exc: BaseException) -> str:
+    """The first line of an exception, named by its type when it says nothing (for one-line errors)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0].strip() if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -114,9 +130,14 @@ def resolve_version(model_uri: str, tracking_uri: str) -> str | None:
         return str(_client(tracking_uri).get_model_version_by_alias(ref.name, ref.alias).version)
     except MlflowException as exc:
         raise ModelLoadError(
-            f"model URI {model_uri}: no version of model '{ref.name}' has the alias '{ref.alias}' in the "
-            f"registry at {tracking_uri} ({exc.message.splitlines()[0]}): train and promote a model "
+            f"model URI {redact_url(model_uri)}: no version of model '{ref.name}' has the alias '{ref.alias}' "
+            f"in the registry at {redact_url(tracking_uri)} ({error_summary(exc)}): train and promote a model "
             "(churnclv train), or set --model / CHURNCLV_MODEL_URI and --tracking-uri / MLFLOW_TRACKING_URI"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the store is unreachable (a database driver's own errors)
+        raise ModelLoadError(
+            f"model URI {redact_url(model_uri)}: cannot read the registry at {redact_url(tracking_uri)} "
+            f"({error_summary(exc)}): check --tracking-uri / MLFLOW_TRACKING_URI and that its database is up"
         ) from None
 
 
@@ -126,6 +147,10 @@ def download_model(model_uri: str, tracking_uri: str, ref: ModelRef, version: st
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
+    if ":/" not in model_uri and not Path(model_uri).exists():  # a local folder (no scheme)
+        raise ModelLoadError(
+            f"model URI {model_uri}: no such model folder: check --model / CHURNCLV_MODEL_URI (models:/NAME/VERSION, "
+            "models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder)")
     try:
         if ref.name is not None:
             client = _client(tracking_uri)
@@ -139,8 +164,14 @@ def download_model(model_uri: str, tracking_uri: str, ref: ModelRef, version: st
                                                    tracking_uri=tracking_uri), None
     except (MlflowException, OSError) as exc:
         raise ModelLoadError(
-            f"model URI {model_uri}: cannot download it from {tracking_uri} ({exc}): check the URI and "
-            "the tracking URI"
+            f"model URI {redact_url(model_uri)}: cannot download it from {redact_url(tracking_uri)} "
+            f"({error_summary(exc)}): check --model / CHURNCLV_MODEL_URI (models:/NAME/VERSION, models:/NAME@ALIAS, "
+            "runs:/RUN_ID/PATH or a model folder) and --tracking-uri / MLFLOW_TRACKING_URI"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the store is unreachable (a database driver's own errors)
+        raise ModelLoadError(
+            f"model URI {redact_url(model_uri)}: cannot read it from {redact_url(tracking_uri)} "
+            f"({error_summary(exc)}): check --tracking-uri / MLFLOW_TRACKING_URI and that its database is up"
         ) from None
 
 
@@ -148,16 +179,22 @@ def _from_local(path: str | Path, *, name: str, version: str, alias: str | None,
                 run_id: str | None) -> LoadedModel:
     import mlflow.pyfunc
 
-    with warnings.catch_warnings():
-        # requirement-mismatch notes on load are about the training machine's pins, not errors
-        warnings.simplefilter("ignore")
-        pyfunc = mlflow.pyfunc.load_model(str(path), suppress_warnings=True)
+    try:
+        with warnings.catch_warnings():
+            # requirement-mismatch notes on load are about the training machine's pins, not errors
+            warnings.simplefilter("ignore")
+            pyfunc = mlflow.pyfunc.load_model(str(path), suppress_warnings=True)
+    except Exception as exc:  # noqa: BLE001 - not an MLflow model, or one that fails to load
+        raise ModelLoadError(
+            f"model {redact_url(model_uri)}: not a loadable MLflow model ({error_summary(exc)}); point "
+            "CHURNCLV_MODEL_URI at a model registered by churnclv train"
+        ) from None
     try:
         scorer = pyfunc.unwrap_python_model().scorer
     except Exception as exc:  # noqa: BLE001 - any failure means "not our model"
         raise ModelLoadError(
-            f"model {model_uri}: not a churnclv model (its python model has no scorer: {exc}); point "
-            "CHURNCLV_MODEL_URI at a model registered by churnclv train"
+            f"model {redact_url(model_uri)}: not a churnclv model (its python model has no scorer: "
+            f"{error_summary(exc)}); point CHURNCLV_MODEL_URI at a model registered by churnclv train"
         ) from None
     schema = pyfunc.metadata.get_input_schema()
     columns = tuple(schema.input_names()) if schema is not None else ()
@@ -180,12 +217,17 @@ def _load_bento(model_uri: str) -> LoadedModel:
     tag = model_uri.removeprefix(BENTO_SCHEME)
     try:
         stored = bentoml.models.get(tag)
+        info = json.loads(Path(stored.path_of(PACK_INFO)).read_text())
     except NotFound:
         raise ModelLoadError(
             f"model URI {model_uri}: no model {tag} in the BentoML model store: pack one with "
             "python -m churnclv.serving.pack, or use an MLflow models:/ URI"
         ) from None
-    info = json.loads(Path(stored.path_of(PACK_INFO)).read_text())
+    except Exception as exc:  # noqa: BLE001 - a malformed tag, or a model not packed by churnclv
+        raise ModelLoadError(
+            f"model URI {model_uri}: cannot read {tag} from the BentoML model store ({error_summary(exc)}): use a tag "
+            "like bento:churnclv-model:latest, packed with python -m churnclv.serving.pack"
+        ) from None
     return _from_local(stored.path_of("mlflow_model"), name=info["name"], version=str(info["version"]),
                        alias=info.get("alias"), model_uri=model_uri, run_id=info.get("run_id"))
 
@@ -238,11 +280,12 @@ def check_model(loaded: LoadedModel) -> None:
     try:
         features = feature_frames([probe], as_of, loaded.attributes, loaded.scorer.feature_config())
     except Exception as exc:  # noqa: BLE001 - report any failure of the probe as a load error
-        raise ModelLoadError(f"model {loaded.model_uri}: computing probe features failed: {exc}") from exc
+        raise ModelLoadError(
+            f"model {redact_url(loaded.model_uri)}: computing probe features failed: {error_summary(exc)}") from exc
     missing = [c for c in loaded.input_columns if c not in features.columns]
     if missing:
         raise ModelLoadError(
-            f"model {loaded.model_uri} version {loaded.version} reads columns {missing} that the service's "
+            f"model {redact_url(loaded.model_uri)} version {loaded.version} reads columns {missing} that the service's "
             "features do not have (it was trained with another feature configuration): serve a model "
             "trained by this churnclv version"
         )
@@ -250,8 +293,9 @@ def check_model(loaded: LoadedModel) -> None:
         score_features(loaded, features)
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(
-            f"model {loaded.model_uri} version {loaded.version}: scoring a probe customer failed: {exc}") from exc
+            f"model {redact_url(loaded.model_uri)} version {loaded.version}: scoring a probe customer failed: "
+            f"{error_summary(exc)}") from exc
 
 
-__all__ = ["BENTO_SCHEME", "LoadedModel", "ModelLoadError", "ModelRef", "check_model", "download_model", "load_model",
-           "resolve_version"]
+__all__ = ["BENTO_SCHEME", "LoadedModel", "ModelLoadError", "ModelRef", "check_model", "download_model",
+           "error_summary", "load_model", "resolve_version"]

@@ -24,7 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from churnclv.serving.model import PACK_INFO, ModelRef, download_model, resolve_version
+from churnclv.redaction import redact_url
+from churnclv.serving.model import PACK_INFO, ModelLoadError, ModelRef, download_model, resolve_version
 from churnclv.serving.settings import DEFAULT_MODEL_URI, DEFAULT_TRACKING_URI
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,9 @@ def pack(model_uri: str = DEFAULT_MODEL_URI, tracking_uri: str = DEFAULT_TRACKIN
 
     ref = ModelRef.parse(model_uri)
     version = resolve_version(model_uri, tracking_uri)
+    # written into the Bento (a file that ships): the URI without credentials
     info = {"name": ref.name or "churnclv", "version": version or "unknown", "alias": ref.alias,
-            "source_uri": model_uri}
+            "source_uri": redact_url(model_uri)}
     with tempfile.TemporaryDirectory(prefix="churnclv-pack-") as tmp:
         path, run_id = download_model(model_uri, tracking_uri, ref, version, tmp)
         info["run_id"] = run_id
@@ -54,7 +56,7 @@ def pack(model_uri: str = DEFAULT_MODEL_URI, tracking_uri: str = DEFAULT_TRACKIN
         with bentoml.models.create(name, labels=labels, metadata=info) as model:
             shutil.copytree(path, model.path_of("mlflow_model"))
             Path(model.path_of(PACK_INFO)).write_text(json.dumps(info, indent=1, sort_keys=True))
-    log.info("packed %s (version %s) as BentoML model %s", model_uri, info["version"], model.tag)
+    log.info("packed %s (version %s) as BentoML model %s", redact_url(model_uri), info["version"], model.tag)
     return model.tag
 
 
@@ -66,7 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default=BENTO_MODEL_NAME, help="BentoML model name (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(pack(args.model, args.tracking_uri, name=args.name))  # noqa: T201 - the command's output
+    try:
+        tag = pack(args.model, args.tracking_uri, name=args.name)
+    except ModelLoadError as exc:  # one line (its message is redacted), not a traceback
+        parser.exit(1, f"error: {exc}\n")
+    print(tag)  # noqa: T201 - the command's output
 
 
 if __name__ == "__main__":

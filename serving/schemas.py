@@ -1,38 +1,60 @@
 """The HTTP schema of the scoring service: pydantic models for requests and answers.
 
 Validation happens here, once, at the edge: a request that passes these models is turned into clean
-frames (:mod:`churnclv.schema`) and scored without further checks. The rules mirror the ingestion
-rules (``churnclv.ingest``): ids are non-blank text, timestamps are ISO 8601 (an offset is converted
-to UTC, then dropped; years 1900-2200), amounts and values are finite numbers.
+frames (:mod:`churnclv.schema`) and scored without further checks. The value rules are the ingestion's,
+read from :mod:`churnclv.values`: ids are non-blank text, timestamps are ISO 8601 strings (an offset is
+converted to UTC, then dropped; years 1900-2200 in UTC), amounts and values are finite numbers with
+``|x| <= 1e9``. A value that breaks a rule is a 4xx answer naming the field, never a 500.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+
+from churnclv.values import MAX_ABS_AMOUNT, number_problem, plausible_date, utc_naive
 
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 256
 MAX_ATTRIBUTES = 50
-# sums of a few thousand such amounts stay far from float overflow (an infinite sum would break the models)
-MAX_ABS_AMOUNT = 1e9
-MIN_YEAR, MAX_YEAR = 1900, 2200
 RESERVED_ATTRIBUTES = ("customer_id", "signup_ts")
 
 
 def _utc_naive(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ValueError(f"implausible timestamp {value.isoformat()}: the year must be within {MIN_YEAR}-{MAX_YEAR}")
-    return value
+    # ValueRuleError is a ValueError: pydantic reports it on the field (an OverflowError would be a 500)
+    return utc_naive(value, "timestamp")
 
 
-def _plausible_date(value: dt.date) -> dt.date:
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ValueError(f"implausible date {value.isoformat()}: the year must be within {MIN_YEAR}-{MAX_YEAR}")
+def _number_rule(column: str) -> Callable[[float], float]:
+    """The number rule of ``column`` (the schema's ge/le repeat the bounds in the OpenAPI document;
+    this adds 0 < |x| < 1e-9, which a JSON schema cannot say)."""
+    def check(value: float) -> float:
+        problem = number_problem(value, column)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return check
+
+
+def _iso_text(value: object) -> object:
+    """Refuse numbers (unix seconds: 0 is 'epoch'): dates and timestamps are ISO 8601 strings, as in ingestion."""
+    if isinstance(value, (int, float)):
+        # a ValueError: pydantic turns it into a field error (a TypeError would be a 500)
+        raise ValueError(  # noqa: TRY004
+            "must be an ISO 8601 string such as 2025-09-14 or 2025-09-14T10:31:00Z, not a number")
     return value
 
 
@@ -44,13 +66,15 @@ def _not_blank(value: str) -> str:
 
 Timestamp = Annotated[
     dt.datetime,
+    BeforeValidator(_iso_text),
     AfterValidator(_utc_naive),
     Field(description="ISO 8601 timestamp; an offset is converted to UTC, a naive one is taken as UTC",
           examples=["2025-09-14T10:31:00Z"]),
 ]
 AsOfDate = Annotated[
     dt.date,
-    AfterValidator(_plausible_date),
+    BeforeValidator(_iso_text),
+    AfterValidator(plausible_date),
     Field(description="The as-of calendar date (UTC): rows up to the end of this day count",
           examples=["2025-10-02"]),
 ]
@@ -63,8 +87,9 @@ CustomerId = Annotated[
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
 Amount = Annotated[
     float,
+    AfterValidator(_number_rule("amount")),
     Field(allow_inf_nan=False, ge=-MAX_ABS_AMOUNT, le=MAX_ABS_AMOUNT,
-          description="Line amount; negative for a return", examples=[24.9]),
+          description="Line amount; negative for a return; 0 or 1e-9 <= |amount| <= 1e9", examples=[24.9]),
 ]
 AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
@@ -89,7 +114,8 @@ class Event(_Strict):
 
     ts: Timestamp
     event_type: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_not_blank)]
-    value: Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_AMOUNT, le=MAX_ABS_AMOUNT)] | None = None
+    value: Annotated[float, AfterValidator(_number_rule("value")),
+                     Field(allow_inf_nan=False, ge=-MAX_ABS_AMOUNT, le=MAX_ABS_AMOUNT)] | None = None
 
 
 class CustomerHistory(_Strict):
@@ -177,23 +203,28 @@ class ScoreByIdResponse(BaseModel):
     scores: list[CustomerScore | CustomerError]
 
 
+# BentoML's OpenAPI 3.0 document turns pydantic's anyOf [T, null] into T alone, so a null answer
+# broke the published schema: say "nullable" explicitly
+NullableText = Annotated[str | None, WithJsonSchema({"type": "string", "nullable": True})]
+NullableInt = Annotated[int | None, WithJsonSchema({"type": "integer", "nullable": True})]
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
-    alias: str | None
+    alias: NullableText
     model_uri: str
-    run_id: str | None
-    trained_as_of: str | None
+    run_id: NullableText
+    trained_as_of: NullableText
     horizon_days: int
     selected: dict[str, str]
     backtest_metrics: dict[str, float] = Field(
         description="Backtest means of the selected model for each target (e.g. churn_auc of the churn model)")
     backtested: bool = Field(
-        True, description="Whether the models were compared on a backtest at the model's own horizon; false when the "
-                          "history was too short (then see backtest_horizon_days and backtest_note)")
-    backtest_horizon_days: int | None = Field(
-        None, description="The horizon the backtest ran at (null: no backtest at all)")
-    backtest_note: str | None = Field(None, description="Why the model is not backtested at its horizon")
+        description="Whether the models were compared on a backtest at the model's own horizon; false when the "
+                    "history was too short (then see backtest_horizon_days and backtest_note)")
+    backtest_horizon_days: NullableInt = Field(description="The horizon the backtest ran at (null: no backtest)")
+    backtest_note: NullableText = Field(description="Why the model is not backtested at its horizon (null: it is)")
     attributes: list[str] = Field(description="Customer attributes the model reads")
     snapshot: str | None = Field(description="The feature snapshot used by score_by_id, if any")
 

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 LATEST = "LATEST"
 FEATURES_FILE = "features.parquet"
 UNKNOWN_ID = "unknown customer_id"
+REBUILD = "rerun the batch job (churnclv score-batch) to rebuild the snapshot"
 NOT_KNOWN_AT_AS_OF = "no transaction or signup on or before as_of: nothing to score the customer on"
 _TX_OPTIONAL = ("order_id", "channel", "category")
 _SCORE_FLOATS = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score")
@@ -224,6 +225,9 @@ class FeatureSnapshot:
         Its as-of date.
     features
         The features as the model reads them (:func:`churnclv.models.scorer.model_input`).
+    invalid
+        ``customer_id`` -> why, for the rows that hold infinite values: those customers are
+        answered with an error, the others are scored (see :func:`score_ids`).
     """
 
     folder: Path
@@ -231,6 +235,7 @@ class FeatureSnapshot:
     as_of: dt.date
     features: pd.DataFrame
     index: pd.Index
+    invalid: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
     def latest_partition(folder: Path | str) -> str:
@@ -276,9 +281,13 @@ class FeatureSnapshot:
         index = pd.Index(frame["customer_id"].to_numpy(dtype=object))
         if not index.is_unique:
             raise SnapshotError(f"{path}: customer_id is not unique: the snapshot is broken, rerun the batch job")
+        invalid = _infinite_rows(frame)
+        if invalid:
+            log.warning("feature snapshot %s: %d customer(s) have infinite feature values; score_by_id answers "
+                        "them with an error and scores the others: %s", path, len(invalid), REBUILD)
         log.info("loaded feature snapshot %s (%d customers)", path, len(frame))
         return cls(folder=folder, partition=partition, as_of=_parse_day(partition.removeprefix("as_of=")),
-                   features=frame, index=index)
+                   features=frame, index=index, invalid=invalid)
 
     def check(self, model: LoadedModel) -> None:
         """Raise :class:`SnapshotError` when the snapshot lacks a column the model reads."""
@@ -303,17 +312,68 @@ def _parse_day(text: str) -> dt.date | None:
         return None
 
 
+def _infinite_rows(frame: pd.DataFrame) -> dict[str, str]:
+    """``customer_id`` -> why, for the rows with an infinite value (column by column: no full copy)."""
+    hits: list[tuple[str, np.ndarray]] = []
+    for col, series in frame.items():
+        if pd.api.types.is_float_dtype(series.dtype):
+            mask = np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan))
+            if mask.any():
+                hits.append((str(col), mask))
+    if not hits:
+        return {}
+    ids = frame["customer_id"].to_numpy(dtype=object)
+    rows = np.flatnonzero(np.logical_or.reduce([mask for _, mask in hits]))
+    return {str(ids[i]): f"the feature snapshot holds infinite values for this customer in "
+                         f"{[col for col, mask in hits if mask[i]]}: {REBUILD}"
+            for i in rows}
+
+
+def _score_rows(model: LoadedModel, as_of: dt.date, rows: pd.DataFrame,
+                failed: dict[str, str]) -> dict[str, CustomerScore]:
+    """Score snapshot rows; when the scorer refuses the rows, find the ones it refuses by halving.
+
+    Each refused row lands in ``failed`` (its id -> why) and the others are scored: a row the
+    scorer's own checks refuse (say frequency known but T missing) costs its customer an answer,
+    never the request. At most a request's ids are scored, so the search is bounded.
+    """
+    try:
+        return to_customer_scores(model.scorer.score(rows), model.version, as_of)
+    except Exception as exc:  # noqa: BLE001 - reported per customer below, and logged without data
+        if len(rows) == 1:
+            failed[str(rows["customer_id"].iloc[0])] = (
+                f"the feature snapshot's row for this customer cannot be scored ({type(exc).__name__}): {REBUILD}")
+            return {}
+        half = len(rows) // 2
+        return {**_score_rows(model, as_of, rows.iloc[:half], failed),
+                **_score_rows(model, as_of, rows.iloc[half:], failed)}
+
+
 def score_ids(model: LoadedModel, snapshot: FeatureSnapshot, customer_ids: Sequence[str]
               ) -> list[CustomerScore | CustomerError]:
-    """Score customers by id from the snapshot, in request order; an unknown id gets an error entry."""
+    """Score customers by id from the snapshot, in request order; an unknown id gets an error entry.
+
+    A snapshot row that cannot be scored (infinite values, found at load; or refused by the
+    scorer's checks) gets an error entry for its customer, and the others are scored: one broken
+    row must not turn every request that names it into a 500, nor take the snapshot away from
+    everyone (refusing the whole snapshot at load would).
+    """
     unique = list(dict.fromkeys(customer_ids))
     rows, found = snapshot.lookup(unique)
     known = dict(zip(unique, found, strict=True))
+    failed = {cid: snapshot.invalid[cid] for cid in unique if known[cid] and cid in snapshot.invalid}
+    if failed:
+        rows = rows[~rows["customer_id"].isin(list(failed))]
     scored: dict[str, CustomerScore] = {}
     if len(rows):
-        scored = to_customer_scores(model.scorer.score(rows), model.version, snapshot.as_of)
-    return [scored[cid] if ok else CustomerError(customer_id=cid, error=UNKNOWN_ID)
-            for cid, ok in ((c, known[c]) for c in customer_ids)]
+        refused: dict[str, str] = {}
+        scored = _score_rows(model, snapshot.as_of, rows, refused)
+        if refused:
+            log.warning("score_by_id: %d of %d snapshot row(s) of %s were refused by the scorer and answered with "
+                        "an error: %s", len(refused), len(rows), snapshot.partition, REBUILD)
+            failed.update(refused)
+    return [scored[cid] if cid in scored else CustomerError(customer_id=cid, error=failed.get(cid, UNKNOWN_ID))
+            for cid in customer_ids]
 
 
 __all__ = [

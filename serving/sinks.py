@@ -1,9 +1,17 @@
-"""Database sink of the batch job: the score rows upserted into a table, one transaction per chunk.
+"""Database sink of the batch job: a table that always holds exactly the published Parquet partitions.
 
 The table (default ``churnclv_scores``) has the Parquet columns with ``reasons`` stored as JSON text
-and the primary key ``(customer_id, as_of)``. Rows are written with ``INSERT ... ON CONFLICT
-(customer_id, as_of) DO UPDATE`` (PostgreSQL and SQLite), so re-running an as-of updates its rows
-and never duplicates them.
+and the primary key ``(customer_id, as_of)``. An as-of's rows are replaced at publish time, in one
+transaction: :meth:`ScoreSink.replace` deletes that as-of's rows and inserts the partition's, and
+the batch job commits it while it swaps the Parquet partition in (see
+:func:`churnclv.serving.batch.run_batch`). A failed or killed run therefore leaves the table as it
+was: a customer removed from the data since the last run of an as-of disappears from the table
+when the as-of is published again, and a half-scored as-of is never visible.
+
+Error messages never quote a password, a query string (``?password=...``) or a row of customer
+data: URLs pass :func:`churnclv.redaction.redact_url`, database errors are reduced to their class,
+their SQLSTATE and the first line of their message (PostgreSQL puts the failing row in the
+``DETAIL`` lines).
 """
 
 from __future__ import annotations
@@ -11,25 +19,31 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from churnclv.redaction import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "churnclv_scores"
 KEY = ("customer_id", "as_of")
-# rows per INSERT statement inside a chunk's transaction: bounds the Python row dicts held at once
+# rows per INSERT statement inside the as-of's transaction: bounds the Python row dicts held at once
 ROWS_PER_STATEMENT = 10_000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# PostgreSQL keeps pg_* for its catalogs (pg_class is found before any table of the user's), SQLite
+# keeps sqlite_* for its own
+_RESERVED_PREFIXES = ("pg_", "sqlite_")
+_SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 _DIALECTS = ("postgresql", "sqlite")
 
 
 class SinkError(ValueError):
-    """A database URL or table the sink cannot use; the message names it, the rule and the fix."""
+    """A database URL, table or write the sink cannot use; the message names it, the rule and the fix."""
 
 
 def _columns() -> list[sa.Column]:
@@ -56,17 +70,19 @@ def normalize_url(url: str) -> URL:
     """A SQLAlchemy URL for PostgreSQL (psycopg 3) or SQLite; raises :class:`SinkError` otherwise."""
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
+        # not quoted: where its password is cannot be told from a URL that does not parse
         raise SinkError(
-            f"--db {url!r} is not a database URL: use postgresql://user:pass@host/db or sqlite:///scores.db"
+            "--db is not a database URL (not shown: it may hold a password): use "
+            "postgresql://user@host/db or sqlite:///scores.db"
         ) from None
     backend = parsed.drivername.partition("+")[0]
     if backend == "postgres":
         backend = "postgresql"
     if backend not in _DIALECTS:
         raise SinkError(
-            f"--db {parsed.render_as_string(hide_password=True)}: the {backend!r} database is not supported "
-            f"(upserts need ON CONFLICT): use postgresql://... or sqlite:///..."
+            f"--db {redact_url(url)}: the {backend!r} database is not supported (the sink is built and tested "
+            f"on PostgreSQL and SQLite): use postgresql://... or sqlite:///..."
         )
     if backend == "postgresql" and "+" not in parsed.drivername:
         # psycopg 3 is the driver we ship; SQLAlchemy 2.0 would default to psycopg2
@@ -74,58 +90,114 @@ def normalize_url(url: str) -> URL:
     return parsed
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for logs and the manifest."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<invalid url>"
+def check_table_name(table: str) -> None:
+    """Refuse a table name the sink must not write: not a plain identifier, or a system table's."""
+    if not isinstance(table, str) or not _NAME.match(table):
+        raise SinkError(
+            f"database table {str(table)[:80]!r}: a name must match [A-Za-z_][A-Za-z0-9_]* (at most 63 characters): "
+            "pick a plain name such as churnclv_scores"
+        )
+    if table.lower().startswith(_RESERVED_PREFIXES):
+        raise SinkError(
+            f"database table {table!r}: names starting with {' or '.join(_RESERVED_PREFIXES)} belong to the "
+            "database's own catalogs: pick a plain name such as churnclv_scores"
+        )
+
+
+def db_reason(exc: BaseException) -> str:
+    """A database error in one line without data: the driver's class, SQLSTATE and first line.
+
+    SQLAlchemy's own text carries the statement and its parameters (customer rows); PostgreSQL puts
+    the failing row in the DETAIL lines. Both are left out; URLs in what is left are redacted.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    name = type(orig).__name__
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    first = (str(orig).strip().splitlines() or [""])[0][:200]
+    head = f"{name}, {code}" if code else name
+    return redact_text(f"{head}: {first}" if first else head)
+
+
+class Replacement:
+    """An as-of's rows replaced inside one open transaction; :meth:`commit` makes them visible.
+
+    ``rows_removed`` (that as-of's rows before), ``rows_written`` and ``rows_for_as_of`` (counted
+    inside the transaction) are known before the commit, so the manifest can carry them.
+    """
+
+    def __init__(self, sink: ScoreSink, conn: Connection, trans: sa.RootTransaction, rows_removed: int,
+                 rows_written: int, rows_for_as_of: int) -> None:
+        self.sink = sink
+        self.rows_removed = rows_removed
+        self.rows_written = rows_written
+        self.rows_for_as_of = rows_for_as_of
+        self._conn: Connection | None = conn
+        self._trans = trans
+
+    def commit(self) -> None:
+        """Commit; raises :class:`SinkError` (and the rows of the as-of stay as they were)."""
+        try:
+            self._trans.commit()
+        except sa.exc.SQLAlchemyError as exc:
+            raise SinkError(f"database {self.sink.where}: the commit failed ({db_reason(exc)})") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Roll back when not committed and give the connection back (safe to call twice)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if self._trans.is_active:
+                self._trans.rollback()
+        except sa.exc.SQLAlchemyError as exc:  # the server went away: it rolls back on its own
+            log.warning("database %s: rollback failed (%s)", self.sink.where, db_reason(exc))
+        finally:
+            conn.close()
 
 
 class ScoreSink:
-    """Upserts score chunks (Arrow tables with the batch columns) into ``table`` at ``url``.
+    """Writes the score rows of an as-of (Arrow tables with the batch columns) into ``table`` at ``url``.
 
     Parameters
     ----------
     url : str
         ``postgresql://...`` (driven by psycopg 3) or ``sqlite:///path.db``.
     table : str
-        Table name (created when missing, with the primary key ``(customer_id, as_of)``).
+        Table name (created when missing, with the primary key ``(customer_id, as_of)``); not a
+        system table's (``pg_*``, ``sqlite_*``).
     """
 
     def __init__(self, url: str, *, table: str = DEFAULT_TABLE) -> None:
-        if not _NAME.match(table):
-            raise SinkError(
-                f"database table {table!r}: a name must match [A-Za-z_][A-Za-z0-9_]* (at most 63 characters): "
-                "pick a plain name such as churnclv_scores"
-            )
+        check_table_name(table)
         self.url = normalize_url(url)
+        self.where = redact_url(url)
         self.table_name = table
-        self.engine: Engine = sa.create_engine(self.url, future=True)
+        try:
+            self.engine: Engine = sa.create_engine(self.url, future=True)
+        except (sa.exc.SQLAlchemyError, ImportError) as exc:
+            raise SinkError(f"database {self.where}: cannot use it ({db_reason(exc)}): check the URL") from None
         self.table = sa.Table(table, sa.MetaData(), *_columns())
-        self._stmt = self._upsert_statement()
-
-    def _upsert_statement(self) -> Any:
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(self.table)
-        update = {c.name: stmt.excluded[c.name] for c in self.table.columns if c.name not in KEY}
-        return stmt.on_conflict_do_update(index_elements=list(KEY), set_=update)
 
     def prepare(self) -> None:
         """Create the table when missing; check an existing one has the columns and the key."""
         try:
             with self.engine.begin() as conn:
+                schema = self._schema_of(conn)
+                if schema in _SYSTEM_SCHEMAS:  # before CREATE: it would create the table there
+                    raise SinkError(
+                        f"database table {self.table_name!r} resolves to the system schema {schema} (see the "
+                        "URL's search_path): pick a plain name such as churnclv_scores, in a schema of yours"
+                    )
                 self.table.create(conn, checkfirst=True)
                 inspector = sa.inspect(conn)
                 have = {c["name"] for c in inspector.get_columns(self.table_name)}
                 pk = set(inspector.get_pk_constraint(self.table_name).get("constrained_columns") or ())
-        except sa.exc.OperationalError as exc:
+        except sa.exc.SQLAlchemyError as exc:
             raise SinkError(
-                f"database {self.url.render_as_string(hide_password=True)}: cannot connect or create table "
-                f"{self.table_name!r} ({exc.orig}): check the URL, that the server runs and the user's rights"
+                f"database {self.where}: cannot connect or create table {self.table_name!r} ({db_reason(exc)}): "
+                "check the URL, that the server runs and the user's rights"
             ) from None
         missing = [c.name for c in self.table.columns if c.name not in have]
         if missing or pk != set(KEY):
@@ -133,6 +205,16 @@ class ScoreSink:
                 f"database table {self.table_name!r} exists with other columns (missing {missing}, primary key "
                 f"{sorted(pk)}; needed primary key {list(KEY)}): drop it, or pass another table name"
             )
+
+    def _schema_of(self, conn: Connection) -> str | None:
+        """PostgreSQL: the schema the unqualified ``table_name`` resolves to, or the one it would be
+        created in when it does not exist; None elsewhere."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        return conn.execute(sa.text(
+            "SELECT coalesce((SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:t)), current_schema())"),
+            {"t": f'"{self.table_name}"'}).scalar_one_or_none()
 
     @staticmethod
     def rows(chunk: pa.Table) -> Iterator[list[dict[str, Any]]]:
@@ -143,14 +225,37 @@ class ScoreSink:
                 r["reasons"] = json.dumps(r["reasons"] or [], ensure_ascii=False)
             yield records
 
-    def write(self, chunk: pa.Table) -> int:
-        """Upsert one chunk in one transaction; returns the rows written."""
-        n = 0
-        with self.engine.begin() as conn:
-            for records in self.rows(chunk):
-                conn.execute(self._stmt, records)
-                n += len(records)
-        return n
+    def replace(self, as_of: Any, chunks: Iterable[pa.Table]) -> Replacement:
+        """Delete the rows of ``as_of`` and insert ``chunks`` in one transaction, left open.
+
+        Returns the open :class:`Replacement`: the caller commits it (or closes it, which rolls
+        back). Raises :class:`SinkError` after rolling back.
+        """
+        conn: Connection | None = None
+        try:
+            conn = self.engine.connect()
+            trans = conn.begin()
+            removed = conn.execute(sa.delete(self.table).where(self.table.c.as_of == as_of)).rowcount
+            written = 0
+            insert = sa.insert(self.table)
+            for chunk in chunks:
+                for records in self.rows(chunk):
+                    conn.execute(insert, records)
+                    written += len(records)
+            q = sa.select(sa.func.count()).select_from(self.table).where(self.table.c.as_of == as_of)
+            count = int(conn.execute(q).scalar_one())
+        except sa.exc.SQLAlchemyError as exc:
+            if conn is not None:
+                conn.close()  # rolls back
+            raise SinkError(
+                f"database {self.where}: writing the rows of as-of {as_of} into {self.table_name!r} failed "
+                f"({db_reason(exc)}); the table keeps its rows of that as-of: fix the database and run again"
+            ) from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        return Replacement(self, conn, trans, removed if removed is not None and removed >= 0 else 0, written, count)
 
     def count(self, as_of: Any) -> int:
         """Rows of ``as_of`` in the table."""

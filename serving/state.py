@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from churnclv.serving.model import LoadedModel, ModelLoadError, load_model, resolve_version
+from churnclv.redaction import redact_text
+from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, load_model, resolve_version
 from churnclv.serving.scoring import FeatureSnapshot, SnapshotError
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,8 @@ class ServingState:
             snap = FeatureSnapshot.load(self.snapshot_folder)
         except (SnapshotError, OSError, ValueError) as exc:
             # keep serving the snapshot we have; score_by_id reports the problem when there is none
-            self.snapshot_error = str(exc)
-            log.error("feature snapshot not loaded: %s", exc)
+            self.snapshot_error = redact_text(str(exc))
+            log.error("feature snapshot not loaded: %s", self.snapshot_error)
             return False
         self._snapshot = snap
         self.snapshot_error = None
@@ -127,10 +128,13 @@ class ServingState:
             while not self._stop.wait(interval_s):
                 try:
                     self.refresh()
-                except ModelLoadError as exc:
+                except ModelLoadError as exc:  # its message is redacted
                     log.error("periodic model check failed, still serving version %s: %s", self._model.version, exc)
-                except Exception:  # noqa: BLE001 - the checker must survive anything and keep serving
-                    log.exception("periodic model check failed, still serving version %s", self._model.version)
+                except Exception as exc:  # noqa: BLE001 - the checker must survive anything and keep serving
+                    # one redacted line; the traceback only at DEBUG (the service's log filter redacts it too)
+                    log.error("periodic model check failed, still serving version %s: %s", self._model.version,
+                              redact_text(error_summary(exc)))
+                    log.debug("periodic model check failure", exc_info=True)
 
         self._thread = threading.Thread(target=loop, name="churnclv-reload", daemon=True)
         self._thread.start()

@@ -56,12 +56,19 @@ def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any
         return None
     import pandas as pd
 
+    from churnclv.values import MAX_YEAR, MIN_YEAR
+
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param=param) from None
+    if pd.isna(ts):  # "" and "NaT" parse to NaT
+        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param=param)
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
+    if not MIN_YEAR <= ts.year <= MAX_YEAR:  # the validation's rule for dates in the data
+        raise click.BadParameter(f"{value!r}: the year is outside {MIN_YEAR}-{MAX_YEAR} (a typo?): use a date "
+                                 "within the data, YYYY-MM-DD", param=param)
     return ts.normalize()
 
 
@@ -252,7 +259,9 @@ def prepare_source(data: str, mapping: Path | None, work: Path, trusted: bool, m
     """Validate ``data`` into ``work`` (clean tables + rejects) and return the clean folder.
 
     ``trusted`` skips validation for a folder that already holds clean tables in the contract
-    (e.g. the output of ``churnclv generate`` or of an earlier ``validate``).
+    (e.g. the output of ``churnclv generate`` or of an earlier ``validate``); the value rules the
+    features depend on (finite, bounded amounts; finite, plausible timestamps) are still checked,
+    in one pass, so a folder that breaks them stops here with one line instead of failing later.
     """
     from churnclv.config import load_mapping
     from churnclv.ingest import is_sql_url, validate_source
@@ -260,6 +269,12 @@ def prepare_source(data: str, mapping: Path | None, work: Path, trusted: bool, m
     if trusted:
         if is_sql_url(data) or mapping is not None:
             raise click.UsageError("--trusted needs a folder of clean tables and no --mapping")
+        from churnclv.features.engine import check_values
+
+        try:
+            check_values(Path(data))
+        except (ValueError, TypeError) as exc:  # the rule broken, or not a folder of clean tables
+            raise DataProblem(f"--trusted {data}: {exc}") from None
         return Path(data)
     result = _run_guarded(lambda: validate_source(data, work, mapping=load_mapping(mapping), memory_limit=memory_limit))
     for r in result.reports.values():
@@ -463,11 +478,13 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
 @click.option("--as-of", required=True, callback=_date, help="Scoring as-of date (YYYY-MM-DD).")
 @click.option("--horizon-days", type=click.IntRange(min=1), default=None,
               help="Horizon; must match the model's (default: the model's).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output folder; the run writes OUT/as_of=DATE/.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output folder; the run writes OUT/as_of=DATE/ and OUT/LATEST (the latest partition by date).")
 @click.option("--model", "model_uri", default="models:/churnclv@champion", show_default=True, help="MLflow model URI.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
-@click.option("--db", default=None, help="Also upsert the rows into a database table (postgresql://..., sqlite:///...).")
+@click.option("--db", default=None,
+              help="Also write the rows into a database table (postgresql://..., sqlite:///...): the as-of's rows "
+                   "are replaced in one transaction when the partition is published.")
 @click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
               help="Feature engine and scorer runtime (spark needs the spark extra).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=200_000, show_default=True,
@@ -479,12 +496,21 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
                    "differ from the HTTP service's, which has no history).")
 @click.option("--reasons/--no-reasons", default=True, show_default=True,
               help="Compute the plain-word reasons (TreeSHAP: most of the scoring time).")
+@click.option("--max-days-after-data", type=click.IntRange(min=0), default=31, show_default=True,
+              help="Refuse an as-of more days than this after the last transaction, event or sign-up in the data "
+                   "(a typo'd year would otherwise become LATEST).")
 def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None,
                 as_of: Any, horizon_days: int | None, out: Path, model_uri: str, tracking_uri: str | None,
                 db: str | None, engine: str, chunk_size: int, resume: bool, db_table: str, hysteresis: bool,
-                reasons: bool) -> None:
+                reasons: bool, max_days_after_data: int) -> None:
     """Score every customer known at as-of; write Parquet, a manifest, the tier report and the
-    feature snapshot for the HTTP service."""
+    feature snapshot for the HTTP service.
+
+    OUT/LATEST names the latest partition by date: re-running an older as-of leaves it alone. To
+    drop a partition written by mistake (a wrong date), remove its folder (rm -r OUT/as_of=DATE)
+    and run the newest correct as-of again, or write that partition's name into OUT/LATEST.
+    """
+    from churnclv.redaction import redact_text
     from churnclv.serving.batch import BatchError, run_batch
 
     clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
@@ -492,9 +518,9 @@ def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: boo
         run_batch(clean=clean, as_of=as_of, out=out, model_uri=model_uri, tracking_uri=tracking_uri,
                   horizon_days=horizon_days, db=db, engine=engine, chunk_size=chunk_size, resume=resume,
                   memory_limit=memory_limit, echo=click.echo, db_table=db_table, hysteresis=hysteresis,
-                  reasons=reasons)
+                  reasons=reasons, max_days_after_data=max_days_after_data)
     except BatchError as exc:
-        raise DataProblem(str(exc)) from None
+        raise DataProblem(redact_text(" ".join(str(exc).split()))) from None
 
 
 @cli.command()
@@ -506,14 +532,18 @@ def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: boo
 @click.option("--snapshot", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The batch job's output folder, for scoring by customer id.")
 def serve(host: str, port: int, model_uri: str | None, tracking_uri: str | None, snapshot: Path | None) -> None:
-    """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY."""
+    """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY.
+
+    The model is loaded and checked first: one that cannot load stops here (exit 1, one line)."""
+    from churnclv.redaction import redact_text
     from churnclv.serving.service import ServeError
     from churnclv.serving.service import serve as run_server
 
     try:
         run_server(host=host, port=port, model_uri=model_uri, tracking_uri=tracking_uri, snapshot=snapshot)
     except ServeError as exc:
-        raise DataProblem(str(exc)) from None
+        # one line, URLs redacted (the error quotes the model and tracking URIs)
+        raise DataProblem(redact_text(" ".join(str(exc).split()))) from None
 
 
 def main() -> None:

@@ -20,6 +20,18 @@ class ConfigError(ValueError):
     """A configuration file or value breaks a rule; the message names the key and the fix."""
 
 
+def check_table_name(name: str, where: str = "mapping") -> str:
+    """``name`` when it is a plain table name: a file stem in the data folder or a SQL table, never a
+    path (``../x``, ``/etc/x``, ``a/b``), so a mapping cannot read outside ``--data``."""
+    if not isinstance(name, str) or name.strip() in ("", ".", "..") or any(
+            c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+        raise ConfigError(
+            f"{where}: table = {name!r} is not a table name: names are confined to the --data source (no "
+            "path separators, no '..'); put the file in the data folder and give its name without the extension"
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class TableMapping:
     """Where one canonical table comes from: a source table (file stem or SQL table) and columns."""
@@ -27,6 +39,9 @@ class TableMapping:
     source: str
     # canonical column -> the user's column name
     columns: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_table_name(self.source, "TableMapping.source")
 
     def source_column(self, canonical: str) -> str:
         return self.columns.get(canonical, canonical)
@@ -58,9 +73,14 @@ def load_mapping(path: Path | str | None) -> Mapping:
         return Mapping()
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"mapping file {path} does not exist: pass an existing TOML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"mapping file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"mapping file {path} cannot be read ({exc.strerror or exc.__class__.__name__}): "
+                          "pass a readable TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"mapping file {path} is not valid TOML ({exc}): fix the syntax") from None
     return parse_mapping(raw, origin=str(path))
@@ -95,5 +115,6 @@ def parse_mapping(raw: dict[str, Any], *, origin: str = "mapping") -> Mapping:
                 f"{origin}: [{name}].columns maps unknown canonical columns {bad}; "
                 f"the canonical columns of {name} are {list(spec.columns)}"
             )
-        tables[name] = TableMapping(source=str(body.get("table", name)), columns=dict(columns))
+        table = check_table_name(body.get("table", name), f"{origin}: [{name}]")
+        tables[name] = TableMapping(source=table, columns=dict(columns))
     return Mapping(tables=tables)

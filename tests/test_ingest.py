@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from churnclv import values
 from churnclv.config import ConfigError, load_mapping
 from churnclv.ingest import DataError, ValidationResult, validate_frames, validate_source
 
@@ -468,12 +469,13 @@ def test_an_unparseable_database_url_is_a_data_error(tmp_path: Path) -> None:
 cells_id = st.one_of(st.none(), st.sampled_from(["", " ", "001", "1", "abc", "0"]))
 cells_ts = st.one_of(
     st.none(),
-    st.sampled_from(["2024-01-01", "2024-02-30", "nope", "2024-01-01T10:00:00+05:00", "1850-01-01", "01/02/03"]),
+    st.sampled_from(["2024-01-01", "2024-02-30", "nope", "2024-01-01T10:00:00+05:00", "1850-01-01", "01/02/03",
+                     "-infinity", "epoch", "0001-01-01T00:00:00+01:00", "2200-12-31T23:59:59-14:00"]),
 )
 cells_amount = st.one_of(
     st.none(),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", "x", "1e3", "-2.5", " 7 "]),
+    st.sampled_from(["", "x", "1e3", "-2.5", " 7 ", "1e9", "-1.0000001e9", "1e308", "5e-324", "0"]),
 )
 rows = st.lists(
     st.tuples(cells_id, cells_ts, cells_amount, st.one_of(st.none(), st.sampled_from(["A", "B"]))),
@@ -495,8 +497,10 @@ def test_counts_reconcile_and_accepted_rows_keep_the_contract(data: list[tuple])
     if len(clean):
         assert clean["customer_id"].map(lambda s: isinstance(s, str) and s.strip() == s and s != "").all()
         assert clean["ts"].notna().all() and clean["ts"].dt.tz is None
-        assert clean["ts"].dt.year.between(1900, 2200).all()
-        assert np.isfinite(clean["amount"].to_numpy()).all()
+        assert clean["ts"].dt.year.between(values.MIN_YEAR, values.MAX_YEAR).all()
+        amount = clean["amount"].to_numpy()
+        assert np.isfinite(amount).all() and (np.abs(amount) <= values.MAX_ABS_AMOUNT).all()
+        assert ((amount == 0) | (np.abs(amount) >= values.MIN_ABS_AMOUNT)).all()
     assert rejects["reason"].notna().all()
 
 

@@ -25,6 +25,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
+from churnclv import values
 from churnclv.features.catalogue import FEATURES, LABELS, Feature
 from churnclv.features.definitions import (
     AsOf,
@@ -41,6 +42,7 @@ from churnclv.features.definitions import (
 
 __all__ = [
     "Source",
+    "check_values",
     "compute_features",
     "compute_features_frames",
     "compute_labels",
@@ -134,6 +136,13 @@ def _read(con: ibis.BaseBackend, path: Path, name: str) -> ir.Table:
     return _typed(con.read_csv(p, table_name=name, all_varchar=True))
 
 
+def _check_frame_values(frame: pd.DataFrame, name: str) -> None:
+    """:func:`check_values` for a small in-memory frame (microseconds: numpy, no query)."""
+    for col, rule, n in values.frame_violations(frame, name, ("amount", "ts", "signup_ts")):  # as check_values
+        raise values.ValueRuleError(f"{name}.{col}: {n:,} row(s) break the rule '{rule}', so the features would "
+                                    "not be finite numbers; validate the rows first (churnclv.ingest.validate_frames)")
+
+
 def _check_frame(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     for col in ("ts", "signup_ts"):
         if col in frame.columns:
@@ -215,6 +224,55 @@ def _check_known(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, wha
     )
 
 
+_TRUSTED_FIX = ("the tables were not validated: validate them with `churnclv validate --data <folder> --out <work>` "
+                "(or run the command without --trusted), then use <work>/clean")
+
+
+def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = None) -> None:
+    """Check the value rules (:mod:`churnclv.values`) the features depend on, in one pass per table.
+
+    Validated tables keep them; tables passed as trusted (``--trusted``, a folder written by other
+    tools, frames built by hand) may not, and an infinite amount or timestamp would make the
+    features non-finite or the job fail halfway. Checked: ``transactions.amount`` (finite,
+    ``|amount| <= 1e9``), ``transactions.ts``, ``events.ts`` and ``customers.signup_ts`` (finite,
+    years 1900-2200). ``events.value`` is not read by any feature, so it is not checked here.
+
+    Raises
+    ------
+    ValueError
+        :class:`churnclv.values.ValueRuleError` naming the table, the column, the rule, the number
+        of rows and the fix.
+    """
+    if isinstance(source, FeatureTables):
+        tables = source
+        if con is None:
+            raise ValueError("check_values: pass the backend the tables live on (con=...)")
+    else:
+        con = con or connect()
+        tables = load_tables(source, con)
+    for name in _TABLES:
+        table = getattr(tables, name)
+        if table is None:
+            continue
+        checks: dict[str, tuple[str, str, ir.BooleanValue]] = {}
+        for col in values.NUMBER_COLUMNS.get(name, ()):
+            if col in table.columns and col == "amount":  # events.value: read by no feature
+                checks[f"_bad_{col}"] = (col, "number", values.ibis_number_violation(table[col]))
+        for col in values.TIMESTAMP_COLUMNS.get(name, ()):
+            if col in table.columns and table[col].type().is_timestamp():
+                checks[f"_bad_{col}"] = (col, "timestamp", values.ibis_timestamp_violation(table[col]))
+        if not checks:
+            continue
+        counts = con.to_pyarrow(table.aggregate(
+            **{key: table.count(where=cond) for key, (_, _, cond) in checks.items()})).to_pylist()[0]
+        for key, (col, rule, _) in checks.items():
+            if counts[key]:
+                raise values.ValueRuleError(
+                    f"{name}.{col}: {counts[key]:,} row(s) break the rule '{values.describe(col, rule)}', so the "
+                    f"features would not be finite numbers; {_TRUSTED_FIX}"
+                )
+
+
 def _arrow_type(f: Feature) -> pa.DataType:
     return {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(),
             "date": pa.date32()}[f.dtype]
@@ -250,10 +308,13 @@ def to_pandas(table: pa.Table, spec: Sequence[Feature]) -> pd.DataFrame:
 
 def _open(
     source: Source, con: ibis.BaseBackend | None, memory_limit: str | None, threads: int | None,
-    temp_directory: str | Path | None,
+    temp_directory: str | Path | None, *, check: bool = True,
 ) -> tuple[ibis.BaseBackend, FeatureTables]:
     con = con or connect(memory_limit=memory_limit, threads=threads, temp_directory=temp_directory)
-    return con, load_tables(source, con)
+    tables = load_tables(source, con)
+    if check:  # one scan of the columns the features read: cheap next to the feature job itself
+        check_values(tables, con)
+    return con, tables
 
 
 def compute_features(
@@ -351,7 +412,7 @@ def count_customers(source: Source, as_of: AsOf, *, con: ibis.BaseBackend | None
     Rows after ``as_of`` never count: what is decided from this number (the training sample's
     share) is the same whether the data was read at ``as_of`` or later.
     """
-    con, tables = _open(source, con, memory_limit, None, None)
+    con, tables = _open(source, con, memory_limit, None, None, check=False)  # a count, no feature values
     return int(con.to_pyarrow(known_customers(tables, as_of).count()).as_py())
 
 
@@ -530,6 +591,7 @@ def compute_features_frames(
     for name, frame in frames.items():
         if frame is not None:
             _check_frame(frame, name)
+            _check_frame_values(frame, name)
     cols = {n: None if f is None else tuple(str(c) for c in f.columns) for n, f in frames.items()}
     sql, spec = _frames_sql(day, config, cols["transactions"], cols["events"], cols["customers"])
     con, statements = _frame_connection()

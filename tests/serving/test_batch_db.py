@@ -1,4 +1,5 @@
-"""The batch job's database sink against SQLite and a real PostgreSQL server.
+"""The batch job's database sink against SQLite and a real PostgreSQL server: the table always holds
+the published partitions, row for row (re-runs after customers left, killed runs, resumed runs).
 
 The PostgreSQL server is the session fixture ``postgres_url`` of ``tests/conftest.py`` (Debian's
 ``postgresql`` package); the tests skip, saying so, only when its binaries are absent (CI installs them).
@@ -6,20 +7,29 @@ The PostgreSQL server is the session fixture ``postgres_url`` of ``tests/conftes
 
 from __future__ import annotations
 
+import itertools
 import json
-import time
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from churnclv.serving.batch import read_scores, run_batch
+from churnclv.serving.batch import BatchError, read_scores, run_batch
 from churnclv.serving.sinks import ScoreSink, SinkError, normalize_url
 
 pytestmark = pytest.mark.integration
 
 AS_OF = pd.Timestamp("2025-10-02")
+PARTITION = "as_of=2025-10-02"
+REMOVED = 10  # customers who leave the data between two runs of the same as-of
+_tables = itertools.count(1)
+
+
+def _unique_table() -> str:
+    """A table name of its own: the PostgreSQL server is shared by the whole session."""
+    return f"scores_{os.getpid()}_{next(_tables)}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -38,9 +48,37 @@ def _table(url: str, table: str) -> pd.DataFrame:
         engine.dispose()
 
 
-def test_sink_upserts_each_customer_once_and_updates_values(db_url: str, small_world: Path,
-                                                             trained_store: dict, tmp_path: Path) -> None:
-    table = f"scores_{int(time.time() * 1e6) % 10**9}"  # the PostgreSQL server is shared by the session
+def _run(world: Path, out: Path, store: dict, db_url: str, table: str, **kwargs) -> dict:
+    kwargs.setdefault("chunk_size", 600)
+    return run_batch(clean=world, as_of=AS_OF, out=out, model_uri=store["model_uri"],
+                     tracking_uri=store["tracking_uri"], db=db_url, db_table=table, echo=lambda _m: None,
+                     progress=False, **kwargs)
+
+
+def _assert_table_equals_partition(db_url: str, table: str, partition: Path) -> None:
+    """The table's rows of the as-of are exactly the published partition's, value for value."""
+    rows = _table(db_url, table)
+    rows = rows[[str(pd.Timestamp(d).date()) == "2025-10-02" for d in rows["as_of"]]]
+    parquet = read_scores(partition)
+    assert sorted(rows["customer_id"]) == sorted(parquet["customer_id"])
+    rows = rows.set_index("customer_id").loc[parquet["customer_id"]]
+    assert (rows["p_churn"].to_numpy() == parquet["p_churn"].to_numpy()).all()
+    assert (rows["tier"].to_numpy() == parquet["tier"].to_numpy()).all()
+
+
+@pytest.fixture(scope="module")
+def fewer_customers(small_frames: dict[str, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """small_world without REMOVED of its customers (every row of theirs gone: erased on request)."""
+    out = tmp_path_factory.mktemp("fewer_customers")
+    gone = set(small_frames["customers"]["customer_id"].iloc[100:100 + REMOVED])
+    for name, frame in small_frames.items():
+        frame[~frame["customer_id"].isin(gone)].to_parquet(out / f"{name}.parquet", index=False)
+    return out
+
+
+def test_sink_replaces_each_customer_once_and_updates_values(db_url: str, small_world: Path,
+                                                              trained_store: dict, tmp_path: Path) -> None:
+    table = _unique_table()
 
     def run() -> dict:
         return run_batch(clean=small_world, as_of=AS_OF, out=tmp_path / "out", model_uri=trained_store["model_uri"],
@@ -54,7 +92,8 @@ def test_sink_upserts_each_customer_once_and_updates_values(db_url: str, small_w
         conn.execute(sa.text(f"UPDATE {table} SET p_churn = -1, tier = 'stale' WHERE customer_id < '00000100'"))
     engine.dispose()
     second = run()
-    assert second["db"]["rows_upserted"] == n and second["db"]["rows_for_as_of"] == n
+    assert second["db"]["rows_written"] == n and second["db"]["rows_for_as_of"] == n
+    assert second["db"]["rows_removed"] == n  # the first run's rows of the as-of, replaced
 
     rows = _table(db_url, table)
     assert len(rows) == n == rows["customer_id"].nunique()
@@ -67,11 +106,79 @@ def test_sink_upserts_each_customer_once_and_updates_values(db_url: str, small_w
     assert {str(pd.Timestamp(d).date()) for d in rows["as_of"]} == {"2025-10-02"}
 
 
+def test_rerun_after_customers_left_removes_their_rows(db_url: str, small_world: Path, fewer_customers: Path,
+                                                      trained_store: dict, tmp_path: Path) -> None:
+    """Regression: re-running an as-of after customers were removed from the data left their rows in
+    the table (upserts never delete): 1,500 rows against 1,490 in the partition."""
+    table = _unique_table()
+    first = _run(small_world, tmp_path / "out", trained_store, db_url, table)
+    second = _run(fewer_customers, tmp_path / "out", trained_store, db_url, table)
+    n = first["counts"]["rows_written"]
+    assert second["counts"]["rows_written"] == n - REMOVED
+    assert second["db"] == {**second["db"], "rows_written": n - REMOVED, "rows_removed": n,
+                            "rows_for_as_of": n - REMOVED}
+    _assert_table_equals_partition(db_url, table, tmp_path / "out" / PARTITION)
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def _kill_after(chunk: int):
+    def hook(i: int) -> None:
+        if i == chunk:
+            raise Killed
+    return hook
+
+
+def test_killed_run_leaves_the_table_as_last_published(db_url: str, small_world: Path, fewer_customers: Path,
+                                                       trained_store: dict, tmp_path: Path) -> None:
+    """Regression: after a kill the table showed the scored chunks of the as-of (a partial as-of)
+    until --resume. Rows reach the table only when the partition is published."""
+    table, out = _unique_table(), tmp_path / "out"
+    with pytest.raises(Killed):  # first run of the as-of, killed after two of three chunks
+        _run(small_world, out, trained_store, db_url, table, after_chunk=_kill_after(1))
+    assert _table(db_url, table).empty and not (out / PARTITION).exists()
+
+    _run(small_world, out, trained_store, db_url, table)  # a complete run
+    published = read_scores(out / PARTITION)
+    with pytest.raises(Killed):  # a re-run (ten customers fewer), killed: the complete run's rows stay
+        _run(fewer_customers, out, trained_store, db_url, table, after_chunk=_kill_after(1))
+    _assert_table_equals_partition(db_url, table, out / PARTITION)
+    assert len(read_scores(out / PARTITION)) == len(published)
+
+    resumed = _run(fewer_customers, out, trained_store, db_url, table, resume=True)
+    assert resumed["resumed_chunks"] == 2 and resumed["counts"]["rows_written"] == len(published) - REMOVED
+    _assert_table_equals_partition(db_url, table, out / PARTITION)
+
+
+def test_failed_database_write_publishes_nothing(small_world: Path, trained_store: dict, tmp_path: Path) -> None:
+    """A write the database refuses (here a CHECK constraint) rolls back; the partition is not
+    published, so Parquet and table stay equal, and the message holds no row of customer data."""
+    db = tmp_path / "scores.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        ScoreSink(f"sqlite:///{db}").table.create(conn)
+        conn.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON churnclv_scores "
+                             "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"))
+    engine.dispose()
+    with pytest.raises(BatchError) as info:
+        _run(small_world, tmp_path / "out", trained_store, f"sqlite:///{db}", "churnclv_scores")
+    message = str(info.value)
+    assert "refused by a trigger" in message and "nothing was published" in message
+    assert "\n" not in message and "[SQL" not in message and "parameters" not in message
+    assert not (tmp_path / "out" / PARTITION).exists() and not (tmp_path / "out" / "LATEST").exists()
+    assert _table(f"sqlite:///{db}", "churnclv_scores").empty
+
+
 def test_sink_refuses_unsupported_databases_and_bad_names(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match="not supported.*postgresql://"):
         ScoreSink("mysql://u@h/db")
     with pytest.raises(SinkError, match="a name must match"):
         ScoreSink(f"sqlite:///{tmp_path / 'x.db'}", table="scores; DROP TABLE x")
+    for system in ("pg_class", "PG_authid", "sqlite_master"):
+        with pytest.raises(SinkError, match="belong to the database's own catalogs"):
+            ScoreSink(f"sqlite:///{tmp_path / 'x.db'}", table=system)
     assert normalize_url("postgresql://u:p@h/db").drivername == "postgresql+psycopg"
     assert normalize_url("postgres://u:p@h/db").drivername == "postgresql+psycopg"
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")

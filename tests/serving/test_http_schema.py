@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from churnclv.values import MIN_ABS_AMOUNT
+
 pytestmark = pytest.mark.integration
 
 # bounded: the service computes features and scores for every accepted /score example
@@ -87,7 +89,12 @@ def _ts(days: int, seconds: int, offset_h: int | None) -> str:
 
 
 timestamps = st.builds(_ts, st.integers(0, 1400), st.integers(0, 86_399), st.none() | st.integers(-12, 14))
-amounts = st.sampled_from([0.0, -15.5, 1e-6, 9.99, 1e6]) | st.floats(-5_000, 5_000, allow_nan=False)
+def _plausible(x: float) -> float:  # 0 < |x| < 1e-9 breaks the value rules (churnclv.values): a 400
+    return x if x == 0 or abs(x) >= MIN_ABS_AMOUNT else 0.0
+
+
+amounts = st.sampled_from([0.0, -15.5, 1e-6, 1e-9, 9.99, 1e6, 1e9, -1e9]) | st.floats(-5_000, 5_000,
+                                                                                    allow_nan=False).map(_plausible)
 labels = st.none() | st.sampled_from(["web", "app", "store", "x" * 256, "é中文", "  "])
 transactions = st.fixed_dictionaries(
     {"ts": timestamps, "amount": amounts},
@@ -96,7 +103,7 @@ events = st.fixed_dictionaries(
     {"ts": timestamps,
      "event_type": st.sampled_from(["login", "session", "email_open", "email_click", "support_ticket",
                                     "complaint", "push_open", "Login!", "ü"])},
-    optional={"value": st.none() | st.floats(-1e3, 1e3, allow_nan=False)})
+    optional={"value": st.none() | st.floats(-1e3, 1e3, allow_nan=False).map(_plausible)})
 attributes = st.dictionaries(st.sampled_from(["region", "acquisition_channel", "segment"]), labels, max_size=3)
 
 
@@ -134,3 +141,38 @@ def test_every_valid_history_is_scored(client: Any, kit: Any) -> None:
             assert all(math.isfinite(s[k]) for k in ("expected_purchases", "expected_spend", "clv", "growth_score"))
 
     check()
+
+
+# --------------------------------------------------------------------------- values that broke the service
+
+OVERFLOWING = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"]
+
+
+@pytest.mark.parametrize("ts", OVERFLOWING)
+@pytest.mark.parametrize("field", ["ts", "signup_ts", "events"])
+def test_timestamps_whose_utc_conversion_overflows_answer_400_on_the_field(client: Any, kit: Any, field: str,
+                                                                            ts: str) -> None:
+    """Year 1 with a positive offset and 9999 with a negative one overflowed Python's datetime when
+    converted to UTC (OverflowError, answered 500); the six variants are field errors now."""
+    customer: dict[str, Any] = {"customer_id": "c1", "transactions": [{"ts": "2025-01-01T00:00:00Z", "amount": 5.0}]}
+    loc: list[Any] = ["customers", 0, "transactions", 0, "ts"]
+    if field == "ts":
+        customer["transactions"][0]["ts"] = ts
+    elif field == "signup_ts":
+        customer["signup_ts"], loc = ts, ["customers", 0, "signup_ts"]
+    else:
+        customer["events"], loc = [{"ts": ts, "event_type": "login"}], ["customers", 0, "events", 0, "ts"]
+    r = client.post("/score", json={"as_of": kit.AS_OF, "customers": [customer]}, headers=kit.HEADERS)
+    assert r.status_code == 400, r.text[:500]
+    (detail,) = r.json()["detail"]
+    assert detail["loc"][-len(loc):] == loc and "year outside 1900-2200" in detail["msg"]
+
+
+@pytest.mark.parametrize(("line", "field"), [({"ts": "2025-01-01", "amount": 1e308}, "amount"),
+                                             ({"ts": "2025-01-01", "amount": 5e-324}, "amount"),
+                                             ({"ts": 0, "amount": 1.0}, "ts")])
+def test_values_outside_the_shared_rules_answer_400(client: Any, kit: Any, line: dict[str, Any], field: str) -> None:
+    body = {"as_of": kit.AS_OF, "customers": [{"customer_id": "c1", "transactions": [line]}]}
+    r = client.post("/score", json=body, headers=kit.HEADERS)
+    assert r.status_code == 400, r.text[:500]
+    assert r.json()["detail"][0]["loc"][-1] == field

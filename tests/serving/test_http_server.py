@@ -96,11 +96,32 @@ def churnclv_serve(args: list[str], env: dict[str, str], log: Path) -> Iterator[
         reader.join(timeout=STOP_DEADLINE_S)  # the whole log is written before the test reads it
 
 
+def _raw_status(url: str, head: str) -> int:
+    """Send the head of a hand-framed request (headers httpx would not send together) and no body:
+    the status of the answer, which therefore comes without the server reading any body."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=STOP_DEADLINE_S) as conn:
+        conn.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = conn.recv(4096)
+            assert chunk, f"the server closed the connection without an answer to {head!r}"
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def _endpoint_labels(metrics: str) -> set[str]:
+    return {line.split('endpoint="', 1)[1].split('"', 1)[0] for line in metrics.splitlines()
+            if line.startswith("churnclv_request_total{") and 'endpoint="' in line}
+
+
 @pytest.mark.slow
 def test_real_server_scores_and_stops(serving_store: dict, batch_out: Path, kit: Any, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in kit.SERVICE_VARS}
     env.update(CHURNCLV_API_KEY=kit.API_KEY, BENTOML_DO_NOT_TRACK="True", CHURNCLV_RELOAD_INTERVAL_S="0",
-               BENTOML_HOME=str(tmp_path / "bentoml"))  # the server's state stays in the test's folder
+               BENTOML_HOME=str(tmp_path / "bentoml"),  # the server's state stays in the test's folder
+               TMPDIR=str(tmp_path / "tmp"))  # and so does its own Prometheus folder
+    (tmp_path / "tmp").mkdir()
     log = tmp_path / "server.log"
     args = ["--model", serving_store["model_uri"], "--tracking-uri", serving_store["tracking_uri"],
             "--snapshot", str(batch_out)]
@@ -120,6 +141,23 @@ def test_real_server_scores_and_stops(serving_store: dict, batch_out: Path, kit:
             # our own histograms: requests per scoring call and call time, per endpoint
             assert 'churnclv_scoring_batch_requests_count{endpoint="score_by_id"' in metrics.text
             assert 'churnclv_scoring_call_seconds_count{endpoint="score"' in metrics.text
+            # invented paths, with and without the key, add one label ("other") and no more
+            labels = _endpoint_labels(metrics.text)
+            for i in range(60):  # bounded
+                http.post(f"/probe-{i}", json={}, headers=kit.HEADERS if i % 2 else {})
+            grown = _endpoint_labels(http.get("/metrics").text)
+            assert grown - labels <= {"other"} and not any(x.startswith("/probe") for x in grown), grown - labels
+        # this server's metrics live in a folder of its own, not in BENTOML_HOME's shared one
+        folders = list((tmp_path / "tmp").glob("churnclv-prometheus-*"))
+        assert len(folders) == 1 and list(folders[0].glob("*.db")), folders
+        assert not (tmp_path / "bentoml" / "prometheus_multiproc_dir").exists()
+        # the body limit cannot be bypassed with a length the server ignores (chunked framing)
+        head = (f"POST /score HTTP/1.1\nHost: x\nX-API-Key: {kit.API_KEY}\nContent-Type: application/json\n"
+                "Content-Length: 100\nTransfer-Encoding: chunked\n")
+        assert _raw_status(url, head) == 400
+        head = (f"POST /score HTTP/1.1\nHost: x\nX-API-Key: {kit.API_KEY}\nContent-Type: application/json\n"
+                "Transfer-Encoding: chunked\n")
+        assert _raw_status(url, head) == 411
         pgid = os.getpgid(proc.pid)
     assert proc.returncode is not None
     with pytest.raises(ProcessLookupError):  # the whole group is gone: no orphaned BentoML workers
@@ -127,6 +165,22 @@ def test_real_server_scores_and_stops(serving_store: dict, batch_out: Path, kit:
     text = log.read_text(errors="replace")
     assert "POST" in text and "/score" in text  # the access log ran ...
     assert "PRIVATE-7" not in text and kit.API_KEY not in text  # ... without bodies or keys
+    assert not list((tmp_path / "tmp").glob("churnclv-prometheus-*"))  # removed when the server stopped
+
+
+def test_serve_exits_before_starting_a_server_on_a_model_that_does_not_load(serving_store: dict, kit: Any,
+                                                                            tmp_path: Path) -> None:
+    # BentoML restarts a worker whose service fails to start, forever: serve must never get there
+    env = {k: v for k, v in os.environ.items() if k not in kit.SERVICE_VARS}
+    env.update(CHURNCLV_API_KEY=kit.API_KEY, BENTOML_DO_NOT_TRACK="True", BENTOML_HOME=str(tmp_path / "bentoml"))
+    done = subprocess.run(
+        [sys.executable, "-m", "churnclv.cli", "-q", "serve", "--host", "127.0.0.1", "--port", str(free_port()),
+         "--model", "models:/churnclv/999", "--tracking-uri", serving_store["tracking_uri"]],
+        env=env, capture_output=True, text=True, timeout=READY_DEADLINE_S)
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: model URI models:/churnclv/999"), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "bentoml" not in done.stdout.lower()
 
 
 def test_serve_fails_fast_on_a_model_that_does_not_resolve(serving_store: dict, kit: Any,

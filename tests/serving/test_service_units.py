@@ -272,3 +272,34 @@ def test_periodic_refresh_picks_up_a_moved_alias() -> None:
         assert state.model.version == "5"
     finally:
         state.stop()
+
+
+def test_periodic_check_failures_are_logged_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    # any failure of the check (here a driver error quoting the database URL) is one redacted ERROR line
+    secret = "postgresql://user:S3cret@db.example/mlflow?password=Q"
+    reported = threading.Event()
+
+    class Signal(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                reported.set()
+
+    def resolver(uri: str, tracking: str) -> str:
+        raise RuntimeError(f"could not connect to {secret}")
+
+    state = ServingState(model_uri="models:/churnclv@champion", tracking_uri=secret,
+                         loader=lambda uri, tracking, version=None: _fake_model("1"), resolver=resolver)
+    signal = Signal()
+    logger = logging.getLogger("churnclv.serving.state")
+    logger.addHandler(signal)
+    try:
+        with caplog.at_level(logging.INFO, logger="churnclv.serving.state"):
+            state.start(0.01)
+            assert reported.wait(30), "the periodic check never reported"  # bound: a safety net only
+            state.stop()
+    finally:
+        logger.removeHandler(signal)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and all("S3cret" not in r.getMessage() and "password=Q" not in r.getMessage() for r in errors)
+    assert "postgresql://user:***@db.example/mlflow" in errors[0].getMessage()
+    assert all(r.exc_info is None for r in errors)  # the traceback goes to DEBUG only
