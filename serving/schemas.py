@@ -4,7 +4,7 @@ Validation happens here, once, at the edge: a request that passes these models i
 frames (:mod:`churnclv.schema`) and scored without further checks. The value rules are the ingestion's,
 read from :mod:`churnclv.values`: ids are non-blank text, timestamps are ISO 8601 strings (an offset is
 converted to UTC, then dropped; years 1900-2200 in UTC), amounts and values are finite numbers with
-``|x| <= 1e9``. A value that breaks a rule is a 4xx answer naming the field, never a 500.
+``0 or 1e-9 <= |x| <= 1e9``. A value that breaks a rule is a 4xx answer naming the field, never a 500.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ the tests using it skip, saying so, only when those binaries are absent (CI inst
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -14,8 +15,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -128,3 +132,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``JAVA_GATEWAY_EXITED``), so the Spark session has to start before them.
     """
     items.sort(key=lambda item: 0 if "spark" in item.nodeid else 1)  # stable: keeps the order within each group
+
+
+# --------------------------------------------------------------------------- the service in-process
+
+# variables the service reads: unset during tests unless a test sets them
+SERVICE_VARS = (
+    "CHURNCLV_MODEL_URI", "MLFLOW_TRACKING_URI", "CHURNCLV_SNAPSHOT", "CHURNCLV_API_KEY", "CHURNCLV_ALLOW_NO_AUTH",
+    "CHURNCLV_MAX_CUSTOMERS", "CHURNCLV_MAX_HISTORY_ROWS", "CHURNCLV_MAX_BODY_BYTES", "CHURNCLV_RELOAD_INTERVAL_S",
+    "CHURNCLV_WORKERS", "CHURNCLV_GC_FREEZE",
+)
+
+
+@contextlib.contextmanager
+def running_service(env: dict[str, str], *, metrics: bool = False) -> Iterator[Any]:
+    """The service in-process (ASGI, lifespan run: the model is loaded), as a Starlette TestClient.
+
+    The environment is patched only while the app starts: the service and its middleware read their
+    settings then, so nothing leaks into other tests. Prometheus metrics register process-wide
+    series, so only one in-process app (the session's ``client``) may have them.
+    """
+    with warnings.catch_warnings():
+        # starlette deprecates its httpx-based client in favour of httpx2, which is not installed
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from starlette.testclient import TestClient
+
+    from churnclv.serving.service import ChurnCLVService
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in SERVICE_VARS:
+            mp.delenv(name, raising=False)
+        for name, value in env.items():
+            mp.setenv(name, value)
+        if not metrics:
+            mp.setenv("BENTOML_CONFIG_OPTIONS", "services.churnclv.metrics.enabled=false")
+        client = TestClient(ChurnCLVService.to_asgi())
+        client.__enter__()
+    try:
+        yield client
+    finally:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def service_app() -> SimpleNamespace:
+    """``running(env, metrics=False)``: the BentoML service in-process; ``SERVICE_VARS``: what it reads
+    from the environment (for the serving tests and the data zoo; conftests cannot import each other)."""
+    return SimpleNamespace(running=running_service, SERVICE_VARS=SERVICE_VARS)

@@ -8,7 +8,6 @@ the HTTP service runs in-process (ASGI) on the champion the shape's training reg
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import math
@@ -16,7 +15,6 @@ import re
 import shutil
 import sys
 import traceback
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,11 +55,6 @@ gbm_rounds = 50
 """
 API_KEY = "zoo-key-0123456789abcdef"
 TIERS = {"Diamond", "Platinum", "Gold", "Silver", "Bronze"}  # the shipped tier policy
-SERVICE_VARS = (
-    "CHURNCLV_MODEL_URI", "MLFLOW_TRACKING_URI", "CHURNCLV_SNAPSHOT", "CHURNCLV_API_KEY", "CHURNCLV_ALLOW_NO_AUTH",
-    "CHURNCLV_MAX_CUSTOMERS", "CHURNCLV_MAX_HISTORY_ROWS", "CHURNCLV_MAX_BODY_BYTES", "CHURNCLV_RELOAD_INTERVAL_S",
-    "CHURNCLV_WORKERS", "CHURNCLV_GC_FREEZE",
-)
 
 
 def _error_line(result: Result) -> str:
@@ -132,29 +125,6 @@ def _check_scores(scores: pd.DataFrame, built: Any, shape: Any) -> None:
 # --------------------------------------------------------------------------- HTTP
 
 
-@contextlib.contextmanager
-def running_service(env: dict[str, str]) -> Iterator[Any]:
-    """The BentoML service in-process (ASGI, lifespan run), as in tests/serving/conftest.py."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from starlette.testclient import TestClient
-
-    from churnclv.serving.service import ChurnCLVService
-
-    with pytest.MonkeyPatch.context() as mp:
-        for name in SERVICE_VARS:
-            mp.delenv(name, raising=False)
-        for name, value in env.items():
-            mp.setenv(name, value)
-        mp.setenv("BENTOML_CONFIG_OPTIONS", "services.churnclv.metrics.enabled=false")
-        client = TestClient(ChurnCLVService.to_asgi())
-        client.__enter__()
-    try:
-        yield client
-    finally:
-        client.__exit__(None, None, None)
-
-
 def _iso(ts: Any) -> str:
     return pd.Timestamp(ts).isoformat()
 
@@ -193,12 +163,12 @@ def history_body(built: Any, cid: str, as_of: str) -> dict[str, Any]:
     return {"as_of": as_of, "customers": [customer]}
 
 
-def _check_http(built: Any, shape: Any, tracking_uri: str, batch: pd.DataFrame) -> None:
+def _check_http(built: Any, shape: Any, tracking_uri: str, batch: pd.DataFrame, service_app: Any) -> None:
     env = {"CHURNCLV_MODEL_URI": "models:/churnclv@champion", "MLFLOW_TRACKING_URI": tracking_uri,
            "CHURNCLV_API_KEY": API_KEY, "CHURNCLV_RELOAD_INTERVAL_S": "0", "CHURNCLV_GC_FREEZE": "0",
            "BENTOML_DO_NOT_TRACK": "True"}
     body = history_body(built, built.probe, shape.as_of)
-    with running_service(env) as client:
+    with service_app.running(env) as client:
         r = client.post("/score", json=body, headers={"X-API-Key": API_KEY})
         info = client.post("/model_info", headers={"X-API-Key": API_KEY}).json()
     # a run without a backtest at its horizon says so to the CRM too
@@ -245,7 +215,7 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("shape", shapes.SHAPES, ids=[s.name for s in shapes.SHAPES])
-def test_zoo(shape: Any, tmp_path: Path, empty_store: Path) -> None:
+def test_zoo(shape: Any, tmp_path: Path, empty_store: Path, service_app: Any) -> None:
     built = shape.build(tmp_path / "raw", shape.seed)
     config = tmp_path / "fast.toml"
     config.write_text(FAST_CONFIG)
@@ -273,4 +243,4 @@ def test_zoo(shape: Any, tmp_path: Path, empty_store: Path) -> None:
                     pytrace=False)
     scores = read_scores(out / f"as_of={shape.as_of}")
     _check_scores(scores, built, shape)
-    _check_http(built, shape, uri, scores)
+    _check_http(built, shape, uri, scores, service_app)

@@ -3,9 +3,7 @@ the service in-process (ASGI), and request bodies built from the small world's h
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,13 +19,6 @@ HEADERS = {"X-API-Key": API_KEY}
 MAX_CUSTOMERS = 100
 MAX_HISTORY_ROWS = 1_000
 MAX_BODY_BYTES = 4_000_000
-# variables the service reads: unset during tests unless a test sets them
-SERVICE_VARS = (
-    "CHURNCLV_MODEL_URI", "MLFLOW_TRACKING_URI", "CHURNCLV_SNAPSHOT", "CHURNCLV_API_KEY", "CHURNCLV_ALLOW_NO_AUTH",
-    "CHURNCLV_MAX_CUSTOMERS", "CHURNCLV_MAX_HISTORY_ROWS", "CHURNCLV_MAX_BODY_BYTES", "CHURNCLV_RELOAD_INTERVAL_S",
-    "CHURNCLV_WORKERS", "CHURNCLV_GC_FREEZE",
-)
-
 
 @pytest.fixture(scope="session")
 def serving_store(trained_store: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
@@ -68,40 +59,10 @@ def service_env(serving_store: dict, snapshot: Path | None, **extra: str) -> dic
     return env
 
 
-@contextlib.contextmanager
-def running_service(env: dict[str, str], *, metrics: bool = False) -> Iterator[Any]:
-    """The service in-process (ASGI, lifespan run: the model is loaded), as a Starlette TestClient.
-
-    The environment is patched only while the app starts: the service and its middleware read their
-    settings then, so nothing leaks into other tests. Prometheus metrics register process-wide
-    series, so only one in-process app (the session's ``client``) may have them.
-    """
-    with warnings.catch_warnings():
-        # starlette deprecates its httpx-based client in favour of httpx2, which is not installed
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from starlette.testclient import TestClient
-
-    from churnclv.serving.service import ChurnCLVService
-
-    with pytest.MonkeyPatch.context() as mp:
-        for name in SERVICE_VARS:
-            mp.delenv(name, raising=False)
-        for name, value in env.items():
-            mp.setenv(name, value)
-        if not metrics:
-            mp.setenv("BENTOML_CONFIG_OPTIONS", "services.churnclv.metrics.enabled=false")
-        client = TestClient(ChurnCLVService.to_asgi())
-        client.__enter__()
-    try:
-        yield client
-    finally:
-        client.__exit__(None, None, None)
-
-
 @pytest.fixture(scope="session")
-def client(serving_store: dict, batch_out: Path) -> Iterator[Any]:
+def client(serving_store: dict, batch_out: Path, service_app: SimpleNamespace) -> Iterator[Any]:
     """The service with the champion (version 1) and the batch job's snapshot, shared read-only."""
-    with running_service(service_env(serving_store, batch_out), metrics=True) as c:
+    with service_app.running(service_env(serving_store, batch_out), metrics=True) as c:
         yield c
 
 
@@ -142,8 +103,9 @@ def history_body(frames: dict[str, pd.DataFrame], ids: list[str], as_of: str = A
 
 
 @pytest.fixture(scope="session")
-def kit() -> SimpleNamespace:
+def kit(service_app: SimpleNamespace) -> SimpleNamespace:
     """Constants and helpers of this folder (test modules cannot import conftest under importlib mode)."""
     return SimpleNamespace(AS_OF=AS_OF, API_KEY=API_KEY, HEADERS=HEADERS, MAX_CUSTOMERS=MAX_CUSTOMERS,
                            MAX_HISTORY_ROWS=MAX_HISTORY_ROWS, history_body=history_body,
-                           running_service=running_service, service_env=service_env, SERVICE_VARS=SERVICE_VARS)
+                           running_service=service_app.running, service_env=service_env,
+                           SERVICE_VARS=service_app.SERVICE_VARS)
