@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from churnclv.features import compute_features
-from churnclv.models.scorer import model_input
+from churnclv.models.scorer import ScorerConfig, model_input
 from churnclv.training.pipeline import (
     Fold,
     RunConfig,
@@ -146,3 +146,49 @@ def test_config_errors(tmp_path: Path) -> None:
     bad.write_text("[tiers.score.weights]\nclv = -1.0\n")
     with pytest.raises(TrainingError, match=r"config \[tiers\].*score.weights"):
         RunConfig.load(bad)
+
+
+FAST_RUN = RunConfig(train=TrainConfig(n_folds=2, train_cutoffs=2, candidates=("btyd", "gbm", "hybrid")),
+                     scorer=ScorerConfig(gbm_rounds=30))
+
+
+def test_a_failing_subfit_is_dropped_and_the_run_goes_on(small_world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from churnclv.training import pipeline
+
+    real = pipeline.evaluate_candidate
+    failing_fold = {"eval": None}
+
+    def flaky(name: str, train_rows: pd.DataFrame, evaluation: pd.DataFrame, base: ScorerConfig) -> pd.DataFrame:
+        if name == "hybrid" and failing_fold["eval"] in (None, evaluation["cutoff"].iloc[0]):
+            failing_fold["eval"] = evaluation["cutoff"].iloc[0]
+            raise FloatingPointError("expected_purchases is not finite (injected)")
+        return real(name, train_rows, evaluation, base)
+
+    monkeypatch.setattr(pipeline, "evaluate_candidate", flaky)
+    result = train(small_world, "2025-10-02", FAST_RUN)
+    assert [(d["stage"], d["fold"], d["candidate"]) for d in result.dropped] == [("backtest", 1, "hybrid")]
+    assert "FloatingPointError: expected_purchases is not finite" in result.dropped[0]["reason"]
+    assert "hybrid" not in result.selected.values()  # scored on one fold of two: not comparable
+    assert set(result.backtest["candidate"]) == {"btyd", "gbm", "hybrid"}  # its other fold is still reported
+    assert result.scorer.metadata_["dropped"] == result.dropped
+
+
+def test_the_final_refit_falls_back_hybrid_gbm_btyd(small_world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from churnclv.models.scorer import Scorer as RealScorer
+    from churnclv.training import pipeline
+
+    real_fit = RealScorer.fit
+
+    def fit(self: RealScorer, *args, **kwargs) -> RealScorer:
+        c = self.config_
+        if "hybrid" in (c.churn_model, c.purchases_model, c.spend_model):
+            raise RuntimeError("the bgnbd fit did not converge (injected)")
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(RealScorer, "fit", fit)
+    monkeypatch.setattr(pipeline, "_select", lambda *a, **k: {"churn": "hybrid", "purchases": "hybrid",
+                                                             "spend": "btyd"})
+    result = train(small_world, "2025-10-02", FAST_RUN)
+    assert result.selected == {"churn": "gbm", "purchases": "gbm", "spend": "btyd"}
+    final = [d for d in result.dropped if d["stage"] == "final"]
+    assert len(final) == 1 and "fell back to" in final[0]["reason"] and "injected" in final[0]["reason"]
