@@ -18,12 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from churnclv.features.definitions import FeatureConfig
+from churnclv.features.config import FeatureConfig
 
-__all__ = ["Feature", "FEATURES", "LABELS", "expand", "render_markdown"]
+__all__ = ["FEATURES", "LABELS", "Feature", "expand", "render_markdown"]
 
 
 @dataclass(frozen=True)
@@ -168,8 +166,6 @@ def render_markdown(
     Placeholders stay in the names; a legend under the table gives their values for ``config``
     (default :class:`~churnclv.features.FeatureConfig()`).
     """
-    from churnclv.features.definitions import FeatureConfig
-
     config = config or FeatureConfig()
     rows = ["| column | meaning | unit | type |", "|---|---|---|---|"]
     for f in features:

@@ -1,58 +1,47 @@
 """LightGBM models for churn (calibrated classifier), expected spend and expected purchases.
 
 The models are generic over the feature columns they are given: every column of ``X`` except the
-identifiers in ``exclude`` (``customer_id``, ``cutoff``, ``as_of`` by default) is a feature. Numeric,
-nullable-numeric and boolean columns are numeric features (nulls are missing values, which LightGBM
-routes natively); string, object-of-strings and pandas ``category`` columns are categorical features.
+identifiers in ``exclude`` (``customer_id``, ``cutoff``, ``as_of`` by default) is a feature
+(:mod:`churnclv.models.feature_matrix` decides which, and builds the matrix LightGBM reads).
+Categorical features are split natively by LightGBM (Ke et al. 2017; Fisher 1958 grouping).
 
-Categorical features are split natively by LightGBM (Ke et al. 2017; Fisher 1958 grouping). The
-levels seen in training are stored in ``categories_`` and every frame is mapped onto exactly those
-levels, so one customer scored alone gets the same codes as in a batch; an unseen level is treated
-as missing, never an error.
-
-Churn probabilities are calibrated on held-out customers with isotonic regression (Zadrozny and
-Elkan 2002) or Platt scaling (Platt 1999). The calibrator is stored as plain numbers, and the whole
-model saves as a JSON-serializable dict (LightGBM's own model text plus our config): no pickling.
+Churn probabilities are calibrated on held-out customers (:mod:`churnclv.models.calibration`), and
+the reasons behind a score come from :mod:`churnclv.models.explanations`. The whole model saves as
+a JSON-serializable dict (LightGBM's own model text plus our config): no pickling.
 
 References
 ----------
 Ke, G., Meng, Q., Finley, T., Wang, T., Chen, W., Ma, W., Ye, Q. and Liu, T.-Y. (2017). LightGBM: a
 highly efficient gradient boosting decision tree. NeurIPS 30.
-Platt, J. (1999). Probabilistic outputs for support vector machines and comparisons to regularized
-likelihood methods. In Advances in Large Margin Classifiers, MIT Press.
-Zadrozny, B. and Elkan, C. (2002). Transforming classifier scores into accurate multiclass
-probability estimates. KDD 2002.
-Lundberg, S. M., Erion, G. G. and Lee, S.-I. (2018). Consistent individualized feature attribution
-for tree ensembles. arXiv:1802.03888 (the TreeSHAP values behind ``pred_contrib``).
-Yang, J. (2021). Fast TreeSHAP: accelerating SHAP value computation for trees. arXiv:2109.09847
-(how :mod:`churnclv.models.treeshap` computes the same values for the reasons, 20-50x faster).
 Jorgensen, B. (1987). Exponential dispersion models. JRSS B 49(2) (the Tweedie family).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, Sequence
+from typing import Any, ClassVar, Sequence
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 from scipy.special import expit
-
-from churnclv.models.treeshap import FastTreeShap, UnsupportedModel
 from sklearn.base import BaseEstimator
-from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
+
+from churnclv.models.calibration import IsotonicCalibrator, PlattCalibrator, calibrator_from_dict
+from churnclv.models.explanations import Reason, explain
+from churnclv.models.feature_matrix import (
+    FeatureLayout,
+    category_levels,
+    check_columns,
+    select_features,
+    to_matrix,
+)
 
 __all__ = [
     "GBMChurnClassifier",
     "GBMCountRegressor",
     "GBMSpendRegressor",
-    "IsotonicCalibrator",
-    "PlattCalibrator",
-    "Reason",
     "SMALL_BATCH_ROWS",
     "model_from_dict",
 ]
@@ -62,9 +51,6 @@ logger = logging.getLogger(__name__)
 #: Inputs with fewer rows than this predict on one thread: LightGBM's OpenMP start-up costs more
 #: than it saves on a few rows (on many-core hosts, milliseconds per single-row call).
 SMALL_BATCH_ROWS = 1_000
-
-# Up to this many rows, features are read row-wise (see _GBMBase._matrix_rows).
-_ROW_PATH_MAX_ROWS = 64
 
 DEFAULT_EXCLUDE: tuple[str, ...] = ("customer_id", "cutoff", "as_of")
 
@@ -87,118 +73,6 @@ _BASE_PARAMS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class _Layout:
-    numeric_names: list[str]
-    numeric_j: list[int]
-    categorical_names: list[str]
-    categorical_j: list[int]
-    lookups: dict[str, dict[str, float]]
-    indexes: dict[str, pd.Index]
-
-
-class Reason(NamedTuple):
-    """One feature pushing a customer's churn score up.
-
-    ``contribution`` is the feature's TreeSHAP contribution to the raw (log-odds) score, so the
-    contributions of one row plus the model's expected value add up to its raw score.
-    """
-
-    feature: str
-    contribution: float
-    value: float | str | None
-
-
-# --------------------------------------------------------------------------------------------------
-# calibrators: plain numbers, no sklearn objects kept after fit
-
-
-@dataclass(frozen=True)
-class IsotonicCalibrator:
-    """Piecewise-linear, non-decreasing map from raw score to probability.
-
-    ``x`` (raw-score thresholds, increasing) and ``y`` (probabilities, non-decreasing) are the
-    breakpoints of a fitted :class:`sklearn.isotonic.IsotonicRegression`; scores outside ``x`` are
-    clipped to its ends, as with ``out_of_bounds="clip"``.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    method: ClassVar[str] = "isotonic"
-
-    @classmethod
-    def fit(
-        cls, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
-    ) -> IsotonicCalibrator:
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
-        iso.fit(raw, y, sample_weight=sample_weight)
-        return cls(
-            x=np.asarray(iso.X_thresholds_, dtype=np.float64),
-            y=np.asarray(iso.y_thresholds_, dtype=np.float64),
-        )
-
-    def transform(self, raw: np.ndarray) -> np.ndarray:
-        return np.interp(raw, self.x, self.y)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "x": self.x.tolist(), "y": self.y.tolist()}
-
-
-@dataclass(frozen=True)
-class PlattCalibrator:
-    """Logistic map ``p = 1 / (1 + exp(-(a * raw + b)))`` fitted on held-out raw scores (Platt 1999).
-
-    The slope is constrained to ``a >= 0`` so that, like the isotonic map, it never reverses the
-    booster's ranking.
-    """
-
-    a: float
-    b: float
-    method: ClassVar[str] = "platt"
-
-    @classmethod
-    def fit(
-        cls, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
-    ) -> PlattCalibrator:
-        w = np.ones_like(raw) if sample_weight is None else np.asarray(sample_weight, np.float64)
-        n_pos = float(w[y == 1].sum())
-        n_neg = float(w[y == 0].sum())
-        # Platt's smoothed targets keep a and b finite when the scores separate the classes.
-        t = np.where(y == 1, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
-
-        def loss(ab: np.ndarray) -> tuple[float, np.ndarray]:
-            z = ab[0] * raw + ab[1]
-            # log(1 + exp(z)) - t z, written stably
-            val = float(np.sum(w * (np.logaddexp(0.0, z) - t * z)))
-            g = w * (expit(z) - t)
-            return val, np.array([np.sum(g * raw), np.sum(g)])
-
-        # a >= 0: calibration may flatten the booster's ranking, never reverse it
-        res = minimize(
-            loss, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
-            bounds=[(0.0, None), (None, None)],
-        )
-        return cls(a=float(res.x[0]), b=float(res.x[1]))
-
-    def transform(self, raw: np.ndarray) -> np.ndarray:
-        return expit(self.a * raw + self.b)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "a": self.a, "b": self.b}
-
-
-def _calibrator_from_dict(d: dict[str, Any] | None) -> IsotonicCalibrator | PlattCalibrator | None:
-    if d is None:
-        return None
-    if d["method"] == "isotonic":
-        return IsotonicCalibrator(
-            x=np.asarray(d["x"], dtype=np.float64), y=np.asarray(d["y"], dtype=np.float64)
-        )
-    if d["method"] == "platt":
-        return PlattCalibrator(a=float(d["a"]), b=float(d["b"]))
-    raise ValueError(f"calibrator method {d['method']!r} is unknown; expected 'isotonic' or 'platt'")
-
-
 # --------------------------------------------------------------------------------------------------
 # shared machinery
 
@@ -218,149 +92,22 @@ class _GBMBase(BaseEstimator):
     id_col: str
     seed: int
 
-    # ---- features ---------------------------------------------------------------------------
-
-    def _select_features(self, X: pd.DataFrame) -> tuple[list[str], list[str]]:
-        """Decide which columns are features and which of those are categorical."""
-        name = type(self).__name__
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError(
-                f"{name}.fit expects X as a pandas DataFrame with named feature columns, "
-                f"got {type(X).__name__}"
-            )
-        exclude = set(self.exclude) | {self.id_col}
-        if self.features is not None:
-            features = list(self.features)
-            missing = [c for c in features if c not in X.columns]
-            if missing:
-                raise ValueError(
-                    f"X is missing columns {missing} listed in {name}(features=...); "
-                    "add them to X or remove them from features"
-                )
-        else:
-            features = [c for c in X.columns if c not in exclude]
-        not_str = [c for c in features if not isinstance(c, str)]
-        if not_str:
-            raise TypeError(
-                f"feature column names must be strings (they are saved as JSON), got {not_str}; "
-                "rename them, e.g. X.columns = X.columns.map(str)"
-            )
-        if len(set(features)) != len(features):
-            dup = sorted({c for c in features if features.count(c) > 1})
-            raise ValueError(f"X has duplicated feature columns {dup}; give each column one name")
-        if not features:
-            raise ValueError(
-                f"X has no feature columns: every column is in exclude={sorted(exclude)}; "
-                "pass at least one numeric or categorical feature"
-            )
-        explicit = None if self.categorical is None else list(self.categorical)
-        if explicit is not None:
-            unknown = [c for c in explicit if c not in features]
-            if unknown:
-                raise ValueError(
-                    f"categorical columns {unknown} are not features of X; "
-                    "add them to X or remove them from categorical"
-                )
-        categorical: list[str] = []
-        for col in features:
-            kind = _column_kind(X[col])
-            if kind == "datetime":
-                raise TypeError(
-                    f"column {col!r} has dtype {X[col].dtype}, which {name} cannot use as a "
-                    "feature; turn it into a number (e.g. days since as_of) or add it to exclude"
-                )
-            if explicit is not None:
-                if col in explicit:
-                    categorical.append(col)
-                elif kind == "categorical":
-                    raise TypeError(
-                        f"column {col!r} holds strings but is not in categorical={explicit}; "
-                        "add it to categorical, convert it to numbers, or add it to exclude"
-                    )
-            elif kind == "categorical":
-                categorical.append(col)
-        return features, categorical
+    # ---- features (the layout itself lives in churnclv.models.feature_matrix) ----------------
 
     def _check_columns(self, X: pd.DataFrame) -> None:
         check_is_fitted(self, "booster_")
-        name = type(self).__name__
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError(
-                f"{name} expects X as a pandas DataFrame with the columns {self.feature_names_}, "
-                f"got {type(X).__name__}"
-            )
-        missing = [c for c in self.feature_names_ if c not in X.columns]
-        if missing:
-            raise ValueError(
-                f"X is missing columns {missing} that {name} was fitted with; "
-                f"pass every column in feature_names_ (extra columns are ignored)"
-            )
-        if not X.columns.is_unique:
-            dup = sorted({str(c) for c in X.columns[X.columns.duplicated()]})
-            raise ValueError(f"X has duplicated columns {dup}; give each column one name")
+        check_columns(X, type(self).__name__, self.feature_names_)
 
     def _matrix(self, X: pd.DataFrame) -> np.ndarray:
         """Float matrix in ``feature_names_`` order; categorical levels become training codes."""
-        if len(X) <= _ROW_PATH_MAX_ROWS:
-            out = self._matrix_rows(X)
-            if out is not None:
-                return out
-        lay = self._layout()
-        out = np.empty((len(X), len(self.feature_names_)), dtype=np.float64, order="F")
-        for j, col in enumerate(self.feature_names_):
-            s = X[col]
-            if col in lay.lookups:
-                out[:, j] = _category_codes(s, lay.indexes[col])
-            else:
-                try:
-                    out[:, j] = s.to_numpy(dtype=np.float64, na_value=np.nan)
-                except (TypeError, ValueError) as exc:
-                    raise TypeError(
-                        f"column {col!r} must be numeric (it was numeric when "
-                        f"{type(self).__name__} was fitted) but has dtype {s.dtype} with "
-                        f"values that are not numbers; convert it with pd.to_numeric"
-                    ) from exc
-        return out
+        return to_matrix(X, type(self).__name__, self.feature_names_, self._layout())
 
-    def _matrix_rows(self, X: pd.DataFrame) -> np.ndarray | None:
-        """Same matrix as the column path for a few rows, built from one object array.
-
-        Pulling ~30 Series out of a one-row frame costs ~0.5 ms, 25x the prediction itself;
-        one ``to_numpy`` of the frame costs ~20 us. Returns None when a value needs the column
-        path (which also raises the clear error for text in a numeric column).
-        """
-        lay = self._layout()
-        pos = {c: i for i, c in enumerate(X.columns)}
-        obj = X.to_numpy(dtype=object)
-        out = np.empty((len(X), len(self.feature_names_)), dtype=np.float64)
-        if lay.numeric_j:
-            vals = obj[:, [pos[c] for c in lay.numeric_names]]
-            vals[pd.isna(vals)] = np.nan
-            try:
-                out[:, lay.numeric_j] = vals.astype(np.float64)
-            except (TypeError, ValueError):
-                return None
-        for j, col in zip(lay.categorical_j, lay.categorical_names):
-            lookup = lay.lookups[col]
-            out[:, j] = [
-                np.nan if _is_missing(v) else lookup.get(str(v), np.nan)
-                for v in obj[:, pos[col]]
-            ]
-        return out
-
-    def _layout(self) -> _Layout:
+    def _layout(self) -> FeatureLayout:
         # Derived from feature_names_ and categories_; cached, rebuilt on demand, never saved.
         lay = self.__dict__.get("_layout_cache")
         if lay is None:
-            cats = self.categories_
-            names = self.feature_names_
-            lay = self.__dict__["_layout_cache"] = _Layout(
-                numeric_names=[c for c in names if c not in cats],
-                numeric_j=[j for j, c in enumerate(names) if c not in cats],
-                categorical_names=[c for c in names if c in cats],
-                categorical_j=[j for j, c in enumerate(names) if c in cats],
-                lookups={c: {v: float(i) for i, v in enumerate(cats[c])} for c in cats},
-                indexes={c: pd.Index(cats[c], dtype=object) for c in cats},
+            lay = self.__dict__["_layout_cache"] = FeatureLayout.from_categories(
+                self.feature_names_, self.categories_
             )
         return lay
 
@@ -384,7 +131,10 @@ class _GBMBase(BaseEstimator):
     def _prepare_fit(
         self, X: pd.DataFrame, y: Any, sample_weight: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        features, categorical = self._select_features(X)
+        features, categorical = select_features(
+            X, type(self).__name__, features=self.features, categorical=self.categorical,
+            exclude=(*self.exclude, self.id_col),
+        )
         y_arr = np.asarray(y, dtype=np.float64).ravel()
         if len(y_arr) != len(X):
             raise ValueError(f"X has {len(X)} rows but y has {len(y_arr)}; pass one label per row")
@@ -397,7 +147,7 @@ class _GBMBase(BaseEstimator):
                 raise ValueError("sample_weight needs one finite, non-negative weight per row of X")
         self.feature_names_ = features
         self.categorical_features_ = categorical
-        self.categories_ = {c: _category_levels(X[c]) for c in categorical}
+        self.categories_ = {c: category_levels(X[c]) for c in categorical}
         self.__dict__.pop("_layout_cache", None)
         self.n_features_in_ = len(features)
         return self._matrix(X), y_arr, w
@@ -475,74 +225,13 @@ class _GBMBase(BaseEstimator):
     def explain(self, X: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:
         """Top features pushing each row's score up, from their exact TreeSHAP contributions.
 
-        The contributions are LightGBM's ``pred_contrib`` values (path-dependent TreeSHAP),
-        computed by :class:`churnclv.models.treeshap.FastTreeShap` (equal to 1e-12, 20-50x faster);
-        models it does not support (paths with more than 12 distinct features) use
-        ``pred_contrib`` itself.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Rows to explain, with at least the columns in ``feature_names_``.
-        top_k : int
-            How many features to return per row at most.
-
-        Returns
-        -------
-        list of list of Reason
-            One list per row of ``X``, in row order: up to ``top_k`` :class:`Reason` tuples
-            ``(feature, contribution, value)`` with a strictly positive contribution to the raw
-            score (log-odds of churn for the classifier, log of the mean for the regressors),
-            largest first. A row with no positive contribution gets an empty list. ``value`` is
-            the row's value in ``X`` (``None`` when missing; categorical levels as strings).
-
-        References
-        ----------
-        Lundberg, Erion and Lee (2018), arXiv:1802.03888; Yang (2021), arXiv:2109.09847.
+        See :func:`churnclv.models.explanations.explain` for the parameters and the values.
         """
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
-        self._check_columns(X)
-        M = self._matrix(X)
-        k = min(top_k, len(self.feature_names_))
-        fast = self._explainer()
-        if fast is not None:
-            order, values = fast.top_positive(M, k)  # -1 / 0.0 pad rows with fewer positive ones
-        else:
-            contrib = np.asarray(self._predict_matrix(M, pred_contrib=True))[:, :-1]  # last: expected value
-            order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
-            values = np.take_along_axis(contrib, order, axis=1)
-        reasons: list[list[Reason]] = []
-        cols: dict[str, np.ndarray] = {}  # only the columns some row's reasons name (one row: 3 of ~60)
-        for i in range(len(M)):
-            row: list[Reason] = []
-            for j, c in zip(order[i].tolist(), values[i].tolist()):
-                if j < 0 or c <= 0.0:
-                    break
-                col = self.feature_names_[j]
-                if col not in cols:
-                    cols[col] = X[col].to_numpy()
-                row.append(Reason(col, c, _plain_value(cols[col][i], col in self.categories_)))
-            reasons.append(row)
-        return reasons
+        return explain(self, X, top_k)
 
     def __getstate__(self) -> dict[str, Any]:
         # caches rebuild on demand: a pickled model carries neither (the TreeSHAP tables run to MBs)
         return {k: v for k, v in self.__dict__.items() if k not in ("_shap_cache", "_layout_cache")}
-
-    def _explainer(self) -> FastTreeShap | None:
-        """The booster's compiled TreeSHAP tables (:mod:`churnclv.models.treeshap`), built once per
-        booster; None when the model is outside what they support (then LightGBM's ``pred_contrib``
-        gives the same values, 20-50x slower)."""
-        cached = self.__dict__.get("_shap_cache")
-        if cached is None or cached[0] is not self.booster_:
-            try:
-                fast: FastTreeShap | None = FastTreeShap.from_booster(self.booster_)
-            except UnsupportedModel as exc:
-                logger.info("%s: reasons fall back to LightGBM's pred_contrib (%s)", type(self).__name__, exc)
-                fast = None
-            cached = self.__dict__["_shap_cache"] = (self.booster_, fast)
-        return cached[1]
 
     # ---- save / load ------------------------------------------------------------------------
 
@@ -761,7 +450,7 @@ class GBMChurnClassifier(_GBMBase):
         return None if self.calibrator_ is None else self.calibrator_.to_dict()
 
     def _set_calibrator(self, d: dict[str, Any] | None) -> None:
-        self.calibrator_ = _calibrator_from_dict(d)
+        self.calibrator_ = calibrator_from_dict(d)
 
 
 class _GBMRegressorBase(_GBMBase):
@@ -949,63 +638,6 @@ def model_from_dict(d: dict[str, Any]) -> GBMChurnClassifier | GBMSpendRegressor
             f"class {d.get('class')!r} is not a churnclv GBM model; expected one of {sorted(_MODELS)}"
         )
     return cls.from_dict(d)
-
-
-# --------------------------------------------------------------------------------------------------
-# helpers
-
-
-def _column_kind(s: pd.Series) -> str:
-    """'numeric', 'categorical' or 'datetime' for a feature column."""
-    dtype = s.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        return "categorical"
-    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
-        return "numeric"
-    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
-        return "datetime"
-    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        inferred = pd.api.types.infer_dtype(s, skipna=True)
-        if inferred in ("integer", "floating", "mixed-integer-float", "boolean", "decimal", "empty"):
-            return "numeric"
-        if inferred in ("datetime", "datetime64", "date", "timedelta", "time"):
-            return "datetime"
-        return "categorical"
-    return "categorical"
-
-
-def _as_strings(s: pd.Series) -> pd.Series:
-    # One canonical text form for levels in fit and predict, so 'north' and a category 'north'
-    # (or 3 and '3') map to the same code; nulls stay null.
-    return s.astype("string")
-
-
-def _category_levels(s: pd.Series) -> list[str]:
-    return sorted(_as_strings(s).dropna().unique().tolist())
-
-
-def _category_codes(s: pd.Series, levels: pd.Index) -> np.ndarray:
-    codes = levels.get_indexer(_as_strings(s).to_numpy(dtype=object, na_value=None))
-    out = codes.astype(np.float64)
-    out[codes < 0] = np.nan  # unseen level or null: missing, as LightGBM treats it
-    return out
-
-
-def _is_missing(v: Any) -> bool:
-    if v is None or v is pd.NA or v is pd.NaT:
-        return True
-    return isinstance(v, (float, np.floating)) and bool(np.isnan(v))
-
-
-def _plain_value(v: Any, categorical: bool) -> float | str | None:
-    if v is None or (not isinstance(v, str) and pd.isna(v)):
-        return None
-    if categorical:
-        return str(v)
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return str(v)
 
 
 def _jsonable(obj: Any) -> Any:

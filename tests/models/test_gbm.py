@@ -1,4 +1,4 @@
-"""Tests for churnclv.models.gbm on synthetic data with a known signal."""
+"""Tests for churnclv.models.gbm, calibration, feature_matrix and explanations on synthetic data."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from scipy.special import expit
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
+from churnclv.models import explanations
+from churnclv.models.calibration import IsotonicCalibrator, PlattCalibrator
+from churnclv.models.explanations import Reason, explainer
 from churnclv.models.gbm import (
     GBMChurnClassifier,
     GBMCountRegressor,
     GBMSpendRegressor,
-    IsotonicCalibrator,
-    PlattCalibrator,
-    Reason,
     model_from_dict,
 )
 
@@ -314,11 +314,9 @@ def _pred_contrib_reasons(model, X, k):
 
 
 def test_explain_equals_lightgbm_pred_contrib(clf, test_data, monkeypatch):
-    from churnclv.models import gbm as gbm_module
-
     X, _, _ = test_data
     rows = X.head(400)  # above the serial cut-off: the parallel kernel runs too
-    assert clf._explainer() is not None  # the compiled tables, not the fallback
+    assert explainer(clf) is not None  # the compiled tables, not the fallback
     expected = _pred_contrib_reasons(clf, rows, 3)
     got = clf.explain(rows, top_k=3)
     assert [[r.feature for r in row] for row in got] == [[f for f, _ in row] for row in expected]
@@ -327,11 +325,11 @@ def test_explain_equals_lightgbm_pred_contrib(clf, test_data, monkeypatch):
 
     # a model the tables refuse falls back to pred_contrib with the same answer
     def refuse(*args, **kwargs):
-        raise gbm_module.UnsupportedModel("test: refused")
+        raise explanations.UnsupportedModel("test: refused")
 
-    monkeypatch.setattr(gbm_module.FastTreeShap, "from_booster", staticmethod(refuse))
+    monkeypatch.setattr(explanations.FastTreeShap, "from_booster", staticmethod(refuse))
     clf.__dict__.pop("_shap_cache", None)
-    assert clf._explainer() is None
+    assert explainer(clf) is None
     fallback = clf.explain(rows, top_k=3)
     assert [[(r.feature, r.value) for r in row] for row in fallback] == [[(r.feature, r.value) for r in row] for row in got]
     np.testing.assert_allclose([r.contribution for row in fallback for r in row],
