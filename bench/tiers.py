@@ -20,7 +20,7 @@ import pandas as pd
 
 from churnclv.features import compute_features
 from churnclv.generate import WorldConfig, generate_world_to_parquet
-from churnclv.models.tiers import tier_churn_rate
+from churnclv.models.tier_stability import tier_churn_rate
 from churnclv.training.pipeline import RunConfig, TrainConfig, train
 
 

@@ -1,4 +1,4 @@
-"""Plots for model evaluation. Each takes ``ax=None`` and returns the Axes; pyplot is never used,
+"""Plots for model evaluation and the tier report. Each takes ``ax=None`` and returns the Axes; pyplot is never used,
 so nothing touches a global figure (safe in servers and tests)."""
 
 from __future__ import annotations
@@ -7,8 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from churnclv.models.tier_report import Migration
 
 
 def _axes(ax: Axes | None, size: tuple[float, float] = (5.0, 4.0)) -> Axes:
@@ -61,6 +64,76 @@ def plot_importance(importance: Mapping[str, float], top: int = 20, ax: Axes | N
     items = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:top][::-1]
     ax.barh([k for k, _ in items], [v for _, v in items], color="#4477aa")
     ax.set(xlabel="importance (gain)", title="feature importance")
+    return ax
+
+
+def plot_tier_mix(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Grouped bars per tier: share of customers, of predicted CLV and (if present) of past revenue.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`tier_summary` output.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new Figure (never pyplot) when omitted.
+    """
+    ax = _axes(ax, (7.0, 4.0))
+    series = [
+        ("customer_share", "customers"),
+        ("clv_share", "predicted CLV"),
+        ("past_spend_share", "past revenue"),
+    ]
+    series = [(c, label) for c, label in series if c in summary.columns]
+    x = np.arange(len(summary))
+    width = 0.8 / len(series)
+    for i, (col, label) in enumerate(series):
+        bars = ax.bar(
+            x + (i - (len(series) - 1) / 2) * width, summary[col].to_numpy(dtype=float), width, label=label
+        )
+        ax.bar_label(bars, labels=[f"{v:.0%}" for v in summary[col].fillna(0)], fontsize=7)
+    ax.set_xticks(x, summary["tier"].astype(str).tolist())
+    ax.set_ylabel("share")
+    ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
+    ax.set_title("Tier mix: customers and value by tier")
+    ax.legend(frameon=False)
+    return ax
+
+
+def plot_migration(migration: Migration | pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Heat map of tier migration (row shares), annotated with counts when available.
+
+    Parameters
+    ----------
+    migration : Migration or pandas.DataFrame
+        :func:`migration_matrix` output, or a row-share matrix.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new Figure (never pyplot) when omitted.
+    """
+    shares = migration.shares if isinstance(migration, Migration) else migration
+    counts = migration.counts if isinstance(migration, Migration) else None
+    ax = _axes(ax, (5.5, 4.5))
+    values = shares.to_numpy(dtype=float)
+    image = ax.imshow(np.nan_to_num(values, nan=0.0), cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            text = "-" if np.isnan(values[i, j]) else f"{values[i, j]:.0%}"
+            if counts is not None:
+                text += f"\n{int(counts.iat[i, j]):,}"
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if np.nan_to_num(values[i, j]) > 0.6 else "black",
+            )
+    ax.set_xticks(range(values.shape[1]), [str(c) for c in shares.columns])
+    ax.set_yticks(range(values.shape[0]), [str(r) for r in shares.index])
+    ax.set_xlabel("current tier")
+    ax.set_ylabel("previous tier")
+    ax.set_title("Tier migration (row shares)")
+    ax.figure.colorbar(image, ax=ax, shrink=0.8)
     return ax
 
 

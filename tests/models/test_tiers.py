@@ -1,4 +1,4 @@
-"""Tests for churnclv.models.tiers (and the reasons/playbook in churnclv.models.playbook)."""
+"""Tests for the tier policy: config, policy, stages, reasons, playbook, stability and report."""
 
 from __future__ import annotations
 
@@ -12,20 +12,12 @@ from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 
 from churnclv.config import ConfigError
-from churnclv.models.playbook import phrase, write_reasons
-from churnclv.models.tiers import (
-    TierPolicy,
-    default_tier_config,
-    hysteresis_effect,
-    load_tier_config,
-    migration_matrix,
-    parse_tier_config,
-    plot_migration,
-    plot_tier_mix,
-    tier_churn_rate,
-    tier_report,
-    write_report,
-)
+from churnclv.models.reasons import phrase, write_reasons
+from churnclv.models.tier_config import default_tier_config, load_tier_config, parse_tier_config
+from churnclv.models.tier_policy import TierPolicy
+from churnclv.models.tier_report import migration_matrix, tier_report, write_report
+from churnclv.models.tier_stability import hysteresis_effect, tier_churn_rate
+from churnclv.plotting import plot_migration, plot_tier_mix
 
 TARGETS = {"Diamond": 0.05, "Platinum": 0.10, "Gold": 0.20, "Silver": 0.30, "Bronze": 0.35}
 

@@ -1,0 +1,79 @@
+"""Lifecycle stages and the rules that give each customer one.
+
+The rules are checked in this order (all thresholds configurable, see :class:`StageRules`):
+
+1. no purchase yet and tenure below ``stages.new_no_repeat_days``: ``stages.no_purchase_stage``
+   (default ``new``); older sign-ups who never bought count their silence from the signup, so
+   the lost and dormant rules below apply to them;
+2. ``new``: tenure below ``new_tenure_days``, or no repeat purchase yet (``frequency == 0``) and
+   tenure below ``new_no_repeat_days``;
+3. ``lost``: ``p_churn > lost_min_p_churn`` and no purchase for more than ``lost_days``;
+4. ``dormant``: no purchase for more than ``dormant_days``, or for more than
+   ``dormant_gap_multiple`` times the usual gap and more than ``dormant_min_days``;
+5. ``at_risk``: high value (CLV or past-spend percentile at least
+   ``at_risk_min_value_quantile``) and high or rising churn risk (``p_churn`` at least
+   ``at_risk_min_p_churn``, or up by ``at_risk_min_p_churn_rise`` on the previous scoring, or the
+   purchase trend at most ``at_risk_max_purchase_trend``);
+6. ``active`` otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from churnclv.models.tier_config import StageRules
+
+__all__ = ["STAGES", "lifecycle_stages"]
+
+#: Lifecycle stages, from the start of a relationship to its end.
+STAGES: tuple[str, ...] = ("new", "active", "at_risk", "dormant", "lost")
+
+
+def lifecycle_stages(
+    r: StageRules,
+    *,
+    index: pd.Index,
+    dsl: np.ndarray,
+    tenure: np.ndarray,
+    p: np.ndarray,
+    gap: np.ndarray,
+    freq: np.ndarray,
+    trend: np.ndarray,
+    p_prev: np.ndarray,
+    clv_pct: np.ndarray,
+    past_spend_pct: np.ndarray,
+) -> pd.Series:
+    """Stage per customer by the rules in the module docstring.
+
+    ``dsl`` is days since the last purchase (NaN: no purchase yet), ``p`` and ``p_prev`` the churn
+    probability now and at the previous scoring, ``gap`` the usual gap, ``freq`` the repeat
+    purchases, ``trend`` the purchase trend (NaN where unknown), ``clv_pct`` and ``past_spend_pct``
+    the training percentiles; ``index`` becomes the index of the result.
+    """
+    with np.errstate(invalid="ignore"):
+        no_purchase = np.isnan(dsl)
+        # a sign-up who never bought is "new" for as long as a one-time buyer would be; after
+        # that the silence counts from the signup, so the dormant and lost rules apply
+        young_signup = no_purchase & (tenure < r.new_no_repeat_days)
+        dsl = np.where(no_purchase, tenure, dsl)
+        new = (tenure < r.new_tenure_days) | ((freq == 0) & (tenure < r.new_no_repeat_days))
+        lost = (p > r.lost_min_p_churn) & (dsl > r.lost_days)
+        overdue = (dsl > r.dormant_gap_multiple * gap) & (dsl > r.dormant_min_days)
+        dormant = (dsl > r.dormant_days) | overdue
+        value_q = np.maximum(clv_pct, past_spend_pct)
+        risky = (
+            (p >= r.at_risk_min_p_churn)
+            | (p - p_prev >= r.at_risk_min_p_churn_rise)
+            | (trend <= r.at_risk_max_purchase_trend)
+        )
+        at_risk = (value_q >= r.at_risk_min_value_quantile) & risky
+    stage = np.select(
+        [young_signup, new, lost, dormant, at_risk],
+        [r.no_purchase_stage, "new", "lost", "dormant", "at_risk"],
+        default="active",
+    )
+    return pd.Series(stage, index=index, name="stage", dtype="string")

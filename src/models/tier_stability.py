@@ -1,0 +1,94 @@
+"""Tier stability: how many customers change tier between scorings, with and without hysteresis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from churnclv.models.tier_policy import TierPolicy
+
+__all__ = ["as_tier_series", "hysteresis_effect", "tier_churn_rate"]
+
+
+def as_tier_series(tiers: pd.Series | pd.DataFrame, id_col: str = "customer_id") -> pd.Series:
+    """Tier names indexed by customer id, from a Series (index = ids) or a frame (id column + tier)."""
+    if isinstance(tiers, pd.DataFrame):
+        missing = [c for c in (id_col, "tier") if c not in tiers.columns]
+        if missing:
+            raise ValueError(
+                f"tiers frame lacks columns {missing}: pass a frame with {id_col!r} and 'tier' "
+                "(e.g. TierPolicy.assign output) or a Series of tiers indexed by customer id"
+            )
+        s = pd.Series(tiers["tier"].to_numpy(), index=pd.Index(tiers[id_col].to_numpy(), name=id_col))
+    elif isinstance(tiers, pd.Series):
+        s = tiers
+    else:
+        raise TypeError(f"tiers must be a pandas Series or DataFrame, got {type(tiers).__name__}")
+    if s.index.has_duplicates:
+        dup = s.index[s.index.duplicated()][:3].tolist()
+        raise ValueError(f"tiers hold customer ids more than once (e.g. {dup}): pass one row per customer")
+    return s
+
+
+def tier_churn_rate(prev: pd.Series | pd.DataFrame, curr: pd.Series | pd.DataFrame) -> float:
+    """Share of customers whose tier changed between two scorings.
+
+    Parameters
+    ----------
+    prev, curr : pandas.Series or pandas.DataFrame
+        Tiers at two scoring dates: Series indexed by customer id, or frames with ``customer_id``
+        and ``tier``.
+
+    Returns
+    -------
+    float
+        Changed / customers present at both dates; NaN when no customer is at both.
+    """
+    p, c = as_tier_series(prev), as_tier_series(curr)
+    both = p.index.intersection(c.index)
+    if len(both) == 0:
+        return float("nan")
+    a = p.loc[both].astype("string").to_numpy()
+    b = c.loc[both].astype("string").to_numpy()
+    return float(np.mean(a != b))
+
+
+def hysteresis_effect(policy: TierPolicy, scorings: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Tier churn between consecutive scorings, without and with hysteresis.
+
+    Parameters
+    ----------
+    policy : TierPolicy
+        A fitted policy.
+    scorings : sequence of pandas.DataFrame
+        Score frames at consecutive dates, oldest first (each with ``customer_id``). With
+        hysteresis, each scoring takes the previous scoring's (hysteresis) tiers as ``prev``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per step (``step`` 1..len-1) with ``without`` and ``with`` (tier churn rates) and
+        ``customers`` (present at both dates).
+    """
+    id_col = policy.tier_config.columns["customer_id"]
+    rows = []
+    plain_prev = held_prev = None
+    for i, frame in enumerate(scorings):
+        ids = frame[id_col].to_numpy()
+        plain = pd.Series(policy.predict(frame).to_numpy(), index=ids)
+        held = pd.Series(policy.predict(frame, prev=held_prev).to_numpy(), index=ids)
+        if i > 0:
+            rows.append(
+                {
+                    "step": i,
+                    "without": tier_churn_rate(plain_prev, plain),  # type: ignore[arg-type]
+                    "with": tier_churn_rate(held_prev, held),  # type: ignore[arg-type]
+                    "customers": len(plain_prev.index.intersection(plain.index)),  # type: ignore[union-attr]
+                }
+            )
+        plain_prev, held_prev = plain, held
+    return pd.DataFrame(rows, columns=["step", "without", "with", "customers"])
