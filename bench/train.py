@@ -25,7 +25,9 @@ from churnclv.features import compute_features, compute_labels
 from churnclv.generate import WorldConfig, generate_world_to_parquet
 from churnclv.metrics import churn_metrics, spend_metrics
 from churnclv.models.scorer import Scorer
-from churnclv.training.pipeline import RunConfig, TrainConfig, format_summary, train
+from churnclv.training.config import RunConfig, TrainConfig
+from churnclv.training.pipeline import train
+from churnclv.training.reports import format_summary
 
 
 def main() -> None:
@@ -87,9 +89,10 @@ def main() -> None:
 
 def _refit(data: Path, as_of: pd.Timestamp, scorer_cfg, config: RunConfig) -> Scorer:
     from churnclv.features import compute_training_frame
-    from churnclv.training.pipeline import _first_ts, final_train_cutoffs
+    from churnclv.training.backtest import first_transaction_ts
+    from churnclv.training.folds import final_train_cutoffs
 
-    cutoffs = final_train_cutoffs(_first_ts(data), as_of, config.train)
+    cutoffs = final_train_cutoffs(first_transaction_ts(data), as_of, config.train)
     train_rows = compute_training_frame(data, as_of.date(), config.train.horizon_days,
                                         cutoffs=[c.date() for c in cutoffs])
     snapshot = compute_features(data, as_of.date())

@@ -1,4 +1,4 @@
-"""MLflow plumbing: the store, data fingerprints, code version, registry aliases and promotion."""
+"""MLflow plumbing: the store, data fingerprints, code version and registry aliases."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import hashlib
 import logging
 import os
 import subprocess
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EXPERIMENT = "churnclv"
 MODEL_NAME = "churnclv"  # the registered model
 
-# metric -> direction: +1 higher is better, -1 lower is better. Used by promotion and selection.
+# metric -> direction: +1 higher is better, -1 lower is better. Used by promotion and the config check.
 METRIC_DIRECTION: dict[str, int] = {
     "churn_auc": 1,
     "churn_pr_auc": 1,
@@ -119,64 +117,6 @@ def clean_fingerprint(clean: Path | str, *, memory_limit: str | None = None) -> 
 
 def _quote(col: str) -> str:
     return '"' + col.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    promoted: bool
-    challenger_version: str
-    champion_version: str | None
-    reasons: list[str]
-    # the backtest metrics compared (``selected.*`` of each version's run) and the tolerance used
-    challenger_metrics: dict[str, float] = field(default_factory=dict)
-    champion_metrics: dict[str, float] | None = None
-    tolerance: dict[str, float] = field(default_factory=dict)
-
-    def comparison(self) -> list[dict[str, Any]]:
-        """Per tolerated metric: both values, the challenger's loss (in the metric's units) and the verdict."""
-        rows = []
-        for metric, tol in self.tolerance.items():
-            ch = self.challenger_metrics.get(metric)
-            cp = None if self.champion_metrics is None else self.champion_metrics.get(metric)
-            loss = None if ch is None or cp is None else metric_loss(metric, ch, cp)
-            rows.append({"metric": metric, "challenger": ch, "champion": cp, "loss": loss, "tolerance": tol,
-                         "within_tolerance": None if loss is None else loss <= tol})
-        return rows
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "promoted": self.promoted,
-            "challenger_version": self.challenger_version,
-            "champion_version": self.champion_version,
-            "reasons": self.reasons,
-            "tolerance": self.tolerance,
-            "challenger_metrics": self.challenger_metrics,
-            "champion_metrics": self.champion_metrics,
-            "comparison": self.comparison(),
-        }
-
-
-def metric_loss(metric: str, challenger: float, champion: float) -> float:
-    """How much worse the challenger is than the champion, in the metric's units (negative: better)."""
-    return METRIC_DIRECTION.get(metric, 1) * (champion - challenger)
-
-
-def compare_metrics(
-    challenger: Mapping[str, float], champion: Mapping[str, float], tolerance: Mapping[str, float]
-) -> list[str]:
-    """Where the challenger is worse than the champion by more than the tolerance (empty: not worse).
-
-    ``tolerance`` maps a metric to the largest allowed loss in that metric's own units.
-    """
-    worse = []
-    for metric, tol in tolerance.items():
-        if metric not in challenger or metric not in champion:
-            continue
-        loss = metric_loss(metric, challenger[metric], champion[metric])
-        if loss > tol:
-            worse.append(f"{metric}: challenger {challenger[metric]:.4f} vs champion {champion[metric]:.4f} "
-                         f"(worse by {loss:.4f} > tolerance {tol})")
-    return worse
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:

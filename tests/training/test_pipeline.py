@@ -12,18 +12,11 @@ from mlflow.tracking import MlflowClient
 
 from churnclv.features import compute_features
 from churnclv.models.scorer import ScorerConfig, model_input
-from churnclv.training.pipeline import (
-    Fold,
-    RunConfig,
-    TrainConfig,
-    TrainingError,
-    _select,
-    final_train_cutoffs,
-    plan_folds,
-    plan_training,
-    summarize_backtest,
-    train,
-)
+from churnclv.training.backtest import summarize_backtest
+from churnclv.training.config import RunConfig, TrainConfig, TrainingError
+from churnclv.training.folds import Fold, final_train_cutoffs, plan_folds, plan_training
+from churnclv.training.pipeline import train
+from churnclv.training.selection import select_models
 
 pytestmark = pytest.mark.integration
 
@@ -122,8 +115,8 @@ def test_selection_skips_candidates_missing_a_fold_and_undefined_metrics() -> No
                               (1, "hybrid", 0.99)]]  # hybrid failed on fold 2
     summary, eligible = summarize_backtest(pd.DataFrame(rows), folds, ("btyd", "gbm", "hybrid"))
     assert eligible == ["btyd", "gbm"]
-    assert _select(summary, ("btyd", "gbm", "hybrid"), eligible)["churn"] == "btyd"  # NaN never wins
-    assert _select(summary, ("btyd",), []) == {"churn": "btyd", "purchases": "btyd", "spend": "btyd"}
+    assert select_models(summary, ("btyd", "gbm", "hybrid"), eligible)["churn"] == "btyd"  # NaN never wins
+    assert select_models(summary, ("btyd",), []) == {"churn": "btyd", "purchases": "btyd", "spend": "btyd"}
 
 
 def test_config_errors(tmp_path: Path) -> None:
@@ -153,9 +146,9 @@ FAST_RUN = RunConfig(train=TrainConfig(n_folds=2, train_cutoffs=2, candidates=("
 
 
 def test_a_failing_subfit_is_dropped_and_the_run_goes_on(small_world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from churnclv.training import pipeline
+    from churnclv.training import backtest
 
-    real = pipeline.evaluate_candidate
+    real = backtest.evaluate_candidate
     failing_fold = {"eval": None}
 
     def flaky(name: str, train_rows: pd.DataFrame, evaluation: pd.DataFrame, base: ScorerConfig) -> pd.DataFrame:
@@ -164,7 +157,7 @@ def test_a_failing_subfit_is_dropped_and_the_run_goes_on(small_world: Path, monk
             raise FloatingPointError("expected_purchases is not finite (injected)")
         return real(name, train_rows, evaluation, base)
 
-    monkeypatch.setattr(pipeline, "evaluate_candidate", flaky)
+    monkeypatch.setattr(backtest, "evaluate_candidate", flaky)
     result = train(small_world, "2025-10-02", FAST_RUN)
     assert [(d["stage"], d["fold"], d["candidate"]) for d in result.dropped] == [("backtest", 1, "hybrid")]
     assert "FloatingPointError: expected_purchases is not finite" in result.dropped[0]["reason"]
@@ -186,7 +179,7 @@ def test_the_final_refit_falls_back_hybrid_gbm_btyd(small_world: Path, monkeypat
         return real_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(RealScorer, "fit", fit)
-    monkeypatch.setattr(pipeline, "_select", lambda *a, **k: {"churn": "hybrid", "purchases": "hybrid",
+    monkeypatch.setattr(pipeline, "select_models", lambda *a, **k: {"churn": "hybrid", "purchases": "hybrid",
                                                              "spend": "btyd"})
     result = train(small_world, "2025-10-02", FAST_RUN)
     assert result.selected == {"churn": "gbm", "purchases": "gbm", "spend": "btyd"}

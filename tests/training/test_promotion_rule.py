@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from churnclv.cli import cli
 from churnclv.training import registry, tracking
-from churnclv.training.pipeline import TrainConfig, TrainingError
-from churnclv.training.tracking import compare_metrics
+from churnclv.training.config import TrainConfig, TrainingError
+from churnclv.training.promotion import compare_metrics
 
 TOL = {"churn_auc": 0.005, "churn_brier": 0.005, "spend_gini": 0.01}
 CHAMPION = {"churn_auc": 0.90, "churn_brier": 0.10, "spend_gini": 0.80}

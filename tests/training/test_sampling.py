@@ -11,7 +11,8 @@ import pytest
 
 from churnclv.features import compute_features
 from churnclv.models.scorer import ScorerConfig
-from churnclv.training.pipeline import RunConfig, TrainConfig, TrainingError, train
+from churnclv.training.config import RunConfig, TrainConfig, TrainingError
+from churnclv.training.pipeline import train
 from churnclv.training.tracking import clean_fingerprint
 
 AS_OF = "2025-10-02"

@@ -1,0 +1,144 @@
+"""The rolling-origin backtest: the training frame, every candidate fitted and scored on every fold."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from churnclv.features import compute_training_frame
+from churnclv.metrics import all_metrics
+from churnclv.models.baselines import RecencyBaseline, RFMBaseline
+from churnclv.models.scorer import FIT_ERRORS, Scorer, ScorerConfig, stable_floats
+from churnclv.training.config import (
+    BASELINES,
+    KEY_METRICS,
+    LABEL_FRAME_COLUMNS,
+    MODEL_CANDIDATES,
+    Progress,
+    RunConfig,
+    TrainingError,
+)
+from churnclv.training.folds import Fold, plan_folds, to_day
+
+log = logging.getLogger(__name__)
+
+
+def _candidate_scorer(name: str, base: ScorerConfig) -> Scorer:
+    if name == "pareto":
+        cfg = replace(base, churn_model="btyd", purchases_model="btyd", spend_model="btyd", btyd_model="pareto")
+    else:
+        cfg = replace(base, churn_model=name, purchases_model=name, spend_model=name)
+    return Scorer(config=cfg, tiers=False)
+
+
+def evaluate_candidate(name: str, train: pd.DataFrame, evaluation: pd.DataFrame, base: ScorerConfig) -> pd.DataFrame:
+    """Fit one candidate on ``train`` and predict the evaluation rows (features as of their cutoff)."""
+    if name in BASELINES:
+        model = RecencyBaseline() if name == "recency" else RFMBaseline()
+        return model.fit(stable_floats(train)).predict(stable_floats(evaluation)).reset_index(drop=True)
+    scorer = _candidate_scorer(name, base).fit(train, evaluation)
+    return scorer.score(evaluation, reasons=False)
+
+
+
+def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: Progress | None = None,
+                 first_ts: pd.Timestamp | None = None, sample: float | None = None,
+                 timings: dict[str, float] | None = None, folds: list[Fold] | None = None,
+                 extra_cutoffs: list[pd.Timestamp] = (), dropped: list[dict[str, Any]] | None = None,
+                 ) -> tuple[pd.DataFrame, list[Fold], dict[str, pd.DataFrame], pd.DataFrame]:
+    """Evaluate every candidate on every fold. Returns (backtest rows, folds, last-fold predictions,
+    the training frame of all cutoffs). ``first_ts`` (the first transaction) is read when not given;
+    ``folds`` default to :func:`plan_folds` at the config's horizon; ``extra_cutoffs`` join the
+    training frame (the final refit's); ``sample`` (a fraction of customers, see
+    :func:`churnclv.features.sample_customers`) restricts the training frame to a fixed sample;
+    ``timings`` receives the seconds of each step. A candidate that fails on a fold (no
+    convergence, non-finite output, too few rows) is left out of that fold: its reason goes to
+    ``dropped`` and the log, and the other candidates go on."""
+    timings = {} if timings is None else timings
+    dropped = [] if dropped is None else dropped
+    say = progress or (lambda _m: None)
+    tc = config.train
+    as_of = to_day(as_of)
+    first_ts = first_transaction_ts(clean) if first_ts is None else first_ts
+    folds = plan_folds(first_ts, as_of, tc) if folds is None else folds
+    if not folds:
+        raise TrainingError(
+            f"no backtest fold fits: the data start {first_ts:%Y-%m-%d} and as-of {as_of:%Y-%m-%d} leave no "
+            f"cutoff with {tc.min_history_days} days of history whose {tc.horizon_days}-day label window closes "
+            "by as-of; use a later as-of or a shorter horizon"
+        )
+    if len(folds) < tc.n_folds:
+        msg = f"only {len(folds)} of {tc.n_folds} backtest folds fit in the history; evaluating on {len(folds)}"
+        log.warning(msg)
+    cutoffs = sorted({c for f in folds for c in f.train_cutoffs} | {f.eval_cutoff for f in folds} | set(extra_cutoffs))
+    say(f"features and labels at {len(cutoffs)} cutoffs")
+    started = time.perf_counter()
+    frame = training_frame(clean, as_of, config, cutoffs, sample)
+    timings["training_frame_s"] = time.perf_counter() - started
+    models_started = time.perf_counter()
+    rows, last_preds = [], {}
+    for fold in folds:
+        train = frame[frame["cutoff"].isin(fold.train_cutoffs)].reset_index(drop=True)
+        evaluation = frame[frame["cutoff"] == fold.eval_cutoff].reset_index(drop=True)
+        for name in tc.candidates:
+            say(f"fold {fold.index}/{len(folds)}: {name}")
+            started = time.perf_counter()
+            try:
+                pred = evaluate_candidate(name, train, evaluation, config.scorer)
+            except FIT_ERRORS as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                dropped.append({"stage": "backtest", "fold": fold.index, "candidate": name, "reason": reason})
+                log.warning("fold %d: %s dropped: %s", fold.index, name, reason)
+                say(f"fold {fold.index}/{len(folds)}: {name} dropped ({reason})")
+                continue
+            metrics = all_metrics(evaluation, pred)
+            rows.append({"fold": fold.index, "eval_cutoff": fold.eval_cutoff.date(), "candidate": name,
+                         "n_train": len(train), "n_eval": len(evaluation),
+                         "seconds": round(time.perf_counter() - started, 2), **metrics})
+            if fold is folds[-1]:
+                last_preds[name] = pd.concat(
+                    [evaluation[["customer_id", "churned", "purchases", "spend"]], pred.drop(columns="customer_id", errors="ignore")],
+                    axis=1)
+    timings["backtest_models_s"] = time.perf_counter() - models_started
+    return pd.DataFrame(rows), folds, last_preds, frame
+
+
+def training_frame(clean: Path | str, as_of: pd.Timestamp, config: RunConfig, cutoffs: list[pd.Timestamp],
+                    sample: float | None) -> pd.DataFrame:
+    """Features and labels at ``cutoffs`` (the config's horizon), with floats the models read."""
+    if not cutoffs:
+        return pd.DataFrame({c: pd.Series(dtype="object" if c == "customer_id" else "float64")
+                             for c in LABEL_FRAME_COLUMNS}).assign(cutoff=pd.Series(dtype="datetime64[ns]"))
+    frame = compute_training_frame(clean, as_of, config.train.horizon_days, cutoffs=[c.date() for c in cutoffs],
+                                   sample=sample, memory_limit=config.train.memory_limit, config=config.features)
+    frame["cutoff"] = pd.to_datetime(frame["cutoff"])
+    return stable_floats(frame)  # labels too: realized spend ties decide the Spearman ranks
+
+
+def summarize_backtest(backtest: pd.DataFrame, folds: list[Fold], candidates: tuple[str, ...]
+                       ) -> tuple[pd.DataFrame, list[str]]:
+    """Mean metrics per candidate over its folds, and the model candidates eligible for selection:
+    those scored on every fold (a mean over fewer folds would not compare like with like)."""
+    if backtest.empty:
+        return pd.DataFrame(columns=list(KEY_METRICS)), []
+    metric_cols = [c for c in backtest.columns if c.startswith(("churn_", "purchases_", "spend_"))]
+    grouped = backtest.groupby("candidate")
+    summary = grouped[metric_cols].mean()
+    summary = summary.loc[[c for c in candidates if c in summary.index]]
+    n_folds = grouped["fold"].nunique()
+    eligible = [c for c in MODEL_CANDIDATES if c in candidates and c in summary.index and n_folds[c] == len(folds)]
+    return summary, eligible
+
+
+def first_transaction_ts(clean: Path | str) -> pd.Timestamp:
+    """The time of the first transaction in a clean folder."""
+    from churnclv.features import connect, load_tables
+
+    con = connect()
+    tx = load_tables(clean, con).transactions
+    return pd.Timestamp(con.to_pyarrow(tx.ts.min()).as_py())
