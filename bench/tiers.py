@@ -21,7 +21,8 @@ import pandas as pd
 from churnclv.features import compute_features
 from churnclv.generate import WorldConfig, generate_world_to_parquet
 from churnclv.models.tier_stability import tier_churn_rate
-from churnclv.training.pipeline import RunConfig, TrainConfig, train
+from churnclv.training.config import RunConfig, TrainConfig
+from churnclv.training.pipeline import train
 
 
 def main() -> None:

@@ -60,13 +60,11 @@ import errno
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +77,21 @@ import pyarrow.parquet as pq
 
 from churnclv.redaction import redact_text, redact_url
 from churnclv.serving import batch_inputs
+from churnclv.serving.model import LoadedModel, ModelLoadError, load_model, resolve_version
+from churnclv.serving.snapshots import (
+    FEATURES_FILE,
+    LATEST,
+    MANIFEST_FILE,
+    OUTPUT_COLUMNS,
+    OUTPUT_SCHEMA,
+    PART,
+    REPORT_DIR,
+    parse_partition,
+    part_files,
+    partition_name,
+    partitions,
+    read_scores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +99,6 @@ __all__ = [
     "BatchError",
     "OUTPUT_COLUMNS",
     "OUTPUT_SCHEMA",
-    "LoadedModel",
-    "load_model",
     "part_files",
     "partition_name",
     "partitions",
@@ -105,34 +116,10 @@ ENGINES = ("duckdb", "spark")
 # data's last load; a month covers a late load without letting a typo'd year through
 DEFAULT_MAX_DAYS_AFTER_DATA = 31
 
-OUTPUT_SCHEMA = pa.schema([
-    pa.field("customer_id", pa.string(), nullable=False),
-    pa.field("as_of", pa.date32(), nullable=False),
-    pa.field("p_churn", pa.float64()),
-    pa.field("p_alive", pa.float64()),
-    pa.field("expected_purchases", pa.float64()),
-    pa.field("expected_spend", pa.float64()),
-    pa.field("clv", pa.float64()),
-    pa.field("expected_next_purchase_date", pa.date32()),  # null where undefined
-    pa.field("growth_score", pa.float64()),
-    pa.field("tier", pa.string()),
-    pa.field("stage", pa.string()),
-    pa.field("reasons", pa.list_(pa.string())),
-    pa.field("action", pa.string()),
-    pa.field("model_version", pa.string(), nullable=False),
-])
-OUTPUT_COLUMNS = tuple(OUTPUT_SCHEMA.names)
-
-FEATURES_FILE = "features.parquet"
 PAST_SPEND = "net_spend_365d"  # the tier report's realized revenue column (from the feature snapshot)
-MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = "_progress.json"
-REPORT_DIR = "tier_report"
-LATEST_FILE = "LATEST"
-PART = "part-{:05d}.parquet"
 MANIFEST_FORMAT = "churnclv.batch"
 MANIFEST_VERSION = 1
-_PARTITION = re.compile(r"^as_of=(\d{4}-\d{2}-\d{2})$")
 
 
 class BatchError(ValueError):
@@ -140,108 +127,21 @@ class BatchError(ValueError):
     the thing, the rule and the fix."""
 
 
-# --------------------------------------------------------------------------- partitions
-
-
-def partition_name(day: dt.date) -> str:
-    """``as_of=YYYY-MM-DD``."""
-    return f"as_of={day.isoformat()}"
-
-
-def partitions(out: str | Path) -> list[tuple[dt.date, Path]]:
-    """Published partitions of ``out`` (folders ``as_of=DATE`` holding a manifest), oldest first."""
-    out = Path(out)
-    found = []
-    if out.is_dir():
-        for p in out.iterdir():
-            m = _PARTITION.match(p.name)
-            if m and p.is_dir() and (p / MANIFEST_FILE).is_file():
-                found.append((dt.date.fromisoformat(m.group(1)), p))
-    return sorted(found)
-
-
-def part_files(partition: Path) -> list[Path]:
-    """The score files of a partition, in customer order."""
-    return sorted(partition.glob("part-*.parquet"))
-
-
-def read_scores(partition: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """A published partition's scores as pandas (for notebooks and tests; loads it all)."""
-    files = part_files(Path(partition))
-    if not files:
-        return OUTPUT_SCHEMA.empty_table().to_pandas()
-    return pa.concat_tables(pq.read_table(f, columns=columns) for f in files).to_pandas()
-
-
 # --------------------------------------------------------------------------- the model
 
 
-@dataclass
-class LoadedModel:
-    """The pyfunc model, its scorer, and where it came from."""
-
-    pyfunc: Any
-    scorer: Any
-    uri: str
-    resolved_uri: str
-    version: str
-    path: str
-    run_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def horizon_days(self) -> int:
-        return int(self.scorer.config_.horizon_days)
-
-
-def load_model(model_uri: str, *, tracking_uri: str | None = None, dst: str | Path) -> LoadedModel:
-    """Resolve ``model_uri`` (an alias is pinned to its version first), download it to ``dst`` and
-    load the pyfunc once.
-
-    Resolution and download are the HTTP service's (:mod:`churnclv.serving.model`); the batch job
-    keeps the downloaded folder and the pyfunc, which ``--engine spark`` ships to its executors.
-
-    Parameters
-    ----------
-    model_uri : str
-        ``models:/churnclv@champion``, ``models:/churnclv/3``, ``runs:/<run>/model`` or a folder.
-    tracking_uri : str, optional
-        The MLflow store (default ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``).
-    dst : path
-        Where the model's files are downloaded.
-
-    Raises
-    ------
-    BatchError
-        When the model cannot be found or is not a churnclv model.
-    """
-    import mlflow
-
-    from churnclv.models.scorer import ScorerFormatError
-    from churnclv.serving.model import ModelLoadError, ModelRef, download_model, resolve_version
-
+def _load_model(model_uri: str, tracking_uri: str | None, dst: Path) -> LoadedModel:
+    """:func:`churnclv.serving.model.load_model`, keeping the download in ``dst`` (``--engine spark``
+    ships it to its executors), its errors as one redacted :class:`BatchError` line."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    ref = ModelRef.parse(model_uri)
     try:
-        number = resolve_version(model_uri, uri)
-        path, run_id = download_model(model_uri, uri, ref, number, str(dst))
+        number = resolve_version(model_uri, uri)  # an alias is pinned to its version first
     except ModelLoadError as exc:
         raise BatchError(redact_text(f"model {model_uri!r} not found: {exc}")) from None
-    resolved = f"models:/{ref.name}/{number}" if ref.name is not None else model_uri
     try:
-        pyfunc = mlflow.pyfunc.load_model(path)
-    except ScorerFormatError as exc:
-        raise BatchError(redact_text(f"model {model_uri!r}: {_first_line(exc)}")) from None
-    try:
-        scorer = pyfunc.unwrap_python_model().scorer
-    except (AttributeError, ValueError):
-        raise BatchError(
-            f"model {model_uri!r} is not a churnclv model (no scorer inside): pass a model registered by "
-            "churnclv train"
-        ) from None
-    return LoadedModel(pyfunc=pyfunc, scorer=scorer, uri=model_uri, resolved_uri=resolved,
-                       version=number or model_uri, path=path, run_id=run_id,
-                       metadata=dict(getattr(scorer, "metadata_", {}) or {}))
+        return load_model(model_uri, uri, version=number, dst=dst)
+    except ModelLoadError as exc:
+        raise BatchError(redact_text(f"model {model_uri!r} cannot be loaded: {exc}")) from None
 
 
 # --------------------------------------------------------------------------- scoring a chunk
@@ -609,12 +509,14 @@ def _previous_problem(prev: Path) -> str | None:
 
 def _tier_report(tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con: duckdb.DuckDBPyConnection
                  ) -> dict[str, Any]:
-    """Tier mix of this partition and migration from ``prev``, via churnclv.models.tiers.
+    """Tier mix of this partition and migration from ``prev`` (churnclv.models.tier_report; the files and
+    plots by churnclv.plotting.write_report).
 
     Customer ids are replaced by join positions before pandas sees them, so the report costs a few
     numbers per customer, not a string.
     """
-    from churnclv.models.tiers import tier_report, write_report
+    from churnclv.models.tier_report import tier_report
+    from churnclv.plotting import write_report
 
     def files(p: Path) -> str:
         return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in part_files(p)) + "]"
@@ -870,7 +772,7 @@ def _previous(out: Path, day: dt.date, hysteresis: bool) -> tuple[Path | None, s
     problem = _previous_problem(prev)
     if problem is None:
         return prev, None
-    rebuild = f"run that as-of again (score-batch --as-of {prev.name.removeprefix('as_of=')}) to rebuild it"
+    rebuild = f"run that as-of again (score-batch --as-of {parse_partition(prev.name)}) to rebuild it"
     if hysteresis:
         raise BatchError(f"--hysteresis keeps the tiers of the previous partition {prev.name}, but {problem}: "
                          f"{rebuild}, or run without --hysteresis; nothing was scored")
@@ -903,7 +805,7 @@ def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: s
             )
         prev, prev_problem = _previous(out, day, hysteresis)
         with timer("model"):
-            model = load_model(model_uri, tracking_uri=tracking_uri, dst=model_dir)
+            model = _load_model(model_uri, tracking_uri, model_dir)
         if horizon_days is not None and int(horizon_days) != model.horizon_days:
             raise BatchError(
                 f"horizon {horizon_days} days differs from the model's {model.horizon_days} days "
@@ -1003,7 +905,7 @@ def _manifest(*, day: dt.date, name: str, engine: str, chunk_size: int, files: l
         "reasons": reasons,
         "horizon_days": model.horizon_days,
         "model": {
-            "uri": redact_url(model.uri),
+            "uri": redact_url(model.model_uri),
             "resolved_uri": redact_url(model.resolved_uri),
             "version": model.version,
             "run_id": model.run_id,
@@ -1031,9 +933,9 @@ def _update_latest(out: Path, name: str) -> str:
     returns that partition's name."""
     newest = partitions(out)[-1][1].name
     try:
-        _write_text(out / LATEST_FILE, newest)
+        _write_text(out / LATEST, newest)
     except OSError as exc:
-        raise BatchError(f"{name} was published, but {out / LATEST_FILE} could not be updated "
+        raise BatchError(f"{name} was published, but {out / LATEST} could not be updated "
                          f"({exc.strerror or _first_line(exc)}): free space or fix the permissions, then write "
                          f"{newest} into it (or run again)") from None
     return newest

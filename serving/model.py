@@ -3,8 +3,9 @@
 The service scores with :class:`churnclv.models.scorer.Scorer` directly, unwrapped from the MLflow
 pyfunc once at load time: the pyfunc's per-call schema enforcement costs 5-9 ms a request, and the
 service validates its input once at the HTTP edge instead. The features the service computes are
-checked against the model's logged input signature once, at load (:func:`load_model` scores a probe
-customer), so a model trained with another feature configuration is refused before it serves.
+checked against the model's logged input signature once, at load
+(:func:`churnclv.serving.scoring.check_model` scores a probe customer), so a model trained with
+another feature configuration is refused before it serves.
 
 Supported URIs: ``models:/NAME@ALIAS`` (the alias is resolved to a version first, and that version
 is loaded, so an alias moving during the load cannot mix versions), ``models:/NAME/VERSION``, any
@@ -14,7 +15,7 @@ other MLflow model URI (``runs:/...``, a local path; the version is then ``unkno
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
 import json
 import logging
 import re
@@ -89,6 +90,9 @@ class LoadedModel:
         The feature frame columns of the model's logged signature (``customer_id`` first).
     attributes
         Customer attribute names the model reads (``attr_<name>`` input columns).
+    path
+        The downloaded MLflow model folder when :func:`load_model` was given ``dst`` (the batch
+        job's Spark engine ships it to its executors); None when the download was temporary.
     """
 
     scorer: Scorer
@@ -99,10 +103,24 @@ class LoadedModel:
     run_id: str | None = None
     input_columns: tuple[str, ...] = ()
     attributes: tuple[str, ...] = ()
+    path: str | None = None
 
     @property
     def horizon_days(self) -> int:
+        """The prediction horizon the scorer was trained for."""
         return int(self.scorer.config_.horizon_days)
+
+    @property
+    def resolved_uri(self) -> str:
+        """The URI of exactly this version: ``models:/NAME/VERSION`` in the registry, else the URI as configured."""
+        if ModelRef.parse(self.model_uri).name is not None and self.version != "unknown":
+            return f"models:/{self.name}/{self.version}"
+        return self.model_uri
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The scorer's training metadata (as-of, selected models, backtest means)."""
+        return dict(getattr(self.scorer, "metadata_", None) or {})
 
 
 def _client(tracking_uri: str) -> Any:
@@ -176,7 +194,7 @@ def download_model(model_uri: str, tracking_uri: str, ref: ModelRef, version: st
 
 
 def _from_local(path: str | Path, *, name: str, version: str, alias: str | None, model_uri: str,
-                run_id: str | None) -> LoadedModel:
+                run_id: str | None, keep: bool = False) -> LoadedModel:
     import mlflow.pyfunc
 
     try:
@@ -207,7 +225,8 @@ def _from_local(path: str | Path, *, name: str, version: str, alias: str | None,
         columns = tuple(names)
     attributes = tuple(c.removeprefix("attr_") for c in columns if c.startswith("attr_"))
     return LoadedModel(scorer=scorer, name=name, version=version, alias=alias, model_uri=model_uri,
-                       run_id=run_id, input_columns=columns, attributes=attributes)
+                       run_id=run_id, input_columns=columns, attributes=attributes,
+                       path=str(path) if keep else None)
 
 
 def _load_bento(model_uri: str) -> LoadedModel:
@@ -232,8 +251,12 @@ def _load_bento(model_uri: str) -> LoadedModel:
                        alias=info.get("alias"), model_uri=model_uri, run_id=info.get("run_id"))
 
 
-def load_model(model_uri: str, tracking_uri: str, *, version: str | None = None) -> LoadedModel:
-    """Load ``model_uri``, unwrap its scorer and check it against the service's features.
+def load_model(model_uri: str, tracking_uri: str, *, version: str | None = None,
+               dst: str | Path | None = None) -> LoadedModel:
+    """Load ``model_uri`` and unwrap its scorer.
+
+    The service checks the model against its own features on top
+    (:func:`churnclv.serving.scoring.load_checked_model`).
 
     Parameters
     ----------
@@ -243,59 +266,29 @@ def load_model(model_uri: str, tracking_uri: str, *, version: str | None = None)
         MLflow tracking and registry URI.
     version
         The version the alias was already resolved to (saves a registry call on reload).
+    dst
+        Download the model into this folder and keep it (:attr:`LoadedModel.path`); by default it
+        goes to a temporary folder, removed once the scorer is loaded.
 
     Raises
     ------
     ModelLoadError
-        The URI does not resolve, the download fails, the model is not a churnclv model, or it
-        cannot score the features the service computes.
+        The URI does not resolve, the download fails, or the model is not a churnclv model.
     """
     if model_uri.startswith(BENTO_SCHEME):
         loaded = _load_bento(model_uri)
     else:
         ref = ModelRef.parse(model_uri)
         version = version or resolve_version(model_uri, tracking_uri)
-        with tempfile.TemporaryDirectory(prefix="churnclv-model-") as tmp:
-            path, run_id = download_model(model_uri, tracking_uri, ref, version, tmp)
+        with contextlib.ExitStack() as stack:
+            folder = str(dst) if dst is not None else stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="churnclv-model-"))
+            path, run_id = download_model(model_uri, tracking_uri, ref, version, folder)
             loaded = _from_local(path, name=ref.name or "churnclv", version=version or "unknown", alias=ref.alias,
-                                 model_uri=model_uri, run_id=run_id)
-    check_model(loaded)
+                                 model_uri=model_uri, run_id=run_id, keep=dst is not None)
     log.info("loaded model %s version %s (horizon %d days)", loaded.name, loaded.version, loaded.horizon_days)
     return loaded
 
 
-def check_model(loaded: LoadedModel) -> None:
-    """Score a probe customer through the service's own feature path; refuse a model that fails.
-
-    Raises
-    ------
-    ModelLoadError
-        The model's input columns differ from the features the service computes, or scoring fails.
-    """
-    from churnclv.serving.schemas import CustomerHistory, Transaction
-    from churnclv.serving.scoring import feature_frames, score_features
-
-    as_of = dt.date(2025, 1, 1)
-    probe = CustomerHistory(customer_id="probe", transactions=[Transaction(ts=dt.datetime(2024, 12, 1), amount=10.0)])
-    try:
-        features = feature_frames([probe], as_of, loaded.attributes, loaded.scorer.feature_config())
-    except Exception as exc:  # noqa: BLE001 - report any failure of the probe as a load error
-        raise ModelLoadError(
-            f"model {redact_url(loaded.model_uri)}: computing probe features failed: {error_summary(exc)}") from exc
-    missing = [c for c in loaded.input_columns if c not in features.columns]
-    if missing:
-        raise ModelLoadError(
-            f"model {redact_url(loaded.model_uri)} version {loaded.version} reads columns {missing} that the service's "
-            "features do not have (it was trained with another feature configuration): serve a model "
-            "trained by this churnclv version"
-        )
-    try:
-        score_features(loaded, features)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(
-            f"model {redact_url(loaded.model_uri)} version {loaded.version}: scoring a probe customer failed: "
-            f"{error_summary(exc)}") from exc
-
-
-__all__ = ["BENTO_SCHEME", "LoadedModel", "ModelLoadError", "ModelRef", "check_model", "download_model",
+__all__ = ["BENTO_SCHEME", "LoadedModel", "ModelLoadError", "ModelRef", "download_model",
            "error_summary", "load_model", "resolve_version"]

@@ -15,22 +15,20 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from churnclv.features import FeatureConfig, compute_features_frames
 from churnclv.models.scorer import model_input, next_purchase_dates, stable_floats
-from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore
-
-if TYPE_CHECKING:
-    from churnclv.serving.model import LoadedModel
+from churnclv.redaction import redact_url
+from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, load_model
+from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore, Transaction
+from churnclv.serving.snapshots import FEATURES_FILE, LATEST, parse_partition, read_latest
 
 log = logging.getLogger(__name__)
 
-LATEST = "LATEST"
-FEATURES_FILE = "features.parquet"
 UNKNOWN_ID = "unknown customer_id"
 REBUILD = "rerun the batch job (churnclv score-batch) to rebuild the snapshot"
 NOT_KNOWN_AT_AS_OF = "no transaction or signup on or before as_of: nothing to score the customer on"
@@ -120,6 +118,49 @@ def feature_frames(customers: Sequence[CustomerHistory], as_of: dt.date, attribu
 def score_features(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
     """Score a feature frame with the model's scorer (the pyfunc's input types, no schema check)."""
     return model.scorer.score(model_input(features))
+
+
+def check_model(loaded: LoadedModel) -> None:
+    """Score a probe customer through the service's own feature path; refuse a model that fails.
+
+    Raises
+    ------
+    ModelLoadError
+        The model's input columns differ from the features the service computes, or scoring fails.
+    """
+    as_of = dt.date(2025, 1, 1)
+    probe = CustomerHistory(customer_id="probe", transactions=[Transaction(ts=dt.datetime(2024, 12, 1), amount=10.0)])
+    try:
+        features = feature_frames([probe], as_of, loaded.attributes, loaded.scorer.feature_config())
+    except Exception as exc:  # noqa: BLE001 - report any failure of the probe as a load error
+        raise ModelLoadError(
+            f"model {redact_url(loaded.model_uri)}: computing probe features failed: {error_summary(exc)}") from exc
+    missing = [c for c in loaded.input_columns if c not in features.columns]
+    if missing:
+        raise ModelLoadError(
+            f"model {redact_url(loaded.model_uri)} version {loaded.version} reads columns {missing} that the service's "
+            "features do not have (it was trained with another feature configuration): serve a model "
+            "trained by this churnclv version"
+        )
+    try:
+        score_features(loaded, features)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(
+            f"model {redact_url(loaded.model_uri)} version {loaded.version}: scoring a probe customer failed: "
+            f"{error_summary(exc)}") from exc
+
+
+def load_checked_model(model_uri: str, tracking_uri: str, *, version: str | None = None) -> LoadedModel:
+    """:func:`churnclv.serving.model.load_model`, then :func:`check_model`: what the service serves.
+
+    Raises
+    ------
+    ModelLoadError
+        The model cannot be loaded, or it cannot score the features the service computes.
+    """
+    loaded = load_model(model_uri, tracking_uri, version=version)
+    check_model(loaded)
+    return loaded
 
 
 def _finite_or_none(x: Any) -> float | None:
@@ -248,13 +289,13 @@ class FeatureSnapshot:
         """
         path = Path(folder) / LATEST
         try:
-            name = path.read_text().strip()
+            name = read_latest(folder)
         except OSError:
             raise SnapshotError(
                 f"{path} not found: run the batch job (churnclv score-batch --out {folder}) or point "
                 "--snapshot / CHURNCLV_SNAPSHOT at its output folder"
             ) from None
-        if not name.startswith("as_of=") or _parse_day(name.removeprefix("as_of=")) is None:
+        if parse_partition(name) is None:
             raise SnapshotError(f"{path} holds {name!r}: expected a partition name like as_of=2025-10-02")
         return name
 
@@ -286,7 +327,7 @@ class FeatureSnapshot:
             log.warning("feature snapshot %s: %d customer(s) have infinite feature values; score_by_id answers "
                         "them with an error and scores the others: %s", path, len(invalid), REBUILD)
         log.info("loaded feature snapshot %s (%d customers)", path, len(frame))
-        return cls(folder=folder, partition=partition, as_of=_parse_day(partition.removeprefix("as_of=")),
+        return cls(folder=folder, partition=partition, as_of=parse_partition(partition),
                    features=frame, index=index, invalid=invalid)
 
     def check(self, model: LoadedModel) -> None:
@@ -303,13 +344,6 @@ class FeatureSnapshot:
         pos = self.index.get_indexer(list(customer_ids))
         found = pos >= 0
         return self.features.iloc[pos[found]], found
-
-
-def _parse_day(text: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def _infinite_rows(frame: pd.DataFrame) -> dict[str, str]:
@@ -377,13 +411,13 @@ def score_ids(model: LoadedModel, snapshot: FeatureSnapshot, customer_ids: Seque
 
 
 __all__ = [
-    "FEATURES_FILE",
-    "LATEST",
     "FeatureSnapshot",
     "SnapshotError",
+    "check_model",
     "feature_frames",
     "history_frames",
     "known_at",
+    "load_checked_model",
     "rows_after",
     "score_features",
     "score_histories",

@@ -50,7 +50,7 @@ from starlette.responses import JSONResponse
 
 from churnclv.redaction import redact_text, redact_url
 from churnclv.serving.batcher import RequestBatcher
-from churnclv.serving.model import ModelLoadError, error_summary, load_model
+from churnclv.serving.model import ModelLoadError, error_summary
 from churnclv.serving.schemas import (
     CustomerHistory,
     ModelInfo,
@@ -60,7 +60,12 @@ from churnclv.serving.schemas import (
     ScoreRequest,
     ScoreResponse,
 )
-from churnclv.serving.scoring import SnapshotError, score_histories_together, score_ids_together
+from churnclv.serving.scoring import (
+    SnapshotError,
+    load_checked_model,
+    score_histories_together,
+    score_ids_together,
+)
 from churnclv.serving.settings import ServiceSettings, SettingsError
 from churnclv.serving.state import ServingState
 
@@ -525,7 +530,7 @@ class ChurnCLVService:
     async def model_info(self) -> ModelInfo:
         """The served model: version, alias, trained as-of, horizon and its backtest metrics."""
         model, snapshot = self.state.model, self.state.snapshot
-        meta = getattr(model.scorer, "metadata_", {}) or {}
+        meta = model.metadata
         selected = {str(k): str(v) for k, v in (meta.get("selected") or {}).items()}
         means = meta.get("backtest_means") or {}
         plan = meta.get("backtest") or {}  # absent in models trained before it was recorded: backtested
@@ -657,7 +662,7 @@ def serve(
         raise ServeError(str(exc)) from None
     try:
         # fail here with one clear line, not in a worker that BentoML restarts forever
-        version = load_model(settings.model_uri, settings.tracking_uri).version
+        version = load_checked_model(settings.model_uri, settings.tracking_uri).version
     except ModelLoadError as exc:
         raise ServeError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any other failure to load is still one line, not a traceback

@@ -27,11 +27,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from churnclv.redaction import redact_text, redact_url
+from churnclv.serving.snapshots import OUTPUT_SCHEMA
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "churnclv_scores"
 KEY = ("customer_id", "as_of")
+# NOT NULL in the table: every scored customer has them (the Parquet schema leaves them nullable)
+_ALWAYS_SCORED = frozenset({"p_churn", "p_alive", "expected_purchases", "expected_spend", "clv"})
 # rows per INSERT statement inside the as-of's transaction: bounds the Python row dicts held at once
 ROWS_PER_STATEMENT = 10_000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -47,23 +50,12 @@ class SinkError(ValueError):
 
 
 def _columns() -> list[sa.Column]:
+    """The score table: the batch output's columns (OUTPUT_SCHEMA) as SQL; reasons as a JSON array in text."""
     f = sa.Float(precision=53)  # DOUBLE PRECISION on PostgreSQL: keep every bit of the scores
-    return [
-        sa.Column("customer_id", sa.Text, primary_key=True),
-        sa.Column("as_of", sa.Date, primary_key=True),
-        sa.Column("p_churn", f, nullable=False),
-        sa.Column("p_alive", f, nullable=False),
-        sa.Column("expected_purchases", f, nullable=False),
-        sa.Column("expected_spend", f, nullable=False),
-        sa.Column("clv", f, nullable=False),
-        sa.Column("expected_next_purchase_date", sa.Date),
-        sa.Column("growth_score", f),
-        sa.Column("tier", sa.Text),
-        sa.Column("stage", sa.Text),
-        sa.Column("reasons", sa.Text),  # JSON array of strings
-        sa.Column("action", sa.Text),
-        sa.Column("model_version", sa.Text, nullable=False),
-    ]
+    types = {pa.string(): sa.Text, pa.date32(): sa.Date, pa.float64(): f, pa.list_(pa.string()): sa.Text}
+    return [sa.Column(field.name, types[field.type], primary_key=field.name in KEY,
+                      nullable=field.nullable and field.name not in _ALWAYS_SCORED)
+            for field in OUTPUT_SCHEMA]
 
 
 def normalize_url(url: str) -> URL:

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from churnclv.serving.snapshots import OUTPUT_COLUMNS
+
 log = logging.getLogger(__name__)
 
 # the pyfunc's output columns the batch keeps, with their Spark types; reasons arrive "; "-joined
@@ -146,17 +148,15 @@ def write_scores(spark: Any, features_dir: Path, model_path: str, out_dir: Path,
     days = F.col("s.expected_next_purchase_days")
     reasons = F.when(F.col("s.reasons") == "", F.array().cast("array<string>")).otherwise(
         F.split(F.col("s.reasons"), REASONS_SEPARATOR))
-    out = scored.select(
-        "customer_id",
-        F.lit(as_of).cast("date").alias("as_of"),
-        *[F.col(f"s.{c}").alias(c) for c in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv")],
+    computed = {
+        "customer_id": F.col("customer_id"),
+        "as_of": F.lit(as_of).cast("date"),
         # churnclv.models.scorer.next_purchase_dates: as-of + ceil(days), at least 1, null when undefined
-        F.when(F.isnan(days) | days.isNull(), F.lit(None).cast("date")).otherwise(
-            F.date_add(F.lit(as_of).cast("date"), F.greatest(F.ceil(days), F.lit(1)).cast("int"))
-        ).alias("expected_next_purchase_date"),
-        *[F.col(f"s.{c}").alias(c) for c in ("growth_score", "tier", "stage")],
-        reasons.alias("reasons"),
-        F.col("s.action").alias("action"),
-        F.lit(model_version).alias("model_version"),
-    ).orderBy("customer_id")
+        "expected_next_purchase_date": F.when(F.isnan(days) | days.isNull(), F.lit(None).cast("date")).otherwise(
+            F.date_add(F.lit(as_of).cast("date"), F.greatest(F.ceil(days), F.lit(1)).cast("int"))),
+        "reasons": reasons,
+        "model_version": F.lit(model_version),
+    }
+    # the batch output's columns, in its order; the others are the pyfunc's own
+    out = scored.select(*[computed.get(c, F.col(f"s.{c}")).alias(c) for c in OUTPUT_COLUMNS]).orderBy("customer_id")
     out.write.mode("overwrite").parquet(str(out_dir))

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from churnclv.redaction import redact_text
-from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, load_model, resolve_version
-from churnclv.serving.scoring import FeatureSnapshot, SnapshotError
+from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, resolve_version
+from churnclv.serving.scoring import FeatureSnapshot, SnapshotError, load_checked_model
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class ServingState:
     Parameters
     ----------
     model_uri, tracking_uri
-        What to serve (see :func:`churnclv.serving.model.load_model`).
+        What to serve (see :func:`churnclv.serving.scoring.load_checked_model`).
     snapshot
         The batch output folder holding ``LATEST``, or None (``score_by_id`` is then unavailable).
     loader, resolver
@@ -54,7 +54,7 @@ class ServingState:
         model_uri: str,
         tracking_uri: str,
         snapshot: Path | None = None,
-        loader: Callable[..., LoadedModel] = load_model,
+        loader: Callable[..., LoadedModel] = load_checked_model,
         resolver: Callable[[str, str], str | None] = resolve_version,
     ) -> None:
         self.model_uri = model_uri

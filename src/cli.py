@@ -310,7 +310,7 @@ def features(data: str, mapping: Path | None, work: Path | None, trusted: bool, 
     import pyarrow.parquet as pq
 
     from churnclv.features import write_features
-    from churnclv.training.pipeline import RunConfig, TrainingError
+    from churnclv.training.config import RunConfig, TrainingError
 
     try:
         feature_config = RunConfig.load(config_path).features
@@ -373,7 +373,9 @@ def train(data: str, mapping: Path | None, work: Path | None, trusted: bool, mem
           horizon_days: int | None, config_path: Path | None, tracking_uri: str | None, promote: bool) -> None:
     """Backtest, select, train and register a model (alias challenger; champion when it earns it)."""
     from churnclv.models.btyd import BTYDConvergenceError
-    from churnclv.training.pipeline import RunConfig, TrainingError, format_notes, format_summary, train_and_log
+    from churnclv.training.config import RunConfig, TrainingError
+    from churnclv.training.mlflow_run import train_and_log
+    from churnclv.training.reports import format_notes, format_summary
 
     try:
         config = RunConfig.load(config_path, horizon_days=horizon_days)
@@ -441,9 +443,9 @@ def models_list(tracking_uri: str | None) -> None:
               help="Largest loss allowed per metric, e.g. churn_auc=0.005 (repeatable).")
 def models_promote(tracking_uri: str | None, version: str | None, tolerance: tuple[str, ...]) -> None:
     """Move champion to the challenger when it is not worse beyond the tolerance."""
-    from churnclv.training import registry, tracking
+    from churnclv.training import promotion, registry, tracking
 
-    tol = dict(registry.DEFAULT_TOLERANCE)
+    tol = dict(promotion.DEFAULT_TOLERANCE)
     for item in tolerance:
         name, _, value = item.partition("=")
         if name not in tracking.METRIC_DIRECTION:
@@ -455,7 +457,7 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
             raise click.BadParameter(f"{item!r}: use METRIC=NUMBER", param_hint="--tolerance") from None
     tracking.configure(tracking_uri)
     try:
-        decision = registry.promote(tolerance=tol, challenger=version)
+        decision = promotion.promote(tolerance=tol, challenger=version)
     except registry.UnknownVersionError as exc:
         raise click.BadParameter(str(exc), param_hint="--version") from None
     except ValueError as exc:

@@ -2,7 +2,7 @@
 
 Nothing is read at import time; call :func:`load_mapping` explicitly. The other settings live with
 what they configure: ``[train]`` / ``[scorer]`` / ``[tiers]`` in the training config
-(:class:`churnclv.training.pipeline.RunConfig`), the HTTP service's environment variables in
+(:class:`churnclv.training.config.RunConfig`), the HTTP service's environment variables in
 :mod:`churnclv.serving.settings`, the CLI options of each command.
 """
 

@@ -1,5 +1,6 @@
-"""Plots for model evaluation and the tier report. Each takes ``ax=None`` and returns the Axes; pyplot is never used,
-so nothing touches a global figure (safe in servers and tests)."""
+"""Plots for model evaluation and the tier report, and the tier report's files (:func:`write_report`). Each plot
+takes ``ax=None`` and returns the Axes; pyplot is never used, so nothing touches a global figure (safe in servers
+and tests)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from churnclv.models.tier_report import Migration
+from churnclv.models.tier_report import Migration, TierReport
 
 
 def _axes(ax: Axes | None, size: tuple[float, float] = (5.0, 4.0)) -> Axes:
@@ -143,3 +144,31 @@ def save(ax: Axes, path: Path | str, dpi: int = 110) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ax.figure.savefig(path, dpi=dpi)
     return path
+
+
+def write_report(report: TierReport, out_dir: str | Path) -> dict[str, Path]:
+    """Write the report as CSV and PNG files into ``out_dir`` (created if needed).
+
+    Files: ``tier_summary.csv``, ``tier_mix.png`` and, with a migration,
+    ``tier_migration_counts.csv``, ``tier_migration_shares.csv``, ``tier_migration.png``.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        File name stem to the written path.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    paths["tier_summary"] = out / "tier_summary.csv"
+    report.summary.to_csv(paths["tier_summary"], index=False)
+    paths["tier_mix"] = save(plot_tier_mix(report.summary), out / "tier_mix.png")
+    if report.migration is not None:
+        for stem, df in (
+            ("tier_migration_counts", report.migration.counts),
+            ("tier_migration_shares", report.migration.shares),
+        ):
+            paths[stem] = out / f"{stem}.csv"
+            df.to_csv(paths[stem])
+        paths["tier_migration"] = save(plot_migration(report.migration), out / "tier_migration.png")
+    return paths

@@ -50,7 +50,8 @@ def trained_store(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -
     aliases ``champion`` and ``challenger``. Trained on :func:`small_world` as of TRAIN_AS_OF with a
     fast configuration. Returns the tracking URI, the model URI and the training result."""
     from churnclv.models.scorer import ScorerConfig
-    from churnclv.training.pipeline import RunConfig, TrainConfig, train_and_log
+    from churnclv.training.config import RunConfig, TrainConfig
+    from churnclv.training.mlflow_run import train_and_log
 
     store = tmp_path_factory.mktemp("mlruns")
     uri = f"sqlite:///{store}/mlflow.db"

@@ -119,7 +119,7 @@ class RunConfig:
             raise TrainingError(f"config [scorer]: {exc}") from None
         tiers = raw.get("tiers")
         if tiers is not None:  # checked now, not after the backtest, with the key, the rule and the fix
-            from churnclv.models.tiers import parse_tier_config
+            from churnclv.models.tier_config import parse_tier_config
 
             try:
                 parse_tier_config(tiers)

@@ -14,8 +14,9 @@ import numpy as np
 from churnclv.models.scorer import model_input
 from churnclv.training.config import Progress, RunConfig
 from churnclv.training.folds import to_day
-from churnclv.training.pipeline import TrainResult, train
+from churnclv.training.pipeline import train
 from churnclv.training.reports import write_artifacts
+from churnclv.training.result import TrainResult
 
 
 def train_and_log(

@@ -2,8 +2,8 @@
 
 The steps live in their own modules: :mod:`~churnclv.training.config` (settings),
 :mod:`~churnclv.training.folds` (the point-in-time layout), :mod:`~churnclv.training.backtest`,
-:mod:`~churnclv.training.selection`, :mod:`~churnclv.training.reports` and
-:mod:`~churnclv.training.mlflow_run` (MLflow logging).
+:mod:`~churnclv.training.selection`, :mod:`~churnclv.training.result` (what a run returns),
+:mod:`~churnclv.training.reports` and :mod:`~churnclv.training.mlflow_run` (MLflow logging).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,38 +19,16 @@ import pandas as pd
 
 from churnclv.features import compute_features, count_customers
 from churnclv.models.scorer import FIT_ERRORS, Scorer
-from churnclv.readiness import Readiness, assess
+from churnclv.readiness import assess
 from churnclv.training.backtest import first_transaction_ts, run_backtest, summarize_backtest, training_frame
-from churnclv.training.config import KEY_METRICS, Progress, RunConfig, TrainConfig, TrainingError
-from churnclv.training.folds import Fold, TrainingPlan, final_train_cutoffs, plan_training, to_day
-from churnclv.training.reports import format_notes, format_summary
+from churnclv.training.config import KEY_METRICS, Progress, RunConfig, TrainingError
+from churnclv.training.folds import plan_training, to_day
+from churnclv.training.result import TrainResult
 from churnclv.training.selection import REFIT_FALLBACK, select_models
 
 log = logging.getLogger(__name__)
 
-# facade: importers move in the architecture issue (train_and_log: see __getattr__ below)
-__all__ = ["RunConfig", "TrainConfig", "TrainResult", "TrainingError", "final_train_cutoffs", "format_notes",
-           "format_summary", "plan_training", "train"]
-
-
-@dataclass
-class TrainResult:
-    scorer: Scorer
-    backtest: pd.DataFrame  # one row per (fold, candidate) with every metric
-    summary: pd.DataFrame  # mean metrics per candidate
-    selected: dict[str, str]
-    snapshot_scores: pd.DataFrame  # every customer known at as-of, without reasons
-    snapshot_features: pd.DataFrame  # features as of the training as-of (the tiers' population)
-    folds: list[Fold]
-    fold_predictions: dict[str, pd.DataFrame]  # last fold: labels + predictions per candidate
-    timings: dict[str, float]
-    plan: TrainingPlan | None = None
-    # sub-fits that failed and were left out: {"stage", "fold", "candidate", "reason"}
-    dropped: list[dict[str, Any]] = field(default_factory=list)
-    readiness: Readiness | None = None  # what the data supported, checked before training
-    run_id: str | None = None
-    model_version: str | None = None
-    promotion: dict[str, Any] | None = None
+__all__ = ["train"]
 
 
 def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, progress: Progress | None = None
@@ -159,11 +137,3 @@ def _final_fit(config: RunConfig, selected: dict[str, str], train_rows: pd.DataF
             say(f"final fit of {choice} failed ({reason}); falling back to {fallback}")
             choice = fallback
 
-
-def __getattr__(name: str) -> Any:
-    # facade: importers move in the architecture issue. Lazy, because mlflow_run imports train from here
-    if name == "train_and_log":
-        from churnclv.training.mlflow_run import train_and_log
-
-        return train_and_log
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

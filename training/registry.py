@@ -75,11 +75,3 @@ def list_versions(name: str = MODEL_NAME) -> list[dict[str, Any]]:
         })
     return sorted(rows, key=lambda r: -r["version"])
 
-
-def __getattr__(name: str) -> Any:
-    # facade: importers move in the architecture issue. Lazy, because promotion imports this module
-    if name in ("DEFAULT_TOLERANCE", "promote"):
-        from churnclv.training import promotion
-
-        return getattr(promotion, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

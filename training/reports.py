@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from churnclv.models.tiers import plot_tier_mix, tier_report
-
-if TYPE_CHECKING:  # annotations only: the pipeline imports these functions
-    from churnclv.training.pipeline import TrainResult
+from churnclv.models.tier_report import tier_report
+from churnclv.training.result import TrainResult
 
 
 def format_summary(result: TrainResult) -> str:
@@ -66,7 +63,7 @@ def write_artifacts(result: TrainResult, out: Path) -> dict[str, Path]:
     past = result.snapshot_features.set_index("customer_id")["net_spend_365d"]
     scores = result.snapshot_scores.assign(net_spend_365d=result.snapshot_scores["customer_id"].map(past).to_numpy())
     report = tier_report(scores, tiers=list(result.scorer.tiers_.tier_names), spend_col="net_spend_365d")
-    paths["tier_mix"] = plotting.save(plot_tier_mix(report.summary), out / "tier_mix.png")
+    paths["tier_mix"] = plotting.save(plotting.plot_tier_mix(report.summary), out / "tier_mix.png")
     report.summary.to_csv(out / "tier_summary.csv", index=False)
     paths["tier_summary"] = out / "tier_summary.csv"
     result.backtest.to_csv(out / "backtest.csv", index=False)

@@ -15,7 +15,8 @@ Yang, J. (2021). Fast TreeSHAP: accelerating SHAP value computation for trees. a
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,11 +24,31 @@ import pandas as pd
 from churnclv.models.treeshap import FastTreeShap, UnsupportedModel
 
 if TYPE_CHECKING:
-    from churnclv.models.gbm import _GBMBase
+    import lightgbm as lgb
 
-__all__ = ["Reason", "explain", "explainer"]
+__all__ = ["ExplainableModel", "Reason", "explain", "explainer"]
 
 logger = logging.getLogger(__name__)
+
+
+class ExplainableModel(Protocol):
+    """What :func:`explain` reads of a fitted GBM model (``churnclv.models.gbm``, which imports this
+    module: a protocol here, not an import of its base class, keeps the two acyclic)."""
+
+    @property
+    def booster_(self) -> lgb.Booster: ...
+
+    @property
+    def feature_names_(self) -> Sequence[str]: ...
+
+    @property
+    def categories_(self) -> Mapping[str, Any]: ...
+
+    def _check_columns(self, X: pd.DataFrame) -> None: ...
+
+    def _matrix(self, X: pd.DataFrame) -> np.ndarray: ...
+
+    def _predict_matrix(self, M: np.ndarray, **kwargs: Any) -> np.ndarray: ...
 
 
 class Reason(NamedTuple):
@@ -42,7 +63,7 @@ class Reason(NamedTuple):
     value: float | str | None
 
 
-def explain(model: _GBMBase, X: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:
+def explain(model: ExplainableModel, X: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:
     """Top features pushing each row's score up, from their exact TreeSHAP contributions.
 
     The contributions are LightGBM's ``pred_contrib`` values (path-dependent TreeSHAP),
@@ -99,7 +120,7 @@ def explain(model: _GBMBase, X: pd.DataFrame, top_k: int = 3) -> list[list[Reaso
     return reasons
 
 
-def explainer(model: _GBMBase) -> FastTreeShap | None:
+def explainer(model: ExplainableModel) -> FastTreeShap | None:
     """The booster's compiled TreeSHAP tables (:mod:`churnclv.models.treeshap`), built once per
     booster; None when the model is outside what they support (then LightGBM's ``pred_contrib``
     gives the same values, 20-50x slower)."""

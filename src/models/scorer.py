@@ -252,7 +252,7 @@ class Scorer:
                     train, train["spend"].to_numpy(dtype=float), groups=groups)
         self.tiers_ = None
         if self.tiers is not False:
-            from churnclv.models.tiers import TierPolicy
+            from churnclv.models.tier_policy import TierPolicy
 
             policy = self.tiers if isinstance(self.tiers, TierPolicy) else TierPolicy(config=self.tiers)
             base = self._base_scores(snapshot)
@@ -473,7 +473,7 @@ class Scorer:
             raise ScorerFormatError(f"{path / 'scorer.json'}: not a churnclv scorer of format version {FORMAT_VERSION}")
         tiers = None
         if doc.get("tiers") is not None:
-            from churnclv.models.tiers import TierPolicy
+            from churnclv.models.tier_policy import TierPolicy
 
             tiers = TierPolicy.from_dict(doc["tiers"])
         config = dict(doc["config"])

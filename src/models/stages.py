@@ -19,18 +19,33 @@ The rules are checked in this order (all thresholds configurable, see :class:`St
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from churnclv.models.tier_config import StageRules
-
-__all__ = ["STAGES", "lifecycle_stages"]
+__all__ = ["STAGES", "StageRules", "lifecycle_stages"]
 
 #: Lifecycle stages, from the start of a relationship to its end.
 STAGES: tuple[str, ...] = ("new", "active", "at_risk", "dormant", "lost")
+
+
+@dataclass(frozen=True)
+class StageRules:
+    """Thresholds of the lifecycle-stage rules (see the module docstring for their order)."""
+
+    no_purchase_stage: str = "new"
+    new_tenure_days: float = 90
+    new_no_repeat_days: float = 180
+    lost_min_p_churn: float = 0.95
+    lost_days: float = 365
+    dormant_days: float = 180
+    dormant_gap_multiple: float = 2.0
+    dormant_min_days: float = 60
+    at_risk_min_value_quantile: float = 0.70
+    at_risk_min_p_churn: float = 0.50
+    at_risk_min_p_churn_rise: float = 0.15
+    at_risk_max_purchase_trend: float = 0.50
 
 
 def lifecycle_stages(

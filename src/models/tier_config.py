@@ -19,13 +19,12 @@ from typing import Any
 from churnclv.config import ConfigError
 from churnclv.models.playbook import Playbook, parse_playbook
 from churnclv.models.reasons import ReasonsConfig, parse_reasons
-from churnclv.models.stages import STAGES
+from churnclv.models.stages import STAGES, StageRules
 from churnclv.models.tier_config_errors import config_error
 
 __all__ = [
     "COLUMN_ROLES",
     "COMPONENTS",
-    "StageRules",
     "TierConfig",
     "TierSpec",
     "default_tier_config",
@@ -69,24 +68,6 @@ class TierSpec:
     name: str
     share: float | None = None
     min_score: float | None = None
-
-
-@dataclass(frozen=True)
-class StageRules:
-    """Thresholds of the lifecycle-stage rules (see :mod:`churnclv.models.stages` for their order)."""
-
-    no_purchase_stage: str = "new"
-    new_tenure_days: float = 90
-    new_no_repeat_days: float = 180
-    lost_min_p_churn: float = 0.95
-    lost_days: float = 365
-    dormant_days: float = 180
-    dormant_gap_multiple: float = 2.0
-    dormant_min_days: float = 60
-    at_risk_min_value_quantile: float = 0.70
-    at_risk_min_p_churn: float = 0.50
-    at_risk_min_p_churn_rise: float = 0.15
-    at_risk_max_purchase_trend: float = 0.50
 
 
 @dataclass(frozen=True, repr=False)

@@ -58,7 +58,7 @@ from churnclv.models.quantile_grid import fit_grid, inverse, percentile
 from churnclv.models.reasons import write_reasons
 from churnclv.models.stages import lifecycle_stages
 from churnclv.models.tier_config import COMPONENTS, TierConfig, load_tier_config, parse_tier_config
-from churnclv.models.tier_stability import as_tier_series
+from churnclv.models.tier_series import as_tier_series
 
 __all__ = ["TierPolicy"]
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from churnclv.models.tier_stability import as_tier_series
+from churnclv.models.tier_series import as_tier_series
 
-__all__ = ["Migration", "TierReport", "migration_matrix", "tier_report", "tier_summary", "write_report"]
+__all__ = ["Migration", "TierReport", "migration_matrix", "tier_report", "tier_summary"]
 
 
 @dataclass(frozen=True)
@@ -172,32 +171,3 @@ def tier_report(
     migration = None if prev is None else migration_matrix(prev, curr, tiers=tiers)
     return TierReport(summary=summary, migration=migration)
 
-
-def write_report(report: TierReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write the report as CSV and PNG files into ``out_dir`` (created if needed).
-
-    Files: ``tier_summary.csv``, ``tier_mix.png`` and, with a migration,
-    ``tier_migration_counts.csv``, ``tier_migration_shares.csv``, ``tier_migration.png``.
-
-    Returns
-    -------
-    dict of str to pathlib.Path
-        File name stem to the written path.
-    """
-    from churnclv.plotting import plot_migration, plot_tier_mix, save  # deferred: matplotlib only when writing
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    paths["tier_summary"] = out / "tier_summary.csv"
-    report.summary.to_csv(paths["tier_summary"], index=False)
-    paths["tier_mix"] = save(plot_tier_mix(report.summary), out / "tier_mix.png")
-    if report.migration is not None:
-        for stem, df in (
-            ("tier_migration_counts", report.migration.counts),
-            ("tier_migration_shares", report.migration.shares),
-        ):
-            paths[stem] = out / f"{stem}.csv"
-            df.to_csv(paths[stem])
-        paths["tier_migration"] = save(plot_migration(report.migration), out / "tier_migration.png")
-    return paths

@@ -15,9 +15,9 @@ from churnclv.config import ConfigError
 from churnclv.models.reasons import phrase, write_reasons
 from churnclv.models.tier_config import default_tier_config, load_tier_config, parse_tier_config
 from churnclv.models.tier_policy import TierPolicy
-from churnclv.models.tier_report import migration_matrix, tier_report, write_report
+from churnclv.models.tier_report import migration_matrix, tier_report
 from churnclv.models.tier_stability import hysteresis_effect, tier_churn_rate
-from churnclv.plotting import plot_migration, plot_tier_mix
+from churnclv.plotting import plot_migration, plot_tier_mix, write_report
 
 TARGETS = {"Diamond": 0.05, "Platinum": 0.10, "Gold": 0.20, "Silver": 0.30, "Bronze": 0.35}
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from churnclv.cli import cli
-from churnclv.training.pipeline import RunConfig, TrainingError
+from churnclv.training.config import RunConfig, TrainingError
 
 BAD = [
     ('[train]\nn_folds = "3"\n', r"\[train\] n_folds: input should be a valid integer \(got '3'\); write a whole"),

@@ -120,11 +120,11 @@ def test_batch_scores_equal_the_single_customer_path(world: Path, scored: tuple[
     gives the batch row's numbers, tier and reasons."""
     from churnclv.features import compute_features_frames
     from churnclv.models.scorer import model_input
-    from churnclv.serving.batch import load_model
+    from churnclv.serving.model import load_model
 
     out, _ = scored
     frame = partition_table(out / "as_of=2025-10-02").set_index("customer_id")
-    scorer = load_model(trained_store["model_uri"], tracking_uri=trained_store["tracking_uri"], dst=tmp_path).scorer
+    scorer = load_model(trained_store["model_uri"], trained_store["tracking_uri"], dst=tmp_path).scorer
     tx = pd.read_parquet(world / "transactions.parquet")
     ev = pd.read_parquet(world / "events.parquet")
     cu = pd.read_parquet(world / "customers.parquet")
@@ -303,10 +303,10 @@ def test_part_files_are_sorted_by_customer_and_bounded_by_chunk(scored: tuple[Pa
 
 def test_clv_does_not_depend_on_the_chunk(scored: tuple[Path, dict], trained_store: dict, tmp_path: Path) -> None:
     from churnclv.models.scorer import model_input
-    from churnclv.serving.batch import load_model
+    from churnclv.serving.model import load_model
 
     out, _ = scored
-    scorer = load_model(trained_store["model_uri"], tracking_uri=trained_store["tracking_uri"], dst=tmp_path).scorer
+    scorer = load_model(trained_store["model_uri"], trained_store["tracking_uri"], dst=tmp_path).scorer
     feats = model_input(pd.read_parquet(out / "as_of=2025-10-02" / "features.parquet"))
     bt = scorer.btyd_.predict(feats, scorer.config_.horizon_days, clv_months=0)
     affected = feats.loc[bt["expected_spend"].to_numpy() <= 1e-9]

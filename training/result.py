@@ -1,0 +1,34 @@
+"""What :func:`churnclv.training.pipeline.train` returns: the fitted scorer and everything the run showed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from churnclv.models.scorer import Scorer
+from churnclv.readiness import Readiness
+from churnclv.training.folds import Fold, TrainingPlan
+
+__all__ = ["TrainResult"]
+
+
+@dataclass
+class TrainResult:
+    scorer: Scorer
+    backtest: pd.DataFrame  # one row per (fold, candidate) with every metric
+    summary: pd.DataFrame  # mean metrics per candidate
+    selected: dict[str, str]
+    snapshot_scores: pd.DataFrame  # every customer known at as-of, without reasons
+    snapshot_features: pd.DataFrame  # features as of the training as-of (the tiers' population)
+    folds: list[Fold]
+    fold_predictions: dict[str, pd.DataFrame]  # last fold: labels + predictions per candidate
+    timings: dict[str, float]
+    plan: TrainingPlan | None = None
+    # sub-fits that failed and were left out: {"stage", "fold", "candidate", "reason"}
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    readiness: Readiness | None = None  # what the data supported, checked before training
+    run_id: str | None = None
+    model_version: str | None = None
+    promotion: dict[str, Any] | None = None
