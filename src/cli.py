@@ -14,31 +14,48 @@ from typing import Any
 import click
 
 from churnclv import __version__
+from churnclv.cli_options import (  # noqa: F401  (re-exported: the CLI's shared helpers live in cli_options)
+    DATA_HELP,
+    DataProblem,
+    _date,
+    _run_guarded,
+    _Steps,
+    prepare_source,
+    source_options,
+)
 
 log = logging.getLogger("churnclv")
 
-DATA_HELP = "Data folder (transactions.parquet|csv, optional events.*, customers.*) or a database URL (sqlite:///f.db, postgresql://...)."
+COMMANDS_GROUP = "churnclv.commands"
 
 
-class DataProblem(click.ClickException):
-    """A data or configuration error: exit status 1, message on stderr."""
+class LazyGroup(click.Group):
+    """A group that also offers the commands declared as ``churnclv.commands`` entry points
+    (pyproject.toml: training and serving). A command's module is imported only when the command
+    runs or when ``--help`` lists the commands, so the core never imports training or serving."""
 
-    exit_code = 1
+    def _entry_points(self) -> dict[str, Any]:
+        from importlib.metadata import entry_points
 
+        # by name: an entry point seen twice (two metadata copies) is one command
+        return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP) if ep.name not in self.commands}
 
-def _data_errors() -> tuple[type[BaseException], ...]:
-    from churnclv.config import ConfigError
-    from churnclv.ingest import DataError
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The built-in commands and the entry points' names (nothing imported)."""
+        return sorted({*super().list_commands(ctx), *self._entry_points()})
 
-    return (DataError, ConfigError)
-
-
-def _run_guarded(fn, *args: Any, **kwargs: Any) -> Any:
-    """Turn the package's data/config errors into exit status 1 with a one-line message."""
-    try:
-        return fn(*args, **kwargs)
-    except _data_errors() as exc:
-        raise DataProblem(str(exc)) from None
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else the entry point's command, imported now."""
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        ep = self._entry_points().get(cmd_name)
+        if ep is None:
+            return None
+        loaded = ep.load()
+        if not isinstance(loaded, click.Command):
+            raise click.ClickException(f"entry point {ep.name} = {ep.value!r} is not a click command")
+        return loaded
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
@@ -51,28 +68,7 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logging.getLogger("churnclv").setLevel(level)
 
 
-def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    import pandas as pd
-
-    from churnclv.values import MAX_YEAR, MIN_YEAR
-
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError):
-        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param=param) from None
-    if pd.isna(ts):  # "" and "NaT" parse to NaT
-        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param=param)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    if not MIN_YEAR <= ts.year <= MAX_YEAR:  # the validation's rule for dates in the data
-        raise click.BadParameter(f"{value!r}: the year is outside {MIN_YEAR}-{MAX_YEAR} (a typo?): use a date "
-                                 "within the data, YYYY-MM-DD", param=param)
-    return ts.normalize()
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="churnclv")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
@@ -255,45 +251,33 @@ def validate(data: str, mapping: Path | None, out: Path, as_json: bool, as_of: A
 # --------------------------------------------------------------------------- features
 
 
-def prepare_source(data: str, mapping: Path | None, work: Path, trusted: bool, memory_limit: str | None = None) -> Path:
-    """Validate ``data`` into ``work`` (clean tables + rejects) and return the clean folder.
-
-    ``trusted`` skips validation for a folder that already holds clean tables in the contract
-    (e.g. the output of ``churnclv generate`` or of an earlier ``validate``); the value rules the
-    features depend on (finite, bounded amounts; finite, plausible timestamps) are still checked,
-    in one pass, so a folder that breaks them stops here with one line instead of failing later.
-    """
-    from churnclv.config import load_mapping
-    from churnclv.ingest import is_sql_url, validate_source
-
-    if trusted:
-        if is_sql_url(data) or mapping is not None:
-            raise click.UsageError("--trusted needs a folder of clean tables and no --mapping")
-        from churnclv.features.engine import check_values
-
-        try:
-            check_values(Path(data))
-        except (ValueError, TypeError) as exc:  # the rule broken, or not a folder of clean tables
-            raise DataProblem(f"--trusted {data}: {exc}") from None
-        return Path(data)
-    result = _run_guarded(lambda: validate_source(data, work, mapping=load_mapping(mapping), memory_limit=memory_limit))
-    for r in result.reports.values():
-        log.info("%s: read %d, accepted %d, rejected %d", r.table, r.read, r.accepted, r.rejected)
-        if r.rejected:
-            click.echo(f"{r.table}: {r.rejected:,} of {r.read:,} rows rejected -> {result.rejects_paths[r.table]}", err=True)
-    return work / "clean"
+CONFIG_SECTIONS = ("train", "scorer", "tiers", "features")
 
 
-def source_options(fn):
-    """The options every job that reads data shares."""
-    fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 1GB (it spills past it).")(fn)
-    fn = click.option("--trusted", is_flag=True, help="The folder already holds clean tables: skip validation.")(fn)
-    fn = click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
-                      help="Where validated tables and rejects go (default: work/validated).")(fn)
-    fn = click.option("--mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-                      help="TOML mapping of your table and column names.")(fn)
-    fn = click.option("--data", required=True, help=DATA_HELP)(fn)
-    return fn
+def _feature_config(path: Path | None) -> Any:
+    """The ``[features]`` section of a run configuration (the file train reads), checked as train does."""
+    import tomllib
+
+    from churnclv.config import ConfigError
+    from churnclv.config_schema import parse_section
+    from churnclv.features import FeatureConfig
+
+    if path is None:
+        return FeatureConfig()
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DataProblem(f"config {path}: {exc}: fix the file (TOML, UTF-8)") from None
+    unknown = set(raw) - set(CONFIG_SECTIONS)
+    if unknown:
+        raise DataProblem(f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers], "
+                          "[features]")
+    try:
+        return FeatureConfig(**parse_section(FeatureConfig, raw.get("features", {}), "features"))
+    except ConfigError as exc:
+        raise DataProblem(f"config: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise DataProblem(f"config [features]: {exc}") from None
 
 
 @cli.command()
@@ -310,12 +294,8 @@ def features(data: str, mapping: Path | None, work: Path | None, trusted: bool, 
     import pyarrow.parquet as pq
 
     from churnclv.features import write_features
-    from churnclv.training.config import RunConfig, TrainingError
 
-    try:
-        feature_config = RunConfig.load(config_path).features
-    except TrainingError as exc:
-        raise DataProblem(str(exc)) from None
+    feature_config = _feature_config(config_path)
     started = time.perf_counter()
     clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
     try:
@@ -325,227 +305,6 @@ def features(data: str, mapping: Path | None, work: Path | None, trusted: bool, 
     meta = pq.ParquetFile(out).metadata
     click.echo(f"wrote features of {meta.num_rows:,} customers ({meta.num_columns} columns) as of "
                f"{as_of:%Y-%m-%d} to {out} in {time.perf_counter() - started:.1f} s")
-
-
-# --------------------------------------------------------------------------- train and models
-
-
-class _Steps:
-    """A spinner with the current step and the elapsed time (stderr), for the long jobs."""
-
-    def __init__(self, title: str) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self.title = title
-        self.status = None
-
-    def __enter__(self) -> _Steps:
-        self.status = self.console.status(self.title)
-        self.status.__enter__()
-        import time
-
-        self.started = time.perf_counter()
-        return self
-
-    def __call__(self, message: str) -> None:
-        import time
-
-        elapsed = time.perf_counter() - self.started
-        self.console.log(f"[{elapsed:6.1f}s] {message}", highlight=False, markup=False)
-        self.status.update(f"{self.title}: {message}")
-
-    def __exit__(self, *exc: Any) -> None:
-        self.status.__exit__(*exc)
-
-
-@cli.command()
-@source_options
-@click.option("--as-of", required=True, callback=_date, help="Training as-of: only data on or before it is used.")
-@click.option("--horizon-days", type=click.IntRange(min=1), default=None,
-              help="Churn/spend horizon in days (default 90, or the config's).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="TOML with [train], [scorer] and [tiers] sections.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")
-@click.option("--promote/--no-promote", default=True, show_default=True,
-              help="Run the promotion check after training.")
-def train(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None, as_of: Any,
-          horizon_days: int | None, config_path: Path | None, tracking_uri: str | None, promote: bool) -> None:
-    """Backtest, select, train and register a model (alias challenger; champion when it earns it)."""
-    from churnclv.models.btyd import BTYDConvergenceError
-    from churnclv.training.config import RunConfig, TrainingError
-    from churnclv.training.mlflow_run import train_and_log
-    from churnclv.training.reports import format_notes, format_summary
-
-    try:
-        config = RunConfig.load(config_path, horizon_days=horizon_days)
-    except (TrainingError, ValueError) as exc:
-        raise DataProblem(str(exc)) from None
-    if memory_limit:
-        from dataclasses import replace
-
-        config = replace(config, train=replace(config.train, memory_limit=memory_limit))
-    clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
-    try:
-        with _Steps("training") as steps:
-            result = train_and_log(clean, as_of, config, tracking_uri=tracking_uri, promote=promote, progress=steps)
-    except (TrainingError, BTYDConvergenceError) as exc:
-        raise DataProblem(str(exc)) from None
-    plan = result.plan
-    bt_horizon = config.train.horizon_days if plan is None else plan.backtest_horizon_days
-    if bt_horizon is None:
-        click.echo(f"backtest: none (as of {as_of:%Y-%m-%d}, horizon {config.train.horizon_days} days)")
-    else:
-        click.echo(f"backtest: {len(result.folds)} folds, mean over folds (as of {as_of:%Y-%m-%d}, "
-                   f"horizon {bt_horizon} days)")
-        click.echo(format_summary(result))
-    for line in format_notes(result):
-        click.echo(line)
-    click.echo(f"\nselected: {result.selected}")
-    click.echo(f"MLflow run {result.run_id}; registered churnclv version {result.model_version} (alias challenger)")
-    if result.promotion is not None:
-        verdict = "promoted to champion" if result.promotion["promoted"] else "not promoted"
-        click.echo(f"promotion: {verdict}: {'; '.join(result.promotion['reasons'])}")
-
-
-@cli.group()
-def models() -> None:
-    """The model registry: list versions, promote the challenger."""
-
-
-@models.command("list")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
-def models_list(tracking_uri: str | None) -> None:
-    """Versions with their aliases, as-of, horizon, selected models and key backtest metrics."""
-    from churnclv.training import registry, tracking
-
-    tracking.configure(tracking_uri)
-    rows = registry.list_versions()
-    if not rows:
-        click.echo("no model registered yet: run churnclv train")
-        return
-    click.echo(f"{'version':>7}  {'aliases':<20} {'as_of':<10} {'H':>4} {'backtest':<8}  {'AUC':>6} {'Brier':>6} "
-               f"{'Gini':>6}  selected")
-    for r in rows:
-        m = r["metrics"]
-        backtest = "yes" if r.get("backtested", True) else "no"  # "no": not backtested at its horizon
-        click.echo(f"{r['version']:>7}  {r['aliases']:<20} {r['as_of']:<10} {r['horizon_days']:>4} {backtest:<8}  "
-                   f"{m.get('selected.churn_auc', float('nan')):>6.3f} {m.get('selected.churn_brier', float('nan')):>6.3f} "
-                   f"{m.get('selected.spend_gini', float('nan')):>6.3f}  {r['selected']}")
-    if any(not r.get("backtested", True) for r in rows):
-        click.echo("backtest no: not backtested at its horizon (too little history); promoted only without a champion")
-
-
-@models.command("promote")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
-@click.option("--version", default=None, help="Version to consider (default: the challenger).")
-@click.option("--tolerance", multiple=True, metavar="METRIC=LOSS",
-              help="Largest loss allowed per metric, e.g. churn_auc=0.005 (repeatable).")
-def models_promote(tracking_uri: str | None, version: str | None, tolerance: tuple[str, ...]) -> None:
-    """Move champion to the challenger when it is not worse beyond the tolerance."""
-    from churnclv.training import promotion, registry, tracking
-
-    tol = dict(promotion.DEFAULT_TOLERANCE)
-    for item in tolerance:
-        name, _, value = item.partition("=")
-        if name not in tracking.METRIC_DIRECTION:
-            raise click.BadParameter(f"{item!r}: unknown metric {name!r}; choose from "
-                                     f"{sorted(tracking.METRIC_DIRECTION)}", param_hint="--tolerance")
-        try:
-            tol[name] = float(value)
-        except ValueError:
-            raise click.BadParameter(f"{item!r}: use METRIC=NUMBER", param_hint="--tolerance") from None
-    tracking.configure(tracking_uri)
-    try:
-        decision = promotion.promote(tolerance=tol, challenger=version)
-    except registry.UnknownVersionError as exc:
-        raise click.BadParameter(str(exc), param_hint="--version") from None
-    except ValueError as exc:
-        raise DataProblem(str(exc)) from None
-    verdict = "promoted to champion" if decision.promoted else "not promoted"
-    click.echo(f"version {decision.challenger_version}: {verdict} ({'; '.join(decision.reasons)})")
-    if decision.champion_metrics is not None:
-        click.echo(f"{'metric':<26} {'challenger':>10} {'champion':>10} {'loss':>8} {'tolerance':>9}")
-        for row in decision.comparison():
-            if row["loss"] is not None:
-                click.echo(f"{row['metric']:<26} {row['challenger']:>10.4f} {row['champion']:>10.4f} "
-                           f"{row['loss']:>+8.4f} {row['tolerance']:>9.4f}")
-
-
-# --------------------------------------------------------------------------- batch and serving
-
-
-@cli.command("score-batch")
-@source_options
-@click.option("--as-of", required=True, callback=_date, help="Scoring as-of date (YYYY-MM-DD).")
-@click.option("--horizon-days", type=click.IntRange(min=1), default=None,
-              help="Horizon; must match the model's (default: the model's).")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Output folder; the run writes OUT/as_of=DATE/ and OUT/LATEST (the latest partition by date).")
-@click.option("--model", "model_uri", default="models:/churnclv@champion", show_default=True, help="MLflow model URI.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
-@click.option("--db", default=None,
-              help="Also write the rows into a database table (postgresql://..., sqlite:///...): the as-of's rows "
-                   "are replaced in one transaction when the partition is published.")
-@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
-              help="Feature engine and scorer runtime (spark needs the spark extra).")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=200_000, show_default=True,
-              help="Customers scored per chunk (memory is bounded by the chunk).")
-@click.option("--resume", is_flag=True, help="Continue a killed run of this as-of from its completed chunks.")
-@click.option("--db-table", default="churnclv_scores", show_default=True, help="Table of the database sink.")
-@click.option("--hysteresis", is_flag=True,
-              help="Keep last as-of's tiers unless the score passes a boundary by the margin (tiers may then "
-                   "differ from the HTTP service's, which has no history).")
-@click.option("--reasons/--no-reasons", default=True, show_default=True,
-              help="Compute the plain-word reasons (TreeSHAP: most of the scoring time).")
-@click.option("--max-days-after-data", type=click.IntRange(min=0), default=31, show_default=True,
-              help="Refuse an as-of more days than this after the last transaction, event or sign-up in the data "
-                   "(a typo'd year would otherwise become LATEST).")
-def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None,
-                as_of: Any, horizon_days: int | None, out: Path, model_uri: str, tracking_uri: str | None,
-                db: str | None, engine: str, chunk_size: int, resume: bool, db_table: str, hysteresis: bool,
-                reasons: bool, max_days_after_data: int) -> None:
-    """Score every customer known at as-of; write Parquet, a manifest, the tier report and the
-    feature snapshot for the HTTP service.
-
-    OUT/LATEST names the latest partition by date: re-running an older as-of leaves it alone. To
-    drop a partition written by mistake (a wrong date), remove its folder (rm -r OUT/as_of=DATE)
-    and run the newest correct as-of again, or write that partition's name into OUT/LATEST.
-    """
-    from churnclv.redaction import redact_text
-    from churnclv.serving.batch import BatchError, run_batch
-
-    clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
-    try:
-        run_batch(clean=clean, as_of=as_of, out=out, model_uri=model_uri, tracking_uri=tracking_uri,
-                  horizon_days=horizon_days, db=db, engine=engine, chunk_size=chunk_size, resume=resume,
-                  memory_limit=memory_limit, echo=click.echo, db_table=db_table, hysteresis=hysteresis,
-                  reasons=reasons, max_days_after_data=max_days_after_data)
-    except BatchError as exc:
-        raise DataProblem(redact_text(" ".join(str(exc).split()))) from None
-
-
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
-@click.option("--model", "model_uri", default=None,
-              help="MLflow model URI or bento:TAG (default: $CHURNCLV_MODEL_URI, else models:/churnclv@champion).")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
-@click.option("--snapshot", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The batch job's output folder, for scoring by customer id.")
-def serve(host: str, port: int, model_uri: str | None, tracking_uri: str | None, snapshot: Path | None) -> None:
-    """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY.
-
-    The model is loaded and checked first: one that cannot load stops here (exit 1, one line)."""
-    from churnclv.redaction import redact_text
-    from churnclv.serving.service import ServeError
-    from churnclv.serving.service import serve as run_server
-
-    try:
-        run_server(host=host, port=port, model_uri=model_uri, tracking_uri=tracking_uri, snapshot=snapshot)
-    except ServeError as exc:
-        # one line, URLs redacted (the error quotes the model and tracking URIs)
-        raise DataProblem(redact_text(" ".join(str(exc).split()))) from None
 
 
 def main() -> None:

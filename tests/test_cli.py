@@ -13,9 +13,50 @@ from churnclv.cli import cli
 
 def _commands(group: click.Group, prefix: list[str]) -> list[list[str]]:
     out = [prefix]
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # also the entry-point commands (training, serving)
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         out += _commands(command, [*prefix, name]) if isinstance(command, click.Group) else [[*prefix, name]]
     return out
+
+
+def _imported_after(args: list[str]) -> set[str]:
+    code = ("import sys\nfrom churnclv.cli import cli\n"
+            f"try:\n    cli({args!r}, prog_name='churnclv')\nexcept SystemExit:\n    pass\n"
+            "print('\\n'.join(m for m in sys.modules if m.startswith('churnclv.')), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return set(proc.stderr.split())
+
+
+def test_training_and_serving_commands_load_lazily_from_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    names = {ep.name for ep in entry_points(group="churnclv.commands")}
+    assert names == {"train", "models", "score-batch", "serve"}
+    # a core command's help imports neither training nor serving
+    assert not {m for m in _imported_after(["validate", "--help"])
+                if m.startswith(("churnclv.training", "churnclv.serving"))}
+    # the group's help lists every command, loading only the command modules
+    help_text = subprocess.run([sys.executable, "-m", "churnclv.cli", "--help"], capture_output=True, text=True,
+                               timeout=120, check=True).stdout
+    for name in ("generate", "datasets", "validate", "features", "train", "models", "score-batch", "serve"):
+        assert f"  {name} " in help_text, name
+    assert {"churnclv.training.commands", "churnclv.serving.commands"} <= _imported_after(["train", "--help"]) | \
+        _imported_after(["serve", "--help"])
+
+
+def test_features_config_is_checked_without_training(tmp_path: Path) -> None:
+    bad = tmp_path / "run.toml"
+    bad.write_text("[features]\nno_such_key = 1\n", encoding="utf-8")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[trian]\n", encoding="utf-8")
+    runner = CliRunner()
+    for path, says in ((bad, "no_such_key"), (unknown, "unknown sections")):
+        result = runner.invoke(cli, ["features", "--data", str(tmp_path), "--as-of", "2024-01-01",
+                                     "--out", str(tmp_path / "f.parquet"), "--config", str(path)])
+        assert result.exit_code == 1, result.output
+        assert says in result.output
 
 
 def test_every_command_has_help() -> None:

@@ -1,0 +1,130 @@
+"""What the ``churnclv`` commands share: the data/config error (exit 1), the guarded call, the date
+option, the data-source options and their preparation, and the progress spinner.
+
+A core module: the CLI, ``churnclv.training.commands`` and ``churnclv.serving.commands`` import it,
+so the command modules of the jobs layer never import the CLI itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+log = logging.getLogger("churnclv")
+
+DATA_HELP = "Data folder (transactions.parquet|csv, optional events.*, customers.*) or a database URL (sqlite:///f.db, postgresql://...)."
+
+
+class DataProblem(click.ClickException):
+    """A data or configuration error: exit status 1, message on stderr."""
+
+    exit_code = 1
+
+
+def _data_errors() -> tuple[type[BaseException], ...]:
+    from churnclv.config import ConfigError
+    from churnclv.ingest import DataError
+
+    return (DataError, ConfigError)
+
+
+def _run_guarded(fn, *args: Any, **kwargs: Any) -> Any:
+    """Turn the package's data/config errors into exit status 1 with a one-line message."""
+    try:
+        return fn(*args, **kwargs)
+    except _data_errors() as exc:
+        raise DataProblem(str(exc)) from None
+
+
+def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    import pandas as pd
+
+    from churnclv.values import MAX_YEAR, MIN_YEAR
+
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param=param) from None
+    if pd.isna(ts):  # "" and "NaT" parse to NaT
+        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param=param)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if not MIN_YEAR <= ts.year <= MAX_YEAR:  # the validation's rule for dates in the data
+        raise click.BadParameter(f"{value!r}: the year is outside {MIN_YEAR}-{MAX_YEAR} (a typo?): use a date "
+                                 "within the data, YYYY-MM-DD", param=param)
+    return ts.normalize()
+
+
+def prepare_source(data: str, mapping: Path | None, work: Path, trusted: bool, memory_limit: str | None = None) -> Path:
+    """Validate ``data`` into ``work`` (clean tables + rejects) and return the clean folder.
+
+    ``trusted`` skips validation for a folder that already holds clean tables in the contract
+    (e.g. the output of ``churnclv generate`` or of an earlier ``validate``); the value rules the
+    features depend on (finite, bounded amounts; finite, plausible timestamps) are still checked,
+    in one pass, so a folder that breaks them stops here with one line instead of failing later.
+    """
+    from churnclv.config import load_mapping
+    from churnclv.ingest import is_sql_url, validate_source
+
+    if trusted:
+        if is_sql_url(data) or mapping is not None:
+            raise click.UsageError("--trusted needs a folder of clean tables and no --mapping")
+        from churnclv.features.engine import check_values
+
+        try:
+            check_values(Path(data))
+        except (ValueError, TypeError) as exc:  # the rule broken, or not a folder of clean tables
+            raise DataProblem(f"--trusted {data}: {exc}") from None
+        return Path(data)
+    result = _run_guarded(lambda: validate_source(data, work, mapping=load_mapping(mapping), memory_limit=memory_limit))
+    for r in result.reports.values():
+        log.info("%s: read %d, accepted %d, rejected %d", r.table, r.read, r.accepted, r.rejected)
+        if r.rejected:
+            click.echo(f"{r.table}: {r.rejected:,} of {r.read:,} rows rejected -> {result.rejects_paths[r.table]}", err=True)
+    return work / "clean"
+
+
+def source_options(fn):
+    """The options every job that reads data shares."""
+    fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 1GB (it spills past it).")(fn)
+    fn = click.option("--trusted", is_flag=True, help="The folder already holds clean tables: skip validation.")(fn)
+    fn = click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
+                      help="Where validated tables and rejects go (default: work/validated).")(fn)
+    fn = click.option("--mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                      help="TOML mapping of your table and column names.")(fn)
+    fn = click.option("--data", required=True, help=DATA_HELP)(fn)
+    return fn
+
+
+class _Steps:
+    """A spinner with the current step and the elapsed time (stderr), for the long jobs."""
+
+    def __init__(self, title: str) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.title = title
+        self.status = None
+
+    def __enter__(self) -> _Steps:
+        self.status = self.console.status(self.title)
+        self.status.__enter__()
+        import time
+
+        self.started = time.perf_counter()
+        return self
+
+    def __call__(self, message: str) -> None:
+        import time
+
+        elapsed = time.perf_counter() - self.started
+        self.console.log(f"[{elapsed:6.1f}s] {message}", highlight=False, markup=False)
+        self.status.update(f"{self.title}: {message}")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.status.__exit__(*exc)
