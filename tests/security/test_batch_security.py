@@ -172,7 +172,10 @@ def test_as_of_far_after_the_data_is_refused_before_anything_is_written(
 
 
 def test_cli_default_of_max_days_after_data_is_the_jobs() -> None:
-    (option,) = [p for p in cli.commands["score-batch"].params if p.name == "max_days_after_data"]
+    import click
+
+    command = cli.get_command(click.Context(cli), "score-batch")  # loaded from its entry point
+    (option,) = [p for p in command.params if p.name == "max_days_after_data"]
     assert option.default == batch.DEFAULT_MAX_DAYS_AFTER_DATA
 
 
