@@ -251,33 +251,16 @@ def validate(data: str, mapping: Path | None, out: Path, as_json: bool, as_of: A
 # --------------------------------------------------------------------------- features
 
 
-CONFIG_SECTIONS = ("train", "scorer", "tiers", "features")
-
-
 def _feature_config(path: Path | None) -> Any:
     """The ``[features]`` section of a run configuration (the file train reads), checked as train does."""
-    import tomllib
-
     from churnclv.config import ConfigError
-    from churnclv.config_schema import parse_section
-    from churnclv.features import FeatureConfig
+    from churnclv.config_schema import read_run_config
+    from churnclv.features.config import parse_features
 
-    if path is None:
-        return FeatureConfig()
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise DataProblem(f"config {path}: {exc}: fix the file (TOML, UTF-8)") from None
-    unknown = set(raw) - set(CONFIG_SECTIONS)
-    if unknown:
-        raise DataProblem(f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers], "
-                          "[features]")
-    try:
-        return FeatureConfig(**parse_section(FeatureConfig, raw.get("features", {}), "features"))
+        return parse_features(read_run_config(path).get("features", {}))
     except ConfigError as exc:
-        raise DataProblem(f"config: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise DataProblem(f"config [features]: {exc}") from None
+        raise DataProblem(str(exc)) from None
 
 
 @cli.command()

@@ -9,14 +9,18 @@ each value has the right type first, so those rules never meet a string or a flo
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, ValidationError, create_model
 
 from churnclv.config import ConfigError
 
-__all__ = ["format_errors", "parse_section"]
+__all__ = ["RUN_SECTIONS", "format_errors", "parse_section", "read_run_config"]
+
+RUN_SECTIONS = ("train", "scorer", "tiers", "features")  # the sections of a training configuration file
 
 _FIXES = {
     "int_type": "write a whole number without quotes, e.g. 3",
@@ -76,3 +80,19 @@ def _defaults(cls: type) -> dict[str, Any]:
         elif f.default_factory is not dataclasses.MISSING:
             out[f.name] = f.default_factory()
     return out
+
+
+def read_run_config(path: Path | str | None) -> dict[str, Any]:
+    """The sections of a training configuration file (``{}`` for None); a file that is not UTF-8
+    TOML or holds an unknown section is a :class:`~churnclv.config.ConfigError` saying so."""
+    if path is None:
+        return {}
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config {path}: {exc}: fix the file (TOML, UTF-8)") from None
+    unknown = set(raw) - set(RUN_SECTIONS)
+    if unknown:
+        raise ConfigError(f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers], "
+                          "[features]")
+    return raw

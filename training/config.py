@@ -3,15 +3,15 @@ sections of one TOML file, the candidate names and the error training raises."""
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from churnclv.config import ConfigError
-from churnclv.config_schema import parse_section
+from churnclv.config_schema import parse_section, read_run_config
 from churnclv.features import FeatureConfig
+from churnclv.features.config import parse_features as features_section
 from churnclv.models.scorer import ScorerConfig
 
 MODEL_CANDIDATES = ("btyd", "gbm", "hybrid")  # what the scorer can hold
@@ -97,16 +97,10 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: Path | str | None, *, horizon_days: int | None = None) -> RunConfig:
-        raw: dict[str, Any] = {}
-        if path is not None:
-            try:
-                raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-                raise TrainingError(f"config {path}: {exc}: fix the file (TOML, UTF-8)") from None
-        unknown = set(raw) - {"train", "scorer", "tiers", "features"}
-        if unknown:
-            raise TrainingError(f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers], "
-                                "[features]")
+        try:
+            raw = read_run_config(path)
+        except ConfigError as exc:
+            raise TrainingError(str(exc)) from None
         try:  # types first (key, rule, fix), then each dataclass's own rules
             train_raw = parse_section(TrainConfig, raw.get("train", {}), "train")
             if horizon_days is not None:
@@ -138,11 +132,8 @@ class RunConfig:
 
 
 def parse_features(raw: dict[str, Any]) -> FeatureConfig:
-    """The ``[features]`` section: keys of :class:`churnclv.features.FeatureConfig`, e.g.
-    ``zero_amount_is_purchase = true`` (count lines of amount 0 as purchases, as lifetimes does)."""
+    """The ``[features]`` section (see :func:`churnclv.config_schema.parse_features`)."""
     try:
-        return FeatureConfig(**parse_section(FeatureConfig, raw, "features"))
+        return features_section(raw)
     except ConfigError as exc:
-        raise TrainingError(f"config: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise TrainingError(f"config [features]: {exc}") from None
+        raise TrainingError(str(exc)) from None

@@ -20,7 +20,7 @@ import pandas as pd
 from churnclv.features import compute_features, count_customers
 from churnclv.models.scorer import FIT_ERRORS, Scorer
 from churnclv.readiness import assess
-from churnclv.training.backtest import first_transaction_ts, run_backtest, summarize_backtest, training_frame
+from churnclv.training.backtest import run_backtest, summarize_backtest, training_frame
 from churnclv.training.config import KEY_METRICS, Progress, RunConfig, TrainingError
 from churnclv.training.folds import plan_training, to_day
 from churnclv.training.result import TrainResult
@@ -50,7 +50,7 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
         raise TrainingError(f"the data as of {as_of:%Y-%m-%d} cannot train any model: {readiness.errors[0]}")
     for warning in readiness.warnings:  # the full report: churnclv validate, and readiness.json in MLflow
         log.info("readiness: %s", warning)
-    first_ts = first_transaction_ts(clean)
+    first_ts = pd.Timestamp(readiness.first_transaction)  # measured by the check: no second scan
     plan = plan_training(first_ts, as_of, tc)
     if plan.note:
         log.warning("%s", plan.note)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from churnclv.config import ConfigError
+from churnclv.config_schema import parse_section
 from churnclv.schema import KNOWN_EVENT_TYPES
 
-__all__ = ["FeatureConfig"]
+__all__ = ["FeatureConfig", "parse_features"]
 
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -69,3 +72,15 @@ class FeatureConfig:
                 f"FeatureConfig.event_types={self.event_types!r}: event types become column names, so "
                 "each must be distinct, lower case and match [a-z][a-z0-9_]* (e.g. 'email_open')"
             )
+
+
+def parse_features(raw: Any) -> FeatureConfig:
+    """The ``[features]`` section of a run configuration, e.g. ``zero_amount_is_purchase = true``
+    (count lines of amount 0 as purchases, as lifetimes does); a bad key or value is a
+    :class:`~churnclv.config.ConfigError` naming the key, the rule and the fix."""
+    try:
+        return FeatureConfig(**parse_section(FeatureConfig, raw, "features"))
+    except ConfigError as exc:
+        raise ConfigError(f"config: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config [features]: {exc}") from None
