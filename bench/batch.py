@@ -78,16 +78,25 @@ def main() -> None:
         for r in range(args.repeat):
             out = args.work / f"out-{n}"
             shutil.rmtree(out, ignore_errors=True)
-            job = {"clean": str(path), "as_of": AS_OF, "out": str(out), "model_uri": model_uri,
-                   "tracking_uri": tracking, "chunk_size": args.chunk_size, "memory_limit": args.memory_limit,
-                   "reasons": not args.no_reasons, "progress": False}
+            job = {
+                "clean": str(path),
+                "as_of": AS_OF,
+                "out": str(out),
+                "model_uri": model_uri,
+                "tracking_uri": tracking,
+                "chunk_size": args.chunk_size,
+                "memory_limit": args.memory_limit,
+                "reasons": not args.no_reasons,
+                "progress": False,
+            }
             cmd = [sys.executable, "-c", RUNNER, json.dumps(job)]
             wall, rss, rc = run(cmd, args.work / f"batch-{n}-{r}.log")
             if rc:
                 sys.exit(f"score-batch failed: see {args.work / f'batch-{n}-{r}.log'}")
             manifest = json.loads((out / f"as_of={AS_OF}" / "manifest.json").read_text())
-            runs.append({"wall": wall, "rss": rss, **manifest["timings_s"],
-                         "written": manifest["counts"]["rows_written"]})
+            runs.append(
+                {"wall": wall, "rss": rss, **manifest["timings_s"], "written": manifest["counts"]["rows_written"]}
+            )
             print(f"  {n:>11,} run {r + 1}: {wall:6.1f} s, peak {rss:.2f} GB", flush=True)
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)
@@ -95,17 +104,23 @@ def main() -> None:
         rows.append((n, rows_of(path, "transactions"), rows_of(path, "events"), med, len(runs)))
 
     print()
-    print(f"batch scoring as of {AS_OF}, chunk {args.chunk_size:,}, model {model_uri} "
-          f"({args.train_config if not args.model else 'given'}), reasons {'off' if args.no_reasons else 'on'}, "
-          f"{os.cpu_count()} cores; median of runs")
-    head = (f"{'customers':>11} {'tx lines':>11} {'events':>11} {'runs':>4} {'features s':>10} {'score s':>8} "
-            f"{'write s':>8} {'report s':>8} {'wall s':>7} {'cust/s':>8} {'peak RSS GB':>11}")
+    print(
+        f"batch scoring as of {AS_OF}, chunk {args.chunk_size:,}, model {model_uri} "
+        f"({args.train_config if not args.model else 'given'}), reasons {'off' if args.no_reasons else 'on'}, "
+        f"{os.cpu_count()} cores; median of runs"
+    )
+    head = (
+        f"{'customers':>11} {'tx lines':>11} {'events':>11} {'runs':>4} {'features s':>10} {'score s':>8} "
+        f"{'write s':>8} {'report s':>8} {'wall s':>7} {'cust/s':>8} {'peak RSS GB':>11}"
+    )
     print(head)
     print("-" * len(head))
     for n, tx, ev, m, k in rows:
-        print(f"{n:>11,} {tx:>11,} {ev:>11,} {k:>4} {m['features']:>10.1f} {m['score']:>8.1f} "
-              f"{m.get('write', 0):>8.1f} {m.get('tier_report', 0):>8.1f} {m['wall']:>7.1f} "
-              f"{n / m['wall']:>8,.0f} {m['rss']:>11.2f}")
+        print(
+            f"{n:>11,} {tx:>11,} {ev:>11,} {k:>4} {m['features']:>10.1f} {m['score']:>8.1f} "
+            f"{m.get('write', 0):>8.1f} {m.get('tier_report', 0):>8.1f} {m['wall']:>7.1f} "
+            f"{n / m['wall']:>8,.0f} {m['rss']:>11.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -48,13 +48,15 @@ def simulate(n: int, seed: int, max_age_days: int = 1095) -> pd.DataFrame:
     nu = rng.gamma(TRUE_GG["q"], 1.0 / TRUE_GG["v"], n)
     x = np.maximum(freq, 1)
     spend = np.round(rng.gamma(TRUE_GG["p"] * x, 1.0 / (nu * x)), 2)
-    return pd.DataFrame({
-        "customer_id": [f"{i:07d}" for i in range(n)],
-        "frequency": freq,
-        "recency": last_day,
-        "T": age,
-        "monetary_value": np.where(freq > 0, np.maximum(spend, 0.01), 0.0),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [f"{i:07d}" for i in range(n)],
+            "frequency": freq,
+            "recency": last_day,
+            "T": age,
+            "monetary_value": np.where(freq > 0, np.maximum(spend, 0.01), 0.0),
+        }
+    )
 
 
 def timed_fit(frame: pd.DataFrame, **kwargs: object) -> tuple[BTYDModel, float]:
@@ -76,9 +78,11 @@ def main() -> None:
 
     started = time.perf_counter()
     frame = simulate(args.n_customers, args.seed)
-    print(f"simulated {len(frame):,} customers in {time.perf_counter() - started:.1f}s: "
-          f"{(frame['frequency'] > 0).mean():.1%} repeat buyers, "
-          f"mean frequency {frame['frequency'].mean():.2f}")
+    print(
+        f"simulated {len(frame):,} customers in {time.perf_counter() - started:.1f}s: "
+        f"{(frame['frequency'] > 0).mean():.1%} repeat buyers, "
+        f"mean frequency {frame['frequency'].mean():.2f}"
+    )
 
     rows = []
     runs = [timed_fit(frame) for _ in range(args.repeats)]
@@ -96,8 +100,10 @@ def main() -> None:
     rows.append(("uncompressed (reference)", full, [(full, full_s)]))
 
     print()
-    header = (f"{'fit':<26}{'rows fitted':>12}{'BG/NBD s':>10}{'GG s':>8}{'total s':>9}   "
-              f"{'r':>8}{'alpha':>9}{'a':>8}{'b':>8}{'log-lik':>15}{'max rel diff':>14}")
+    header = (
+        f"{'fit':<26}{'rows fitted':>12}{'BG/NBD s':>10}{'GG s':>8}{'total s':>9}   "
+        f"{'r':>8}{'alpha':>9}{'a':>8}{'b':>8}{'log-lik':>15}{'max rel diff':>14}"
+    )
     print(header)
     print("-" * len(header))
     for name, model, model_runs in rows:
@@ -106,21 +112,27 @@ def main() -> None:
         total = statistics.median(s for _, s in model_runs)
         p = model.params_
         n_rows = model.n_unique_rows_ if model.compress else model.n_customers_
-        print(f"{name:<26}{n_rows:>12,}{bg:>10.2f}{gg:>8.2f}{total:>9.2f}   "
-              f"{p['r']:>8.5f}{p['alpha']:>9.4f}{p['a']:>8.5f}{p['b']:>8.5f}"
-              f"{model.log_likelihood_:>15.2f}{max_rel_diff(p, full.params_):>14.1e}")
+        print(
+            f"{name:<26}{n_rows:>12,}{bg:>10.2f}{gg:>8.2f}{total:>9.2f}   "
+            f"{p['r']:>8.5f}{p['alpha']:>9.4f}{p['a']:>8.5f}{p['b']:>8.5f}"
+            f"{model.log_likelihood_:>15.2f}{max_rel_diff(p, full.params_):>14.1e}"
+        )
     print()
     print(f"compressed runs (s): {[round(s, 2) for _, s in runs]}; median of {args.repeats}")
     gg_c, gg_f = compressed.gg_params_, full.gg_params_
-    print(f"Gamma-Gamma compressed {gg_c}\n            uncompressed {gg_f}\n"
-          f"            max rel diff {max_rel_diff(gg_c, gg_f):.1e}")
+    print(
+        f"Gamma-Gamma compressed {gg_c}\n            uncompressed {gg_f}\n"
+        f"            max rel diff {max_rel_diff(gg_c, gg_f):.1e}"
+    )
     print(f"true BG/NBD {TRUE}, true Gamma-Gamma {TRUE_GG}")
 
     started = time.perf_counter()
     scores = compressed.predict(frame, 90)
-    print(f"\npredict(H=90 days, clv_months=12) on {len(frame):,} customers: "
-          f"{time.perf_counter() - started:.1f}s; mean p_churn {scores['p_churn'].mean():.3f}, "
-          f"sum expected_purchases {scores['expected_purchases'].sum():,.0f}")
+    print(
+        f"\npredict(H=90 days, clv_months=12) on {len(frame):,} customers: "
+        f"{time.perf_counter() - started:.1f}s; mean p_churn {scores['p_churn'].mean():.3f}, "
+        f"sum expected_purchases {scores['expected_purchases'].sum():,.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ def world(work: Path, n: int, seed: int) -> tuple[Path, float | None]:
     if (path / "customers.parquet").is_file():
         return path, None
     shutil.rmtree(path, ignore_errors=True)
-    wall, _, rc = run(cli("generate", "--customers", str(n), "--seed", str(seed), "--out", str(path)),
-                      work / f"generate-{n}.log")
+    wall, _, rc = run(
+        cli("generate", "--customers", str(n), "--seed", str(seed), "--out", str(path)), work / f"generate-{n}.log"
+    )
     if rc:
         sys.exit(f"generate failed: see {work / f'generate-{n}.log'}")
     return path, wall

@@ -88,10 +88,14 @@ def worker_pandas(data: Path, out: Path, chunks: int) -> None:
         bounds = [None, *(ids[k * step].as_py() for k in range(1, chunks)), None]
     parts = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        parts.append(reference_features(
-            read("transactions", lo, hi), read("events", lo, hi, columns=["customer_id", "ts", "event_type"]),
-            read("customers", lo, hi), as_of=AS_OF,
-        ))
+        parts.append(
+            reference_features(
+                read("transactions", lo, hi),
+                read("events", lo, hi, columns=["customer_id", "ts", "event_type"]),
+                read("customers", lo, hi),
+                as_of=AS_OF,
+            )
+        )
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     frame.to_parquet(out, index=False)
     print(_usage(time.perf_counter() - t))
@@ -104,8 +108,10 @@ def worker_latency(data: Path, n_calls: int) -> None:
     from churnclv.features import compute_features_frames
 
     # the first row group holds the first block of customers: enough to pick 20 buyers from
-    tables = {name: pq.ParquetFile(data / f"{name}.parquet").read_row_group(0).to_pandas()
-              for name in ("transactions", "events", "customers")}
+    tables = {
+        name: pq.ParquetFile(data / f"{name}.parquet").read_row_group(0).to_pandas()
+        for name in ("transactions", "events", "customers")
+    }
     buyers = tables["transactions"]["customer_id"].drop_duplicates().head(20)
     frames = [tuple(t[t["customer_id"] == cid] for t in tables.values()) for cid in buyers]
     t = time.perf_counter()
@@ -117,10 +123,17 @@ def worker_latency(data: Path, n_calls: int) -> None:
         compute_features_frames(*frames[i % len(frames)], as_of=AS_OF)
         times.append(time.perf_counter() - t)
     times.sort()
-    print(json.dumps({"first_ms": first * 1e3, "median_ms": statistics.median(times) * 1e3,
-                      "p90_ms": times[int(0.9 * len(times))] * 1e3,
-                      "lines": sum(len(f[0]) for f in frames) / len(frames),
-                      "events": sum(len(f[1]) for f in frames) / len(frames)}))
+    print(
+        json.dumps(
+            {
+                "first_ms": first * 1e3,
+                "median_ms": statistics.median(times) * 1e3,
+                "p90_ms": times[int(0.9 * len(times))] * 1e3,
+                "lines": sum(len(f[0]) for f in frames) / len(frames),
+                "events": sum(len(f[1]) for f in frames) / len(frames),
+            }
+        )
+    )
 
 
 # --------------------------------------------------------------------------- driver
@@ -132,8 +145,9 @@ def ensure_world(n: int, cache: Path, seed: int) -> Path:
     data = cache / f"world_{n}_s{seed}_p{PURCHASE_RATE_SCALE}_e{EVENT_RATE_SCALE}"
     if not (data / "_complete").exists():
         print(f"generating {n:,} customers into {data} ...", file=sys.stderr, flush=True)
-        config = WorldConfig(n_customers=n, seed=seed, purchase_rate_scale=PURCHASE_RATE_SCALE,
-                             event_rate_scale=EVENT_RATE_SCALE)
+        config = WorldConfig(
+            n_customers=n, seed=seed, purchase_rate_scale=PURCHASE_RATE_SCALE, event_rate_scale=EVENT_RATE_SCALE
+        )
         generate_world_to_parquet(config, data, n_jobs=2)
         (data / "_complete").touch()
     return data
@@ -184,9 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=3, help="runs of the Ibis/DuckDB job per size")
     parser.add_argument("--pandas-repeats", type=int, default=1, help="runs of the pandas reference per size")
-    parser.add_argument("--pandas-chunk", type=int, default=250_000,
-                        help="pandas processes at most this many customers at a time (0: all at once; "
-                             "all at once needs more than 21 GB at 1M customers)")
+    parser.add_argument(
+        "--pandas-chunk",
+        type=int,
+        default=250_000,
+        help="pandas processes at most this many customers at a time (0: all at once; "
+        "all at once needs more than 21 GB at 1M customers)",
+    )
     parser.add_argument("--memory-limit", default="1500MB", help="DuckDB memory limit of the Ibis job")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "churnclv-bench-features")
@@ -209,11 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow.parquet as pq
 
     args.cache.mkdir(parents=True, exist_ok=True)
-    print(f"# features as of {AS_OF}; {os.cpu_count()} cores; DuckDB memory limit {args.memory_limit}, "
-          f"{args.threads} threads; median [min-max] over runs; CPU s = user + system time of the run; "
-          f"load average at start {os.getloadavg()[0]:.1f}", flush=True)
-    rows = ["| customers | tx lines | events | engine | runs | wall s | CPU s | peak RSS MB | vs pandas (wall) "
-            "| outputs agree |", "|---|---|---|---|---|---|---|---|---|---|"]
+    print(
+        f"# features as of {AS_OF}; {os.cpu_count()} cores; DuckDB memory limit {args.memory_limit}, "
+        f"{args.threads} threads; median [min-max] over runs; CPU s = user + system time of the run; "
+        f"load average at start {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    rows = [
+        "| customers | tx lines | events | engine | runs | wall s | CPU s | peak RSS MB | vs pandas (wall) "
+        "| outputs agree |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     latency = None
     for n in args.sizes:
         data = ensure_world(n, args.cache, args.seed)
@@ -221,13 +245,26 @@ def main(argv: list[str] | None = None) -> int:
         n_ev = pq.ParquetFile(data / "events.parquet").metadata.num_rows
         work = Path(tempfile.mkdtemp(prefix="churnclv-bench-out-"))
         ibis_out, pandas_out = work / "ibis.parquet", work / "pandas.parquet"
-        ibis_runs = [r for r in (run_worker(["ibis", str(data), str(ibis_out), args.memory_limit, str(args.threads)])
-                                 for _ in range(args.repeats)) if r]
-        chunks = 1 if not args.pandas_chunk else max(1, -(-n // args.pandas_chunk))
-        pandas_runs = [] if args.skip_pandas else [
-            r for r in (run_worker(["pandas", str(data), str(pandas_out), str(chunks)])
-                        for _ in range(args.pandas_repeats)) if r
+        ibis_runs = [
+            r
+            for r in (
+                run_worker(["ibis", str(data), str(ibis_out), args.memory_limit, str(args.threads)])
+                for _ in range(args.repeats)
+            )
+            if r
         ]
+        chunks = 1 if not args.pandas_chunk else max(1, -(-n // args.pandas_chunk))
+        pandas_runs = (
+            []
+            if args.skip_pandas
+            else [
+                r
+                for r in (
+                    run_worker(["pandas", str(data), str(pandas_out), str(chunks)]) for _ in range(args.pandas_repeats)
+                )
+                if r
+            ]
+        )
         prefix = f"| {n:,} | {n_tx:,} | {n_ev:,} |"
         speed, agree = "-", "-"
         if ibis_runs and pandas_runs:
@@ -235,12 +272,16 @@ def main(argv: list[str] | None = None) -> int:
             speed = f"{ratio:.1f}x faster"
             ok, detail = compare(ibis_out, pandas_out)
             agree = ("yes, " if ok else "NO, ") + detail
-        for name, runs, extra in (("ibis + duckdb", ibis_runs, speed),
-                                  (f"pandas ({chunks} chunk{'s' if chunks > 1 else ''})", pandas_runs, "")):
+        for name, runs, extra in (
+            ("ibis + duckdb", ibis_runs, speed),
+            (f"pandas ({chunks} chunk{'s' if chunks > 1 else ''})", pandas_runs, ""),
+        ):
             if runs:
-                row = (f"{prefix} {name} | {len(runs)} | {fmt_runs([r['wall'] for r in runs])} | "
-                       f"{fmt_runs([r['cpu'] for r in runs])} | {fmt_runs([r['rss_mb'] for r in runs])} | "
-                       f"{extra} | {agree if extra else ''} |")
+                row = (
+                    f"{prefix} {name} | {len(runs)} | {fmt_runs([r['wall'] for r in runs])} | "
+                    f"{fmt_runs([r['cpu'] for r in runs])} | {fmt_runs([r['rss_mb'] for r in runs])} | "
+                    f"{extra} | {agree if extra else ''} |"
+                )
             elif name.startswith("ibis") or not args.skip_pandas:
                 row = f"{prefix} {name} | 0 | failed | | | | |"
             else:
@@ -253,9 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(rows))
     if latency:
-        print(f"\none customer in memory (compute_features_frames, {latency['lines']:.0f} lines and "
-              f"{latency['events']:.0f} events on average): first call {latency['first_ms']:.0f} ms "
-              f"(compiles the SQL), then median {latency['median_ms']:.1f} ms, p90 {latency['p90_ms']:.1f} ms")
+        print(
+            f"\none customer in memory (compute_features_frames, {latency['lines']:.0f} lines and "
+            f"{latency['events']:.0f} events on average): first call {latency['first_ms']:.0f} ms "
+            f"(compiles the SQL), then median {latency['median_ms']:.1f} ms, p90 {latency['p90_ms']:.1f} ms"
+        )
     return 0
 
 

@@ -62,8 +62,11 @@ class Conn:
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         assert self.reader is not None and self.writer is not None
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nContent-Type: application/json\r\n"
-                          f"Content-Length: {len(body)}\r\n{head}\r\n".encode() + body)
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{head}\r\n".encode()
+            + body
+        )
         status_line = await self.reader.readline()
         status = int(status_line.split()[1])
         length, chunked = 0, False
@@ -94,8 +97,15 @@ class Conn:
             self.writer.close()
 
 
-async def _load(port: int, path: str, bodies: list[bytes], headers: dict[str, str], concurrency: int,
-                n_requests: int, max_seconds: float) -> tuple[np.ndarray, float, int]:
+async def _load(
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    concurrency: int,
+    n_requests: int,
+    max_seconds: float,
+) -> tuple[np.ndarray, float, int]:
     conns = [Conn(port) for _ in range(concurrency)]
     await asyncio.gather(*(c.open() for c in conns))
     latencies: list[float] = []
@@ -123,8 +133,16 @@ async def _load(port: int, path: str, bodies: list[bytes], headers: dict[str, st
     return np.asarray(latencies) * 1e3, elapsed, errors
 
 
-def measure(port: int, path: str, bodies: list[bytes], headers: dict[str, str], concurrency: int,
-            n_requests: int, max_seconds: float, repeat: int) -> dict[str, float]:
+def measure(
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    concurrency: int,
+    n_requests: int,
+    max_seconds: float,
+    repeat: int,
+) -> dict[str, float]:
     """Median over ``repeat`` runs of p50/p95/p99 (ms) and requests/s; ``n`` and ``errors`` summed."""
     # warm-up: caches, compiled SQL, first LightGBM calls on every worker
     asyncio.run(_load(port, path, bodies, headers, concurrency, min(n_requests, 20 * concurrency), max_seconds))
@@ -138,9 +156,16 @@ def measure(port: int, path: str, bodies: list[bytes], headers: dict[str, str], 
             lat, elapsed, errors = asyncio.run(_load(port, path, bodies, headers, concurrency, n_requests, max_seconds))
         finally:
             gc.enable()
-        runs.append({"n": len(lat), "errors": errors, "p50": float(np.percentile(lat, 50)),
-                     "p95": float(np.percentile(lat, 95)), "p99": float(np.percentile(lat, 99)),
-                     "rps": len(lat) / elapsed})
+        runs.append(
+            {
+                "n": len(lat),
+                "errors": errors,
+                "p50": float(np.percentile(lat, 50)),
+                "p95": float(np.percentile(lat, 95)),
+                "p99": float(np.percentile(lat, 99)),
+                "rps": len(lat) / elapsed,
+            }
+        )
     out = {k: float(np.median([r[k] for r in runs])) for k in ("p50", "p95", "p99", "rps")}
     return {"n": sum(r["n"] for r in runs), "errors": sum(r["errors"] for r in runs), **out}
 
@@ -162,8 +187,9 @@ def _ready(port: int, path: str) -> bool:
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], env: dict[str, str], port: int, ready_path: str, log: Path,
-           deadline_s: float = 180) -> Iterator[subprocess.Popen]:
+def server(
+    cmd: list[str], env: dict[str, str], port: int, ready_path: str, log: Path, deadline_s: float = 180
+) -> Iterator[subprocess.Popen]:
     """Start ``cmd`` in its own process group, wait (bounded) for ``ready_path``, kill the group after."""
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -205,8 +231,10 @@ def scoring_calls(port: int) -> dict[str, tuple[float, float]]:
     for endpoint in {e for e, _ in sums}:
         calls = sums.get((endpoint, "scoring_batch_requests_count"), 0.0)
         if calls:
-            out[endpoint] = (sums[(endpoint, "scoring_batch_requests_sum")] / calls,
-                             1e3 * sums.get((endpoint, "scoring_call_seconds_sum"), 0.0) / calls)
+            out[endpoint] = (
+                sums[(endpoint, "scoring_batch_requests_sum")] / calls,
+                1e3 * sums.get((endpoint, "scoring_call_seconds_sum"), 0.0) / calls,
+            )
     return out
 
 
@@ -219,13 +247,34 @@ def prepare(work: Path, customers: int, seed: int) -> dict[str, str]:
     tracking = f"sqlite:///{store.resolve()}/mlflow.db"
     churnclv = [sys.executable, "-m", "churnclv.cli"]
     steps = [
-        (world / "transactions.parquet", "generating {customers} customers",
-         ["generate", "--customers", str(customers), "--seed", str(seed), "--out", str(world)]),
-        (store / "mlflow.db", "training (default configuration, a few minutes)",
-         ["train", "--data", str(world), "--trusted", "--as-of", AS_OF, "--tracking-uri", tracking]),
-        (out / "LATEST", "batch scoring for the snapshot",
-         ["score-batch", "--data", str(world), "--trusted", "--as-of", AS_OF, "--out", str(out),
-          "--tracking-uri", tracking, "--work", str(work / "validated")]),
+        (
+            world / "transactions.parquet",
+            "generating {customers} customers",
+            ["generate", "--customers", str(customers), "--seed", str(seed), "--out", str(world)],
+        ),
+        (
+            store / "mlflow.db",
+            "training (default configuration, a few minutes)",
+            ["train", "--data", str(world), "--trusted", "--as-of", AS_OF, "--tracking-uri", tracking],
+        ),
+        (
+            out / "LATEST",
+            "batch scoring for the snapshot",
+            [
+                "score-batch",
+                "--data",
+                str(world),
+                "--trusted",
+                "--as-of",
+                AS_OF,
+                "--out",
+                str(out),
+                "--tracking-uri",
+                tracking,
+                "--work",
+                str(work / "validated"),
+            ],
+        ),
     ]
     for done, what, args in steps:
         if done.exists():
@@ -259,18 +308,35 @@ def request_bodies(paths: dict[str, str], n: int, seed: int) -> dict[str, list[b
             rows[col] = rows[col].astype("float64")
     for cid in ids:
         c = cu.loc[cid]
-        customer = {"customer_id": cid, "signup_ts": None if pd.isna(c["signup_ts"]) else c["signup_ts"].isoformat(),
-                    "attributes": {a: opt(c[a]) for a in cu.columns if a != "signup_ts"},
-                    "transactions": [{"ts": r.ts.isoformat(), "amount": r.amount, "order_id": opt(r.order_id),
-                                      "channel": opt(r.channel), "category": opt(r.category)}
-                                     for r in tx_by[cid].itertuples()] if cid in tx_by else [],
-                    "events": [{"ts": r.ts.isoformat(), "event_type": r.event_type, "value": opt(r.value)}
-                               for r in ev_by[cid].itertuples()] if cid in ev_by else []}
+        customer = {
+            "customer_id": cid,
+            "signup_ts": None if pd.isna(c["signup_ts"]) else c["signup_ts"].isoformat(),
+            "attributes": {a: opt(c[a]) for a in cu.columns if a != "signup_ts"},
+            "transactions": [
+                {
+                    "ts": r.ts.isoformat(),
+                    "amount": r.amount,
+                    "order_id": opt(r.order_id),
+                    "channel": opt(r.channel),
+                    "category": opt(r.category),
+                }
+                for r in tx_by[cid].itertuples()
+            ]
+            if cid in tx_by
+            else [],
+            "events": [
+                {"ts": r.ts.isoformat(), "event_type": r.event_type, "value": opt(r.value)}
+                for r in ev_by[cid].itertuples()
+            ]
+            if cid in ev_by
+            else [],
+        }
         score.append(json.dumps({"as_of": AS_OF, "customers": [customer]}).encode())
         by_id.append(json.dumps({"customer_ids": [cid]}).encode())
         row = rows.loc[[cid]]
-        mlflow_bodies.append(json.dumps({"dataframe_split": json.loads(row.to_json(orient="split", index=False))}
-                                        ).encode())
+        mlflow_bodies.append(
+            json.dumps({"dataframe_split": json.loads(row.to_json(orient="split", index=False))}).encode()
+        )
     return {"score": score, "score_by_id": by_id, "mlflow": mlflow_bodies, "model_info": [b"{}"]}
 
 
@@ -287,9 +353,13 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=1_000, help="requests per run (bounded)")
     p.add_argument("--max-seconds", type=float, default=20, help="time bound per run")
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the table shows medians")
-    p.add_argument("--endpoints", nargs="+", default=["score_by_id", "score"],
-                   choices=["score_by_id", "score", "model_info"],
-                   help="our endpoints to load (model_info: the HTTP stack and auth without scoring)")
+    p.add_argument(
+        "--endpoints",
+        nargs="+",
+        default=["score_by_id", "score"],
+        choices=["score_by_id", "score", "model_info"],
+        help="our endpoints to load (model_info: the HTTP stack and auth without scoring)",
+    )
     p.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
     args = p.parse_args()
 
@@ -299,51 +369,106 @@ def main() -> None:
         paths = prepare(work, args.customers, args.seed)
         bodies = request_bodies(paths, 300, args.seed)
         base = {k: v for k, v in os.environ.items() if not k.startswith("CHURNCLV_")}
-        base.update(BENTOML_DO_NOT_TRACK="True", MLFLOW_TRACKING_URI=paths["tracking"],
-                    # mlflow models serve runs `uvicorn` from PATH: the venv's
-                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        base.update(
+            BENTOML_DO_NOT_TRACK="True",
+            MLFLOW_TRACKING_URI=paths["tracking"],
+            # mlflow models serve runs `uvicorn` from PATH: the venv's
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
         rows = []
         print(f"cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.1f}", flush=True)
         for workers in args.workers:
             port = free_port()
-            env = {**base, "CHURNCLV_API_KEY": KEY, "CHURNCLV_WORKERS": str(workers),
-                   "CHURNCLV_RELOAD_INTERVAL_S": "0"}
-            cmd = [sys.executable, "-m", "churnclv.cli", "serve", "--host", HOST, "--port", str(port),
-                   "--tracking-uri", paths["tracking"], "--snapshot", paths["snapshot"]]
+            env = {**base, "CHURNCLV_API_KEY": KEY, "CHURNCLV_WORKERS": str(workers), "CHURNCLV_RELOAD_INTERVAL_S": "0"}
+            cmd = [
+                sys.executable,
+                "-m",
+                "churnclv.cli",
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--tracking-uri",
+                paths["tracking"],
+                "--snapshot",
+                paths["snapshot"],
+            ]
             with server(cmd, env, port, "/readyz", work / f"bentoml-{workers}.log"):
                 for endpoint in args.endpoints:
                     for c in args.concurrency:
-                        r = measure(port, f"/{endpoint}", bodies[endpoint], {"X-API-Key": KEY}, c,
-                                    args.requests, args.max_seconds, args.repeat)
-                        rows.append({"server": f"churnclv bentoml ({workers} worker{'s' * (workers > 1)})",
-                                     "endpoint": endpoint, "concurrency": c, **r})
+                        r = measure(
+                            port,
+                            f"/{endpoint}",
+                            bodies[endpoint],
+                            {"X-API-Key": KEY},
+                            c,
+                            args.requests,
+                            args.max_seconds,
+                            args.repeat,
+                        )
+                        rows.append(
+                            {
+                                "server": f"churnclv bentoml ({workers} worker{'s' * (workers > 1)})",
+                                "endpoint": endpoint,
+                                "concurrency": c,
+                                **r,
+                            }
+                        )
                         print(_fmt(rows[-1]), flush=True)
                 for endpoint, (per_call, ms) in sorted(scoring_calls(port).items()):
-                    print(f"  {endpoint}: {per_call:.2f} requests per scoring call, {ms:.1f} ms per call "
-                          "(all runs, from the service's /metrics)", flush=True)
+                    print(
+                        f"  {endpoint}: {per_call:.2f} requests per scoring call, {ms:.1f} ms per call "
+                        "(all runs, from the service's /metrics)",
+                        flush=True,
+                    )
         if not args.no_mlflow:
             port = free_port()
-            cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/churnclv@champion",
-                   "--env-manager", "local", "-h", HOST, "-p", str(port)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                "models:/churnclv@champion",
+                "--env-manager",
+                "local",
+                "-h",
+                HOST,
+                "-p",
+                str(port),
+            ]
             with server(cmd, base, port, "/ping", work / "mlflow.log"):
                 for c in args.concurrency:
-                    r = measure(port, "/invocations", bodies["mlflow"], {}, c, args.requests, args.max_seconds,
-                                args.repeat)
-                    rows.append({"server": "mlflow models serve (1 worker)", "endpoint": "invocations (features)",
-                                 "concurrency": c, **r})
+                    r = measure(
+                        port, "/invocations", bodies["mlflow"], {}, c, args.requests, args.max_seconds, args.repeat
+                    )
+                    rows.append(
+                        {
+                            "server": "mlflow models serve (1 worker)",
+                            "endpoint": "invocations (features)",
+                            "concurrency": c,
+                            **r,
+                        }
+                    )
                     print(_fmt(rows[-1]), flush=True)
         print()
         print(f"medians of {args.repeat} run(s) of up to {args.requests} requests / {args.max_seconds:g} s each")
-        print(f"{'server':<32} {'endpoint':<24} {'conc':>4} {'n':>6} {'err':>4} {'p50 ms':>8} {'p95 ms':>8} "
-              f"{'p99 ms':>8} {'req/s':>8}")
+        print(
+            f"{'server':<32} {'endpoint':<24} {'conc':>4} {'n':>6} {'err':>4} {'p50 ms':>8} {'p95 ms':>8} "
+            f"{'p99 ms':>8} {'req/s':>8}"
+        )
         for r in rows:
             print(_fmt(r))
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 def _fmt(r: dict) -> str:
-    return (f"{r['server']:<32} {r['endpoint']:<24} {r['concurrency']:>4} {r['n']:>6} {r['errors']:>4} "
-            f"{r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} {r['rps']:>8.1f}")
+    return (
+        f"{r['server']:<32} {r['endpoint']:<24} {r['concurrency']:>4} {r['n']:>6} {r['errors']:>4} "
+        f"{r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} {r['rps']:>8.1f}"
+    )
 
 
 if __name__ == "__main__":

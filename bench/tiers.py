@@ -40,8 +40,10 @@ def main() -> None:
         config = replace(config, scorer=replace(config.scorer, gbm_rounds=300))
         t = time.perf_counter()
         scorer = train(data, as_of, config).scorer
-        print(f"trained as of {as_of:%Y-%m-%d} in {time.perf_counter() - t:.0f} s; "
-              f"hysteresis margin {scorer.tiers_.tier_config.margin} ({scorer.tiers_.tier_config.margin_unit})")
+        print(
+            f"trained as of {as_of:%Y-%m-%d} in {time.perf_counter() - t:.0f} s; "
+            f"hysteresis margin {scorer.tiers_.tier_config.margin} ({scorer.tiers_.tier_config.margin_unit})"
+        )
         prev_plain = prev_sticky = None
         rows = []
         for week in range(args.weeks):
@@ -50,17 +52,21 @@ def main() -> None:
             plain = scorer.score(feats, reasons=False)[["customer_id", "tier"]]
             sticky = scorer.score(feats, prev=prev_sticky, reasons=False)[["customer_id", "tier"]]
             if prev_plain is not None:
-                rows.append({
-                    "week": f"{day - pd.Timedelta(days=7):%Y-%m-%d} -> {day:%Y-%m-%d}",
-                    "customers": len(plain),
-                    "changed_without": tier_churn_rate(prev_plain, plain),
-                    "changed_with": tier_churn_rate(prev_sticky, sticky),
-                })
+                rows.append(
+                    {
+                        "week": f"{day - pd.Timedelta(days=7):%Y-%m-%d} -> {day:%Y-%m-%d}",
+                        "customers": len(plain),
+                        "changed_without": tier_churn_rate(prev_plain, plain),
+                        "changed_with": tier_churn_rate(prev_sticky, sticky),
+                    }
+                )
             prev_plain, prev_sticky = plain, sticky
         table = pd.DataFrame(rows)
         print(table.to_string(index=False, float_format=lambda v: f"{100 * v:.2f}%"))
-        print(f"median share changing tier per week: without hysteresis "
-              f"{100 * table['changed_without'].median():.2f}%, with {100 * table['changed_with'].median():.2f}%")
+        print(
+            f"median share changing tier per week: without hysteresis "
+            f"{100 * table['changed_without'].median():.2f}%, with {100 * table['changed_with'].median():.2f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ def main() -> None:
         if data is None:
             data = Path(tmp) / "world"
             t = time.perf_counter()
-            generate_world_to_parquet(WorldConfig(n_customers=args.customers, seed=args.seed), data,
-                                      truth_as_of=[as_of], horizon_days=H)
+            generate_world_to_parquet(
+                WorldConfig(n_customers=args.customers, seed=args.seed), data, truth_as_of=[as_of], horizon_days=H
+            )
             print(f"generated {args.customers:,} customers in {time.perf_counter() - t:.1f} s")
         config = RunConfig(train=TrainConfig(horizon_days=H))
         config = replace(config, scorer=replace(config.scorer, horizon_days=H))
@@ -76,15 +77,19 @@ def main() -> None:
             scores = scorer.score(feats, reasons=False).set_index("customer_id").loc[frame["customer_id"]]
             rows.append((name, scores["p_churn"].to_numpy(), scores["expected_spend"].to_numpy()))
 
-        print(f"\nholdout: {len(frame):,} customers known at {as_of:%Y-%m-%d}, labels in "
-              f"({as_of:%Y-%m-%d}, {end:%Y-%m-%d}], churn rate {frame['churned'].mean():.3f}")
+        print(
+            f"\nholdout: {len(frame):,} customers known at {as_of:%Y-%m-%d}, labels in "
+            f"({as_of:%Y-%m-%d}, {end:%Y-%m-%d}], churn rate {frame['churned'].mean():.3f}"
+        )
         print(f"{'model':<58} {'churn AUC':>9} {'vs oracle':>9} {'Brier':>7} {'spend Gini':>10}")
         oracle_auc = churn_metrics(frame["churned"], rows[0][1])["churn_auc"]
         for name, p, spend in rows:
             cm = churn_metrics(frame["churned"], p)
             sm = spend_metrics(frame["spend"], spend)
-            print(f"{name:<58} {cm['churn_auc']:>9.4f} {cm['churn_auc'] - oracle_auc:>+9.4f} "
-                  f"{cm['churn_brier']:>7.4f} {sm['spend_gini']:>10.4f}")
+            print(
+                f"{name:<58} {cm['churn_auc']:>9.4f} {cm['churn_auc'] - oracle_auc:>+9.4f} "
+                f"{cm['churn_brier']:>7.4f} {sm['spend_gini']:>10.4f}"
+            )
 
 
 def _refit(data: Path, as_of: pd.Timestamp, scorer_cfg, config: RunConfig) -> Scorer:
@@ -93,8 +98,9 @@ def _refit(data: Path, as_of: pd.Timestamp, scorer_cfg, config: RunConfig) -> Sc
     from churnclv.training.folds import final_train_cutoffs
 
     cutoffs = final_train_cutoffs(first_transaction_ts(data), as_of, config.train)
-    train_rows = compute_training_frame(data, as_of.date(), config.train.horizon_days,
-                                        cutoffs=[c.date() for c in cutoffs])
+    train_rows = compute_training_frame(
+        data, as_of.date(), config.train.horizon_days, cutoffs=[c.date() for c in cutoffs]
+    )
     snapshot = compute_features(data, as_of.date())
     return Scorer(config=scorer_cfg, tiers=False).fit(train_rows, snapshot, as_of=as_of)
 

@@ -33,8 +33,14 @@ from common import cli, rows_of, run, world
 
 AS_OF = "2025-10-02"
 HORIZON = 90
-STAGES = ("training_frame_s", "backtest_models_s", "snapshot_features_s", "final_fit_s", "snapshot_scores_s",
-          "log_and_register_s")
+STAGES = (
+    "training_frame_s",
+    "backtest_models_s",
+    "snapshot_features_s",
+    "final_fit_s",
+    "snapshot_scores_s",
+    "log_and_register_s",
+)
 
 LIFETIMES = r"""
 import json, sys, time
@@ -70,8 +76,16 @@ def train_once(world_dir: Path, work: Path, tag: str, config: Path | None) -> di
     store = work / f"mlruns-{tag}"
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir(parents=True)
-    args = ["train", "--data", str(world_dir), "--trusted", "--as-of", AS_OF,
-            "--tracking-uri", f"sqlite:///{store}/mlflow.db"]
+    args = [
+        "train",
+        "--data",
+        str(world_dir),
+        "--trusted",
+        "--as-of",
+        AS_OF,
+        "--tracking-uri",
+        f"sqlite:///{store}/mlflow.db",
+    ]
     if config is not None:
         args += ["--config", str(config)]
     log = work / f"train-{tag}.log"
@@ -84,9 +98,14 @@ def train_once(world_dir: Path, work: Path, tag: str, config: Path | None) -> di
     version = client.get_model_version_by_alias("churnclv", "challenger")
     data = client.get_run(version.run_id).data
     metrics, params = data.metrics, data.params
-    return {"wall": wall, "rss": rss, "store": store, "sampled": params.get("train.sampled_customers"),
-            **{k: metrics.get(f"timing.{k}", float("nan")) for k in STAGES},
-            "backtest_auc": metrics.get("selected.churn_auc", float("nan"))}
+    return {
+        "wall": wall,
+        "rss": rss,
+        "store": store,
+        "sampled": params.get("train.sampled_customers"),
+        **{k: metrics.get(f"timing.{k}", float("nan")) for k in STAGES},
+        "backtest_auc": metrics.get("selected.churn_auc", float("nan")),
+    }
 
 
 def holdout(world_dir: Path, store: Path, lifetimes_scores: Path | None) -> dict:
@@ -108,10 +127,13 @@ def holdout(world_dir: Path, store: Path, lifetimes_scores: Path | None) -> dict
     scores = loaded.scorer.score(feats, reasons=False).set_index("customer_id")
     ids = labels.index.intersection(truth.index)
     y = labels.loc[ids, "churned"]
-    out = {"customers": len(ids), "churn_rate": float(y.mean()),
-           "oracle": churn_metrics(y, truth.loc[ids, "p_no_purchase"])["churn_auc"],
-           "champion": churn_metrics(y, scores.loc[ids, "p_churn"])["churn_auc"],
-           "selected": loaded.scorer.config_.churn_model}
+    out = {
+        "customers": len(ids),
+        "churn_rate": float(y.mean()),
+        "oracle": churn_metrics(y, truth.loc[ids, "p_no_purchase"])["churn_auc"],
+        "champion": churn_metrics(y, scores.loc[ids, "p_churn"])["churn_auc"],
+        "selected": loaded.scorer.config_.churn_model,
+    }
     if lifetimes_scores is not None:
         lt = pd.read_parquet(lifetimes_scores).set_index("customer_id")
         known = ids.intersection(lt.index)  # lifetimes only knows customers with a purchase
@@ -133,8 +155,12 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=None, help="A training TOML passed to churnclv train.")
     ap.add_argument("--no-reference", action="store_true", help="Skip the lifetimes reference.")
     ap.add_argument("--no-holdout", action="store_true", help="Skip the holdout AUC check.")
-    ap.add_argument("--store", type=Path, default=None,
-                    help="With --repeat 0: check the champion of this existing store (no training run).")
+    ap.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="With --repeat 0: check the champion of this existing store (no training run).",
+    )
     args = ap.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -163,24 +189,32 @@ def main() -> None:
         print(f"  lifetimes reference: {wall:6.1f} s, peak {rss:.2f} GB", flush=True)
 
     print()
-    print(f"training as of {AS_OF}, horizon {HORIZON} days, {os.cpu_count()} cores; "
-          f"{n:,} customers, {rows_of(path, 'transactions'):,} transaction lines, "
-          f"{rows_of(path, 'events'):,} events; median of {len(runs)} run(s)")
+    print(
+        f"training as of {AS_OF}, horizon {HORIZON} days, {os.cpu_count()} cores; "
+        f"{n:,} customers, {rows_of(path, 'transactions'):,} transaction lines, "
+        f"{rows_of(path, 'events'):,} events; median of {len(runs)} run(s)"
+    )
     head = f"{'':<44} {'wall s':>8} {'peak RSS GB':>11}  what it did"
     print(head)
     print("-" * (len(head) + 40))
     if runs:
-        print(f"{'churnclv train (' + str(runs[0]['sampled']) + ' sampled customers)':<44} {med['wall']:>8.1f} "
-              f"{med['rss']:>11.2f}  backtest 5 candidates x 3 folds, refit, tiers, scores, MLflow")
+        print(
+            f"{'churnclv train (' + str(runs[0]['sampled']) + ' sampled customers)':<44} {med['wall']:>8.1f} "
+            f"{med['rss']:>11.2f}  backtest 5 candidates x 3 folds, refit, tiers, scores, MLflow"
+        )
     if ref is not None:
-        print(f"{'reference: lifetimes BG/NBD + Gamma-Gamma':<44} {ref['wall']:>8.1f} {ref['rss']:>11.2f}  "
-              f"summary {ref['summary_s']:.1f} s, BG/NBD {ref['bgnbd_s']:.1f} s, Gamma-Gamma "
-              f"{ref['gamma_gamma_s']:.1f} s; no backtest")
+        print(
+            f"{'reference: lifetimes BG/NBD + Gamma-Gamma':<44} {ref['wall']:>8.1f} {ref['rss']:>11.2f}  "
+            f"summary {ref['summary_s']:.1f} s, BG/NBD {ref['bgnbd_s']:.1f} s, Gamma-Gamma "
+            f"{ref['gamma_gamma_s']:.1f} s; no backtest"
+        )
     if runs:
         print()
         print("churnclv stages (s): " + ", ".join(f"{k[:-2]} {med[k]:.1f}" for k in STAGES))
-        print(f"goal: 1M customers within 600 s: {'met' if med['wall'] <= 600 else 'NOT met'} "
-              f"({med['wall']:.0f} s at {n:,})")
+        print(
+            f"goal: 1M customers within 600 s: {'met' if med['wall'] <= 600 else 'NOT met'} "
+            f"({med['wall']:.0f} s at {n:,})"
+        )
 
     if not args.no_holdout:
         h = holdout(path, runs[-1]["store"] if runs else args.store, lt_scores)
@@ -188,8 +222,10 @@ def main() -> None:
         print(f"holdout: {h['customers']:,} customers known at {AS_OF}, churn rate {h['churn_rate']:.3f}")
         print(f"{'model':<52} {'churn AUC':>9} {'vs oracle':>9}")
         print(f"{'oracle (generator truth)':<52} {h['oracle']:>9.4f} {0:>+9.4f}")
-        print(f"{'churnclv champion (churn: ' + h['selected'] + ')':<52} {h['champion']:>9.4f} "
-              f"{h['champion'] - h['oracle']:>+9.4f}")
+        print(
+            f"{'churnclv champion (churn: ' + h['selected'] + ')':<52} {h['champion']:>9.4f} "
+            f"{h['champion'] - h['oracle']:>+9.4f}"
+        )
         if runs:
             print(f"{'churnclv backtest (selected, mean of folds)':<52} {med['backtest_auc']:>9.4f}")
         if "lifetimes" in h:

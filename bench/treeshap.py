@@ -47,13 +47,30 @@ def synthetic_rows(n: int, rng: np.random.Generator) -> np.ndarray:
 def synthetic_model(rng: np.random.Generator) -> lgb.Booster:
     X = synthetic_rows(50_000, rng)
     Z = np.nan_to_num(X)
-    logit = (-0.5 + 0.4 * np.log1p(Z[:, 2]) - 0.3 * np.log1p(Z[:, 3]) + 0.2 * Z[:, 35]
-             - 0.3 * Z[:, 36] * (Z[:, 4] > 1) + 0.5 * (X[:, 0] == 2) + 0.3 * np.isin(X[:, 1], [3, 7, 11])
-             + 0.1 * np.log(Z[:, 20] + 1) - 0.2 * np.isnan(X[:, 5]) + 0.3 * Z[:, 37:45].sum(1) / 3)
+    logit = (
+        -0.5
+        + 0.4 * np.log1p(Z[:, 2])
+        - 0.3 * np.log1p(Z[:, 3])
+        + 0.2 * Z[:, 35]
+        - 0.3 * Z[:, 36] * (Z[:, 4] > 1)
+        + 0.5 * (X[:, 0] == 2)
+        + 0.3 * np.isin(X[:, 1], [3, 7, 11])
+        + 0.1 * np.log(Z[:, 20] + 1)
+        - 0.2 * np.isnan(X[:, 5])
+        + 0.3 * Z[:, 37:45].sum(1) / 3
+    )
     y = rng.random(len(X)) < 1.0 / (1.0 + np.exp(-logit))
-    params = {"objective": "binary", "num_leaves": 31, "max_depth": 6, "learning_rate": 0.05,
-              "min_data_in_leaf": 50, "feature_fraction": 0.9, "lambda_l2": 1.0,
-              "deterministic": True, "verbose": -1}
+    params = {
+        "objective": "binary",
+        "num_leaves": 31,
+        "max_depth": 6,
+        "learning_rate": 0.05,
+        "min_data_in_leaf": 50,
+        "feature_fraction": 0.9,
+        "lambda_l2": 1.0,
+        "deterministic": True,
+        "verbose": -1,
+    }
     train_set = lgb.Dataset(X, y, categorical_feature=list(CATEGORICAL))
     return lgb.train(params, train_set, num_boost_round=80)
 
@@ -72,8 +89,10 @@ def parquet_rows(path: Path, booster: lgb.Booster, n: int, rng: np.random.Genera
             continue
         cats = next(levels, None)
         if cats is None:
-            sys.exit(f"column {name!r} is not numeric and the model has no pandas categories to "
-                     "map it with; pass a Parquet file of the model's float features")
+            sys.exit(
+                f"column {name!r} is not numeric and the model has no pandas categories to "
+                "map it with; pass a Parquet file of the model's float features"
+            )
         codes = pd.Categorical(col, categories=cats).codes.astype(np.float64)
         out[:, j] = np.where(codes < 0, np.nan, codes)
     return out
@@ -124,6 +143,7 @@ def main() -> None:
     for n in (1, 16, args.rows):
         X = M[:n]
         for th in threads:
+
             def ours() -> np.ndarray:
                 return ex.contributions(X, num_threads=th)
 
@@ -143,21 +163,26 @@ def main() -> None:
                 max_diff = float(np.abs(ours() - ref[:, :-1]).max())
                 max_contrib = float(np.abs(ref).max())
 
-    print(f"Model: {source}; {booster.num_trees()} trees, {booster.num_feature()} features, "
-          f"max path depth {ex.max_path_depth_}, tables {ex.table_bytes_ / 2**20:.1f} MiB, "
-          f"compiled in {build:.2f} s (+{warm:.2f} s warm-up).")
-    print(f"numba {numba.__version__} ({numba.threading_layer()} threads), "
-          f"lightgbm {lgb.__version__}, {numba.config.NUMBA_NUM_THREADS} cores.")
+    print(
+        f"Model: {source}; {booster.num_trees()} trees, {booster.num_feature()} features, "
+        f"max path depth {ex.max_path_depth_}, tables {ex.table_bytes_ / 2**20:.1f} MiB, "
+        f"compiled in {build:.2f} s (+{warm:.2f} s warm-up)."
+    )
+    print(
+        f"numba {numba.__version__} ({numba.threading_layer()} threads), "
+        f"lightgbm {lgb.__version__}, {numba.config.NUMBA_NUM_THREADS} cores."
+    )
     print()
-    print("| rows | threads | ours rows/s | ours ms / 1k rows | LightGBM rows/s "
-          "| LightGBM ms / 1k rows | speed-up |")
+    print("| rows | threads | ours rows/s | ours ms / 1k rows | LightGBM rows/s | LightGBM ms / 1k rows | speed-up |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n, th, a, b in rows:
-        print(f"| {n:,} | {th} | {n / a:,.0f} | {a / n * 1e6:,.2f} | {n / b:,.0f} "
-              f"| {b / n * 1e6:,.2f} | {b / a:,.1f}x |")
+        print(
+            f"| {n:,} | {th} | {n / a:,.0f} | {a / n * 1e6:,.2f} | {n / b:,.0f} | {b / n * 1e6:,.2f} | {b / a:,.1f}x |"
+        )
     print()
-    print(f"Max |ours - pred_contrib| over {args.rows:,} rows: {max_diff:.2e} "
-          f"(largest |contribution| {max_contrib:.2f}).")
+    print(
+        f"Max |ours - pred_contrib| over {args.rows:,} rows: {max_diff:.2e} (largest |contribution| {max_contrib:.2f})."
+    )
 
 
 if __name__ == "__main__":

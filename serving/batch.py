@@ -96,9 +96,9 @@ from churnclv.serving.snapshots import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "BatchError",
     "OUTPUT_COLUMNS",
     "OUTPUT_SCHEMA",
+    "BatchError",
     "part_files",
     "partition_name",
     "partitions",
@@ -147,8 +147,9 @@ def _load_model(model_uri: str, tracking_uri: str | None, dst: Path) -> LoadedMo
 # --------------------------------------------------------------------------- scoring a chunk
 
 
-def score_chunk(model: LoadedModel, features: pd.DataFrame, *, as_of: dt.date,
-                prev: pd.Series | None = None, reasons: bool = True) -> pa.Table:
+def score_chunk(
+    model: LoadedModel, features: pd.DataFrame, *, as_of: dt.date, prev: pd.Series | None = None, reasons: bool = True
+) -> pa.Table:
     """Score one chunk of features into the batch's Arrow schema.
 
     It runs the pyfunc's own scorer on :func:`~churnclv.models.scorer.model_input` of the features,
@@ -302,11 +303,15 @@ def _seal(tmp: Path, manifest: dict[str, Any]) -> None:
         try:
             rows += pq.ParquetFile(tmp / name).metadata.num_rows
         except (OSError, pa.ArrowException) as exc:
-            raise BatchError(f"{tmp / name}: a part file does not read back ({_first_line(exc)}); nothing was "
-                             "published: check the disk and run again without --resume") from None
+            raise BatchError(
+                f"{tmp / name}: a part file does not read back ({_first_line(exc)}); nothing was "
+                "published: check the disk and run again without --resume"
+            ) from None
     if rows != manifest["counts"]["rows_written"]:
-        raise BatchError(f"{tmp}: the part files hold {rows:,} rows, {manifest['counts']['rows_written']:,} were "
-                         "written; nothing was published: run again without --resume")
+        raise BatchError(
+            f"{tmp}: the part files hold {rows:,} rows, {manifest['counts']['rows_written']:,} were "
+            "written; nothing was published: run again without --resume"
+        )
     _fsync_dir(tmp)
 
 
@@ -359,12 +364,27 @@ class _Timer:
 
 def _progress_bar(enabled: bool) -> Any:
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("customers"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("customers"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
 
 
 def _as_of(value: Any) -> dt.date:
@@ -376,8 +396,10 @@ def _as_of(value: Any) -> dt.date:
     except ValueError as exc:
         raise BatchError(f"as-of: {exc}") from None
     if not MIN_YEAR <= day.year <= MAX_YEAR:  # the validation's rule for every date in the data
-        raise BatchError(f"as-of {day.isoformat()}: the year is outside {MIN_YEAR}-{MAX_YEAR}: pass the "
-                         "date the data runs to, e.g. 2025-10-02")
+        raise BatchError(
+            f"as-of {day.isoformat()}: the year is outside {MIN_YEAR}-{MAX_YEAR}: pass the "
+            "date the data runs to, e.g. 2025-10-02"
+        )
     return day
 
 
@@ -387,11 +409,14 @@ def _check_args(engine: str, chunk_size: int, clean: Path, out: Path, max_days_a
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise BatchError(f"chunk size {chunk_size!r}: must be a positive number of customers, e.g. 200000")
     if isinstance(max_days_after_data, bool) or not isinstance(max_days_after_data, int) or max_days_after_data < 0:
-        raise BatchError(f"max days after data {max_days_after_data!r}: must be a whole number of days >= 0, "
-                         f"e.g. {DEFAULT_MAX_DAYS_AFTER_DATA}")
+        raise BatchError(
+            f"max days after data {max_days_after_data!r}: must be a whole number of days >= 0, "
+            f"e.g. {DEFAULT_MAX_DAYS_AFTER_DATA}"
+        )
     if out.exists() and not out.is_dir():
-        raise BatchError(f"--out {out} is a file: pass a folder (the run writes OUT/as_of=DATE/ and OUT/LATEST "
-                         "into it)")
+        raise BatchError(
+            f"--out {out} is a file: pass a folder (the run writes OUT/as_of=DATE/ and OUT/LATEST into it)"
+        )
     if not clean.is_dir():
         raise BatchError(f"{clean}: not a folder of clean tables: pass the validated data folder (--data)")
     if "transactions" not in batch_inputs.table_paths(clean):
@@ -401,8 +426,17 @@ def _check_args(engine: str, chunk_size: int, clean: Path, out: Path, max_days_a
         )
 
 
-def _resume_key(*, day: dt.date, engine: str, chunk_size: int, hysteresis: bool, reasons: bool,
-                model: LoadedModel, fp: dict[str, Any], prev_name: str | None) -> dict[str, Any]:
+def _resume_key(
+    *,
+    day: dt.date,
+    engine: str,
+    chunk_size: int,
+    hysteresis: bool,
+    reasons: bool,
+    model: LoadedModel,
+    fp: dict[str, Any],
+    prev_name: str | None,
+) -> dict[str, Any]:
     return {
         "as_of": day.isoformat(),
         "engine": engine,
@@ -416,8 +450,9 @@ def _resume_key(*, day: dt.date, engine: str, chunk_size: int, hysteresis: bool,
     }
 
 
-def _open_temp(out: Path, name: str, key: dict[str, Any], resume: bool, echo: Callable[[str], Any]
-               ) -> tuple[Path, dict[str, Any]]:
+def _open_temp(
+    out: Path, name: str, key: dict[str, Any], resume: bool, echo: Callable[[str], Any]
+) -> tuple[Path, dict[str, Any]]:
     """The temp partition to write into, with its progress (resumed or fresh)."""
     stale = _temp_dirs(out, name)
     if resume:
@@ -470,8 +505,10 @@ def _check_order(ids: pa.ChunkedArray | pa.Array, last: str | None, chunk: int) 
         )
     first = ids[0].as_py()
     if last is not None and not first > last:  # no ids in the message: they are customer data
-        raise BatchError(f"chunk {chunk}: its first customer id does not follow the last id of chunk {chunk - 1}: "
-                         "the feature snapshot repeats customers across chunks (report this as a bug)")
+        raise BatchError(
+            f"chunk {chunk}: its first customer id does not follow the last id of chunk {chunk - 1}: "
+            "the feature snapshot repeats customers across chunks (report this as a bug)"
+        )
     return ids[-1].as_py()
 
 
@@ -507,8 +544,9 @@ def _previous_problem(prev: Path) -> str | None:
     return None
 
 
-def _tier_report(tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con: duckdb.DuckDBPyConnection
-                 ) -> dict[str, Any]:
+def _tier_report(
+    tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con: duckdb.DuckDBPyConnection
+) -> dict[str, Any]:
     """Tier mix of this partition and migration from ``prev`` (churnclv.models.tier_report; the files and
     plots by churnclv.plotting.write_report).
 
@@ -549,8 +587,9 @@ def _tier_report(tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con:
         report = tier_report(frame.loc[frame["_curr"]], prev=prev_tiers, tiers=order, spend_col=PAST_SPEND)
     shutil.rmtree(tmp / REPORT_DIR, ignore_errors=True)  # a resumed run's earlier attempt
     paths = write_report(report, tmp / REPORT_DIR)
-    summary = report.summary[["tier", "customers", "customer_share", "clv", "clv_share", "past_spend",
-                              "past_spend_share"]]
+    summary = report.summary[
+        ["tier", "customers", "customer_share", "clv", "clv_share", "past_spend", "past_spend_share"]
+    ]
     doc: dict[str, Any] = {
         "previous": None if prev is None else prev.name,
         "files": {k: str(p.relative_to(tmp)) for k, p in paths.items()},
@@ -662,8 +701,10 @@ def run_batch(
         if not reasons:
             raise BatchError("reasons=False is for the duckdb engine: the Spark scorer always computes reasons")
         if hysteresis:
-            raise BatchError("--hysteresis is for the duckdb engine: the Spark scorer does not read last "
-                             "as-of's tiers; run without --hysteresis or with --engine duckdb")
+            raise BatchError(
+                "--hysteresis is for the duckdb engine: the Spark scorer does not read last "
+                "as-of's tiers; run without --hysteresis or with --engine duckdb"
+            )
         if not spark_engine.available():
             raise BatchError("engine spark needs pyspark and ibis' pyspark backend: pip install 'churnclv[spark]'")
     name = partition_name(day)
@@ -672,23 +713,46 @@ def run_batch(
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="churnclv-model-") as model_dir, _lock(out, name):
             manifest, final, latest = _run_locked(
-                clean=clean, day=day, out=out, name=name, model_uri=model_uri, tracking_uri=tracking_uri,
-                horizon_days=horizon_days, sink=sink, db=db, db_table=db_table, engine=engine,
-                chunk_size=chunk_size, resume=resume, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT,
-                echo=echo, hysteresis=hysteresis, progress=progress, reasons=reasons, after_chunk=after_chunk,
-                model_dir=Path(model_dir), timer=timer, started=started, max_days_after_data=max_days_after_data)
+                clean=clean,
+                day=day,
+                out=out,
+                name=name,
+                model_uri=model_uri,
+                tracking_uri=tracking_uri,
+                horizon_days=horizon_days,
+                sink=sink,
+                db=db,
+                db_table=db_table,
+                engine=engine,
+                chunk_size=chunk_size,
+                resume=resume,
+                memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT,
+                echo=echo,
+                hysteresis=hysteresis,
+                progress=progress,
+                reasons=reasons,
+                after_chunk=after_chunk,
+                model_dir=Path(model_dir),
+                timer=timer,
+                started=started,
+                max_days_after_data=max_days_after_data,
+            )
     except OSError as exc:
         raise BatchError(_os_problem(exc, out, name)) from None
     except duckdb.IOException as exc:
-        raise BatchError(f"DuckDB could not read or write a file ({_first_line(exc)}); nothing was published for "
-                         f"{name}: free space or fix the permissions, then run again with --resume") from None
+        raise BatchError(
+            f"DuckDB could not read or write a file ({_first_line(exc)}); nothing was published for "
+            f"{name}: free space or fix the permissions, then run again with --resume"
+        ) from None
     finally:
         if sink is not None:
             sink.close()
     _summary(manifest, final, echo)
     if latest != name:
-        echo(f"LATEST stays on {latest}, a later as-of than {name}; if {latest} is a mistake, remove it "
-             f"(rm -r {out / latest}) and run the newest correct as-of again")
+        echo(
+            f"LATEST stays on {latest}, a later as-of than {name}; if {latest} is a mistake, remove it "
+            f"(rm -r {out / latest}) and run the newest correct as-of again"
+        )
     return manifest
 
 
@@ -700,11 +764,16 @@ def _os_problem(exc: OSError, out: Path, name: str) -> str:
     what = f"{what} ({code})" if code else what
     in_out = str(where).startswith(str(out))
     if exc.errno == errno.ENOSPC:
-        fix = ("free space there (or pass an --out on another file system) and run again with --resume: "
-               "the completed chunks are kept")
+        fix = (
+            "free space there (or pass an --out on another file system) and run again with --resume: "
+            "the completed chunks are kept"
+        )
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = ("make the output folder writable for this user, or pass another --out" if in_out else
-               "make it readable for this user")
+        fix = (
+            "make the output folder writable for this user, or pass another --out"
+            if in_out
+            else "make it readable for this user"
+        )
     elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
         fix = "--out must be a folder, or a path where one can be created"
     else:
@@ -725,8 +794,9 @@ def _open_sink(db: str | None, table: str) -> Any:
     return sink
 
 
-def _features_duckdb(tmp: Path, prog: dict[str, Any], clean: Path, day: dt.date, memory_limit: str,
-                     progress: bool, config: Any) -> None:
+def _features_duckdb(
+    tmp: Path, prog: dict[str, Any], clean: Path, day: dt.date, memory_limit: str, progress: bool, config: Any
+) -> None:
     """Write the feature snapshot into the temp partition (skipped when a resumed run has it)."""
     import sys
 
@@ -774,19 +844,46 @@ def _previous(out: Path, day: dt.date, hysteresis: bool) -> tuple[Path | None, s
         return prev, None
     rebuild = f"run that as-of again (score-batch --as-of {parse_partition(prev.name)}) to rebuild it"
     if hysteresis:
-        raise BatchError(f"--hysteresis keeps the tiers of the previous partition {prev.name}, but {problem}: "
-                         f"{rebuild}, or run without --hysteresis; nothing was scored")
+        raise BatchError(
+            f"--hysteresis keeps the tiers of the previous partition {prev.name}, but {problem}: "
+            f"{rebuild}, or run without --hysteresis; nothing was scored"
+        )
     # a warning (stderr under the CLI) now, before scoring; the summary repeats it as "migration skipped"
-    log.warning("no tier migration from %s: %s; the scores are not affected. To get the migration report, %s",
-                prev.name, problem, rebuild)
+    log.warning(
+        "no tier migration from %s: %s; the scores are not affected. To get the migration report, %s",
+        prev.name,
+        problem,
+        rebuild,
+    )
     return None, problem
 
 
-def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: str, tracking_uri: str | None,
-                horizon_days: int | None, sink: Any, db: str | None, db_table: str, engine: str, chunk_size: int,
-                resume: bool, memory_limit: str, echo: Callable[[str], Any], hysteresis: bool, progress: bool,
-                reasons: bool, after_chunk: Callable[[int], None] | None, model_dir: Path, timer: _Timer,
-                started: float, max_days_after_data: int) -> tuple[dict[str, Any], Path, str]:
+def _run_locked(
+    *,
+    clean: Path,
+    day: dt.date,
+    out: Path,
+    name: str,
+    model_uri: str,
+    tracking_uri: str | None,
+    horizon_days: int | None,
+    sink: Any,
+    db: str | None,
+    db_table: str,
+    engine: str,
+    chunk_size: int,
+    resume: bool,
+    memory_limit: str,
+    echo: Callable[[str], Any],
+    hysteresis: bool,
+    progress: bool,
+    reasons: bool,
+    after_chunk: Callable[[int], None] | None,
+    model_dir: Path,
+    timer: _Timer,
+    started: float,
+    max_days_after_data: int,
+) -> tuple[dict[str, Any], Path, str]:
     """The job, holding the as-of's lock: check the inputs, score into a temp partition, then publish
     it (and, with a database, replace the as-of's rows in the same step)."""
     con = duckdb.connect(config={"memory_limit": memory_limit})
@@ -811,15 +908,34 @@ def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: s
                 f"horizon {horizon_days} days differs from the model's {model.horizon_days} days "
                 f"({model.resolved_uri}): drop --horizon-days, or train a model with --horizon-days {horizon_days}"
             )
-        key = _resume_key(day=day, engine=engine, chunk_size=chunk_size, hysteresis=hysteresis, reasons=reasons,
-                          model=model, fp=fp, prev_name=None if prev is None else prev.name)
+        key = _resume_key(
+            day=day,
+            engine=engine,
+            chunk_size=chunk_size,
+            hysteresis=hysteresis,
+            reasons=reasons,
+            model=model,
+            fp=fp,
+            prev_name=None if prev is None else prev.name,
+        )
         tmp, prog = _open_temp(out, name, key, resume, echo)
         resumed_chunks = len(prog["chunks"])
         if engine == "duckdb":
             with timer("features"):
                 _features_duckdb(tmp, prog, clean, day, memory_limit, progress, model.scorer.feature_config())
-            written = _score_chunks(tmp, prog, model, day, chunk_size, prev if hysteresis else None,
-                                    con, timer, progress, reasons, after_chunk)
+            written = _score_chunks(
+                tmp,
+                prog,
+                model,
+                day,
+                chunk_size,
+                prev if hysteresis else None,
+                con,
+                timer,
+                progress,
+                reasons,
+                after_chunk,
+            )
         else:
             written = _spark_run(tmp, prog, model, clean, day, timer)
         n_features = pq.ParquetFile(tmp / FEATURES_FILE).metadata.num_rows
@@ -843,18 +959,41 @@ def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: s
         db_doc = None
         if sink is not None:
             replacement = _replace_rows(sink, day, tmp, timer)
-            db_doc = {"url": redact_url(db or ""), "table": db_table, "rows_written": replacement.rows_written,
-                      "rows_removed": replacement.rows_removed, "rows_for_as_of": replacement.rows_for_as_of}
+            db_doc = {
+                "url": redact_url(db or ""),
+                "table": db_table,
+                "rows_written": replacement.rows_written,
+                "rows_removed": replacement.rows_removed,
+                "rows_for_as_of": replacement.rows_for_as_of,
+            }
             if replacement.rows_for_as_of != written:
-                raise BatchError(f"database {sink.where}: {replacement.rows_for_as_of:,} rows of as-of {day} in "
-                                 f"{db_table!r} after the write, {written:,} scored; nothing was published or "
-                                 "committed: report this as a bug")
+                raise BatchError(
+                    f"database {sink.where}: {replacement.rows_for_as_of:,} rows of as-of {day} in "
+                    f"{db_table!r} after the write, {written:,} scored; nothing was published or "
+                    "committed: report this as a bug"
+                )
         files = [p.name for p in part_files(tmp)]
         timer.seconds["total"] = time.perf_counter() - started
-        manifest = _manifest(day=day, name=name, engine=engine, chunk_size=chunk_size, files=files,
-                             resumed_chunks=resumed_chunks, hysteresis=hysteresis, key=key, reasons=reasons,
-                             model=model, fp=fp, known=known, n_features=n_features, written=written,
-                             rejected=rejected, report=report, db_doc=db_doc, timer=timer)
+        manifest = _manifest(
+            day=day,
+            name=name,
+            engine=engine,
+            chunk_size=chunk_size,
+            files=files,
+            resumed_chunks=resumed_chunks,
+            hysteresis=hysteresis,
+            key=key,
+            reasons=reasons,
+            model=model,
+            fp=fp,
+            known=known,
+            n_features=n_features,
+            written=written,
+            rejected=rejected,
+            report=report,
+            db_doc=db_doc,
+            timer=timer,
+        )
         _write_json(tmp / MANIFEST_FILE, manifest)
         _seal(tmp, manifest)  # drops _progress.json too: from here on the run is complete
         old = _swap_in(tmp, final)
@@ -865,8 +1004,10 @@ def _run_locked(*, clean: Path, day: dt.date, out: Path, name: str, model_uri: s
                 replacement.commit()
             except SinkError as exc:
                 _swap_back(tmp, final, old)
-                raise BatchError(f"{exc}; nothing was published for {name} (its previous partition and rows are "
-                                 "back): fix the database and run again") from None
+                raise BatchError(
+                    f"{exc}; nothing was published for {name} (its previous partition and rows are "
+                    "back): fix the database and run again"
+                ) from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -887,10 +1028,27 @@ def _replace_rows(sink: Any, day: dt.date, tmp: Path, timer: _Timer) -> Any:
         raise BatchError(f"{exc}; nothing was published") from None
 
 
-def _manifest(*, day: dt.date, name: str, engine: str, chunk_size: int, files: list[str], resumed_chunks: int,
-              hysteresis: bool, key: dict[str, Any], reasons: bool, model: LoadedModel, fp: dict[str, Any],
-              known: int, n_features: int, written: int, rejected: dict[str, Any], report: dict[str, Any] | None,
-              db_doc: dict[str, Any] | None, timer: _Timer) -> dict[str, Any]:
+def _manifest(
+    *,
+    day: dt.date,
+    name: str,
+    engine: str,
+    chunk_size: int,
+    files: list[str],
+    resumed_chunks: int,
+    hysteresis: bool,
+    key: dict[str, Any],
+    reasons: bool,
+    model: LoadedModel,
+    fp: dict[str, Any],
+    known: int,
+    n_features: int,
+    written: int,
+    rejected: dict[str, Any],
+    report: dict[str, Any] | None,
+    db_doc: dict[str, Any] | None,
+    timer: _Timer,
+) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -935,15 +1093,27 @@ def _update_latest(out: Path, name: str) -> str:
     try:
         _write_text(out / LATEST, newest)
     except OSError as exc:
-        raise BatchError(f"{name} was published, but {out / LATEST} could not be updated "
-                         f"({exc.strerror or _first_line(exc)}): free space or fix the permissions, then write "
-                         f"{newest} into it (or run again)") from None
+        raise BatchError(
+            f"{name} was published, but {out / LATEST} could not be updated "
+            f"({exc.strerror or _first_line(exc)}): free space or fix the permissions, then write "
+            f"{newest} into it (or run again)"
+        ) from None
     return newest
 
 
-def _score_chunks(tmp: Path, prog: dict[str, Any], model: LoadedModel, day: dt.date, chunk_size: int,
-                  prev: Path | None, con: duckdb.DuckDBPyConnection, timer: _Timer, progress: bool,
-                  reasons: bool, after_chunk: Callable[[int], None] | None) -> int:
+def _score_chunks(
+    tmp: Path,
+    prog: dict[str, Any],
+    model: LoadedModel,
+    day: dt.date,
+    chunk_size: int,
+    prev: Path | None,
+    con: duckdb.DuckDBPyConnection,
+    timer: _Timer,
+    progress: bool,
+    reasons: bool,
+    after_chunk: Callable[[int], None] | None,
+) -> int:
     """Score the feature snapshot chunk by chunk into ``part-NNNNN.parquet`` files; returns the rows."""
     snapshot = pq.ParquetFile(tmp / FEATURES_FILE)
     total = snapshot.metadata.num_rows
@@ -981,8 +1151,7 @@ def _score_chunks(tmp: Path, prog: dict[str, Any], model: LoadedModel, day: dt.d
     return written
 
 
-def _spark_run(tmp: Path, prog: dict[str, Any], model: LoadedModel, clean: Path, day: dt.date,
-               timer: _Timer) -> int:
+def _spark_run(tmp: Path, prog: dict[str, Any], model: LoadedModel, clean: Path, day: dt.date, timer: _Timer) -> int:
     """Features and scores on Spark; the partition gets the same files as with DuckDB."""
     from churnclv.serving import spark as spark_engine
 
@@ -997,8 +1166,9 @@ def _spark_run(tmp: Path, prog: dict[str, Any], model: LoadedModel, clean: Path,
             raise BatchError(f"features as of {day}: {exc}") from None
         _concat_parquet(sorted((work / "features").glob("part-*.parquet")), tmp / FEATURES_FILE)
     with timer("score"):
-        spark_engine.write_scores(spark, work / "features", model.path, work / "scores", as_of=day,
-                                  model_version=model.version)
+        spark_engine.write_scores(
+            spark, work / "features", model.path, work / "scores", as_of=day, model_version=model.version
+        )
     written = 0
     last: str | None = None
     with timer("write"):
@@ -1036,25 +1206,33 @@ def _summary(manifest: dict[str, Any], final: Path, echo: Callable[[str], Any]) 
     c = manifest["counts"]
     t = manifest["timings_s"]
     m = manifest["model"]
-    echo(f"scored {c['rows_written']:,} customers as of {manifest['as_of']} with model version {m['version']} "
-         f"({m['uri']}, horizon {manifest['horizon_days']} days) in {t['total']:.1f} s")
+    echo(
+        f"scored {c['rows_written']:,} customers as of {manifest['as_of']} with model version {m['version']} "
+        f"({m['uri']}, horizon {manifest['horizon_days']} days) in {t['total']:.1f} s"
+    )
     echo(f"  partition  {final} ({manifest['chunks']} part file(s), {FEATURES_FILE}, {MANIFEST_FILE})")
     rej = ", ".join(f"{k} {v:,}" for k, v in c["rows_rejected"].items()) or "none (input not validated here)"
-    echo(f"  counts     known at as-of {c['customers_known']:,} = written {c['rows_written']:,}; "
-         f"rejected at validation: {rej}")
+    echo(
+        f"  counts     known at as-of {c['customers_known']:,} = written {c['rows_written']:,}; "
+        f"rejected at validation: {rej}"
+    )
     report = manifest.get("tier_report")
     if report:
         mix = ", ".join(f"{r['tier']} {r['customer_share']:.0%}" for r in report["summary"])
         echo(f"  tiers      {mix}")
         if "migration" in report:
             mg = report["migration"]
-            echo(f"  migration  vs {report['previous']}: {mg['changed_tier']:,} of {mg['customers_both']:,} "
-                 f"customers changed tier; {mg['only_current']:,} new, {mg['only_previous']:,} gone")
+            echo(
+                f"  migration  vs {report['previous']}: {mg['changed_tier']:,} of {mg['customers_both']:,} "
+                f"customers changed tier; {mg['only_current']:,} new, {mg['only_previous']:,} gone"
+            )
         elif report.get("migration_skipped"):
             echo(f"  migration  skipped: {report['migration_skipped']}")
     if manifest.get("db"):
         d = manifest["db"]
-        echo(f"  database   {d['url']} table {d['table']}: {d['rows_written']:,} rows of as-of "
-             f"{manifest['as_of']} written, replacing {d['rows_removed']:,}")
+        echo(
+            f"  database   {d['url']} table {d['table']}: {d['rows_written']:,} rows of as-of "
+            f"{manifest['as_of']} written, replacing {d['rows_removed']:,}"
+        )
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total")
     echo(f"  timings    {stages}")

@@ -81,8 +81,10 @@ def fingerprint(clean: Path, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "rows": int(rows),
             f"{col}_min": None if lo is None else str(lo),
             f"{col}_max": None if hi is None else str(hi),
-            "files": [{"path": str(f.relative_to(clean)), "bytes": f.stat().st_size,
-                       "mtime_ns": f.stat().st_mtime_ns} for f in files],
+            "files": [
+                {"path": str(f.relative_to(clean)), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns}
+                for f in files
+            ],
         }
     total = sum(f.stat().st_size for f in all_files)
     digest = None
@@ -172,11 +174,17 @@ def rejected_rows(clean: Path, fp: dict[str, Any], con: duckdb.DuckDBPyConnectio
         accepted = fp["tables"][name]["rows"]
         rej_file = rejects_dir / f"{name}.csv"
         rejected = 0
-        current = rej_file.is_file() and rej_file.stat().st_mtime_ns >= max(
-            f.stat().st_mtime_ns for f in _files(path))
+        current = rej_file.is_file() and rej_file.stat().st_mtime_ns >= max(f.stat().st_mtime_ns for f in _files(path))
         if current:
-            rejected = int(con.sql(
-                f"SELECT count(*) FROM read_csv({_lit(str(rej_file))}, all_varchar=true, header=true)").fetchall()[0][0])
-        out[name] = {"read": accepted + rejected, "accepted": accepted, "rejected": rejected,
-                     "rejects_file": str(rej_file) if current else None}
+            rejected = int(
+                con.sql(
+                    f"SELECT count(*) FROM read_csv({_lit(str(rej_file))}, all_varchar=true, header=true)"
+                ).fetchall()[0][0]
+            )
+        out[name] = {
+            "read": accepted + rejected,
+            "accepted": accepted,
+            "rejected": rejected,
+            "rejects_file": str(rej_file) if current else None,
+        }
     return {"validated": True, "tables": out}

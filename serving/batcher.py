@@ -56,8 +56,14 @@ class RequestBatcher(Generic[P, R]):
     Call :meth:`submit` from the event loop only; the queue is touched by the loop thread alone.
     """
 
-    def __init__(self, executor: Executor, run: Callable[[Hashable, list[P]], Sequence[R]], *, max_items: int,
-                 observe: Callable[[int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        run: Callable[[Hashable, list[P]], Sequence[R]],
+        *,
+        max_items: int,
+        observe: Callable[[int, float], None] | None = None,
+    ) -> None:
         self._executor = executor
         self._run = run
         self._max = max_items
@@ -102,7 +108,7 @@ class RequestBatcher(Generic[P, R]):
             if self._observe is not None:
                 try:
                     self._observe(len(payloads), time.perf_counter() - t0)
-                except Exception:  # noqa: BLE001 - monitoring never fails a request
+                except Exception:
                     log.exception("recording the scoring call's metrics failed")
 
     async def _drain(self) -> None:

@@ -17,33 +17,82 @@ from churnclv.cli_options import DataProblem, _date, prepare_source, source_opti
 @click.command("score-batch")
 @source_options
 @click.option("--as-of", required=True, callback=_date, help="Scoring as-of date (YYYY-MM-DD).")
-@click.option("--horizon-days", type=click.IntRange(min=1), default=None,
-              help="Horizon; must match the model's (default: the model's).")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Output folder; the run writes OUT/as_of=DATE/ and OUT/LATEST (the latest partition by date).")
+@click.option(
+    "--horizon-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Horizon; must match the model's (default: the model's).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output folder; the run writes OUT/as_of=DATE/ and OUT/LATEST (the latest partition by date).",
+)
 @click.option("--model", "model_uri", default="models:/churnclv@champion", show_default=True, help="MLflow model URI.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
-@click.option("--db", default=None,
-              help="Also write the rows into a database table (postgresql://..., sqlite:///...): the as-of's rows "
-                   "are replaced in one transaction when the partition is published.")
-@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
-              help="Feature engine and scorer runtime (spark needs the spark extra).")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=200_000, show_default=True,
-              help="Customers scored per chunk (memory is bounded by the chunk).")
+@click.option(
+    "--db",
+    default=None,
+    help="Also write the rows into a database table (postgresql://..., sqlite:///...): the as-of's rows "
+    "are replaced in one transaction when the partition is published.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="Feature engine and scorer runtime (spark needs the spark extra).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=200_000,
+    show_default=True,
+    help="Customers scored per chunk (memory is bounded by the chunk).",
+)
 @click.option("--resume", is_flag=True, help="Continue a killed run of this as-of from its completed chunks.")
 @click.option("--db-table", default="churnclv_scores", show_default=True, help="Table of the database sink.")
-@click.option("--hysteresis", is_flag=True,
-              help="Keep last as-of's tiers unless the score passes a boundary by the margin (tiers may then "
-                   "differ from the HTTP service's, which has no history).")
-@click.option("--reasons/--no-reasons", default=True, show_default=True,
-              help="Compute the plain-word reasons (TreeSHAP: most of the scoring time).")
-@click.option("--max-days-after-data", type=click.IntRange(min=0), default=31, show_default=True,
-              help="Refuse an as-of more days than this after the last transaction, event or sign-up in the data "
-                   "(a typo'd year would otherwise become LATEST).")
-def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None,
-                as_of: Any, horizon_days: int | None, out: Path, model_uri: str, tracking_uri: str | None,
-                db: str | None, engine: str, chunk_size: int, resume: bool, db_table: str, hysteresis: bool,
-                reasons: bool, max_days_after_data: int) -> None:
+@click.option(
+    "--hysteresis",
+    is_flag=True,
+    help="Keep last as-of's tiers unless the score passes a boundary by the margin (tiers may then "
+    "differ from the HTTP service's, which has no history).",
+)
+@click.option(
+    "--reasons/--no-reasons",
+    default=True,
+    show_default=True,
+    help="Compute the plain-word reasons (TreeSHAP: most of the scoring time).",
+)
+@click.option(
+    "--max-days-after-data",
+    type=click.IntRange(min=0),
+    default=31,
+    show_default=True,
+    help="Refuse an as-of more days than this after the last transaction, event or sign-up in the data "
+    "(a typo'd year would otherwise become LATEST).",
+)
+def score_batch(
+    data: str,
+    mapping: Path | None,
+    work: Path | None,
+    trusted: bool,
+    memory_limit: str | None,
+    as_of: Any,
+    horizon_days: int | None,
+    out: Path,
+    model_uri: str,
+    tracking_uri: str | None,
+    db: str | None,
+    engine: str,
+    chunk_size: int,
+    resume: bool,
+    db_table: str,
+    hysteresis: bool,
+    reasons: bool,
+    max_days_after_data: int,
+) -> None:
     """Score every customer known at as-of; write Parquet, a manifest, the tier report and the
     feature snapshot for the HTTP service.
 
@@ -56,10 +105,24 @@ def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: boo
 
     clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
     try:
-        run_batch(clean=clean, as_of=as_of, out=out, model_uri=model_uri, tracking_uri=tracking_uri,
-                  horizon_days=horizon_days, db=db, engine=engine, chunk_size=chunk_size, resume=resume,
-                  memory_limit=memory_limit, echo=click.echo, db_table=db_table, hysteresis=hysteresis,
-                  reasons=reasons, max_days_after_data=max_days_after_data)
+        run_batch(
+            clean=clean,
+            as_of=as_of,
+            out=out,
+            model_uri=model_uri,
+            tracking_uri=tracking_uri,
+            horizon_days=horizon_days,
+            db=db,
+            engine=engine,
+            chunk_size=chunk_size,
+            resume=resume,
+            memory_limit=memory_limit,
+            echo=click.echo,
+            db_table=db_table,
+            hysteresis=hysteresis,
+            reasons=reasons,
+            max_days_after_data=max_days_after_data,
+        )
     except BatchError as exc:
         raise DataProblem(redact_text(" ".join(str(exc).split()))) from None
 
@@ -67,11 +130,19 @@ def score_batch(data: str, mapping: Path | None, work: Path | None, trusted: boo
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
-@click.option("--model", "model_uri", default=None,
-              help="MLflow model URI or bento:TAG (default: $CHURNCLV_MODEL_URI, else models:/churnclv@champion).")
+@click.option(
+    "--model",
+    "model_uri",
+    default=None,
+    help="MLflow model URI or bento:TAG (default: $CHURNCLV_MODEL_URI, else models:/churnclv@champion).",
+)
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
-@click.option("--snapshot", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The batch job's output folder, for scoring by customer id.")
+@click.option(
+    "--snapshot",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The batch job's output folder, for scoring by customer id.",
+)
 def serve(host: str, port: int, model_uri: str | None, tracking_uri: str | None, snapshot: Path | None) -> None:
     """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY.
 

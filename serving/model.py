@@ -159,8 +159,9 @@ def resolve_version(model_uri: str, tracking_uri: str) -> str | None:
         ) from None
 
 
-def download_model(model_uri: str, tracking_uri: str, ref: ModelRef, version: str | None,
-                   dst: str) -> tuple[str, str | None]:
+def download_model(
+    model_uri: str, tracking_uri: str, ref: ModelRef, version: str | None, dst: str
+) -> tuple[str, str | None]:
     """Download the MLflow model into ``dst``; returns the local path and the run id."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
@@ -168,7 +169,8 @@ def download_model(model_uri: str, tracking_uri: str, ref: ModelRef, version: st
     if ":/" not in model_uri and not Path(model_uri).exists():  # a local folder (no scheme)
         raise ModelLoadError(
             f"model URI {model_uri}: no such model folder: check --model / CHURNCLV_MODEL_URI (models:/NAME/VERSION, "
-            "models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder)")
+            "models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder)"
+        )
     try:
         if ref.name is not None:
             client = _client(tracking_uri)
@@ -176,10 +178,12 @@ def download_model(model_uri: str, tracking_uri: str, ref: ModelRef, version: st
             # download_artifacts resolves models:/ URIs against the global registry only: go through
             # this client's download URI so nothing global is touched
             source = client.get_model_version_download_uri(ref.name, version)
-            return mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=dst,
-                                                       tracking_uri=tracking_uri), mv.run_id
-        return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst,
-                                                   tracking_uri=tracking_uri), None
+            return mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=dst, tracking_uri=tracking_uri
+            ), mv.run_id
+        return mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=dst, tracking_uri=tracking_uri
+        ), None
     except (MlflowException, OSError) as exc:
         raise ModelLoadError(
             f"model URI {redact_url(model_uri)}: cannot download it from {redact_url(tracking_uri)} "
@@ -193,8 +197,16 @@ def download_model(model_uri: str, tracking_uri: str, ref: ModelRef, version: st
         ) from None
 
 
-def _from_local(path: str | Path, *, name: str, version: str, alias: str | None, model_uri: str,
-                run_id: str | None, keep: bool = False) -> LoadedModel:
+def _from_local(
+    path: str | Path,
+    *,
+    name: str,
+    version: str,
+    alias: str | None,
+    model_uri: str,
+    run_id: str | None,
+    keep: bool = False,
+) -> LoadedModel:
     import mlflow.pyfunc
 
     try:
@@ -224,9 +236,17 @@ def _from_local(path: str | Path, *, name: str, version: str, alias: str | None,
                 names += [c for c in model.feature_names_ if c not in names]
         columns = tuple(names)
     attributes = tuple(c.removeprefix("attr_") for c in columns if c.startswith("attr_"))
-    return LoadedModel(scorer=scorer, name=name, version=version, alias=alias, model_uri=model_uri,
-                       run_id=run_id, input_columns=columns, attributes=attributes,
-                       path=str(path) if keep else None)
+    return LoadedModel(
+        scorer=scorer,
+        name=name,
+        version=version,
+        alias=alias,
+        model_uri=model_uri,
+        run_id=run_id,
+        input_columns=columns,
+        attributes=attributes,
+        path=str(path) if keep else None,
+    )
 
 
 def _load_bento(model_uri: str) -> LoadedModel:
@@ -247,12 +267,19 @@ def _load_bento(model_uri: str) -> LoadedModel:
             f"model URI {model_uri}: cannot read {tag} from the BentoML model store ({error_summary(exc)}): use a tag "
             "like bento:churnclv-model:latest, packed with python -m churnclv.serving.pack"
         ) from None
-    return _from_local(stored.path_of("mlflow_model"), name=info["name"], version=str(info["version"]),
-                       alias=info.get("alias"), model_uri=model_uri, run_id=info.get("run_id"))
+    return _from_local(
+        stored.path_of("mlflow_model"),
+        name=info["name"],
+        version=str(info["version"]),
+        alias=info.get("alias"),
+        model_uri=model_uri,
+        run_id=info.get("run_id"),
+    )
 
 
-def load_model(model_uri: str, tracking_uri: str, *, version: str | None = None,
-               dst: str | Path | None = None) -> LoadedModel:
+def load_model(
+    model_uri: str, tracking_uri: str, *, version: str | None = None, dst: str | Path | None = None
+) -> LoadedModel:
     """Load ``model_uri`` and unwrap its scorer.
 
     The service checks the model against its own features on top
@@ -281,14 +308,32 @@ def load_model(model_uri: str, tracking_uri: str, *, version: str | None = None,
         ref = ModelRef.parse(model_uri)
         version = version or resolve_version(model_uri, tracking_uri)
         with contextlib.ExitStack() as stack:
-            folder = str(dst) if dst is not None else stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="churnclv-model-"))
+            folder = (
+                str(dst)
+                if dst is not None
+                else stack.enter_context(tempfile.TemporaryDirectory(prefix="churnclv-model-"))
+            )
             path, run_id = download_model(model_uri, tracking_uri, ref, version, folder)
-            loaded = _from_local(path, name=ref.name or "churnclv", version=version or "unknown", alias=ref.alias,
-                                 model_uri=model_uri, run_id=run_id, keep=dst is not None)
+            loaded = _from_local(
+                path,
+                name=ref.name or "churnclv",
+                version=version or "unknown",
+                alias=ref.alias,
+                model_uri=model_uri,
+                run_id=run_id,
+                keep=dst is not None,
+            )
     log.info("loaded model %s version %s (horizon %d days)", loaded.name, loaded.version, loaded.horizon_days)
     return loaded
 
 
-__all__ = ["BENTO_SCHEME", "LoadedModel", "ModelLoadError", "ModelRef", "download_model",
-           "error_summary", "load_model", "resolve_version"]
+__all__ = [
+    "BENTO_SCHEME",
+    "LoadedModel",
+    "ModelLoadError",
+    "ModelRef",
+    "download_model",
+    "error_summary",
+    "load_model",
+    "resolve_version",
+]

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 BENTO_MODEL_NAME = "churnclv-model"
 
 
-def pack(model_uri: str = DEFAULT_MODEL_URI, tracking_uri: str = DEFAULT_TRACKING_URI, *,
-         name: str = BENTO_MODEL_NAME) -> Any:
+def pack(
+    model_uri: str = DEFAULT_MODEL_URI, tracking_uri: str = DEFAULT_TRACKING_URI, *, name: str = BENTO_MODEL_NAME
+) -> Any:
     """Save the MLflow model ``model_uri`` points at as a BentoML model; returns its tag.
 
     Raises
@@ -47,8 +48,12 @@ def pack(model_uri: str = DEFAULT_MODEL_URI, tracking_uri: str = DEFAULT_TRACKIN
     ref = ModelRef.parse(model_uri)
     version = resolve_version(model_uri, tracking_uri)
     # written into the Bento (a file that ships): the URI without credentials
-    info = {"name": ref.name or "churnclv", "version": version or "unknown", "alias": ref.alias,
-            "source_uri": redact_url(model_uri)}
+    info = {
+        "name": ref.name or "churnclv",
+        "version": version or "unknown",
+        "alias": ref.alias,
+        "source_uri": redact_url(model_uri),
+    }
     with tempfile.TemporaryDirectory(prefix="churnclv-pack-") as tmp:
         path, run_id = download_model(model_uri, tracking_uri, ref, version, tmp)
         info["run_id"] = run_id
@@ -63,8 +68,9 @@ def pack(model_uri: str = DEFAULT_MODEL_URI, tracking_uri: str = DEFAULT_TRACKIN
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m churnclv.serving.pack", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL_URI, help="MLflow model URI (default: %(default)s)")
-    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
-                        help="MLflow tracking URI (default: %(default)s)")
+    parser.add_argument(
+        "--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow tracking URI (default: %(default)s)"
+    )
     parser.add_argument("--name", default=BENTO_MODEL_NAME, help="BentoML model name (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

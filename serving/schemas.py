@@ -40,6 +40,7 @@ def _utc_naive(value: dt.datetime) -> dt.datetime:
 def _number_rule(column: str) -> Callable[[float], float]:
     """The number rule of ``column`` (the schema's ge/le repeat the bounds in the OpenAPI document;
     this adds 0 < |x| < 1e-9, which a JSON schema cannot say)."""
+
     def check(value: float) -> float:
         problem = number_problem(value, column)
         if problem:
@@ -53,8 +54,9 @@ def _iso_text(value: object) -> object:
     """Refuse numbers (unix seconds: 0 is 'epoch'): dates and timestamps are ISO 8601 strings, as in ingestion."""
     if isinstance(value, (int, float)):
         # a ValueError: pydantic turns it into a field error (a TypeError would be a 500)
-        raise ValueError(  # noqa: TRY004
-            "must be an ISO 8601 string such as 2025-09-14 or 2025-09-14T10:31:00Z, not a number")
+        raise ValueError(
+            "must be an ISO 8601 string such as 2025-09-14 or 2025-09-14T10:31:00Z, not a number"
+        )
     return value
 
 
@@ -68,15 +70,16 @@ Timestamp = Annotated[
     dt.datetime,
     BeforeValidator(_iso_text),
     AfterValidator(_utc_naive),
-    Field(description="ISO 8601 timestamp; an offset is converted to UTC, a naive one is taken as UTC",
-          examples=["2025-09-14T10:31:00Z"]),
+    Field(
+        description="ISO 8601 timestamp; an offset is converted to UTC, a naive one is taken as UTC",
+        examples=["2025-09-14T10:31:00Z"],
+    ),
 ]
 AsOfDate = Annotated[
     dt.date,
     BeforeValidator(_iso_text),
     AfterValidator(plausible_date),
-    Field(description="The as-of calendar date (UTC): rows up to the end of this day count",
-          examples=["2025-10-02"]),
+    Field(description="The as-of calendar date (UTC): rows up to the end of this day count", examples=["2025-10-02"]),
 ]
 CustomerId = Annotated[
     str,
@@ -88,8 +91,13 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
 Amount = Annotated[
     float,
     AfterValidator(_number_rule("amount")),
-    Field(allow_inf_nan=False, ge=-MAX_ABS_AMOUNT, le=MAX_ABS_AMOUNT,
-          description="Line amount; negative for a return; 0 or 1e-9 <= |amount| <= 1e9", examples=[24.9]),
+    Field(
+        allow_inf_nan=False,
+        ge=-MAX_ABS_AMOUNT,
+        le=MAX_ABS_AMOUNT,
+        description="Line amount; negative for a return; 0 or 1e-9 <= |amount| <= 1e9",
+        examples=[24.9],
+    ),
 ]
 AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
@@ -114,8 +122,14 @@ class Event(_Strict):
 
     ts: Timestamp
     event_type: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_not_blank)]
-    value: Annotated[float, AfterValidator(_number_rule("value")),
-                     Field(allow_inf_nan=False, ge=-MAX_ABS_AMOUNT, le=MAX_ABS_AMOUNT)] | None = None
+    value: (
+        Annotated[
+            float,
+            AfterValidator(_number_rule("value")),
+            Field(allow_inf_nan=False, ge=-MAX_ABS_AMOUNT, le=MAX_ABS_AMOUNT),
+        ]
+        | None
+    ) = None
 
 
 class CustomerHistory(_Strict):
@@ -128,8 +142,9 @@ class CustomerHistory(_Strict):
     customer_id: CustomerId
     signup_ts: Timestamp | None = None
     attributes: dict[AttributeName, Text | None] = Field(
-        default_factory=dict, max_length=MAX_ATTRIBUTES,
-        description="Categorical attributes, e.g. {\"region\": \"north\"}; the ones the model knows are used",
+        default_factory=dict,
+        max_length=MAX_ATTRIBUTES,
+        description='Categorical attributes, e.g. {"region": "north"}; the ones the model knows are used',
     )
     transactions: list[Transaction] = Field(default_factory=list)
     events: list[Event] = Field(default_factory=list)
@@ -170,9 +185,11 @@ class CustomerScore(BaseModel):
     expected_spend: float = Field(description="Expected net spend within the horizon")
     clv: float = Field(description="Discounted customer lifetime value")
     expected_next_purchase_days: float | None = Field(
-        description="Median days from as-of to the next purchase (null when none is expected)")
+        description="Median days from as-of to the next purchase (null when none is expected)"
+    )
     expected_next_purchase_date: dt.date | None = Field(
-        None, description="as_of plus those days rounded up, at least the next day (null when none is expected)")
+        None, description="as_of plus those days rounded up, at least the next day (null when none is expected)"
+    )
     growth_score: float
     tier: str
     tier_level: int = Field(description="0 = bottom tier; higher is better")
@@ -219,10 +236,12 @@ class ModelInfo(BaseModel):
     horizon_days: int
     selected: dict[str, str]
     backtest_metrics: dict[str, float] = Field(
-        description="Backtest means of the selected model for each target (e.g. churn_auc of the churn model)")
+        description="Backtest means of the selected model for each target (e.g. churn_auc of the churn model)"
+    )
     backtested: bool = Field(
         description="Whether the models were compared on a backtest at the model's own horizon; false when the "
-                    "history was too short (then see backtest_horizon_days and backtest_note)")
+        "history was too short (then see backtest_horizon_days and backtest_note)"
+    )
     backtest_horizon_days: NullableInt = Field(description="The horizon the backtest ran at (null: no backtest)")
     backtest_note: NullableText = Field(description="Why the model is not backtested at its horizon (null: it is)")
     attributes: list[str] = Field(description="Customer attributes the model reads")

@@ -72,23 +72,29 @@ def history_frames(customers: Sequence[CustomerHistory], attributes: Sequence[st
         for a in attributes:
             cu[a].append(c.attributes.get(a))
     return {
-        "transactions": pd.DataFrame({
-            "customer_id": pd.array(tx["customer_id"], dtype="str"),
-            "ts": pd.to_datetime(pd.Series(tx["ts"], dtype="object")).astype("datetime64[us]"),
-            "amount": np.asarray(tx["amount"], dtype=np.float64),
-            **{k: pd.array(tx[k], dtype="str") for k in _TX_OPTIONAL},
-        }),
-        "events": pd.DataFrame({
-            "customer_id": pd.array(ev["customer_id"], dtype="str"),
-            "ts": pd.to_datetime(pd.Series(ev["ts"], dtype="object")).astype("datetime64[us]"),
-            "event_type": pd.array(ev["event_type"], dtype="str"),
-            "value": np.asarray([np.nan if v is None else v for v in ev["value"]], dtype=np.float64),
-        }),
-        "customers": pd.DataFrame({
-            "customer_id": pd.array(cu["customer_id"], dtype="str"),
-            "signup_ts": pd.to_datetime(pd.Series(cu["signup_ts"], dtype="object")).astype("datetime64[us]"),
-            **{a: pd.array(cu[a], dtype="str") for a in attributes},
-        }),
+        "transactions": pd.DataFrame(
+            {
+                "customer_id": pd.array(tx["customer_id"], dtype="str"),
+                "ts": pd.to_datetime(pd.Series(tx["ts"], dtype="object")).astype("datetime64[us]"),
+                "amount": np.asarray(tx["amount"], dtype=np.float64),
+                **{k: pd.array(tx[k], dtype="str") for k in _TX_OPTIONAL},
+            }
+        ),
+        "events": pd.DataFrame(
+            {
+                "customer_id": pd.array(ev["customer_id"], dtype="str"),
+                "ts": pd.to_datetime(pd.Series(ev["ts"], dtype="object")).astype("datetime64[us]"),
+                "event_type": pd.array(ev["event_type"], dtype="str"),
+                "value": np.asarray([np.nan if v is None else v for v in ev["value"]], dtype=np.float64),
+            }
+        ),
+        "customers": pd.DataFrame(
+            {
+                "customer_id": pd.array(cu["customer_id"], dtype="str"),
+                "signup_ts": pd.to_datetime(pd.Series(cu["signup_ts"], dtype="object")).astype("datetime64[us]"),
+                **{a: pd.array(cu[a], dtype="str") for a in attributes},
+            }
+        ),
     }
 
 
@@ -106,13 +112,15 @@ def rows_after(customer: CustomerHistory, as_of: dt.date) -> int:
     return sum(t.ts >= end for t in customer.transactions) + sum(e.ts >= end for e in customer.events)
 
 
-def feature_frames(customers: Sequence[CustomerHistory], as_of: dt.date, attributes: Sequence[str],
-                   config: FeatureConfig | None = None) -> pd.DataFrame:
+def feature_frames(
+    customers: Sequence[CustomerHistory], as_of: dt.date, attributes: Sequence[str], config: FeatureConfig | None = None
+) -> pd.DataFrame:
     """Features as of ``as_of`` of the customers known then (one row each, sorted by id), with the
     model's feature configuration (``Scorer.feature_config()``; default: the defaults)."""
     frames = history_frames(customers, attributes)
-    return compute_features_frames(frames["transactions"], frames["events"], frames["customers"], as_of=as_of,
-                                   config=config or FeatureConfig())
+    return compute_features_frames(
+        frames["transactions"], frames["events"], frames["customers"], as_of=as_of, config=config or FeatureConfig()
+    )
 
 
 def score_features(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
@@ -132,9 +140,10 @@ def check_model(loaded: LoadedModel) -> None:
     probe = CustomerHistory(customer_id="probe", transactions=[Transaction(ts=dt.datetime(2024, 12, 1), amount=10.0)])
     try:
         features = feature_frames([probe], as_of, loaded.attributes, loaded.scorer.feature_config())
-    except Exception as exc:  # noqa: BLE001 - report any failure of the probe as a load error
+    except Exception as exc:
         raise ModelLoadError(
-            f"model {redact_url(loaded.model_uri)}: computing probe features failed: {error_summary(exc)}") from exc
+            f"model {redact_url(loaded.model_uri)}: computing probe features failed: {error_summary(exc)}"
+        ) from exc
     missing = [c for c in loaded.input_columns if c not in features.columns]
     if missing:
         raise ModelLoadError(
@@ -144,10 +153,11 @@ def check_model(loaded: LoadedModel) -> None:
         )
     try:
         score_features(loaded, features)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ModelLoadError(
             f"model {redact_url(loaded.model_uri)} version {loaded.version}: scoring a probe customer failed: "
-            f"{error_summary(exc)}") from exc
+            f"{error_summary(exc)}"
+        ) from exc
 
 
 def load_checked_model(model_uri: str, tracking_uri: str, *, version: str | None = None) -> LoadedModel:
@@ -168,8 +178,9 @@ def _finite_or_none(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def to_customer_scores(scores: pd.DataFrame, version: str, as_of: dt.date,
-                       after: dict[str, int] | None = None) -> dict[str, CustomerScore]:
+def to_customer_scores(
+    scores: pd.DataFrame, version: str, as_of: dt.date, after: dict[str, int] | None = None
+) -> dict[str, CustomerScore]:
     """The score frame as answer objects, by customer id."""
     out: dict[str, CustomerScore] = {}
     after = after or {}
@@ -192,8 +203,9 @@ def to_customer_scores(scores: pd.DataFrame, version: str, as_of: dt.date,
     return out
 
 
-def score_histories(model: LoadedModel, customers: Sequence[CustomerHistory], as_of: dt.date
-                    ) -> list[CustomerScore | CustomerError]:
+def score_histories(
+    model: LoadedModel, customers: Sequence[CustomerHistory], as_of: dt.date
+) -> list[CustomerScore | CustomerError]:
     """Score validated customers with their history, in request order.
 
     A customer with neither a transaction nor a signup on or before ``as_of`` gets an error entry.
@@ -204,15 +216,18 @@ def score_histories(model: LoadedModel, customers: Sequence[CustomerHistory], as
         features = feature_frames(known, as_of, model.attributes, model.scorer.feature_config())
         after = {c.customer_id: rows_after(c, as_of) for c in known}
         scored = to_customer_scores(score_features(model, features), model.version, as_of, after)
-    return [scored.get(c.customer_id) or CustomerError(customer_id=c.customer_id, error=NOT_KNOWN_AT_AS_OF)
-            for c in customers]
+    return [
+        scored.get(c.customer_id) or CustomerError(customer_id=c.customer_id, error=NOT_KNOWN_AT_AS_OF)
+        for c in customers
+    ]
 
 
 _SEP = "\x1f"  # joins a request's number to its customer ids in a shared call (split at the first one)
 
 
-def score_histories_together(requests: Sequence[tuple[LoadedModel, Sequence[CustomerHistory], dt.date]]
-                             ) -> list[list[CustomerScore | CustomerError]]:
+def score_histories_together(
+    requests: Sequence[tuple[LoadedModel, Sequence[CustomerHistory], dt.date]],
+) -> list[list[CustomerScore | CustomerError]]:
     """:func:`score_histories` for several requests of one model and as-of, in one call.
 
     Each request's customers are renamed ``<request number><US><customer_id>`` for the call, so two
@@ -221,13 +236,16 @@ def score_histories_together(requests: Sequence[tuple[LoadedModel, Sequence[Cust
     model, _, as_of = requests[0]
     if len(requests) == 1:
         return [score_histories(model, requests[0][1], as_of)]
-    renamed = [c.model_copy(update={"customer_id": f"{i}{_SEP}{c.customer_id}"})
-               for i, (_, customers, _) in enumerate(requests) for c in customers]
+    renamed = [
+        c.model_copy(update={"customer_id": f"{i}{_SEP}{c.customer_id}"})
+        for i, (_, customers, _) in enumerate(requests)
+        for c in customers
+    ]
     flat = score_histories(model, renamed, as_of)
     out: list[list[CustomerScore | CustomerError]] = []
     pos = 0
     for _, customers, _ in requests:
-        part = flat[pos:pos + len(customers)]
+        part = flat[pos : pos + len(customers)]
         pos += len(customers)
         for r in part:
             r.customer_id = r.customer_id.split(_SEP, 1)[1]
@@ -235,8 +253,9 @@ def score_histories_together(requests: Sequence[tuple[LoadedModel, Sequence[Cust
     return out
 
 
-def score_ids_together(requests: Sequence[tuple[LoadedModel, FeatureSnapshot, Sequence[str]]]
-                       ) -> list[list[CustomerScore | CustomerError]]:
+def score_ids_together(
+    requests: Sequence[tuple[LoadedModel, FeatureSnapshot, Sequence[str]]],
+) -> list[list[CustomerScore | CustomerError]]:
     """:func:`score_ids` for several requests of one model and snapshot, in one call."""
     model, snapshot, _ = requests[0]
     if len(requests) == 1:
@@ -247,7 +266,7 @@ def score_ids_together(requests: Sequence[tuple[LoadedModel, FeatureSnapshot, Se
     pos = 0
     for _, _, request_ids in requests:
         # answers are shared objects when two requests ask for one id: copy so each request owns its own
-        out.append([r.model_copy() for r in flat[pos:pos + len(request_ids)]])
+        out.append([r.model_copy() for r in flat[pos : pos + len(request_ids)]])
         pos += len(request_ids)
     return out
 
@@ -324,11 +343,22 @@ class FeatureSnapshot:
             raise SnapshotError(f"{path}: customer_id is not unique: the snapshot is broken, rerun the batch job")
         invalid = _infinite_rows(frame)
         if invalid:
-            log.warning("feature snapshot %s: %d customer(s) have infinite feature values; score_by_id answers "
-                        "them with an error and scores the others: %s", path, len(invalid), REBUILD)
+            log.warning(
+                "feature snapshot %s: %d customer(s) have infinite feature values; score_by_id answers "
+                "them with an error and scores the others: %s",
+                path,
+                len(invalid),
+                REBUILD,
+            )
         log.info("loaded feature snapshot %s (%d customers)", path, len(frame))
-        return cls(folder=folder, partition=partition, as_of=parse_partition(partition),
-                   features=frame, index=index, invalid=invalid)
+        return cls(
+            folder=folder,
+            partition=partition,
+            as_of=parse_partition(partition),
+            features=frame,
+            index=index,
+            invalid=invalid,
+        )
 
     def check(self, model: LoadedModel) -> None:
         """Raise :class:`SnapshotError` when the snapshot lacks a column the model reads."""
@@ -358,13 +388,16 @@ def _infinite_rows(frame: pd.DataFrame) -> dict[str, str]:
         return {}
     ids = frame["customer_id"].to_numpy(dtype=object)
     rows = np.flatnonzero(np.logical_or.reduce([mask for _, mask in hits]))
-    return {str(ids[i]): f"the feature snapshot holds infinite values for this customer in "
-                         f"{[col for col, mask in hits if mask[i]]}: {REBUILD}"
-            for i in rows}
+    return {
+        str(ids[i]): f"the feature snapshot holds infinite values for this customer in "
+        f"{[col for col, mask in hits if mask[i]]}: {REBUILD}"
+        for i in rows
+    }
 
 
-def _score_rows(model: LoadedModel, as_of: dt.date, rows: pd.DataFrame,
-                failed: dict[str, str]) -> dict[str, CustomerScore]:
+def _score_rows(
+    model: LoadedModel, as_of: dt.date, rows: pd.DataFrame, failed: dict[str, str]
+) -> dict[str, CustomerScore]:
     """Score snapshot rows; when the scorer refuses the rows, find the ones it refuses by halving.
 
     Each refused row lands in ``failed`` (its id -> why) and the others are scored: a row the
@@ -376,15 +409,19 @@ def _score_rows(model: LoadedModel, as_of: dt.date, rows: pd.DataFrame,
     except Exception as exc:  # noqa: BLE001 - reported per customer below, and logged without data
         if len(rows) == 1:
             failed[str(rows["customer_id"].iloc[0])] = (
-                f"the feature snapshot's row for this customer cannot be scored ({type(exc).__name__}): {REBUILD}")
+                f"the feature snapshot's row for this customer cannot be scored ({type(exc).__name__}): {REBUILD}"
+            )
             return {}
         half = len(rows) // 2
-        return {**_score_rows(model, as_of, rows.iloc[:half], failed),
-                **_score_rows(model, as_of, rows.iloc[half:], failed)}
+        return {
+            **_score_rows(model, as_of, rows.iloc[:half], failed),
+            **_score_rows(model, as_of, rows.iloc[half:], failed),
+        }
 
 
-def score_ids(model: LoadedModel, snapshot: FeatureSnapshot, customer_ids: Sequence[str]
-              ) -> list[CustomerScore | CustomerError]:
+def score_ids(
+    model: LoadedModel, snapshot: FeatureSnapshot, customer_ids: Sequence[str]
+) -> list[CustomerScore | CustomerError]:
     """Score customers by id from the snapshot, in request order; an unknown id gets an error entry.
 
     A snapshot row that cannot be scored (infinite values, found at load; or refused by the
@@ -403,11 +440,18 @@ def score_ids(model: LoadedModel, snapshot: FeatureSnapshot, customer_ids: Seque
         refused: dict[str, str] = {}
         scored = _score_rows(model, snapshot.as_of, rows, refused)
         if refused:
-            log.warning("score_by_id: %d of %d snapshot row(s) of %s were refused by the scorer and answered with "
-                        "an error: %s", len(refused), len(rows), snapshot.partition, REBUILD)
+            log.warning(
+                "score_by_id: %d of %d snapshot row(s) of %s were refused by the scorer and answered with an error: %s",
+                len(refused),
+                len(rows),
+                snapshot.partition,
+                REBUILD,
+            )
             failed.update(refused)
-    return [scored[cid] if cid in scored else CustomerError(customer_id=cid, error=failed.get(cid, UNKNOWN_ID))
-            for cid in customer_ids]
+    return [
+        scored[cid] if cid in scored else CustomerError(customer_id=cid, error=failed.get(cid, UNKNOWN_ID))
+        for cid in customer_ids
+    ]
 
 
 __all__ = [

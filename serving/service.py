@@ -82,10 +82,22 @@ BENTOML_APP_LOGGER = "bentoml._internal.server.http_app"
 REQUEST_ERROR_LOGGERS = (BENTOML_APP_LOGGER, "uvicorn.error")
 # loggers whose records may quote a URL or a request: the redaction filters sit on them (a filter
 # on a logger sees only that logger's own records, so each is named)
-SERVICE_LOGGERS = ("churnclv", __name__, "churnclv.serving.state", "churnclv.serving.model",
-                   "churnclv.serving.scoring", "churnclv.serving.batcher", "churnclv.serving.pack",
-                   BENTOML_APP_LOGGER, "_bentoml_impl.server.app", "bentoml", "bentoml.access", "uvicorn.error",
-                   "mlflow", "mlflow.store.db.utils")
+SERVICE_LOGGERS = (
+    "churnclv",
+    __name__,
+    "churnclv.serving.state",
+    "churnclv.serving.model",
+    "churnclv.serving.scoring",
+    "churnclv.serving.batcher",
+    "churnclv.serving.pack",
+    BENTOML_APP_LOGGER,
+    "_bentoml_impl.server.app",
+    "bentoml",
+    "bentoml.access",
+    "uvicorn.error",
+    "mlflow",
+    "mlflow.store.db.utils",
+)
 OTHER_PATH = "other"  # the metric label of every request path that is not one of the service's routes
 CLIENT_CLOSED = 499  # nginx's "client closed request": an aborted upload is the client's doing, not a 500
 # churnclv serve -> its BentoML server: the Prometheus folder of this server alone
@@ -96,17 +108,24 @@ _TARGET_PREFIX = {"churn": "churn_", "purchases": "purchases_", "spend": "spend_
 
 # How well requests share scoring calls, on /metrics (per endpoint): requests per call, and call time.
 SCORING_BATCH = bentoml.metrics.Histogram(
-    name="churnclv_scoring_batch_requests", documentation="Requests served by one scoring call",
-    labelnames=["endpoint"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, float("inf")))
+    name="churnclv_scoring_batch_requests",
+    documentation="Requests served by one scoring call",
+    labelnames=["endpoint"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, float("inf")),
+)
 SCORING_SECONDS = bentoml.metrics.Histogram(
-    name="churnclv_scoring_call_seconds", documentation="Duration of one scoring call (queue wait excluded)",
-    labelnames=["endpoint"], buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, float("inf")))
+    name="churnclv_scoring_call_seconds",
+    documentation="Duration of one scoring call (queue wait excluded)",
+    labelnames=["endpoint"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, float("inf")),
+)
 
 
 def _observer(endpoint: str) -> Callable[[int, float], None]:
     def observe(requests: int, seconds: float) -> None:
         SCORING_BATCH.labels(endpoint=endpoint).observe(requests)
         SCORING_SECONDS.labels(endpoint=endpoint).observe(seconds)
+
     return observe
 
 
@@ -214,8 +233,11 @@ class APIKeyMiddleware:
         return None
 
     def _too_large(self, what: str) -> JSONResponse:
-        return problem(413, f"{what} is larger than the limit {self._max_body} (CHURNCLV_MAX_BODY_BYTES): "
-                            "send fewer customers per request")
+        return problem(
+            413,
+            f"{what} is larger than the limit {self._max_body} (CHURNCLV_MAX_BODY_BYTES): "
+            "send fewer customers per request",
+        )
 
     async def _read_body(self, scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
         """The whole body, or None once answered: 413 past the limit (the rest is never read), 499
@@ -225,8 +247,13 @@ class APIKeyMiddleware:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                log.info("%s %s: the client closed the connection after %d body bytes; answered %d",
-                         scope["method"], scope["path"], size, CLIENT_CLOSED)
+                log.info(
+                    "%s %s: the client closed the connection after %d body bytes; answered %d",
+                    scope["method"],
+                    scope["path"],
+                    size,
+                    CLIENT_CLOSED,
+                )
                 # the answer goes nowhere (the server drops it); the metrics and the access log record it
                 await problem(CLIENT_CLOSED, "client closed the request")(scope, receive, send)
                 return None
@@ -412,26 +439,44 @@ def install_log_redaction() -> None:
 def check_limits(customers: Sequence[CustomerHistory], settings: ServiceSettings) -> JSONResponse | None:
     """413 past the customer or history limits, 400 on a customer id given twice; else None."""
     if len(customers) > settings.max_customers:
-        return problem(413, f"{len(customers)} customers in one request: the limit is {settings.max_customers}",
-                       [{"loc": ["customers"], "type": "too_long",
-                         "msg": f"at most {settings.max_customers} customers per request "
-                                "(CHURNCLV_MAX_CUSTOMERS): split the request"}])
+        return problem(
+            413,
+            f"{len(customers)} customers in one request: the limit is {settings.max_customers}",
+            [
+                {
+                    "loc": ["customers"],
+                    "type": "too_long",
+                    "msg": f"at most {settings.max_customers} customers per request "
+                    "(CHURNCLV_MAX_CUSTOMERS): split the request",
+                }
+            ],
+        )
     detail = []
     for i, c in enumerate(customers):
         rows = len(c.transactions) + len(c.events)
         if rows > settings.max_history_rows:
-            detail.append({"loc": ["customers", i], "type": "too_long",
-                           "msg": f"customer {c.customer_id!r} has {rows} history rows (transactions + events): "
-                                  f"the limit is {settings.max_history_rows} (CHURNCLV_MAX_HISTORY_ROWS); "
-                                  "send the rows of the last few years"})
+            detail.append(
+                {
+                    "loc": ["customers", i],
+                    "type": "too_long",
+                    "msg": f"customer {c.customer_id!r} has {rows} history rows (transactions + events): "
+                    f"the limit is {settings.max_history_rows} (CHURNCLV_MAX_HISTORY_ROWS); "
+                    "send the rows of the last few years",
+                }
+            )
     if detail:
         return problem(413, f"{len(detail)} customer(s) over the history limit", detail)
     seen: dict[str, int] = {}
     for i, c in enumerate(customers):
         if c.customer_id in seen:
-            detail.append({"loc": ["customers", i, "customer_id"], "type": "duplicate",
-                           "msg": f"customer_id {c.customer_id!r} is also customer {seen[c.customer_id]}: "
-                                  "send each customer once, with all their rows"})
+            detail.append(
+                {
+                    "loc": ["customers", i, "customer_id"],
+                    "type": "duplicate",
+                    "msg": f"customer_id {c.customer_id!r} is also customer {seen[c.customer_id]}: "
+                    "send each customer once, with all their rows",
+                }
+            )
         seen.setdefault(c.customer_id, i)
     if detail:
         return problem(400, f"{len(detail)} duplicated customer_id(s)", detail)
@@ -448,8 +493,15 @@ def check_limits(customers: Sequence[CustomerHistory], settings: ServiceSettings
     traffic={"timeout": 30},
     metrics={"enabled": True, "namespace": "churnclv"},
     # metadata only: BentoML never logs bodies, and these flags keep it to lengths and types
-    logging={"access": {"enabled": True, "request_content_length": True, "request_content_type": True,
-                        "response_content_length": True, "response_content_type": True}},
+    logging={
+        "access": {
+            "enabled": True,
+            "request_content_length": True,
+            "request_content_type": True,
+            "response_content_length": True,
+            "response_content_type": True,
+        }
+    },
 )
 class ChurnCLVService:
     """Churn, CLV and growth tiers over HTTP (see the module docstring for the endpoints)."""
@@ -467,15 +519,20 @@ class ChurnCLVService:
         # model loads (start, reload) never queue behind or ahead of scoring
         self._admin = ThreadPoolExecutor(max_workers=1, thread_name_prefix="churnclv-admin")
         self.state = self._admin.submit(
-            ServingState, model_uri=self.settings.model_uri, tracking_uri=self.settings.tracking_uri,
-            snapshot=self.settings.snapshot).result()
+            ServingState,
+            model_uri=self.settings.model_uri,
+            tracking_uri=self.settings.tracking_uri,
+            snapshot=self.settings.snapshot,
+        ).result()
         self.state.start(self.settings.reload_interval_s)
         # concurrent requests share scoring calls (see churnclv.serving.batcher)
         limit = max(self.settings.max_customers, BATCH_CUSTOMERS)
-        self._histories = RequestBatcher(self._work, lambda _key, jobs: score_histories_together(jobs),
-                                         max_items=limit, observe=_observer("score"))
-        self._ids = RequestBatcher(self._work, lambda _key, jobs: score_ids_together(jobs), max_items=limit,
-                                   observe=_observer("score_by_id"))
+        self._histories = RequestBatcher(
+            self._work, lambda _key, jobs: score_histories_together(jobs), max_items=limit, observe=_observer("score")
+        )
+        self._ids = RequestBatcher(
+            self._work, lambda _key, jobs: score_ids_together(jobs), max_items=limit, observe=_observer("score_by_id")
+        )
         if self.settings.gc_freeze:
             # Full garbage collections walked the ~0.5M objects of the loaded libraries and stalled
             # every request in flight for ~330 ms (p99 at concurrency 16: 337 ms; frozen: 70 ms).
@@ -499,8 +556,9 @@ class ChurnCLVService:
         if refused is not None:
             return refused  # type: ignore[return-value]
         model = self.state.model  # one read: a reload cannot switch models mid-request
-        scores = await self._histories.submit((id(model), request.as_of), (model, request.customers, request.as_of),
-                                              len(request.customers))
+        scores = await self._histories.submit(
+            (id(model), request.as_of), (model, request.customers, request.as_of), len(request.customers)
+        )
         return ScoreResponse(as_of=request.as_of, model_version=model.version, scores=scores)
 
     @bentoml.api(route="/score_by_id")
@@ -508,23 +566,33 @@ class ChurnCLVService:
         """Score customers by id from the batch job's latest feature snapshot."""
         ids = request.customer_ids
         if len(ids) > self.settings.max_customers:
-            return problem(413, f"{len(ids)} customer ids in one request: the limit is {self.settings.max_customers}",
-                           [{"loc": ["customer_ids"], "type": "too_long",
-                             "msg": f"at most {self.settings.max_customers} ids per request "
-                                    "(CHURNCLV_MAX_CUSTOMERS): split the request"}])  # type: ignore[return-value]
+            return problem(
+                413,
+                f"{len(ids)} customer ids in one request: the limit is {self.settings.max_customers}",
+                [
+                    {
+                        "loc": ["customer_ids"],
+                        "type": "too_long",
+                        "msg": f"at most {self.settings.max_customers} ids per request "
+                        "(CHURNCLV_MAX_CUSTOMERS): split the request",
+                    }
+                ],
+            )  # type: ignore[return-value]
         model, snapshot = self.state.model, self.state.snapshot
         if snapshot is None:
             why = self.state.snapshot_error or (
                 "no feature snapshot configured: start the service with --snapshot (CHURNCLV_SNAPSHOT) "
-                "pointing at the batch job's output folder")
+                "pointing at the batch job's output folder"
+            )
             return problem(503, f"score_by_id is unavailable: {why}")  # type: ignore[return-value]
         try:
             snapshot.check(model)
         except SnapshotError as exc:
             return problem(503, f"score_by_id is unavailable: {exc}")  # type: ignore[return-value]
         scores = await self._ids.submit((id(model), id(snapshot)), (model, snapshot, ids), len(ids))
-        return ScoreByIdResponse(as_of=snapshot.as_of, snapshot=snapshot.partition, model_version=model.version,
-                                 scores=scores)
+        return ScoreByIdResponse(
+            as_of=snapshot.as_of, snapshot=snapshot.partition, model_version=model.version, scores=scores
+        )
 
     @bentoml.api(route="/model_info")
     async def model_info(self) -> ModelInfo:
@@ -539,11 +607,19 @@ class ChurnCLVService:
             prefix = _TARGET_PREFIX.get(target, f"{target}_")
             metrics.update({m: float(v) for m, v in (means.get(candidate) or {}).items() if m.startswith(prefix)})
         return ModelInfo(
-            name=model.name, version=model.version, alias=model.alias, model_uri=redact_url(model.model_uri),
-            run_id=model.run_id, trained_as_of=meta.get("as_of"), horizon_days=model.horizon_days,
-            selected=selected, backtest_metrics=metrics, attributes=list(model.attributes),
+            name=model.name,
+            version=model.version,
+            alias=model.alias,
+            model_uri=redact_url(model.model_uri),
+            run_id=model.run_id,
+            trained_as_of=meta.get("as_of"),
+            horizon_days=model.horizon_days,
+            selected=selected,
+            backtest_metrics=metrics,
+            attributes=list(model.attributes),
             backtested=bool(plan.get("backtested", True)),
-            backtest_horizon_days=plan.get("backtest_horizon_days", model.horizon_days), backtest_note=plan.get("note"),
+            backtest_horizon_days=plan.get("backtest_horizon_days", model.horizon_days),
+            backtest_note=plan.get("note"),
             snapshot=None if snapshot is None else snapshot.partition,
         )
 
@@ -554,10 +630,14 @@ class ChurnCLVService:
             outcome = await self._on(self._admin, self.state.refresh)
         except ModelLoadError as exc:
             return problem(  # type: ignore[return-value]
-                503, f"reload failed, still serving version {self.state.model.version}: {exc}")
-        return ReloadResult(status="reloaded" if outcome.model_changed else "unchanged",
-                            previous_version=outcome.previous_version, version=outcome.version,
-                            snapshot=outcome.snapshot)
+                503, f"reload failed, still serving version {self.state.model.version}: {exc}"
+            )
+        return ReloadResult(
+            status="reloaded" if outcome.model_changed else "unchanged",
+            previous_version=outcome.previous_version,
+            version=outcome.version,
+            snapshot=outcome.snapshot,
+        )
 
 
 ChurnCLVService.add_asgi_middleware(APIKeyMiddleware)
@@ -566,8 +646,9 @@ ChurnCLVService.add_asgi_middleware(APIKeyMiddleware)
 # --------------------------------------------------------------------------- serve
 
 
-def server_env(settings: ServiceSettings, base: Mapping[str, str] | None = None, *,
-               metrics_dir: str | Path | None = None) -> dict[str, str]:
+def server_env(
+    settings: ServiceSettings, base: Mapping[str, str] | None = None, *, metrics_dir: str | Path | None = None
+) -> dict[str, str]:
     """The environment of the BentoML server process: the settings, worker count, no usage tracking,
     and its own Prometheus folder (``metrics_dir``, read by :func:`run_bentoml`)."""
     env = dict(os.environ if base is None else base)
@@ -587,8 +668,17 @@ _LAUNCHER = f"from {__name__} import run_bentoml; run_bentoml()"
 
 def server_command(host: str, port: int) -> list[str]:
     """The ``bentoml serve`` command line of the service (through :func:`run_bentoml`)."""
-    return [sys.executable, "-c", _LAUNCHER, "serve", f"{__name__}:ChurnCLVService",
-            "--host", host, "--port", str(port)]
+    return [
+        sys.executable,
+        "-c",
+        _LAUNCHER,
+        "serve",
+        f"{__name__}:ChurnCLVService",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
 
 
 def use_metrics_dir(environ: Mapping[str, str] | None = None) -> str | None:
@@ -654,9 +744,13 @@ def serve(
     try:
         base = ServiceSettings.from_env()
         settings = ServiceSettings(
-            **{**base.__dict__, "model_uri": model_uri or base.model_uri,
-               "tracking_uri": tracking_uri or base.tracking_uri,
-               "snapshot": Path(snapshot).resolve() if snapshot is not None else base.snapshot})
+            **{
+                **base.__dict__,
+                "model_uri": model_uri or base.model_uri,
+                "tracking_uri": tracking_uri or base.tracking_uri,
+                "snapshot": Path(snapshot).resolve() if snapshot is not None else base.snapshot,
+            }
+        )
         settings.check_auth()
     except SettingsError as exc:
         raise ServeError(str(exc)) from None
@@ -666,8 +760,10 @@ def serve(
     except ModelLoadError as exc:
         raise ServeError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any other failure to load is still one line, not a traceback
-        raise ServeError(f"model {redact_url(settings.model_uri)} cannot be loaded ({error_summary(exc)}): check "
-                         "--model / CHURNCLV_MODEL_URI and --tracking-uri / MLFLOW_TRACKING_URI") from None
+        raise ServeError(
+            f"model {redact_url(settings.model_uri)} cannot be loaded ({error_summary(exc)}): check "
+            "--model / CHURNCLV_MODEL_URI and --tracking-uri / MLFLOW_TRACKING_URI"
+        ) from None
     gc.collect()  # the checked model is not kept: the workers load their own
     log.info("serving %s (version %s) on http://%s:%d", redact_url(settings.model_uri), version, host, port)
     metrics_dir = tempfile.mkdtemp(prefix=f"churnclv-prometheus-{port}-")
@@ -705,6 +801,19 @@ def _run_server(command: list[str], env: dict[str, str]) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-__all__ = ["APIKeyMiddleware", "BoundedMetricsService", "ChurnCLVService", "MetricPathLabels", "RedactURLs",
-           "RedactValidationInput", "RestorePath", "ServeError", "install_log_redaction", "run_bentoml", "serve",
-           "server_command", "server_env", "use_metrics_dir"]
+__all__ = [
+    "APIKeyMiddleware",
+    "BoundedMetricsService",
+    "ChurnCLVService",
+    "MetricPathLabels",
+    "RedactURLs",
+    "RedactValidationInput",
+    "RestorePath",
+    "ServeError",
+    "install_log_redaction",
+    "run_bentoml",
+    "serve",
+    "server_command",
+    "server_env",
+    "use_metrics_dir",
+]

@@ -53,9 +53,15 @@ def _columns() -> list[sa.Column]:
     """The score table: the batch output's columns (OUTPUT_SCHEMA) as SQL; reasons as a JSON array in text."""
     f = sa.Float(precision=53)  # DOUBLE PRECISION on PostgreSQL: keep every bit of the scores
     types = {pa.string(): sa.Text, pa.date32(): sa.Date, pa.float64(): f, pa.list_(pa.string()): sa.Text}
-    return [sa.Column(field.name, types[field.type], primary_key=field.name in KEY,
-                      nullable=field.nullable and field.name not in _ALWAYS_SCORED)
-            for field in OUTPUT_SCHEMA]
+    return [
+        sa.Column(
+            field.name,
+            types[field.type],
+            primary_key=field.name in KEY,
+            nullable=field.nullable and field.name not in _ALWAYS_SCORED,
+        )
+        for field in OUTPUT_SCHEMA
+    ]
 
 
 def normalize_url(url: str) -> URL:
@@ -117,8 +123,15 @@ class Replacement:
     inside the transaction) are known before the commit, so the manifest can carry them.
     """
 
-    def __init__(self, sink: ScoreSink, conn: Connection, trans: sa.RootTransaction, rows_removed: int,
-                 rows_written: int, rows_for_as_of: int) -> None:
+    def __init__(
+        self,
+        sink: ScoreSink,
+        conn: Connection,
+        trans: sa.RootTransaction,
+        rows_removed: int,
+        rows_written: int,
+        rows_for_as_of: int,
+    ) -> None:
         self.sink = sink
         self.rows_removed = rows_removed
         self.rows_written = rows_written
@@ -203,10 +216,13 @@ class ScoreSink:
         created in when it does not exist; None elsewhere."""
         if self.engine.dialect.name != "postgresql":
             return None
-        return conn.execute(sa.text(
-            "SELECT coalesce((SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:t)), current_schema())"),
-            {"t": f'"{self.table_name}"'}).scalar_one_or_none()
+        return conn.execute(
+            sa.text(
+                "SELECT coalesce((SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:t)), current_schema())"
+            ),
+            {"t": f'"{self.table_name}"'},
+        ).scalar_one_or_none()
 
     @staticmethod
     def rows(chunk: pa.Table) -> Iterator[list[dict[str, Any]]]:

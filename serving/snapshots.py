@@ -33,22 +33,24 @@ __all__ = [
     "read_scores",
 ]
 
-OUTPUT_SCHEMA = pa.schema([
-    pa.field("customer_id", pa.string(), nullable=False),
-    pa.field("as_of", pa.date32(), nullable=False),
-    pa.field("p_churn", pa.float64()),
-    pa.field("p_alive", pa.float64()),
-    pa.field("expected_purchases", pa.float64()),
-    pa.field("expected_spend", pa.float64()),
-    pa.field("clv", pa.float64()),
-    pa.field("expected_next_purchase_date", pa.date32()),  # null where undefined
-    pa.field("growth_score", pa.float64()),
-    pa.field("tier", pa.string()),
-    pa.field("stage", pa.string()),
-    pa.field("reasons", pa.list_(pa.string())),
-    pa.field("action", pa.string()),
-    pa.field("model_version", pa.string(), nullable=False),
-])
+OUTPUT_SCHEMA = pa.schema(
+    [
+        pa.field("customer_id", pa.string(), nullable=False),
+        pa.field("as_of", pa.date32(), nullable=False),
+        pa.field("p_churn", pa.float64()),
+        pa.field("p_alive", pa.float64()),
+        pa.field("expected_purchases", pa.float64()),
+        pa.field("expected_spend", pa.float64()),
+        pa.field("clv", pa.float64()),
+        pa.field("expected_next_purchase_date", pa.date32()),  # null where undefined
+        pa.field("growth_score", pa.float64()),
+        pa.field("tier", pa.string()),
+        pa.field("stage", pa.string()),
+        pa.field("reasons", pa.list_(pa.string())),
+        pa.field("action", pa.string()),
+        pa.field("model_version", pa.string(), nullable=False),
+    ]
+)
 OUTPUT_COLUMNS = tuple(OUTPUT_SCHEMA.names)
 
 FEATURES_FILE = "features.parquet"

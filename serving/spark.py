@@ -110,8 +110,9 @@ def load_tables(spark: Any, clean: Path) -> tuple[Any, Any]:
                 f"{path}: the spark engine reads clean tables as Parquet: validate the data first "
                 "(churnclv validate writes Parquet) or convert the file"
             )
-        tables[name] = con.read_parquet(str(path), table_name=f"churnclv_{name}", recursiveFileLookup="true"
-                                        if path.is_dir() else None)
+        tables[name] = con.read_parquet(
+            str(path), table_name=f"churnclv_{name}", recursiveFileLookup="true" if path.is_dir() else None
+        )
     return con, FeatureTables(**tables)
 
 
@@ -128,8 +129,9 @@ def write_features(spark: Any, clean: Path, day: dt.date, out_dir: Path, config:
     return spark.read.parquet(str(out_dir)).count()
 
 
-def write_scores(spark: Any, features_dir: Path, model_path: str, out_dir: Path, *, as_of: dt.date,
-                 model_version: str) -> None:
+def write_scores(
+    spark: Any, features_dir: Path, model_path: str, out_dir: Path, *, as_of: dt.date, model_version: str
+) -> None:
     """Score the feature folder with ``mlflow.pyfunc.spark_udf`` and write the batch columns to
     ``out_dir`` (Parquet, sorted by customer id)."""
     import mlflow.pyfunc
@@ -140,20 +142,23 @@ def write_scores(spark: Any, features_dir: Path, model_path: str, out_dir: Path,
     # the model's input schema: every number as double (what churnclv.models.scorer.model_input does)
     cols = [
         F.col(f.name).cast("double").alias(f.name)
-        if isinstance(f.dataType, (T.IntegerType, T.LongType, T.ShortType, T.BooleanType)) else F.col(f.name)
+        if isinstance(f.dataType, (T.IntegerType, T.LongType, T.ShortType, T.BooleanType))
+        else F.col(f.name)
         for f in feats.schema.fields
     ]
     udf = mlflow.pyfunc.spark_udf(spark, model_path, result_type=SCORE_STRUCT, env_manager="local")
     scored = feats.select(*cols).select("customer_id", udf(F.struct(*feats.columns)).alias("s"))
     days = F.col("s.expected_next_purchase_days")
     reasons = F.when(F.col("s.reasons") == "", F.array().cast("array<string>")).otherwise(
-        F.split(F.col("s.reasons"), REASONS_SEPARATOR))
+        F.split(F.col("s.reasons"), REASONS_SEPARATOR)
+    )
     computed = {
         "customer_id": F.col("customer_id"),
         "as_of": F.lit(as_of).cast("date"),
         # churnclv.models.scorer.next_purchase_dates: as-of + ceil(days), at least 1, null when undefined
         "expected_next_purchase_date": F.when(F.isnan(days) | days.isNull(), F.lit(None).cast("date")).otherwise(
-            F.date_add(F.lit(as_of).cast("date"), F.greatest(F.ceil(days), F.lit(1)).cast("int"))),
+            F.date_add(F.lit(as_of).cast("date"), F.greatest(F.ceil(days), F.lit(1)).cast("int"))
+        ),
         "reasons": reasons,
         "model_version": F.lit(model_version),
     }

@@ -114,7 +114,9 @@ class ServingState:
                 log.info("model %s: version %s -> %s", self.model_uri, current.version, new.version)
             snapshot_changed = self._load_snapshot() if self.snapshot_folder is not None else False
             return RefreshOutcome(
-                model_changed=changed, previous_version=current.version, version=self._model.version,
+                model_changed=changed,
+                previous_version=current.version,
+                version=self._model.version,
                 snapshot_changed=snapshot_changed,
                 snapshot=None if self._snapshot is None else self._snapshot.partition,
             )
@@ -130,10 +132,13 @@ class ServingState:
                     self.refresh()
                 except ModelLoadError as exc:  # its message is redacted
                     log.error("periodic model check failed, still serving version %s: %s", self._model.version, exc)
-                except Exception as exc:  # noqa: BLE001 - the checker must survive anything and keep serving
+                except Exception as exc:
                     # one redacted line; the traceback only at DEBUG (the service's log filter redacts it too)
-                    log.error("periodic model check failed, still serving version %s: %s", self._model.version,
-                              redact_text(error_summary(exc)))
+                    log.error(
+                        "periodic model check failed, still serving version %s: %s",
+                        self._model.version,
+                        redact_text(error_summary(exc)),
+                    )
                     log.debug("periodic model check failure", exc_info=True)
 
         self._thread = threading.Thread(target=loop, name="churnclv-reload", daemon=True)

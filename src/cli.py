@@ -81,25 +81,61 @@ def cli(verbose: int, quiet: bool) -> None:
 
 
 @cli.command()
-@click.option("--customers", "n_customers", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="Number of customers.")
+@click.option(
+    "--customers",
+    "n_customers",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Number of customers.",
+)
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same world).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
-@click.option("--truth-as-of", "truth_as_of", multiple=True, metavar="DATE",
-              callback=lambda ctx, param, values: [_date(ctx, param, v) for v in values],
-              help="As-of date (YYYY-MM-DD) of truth.parquet; repeat for several. Its window (as-of, as-of + H] "
-                   "must lie within the data: as-of from 2023-01-01 to 2025-12-31 minus H. Default: 2025-12-31 "
-                   "minus H and the two 30-day steps before it (2025-08-03, 2025-09-02, 2025-10-02 for H = 90).")
-@click.option("--horizon-days", type=int, default=90, show_default=True, metavar="H",
-              help="Length in days of every truth window (as-of, as-of + H]; at least 1.")
-@click.option("--purchase-rate-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Multiplies every purchase rate (3.3 gives about 50 lines per customer).")
-@click.option("--event-rate-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Multiplies every event rate (3.0 gives about 100 events per customer).")
+@click.option(
+    "--truth-as-of",
+    "truth_as_of",
+    multiple=True,
+    metavar="DATE",
+    callback=lambda ctx, param, values: [_date(ctx, param, v) for v in values],
+    help="As-of date (YYYY-MM-DD) of truth.parquet; repeat for several. Its window (as-of, as-of + H] "
+    "must lie within the data: as-of from 2023-01-01 to 2025-12-31 minus H. Default: 2025-12-31 "
+    "minus H and the two 30-day steps before it (2025-08-03, 2025-09-02, 2025-10-02 for H = 90).",
+)
+@click.option(
+    "--horizon-days",
+    type=int,
+    default=90,
+    show_default=True,
+    metavar="H",
+    help="Length in days of every truth window (as-of, as-of + H]; at least 1.",
+)
+@click.option(
+    "--purchase-rate-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Multiplies every purchase rate (3.3 gives about 50 lines per customer).",
+)
+@click.option(
+    "--event-rate-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Multiplies every event rate (3.0 gives about 100 events per customer).",
+)
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.pass_context
-def generate(ctx: click.Context, n_customers: int, seed: int, out: Path, truth_as_of: list[Any], horizon_days: int,
-             purchase_rate_scale: float, event_rate_scale: float, fmt: str) -> None:
+def generate(
+    ctx: click.Context,
+    n_customers: int,
+    seed: int,
+    out: Path,
+    truth_as_of: list[Any],
+    horizon_days: int,
+    purchase_rate_scale: float,
+    event_rate_scale: float,
+    fmt: str,
+) -> None:
     """Generate a synthetic customer world (transactions, events, customers) and its ground truth.
 
     The data runs from 2023-01-01 to 2025-12-31 (no row after it); customers sign up over the first
@@ -117,29 +153,46 @@ def generate(ctx: click.Context, n_customers: int, seed: int, out: Path, truth_a
 
     from churnclv.generate import WorldConfig, default_truth_as_of, generate_world_to_parquet
 
-    config = _run_guarded(lambda: WorldConfig(n_customers=n_customers, seed=seed,
-                                              purchase_rate_scale=purchase_rate_scale,
-                                              event_rate_scale=event_rate_scale))
+    config = _run_guarded(
+        lambda: WorldConfig(
+            n_customers=n_customers,
+            seed=seed,
+            purchase_rate_scale=purchase_rate_scale,
+            event_rate_scale=event_rate_scale,
+        )
+    )
     first, end = config.start, config.end
     span = f"the generated data runs from {first:%Y-%m-%d} to {end:%Y-%m-%d}"
     if not 1 <= horizon_days <= config.n_days:
         raise click.BadParameter(
             f"{horizon_days}: the truth window (as-of, as-of + H] must last 1 to {config.n_days} days ({span}). "
-            f"Pass e.g. --horizon-days 90.", ctx=ctx, param_hint="'--horizon-days'")
+            f"Pass e.g. --horizon-days 90.",
+            ctx=ctx,
+            param_hint="'--horizon-days'",
+        )
     last = end - pd.Timedelta(days=horizon_days)  # latest as-of whose window closes within the data
     # sorted and unique, so truth.parquet stays sorted by (customer_id, as_of) with one row per pair
     dates = sorted(set(truth_as_of)) or default_truth_as_of(config, horizon_days)
     for a in dates:
         if first <= a <= last:
             continue
-        where = (f"as-of {a:%Y-%m-%d} is before the data starts ({first:%Y-%m-%d})" if a < first else
-                 f"the window ({a:%Y-%m-%d}, {a + pd.Timedelta(days=horizon_days):%Y-%m-%d}] ends after "
-                 f"the data ends ({end:%Y-%m-%d})")
-        rule = (f"{where}, but every truth window (as-of, as-of + H] must lie within the data: with "
-                f"--horizon-days {horizon_days}, as-of from {first:%Y-%m-%d} to {last:%Y-%m-%d}")
+        where = (
+            f"as-of {a:%Y-%m-%d} is before the data starts ({first:%Y-%m-%d})"
+            if a < first
+            else f"the window ({a:%Y-%m-%d}, {a + pd.Timedelta(days=horizon_days):%Y-%m-%d}] ends after "
+            f"the data ends ({end:%Y-%m-%d})"
+        )
+        rule = (
+            f"{where}, but every truth window (as-of, as-of + H] must lie within the data: with "
+            f"--horizon-days {horizon_days}, as-of from {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+        )
         if not truth_as_of:  # only a horizon close to the data's length pushes the defaults out
-            raise click.BadParameter(f"with the default truth as-of dates, {rule}. Pass a shorter --horizon-days "
-                                     f"or --truth-as-of dates in that range.", ctx=ctx, param_hint="'--horizon-days'")
+            raise click.BadParameter(
+                f"with the default truth as-of dates, {rule}. Pass a shorter --horizon-days "
+                f"or --truth-as-of dates in that range.",
+                ctx=ctx,
+                param_hint="'--horizon-days'",
+            )
         fix = "Pass a --truth-as-of in that range" + ("." if a < first else " or a shorter --horizon-days.")
         raise click.BadParameter(f"{rule}. {fix}", ctx=ctx, param_hint="'--truth-as-of'")
     paths = generate_world_to_parquet(config, out, truth_as_of=dates, horizon_days=horizon_days)
@@ -154,8 +207,10 @@ def generate(ctx: click.Context, n_customers: int, seed: int, out: Path, truth_a
         f"wrote {n_customers:,} customers, {counts['transactions'] or 0:,} transaction lines, "
         f"{counts['events'] or 0:,} events to {out}"
     )
-    click.echo(f"truth: {counts['truth']:,} rows as of {', '.join(f'{a:%Y-%m-%d}' for a in dates)}, "
-               f"horizon {horizon_days} days")
+    click.echo(
+        f"truth: {counts['truth']:,} rows as of {', '.join(f'{a:%Y-%m-%d}' for a in dates)}, "
+        f"horizon {horizon_days} days"
+    )
     for name, p in paths.items():
         click.echo(f"  {name:<13} {p}")
 
@@ -197,8 +252,13 @@ def _print_reports(reports: dict[str, Any]) -> None:
         table.add_column(col, justify="right" if col in ("read", "accepted", "rejected", "customers") else "left")
     for r in reports.values():
         table.add_row(
-            r.table, f"{r.read:,}", f"{r.accepted:,}", f"{r.rejected:,}", f"{r.customers:,}",
-            "" if r.ts_min is None else f"{r.ts_min:%Y-%m-%d}", "" if r.ts_max is None else f"{r.ts_max:%Y-%m-%d}",
+            r.table,
+            f"{r.read:,}",
+            f"{r.accepted:,}",
+            f"{r.rejected:,}",
+            f"{r.customers:,}",
+            "" if r.ts_min is None else f"{r.ts_min:%Y-%m-%d}",
+            "" if r.ts_max is None else f"{r.ts_max:%Y-%m-%d}",
         )
     console = Console(file=sys.stdout, width=120)
     console.print(table)
@@ -209,16 +269,33 @@ def _print_reports(reports: dict[str, Any]) -> None:
 
 @cli.command()
 @click.option("--data", required=True, help=DATA_HELP)
-@click.option("--mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="TOML file mapping your table and column names onto the canonical ones.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("work/validated"),
-              show_default=True, help="Where clean Parquet (clean/) and rejects (rejects/) go.")
+@click.option(
+    "--mapping",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TOML file mapping your table and column names onto the canonical ones.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("work/validated"),
+    show_default=True,
+    help="Where clean Parquet (clean/) and rejects (rejects/) go.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--as-of", default=None, callback=_date,
-              help="As-of date (YYYY-MM-DD) of the readiness check: only rows on or before it count "
-                   "(default: the last transaction date).")
-@click.option("--horizon-days", type=click.IntRange(min=1), default=90, show_default=True,
-              help="Churn/spend horizon in days the readiness check judges the models for.")
+@click.option(
+    "--as-of",
+    default=None,
+    callback=_date,
+    help="As-of date (YYYY-MM-DD) of the readiness check: only rows on or before it count "
+    "(default: the last transaction date).",
+)
+@click.option(
+    "--horizon-days",
+    type=click.IntRange(min=1),
+    default=90,
+    show_default=True,
+    help="Churn/spend horizon in days the readiness check judges the models for.",
+)
 def validate(data: str, mapping: Path | None, out: Path, as_json: bool, as_of: Any, horizon_days: int) -> None:
     """Validate a data source: rows, customers, date range and rejects by reason; then what the clean
     data support as of a date: per model, whether it can be fitted, the rule, and what is missing.
@@ -265,12 +342,26 @@ def _feature_config(path: Path | None) -> Any:
 
 @cli.command()
 @source_options
-@click.option("--as-of", required=True, callback=_date, help="As-of date (YYYY-MM-DD): only rows on or before it count.")
+@click.option(
+    "--as-of", required=True, callback=_date, help="As-of date (YYYY-MM-DD): only rows on or before it count."
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output Parquet file.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="TOML whose [features] section sets windows and data conventions (as for train).")
-def features(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None,
-             as_of: Any, out: Path, config_path: Path | None) -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TOML whose [features] section sets windows and data conventions (as for train).",
+)
+def features(
+    data: str,
+    mapping: Path | None,
+    work: Path | None,
+    trusted: bool,
+    memory_limit: str | None,
+    as_of: Any,
+    out: Path,
+    config_path: Path | None,
+) -> None:
     """Point-in-time features, one row per customer known at as-of (see the README's catalogue)."""
     import time
 
@@ -286,8 +377,10 @@ def features(data: str, mapping: Path | None, work: Path | None, trusted: bool, 
     except ValueError as exc:
         raise DataProblem(str(exc)) from None
     meta = pq.ParquetFile(out).metadata
-    click.echo(f"wrote features of {meta.num_rows:,} customers ({meta.num_columns} columns) as of "
-               f"{as_of:%Y-%m-%d} to {out} in {time.perf_counter() - started:.1f} s")
+    click.echo(
+        f"wrote features of {meta.num_rows:,} customers ({meta.num_columns} columns) as of "
+        f"{as_of:%Y-%m-%d} to {out} in {time.perf_counter() - started:.1f} s"
+    )
 
 
 def main() -> None:

@@ -55,8 +55,10 @@ def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     if not MIN_YEAR <= ts.year <= MAX_YEAR:  # the validation's rule for dates in the data
-        raise click.BadParameter(f"{value!r}: the year is outside {MIN_YEAR}-{MAX_YEAR} (a typo?): use a date "
-                                 "within the data, YYYY-MM-DD", param=param)
+        raise click.BadParameter(
+            f"{value!r}: the year is outside {MIN_YEAR}-{MAX_YEAR} (a typo?): use a date within the data, YYYY-MM-DD",
+            param=param,
+        )
     return ts.normalize()
 
 
@@ -85,7 +87,9 @@ def prepare_source(data: str, mapping: Path | None, work: Path, trusted: bool, m
     for r in result.reports.values():
         log.info("%s: read %d, accepted %d, rejected %d", r.table, r.read, r.accepted, r.rejected)
         if r.rejected:
-            click.echo(f"{r.table}: {r.rejected:,} of {r.read:,} rows rejected -> {result.rejects_paths[r.table]}", err=True)
+            click.echo(
+                f"{r.table}: {r.rejected:,} of {r.read:,} rows rejected -> {result.rejects_paths[r.table]}", err=True
+            )
     return work / "clean"
 
 
@@ -93,10 +97,17 @@ def source_options(fn):
     """The options every job that reads data shares."""
     fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 1GB (it spills past it).")(fn)
     fn = click.option("--trusted", is_flag=True, help="The folder already holds clean tables: skip validation.")(fn)
-    fn = click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
-                      help="Where validated tables and rejects go (default: work/validated).")(fn)
-    fn = click.option("--mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-                      help="TOML mapping of your table and column names.")(fn)
+    fn = click.option(
+        "--work",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where validated tables and rejects go (default: work/validated).",
+    )(fn)
+    fn = click.option(
+        "--mapping",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help="TOML mapping of your table and column names.",
+    )(fn)
     fn = click.option("--data", required=True, help=DATA_HELP)(fn)
     return fn
 

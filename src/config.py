@@ -23,8 +23,12 @@ class ConfigError(ValueError):
 def check_table_name(name: str, where: str = "mapping") -> str:
     """``name`` when it is a plain table name: a file stem in the data folder or a SQL table, never a
     path (``../x``, ``/etc/x``, ``a/b``), so a mapping cannot read outside ``--data``."""
-    if not isinstance(name, str) or name.strip() in ("", ".", "..") or any(
-            c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+    if (
+        not isinstance(name, str)
+        or name.strip() in ("", ".", "..")
+        or any(c in name for c in "/\\")
+        or any(ord(c) < 32 for c in name)
+    ):
         raise ConfigError(
             f"{where}: table = {name!r} is not a table name: names are confined to the --data source (no "
             "path separators, no '..'); put the file in the data folder and give its name without the extension"
@@ -79,8 +83,9 @@ def load_mapping(path: Path | str | None) -> Mapping:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"mapping file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     except OSError as exc:
-        raise ConfigError(f"mapping file {path} cannot be read ({exc.strerror or exc.__class__.__name__}): "
-                          "pass a readable TOML file") from None
+        raise ConfigError(
+            f"mapping file {path} cannot be read ({exc.strerror or exc.__class__.__name__}): pass a readable TOML file"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"mapping file {path} is not valid TOML ({exc}): fix the syntax") from None
     return parse_mapping(raw, origin=str(path))
@@ -92,22 +97,18 @@ def parse_mapping(raw: dict[str, Any], *, origin: str = "mapping") -> Mapping:
     for name, body in raw.items():
         if name not in TABLES:
             raise ConfigError(
-                f"{origin}: unknown table [{name}]; the canonical tables are "
-                f"{sorted(TABLES)}: rename the section"
+                f"{origin}: unknown table [{name}]; the canonical tables are {sorted(TABLES)}: rename the section"
             )
         if not isinstance(body, dict):
             raise ConfigError(f"{origin}: [{name}] must be a table with 'table' and/or 'columns'")
         unknown_keys = set(body) - {"table", "columns"}
         if unknown_keys:
             raise ConfigError(
-                f"{origin}: [{name}] has unknown keys {sorted(unknown_keys)}; "
-                "allowed are 'table' and 'columns'"
+                f"{origin}: [{name}] has unknown keys {sorted(unknown_keys)}; allowed are 'table' and 'columns'"
             )
         columns = body.get("columns", {})
         if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
-            raise ConfigError(
-                f"{origin}: [{name}].columns must map canonical names to your column names (strings)"
-            )
+            raise ConfigError(f"{origin}: [{name}].columns must map canonical names to your column names (strings)")
         spec = TABLES[name]
         bad = sorted(set(columns) - set(spec.columns))
         if bad and not spec.keep_extra:

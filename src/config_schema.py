@@ -28,7 +28,7 @@ _FIXES = {
     "float_type": "write a number without quotes, e.g. 0.1",
     "bool_type": "write true or false without quotes",
     "string_type": "write a quoted string",
-    "tuple_type": "write a list, e.g. [\"a\", \"b\"]",
+    "tuple_type": 'write a list, e.g. ["a", "b"]',
     "dict_type": "write a table, e.g. { key = 1.0 }",
     "extra_forbidden": "remove it, or check its spelling",
 }
@@ -93,6 +93,7 @@ def read_run_config(path: Path | str | None) -> dict[str, Any]:
         raise ConfigError(f"config {path}: {exc}: fix the file (TOML, UTF-8)") from None
     unknown = set(raw) - set(RUN_SECTIONS)
     if unknown:
-        raise ConfigError(f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers], "
-                          "[features]")
+        raise ConfigError(
+            f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers], [features]"
+        )
     return raw

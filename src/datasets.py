@@ -35,9 +35,7 @@ def load_cdnow(variant: str = "master") -> pd.DataFrame:
         raw = pd.read_csv(path, sep=r"\s+", skiprows=1, names=names, dtype={"customer_id": str, "date": str})
     else:
         names = ["customer_id", "master_id", "date", "quantity", "amount"]
-        raw = pd.read_csv(
-            path, sep=r"\s+", names=names, dtype={"customer_id": str, "master_id": str, "date": str}
-        )
+        raw = pd.read_csv(path, sep=r"\s+", names=names, dtype={"customer_id": str, "master_id": str, "date": str})
     return pd.DataFrame(
         {
             "customer_id": raw["customer_id"].astype(str),

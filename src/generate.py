@@ -37,20 +37,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from churnclv.schema import KNOWN_EVENT_TYPES
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churnclv.schema import KNOWN_EVENT_TYPES
+
 __all__ = [
-    "WorldConfig",
-    "World",
     "Latent",
+    "World",
+    "WorldConfig",
+    "default_truth_as_of",
     "generate_world",
+    "generate_world_to_parquet",
     "truth_at",
     "write_world",
-    "generate_world_to_parquet",
-    "default_truth_as_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -175,13 +175,9 @@ class WorldConfig:
                 )
             object.__setattr__(self, name, value)
         if not 0 < self.n_customers <= 10**_ID_WIDTH:
-            raise ValueError(
-                f"WorldConfig.n_customers must be in 1..{10**_ID_WIDTH}; got {self.n_customers}."
-            )
+            raise ValueError(f"WorldConfig.n_customers must be in 1..{10**_ID_WIDTH}; got {self.n_customers}.")
         if self.end <= self.start:
-            raise ValueError(
-                f"WorldConfig.end ({self.end.date()}) must be after start ({self.start.date()})."
-            )
+            raise ValueError(f"WorldConfig.end ({self.end.date()}) must be after start ({self.start.date()}).")
         if not 0 < self.signup_days <= self.n_days:
             raise ValueError(
                 f"WorldConfig.signup_days must be in 1..{self.n_days} (the world's length in "
@@ -200,9 +196,7 @@ class WorldConfig:
                 raise ValueError(f"WorldConfig.{name} must be > 0; got {getattr(self, name)}.")
         for name in ("never_buyer_share", "return_prob", "seasonality_amplitude"):
             if not 0 <= getattr(self, name) < 1:
-                raise ValueError(
-                    f"WorldConfig.{name} must be in [0, 1); got {getattr(self, name)}."
-                )
+                raise ValueError(f"WorldConfig.{name} must be in [0, 1); got {getattr(self, name)}.")
 
     @property
     def n_days(self) -> int:
@@ -279,9 +273,7 @@ def _fixed_strings(mat: np.ndarray) -> pa.Array:
 
 def _labels(codes: np.ndarray, names: Sequence[str]) -> pa.Array:
     dictionary = pa.array(list(names), type=pa.large_string())
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary).cast(
-        pa.large_string()
-    )
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary).cast(pa.large_string())
 
 
 def _ts_array(start: pd.Timestamp, seconds: np.ndarray) -> pa.Array:
@@ -368,9 +360,7 @@ def _generate_block(config: WorldConfig, block: int) -> _Block:
     )
     sigma_c = config.customer_value_sigma
     mean_value = (
-        config.mean_line_value
-        * _REGION_VALUE[region]
-        * np.exp(sigma_c * rng.standard_normal(n) - sigma_c**2 / 2)
+        config.mean_line_value * _REGION_VALUE[region] * np.exp(sigma_c * rng.standard_normal(n) - sigma_c**2 / 2)
     )
     return_prob = np.clip(config.return_prob * np.exp(-0.4 * z), 0.0, 0.5)
     engagement = rng.gamma(2.0, 0.5, size=n)  # per-customer taste for the app and e-mails
@@ -670,9 +660,7 @@ def _truth_rows(
             surv *= one_day_survival
         p_none += surv * np.exp(-cum)
         p_none = np.where(alive, np.minimum(p_none, 1.0), 1.0)
-        net_line = latent.mean_line_value[known] * (
-            1 - latent.return_prob[known] * _MEAN_RETURN_FRACTION
-        )
+        net_line = latent.mean_line_value[known] * (1 - latent.return_prob[known] * _MEAN_RETURN_FRACTION)
         pieces.append(
             pd.DataFrame(
                 {
@@ -713,9 +701,7 @@ def _check_truth_args(as_of_dates: Sequence, horizon_days: int) -> list[pd.Times
         raise ValueError("as_of_dates is empty; pass at least one as-of timestamp.")
     for a in dates:
         if a.tzinfo is not None:
-            raise ValueError(
-                f"as_of {a} is timezone-aware; pass naive UTC timestamps (a.tz_convert(None))."
-            )
+            raise ValueError(f"as_of {a} is timezone-aware; pass naive UTC timestamps (a.tz_convert(None)).")
     return dates
 
 
@@ -755,10 +741,7 @@ def truth_at(world: World, as_of_dates: Sequence[pd.Timestamp], horizon_days: in
     tables = []
     for first in range(0, config.n_customers, _BLOCK):
         part = Latent(
-            **{
-                name: getattr(world.latent, name)[first : first + _BLOCK]
-                for name in Latent.__dataclass_fields__
-            }
+            **{name: getattr(world.latent, name)[first : first + _BLOCK] for name in Latent.__dataclass_fields__}
         )
         tables.append(_truth_rows(config, part, first, dates, horizon_days))
     return pa.concat_tables(tables).to_pandas()

@@ -38,8 +38,19 @@ FILE_FORMATS = (".parquet", ".csv", ".csv.gz", ".tsv")
 ROW = "_row"  # 1-based row number in the source, kept in the rejects file
 # source types read as numbers (the rest is read as text and parsed)
 _FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL")
-_NUMBER_TYPES = (*_FLOAT_TYPES, "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-                 "UINTEGER", "UBIGINT", "UHUGEINT")
+_NUMBER_TYPES = (
+    *_FLOAT_TYPES,
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+)
 
 
 class DataError(ValueError):
@@ -123,14 +134,14 @@ def _find_file(directory: Path, stem: str) -> Path | None:
         found.append(folder)
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
-        raise DataError(
-            f"{directory}: table '{stem}' is found more than once ({names}): keep exactly one"
-        )
+        raise DataError(f"{directory}: table '{stem}' is found more than once ({names}): keep exactly one")
     if not found:
         other = sorted(p.name for p in directory.glob(f"{stem}.*") if p.is_file())
         if other:  # e.g. transactions.json or transactions.xlsx: say so instead of "no file"
-            raise DataError(f"{directory / other[0]}: unknown format for table '{stem}': "
-                            f"use {', '.join(stem + e for e in FILE_FORMATS)} (convert the file)")
+            raise DataError(
+                f"{directory / other[0]}: unknown format for table '{stem}': "
+                f"use {', '.join(stem + e for e in FILE_FORMATS)} (convert the file)"
+            )
     return found[0] if found else None
 
 
@@ -158,13 +169,17 @@ def _folder_files(folder: Path) -> tuple[str, list[Path]]:
         files.append(p)
     unknown = [p for p in files if _file_kind(p) is None]
     if unknown:
-        raise DataError(f"{unknown[0]}: unknown format in the folder of table '{folder.name}': a table folder holds "
-                        ".parquet or .csv files only; convert the file or move it out of the folder")
+        raise DataError(
+            f"{unknown[0]}: unknown format in the folder of table '{folder.name}': a table folder holds "
+            ".parquet or .csv files only; convert the file or move it out of the folder"
+        )
     kinds = Counter(_file_kind(p) for p in files)
     if len(kinds) > 1:
         counts = " and ".join(f"{n} .{k} file{'s' if n > 1 else ''}" for k, n in sorted(kinds.items()))
-        raise DataError(f"{folder}: the folder mixes formats ({counts}): keep one format per table folder "
-                        "(convert the other files), so that no file is left unread")
+        raise DataError(
+            f"{folder}: the folder mixes formats ({counts}): keep one format per table folder "
+            "(convert the other files), so that no file is left unread"
+        )
     if not files:
         raise DataError(f"{folder}: folder holds no .parquet or .csv files: add the table's files")
     return next(iter(kinds)), files
@@ -178,8 +193,11 @@ def _check_names(names: list[str], where: str) -> None:
         seen.setdefault(name.lower(), []).append(name)
     for same in seen.values():
         if len(same) > 1:
-            what = (f"column '{same[0]}' appears {len(same)} times" if len(set(same)) == 1
-                    else f"columns {sorted(set(same))} differ only in case")
+            what = (
+                f"column '{same[0]}' appears {len(same)} times"
+                if len(set(same)) == 1
+                else f"columns {sorted(set(same))} differ only in case"
+            )
             raise DataError(f"{where}: {what}: rename or drop the copies, so that each column name has one meaning")
 
 
@@ -192,8 +210,10 @@ def _csv_header(path: Path, delim: str) -> list[str]:
     except UnicodeDecodeError:
         raise DataError(f"{path}: line 1 (the header) is not UTF-8 text: save the file as UTF-8") from None
     except csv.Error:
-        raise DataError(f"{path}: line 1 (the header) is not valid CSV: quote names that hold the delimiter "
-                        "or quotes (\"a,b\", doubled \"\" inside)") from None
+        raise DataError(
+            f"{path}: line 1 (the header) is not valid CSV: quote names that hold the delimiter "
+            'or quotes ("a,b", doubled "" inside)'
+        ) from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: unreadable ({exc.__class__.__name__}): check the file") from None
     if not row:
@@ -263,15 +283,19 @@ def _read_error(where: str, exc: duckdb.Error) -> DataError:
     at = f"{file.group(1).strip() if file else where}" + (f": line {line.group(1)}" if line else "")
     fields = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
     if fields:
-        what = (f"{fields.group(2)} fields where the header has {fields.group(1)}: quote a field that holds the "
-                "delimiter (\"1,5\"), and give every row as many fields as the header")
+        what = (
+            f"{fields.group(2)} fields where the header has {fields.group(1)}: quote a field that holds the "
+            'delimiter ("1,5"), and give every row as many fields as the header'
+        )
     elif "unicode" in text.lower() or "utf-8" in text.lower():
         what = "not UTF-8 text: save the file as UTF-8"
     elif "unterminated quote" in text:
-        what = "a quoted field is never closed: close it, and double quotes inside a quoted field (\"\")"
+        what = 'a quoted field is never closed: close it, and double quotes inside a quoted field ("")'
     elif line or "CSV" in text:
-        what = ("not valid CSV (RFC 4180): quote fields that hold the delimiter, quotes or line breaks, and "
-                "double quotes inside them")
+        what = (
+            "not valid CSV (RFC 4180): quote fields that hold the delimiter, quotes or line breaks, and "
+            "double quotes inside them"
+        )
     else:
         what = f"unreadable ({exc.__class__.__name__})"
     return DataError(f"{at}: {what}. Nothing was validated: fix the file and run again")
@@ -302,9 +326,11 @@ def _check_sqlite_file(url: str) -> None:
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return
     if not Path(database).is_file():
-        raise DataError(f"{redact_url(url)}: database file {database} does not exist (nothing was created): "
-                        "check the path; sqlite:///shop.db is relative to the current folder, "
-                        "sqlite:////data/shop.db absolute")
+        raise DataError(
+            f"{redact_url(url)}: database file {database} does not exist (nothing was created): "
+            "check the path; sqlite:///shop.db is relative to the current folder, "
+            "sqlite:////data/shop.db absolute"
+        )
 
 
 def _register_sql(con: duckdb.DuckDBPyConnection, url: str, table: str, view: str) -> _Raw | None:
@@ -315,10 +341,12 @@ def _register_sql(con: duckdb.DuckDBPyConnection, url: str, table: str, view: st
     try:
         engine = sa.create_engine(_engine_url(url))
     except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-        raise DataError(redact_text(
-            f"{where}: not a usable database URL ({exc.__class__.__name__}: {exc}): use e.g. "
-            "sqlite:///shop.db or postgresql://user@host/db, and install the database's driver"
-        )) from None
+        raise DataError(
+            redact_text(
+                f"{where}: not a usable database URL ({exc.__class__.__name__}: {exc}): use e.g. "
+                "sqlite:///shop.db or postgresql://user@host/db, and install the database's driver"
+            )
+        ) from None
     floats: set[str] = set()
     try:
         if not sa.inspect(engine).has_table(table):
@@ -341,16 +369,21 @@ def _register_sql(con: duckdb.DuckDBPyConnection, url: str, table: str, view: st
                 con.unregister("_chunk")
             if first:  # empty table: keep the columns
                 cols = [c["name"] for c in sa.inspect(engine).get_columns(table)]
-                _register_frame(con, pd.DataFrame({c: pd.Series(dtype="string") for c in cols}), view,
-                                f"{where} table {table}")
+                _register_frame(
+                    con, pd.DataFrame({c: pd.Series(dtype="string") for c in cols}), view, f"{where} table {table}"
+                )
     except sa.exc.OperationalError as exc:
-        raise DataError(redact_text(
-            f"{where}: cannot read table {table} ({str(exc.orig or exc).strip().splitlines()[0]}): "
-            "check the host, port, database name and credentials")) from None
+        raise DataError(
+            redact_text(
+                f"{where}: cannot read table {table} ({str(exc.orig or exc).strip().splitlines()[0]}): "
+                "check the host, port, database name and credentials"
+            )
+        ) from None
     except sa.exc.SQLAlchemyError as exc:
         first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise DataError(redact_text(f"{where} table {table}: unreadable ({exc.__class__.__name__}: {first_line})"
-                                    )) from None
+        raise DataError(
+            redact_text(f"{where} table {table}: unreadable ({exc.__class__.__name__}: {first_line})")
+        ) from None
     finally:
         engine.dispose()
     return _Raw(view=view, where=f"{where} table {table}", float_columns=frozenset(floats))
@@ -387,8 +420,10 @@ def _decode(v: Any, name: str, where: str) -> str:
     try:
         return bytes(v).decode("utf-8")
     except UnicodeDecodeError:
-        raise DataError(f"{where}: column '{name}' holds binary values (BLOB) that are not UTF-8 text: store "
-                        "it as text, or map a view that converts it (e.g. hex(column))") from None
+        raise DataError(
+            f"{where}: column '{name}' holds binary values (BLOB) that are not UTF-8 text: store "
+            "it as text, or map a view that converts it (e.g. hex(column))"
+        ) from None
 
 
 def _as_text(frame: pd.DataFrame, where: str) -> tuple[pd.DataFrame, set[str]]:
@@ -400,8 +435,10 @@ def _as_text(frame: pd.DataFrame, where: str) -> tuple[pd.DataFrame, set[str]]:
     for name, c in zip(names, frame.columns):
         s = frame[c]
         if pd.api.types.is_datetime64_any_dtype(s):
-            text = s.dt.strftime("%Y-%m-%dT%H:%M:%S.%f%z") if s.dt.tz is not None else s.dt.strftime(
-                "%Y-%m-%d %H:%M:%S.%f"
+            text = (
+                s.dt.strftime("%Y-%m-%dT%H:%M:%S.%f%z")
+                if s.dt.tz is not None
+                else s.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
             )
             out[name] = text.astype("string")
         elif pd.api.types.is_float_dtype(s):
@@ -409,8 +446,9 @@ def _as_text(frame: pd.DataFrame, where: str) -> tuple[pd.DataFrame, set[str]]:
             # spelt so the numeric rules see it; NaN is how pandas writes a missing number, so it
             # stays missing (a required column rejects it as such)
             floats.add(name)
-            out[name] = pd.Series([None if pd.isna(v) else values.id_text(float(v)) for v in s],
-                                  index=s.index, dtype="string")
+            out[name] = pd.Series(
+                [None if pd.isna(v) else values.id_text(float(v)) for v in s], index=s.index, dtype="string"
+            )
         elif s.dtype == object and s.map(lambda v: isinstance(v, _BINARY)).any():
             out[name] = s.map(lambda v, n=name: _decode(v, n, where) if isinstance(v, _BINARY) else v).astype("string")
         else:
@@ -465,8 +503,9 @@ def _float(col: str, src_type: str) -> str:
     return f"TRY_CAST(NULLIF(TRIM(CAST({col} AS VARCHAR)), '') AS DOUBLE)"
 
 
-def _rules(spec: TableSpec, present: dict[str, str], types: dict[str, str], raw: _Raw,
-           has_customers: bool) -> list[tuple[str, str]]:
+def _rules(
+    spec: TableSpec, present: dict[str, str], types: dict[str, str], raw: _Raw, has_customers: bool
+) -> list[tuple[str, str]]:
     """(reason, SQL condition on the parsed row) in the order they are checked; first match wins.
 
     The value rules (and their reasons) are those of :mod:`churnclv.values`."""
@@ -485,8 +524,10 @@ def _rules(spec: TableSpec, present: dict[str, str], types: dict[str, str], raw:
             rules += values.sql_number_rules(col, r, p)
     if spec is EVENTS and has_customers:
         rules.append(
-            ("unknown customer_id: not in the customers table",
-             "p_customer_id IS NOT NULL AND p_customer_id NOT IN (SELECT customer_id FROM clean_customers)")
+            (
+                "unknown customer_id: not in the customers table",
+                "p_customer_id IS NOT NULL AND p_customer_id NOT IN (SELECT customer_id FROM clean_customers)",
+            )
         )
     return rules
 
@@ -500,7 +541,7 @@ def _resolve(tmap: Any, table: str, canonical: str, types: dict[str, str], sourc
     if len(same) > 1:
         raise DataError(
             f"{source}: columns {same} all match '{wanted}' (canonical '{canonical}') ignoring case: rename "
-            f"the others, or map the exact name ([{table}] columns = {{ {canonical} = \"{same[0]}\" }})"
+            f'the others, or map the exact name ([{table}] columns = {{ {canonical} = "{same[0]}" }})'
         )
     return same[0] if same else None
 
@@ -525,7 +566,7 @@ def _validate_table(
             raise DataError(
                 f"{source}: required column '{wanted}' (canonical '{col}') is missing; columns found: "
                 f"{list(types)}. Fix: rename the column or map it in a mapping file "
-                f"([{spec.name}] columns = {{ {col} = \"your_column\" }})"
+                f'([{spec.name}] columns = {{ {col} = "your_column" }})'
             )
     extras = [c for c in types if spec.keep_extra and c not in present.values()]
 
@@ -580,8 +621,10 @@ def _validate_table(
     report.read = con.execute(f"SELECT count(*) FROM parsed_{spec.name}").fetchone()[0]
     if report.read == 0:
         if spec.name == "transactions":
-            raise DataError(f"{source}: empty: the transactions table has a header but no rows; export the "
-                            "transactions again (nothing can be scored without them)")
+            raise DataError(
+                f"{source}: empty: the transactions table has a header but no rows; export the "
+                "transactions again (nothing can be scored without them)"
+            )
         log.warning("%s (%s) has no rows", spec.name, source)
     report.accepted = con.execute(f"SELECT count(*) FROM clean_{spec.name}").fetchone()[0]
     report.reasons = dict(
@@ -622,9 +665,7 @@ def _check_data(data: str | Path) -> None:
         raise DataError(f"{data}: not a directory or database URL: pass a data folder or sqlite:///file.db")
 
 
-def _register_sources(
-    con: duckdb.DuckDBPyConnection, data: str | Path, mapping: Mapping
-) -> dict[str, _Raw]:
+def _register_sources(con: duckdb.DuckDBPyConnection, data: str | Path, mapping: Mapping) -> dict[str, _Raw]:
     """Register each available raw table as ``raw_<name>``."""
     _check_data(data)
     found: dict[str, _Raw] = {}
@@ -637,7 +678,7 @@ def _register_sources(
         if "transactions" not in found:
             raise DataError(
                 f"{redact_url(url)}: table '{mapping.table('transactions').source}' not found: "
-                "create it or map your table with [transactions] table = \"...\" in a mapping file"
+                'create it or map your table with [transactions] table = "..." in a mapping file'
             )
         return found
     directory = Path(data)
@@ -648,7 +689,7 @@ def _register_sources(
             if name == "transactions":
                 raise DataError(
                     f"{directory}: no transactions file ({stem}.parquet or {stem}.csv): add one or map "
-                    "yours with [transactions] table = \"...\" in a mapping file"
+                    'yours with [transactions] table = "..." in a mapping file'
                 )
             continue
         found[name] = _register_file(con, path, f"raw_{name}")
@@ -678,8 +719,10 @@ def _staging(out_dir: Path) -> Path:
 
 def _unwritable(out_dir: Path, exc: BaseException) -> DataError:
     why = getattr(exc, "strerror", None) or exc.__class__.__name__
-    return DataError(f"{out_dir}: cannot write the validated tables there ({why}): pass --out a folder you can "
-                     "write to (it is created when missing)")
+    return DataError(
+        f"{out_dir}: cannot write the validated tables there ({why}): pass --out a folder you can "
+        "write to (it is created when missing)"
+    )
 
 
 def _publish(staging: Path, out_dir: Path) -> None:

@@ -21,8 +21,9 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (5.0, 4.0)) -> Axes:
     return Figure(figsize=size, layout="constrained").add_subplot()
 
 
-def plot_calibration(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], n_bins: int = 10,
-                     ax: Axes | None = None) -> Axes:
+def plot_calibration(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], n_bins: int = 10, ax: Axes | None = None
+) -> Axes:
     """Observed churn rate against mean predicted probability, one line per model.
 
     ``curves`` maps a model name to ``(churned, p_churn)``.
@@ -54,7 +55,13 @@ def plot_gain(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], ax: Axes | No
         order = np.argsort(-score, kind="stable")
         cum = np.concatenate([[0.0], np.cumsum(actual[order])]) / max(actual.sum(), 1e-12)
         ax.plot(np.linspace(0, 1, len(cum)), cum, label=name)
-    ax.set(xlabel="share of customers (by score)", ylabel="share of actual total", title="gain", xlim=(0, 1), ylim=(0, 1.02))
+    ax.set(
+        xlabel="share of customers (by score)",
+        ylabel="share of actual total",
+        title="gain",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
     ax.legend(fontsize="small")
     return ax
 
@@ -88,9 +95,7 @@ def plot_tier_mix(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
     x = np.arange(len(summary))
     width = 0.8 / len(series)
     for i, (col, label) in enumerate(series):
-        bars = ax.bar(
-            x + (i - (len(series) - 1) / 2) * width, summary[col].to_numpy(dtype=float), width, label=label
-        )
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, summary[col].to_numpy(dtype=float), width, label=label)
         ax.bar_label(bars, labels=[f"{v:.0%}" for v in summary[col].fillna(0)], fontsize=7)
     ax.set_xticks(x, summary["tier"].astype(str).tolist())
     ax.set_ylabel("share")

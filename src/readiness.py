@@ -148,19 +148,29 @@ class Readiness:
         lines = [f"readiness as of {day}, horizon {self.horizon_days} days"]
         lines.append(
             f"  customers: {self.customers_known:,} known, {self.customers_with_purchase:,} with a purchase, "
-            f"{self.repeat_buyers:,} repeat buyers ({self.repeat_buyers_positive_spend:,} with positive spend)")
-        span = ("no transactions" if self.first_transaction is None else
-                f"{self.first_transaction} to {self.last_transaction} ({self.history_days:,} days)")
+            f"{self.repeat_buyers:,} repeat buyers ({self.repeat_buyers_positive_spend:,} with positive spend)"
+        )
+        span = (
+            "no transactions"
+            if self.first_transaction is None
+            else f"{self.first_transaction} to {self.last_transaction} ({self.history_days:,} days)"
+        )
         yes = {True: "yes", False: "no"}
-        lines.append(f"  history: {span}; events: {yes[self.has_events]}, customers table: "
-                     f"{yes[self.has_customers]}, signup_ts: {yes[self.has_signup_ts]}")
-        cutoff = ("" if self.latest_labelled_cutoff is None else
-                  f" (latest {self.latest_labelled_cutoff}, {self.customers_at_latest_cutoff:,} customers "
-                  "with a purchase)")
-        longest = ("none" if self.max_backtest_horizon_days is None else
-                   f"up to {self.max_backtest_horizon_days} days")
-        lines.append(f"  labelled cutoffs: {self.labelled_cutoffs}{cutoff}; backtest: "
-                     f"{yes[self.backtest_fits]} (horizons that fit: {longest})")
+        lines.append(
+            f"  history: {span}; events: {yes[self.has_events]}, customers table: "
+            f"{yes[self.has_customers]}, signup_ts: {yes[self.has_signup_ts]}"
+        )
+        cutoff = (
+            ""
+            if self.latest_labelled_cutoff is None
+            else f" (latest {self.latest_labelled_cutoff}, {self.customers_at_latest_cutoff:,} customers "
+            "with a purchase)"
+        )
+        longest = "none" if self.max_backtest_horizon_days is None else f"up to {self.max_backtest_horizon_days} days"
+        lines.append(
+            f"  labelled cutoffs: {self.labelled_cutoffs}{cutoff}; backtest: "
+            f"{yes[self.backtest_fits]} (horizons that fit: {longest})"
+        )
         width = max(len(m.name) for m in self.models)
         for m in self.models:
             lines.append(f"  {'ok' if m.ok else 'not ok':<6}  {m.name:<{width}}  {m.detail}")
@@ -179,8 +189,7 @@ def _date_lit(day: dt.date) -> ir.DateScalar:
     return ibis.literal(day, type="date")
 
 
-def _latest_cutoff(first: dt.date | None, day: dt.date, horizon: int, min_history: int
-                   ) -> tuple[int, dt.date | None]:
+def _latest_cutoff(first: dt.date | None, day: dt.date, horizon: int, min_history: int) -> tuple[int, dt.date | None]:
     """How many monthly cutoffs have a closed label window and enough history, and the latest."""
     if first is None:
         return 0, None
@@ -191,8 +200,9 @@ def _latest_cutoff(first: dt.date | None, day: dt.date, horizon: int, min_histor
     return (latest - earliest).days // CUTOFF_STEP_DAYS + 1, latest
 
 
-def _measure(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, horizon: int, min_history: int,
-             config: FeatureConfig) -> dict[str, Any]:
+def _measure(
+    con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, horizon: int, min_history: int, config: FeatureConfig
+) -> dict[str, Any]:
     end = ibis.literal(dt.datetime.combine(day + _DAY, dt.time()), type="timestamp")
     tx = tables.transactions
     tx = tx.filter(tx.ts < end)
@@ -205,7 +215,8 @@ def _measure(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, horizon
     # purchase days as the feature engine defines them: a day with a line with amount > 0; its net
     # spend includes that day's returns; the repeat purchase days are every one after the first
     daily = tx.group_by(customer_id=tx.customer_id, day=tx.ts.date()).aggregate(
-        net=tx.amount.sum(), top=tx.amount.max())
+        net=tx.amount.sum(), top=tx.amount.max()
+    )
     bought = daily.filter(daily.top >= 0 if config.zero_amount_is_purchase else daily.top > 0)
     order = ibis.window(group_by=bought.customer_id, order_by=bought.day)
     bought = bought.mutate(nth=ibis.row_number().over(order))
@@ -218,14 +229,17 @@ def _measure(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, horizon
     p = per_customer
     repeat = p.n_days >= 2
     at_c = p.first_p <= _date_lit(c)
-    counts = _one(con, p.aggregate(
-        purchasers=p.count(),
-        repeat=p.count(where=repeat),
-        repeat_pos=p.count(where=repeat & (p.mv > 0)),
-        first_p=p.first_p.min(),
-        at_c=p.count(where=at_c),
-        churn_c=p.count(where=at_c & (p.in_window == 0)),
-    ))
+    counts = _one(
+        con,
+        p.aggregate(
+            purchasers=p.count(),
+            repeat=p.count(where=repeat),
+            repeat_pos=p.count(where=repeat & (p.mv > 0)),
+            first_p=p.first_p.min(),
+            at_c=p.count(where=at_c),
+            churn_c=p.count(where=at_c & (p.in_window == 0)),
+        ),
+    )
     known = int(con.to_pyarrow(known_customers(tables, day).count()).as_py())
 
     has_events = False
@@ -256,8 +270,9 @@ def _measure(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, horizon
     }
 
 
-def _verdicts(m: dict[str, Any], day: dt.date | None, horizon: int, min_history: int, gg_min: int
-              ) -> tuple[list[ModelReadiness], list[str], list[str]]:
+def _verdicts(
+    m: dict[str, Any], day: dt.date | None, horizon: int, min_history: int, gg_min: int
+) -> tuple[list[ModelReadiness], list[str], list[str]]:
     errors: list[str] = []
     warnings: list[str] = []
     buyers, repeat, repeat_pos = m["customers_with_purchase"], m["repeat_buyers"], m["repeat_buyers_positive_spend"]
@@ -270,101 +285,138 @@ def _verdicts(m: dict[str, Any], day: dt.date | None, horizon: int, min_history:
     elif m["first_transaction"] is None:
         errors.append(f"no transaction line on or before as-of {day}: nothing can be fitted; {later}")
     elif buyers == 0:
-        errors.append(f"no customer with a purchase (a line with amount > 0) by as-of {day}: nothing can be "
-                      "fitted; add the sales lines, not only returns or zero amounts")
+        errors.append(
+            f"no customer with a purchase (a line with amount > 0) by as-of {day}: nothing can be "
+            "fitted; add the sales lines, not only returns or zero amounts"
+        )
     elif t_max == 0:
-        errors.append(f"every first purchase is on the as-of date {day} (T is 0 for every customer): no time "
-                      f"has passed to observe repeat purchases; {later}")
+        errors.append(
+            f"every first purchase is on the as-of date {day} (T is 0 for every customer): no time "
+            f"has passed to observe repeat purchases; {later}"
+        )
     elif repeat == 0:
-        errors.append(f"no repeat buyer (nobody bought on two different days) by as-of {day}: BG/NBD is not "
-                      f"identified and every churn label would be 'churned'; {later}")
+        errors.append(
+            f"no repeat buyer (nobody bought on two different days) by as-of {day}: BG/NBD is not "
+            f"identified and every churn label would be 'churned'; {later}"
+        )
 
     # BG/NBD (and the BTYD wrapper, which needs a spend to learn from)
     btyd_ok = buyers > 0 and t_max > 0 and repeat_pos > 0
     btyd = ModelReadiness(
-        "btyd", btyd_ok,
+        "btyd",
+        btyd_ok,
         "BG/NBD needs >= 1 customer with a purchase, a first purchase before as-of (T > 0) and >= 1 repeat "
         f"buyer with positive spend; below {BGNBD_WARN_REPEAT_BUYERS} repeat buyers its parameters are poorly "
         "identified",
         f"{buyers:,} customers with a purchase, {repeat:,} repeat buyers ({repeat_pos:,} with positive "
-        f"spend), T up to {t_max:,} days")
+        f"spend), T up to {t_max:,} days",
+    )
     if btyd_ok and repeat < BGNBD_WARN_REPEAT_BUYERS:
-        warnings.append(f"only {repeat} repeat buyers by as-of: BG/NBD parameters are poorly identified "
-                        f"(about {BGNBD_WARN_REPEAT_BUYERS} or more wanted); {later}")
+        warnings.append(
+            f"only {repeat} repeat buyers by as-of: BG/NBD parameters are poorly identified "
+            f"(about {BGNBD_WARN_REPEAT_BUYERS} or more wanted); {later}"
+        )
     if not errors and not btyd_ok:  # repeat buyers, but none with a positive net spend
-        warnings.append(f"no repeat buyer with a positive net spend by as-of: the BTYD spend model has nothing "
-                        "to learn from and BTYD cannot be fitted; check that sales lines carry positive amounts")
+        warnings.append(
+            "no repeat buyer with a positive net spend by as-of: the BTYD spend model has nothing "
+            "to learn from and BTYD cannot be fitted; check that sales lines carry positive amounts"
+        )
 
     gg_ok = repeat_pos >= gg_min
     gg = ModelReadiness(
-        "gamma_gamma", gg_ok,
+        "gamma_gamma",
+        gg_ok,
         f"Gamma-Gamma spend needs >= {gg_min} repeat buyers with positive spend, else every customer's order "
         "value is the population mean order value",
-        f"{repeat_pos:,} repeat buyers with positive spend" + ("" if gg_ok else
-                                                               f" (needs {gg_min}): population mean used"))
+        f"{repeat_pos:,} repeat buyers with positive spend"
+        + ("" if gg_ok else f" (needs {gg_min}): population mean used"),
+    )
     if btyd_ok and not gg_ok:
-        warnings.append(f"only {repeat_pos} repeat buyers with positive spend (Gamma-Gamma needs {gg_min}): "
-                        f"spend uses the population mean order value; {later}")
+        warnings.append(
+            f"only {repeat_pos} repeat buyers with positive spend (Gamma-Gamma needs {gg_min}): "
+            f"spend uses the population mean order value; {later}"
+        )
 
     # the learned models: labels at the latest cutoff whose window has closed
     need_labels = min_history + horizon
     cutoff, at_c, churn_c = m["latest_labelled_cutoff"], m["customers_at_latest_cutoff"], m["churners_at_latest_cutoff"]
     if cutoff is None:
         gbm_ok = False
-        gbm_detail = (f"no labelled cutoff: needs {need_labels:,} days of history ({min_history} + horizon "
-                      f"{horizon}), has {history:,}")
+        gbm_detail = (
+            f"no labelled cutoff: needs {need_labels:,} days of history ({min_history} + horizon "
+            f"{horizon}), has {history:,}"
+        )
         if not errors:
             short = history - min_history
             fix = (f"a horizon of at most {short} days or " if short >= 1 else "") + later
-            warnings.append(f"no labelled cutoff for LightGBM/hybrid: a {horizon}-day label window needs "
-                            f"{need_labels:,} days of history, the data have {history:,}; {fix}")
+            warnings.append(
+                f"no labelled cutoff for LightGBM/hybrid: a {horizon}-day label window needs "
+                f"{need_labels:,} days of history, the data have {history:,}; {fix}"
+            )
     else:
         one_class = churn_c in (0, at_c)
         gbm_ok = at_c >= GBM_MIN_CUSTOMERS and not one_class
-        gbm_detail = (f"{m['labelled_cutoffs']} labelled cutoffs, latest {cutoff} with {at_c:,} customers with a "
-                      f"purchase ({churn_c:,} without one in its window)")
+        gbm_detail = (
+            f"{m['labelled_cutoffs']} labelled cutoffs, latest {cutoff} with {at_c:,} customers with a "
+            f"purchase ({churn_c:,} without one in its window)"
+        )
         if errors:
             pass  # the errors say it all
         elif at_c < GBM_MIN_CUSTOMERS:
-            warnings.append(f"only {at_c} customers with a purchase by the latest labelled cutoff {cutoff} "
-                            f"(LightGBM/hybrid need {GBM_MIN_CUSTOMERS}): the learned models are not trained; "
-                            "more customers or a later as-of would fix it")
+            warnings.append(
+                f"only {at_c} customers with a purchase by the latest labelled cutoff {cutoff} "
+                f"(LightGBM/hybrid need {GBM_MIN_CUSTOMERS}): the learned models are not trained; "
+                "more customers or a later as-of would fix it"
+            )
         elif one_class:
             kind = "churned" if churn_c == at_c else "bought again"
-            warnings.append(f"at the latest labelled cutoff {cutoff} every customer {kind} within the "
-                            f"{horizon}-day window: the churn classifier needs both outcomes; use another horizon "
-                            "or a later as-of")
+            warnings.append(
+                f"at the latest labelled cutoff {cutoff} every customer {kind} within the "
+                f"{horizon}-day window: the churn classifier needs both outcomes; use another horizon "
+                "or a later as-of"
+            )
     gbm = ModelReadiness(
-        "gbm", gbm_ok,
+        "gbm",
+        gbm_ok,
         f"LightGBM needs >= 1 labelled cutoff (c >= first transaction + {min_history} days, c + horizon <= as-of) "
         f"with >= {GBM_MIN_CUSTOMERS} customers with a purchase by it, some of whom buy again in its window and "
         "some not",
-        gbm_detail)
+        gbm_detail,
+    )
     hybrid = ModelReadiness(
-        "hybrid", gbm_ok and btyd_ok,
+        "hybrid",
+        gbm_ok and btyd_ok,
         "LightGBM on the features plus BTYD outputs: needs what gbm and btyd need",
-        f"gbm {'ok' if gbm_ok else 'not ok'}, btyd {'ok' if btyd_ok else 'not ok'}")
+        f"gbm {'ok' if gbm_ok else 'not ok'}, btyd {'ok' if btyd_ok else 'not ok'}",
+    )
 
     need_backtest = min_history + 2 * horizon
     backtest_ok = m["first_transaction"] is not None and history >= need_backtest
     longest = _longest_backtest(m, min_history)
     backtest = ModelReadiness(
-        "backtest", backtest_ok,
+        "backtest",
+        backtest_ok,
         f"a backtest fold (model selection) needs history >= {min_history} + 2 x horizon days: an evaluation "
         f"cutoff at as-of - horizon and a training cutoff at as-of - 2 x horizon with {min_history} days before "
         "it; otherwise training goes on without a backtest at this horizon: models chosen on the longest "
         f"horizon a backtest fits (at least {MIN_BACKTEST_HORIZON_DAYS} days), learned models trained on the "
         "labelled cutoffs, or BTYD (label-free) for every target when neither exists",
         f"needs {need_backtest:,} days of history, has {history:,}"
-        + ("" if backtest_ok else (f"; a backtest fits with a horizon of at most {longest} days" if longest
-                                   else "; no horizon fits")))
+        + (
+            ""
+            if backtest_ok
+            else (f"; a backtest fits with a horizon of at most {longest} days" if longest else "; no horizon fits")
+        ),
+    )
     if not backtest_ok and not errors:
         fix = f"a horizon of at most {longest} days or " if longest else ""
-        warnings.append(f"no backtest at horizon {horizon}: it needs {need_backtest:,} days of history, the data "
-                        f"have {history:,}; training goes on without a backtest at this horizon ("
-                        + (f"models chosen on a {longest}-day backtest" if longest else "BTYD for every target")
-                        + f"); {fix}{need_backtest - history:,} more days of "
-                        "history (a later as-of or earlier data) would fix it")
+        warnings.append(
+            f"no backtest at horizon {horizon}: it needs {need_backtest:,} days of history, the data "
+            f"have {history:,}; training goes on without a backtest at this horizon ("
+            + (f"models chosen on a {longest}-day backtest" if longest else "BTYD for every target")
+            + f"); {fix}{need_backtest - history:,} more days of "
+            "history (a later as-of or earlier data) would fix it"
+        )
     return [btyd, gg, gbm, hybrid, backtest], errors, warnings
 
 
@@ -421,20 +473,34 @@ def assess(
         day = None if last is None else last.date()
     else:
         day = as_of_date(as_of)
-    measured = _nothing(tables) if day is None else _measure(con, tables, day, horizon_days, min_history_days,
-                                                                   config or FeatureConfig())
+    measured = (
+        _nothing(tables)
+        if day is None
+        else _measure(con, tables, day, horizon_days, min_history_days, config or FeatureConfig())
+    )
     models, errors, warnings = _verdicts(measured, day, horizon_days, min_history_days, gg_min)
     if day is not None and not measured["has_events"]:
-        warnings.append("no events by as-of: engagement features (logins, e-mails, support) stay empty; add an "
-                        "events table to use them")
+        warnings.append(
+            "no events by as-of: engagement features (logins, e-mails, support) stay empty; add an "
+            "events table to use them"
+        )
     if day is not None and not measured["has_signup_ts"]:
-        warnings.append("no signup_ts by as-of: customers who signed up but never bought are not scored; add a "
-                        "customers table with signup_ts to include them")
+        warnings.append(
+            "no signup_ts by as-of: customers who signed up but never bought are not scored; add a "
+            "customers table with signup_ts to include them"
+        )
     verdict = {m.name: m.ok for m in models}
-    result = Readiness(as_of=day, horizon_days=horizon_days, min_history_days=min_history_days, **measured,
-                       backtest_fits=verdict["backtest"],
-                       max_backtest_horizon_days=_longest_backtest(measured, min_history_days),
-                       models=tuple(models), errors=tuple(errors), warnings=tuple(warnings))
+    result = Readiness(
+        as_of=day,
+        horizon_days=horizon_days,
+        min_history_days=min_history_days,
+        **measured,
+        backtest_fits=verdict["backtest"],
+        max_backtest_horizon_days=_longest_backtest(measured, min_history_days),
+        models=tuple(models),
+        errors=tuple(errors),
+        warnings=tuple(warnings),
+    )
     log.debug("readiness as of %s: %s", day, ", ".join(f"{m.name} {'ok' if m.ok else 'not ok'}" for m in models))
     return result
 
@@ -447,8 +513,20 @@ def _longest_backtest(measured: dict[str, Any], min_history: int) -> int | None:
 
 def _nothing(tables: FeatureTables) -> dict[str, Any]:
     """The measurements of data without a single transaction line."""
-    return {"customers_known": 0, "customers_with_purchase": 0, "repeat_buyers": 0,
-            "repeat_buyers_positive_spend": 0, "first_transaction": None, "last_transaction": None,
-            "first_purchase": None, "history_days": 0, "has_events": False,
-            "has_customers": tables.customers is not None, "has_signup_ts": False, "labelled_cutoffs": 0,
-            "latest_labelled_cutoff": None, "customers_at_latest_cutoff": 0, "churners_at_latest_cutoff": 0}
+    return {
+        "customers_known": 0,
+        "customers_with_purchase": 0,
+        "repeat_buyers": 0,
+        "repeat_buyers_positive_spend": 0,
+        "first_transaction": None,
+        "last_transaction": None,
+        "first_purchase": None,
+        "history_days": 0,
+        "has_events": False,
+        "has_customers": tables.customers is not None,
+        "has_signup_ts": False,
+        "labelled_cutoffs": 0,
+        "latest_labelled_cutoff": None,
+        "customers_at_latest_cutoff": 0,
+        "churners_at_latest_cutoff": 0,
+    }

@@ -58,9 +58,10 @@ def redact_text(text: str) -> str:
     """``text`` with every URL in it redacted by :func:`redact_url` (for error messages and logs)."""
     if "://" not in text:
         return text
+
     def one(match: re.Match[str]) -> str:
         url = match.group(0)
         core = url.rstrip(_TRAILING)
-        return redact_url(core) + url[len(core):]
+        return redact_url(core) + url[len(core) :]
 
     return _URL.sub(one, text)

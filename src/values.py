@@ -73,8 +73,17 @@ MIN_YEAR, MAX_YEAR = 1900, 2200
 # floats hold every integer below 2**53 exactly; a float id beyond it may stand for several ids
 MAX_EXACT_ID = 2**53
 # words that PostgreSQL, DuckDB and others accept as timestamps; none is a date of a customer's life
-SPECIAL_TIMESTAMPS = ("infinity", "-infinity", "+infinity", "epoch", "now", "today", "tomorrow",
-                      "yesterday", "allballs")
+SPECIAL_TIMESTAMPS = (
+    "infinity",
+    "-infinity",
+    "+infinity",
+    "epoch",
+    "now",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "allballs",
+)
 # a timestamp's text starts with its date, year first with four digits: ISO 8601, and the forms the
 # ingestion always took (2024-1-1, 2024/01/31: year first, so never ambiguous)
 ISO_DATE_START = r"^[0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2}"
@@ -82,7 +91,10 @@ ISO_DATE_START = r"^[0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2}"
 # the columns each rule applies to, per canonical table
 NUMBER_COLUMNS: dict[str, tuple[str, ...]] = {"transactions": ("amount",), "events": ("value",)}
 TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
-    "transactions": ("ts",), "events": ("ts",), "customers": ("signup_ts",)}
+    "transactions": ("ts",),
+    "events": ("ts",),
+    "customers": ("signup_ts",),
+}
 ID_COLUMNS = ("customer_id", "order_id")
 
 ISO_HINT = "use ISO 8601 (YYYY-MM-DD[ HH:MM:SS][+HH:MM])"
@@ -114,8 +126,10 @@ def reason(rule: str, column: str) -> str:
         "non_finite": f"non-finite {column} (NaN or infinity)",
         "implausible_number": f"implausible {column}: |{column}| above {_bound(MAX_ABS_AMOUNT)}",
         "tiny_number": f"implausible {column}: |{column}| below {_bound(MIN_ABS_AMOUNT)} and not 0",
-        "non_integral_id": (f"non-integral {column}: a numeric id must be a whole number below "
-                            f"2^53 (12.0 is read as 12; NaN, infinity, 12.5 or 1e20 are not ids)"),
+        "non_integral_id": (
+            f"non-integral {column}: a numeric id must be a whole number below "
+            f"2^53 (12.0 is read as 12; NaN, infinity, 12.5 or 1e20 are not ids)"
+        ),
     }
     return texts[rule]
 
@@ -143,7 +157,7 @@ def utc_naive(value: dt.datetime, column: str = "ts") -> dt.datetime:
     """
     if value.tzinfo is not None:
         try:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         except OverflowError:
             raise ValueRuleError(reason("implausible_ts", column)) from None
     if not MIN_YEAR <= value.year <= MAX_YEAR:
@@ -158,8 +172,9 @@ def plausible_date(value: dt.date, column: str = "as_of") -> dt.date:
     return value
 
 
-def frame_violations(frame: pd.DataFrame, table: str, columns: Iterable[str] | None = None
-                     ) -> list[tuple[str, str, int]]:
+def frame_violations(
+    frame: pd.DataFrame, table: str, columns: Iterable[str] | None = None
+) -> list[tuple[str, str, int]]:
     """``(column, rule in words, rows)`` for every rule that rows of a clean pandas frame break.
 
     ``columns`` limits the check (default: every column a rule applies to). A null timestamp or a
@@ -181,8 +196,11 @@ def frame_violations(frame: pd.DataFrame, table: str, columns: Iterable[str] | N
                 found.append((col, describe(col, "number"), int(bad.sum())))
     lo, hi = np.datetime64(f"{MIN_YEAR}-01-01"), np.datetime64(f"{MAX_YEAR + 1}-01-01")
     for col in TIMESTAMP_COLUMNS.get(table, ()):
-        if (col in frame.columns and (wanted is None or col in wanted)
-                and pd.api.types.is_datetime64_any_dtype(frame[col])):
+        if (
+            col in frame.columns
+            and (wanted is None or col in wanted)
+            and pd.api.types.is_datetime64_any_dtype(frame[col])
+        ):
             t = frame[col].to_numpy()
             bad = ~np.isnat(t) & ((t < lo) | (t >= hi))
             if bad.any():
@@ -205,15 +223,23 @@ def sql_timestamp_rules(column: str, raw: str, parsed: str, *, text_source: bool
     if text_source:
         rules += [
             (reason("special", column), f"lower({raw}) IN ({_sql_list(SPECIAL_TIMESTAMPS)})"),
-            (reason("unparseable", column),
-             f"{raw} IS NOT NULL AND ({parsed} IS NULL OR NOT regexp_matches({raw}, '{ISO_DATE_START}'))"),
+            (
+                reason("unparseable", column),
+                f"{raw} IS NOT NULL AND ({parsed} IS NULL OR NOT regexp_matches({raw}, '{ISO_DATE_START}'))",
+            ),
         ]
     else:  # a typed timestamp (Parquet, a database): infinite ones are implausible, below
         rules.append((reason("unparseable", column), f"{raw} IS NOT NULL AND {parsed} IS NULL"))
     # the year of an infinite timestamp is NULL: finiteness first
-    rules.append((reason("implausible_ts", column),
-                  (f"{parsed} IS NOT NULL AND (NOT isfinite({parsed}) OR year({parsed}) NOT BETWEEN {MIN_YEAR} "
-                   f"AND {MAX_YEAR})")))
+    rules.append(
+        (
+            reason("implausible_ts", column),
+            (
+                f"{parsed} IS NOT NULL AND (NOT isfinite({parsed}) OR year({parsed}) NOT BETWEEN {MIN_YEAR} "
+                f"AND {MAX_YEAR})"
+            ),
+        )
+    )
     return rules
 
 
@@ -223,8 +249,10 @@ def sql_number_rules(column: str, raw: str, parsed: str) -> list[tuple[str, str]
         (reason("non_numeric", column), f"{raw} IS NOT NULL AND {parsed} IS NULL"),
         (reason("non_finite", column), f"{parsed} IS NOT NULL AND NOT isfinite({parsed})"),
         (reason("implausible_number", column), f"{parsed} IS NOT NULL AND abs({parsed}) > {MAX_ABS_AMOUNT!r}"),
-        (reason("tiny_number", column),
-         f"{parsed} IS NOT NULL AND {parsed} <> 0 AND abs({parsed}) < {MIN_ABS_AMOUNT!r}"),
+        (
+            reason("tiny_number", column),
+            f"{parsed} IS NOT NULL AND {parsed} <> 0 AND abs({parsed}) < {MIN_ABS_AMOUNT!r}",
+        ),
     ]
 
 
@@ -232,15 +260,23 @@ def sql_id_rules(column: str, raw: str) -> list[tuple[str, str]]:
     """``(reason, SQL condition)`` for an id column whose source stores numbers as floats; ``raw`` is
     its text (``12`` for 12.0, ``nan``, ``inf``, ``12.5``, ``1e+20`` otherwise)."""
     x = f"TRY_CAST({raw} AS DOUBLE)"
-    return [(reason("non_integral_id", column),
-             (f"{raw} IS NOT NULL AND NOT coalesce(isfinite({x}) AND {x} = floor({x}) AND abs({x}) < "
-              f"{MAX_EXACT_ID}, false)"))]
+    return [
+        (
+            reason("non_integral_id", column),
+            (
+                f"{raw} IS NOT NULL AND NOT coalesce(isfinite({x}) AND {x} = floor({x}) AND abs({x}) < "
+                f"{MAX_EXACT_ID}, false)"
+            ),
+        )
+    ]
 
 
 def sql_id_text(column: str) -> str:
     """SQL for a float column as id text: a whole number below 2**53 without its ``.0``."""
-    return (f"CASE WHEN isfinite({column}) AND {column} = floor({column}) AND abs({column}) < {MAX_EXACT_ID} "
-            f"THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) ELSE CAST({column} AS VARCHAR) END")
+    return (
+        f"CASE WHEN isfinite({column}) AND {column} = floor({column}) AND abs({column}) < {MAX_EXACT_ID} "
+        f"THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) ELSE CAST({column} AS VARCHAR) END"
+    )
 
 
 def id_text(x: float) -> str:

@@ -60,8 +60,13 @@ def trained_store(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -
         scorer=ScorerConfig(horizon_days=HORIZON, gbm_rounds=80, seed=1),
     )
     result = train_and_log(small_world, TRAIN_AS_OF, config, tracking_uri=uri)
-    return {"tracking_uri": uri, "model_uri": "models:/churnclv@champion", "result": result,
-            "store": store, "config": config}
+    return {
+        "tracking_uri": uri,
+        "model_uri": "models:/churnclv@champion",
+        "result": result,
+        "store": store,
+        "config": config,
+    }
 
 
 def _pg_bin() -> Path | None:
@@ -90,16 +95,23 @@ def postgres_url() -> Iterator[str]:
         shutil.chown(sock, "postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
     opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w",
-                    "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -113,8 +125,9 @@ def postgres_db(postgres_url: str) -> Iterator[str]:
     import sqlalchemy as sa
 
     name = f"churnclv_test_{os.getpid()}_{next(_databases)}"
-    admin = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        postgres_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -139,9 +152,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # variables the service reads: unset during tests unless a test sets them
 SERVICE_VARS = (
-    "CHURNCLV_MODEL_URI", "MLFLOW_TRACKING_URI", "CHURNCLV_SNAPSHOT", "CHURNCLV_API_KEY", "CHURNCLV_ALLOW_NO_AUTH",
-    "CHURNCLV_MAX_CUSTOMERS", "CHURNCLV_MAX_HISTORY_ROWS", "CHURNCLV_MAX_BODY_BYTES", "CHURNCLV_RELOAD_INTERVAL_S",
-    "CHURNCLV_WORKERS", "CHURNCLV_GC_FREEZE",
+    "CHURNCLV_MODEL_URI",
+    "MLFLOW_TRACKING_URI",
+    "CHURNCLV_SNAPSHOT",
+    "CHURNCLV_API_KEY",
+    "CHURNCLV_ALLOW_NO_AUTH",
+    "CHURNCLV_MAX_CUSTOMERS",
+    "CHURNCLV_MAX_HISTORY_ROWS",
+    "CHURNCLV_MAX_BODY_BYTES",
+    "CHURNCLV_RELOAD_INTERVAL_S",
+    "CHURNCLV_WORKERS",
+    "CHURNCLV_GC_FREEZE",
 )
 
 

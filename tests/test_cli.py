@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from churnclv.cli import cli
 
+
 def _commands(group: click.Group, prefix: list[str]) -> list[list[str]]:
     out = [prefix]
     ctx = click.Context(group)
@@ -22,9 +23,11 @@ def _commands(group: click.Group, prefix: list[str]) -> list[list[str]]:
 
 
 def _imported_after(args: list[str]) -> set[str]:
-    code = ("import sys\nfrom churnclv.cli import cli\n"
-            f"try:\n    cli({args!r}, prog_name='churnclv')\nexcept SystemExit:\n    pass\n"
-            "print('\\n'.join(m for m in sys.modules if m.startswith('churnclv.')), file=sys.stderr)")
+    code = (
+        "import sys\nfrom churnclv.cli import cli\n"
+        f"try:\n    cli({args!r}, prog_name='churnclv')\nexcept SystemExit:\n    pass\n"
+        "print('\\n'.join(m for m in sys.modules if m.startswith('churnclv.')), file=sys.stderr)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     return set(proc.stderr.split())
 
@@ -35,15 +38,18 @@ def test_training_and_serving_commands_load_lazily_from_entry_points() -> None:
     names = {ep.name for ep in entry_points(group="churnclv.commands")}
     assert names == {"train", "models", "score-batch", "serve"}
     # a core command's help imports neither training nor serving
-    assert not {m for m in _imported_after(["validate", "--help"])
-                if m.startswith(("churnclv.training", "churnclv.serving"))}
+    assert not {
+        m for m in _imported_after(["validate", "--help"]) if m.startswith(("churnclv.training", "churnclv.serving"))
+    }
     # the group's help lists every command, loading only the command modules
-    help_text = subprocess.run([sys.executable, "-m", "churnclv.cli", "--help"], capture_output=True, text=True,
-                               timeout=120, check=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "churnclv.cli", "--help"], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     for name in ("generate", "datasets", "validate", "features", "train", "models", "score-batch", "serve"):
         assert f"  {name} " in help_text, name
-    assert {"churnclv.training.commands", "churnclv.serving.commands"} <= _imported_after(["train", "--help"]) | \
-        _imported_after(["serve", "--help"])
+    assert {"churnclv.training.commands", "churnclv.serving.commands"} <= _imported_after(
+        ["train", "--help"]
+    ) | _imported_after(["serve", "--help"])
 
 
 def test_features_config_is_checked_without_training(tmp_path: Path) -> None:
@@ -53,8 +59,20 @@ def test_features_config_is_checked_without_training(tmp_path: Path) -> None:
     unknown.write_text("[trian]\n", encoding="utf-8")
     runner = CliRunner()
     for path, says in ((bad, "no_such_key"), (unknown, "unknown sections")):
-        result = runner.invoke(cli, ["features", "--data", str(tmp_path), "--as-of", "2024-01-01",
-                                     "--out", str(tmp_path / "f.parquet"), "--config", str(path)])
+        result = runner.invoke(
+            cli,
+            [
+                "features",
+                "--data",
+                str(tmp_path),
+                "--as-of",
+                "2024-01-01",
+                "--out",
+                str(tmp_path / "f.parquet"),
+                "--config",
+                str(path),
+            ],
+        )
         assert result.exit_code == 1, result.output
         assert says in result.output
 
@@ -131,8 +149,17 @@ def test_generate_writes_truth_for_the_requested_dates_and_horizon(tmp_path: Pat
     from churnclv.generate import WorldConfig, generate_world_to_parquet
 
     # out of order and repeated on purpose: one row per (customer, as-of), sorted by as-of
-    result = _generate(tmp_path / "cli", "--truth-as-of", "2025-06-01", "--truth-as-of", "2024-03-15",
-                       "--truth-as-of", "2025-06-01", "--horizon-days", "30")
+    result = _generate(
+        tmp_path / "cli",
+        "--truth-as-of",
+        "2025-06-01",
+        "--truth-as-of",
+        "2024-03-15",
+        "--truth-as-of",
+        "2025-06-01",
+        "--horizon-days",
+        "30",
+    )
     assert result.exit_code == 0, result.output
     assert "as of 2024-03-15, 2025-06-01, horizon 30 days" in result.output
     truth = pd.read_parquet(tmp_path / "cli" / "truth.parquet")
@@ -147,8 +174,12 @@ def test_generate_writes_truth_for_the_requested_dates_and_horizon(tmp_path: Pat
         assert sorted(got) == sorted(known)  # every customer signed up by as-of, no one else
     assert set(truth["as_of"]) == {pd.Timestamp("2024-03-15"), pd.Timestamp("2025-06-01")}
     assert 0 < (truth["as_of"] == pd.Timestamp("2024-03-15")).sum() < 200  # signups still arriving then
-    expected = generate_world_to_parquet(WorldConfig(n_customers=200, seed=3), tmp_path / "api",
-                                         truth_as_of=["2024-03-15", "2025-06-01"], horizon_days=30)
+    expected = generate_world_to_parquet(
+        WorldConfig(n_customers=200, seed=3),
+        tmp_path / "api",
+        truth_as_of=["2024-03-15", "2025-06-01"],
+        horizon_days=30,
+    )
     pd.testing.assert_frame_equal(truth, pd.read_parquet(expected["truth"]))
 
 
@@ -162,8 +193,11 @@ def test_generate_truth_window_may_end_on_the_last_day(tmp_path: Path) -> None:
     [
         (["--truth-as-of", "2025-13-01"], "--truth-as-of", "is not a date: use YYYY-MM-DD"),
         (["--truth-as-of", "soon"], "--truth-as-of", "is not a date: use YYYY-MM-DD"),
-        (["--truth-as-of", "2025-10-03"], "--truth-as-of",
-         "(2025-10-03, 2026-01-01] ends after the data ends (2025-12-31)"),
+        (
+            ["--truth-as-of", "2025-10-03"],
+            "--truth-as-of",
+            "(2025-10-03, 2026-01-01] ends after the data ends (2025-12-31)",
+        ),
         (["--truth-as-of", "2025-09-01", "--horizon-days", "150"], "--truth-as-of", "ends after the data ends"),
         (["--truth-as-of", "2022-12-31"], "--truth-as-of", "is before the data starts (2023-01-01)"),
         (["--horizon-days", "0"], "--horizon-days", "must last 1 to 1095 days"),
@@ -187,8 +221,16 @@ def test_generate_help_describes_truth_and_matches_the_defaults() -> None:
     result = CliRunner().invoke(cli, ["generate", "--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    for column in ("customer_id", "as_of", "horizon_days", "alive", "p_no_purchase", "expected_purchases",
-                   "expected_spend", "satisfaction"):
+    for column in (
+        "customer_id",
+        "as_of",
+        "horizon_days",
+        "alive",
+        "p_no_purchase",
+        "expected_purchases",
+        "expected_spend",
+        "satisfaction",
+    ):
         assert column in text
     # the help spells the world's dates out: keep it in step with WorldConfig
     config = WorldConfig()

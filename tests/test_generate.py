@@ -50,9 +50,7 @@ def test_same_seed_gives_identical_world(small: World) -> None:
 
 def test_different_seed_gives_different_world(small: World) -> None:
     other = generate_world(WorldConfig(n_customers=2_000, seed=13))
-    assert len(other.transactions) != len(small.transactions) or not other.transactions.equals(
-        small.transactions
-    )
+    assert len(other.transactions) != len(small.transactions) or not other.transactions.equals(small.transactions)
     assert not np.array_equal(other.latent.satisfaction, small.latent.satisfaction)
 
 
@@ -144,9 +142,7 @@ def test_returns_are_negative_later_lines_of_an_earlier_order(small: World) -> N
     tx = small.transactions
     returns = tx[tx["amount"] < 0]
     assert 0.02 < len(returns) / len(tx) < 0.15
-    bought = (
-        tx[tx["amount"] > 0].groupby("order_id").agg(ts=("ts", "first"), total=("amount", "sum"))
-    )
+    bought = tx[tx["amount"] > 0].groupby("order_id").agg(ts=("ts", "first"), total=("amount", "sum"))
     order_ts = bought["ts"].reindex(returns["order_id"]).to_numpy()
     assert not pd.isna(order_ts).any()
     assert (returns["ts"].to_numpy() >= order_ts + DAY).all()
@@ -169,9 +165,7 @@ def test_purchases_are_seasonal(large: World) -> None:
         lo = pd.Timestamp(month_start)
         hi = lo + pd.offsets.MonthBegin(1)
         a, b = (lo - config.start) / DAY, (hi - config.start) / DAY
-        overlap = np.clip(
-            np.minimum(latent.death_day, b) - np.maximum(latent.signup_day, a), 0, None
-        )
+        overlap = np.clip(np.minimum(latent.death_day, b) - np.maximum(latent.signup_day, a), 0, None)
         n = orders["ts"].between(lo, hi, inclusive="left").sum()
         return n / float(np.sum(latent.purchase_rate * overlap))
 
@@ -213,9 +207,7 @@ def test_truth_frame_shape_and_rules(small: World) -> None:
     ]
     assert truth["as_of"].dtype in ("datetime64[us]", "datetime64[ns]")
     assert pd.api.types.is_string_dtype(truth["customer_id"])
-    assert truth[["customer_id", "as_of"]].equals(
-        truth[["customer_id", "as_of"]].sort_values(["customer_id", "as_of"])
-    )
+    assert truth[["customer_id", "as_of"]].equals(truth[["customer_id", "as_of"]].sort_values(["customer_id", "as_of"]))
     # only customers signed up by as_of, every one of them
     signup = small.customers.set_index("customer_id")["signup_ts"]
     for as_of in dates:
@@ -274,9 +266,7 @@ def test_dead_customers_never_buy_after_death(large: World) -> None:
     assert (truth.loc[~truth["alive"], "orders"] == 0).all()
 
 
-@settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     day=st.integers(min_value=0, max_value=1200),
     hour=st.integers(min_value=0, max_value=23),
@@ -336,9 +326,7 @@ def test_acquisition_channel_predicts_survival(large: World) -> None:
 def test_rate_scales_multiply_row_counts(small: World) -> None:
     base_buys = (small.transactions["amount"] > 0).sum()
     base_events = len(small.events)
-    more = generate_world(
-        WorldConfig(n_customers=2_000, seed=11, purchase_rate_scale=2.0, event_rate_scale=3.0)
-    )
+    more = generate_world(WorldConfig(n_customers=2_000, seed=11, purchase_rate_scale=2.0, event_rate_scale=3.0))
     assert (more.transactions["amount"] > 0).sum() / base_buys == pytest.approx(2.0, rel=0.1)
     assert len(more.events) / base_events == pytest.approx(3.0, rel=0.1)
 
@@ -370,12 +358,8 @@ def test_streaming_writer_matches_write_world(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setattr(generate, "_BLOCK", 400)
     config = WorldConfig(n_customers=1_000, seed=4)
     as_of = [pd.Timestamp("2025-03-01")]
-    expected = write_world(
-        generate_world(config), tmp_path / "a", truth_as_of=as_of, horizon_days=30
-    )
-    got = generate_world_to_parquet(
-        config, tmp_path / "b", truth_as_of=as_of, horizon_days=30, n_jobs=2
-    )
+    expected = write_world(generate_world(config), tmp_path / "a", truth_as_of=as_of, horizon_days=30)
+    got = generate_world_to_parquet(config, tmp_path / "b", truth_as_of=as_of, horizon_days=30, n_jobs=2)
     for name, path in expected.items():
         pd.testing.assert_frame_equal(pd.read_parquet(got[name]), pd.read_parquet(path))
 
@@ -409,6 +393,4 @@ def test_generated_world_passes_validation_without_rejects() -> None:
 
     world = generate_world(WorldConfig(n_customers=4_000, seed=7))
     result = validate_frames(world.transactions, world.events, world.customers)
-    assert {name: r.rejected for name, r in result.reports.items()} == {
-        "customers": 0, "transactions": 0, "events": 0
-    }
+    assert {name: r.rejected for name, r in result.reports.items()} == {"customers": 0, "transactions": 0, "events": 0}

@@ -124,8 +124,11 @@ def test_parquet_source_with_numeric_ids_and_typed_columns(tmp_path: Path) -> No
     data = tmp_path / "data"
     data.mkdir()
     pd.DataFrame(
-        {"customer_id": [12, 12, 13], "ts": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]),
-         "amount": [1.0, np.nan, 3.0]}
+        {
+            "customer_id": [12, 12, 13],
+            "ts": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]),
+            "amount": [1.0, np.nan, 3.0],
+        }
     ).to_parquet(data / "transactions.parquet")
     result = validate_source(data, tmp_path / "out")
     rep = result.reports["transactions"]
@@ -193,9 +196,7 @@ def test_mapping_file_renames_tables_and_columns(tmp_path: Path) -> None:
     )
     result = validate_source(tmp_path, tmp_path / "out", mapping=load_mapping(mapping_file))
     clean = pd.read_parquet(result.clean_paths["transactions"])
-    assert clean.to_dict("records") == [
-        {"customer_id": "0042", "ts": pd.Timestamp("2024-01-01"), "amount": 3.5}
-    ]
+    assert clean.to_dict("records") == [{"customer_id": "0042", "ts": pd.Timestamp("2024-01-01"), "amount": 3.5}]
 
 
 def test_mapping_errors_are_clear(tmp_path: Path) -> None:
@@ -236,6 +237,7 @@ def test_sqlite_without_transactions_table(tmp_path: Path) -> None:
 # ``postgres_db`` (tests/conftest.py) is a fresh database on a PostgreSQL server started for the
 # session; the tests skip only when the server binaries are absent.
 
+
 def _pg_engine(url: str) -> sa.Engine:
     return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
 
@@ -248,8 +250,10 @@ def _pg_load(url: str, ddl: list[str], rows: dict[str, list[tuple]]) -> None:
                 conn.execute(sa.text(statement))
             for table, values in rows.items():
                 marks = ", ".join(f":c{i}" for i in range(len(values[0])))
-                conn.execute(sa.text(f"INSERT INTO {table} VALUES ({marks})"),
-                             [{f"c{i}": v for i, v in enumerate(row)} for row in values])
+                conn.execute(
+                    sa.text(f"INSERT INTO {table} VALUES ({marks})"),
+                    [{f"c{i}": v for i, v in enumerate(row)} for row in values],
+                )
     finally:
         engine.dispose()
 
@@ -322,12 +326,16 @@ def test_postgresql_source_matches_files_and_sqlite(postgres_db: str, tmp_path: 
     """Typed PostgreSQL columns (text ids with leading zeros, timestamp, timestamptz read in a
     non-UTC session, numeric and double) give exactly the clean tables, rejects and counts of the
     same data as CSV files and in SQLite."""
-    _pg_load(postgres_db, [
-        "ALTER DATABASE " + postgres_db.rsplit("/", 1)[1] + " SET timezone = 'America/New_York'",
-        "CREATE TABLE customers (customer_id text, signup_ts timestamptz, segment text, visits integer)",
-        "CREATE TABLE transactions (customer_id text, ts timestamp, amount numeric(12, 2), order_id text)",
-        "CREATE TABLE events (customer_id text, ts timestamptz, event_type text, value double precision)",
-    ], {})
+    _pg_load(
+        postgres_db,
+        [
+            "ALTER DATABASE " + postgres_db.rsplit("/", 1)[1] + " SET timezone = 'America/New_York'",
+            "CREATE TABLE customers (customer_id text, signup_ts timestamptz, segment text, visits integer)",
+            "CREATE TABLE transactions (customer_id text, ts timestamp, amount numeric(12, 2), order_id text)",
+            "CREATE TABLE events (customer_id text, ts timestamptz, event_type text, value double precision)",
+        ],
+        {},
+    )
     _pg_load(postgres_db, [], _ROWS)  # a new session: the database's time zone applies
     pg = validate_source(postgres_db, tmp_path / "pg")
     files = validate_source(_as_csv_dir(tmp_path / "csv"), tmp_path / "files")
@@ -345,8 +353,11 @@ def test_postgresql_source_matches_files_and_sqlite(postgres_db: str, tmp_path: 
 
     tx = _clean(pg, "transactions")
     assert tx["customer_id"].tolist() == ["007", "007", "0420"]
-    assert tx["ts"].tolist() == [pd.Timestamp("2024-03-01 23:30"), pd.Timestamp("2024-03-10 08:00:00.123456"),
-                                 pd.Timestamp("2024-07-01 12:00")]  # timestamp: not shifted by the session zone
+    assert tx["ts"].tolist() == [
+        pd.Timestamp("2024-03-01 23:30"),
+        pd.Timestamp("2024-03-10 08:00:00.123456"),
+        pd.Timestamp("2024-07-01 12:00"),
+    ]  # timestamp: not shifted by the session zone
     assert tx["amount"].tolist() == [12.5, -3.0, 0.1] and tx["order_id"].tolist() == ["A", "B", "C"]
     assert dict(zip(_rejects(pg, "transactions")["_row"], _rejects(pg, "transactions")["reason"])) == {
         "4": "missing customer_id",
@@ -356,11 +367,16 @@ def test_postgresql_source_matches_files_and_sqlite(postgres_db: str, tmp_path: 
     }
     ev = _clean(pg, "events")
     assert ev["customer_id"].tolist() == ["007", "010", "0420"]
-    assert ev["ts"].tolist() == [pd.Timestamp("2024-03-01 21:30"), pd.Timestamp("2024-11-03 05:30"),
-                                 pd.Timestamp("2024-07-02 04:15")]  # timestamptz: naive UTC
+    assert ev["ts"].tolist() == [
+        pd.Timestamp("2024-03-01 21:30"),
+        pd.Timestamp("2024-11-03 05:30"),
+        pd.Timestamp("2024-07-02 04:15"),
+    ]  # timestamptz: naive UTC
     assert ev["value"].tolist()[1:] == [2.0, 0.1 + 0.2] and np.isnan(ev["value"].iloc[0])
     assert _rejects(pg, "events")["reason"].tolist() == [
-        "unknown customer_id: not in the customers table", "non-finite value (NaN or infinity)", "missing event_type"
+        "unknown customer_id: not in the customers table",
+        "non-finite value (NaN or infinity)",
+        "missing event_type",
     ]
     cu = _clean(pg, "customers")
     assert cu["customer_id"].tolist() == ["007", "010", "0420"]
@@ -369,22 +385,31 @@ def test_postgresql_source_matches_files_and_sqlite(postgres_db: str, tmp_path: 
     assert cu["segment"].fillna("<null>").tolist() == ["gold", "silver", "<null>"]
     assert cu["visits"].fillna("<null>").tolist() == ["3", "<null>", "7"]  # an integer with a NULL: not "3.0"
     assert _rejects(pg, "customers")["reason"].tolist() == [
-        "duplicate customer_id: an earlier row has it", "missing customer_id"
+        "duplicate customer_id: an earlier row has it",
+        "missing customer_id",
     ]
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_sql_integer_customer_ids_with_a_null_keep_integer_text(backend: str, request: pytest.FixtureRequest,
-                                                                 tmp_path: Path) -> None:
+def test_sql_integer_customer_ids_with_a_null_keep_integer_text(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """An integer id column holding a NULL comes back from pandas as floats unless read with nullable
     dtypes; the ids must stay 12, not 12.0, in the clean table and in the rejects."""
-    rows = [(12, "2024-01-01 10:00:00", 5.0), (None, "2024-01-02 10:00:00", 1.0), (13, "2024-01-03 10:00:00", 2.5),
-            (12, "2024-01-04 10:00:00", None)]
+    rows = [
+        (12, "2024-01-01 10:00:00", 5.0),
+        (None, "2024-01-02 10:00:00", 1.0),
+        (13, "2024-01-03 10:00:00", 2.5),
+        (12, "2024-01-04 10:00:00", None),
+    ]
     if backend == "postgresql":
         url = request.getfixturevalue("postgres_db")
-        _pg_load(url, ["CREATE TABLE transactions (customer_id bigint, ts timestamp, amount double precision)"],
-                 {"transactions": rows})
+        _pg_load(
+            url,
+            ["CREATE TABLE transactions (customer_id bigint, ts timestamp, amount double precision)"],
+            {"transactions": rows},
+        )
     else:
         url = f"sqlite:///{tmp_path / 'ids.db'}"
         with sqlite3.connect(tmp_path / "ids.db") as con:
@@ -396,7 +421,8 @@ def test_sql_integer_customer_ids_with_a_null_keep_integer_text(backend: str, re
     assert _clean(result, "transactions")["customer_id"].tolist() == ["12", "13"]
     rejects = _rejects(result, "transactions")
     assert rejects[["_row", "reason", "customer_id"]].values.tolist() == [
-        ["2", "missing customer_id", ""], ["4", "missing amount", "12"]
+        ["2", "missing customer_id", ""],
+        ["4", "missing amount", "12"],
     ]
 
 
@@ -404,14 +430,22 @@ def test_sql_integer_customer_ids_with_a_null_keep_integer_text(backend: str, re
 def test_postgresql_mapped_names_need_quoting_and_postgres_scheme(postgres_db: str, tmp_path: Path) -> None:
     """Mixed-case table and column names with spaces are quoted on the server, and ``postgres://``
     (the alias Heroku and others print, unknown to SQLAlchemy) reads the same database."""
-    _pg_load(postgres_db, [
-        'CREATE TABLE "Sales Orders" ("Customer ID" text, "Paid At" timestamptz, "Total" double precision)',
-        "CREATE TABLE sales_orders (customer_id text, ts timestamp, amount double precision)",  # a decoy
-    ], {'"Sales Orders"': [("00042", "2024-05-01 12:00:00+02:00", 9.99), ("00042", None, 1.0)],
-        "sales_orders": [("1", "2024-01-01 00:00:00", 1.0)]})
+    _pg_load(
+        postgres_db,
+        [
+            'CREATE TABLE "Sales Orders" ("Customer ID" text, "Paid At" timestamptz, "Total" double precision)',
+            "CREATE TABLE sales_orders (customer_id text, ts timestamp, amount double precision)",  # a decoy
+        ],
+        {
+            '"Sales Orders"': [("00042", "2024-05-01 12:00:00+02:00", 9.99), ("00042", None, 1.0)],
+            "sales_orders": [("1", "2024-01-01 00:00:00", 1.0)],
+        },
+    )
     mapping_file = tmp_path / "mapping.toml"
-    mapping_file.write_text('[transactions]\ntable = "Sales Orders"\n'
-                            'columns = { customer_id = "Customer ID", ts = "Paid At", amount = "Total" }\n')
+    mapping_file.write_text(
+        '[transactions]\ntable = "Sales Orders"\n'
+        'columns = { customer_id = "Customer ID", ts = "Paid At", amount = "Total" }\n'
+    )
     url = postgres_db.replace("postgresql://", "postgres://", 1)
     result = validate_source(url, tmp_path / "out", mapping=load_mapping(mapping_file))
     assert _clean(result, "transactions").to_dict("records") == [
@@ -432,6 +466,7 @@ def test_postgresql_urls_use_the_shipped_psycopg3_driver() -> None:
     assert _engine_url("postgres+pg8000://u@h/db").drivername == "postgresql+pg8000"  # a chosen driver is kept
     assert _engine_url("sqlite:///x.db").drivername == "sqlite"
 
+
 @pytest.mark.integration
 def test_postgresql_without_transactions_table(postgres_db: str, tmp_path: Path) -> None:
     _pg_load(postgres_db, ["CREATE TABLE customers (customer_id text)"], {})
@@ -445,11 +480,13 @@ def test_postgresql_without_transactions_table(postgres_db: str, tmp_path: Path)
 
 
 @pytest.mark.integration
-def test_postgresql_unreachable_database_is_a_data_error_without_the_password(postgres_db: str,
-                                                                              tmp_path: Path) -> None:
+def test_postgresql_unreachable_database_is_a_data_error_without_the_password(postgres_db: str, tmp_path: Path) -> None:
     url = postgres_db.replace("postgres@", "postgres:s3cret-pw@", 1).rsplit("/", 1)[0] + "/no_such_db"
-    with pytest.raises(DataError, match=r"no_such_db: cannot read table customers.*does not exist.*check the host, "
-                                        r"port, database name and credentials") as err:
+    with pytest.raises(
+        DataError,
+        match=r"no_such_db: cannot read table customers.*does not exist.*check the host, "
+        r"port, database name and credentials",
+    ) as err:
         validate_source(url, tmp_path / "out")
     assert "s3cret-pw" not in str(err.value)
     # a password in the query string (libpq style) is not shown either
@@ -464,13 +501,26 @@ def test_an_unparseable_database_url_is_a_data_error(tmp_path: Path) -> None:
         validate_source("postgresql://u:pw-xyz@127.0.0.1:notaport/db", tmp_path / "out")
     assert "pw-xyz" not in str(err.value)
 
+
 # ----------------------------------------------------------------- property: nothing is lost
 
 cells_id = st.one_of(st.none(), st.sampled_from(["", " ", "001", "1", "abc", "0"]))
 cells_ts = st.one_of(
     st.none(),
-    st.sampled_from(["2024-01-01", "2024-02-30", "nope", "2024-01-01T10:00:00+05:00", "1850-01-01", "01/02/03",
-                     "-infinity", "epoch", "0001-01-01T00:00:00+01:00", "2200-12-31T23:59:59-14:00"]),
+    st.sampled_from(
+        [
+            "2024-01-01",
+            "2024-02-30",
+            "nope",
+            "2024-01-01T10:00:00+05:00",
+            "1850-01-01",
+            "01/02/03",
+            "-infinity",
+            "epoch",
+            "0001-01-01T00:00:00+01:00",
+            "2200-12-31T23:59:59-14:00",
+        ]
+    ),
 )
 cells_amount = st.one_of(
     st.none(),

@@ -20,8 +20,13 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL = "churnclv-test"
 
 # CI sizes: a few seconds of training each (the notebooks' defaults are for people)
-FAST = {"N_CUSTOMERS": 800, "GBM_ROUNDS": 40, "N_FOLDS": 2, "TRAIN_CUTOFFS": 2,
-        "CANDIDATES": ("recency", "btyd", "gbm")}
+FAST = {
+    "N_CUSTOMERS": 800,
+    "GBM_ROUNDS": 40,
+    "N_FOLDS": 2,
+    "TRAIN_CUTOFFS": 2,
+    "CANDIDATES": ("recency", "btyd", "gbm"),
+}
 PARAMETERS = {
     "01-quickstart.ipynb": FAST,
     "02-retrain-and-promote.ipynb": FAST,
@@ -36,10 +41,15 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("jupyter")
     spec = root / "kernels" / KERNEL
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "churnclv tests", "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "churnclv tests",
+                "language": "python",
+            }
+        )
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(root))
         yield KERNEL
@@ -56,8 +66,12 @@ def run(name: str, kernel: str, cwd: Path) -> nbformat.NotebookNode:
 
 
 def outputs(nb: nbformat.NotebookNode, tag: str | None = None) -> list[dict]:
-    return [o for c in nb.cells if c.cell_type == "code" and (tag is None or tag in c.metadata.get("tags", []))
-            for o in c.get("outputs", [])]
+    return [
+        o
+        for c in nb.cells
+        if c.cell_type == "code" and (tag is None or tag in c.metadata.get("tags", []))
+        for o in c.get("outputs", [])
+    ]
 
 
 def text(outs: list[dict]) -> str:

@@ -27,11 +27,13 @@ def _write(folder: Path, **tables: pd.DataFrame) -> Path:
 
 
 def _tx(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "customer_id": pd.Series([r[0] for r in rows], dtype="str"),
-        "ts": pd.to_datetime([r[1] for r in rows], format="ISO8601"),
-        "amount": [float(r[2]) for r in rows],
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series([r[0] for r in rows], dtype="str"),
+            "ts": pd.to_datetime([r[1] for r in rows], format="ISO8601"),
+            "amount": [float(r[2]) for r in rows],
+        }
+    )
 
 
 def _cdnow_like(n: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -42,8 +44,10 @@ def _cdnow_like(n: int = 300, seed: int = 0) -> pd.DataFrame:
     for i in range(n):
         cid = f"cust-{i:04d}"
         first = START + pd.Timedelta(days=0 if i == 0 else int(rng.integers(0, 84)))
-        days = [first] + [first + pd.Timedelta(days=int(d)) for d in
-                          np.sort(rng.integers(1, (END - first).days + 1, rng.geometric(0.4) - 1))]
+        days = [first] + [
+            first + pd.Timedelta(days=int(d))
+            for d in np.sort(rng.integers(1, (END - first).days + 1, rng.geometric(0.4) - 1))
+        ]
         for day in days:
             for _ in range(int(rng.integers(1, 3))):
                 ids.append(cid)
@@ -68,8 +72,12 @@ def _oracle(tx: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, int]:
     bought = daily[daily.top > 0].sort_values(["customer_id", "day"])
     n_days = bought.groupby("customer_id").size()
     repeat_mv = bought[bought.groupby("customer_id").cumcount() > 0].groupby("customer_id").net.mean()
-    return {"customers_known": tx.customer_id.nunique(), "customers_with_purchase": len(n_days),
-            "repeat_buyers": int((n_days >= 2).sum()), "repeat_buyers_positive_spend": int((repeat_mv > 0).sum())}
+    return {
+        "customers_known": tx.customer_id.nunique(),
+        "customers_with_purchase": len(n_days),
+        "repeat_buyers": int((n_days >= 2).sum()),
+        "repeat_buyers_positive_spend": int((repeat_mv > 0).sum()),
+    }
 
 
 def _messages(r: Readiness) -> list[str]:
@@ -92,8 +100,13 @@ def test_cdnow_like_transactions_only(tmp_path: Path) -> None:
     assert r.latest_labelled_cutoff == dt.date(1998, 4, 1)
     assert r.backtest_fits and r.max_backtest_horizon_days == (545 - 60) // 2
     assert (r.has_events, r.has_customers, r.has_signup_ts) == (False, False, False)
-    assert {m.name: m.ok for m in r.models} == {"btyd": True, "gamma_gamma": True, "gbm": True, "hybrid": True,
-                                                 "backtest": True}
+    assert {m.name: m.ok for m in r.models} == {
+        "btyd": True,
+        "gamma_gamma": True,
+        "gbm": True,
+        "hybrid": True,
+        "backtest": True,
+    }
     assert r.ok and not r.errors
     assert any("no events" in w for w in r.warnings) and any("signup_ts" in w for w in r.warnings)
     assert not any("cust-" in m for m in _messages(r))  # no customer ids in any message
@@ -125,8 +138,13 @@ def test_six_months_and_a_180_day_horizon_leave_only_btyd(tmp_path: Path) -> Non
     assert r.labelled_cutoffs == 0 and r.latest_labelled_cutoff is None
     assert not r.backtest_fits and r.max_backtest_horizon_days == 60
     verdict = {m.name: m.ok for m in r.models}
-    assert verdict == {"btyd": True, "gamma_gamma": verdict["gamma_gamma"], "gbm": False, "hybrid": False,
-                       "backtest": False}
+    assert verdict == {
+        "btyd": True,
+        "gamma_gamma": verdict["gamma_gamma"],
+        "gbm": False,
+        "hybrid": False,
+        "backtest": False,
+    }
     assert not r.errors  # BTYD can be fitted: not an error
     assert any("no labelled cutoff" in w and "240 days of history" in w for w in r.warnings)
     assert any("no backtest at horizon 180" in w and "at most 60 days" in w for w in r.warnings)
@@ -181,8 +199,13 @@ def test_few_repeat_buyers_warn_and_fall_back_to_the_mean_order_value(tmp_path: 
 def test_repeat_spend_is_the_mean_of_the_repeat_days_net_of_returns(tmp_path: Path) -> None:
     # first day 100; the repeat day nets -5 (a sale and a larger return the same day): a repeat buyer
     # whose repeat spend is not positive, although the mean over all days is
-    rows = [("cust-1", "2024-01-01", 100.0), ("cust-1", "2024-02-01 10:00", 10.0), ("cust-1", "2024-02-01 11:00", -15.0),
-            ("cust-2", "2024-01-01", 10.0), ("cust-2", "2024-03-01", 30.0)]
+    rows = [
+        ("cust-1", "2024-01-01", 100.0),
+        ("cust-1", "2024-02-01 10:00", 10.0),
+        ("cust-1", "2024-02-01 11:00", -15.0),
+        ("cust-2", "2024-01-01", 10.0),
+        ("cust-2", "2024-03-01", 30.0),
+    ]
     r = assess(_write(tmp_path, transactions=_tx(rows)), "2024-06-01", 30)
     assert r.repeat_buyers == 2 and r.repeat_buyers_positive_spend == 1
 
@@ -199,17 +222,27 @@ def test_labels_of_one_class_rule_out_the_classifier(tmp_path: Path) -> None:
 def test_leading_zero_ids_stay_distinct(tmp_path: Path) -> None:
     # CSV: read as text, so 007, 07 and 7 are three customers
     (tmp_path / "transactions.csv").write_text(
-        "customer_id,ts,amount\n007,2024-01-01,5\n007,2024-02-01,5\n07,2024-01-05,5\n7,2024-01-07,5\n")
+        "customer_id,ts,amount\n007,2024-01-01,5\n007,2024-02-01,5\n07,2024-01-05,5\n7,2024-01-07,5\n"
+    )
     r = assess(tmp_path, "2024-03-01", 30)
     assert r.customers_known == 3 and r.customers_with_purchase == 3 and r.repeat_buyers == 1
 
 
 def test_signups_and_events_count_up_to_as_of(tmp_path: Path) -> None:
     tx = _tx([("cust-1", "2024-01-01", 5.0), ("cust-1", "2024-02-01", 5.0)])
-    customers = pd.DataFrame({"customer_id": pd.Series(["cust-1", "cust-2", "cust-3"], dtype="str"),
-                              "signup_ts": pd.to_datetime(["2023-12-01", "2024-02-15", "2024-05-01"])})
-    events = pd.DataFrame({"customer_id": pd.Series(["cust-2"], dtype="str"),
-                           "ts": pd.to_datetime(["2024-04-01"]), "event_type": pd.Series(["login"], dtype="str")})
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["cust-1", "cust-2", "cust-3"], dtype="str"),
+            "signup_ts": pd.to_datetime(["2023-12-01", "2024-02-15", "2024-05-01"]),
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["cust-2"], dtype="str"),
+            "ts": pd.to_datetime(["2024-04-01"]),
+            "event_type": pd.Series(["login"], dtype="str"),
+        }
+    )
     clean = _write(tmp_path, transactions=tx, customers=customers, events=events)
     r = assess(clean, "2024-03-01", 30)
     assert r.customers_known == 2  # the third signs up after as-of
@@ -243,10 +276,19 @@ def test_bad_arguments_name_the_rule(tmp_path: Path) -> None:
 _AS_OF = pd.Timestamp("1997-09-30")
 _BASE_TX = _cdnow_like(n=120, seed=3)
 _BASE_TX = _BASE_TX[_BASE_TX.ts < _AS_OF + pd.Timedelta(days=1)].reset_index(drop=True)
-_BASE_CUSTOMERS = pd.DataFrame({"customer_id": pd.Series(["cust-0000", "cust-9000"], dtype="str"),
-                                "signup_ts": pd.to_datetime(["1996-12-01", "1997-08-01"])})
-_BASE_EVENTS = pd.DataFrame({"customer_id": pd.Series(["cust-0001"], dtype="str"),
-                             "ts": pd.to_datetime(["1997-05-01"]), "event_type": pd.Series(["login"], dtype="str")})
+_BASE_CUSTOMERS = pd.DataFrame(
+    {
+        "customer_id": pd.Series(["cust-0000", "cust-9000"], dtype="str"),
+        "signup_ts": pd.to_datetime(["1996-12-01", "1997-08-01"]),
+    }
+)
+_BASE_EVENTS = pd.DataFrame(
+    {
+        "customer_id": pd.Series(["cust-0001"], dtype="str"),
+        "ts": pd.to_datetime(["1997-05-01"]),
+        "event_type": pd.Series(["login"], dtype="str"),
+    }
+)
 
 _later = st.tuples(
     st.sampled_from(["cust-0000", "cust-0005", "cust-0042", "cust-7777", "cust-8888"]),
@@ -256,24 +298,55 @@ _later = st.tuples(
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(extra_tx=st.lists(_later, min_size=1, max_size=25), extra_events=st.lists(_later, max_size=5),
-       signups=st.lists(_later, max_size=3))
+@given(
+    extra_tx=st.lists(_later, min_size=1, max_size=25),
+    extra_events=st.lists(_later, max_size=5),
+    signups=st.lists(_later, max_size=3),
+)
 def test_rows_after_as_of_change_nothing(extra_tx, extra_events, signups) -> None:
     after = _AS_OF + pd.Timedelta(days=1)
 
     def when(minutes: int) -> pd.Timestamp:
         return after + pd.Timedelta(minutes=minutes)
 
-    tx = pd.concat([_BASE_TX, pd.DataFrame({
-        "customer_id": pd.Series([e[0] for e in extra_tx], dtype="str"),
-        "ts": [when(e[1]) for e in extra_tx], "amount": [e[2] for e in extra_tx]})], ignore_index=True)
-    events = pd.concat([_BASE_EVENTS, pd.DataFrame({
-        "customer_id": pd.Series([e[0] for e in extra_events], dtype="str"),
-        "ts": pd.to_datetime([when(e[1]) for e in extra_events]),
-        "event_type": pd.Series(["login"] * len(extra_events), dtype="str")})], ignore_index=True)
-    customers = pd.concat([_BASE_CUSTOMERS, pd.DataFrame({
-        "customer_id": pd.Series([f"new-{i}" for i in range(len(signups))], dtype="str"),
-        "signup_ts": pd.to_datetime([when(e[1]) for e in signups])})], ignore_index=True)
+    tx = pd.concat(
+        [
+            _BASE_TX,
+            pd.DataFrame(
+                {
+                    "customer_id": pd.Series([e[0] for e in extra_tx], dtype="str"),
+                    "ts": [when(e[1]) for e in extra_tx],
+                    "amount": [e[2] for e in extra_tx],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    events = pd.concat(
+        [
+            _BASE_EVENTS,
+            pd.DataFrame(
+                {
+                    "customer_id": pd.Series([e[0] for e in extra_events], dtype="str"),
+                    "ts": pd.to_datetime([when(e[1]) for e in extra_events]),
+                    "event_type": pd.Series(["login"] * len(extra_events), dtype="str"),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    customers = pd.concat(
+        [
+            _BASE_CUSTOMERS,
+            pd.DataFrame(
+                {
+                    "customer_id": pd.Series([f"new-{i}" for i in range(len(signups))], dtype="str"),
+                    "signup_ts": pd.to_datetime([when(e[1]) for e in signups]),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         base = _write(Path(tmp) / "base", transactions=_BASE_TX, events=_BASE_EVENTS, customers=_BASE_CUSTOMERS)
         more = _write(Path(tmp) / "more", transactions=tx, events=events, customers=customers)
@@ -289,8 +362,9 @@ def test_cli_validate_prints_readiness_and_json(tmp_path: Path) -> None:
     raw = _write(tmp_path / "raw", transactions=_cdnow_like())
     out = tmp_path / "v"
     runner = CliRunner()
-    result = runner.invoke(cli, ["validate", "--data", str(raw), "--out", str(out), "--as-of", "1997-06-30",
-                                 "--horizon-days", "90"])
+    result = runner.invoke(
+        cli, ["validate", "--data", str(raw), "--out", str(out), "--as-of", "1997-06-30", "--horizon-days", "90"]
+    )
     assert result.exit_code == 0, result.output
     assert "validation" in result.output  # the existing report is still there
     assert "readiness as of 1997-06-30, horizon 90 days" in result.output
@@ -309,13 +383,13 @@ def test_cli_validate_prints_readiness_and_json(tmp_path: Path) -> None:
 
 def test_cli_validate_reports_errors_and_exits_0(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
-    (tmp_path / "raw" / "transactions.csv").write_text(
-        "customer_id,ts,amount\n001,2024-03-01,5\n002,2024-03-01,7\n")
+    (tmp_path / "raw" / "transactions.csv").write_text("customer_id,ts,amount\n001,2024-03-01,5\n002,2024-03-01,7\n")
     result = CliRunner().invoke(cli, ["validate", "--data", str(tmp_path / "raw"), "--out", str(tmp_path / "v")])
     assert result.exit_code == 0, result.output
     assert "NOTHING CAN BE FITTED" in result.output and "T is 0" in result.output
-    result = CliRunner().invoke(cli, ["validate", "--data", str(tmp_path / "raw"), "--out", str(tmp_path / "v"),
-                                      "--json"])
+    result = CliRunner().invoke(
+        cli, ["validate", "--data", str(tmp_path / "raw"), "--out", str(tmp_path / "v"), "--json"]
+    )
     assert result.exit_code == 0
     assert "T is 0" in json.loads(result.stdout)["readiness"]["errors"][0]
     assert "error: every first purchase" in result.stderr

@@ -9,16 +9,19 @@ from hypothesis import strategies as st
 from churnclv.redaction import PLACEHOLDER, redact_text, redact_url
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("postgresql://u:pw@db/x?password=secret", "postgresql://u:***@db/x"),
-    ("postgresql://u@h/shop?password=S3cret", "postgresql://u@h/shop"),
-    ("postgresql+psycopg://u:pw@db:5432/x?sslpassword=k", "postgresql+psycopg://u:***@db:5432/x"),
-    ("postgresql://u:p@ss@db/x", "postgresql://u:***@db/x"),  # an unescaped @ in the password
-    ("https://user:token@host/api#frag", "https://user:***@host/api"),
-    ("sqlite:///mlruns/mlflow.db", "sqlite:///mlruns/mlflow.db"),
-    ("mlruns", "mlruns"),  # a path, not a URL
-    ("http://h:notaport/x", PLACEHOLDER),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:pw@db/x?password=secret", "postgresql://u:***@db/x"),
+        ("postgresql://u@h/shop?password=S3cret", "postgresql://u@h/shop"),
+        ("postgresql+psycopg://u:pw@db:5432/x?sslpassword=k", "postgresql+psycopg://u:***@db:5432/x"),
+        ("postgresql://u:p@ss@db/x", "postgresql://u:***@db/x"),  # an unescaped @ in the password
+        ("https://user:token@host/api#frag", "https://user:***@host/api"),
+        ("sqlite:///mlruns/mlflow.db", "sqlite:///mlruns/mlflow.db"),
+        ("mlruns", "mlruns"),  # a path, not a URL
+        ("http://h:notaport/x", PLACEHOLDER),
+    ],
+)
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
 
@@ -30,8 +33,9 @@ def test_redact_text_finds_every_url_in_a_message() -> None:
     assert out.startswith("registry at postgresql://user:***@host/mlflowdb failed")
 
 
-secret = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/?#@ "),
-                 min_size=4, max_size=20)
+secret = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/?#@ "), min_size=4, max_size=20
+)
 
 
 @given(secret, secret)

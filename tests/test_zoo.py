@@ -63,7 +63,9 @@ def _error_line(result: Result) -> str:
     if exc is not None and not isinstance(exc, SystemExit):
         frames = traceback.extract_tb(exc.__traceback__)[-2:]
         where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
-        return f"unhandled {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} ({where})"
+        return (
+            f"unhandled {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} ({where})"
+        )
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
     return " | ".join(lines) or result.stderr.strip()[-500:]
 
@@ -100,12 +102,16 @@ def _check_scores(scores: pd.DataFrame, built: Any, shape: Any) -> None:
     ids = scores["customer_id"]
     assert not ids.duplicated().any(), f"scored twice: {sorted(ids[ids.duplicated()])[:10]}"
     missing, extra = sorted(known - set(ids)), sorted(set(ids) - known)
-    assert not missing and not extra, (f"{len(missing)} known customers not scored (e.g. {missing[:5]}), "
-                                       f"{len(extra)} scored but not known or ids changed (e.g. {extra[:5]})")
+    assert not missing and not extra, (
+        f"{len(missing)} known customers not scored (e.g. {missing[:5]}), "
+        f"{len(extra)} scored but not known or ids changed (e.g. {extra[:5]})"
+    )
     assert (pd.to_datetime(scores["as_of"]) == as_of).all()
     for col in ("p_churn", "p_alive"):
         v = scores[col].to_numpy(dtype=float)
-        assert np.isfinite(v).all() and ((v >= 0) & (v <= 1)).all(), f"{col} outside [0, 1]: {v[~((v >= 0) & (v <= 1))][:5]}"
+        assert np.isfinite(v).all() and ((v >= 0) & (v <= 1)).all(), (
+            f"{col} outside [0, 1]: {v[~((v >= 0) & (v <= 1))][:5]}"
+        )
     for col in ("expected_purchases", "expected_spend", "clv", "growth_score"):
         v = scores[col].to_numpy(dtype=float)
         assert np.isfinite(v).all(), f"{col} not finite for {ids[~np.isfinite(v)].tolist()[:5]}"
@@ -119,7 +125,9 @@ def _check_scores(scores: pd.DataFrame, built: Any, shape: Any) -> None:
     if "whales" in built.notes:
         # 1e6 lines must not inflate everyone else: ordinary customers buy about 35 a line
         small = scores[~ids.isin(built.notes["whales"])]
-        assert small["clv"].median() < 2_000 and small["expected_spend"].max() < 1e5, small[["clv", "expected_spend"]].describe()
+        assert small["clv"].median() < 2_000 and small["expected_spend"].max() < 1e5, small[
+            ["clv", "expected_spend"]
+        ].describe()
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -141,15 +149,21 @@ def history_body(built: Any, cid: str, as_of: str) -> dict[str, Any]:
     tx = tx[(tx["customer_id"] == cid) & (pd.to_datetime(tx["ts"]) < end)]
     if len(tx):
         customer["transactions"] = [
-            {"ts": _iso(r["ts"]), "amount": float(r["amount"]),
-             **({"order_id": _none(r["order_id"])} if "order_id" in tx else {})}
-            for _, r in tx.iterrows()]
+            {
+                "ts": _iso(r["ts"]),
+                "amount": float(r["amount"]),
+                **({"order_id": _none(r["order_id"])} if "order_id" in tx else {}),
+            }
+            for _, r in tx.iterrows()
+        ]
     ev = built.frames.get("events")
     if ev is not None:
         ev = ev[(ev["customer_id"] == cid) & (pd.to_datetime(ev["ts"]) < end)]
         if len(ev):
-            customer["events"] = [{"ts": _iso(r["ts"]), "event_type": r["event_type"], "value": _none(r["value"])}
-                                  for _, r in ev.iterrows()]
+            customer["events"] = [
+                {"ts": _iso(r["ts"]), "event_type": r["event_type"], "value": _none(r["value"])}
+                for _, r in ev.iterrows()
+            ]
     cu = built.frames.get("customers")
     if cu is not None:
         row = cu[cu["customer_id"] == cid]
@@ -164,9 +178,14 @@ def history_body(built: Any, cid: str, as_of: str) -> dict[str, Any]:
 
 
 def _check_http(built: Any, shape: Any, tracking_uri: str, batch: pd.DataFrame, service_app: Any) -> None:
-    env = {"CHURNCLV_MODEL_URI": "models:/churnclv@champion", "MLFLOW_TRACKING_URI": tracking_uri,
-           "CHURNCLV_API_KEY": API_KEY, "CHURNCLV_RELOAD_INTERVAL_S": "0", "CHURNCLV_GC_FREEZE": "0",
-           "BENTOML_DO_NOT_TRACK": "True"}
+    env = {
+        "CHURNCLV_MODEL_URI": "models:/churnclv@champion",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "CHURNCLV_API_KEY": API_KEY,
+        "CHURNCLV_RELOAD_INTERVAL_S": "0",
+        "CHURNCLV_GC_FREEZE": "0",
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
     body = history_body(built, built.probe, shape.as_of)
     with service_app.running(env) as client:
         r = client.post("/score", json=body, headers={"X-API-Key": API_KEY})
@@ -225,10 +244,38 @@ def test_zoo(shape: Any, tmp_path: Path, empty_store: Path, service_app: Any) ->
     shutil.copy2(empty_store, tmp_path / "mlruns" / "mlflow.db")
     steps = [
         ("validate", ["validate", "--data", str(built.folder), "--out", str(work)]),
-        ("train", ["train", "--data", str(work / "clean"), "--trusted", "--as-of", shape.as_of,
-                   "--horizon-days", str(shape.horizon_days), "--config", str(config), "--tracking-uri", uri]),
-        ("score-batch", ["score-batch", "--data", str(work / "clean"), "--trusted", "--as-of", shape.as_of,
-                         "--out", str(out), "--tracking-uri", uri]),
+        (
+            "train",
+            [
+                "train",
+                "--data",
+                str(work / "clean"),
+                "--trusted",
+                "--as-of",
+                shape.as_of,
+                "--horizon-days",
+                str(shape.horizon_days),
+                "--config",
+                str(config),
+                "--tracking-uri",
+                uri,
+            ],
+        ),
+        (
+            "score-batch",
+            [
+                "score-batch",
+                "--data",
+                str(work / "clean"),
+                "--trusted",
+                "--as-of",
+                shape.as_of,
+                "--out",
+                str(out),
+                "--tracking-uri",
+                uri,
+            ],
+        ),
     ]
     for name, args in steps:  # a step runs only when the ones before it exited 0
         result = _invoke(args)
@@ -239,8 +286,9 @@ def test_zoo(shape: Any, tmp_path: Path, empty_store: Path, service_app: Any) ->
         _check_clean_stop(shape, name, result)
         return
     if shape.expect != shapes.OK:
-        pytest.fail(f"every step exited 0, but the shape should stop with an error matching {shape.expect!r}",
-                    pytrace=False)
+        pytest.fail(
+            f"every step exited 0, but the shape should stop with an error matching {shape.expect!r}", pytrace=False
+        )
     scores = read_scores(out / f"as_of={shape.as_of}")
     _check_scores(scores, built, shape)
     _check_http(built, shape, uri, scores, service_app)

@@ -45,12 +45,19 @@ def evaluate_candidate(name: str, train: pd.DataFrame, evaluation: pd.DataFrame,
     return scorer.score(evaluation, reasons=False)
 
 
-
-def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: Progress | None = None,
-                 first_ts: pd.Timestamp | None = None, sample: float | None = None,
-                 timings: dict[str, float] | None = None, folds: list[Fold] | None = None,
-                 extra_cutoffs: list[pd.Timestamp] = (), dropped: list[dict[str, Any]] | None = None,
-                 ) -> tuple[pd.DataFrame, list[Fold], dict[str, pd.DataFrame], pd.DataFrame]:
+def run_backtest(
+    clean: Path | str,
+    as_of: Any,
+    config: RunConfig,
+    *,
+    progress: Progress | None = None,
+    first_ts: pd.Timestamp | None = None,
+    sample: float | None = None,
+    timings: dict[str, float] | None = None,
+    folds: list[Fold] | None = None,
+    extra_cutoffs: list[pd.Timestamp] = (),
+    dropped: list[dict[str, Any]] | None = None,
+) -> tuple[pd.DataFrame, list[Fold], dict[str, pd.DataFrame], pd.DataFrame]:
     """Evaluate every candidate on every fold. Returns (backtest rows, folds, last-fold predictions,
     the training frame of all cutoffs). ``first_ts`` (the first transaction) is read when not given;
     ``folds`` default to :func:`plan_folds` at the config's horizon; ``extra_cutoffs`` join the
@@ -97,31 +104,53 @@ def run_backtest(clean: Path | str, as_of: Any, config: RunConfig, *, progress: 
                 say(f"fold {fold.index}/{len(folds)}: {name} dropped ({reason})")
                 continue
             metrics = all_metrics(evaluation, pred)
-            rows.append({"fold": fold.index, "eval_cutoff": fold.eval_cutoff.date(), "candidate": name,
-                         "n_train": len(train), "n_eval": len(evaluation),
-                         "seconds": round(time.perf_counter() - started, 2), **metrics})
+            rows.append(
+                {
+                    "fold": fold.index,
+                    "eval_cutoff": fold.eval_cutoff.date(),
+                    "candidate": name,
+                    "n_train": len(train),
+                    "n_eval": len(evaluation),
+                    "seconds": round(time.perf_counter() - started, 2),
+                    **metrics,
+                }
+            )
             if fold is folds[-1]:
                 last_preds[name] = pd.concat(
-                    [evaluation[["customer_id", "churned", "purchases", "spend"]], pred.drop(columns="customer_id", errors="ignore")],
-                    axis=1)
+                    [
+                        evaluation[["customer_id", "churned", "purchases", "spend"]],
+                        pred.drop(columns="customer_id", errors="ignore"),
+                    ],
+                    axis=1,
+                )
     timings["backtest_models_s"] = time.perf_counter() - models_started
     return pd.DataFrame(rows), folds, last_preds, frame
 
 
-def training_frame(clean: Path | str, as_of: pd.Timestamp, config: RunConfig, cutoffs: list[pd.Timestamp],
-                    sample: float | None) -> pd.DataFrame:
+def training_frame(
+    clean: Path | str, as_of: pd.Timestamp, config: RunConfig, cutoffs: list[pd.Timestamp], sample: float | None
+) -> pd.DataFrame:
     """Features and labels at ``cutoffs`` (the config's horizon), with floats the models read."""
     if not cutoffs:
-        return pd.DataFrame({c: pd.Series(dtype="object" if c == "customer_id" else "float64")
-                             for c in LABEL_FRAME_COLUMNS}).assign(cutoff=pd.Series(dtype="datetime64[ns]"))
-    frame = compute_training_frame(clean, as_of, config.train.horizon_days, cutoffs=[c.date() for c in cutoffs],
-                                   sample=sample, memory_limit=config.train.memory_limit, config=config.features)
+        return pd.DataFrame(
+            {c: pd.Series(dtype="object" if c == "customer_id" else "float64") for c in LABEL_FRAME_COLUMNS}
+        ).assign(cutoff=pd.Series(dtype="datetime64[ns]"))
+    frame = compute_training_frame(
+        clean,
+        as_of,
+        config.train.horizon_days,
+        cutoffs=[c.date() for c in cutoffs],
+        sample=sample,
+        memory_limit=config.train.memory_limit,
+        config=config.features,
+    )
     frame["cutoff"] = pd.to_datetime(frame["cutoff"])
     return stable_floats(frame)  # labels too: realized spend ties decide the Spearman ranks
 
 
-def summarize_backtest(backtest: pd.DataFrame, folds: list[Fold], candidates: tuple[str, ...]
-                       ) -> tuple[pd.DataFrame, list[str]]:
+def summarize_backtest(
+    backtest: pd.DataFrame, folds: list[Fold], candidates: tuple[str, ...]
+) -> tuple[pd.DataFrame, list[str]]:
     """Mean metrics per candidate over its folds, and the model candidates eligible for selection:
     those scored on every fold (a mean over fewer folds would not compare like with like)."""
     if backtest.empty:

@@ -17,15 +17,36 @@ from churnclv.cli_options import DataProblem, _date, _Steps, prepare_source, sou
 @click.command()
 @source_options
 @click.option("--as-of", required=True, callback=_date, help="Training as-of: only data on or before it is used.")
-@click.option("--horizon-days", type=click.IntRange(min=1), default=None,
-              help="Churn/spend horizon in days (default 90, or the config's).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="TOML with [train], [scorer] and [tiers] sections.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")
-@click.option("--promote/--no-promote", default=True, show_default=True,
-              help="Run the promotion check after training.")
-def train(data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None, as_of: Any,
-          horizon_days: int | None, config_path: Path | None, tracking_uri: str | None, promote: bool) -> None:
+@click.option(
+    "--horizon-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Churn/spend horizon in days (default 90, or the config's).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TOML with [train], [scorer] and [tiers] sections.",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).",
+)
+@click.option("--promote/--no-promote", default=True, show_default=True, help="Run the promotion check after training.")
+def train(
+    data: str,
+    mapping: Path | None,
+    work: Path | None,
+    trusted: bool,
+    memory_limit: str | None,
+    as_of: Any,
+    horizon_days: int | None,
+    config_path: Path | None,
+    tracking_uri: str | None,
+    promote: bool,
+) -> None:
     """Backtest, select, train and register a model (alias challenger; champion when it earns it)."""
     from churnclv.models.btyd import BTYDConvergenceError
     from churnclv.training.config import RunConfig, TrainingError
@@ -51,8 +72,9 @@ def train(data: str, mapping: Path | None, work: Path | None, trusted: bool, mem
     if bt_horizon is None:
         click.echo(f"backtest: none (as of {as_of:%Y-%m-%d}, horizon {config.train.horizon_days} days)")
     else:
-        click.echo(f"backtest: {len(result.folds)} folds, mean over folds (as of {as_of:%Y-%m-%d}, "
-                   f"horizon {bt_horizon} days)")
+        click.echo(
+            f"backtest: {len(result.folds)} folds, mean over folds (as of {as_of:%Y-%m-%d}, horizon {bt_horizon} days)"
+        )
         click.echo(format_summary(result))
     for line in format_notes(result):
         click.echo(line)
@@ -79,14 +101,18 @@ def models_list(tracking_uri: str | None) -> None:
     if not rows:
         click.echo("no model registered yet: run churnclv train")
         return
-    click.echo(f"{'version':>7}  {'aliases':<20} {'as_of':<10} {'H':>4} {'backtest':<8}  {'AUC':>6} {'Brier':>6} "
-               f"{'Gini':>6}  selected")
+    click.echo(
+        f"{'version':>7}  {'aliases':<20} {'as_of':<10} {'H':>4} {'backtest':<8}  {'AUC':>6} {'Brier':>6} "
+        f"{'Gini':>6}  selected"
+    )
     for r in rows:
         m = r["metrics"]
         backtest = "yes" if r.get("backtested", True) else "no"  # "no": not backtested at its horizon
-        click.echo(f"{r['version']:>7}  {r['aliases']:<20} {r['as_of']:<10} {r['horizon_days']:>4} {backtest:<8}  "
-                   f"{m.get('selected.churn_auc', float('nan')):>6.3f} {m.get('selected.churn_brier', float('nan')):>6.3f} "
-                   f"{m.get('selected.spend_gini', float('nan')):>6.3f}  {r['selected']}")
+        click.echo(
+            f"{r['version']:>7}  {r['aliases']:<20} {r['as_of']:<10} {r['horizon_days']:>4} {backtest:<8}  "
+            f"{m.get('selected.churn_auc', float('nan')):>6.3f} {m.get('selected.churn_brier', float('nan')):>6.3f} "
+            f"{m.get('selected.spend_gini', float('nan')):>6.3f}  {r['selected']}"
+        )
     if any(not r.get("backtested", True) for r in rows):
         click.echo("backtest no: not backtested at its horizon (too little history); promoted only without a champion")
 
@@ -94,8 +120,12 @@ def models_list(tracking_uri: str | None) -> None:
 @models.command("promote")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
 @click.option("--version", default=None, help="Version to consider (default: the challenger).")
-@click.option("--tolerance", multiple=True, metavar="METRIC=LOSS",
-              help="Largest loss allowed per metric, e.g. churn_auc=0.005 (repeatable).")
+@click.option(
+    "--tolerance",
+    multiple=True,
+    metavar="METRIC=LOSS",
+    help="Largest loss allowed per metric, e.g. churn_auc=0.005 (repeatable).",
+)
 def models_promote(tracking_uri: str | None, version: str | None, tolerance: tuple[str, ...]) -> None:
     """Move champion to the challenger when it is not worse beyond the tolerance."""
     from churnclv.training import promotion, registry, tracking
@@ -104,8 +134,10 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
     for item in tolerance:
         name, _, value = item.partition("=")
         if name not in tracking.METRIC_DIRECTION:
-            raise click.BadParameter(f"{item!r}: unknown metric {name!r}; choose from "
-                                     f"{sorted(tracking.METRIC_DIRECTION)}", param_hint="--tolerance")
+            raise click.BadParameter(
+                f"{item!r}: unknown metric {name!r}; choose from {sorted(tracking.METRIC_DIRECTION)}",
+                param_hint="--tolerance",
+            )
         try:
             tol[name] = float(value)
         except ValueError:
@@ -123,5 +155,7 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
         click.echo(f"{'metric':<26} {'challenger':>10} {'champion':>10} {'loss':>8} {'tolerance':>9}")
         for row in decision.comparison():
             if row["loss"] is not None:
-                click.echo(f"{row['metric']:<26} {row['challenger']:>10.4f} {row['champion']:>10.4f} "
-                           f"{row['loss']:>+8.4f} {row['tolerance']:>9.4f}")
+                click.echo(
+                    f"{row['metric']:<26} {row['challenger']:>10.4f} {row['champion']:>10.4f} "
+                    f"{row['loss']:>+8.4f} {row['tolerance']:>9.4f}"
+                )

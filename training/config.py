@@ -63,15 +63,18 @@ class TrainConfig:
 
         unknown = sorted(set(self.promote_tolerance) - set(METRIC_DIRECTION))
         if unknown:
-            raise TrainingError(f"train.promote_tolerance: unknown metrics {unknown}; "
-                                f"choose from {sorted(METRIC_DIRECTION)}")
+            raise TrainingError(
+                f"train.promote_tolerance: unknown metrics {unknown}; choose from {sorted(METRIC_DIRECTION)}"
+            )
         for name in ("horizon_days", "n_folds", "fold_step_days", "train_cutoffs", "cutoff_step_days"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"train.{name} must be >= 1 (got {getattr(self, name)})")
         if self.sample_customers < 0 or 0 < self.sample_customers < MIN_SAMPLE_CUSTOMERS:
-            raise TrainingError(f"train.sample_customers must be 0 (every customer) or at least "
-                                f"{MIN_SAMPLE_CUSTOMERS} (got {self.sample_customers}): too few customers leave "
-                                "folds without churners or buyers")
+            raise TrainingError(
+                f"train.sample_customers must be 0 (every customer) or at least "
+                f"{MIN_SAMPLE_CUSTOMERS} (got {self.sample_customers}): too few customers leave "
+                "folds without churners or buyers"
+            )
 
     def sample_fraction(self, n_customers: int) -> float | None:
         """The share of customers the training frame reads (None: all of them)."""
@@ -122,13 +125,20 @@ class RunConfig:
         return cls(train=train, scorer=scorer, tiers=tiers, features=parse_features(raw.get("features", {})))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"train": asdict(self.train), "scorer": asdict(self.scorer), "tiers": self.tiers,
-                "features": asdict(self.features)}
+        return {
+            "train": asdict(self.train),
+            "scorer": asdict(self.scorer),
+            "tiers": self.tiers,
+            "features": asdict(self.features),
+        }
 
     def with_horizon(self, horizon_days: int) -> RunConfig:
         """The same configuration at another horizon (labels and predictions)."""
-        return replace(self, train=replace(self.train, horizon_days=horizon_days),
-                       scorer=replace(self.scorer, horizon_days=horizon_days))
+        return replace(
+            self,
+            train=replace(self.train, horizon_days=horizon_days),
+            scorer=replace(self.scorer, horizon_days=horizon_days),
+        )
 
 
 def parse_features(raw: dict[str, Any]) -> FeatureConfig:

@@ -29,7 +29,6 @@ class Fold:
     train_cutoffs: list[pd.Timestamp]
 
 
-
 def to_day(x: Any) -> pd.Timestamp:
     """The calendar day of ``x`` (midnight)."""
     return pd.Timestamp(x).normalize()
@@ -78,9 +77,14 @@ class TrainingPlan:
         return self.backtest_horizon_days == self.horizon_days
 
     def to_dict(self) -> dict[str, Any]:
-        return {"horizon_days": self.horizon_days, "backtest_horizon_days": self.backtest_horizon_days,
-                "backtested": self.backtested, "folds": len(self.folds),
-                "final_cutoffs": [str(c.date()) for c in self.final_cutoffs], "note": self.note}
+        return {
+            "horizon_days": self.horizon_days,
+            "backtest_horizon_days": self.backtest_horizon_days,
+            "backtested": self.backtested,
+            "folds": len(self.folds),
+            "final_cutoffs": [str(c.date()) for c in self.final_cutoffs],
+            "note": self.note,
+        }
 
 
 def longest_backtest_horizon(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConfig) -> int | None:
@@ -110,15 +114,36 @@ def plan_training(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConf
     history = (to_day(as_of) - to_day(first_ts)).days
     needs = f"a backtest at {H} days needs {config.min_history_days + 2 * H} days of history, the data have {history}"
     if not final:
-        return TrainingPlan(H, None, [], [], (
-            f"not backtested at {H} days ({needs}) and no {H}-day label window closes by as-of after "
-            f"{config.min_history_days} days of history: BG/NBD + Gamma-Gamma (no labels needed) scores every target"))
+        return TrainingPlan(
+            H,
+            None,
+            [],
+            [],
+            (
+                f"not backtested at {H} days ({needs}) and no {H}-day label window closes by as-of after "
+                f"{config.min_history_days} days of history: BG/NBD + Gamma-Gamma (no labels needed) scores every target"
+            ),
+        )
     h_bt = longest_backtest_horizon(first_ts, as_of, config)
     if h_bt is None:
-        return TrainingPlan(H, None, [], final, (
-            f"not backtested ({needs}; no backtest of even {MIN_BACKTEST_HORIZON_DAYS} days fits): BG/NBD + "
-            "Gamma-Gamma scores every target"))
+        return TrainingPlan(
+            H,
+            None,
+            [],
+            final,
+            (
+                f"not backtested ({needs}; no backtest of even {MIN_BACKTEST_HORIZON_DAYS} days fits): BG/NBD + "
+                "Gamma-Gamma scores every target"
+            ),
+        )
     folds = plan_folds(first_ts, as_of, replace(config, horizon_days=h_bt))
-    return TrainingPlan(H, h_bt, folds, final, (
-        f"not backtested at {H} days ({needs}): models chosen on a {h_bt}-day backtest; learned models trained "
-        f"on {len(final)} labelled cutoff(s) of {H} days"))
+    return TrainingPlan(
+        H,
+        h_bt,
+        folds,
+        final,
+        (
+            f"not backtested at {H} days ({needs}): models chosen on a {h_bt}-day backtest; learned models trained "
+            f"on {len(final)} labelled cutoff(s) of {H} days"
+        ),
+    )

@@ -41,8 +41,14 @@ def train_and_log(
     tracking.configure(tracking_uri)
     as_of = to_day(as_of)
     with mlflow.start_run(run_name=f"train as of {as_of:%Y-%m-%d}") as run:
-        mlflow.set_tags({"churnclv.as_of": str(as_of.date()), "churnclv.horizon_days": config.train.horizon_days,
-                         "mlflow.source.git.commit": tracking.code_version(), "churnclv.code_version": tracking.code_version()})
+        mlflow.set_tags(
+            {
+                "churnclv.as_of": str(as_of.date()),
+                "churnclv.horizon_days": config.train.horizon_days,
+                "mlflow.source.git.commit": tracking.code_version(),
+                "churnclv.code_version": tracking.code_version(),
+            }
+        )
         mlflow.log_params(_flat_params(config.to_dict()))
         mlflow.log_param("as_of", str(as_of.date()))
         result = train(clean, as_of, config, progress=progress)
@@ -50,8 +56,13 @@ def train_and_log(
         say("logging to MLflow")
         t_log = time.perf_counter()
         sample = result.scorer.metadata_["training_sample"]
-        mlflow.log_params({"data.customers": sample["customers"], "train.sample_fraction": sample["fraction"],
-                           "train.sampled_customers": sample["sampled_customers"]})
+        mlflow.log_params(
+            {
+                "data.customers": sample["customers"],
+                "train.sample_fraction": sample["fraction"],
+                "train.sampled_customers": sample["sampled_customers"],
+            }
+        )
         fingerprint = data_fingerprint or clean_fingerprint(clean, config.train.memory_limit)
         mlflow.log_dict(fingerprint, "data_fingerprint.json")
         for table, fp in fingerprint.items():
@@ -71,11 +82,17 @@ def train_and_log(
         plan = result.plan.to_dict() if result.plan is not None else {}
         if result.readiness is not None:
             mlflow.log_dict(result.readiness.to_dict(), "readiness.json")
-        mlflow.log_dict({"plan": plan, "dropped": result.dropped,
-                         "fit_notes": result.scorer.metadata_.get("fit_notes", [])}, "training_notes.json")
-        mlflow.set_tags({"churnclv.backtested": str(plan.get("backtested", True)).lower(),
-                         "churnclv.backtest_horizon_days": str(plan.get("backtest_horizon_days")),
-                         "churnclv.dropped_subfits": str(len(result.dropped))})
+        mlflow.log_dict(
+            {"plan": plan, "dropped": result.dropped, "fit_notes": result.scorer.metadata_.get("fit_notes", [])},
+            "training_notes.json",
+        )
+        mlflow.set_tags(
+            {
+                "churnclv.backtested": str(plan.get("backtested", True)).lower(),
+                "churnclv.backtest_horizon_days": str(plan.get("backtest_horizon_days")),
+                "churnclv.dropped_subfits": str(len(result.dropped)),
+            }
+        )
         if plan.get("note"):
             mlflow.set_tag("churnclv.backtest_note", plan["note"][:5000])
         mlflow.log_metrics({f"timing.{k}": v for k, v in result.timings.items()})
@@ -103,9 +120,15 @@ def train_and_log(
             )
         version = str(info.registered_model_version)
         result.model_version = version
-        registry.tag_version(version, as_of=str(as_of.date()), horizon_days=config.train.horizon_days,
-                             run_id=run.info.run_id, selected=result.selected, metrics=selected_metrics,
-                             backtested=result.plan is None or result.plan.backtested)
+        registry.tag_version(
+            version,
+            as_of=str(as_of.date()),
+            horizon_days=config.train.horizon_days,
+            run_id=run.info.run_id,
+            selected=result.selected,
+            metrics=selected_metrics,
+            backtested=result.plan is None or result.plan.backtested,
+        )
         registry.set_alias("challenger", version)
         if promote:
             decision = promotion.promote(tolerance=config.train.promote_tolerance)

@@ -23,8 +23,9 @@ class ChurnCLVModel(PythonModel):
 
         self.scorer = Scorer.load(context.artifacts["scorer"])
 
-    def predict(self, context: PythonModelContext, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         params = params or {}
         scores = self.scorer.score(model_input, reasons=bool(params.get("reasons", True)))
         # lists are not an MLflow column type: reasons travel as one "; "-joined string

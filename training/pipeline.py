@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 __all__ = ["train"]
 
 
-def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, progress: Progress | None = None
-          ) -> TrainResult:
+def train(
+    clean: Path | str, as_of: Any, config: RunConfig | None = None, *, progress: Progress | None = None
+) -> TrainResult:
     """Backtest, select, refit on the latest closed cutoffs and fit the tier policy (no MLflow).
 
     What the history does not support is not refused (see :func:`plan_training`); a sub-fit that
@@ -44,8 +45,14 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     as_of = to_day(as_of)
     t0 = time.perf_counter()
     tc = config.train
-    readiness = assess(clean, as_of.date(), tc.horizon_days, min_history_days=tc.min_history_days,
-                       memory_limit=tc.memory_limit, config=config.features)
+    readiness = assess(
+        clean,
+        as_of.date(),
+        tc.horizon_days,
+        min_history_days=tc.min_history_days,
+        memory_limit=tc.memory_limit,
+        config=config.features,
+    )
     if readiness.errors:  # told up front, before any long step
         raise TrainingError(f"the data as of {as_of:%Y-%m-%d} cannot train any model: {readiness.errors[0]}")
     for warning in readiness.warnings:  # the full report: churnclv validate, and readiness.json in MLflow
@@ -58,8 +65,10 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     n_customers = count_customers(clean, as_of.date(), memory_limit=tc.memory_limit)
     sample = tc.sample_fraction(n_customers)
     if sample is not None:
-        say(f"backtest and LightGBM fits on a fixed sample of ~{tc.sample_customers:,} of "
-            f"{n_customers:,} customers (train.sample_customers)")
+        say(
+            f"backtest and LightGBM fits on a fixed sample of ~{tc.sample_customers:,} of "
+            f"{n_customers:,} customers (train.sample_customers)"
+        )
     timings: dict[str, float] = {}
     dropped: list[dict[str, Any]] = []
     frame = None
@@ -67,8 +76,17 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     if plan.folds:
         bt_config = config if plan.backtested else config.with_horizon(plan.backtest_horizon_days)
         backtest, _, last_preds, frame = run_backtest(
-            clean, as_of, bt_config, progress=progress, first_ts=first_ts, sample=sample, timings=timings,
-            folds=plan.folds, extra_cutoffs=plan.final_cutoffs if plan.backtested else [], dropped=dropped)
+            clean,
+            as_of,
+            bt_config,
+            progress=progress,
+            first_ts=first_ts,
+            sample=sample,
+            timings=timings,
+            folds=plan.folds,
+            extra_cutoffs=plan.final_cutoffs if plan.backtested else [],
+            dropped=dropped,
+        )
     timings["backtest_s"] = time.perf_counter() - t0
     summary, eligible = summarize_backtest(backtest, plan.folds, tc.candidates)
     if plan.folds and not eligible:
@@ -78,8 +96,9 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     selected = select_models(summary, tc.candidates, eligible)
     say(f"selected: {selected}; refitting on cutoffs closed by {as_of:%Y-%m-%d}")
     if frame is None or not plan.backtested:
-        frame = training_frame(clean, as_of, config, plan.final_cutoffs if any(
-            m != "btyd" for m in selected.values()) else [], sample)
+        frame = training_frame(
+            clean, as_of, config, plan.final_cutoffs if any(m != "btyd" for m in selected.values()) else [], sample
+        )
     train_rows = frame[frame["cutoff"].isin(plan.final_cutoffs)].reset_index(drop=True)
     sampled_customers = int(frame["customer_id"].nunique())
     del frame  # the backtest's frame: the final fit needs only its latest cutoffs
@@ -89,15 +108,16 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     t1 = time.perf_counter()
     scorer, selected = _final_fit(config, selected, train_rows, snapshot, as_of, dropped, say)
     timings["final_fit_s"] = time.perf_counter() - t1
-    scorer.metadata_.update({
-        "training_sample": {"customers": n_customers, "fraction": sample,
-                            "sampled_customers": sampled_customers},
-        "selected": selected,
-        "backtest_means": {c: {m: float(summary.loc[c, m]) for m in KEY_METRICS} for c in summary.index},
-        "backtest": plan.to_dict(),
-        "dropped": dropped,
-        "features": asdict(config.features),
-    })
+    scorer.metadata_.update(
+        {
+            "training_sample": {"customers": n_customers, "fraction": sample, "sampled_customers": sampled_customers},
+            "selected": selected,
+            "backtest_means": {c: {m: float(summary.loc[c, m]) for m in KEY_METRICS} for c in summary.index},
+            "backtest": plan.to_dict(),
+            "dropped": dropped,
+            "features": asdict(config.features),
+        }
+    )
     say(f"scoring the {len(snapshot):,} customers known at {as_of:%Y-%m-%d}")
     t1 = time.perf_counter()
     # no reasons: the reports read tiers and values only (the reasons of 1M customers cost ~20 s);
@@ -106,20 +126,37 @@ def train(clean: Path | str, as_of: Any, config: RunConfig | None = None, *, pro
     timings["snapshot_scores_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
     return TrainResult(
-        scorer=scorer, backtest=backtest, summary=summary, selected=selected, snapshot_scores=scores,
-        snapshot_features=snapshot, folds=plan.folds, fold_predictions=last_preds, timings=timings, plan=plan,
-        dropped=dropped, readiness=readiness,
+        scorer=scorer,
+        backtest=backtest,
+        summary=summary,
+        selected=selected,
+        snapshot_scores=scores,
+        snapshot_features=snapshot,
+        folds=plan.folds,
+        fold_predictions=last_preds,
+        timings=timings,
+        plan=plan,
+        dropped=dropped,
+        readiness=readiness,
     )
 
 
-def _final_fit(config: RunConfig, selected: dict[str, str], train_rows: pd.DataFrame, snapshot: pd.DataFrame,
-               as_of: pd.Timestamp, dropped: list[dict[str, Any]], say: Progress) -> tuple[Scorer, dict[str, str]]:
+def _final_fit(
+    config: RunConfig,
+    selected: dict[str, str],
+    train_rows: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    as_of: pd.Timestamp,
+    dropped: list[dict[str, Any]],
+    say: Progress,
+) -> tuple[Scorer, dict[str, str]]:
     """Fit the selected models; when that fails, step every learned target down REFIT_FALLBACK
     (hybrid -> gbm -> btyd) and retry, logging why. Raises TrainingError when BTYD itself fails."""
     choice = dict(selected)
     while True:
-        scorer_cfg = replace(config.scorer, churn_model=choice["churn"], purchases_model=choice["purchases"],
-                             spend_model=choice["spend"])
+        scorer_cfg = replace(
+            config.scorer, churn_model=choice["churn"], purchases_model=choice["purchases"], spend_model=choice["spend"]
+        )
         try:
             return Scorer(config=scorer_cfg, tiers=config.tiers).fit(train_rows, snapshot, as_of=as_of), choice
         except FIT_ERRORS as exc:
@@ -131,9 +168,14 @@ def _final_fit(config: RunConfig, selected: dict[str, str], train_rows: pd.DataF
                     "as-of: use a later as-of or more history (churnclv validate shows what the data support)"
                 ) from None
             fallback = {t: REFIT_FALLBACK.get(m, m) for t, m in choice.items()}
-            dropped.append({"stage": "final", "fold": None, "candidate": json.dumps(choice, sort_keys=True),
-                            "reason": f"{reason}; fell back to {json.dumps(fallback, sort_keys=True)}"})
+            dropped.append(
+                {
+                    "stage": "final",
+                    "fold": None,
+                    "candidate": json.dumps(choice, sort_keys=True),
+                    "reason": f"{reason}; fell back to {json.dumps(fallback, sort_keys=True)}",
+                }
+            )
             log.warning("final fit of %s failed (%s); falling back to %s", choice, reason, fallback)
             say(f"final fit of {choice} failed ({reason}); falling back to {fallback}")
             choice = fallback
-

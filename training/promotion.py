@@ -42,8 +42,16 @@ class PromotionDecision:
             ch = self.challenger_metrics.get(metric)
             cp = None if self.champion_metrics is None else self.champion_metrics.get(metric)
             loss = None if ch is None or cp is None else metric_loss(metric, ch, cp)
-            rows.append({"metric": metric, "challenger": ch, "champion": cp, "loss": loss, "tolerance": tol,
-                         "within_tolerance": None if loss is None else loss <= tol})
+            rows.append(
+                {
+                    "metric": metric,
+                    "challenger": ch,
+                    "champion": cp,
+                    "loss": loss,
+                    "tolerance": tol,
+                    "within_tolerance": None if loss is None else loss <= tol,
+                }
+            )
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,14 +85,16 @@ def compare_metrics(
             continue
         loss = metric_loss(metric, challenger[metric], champion[metric])
         if loss > tol:
-            worse.append(f"{metric}: challenger {challenger[metric]:.4f} vs champion {champion[metric]:.4f} "
-                         f"(worse by {loss:.4f} > tolerance {tol})")
+            worse.append(
+                f"{metric}: challenger {challenger[metric]:.4f} vs champion {champion[metric]:.4f} "
+                f"(worse by {loss:.4f} > tolerance {tol})"
+            )
     return worse
 
 
-
-def promote(*, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME,
-            challenger: str | None = None) -> PromotionDecision:
+def promote(
+    *, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME, challenger: str | None = None
+) -> PromotionDecision:
     """Move ``champion`` to the challenger when it is not worse by more than ``tolerance``.
 
     The decision, both versions' compared metrics and the tolerance are logged in the challenger's
@@ -99,12 +109,14 @@ def promote(*, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME
     try:
         run_id = client.get_model_version(name, challenger).run_id
     except mlflow.exceptions.MlflowException:
-        raise UnknownVersionError(f"{challenger!r} is not a version of model {name} in this store "
-                                  "(see churnclv models list)") from None
+        raise UnknownVersionError(
+            f"{challenger!r} is not a version of model {name} in this store (see churnclv models list)"
+        ) from None
     champion = alias_version(client, name, "champion")
     if champion == challenger:  # nothing to decide; the run keeps the record of its real decision
-        decision = PromotionDecision(True, challenger, champion, ["challenger is already the champion"],
-                                     tolerance=tolerance)
+        decision = PromotionDecision(
+            True, challenger, champion, ["challenger is already the champion"], tolerance=tolerance
+        )
         log.info("promotion of version %s: already the champion", challenger)
         return decision
     ours = version_metrics(challenger, name)
@@ -115,18 +127,36 @@ def promote(*, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME
     if not backtested:
         # conservative: with nothing measured at its horizon it only fills an empty champion slot
         if champion is None:
-            decision = PromotionDecision(True, challenger, None, [
-                "no champion yet; note: this version is not backtested at its horizon (no metrics to compare)"],
-                **known)
+            decision = PromotionDecision(
+                True,
+                challenger,
+                None,
+                ["no champion yet; note: this version is not backtested at its horizon (no metrics to compare)"],
+                **known,
+            )
         else:
-            decision = PromotionDecision(False, challenger, champion, [
-                f"not backtested at its horizon, so it cannot be shown to be as good as version {champion}: "
-                "keep the champion, or train with more history or a shorter horizon"], **known)
+            decision = PromotionDecision(
+                False,
+                challenger,
+                champion,
+                [
+                    f"not backtested at its horizon, so it cannot be shown to be as good as version {champion}: "
+                    "keep the champion, or train with more history or a shorter horizon"
+                ],
+                **known,
+            )
     elif missing:
         decision = PromotionDecision(
-            False, challenger, champion,
-            [f"the challenger's run has no selected.{m} metric, so it cannot be compared: retrain it, or drop "
-             f"{m} from the tolerance" for m in missing], **known)
+            False,
+            challenger,
+            champion,
+            [
+                f"the challenger's run has no selected.{m} metric, so it cannot be compared: retrain it, or drop "
+                f"{m} from the tolerance"
+                for m in missing
+            ],
+            **known,
+        )
     elif champion is None:
         decision = PromotionDecision(True, challenger, None, ["no champion yet"], **known)
     else:
@@ -134,8 +164,9 @@ def promote(*, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME
         if worse:
             decision = PromotionDecision(False, challenger, champion, worse, **known)
         else:
-            decision = PromotionDecision(True, challenger, champion,
-                                         [f"not worse than version {champion} beyond tolerance {tolerance}"], **known)
+            decision = PromotionDecision(
+                True, challenger, champion, [f"not worse than version {champion} beyond tolerance {tolerance}"], **known
+            )
     # logged before the alias moves: a failure to log leaves the champion where it was
     if run_id:
         client.log_dict(run_id, decision.to_dict(), "promotion.json")

@@ -26,8 +26,17 @@ def mlflow_client() -> MlflowClient:
     return MlflowClient()
 
 
-def tag_version(version: str, *, as_of: str, horizon_days: int, run_id: str, selected: dict[str, str],
-                metrics: dict[str, float], backtested: bool = True, name: str = MODEL_NAME) -> None:
+def tag_version(
+    version: str,
+    *,
+    as_of: str,
+    horizon_days: int,
+    run_id: str,
+    selected: dict[str, str],
+    metrics: dict[str, float],
+    backtested: bool = True,
+    name: str = MODEL_NAME,
+) -> None:
     client = mlflow_client()
     client.set_model_version_tag(name, version, "backtested", str(backtested).lower())
     client.set_model_version_tag(name, version, "as_of", as_of)
@@ -63,15 +72,16 @@ def list_versions(name: str = MODEL_NAME) -> list[dict[str, Any]]:
     rows = []
     for mv in client.search_model_versions(f"name='{name}'"):
         tags = mv.tags or {}
-        rows.append({
-            "version": int(mv.version),
-            "aliases": ",".join(sorted(aliases.get(str(mv.version), []))),
-            "as_of": tags.get("as_of", ""),
-            "horizon_days": tags.get("horizon_days", ""),
-            "selected": json.loads(tags.get("selected", "{}")),
-            "backtested": tags.get("backtested", "true") == "true",
-            "metrics": json.loads(tags.get("metrics", "{}")),
-            "run_id": mv.run_id,
-        })
+        rows.append(
+            {
+                "version": int(mv.version),
+                "aliases": ",".join(sorted(aliases.get(str(mv.version), []))),
+                "as_of": tags.get("as_of", ""),
+                "horizon_days": tags.get("horizon_days", ""),
+                "selected": json.loads(tags.get("selected", "{}")),
+                "backtested": tags.get("backtested", "true") == "true",
+                "metrics": json.loads(tags.get("metrics", "{}")),
+                "run_id": mv.run_id,
+            }
+        )
     return sorted(rows, key=lambda r: -r["version"])
-

@@ -10,11 +10,28 @@ from churnclv.training.result import TrainResult
 
 def format_summary(result: TrainResult) -> str:
     """The backtest summary as a fixed-width table (mean over folds), marking the selected models."""
-    cols = ["churn_auc", "churn_pr_auc", "churn_brier", "churn_ece", "purchases_mae", "spend_gini",
-            "spend_spearman", "spend_top_decile_capture", "spend_agg_pct_error"]
-    short = {"churn_auc": "AUC", "churn_pr_auc": "PR-AUC", "churn_brier": "Brier", "churn_ece": "ECE",
-             "purchases_mae": "purch MAE", "spend_gini": "Gini", "spend_spearman": "Spearman",
-             "spend_top_decile_capture": "top10%", "spend_agg_pct_error": "agg err %"}
+    cols = [
+        "churn_auc",
+        "churn_pr_auc",
+        "churn_brier",
+        "churn_ece",
+        "purchases_mae",
+        "spend_gini",
+        "spend_spearman",
+        "spend_top_decile_capture",
+        "spend_agg_pct_error",
+    ]
+    short = {
+        "churn_auc": "AUC",
+        "churn_pr_auc": "PR-AUC",
+        "churn_brier": "Brier",
+        "churn_ece": "ECE",
+        "purchases_mae": "purch MAE",
+        "spend_gini": "Gini",
+        "spend_spearman": "Spearman",
+        "spend_top_decile_capture": "top10%",
+        "spend_agg_pct_error": "agg err %",
+    }
     header = f"{'candidate':<10}" + "".join(f"{short[c]:>11}" for c in cols) + "  selected for"
     lines = [header, "-" * len(header)]
     if result.summary.empty:
@@ -47,15 +64,22 @@ def write_artifacts(result: TrainResult, out: Path) -> dict[str, Path]:
     chosen = [c for c in preds if c in set(result.selected.values())]
     shown = list(dict.fromkeys(chosen + [c for c in ("btyd", "recency") if c in preds]))
     if shown:  # a run without a backtest has no held-out predictions to plot
-        paths["calibration"] = plotting.save(plotting.plot_calibration(
-            {c: (preds[c]["churned"].to_numpy(), preds[c]["p_churn"].to_numpy()) for c in shown}),
-            out / "calibration.png")
-        paths["gain_churn"] = plotting.save(plotting.plot_gain(
-            {c: (preds[c]["churned"].to_numpy(), preds[c]["p_churn"].to_numpy()) for c in shown}),
-            out / "gain_churn.png")
-        paths["gain_spend"] = plotting.save(plotting.plot_gain(
-            {c: (preds[c]["spend"].clip(lower=0).to_numpy(), preds[c]["expected_spend"].to_numpy()) for c in shown}),
-            out / "gain_spend.png")
+        paths["calibration"] = plotting.save(
+            plotting.plot_calibration(
+                {c: (preds[c]["churned"].to_numpy(), preds[c]["p_churn"].to_numpy()) for c in shown}
+            ),
+            out / "calibration.png",
+        )
+        paths["gain_churn"] = plotting.save(
+            plotting.plot_gain({c: (preds[c]["churned"].to_numpy(), preds[c]["p_churn"].to_numpy()) for c in shown}),
+            out / "gain_churn.png",
+        )
+        paths["gain_spend"] = plotting.save(
+            plotting.plot_gain(
+                {c: (preds[c]["spend"].clip(lower=0).to_numpy(), preds[c]["expected_spend"].to_numpy()) for c in shown}
+            ),
+            out / "gain_spend.png",
+        )
     importance = result.scorer.feature_importance("churn")
     if importance:
         paths["importance"] = plotting.save(plotting.plot_importance(importance), out / "feature_importance.png")

@@ -14,8 +14,9 @@ SELECTION = {"churn": ("churn_auc", 1), "purchases": ("purchases_mae", -1), "spe
 REFIT_FALLBACK = {"hybrid": "gbm", "gbm": "btyd"}
 
 
-def select_models(summary: pd.DataFrame, candidates: tuple[str, ...], eligible: list[str] | None = None
-                  ) -> dict[str, str]:
+def select_models(
+    summary: pd.DataFrame, candidates: tuple[str, ...], eligible: list[str] | None = None
+) -> dict[str, str]:
     """Per target the best candidate (ties to the simpler); BTYD everywhere when none is eligible."""
     if eligible is None:
         eligible = [c for c in MODEL_CANDIDATES if c in candidates and c in summary.index]

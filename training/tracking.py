@@ -70,8 +70,13 @@ def code_version() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return f"churnclv-{__version__}"
@@ -99,16 +104,21 @@ def clean_fingerprint(clean: Path | str, *, memory_limit: str | None = None) -> 
         if table is None:
             continue
         ts = "ts" if "ts" in table.columns else ("signup_ts" if "signup_ts" in table.columns else None)
-        row = " || chr(31) || ".join(
-            f"coalesce(CAST({_quote(c)} AS VARCHAR), '\\N')" for c in sorted(table.columns))
+        row = " || chr(31) || ".join(f"coalesce(CAST({_quote(c)} AS VARCHAR), '\\N')" for c in sorted(table.columns))
         span = f"min({_quote(ts)}), max({_quote(ts)})" if ts else "NULL, NULL"
-        sql = (f"SELECT count(*), count(DISTINCT customer_id), {span}, "
-               f"coalesce(sum(md5_number_lower({row})), 0) FROM ({ibis.to_sql(table, dialect='duckdb')})")
+        sql = (
+            f"SELECT count(*), count(DISTINCT customer_id), {span}, "
+            f"coalesce(sum(md5_number_lower({row})), 0) FROM ({ibis.to_sql(table, dialect='duckdb')})"
+        )
         rows, customers, lo, hi, total = con.con.execute(sql).fetchall()[0]
         schema = ",".join(f"{c}:{table[c].type()}" for c in sorted(table.columns))
         digest = hashlib.sha256(f"{schema}|{rows}:{total}".encode()).hexdigest()[:16]
-        fp: dict[str, Any] = {"rows": int(rows), "customers": int(customers), "sha256_16": digest,
-                              "fingerprint_version": FINGERPRINT_VERSION}
+        fp: dict[str, Any] = {
+            "rows": int(rows),
+            "customers": int(customers),
+            "sha256_16": digest,
+            "fingerprint_version": FINGERPRINT_VERSION,
+        }
         if ts and rows:
             fp[f"{ts}_min"], fp[f"{ts}_max"] = str(lo), str(hi)
         out[name] = fp

@@ -48,81 +48,208 @@ _NO_PURCHASE = "null when the customer has no purchase day"
 _NO_EVENTS = "null when there is no events table"
 
 FEATURES: tuple[Feature, ...] = (
-    _f("customer_id", "customer key; one row per customer known at as-of (first transaction line or "
-       "signup on or before as-of)", "-", "string", False, "key"),
+    _f(
+        "customer_id",
+        "customer key; one row per customer known at as-of (first transaction line or signup on or before as-of)",
+        "-",
+        "string",
+        False,
+        "key",
+    ),
     # BTYD statistics, exactly as lifetimes.utils.summary_data_from_transaction_data(freq='D')
-    _f("frequency", f"repeat purchase days: purchase days minus 1 (BTYD x); {_NO_PURCHASE}",
-       "days", "float64", True, "btyd"),
-    _f("recency", f"days from the first to the last purchase day (BTYD t_x); {_NO_PURCHASE}",
-       "days", "float64", True, "btyd"),
-    _f("T", f"days from the first purchase day to the as-of day (BTYD T); {_NO_PURCHASE}",
-       "days", "float64", True, "btyd"),
-    _f("monetary_value", "mean net spend of the repeat purchase days (first purchase day excluded); "
-       f"0 when frequency is 0; {_NO_PURCHASE}", "currency", "float64", True, "btyd"),
+    _f(
+        "frequency",
+        f"repeat purchase days: purchase days minus 1 (BTYD x); {_NO_PURCHASE}",
+        "days",
+        "float64",
+        True,
+        "btyd",
+    ),
+    _f(
+        "recency",
+        f"days from the first to the last purchase day (BTYD t_x); {_NO_PURCHASE}",
+        "days",
+        "float64",
+        True,
+        "btyd",
+    ),
+    _f(
+        "T",
+        f"days from the first purchase day to the as-of day (BTYD T); {_NO_PURCHASE}",
+        "days",
+        "float64",
+        True,
+        "btyd",
+    ),
+    _f(
+        "monetary_value",
+        "mean net spend of the repeat purchase days (first purchase day excluded); "
+        f"0 when frequency is 0; {_NO_PURCHASE}",
+        "currency",
+        "float64",
+        True,
+        "btyd",
+    ),
     # raw counts and sums up to as-of
     _f("n_lines", "transaction lines (purchases and returns)", "lines", "int64", False, "totals"),
-    _f("n_orders", "distinct order_id over purchase lines; null without an order_id column",
-       "orders", "int64", True, "totals"),
-    _f("n_purchase_days", "purchase days (calendar days with a line with amount > 0)",
-       "days", "int64", False, "totals"),
+    _f(
+        "n_orders",
+        "distinct order_id over purchase lines; null without an order_id column",
+        "orders",
+        "int64",
+        True,
+        "totals",
+    ),
+    _f(
+        "n_purchase_days", "purchase days (calendar days with a line with amount > 0)", "days", "int64", False, "totals"
+    ),
     _f("gross_spend", "sum of positive amounts", "currency", "float64", False, "totals"),
     _f("net_spend", "sum of all amounts (returns subtract)", "currency", "float64", False, "totals"),
     # recent windows
     _f("purchase_days_{w}d", "purchase days in the last {w} days", "days", "int64", False, "windows"),
     _f("net_spend_{w}d", "sum of all amounts in the last {w} days", "currency", "float64", False, "windows"),
-    _f("purchase_days_trend_{tw}d", "(purchase days in the last {tw} days + 1) / (purchase days in the "
-       "{tw} days before + 1); 1 = steady, > 1 = rising", "ratio", "float64", False, "windows"),
-    _f("net_spend_trend_{tw}d", "(max(net spend in the last {tw} days, 0) + 1) / (max(net spend in the "
-       "{tw} days before, 0) + 1); clipped at 0 so returns cannot flip the sign", "ratio", "float64",
-       False, "windows"),
+    _f(
+        "purchase_days_trend_{tw}d",
+        "(purchase days in the last {tw} days + 1) / (purchase days in the "
+        "{tw} days before + 1); 1 = steady, > 1 = rising",
+        "ratio",
+        "float64",
+        False,
+        "windows",
+    ),
+    _f(
+        "net_spend_trend_{tw}d",
+        "(max(net spend in the last {tw} days, 0) + 1) / (max(net spend in the "
+        "{tw} days before, 0) + 1); clipped at 0 so returns cannot flip the sign",
+        "ratio",
+        "float64",
+        False,
+        "windows",
+    ),
     # inter-purchase gaps
-    _f("gap_mean_days", "mean gap between consecutive purchase days; null with fewer than 2 purchase days",
-       "days", "float64", True, "gaps"),
-    _f("gap_std_days", "sample standard deviation of the gaps between consecutive purchase days; null "
-       "with fewer than 3 purchase days", "days", "float64", True, "gaps"),
-    _f("days_since_last_purchase", f"days from the last purchase day to the as-of day; {_NO_PURCHASE}",
-       "days", "int64", True, "gaps"),
-    _f("days_since_last_purchase_rel_gap", "days_since_last_purchase / gap_mean_days (> 1: overdue by "
-       "the customer's own rhythm); null with fewer than 2 purchase days", "ratio", "float64", True, "gaps"),
+    _f(
+        "gap_mean_days",
+        "mean gap between consecutive purchase days; null with fewer than 2 purchase days",
+        "days",
+        "float64",
+        True,
+        "gaps",
+    ),
+    _f(
+        "gap_std_days",
+        "sample standard deviation of the gaps between consecutive purchase days; null with fewer than 3 purchase days",
+        "days",
+        "float64",
+        True,
+        "gaps",
+    ),
+    _f(
+        "days_since_last_purchase",
+        f"days from the last purchase day to the as-of day; {_NO_PURCHASE}",
+        "days",
+        "int64",
+        True,
+        "gaps",
+    ),
+    _f(
+        "days_since_last_purchase_rel_gap",
+        "days_since_last_purchase / gap_mean_days (> 1: overdue by "
+        "the customer's own rhythm); null with fewer than 2 purchase days",
+        "ratio",
+        "float64",
+        True,
+        "gaps",
+    ),
     # returns
     _f("n_returns", "return lines (amount < 0)", "lines", "int64", False, "returns"),
-    _f("returned_spend", "sum of -amount over return lines (a positive number)", "currency", "float64",
-       False, "returns"),
-    _f("return_share", "returned_spend / gross_spend; null when gross_spend is 0", "ratio", "float64",
-       True, "returns"),
+    _f(
+        "returned_spend",
+        "sum of -amount over return lines (a positive number)",
+        "currency",
+        "float64",
+        False,
+        "returns",
+    ),
+    _f("return_share", "returned_spend / gross_spend; null when gross_spend is 0", "ratio", "float64", True, "returns"),
     # tenure and breadth
-    _f("tenure_days", "days from the earlier of signup (if on or before as-of) and the first transaction "
-       "line to the as-of day", "days", "int64", False, "tenure"),
-    _f("n_channels", "distinct channels over purchase lines; null without a channel column",
-       "channels", "int64", True, "tenure"),
-    _f("n_categories", "distinct categories over purchase lines; null without a category column",
-       "categories", "int64", True, "tenure"),
+    _f(
+        "tenure_days",
+        "days from the earlier of signup (if on or before as-of) and the first transaction line to the as-of day",
+        "days",
+        "int64",
+        False,
+        "tenure",
+    ),
+    _f(
+        "n_channels",
+        "distinct channels over purchase lines; null without a channel column",
+        "channels",
+        "int64",
+        True,
+        "tenure",
+    ),
+    _f(
+        "n_categories",
+        "distinct categories over purchase lines; null without a category column",
+        "categories",
+        "int64",
+        True,
+        "tenure",
+    ),
     # engagement, one family per configured event type
-    _f("{event}_count_{ew}d", f"{{event}} events in the last {{ew}} days; {_NO_EVENTS}",
-       "events", "int64", True, "engagement"),
-    _f("{event}_days_since_last", "days from the last {event} event to the as-of day; null when there "
-       "is none (or no events table)", "days", "int64", True, "engagement"),
-    _f("{event}_trend_{etw}d", "({event} events in the last {etw} days + 1) / ({event} events in the "
-       f"{{etw}} days before + 1); {_NO_EVENTS}", "ratio", "float64", True, "engagement"),
+    _f(
+        "{event}_count_{ew}d",
+        f"{{event}} events in the last {{ew}} days; {_NO_EVENTS}",
+        "events",
+        "int64",
+        True,
+        "engagement",
+    ),
+    _f(
+        "{event}_days_since_last",
+        "days from the last {event} event to the as-of day; null when there is none (or no events table)",
+        "days",
+        "int64",
+        True,
+        "engagement",
+    ),
+    _f(
+        "{event}_trend_{etw}d",
+        "({event} events in the last {etw} days + 1) / ({event} events in the "
+        f"{{etw}} days before + 1); {_NO_EVENTS}",
+        "ratio",
+        "float64",
+        True,
+        "engagement",
+    ),
     # pass-through customer attributes
-    _f("attr_{attr}", "customers-table attribute {attr} as given (taken as static, not point in time)",
-       "-", "string", True, "attributes"),
+    _f(
+        "attr_{attr}",
+        "customers-table attribute {attr} as given (taken as static, not point in time)",
+        "-",
+        "string",
+        True,
+        "attributes",
+    ),
 )
 
 LABELS: tuple[Feature, ...] = (
-    _f("cutoff", "the cutoff date c: features are as of c, labels read (c, c + horizon]", "date",
-       "date", False, "label"),
+    _f(
+        "cutoff",
+        "the cutoff date c: features are as of c, labels read (c, c + horizon]",
+        "date",
+        "date",
+        False,
+        "label",
+    ),
     _f("churned", "no purchase day in (c, c + horizon]", "-", "bool", False, "label"),
     _f("purchases", "purchase days in (c, c + horizon]", "days", "int64", False, "label"),
-    _f("spend", "sum of all amounts in (c, c + horizon] (returns subtract)", "currency", "float64",
-       False, "label"),
+    _f("spend", "sum of all amounts in (c, c + horizon] (returns subtract)", "currency", "float64", False, "label"),
 )
 
 
 def _fill(template: Feature, **values: object) -> Feature:
-    return replace(
-        template, name=template.name.format(**values), meaning=template.meaning.format(**values)
-    )
+    return replace(template, name=template.name.format(**values), meaning=template.meaning.format(**values))
 
 
 def expand(
@@ -158,9 +285,7 @@ def expand(
     return out
 
 
-def render_markdown(
-    features: Iterable[Feature] = FEATURES + LABELS, config: FeatureConfig | None = None
-) -> str:
+def render_markdown(features: Iterable[Feature] = FEATURES + LABELS, config: FeatureConfig | None = None) -> str:
     """The catalogue as a Markdown table (column, meaning, unit, type) for the README.
 
     Placeholders stay in the names; a legend under the table gives their values for ``config``

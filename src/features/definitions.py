@@ -166,9 +166,7 @@ def feature_columns(tables: FeatureTables, config: FeatureConfig = FeatureConfig
     return expand(config, tables.attributes, FEATURES)
 
 
-def build_features(
-    tables: FeatureTables, as_of: AsOf, *, config: FeatureConfig = FeatureConfig()
-) -> ir.Table:
+def build_features(tables: FeatureTables, as_of: AsOf, *, config: FeatureConfig = FeatureConfig()) -> ir.Table:
     """One row per customer known at ``as_of`` with every feature of the catalogue.
 
     A pure Ibis expression: it reads only rows with ``ts < as_of + 1 day`` and executes nothing.
@@ -373,18 +371,14 @@ def _engagement(events: ir.Table, day: dt.date, config: FeatureConfig) -> ir.Tab
     return by_type.group_by("customer_id").aggregate(**aggs)
 
 
-def _window_labels(
-    tables: FeatureTables, cutoff: dt.date, horizon_days: int, config: FeatureConfig
-) -> ir.Table:
+def _window_labels(tables: FeatureTables, cutoff: dt.date, horizon_days: int, config: FeatureConfig) -> ir.Table:
     """Purchase days and net spend per customer with a line in ``(cutoff, cutoff + horizon]``."""
     tx = tables.transactions
     tx = tx.filter((tx.ts >= _ts(cutoff + _DAY)) & (tx.ts < _ts(cutoff + (horizon_days + 1) * _DAY)))
     daily = tx.group_by(customer_id=tx.customer_id, day=tx.ts.date()).aggregate(
         purchase=_is_purchase(tx, config).any(), net=tx.amount.sum()
     )
-    return daily.group_by("customer_id").aggregate(
-        _purchases=daily.count(where=daily.purchase), _spend=daily.net.sum()
-    )
+    return daily.group_by("customer_id").aggregate(_purchases=daily.count(where=daily.purchase), _spend=daily.net.sum())
 
 
 def _check_window(cutoff: dt.date, horizon_days: int, as_of: dt.date) -> None:
@@ -449,9 +443,7 @@ def build_labels(
     return _label_columns(known, _window_labels(tables, c, horizon_days, config))
 
 
-def rolling_cutoffs(
-    as_of: AsOf, horizon_days: int, *, step_days: int = 30, n_cutoffs: int = 12
-) -> list[dt.date]:
+def rolling_cutoffs(as_of: AsOf, horizon_days: int, *, step_days: int = 30, n_cutoffs: int = 12) -> list[dt.date]:
     """Cutoffs ``as_of - horizon_days - k * step_days`` for ``k = 0 .. n_cutoffs - 1``, oldest first.
 
     Every cutoff's label window closes on or before ``as_of``.
@@ -494,8 +486,9 @@ def sample_customers(tables: FeatureTables, fraction: float) -> FeatureTables:
         return None if t is None else t.filter(in_sample(t.customer_id, fraction))
 
     # in_sample checks the fraction (transactions are always there, so a bad one always raises)
-    return FeatureTables(transactions=keep(tables.transactions), events=keep(tables.events),
-                         customers=keep(tables.customers))
+    return FeatureTables(
+        transactions=keep(tables.transactions), events=keep(tables.events), customers=keep(tables.customers)
+    )
 
 
 def build_training_frame(

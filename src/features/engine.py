@@ -20,8 +20,8 @@ from typing import Any, Union
 
 import duckdb
 import ibis
-import numpy as np
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -61,8 +61,14 @@ Source = Union[str, Path, Mapping[str, "pd.DataFrame | None"]]
 
 _TABLES = ("transactions", "events", "customers")
 # clean types of the contract; any other column is a string (see churnclv.schema)
-_TYPES = {"customer_id": "string", "ts": "timestamp", "amount": "float64", "value": "float64",
-          "signup_ts": "timestamp", "event_type": "string"}
+_TYPES = {
+    "customer_id": "string",
+    "ts": "timestamp",
+    "amount": "float64",
+    "value": "float64",
+    "signup_ts": "timestamp",
+    "event_type": "string",
+}
 _DAY = dt.timedelta(days=1)
 _SAMPLE_IDS = itertools.count()  # unique names for the temporary tables of samples
 
@@ -139,8 +145,10 @@ def _read(con: ibis.BaseBackend, path: Path, name: str) -> ir.Table:
 def _check_frame_values(frame: pd.DataFrame, name: str) -> None:
     """:func:`check_values` for a small in-memory frame (microseconds: numpy, no query)."""
     for col, rule, n in values.frame_violations(frame, name, ("amount", "ts", "signup_ts")):  # as check_values
-        raise values.ValueRuleError(f"{name}.{col}: {n:,} row(s) break the rule '{rule}', so the features would "
-                                    "not be finite numbers; validate the rows first (churnclv.ingest.validate_frames)")
+        raise values.ValueRuleError(
+            f"{name}.{col}: {n:,} row(s) break the rule '{rule}', so the features would "
+            "not be finite numbers; validate the rows first (churnclv.ingest.validate_frames)"
+        )
 
 
 def _check_frame(frame: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -193,9 +201,7 @@ def load_tables(source: Source, con: ibis.BaseBackend) -> FeatureTables:
         return FeatureTables(**tables)
     directory = Path(source)
     if not directory.is_dir():
-        raise ValueError(
-            f"source {directory}: not a directory: pass the folder of clean tables or a dict of frames"
-        )
+        raise ValueError(f"source {directory}: not a directory: pass the folder of clean tables or a dict of frames")
     for name in _TABLES:
         path = _find(directory, name)
         if path is None and name == "transactions":
@@ -224,8 +230,10 @@ def _check_known(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, wha
     )
 
 
-_TRUSTED_FIX = ("the tables were not validated: validate them with `churnclv validate --data <folder> --out <work>` "
-                "(or run the command without --trusted), then use <work>/clean")
+_TRUSTED_FIX = (
+    "the tables were not validated: validate them with `churnclv validate --data <folder> --out <work>` "
+    "(or run the command without --trusted), then use <work>/clean"
+)
 
 
 def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = None) -> None:
@@ -263,8 +271,9 @@ def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = 
                 checks[f"_bad_{col}"] = (col, "timestamp", values.ibis_timestamp_violation(table[col]))
         if not checks:
             continue
-        counts = con.to_pyarrow(table.aggregate(
-            **{key: table.count(where=cond) for key, (_, _, cond) in checks.items()})).to_pylist()[0]
+        counts = con.to_pyarrow(
+            table.aggregate(**{key: table.count(where=cond) for key, (_, _, cond) in checks.items()})
+        ).to_pylist()[0]
         for key, (col, rule, _) in checks.items():
             if counts[key]:
                 raise values.ValueRuleError(
@@ -274,8 +283,13 @@ def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = 
 
 
 def _arrow_type(f: Feature) -> pa.DataType:
-    return {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(),
-            "date": pa.date32()}[f.dtype]
+    return {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "date": pa.date32(),
+    }[f.dtype]
 
 
 def to_pandas(table: pa.Table, spec: Sequence[Feature]) -> pd.DataFrame:
@@ -307,8 +321,13 @@ def to_pandas(table: pa.Table, spec: Sequence[Feature]) -> pd.DataFrame:
 
 
 def _open(
-    source: Source, con: ibis.BaseBackend | None, memory_limit: str | None, threads: int | None,
-    temp_directory: str | Path | None, *, check: bool = True,
+    source: Source,
+    con: ibis.BaseBackend | None,
+    memory_limit: str | None,
+    threads: int | None,
+    temp_directory: str | Path | None,
+    *,
+    check: bool = True,
 ) -> tuple[ibis.BaseBackend, FeatureTables]:
     con = con or connect(memory_limit=memory_limit, threads=threads, temp_directory=temp_directory)
     tables = load_tables(source, con)
@@ -405,8 +424,9 @@ def compute_labels(
     return to_pandas(con.to_pyarrow(expr.order_by("customer_id")), spec)
 
 
-def count_customers(source: Source, as_of: AsOf, *, con: ibis.BaseBackend | None = None,
-                    memory_limit: str | None = None) -> int:
+def count_customers(
+    source: Source, as_of: AsOf, *, con: ibis.BaseBackend | None = None, memory_limit: str | None = None
+) -> int:
     """How many customers are known at ``as_of`` (a transaction line or a signup on or before it).
 
     Rows after ``as_of`` never count: what is decided from this number (the training sample's
@@ -417,8 +437,9 @@ def count_customers(source: Source, as_of: AsOf, *, con: ibis.BaseBackend | None
 
 
 @contextlib.contextmanager
-def _materialized_sample(con: ibis.BaseBackend, tables: FeatureTables, fraction: float | None
-                         ) -> Iterator[FeatureTables]:
+def _materialized_sample(
+    con: ibis.BaseBackend, tables: FeatureTables, fraction: float | None
+) -> Iterator[FeatureTables]:
     """``tables`` restricted to a customer sample, held as temporary DuckDB tables while in use.
 
     Materialized once: the training frame reads each table once per cutoff, and the sample's
@@ -511,9 +532,7 @@ def write_training_frame(
 
 # --------------------------------------------------------------------------- in-memory path
 
-_FRAME_NAMES = {
-    "transactions": "churnclv_frame_tx", "events": "churnclv_frame_ev", "customers": "churnclv_frame_cu"
-}
+_FRAME_NAMES = {"transactions": "churnclv_frame_tx", "events": "churnclv_frame_ev", "customers": "churnclv_frame_cu"}
 _local = threading.local()
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from churnclv.features.catalogue import FEATURES, Feature, expand
 from churnclv.features.definitions import AsOf, FeatureConfig, as_of_date
 
-__all__ = ["reference_features", "coerce"]
+__all__ = ["coerce", "reference_features"]
 
 
 def coerce(frame: pd.DataFrame, spec: list[Feature]) -> pd.DataFrame:
@@ -107,7 +107,7 @@ def reference_features(
         cols[f"net_spend_{w}d"] = daily["net"].where(since(w), 0.0)
     work = pd.DataFrame(cols)
     work["customer_id"] = daily["customer_id"]
-    agg = {c: "sum" for c in cols}
+    agg = dict.fromkeys(cols, "sum")
     agg["first_day"] = "min"
     per = work.groupby("customer_id", sort=False, observed=True).agg(agg)
 

@@ -59,12 +59,12 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 __all__ = [
-    "BTYDConvergenceError",
-    "BTYDModel",
     "MODELS",
-    "NotFittedError",
     "PREDICTION_COLUMNS",
     "REQUIRED_COLUMNS",
+    "BTYDConvergenceError",
+    "BTYDModel",
+    "NotFittedError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def _lifetimes() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import lifetimes
-        import lifetimes.utils  # noqa: F401  (ConvergenceError lives there)
+        import lifetimes.utils
     return lifetimes
 
 
@@ -171,8 +171,7 @@ def _quiet() -> Iterator[io.StringIO]:
 
 def _fitter_class(model: str) -> Any:
     lt = _lifetimes()
-    return {"bgnbd": lt.BetaGeoFitter, "mbgnbd": lt.ModifiedBetaGeoFitter,
-            "pareto": lt.ParetoNBDFitter}[model]
+    return {"bgnbd": lt.BetaGeoFitter, "mbgnbd": lt.ModifiedBetaGeoFitter, "pareto": lt.ParetoNBDFitter}[model]
 
 
 # lifetimes' prediction methods read their parameters with ``params_[name]``: a plain dict serves
@@ -200,43 +199,65 @@ def _gg_with_params(params: Mapping[str, float]) -> Any:
 def _validate_frame(frame: Any, where: str) -> dict[str, np.ndarray]:
     """Check the summary contract; return float arrays plus the mask of never-purchased rows."""
     if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"{where}: expected a pandas DataFrame with columns {list(REQUIRED_COLUMNS)}, "
-                        f"got {type(frame).__name__}.")
+        raise TypeError(
+            f"{where}: expected a pandas DataFrame with columns {list(REQUIRED_COLUMNS)}, got {type(frame).__name__}."
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{where}: frame is missing required column(s) {missing}; expected "
-                         f"{list(REQUIRED_COLUMNS)} in days, one row per customer, as built by the "
-                         "feature job (lifetimes' summary conventions).")
+        raise ValueError(
+            f"{where}: frame is missing required column(s) {missing}; expected "
+            f"{list(REQUIRED_COLUMNS)} in days, one row per customer, as built by the "
+            "feature job (lifetimes' summary conventions)."
+        )
     cols: dict[str, np.ndarray] = {}
     for c in REQUIRED_COLUMNS:
         try:
             cols[c] = pd.to_numeric(frame[c]).to_numpy(dtype=float, na_value=np.nan)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{where}: column {c!r} must be numeric (dtype {frame[c].dtype}); "
-                            "cast it to float before fitting or scoring.") from exc
+            raise TypeError(
+                f"{where}: column {c!r} must be numeric (dtype {frame[c].dtype}); "
+                "cast it to float before fitting or scoring."
+            ) from exc
     f, r, t, m = (cols[c] for c in REQUIRED_COLUMNS)
 
     def fail(column: str, bad: np.ndarray, rule: str, fix: str) -> None:
         if bad.any():
             first = frame.index[int(np.flatnonzero(bad)[0])]
-            raise ValueError(f"{where}: column {column!r} breaks the rule '{rule}' in {int(bad.sum())} "
-                             f"row(s) (first at index {first!r}); {fix}")
+            raise ValueError(
+                f"{where}: column {column!r} breaks the rule '{rule}' in {int(bad.sum())} "
+                f"row(s) (first at index {first!r}); {fix}"
+            )
 
     nan_frt = np.isnan(f) | np.isnan(r) | np.isnan(t)
-    fail("frequency/recency/T", nan_frt & ~(np.isnan(f) & np.isnan(r) & np.isnan(t)),
-         "all three are NaN (never purchased) or none is",
-         "rebuild the summary so a customer without purchases has all three NaN.")
+    fail(
+        "frequency/recency/T",
+        nan_frt & ~(np.isnan(f) & np.isnan(r) & np.isnan(t)),
+        "all three are NaN (never purchased) or none is",
+        "rebuild the summary so a customer without purchases has all three NaN.",
+    )
     for c, v in (("frequency", f), ("recency", r), ("T", t), ("monetary_value", m)):
         fail(c, np.isinf(v), "finite", "replace infinite values.")
     ok = ~nan_frt
-    fail("frequency", ok & ((f < 0) | (f != np.floor(f))), "a non-negative integer",
-         "frequency counts repeat purchase days.")
+    fail(
+        "frequency",
+        ok & ((f < 0) | (f != np.floor(f))),
+        "a non-negative integer",
+        "frequency counts repeat purchase days.",
+    )
     fail("recency", ok & (r < 0), "recency >= 0", "recency is days from first to last purchase.")
     fail("recency", ok & (r > t), "recency <= T", "T is days from first purchase to as-of.")
-    fail("recency", ok & (f == 0) & (r != 0), "recency == 0 when frequency == 0",
-         "a customer without repeat purchases has recency 0.")
-    fail("monetary_value", ok & (f > 0) & np.isnan(m), "not NaN when frequency > 0",
-         "monetary_value is the mean net spend of repeat purchase days.")
+    fail(
+        "recency",
+        ok & (f == 0) & (r != 0),
+        "recency == 0 when frequency == 0",
+        "a customer without repeat purchases has recency 0.",
+    )
+    fail(
+        "monetary_value",
+        ok & (f > 0) & np.isnan(m),
+        "not NaN when frequency > 0",
+        "monetary_value is the mean net spend of repeat purchase days.",
+    )
     # No repeat purchase means no spend information: the contract's 0 (or NaN) is treated alike.
     m = np.where(ok & (f > 0), m, 0.0)
     return {"frequency": f, "recency": r, "T": t, "monetary_value": m, "never": nan_frt}
@@ -253,8 +274,9 @@ def _small_inverse(columns: tuple[np.ndarray, ...]) -> np.ndarray:
     return np.fromiter((seen.setdefault(k, len(seen)) for k in keys), dtype=np.int64, count=columns[0].size)
 
 
-def _unique_rows(*columns: np.ndarray, weights: np.ndarray | None = None
-                 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def _unique_rows(
+    *columns: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Unique rows of ``columns`` (first-seen order), their summed weights and the inverse map."""
     if columns[0].size <= _SMALL_ROWS:  # a pandas groupby costs ~0.7 ms whatever the size
         inverse = _small_inverse(columns)
@@ -286,8 +308,9 @@ def _pareto_recency(x: np.ndarray, tx: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.where((x > 0) & (tx > t * (1 - 1e-9)), t * (1 - 1e-9), tx)
 
 
-def _log_likelihood_counts(model: str, params: Mapping[str, float], x: np.ndarray, tx: np.ndarray,
-                           t: np.ndarray, w: np.ndarray) -> float:
+def _log_likelihood_counts(
+    model: str, params: Mapping[str, float], x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.ndarray
+) -> float:
     """Total (not per-customer), unpenalized log-likelihood in the model's time unit.
 
     lifetimes reports the mean, penalized likelihood in its internal rescaled time, which differs from
@@ -301,8 +324,9 @@ def _log_likelihood_counts(model: str, params: Mapping[str, float], x: np.ndarra
         return float(-cls._negative_log_likelihood(np.log(p), x, tx, t, w, 0.0) * w.sum())
 
 
-def _warm_start_counts(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.ndarray,
-                       penalizer: float) -> dict[str, Any]:
+def _warm_start_counts(
+    model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.ndarray, penalizer: float
+) -> dict[str, Any]:
     """Initial parameters (and BFGS inverse Hessian) from a fit on a time-coarsened copy of the data.
 
     Rounding recency and T to ``T.max() / 40`` shrinks the unique rows ~25x; its optimum is within a
@@ -310,8 +334,7 @@ def _warm_start_counts(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray,
     The final fit still runs on the exact data to the requested tolerance: only the start changes.
     """
     step = float(t.max()) / _WARM_START_GRID
-    (xc, txc, tc), wc, _ = _unique_rows(x, np.round(tx / step) * step, np.round(t / step) * step,
-                                        weights=w)
+    (xc, txc, tc), wc, _ = _unique_rows(x, np.round(tx / step) * step, np.round(t / step) * step, weights=w)
     if model == "pareto":
         txc = _pareto_recency(xc, txc, tc)
     cls = _fitter_class(model)
@@ -324,8 +347,7 @@ def _warm_start_counts(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray,
     # lifetimes optimises in time rescaled by 1 / T.max(); its start must be in that scale.
     scale = 1.0 / float(t.max())
     if model == "pareto":
-        return {"initial_params": np.array([params["r"], params["alpha"] * scale, params["s"],
-                                            params["beta"] * scale])}
+        return {"initial_params": np.array([params["r"], params["alpha"] * scale, params["s"], params["beta"] * scale])}
     start = np.log([params["r"], params["alpha"] * scale, params["a"], params["b"]])
     out: dict[str, Any] = {"initial_params": start}
     inv = _pd_inverse(getattr(coarse, "_hessian_", None))
@@ -349,8 +371,9 @@ def _pd_inverse(hessian: Any) -> np.ndarray | None:
     return inv if np.all(np.isfinite(inv)) else None
 
 
-def _fit_counts(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.ndarray | None,
-                penalizer: float, tol: float) -> tuple[dict[str, float], float, list[str]]:
+def _fit_counts(
+    model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.ndarray | None, penalizer: float, tol: float
+) -> tuple[dict[str, float], float, list[str]]:
     """Fit the transaction model, retrying before giving up; return params, log-likelihood and notes.
 
     Attempts, in order, each accepted only with finite parameters inside ``_PARAM_RANGE`` and a finite
@@ -379,8 +402,7 @@ def _fit_counts(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.
         if isinstance(start, str):  # "warm"
             try:
                 start = _warm_start_counts(model, x, tx, t, np.asarray(w), pen)
-            except (_lifetimes().utils.ConvergenceError, ValueError, FloatingPointError,
-                    np.linalg.LinAlgError) as exc:
+            except (_lifetimes().utils.ConvergenceError, ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
                 # the coarse fit only saves time: the default start comes next anyway
                 logger.debug("warm start skipped: %s", exc)
                 continue
@@ -399,12 +421,20 @@ def _fit_counts(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.
         f"BTYDModel: every {model} fit failed on {x.size} rows, so there are no parameters to score "
         f"with. Tried: {tried}. More customers, or a later as-of date (longer histories with more "
         "repeat purchases), would identify the model; a penalizer above "
-        f"{max(penalizer, *_FALLBACK_PENALIZERS):g} or another model is the alternative.")
+        f"{max(penalizer, *_FALLBACK_PENALIZERS):g} or another model is the alternative."
+    )
 
 
-def _fit_counts_once(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w: np.ndarray | None,
-                     penalizer: float, tol: float, start: Mapping[str, Any] | np.ndarray | None
-                     ) -> tuple[dict[str, float], float]:
+def _fit_counts_once(
+    model: str,
+    x: np.ndarray,
+    tx: np.ndarray,
+    t: np.ndarray,
+    w: np.ndarray | None,
+    penalizer: float,
+    tol: float,
+    start: Mapping[str, Any] | np.ndarray | None,
+) -> tuple[dict[str, float], float]:
     """One lifetimes fit from ``start``; raise BTYDConvergenceError (short reason) when unusable."""
     cls = _fitter_class(model)
     lt = _lifetimes()
@@ -427,8 +457,7 @@ def _fit_counts_once(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w
                     raise
                 # BFGS stops with "precision loss" when tol sits at the objective's rounding noise:
                 # that is convergence in all but name, so retry at lifetimes' own default.
-                logger.debug("%s fit at tol=%g stopped early; retrying at tol=%g", model,
-                             kwargs["tol"], _LIFETIMES_TOL)
+                logger.debug("%s fit at tol=%g stopped early; retrying at tol=%g", model, kwargs["tol"], _LIFETIMES_TOL)
                 kwargs["tol"] = _LIFETIMES_TOL
                 fitter = cls(penalizer_coef=penalizer).fit(x, tx, t, **kwargs)
     except (lt.utils.ConvergenceError, np.linalg.LinAlgError) as exc:
@@ -438,18 +467,15 @@ def _fit_counts_once(model: str, x: np.ndarray, tx: np.ndarray, t: np.ndarray, w
     # unidentified model shows, and its closed forms then overflow at scoring time.
     if not all(math.isfinite(v) and _PARAM_RANGE[0] < v < _PARAM_RANGE[1] for v in params.values()):
         shown = {k: float(f"{v:.4g}") for k, v in params.items()}
-        raise BTYDConvergenceError(f"gave degenerate parameters {shown} (each must lie in "
-                                   f"{_PARAM_RANGE})")
-    log_likelihood = _log_likelihood_counts(model, params, x, tx, t,
-                                            np.ones(x.size) if w is None else w)
+        raise BTYDConvergenceError(f"gave degenerate parameters {shown} (each must lie in {_PARAM_RANGE})")
+    log_likelihood = _log_likelihood_counts(model, params, x, tx, t, np.ones(x.size) if w is None else w)
     if not math.isfinite(log_likelihood):
         shown = {k: float(f"{v:.4g}") for k, v in params.items()}
         raise BTYDConvergenceError(f"gave a non-finite log-likelihood at {shown}")
     return params, log_likelihood
 
 
-def _fit_spend(x: np.ndarray, m: np.ndarray, w: np.ndarray | None, penalizer: float, tol: float
-               ) -> dict[str, float]:
+def _fit_spend(x: np.ndarray, m: np.ndarray, w: np.ndarray | None, penalizer: float, tol: float) -> dict[str, float]:
     """Fit Gamma-Gamma with lifetimes; raise BTYDConvergenceError when unusable."""
     lt = _lifetimes()
     kwargs: dict[str, Any] = {"tol": tol}
@@ -460,8 +486,7 @@ def _fit_spend(x: np.ndarray, m: np.ndarray, w: np.ndarray | None, penalizer: fl
             (xc, mc), wc, _ = _unique_rows(x, np.exp(np.round(np.log(m) / step) * step), weights=w)
             try:
                 with _quiet():
-                    coarse = lt.GammaGammaFitter(penalizer_coef=penalizer).fit(xc, mc, weights=wc,
-                                                                               tol=1e-6)
+                    coarse = lt.GammaGammaFitter(penalizer_coef=penalizer).fit(xc, mc, weights=wc, tol=1e-6)
                 kwargs["initial_params"] = np.log(coarse.params_.to_numpy(dtype=float))
                 inv = _pd_inverse(getattr(coarse, "_hessian_", None))
                 if inv is not None:
@@ -481,16 +506,18 @@ def _fit_spend(x: np.ndarray, m: np.ndarray, w: np.ndarray | None, penalizer: fl
         raise BTYDConvergenceError(f"Gamma-Gamma fit did not converge ({type(exc).__name__})") from exc
     params = {k: float(fitter.params_[k]) for k in _GG_PARAM_NAMES}
     if not all(math.isfinite(v) and _PARAM_RANGE[0] < v < _PARAM_RANGE[1] for v in params.values()):
-        raise BTYDConvergenceError(f"Gamma-Gamma fit gave degenerate parameters {params} (each must "
-                                   f"lie in {_PARAM_RANGE})")
+        raise BTYDConvergenceError(
+            f"Gamma-Gamma fit gave degenerate parameters {params} (each must lie in {_PARAM_RANGE})"
+        )
     if params["q"] <= 1:
-        raise BTYDConvergenceError(f"Gamma-Gamma fit gave q = {params['q']:.4g} <= 1, for which the "
-                                   "population mean order value p*v/(q-1) is undefined")
+        raise BTYDConvergenceError(
+            f"Gamma-Gamma fit gave q = {params['q']:.4g} <= 1, for which the "
+            "population mean order value p*v/(q-1) is undefined"
+        )
     return params
 
 
-def _log_likelihood_spend(params: Mapping[str, float], x: np.ndarray, m: np.ndarray,
-                          w: np.ndarray) -> float:
+def _log_likelihood_spend(params: Mapping[str, float], x: np.ndarray, m: np.ndarray, w: np.ndarray) -> float:
     gg = _lifetimes().GammaGammaFitter
     p = np.log([params[k] for k in _GG_PARAM_NAMES])
     with _quiet():
@@ -502,8 +529,16 @@ def _log_likelihood_spend(params: Mapping[str, float], x: np.ndarray, m: np.ndar
 # --------------------------------------------------------------------------------------------------
 
 
-def _p_no_purchase(model: str, fitter: Any, params: Mapping[str, float], p_alive: np.ndarray,
-                   x: np.ndarray, tx: np.ndarray, t: np.ndarray, h: float) -> np.ndarray:
+def _p_no_purchase(
+    model: str,
+    fitter: Any,
+    params: Mapping[str, float],
+    p_alive: np.ndarray,
+    x: np.ndarray,
+    tx: np.ndarray,
+    t: np.ndarray,
+    h: float,
+) -> np.ndarray:
     """``P(X(T, T+h) = 0 | x, t_x, T)``: no purchase in the next ``h`` time units.
 
     BG/NBD and MBG/NBD: a customer alive at ``T`` buys as a Poisson process and can only drop out right
@@ -518,13 +553,13 @@ def _p_no_purchase(model: str, fitter: Any, params: Mapping[str, float], p_alive
     """
     if model == "pareto":
         with np.errstate(all="ignore"):
-            p0 = np.asarray(fitter.conditional_probability_of_n_purchases_up_to_time(0, h, x, tx, t),
-                            dtype=float).reshape(x.shape)
+            p0 = np.asarray(
+                fitter.conditional_probability_of_n_purchases_up_to_time(0, h, x, tx, t), dtype=float
+            ).reshape(x.shape)
         bad = np.flatnonzero(~_is_probability(p0))
         if bad.size:
             (ux, ut), _, inverse = _unique_rows(x[bad], t[bad])
-            within = np.array([_pareto_purchase_within(params, float(xi), float(ti), h)
-                               for xi, ti in zip(ux, ut)])
+            within = np.array([_pareto_purchase_within(params, float(xi), float(ti), h) for xi, ti in zip(ux, ut)])
             p0[bad] = 1.0 - p_alive[bad] * within[inverse]
         return p0
     r, alpha = params["r"], params["alpha"]
@@ -532,8 +567,9 @@ def _p_no_purchase(model: str, fitter: Any, params: Mapping[str, float], p_alive
     return p_alive * survive + (1.0 - p_alive)
 
 
-def _p_alive(model: str, fitter: Any, params: Mapping[str, float], x: np.ndarray, tx: np.ndarray,
-             t: np.ndarray) -> np.ndarray:
+def _p_alive(
+    model: str, fitter: Any, params: Mapping[str, float], x: np.ndarray, tx: np.ndarray, t: np.ndarray
+) -> np.ndarray:
     """``P(alive at T | x, t_x, T)``, unclipped.
 
     BG/NBD: ``1 / (1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x))^(r + x))`` (Fader, Hardie
@@ -550,20 +586,32 @@ def _p_alive(model: str, fitter: Any, params: Mapping[str, float], x: np.ndarray
         bad = np.flatnonzero(~_is_probability(p))
         if bad.size:
             (ux, utx, ut), _, inverse = _unique_rows(x[bad], tx[bad], t[bad])
-            p[bad] = np.array([_pareto_p_alive_by_quadrature(params, float(xi), float(txi), float(ti))
-                               for xi, txi, ti in zip(ux, utx, ut)])[inverse]
+            p[bad] = np.array(
+                [
+                    _pareto_p_alive_by_quadrature(params, float(xi), float(txi), float(ti))
+                    for xi, txi, ti in zip(ux, utx, ut)
+                ]
+            )[inverse]
         return p
     r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
     shift = 1.0 if model == "bgnbd" else 0.0
-    log_odds_dead = (math.log(a) - np.log(b + np.maximum(x, shift) - shift)
-                     + (r + x) * (np.log(alpha + t) - np.log(alpha + tx)))
+    log_odds_dead = (
+        math.log(a) - np.log(b + np.maximum(x, shift) - shift) + (r + x) * (np.log(alpha + t) - np.log(alpha + tx))
+    )
     p = special.expit(-log_odds_dead)
     return np.where(x == 0, 1.0, p) if model == "bgnbd" else p
 
 
-def _expected_purchases(model: str, fitter: Any, params: Mapping[str, float], x: np.ndarray,
-                        tx: np.ndarray, t: np.ndarray, h: float, p_alive: np.ndarray | None = None
-                        ) -> np.ndarray:
+def _expected_purchases(
+    model: str,
+    fitter: Any,
+    params: Mapping[str, float],
+    x: np.ndarray,
+    tx: np.ndarray,
+    t: np.ndarray,
+    h: float,
+    p_alive: np.ndarray | None = None,
+) -> np.ndarray:
     """``E[X(T, T+h) | x, t_x, T]``: expected purchases in the next ``h`` time units.
 
     BG/NBD and MBG/NBD: ``P(alive) * E[X(T, T+h) | alive]``, where given alive at ``T``,
@@ -596,8 +644,7 @@ def _expected_purchases(model: str, fitter: Any, params: Mapping[str, float], x:
     return np.maximum(e, 0.0)
 
 
-def _expected_purchases_if_alive(k: np.ndarray, scale: np.ndarray, beta: np.ndarray, a: float,
-                                 h: float) -> np.ndarray:
+def _expected_purchases_if_alive(k: np.ndarray, scale: np.ndarray, beta: np.ndarray, a: float, h: float) -> np.ndarray:
     """``E_alive = E_p[(1 - (A / (A + p h))^k) / p]``, ``p ~ Beta(a, beta)``, ``A = scale``.
 
     An alive customer buys at rate ``lambda`` and drops out after each purchase with probability
@@ -622,8 +669,11 @@ def _expected_purchases_if_alive(k: np.ndarray, scale: np.ndarray, beta: np.ndar
     out = np.empty(w.shape)
     # The series where it converges and the closed form would cancel: 1 - P ~ (a - 1) k w / c there,
     # so |P| / |1 - P| ~ c / (|a - 1| k w).
-    series = ((w <= _SERIES_MAX_W) & ((k + 1.0) * w <= 1.0)
-              & (np.abs(a + beta - 1.0) >= _SERIES_MIN_CANCELLATION * abs(a - 1.0) * k * w))
+    series = (
+        (w <= _SERIES_MAX_W)
+        & ((k + 1.0) * w <= 1.0)
+        & (np.abs(a + beta - 1.0) >= _SERIES_MIN_CANCELLATION * abs(a - 1.0) * k * w)
+    )
     if series.any():
         out[series] = _alive_mean_series(k[series], w[series], beta[series], a)
     rest = np.flatnonzero(~series)
@@ -646,8 +696,9 @@ def _expected_purchases_if_alive(k: np.ndarray, scale: np.ndarray, beta: np.ndar
     if not ok.all():
         bad = np.flatnonzero(~ok)
         (uk, uw, ub), _, inverse = _unique_rows(kr[bad], wr[bad], br[bad])
-        values = np.array([_alive_mean_by_quadrature(float(ki), float(wi), float(bi), a)
-                           for ki, wi, bi in zip(uk, uw, ub)])
+        values = np.array(
+            [_alive_mean_by_quadrature(float(ki), float(wi), float(bi), a) for ki, wi, bi in zip(uk, uw, ub)]
+        )
         e[bad] = values[inverse]
         logger.debug("E[purchases | alive]: %d unique row(s) by quadrature (a=%g, h=%g)", uk.size, a, h)
     out[rest] = e
@@ -676,8 +727,7 @@ def _alive_mean_series(k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float)
     return out
 
 
-def _alive_mean_closed(k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def _alive_mean_closed(k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float) -> tuple[np.ndarray, np.ndarray]:
     """The closed form of :func:`_expected_purchases_if_alive` and whether each value is usable."""
     c = a + beta - 1.0
     near_pole = np.abs(c) < _POLE_GAP
@@ -694,8 +744,7 @@ def _alive_mean_closed(k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float
     return e, ok
 
 
-def _alive_mean_closed_raw(k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float
-                           ) -> tuple[np.ndarray, np.ndarray]:
+def _alive_mean_closed_raw(k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float) -> tuple[np.ndarray, np.ndarray]:
     """``c / (a-1) (1 - P)`` and the cancellation factor ``|P| / |1 - P|``."""
     c = a + beta - 1.0
     log_1mz = -np.log1p(w)
@@ -710,8 +759,7 @@ def _alive_mean_closed_raw(k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: fl
     return e, np.abs(p) / np.abs(1.0 - p)
 
 
-def _alive_mean_plausible(e: np.ndarray, k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float
-                          ) -> np.ndarray:
+def _alive_mean_plausible(e: np.ndarray, k: np.ndarray, w: np.ndarray, beta: np.ndarray, a: float) -> np.ndarray:
     """Finite, >= 0, <= E[lambda] h = k w and, when a > 1, <= E[1/p] = (a + beta - 1) / (a - 1)."""
     ok = np.isfinite(e) & (e >= 0.0) & (e <= k * w * (1.0 + 1e-9))
     if a > 1.0:
@@ -760,9 +808,16 @@ def _alive_mean_by_quadrature(k: float, w: float, beta: float, a: float) -> floa
     return total
 
 
-def _median_next_purchase(model: str, fitter: Any, params: Mapping[str, float], p_alive: np.ndarray,
-                          x: np.ndarray, tx: np.ndarray, t: np.ndarray, unit_days: float
-                          ) -> np.ndarray:
+def _median_next_purchase(
+    model: str,
+    fitter: Any,
+    params: Mapping[str, float],
+    p_alive: np.ndarray,
+    x: np.ndarray,
+    tx: np.ndarray,
+    t: np.ndarray,
+    unit_days: float,
+) -> np.ndarray:
     """Median waiting time (days) to the next purchase: smallest ``h`` with ``P(no purchase) <= 1/2``.
 
     NaN when that never happens within ``MAX_NEXT_PURCHASE_DAYS`` (the customer more likely than not
@@ -782,8 +837,7 @@ def _median_next_purchase(model: str, fitter: Any, params: Mapping[str, float], 
         for h_days in _NEXT_PURCHASE_GRID_DAYS:
             if idx.size == 0:
                 break
-            p0 = _p_no_purchase(model, fitter, params, p_alive[idx], x[idx], tx[idx], t[idx],
-                                h_days / unit_days)
+            p0 = _p_no_purchase(model, fitter, params, p_alive[idx], x[idx], tx[idx], t[idx], h_days / unit_days)
             hit = p0 <= 0.5
             if hit.any():
                 lo_h, lo_p, hi_p = prev_h[hit], prev_p[hit], p0[hit]
@@ -814,8 +868,9 @@ def _integrate_decaying(f: Any, lo: float, hi: float, scale: float) -> float:
         edges.append(lo + step)
         step *= 2.0
     edges.append(hi)
-    return sum(integrate.quad(f, a, b, epsabs=0.0, epsrel=_QUAD_RTOL, limit=100)[0]
-               for a, b in itertools.pairwise(edges))
+    return sum(
+        integrate.quad(f, a, b, epsabs=0.0, epsrel=_QUAD_RTOL, limit=100)[0] for a, b in itertools.pairwise(edges)
+    )
 
 
 def _pareto_p_alive_by_quadrature(params: Mapping[str, float], x: float, tx: float, t: float) -> float:
@@ -830,13 +885,11 @@ def _pareto_p_alive_by_quadrature(params: Mapping[str, float], x: float, tx: flo
     r, alpha, s, beta = (params[k] for k in ("r", "alpha", "s", "beta"))
 
     def log_ratio(tau: float) -> float:
-        return ((r + x) * (math.log(alpha + t) - math.log(alpha + tau))
-                + s * (math.log(beta + t) - math.log(beta + tau)))
+        return (r + x) * (math.log(alpha + t) - math.log(alpha + tau)) + s * (math.log(beta + t) - math.log(beta + tau))
 
     top = log_ratio(tx)
     decay = 1.0 / ((r + x) / (alpha + tx) + s / (beta + tx))  # 1 / slope of log_ratio at t_x
-    rest = _integrate_decaying(lambda tau: s / (beta + tau) * math.exp(log_ratio(tau) - top), tx, t,
-                               decay)
+    rest = _integrate_decaying(lambda tau: s / (beta + tau) * math.exp(log_ratio(tau) - top), tx, t, decay)
     return float(special.expit(-(top + math.log(rest)))) if rest > 0 else 1.0
 
 
@@ -860,8 +913,10 @@ def _pareto_purchase_within(params: Mapping[str, float], x: float, t: float, h: 
 def _as_probability(name: str, p: np.ndarray) -> np.ndarray:
     if np.any(p < -_PROB_SLACK) or np.any(p > 1 + _PROB_SLACK):
         worst = float(p[(p < 0) | (p > 1)][0])
-        raise FloatingPointError(f"BTYDModel.predict: {name} = {worst!r} is outside [0, 1]; the "
-                                 "lifetimes closed form lost precision for these inputs.")
+        raise FloatingPointError(
+            f"BTYDModel.predict: {name} = {worst!r} is outside [0, 1]; the "
+            "lifetimes closed form lost precision for these inputs."
+        )
     return np.clip(p, 0.0, 1.0)
 
 
@@ -934,9 +989,17 @@ class BTYDModel(BaseEstimator):
     scored as if their first purchase were on the as-of date (``frequency = recency = T = 0``).
     """
 
-    def __init__(self, *, model: str = "bgnbd", penalizer: float = 0.0, gg_penalizer: float = 0.0,
-                 time_unit_days: float = 1.0, compress: bool = True, tol: float = 1e-8,
-                 gg_min_repeat_buyers: int = 20) -> None:
+    def __init__(
+        self,
+        *,
+        model: str = "bgnbd",
+        penalizer: float = 0.0,
+        gg_penalizer: float = 0.0,
+        time_unit_days: float = 1.0,
+        compress: bool = True,
+        tol: float = 1e-8,
+        gg_min_repeat_buyers: int = 20,
+    ) -> None:
         self.model = model
         self.penalizer = penalizer
         self.gg_penalizer = gg_penalizer
@@ -955,16 +1018,16 @@ class BTYDModel(BaseEstimator):
             v = getattr(self, field)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}: {field}={v!r} must be a finite number >= 0.")
-        if not (isinstance(self.time_unit_days, (int, float)) and math.isfinite(self.time_unit_days)
-                and self.time_unit_days > 0):
-            raise ValueError(f"{name}: time_unit_days={self.time_unit_days!r} must be > 0 "
-                             "(1 for days, 7 for weeks).")
+        if not (
+            isinstance(self.time_unit_days, (int, float))
+            and math.isfinite(self.time_unit_days)
+            and self.time_unit_days > 0
+        ):
+            raise ValueError(f"{name}: time_unit_days={self.time_unit_days!r} must be > 0 (1 for days, 7 for weeks).")
         if not (isinstance(self.tol, (int, float)) and 0 < self.tol < 1):
             raise ValueError(f"{name}: tol={self.tol!r} must be in (0, 1).")
-        if not (isinstance(self.gg_min_repeat_buyers, (int, np.integer))
-                and self.gg_min_repeat_buyers >= 1):
-            raise ValueError(f"{name}: gg_min_repeat_buyers={self.gg_min_repeat_buyers!r} must be "
-                             "an integer >= 1.")
+        if not (isinstance(self.gg_min_repeat_buyers, (int, np.integer)) and self.gg_min_repeat_buyers >= 1):
+            raise ValueError(f"{name}: gg_min_repeat_buyers={self.gg_min_repeat_buyers!r} must be an integer >= 1.")
 
     def fit(self, frame: pd.DataFrame, y: None = None) -> BTYDModel:
         """Fit the transaction model and Gamma-Gamma on a customer summary.
@@ -1002,16 +1065,20 @@ class BTYDModel(BaseEstimator):
         cols = _validate_frame(frame, f"{type(self).__name__}.fit")
         bought = ~cols["never"]
         if not bought.any():
-            raise ValueError(f"{type(self).__name__}.fit: no customer with a purchase (frequency, "
-                             "recency and T are NaN in every row); there is nothing to fit.")
+            raise ValueError(
+                f"{type(self).__name__}.fit: no customer with a purchase (frequency, "
+                "recency and T are NaN in every row); there is nothing to fit."
+            )
         unit = float(self.time_unit_days)
         f = cols["frequency"][bought]
         r = cols["recency"][bought] / unit
         t = cols["T"][bought] / unit
         m = cols["monetary_value"][bought]
         if t.max() <= 0:
-            raise ValueError(f"{type(self).__name__}.fit: column 'T' is 0 for every customer (all "
-                             "first purchases on the as-of date); fit at a later as-of date.")
+            raise ValueError(
+                f"{type(self).__name__}.fit: column 'T' is 0 for every customer (all "
+                "first purchases on the as-of date); fit at a later as-of date."
+            )
 
         started = time.perf_counter()
         (ux, utx, utt), uw, _ = _unique_rows(f, r, t)
@@ -1021,7 +1088,8 @@ class BTYDModel(BaseEstimator):
                 f"{type(self).__name__}.fit: only {ux.size} distinct (frequency, recency, T) row(s) "
                 f"among {f.size} customers: {n_params} {self.model} parameters cannot be identified "
                 "from fewer distinct histories, and no starting point or penalizer changes that; "
-                "fit on more customers.")
+                "fit on more customers."
+            )
         if self.compress:
             x, tx, tt, w = ux, utx, utt, uw
         else:
@@ -1032,8 +1100,9 @@ class BTYDModel(BaseEstimator):
             # rows carry no information and are left out of its fit.
             keep = tt > 0
             x, tx, tt, w = x[keep], _pareto_recency(x, tx, tt)[keep], tt[keep], w[keep]
-        params, log_likelihood, notes = _fit_counts(self.model, x, tx, tt, w if self.compress else None,
-                                                    float(self.penalizer), float(self.tol))
+        params, log_likelihood, notes = _fit_counts(
+            self.model, x, tx, tt, w if self.compress else None, float(self.penalizer), float(self.tol)
+        )
         for note in notes:
             logger.warning("BTYD fit fallback used: %s", note)
         purchases_s = time.perf_counter() - started
@@ -1042,17 +1111,21 @@ class BTYDModel(BaseEstimator):
         repeat = (f > 0) & (m > 0)
         n_repeat = int(repeat.sum())
         if n_repeat == 0:
-            raise ValueError(f"{type(self).__name__}.fit: no repeat buyer with monetary_value > 0, "
-                             "so there is no spend to learn from; monetary_value must be the mean net "
-                             "spend of repeat purchase days.")
+            raise ValueError(
+                f"{type(self).__name__}.fit: no repeat buyer with monetary_value > 0, "
+                "so there is no spend to learn from; monetary_value must be the mean net "
+                "spend of repeat purchase days."
+            )
         fx, fm = f[repeat], m[repeat]
         mean_order_value = float(np.sum(fx * fm) / np.sum(fx))
         gg_params: dict[str, float] | None = None
         gg_ll: float | None = None
         fallback: str | None = None
         if n_repeat < self.gg_min_repeat_buyers:
-            fallback = (f"only {n_repeat} repeat buyers with monetary_value > 0 "
-                        f"(gg_min_repeat_buyers={self.gg_min_repeat_buyers})")
+            fallback = (
+                f"only {n_repeat} repeat buyers with monetary_value > 0 "
+                f"(gg_min_repeat_buyers={self.gg_min_repeat_buyers})"
+            )
         else:
             if self.compress:
                 (gx, gm), gw, _ = _unique_rows(fx, fm)
@@ -1060,13 +1133,13 @@ class BTYDModel(BaseEstimator):
                 gx, gm, gw = fx, fm, None
             try:
                 gg_params = _fit_spend(gx, gm, gw, float(self.gg_penalizer), float(self.tol))
-                gg_ll = _log_likelihood_spend(gg_params, gx, gm,
-                                              np.ones(gx.size) if gw is None else gw)
+                gg_ll = _log_likelihood_spend(gg_params, gx, gm, np.ones(gx.size) if gw is None else gw)
             except BTYDConvergenceError as exc:
                 gg_params, fallback = None, str(exc)
         if fallback is not None:
-            logger.warning("Gamma-Gamma not used, expected order value is the population mean %.4g: %s",
-                           mean_order_value, fallback)
+            logger.warning(
+                "Gamma-Gamma not used, expected order value is the population mean %.4g: %s", mean_order_value, fallback
+            )
         spend_s = time.perf_counter() - started
 
         self.params_ = params
@@ -1080,18 +1153,26 @@ class BTYDModel(BaseEstimator):
         self.fit_notes_ = notes
         self.n_repeat_buyers_ = n_repeat
         self.fit_seconds_ = {"purchases": purchases_s, "spend": spend_s}
-        logger.info("fitted %s on %d customers (%d unique rows) in %.2fs: %s, log-likelihood %.2f",
-                    self.model, self.n_customers_, self.n_unique_rows_, purchases_s, params,
-                    log_likelihood)
+        logger.info(
+            "fitted %s on %d customers (%d unique rows) in %.2fs: %s, log-likelihood %.2f",
+            self.model,
+            self.n_customers_,
+            self.n_unique_rows_,
+            purchases_s,
+            params,
+            log_likelihood,
+        )
         return self
 
     # -- predict --------------------------------------------------------------------------------
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "params_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet: call 'fit' "
-                                 "with a customer summary (or load one with "
-                                 f"{type(self).__name__}.from_dict) before 'predict'.")
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet: call 'fit' "
+                "with a customer summary (or load one with "
+                f"{type(self).__name__}.from_dict) before 'predict'."
+            )
 
     def expected_order_value(self, frame: pd.DataFrame) -> pd.Series:
         """Gamma-Gamma conditional expected value of a future purchase day, per customer.
@@ -1126,8 +1207,9 @@ class BTYDModel(BaseEstimator):
             v = _gg_with_params(self.gg_params_).conditional_expected_average_profit(f, m)
         return np.asarray(v, dtype=float)
 
-    def predict(self, frame: pd.DataFrame, horizon_days: float, *, clv_months: int = 12,
-                annual_discount_rate: float = 0.10) -> pd.DataFrame:
+    def predict(
+        self, frame: pd.DataFrame, horizon_days: float, *, clv_months: int = 12, annual_discount_rate: float = 0.10
+    ) -> pd.DataFrame:
         """Score every customer for the next ``horizon_days`` days.
 
         Parameters
@@ -1166,16 +1248,23 @@ class BTYDModel(BaseEstimator):
         """
         self._check_fitted()
         name = type(self).__name__
-        if not (isinstance(horizon_days, (int, float, np.integer, np.floating))
-                and math.isfinite(horizon_days) and horizon_days > 0):
-            raise ValueError(f"{name}.predict: horizon_days={horizon_days!r} must be a finite number "
-                             "of days > 0.")
+        if not (
+            isinstance(horizon_days, (int, float, np.integer, np.floating))
+            and math.isfinite(horizon_days)
+            and horizon_days > 0
+        ):
+            raise ValueError(f"{name}.predict: horizon_days={horizon_days!r} must be a finite number of days > 0.")
         if not (isinstance(clv_months, (int, np.integer)) and clv_months >= 0):
             raise ValueError(f"{name}.predict: clv_months={clv_months!r} must be an integer >= 0.")
-        if not (isinstance(annual_discount_rate, (int, float, np.integer, np.floating))
-                and math.isfinite(annual_discount_rate) and annual_discount_rate > -1):
-            raise ValueError(f"{name}.predict: annual_discount_rate={annual_discount_rate!r} must be "
-                             "a finite number > -1 (0.10 for 10% a year).")
+        if not (
+            isinstance(annual_discount_rate, (int, float, np.integer, np.floating))
+            and math.isfinite(annual_discount_rate)
+            and annual_discount_rate > -1
+        ):
+            raise ValueError(
+                f"{name}.predict: annual_discount_rate={annual_discount_rate!r} must be "
+                "a finite number > -1 (0.10 for 10% a year)."
+            )
         cols = _validate_frame(frame, f"{name}.predict")
         unit = float(self.time_unit_days)
         never = cols["never"]
@@ -1190,8 +1279,9 @@ class BTYDModel(BaseEstimator):
         fitter = _fitter_with_params(model, params)
         with _quiet():
             p_alive = _as_probability("p_alive", _p_alive(model, fitter, params, x, tx, tt))
-            p_churn = _as_probability("p_churn", _p_no_purchase(
-                model, fitter, params, p_alive, x, tx, tt, float(horizon_days) / unit))
+            p_churn = _as_probability(
+                "p_churn", _p_no_purchase(model, fitter, params, p_alive, x, tx, tt, float(horizon_days) / unit)
+            )
 
             def expected(days: float) -> np.ndarray:
                 return _expected_purchases(model, fitter, params, x, tx, tt, days / unit, p_alive)
@@ -1210,9 +1300,15 @@ class BTYDModel(BaseEstimator):
         data: dict[str, Any] = {}
         if "customer_id" in frame.columns:
             data["customer_id"] = frame["customer_id"].to_numpy()
-        data.update(p_alive=p_alive[inverse], p_churn=p_churn[inverse], expected_purchases=purchases_all,
-                    expected_order_value=value, expected_spend=purchases_all * value,
-                    clv=discounted[inverse] * value, expected_next_purchase_days=next_days[inverse])
+        data.update(
+            p_alive=p_alive[inverse],
+            p_churn=p_churn[inverse],
+            expected_purchases=purchases_all,
+            expected_order_value=value,
+            expected_spend=purchases_all * value,
+            clv=discounted[inverse] * value,
+            expected_next_purchase_days=next_days[inverse],
+        )
         out = pd.DataFrame(data, index=frame.index)  # one construction: cheap for one row too
         for c in PREDICTION_COLUMNS[:-1]:
             bad = ~np.isfinite(np.asarray(data[c], dtype=float))
@@ -1221,7 +1317,8 @@ class BTYDModel(BaseEstimator):
                 raise FloatingPointError(
                     f"{name}.predict: {c} is not finite for {int(bad.sum())} customer(s) (first at "
                     f"index {frame.index[i]!r}: frequency={f[i]}, recency={r[i] * unit}, "
-                    f"T={t[i] * unit}); the {model} closed forms overflowed with params {params}.")
+                    f"T={t[i] * unit}); the {model} closed forms overflowed with params {params}."
+                )
         return out
 
     # -- persistence ----------------------------------------------------------------------------
@@ -1240,10 +1337,8 @@ class BTYDModel(BaseEstimator):
             fitted = {
                 "params": {k: float(v) for k, v in self.params_.items()},
                 "log_likelihood": float(self.log_likelihood_),
-                "gg_params": None if self.gg_params_ is None
-                else {k: float(v) for k, v in self.gg_params_.items()},
-                "gg_log_likelihood": None if self.gg_log_likelihood_ is None
-                else float(self.gg_log_likelihood_),
+                "gg_params": None if self.gg_params_ is None else {k: float(v) for k, v in self.gg_params_.items()},
+                "gg_log_likelihood": None if self.gg_log_likelihood_ is None else float(self.gg_log_likelihood_),
                 "mean_order_value": float(self.mean_order_value_),
                 "gg_fallback": self.gg_fallback_,
                 "n_customers": int(self.n_customers_),
@@ -1268,16 +1363,22 @@ class BTYDModel(BaseEstimator):
             Fitted when ``data["fitted"]`` is not None.
         """
         if not isinstance(data, Mapping) or data.get("format") != _FORMAT:
-            raise ValueError(f"{cls.__name__}.from_dict: field 'format' must be {_FORMAT!r}; pass the "
-                             f"output of {cls.__name__}.to_dict().")
+            raise ValueError(
+                f"{cls.__name__}.from_dict: field 'format' must be {_FORMAT!r}; pass the "
+                f"output of {cls.__name__}.to_dict()."
+            )
         if data.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"{cls.__name__}.from_dict: field 'version' is {data.get('version')!r}, "
-                             f"this code reads version {_FORMAT_VERSION}.")
+            raise ValueError(
+                f"{cls.__name__}.from_dict: field 'version' is {data.get('version')!r}, "
+                f"this code reads version {_FORMAT_VERSION}."
+            )
         try:
             est = cls(**dict(data["init"]))
         except TypeError as exc:
-            raise ValueError(f"{cls.__name__}.from_dict: field 'init' holds an unknown setting "
-                             f"({exc}); expected keys of {cls.__name__}().get_params().") from exc
+            raise ValueError(
+                f"{cls.__name__}.from_dict: field 'init' holds an unknown setting "
+                f"({exc}); expected keys of {cls.__name__}().get_params()."
+            ) from exc
         est._check_settings()
         fitted = data.get("fitted")
         if fitted is None:
@@ -1285,12 +1386,16 @@ class BTYDModel(BaseEstimator):
         names = _PARAM_NAMES[est.model]
         params = dict(fitted["params"])
         if sorted(params) != sorted(names):
-            raise ValueError(f"{cls.__name__}.from_dict: field 'fitted.params' must have keys "
-                             f"{list(names)} for model {est.model!r}, got {sorted(params)}.")
+            raise ValueError(
+                f"{cls.__name__}.from_dict: field 'fitted.params' must have keys "
+                f"{list(names)} for model {est.model!r}, got {sorted(params)}."
+            )
         gg = fitted.get("gg_params")
         if gg is not None and sorted(gg) != sorted(_GG_PARAM_NAMES):
-            raise ValueError(f"{cls.__name__}.from_dict: field 'fitted.gg_params' must have keys "
-                             f"{list(_GG_PARAM_NAMES)}, got {sorted(gg)}.")
+            raise ValueError(
+                f"{cls.__name__}.from_dict: field 'fitted.gg_params' must have keys "
+                f"{list(_GG_PARAM_NAMES)}, got {sorted(gg)}."
+            )
         est.params_ = {k: float(params[k]) for k in names}
         est.log_likelihood_ = float(fitted["log_likelihood"])
         est.gg_params_ = None if gg is None else {k: float(gg[k]) for k in _GG_PARAM_NAMES}

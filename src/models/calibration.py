@@ -38,9 +38,7 @@ class IsotonicCalibrator:
     method: ClassVar[str] = "isotonic"
 
     @classmethod
-    def fit(
-        cls, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
-    ) -> IsotonicCalibrator:
+    def fit(cls, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> IsotonicCalibrator:
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
         iso.fit(raw, y, sample_weight=sample_weight)
         return cls(
@@ -68,9 +66,7 @@ class PlattCalibrator:
     method: ClassVar[str] = "platt"
 
     @classmethod
-    def fit(
-        cls, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
-    ) -> PlattCalibrator:
+    def fit(cls, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> PlattCalibrator:
         w = np.ones_like(raw) if sample_weight is None else np.asarray(sample_weight, np.float64)
         n_pos = float(w[y == 1].sum())
         n_neg = float(w[y == 0].sum())
@@ -86,7 +82,10 @@ class PlattCalibrator:
 
         # a >= 0: calibration may flatten the booster's ranking, never reverse it
         res = minimize(
-            loss, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
+            loss,
+            x0=np.array([1.0, 0.0]),
+            jac=True,
+            method="L-BFGS-B",
             bounds=[(0.0, None), (None, None)],
         )
         return cls(a=float(res.x[0]), b=float(res.x[1]))
@@ -103,9 +102,7 @@ def calibrator_from_dict(d: dict[str, Any] | None) -> IsotonicCalibrator | Platt
     if d is None:
         return None
     if d["method"] == "isotonic":
-        return IsotonicCalibrator(
-            x=np.asarray(d["x"], dtype=np.float64), y=np.asarray(d["y"], dtype=np.float64)
-        )
+        return IsotonicCalibrator(x=np.asarray(d["x"], dtype=np.float64), y=np.asarray(d["y"], dtype=np.float64))
     if d["method"] == "platt":
         return PlattCalibrator(a=float(d["a"]), b=float(d["b"]))
     raise ValueError(f"calibrator method {d['method']!r} is unknown; expected 'isotonic' or 'platt'")

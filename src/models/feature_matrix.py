@@ -10,8 +10,9 @@ level is treated as missing, never an error.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,8 +61,7 @@ def select_features(
     """
     if not isinstance(X, pd.DataFrame):
         raise TypeError(
-            f"{name}.fit expects X as a pandas DataFrame with named feature columns, "
-            f"got {type(X).__name__}"
+            f"{name}.fit expects X as a pandas DataFrame with named feature columns, got {type(X).__name__}"
         )
     exclude = set(exclude)
     if features is not None:
@@ -93,8 +93,7 @@ def select_features(
         unknown = [c for c in explicit if c not in features]
         if unknown:
             raise ValueError(
-                f"categorical columns {unknown} are not features of X; "
-                "add them to X or remove them from categorical"
+                f"categorical columns {unknown} are not features of X; add them to X or remove them from categorical"
             )
     chosen: list[str] = []
     for col in features:
@@ -121,8 +120,7 @@ def check_columns(X: pd.DataFrame, name: str, feature_names: list[str]) -> None:
     """Raise naming the estimator and the columns unless X has every fitted feature column, once."""
     if not isinstance(X, pd.DataFrame):
         raise TypeError(
-            f"{name} expects X as a pandas DataFrame with the columns {feature_names}, "
-            f"got {type(X).__name__}"
+            f"{name} expects X as a pandas DataFrame with the columns {feature_names}, got {type(X).__name__}"
         )
     missing = [c for c in feature_names if c not in X.columns]
     if missing:
@@ -177,10 +175,7 @@ def _matrix_rows(X: pd.DataFrame, feature_names: list[str], lay: FeatureLayout) 
             return None
     for j, col in zip(lay.categorical_j, lay.categorical_names):
         lookup = lay.lookups[col]
-        out[:, j] = [
-            np.nan if _is_missing(v) else lookup.get(str(v), np.nan)
-            for v in obj[:, pos[col]]
-        ]
+        out[:, j] = [np.nan if _is_missing(v) else lookup.get(str(v), np.nan) for v in obj[:, pos[col]]]
     return out
 
 

@@ -19,7 +19,8 @@ Jorgensen, B. (1987). Exponential dispersion models. JRSS B 49(2) (the Tweedie f
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import lightgbm as lgb
 import numpy as np
@@ -39,10 +40,10 @@ from churnclv.models.feature_matrix import (
 )
 
 __all__ = [
+    "SMALL_BATCH_ROWS",
     "GBMChurnClassifier",
     "GBMCountRegressor",
     "GBMSpendRegressor",
-    "SMALL_BATCH_ROWS",
     "model_from_dict",
 ]
 
@@ -106,9 +107,7 @@ class _GBMBase(BaseEstimator):
         # Derived from feature_names_ and categories_; cached, rebuilt on demand, never saved.
         lay = self.__dict__.get("_layout_cache")
         if lay is None:
-            lay = self.__dict__["_layout_cache"] = FeatureLayout.from_categories(
-                self.feature_names_, self.categories_
-            )
+            lay = self.__dict__["_layout_cache"] = FeatureLayout.from_categories(self.feature_names_, self.categories_)
         return lay
 
     # ---- training ---------------------------------------------------------------------------
@@ -132,7 +131,10 @@ class _GBMBase(BaseEstimator):
         self, X: pd.DataFrame, y: Any, sample_weight: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         features, categorical = select_features(
-            X, type(self).__name__, features=self.features, categorical=self.categorical,
+            X,
+            type(self).__name__,
+            features=self.features,
+            categorical=self.categorical,
             exclude=(*self.exclude, self.id_col),
         )
         y_arr = np.asarray(y, dtype=np.float64).ravel()
@@ -164,8 +166,7 @@ class _GBMBase(BaseEstimator):
             keys = np.asarray(groups)
             if len(keys) != len(X):
                 raise ValueError(f"groups has {len(keys)} values but X has {len(X)} rows")
-        uniq, inverse = np.unique(keys.astype(str) if keys.dtype == object else keys,
-                                  return_inverse=True)
+        uniq, inverse = np.unique(keys.astype(str) if keys.dtype == object else keys, return_inverse=True)
         rng = np.random.default_rng(self.seed)
         n_hold = int(round(fraction * len(uniq)))
         n_hold = min(max(n_hold, 1), len(uniq) - 1)
@@ -173,8 +174,9 @@ class _GBMBase(BaseEstimator):
         held[rng.permutation(len(uniq))[:n_hold]] = True
         return held[inverse.ravel()]
 
-    def _dataset(self, M: np.ndarray, y: np.ndarray, w: np.ndarray | None, params: dict,
-                 reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    def _dataset(
+        self, M: np.ndarray, y: np.ndarray, w: np.ndarray | None, params: dict, reference: lgb.Dataset | None = None
+    ) -> lgb.Dataset:
         cat_idx = [self.feature_names_.index(c) for c in self.categorical_features_]
         return lgb.Dataset(
             M,
@@ -204,7 +206,10 @@ class _GBMBase(BaseEstimator):
             if self.early_stopping_rounds:
                 callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
         booster = lgb.train(
-            params, train_set, num_boost_round=num_boost_round, valid_sets=valid_sets,
+            params,
+            train_set,
+            num_boost_round=num_boost_round,
+            valid_sets=valid_sets,
             callbacks=callbacks,
         )
         # Re-read from text: the kept model is exactly the saved one (trees after the best
@@ -367,9 +372,7 @@ class GBMChurnClassifier(_GBMBase):
         self.id_col = id_col
         self.seed = seed
 
-    def fit(
-        self, X: pd.DataFrame, y: Any, *, groups: Any = None, sample_weight: Any = None
-    ) -> GBMChurnClassifier:
+    def fit(self, X: pd.DataFrame, y: Any, *, groups: Any = None, sample_weight: Any = None) -> GBMChurnClassifier:
         """Fit the booster and its calibrator.
 
         Parameters
@@ -390,17 +393,18 @@ class GBMChurnClassifier(_GBMBase):
             self, fitted.
         """
         if self.calibration not in ("isotonic", "platt", None):
-            raise ValueError(
-                f"calibration={self.calibration!r} is unknown; use 'isotonic', 'platt' or None"
-            )
+            raise ValueError(f"calibration={self.calibration!r} is unknown; use 'isotonic', 'platt' or None")
         M, y_arr, w = self._prepare_fit(X, y, sample_weight)
         if not np.isin(y_arr, (0.0, 1.0)).all():
             raise ValueError("y must be churned flags (bool or 0/1); other values were found")
         if self.calibration is None:
             self.booster_ = self._train(M, y_arr, w, None, self.num_boost_round)
             self.calibrator_ = None
-            self.fit_info_ = {"n_train": int(len(y_arr)), "n_calibration": 0,
-                              "best_iteration": int(self.booster_.current_iteration())}
+            self.fit_info_ = {
+                "n_train": len(y_arr),
+                "n_calibration": 0,
+                "best_iteration": int(self.booster_.current_iteration()),
+            }
             return self
 
         held = self._split(X, groups, self.calibration_fraction)
@@ -410,9 +414,12 @@ class GBMChurnClassifier(_GBMBase):
                     f"the {part} part ({int(mask.sum())} rows) holds only one class of y; "
                     "pass more rows, change calibration_fraction, or set calibration=None"
                 )
-        sub = (lambda a, m: None if a is None else a[m])  # noqa: E731
+        sub = lambda a, m: None if a is None else a[m]  # noqa: E731
         self.booster_ = self._train(
-            M[~held], y_arr[~held], sub(w, ~held), (M[held], y_arr[held], sub(w, held)),
+            M[~held],
+            y_arr[~held],
+            sub(w, ~held),
+            (M[held], y_arr[held], sub(w, held)),
             self.num_boost_round,
         )
         raw = self.booster_.predict(M[held], raw_score=True)
@@ -424,9 +431,7 @@ class GBMChurnClassifier(_GBMBase):
             "n_calibration": int(held.sum()),
             "best_iteration": int(self.booster_.current_iteration()),
             "brier_uncalibrated_heldout": float(np.mean((expit(raw) - y_h) ** 2)),
-            "brier_calibrated_heldout_insample": float(
-                np.mean((self.calibrator_.transform(raw) - y_h) ** 2)
-            ),
+            "brier_calibrated_heldout_insample": float(np.mean((self.calibrator_.transform(raw) - y_h) ** 2)),
         }
         logger.info("GBMChurnClassifier fitted: %s", self.fit_info_)
         return self
@@ -462,9 +467,7 @@ class _GBMRegressorBase(_GBMBase):
     def _check_target(self, y: np.ndarray) -> np.ndarray:
         return y
 
-    def fit(
-        self, X: pd.DataFrame, y: Any, *, groups: Any = None, sample_weight: Any = None
-    ) -> Any:
+    def fit(self, X: pd.DataFrame, y: Any, *, groups: Any = None, sample_weight: Any = None) -> Any:
         """Fit the booster.
 
         With ``validation_fraction > 0`` the held-out customers pick the number of rounds by early
@@ -488,21 +491,19 @@ class _GBMRegressorBase(_GBMBase):
         """
         M, y_arr, w = self._prepare_fit(X, y, sample_weight)
         y_arr = self._check_target(y_arr)
-        info: dict[str, Any] = {"n_rows": int(len(y_arr))}
+        info: dict[str, Any] = {"n_rows": len(y_arr)}
         rounds = self.num_boost_round
         booster = None
         if self.validation_fraction > 0:
             held = self._split(X, groups, self.validation_fraction)
-            sub = (lambda a, m: None if a is None else a[m])  # noqa: E731
-            booster = self._train(
-                M[~held], y_arr[~held], sub(w, ~held), (M[held], y_arr[held], sub(w, held)), rounds
-            )
+            sub = lambda a, m: None if a is None else a[m]  # noqa: E731
+            booster = self._train(M[~held], y_arr[~held], sub(w, ~held), (M[held], y_arr[held], sub(w, held)), rounds)
             rounds = int(booster.current_iteration())
             info["n_validation"] = int(held.sum())
             info["n_train"] = int((~held).sum())
         if booster is None or self.refit_full:
             booster = self._train(M, y_arr, w, None, rounds)
-            info["n_train"] = int(len(y_arr))
+            info["n_train"] = len(y_arr)
         self.booster_ = booster
         info["best_iteration"] = int(self.booster_.current_iteration())
         self.fit_info_ = info
@@ -567,8 +568,7 @@ class GBMSpendRegressor(_GBMRegressorBase):
     def _extra_params(self) -> dict[str, Any]:
         if not 1.0 <= self.variance_power < 2.0:
             raise ValueError(
-                f"variance_power={self.variance_power} is outside [1, 2); "
-                "use about 1.2-1.5 for spend with many zeros"
+                f"variance_power={self.variance_power} is outside [1, 2); use about 1.2-1.5 for spend with many zeros"
             )
         return {"tweedie_variance_power": self.variance_power}
 
@@ -619,24 +619,18 @@ class GBMCountRegressor(_GBMRegressorBase):
 
     def _check_target(self, y: np.ndarray) -> np.ndarray:
         if (y < 0).any():
-            raise ValueError(
-                "y (purchases) has negative counts; purchases in the horizon must be >= 0"
-            )
+            raise ValueError("y (purchases) has negative counts; purchases in the horizon must be >= 0")
         return y
 
 
-_MODELS: dict[str, type[_GBMBase]] = {
-    c.__name__: c for c in (GBMChurnClassifier, GBMSpendRegressor, GBMCountRegressor)
-}
+_MODELS: dict[str, type[_GBMBase]] = {c.__name__: c for c in (GBMChurnClassifier, GBMSpendRegressor, GBMCountRegressor)}
 
 
 def model_from_dict(d: dict[str, Any]) -> GBMChurnClassifier | GBMSpendRegressor | GBMCountRegressor:
     """Rebuild any GBM model from its ``to_dict()`` output, dispatching on ``d["class"]``."""
     cls = _MODELS.get(str(d.get("class")))
     if cls is None:
-        raise ValueError(
-            f"class {d.get('class')!r} is not a churnclv GBM model; expected one of {sorted(_MODELS)}"
-        )
+        raise ValueError(f"class {d.get('class')!r} is not a churnclv GBM model; expected one of {sorted(_MODELS)}")
     return cls.from_dict(d)
 
 

@@ -45,23 +45,23 @@ def parse_playbook(raw: Mapping[str, Any], *, tiers: Sequence[str], key: str = "
     ``[playbook.<tier>]."*"``, ``[playbook."*"]."*"``.
     """
     if not isinstance(raw, Mapping):
-        raise config_error(key, "must be a table of tiers", "write [playbook.\"*\"] and [playbook.<tier>] sections")
+        raise config_error(key, "must be a table of tiers", 'write [playbook."*"] and [playbook.<tier>] sections')
     for tier, body in raw.items():
         k = f"{key}.{tier}"
         if tier != ANY and tier not in tiers:
             raise config_error(
                 k,
                 f"names a tier that is not in [[tiers]] {list(tiers)}",
-                "rename the section to one of the tiers, or \"*\" for any tier",
+                'rename the section to one of the tiers, or "*" for any tier',
             )
         if not isinstance(body, Mapping):
-            raise config_error(k, "must be a table of stage = action", "e.g. active = \"Premium care\"")
+            raise config_error(k, "must be a table of stage = action", 'e.g. active = "Premium care"')
         for stage, action in body.items():
             if stage != ANY and stage not in STAGES:
                 raise config_error(
                     f"{k}.{stage}",
                     f"is not a lifecycle stage {list(STAGES)}",
-                    "use one of the stages, or \"*\" for any stage",
+                    'use one of the stages, or "*" for any stage',
                 )
             if not isinstance(action, str) or not action.strip():
                 raise config_error(
@@ -78,8 +78,7 @@ def parse_playbook(raw: Mapping[str, Any], *, tiers: Sequence[str], key: str = "
             else:
                 raise config_error(
                     f"{key}.{tier}.{stage}",
-                    "has no action (nor a \"*\" fallback)",
-                    f"add {key}.\"*\".{stage} or {key}.{tier}.{stage}",
+                    'has no action (nor a "*" fallback)',
+                    f'add {key}."*".{stage} or {key}.{tier}.{stage}',
                 )
     return Playbook(actions)
-

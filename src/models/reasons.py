@@ -63,7 +63,6 @@ def _plural(words: str) -> str:
     return words + "s"
 
 
-
 @dataclass(frozen=True)
 class PhraseText:
     """One alternative of a phrase: a template and the conditions on the value under which it applies.
@@ -137,7 +136,7 @@ def _check_template(key: str, text: Any) -> str:
         raise config_error(
             key,
             "must be a non-empty template string",
-            "write the phrase, e.g. \"no purchase for {value:.0f} days\"",
+            'write the phrase, e.g. "no purchase for {value:.0f} days"',
             text,
         )
     try:
@@ -189,7 +188,7 @@ def parse_reasons(raw: Mapping[str, Any], *, key: str = "reasons") -> ReasonsCon
             raise config_error(
                 f"{k}.text",
                 "must be a non-empty list of templates",
-                "e.g. text = [\"{value:.0f} returns\"]",
+                'e.g. text = ["{value:.0f} returns"]',
                 texts_raw,
             )
         texts: list[PhraseText] = []
@@ -202,7 +201,7 @@ def parse_reasons(raw: Mapping[str, Any], *, key: str = "reasons") -> ReasonsCon
                 raise config_error(
                     kt,
                     "must be a string or a table with 'text' and conditions",
-                    "e.g. { max = 0, text = \"no returns\" }",
+                    'e.g. { max = 0, text = "no returns" }',
                     t,
                 )
             _check_keys(kt, t, ("text", "min", "max", "missing"))
@@ -232,7 +231,6 @@ def parse_reasons(raw: Mapping[str, Any], *, key: str = "reasons") -> ReasonsCon
             raise config_error(f"{k}.min", "must not exceed max", "swap min and max", (low, high))
         facts.append(Fact(pattern, low, high))
     return ReasonsConfig(max_reasons=n, phrases=tuple(phrases), facts=tuple(facts))
-
 
 
 class _Fields(Mapping[str, Any]):
@@ -318,9 +316,7 @@ def _extras(feature: str, groups: dict[str, str], value: Any) -> dict[str, Any]:
     return extras
 
 
-def _match(
-    feature: str, phrases: Sequence[Phrase], cache: dict[str, Any]
-) -> tuple[Phrase, dict[str, str]] | None:
+def _match(feature: str, phrases: Sequence[Phrase], cache: dict[str, Any]) -> tuple[Phrase, dict[str, str]] | None:
     if feature not in cache:
         found = None
         for p in phrases:

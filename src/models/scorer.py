@@ -56,8 +56,13 @@ AUTO_THREADS_MIN_ROWS = 200_000  # below this, LightGBM trains on one thread
 # What a model fit raises on data it cannot learn from (no convergence, non-finite output, too few or
 # one-class rows): the training pipeline drops that sub-fit with its reason instead of stopping.
 # Anything else (a TypeError, a KeyError) is a bug and propagates.
-FIT_ERRORS: tuple[type[BaseException], ...] = (ValueError, ArithmeticError, RuntimeError, np.linalg.LinAlgError,
-                                               LightGBMError)
+FIT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    ArithmeticError,
+    RuntimeError,
+    np.linalg.LinAlgError,
+    LightGBMError,
+)
 FORMAT = "churnclv.scorer"
 FORMAT_VERSION = 1
 
@@ -104,9 +109,16 @@ class ScorerConfig:
         if not -1 < self.annual_discount_rate <= 10:
             raise ValueError("ScorerConfig.annual_discount_rate must be in (-1, 10] (0.10 for 10% a year)")
         # bounded: a CLV over 1e9 months is a typo that would run for hours (it walks month by month)
-        ranges = {"clv_months": (0, MAX_CLV_MONTHS), "gbm_rounds": (1, 100_000), "gbm_num_leaves": (2, 131_072),
-                  "gbm_max_depth": (-1, 64), "top_reasons": (0, 20), "train_threads": (0, 1024),
-                  "horizon_days": (1, 3660), "seed": (0, 2**31 - 1)}
+        ranges = {
+            "clv_months": (0, MAX_CLV_MONTHS),
+            "gbm_rounds": (1, 100_000),
+            "gbm_num_leaves": (2, 131_072),
+            "gbm_max_depth": (-1, 64),
+            "top_reasons": (0, 20),
+            "train_threads": (0, 1024),
+            "horizon_days": (1, 3660),
+            "seed": (0, 2**31 - 1),
+        }
         for name, (low, high) in ranges.items():
             if not low <= getattr(self, name) <= high:
                 raise ValueError(f"ScorerConfig.{name}={getattr(self, name)!r}: must be between {low} and {high}")
@@ -202,8 +214,12 @@ class Scorer:
 
     def _gbm_params(self, n_rows: int) -> dict[str, Any]:
         c = self.config_
-        params = {"learning_rate": c.gbm_learning_rate, "num_leaves": c.gbm_num_leaves, "max_depth": c.gbm_max_depth,
-                  "min_data_in_leaf": 50}
+        params = {
+            "learning_rate": c.gbm_learning_rate,
+            "num_leaves": c.gbm_num_leaves,
+            "max_depth": c.gbm_max_depth,
+            "min_data_in_leaf": 50,
+        }
         # OpenMP threads spin while they wait: on a busy 2-core machine a small fit with all threads
         # ran 30x slower than with one (measured: 46 ms vs 1.5 ms per boosting round at 18k rows).
         params["num_threads"] = c.train_threads or (1 if n_rows < AUTO_THREADS_MIN_ROWS else 0)
@@ -241,15 +257,18 @@ class Scorer:
             if c.churn_model != "btyd":
                 feats = model_features(train, with_btyd=c.churn_model == "hybrid")
                 self.churn_ = GBMChurnClassifier(features=feats, calibration=c.calibration, **common).fit(
-                    train, train["churned"].astype(int).to_numpy(), groups=groups)
+                    train, train["churned"].astype(int).to_numpy(), groups=groups
+                )
             if c.purchases_model != "btyd":
                 feats = model_features(train, with_btyd=c.purchases_model == "hybrid")
                 self.purchases_ = GBMCountRegressor(features=feats, refit_full=c.gbm_refit_full, **common).fit(
-                    train, train["purchases"].to_numpy(dtype=float), groups=groups)
+                    train, train["purchases"].to_numpy(dtype=float), groups=groups
+                )
             if c.spend_model != "btyd":
                 feats = model_features(train, with_btyd=c.spend_model == "hybrid")
                 self.spend_ = GBMSpendRegressor(features=feats, refit_full=c.gbm_refit_full, **common).fit(
-                    train, train["spend"].to_numpy(dtype=float), groups=groups)
+                    train, train["spend"].to_numpy(dtype=float), groups=groups
+                )
         self.tiers_ = None
         if self.tiers is not False:
             from churnclv.models.tier_policy import TierPolicy
@@ -261,9 +280,9 @@ class Scorer:
         self.metadata_ = {
             "as_of": None if as_of is None else str(pd.Timestamp(as_of).date()),
             "horizon_days": c.horizon_days,
-            "train_rows": int(len(train)),
+            "train_rows": len(train),
             "train_cutoffs": sorted({str(pd.Timestamp(x).date()) for x in train["cutoff"].unique()}),
-            "snapshot_customers": int(len(snapshot)),
+            "snapshot_customers": len(snapshot),
             "fit_notes": notes,
         }
         return self
@@ -281,8 +300,10 @@ class Scorer:
                 model = self._btyd().fit(rows)
                 parts.append(self._btyd_features(model, rows))
             except FIT_ERRORS as exc:
-                failed.append(f"cutoff {pd.Timestamp(cutoff).date()} ({len(rows)} rows) left out of the hybrid's "
-                              f"training: its BTYD failed: {exc}")
+                failed.append(
+                    f"cutoff {pd.Timestamp(cutoff).date()} ({len(rows)} rows) left out of the hybrid's "
+                    f"training: its BTYD failed: {exc}"
+                )
                 log.warning("%s", failed[-1])
                 last_error = exc
         if not parts:
@@ -300,8 +321,9 @@ class Scorer:
         if not hasattr(self, "btyd_"):
             raise NotFittedError("This Scorer is not fitted yet: call fit(train, snapshot) or Scorer.load(path)")
 
-    def score(self, features: pd.DataFrame, *, prev: pd.Series | pd.DataFrame | None = None,
-              reasons: bool = True) -> pd.DataFrame:
+    def score(
+        self, features: pd.DataFrame, *, prev: pd.Series | pd.DataFrame | None = None, reasons: bool = True
+    ) -> pd.DataFrame:
         """Score a feature frame (one row per customer). Row order and ``customer_id`` are kept.
 
         Parameters
@@ -329,11 +351,16 @@ class Scorer:
         if reasons and self.churn_ is not None and self.config_.top_reasons > 0:
             contributions = self.churn_.explain(X, top_k=self.config_.top_reasons)
         if self.tiers_ is None:
-            out["reasons"] = [[r.feature for r in row] for row in contributions] if contributions else [
-                [] for _ in range(len(out))]
+            out["reasons"] = (
+                [[r.feature for r in row] for row in contributions] if contributions else [[] for _ in range(len(out))]
+            )
             return out
-        tiers = self.tiers_.assign(self._tier_frame(out, features), contributions=contributions, prev=prev,
-                                   max_reasons=self.config_.top_reasons)
+        tiers = self.tiers_.assign(
+            self._tier_frame(out, features),
+            contributions=contributions,
+            prev=prev,
+            max_reasons=self.config_.top_reasons,
+        )
         more = {col: tiers[col].to_numpy() for col in ("growth_score", "tier", "tier_level", "stage", "action")}
         more["reasons"] = tiers["reasons"].to_numpy() if reasons else [[] for _ in range(len(out))]
         return pd.concat([out, pd.DataFrame(more, index=out.index)], axis=1)
@@ -341,22 +368,26 @@ class Scorer:
     def _base_scores(self, features: pd.DataFrame, *, with_matrix: bool = False) -> Any:
         """The model outputs (no tiers, no reasons), and the model matrix with BTYD columns."""
         c = self.config_
-        bt = self.btyd_.predict(features, c.horizon_days, clv_months=c.clv_months,
-                                annual_discount_rate=c.annual_discount_rate)
+        bt = self.btyd_.predict(
+            features, c.horizon_days, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate
+        )
         uses_gbm = any(m is not None for m in (self.churn_, self.purchases_, self.spend_))
         X = _with_btyd(features, bt) if uses_gbm else features
         bt_spend = bt["expected_spend"].to_numpy()
         spend = self.spend_.predict(X) if self.spend_ is not None else bt_spend
-        out = pd.DataFrame({  # built in one go: column by column costs ~0.1 ms a column
-            "customer_id": features["customer_id"].astype(str).to_numpy(),
-            "p_churn": self.churn_.predict_proba(X) if self.churn_ is not None else bt["p_churn"].to_numpy(),
-            "p_alive": bt["p_alive"].to_numpy(),
-            "expected_purchases": (self.purchases_.predict(X) if self.purchases_ is not None
-                                   else bt["expected_purchases"].to_numpy()),
-            "expected_spend": spend,
-            "clv": self._clv(bt["clv"].to_numpy(), bt_spend, spend),
-            "expected_next_purchase_days": bt["expected_next_purchase_days"].to_numpy(),
-        })
+        out = pd.DataFrame(
+            {  # built in one go: column by column costs ~0.1 ms a column
+                "customer_id": features["customer_id"].astype(str).to_numpy(),
+                "p_churn": self.churn_.predict_proba(X) if self.churn_ is not None else bt["p_churn"].to_numpy(),
+                "p_alive": bt["p_alive"].to_numpy(),
+                "expected_purchases": (
+                    self.purchases_.predict(X) if self.purchases_ is not None else bt["expected_purchases"].to_numpy()
+                ),
+                "expected_spend": spend,
+                "clv": self._clv(bt["clv"].to_numpy(), bt_spend, spend),
+                "expected_next_purchase_days": bt["expected_next_purchase_days"].to_numpy(),
+            }
+        )
         for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv"):
             if not np.isfinite(out[col].to_numpy(dtype=float)).all():
                 raise FloatingPointError(f"Scorer.score: {col} has non-finite values; the models are broken")
@@ -392,8 +423,9 @@ class Scorer:
         """Median CLV per unit of horizon spend over the training snapshot (fitted, so a customer's
         CLV never depends on who else is in the frame being scored)."""
         c = self.config_
-        bt = self.btyd_.predict(snapshot, c.horizon_days, clv_months=c.clv_months,
-                                annual_discount_rate=c.annual_discount_rate)
+        bt = self.btyd_.predict(
+            snapshot, c.horizon_days, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate
+        )
         spend, clv = bt["expected_spend"].to_numpy(), bt["clv"].to_numpy()
         ok = spend > CLV_MIN_SPEND
         if ok.any():
@@ -464,8 +496,10 @@ class Scorer:
             raise
         except (*FIT_ERRORS, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
             detail = f"{type(exc).__name__}: {exc}"[:300]
-            raise ScorerFormatError(f"{doc_path}: not a valid churnclv scorer ({detail}); retrain the model or load "
-                                    "the one churnclv train saved") from None
+            raise ScorerFormatError(
+                f"{doc_path}: not a valid churnclv scorer ({detail}); retrain the model or load "
+                "the one churnclv train saved"
+            ) from None
 
     @classmethod
     def _from_doc(cls, path: Path, doc: Any) -> Scorer:
@@ -498,8 +532,10 @@ class Scorer:
             name = d.pop("booster_file")
             # a plain file name inside the model folder: never a path that leads out of it
             if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-                raise ScorerFormatError(f"{path / 'scorer.json'}: field 'gbm.{target}.booster_file' must be a file "
-                                        "name inside the model folder")
+                raise ScorerFormatError(
+                    f"{path / 'scorer.json'}: field 'gbm.{target}.booster_file' must be a file "
+                    "name inside the model folder"
+                )
             d["booster"] = _checked_booster(path / name, d.pop("booster_sha256", None))
             setattr(scorer, f"{target}_", model_from_dict(d))
         return scorer
@@ -511,8 +547,10 @@ def _checked_booster(path: Path, sha256: str | None) -> str:
     must at least hold LightGBM's end markers."""
     text = path.read_text(encoding="utf-8")
     if sha256 is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() != sha256:
-        raise ScorerFormatError(f"{path}: the booster file does not match the checksum in scorer.json (damaged or "
-                                "changed after training); retrain the model or restore the file")
+        raise ScorerFormatError(
+            f"{path}: the booster file does not match the checksum in scorer.json (damaged or "
+            "changed after training); retrain the model or restore the file"
+        )
     if not text.startswith("tree\n") or "\nend of trees\n" not in text or "\nend of parameters\n" not in text:
         raise ScorerFormatError(f"{path}: not a complete LightGBM model text (truncated?); retrain the model")
     return text
@@ -532,8 +570,9 @@ def feature_config_from_dict(data: dict[str, Any] | None) -> FeatureConfig:
 
 def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:
     """Features plus the BTYD outputs the hybrid models read (:data:`BTYD_FEATURES`)."""
-    extra = pd.DataFrame({col: prediction[col.removeprefix("btyd_")].to_numpy() for col in BTYD_FEATURES},
-                         index=features.index)
+    extra = pd.DataFrame(
+        {col: prediction[col.removeprefix("btyd_")].to_numpy() for col in BTYD_FEATURES}, index=features.index
+    )
     return pd.concat([features.drop(columns=[c for c in BTYD_FEATURES if c in features.columns]), extra], axis=1)
 
 
@@ -577,9 +616,19 @@ def next_purchase_dates(days: Any, as_of: dt.date) -> np.ndarray:
 def empty_scores() -> pd.DataFrame:
     """An empty frame with the score columns (for callers that score zero customers)."""
     text = ("customer_id", "tier", "stage", "action", "reasons")
-    return pd.DataFrame({c: pd.Series(dtype="object" if c in text else "float64")
-                         for c in SCORE_COLUMNS})
+    return pd.DataFrame({c: pd.Series(dtype="object" if c in text else "float64") for c in SCORE_COLUMNS})
 
 
-__all__ = ["FIT_ERRORS", "Scorer", "ScorerConfig", "ScorerFormatError", "feature_config_from_dict", "SCORE_COLUMNS", "BTYD_FEATURES", "model_features", "model_input", "empty_scores",
-           "next_purchase_dates"]
+__all__ = [
+    "BTYD_FEATURES",
+    "FIT_ERRORS",
+    "SCORE_COLUMNS",
+    "Scorer",
+    "ScorerConfig",
+    "ScorerFormatError",
+    "empty_scores",
+    "feature_config_from_dict",
+    "model_features",
+    "model_input",
+    "next_purchase_dates",
+]

@@ -54,8 +54,15 @@ COLUMN_ROLES: dict[str, str] = {
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "": ("columns", "score", "tiers", "stability", "stages", "reasons", "playbook"),
     "columns": tuple(COLUMN_ROLES),
-    "score": ("horizon_days", "past_spend_days", "min_rate_days", "growth_k", "grid_size", "weights",
-              "no_purchase_max_tier"),
+    "score": (
+        "horizon_days",
+        "past_spend_days",
+        "min_rate_days",
+        "growth_k",
+        "grid_size",
+        "weights",
+        "no_purchase_max_tier",
+    ),
     "score.weights": COMPONENTS,
     "stability": ("margin", "unit"),
 }
@@ -263,9 +270,7 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
         )
     grid = score.get("grid_size", 1001)
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 11:
-        raise config_error(
-            "score.grid_size", "must be a whole number of at least 11", "e.g. grid_size = 1001", grid
-        )
+        raise config_error("score.grid_size", "must be a whole number of at least 11", "e.g. grid_size = 1001", grid)
     weights_raw = _table(score, "score.weights")
     weights: dict[str, float] = {}
     for comp in COMPONENTS:
@@ -302,21 +307,17 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
         if not isinstance(name, str) or not name.strip() or name == "*":
             raise config_error(
                 f"{key}.name",
-                "must be a non-empty tier name other than \"*\"",
-                "name the tier, e.g. \"Gold\"",
+                'must be a non-empty tier name other than "*"',
+                'name the tier, e.g. "Gold"',
                 name,
             )
         if name in {x.name for x in tiers}:
             raise config_error(f"{key}.name", "must be unique", "give every tier its own name", name)
         share = (
-            _number(t, key, "share", low=0, low_open=True, high=1, fix="a fraction in (0, 1]")
-            if "share" in t
-            else None
+            _number(t, key, "share", low=0, low_open=True, high=1, fix="a fraction in (0, 1]") if "share" in t else None
         )
         min_score = (
-            _number(t, key, "min_score", low=0, high=1, fix="a growth score in [0, 1]")
-            if "min_score" in t
-            else None
+            _number(t, key, "min_score", low=0, high=1, fix="a growth score in [0, 1]") if "min_score" in t else None
         )
         tiers.append(TierSpec(name, share, min_score))
     with_share = [t.share is not None for t in tiers]
@@ -335,9 +336,7 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
                 "must sum to 1 over all tiers",
                 "adjust the shares so they add up to 1"
                 + (
-                    f" (e.g. the last tier takes {rest:.4g})"
-                    if 0 < (rest := 1.0 - total + tiers[-1].share) < 1
-                    else ""
+                    f" (e.g. the last tier takes {rest:.4g})" if 0 < (rest := 1.0 - total + tiers[-1].share) < 1 else ""
                 ),  # type: ignore[operator]
                 round(total, 6),
             )
@@ -359,8 +358,7 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
             missing = next(t.name for t in tiers[:-1] if t.min_score is None)
             raise config_error(
                 "tiers",
-                f"needs a share on every tier or a min_score on every tier but the "
-                f"last; {missing!r} has neither",
+                f"needs a share on every tier or a min_score on every tier but the last; {missing!r} has neither",
                 "add share (or min_score) to every tier",
             )
         mins = [t.min_score for t in tiers[:-1]]
@@ -368,8 +366,7 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
             if not mins[i] < mins[i - 1]:  # type: ignore[operator]
                 raise config_error(
                     f"tiers[{i}].min_score",
-                    "must be strictly below the min_score of the tier "
-                    "above (thresholds fall from the top tier down)",
+                    "must be strictly below the min_score of the tier above (thresholds fall from the top tier down)",
                     "order the tiers top first with falling thresholds",
                     mins,
                 )
@@ -403,7 +400,7 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
         raise config_error(f"stages.{bad[0]}", "is not a known key", f"known keys are {list(known)}")
     nps = st_raw.get("no_purchase_stage", "new")
     if nps not in STAGES:
-        raise config_error("stages.no_purchase_stage", f"must be a stage {list(STAGES)}", "e.g. \"new\"", nps)
+        raise config_error("stages.no_purchase_stage", f"must be a stage {list(STAGES)}", 'e.g. "new"', nps)
     values: dict[str, Any] = {"no_purchase_stage": nps}
     probs = (
         "lost_min_p_churn",
@@ -425,8 +422,7 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
     if values["lost_days"] < values["dormant_days"]:
         raise config_error(
             "stages.lost_days",
-            "must be at least stages.dormant_days (lost customers have been "
-            "silent longer than dormant ones)",
+            "must be at least stages.dormant_days (lost customers have been silent longer than dormant ones)",
             "raise lost_days or lower dormant_days",
             (values["lost_days"], values["dormant_days"]),
         )
@@ -438,8 +434,12 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
     if cap == "middle" and cap not in names:
         cap = names[len(names) // 2]  # Gold of five tiers; the middle one of any other ladder
     if cap not in names:
-        raise config_error("score.no_purchase_max_tier", f'must name one of the tiers {names} or be "middle"',
-                   f'e.g. no_purchase_max_tier = "{names[len(names) // 2]}" (the top tier: no cap)', cap)
+        raise config_error(
+            "score.no_purchase_max_tier",
+            f'must name one of the tiers {names} or be "middle"',
+            f'e.g. no_purchase_max_tier = "{names[len(names) // 2]}" (the top tier: no cap)',
+            cap,
+        )
 
     reasons = parse_reasons(raw.get("reasons", {}))
     playbook = parse_playbook(raw.get("playbook", {}), tiers=[t.name for t in tiers])

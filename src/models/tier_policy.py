@@ -143,7 +143,7 @@ class TierPolicy(BaseEstimator):
             raise ValueError(
                 f"TierPolicy needs column {name!r} ({role}) for {required}, but the frame has "
                 f"{list(frame.columns)[:12]}{'...' if frame.shape[1] > 12 else ''}: join it to the "
-                f"frame, or map your column with [columns] {role} = \"<your column>\""
+                f'frame, or map your column with [columns] {role} = "<your column>"'
             )
         return None
 
@@ -467,10 +467,12 @@ class TierPolicy(BaseEstimator):
             tier=tiers,
             tier_level=levels.astype(np.int64),
             stage=stages,
-            action=pd.Series(self.tier_config.playbook.recommend(tiers.tolist(), stages.tolist()),
-                             index=frame.index, dtype="string"),
-            reasons=pd.Series(self.reasons(frame, contributions, max_reasons=max_reasons),
-                              index=frame.index, dtype=object),
+            action=pd.Series(
+                self.tier_config.playbook.recommend(tiers.tolist(), stages.tolist()), index=frame.index, dtype="string"
+            ),
+            reasons=pd.Series(
+                self.reasons(frame, contributions, max_reasons=max_reasons), index=frame.index, dtype=object
+            ),
         )
         return pd.DataFrame(data, index=frame.index)  # one construction (column by column: ~0.1 ms each)
 

@@ -170,4 +170,3 @@ def tier_report(
     summary = tier_summary(curr, tiers=tiers, clv_col=clv_col, spend_col=spend_col)
     migration = None if prev is None else migration_matrix(prev, curr, tiers=tiers)
     return TierReport(summary=summary, migration=migration)
-

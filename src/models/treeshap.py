@@ -105,8 +105,19 @@ DEFAULT_GROUP_BITS = 10
 # (internal index or ~leaf). Upper nodes also have the bit of their feature in cold masks and, per
 # child, where the child's cold mask goes in the scratch array (an upper node's index, or
 # n_upper + group) and the shift that turns it into the group's code (0 for nodes).
-(_N_FEATURE, _N_FLAGS, _N_CAT_OFF, _N_CAT_LEN, _N_LEFT, _N_RIGHT, _N_SLOT_BIT, _N_TARGET_LEFT,
- _N_TARGET_RIGHT, _N_SHIFT_LEFT, _N_SHIFT_RIGHT) = range(11)
+(
+    _N_FEATURE,
+    _N_FLAGS,
+    _N_CAT_OFF,
+    _N_CAT_LEN,
+    _N_LEFT,
+    _N_RIGHT,
+    _N_SLOT_BIT,
+    _N_TARGET_LEFT,
+    _N_TARGET_RIGHT,
+    _N_SHIFT_LEFT,
+    _N_SHIFT_RIGHT,
+) = range(11)
 # Columns of the int64 group array: table width, offset of its features, table offset, internal
 # nodes (the code's low bits).
 _G_WIDTH, _G_FEAT_OFF, _G_TABLE_OFF, _G_NODES = range(4)
@@ -193,8 +204,23 @@ def _decide(xt, f, n, flags, threshold, cat_off, cat_len, cat_bits, right, v):  
 
 
 @_jit(nogil=True)
-def _shap_block(X, r0, r1, out, node_off, upper, group_off, node_int, node_thr,  # type: ignore[no-untyped-def]
-                cat_bits, group_int, group_feat, table, max_nodes, max_scratch):
+def _shap_block(
+    X,
+    r0,
+    r1,
+    out,
+    node_off,
+    upper,
+    group_off,
+    node_int,
+    node_thr,  # type: ignore[no-untyped-def]
+    cat_bits,
+    group_int,
+    group_feat,
+    table,
+    max_nodes,
+    max_scratch,
+):
     """Add every tree's contributions for rows ``r0:r1`` of ``X`` into ``out``.
 
     Trees are the outer loop so that a tree's tables stay in cache across the block, and each
@@ -221,8 +247,18 @@ def _shap_block(X, r0, r1, out, node_off, upper, group_off, node_int, node_thr, 
         n_groups = group_off[t + 1] - g0
         for v in range(n_nodes):
             g = n0 + v
-            _decide(xt, node_int[g, _N_FEATURE], nb, node_int[g, _N_FLAGS], node_thr[g],
-                    node_int[g, _N_CAT_OFF], node_int[g, _N_CAT_LEN], cat_bits, right, v)
+            _decide(
+                xt,
+                node_int[g, _N_FEATURE],
+                nb,
+                node_int[g, _N_FLAGS],
+                node_thr[g],
+                node_int[g, _N_CAT_OFF],
+                node_int[g, _N_CAT_LEN],
+                cat_bits,
+                right,
+                v,
+            )
         for j in range(nb):
             scratch[0, j] = 0  # the root's cold mask, or the root group's code
         for v in range(n_upper):
@@ -258,14 +294,35 @@ def _shap_block(X, r0, r1, out, node_off, upper, group_off, node_int, node_thr, 
 @_jit(nogil=True)
 def _goes_right(X, r, g, node_int, node_thr, cat_bits):  # type: ignore[no-untyped-def]
     """1 when row ``r`` goes right at node ``g``, else 0 (for branch-free mask updates)."""
-    return 1 - np.int64(_goes_left(X[r, node_int[g, _N_FEATURE]], node_int[g, _N_FLAGS],
-                                   node_thr[g], node_int[g, _N_CAT_OFF], node_int[g, _N_CAT_LEN],
-                                   cat_bits))
+    return 1 - np.int64(
+        _goes_left(
+            X[r, node_int[g, _N_FEATURE]],
+            node_int[g, _N_FLAGS],
+            node_thr[g],
+            node_int[g, _N_CAT_OFF],
+            node_int[g, _N_CAT_LEN],
+            cat_bits,
+        )
+    )
 
 
 @_jit(nogil=True)
-def _shap_rows(X, r0, r1, out, node_off, upper, group_off, node_int, node_thr,  # type: ignore[no-untyped-def]
-               cat_bits, group_int, group_feat, table, max_scratch):
+def _shap_rows(
+    X,
+    r0,
+    r1,
+    out,
+    node_off,
+    upper,
+    group_off,
+    node_int,
+    node_thr,  # type: ignore[no-untyped-def]
+    cat_bits,
+    group_int,
+    group_feat,
+    table,
+    max_scratch,
+):
     """:func:`_shap_block` one row at a time, for a few rows: the block kernel's vector loops
     cost more to set up than they save below a few dozen rows."""
     scratch = np.empty(max(max_scratch, 1), dtype=np.int64)
@@ -302,27 +359,97 @@ def _shap_rows(X, r0, r1, out, node_off, upper, group_off, node_int, node_thr,  
 
 
 @_jit(nogil=True)
-def _shap_serial(X, out, node_off, upper, group_off, node_int, node_thr, cat_bits,  # type: ignore[no-untyped-def]
-                 group_int, group_feat, table, max_nodes, max_scratch):
+def _shap_serial(
+    X,
+    out,
+    node_off,
+    upper,
+    group_off,
+    node_int,
+    node_thr,
+    cat_bits,  # type: ignore[no-untyped-def]
+    group_int,
+    group_feat,
+    table,
+    max_nodes,
+    max_scratch,
+):
     n = X.shape[0]
     if n <= _ROWWISE_MAX_ROWS:
-        _shap_rows(X, 0, n, out, node_off, upper, group_off, node_int, node_thr, cat_bits,
-                   group_int, group_feat, table, max_scratch)
+        _shap_rows(
+            X,
+            0,
+            n,
+            out,
+            node_off,
+            upper,
+            group_off,
+            node_int,
+            node_thr,
+            cat_bits,
+            group_int,
+            group_feat,
+            table,
+            max_scratch,
+        )
         return
     for r0 in range(0, n, _BLOCK_ROWS):
-        _shap_block(X, r0, min(n, r0 + _BLOCK_ROWS), out, node_off, upper, group_off, node_int,
-                    node_thr, cat_bits, group_int, group_feat, table, max_nodes, max_scratch)
+        _shap_block(
+            X,
+            r0,
+            min(n, r0 + _BLOCK_ROWS),
+            out,
+            node_off,
+            upper,
+            group_off,
+            node_int,
+            node_thr,
+            cat_bits,
+            group_int,
+            group_feat,
+            table,
+            max_nodes,
+            max_scratch,
+        )
 
 
 @_jit(nogil=True, parallel=True)
-def _shap_parallel(X, out, node_off, upper, group_off, node_int, node_thr, cat_bits,  # type: ignore[no-untyped-def]
-                   group_int, group_feat, table, max_nodes, max_scratch):
+def _shap_parallel(
+    X,
+    out,
+    node_off,
+    upper,
+    group_off,
+    node_int,
+    node_thr,
+    cat_bits,  # type: ignore[no-untyped-def]
+    group_int,
+    group_feat,
+    table,
+    max_nodes,
+    max_scratch,
+):
     n = X.shape[0]
     n_blocks = (n + _BLOCK_ROWS - 1) // _BLOCK_ROWS
     for b in numba.prange(n_blocks):
         r0 = b * _BLOCK_ROWS
-        _shap_block(X, r0, min(n, r0 + _BLOCK_ROWS), out, node_off, upper, group_off, node_int,
-                    node_thr, cat_bits, group_int, group_feat, table, max_nodes, max_scratch)
+        _shap_block(
+            X,
+            r0,
+            min(n, r0 + _BLOCK_ROWS),
+            out,
+            node_off,
+            upper,
+            group_off,
+            node_int,
+            node_thr,
+            cat_bits,
+            group_int,
+            group_feat,
+            table,
+            max_nodes,
+            max_scratch,
+        )
 
 
 @_jit(nogil=True)
@@ -338,8 +465,14 @@ def _route(X, node_off, node_int, node_thr, cat_bits):  # type: ignore[no-untype
             v = 0
             while v >= 0:
                 g = n0 + v
-                if _goes_left(X[r, node_int[g, _N_FEATURE]], node_int[g, _N_FLAGS], node_thr[g],
-                              node_int[g, _N_CAT_OFF], node_int[g, _N_CAT_LEN], cat_bits):
+                if _goes_left(
+                    X[r, node_int[g, _N_FEATURE]],
+                    node_int[g, _N_FLAGS],
+                    node_thr[g],
+                    node_int[g, _N_CAT_OFF],
+                    node_int[g, _N_CAT_LEN],
+                    cat_bits,
+                ):
                     v = node_int[g, _N_LEFT]
                 else:
                     v = node_int[g, _N_RIGHT]
@@ -393,8 +526,19 @@ def _fill_leaf_tables(leaf_d, leaf_path_off, leaf_r, leaf_value, leaf_table_off,
 
 
 @_jit(nogil=True)
-def _fill_group_tables(group_meta, member_off, member_leaf, step_off, steps, fmap_off, fmap,  # type: ignore[no-untyped-def]
-                       leaf_d, leaf_table_off, leaf_table, table):
+def _fill_group_tables(
+    group_meta,
+    member_off,
+    member_leaf,
+    step_off,
+    steps,
+    fmap_off,
+    fmap,  # type: ignore[no-untyped-def]
+    leaf_d,
+    leaf_table_off,
+    leaf_table,
+    table,
+):
     """Sum the leaf tables of each group into one table indexed by the group's code.
 
     A group rooted at node ``v`` with ``m`` internal nodes has codes ``(cold_v << m) | decisions``:
@@ -440,8 +584,7 @@ def _top_positive(contrib, k):  # type: ignore[no-untyped-def]
             for j in range(p):
                 x = contrib[r, j]
                 # strictly after the previous pick in (value desc, index asc) order
-                if x > best_val and (t == 0 or x < val[r, t - 1]
-                                     or (x == val[r, t - 1] and j > idx[r, t - 1])):
+                if x > best_val and (t == 0 or x < val[r, t - 1] or (x == val[r, t - 1] and j > idx[r, t - 1])):
                     best = j
                     best_val = x
             if best < 0:
@@ -618,9 +761,19 @@ class _Forest:
     max_scratch: int  # upper nodes plus groups, most in one tree
 
     def kernel_args(self) -> tuple[Any, ...]:
-        return (self.node_off, self.upper, self.group_off, self.node_int, self.node_thr,
-                self.cat_bits, self.group_int, self.group_feat, self.table, self.max_nodes,
-                self.max_scratch)
+        return (
+            self.node_off,
+            self.upper,
+            self.group_off,
+            self.node_int,
+            self.node_thr,
+            self.cat_bits,
+            self.group_int,
+            self.group_feat,
+            self.table,
+            self.max_nodes,
+            self.max_scratch,
+        )
 
 
 def _build_forest(
@@ -641,8 +794,7 @@ def _build_forest(
     # Merged groups shrink the per-row work; fewer bits if their tables would not fit the budget.
     for bits in range(group_bits, -1, -1):
         roots = [tree.groups(bits) for tree in trees]
-        entries = sum((1 << b) * len(f) for tree, rs in zip(trees, roots)
-                      for b, _, f in map(tree.group_bits, rs))
+        entries = sum((1 << b) * len(f) for tree, rs in zip(trees, roots) for b, _, f in map(tree.group_bits, rs))
         if 8 * max(entries, leaf_entries) <= max_table_bytes:
             break
     else:
@@ -668,9 +820,14 @@ def _build_forest(
     leaf_table = np.zeros(n_table, dtype=np.float64)
     leaf_d_arr = np.array(leaf_d, dtype=np.int64)
     leaf_table_off_arr = np.array(leaf_table_off, dtype=np.int64)
-    _fill_leaf_tables(leaf_d_arr, np.array(leaf_path_off, dtype=np.int64),
-                      np.array(leaf_r, dtype=np.float64), np.array(leaf_value, dtype=np.float64),
-                      leaf_table_off_arr, leaf_table)
+    _fill_leaf_tables(
+        leaf_d_arr,
+        np.array(leaf_path_off, dtype=np.int64),
+        np.array(leaf_r, dtype=np.float64),
+        np.array(leaf_value, dtype=np.float64),
+        leaf_table_off_arr,
+        leaf_table,
+    )
 
     node_rows: list[list[int]] = []
     node_thr: list[float] = []
@@ -725,18 +882,25 @@ def _build_forest(
             cat_off = cat_len = 0
             if dt & _CATEGORICAL:
                 ci = int(tree.threshold[node])
-                words = tree.cat_threshold[tree.cat_boundaries[ci]:tree.cat_boundaries[ci + 1]]
+                words = tree.cat_threshold[tree.cat_boundaries[ci] : tree.cat_boundaries[ci + 1]]
                 cat_off, cat_len = len(cat_bits), len(words)
                 cat_bits.extend(words)
             shap = [0, 0, 0, 0]  # nodes inside groups: decisions go straight into the code
             if node not in in_group:
                 (target_left, shift_left), (target_right, shift_right) = target(left), target(right)
                 shap = [target_left, target_right, shift_left, shift_right]
-            node_rows.append([
-                tree.feature[node], dt, cat_off, cat_len,
-                new_index[left] if left >= 0 else left, new_index[right] if right >= 0 else right,
-                1 << tree.slot[node], *shap,
-            ])
+            node_rows.append(
+                [
+                    tree.feature[node],
+                    dt,
+                    cat_off,
+                    cat_len,
+                    new_index[left] if left >= 0 else left,
+                    new_index[right] if right >= 0 else right,
+                    1 << tree.slot[node],
+                    *shap,
+                ]
+            )
             node_thr.append(float(tree.threshold[node]))
         node_off.append(len(node_rows))
         upper.append(n_upper)
@@ -745,11 +909,19 @@ def _build_forest(
 
     table = np.zeros(n_table, dtype=np.float64)
     meta = np.array(group_meta, dtype=np.int64).reshape(-1, 5)
-    _fill_group_tables(meta, np.array(member_off, dtype=np.int64),
-                       np.array(member_leaf, dtype=np.int64), np.array(step_off, dtype=np.int64),
-                       np.array(steps, dtype=np.int64).reshape(-1, 3),
-                       np.array(fmap_off, dtype=np.int64), np.array(fmap, dtype=np.int64),
-                       leaf_d_arr, leaf_table_off_arr, leaf_table, table)
+    _fill_group_tables(
+        meta,
+        np.array(member_off, dtype=np.int64),
+        np.array(member_leaf, dtype=np.int64),
+        np.array(step_off, dtype=np.int64),
+        np.array(steps, dtype=np.int64).reshape(-1, 3),
+        np.array(fmap_off, dtype=np.int64),
+        np.array(fmap, dtype=np.int64),
+        leaf_d_arr,
+        leaf_table_off_arr,
+        leaf_table,
+        table,
+    )
     node_off_arr = np.array(node_off, dtype=np.int64)
     group_off_arr = np.array(group_off, dtype=np.int64)
     forest = _Forest(
@@ -797,8 +969,7 @@ class FastTreeShap:
     Yang (2021), arXiv:2109.09847 (Fast TreeSHAP v2: per-leaf tables indexed by the row's path).
     """
 
-    def __init__(self, forest: _Forest, *, n_features: int, expected_value: float,
-                 max_path_depth: int) -> None:
+    def __init__(self, forest: _Forest, *, n_features: int, expected_value: float, max_path_depth: int) -> None:
         self._forest = forest
         self.n_features_ = n_features
         self.n_trees_ = len(forest.node_off) - 1
@@ -807,8 +978,10 @@ class FastTreeShap:
         self.table_bytes_ = int(forest.table.nbytes)
 
     def __repr__(self) -> str:
-        return (f"FastTreeShap(n_features_={self.n_features_}, n_trees_={self.n_trees_}, "
-                f"max_path_depth_={self.max_path_depth_}, table_bytes_={self.table_bytes_:,})")
+        return (
+            f"FastTreeShap(n_features_={self.n_features_}, n_trees_={self.n_trees_}, "
+            f"max_path_depth_={self.max_path_depth_}, table_bytes_={self.table_bytes_:,})"
+        )
 
     @classmethod
     def from_booster(
@@ -847,8 +1020,7 @@ class FastTreeShap:
             to ``booster.predict(M, pred_contrib=True)``.
         """
         text = booster.model_to_string(num_iteration=num_iteration)
-        return cls.from_model_string(text, max_depth_limit, max_table_bytes=max_table_bytes,
-                                     group_bits=group_bits)
+        return cls.from_model_string(text, max_depth_limit, max_table_bytes=max_table_bytes, group_bits=group_bits)
 
     @classmethod
     def from_model_string(
@@ -882,8 +1054,9 @@ class FastTreeShap:
         trees = [_Tree(f, t) for t, f in enumerate(fields)]
         forest, max_path = _build_forest(trees, max_depth_limit, max_table_bytes, group_bits)
         expected = float(sum(tree.expected for tree in trees))
-        model = cls(forest, n_features=int(header["max_feature_idx"]) + 1,
-                    expected_value=expected, max_path_depth=max_path)
+        model = cls(
+            forest, n_features=int(header["max_feature_idx"]) + 1, expected_value=expected, max_path_depth=max_path
+        )
         logger.debug("compiled %r", model)
         return model
 
@@ -938,8 +1111,7 @@ class FastTreeShap:
                 numba.set_num_threads(previous)
         return out
 
-    def top_positive(self, M: Any, k: int, num_threads: int | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+    def top_positive(self, M: Any, k: int, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` largest strictly positive contributions of each row.
 
         Parameters

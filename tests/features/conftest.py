@@ -9,6 +9,7 @@ import pytest
 
 from churnclv.schema import KNOWN_EVENT_TYPES
 
+
 def _ts(values: Iterable[str]) -> pd.Series:
     return pd.Series(pd.to_datetime(list(values), format="ISO8601"), dtype="datetime64[us]")
 

@@ -17,13 +17,23 @@ from churnclv.features import (
 )
 from churnclv.features.catalogue import expand
 
-TX = {"customer_id": "string", "ts": "timestamp", "amount": "float64", "order_id": "string",
-      "channel": "string", "category": "string"}
+TX = {
+    "customer_id": "string",
+    "ts": "timestamp",
+    "amount": "float64",
+    "order_id": "string",
+    "channel": "string",
+    "category": "string",
+}
 EV = {"customer_id": "string", "ts": "timestamp", "event_type": "string", "value": "float64"}
 CU = {"customer_id": "string", "signup_ts": "timestamp", "region": "string", "acquisition_channel": "string"}
 
-CONFIGS = [FeatureConfig(), FeatureConfig(windows=(7, 28), trend_days=28, event_types=("login", "visit"),
-                                          event_windows=(7,), event_trend_days=7)]
+CONFIGS = [
+    FeatureConfig(),
+    FeatureConfig(
+        windows=(7, 28), trend_days=28, event_types=("login", "visit"), event_windows=(7,), event_trend_days=7
+    ),
+]
 
 
 def tables(events: bool = True, customers: bool = True) -> FeatureTables:

@@ -57,8 +57,12 @@ def history(tx, ev, cu):
         ]
     )
     customers = cu(
-        [("001", "2023-12-01 00:00", "north"), ("004", "2024-06-01 15:00", "south"),
-         ("005", "2024-07-02 00:00", "east"), ("007", None, "west")]
+        [
+            ("001", "2023-12-01 00:00", "north"),
+            ("004", "2024-06-01 15:00", "south"),
+            ("005", "2024-07-02 00:00", "east"),
+            ("007", None, "west"),
+        ]
     )
     return transactions, events, customers
 
@@ -74,7 +78,11 @@ def test_worked_example(history):
     assert (f["n_lines"], f["n_orders"], f["n_purchase_days"]) == (7, 5, 4)
     assert (f["gross_spend"], f["net_spend"]) == (130.0, 115.0)
     assert (f["purchase_days_30d"], f["purchase_days_90d"], f["purchase_days_180d"], f["purchase_days_365d"]) == (
-        2, 2, 4, 4)
+        2,
+        2,
+        4,
+        4,
+    )
     assert (f["net_spend_30d"], f["net_spend_90d"], f["net_spend_180d"]) == (40.0, 40.0, 115.0)
     assert f["purchase_days_trend_90d"] == pytest.approx(3 / 3)
     assert f["net_spend_trend_90d"] == pytest.approx(41 / (50 + 30 - 5 + 1))
@@ -109,8 +117,10 @@ def test_population(history):
 
 def test_only_returns_is_like_a_signup_without_purchase(history):
     f = by_id(compute_features_frames(*history, as_of=AS_OF)).loc["002"]
-    assert all(pd.isna(f[c]) for c in ("frequency", "recency", "T", "monetary_value", "gap_mean_days",
-                                       "days_since_last_purchase"))
+    assert all(
+        pd.isna(f[c])
+        for c in ("frequency", "recency", "T", "monetary_value", "gap_mean_days", "days_since_last_purchase")
+    )
     assert (f["n_lines"], f["n_purchase_days"], f["purchase_days_30d"], f["n_orders"]) == (1, 0, 0, 0)
     assert (f["gross_spend"], f["net_spend"], f["n_returns"], f["returned_spend"]) == (0.0, -20.0, 1, 20.0)
     assert pd.isna(f["return_share"])
@@ -165,8 +175,9 @@ def test_missing_optional_columns_give_null(tx):
 
 
 def test_configurable_windows_and_event_types(history):
-    config = FeatureConfig(windows=(7,), trend_days=30, event_types=("login", "page_view"), event_windows=(14,),
-                           event_trend_days=7)
+    config = FeatureConfig(
+        windows=(7,), trend_days=30, event_types=("login", "page_view"), event_windows=(14,), event_trend_days=7
+    )
     f = by_id(compute_features_frames(*history, as_of=AS_OF, config=config)).loc["001"]
     assert (f["purchase_days_7d"], f["net_spend_7d"], f["purchase_days_trend_30d"]) == (1, 15.0, (2 + 1) / (0 + 1))
     assert (f["login_count_14d"], f["page_view_count_14d"], f["page_view_days_since_last"]) == (2, 1, 0)
@@ -243,8 +254,11 @@ def test_expression_is_portable(history, monkeypatch):
 
 def test_time_zone_aware_source_converted_to_naive_utc(tx):
     """Upstream converts aware timestamps to naive UTC; the UTC calendar day is what counts."""
-    local = [pd.Timestamp("2024-06-01 10:00", tz="UTC"), pd.Timestamp("2024-06-30 22:30", tz="UTC"),
-             pd.Timestamp("2024-06-30 21:00", tz="America/Bogota")]  # UTC-5, no daylight saving
+    local = [
+        pd.Timestamp("2024-06-01 10:00", tz="UTC"),
+        pd.Timestamp("2024-06-30 22:30", tz="UTC"),
+        pd.Timestamp("2024-06-30 21:00", tz="America/Bogota"),
+    ]  # UTC-5, no daylight saving
     t = tx([("1", "2024-06-01 10:00", 5.0), ("1", "2024-06-01 10:00", 7.0), ("1", "2024-06-01 10:00", 9.0)])
     t["ts"] = pd.Series([ts.tz_convert("UTC").tz_localize(None) for ts in local], dtype="datetime64[us]")
     f = compute_features_frames(t, as_of=AS_OF).iloc[0]

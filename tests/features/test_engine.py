@@ -31,9 +31,16 @@ WORLD_AS_OF = "2025-06-30"
 @pytest.fixture
 def frames(tx, ev, cu):
     t = tx(
-        [("007", "2024-01-10 10:00", 30.0), ("007", "2024-03-01 09:00", 40.0), ("007", "2024-03-02 09:00", -40.0),
-         ("010", "2024-02-10 23:59:59", 5.0), ("010", "2024-06-30 10:00", 7.5), ("011", "2024-08-01 10:00", 1.0)],
-        order_id=["a", "b", "b", "c", "d", "e"], channel=["web", "app", "app", "web", "web", "web"],
+        [
+            ("007", "2024-01-10 10:00", 30.0),
+            ("007", "2024-03-01 09:00", 40.0),
+            ("007", "2024-03-02 09:00", -40.0),
+            ("010", "2024-02-10 23:59:59", 5.0),
+            ("010", "2024-06-30 10:00", 7.5),
+            ("011", "2024-08-01 10:00", 1.0),
+        ],
+        order_id=["a", "b", "b", "c", "d", "e"],
+        channel=["web", "app", "app", "web", "web", "web"],
     )
     e = ev([("007", "2024-06-01 10:00", "login"), ("010", "2024-06-29 10:00", "email_open")])
     c = cu([("007", "2023-12-01", "north"), ("012", "2024-05-01", "south")])
@@ -119,8 +126,9 @@ def test_small_memory_limit_spills_and_finishes(world_dir, tmp_path):
 
 def test_world_matches_reference_and_single_customers(small_world):
     w = small_world
-    batch = compute_features({"transactions": w.transactions, "events": w.events, "customers": w.customers},
-                             WORLD_AS_OF)
+    batch = compute_features(
+        {"transactions": w.transactions, "events": w.events, "customers": w.customers}, WORLD_AS_OF
+    )
     ref = reference_features(w.transactions, w.events, w.customers, as_of=WORLD_AS_OF)
     pd.testing.assert_frame_equal(batch, ref, check_exact=False, rtol=1e-9, atol=1e-9)
     assert batch["attr_region"].notna().all() and batch["session_count_90d"].sum() > 0
@@ -128,8 +136,10 @@ def test_world_matches_reference_and_single_customers(small_world):
     buyers = batch.index[batch["frequency"] > 2][:3].tolist() + batch.index[batch["n_lines"] == 0][:1].tolist()
     for cid in buyers:
         one = compute_features_frames(
-            w.transactions[w.transactions.customer_id == cid], w.events[w.events.customer_id == cid],
-            w.customers[w.customers.customer_id == cid], as_of=WORLD_AS_OF,
+            w.transactions[w.transactions.customer_id == cid],
+            w.events[w.events.customer_id == cid],
+            w.customers[w.customers.customer_id == cid],
+            as_of=WORLD_AS_OF,
         )
         pd.testing.assert_frame_equal(one, batch.loc[[cid]].reset_index(), check_exact=False, rtol=1e-12)
 
@@ -157,9 +167,7 @@ def window_tx(tx):
 
 
 def test_labels(window_tx):
-    labels = compute_labels({"transactions": window_tx}, "2024-06-30", 30, as_of="2024-08-31").set_index(
-        "customer_id"
-    )
+    labels = compute_labels({"transactions": window_tx}, "2024-06-30", 30, as_of="2024-08-31").set_index("customer_id")
     assert list(labels.index) == ["1", "2"]
     assert labels.loc["1"].tolist() == [False, 2, 20.0]
     assert labels.loc["2"].tolist() == [True, 0, -10.0]
@@ -175,7 +183,10 @@ def test_labels_refuse_an_open_window(window_tx):
 
 def test_rolling_cutoffs():
     assert rolling_cutoffs("2024-12-31", 90, step_days=30, n_cutoffs=3) == [
-        dt.date(2024, 8, 3), dt.date(2024, 9, 2), dt.date(2024, 10, 2)]
+        dt.date(2024, 8, 3),
+        dt.date(2024, 9, 2),
+        dt.date(2024, 10, 2),
+    ]
     with pytest.raises(ValueError, match="step_days"):
         rolling_cutoffs("2024-12-31", 90, step_days=0)
 
@@ -248,7 +259,9 @@ def test_training_sample_keeps_a_fixed_md5_share_of_customers_with_whole_histori
 
 
 def test_count_customers_counts_those_known_at_as_of(frames, tmp_path):
-    t, e, c = frames  # lines: 007 from 2024-01-10, 010 from 2024-02-10, 011 on 2024-08-01; signups 007, 012 (2024-05-01)
+    t, e, c = (
+        frames  # lines: 007 from 2024-01-10, 010 from 2024-02-10, 011 on 2024-08-01; signups 007, 012 (2024-05-01)
+    )
     src = {"transactions": t, "events": e, "customers": c}
     assert count_customers(src, "2024-03-01") == 2  # 007 and 010; later rows never count
     assert count_customers(src, "2024-12-31") == 4  # + 011 (a line) and 012 (a signup)

@@ -14,15 +14,17 @@ def _frame(n: int = 2_000, seed: int = 0) -> pd.DataFrame:
     silent[:50] = np.nan  # sign-ups with no purchase
     churn_p = 1 / (1 + np.exp(-(np.nan_to_num(silent, nan=300) - 150) / 40))
     churned = rng.uniform(size=n) < churn_p
-    return pd.DataFrame({
-        "days_since_last_purchase": silent,
-        "tenure_days": np.full(n, 500.0),
-        "n_purchase_days": rng.integers(0, 20, n),
-        "net_spend": rng.gamma(2, 50, n),
-        "churned": churned,
-        "purchases": np.where(churned, 0, rng.poisson(2, n)),
-        "spend": np.where(churned, 0.0, rng.gamma(2, 30, n)),
-    })
+    return pd.DataFrame(
+        {
+            "days_since_last_purchase": silent,
+            "tenure_days": np.full(n, 500.0),
+            "n_purchase_days": rng.integers(0, 20, n),
+            "net_spend": rng.gamma(2, 50, n),
+            "churned": churned,
+            "purchases": np.where(churned, 0, rng.poisson(2, n)),
+            "spend": np.where(churned, 0.0, rng.gamma(2, 30, n)),
+        }
+    )
 
 
 @pytest.mark.parametrize("model", [RecencyBaseline(), RFMBaseline()])

@@ -35,17 +35,29 @@ GG = {"p": 6.0, "q": 4.0, "v": 15.0}
 
 def fake_model(model: str, params: dict | None = None, gg: dict | None = GG) -> BTYDModel:
     """A fitted BTYDModel with fixed parameters (days as the unit), no fitting involved."""
-    return BTYDModel.from_dict({
-        "format": "churnclv.models.btyd.BTYDModel", "version": 1, "init": {"model": model},
-        "fitted": {"params": params or PARAMS[model], "log_likelihood": -1.0, "gg_params": gg,
-                   "gg_log_likelihood": None, "mean_order_value": 30.0,
-                   "gg_fallback": None if gg else "test", "n_customers": 1, "n_unique_rows": 1,
-                   "n_repeat_buyers": 1},
-    })
+    return BTYDModel.from_dict(
+        {
+            "format": "churnclv.models.btyd.BTYDModel",
+            "version": 1,
+            "init": {"model": model},
+            "fitted": {
+                "params": params or PARAMS[model],
+                "log_likelihood": -1.0,
+                "gg_params": gg,
+                "gg_log_likelihood": None,
+                "mean_order_value": 30.0,
+                "gg_fallback": None if gg else "test",
+                "n_customers": 1,
+                "n_unique_rows": 1,
+                "n_repeat_buyers": 1,
+            },
+        }
+    )
 
 
-def simulate(model: str, params: dict, n: int, T: np.ndarray | float, h: float, seed: int
-             ) -> tuple[pd.DataFrame, np.ndarray]:
+def simulate(
+    model: str, params: dict, n: int, T: np.ndarray | float, h: float, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Simulate the model in continuous time: calibration summary over (0, T], holdout counts in
     (T, T + h]. Monetary values follow Gamma-Gamma with GG."""
     rng = np.random.default_rng(seed)
@@ -99,17 +111,21 @@ def cdnow() -> tuple[pd.DataFrame, pd.DataFrame]:
     from lifetimes.utils import summary_data_from_transaction_data
 
     path = os.path.join(os.path.dirname(lifetimes.__file__), "datasets", "CDNOW_sample.txt")
-    tx = pd.read_csv(path, sep=r"\s+", header=None, names=["master_id", "customer_id", "date", "cds",
-                                                              "amount"],
-                     dtype={"master_id": str, "customer_id": str, "date": str})
+    tx = pd.read_csv(
+        path,
+        sep=r"\s+",
+        header=None,
+        names=["master_id", "customer_id", "date", "cds", "amount"],
+        dtype={"master_id": str, "customer_id": str, "date": str},
+    )
     tx["date"] = pd.to_datetime(tx["date"], format="%Y%m%d")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = summary_data_from_transaction_data(tx, "customer_id", "date", "amount",
-                                                     observation_period_end="1997-09-30", freq="D")
+        summary = summary_data_from_transaction_data(
+            tx, "customer_id", "date", "amount", observation_period_end="1997-09-30", freq="D"
+        )
     holdout = tx[(tx["date"] > "1997-09-30") & (tx["date"] <= "1998-06-30")]
-    summary["holdout_days"] = holdout.groupby("customer_id")["date"].nunique().reindex(
-        summary.index, fill_value=0)
+    summary["holdout_days"] = holdout.groupby("customer_id")["date"].nunique().reindex(summary.index, fill_value=0)
     return summary.reset_index(), tx
 
 
@@ -123,8 +139,12 @@ def test_cdnow_summary_is_the_published_one(cdnow):
     from lifetimes.datasets import load_cdnow_summary_data_with_monetary_value
 
     published = load_cdnow_summary_data_with_monetary_value()
-    ours = cdnow[0].assign(customer_id=lambda d: d["customer_id"].astype(int)).set_index(
-        "customer_id").loc[published.index]
+    ours = (
+        cdnow[0]
+        .assign(customer_id=lambda d: d["customer_id"].astype(int))
+        .set_index("customer_id")
+        .loc[published.index]
+    )
     assert len(ours) == len(published) == 2357
     np.testing.assert_array_equal(ours["frequency"], published["frequency"])
     np.testing.assert_allclose(ours["recency"] / 7, published["recency"], atol=0.005)
@@ -135,8 +155,7 @@ def test_cdnow_summary_is_the_published_one(cdnow):
 def test_cdnow_bgnbd_matches_published(cdnow_model):
     """Fader, Hardie and Lee (2005): r=0.243, alpha=4.414, a=0.793, b=2.426, LL=-9582.4 (weeks)."""
     p = cdnow_model.params_
-    assert (round(p["r"], 3), round(p["alpha"], 3), round(p["a"], 3), round(p["b"], 3)) == (
-        0.243, 4.414, 0.793, 2.426)
+    assert (round(p["r"], 3), round(p["alpha"], 3), round(p["a"], 3), round(p["b"], 3)) == (0.243, 4.414, 0.793, 2.426)
     assert round(cdnow_model.log_likelihood_, 1) == -9582.4
     assert cdnow_model.n_customers_ == 2357
 
@@ -154,8 +173,7 @@ def test_cdnow_pareto_matches_published(cdnow):
     LL=-9595.0."""
     m = BTYDModel(model="pareto", time_unit_days=7).fit(cdnow[0])
     p = m.params_
-    assert (round(p["r"], 2), round(p["alpha"], 2), round(p["s"], 2), round(p["beta"], 2)) == (
-        0.55, 10.58, 0.61, 11.67)
+    assert (round(p["r"], 2), round(p["alpha"], 2), round(p["s"], 2), round(p["beta"], 2)) == (0.55, 10.58, 0.61, 11.67)
     assert round(m.log_likelihood_, 1) == -9595.0
 
 
@@ -184,9 +202,20 @@ def test_p_churn_and_expected_purchases_match_simulation(model):
     frame, hold = simulate(model, PARAMS[model], 60_000, 30.0, 20.0, seed=11)
     scores = fake_model(model).predict(frame, 20.0, clv_months=0)
     groups = np.minimum(frame["frequency"], 4) * 2 + (frame["recency"] > 15)
-    table = pd.DataFrame({"g": groups, "empirical": hold == 0, "p_churn": scores["p_churn"],
-                          "naive": 1 - scores["p_alive"], "hold": hold,
-                          "expected": scores["expected_purchases"]}).groupby("g").mean()
+    table = (
+        pd.DataFrame(
+            {
+                "g": groups,
+                "empirical": hold == 0,
+                "p_churn": scores["p_churn"],
+                "naive": 1 - scores["p_alive"],
+                "hold": hold,
+                "expected": scores["expected_purchases"],
+            }
+        )
+        .groupby("g")
+        .mean()
+    )
     n = groups.value_counts().sort_index()
     se = np.sqrt(table["empirical"] * (1 - table["empirical"]) / n) + 1e-3
     assert (np.abs(table["empirical"] - table["p_churn"]) < 4.5 * se).all(), table
@@ -197,8 +226,9 @@ def test_p_churn_and_expected_purchases_match_simulation(model):
     assert np.allclose(table["expected"], table["hold"], rtol=0.1, atol=0.02), table
 
 
-@pytest.mark.parametrize("x,tx,T,h", [(0, 0.0, 0.0, 30.0), (0, 0.0, 40.0, 10.0), (3, 20.0, 60.0, 45.0),
-                                      (25, 300.0, 310.0, 7.0)])
+@pytest.mark.parametrize(
+    "x,tx,T,h", [(0, 0.0, 0.0, 30.0), (0, 0.0, 40.0, 10.0), (3, 20.0, 60.0, 45.0), (25, 300.0, 310.0, 7.0)]
+)
 def test_pareto_p_churn_matches_posterior_integral(x, tx, T, h):
     """Pareto/NBD: given alive, lambda ~ Gamma(r+x, alpha+T) and mu ~ Gamma(s, beta+T) independently,
     so P(no purchase | alive) = 1 - int_0^h E[lambda e^{-lambda u}] E[e^{-mu u}] du."""
@@ -217,9 +247,15 @@ def test_pareto_p_churn_matches_posterior_integral(x, tx, T, h):
 
 @pytest.mark.parametrize("model", ["bgnbd", "mbgnbd", "pareto"])
 def test_next_purchase_days_is_the_median_waiting_time(model):
-    frame = pd.DataFrame({"frequency": [0, 2, 8, 30, 1], "recency": [0, 25, 60, 100, 1],
-                          "T": [10, 40, 70, 101, 300], "monetary_value": [0, 20, 30, 25, 10]},
-                         dtype=float)
+    frame = pd.DataFrame(
+        {
+            "frequency": [0, 2, 8, 30, 1],
+            "recency": [0, 25, 60, 100, 1],
+            "T": [10, 40, 70, 101, 300],
+            "monetary_value": [0, 20, 30, 25, 10],
+        },
+        dtype=float,
+    )
     est = fake_model(model)
     scores = est.predict(frame, 30.0)
     days = scores["expected_next_purchase_days"].to_numpy()
@@ -242,14 +278,12 @@ def test_clv_is_discounted_monthly_spend():
     est = fake_model("bgnbd")
     frame = pd.DataFrame({"frequency": [3.0], "recency": [50.0], "T": [80.0], "monetary_value": [40.0]})
     month = 365.25 / 12
-    cumulative = [0.0] + [est.predict(frame, k * month, clv_months=0)["expected_purchases"].iloc[0]
-                          for k in (1, 2, 3)]
+    cumulative = [0.0] + [est.predict(frame, k * month, clv_months=0)["expected_purchases"].iloc[0] for k in (1, 2, 3)]
     value = est.expected_order_value(frame).iloc[0]
     expected = sum((cumulative[k] - cumulative[k - 1]) * value / 1.2 ** (k / 12) for k in (1, 2, 3))
     scores = est.predict(frame, 10.0, clv_months=3, annual_discount_rate=0.2)
     assert scores["clv"].iloc[0] == pytest.approx(expected, rel=1e-12)
-    assert scores["expected_spend"].iloc[0] == pytest.approx(
-        scores["expected_purchases"].iloc[0] * value, rel=1e-12)
+    assert scores["expected_spend"].iloc[0] == pytest.approx(scores["expected_purchases"].iloc[0] * value, rel=1e-12)
 
 
 def test_mbgnbd_expected_purchases_stay_finite_where_lifetimes_overflows():
@@ -264,16 +298,14 @@ def test_mbgnbd_expected_purchases_stay_finite_where_lifetimes_overflows():
         def conditional_expected_number_of_purchases_up_to_time(self, h, x, tx, t):
             return np.full(np.shape(x), np.inf)
 
-    x, tx, t = np.array([0.0, 1, 5, 40, 900]), np.array([0.0, 3, 30, 100, 1050]), np.array(
-        [5.0, 10, 60, 120, 2000])
+    x, tx, t = np.array([0.0, 1, 5, 40, 900]), np.array([0.0, 3, 30, 100, 1050]), np.array([5.0, 10, 60, 120, 2000])
     for h in (1.0, 30.0, 400.0):
         with np.errstate(all="ignore"):
             reference = lifetimes_fitter.conditional_expected_number_of_purchases_up_to_time(h, x, tx, t)
         stable = _expected_purchases("mbgnbd", Overflowing(), params, x, tx, t, h)
         finite = np.isfinite(reference)
         np.testing.assert_allclose(stable[finite], reference[finite], rtol=1e-10)
-    big = pd.DataFrame({"frequency": [919.0], "recency": [1054.0], "T": [2006.0],
-                        "monetary_value": [20.0]})
+    big = pd.DataFrame({"frequency": [919.0], "recency": [1054.0], "T": [2006.0], "monetary_value": [20.0]})
     scores = fake_model("mbgnbd").predict(big, 3650)
     assert np.isfinite(scores["expected_purchases"]).all() and scores["expected_purchases"].iloc[0] > 0
 
@@ -293,8 +325,9 @@ def beta_gamma_expectation(params: dict, x: float, T: float, h: float, beta: flo
     def per_p(p: float) -> float:
         return -np.expm1(-k * np.log1p(p * h / A)) / p if p > 0 else k * h / A
 
-    value, _ = integrate.quad(per_p, 0.0, 1.0, weight="alg", wvar=(a - 1.0, beta - 1.0), epsabs=0.0,
-                              epsrel=1e-12, limit=200)
+    value, _ = integrate.quad(
+        per_p, 0.0, 1.0, weight="alg", wvar=(a - 1.0, beta - 1.0), epsabs=0.0, epsrel=1e-12, limit=200
+    )
     return value / beta_function(a, beta)
 
 
@@ -316,20 +349,30 @@ def test_bgnbd_expected_purchases_with_a_plus_b_below_one_match_the_integral():
 
 
 @pytest.mark.parametrize("model", ["bgnbd", "mbgnbd"])
-@pytest.mark.parametrize("params", [
-    CDNOW_FEB,
-    {"r": 0.243, "alpha": 30.9, "a": 0.793, "b": 2.426},  # the published fit, in days
-    {"r": 1e-3, "alpha": 900.0, "a": 0.05, "b": 0.3},  # tiny r, large alpha, a + b < 1
-    {"r": 2.0, "alpha": 0.05, "a": 4.0, "b": 0.07},  # b < 1, a > 1, tiny alpha
-    {"r": 0.5, "alpha": 10.0, "a": 1.0, "b": 1.5},  # a = 1: the closed form is 0/0
-    {"r": 0.5, "alpha": 10.0, "a": 1.0 + 3e-7, "b": 1.5},  # a near 1: it cancels
-    {"r": 0.5, "alpha": 10.0, "a": 0.25, "b": 0.75},  # a + b = 1: c = 0 at x = 0
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        CDNOW_FEB,
+        {"r": 0.243, "alpha": 30.9, "a": 0.793, "b": 2.426},  # the published fit, in days
+        {"r": 1e-3, "alpha": 900.0, "a": 0.05, "b": 0.3},  # tiny r, large alpha, a + b < 1
+        {"r": 2.0, "alpha": 0.05, "a": 4.0, "b": 0.07},  # b < 1, a > 1, tiny alpha
+        {"r": 0.5, "alpha": 10.0, "a": 1.0, "b": 1.5},  # a = 1: the closed form is 0/0
+        {"r": 0.5, "alpha": 10.0, "a": 1.0 + 3e-7, "b": 1.5},  # a near 1: it cancels
+        {"r": 0.5, "alpha": 10.0, "a": 0.25, "b": 0.75},  # a + b = 1: c = 0 at x = 0
+    ],
+)
 def test_expected_purchases_match_the_beta_gamma_integral(model, params):
     """P(alive) times the integral, for BG/NBD and MBG/NBD (MBG/NBD: p ~ Beta(a, b + x + 1) given
     alive, since its customers may drop out at the first purchase too), 1 day to 3 years."""
-    rows = [(0, 0.0, 0.0), (0, 0.0, 3650.0), (1, 0.0, 0.0), (1, 5.0, 40.0), (4, 100.0, 100.0),
-            (15, 300.0, 3650.0), (40, 700.0, 720.0)]
+    rows = [
+        (0, 0.0, 0.0),
+        (0, 0.0, 3650.0),
+        (1, 0.0, 0.0),
+        (1, 5.0, 40.0),
+        (4, 100.0, 100.0),
+        (15, 300.0, 3650.0),
+        (40, 700.0, 720.0),
+    ]
     frame = pd.DataFrame(rows, columns=["frequency", "recency", "T"]).assign(monetary_value=10.0)
     est = fake_model(model, params)
     for h in (1.0, 30.0, 365.0, 1095.0):
@@ -343,8 +386,9 @@ def test_mbgnbd_p_alive_counts_dropout_at_the_first_purchase():
     """MBG/NBD: P(alive) = 1 / (1 + a / (b + x) ((alpha + T) / (alpha + t_x))^(r + x)), below 1
     even for one-time buyers (Batislam et al. 2007)."""
     p = PARAMS["mbgnbd"]
-    frame = pd.DataFrame({"frequency": [0.0, 3.0], "recency": [0.0, 20.0], "T": [30.0, 50.0],
-                          "monetary_value": [0.0, 10.0]})
+    frame = pd.DataFrame(
+        {"frequency": [0.0, 3.0], "recency": [0.0, 20.0], "T": [30.0, 50.0], "monetary_value": [0.0, 10.0]}
+    )
     scores = fake_model("mbgnbd").predict(frame, 30.0)
     for (x, tx, T), value in zip([(0, 0, 30), (3, 20, 50)], scores["p_alive"]):
         odds = p["a"] / (p["b"] + x) * ((p["alpha"] + T) / (p["alpha"] + tx)) ** (p["r"] + x)
@@ -362,8 +406,14 @@ def test_pareto_scores_stay_finite_where_lifetimes_gives_nan():
     )
 
     p = {"r": 0.5154, "alpha": 58.84, "s": 169.1, "beta": 20424.0}
-    rows = [(0.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 30.0), (1.0, 3.0, 30.0), (5.0, 50.0, 60.0),
-            (100.0, 55.0, 3000.0)]
+    rows = [
+        (0.0, 0.0, 0.0),
+        (0.0, 0.0, 1.0),
+        (0.0, 0.0, 30.0),
+        (1.0, 3.0, 30.0),
+        (5.0, 50.0, 60.0),
+        (100.0, 55.0, 3000.0),
+    ]
     x, tx, T = (np.array(c) for c in zip(*rows))
     fitter = _fitter_with_params("pareto", p)
     with np.errstate(all="ignore"):
@@ -372,8 +422,7 @@ def test_pareto_scores_stay_finite_where_lifetimes_gives_nan():
     assert np.isnan(alive[0]) and np.isnan(none[0])
     quad_alive = [_pareto_p_alive_by_quadrature(p, *row) for row in rows]
     np.testing.assert_allclose(quad_alive[1:], alive[1:], rtol=1e-8)
-    quad_none = [1 - pa * _pareto_purchase_within(p, xi, Ti, 30.0)
-                 for pa, xi, Ti in zip(quad_alive, x, T)]
+    quad_none = [1 - pa * _pareto_purchase_within(p, xi, Ti, 30.0) for pa, xi, Ti in zip(quad_alive, x, T)]
     np.testing.assert_allclose(quad_none[1:], none[1:], rtol=1e-8)
     frame = pd.DataFrame({"frequency": x, "recency": tx, "T": T, "monetary_value": 10.0})
     scores = fake_model("pareto", p).predict(frame, 30.0)
@@ -384,8 +433,14 @@ def test_pareto_scores_stay_finite_where_lifetimes_gives_nan():
 
 def test_gamma_gamma_order_value_shrinks_to_population_mean():
     est = fake_model("bgnbd")
-    frame = pd.DataFrame({"frequency": [0.0, 1.0, 50.0, 2.0], "recency": [0.0, 5.0, 90.0, 9.0],
-                          "T": [10.0, 10.0, 100.0, 10.0], "monetary_value": [0.0, 100.0, 100.0, -5.0]})
+    frame = pd.DataFrame(
+        {
+            "frequency": [0.0, 1.0, 50.0, 2.0],
+            "recency": [0.0, 5.0, 90.0, 9.0],
+            "T": [10.0, 10.0, 100.0, 10.0],
+            "monetary_value": [0.0, 100.0, 100.0, -5.0],
+        }
+    )
     value = est.expected_order_value(frame).to_numpy()
     population = GG["p"] * GG["v"] / (GG["q"] - 1)
     assert value[0] == pytest.approx(population)
@@ -399,22 +454,31 @@ def test_gamma_gamma_order_value_shrinks_to_population_mean():
 
 
 def test_predict_output_keeps_index_order_and_customer_id():
-    frame = pd.DataFrame({"customer_id": ["007", "001", "042"], "frequency": [2.0, 0.0, 2.0],
-                          "recency": [30.0, 0.0, 30.0], "T": [60.0, 5.0, 60.0],
-                          "monetary_value": [10.0, 0.0, 10.0]}, index=[9, 3, 5])
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["007", "001", "042"],
+            "frequency": [2.0, 0.0, 2.0],
+            "recency": [30.0, 0.0, 30.0],
+            "T": [60.0, 5.0, 60.0],
+            "monetary_value": [10.0, 0.0, 10.0],
+        },
+        index=[9, 3, 5],
+    )
     scores = fake_model("bgnbd").predict(frame, 30.0)
     assert list(scores.index) == [9, 3, 5]
     assert list(scores.columns) == ["customer_id", *PREDICTION_COLUMNS]
     assert list(scores["customer_id"]) == ["007", "001", "042"]
-    pd.testing.assert_series_equal(scores.loc[9, PREDICTION_COLUMNS], scores.loc[5, PREDICTION_COLUMNS],
-                                   check_names=False)
+    pd.testing.assert_series_equal(
+        scores.loc[9, PREDICTION_COLUMNS], scores.loc[5, PREDICTION_COLUMNS], check_names=False
+    )
     assert fake_model("pareto").predict(frame.iloc[:0], 30).shape == (0, 1 + len(PREDICTION_COLUMNS))
 
 
 @pytest.mark.parametrize("model", ["bgnbd", "mbgnbd", "pareto"])
 def test_never_purchased_customers_score_as_new_customers(model):
-    frame = pd.DataFrame({"frequency": [np.nan, 0.0], "recency": [np.nan, 0.0], "T": [np.nan, 0.0],
-                          "monetary_value": [np.nan, 0.0]})
+    frame = pd.DataFrame(
+        {"frequency": [np.nan, 0.0], "recency": [np.nan, 0.0], "T": [np.nan, 0.0], "monetary_value": [np.nan, 0.0]}
+    )
     scores = fake_model(model).predict(frame, 60.0)
     assert np.isfinite(scores[list(PREDICTION_COLUMNS[:-1])].to_numpy()).all()
     pd.testing.assert_series_equal(scores.iloc[0], scores.iloc[1], check_names=False)
@@ -429,17 +493,21 @@ def test_predict_before_fit_raises_naming_the_estimator():
         BTYDModel().expected_order_value(frame)
 
 
-@pytest.mark.parametrize("change,column,rule", [
-    (lambda d: d.drop(columns="T"), "T", "missing"),
-    (lambda d: d.assign(recency=[5.0, 50.0]), "recency", "recency <= T"),
-    (lambda d: d.assign(recency=[0.0, 3.0], frequency=[0.0, 0.0]), "recency", "frequency == 0"),
-    (lambda d: d.assign(frequency=[1.5, 1.0]), "frequency", "integer"),
-    (lambda d: d.assign(T=[np.nan, 20.0]), "frequency/recency/T", "all three are NaN"),
-    (lambda d: d.assign(monetary_value=[np.nan, 1.0]), "monetary_value", "not NaN"),
-])
+@pytest.mark.parametrize(
+    "change,column,rule",
+    [
+        (lambda d: d.drop(columns="T"), "T", "missing"),
+        (lambda d: d.assign(recency=[5.0, 50.0]), "recency", "recency <= T"),
+        (lambda d: d.assign(recency=[0.0, 3.0], frequency=[0.0, 0.0]), "recency", "frequency == 0"),
+        (lambda d: d.assign(frequency=[1.5, 1.0]), "frequency", "integer"),
+        (lambda d: d.assign(T=[np.nan, 20.0]), "frequency/recency/T", "all three are NaN"),
+        (lambda d: d.assign(monetary_value=[np.nan, 1.0]), "monetary_value", "not NaN"),
+    ],
+)
 def test_bad_input_names_column_and_rule(change, column, rule):
-    frame = pd.DataFrame({"frequency": [1.0, 1.0], "recency": [5.0, 5.0], "T": [10.0, 20.0],
-                          "monetary_value": [3.0, 4.0]})
+    frame = pd.DataFrame(
+        {"frequency": [1.0, 1.0], "recency": [5.0, 5.0], "T": [10.0, 20.0], "monetary_value": [3.0, 4.0]}
+    )
     with pytest.raises(ValueError, match=rule) as info:
         fake_model("bgnbd").predict(change(frame), 30)
     assert column in str(info.value)
@@ -460,8 +528,10 @@ def test_to_dict_round_trips_through_json(cdnow, cdnow_model):
     assert loaded.params_ == cdnow_model.params_ and loaded.gg_params_ == cdnow_model.gg_params_
     frame = cdnow[0].head(50)
     pd.testing.assert_frame_equal(loaded.predict(frame, 90), cdnow_model.predict(frame, 90))
-    assert BTYDModel.from_dict(json.loads(json.dumps(BTYDModel(model="pareto").to_dict()))).get_params(
-    )["model"] == "pareto"
+    assert (
+        BTYDModel.from_dict(json.loads(json.dumps(BTYDModel(model="pareto").to_dict()))).get_params()["model"]
+        == "pareto"
+    )
     with pytest.raises(ValueError, match="format"):
         BTYDModel.from_dict({"init": {}})
 
@@ -480,8 +550,9 @@ def test_gamma_gamma_falls_back_to_population_mean_with_few_repeat_buyers(caplog
 
 
 def test_unidentified_fit_raises_clear_error_without_printing(capsys):
-    frame = pd.DataFrame({"frequency": [2.0] * 30, "recency": [10.0] * 30, "T": [20.0] * 30,
-                          "monetary_value": [5.0] * 30})
+    frame = pd.DataFrame(
+        {"frequency": [2.0] * 30, "recency": [10.0] * 30, "T": [20.0] * 30, "monetary_value": [5.0] * 30}
+    )
     with pytest.raises(BTYDConvergenceError, match="penalizer"):
         BTYDModel().fit(frame)
     out = capsys.readouterr()
@@ -517,8 +588,7 @@ def test_fit_retries_from_other_starts_and_records_it(monkeypatch, caplog):
         est = BTYDModel().fit(frame)
     assert len(est.fit_notes_) == 1
     note = est.fit_notes_[0]
-    assert note.startswith("bgnbd at penalizer 0 from lifetimes' default start did not converge "
-                           "(ConvergenceError); ")
+    assert note.startswith("bgnbd at penalizer 0 from lifetimes' default start did not converge (ConvergenceError); ")
     assert note.endswith("fitted at penalizer 0 from the typical start")
     assert "fallback" in caplog.text and note in caplog.text
     for k, v in plain.params_.items():  # another start, the same optimum
@@ -535,8 +605,10 @@ def test_fit_falls_back_to_a_larger_penalizer(monkeypatch):
     calls = failing_fit(monkeypatch, "BetaGeoFitter", lambda pen, start: pen < 1e-3)
     est = BTYDModel().fit(frame)
     assert est.fit_notes_[0].endswith("fitted at penalizer 0.001 from lifetimes' default start")
-    assert "bgnbd at penalizer 0.0001 from lifetimes' default start did not converge (ConvergenceError)" in (
-        est.fit_notes_[0])
+    assert (
+        "bgnbd at penalizer 0.0001 from lifetimes' default start did not converge (ConvergenceError)"
+        in (est.fit_notes_[0])
+    )
     assert [pen for pen, _ in calls if pen > 0] == [1e-4, 1e-4, 1e-3]  # 1e-4 also at lifetimes' tol
     assert np.isfinite(est.predict(frame, 90).to_numpy(dtype=float)[:, :-1]).all()
 
@@ -567,9 +639,15 @@ def test_fit_raises_naming_every_attempt_when_all_fail(monkeypatch):
     with pytest.raises(BTYDConvergenceError) as info:
         BTYDModel().fit(frame)
     message = str(info.value)
-    for attempt in ("at penalizer 0 from lifetimes' default start", "at penalizer 0 from the typical start",
-                    "at penalizer 0 from the flat start", "at penalizer 0.0001", "at penalizer 0.001 ",
-                    "at penalizer 0.01 ", "at penalizer 0.1 "):
+    for attempt in (
+        "at penalizer 0 from lifetimes' default start",
+        "at penalizer 0 from the typical start",
+        "at penalizer 0 from the flat start",
+        "at penalizer 0.0001",
+        "at penalizer 0.001 ",
+        "at penalizer 0.01 ",
+        "at penalizer 0.1 ",
+    ):
         assert attempt in message
     assert "More customers, or a later as-of date" in message
     with pytest.raises(BTYDConvergenceError) as info:  # only penalizers above the user's are tried
@@ -676,10 +754,15 @@ def test_more_horizon_means_more_purchases_and_less_churn(model, frame, h1, extr
 
 
 @PROPERTY
-@given(model=MODEL, frame=summaries(), d1=st.floats(0, 1), extra_d=st.floats(0.001, 1),
-       months=st.integers(0, 24), extra_m=st.integers(1, 24))
-def test_clv_falls_with_discount_rate_and_grows_with_horizon(model, frame, d1, extra_d, months,
-                                                             extra_m):
+@given(
+    model=MODEL,
+    frame=summaries(),
+    d1=st.floats(0, 1),
+    extra_d=st.floats(0.001, 1),
+    months=st.integers(0, 24),
+    extra_m=st.integers(1, 24),
+)
+def test_clv_falls_with_discount_rate_and_grows_with_horizon(model, frame, d1, extra_d, months, extra_m):
     est = fake_model(model)
     base = est.predict(frame, 30, clv_months=months, annual_discount_rate=d1)["clv"]
     dearer = est.predict(frame, 30, clv_months=months, annual_discount_rate=d1 + extra_d)["clv"]
@@ -724,8 +807,11 @@ def test_compressed_pareto_fit_equals_uncompressed_fit():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([0.0, -0.0, 1.0, 2.5]), st.sampled_from([0.0, 3.0, 7.0])),
-                min_size=1, max_size=300))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, -0.0, 1.0, 2.5]), st.sampled_from([0.0, 3.0, 7.0])), min_size=1, max_size=300
+    )
+)
 def test_small_unique_rows_group_like_pandas(rows: list[tuple[float, float]]) -> None:
     from churnclv.models.btyd import _small_inverse
 

@@ -26,8 +26,9 @@ def log_uniform(lo: float, hi: float) -> st.SearchStrategy[float]:
     return st.floats(math.log(lo), math.log(hi)).map(math.exp)
 
 
-NEAR_ONE = st.one_of(st.just(1.0), st.floats(-1e-3, 1e-3).map(lambda d: 1.0 + d),
-                     st.floats(-1e-9, 1e-9).map(lambda d: 1.0 + d))
+NEAR_ONE = st.one_of(
+    st.just(1.0), st.floats(-1e-3, 1e-3).map(lambda d: 1.0 + d), st.floats(-1e-9, 1e-9).map(lambda d: 1.0 + d)
+)
 
 
 @st.composite
@@ -46,8 +47,12 @@ def beta_geometric_params(draw) -> dict[str, float]:
 
 @st.composite
 def pareto_params(draw) -> dict[str, float]:
-    return {"r": draw(log_uniform(1e-3, 50)), "alpha": draw(log_uniform(1e-2, 1e3)),
-            "s": draw(st.one_of(log_uniform(0.05, 20), NEAR_ONE)), "beta": draw(log_uniform(1e-2, 1e3))}
+    return {
+        "r": draw(log_uniform(1e-3, 50)),
+        "alpha": draw(log_uniform(1e-2, 1e3)),
+        "s": draw(st.one_of(log_uniform(0.05, 20), NEAR_ONE)),
+        "beta": draw(log_uniform(1e-2, 1e3)),
+    }
 
 
 @st.composite
@@ -63,12 +68,24 @@ def summaries(draw, max_rows: int = 6) -> pd.DataFrame:
 
 
 def fitted(model: str, params: dict[str, float]) -> BTYDModel:
-    return BTYDModel.from_dict({
-        "format": "churnclv.models.btyd.BTYDModel", "version": 1, "init": {"model": model},
-        "fitted": {"params": params, "log_likelihood": -1.0, "gg_params": {"p": 6.0, "q": 4.0, "v": 15.0},
-                   "gg_log_likelihood": None, "mean_order_value": 30.0, "gg_fallback": None,
-                   "n_customers": 1, "n_unique_rows": 1, "n_repeat_buyers": 1},
-    })
+    return BTYDModel.from_dict(
+        {
+            "format": "churnclv.models.btyd.BTYDModel",
+            "version": 1,
+            "init": {"model": model},
+            "fitted": {
+                "params": params,
+                "log_likelihood": -1.0,
+                "gg_params": {"p": 6.0, "q": 4.0, "v": 15.0},
+                "gg_log_likelihood": None,
+                "mean_order_value": 30.0,
+                "gg_fallback": None,
+                "n_customers": 1,
+                "n_unique_rows": 1,
+                "n_repeat_buyers": 1,
+            },
+        }
+    )
 
 
 def check_scores(model: str, params: dict[str, float], frame: pd.DataFrame, horizons) -> None:
@@ -81,7 +98,7 @@ def check_scores(model: str, params: dict[str, float], frame: pd.DataFrame, hori
         assert np.isfinite(values).all(), scores
         p_alive, p_churn = scores["p_alive"].to_numpy(), scores["p_churn"].to_numpy()
         e = scores["expected_purchases"].to_numpy()
-        assert ((0 <= p_alive) & (p_alive <= 1) & (0 <= p_churn) & (p_churn <= 1)).all()
+        assert ((p_alive >= 0) & (p_alive <= 1) & (p_churn >= 0) & (p_churn <= 1)).all()
         assert (p_churn >= 1 - p_alive - 1e-9).all()  # the dead never buy
         assert (e >= 0).all() and (scores["clv"] >= 0).all()
         # alive, a customer buys at most at rate lambda: E <= P(alive) E[lambda | alive] h
@@ -93,8 +110,12 @@ def check_scores(model: str, params: dict[str, float], frame: pd.DataFrame, hori
 
 
 @SETTINGS
-@given(model=st.sampled_from(["bgnbd", "mbgnbd"]), params=beta_geometric_params(), frame=summaries(),
-       extra=st.floats(1.0, 1095.0))
+@given(
+    model=st.sampled_from(["bgnbd", "mbgnbd"]),
+    params=beta_geometric_params(),
+    frame=summaries(),
+    extra=st.floats(1.0, 1095.0),
+)
 def test_beta_geometric_scores_are_bounded_and_monotone_in_the_horizon(model, params, frame, extra):
     check_scores(model, params, frame, sorted({*HORIZONS, extra}))
 
@@ -107,13 +128,17 @@ def test_pareto_scores_are_bounded_and_monotone_in_the_horizon(params, frame):
 
 @pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")  # the reference's roundoff
 @SETTINGS
-@given(model=st.sampled_from(["bgnbd", "mbgnbd"]), params=beta_geometric_params(),
-       x=st.integers(0, 30), T=st.floats(0, 3650), h=st.floats(1.0, 1095.0))
+@given(
+    model=st.sampled_from(["bgnbd", "mbgnbd"]),
+    params=beta_geometric_params(),
+    x=st.integers(0, 30),
+    T=st.floats(0, 3650),
+    h=st.floats(1.0, 1095.0),
+)
 def test_expected_purchases_equal_the_integral_given_alive(model, params, x, T, h):
     """E / P(alive) is E_p[(1 - ((alpha+T)/(alpha+T+p h))^(r+x)) / p] for p ~ Beta(a, b + x) (MBG/NBD:
     b + x + 1), integrated here with QUADPACK's algebraic weight (accurate for these exponents)."""
-    frame = pd.DataFrame({"frequency": [float(x)], "recency": [T if x else 0.0], "T": [T],
-                          "monetary_value": [0.0]})
+    frame = pd.DataFrame({"frequency": [float(x)], "recency": [T if x else 0.0], "T": [T], "monetary_value": [0.0]})
     scores = fitted(model, params).predict(frame, h, clv_months=0)
     a, k, A = params["a"], params["r"] + x, params["alpha"] + T
     beta = params["b"] + x + (1.0 if model == "mbgnbd" else 0.0)
@@ -121,7 +146,8 @@ def test_expected_purchases_equal_the_integral_given_alive(model, params, x, T, 
     def per_p(p: float) -> float:
         return -np.expm1(-k * np.log1p(p * h / A)) / p if p > 0 else k * h / A
 
-    reference = integrate.quad(per_p, 0, 1, weight="alg", wvar=(a - 1, beta - 1), epsabs=0, epsrel=1e-12,
-                               limit=400)[0] / special.beta(a, beta)
+    reference = integrate.quad(per_p, 0, 1, weight="alg", wvar=(a - 1, beta - 1), epsabs=0, epsrel=1e-12, limit=400)[
+        0
+    ] / special.beta(a, beta)
     got = scores["expected_purchases"].iloc[0] / scores["p_alive"].iloc[0]
     assert got == pytest.approx(reference, rel=1e-6)

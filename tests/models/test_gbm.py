@@ -234,9 +234,7 @@ def test_unseen_category_is_missing_not_error(clf, test_data):
 def test_category_dtype_maps_to_training_levels(clf, test_data):
     X, _, _ = test_data
     # different category order and an extra level must not change the codes
-    as_cat = X.assign(
-        region=pd.Categorical(X["region"], categories=["west", "mars", "south", "north", "east"])
-    )
+    as_cat = X.assign(region=pd.Categorical(X["region"], categories=["west", "mars", "south", "north", "east"]))
     assert np.array_equal(clf.predict_proba(as_cat), clf.predict_proba(X))
 
 
@@ -273,19 +271,19 @@ def test_single_row_equals_batch_row(clf, spend_model, test_data):
 @given(
     regions=st.lists(
         st.sampled_from(["north", "east", "atlantis", "", None, pd.NA, np.nan, 3]),
-        min_size=70, max_size=70,
+        min_size=70,
+        max_size=70,
     ),
     engagement=st.lists(
         st.one_of(st.none(), st.just(pd.NA), st.floats(0, 10), st.integers(0, 10)),
-        min_size=70, max_size=70,
+        min_size=70,
+        max_size=70,
     ),
 )
 def test_row_path_matches_column_path_on_messy_values(clf, test_data, regions, engagement):
     # <= 64 rows are read row-wise, larger frames column-wise: the numbers must not differ
     X, _, _ = test_data
-    X = X.head(70).assign(
-        region=pd.Series(regions, dtype=object), engagement=pd.Series(engagement, dtype=object)
-    )
+    X = X.head(70).assign(region=pd.Series(regions, dtype=object), engagement=pd.Series(engagement, dtype=object))
     batch = clf.predict_proba(X)
     singles = np.concatenate([clf.predict_proba(X.iloc[[i]]) for i in range(len(X))])
     assert np.array_equal(singles, batch)
@@ -309,8 +307,7 @@ def test_explain_returns_top_k_positive_reasons(clf, test_data):
 def _pred_contrib_reasons(model, X, k):
     contrib = model.booster_.predict(model._matrix(X), pred_contrib=True)[:, :-1]
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
-    return [[(model.feature_names_[j], contrib[i, j]) for j in order[i] if contrib[i, j] > 0]
-            for i in range(len(X))]
+    return [[(model.feature_names_[j], contrib[i, j]) for j in order[i] if contrib[i, j] > 0] for i in range(len(X))]
 
 
 def test_explain_equals_lightgbm_pred_contrib(clf, test_data, monkeypatch):
@@ -320,8 +317,9 @@ def test_explain_equals_lightgbm_pred_contrib(clf, test_data, monkeypatch):
     expected = _pred_contrib_reasons(clf, rows, 3)
     got = clf.explain(rows, top_k=3)
     assert [[r.feature for r in row] for row in got] == [[f for f, _ in row] for row in expected]
-    np.testing.assert_allclose([r.contribution for row in got for r in row],
-                               [c for row in expected for _, c in row], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        [r.contribution for row in got for r in row], [c for row in expected for _, c in row], rtol=1e-9, atol=1e-12
+    )
 
     # a model the tables refuse falls back to pred_contrib with the same answer
     def refuse(*args, **kwargs):
@@ -331,9 +329,15 @@ def test_explain_equals_lightgbm_pred_contrib(clf, test_data, monkeypatch):
     clf.__dict__.pop("_shap_cache", None)
     assert explainer(clf) is None
     fallback = clf.explain(rows, top_k=3)
-    assert [[(r.feature, r.value) for r in row] for row in fallback] == [[(r.feature, r.value) for r in row] for row in got]
-    np.testing.assert_allclose([r.contribution for row in fallback for r in row],
-                               [r.contribution for row in got for r in row], rtol=1e-9, atol=1e-12)
+    assert [[(r.feature, r.value) for r in row] for row in fallback] == [
+        [(r.feature, r.value) for r in row] for row in got
+    ]
+    np.testing.assert_allclose(
+        [r.contribution for row in fallback for r in row],
+        [r.contribution for row in got for r in row],
+        rtol=1e-9,
+        atol=1e-12,
+    )
     clf.__dict__.pop("_shap_cache", None)
 
 

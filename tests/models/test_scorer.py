@@ -65,7 +65,10 @@ def test_save_load_round_trip_without_pickles(hybrid: Scorer, data, tmp_path: Pa
 def test_regressors_keep_their_early_stopped_booster_unless_refit_full(hybrid: Scorer, data, tmp_path: Path) -> None:
     assert hybrid.config_.gbm_refit_full is False
     for model in (hybrid.purchases_, hybrid.spend_):
-        assert model.refit_full is False and model.fit_info_["n_train"] == model.fit_info_["n_rows"] - model.fit_info_["n_validation"]
+        assert (
+            model.refit_full is False
+            and model.fit_info_["n_train"] == model.fit_info_["n_rows"] - model.fit_info_["n_validation"]
+        )
     train, snapshot = data
     refit = Scorer(config=ScorerConfig(**FAST, gbm_refit_full=True), tiers=False).fit(train, snapshot)
     assert refit.spend_.refit_full is True and refit.spend_.fit_info_["n_train"] == len(train)
@@ -119,8 +122,13 @@ def test_next_purchase_dates_round_up_to_a_day_after_as_of() -> None:
     from churnclv.models.scorer import next_purchase_dates
 
     got = next_purchase_dates([0.2, 1.0, 1.5, np.nan, 30.0], dt.date(2025, 10, 2))
-    assert got.tolist() == [dt.date(2025, 10, 3), dt.date(2025, 10, 3), dt.date(2025, 10, 4), None,
-                            dt.date(2025, 11, 1)]
+    assert got.tolist() == [
+        dt.date(2025, 10, 3),
+        dt.date(2025, 10, 3),
+        dt.date(2025, 10, 4),
+        None,
+        dt.date(2025, 11, 1),
+    ]
 
 
 def _tamper(doc: dict, change: str) -> object:
@@ -168,9 +176,27 @@ def _tamper(doc: dict, change: str) -> object:
     return d
 
 
-TAMPERED = ["list", "format", "version", "no_config", "unknown_key", "rounds_text", "clv_months_huge",
-            "metadata_list", "features_bad", "no_btyd", "btyd_params_missing", "btyd_params_text", "ratio_nan",
-            "gbm_unknown_target", "booster_up", "booster_absolute", "booster_missing", "no_booster_file", "tiers_bad"]
+TAMPERED = [
+    "list",
+    "format",
+    "version",
+    "no_config",
+    "unknown_key",
+    "rounds_text",
+    "clv_months_huge",
+    "metadata_list",
+    "features_bad",
+    "no_btyd",
+    "btyd_params_missing",
+    "btyd_params_text",
+    "ratio_nan",
+    "gbm_unknown_target",
+    "booster_up",
+    "booster_absolute",
+    "booster_missing",
+    "no_booster_file",
+    "tiers_bad",
+]
 
 
 @pytest.mark.parametrize("change", TAMPERED)

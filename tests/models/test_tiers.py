@@ -202,8 +202,13 @@ def test_config_errors_name_key_rule_and_fix(override: dict, key: str, rule: str
 
 def test_signups_with_no_purchase_stay_at_or_below_the_cap(train: pd.DataFrame) -> None:
     # sign-ups with no purchase yet and the best forecasts: uncapped they reach the top tiers
-    signups = train.head(50).assign(days_since_last_purchase=np.nan, net_spend_365d=0.0, p_churn=0.01,
-                                    clv=train["clv"].max(), expected_spend=train["expected_spend"].max())
+    signups = train.head(50).assign(
+        days_since_last_purchase=np.nan,
+        net_spend_365d=0.0,
+        p_churn=0.01,
+        clv=train["clv"].max(),
+        expected_spend=train["expected_spend"].max(),
+    )
     buyers = signups.assign(days_since_last_purchase=10.0)
     uncapped = TierPolicy(config={"score": {"no_purchase_max_tier": "Diamond"}}).fit(train)
     assert set(uncapped.predict(signups)) <= {"Diamond", "Platinum"}  # what the cap is for
@@ -325,9 +330,7 @@ def test_each_stage_rule(policy: TierPolicy, train: pd.DataFrame) -> None:
         net_spend_365d=lambda d: np.where(d["clv"] == big, 1.0, 0.0),
     )
     got = policy.stage(frame)
-    assert dict(zip(frame["name"], got, strict=True)) == dict(
-        zip(frame["name"], frame["expected"], strict=True)
-    )
+    assert dict(zip(frame["name"], got, strict=True)) == dict(zip(frame["name"], frame["expected"], strict=True))
     # the no-purchase stage is configurable
     cfg = {"stages": {"no_purchase_stage": "lost"}}
     other = TierPolicy(config=cfg).fit(train)
@@ -449,9 +452,7 @@ def test_migration_matrix_counts_customers_at_both_dates() -> None:
     prev = pd.DataFrame(
         {"customer_id": list("abcdef"), "tier": ["Gold", "Gold", "Silver", "Bronze", "Bronze", "Silver"]}
     )
-    curr = pd.DataFrame(
-        {"customer_id": list("abcdgh"), "tier": ["Gold", "Silver", "Silver", "Gold", "Bronze", "Gold"]}
-    )
+    curr = pd.DataFrame({"customer_id": list("abcdgh"), "tier": ["Gold", "Silver", "Silver", "Gold", "Bronze", "Gold"]})
     mig = migration_matrix(prev, curr, tiers=order)
     assert mig.counts.to_numpy().sum() == 4
     assert (mig.n_only_prev, mig.n_only_curr) == (2, 2)
@@ -549,8 +550,13 @@ def test_a_policy_saved_before_the_cap_keeps_its_tiers(train: pd.DataFrame) -> N
     del saved["config"]["score"]["no_purchase_max_tier"]
     restored = TierPolicy.from_dict(saved)
     assert restored.tier_config.no_purchase_max_tier == "Diamond"  # the top tier: no cap
-    signups = train.head(20).assign(days_since_last_purchase=np.nan, p_churn=0.01, clv=train["clv"].max(),
-                                    expected_spend=train["expected_spend"].max(), net_spend_365d=0.0)
+    signups = train.head(20).assign(
+        days_since_last_purchase=np.nan,
+        p_churn=0.01,
+        clv=train["clv"].max(),
+        expected_spend=train["expected_spend"].max(),
+        net_spend_365d=0.0,
+    )
     assert "Gold" not in set(restored.predict(signups))
     assert set(TierPolicy.from_dict(policy.to_dict()).predict(signups)) == {"Gold"}  # saved with the cap
     # a frame of scores alone (no days_since_last_purchase) still gets tiers, uncapped

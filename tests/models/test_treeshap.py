@@ -19,8 +19,9 @@ from churnclv.models.treeshap import FastTreeShap, UnsupportedModel
 
 K_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold
 # Values at every boundary LightGBM's routing treats specially.
-EDGE_VALUES = np.array([0.0, -0.0, 1e-36, -1e-36, K_ZERO, -K_ZERO, 2e-35, -2e-35, np.nan, np.inf,
-                        -np.inf, 1e300, -1e300])
+EDGE_VALUES = np.array(
+    [0.0, -0.0, 1e-36, -1e-36, K_ZERO, -K_ZERO, 2e-35, -2e-35, np.nan, np.inf, -np.inf, 1e300, -1e300]
+)
 
 
 def assert_matches(booster: lgb.Booster, M: np.ndarray, **kwargs: Any) -> FastTreeShap:
@@ -57,8 +58,7 @@ def edge_rows(X: np.ndarray, rng: np.random.Generator, n: int = 300) -> np.ndarr
     return rows
 
 
-def make_data(n: int, p: int, seed: int, nan: float = 0.1, zeros: float = 0.2
-              ) -> tuple[np.ndarray, np.ndarray]:
+def make_data(n: int, p: int, seed: int, nan: float = 0.1, zeros: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, p))
     X[rng.random((n, p)) < zeros] = 0.0
@@ -68,10 +68,17 @@ def make_data(n: int, p: int, seed: int, nan: float = 0.1, zeros: float = 0.2
     return X, y
 
 
-def train(X: np.ndarray, y: np.ndarray, rounds: int = 15, categorical: list[int] | None = None,
-          **params: Any) -> lgb.Booster:
-    base = {"objective": "binary", "num_leaves": 15, "verbose": -1, "min_data_in_leaf": 10,
-            "deterministic": True, "num_threads": 1}
+def train(
+    X: np.ndarray, y: np.ndarray, rounds: int = 15, categorical: list[int] | None = None, **params: Any
+) -> lgb.Booster:
+    base = {
+        "objective": "binary",
+        "num_leaves": 15,
+        "verbose": -1,
+        "min_data_in_leaf": 10,
+        "deterministic": True,
+        "num_threads": 1,
+    }
     ds = lgb.Dataset(X, y, categorical_feature=categorical or "auto")
     return lgb.train({**base, **params}, ds, num_boost_round=rounds)
 
@@ -81,41 +88,87 @@ def train(X: np.ndarray, y: np.ndarray, rounds: int = 15, categorical: list[int]
 # Trees as LightGBM stores them; leaf values are v, counts are training rows.
 HAND_TREES: list[dict[str, list[Any]]] = [
     # a single leaf: only the expected value
-    {"split_feature": [], "threshold": [], "left_child": [], "right_child": [],
-     "leaf_value": [0.5], "leaf_count": [100], "internal_count": []},
+    {
+        "split_feature": [],
+        "threshold": [],
+        "left_child": [],
+        "right_child": [],
+        "leaf_value": [0.5],
+        "leaf_count": [100],
+        "internal_count": [],
+    },
     # a stump
-    {"split_feature": [0], "threshold": [0.25], "left_child": [-1], "right_child": [-2],
-     "leaf_value": [-1.0, 2.0], "leaf_count": [30, 70], "internal_count": [100]},
+    {
+        "split_feature": [0],
+        "threshold": [0.25],
+        "left_child": [-1],
+        "right_child": [-2],
+        "leaf_value": [-1.0, 2.0],
+        "leaf_count": [30, 70],
+        "internal_count": [100],
+    },
     # feature 1 twice on one path, then feature 2
-    {"split_feature": [1, 1, 2], "threshold": [0.0, 0.5, -0.5], "left_child": [-1, 2, -3],
-     "right_child": [1, -2, -4], "leaf_value": [1.0, -2.0, 3.0, -4.0],
-     "leaf_count": [40, 25, 20, 15], "internal_count": [100, 60, 35]},
+    {
+        "split_feature": [1, 1, 2],
+        "threshold": [0.0, 0.5, -0.5],
+        "left_child": [-1, 2, -3],
+        "right_child": [1, -2, -4],
+        "leaf_value": [1.0, -2.0, 3.0, -4.0],
+        "leaf_count": [40, 25, 20, 15],
+        "internal_count": [100, 60, 35],
+    },
     # four features, with feature 0 at the root and again deeper (a different slot order)
-    {"split_feature": [0, 3, 2, 0, 1], "threshold": [0.0, 0.3, -0.2, 0.7, 0.1],
-     "left_child": [1, -1, 3, -3, -5], "right_child": [2, -2, 4, -4, -6],
-     "leaf_value": [0.3, -0.8, 1.7, -0.1, 0.9, -2.2], "leaf_count": [11, 29, 13, 7, 21, 19],
-     "internal_count": [100, 40, 60, 20, 40]},
+    {
+        "split_feature": [0, 3, 2, 0, 1],
+        "threshold": [0.0, 0.3, -0.2, 0.7, 0.1],
+        "left_child": [1, -1, 3, -3, -5],
+        "right_child": [2, -2, 4, -4, -6],
+        "leaf_value": [0.3, -0.8, 1.7, -0.1, 0.9, -2.2],
+        "leaf_count": [11, 29, 13, 7, 21, 19],
+        "internal_count": [100, 40, 60, 20, 40],
+    },
 ]
 
 
 def model_text(trees: list[dict[str, list[Any]]], n_features: int) -> str:
     """LightGBM model text for numerical trees (missing type NaN, default right)."""
     names = " ".join(f"f{i}" for i in range(n_features))
-    lines = ["tree", "version=v4", "num_class=1", "num_tree_per_iteration=1", "label_index=0",
-             f"max_feature_idx={n_features - 1}", "objective=regression", f"feature_names={names}",
-             "feature_infos=" + " ".join(["[-1:1]"] * n_features), ""]
+    lines = [
+        "tree",
+        "version=v4",
+        "num_class=1",
+        "num_tree_per_iteration=1",
+        "label_index=0",
+        f"max_feature_idx={n_features - 1}",
+        "objective=regression",
+        f"feature_names={names}",
+        "feature_infos=" + " ".join(["[-1:1]"] * n_features),
+        "",
+    ]
     for t, tree in enumerate(trees):
         n_split = len(tree["split_feature"])
         lines += [f"Tree={t}", f"num_leaves={n_split + 1}", "num_cat=0"]
-        for key in ("split_feature", "threshold", "left_child", "right_child", "leaf_value",
-                    "leaf_count", "internal_count"):
+        for key in (
+            "split_feature",
+            "threshold",
+            "left_child",
+            "right_child",
+            "leaf_value",
+            "leaf_count",
+            "internal_count",
+        ):
             lines.append(f"{key}=" + " ".join(repr(v) for v in tree[key]))
-        lines += ["split_gain=" + " ".join(["1"] * n_split),
-                  "decision_type=" + " ".join(["8"] * n_split),
-                  "leaf_weight=" + " ".join(str(c) for c in tree["leaf_count"]),
-                  "internal_value=" + " ".join(["0"] * n_split),
-                  "internal_weight=" + " ".join(str(c) for c in tree["internal_count"]),
-                  "is_linear=0", "shrinkage=1", "", ""]
+        lines += [
+            "split_gain=" + " ".join(["1"] * n_split),
+            "decision_type=" + " ".join(["8"] * n_split),
+            "leaf_weight=" + " ".join(str(c) for c in tree["leaf_count"]),
+            "internal_value=" + " ".join(["0"] * n_split),
+            "internal_weight=" + " ".join(str(c) for c in tree["internal_count"]),
+            "is_linear=0",
+            "shrinkage=1",
+            "",
+            "",
+        ]
     return "\n".join(lines + ["end of trees", ""])
 
 
@@ -136,8 +189,7 @@ def brute_force_shap(trees: list[dict[str, list[Any]]], x: np.ndarray) -> np.nda
         def count(c: int) -> float:
             return tree["internal_count"][c] if c >= 0 else tree["leaf_count"][~c]
 
-        return (count(left) * expectation(tree, S, left)
-                + count(right) * expectation(tree, S, right)) / count(node)
+        return (count(left) * expectation(tree, S, left) + count(right) * expectation(tree, S, right)) / count(node)
 
     p = len(x)
     phi = np.zeros(p)
@@ -239,15 +291,14 @@ def test_categorical_matches_with_unseen_nan_and_odd_codes() -> None:
     x = rng.normal(size=n)
     y = (np.isin(cat, [0, 3, 5, 33, 38]) * 2.0 + x + rng.normal(size=n) > 1).astype(float)
     X = np.column_stack([cat, x, rng.integers(0, 3, n)])
-    booster = train(X, y, rounds=20, categorical=[0, 2], min_data_per_group=10, cat_smooth=1.0,
-                    max_cat_to_onehot=2)
+    booster = train(X, y, rounds=20, categorical=[0, 2], min_data_per_group=10, cat_smooth=1.0, max_cat_to_onehot=2)
     # Category 0 goes left at some split with no NaN missing type: NaN must still go right.
     splits = _categorical_splits(booster)
     assert any(0 in cats and missing != "NaN" for cats, missing in splits)
-    odd = [np.nan, -0.5, -1.0, -3.0, 2.7, 39.0, 40.0, 63.0, 64.0, 1000.0, 2.0**31 - 1, 2.0**31,
-           1e10, np.inf, -np.inf]
-    M = np.array([[c, v, d] for c in odd + [0.0, 3.0, 33.0] for v in (-1.0, 0.5, np.nan)
-                  for d in (0.0, 1.0, 7.0, np.nan)])
+    odd = [np.nan, -0.5, -1.0, -3.0, 2.7, 39.0, 40.0, 63.0, 64.0, 1000.0, 2.0**31 - 1, 2.0**31, 1e10, np.inf, -np.inf]
+    M = np.array(
+        [[c, v, d] for c in odd + [0.0, 3.0, 33.0] for v in (-1.0, 0.5, np.nan) for d in (0.0, 1.0, 7.0, np.nan)]
+    )
     assert_matches(booster, np.vstack([X[:500], M]))
 
 
@@ -257,8 +308,7 @@ def _categorical_splits(booster: lgb.Booster) -> list[tuple[set[int], str]]:
         node = stack.pop()
         if "split_index" in node:
             if node["decision_type"] == "==":
-                out.append(({int(c) for c in str(node["threshold"]).split("||")},
-                            node["missing_type"]))
+                out.append(({int(c) for c in str(node["threshold"]).split("||")}, node["missing_type"]))
             stack += [node["left_child"], node["right_child"]]
     return out
 
@@ -313,11 +363,22 @@ def test_float32_input_matches() -> None:
     rounds=st.integers(1, 6),
     group_bits=st.integers(0, 12),
 )
-def test_property_matches_pred_contrib(seed: int, n: int, p: int, nan: float, zeros: float,
-                                       categorical: bool, objective: str, num_leaves: int,
-                                       max_depth: int, min_data_in_leaf: int,
-                                       zero_as_missing: bool, use_missing: bool, rounds: int,
-                                       group_bits: int) -> None:
+def test_property_matches_pred_contrib(
+    seed: int,
+    n: int,
+    p: int,
+    nan: float,
+    zeros: float,
+    categorical: bool,
+    objective: str,
+    num_leaves: int,
+    max_depth: int,
+    min_data_in_leaf: int,
+    zero_as_missing: bool,
+    use_missing: bool,
+    rounds: int,
+    group_bits: int,
+) -> None:
     X, y = make_data(n, p, seed, nan=nan, zeros=zeros)
     rng = np.random.default_rng(seed)
     cats = None
@@ -327,10 +388,20 @@ def test_property_matches_pred_contrib(seed: int, n: int, p: int, nan: float, ze
     if objective == "poisson":
         y = rng.poisson(1.0 + y).astype(float)
     y[:2] = [0.0, 1.0]
-    booster = train(X, y, rounds=rounds, categorical=cats, objective=objective,
-                    num_leaves=num_leaves, max_depth=max_depth, min_data_in_leaf=min_data_in_leaf,
-                    min_data_per_group=1, cat_smooth=1.0, zero_as_missing=zero_as_missing,
-                    use_missing=use_missing)
+    booster = train(
+        X,
+        y,
+        rounds=rounds,
+        categorical=cats,
+        objective=objective,
+        num_leaves=num_leaves,
+        max_depth=max_depth,
+        min_data_in_leaf=min_data_in_leaf,
+        min_data_per_group=1,
+        cat_smooth=1.0,
+        zero_as_missing=zero_as_missing,
+        use_missing=use_missing,
+    )
     assert_matches(booster, np.vstack([X, edge_rows(X, rng, n=50)]), group_bits=group_bits)
 
 
@@ -349,7 +420,7 @@ def test_top_positive_equals_stable_argsort_of_pred_contrib() -> None:
     for i in range(len(M)):
         want = [j for j in order[i] if contrib[i, j] > 0][:k]
         assert list(idx[i, : len(want)]) == want
-        assert (idx[i, len(want):] == -1).all() and (val[i, len(want):] == 0.0).all()
+        assert (idx[i, len(want) :] == -1).all() and (val[i, len(want) :] == 0.0).all()
         np.testing.assert_allclose(val[i, : len(want)], contrib[i, want], rtol=0, atol=1e-12)
     assert (idx == -1).any()  # some padding was exercised
     idx3, val3 = ex.top_positive(M, 3)
@@ -358,8 +429,14 @@ def test_top_positive_equals_stable_argsort_of_pred_contrib() -> None:
 
 
 def test_top_positive_breaks_ties_by_lower_feature_index() -> None:
-    stump = {"threshold": [0.0], "left_child": [-1], "right_child": [-2],
-             "leaf_value": [-1.0, 1.0], "leaf_count": [50, 50], "internal_count": [100]}
+    stump = {
+        "threshold": [0.0],
+        "left_child": [-1],
+        "right_child": [-2],
+        "leaf_value": [-1.0, 1.0],
+        "leaf_count": [50, 50],
+        "internal_count": [100],
+    }
     trees = [{**stump, "split_feature": [f]} for f in (3, 1, 0)]  # features 0, 1, 3 tie; 2 unused
     ex = FastTreeShap.from_model_string(model_text(trees, 4))
     M = np.array([[1.0, 1.0, 1.0, 1.0], [-1.0, 1.0, 0.0, 1.0], [-1.0, -1.0, 5.0, -1.0]])
@@ -380,8 +457,7 @@ def test_refuses_paths_deeper_than_the_limit() -> None:
     booster = train(X, y, num_leaves=31, max_depth=-1, min_data_in_leaf=5)
     deep = FastTreeShap.from_booster(booster).max_path_depth_
     assert deep >= 4
-    with pytest.raises(UnsupportedModel,
-                       match=r"path with \d+ distinct features, more than max_depth_limit=3"):
+    with pytest.raises(UnsupportedModel, match=r"path with \d+ distinct features, more than max_depth_limit=3"):
         FastTreeShap.from_booster(booster, max_depth_limit=3)
     assert FastTreeShap.from_booster(booster, max_depth_limit=deep).max_path_depth_ == deep
 
@@ -435,8 +511,8 @@ def test_serial_parallel_and_row_kernels_are_identical() -> None:
     serial = ex.contributions(M, num_threads=1)
     np.testing.assert_array_equal(ex.contributions(M, num_threads=2), serial)
     np.testing.assert_array_equal(ex.contributions(M), serial)
-    few = ex.contributions(M[:treeshap._ROWWISE_MAX_ROWS])  # row-by-row kernel
-    np.testing.assert_array_equal(few, serial[:treeshap._ROWWISE_MAX_ROWS])
+    few = ex.contributions(M[: treeshap._ROWWISE_MAX_ROWS])  # row-by-row kernel
+    np.testing.assert_array_equal(few, serial[: treeshap._ROWWISE_MAX_ROWS])
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored
 
 

@@ -44,17 +44,38 @@ QUERY_SECRET = "Qu3ryS3cret"
 _ID = re.compile(r"(?<!\d)\d{8}(?!\d)")  # the small world's customer ids: eight digits
 
 
-def _batch(world: Path, out: Path, store: dict, as_of: str = AS_OF, lines: list[str] | None = None,
-           **kwargs) -> dict:
+def _batch(world: Path, out: Path, store: dict, as_of: str = AS_OF, lines: list[str] | None = None, **kwargs) -> dict:
     kwargs.setdefault("chunk_size", 400)
-    echo = (lines.append if lines is not None else lambda _m: None)
-    return run_batch(clean=world, as_of=as_of, out=out, model_uri=store["model_uri"],
-                     tracking_uri=store["tracking_uri"], echo=echo, progress=False, **kwargs)
+    echo = lines.append if lines is not None else lambda _m: None
+    return run_batch(
+        clean=world,
+        as_of=as_of,
+        out=out,
+        model_uri=store["model_uri"],
+        tracking_uri=store["tracking_uri"],
+        echo=echo,
+        progress=False,
+        **kwargs,
+    )
 
 
 def _cli(world: Path, out: Path, store: dict, *args: str, as_of: str = AS_OF) -> Result:
-    return CliRunner().invoke(cli, ["score-batch", "--data", str(world), "--trusted", "--as-of", as_of,
-                                    "--out", str(out), "--tracking-uri", store["tracking_uri"], *args])
+    return CliRunner().invoke(
+        cli,
+        [
+            "score-batch",
+            "--data",
+            str(world),
+            "--trusted",
+            "--as-of",
+            as_of,
+            "--out",
+            str(out),
+            "--tracking-uri",
+            store["tracking_uri"],
+            *args,
+        ],
+    )
 
 
 def _one_line_error(result: Result, code: int = 1) -> str:
@@ -94,16 +115,15 @@ def _with_secrets(url: str) -> str:
 
 
 def test_db_password_never_reaches_manifest_summary_files_logs_or_errors(
-        postgres_url: str, small_world: Path, trained_store: dict, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    postgres_url: str, small_world: Path, trained_store: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Regression: ``--db postgresql://u@h/shop?password=S3cret`` wrote the password into
     manifest.json and the summary (the old redaction kept the query string)."""
     url = _with_secrets(postgres_url)
     assert normalize_url(url).query["password"] == QUERY_SECRET  # the secret really travels to libpq
     out, lines = tmp_path / "out", []
     caplog.set_level(logging.DEBUG)
-    manifest = _batch(small_world, out, trained_store, lines=lines, db=url, db_table="scores_secrets",
-                      chunk_size=2_000)
+    manifest = _batch(small_world, out, trained_store, lines=lines, db=url, db_table="scores_secrets", chunk_size=2_000)
     assert manifest["db"]["rows_for_as_of"] == manifest["counts"]["rows_written"]  # it did connect and write
     assert manifest["db"]["url"] == postgres_url.replace("://postgres@", "://postgres:***@", 1)
 
@@ -115,8 +135,12 @@ def test_db_password_never_reaches_manifest_summary_files_logs_or_errors(
 
     # errors: a server that does not answer, a URL that does not parse, an unsupported database, no scheme
     dead = _with_secrets(f"postgresql://postgres@127.0.0.1:{_closed_port()}/postgres")
-    bad_urls = (dead, f"postgresql://postgres:{USERINFO_SECRET}@h:port/db?password={QUERY_SECRET}",
-                f"mysql://u:{USERINFO_SECRET}@h/db?password={QUERY_SECRET}", f"u:{USERINFO_SECRET}@h/db")
+    bad_urls = (
+        dead,
+        f"postgresql://postgres:{USERINFO_SECRET}@h:port/db?password={QUERY_SECRET}",
+        f"mysql://u:{USERINFO_SECRET}@h/db?password={QUERY_SECRET}",
+        f"u:{USERINFO_SECRET}@h/db",
+    )
     for i, bad in enumerate(bad_urls):
         with pytest.raises(BatchError) as info:
             _batch(small_world, tmp_path / "failed", trained_store, db=bad)
@@ -134,27 +158,35 @@ def test_db_password_never_reaches_manifest_summary_files_logs_or_errors(
 # --------------------------------------------------------------------------- 2. the as-of
 
 
-@pytest.mark.parametrize(("as_of", "says"), [
-    ("", "'' is not a date"),
-    ("soon", "'soon' is not a date"),
-    ("9999-12-31", "the year is outside 1900-2200"),
-    ("2262-04-12", "the year is outside 1900-2200"),
-    ("0202-01-01", "the year is outside 1900-2200"),
-])
-def test_unparseable_or_implausible_as_of_is_one_line(small_world: Path, trained_store: dict, tmp_path: Path,
-                                                      as_of: str, says: str) -> None:
+@pytest.mark.parametrize(
+    ("as_of", "says"),
+    [
+        ("", "'' is not a date"),
+        ("soon", "'soon' is not a date"),
+        ("9999-12-31", "the year is outside 1900-2200"),
+        ("2262-04-12", "the year is outside 1900-2200"),
+        ("0202-01-01", "the year is outside 1900-2200"),
+    ],
+)
+def test_unparseable_or_implausible_as_of_is_one_line(
+    small_world: Path, trained_store: dict, tmp_path: Path, as_of: str, says: str
+) -> None:
     line = _one_line_error(_cli(small_world, tmp_path / "out", trained_store, as_of=as_of), code=2)
     assert "--as-of" in line and says in line and "YYYY-MM-DD" in line
     assert not (tmp_path / "out").exists()
 
 
 def test_as_of_far_after_the_data_is_refused_before_anything_is_written(
-        small_world: Path, small_frames: dict[str, pd.DataFrame], trained_store: dict, tmp_path: Path) -> None:
+    small_world: Path, small_frames: dict[str, pd.DataFrame], trained_store: dict, tmp_path: Path
+) -> None:
     """Regression: ``--as-of 2262-04-12`` was scored and published; later correct weeks left LATEST
     (and ``/score_by_id``) on it. An as-of is now bounded by the data: the last transaction, event
     or sign-up plus ``--max-days-after-data`` (31)."""
-    end = max(small_frames["transactions"]["ts"].max(), small_frames["events"]["ts"].max(),
-              small_frames["customers"]["signup_ts"].max()).normalize()
+    end = max(
+        small_frames["transactions"]["ts"].max(),
+        small_frames["events"]["ts"].max(),
+        small_frames["customers"]["signup_ts"].max(),
+    ).normalize()
     out = tmp_path / "out"
     too_late = end + pd.Timedelta(days=32)
     line = _one_line_error(_cli(small_world, out, trained_store, as_of=f"{too_late:%Y-%m-%d}"))
@@ -180,7 +212,8 @@ def test_cli_default_of_max_days_after_data_is_the_jobs() -> None:
 
 
 def test_latest_is_the_latest_partition_by_date_and_never_moves_back(
-        small_world: Path, trained_store: dict, tmp_path: Path) -> None:
+    small_world: Path, trained_store: dict, tmp_path: Path
+) -> None:
     out, lines = tmp_path / "out", []
     _batch(small_world, out, trained_store, as_of=NEXT, chunk_size=2_000)
     assert (out / "LATEST").read_text().strip() == "as_of=2025-10-09"
@@ -205,7 +238,8 @@ def damaged_last_week(small_world: Path, trained_store: dict, tmp_path: Path) ->
 
 
 def test_damaged_previous_partition_with_hysteresis_fails_before_scoring(
-        damaged_last_week: tuple[Path, Path], small_world: Path, trained_store: dict) -> None:
+    damaged_last_week: tuple[Path, Path], small_world: Path, trained_store: dict
+) -> None:
     """Regression: the next run failed after all the scoring with DuckDB's 'No magic bytes found'
     traceback, naming neither the file nor the fix."""
     out, part = damaged_last_week
@@ -220,8 +254,8 @@ def test_damaged_previous_partition_with_hysteresis_fails_before_scoring(
 
 
 def test_damaged_previous_partition_skips_only_the_migration(
-        damaged_last_week: tuple[Path, Path], small_world: Path, trained_store: dict,
-        caplog: pytest.LogCaptureFixture) -> None:
+    damaged_last_week: tuple[Path, Path], small_world: Path, trained_store: dict, caplog: pytest.LogCaptureFixture
+) -> None:
     out, part = damaged_last_week
     lines: list[str] = []
     manifest = _batch(small_world, out, trained_store, as_of=NEXT, lines=lines, chunk_size=2_000)
@@ -253,8 +287,8 @@ def _fill_disk_at(monkeypatch: pytest.MonkeyPatch, part_name: str) -> None:
 
 
 def test_disk_full_is_one_line_and_never_publishes_a_partial_file(
-        small_world: Path, trained_store: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        customer_ids: set[str]) -> None:
+    small_world: Path, trained_store: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, customer_ids: set[str]
+) -> None:
     """Regression: disk full gave a traceback and left a temp file that a resumed run published
     inside the partition."""
     out = tmp_path / "out"
@@ -275,9 +309,11 @@ def test_disk_full_is_one_line_and_never_publishes_a_partial_file(
     assert manifest["resumed_chunks"] == 2
     final = out / "as_of=2025-10-02"
     assert sorted(p.name for p in final.iterdir()) == sorted(
-        ["features.parquet", "manifest.json", "tier_report", *(f"part-0000{i}.parquet" for i in range(4))])
+        ["features.parquet", "manifest.json", "tier_report", *(f"part-0000{i}.parquet" for i in range(4))]
+    )
     assert sorted(p.name for p in (final / "tier_report").iterdir()) == sorted(
-        Path(f).name for f in manifest["tier_report"]["files"].values())
+        Path(f).name for f in manifest["tier_report"]["files"].values()
+    )
     for f in final.glob("part-*.parquet"):
         pq.read_table(f)  # every part reads whole
     assert len(read_scores(final)) == manifest["counts"]["customers_known"]
@@ -300,8 +336,9 @@ def _make_read_only(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Path, "mkdir", mkdir)
 
 
-def test_read_only_output_is_one_line(small_world: Path, trained_store: dict, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_only_output_is_one_line(
+    small_world: Path, trained_store: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "read-only"
     _make_read_only(out, monkeypatch)
     try:
@@ -325,12 +362,14 @@ def test_out_on_a_file_is_one_line(small_world: Path, trained_store: dict, tmp_p
 
 
 @pytest.mark.parametrize("table", ["pg_class", "pg_catalog", "sqlite_master", "scores; DROP TABLE x"])
-def test_system_or_invalid_table_is_refused(postgres_url: str, small_world: Path, trained_store: dict,
-                                            tmp_path: Path, table: str) -> None:
+def test_system_or_invalid_table_is_refused(
+    postgres_url: str, small_world: Path, trained_store: dict, tmp_path: Path, table: str
+) -> None:
     """Regression: ``--db-table pg_class`` went on to PostgreSQL's catalog and ended in a traceback
     (or advice to drop it)."""
-    line = _one_line_error(_cli(small_world, tmp_path / "out", trained_store, "--db", postgres_url,
-                                "--db-table", table))
+    line = _one_line_error(
+        _cli(small_world, tmp_path / "out", trained_store, "--db", postgres_url, "--db-table", table)
+    )
     assert "churnclv_scores" in line  # the fix: a plain name
     assert not (tmp_path / "out").exists()
 
@@ -352,8 +391,9 @@ def test_a_table_resolving_to_a_system_schema_is_refused(postgres_url: str) -> N
 # --------------------------------------------------------------------------- 6. no customer data
 
 
-def test_no_customer_data_in_logs_or_summary(small_world: Path, trained_store: dict, tmp_path: Path,
-                                            caplog: pytest.LogCaptureFixture, customer_ids: set[str]) -> None:
+def test_no_customer_data_in_logs_or_summary(
+    small_world: Path, trained_store: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture, customer_ids: set[str]
+) -> None:
     lines: list[str] = []
     caplog.set_level(logging.DEBUG)
     out = tmp_path / "out"
@@ -375,8 +415,9 @@ def test_check_order_names_no_customer(customer_ids: set[str]) -> None:
     _no_customer_data(str(info.value), customer_ids)
 
 
-def test_database_errors_hold_no_row(postgres_url: str, small_world: Path, trained_store: dict,
-                                     tmp_path: Path, customer_ids: set[str]) -> None:
+def test_database_errors_hold_no_row(
+    postgres_url: str, small_world: Path, trained_store: dict, tmp_path: Path, customer_ids: set[str]
+) -> None:
     """PostgreSQL names the failing row in its DETAIL line and SQLAlchemy adds the statement's
     parameters: neither reaches the message."""
     import sqlalchemy as sa

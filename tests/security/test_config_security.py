@@ -50,8 +50,9 @@ def test_non_utf8_config_is_one_line(tmp_path: Path) -> None:
 def test_train_cli_stops_on_a_bad_config_in_one_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "c.toml"
     path.write_text(text)
-    result = CliRunner().invoke(cli, ["train", "--data", str(tmp_path / "nowhere"), "--trusted", "--as-of",
-                                      "2024-01-01", "--config", str(path)])
+    result = CliRunner().invoke(
+        cli, ["train", "--data", str(tmp_path / "nowhere"), "--trusted", "--as-of", "2024-01-01", "--config", str(path)]
+    )
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     lines = [line for line in result.output.splitlines() if line.strip()]

@@ -69,7 +69,7 @@ def _log_text(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
 
 
-@pytest.fixture()
+@pytest.fixture
 def one_connect_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     """MLflow retries a database it cannot reach 10 times over ~100 s: once is enough here."""
     import mlflow.store.db.utils
@@ -77,7 +77,7 @@ def one_connect_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mlflow.store.db.utils, "MAX_RETRY_COUNT", 1)
 
 
-@pytest.fixture()
+@pytest.fixture
 def cli_logging() -> Iterator[None]:
     """The CLI configures the root logger (its own handler): give pytest's back afterwards."""
     root, ours = logging.getLogger(), logging.getLogger("churnclv")
@@ -90,7 +90,7 @@ def cli_logging() -> Iterator[None]:
         ours.setLevel(our_level)
 
 
-@pytest.fixture()
+@pytest.fixture
 def no_server(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """``serve`` must stop before the server: starting one fails the test instead of blocking it."""
     started: list[list[str]] = []
@@ -103,7 +103,7 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return started
 
 
-@pytest.fixture()
+@pytest.fixture
 def serve_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CHURNCLV_MODEL_URI", "MLFLOW_TRACKING_URI", "CHURNCLV_SNAPSHOT", "CHURNCLV_ALLOW_NO_AUTH"):
         monkeypatch.delenv(name, raising=False)
@@ -118,12 +118,15 @@ def test_model_load_errors_are_redacted_whoever_builds_them() -> None:
     assert not _leaks(str(err)) and "token=T" not in str(err) and SHOWN_URI in str(err)
 
 
-def test_unreachable_registry_is_one_redacted_load_error(one_connect_attempt: None,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_unreachable_registry_is_one_redacted_load_error(
+    one_connect_attempt: None, caplog: pytest.LogCaptureFixture
+) -> None:
     install_log_redaction()
     with caplog.at_level(logging.DEBUG):
-        for call in (lambda: resolve_version("models:/churnclv@champion", SECRET_URI),
-                     lambda: load_model("models:/churnclv/1", SECRET_URI)):
+        for call in (
+            lambda: resolve_version("models:/churnclv@champion", SECRET_URI),
+            lambda: load_model("models:/churnclv/1", SECRET_URI),
+        ):
             with pytest.raises(ModelLoadError) as info:
                 call()
             message = str(info.value)
@@ -132,8 +135,9 @@ def test_unreachable_registry_is_one_redacted_load_error(one_connect_attempt: No
     assert not _leaks(_log_text(caplog)), _log_text(caplog)
 
 
-def test_serve_prints_no_password(serve_env: None, one_connect_attempt: None, cli_logging: None,
-                                  no_server: list[list[str]]) -> None:
+def test_serve_prints_no_password(
+    serve_env: None, one_connect_attempt: None, cli_logging: None, no_server: list[list[str]]
+) -> None:
     result = CliRunner().invoke(cli, ["serve", "--port", "1", "--tracking-uri", SECRET_URI])
     assert result.exit_code == 1, result.output
     assert SHOWN_URI in result.output and not _leaks(result.output), result.output
@@ -144,8 +148,15 @@ def test_url_filter_redacts_messages_arguments_and_tracebacks() -> None:
     try:
         raise ConnectionError(f"cannot reach {SECRET_URI}")
     except ConnectionError as exc:
-        record = logging.LogRecord("mlflow", logging.ERROR, __file__, 1, "registry %s: %s", (SECRET_URI, "down"),
-                                   (type(exc), exc, exc.__traceback__))
+        record = logging.LogRecord(
+            "mlflow",
+            logging.ERROR,
+            __file__,
+            1,
+            "registry %s: %s",
+            (SECRET_URI, "down"),
+            (type(exc), exc, exc.__traceback__),
+        )
     assert RedactURLs().filter(record)
     text = logging.Formatter().format(record)
     assert not _leaks(text) and SHOWN_URI in text and "ConnectionError" in text
@@ -178,9 +189,10 @@ def test_metric_labels_come_from_a_fixed_set_and_routing_sees_the_real_path() ->
     async def echo(request: Request) -> PlainTextResponse:
         return PlainTextResponse(request.url.path)
 
-    app = Starlette(routes=[Route("/score", echo, methods=["POST"]), Route("/{rest:path}", echo)],
-                    middleware=[Middleware(MetricPathLabels, routes=["/score"]), Middleware(_Recorder),
-                                Middleware(RestorePath)])
+    app = Starlette(
+        routes=[Route("/score", echo, methods=["POST"]), Route("/{rest:path}", echo)],
+        middleware=[Middleware(MetricPathLabels, routes=["/score"]), Middleware(_Recorder), Middleware(RestorePath)],
+    )
     _Recorder.seen = []
     c = TestClient(app)
     assert c.post("/score").text == "/score"
@@ -196,8 +208,12 @@ def test_label_middleware_sits_around_bentomls_metrics_middleware() -> None:
 
     app = Starlette(middleware=[Middleware(RunnerTrafficMetricsMiddleware), Middleware(APIKeyMiddleware)])
     bound_metric_labels(app, ["/score"])
-    assert [m.cls for m in app.user_middleware] == [MetricPathLabels, RunnerTrafficMetricsMiddleware, RestorePath,
-                                                     APIKeyMiddleware]
+    assert [m.cls for m in app.user_middleware] == [
+        MetricPathLabels,
+        RunnerTrafficMetricsMiddleware,
+        RestorePath,
+        APIKeyMiddleware,
+    ]
     plain = Starlette(middleware=[Middleware(APIKeyMiddleware)])  # metrics off: nothing to bound
     bound_metric_labels(plain, ["/score"])
     assert [m.cls for m in plain.user_middleware] == [APIKeyMiddleware]
@@ -223,8 +239,9 @@ class _App:
         await PlainTextResponse(str(len(body)))(scope, receive, send)
 
 
-def _call(headers: dict[str, str] | list[tuple[str, str]], messages: list[dict[str, Any]], max_body: int = 2048
-          ) -> tuple[int, bytes, _App, int]:
+def _call(
+    headers: dict[str, str] | list[tuple[str, str]], messages: list[dict[str, Any]], max_body: int = 2048
+) -> tuple[int, bytes, _App, int]:
     """One request through :class:`APIKeyMiddleware`: (status, body, the app, receive calls)."""
     app = _App()
     middleware = APIKeyMiddleware(app, ServiceSettings(api_key=KEY, max_body_bytes=max_body))
@@ -240,10 +257,19 @@ def _call(headers: dict[str, str] | list[tuple[str, str]], messages: list[dict[s
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    raw = [("x-api-key", KEY), ("content-type", "application/json"),
-           *(headers.items() if isinstance(headers, dict) else headers)]
-    scope = {"type": "http", "method": "POST", "path": "/score", "query_string": b"", "root_path": "",
-             "headers": [(k.lower().encode(), v.encode()) for k, v in raw]}
+    raw = [
+        ("x-api-key", KEY),
+        ("content-type", "application/json"),
+        *(headers.items() if isinstance(headers, dict) else headers),
+    ]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/score",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in raw],
+    }
     asyncio.run(middleware(scope, receive, send))
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], body, app, received
@@ -291,8 +317,10 @@ def test_a_chunked_body_without_length_is_refused_unread() -> None:
 
 def test_an_aborted_upload_is_a_client_error_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
-        status, _body, app, _received = _call({"content-length": "1000"}, [
-            {"type": "http.request", "body": b"x" * 100, "more_body": True}, {"type": "http.disconnect"}])
+        status, _body, app, _received = _call(
+            {"content-length": "1000"},
+            [{"type": "http.request", "body": b"x" * 100, "more_body": True}, {"type": "http.disconnect"}],
+        )
     assert status == CLIENT_CLOSED and app.calls == 0
     assert caplog.records and max(r.levelno for r in caplog.records) == logging.INFO
 
@@ -300,7 +328,7 @@ def test_an_aborted_upload_is_a_client_error_logged_at_info(caplog: pytest.LogCa
 # --------------------------------------------------------------------------- 4. serve fails fast
 
 
-@pytest.fixture()
+@pytest.fixture
 def empty_bento_store(tmp_path: Path) -> Iterator[None]:
     from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml._internal.models import ModelStore
@@ -313,24 +341,36 @@ def empty_bento_store(tmp_path: Path) -> Iterator[None]:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("uri", "says"), [
-    ("models:/churnclv/999", "models:/churnclv/999"),
-    ("runs:/0123456789abcdef0123456789abcdef/model", "runs:/0123456789abcdef0123456789abcdef/model"),
-    ("{tmp}/no-such-model", "no-such-model"),
-    ("bento:nope", "bento:nope"),
-])
+@pytest.mark.parametrize(
+    ("uri", "says"),
+    [
+        ("models:/churnclv/999", "models:/churnclv/999"),
+        ("runs:/0123456789abcdef0123456789abcdef/model", "runs:/0123456789abcdef0123456789abcdef/model"),
+        ("{tmp}/no-such-model", "no-such-model"),
+        ("bento:nope", "bento:nope"),
+    ],
+)
 def test_serve_exits_1_with_one_line_before_starting_a_server(
-        uri: str, says: str, trained_store: dict, tmp_path: Path, serve_env: None, cli_logging: None,
-        no_server: list[list[str]], empty_bento_store: None) -> None:
+    uri: str,
+    says: str,
+    trained_store: dict,
+    tmp_path: Path,
+    serve_env: None,
+    cli_logging: None,
+    no_server: list[list[str]],
+    empty_bento_store: None,
+) -> None:
     uri = uri.format(tmp=tmp_path)
-    result = CliRunner().invoke(cli, ["-q", "serve", "--port", "1", "--model", uri,
-                                      "--tracking-uri", trained_store["tracking_uri"]])
+    result = CliRunner().invoke(
+        cli, ["-q", "serve", "--port", "1", "--model", uri, "--tracking-uri", trained_store["tracking_uri"]]
+    )
     assert result.exit_code == 1, result.output
     assert no_server == []
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    assert says in lines[0] and ("CHURNCLV_MODEL_URI" in lines[0] or "--model" in lines[0]
-                                 or "churnclv.serving.pack" in lines[0]), lines[0]
+    assert says in lines[0] and (
+        "CHURNCLV_MODEL_URI" in lines[0] or "--model" in lines[0] or "churnclv.serving.pack" in lines[0]
+    ), lines[0]
     assert "Traceback" not in result.output
 
 
@@ -365,8 +405,15 @@ def test_request_errors_are_logged_without_their_message() -> None:
     try:
         parse(request["amount"])
     except ValueError as exc:
-        record = logging.LogRecord("bentoml._internal.server.http_app", logging.ERROR, __file__, 1,
-                                   "Exception on %s [%s]", ("/score", "POST"), (type(exc), exc, exc.__traceback__))
+        record = logging.LogRecord(
+            "bentoml._internal.server.http_app",
+            logging.ERROR,
+            __file__,
+            1,
+            "Exception on %s [%s]",
+            ("/score", "POST"),
+            (type(exc), exc, exc.__traceback__),
+        )
     assert RedactValidationInput().filter(record)
     text = logging.Formatter().format(record)
     assert "CUSTOMER-SECRET-42" not in text

@@ -52,8 +52,22 @@ def _one_line_error(result: Result) -> str:
 # =========================================================================== 1. one set of value rules
 
 
-@pytest.mark.parametrize("ts", ["-infinity", "infinity", "Infinity", " -INFINITY ", "epoch", "now", "today",
-                                "tomorrow", "yesterday", "allballs", "+infinity"])
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "-infinity",
+        "infinity",
+        "Infinity",
+        " -INFINITY ",
+        "epoch",
+        "now",
+        "today",
+        "tomorrow",
+        "yesterday",
+        "allballs",
+        "+infinity",
+    ],
+)
 def test_special_timestamp_words_are_rejected_by_name(ts: str) -> None:
     result = validate_frames(pd.DataFrame({"customer_id": ["1", "2"], "ts": ["2024-01-01", ts], "amount": ["1", "1"]}))
     rep = result.reports["transactions"]
@@ -61,14 +75,17 @@ def test_special_timestamp_words_are_rejected_by_name(ts: str) -> None:
     assert result.rejects["transactions"]["reason"].iloc[0].startswith("unparseable ts")
 
 
-@pytest.mark.parametrize(("ts", "reason"), [
-    ("0001-01-01T00:00:00+01:00", "implausible ts"),  # year 0 in UTC
-    ("9999-12-31T23:00:00-05:00", "implausible ts"),  # year 10000 in UTC
-    ("1900-01-01T00:30:00+01:00", "implausible ts"),  # 1899 in UTC
-    ("2200-12-31T23:59:59-14:00", "implausible ts"),  # 2201 in UTC
-    ("294247-01-01", "unparseable ts"),  # not a four-digit year
-    ("-2024-01-01", "unparseable ts"),
-])
+@pytest.mark.parametrize(
+    ("ts", "reason"),
+    [
+        ("0001-01-01T00:00:00+01:00", "implausible ts"),  # year 0 in UTC
+        ("9999-12-31T23:00:00-05:00", "implausible ts"),  # year 10000 in UTC
+        ("1900-01-01T00:30:00+01:00", "implausible ts"),  # 1899 in UTC
+        ("2200-12-31T23:59:59-14:00", "implausible ts"),  # 2201 in UTC
+        ("294247-01-01", "unparseable ts"),  # not a four-digit year
+        ("-2024-01-01", "unparseable ts"),
+    ],
+)
 def test_timestamps_are_judged_in_utc_and_need_a_four_digit_year(ts: str, reason: str) -> None:
     result = validate_frames(pd.DataFrame({"customer_id": ["1"], "ts": [ts], "amount": ["1"]}))
     assert result.reports["transactions"].rejected == 1
@@ -76,8 +93,15 @@ def test_timestamps_are_judged_in_utc_and_need_a_four_digit_year(ts: str, reason
 
 
 def test_year_first_dates_are_still_accepted() -> None:
-    cells = ["2024-01-31", "2024/01/31", "2024-1-31", "2024-01-31T10:00:00+05:30", "2024-01-31 10:00:00 UTC",
-             "1900-01-01", "2200-12-31T23:59:59"]
+    cells = [
+        "2024-01-31",
+        "2024/01/31",
+        "2024-1-31",
+        "2024-01-31T10:00:00+05:30",
+        "2024-01-31 10:00:00 UTC",
+        "1900-01-01",
+        "2200-12-31T23:59:59",
+    ]
     n = len(cells)
     result = validate_frames(pd.DataFrame({"customer_id": ["1"] * n, "ts": cells, "amount": ["1"] * n}))
     assert result.reports["transactions"].accepted == len(cells)
@@ -88,20 +112,36 @@ def test_typed_infinite_timestamps_are_rejected(tmp_path: Path) -> None:
     NULL, so a year check alone let them through."""
     data = tmp_path / "data"
     data.mkdir()
-    duckdb.sql("COPY (SELECT * FROM (VALUES ('1', TIMESTAMP '2024-01-01', 1.0), ('2', TIMESTAMP '-infinity', 1.0), "
-               "('3', TIMESTAMP 'infinity', 1.0)) t(customer_id, ts, amount)) "
-               f"TO '{data / 'transactions.parquet'}' (FORMAT parquet)")
+    duckdb.sql(
+        "COPY (SELECT * FROM (VALUES ('1', TIMESTAMP '2024-01-01', 1.0), ('2', TIMESTAMP '-infinity', 1.0), "
+        "('3', TIMESTAMP 'infinity', 1.0)) t(customer_id, ts, amount)) "
+        f"TO '{data / 'transactions.parquet'}' (FORMAT parquet)"
+    )
     result = validate_source(data, tmp_path / "out")
     rep = result.reports["transactions"]
     assert (rep.read, rep.accepted, rep.rejected) == (3, 1, 2)
     assert set(rep.reasons) == {values.reason("implausible_ts", "ts")}
 
 
-@pytest.mark.parametrize(("amount", "ok"), [
-    ("1e9", True), ("-1e9", True), ("0", True), ("-0", True), ("1e-9", True), ("999999999.99", True),
-    ("1000000000.01", False), ("1e308", False), ("-1e308", False), ("1.7976931348623157e308", False),
-    ("5e-324", False), ("-1e-10", False), ("inf", False), ("NaN", False),
-])
+@pytest.mark.parametrize(
+    ("amount", "ok"),
+    [
+        ("1e9", True),
+        ("-1e9", True),
+        ("0", True),
+        ("-0", True),
+        ("1e-9", True),
+        ("999999999.99", True),
+        ("1000000000.01", False),
+        ("1e308", False),
+        ("-1e308", False),
+        ("1.7976931348623157e308", False),
+        ("5e-324", False),
+        ("-1e-10", False),
+        ("inf", False),
+        ("NaN", False),
+    ],
+)
 def test_amounts_and_event_values_keep_the_bounds(amount: str, ok: bool) -> None:
     tx = pd.DataFrame({"customer_id": ["1", "1"], "ts": ["2024-01-01", "2024-01-02"], "amount": ["5", amount]})
     ev = pd.DataFrame({"customer_id": ["1"], "ts": ["2024-01-01"], "event_type": ["login"], "value": [amount]})
@@ -110,26 +150,53 @@ def test_amounts_and_event_values_keep_the_bounds(amount: str, ok: bool) -> None
     assert result.reports["events"].accepted == (1 if ok else 0)
     if not ok:
         assert result.rejects["transactions"]["reason"].iloc[0].split(":")[0] in (
-            "implausible amount", "non-finite amount (NaN or infinity)")
+            "implausible amount",
+            "non-finite amount (NaN or infinity)",
+        )
         assert result.rejects["events"]["reason"].iloc[0].split(":")[0] in (
-            "implausible value", "non-finite value (NaN or infinity)")
+            "implausible value",
+            "non-finite value (NaN or infinity)",
+        )
 
 
 def _attack_world(folder: Path) -> Path:
     """The lines that made score-batch fail or write net_spend=-inf before the rules were shared."""
-    _csv(folder / "transactions.csv", "customer_id,ts,amount", [
-        "good,2024-01-01,10", "good,2024-03-01,20", "good,2024-05-01,15",
-        "minus,-infinity,5", "minus,2024-02-01,5",  # one -infinity line
-        "huge,2024-01-05,1e308", "huge,2024-01-06,1e308",  # two 1e308 lines: the sum is inf
-        "neg,2024-01-05,-1e308", "neg,2024-01-06,-1e308", "neg,2024-02-06,3",  # net_spend=-inf
-    ])
+    _csv(
+        folder / "transactions.csv",
+        "customer_id,ts,amount",
+        [
+            "good,2024-01-01,10",
+            "good,2024-03-01,20",
+            "good,2024-05-01,15",
+            "minus,-infinity,5",
+            "minus,2024-02-01,5",  # one -infinity line
+            "huge,2024-01-05,1e308",
+            "huge,2024-01-06,1e308",  # two 1e308 lines: the sum is inf
+            "neg,2024-01-05,-1e308",
+            "neg,2024-01-06,-1e308",
+            "neg,2024-02-06,3",  # net_spend=-inf
+        ],
+    )
     return folder
 
 
 def test_the_attack_lines_are_rejected_and_the_features_are_finite(tmp_path: Path) -> None:
     data = _attack_world(tmp_path / "data")
-    result = CliRunner().invoke(cli, ["-q", "features", "--data", str(data), "--work", str(tmp_path / "work"),
-                                      "--as-of", "2024-06-30", "--out", str(tmp_path / "f.parquet")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "-q",
+            "features",
+            "--data",
+            str(data),
+            "--work",
+            str(tmp_path / "work"),
+            "--as-of",
+            "2024-06-30",
+            "--out",
+            str(tmp_path / "f.parquet"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rejects = pd.read_csv(tmp_path / "work" / "rejects" / "transactions.csv", dtype=str)
     assert sorted(rejects["_row"].astype(int)) == [4, 6, 7, 8, 9]
@@ -144,24 +211,45 @@ def test_trusted_input_that_breaks_the_rules_stops_with_table_column_rule_and_fi
     what to do instead of failing halfway or writing infinities."""
     data = tmp_path / "trusted"
     data.mkdir()
-    pd.DataFrame({"customer_id": ["a", "a", "b"], "ts": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]),
-                  "amount": [1e308, 1e308, 1.0]}).to_parquet(data / "transactions.parquet")
-    line = _one_line_error(CliRunner().invoke(cli, ["features", "--data", str(data), "--trusted", "--as-of",
-                                                    "2024-06-30", "--out", str(tmp_path / "f.parquet")]))
+    pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b"],
+            "ts": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]),
+            "amount": [1e308, 1e308, 1.0],
+        }
+    ).to_parquet(data / "transactions.parquet")
+    line = _one_line_error(
+        CliRunner().invoke(
+            cli,
+            [
+                "features",
+                "--data",
+                str(data),
+                "--trusted",
+                "--as-of",
+                "2024-06-30",
+                "--out",
+                str(tmp_path / "f.parquet"),
+            ],
+        )
+    )
     assert "transactions.amount" in line and "1e9" in line and "churnclv validate" in line
     assert not (tmp_path / "f.parquet").exists()
 
     with pytest.raises(values.ValueRuleError, match=r"transactions\.amount: 2 row\(s\) break the rule"):
         compute_features(data, "2024-06-30")
-    duckdb.sql("COPY (SELECT 'a' AS customer_id, TIMESTAMP '-infinity' AS ts, 1.0 AS amount) "
-               f"TO '{data / 'transactions.parquet'}' (FORMAT parquet)")
+    duckdb.sql(
+        "COPY (SELECT 'a' AS customer_id, TIMESTAMP '-infinity' AS ts, 1.0 AS amount) "
+        f"TO '{data / 'transactions.parquet'}' (FORMAT parquet)"
+    )
     with pytest.raises(values.ValueRuleError, match=r"transactions\.ts: .*1900-2200.*churnclv validate"):
         compute_features(data, "2024-06-30")
 
 
 def test_frames_breaking_the_rules_are_refused_by_the_in_memory_path() -> None:
-    tx = pd.DataFrame({"customer_id": ["a", "a"], "ts": pd.to_datetime(["2024-01-01", "2024-01-02"]),
-                       "amount": [-1e308, -1e308]})
+    tx = pd.DataFrame(
+        {"customer_id": ["a", "a"], "ts": pd.to_datetime(["2024-01-01", "2024-01-02"]), "amount": [-1e308, -1e308]}
+    )
     with pytest.raises(values.ValueRuleError, match=r"transactions\.amount"):
         compute_features_frames(tx, as_of="2024-06-30")
     with pytest.raises(values.ValueRuleError, match=r"transactions\.amount"):
@@ -170,8 +258,12 @@ def test_frames_breaking_the_rules_are_refused_by_the_in_memory_path() -> None:
 
 # =========================================================================== 2. HTTP: never a 500
 
-OVERFLOWING = ["0001-01-01T00:00:00+01:00", "0001-01-01T00:59:59+14:00", "9999-12-31T23:00:00-05:00",
-               "9999-12-31T23:59:59-00:01"]
+OVERFLOWING = [
+    "0001-01-01T00:00:00+01:00",
+    "0001-01-01T00:59:59+14:00",
+    "9999-12-31T23:00:00-05:00",
+    "9999-12-31T23:59:59-00:01",
+]
 
 
 def _request(where: str, ts: str) -> dict:
@@ -186,9 +278,14 @@ def _request(where: str, ts: str) -> dict:
 
 
 @pytest.mark.parametrize("ts", OVERFLOWING)
-@pytest.mark.parametrize(("where", "loc"), [("ts", ("customers", 0, "transactions", 0, "ts")),
-                                            ("signup_ts", ("customers", 0, "signup_ts")),
-                                            ("events", ("customers", 0, "events", 0, "ts"))])
+@pytest.mark.parametrize(
+    ("where", "loc"),
+    [
+        ("ts", ("customers", 0, "transactions", 0, "ts")),
+        ("signup_ts", ("customers", 0, "signup_ts")),
+        ("events", ("customers", 0, "events", 0, "ts")),
+    ],
+)
 def test_timestamps_whose_utc_conversion_overflows_are_field_errors(where: str, loc: tuple, ts: str) -> None:
     """Year 1 with a positive offset and 9999 with a negative one overflowed datetime in the UTC
     conversion (OverflowError: a 500); now a validation error on the field."""
@@ -240,8 +337,11 @@ def test_a_folder_of_csv_files_reads_every_file(tmp_path: Path) -> None:
 
 def test_csv_quotes_first_seen_after_the_sniffers_sample_still_quote(tmp_path: Path) -> None:
     rows = [f"c{i % 100},2024-01-01,1" for i in range(25_000)]
-    _csv(tmp_path / "data" / "transactions.csv", "customer_id,ts,amount",
-         [*rows, '"c1",2024-01-02,2', '"c2","2024-01-03","1,5"', '"c""3",2024-01-04,3'])
+    _csv(
+        tmp_path / "data" / "transactions.csv",
+        "customer_id,ts,amount",
+        [*rows, '"c1",2024-01-02,2', '"c2","2024-01-03","1,5"', '"c""3",2024-01-04,3'],
+    )
     result = validate_source(tmp_path / "data", tmp_path / "out")
     rep = result.reports["transactions"]
     assert (rep.read, rep.accepted, rep.rejected) == (25_003, 25_002, 1)
@@ -257,9 +357,13 @@ def test_float_ids_must_be_whole_numbers(tmp_path: Path) -> None:
     ids 'nan', 'inf', '12.5' and '1e+20'."""
     data = tmp_path / "data"
     data.mkdir()
-    table = pa.table({"customer_id": pa.array([12.0, float("nan"), float("inf"), 1e20, 12.5, 2.0**53, 7.0, None]),
-                      "ts": pa.array([pd.Timestamp("2024-01-01")] * 8, pa.timestamp("us")),
-                      "amount": pa.array([1.0] * 8)})
+    table = pa.table(
+        {
+            "customer_id": pa.array([12.0, float("nan"), float("inf"), 1e20, 12.5, 2.0**53, 7.0, None]),
+            "ts": pa.array([pd.Timestamp("2024-01-01")] * 8, pa.timestamp("us")),
+            "amount": pa.array([1.0] * 8),
+        }
+    )
     pq.write_table(table, data / "transactions.parquet")  # pyarrow keeps NaN a NaN (pandas would write null)
     result = validate_source(data, tmp_path / "out")
     rep = result.reports["transactions"]
@@ -270,14 +374,18 @@ def test_float_ids_must_be_whole_numbers(tmp_path: Path) -> None:
     db = tmp_path / "shop.db"
     with sqlite3.connect(db) as con:
         con.execute("CREATE TABLE transactions (customer_id REAL, ts TEXT, amount REAL, order_id REAL)")
-        con.executemany("INSERT INTO transactions VALUES (?, ?, ?, ?)",
-                        [(12.0, "2024-01-01", 1.0, 5.0), (1e20, "2024-01-01", 1.0, 6.0),
-                         (13.0, "2024-01-01", 1.0, 6.5)])
+        con.executemany(
+            "INSERT INTO transactions VALUES (?, ?, ?, ?)",
+            [(12.0, "2024-01-01", 1.0, 5.0), (1e20, "2024-01-01", 1.0, 6.0), (13.0, "2024-01-01", 1.0, 6.5)],
+        )
     result = validate_source(f"sqlite:///{db}", tmp_path / "out2")
     assert pd.read_parquet(result.clean_paths["transactions"])[["customer_id", "order_id"]].values.tolist() == [
-        ["12", "5"]]
-    assert set(result.reports["transactions"].reasons) == {values.reason("non_integral_id", "customer_id"),
-                                                           values.reason("non_integral_id", "order_id")}
+        ["12", "5"]
+    ]
+    assert set(result.reports["transactions"].reasons) == {
+        values.reason("non_integral_id", "customer_id"),
+        values.reason("non_integral_id", "order_id"),
+    }
 
 
 @pytest.mark.parametrize("header", ["customer_id,ts,amount,amount", "customer_id,ts,Amount,AMOUNT"])
@@ -290,8 +398,13 @@ def test_duplicate_column_names_are_an_error_naming_the_column(tmp_path: Path, h
 def test_duplicate_parquet_and_frame_columns_are_an_error(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    pq.write_table(pa.table([pa.array(["1"]), pa.array(["2024-01-01"]), pa.array([1.0]), pa.array([2.0])],
-                            names=["customer_id", "ts", "amount", "amount"]), data / "transactions.parquet")
+    pq.write_table(
+        pa.table(
+            [pa.array(["1"]), pa.array(["2024-01-01"]), pa.array([1.0]), pa.array([2.0])],
+            names=["customer_id", "ts", "amount", "amount"],
+        ),
+        data / "transactions.parquet",
+    )
     with pytest.raises(DataError, match="column 'amount' appears 2 times"):
         validate_source(data, tmp_path / "out")
     frame = pd.DataFrame([["1", "2024-01-01", 1.0, 2.0]], columns=["customer_id", "ts", "amount", "amount"])
@@ -313,8 +426,9 @@ def test_mapped_table_names_are_confined_to_the_source(tmp_path: Path, name: str
     assert outside.exists()
 
 
-def test_a_missing_sqlite_database_is_an_error_and_nothing_is_created(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_sqlite_database_is_an_error_and_nothing_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     line = _one_line_error(CliRunner().invoke(cli, ["validate", "--data", "sqlite:///missing.db", "--out", "out"]))
     assert "missing.db does not exist" in line
@@ -357,12 +471,15 @@ def _late(tmp_path: Path, line: bytes) -> Path:
     return data
 
 
-@pytest.mark.parametrize(("line", "what"), [
-    (f"{SECRET},2024-01-01,1,9".encode(), "line 30002: 4 fields where the header has 3"),
-    (f"{SECRET},2024-01-01".encode(), "line 30002: 2 fields where the header has 3"),
-    (SECRET.encode() + b"\xff\xfe,2024-01-01,1", "line 30002: not UTF-8 text: save the file as UTF-8"),
-    (f'"{SECRET},2024-01-01,1'.encode(), "line 30002"),
-])
+@pytest.mark.parametrize(
+    ("line", "what"),
+    [
+        (f"{SECRET},2024-01-01,1,9".encode(), "line 30002: 4 fields where the header has 3"),
+        (f"{SECRET},2024-01-01".encode(), "line 30002: 2 fields where the header has 3"),
+        (SECRET.encode() + b"\xff\xfe,2024-01-01,1", "line 30002: not UTF-8 text: save the file as UTF-8"),
+        (f'"{SECRET},2024-01-01,1'.encode(), "line 30002"),
+    ],
+)
 def test_a_late_broken_csv_line_is_one_line_without_its_contents(tmp_path: Path, line: bytes, what: str) -> None:
     data = _late(tmp_path, line)
     with pytest.raises(DataError) as err:
@@ -374,8 +491,12 @@ def test_a_late_broken_csv_line_is_one_line_without_its_contents(tmp_path: Path,
 
 def test_a_late_broken_csv_line_exits_1_with_one_line_on_stderr(tmp_path: Path) -> None:
     data = _late(tmp_path, f"{SECRET},2024-01-01,1,9".encode())
-    proc = subprocess.run([sys.executable, "-m", "churnclv.cli", "validate", "--data", str(data), "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "churnclv.cli", "validate", "--data", str(data), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: ") and "line 30002" in proc.stderr
     assert SECRET not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
@@ -384,8 +505,20 @@ def test_a_late_broken_csv_line_exits_1_with_one_line_on_stderr(tmp_path: Path) 
 def test_a_non_utf8_mapping_file_is_one_line(tmp_path: Path) -> None:
     _csv(tmp_path / "data" / "transactions.csv", "customer_id,ts,amount", ["1,2024-01-01,1"])
     (tmp_path / "m.toml").write_bytes(b'[transactions]\ntable = "caf\xe9"\n')
-    line = _one_line_error(CliRunner().invoke(cli, ["validate", "--data", str(tmp_path / "data"), "--mapping",
-                                                    str(tmp_path / "m.toml"), "--out", str(tmp_path / "out")]))
+    line = _one_line_error(
+        CliRunner().invoke(
+            cli,
+            [
+                "validate",
+                "--data",
+                str(tmp_path / "data"),
+                "--mapping",
+                str(tmp_path / "m.toml"),
+                "--out",
+                str(tmp_path / "out"),
+            ],
+        )
+    )
     assert "is not UTF-8 text" in line and "m.toml" in line
 
 
@@ -398,8 +531,9 @@ def test_sqlite_blob_columns(tmp_path: Path) -> None:
     assert pd.read_parquet(result.clean_paths["transactions"])["customer_id"].tolist() == ["012"]
     with sqlite3.connect(db) as con:
         con.execute("INSERT INTO transactions VALUES (?, '2024-01-02', 1.0, X'FFFE')", (SECRET,))
-    line = _one_line_error(CliRunner().invoke(cli, ["validate", "--data", f"sqlite:///{db}",
-                                                    "--out", str(tmp_path / "out")]))
+    line = _one_line_error(
+        CliRunner().invoke(cli, ["validate", "--data", f"sqlite:///{db}", "--out", str(tmp_path / "out")])
+    )
     assert "column 'note' holds binary values (BLOB) that are not UTF-8 text" in line and SECRET not in line
 
 
@@ -408,8 +542,11 @@ def test_out_that_is_a_file_or_not_writable_is_one_line(tmp_path: Path, monkeypa
     (tmp_path / "afile").write_text("x")
     with pytest.raises(DataError, match="cannot write the validated tables there"):
         validate_source(tmp_path / "data", tmp_path / "afile")
-    line = _one_line_error(CliRunner().invoke(cli, ["validate", "--data", str(tmp_path / "data"),
-                                                    "--out", str(tmp_path / "afile" / "sub")]))
+    line = _one_line_error(
+        CliRunner().invoke(
+            cli, ["validate", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "afile" / "sub")]
+        )
+    )
     assert "cannot write the validated tables there (Not a directory)" in line
 
     # running as root, chmod cannot make a folder read-only: the OS's answer is simulated
@@ -417,6 +554,7 @@ def test_out_that_is_a_file_or_not_writable_is_one_line(tmp_path: Path, monkeypa
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
     monkeypatch.setattr(tempfile, "mkdtemp", denied)
-    line = _one_line_error(CliRunner().invoke(cli, ["validate", "--data", str(tmp_path / "data"),
-                                                    "--out", str(tmp_path / "ro")]))
+    line = _one_line_error(
+        CliRunner().invoke(cli, ["validate", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ro")])
+    )
     assert "ro: cannot write the validated tables there (Permission denied): pass --out a folder" in line

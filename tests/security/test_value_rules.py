@@ -48,35 +48,107 @@ BOUND = values.MAX_ABS_AMOUNT
 # plain values are drawn more often than odd ones, so that customers have several accepted lines and
 # an accepted extreme meets others in a sum, a mean or a ratio
 normal_amounts = st.floats(-5_000, 5_000, allow_nan=False).map(repr)
-extreme_amounts = st.sampled_from([BOUND, -BOUND, math.nextafter(BOUND, 0), math.nextafter(BOUND, math.inf), 1e308,
-                                   -1e308, 1.7976931348623157e308, 5e-324, -0.0, 1e-320]).map(repr)
+extreme_amounts = st.sampled_from(
+    [
+        BOUND,
+        -BOUND,
+        math.nextafter(BOUND, 0),
+        math.nextafter(BOUND, math.inf),
+        1e308,
+        -1e308,
+        1.7976931348623157e308,
+        5e-324,
+        -0.0,
+        1e-320,
+    ]
+).map(repr)
 odd_amounts = st.one_of(
     st.none(),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", " ", "NaN", "-inf", "Infinity", "1e308", "1e9", "-1e9", "1,5", "12,50", "0x10", "1_000",
-                     "  7 ", "€5", "1e-400", "1e400", "--1", "nan(0x1)", "١٢"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "NaN",
+            "-inf",
+            "Infinity",
+            "1e308",
+            "1e9",
+            "-1e9",
+            "1,5",
+            "12,50",
+            "0x10",
+            "1_000",
+            "  7 ",
+            "€5",
+            "1e-400",
+            "1e400",
+            "--1",
+            "nan(0x1)",
+            "١٢",
+        ]
+    ),
 )
 amount_cells = st.one_of(normal_amounts, extreme_amounts, extreme_amounts, odd_amounts)
 
-plain_timestamps = st.datetimes(min_value=pd.Timestamp("2023-01-01").to_pydatetime(),
-                                max_value=pd.Timestamp("2025-06-30").to_pydatetime()).map(lambda d: d.isoformat())
+plain_timestamps = st.datetimes(
+    min_value=pd.Timestamp("2023-01-01").to_pydatetime(), max_value=pd.Timestamp("2025-06-30").to_pydatetime()
+).map(lambda d: d.isoformat())
 extreme_timestamps = st.one_of(
-    st.sampled_from(["1900-01-01T00:00:00", "1900-01-01T00:30:00+01:00", "2200-12-31T23:59:59",
-                     "2200-12-31T23:59:59-14:00", "1899-12-31T23:59:59", "2201-01-01", "1970-01-01T00:00:00Z",
-                     "2024-06-30T23:59:59.999999+14:00", "2024-06-30 24:00:00", "2024-1-1"]),
-    st.datetimes(min_value=pd.Timestamp("1890-01-01").to_pydatetime(),
-                 max_value=pd.Timestamp("2210-01-01").to_pydatetime()).map(lambda d: d.isoformat()),
+    st.sampled_from(
+        [
+            "1900-01-01T00:00:00",
+            "1900-01-01T00:30:00+01:00",
+            "2200-12-31T23:59:59",
+            "2200-12-31T23:59:59-14:00",
+            "1899-12-31T23:59:59",
+            "2201-01-01",
+            "1970-01-01T00:00:00Z",
+            "2024-06-30T23:59:59.999999+14:00",
+            "2024-06-30 24:00:00",
+            "2024-1-1",
+        ]
+    ),
+    st.datetimes(
+        min_value=pd.Timestamp("1890-01-01").to_pydatetime(), max_value=pd.Timestamp("2210-01-01").to_pydatetime()
+    ).map(lambda d: d.isoformat()),
 )
-odd_timestamps = st.one_of(st.none(), st.sampled_from([
-    "-infinity", "infinity", "Infinity", " -infinity ", "epoch", "now", "today", "tomorrow", "allballs",
-    "0001-01-01T00:00:00+01:00", "0001-01-01", "9999-12-31T23:00:00-05:00", "9999-12-31", "294247-01-01",
-    "-2024-01-01", "2024-02-30", "2024-13-01", "01/02/2024", "20240101", "", "nope", "2024-01-01 BC", "1e308",
-]))
+odd_timestamps = st.one_of(
+    st.none(),
+    st.sampled_from(
+        [
+            "-infinity",
+            "infinity",
+            "Infinity",
+            " -infinity ",
+            "epoch",
+            "now",
+            "today",
+            "tomorrow",
+            "allballs",
+            "0001-01-01T00:00:00+01:00",
+            "0001-01-01",
+            "9999-12-31T23:00:00-05:00",
+            "9999-12-31",
+            "294247-01-01",
+            "-2024-01-01",
+            "2024-02-30",
+            "2024-13-01",
+            "01/02/2024",
+            "20240101",
+            "",
+            "nope",
+            "2024-01-01 BC",
+            "1e308",
+        ]
+    ),
+)
 timestamp_cells = st.one_of(plain_timestamps, plain_timestamps, extreme_timestamps, odd_timestamps)
 
 plain_ids = st.sampled_from(["c1", "c2", "c3", "007"])
-odd_ids = st.one_of(st.none(), st.sampled_from([" ", "", "nan", "inf", "NULL", "\u00e9", "x" * 300, '"c1"', "c1,c2",
-                                                "-1e20"]))
+odd_ids = st.one_of(
+    st.none(), st.sampled_from([" ", "", "nan", "inf", "NULL", "\u00e9", "x" * 300, '"c1"', "c1,c2", "-1e20"])
+)
 id_cells = st.one_of(plain_ids, plain_ids, plain_ids, odd_ids)
 event_types = st.sampled_from(["login", "session", "complaint", "email_open", "", None, "LOGIN", "push"])
 
@@ -109,8 +181,14 @@ ATTACKS = [
     _world(("c1", "2024-01-01", "10"), ("c2", "-infinity", "5")),
     _world(("c1", "2024-01-01", "1e308"), ("c1", "2024-02-01", "1e308"), ("c2", "2024-01-01", "5")),
     _world(("c1", "2024-01-01", "-1e308"), ("c1", "2024-02-01", "-1e308"), ("c2", "2024-01-01", "5")),
-    _world(("c1", "2024-01-01", "1e9"), ("c1", "2024-02-01", "1e9"), ("c1", "2024-03-01", "-1e9"),
-           ("c2", "epoch", "5"), ("c2", "2200-12-31T23:59:59", "5"), ("c3", "1900-01-01", "1e-320")),
+    _world(
+        ("c1", "2024-01-01", "1e9"),
+        ("c1", "2024-02-01", "1e9"),
+        ("c1", "2024-03-01", "-1e9"),
+        ("c2", "epoch", "5"),
+        ("c2", "2200-12-31T23:59:59", "5"),
+        ("c3", "1900-01-01", "1e-320"),
+    ),
 ]
 
 
@@ -130,9 +208,14 @@ def _with_attacks(test: Callable[..., None]) -> Callable[..., None]:
 
 
 # no shrinking: a failure prints the drawn tables (note) instead of spending minutes minimising them
-@settings(max_examples=30, deadline=None, database=None, derandomize=True,
-          phases=[Phase.explicit, Phase.reuse, Phase.generate],
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(world=worlds(), as_of=st.sampled_from(["1900-01-01", "1970-01-01", "2025-06-30", "2200-12-31"]))
 @_with_attacks
 def test_what_validation_accepts_gives_finite_features_and_scores(scorer: Scorer, world: dict, as_of: str) -> None:

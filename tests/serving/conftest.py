@@ -20,14 +20,18 @@ MAX_CUSTOMERS = 100
 MAX_HISTORY_ROWS = 1_000
 MAX_BODY_BYTES = 4_000_000
 
+
 @pytest.fixture(scope="session")
 def serving_store(trained_store: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A private copy of the trained store's registry (tests here move aliases and add versions;
     the artifacts stay where the shared store wrote them and are only read)."""
     folder = tmp_path_factory.mktemp("serving-mlruns")
     shutil.copy2(Path(trained_store["store"]) / "mlflow.db", folder / "mlflow.db")
-    return {"tracking_uri": f"sqlite:///{folder}/mlflow.db", "model_uri": "models:/churnclv@champion",
-            "scorer": trained_store["result"].scorer}
+    return {
+        "tracking_uri": f"sqlite:///{folder}/mlflow.db",
+        "model_uri": "models:/churnclv@champion",
+        "scorer": trained_store["result"].scorer,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +40,14 @@ def batch_out(serving_store: dict, small_world: Path, tmp_path_factory: pytest.T
     from churnclv.serving.batch import run_batch
 
     out = tmp_path_factory.mktemp("batch-out")
-    run_batch(clean=small_world, as_of=AS_OF, out=out, tracking_uri=serving_store["tracking_uri"],
-              progress=False, echo=lambda _line: None)
+    run_batch(
+        clean=small_world,
+        as_of=AS_OF,
+        out=out,
+        tracking_uri=serving_store["tracking_uri"],
+        progress=False,
+        echo=lambda _line: None,
+    )
     return out
 
 
@@ -89,15 +99,21 @@ def history_body(frames: dict[str, pd.DataFrame], ids: list[str], as_of: str = A
         t = tx_by.get(cid)
         if t is not None:
             customer["transactions"] = [
-                {"ts": _iso(r.ts), "amount": float(r.amount), "order_id": None if pd.isna(r.order_id) else r.order_id,
-                 "channel": None if pd.isna(r.channel) else r.channel,
-                 "category": None if pd.isna(r.category) else r.category}
-                for r in t.itertuples(index=False)]
+                {
+                    "ts": _iso(r.ts),
+                    "amount": float(r.amount),
+                    "order_id": None if pd.isna(r.order_id) else r.order_id,
+                    "channel": None if pd.isna(r.channel) else r.channel,
+                    "category": None if pd.isna(r.category) else r.category,
+                }
+                for r in t.itertuples(index=False)
+            ]
         e = ev_by.get(cid)
         if e is not None:
             customer["events"] = [
                 {"ts": _iso(r.ts), "event_type": r.event_type, "value": None if pd.isna(r.value) else float(r.value)}
-                for r in e.itertuples(index=False)]
+                for r in e.itertuples(index=False)
+            ]
         customers.append(customer)
     return {"as_of": as_of, "customers": customers}
 
@@ -105,7 +121,14 @@ def history_body(frames: dict[str, pd.DataFrame], ids: list[str], as_of: str = A
 @pytest.fixture(scope="session")
 def kit(service_app: SimpleNamespace) -> SimpleNamespace:
     """Constants and helpers of this folder (test modules cannot import conftest under importlib mode)."""
-    return SimpleNamespace(AS_OF=AS_OF, API_KEY=API_KEY, HEADERS=HEADERS, MAX_CUSTOMERS=MAX_CUSTOMERS,
-                           MAX_HISTORY_ROWS=MAX_HISTORY_ROWS, history_body=history_body,
-                           running_service=service_app.running, service_env=service_env,
-                           SERVICE_VARS=service_app.SERVICE_VARS)
+    return SimpleNamespace(
+        AS_OF=AS_OF,
+        API_KEY=API_KEY,
+        HEADERS=HEADERS,
+        MAX_CUSTOMERS=MAX_CUSTOMERS,
+        MAX_HISTORY_ROWS=MAX_HISTORY_ROWS,
+        history_body=history_body,
+        running_service=service_app.running,
+        service_env=service_env,
+        SERVICE_VARS=service_app.SERVICE_VARS,
+    )

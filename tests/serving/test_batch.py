@@ -61,8 +61,16 @@ def known_at(world: Path, as_of: pd.Timestamp) -> set[str]:
 
 def batch(world: Path, out: Path, store: dict, as_of: pd.Timestamp = AS_OF, **kwargs) -> dict:
     kwargs.setdefault("chunk_size", CHUNK)
-    return run_batch(clean=world, as_of=as_of, out=out, model_uri=store["model_uri"],
-                     tracking_uri=store["tracking_uri"], echo=lambda _m: None, progress=False, **kwargs)
+    return run_batch(
+        clean=world,
+        as_of=as_of,
+        out=out,
+        model_uri=store["model_uri"],
+        tracking_uri=store["tracking_uri"],
+        echo=lambda _m: None,
+        progress=False,
+        **kwargs,
+    )
 
 
 def partition_table(path: Path) -> pd.DataFrame:
@@ -95,7 +103,8 @@ def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Pa
     c = manifest["counts"]
     assert c["customers_known"] == c["features_rows"] == c["rows_written"] == len(expected)
     assert manifest["chunks"] == 4 and sorted(p.name for p in part.glob("part-*.parquet")) == [
-        f"part-0000{i}.parquet" for i in range(4)]
+        f"part-0000{i}.parquet" for i in range(4)
+    ]
     on_disk = json.loads((part / "manifest.json").read_text())
     assert on_disk["counts"] == c and on_disk["model"]["version"] == "1"
     assert on_disk["model"]["resolved_uri"] == "models:/churnclv/1" and on_disk["horizon_days"] == 90
@@ -114,8 +123,9 @@ def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Pa
     assert not list(out.glob(".as_of=*.tmp-*"))
 
 
-def test_batch_scores_equal_the_single_customer_path(world: Path, scored: tuple[Path, dict],
-                                                       trained_store: dict, tmp_path: Path) -> None:
+def test_batch_scores_equal_the_single_customer_path(
+    world: Path, scored: tuple[Path, dict], trained_store: dict, tmp_path: Path
+) -> None:
     """What the HTTP service does for one customer (in-memory features, the pyfunc's scorer)
     gives the batch row's numbers, tier and reasons."""
     from churnclv.features import compute_features_frames
@@ -131,8 +141,9 @@ def test_batch_scores_equal_the_single_customer_path(world: Path, scored: tuple[
     rng = np.random.default_rng(3)
     ids = [*rng.choice(frame.index.to_numpy(), 5, replace=False), SIGNED_UP_NO_PURCHASE]
     for cid in ids:
-        feats = compute_features_frames(tx[tx.customer_id == cid], ev[ev.customer_id == cid],
-                                        cu[cu.customer_id == cid], as_of=AS_OF)
+        feats = compute_features_frames(
+            tx[tx.customer_id == cid], ev[ev.customer_id == cid], cu[cu.customer_id == cid], as_of=AS_OF
+        )
         one = scorer.score(model_input(feats)).iloc[0]
         row = frame.loc[cid]
         for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score"):
@@ -141,8 +152,7 @@ def test_batch_scores_equal_the_single_customer_path(world: Path, scored: tuple[
         assert list(one["reasons"]) == list(row["reasons"])
 
 
-def test_rerun_replaces_the_partition_identically(world: Path, trained_store: dict,
-                                                   scored: tuple[Path, dict]) -> None:
+def test_rerun_replaces_the_partition_identically(world: Path, trained_store: dict, scored: tuple[Path, dict]) -> None:
     out, _ = scored
     before = partition_table(out / "as_of=2025-10-02")
     inode = (out / "as_of=2025-10-02").stat().st_ino
@@ -158,8 +168,9 @@ class Killed(RuntimeError):
     pass
 
 
-def test_resume_after_a_crash_equals_an_uninterrupted_run(world: Path, trained_store: dict,
-                                                           scored: tuple[Path, dict], tmp_path: Path) -> None:
+def test_resume_after_a_crash_equals_an_uninterrupted_run(
+    world: Path, trained_store: dict, scored: tuple[Path, dict], tmp_path: Path
+) -> None:
     def crash_after_second_chunk(i: int) -> None:
         if i == 1:
             raise Killed
@@ -176,13 +187,13 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(world: Path, trained_s
     scored_chunks: list[int] = []
     manifest = batch(world, tmp_path, trained_store, resume=True, after_chunk=scored_chunks.append)
     assert scored_chunks == [2, 3] and manifest["resumed_chunks"] == 2
-    pd.testing.assert_frame_equal(partition_table(tmp_path / "as_of=2025-10-02"),
-                                  partition_table(scored[0] / "as_of=2025-10-02"))
+    pd.testing.assert_frame_equal(
+        partition_table(tmp_path / "as_of=2025-10-02"), partition_table(scored[0] / "as_of=2025-10-02")
+    )
     assert not list(tmp_path.glob(".as_of=*.tmp-*"))
 
 
-def test_second_as_of_reports_tier_migration(world: Path, trained_store: dict,
-                                              scored: tuple[Path, dict]) -> None:
+def test_second_as_of_reports_tier_migration(world: Path, trained_store: dict, scored: tuple[Path, dict]) -> None:
     out, first = scored
     manifest = batch(world, out, trained_store, as_of=NEXT, chunk_size=2_000)
     part = out / "as_of=2025-10-09"
@@ -190,8 +201,10 @@ def test_second_as_of_reports_tier_migration(world: Path, trained_store: dict,
     assert report["previous"] == "as_of=2025-10-02"
     counts = pd.read_csv(part / "tier_report" / "tier_migration_counts.csv", index_col=0)
     assert int(counts.to_numpy().sum()) == report["migration"]["customers_both"]
-    assert report["migration"]["customers_both"] + report["migration"]["only_current"] == \
-        manifest["counts"]["rows_written"]
+    assert (
+        report["migration"]["customers_both"] + report["migration"]["only_current"]
+        == manifest["counts"]["rows_written"]
+    )
     prev = partition_table(out / "as_of=2025-10-02").set_index("customer_id")["tier"]
     curr = partition_table(part).set_index("customer_id")["tier"]
     both = prev.index.intersection(curr.index)
@@ -201,8 +214,9 @@ def test_second_as_of_reports_tier_migration(world: Path, trained_store: dict,
     assert first["tier_report"]["previous"] is None
 
 
-def test_hysteresis_holds_tiers_against_the_previous_partition(world: Path, trained_store: dict,
-                                                                scored: tuple[Path, dict], tmp_path: Path) -> None:
+def test_hysteresis_holds_tiers_against_the_previous_partition(
+    world: Path, trained_store: dict, scored: tuple[Path, dict], tmp_path: Path
+) -> None:
     out, _ = scored
     # a copy of the reference partition as "last week", so the test does not depend on run order
     import shutil
@@ -214,8 +228,9 @@ def test_hysteresis_holds_tiers_against_the_previous_partition(world: Path, trai
     assert held["tier_report"]["migration"]["changed_tier"] < plain["tier_report"]["migration"]["changed_tier"]
 
 
-def test_without_reasons_only_the_reasons_are_empty(world: Path, trained_store: dict,
-                                                     scored: tuple[Path, dict], tmp_path: Path) -> None:
+def test_without_reasons_only_the_reasons_are_empty(
+    world: Path, trained_store: dict, scored: tuple[Path, dict], tmp_path: Path
+) -> None:
     manifest = batch(world, tmp_path, trained_store, reasons=False)
     quick = partition_table(tmp_path / "as_of=2025-10-02")
     full = partition_table(scored[0] / "as_of=2025-10-02")
@@ -228,8 +243,15 @@ def test_user_errors_name_the_problem_and_the_fix(world: Path, trained_store: di
     with pytest.raises(BatchError, match=r"horizon 30 days differs from the model's 90 days.*--horizon-days"):
         batch(world, tmp_path, trained_store, horizon_days=30)
     with pytest.raises(BatchError, match=r"'models:/churnclv@nope' not found.*churnclv train"):
-        run_batch(clean=world, as_of=AS_OF, out=tmp_path, model_uri="models:/churnclv@nope",
-                  tracking_uri=trained_store["tracking_uri"], echo=lambda _m: None, progress=False)
+        run_batch(
+            clean=world,
+            as_of=AS_OF,
+            out=tmp_path,
+            model_uri="models:/churnclv@nope",
+            tracking_uri=trained_store["tracking_uri"],
+            echo=lambda _m: None,
+            progress=False,
+        )
     with pytest.raises(BatchError, match="before any data.*pick a later date"):
         batch(world, tmp_path, trained_store, as_of=pd.Timestamp("2001-01-01"))
     with pytest.raises(BatchError, match="not a folder of clean tables"):
@@ -239,8 +261,9 @@ def test_user_errors_name_the_problem_and_the_fix(world: Path, trained_store: di
     assert not list(tmp_path.glob("as_of=*"))
 
 
-def test_cli_counts_rows_rejected_at_validation(small_frames: dict[str, pd.DataFrame], trained_store: dict,
-                                                 tmp_path: Path) -> None:
+def test_cli_counts_rows_rejected_at_validation(
+    small_frames: dict[str, pd.DataFrame], trained_store: dict, tmp_path: Path
+) -> None:
     from churnclv.cli import cli
 
     data = tmp_path / "raw"
@@ -255,10 +278,24 @@ def test_cli_counts_rows_rejected_at_validation(small_frames: dict[str, pd.DataF
     small_frames["customers"].to_parquet(data / "customers.parquet", index=False)
     small_frames["events"].to_parquet(data / "events.parquet", index=False)
     out = tmp_path / "scores"
-    result = CliRunner().invoke(cli, [
-        "score-batch", "--data", str(data), "--work", str(tmp_path / "work"), "--as-of", "2025-10-02",
-        "--out", str(out), "--tracking-uri", trained_store["tracking_uri"], "--chunk-size", "1000",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "score-batch",
+            "--data",
+            str(data),
+            "--work",
+            str(tmp_path / "work"),
+            "--as-of",
+            "2025-10-02",
+            "--out",
+            str(out),
+            "--tracking-uri",
+            trained_store["tracking_uri"],
+            "--chunk-size",
+            "1000",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "as_of=2025-10-02" / "manifest.json").read_text())
     counts = manifest["counts"]
@@ -284,10 +321,23 @@ def known_at_frames(frames: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> set
 def test_cli_reports_a_horizon_mismatch_as_exit_1(world: Path, trained_store: dict, tmp_path: Path) -> None:
     from churnclv.cli import cli
 
-    result = CliRunner().invoke(cli, [
-        "score-batch", "--data", str(world), "--trusted", "--as-of", "2025-10-02", "--out", str(tmp_path),
-        "--tracking-uri", trained_store["tracking_uri"], "--horizon-days", "60",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "score-batch",
+            "--data",
+            str(world),
+            "--trusted",
+            "--as-of",
+            "2025-10-02",
+            "--out",
+            str(tmp_path),
+            "--tracking-uri",
+            trained_store["tracking_uri"],
+            "--horizon-days",
+            "60",
+        ],
+    )
     assert result.exit_code == 1
     assert "differs from the model's 90 days" in result.output
 
@@ -338,12 +388,26 @@ SIGKILL_DEADLINE_S = 300  # a safety net for a hung child, not a timing the test
 def test_resume_after_sigkill(world: Path, trained_store: dict, tmp_path: Path) -> None:
     """A real kill: a job process gets SIGKILL right after its third chunk is committed; resume finishes
     it from those three chunks and gives the uninterrupted run's partition."""
-    kwargs = {"clean": str(world), "as_of": "2025-10-02", "out": str(tmp_path / "out"), "chunk_size": 100,
-              "model_uri": trained_store["model_uri"], "tracking_uri": trained_store["tracking_uri"]}
+    kwargs = {
+        "clean": str(world),
+        "as_of": "2025-10-02",
+        "out": str(tmp_path / "out"),
+        "chunk_size": 100,
+        "model_uri": trained_store["model_uri"],
+        "tracking_uri": trained_store["tracking_uri"],
+    }
     log = tmp_path / "child.log"
-    with log.open("wb") as err, subprocess.Popen(
-            [sys.executable, "-c", _HOLD_AFTER_THIRD_CHUNK, json.dumps(kwargs)], cwd=tmp_path,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True) as proc:
+    with (
+        log.open("wb") as err,
+        subprocess.Popen(
+            [sys.executable, "-c", _HOLD_AFTER_THIRD_CHUNK, json.dumps(kwargs)],
+            cwd=tmp_path,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        ) as proc,
+    ):
         watchdog = threading.Timer(SIGKILL_DEADLINE_S, proc.kill)
         watchdog.start()
         try:
@@ -352,12 +416,15 @@ def test_resume_after_sigkill(world: Path, trained_store: dict, tmp_path: Path) 
             proc.send_signal(signal.SIGKILL)
             watchdog.cancel()
             proc.wait(timeout=60)
-    assert committed, (f"no third chunk: the job exited ({proc.returncode}) or passed the {SIGKILL_DEADLINE_S} s "
-                       f"safety net:\n{log.read_text()[-3000:]}")
+    assert committed, (
+        f"no third chunk: the job exited ({proc.returncode}) or passed the {SIGKILL_DEADLINE_S} s "
+        f"safety net:\n{log.read_text()[-3000:]}"
+    )
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "out" / "as_of=2025-10-02").exists()
     resumed = batch(world, tmp_path / "out", trained_store, chunk_size=100, resume=True)
     assert resumed["resumed_chunks"] == 3  # >= 3 is the promise; the held child makes it exactly 3
     batch(world, tmp_path / "ref", trained_store, chunk_size=100)
-    pd.testing.assert_frame_equal(partition_table(tmp_path / "out" / "as_of=2025-10-02"),
-                                  partition_table(tmp_path / "ref" / "as_of=2025-10-02"))
+    pd.testing.assert_frame_equal(
+        partition_table(tmp_path / "out" / "as_of=2025-10-02"), partition_table(tmp_path / "ref" / "as_of=2025-10-02")
+    )

@@ -50,9 +50,18 @@ def _table(url: str, table: str) -> pd.DataFrame:
 
 def _run(world: Path, out: Path, store: dict, db_url: str, table: str, **kwargs) -> dict:
     kwargs.setdefault("chunk_size", 600)
-    return run_batch(clean=world, as_of=AS_OF, out=out, model_uri=store["model_uri"],
-                     tracking_uri=store["tracking_uri"], db=db_url, db_table=table, echo=lambda _m: None,
-                     progress=False, **kwargs)
+    return run_batch(
+        clean=world,
+        as_of=AS_OF,
+        out=out,
+        model_uri=store["model_uri"],
+        tracking_uri=store["tracking_uri"],
+        db=db_url,
+        db_table=table,
+        echo=lambda _m: None,
+        progress=False,
+        **kwargs,
+    )
 
 
 def _assert_table_equals_partition(db_url: str, table: str, partition: Path) -> None:
@@ -70,20 +79,30 @@ def _assert_table_equals_partition(db_url: str, table: str, partition: Path) -> 
 def fewer_customers(small_frames: dict[str, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """small_world without REMOVED of its customers (every row of theirs gone: erased on request)."""
     out = tmp_path_factory.mktemp("fewer_customers")
-    gone = set(small_frames["customers"]["customer_id"].iloc[100:100 + REMOVED])
+    gone = set(small_frames["customers"]["customer_id"].iloc[100 : 100 + REMOVED])
     for name, frame in small_frames.items():
         frame[~frame["customer_id"].isin(gone)].to_parquet(out / f"{name}.parquet", index=False)
     return out
 
 
-def test_sink_replaces_each_customer_once_and_updates_values(db_url: str, small_world: Path,
-                                                              trained_store: dict, tmp_path: Path) -> None:
+def test_sink_replaces_each_customer_once_and_updates_values(
+    db_url: str, small_world: Path, trained_store: dict, tmp_path: Path
+) -> None:
     table = _unique_table()
 
     def run() -> dict:
-        return run_batch(clean=small_world, as_of=AS_OF, out=tmp_path / "out", model_uri=trained_store["model_uri"],
-                         tracking_uri=trained_store["tracking_uri"], db=db_url, db_table=table, chunk_size=600,
-                         echo=lambda _m: None, progress=False)
+        return run_batch(
+            clean=small_world,
+            as_of=AS_OF,
+            out=tmp_path / "out",
+            model_uri=trained_store["model_uri"],
+            tracking_uri=trained_store["tracking_uri"],
+            db=db_url,
+            db_table=table,
+            chunk_size=600,
+            echo=lambda _m: None,
+            progress=False,
+        )
 
     first = run()
     n = first["counts"]["rows_written"]
@@ -106,8 +125,9 @@ def test_sink_replaces_each_customer_once_and_updates_values(db_url: str, small_
     assert {str(pd.Timestamp(d).date()) for d in rows["as_of"]} == {"2025-10-02"}
 
 
-def test_rerun_after_customers_left_removes_their_rows(db_url: str, small_world: Path, fewer_customers: Path,
-                                                      trained_store: dict, tmp_path: Path) -> None:
+def test_rerun_after_customers_left_removes_their_rows(
+    db_url: str, small_world: Path, fewer_customers: Path, trained_store: dict, tmp_path: Path
+) -> None:
     """Regression: re-running an as-of after customers were removed from the data left their rows in
     the table (upserts never delete): 1,500 rows against 1,490 in the partition."""
     table = _unique_table()
@@ -115,8 +135,12 @@ def test_rerun_after_customers_left_removes_their_rows(db_url: str, small_world:
     second = _run(fewer_customers, tmp_path / "out", trained_store, db_url, table)
     n = first["counts"]["rows_written"]
     assert second["counts"]["rows_written"] == n - REMOVED
-    assert second["db"] == {**second["db"], "rows_written": n - REMOVED, "rows_removed": n,
-                            "rows_for_as_of": n - REMOVED}
+    assert second["db"] == {
+        **second["db"],
+        "rows_written": n - REMOVED,
+        "rows_removed": n,
+        "rows_for_as_of": n - REMOVED,
+    }
     _assert_table_equals_partition(db_url, table, tmp_path / "out" / PARTITION)
 
 
@@ -128,11 +152,13 @@ def _kill_after(chunk: int):
     def hook(i: int) -> None:
         if i == chunk:
             raise Killed
+
     return hook
 
 
-def test_killed_run_leaves_the_table_as_last_published(db_url: str, small_world: Path, fewer_customers: Path,
-                                                       trained_store: dict, tmp_path: Path) -> None:
+def test_killed_run_leaves_the_table_as_last_published(
+    db_url: str, small_world: Path, fewer_customers: Path, trained_store: dict, tmp_path: Path
+) -> None:
     """Regression: after a kill the table showed the scored chunks of the as-of (a partial as-of)
     until --resume. Rows reach the table only when the partition is published."""
     table, out = _unique_table(), tmp_path / "out"
@@ -159,8 +185,12 @@ def test_failed_database_write_publishes_nothing(small_world: Path, trained_stor
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.begin() as conn:
         ScoreSink(f"sqlite:///{db}").table.create(conn)
-        conn.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON churnclv_scores "
-                             "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"))
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON churnclv_scores "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+            )
+        )
     engine.dispose()
     with pytest.raises(BatchError) as info:
         _run(small_world, tmp_path / "out", trained_store, f"sqlite:///{db}", "churnclv_scores")

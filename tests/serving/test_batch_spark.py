@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install 'churnclv[spark]')")
 
-from churnclv.serving.batch import read_scores, run_batch  # noqa: E402
+from churnclv.serving.batch import read_scores, run_batch
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -32,10 +32,16 @@ def few(small_frames: dict[str, pd.DataFrame], tmp_path_factory: pytest.TempPath
 
 
 def test_spark_engine_matches_duckdb(few: Path, trained_store: dict, tmp_path: Path) -> None:
-    common = {"clean": few, "as_of": AS_OF, "model_uri": trained_store["model_uri"],
-              # one chunk: the Scorer's CLV fallback reads the scored batch (see test_batch.py)
-              "tracking_uri": trained_store["tracking_uri"], "echo": lambda _m: None, "progress": False,
-              "chunk_size": 10_000}
+    common = {
+        "clean": few,
+        "as_of": AS_OF,
+        "model_uri": trained_store["model_uri"],
+        # one chunk: the Scorer's CLV fallback reads the scored batch (see test_batch.py)
+        "tracking_uri": trained_store["tracking_uri"],
+        "echo": lambda _m: None,
+        "progress": False,
+        "chunk_size": 10_000,
+    }
     duck = run_batch(out=tmp_path / "duckdb", **common)
     spark = run_batch(out=tmp_path / "spark", engine="spark", **common)
     assert spark["engine"] == "spark" and spark["counts"]["rows_written"] == duck["counts"]["rows_written"] == 300
@@ -45,8 +51,9 @@ def test_spark_engine_matches_duckdb(few: Path, trained_store: dict, tmp_path: P
     assert list(fa.columns) == list(fb.columns) and fa["customer_id"].tolist() == fb["customer_id"].tolist()
     for col in fa.columns:
         if pd.api.types.is_numeric_dtype(fa[col]):
-            np.testing.assert_allclose(fb[col].to_numpy(float), fa[col].to_numpy(float), rtol=1e-9, atol=1e-9,
-                                       err_msg=col)
+            np.testing.assert_allclose(
+                fb[col].to_numpy(float), fa[col].to_numpy(float), rtol=1e-9, atol=1e-9, err_msg=col
+            )
         else:
             assert fa[col].astype(str).tolist() == fb[col].astype(str).tolist(), col
 

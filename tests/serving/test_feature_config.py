@@ -16,8 +16,13 @@ from churnclv.serving.scoring import feature_frames, score_histories
 
 AS_OF = dt.date(2024, 6, 30)
 # a purchase, then a free item (amount 0) on another day: a repeat purchase only when zeros count
-HISTORY = CustomerHistory(customer_id="0042", transactions=[
-    Transaction(ts=dt.datetime(2024, 5, 1), amount=20.0), Transaction(ts=dt.datetime(2024, 6, 1), amount=0.0)])
+HISTORY = CustomerHistory(
+    customer_id="0042",
+    transactions=[
+        Transaction(ts=dt.datetime(2024, 5, 1), amount=20.0),
+        Transaction(ts=dt.datetime(2024, 6, 1), amount=0.0),
+    ],
+)
 
 
 def test_zero_amount_convention_changes_the_http_features() -> None:

@@ -6,8 +6,8 @@ Uses the trained store (a real model), so it is marked ``integration`` like the 
 from __future__ import annotations
 
 import copy
-import threading
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,24 @@ pytestmark = pytest.mark.integration
 
 AS_OF = "2025-10-02"  # the as-of of the conftest's batch output (kit.AS_OF)
 
-SCORE_FIELDS = {"customer_id", "p_churn", "p_alive", "expected_purchases", "expected_spend", "clv",
-                "expected_next_purchase_days", "expected_next_purchase_date", "growth_score", "tier", "tier_level", "stage", "action", "reasons",
-                "model_version", "rows_after_as_of"}
+SCORE_FIELDS = {
+    "customer_id",
+    "p_churn",
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "clv",
+    "expected_next_purchase_days",
+    "expected_next_purchase_date",
+    "growth_score",
+    "tier",
+    "tier_level",
+    "stage",
+    "action",
+    "reasons",
+    "model_version",
+    "rows_after_as_of",
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +46,9 @@ def some_ids(small_frames: dict[str, pd.DataFrame]) -> list[str]:
     return sorted(counts[counts.between(5, 40)].index)[:3]
 
 
-def test_score_answers_every_field_for_each_customer(client: Any, kit: Any, small_frames: dict,
-                                                     some_ids: list[str]) -> None:
+def test_score_answers_every_field_for_each_customer(
+    client: Any, kit: Any, small_frames: dict, some_ids: list[str]
+) -> None:
     r = client.post("/score", json=kit.history_body(small_frames, some_ids), headers=kit.HEADERS)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -46,8 +62,9 @@ def test_score_answers_every_field_for_each_customer(client: Any, kit: Any, smal
         assert s["action"] and s["model_version"] == "1"
 
 
-def test_rows_after_as_of_are_ignored_and_counted(client: Any, kit: Any, small_frames: dict,
-                                                  some_ids: list[str]) -> None:
+def test_rows_after_as_of_are_ignored_and_counted(
+    client: Any, kit: Any, small_frames: dict, some_ids: list[str]
+) -> None:
     body = kit.history_body(small_frames, some_ids[:1])
     # the small world runs to 2025-12-31: drop the rows after as-of, then add a big purchase after it
     cust = body["customers"][0]
@@ -63,18 +80,23 @@ def test_rows_after_as_of_are_ignored_and_counted(client: Any, kit: Any, small_f
 
 
 def test_signup_only_customer_is_scored(client: Any, kit: Any) -> None:
-    body = {"as_of": AS_OF, "customers": [
-        {"customer_id": "new-1", "signup_ts": "2025-09-20T08:00:00Z", "attributes": {"region": "north"}},
-        {"customer_id": "future-1", "signup_ts": "2025-12-01T00:00:00"},
-    ]}
+    body = {
+        "as_of": AS_OF,
+        "customers": [
+            {"customer_id": "new-1", "signup_ts": "2025-09-20T08:00:00Z", "attributes": {"region": "north"}},
+            {"customer_id": "future-1", "signup_ts": "2025-12-01T00:00:00"},
+        ],
+    }
     r = client.post("/score", json=body, headers=kit.HEADERS)
     assert r.status_code == 200, r.text
     new, future = r.json()["scores"]
     assert new["customer_id"] == "new-1" and new["stage"] == "new" and 0 <= new["p_churn"] <= 1
     assert "no purchase yet" in new["reasons"]
     # signed up after as-of: nothing to score on, reported for that customer only
-    assert future == {"customer_id": "future-1", "error": "no transaction or signup on or before as_of: "
-                                                          "nothing to score the customer on"}
+    assert future == {
+        "customer_id": "future-1",
+        "error": "no transaction or signup on or before as_of: nothing to score the customer on",
+    }
 
 
 def test_score_by_id_matches_the_batch_and_reports_unknown_ids(client: Any, kit: Any, batch_out: Path) -> None:
@@ -126,24 +148,42 @@ def _locs(response: Any) -> list[tuple[Any, ...]]:
     return [tuple(d["loc"]) for d in response.json()["detail"]]
 
 
-@pytest.mark.parametrize(("body", "loc"), [
-    ({"as_of": "2025-02-30", "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}]}, ("as_of",)),
-    ({"as_of": "2025-10-02T10:00:00", "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}]}, ("as_of",)),
-    ({"as_of": AS_OF, "customers": []}, ("customers",)),
-    ({"as_of": AS_OF, "customers": [{"customer_id": "", "signup_ts": "2025-01-01"}]}, ("customers", 0, "customer_id")),
-    ({"as_of": AS_OF, "customers": [{"customer_id": "a", "transactions": [{"ts": "yesterday", "amount": 1}]}]},
-     ("customers", 0, "transactions", 0, "ts")),
-    # 1e400 is infinite once parsed
-    ('{"as_of": "%s", "customers": [{"customer_id": "a", "transactions": [{"ts": "2025-01-01", "amount": 1e400}]}]}'
-     % AS_OF, ("customers", 0, "transactions", 0, "amount")),
-    ({"as_of": AS_OF, "customers": [{"customer_id": "a", "signup_ts": "2025-01-01",
-                                     "events": [{"ts": "2025-01-02", "event_type": " "}]}]},
-     ("customers", 0, "events", 0, "event_type")),
-    ({"as_of": AS_OF, "customers": [{"customer_id": "a"}]}, ("customers", 0)),
-    ({"as_of": AS_OF, "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}], "extra": 1}, ("extra",)),
-])
-def test_bad_input_answers_400_with_the_field(client: Any, kit: Any, body: dict[str, Any] | str,
-                                              loc: tuple[Any, ...]) -> None:
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"as_of": "2025-02-30", "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}]}, ("as_of",)),
+        ({"as_of": "2025-10-02T10:00:00", "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}]}, ("as_of",)),
+        ({"as_of": AS_OF, "customers": []}, ("customers",)),
+        (
+            {"as_of": AS_OF, "customers": [{"customer_id": "", "signup_ts": "2025-01-01"}]},
+            ("customers", 0, "customer_id"),
+        ),
+        (
+            {"as_of": AS_OF, "customers": [{"customer_id": "a", "transactions": [{"ts": "yesterday", "amount": 1}]}]},
+            ("customers", 0, "transactions", 0, "ts"),
+        ),
+        # 1e400 is infinite once parsed
+        (
+            '{"as_of": "%s", "customers": [{"customer_id": "a", "transactions": [{"ts": "2025-01-01", "amount": 1e400}]}]}'
+            % AS_OF,
+            ("customers", 0, "transactions", 0, "amount"),
+        ),
+        (
+            {
+                "as_of": AS_OF,
+                "customers": [
+                    {"customer_id": "a", "signup_ts": "2025-01-01", "events": [{"ts": "2025-01-02", "event_type": " "}]}
+                ],
+            },
+            ("customers", 0, "events", 0, "event_type"),
+        ),
+        ({"as_of": AS_OF, "customers": [{"customer_id": "a"}]}, ("customers", 0)),
+        ({"as_of": AS_OF, "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}], "extra": 1}, ("extra",)),
+    ],
+)
+def test_bad_input_answers_400_with_the_field(
+    client: Any, kit: Any, body: dict[str, Any] | str, loc: tuple[Any, ...]
+) -> None:
     if isinstance(body, str):
         r = client.post("/score", content=body.encode(), headers={**kit.HEADERS, "Content-Type": "application/json"})
     else:
@@ -166,8 +206,11 @@ def test_limits_answer_413_and_duplicates_400(client: Any, kit: Any) -> None:
     r = client.post("/score", json=many, headers=kit.HEADERS)
     assert r.status_code == 413 and _locs(r) == [("customers",)]
     rows = [{"ts": "2025-01-01T00:00:00", "amount": 1.0}] * (kit.MAX_HISTORY_ROWS + 1)
-    r = client.post("/score", json={"as_of": AS_OF, "customers": [one, {"customer_id": "b", "transactions": rows}]},
-                    headers=kit.HEADERS)
+    r = client.post(
+        "/score",
+        json={"as_of": AS_OF, "customers": [one, {"customer_id": "b", "transactions": rows}]},
+        headers=kit.HEADERS,
+    )
     assert r.status_code == 413 and _locs(r) == [("customers", 1)] and "CHURNCLV_MAX_HISTORY_ROWS" in r.text
     r = client.post("/score", json={"as_of": AS_OF, "customers": [one, one]}, headers=kit.HEADERS)
     assert r.status_code == 400 and _locs(r) == [("customers", 1, "customer_id")]
@@ -175,8 +218,9 @@ def test_limits_answer_413_and_duplicates_400(client: Any, kit: Any) -> None:
     assert client.post("/score_by_id", json={"customer_ids": ids}, headers=kit.HEADERS).status_code == 413
 
 
-def test_logs_carry_no_request_content(client: Any, kit: Any, small_frames: dict, some_ids: list[str],
-                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_carry_no_request_content(
+    client: Any, kit: Any, small_frames: dict, some_ids: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG):
         client.post("/score", json=kit.history_body(small_frames, some_ids[:1]), headers=kit.HEADERS)
         client.post("/score", json={"as_of": AS_OF, "customers": [{"customer_id": "LEAK-ME-123"}]}, headers=kit.HEADERS)

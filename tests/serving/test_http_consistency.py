@@ -24,8 +24,9 @@ def _compare(http: pd.DataFrame, batch: pd.DataFrame) -> None:
     assert len(http) == N_CUSTOMERS
     batch = batch.loc[http.index]
     for col in NUMBERS:
-        np.testing.assert_allclose(http[col].to_numpy(float), batch[col].to_numpy(float), rtol=1e-9, atol=1e-12,
-                                   err_msg=col)
+        np.testing.assert_allclose(
+            http[col].to_numpy(float), batch[col].to_numpy(float), rtol=1e-9, atol=1e-12, err_msg=col
+        )
     for col in LABELS:
         assert http[col].tolist() == batch[col].tolist(), col
     assert http["reasons"].map(list).tolist() == batch["reasons"].map(list).tolist()
@@ -45,11 +46,12 @@ def ids(batch_scores: pd.DataFrame) -> list[str]:
     return sorted(batch_scores.index)[:N_CUSTOMERS]
 
 
-def test_history_scores_equal_batch_scores(client: Any, kit: Any, small_frames: dict, ids: list[str],
-                                           batch_scores: pd.DataFrame) -> None:
+def test_history_scores_equal_batch_scores(
+    client: Any, kit: Any, small_frames: dict, ids: list[str], batch_scores: pd.DataFrame
+) -> None:
     rows = []
     for start in range(0, len(ids), kit.MAX_CUSTOMERS):  # pages, as the CRM sends them
-        page = ids[start:start + kit.MAX_CUSTOMERS]
+        page = ids[start : start + kit.MAX_CUSTOMERS]
         r = client.post("/score", json=kit.history_body(small_frames, page), headers=kit.HEADERS)
         assert r.status_code == 200, r.text
         rows += r.json()["scores"]
@@ -61,7 +63,7 @@ def test_history_scores_equal_batch_scores(client: Any, kit: Any, small_frames: 
 def test_score_by_id_equals_batch_scores(client: Any, kit: Any, ids: list[str], batch_scores: pd.DataFrame) -> None:
     rows = []
     for start in range(0, len(ids), 7):  # small, uneven pages: other calls, same numbers
-        r = client.post("/score_by_id", json={"customer_ids": ids[start:start + 7]}, headers=kit.HEADERS)
+        r = client.post("/score_by_id", json={"customer_ids": ids[start : start + 7]}, headers=kit.HEADERS)
         assert r.status_code == 200, r.text
         rows += r.json()["scores"]
     _compare(pd.DataFrame(rows).set_index("customer_id"), batch_scores)

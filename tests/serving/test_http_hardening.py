@@ -31,7 +31,7 @@ def _log_text(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
 
 
-@pytest.fixture()
+@pytest.fixture
 def one_connect_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     """MLflow retries a database it cannot reach 10 times over ~100 s: once is enough here."""
     import mlflow.store.db.utils
@@ -53,8 +53,9 @@ class _Signal(logging.Handler):
         self.event.set()
 
 
-def test_failed_reload_answers_and_logs_no_password(serving_store: dict, kit: Any, one_connect_attempt: None,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_failed_reload_answers_and_logs_no_password(
+    serving_store: dict, kit: Any, one_connect_attempt: None, caplog: pytest.LogCaptureFixture
+) -> None:
     import bentoml
 
     with kit.running_service(kit.service_env(serving_store, None)) as c:
@@ -126,16 +127,24 @@ def _count(endpoint: str, code: str) -> float:
     total = 0.0
     for family in prometheus_client.REGISTRY.collect():
         if family.name == "churnclv_request":
-            total += sum(s.value for s in family.samples if s.name == "churnclv_request_total"
-                         and s.labels.get("endpoint") == endpoint and s.labels.get("http_response_code") == code)
+            total += sum(
+                s.value
+                for s in family.samples
+                if s.name == "churnclv_request_total"
+                and s.labels.get("endpoint") == endpoint
+                and s.labels.get("http_response_code") == code
+            )
     return total
 
 
-def test_aborted_upload_is_a_client_error_logged_at_info(client: Any, kit: Any,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_aborted_upload_is_a_client_error_logged_at_info(
+    client: Any, kit: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """A client that sends half its body and goes away: 499 in the metrics, one INFO line."""
-    messages = [{"type": "http.request", "body": b'{"as_of": "2025-10-02", "custo', "more_body": True},
-                {"type": "http.disconnect"}]
+    messages = [
+        {"type": "http.request", "body": b'{"as_of": "2025-10-02", "custo', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -144,11 +153,25 @@ def test_aborted_upload_is_a_client_error_logged_at_info(client: Any, kit: Any,
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/score", "raw_path": b"/score", "root_path": "", "query_string": b"",
-             "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
-             "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
-                         (b"content-length", b"5000"), (b"x-api-key", kit.API_KEY.encode())]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/score",
+        "raw_path": b"/score",
+        "root_path": "",
+        "query_string": b"",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"5000"),
+            (b"x-api-key", kit.API_KEY.encode()),
+        ],
+    }
     errors_before, aborted_before = _count("/score", "500"), _count("/score", "499")
     with caplog.at_level(logging.INFO):
         client.portal.call(client.app, scope, receive, send)
@@ -158,7 +181,7 @@ def test_aborted_upload_is_a_client_error_logged_at_info(client: Any, kit: Any,
     assert any("closed the connection" in r.getMessage() for r in caplog.records)
 
 
-@pytest.fixture()
+@pytest.fixture
 def broken_snapshot(batch_out: Path, tmp_path: Path, kit: Any) -> dict[str, Any]:
     """A copy of the batch output whose features hold NaN and infinite values for a few customers."""
     out = tmp_path / "batch"
@@ -166,8 +189,13 @@ def broken_snapshot(batch_out: Path, tmp_path: Path, kit: Any) -> dict[str, Any]
     path = out / f"as_of={kit.AS_OF}" / "features.parquet"
     frame = pd.read_parquet(path)
     known = frame[frame["frequency"].notna() & (frame["frequency"] > 0)]["customer_id"].astype(str).tolist()
-    bad = {known[0]: ("frequency", np.inf), known[1]: ("monetary_value", -np.inf),
-           known[2]: ("T", np.nan), known[3]: ("recency", np.nan), known[4]: ("tenure_days", np.inf)}
+    bad = {
+        known[0]: ("frequency", np.inf),
+        known[1]: ("monetary_value", -np.inf),
+        known[2]: ("T", np.nan),
+        known[3]: ("recency", np.nan),
+        known[4]: ("tenure_days", np.inf),
+    }
     for cid, (col, value) in bad.items():
         frame[col] = frame[col].astype("float64")  # tenure_days is an integer column
         frame.loc[frame["customer_id"].astype(str) == cid, col] = value
@@ -175,9 +203,9 @@ def broken_snapshot(batch_out: Path, tmp_path: Path, kit: Any) -> dict[str, Any]
     return {"out": out, "bad": bad, "good": known[5:8]}
 
 
-def test_snapshot_with_non_finite_features_scores_the_rest(serving_store: dict, kit: Any,
-                                                           broken_snapshot: dict[str, Any], batch_out: Path,
-                                                           client: Any) -> None:
+def test_snapshot_with_non_finite_features_scores_the_rest(
+    serving_store: dict, kit: Any, broken_snapshot: dict[str, Any], batch_out: Path, client: Any
+) -> None:
     bad, good = broken_snapshot["bad"], broken_snapshot["good"]
     ids = [*good[:1], *bad, *good[1:]]
     with kit.running_service(kit.service_env(serving_store, broken_snapshot["out"])) as c:
@@ -196,4 +224,3 @@ def test_snapshot_with_non_finite_features_scores_the_rest(serving_store: dict, 
     # the others get exactly what they get from the intact snapshot
     reference = client.post("/score_by_id", json={"customer_ids": good}, headers=kit.HEADERS).json()["scores"]
     assert [answers[cid] for cid in good] == reference
-

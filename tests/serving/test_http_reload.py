@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 NEXT_AS_OF = "2025-10-09"
 
 
-@pytest.fixture()
+@pytest.fixture
 def moving(serving_store: dict, batch_out: Path, tmp_path: Path) -> dict:
     """A registry copy whose champion can move, and a batch output folder whose LATEST can move."""
     db = tmp_path / "mlflow.db"
@@ -28,15 +28,28 @@ def moving(serving_store: dict, batch_out: Path, tmp_path: Path) -> dict:
     return {"store": {**serving_store, "tracking_uri": f"sqlite:///{db}"}, "out": out}
 
 
-def test_reload_follows_the_alias_and_latest_without_failing_requests(moving: dict, kit: Any,
-                                                                      small_world: Path) -> None:
+def test_reload_follows_the_alias_and_latest_without_failing_requests(
+    moving: dict, kit: Any, small_world: Path
+) -> None:
     store, out = moving["store"], moving["out"]
-    body = {"as_of": kit.AS_OF, "customers": [{"customer_id": "n1", "signup_ts": "2025-09-01T00:00:00",
-                                               "transactions": [{"ts": "2025-09-02T00:00:00", "amount": 30.0}]}]}
+    body = {
+        "as_of": kit.AS_OF,
+        "customers": [
+            {
+                "customer_id": "n1",
+                "signup_ts": "2025-09-01T00:00:00",
+                "transactions": [{"ts": "2025-09-02T00:00:00", "amount": 30.0}],
+            }
+        ],
+    }
     with kit.running_service(kit.service_env(store, out)) as c:
         unchanged = c.post("/reload", headers=kit.HEADERS).json()
-        assert unchanged == {"status": "unchanged", "previous_version": "1", "version": "1",
-                             "snapshot": f"as_of={kit.AS_OF}"}
+        assert unchanged == {
+            "status": "unchanged",
+            "previous_version": "1",
+            "version": "1",
+            "snapshot": f"as_of={kit.AS_OF}",
+        }
 
         # a second version of the same model, then the champion moves to it
         registry = MlflowClient(tracking_uri=store["tracking_uri"], registry_uri=store["tracking_uri"])
@@ -65,8 +78,12 @@ def test_reload_follows_the_alias_and_latest_without_failing_requests(moving: di
             done.set()
             t.join(60)
         assert reloaded.status_code == 200, reloaded.text
-        assert reloaded.json() == {"status": "reloaded", "previous_version": "1", "version": v2,
-                                   "snapshot": f"as_of={NEXT_AS_OF}"}
+        assert reloaded.json() == {
+            "status": "reloaded",
+            "previous_version": "1",
+            "version": v2,
+            "snapshot": f"as_of={NEXT_AS_OF}",
+        }
         assert answers and all(code == 200 and v in {"1", v2} for code, v in answers)
 
         assert c.post("/model_info", headers=kit.HEADERS).json()["version"] == v2
@@ -78,8 +95,9 @@ def test_reload_follows_the_alias_and_latest_without_failing_requests(moving: di
 def test_reload_failure_keeps_serving(moving: dict, kit: Any) -> None:
     store = moving["store"]
     with kit.running_service(kit.service_env(store, None)) as c:
-        MlflowClient(tracking_uri=store["tracking_uri"], registry_uri=store["tracking_uri"]) \
-            .delete_registered_model_alias("churnclv", "champion")
+        MlflowClient(
+            tracking_uri=store["tracking_uri"], registry_uri=store["tracking_uri"]
+        ).delete_registered_model_alias("churnclv", "champion")
         r = c.post("/reload", headers=kit.HEADERS)
         assert r.status_code == 503 and "still serving version 1" in r.json()["error"]
         assert c.post("/model_info", headers=kit.HEADERS).json()["version"] == "1"

@@ -48,13 +48,19 @@ def _send(client: Any, case: Any, headers: dict[str, str]) -> Any:
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
 @pytest.mark.parametrize("path", sorted(EXAMPLES))
-def test_generated_requests_get_no_server_error(client: Any, kit: Any, openapi: Any, path: str,
-                                                 mode: GenerationMode) -> None:
+def test_generated_requests_get_no_server_error(
+    client: Any, kit: Any, openapi: Any, path: str, mode: GenerationMode
+) -> None:
     operation = openapi[path]["POST"]
     statuses: list[int] = []
 
-    @settings(max_examples=EXAMPLES[path], deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES[path],
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(operation.as_strategy(generation_mode=mode))
     def check(case: Any) -> None:
         response = _send(client, case, kit.HEADERS)
@@ -89,29 +95,39 @@ def _ts(days: int, seconds: int, offset_h: int | None) -> str:
 
 
 timestamps = st.builds(_ts, st.integers(0, 1400), st.integers(0, 86_399), st.none() | st.integers(-12, 14))
+
+
 def _plausible(x: float) -> float:  # 0 < |x| < 1e-9 breaks the value rules (churnclv.values): a 400
     return x if x == 0 or abs(x) >= MIN_ABS_AMOUNT else 0.0
 
 
-amounts = st.sampled_from([0.0, -15.5, 1e-6, 1e-9, 9.99, 1e6, 1e9, -1e9]) | st.floats(-5_000, 5_000,
-                                                                                    allow_nan=False).map(_plausible)
+amounts = st.sampled_from([0.0, -15.5, 1e-6, 1e-9, 9.99, 1e6, 1e9, -1e9]) | st.floats(
+    -5_000, 5_000, allow_nan=False
+).map(_plausible)
 labels = st.none() | st.sampled_from(["web", "app", "store", "x" * 256, "é中文", "  "])
 transactions = st.fixed_dictionaries(
-    {"ts": timestamps, "amount": amounts},
-    optional={"order_id": labels, "channel": labels, "category": labels})
+    {"ts": timestamps, "amount": amounts}, optional={"order_id": labels, "channel": labels, "category": labels}
+)
 events = st.fixed_dictionaries(
-    {"ts": timestamps,
-     "event_type": st.sampled_from(["login", "session", "email_open", "email_click", "support_ticket",
-                                    "complaint", "push_open", "Login!", "ü"])},
-    optional={"value": st.none() | st.floats(-1e3, 1e3, allow_nan=False).map(_plausible)})
+    {
+        "ts": timestamps,
+        "event_type": st.sampled_from(
+            ["login", "session", "email_open", "email_click", "support_ticket", "complaint", "push_open", "Login!", "ü"]
+        ),
+    },
+    optional={"value": st.none() | st.floats(-1e3, 1e3, allow_nan=False).map(_plausible)},
+)
 attributes = st.dictionaries(st.sampled_from(["region", "acquisition_channel", "segment"]), labels, max_size=3)
 
 
 @st.composite
 def customers(draw: Any, cid: str) -> dict[str, Any]:
-    c: dict[str, Any] = {"customer_id": cid, "attributes": draw(attributes),
-                         "transactions": draw(st.lists(transactions, max_size=25)),
-                         "events": draw(st.lists(events, max_size=15))}
+    c: dict[str, Any] = {
+        "customer_id": cid,
+        "attributes": draw(attributes),
+        "transactions": draw(st.lists(transactions, max_size=25)),
+        "events": draw(st.lists(events, max_size=15)),
+    }
     if not c["transactions"] or draw(st.booleans()):
         c["signup_ts"] = draw(timestamps)
     return c
@@ -119,15 +135,20 @@ def customers(draw: Any, cid: str) -> dict[str, Any]:
 
 @st.composite
 def score_requests(draw: Any) -> dict[str, Any]:
-    ids = draw(st.lists(st.text("0123456789abcXYZ-_ ", min_size=1, max_size=12).filter(str.strip),
-                        min_size=1, max_size=4, unique=True))
+    ids = draw(
+        st.lists(
+            st.text("0123456789abcXYZ-_ ", min_size=1, max_size=12).filter(str.strip),
+            min_size=1,
+            max_size=4,
+            unique=True,
+        )
+    )
     as_of = (_DAY0 + dt.timedelta(days=draw(st.integers(0, 1500)))).date().isoformat()
     return {"as_of": as_of, "customers": [draw(customers(cid)) for cid in ids]}
 
 
 def test_every_valid_history_is_scored(client: Any, kit: Any) -> None:
-    @settings(max_examples=40, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=40, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(score_requests())
     def check(body: dict[str, Any]) -> None:
         r = client.post("/score", json=body, headers=kit.HEADERS)
@@ -150,8 +171,9 @@ OVERFLOWING = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"]
 
 @pytest.mark.parametrize("ts", OVERFLOWING)
 @pytest.mark.parametrize("field", ["ts", "signup_ts", "events"])
-def test_timestamps_whose_utc_conversion_overflows_answer_400_on_the_field(client: Any, kit: Any, field: str,
-                                                                            ts: str) -> None:
+def test_timestamps_whose_utc_conversion_overflows_answer_400_on_the_field(
+    client: Any, kit: Any, field: str, ts: str
+) -> None:
     """Year 1 with a positive offset and 9999 with a negative one overflowed Python's datetime when
     converted to UTC (OverflowError, answered 500); the six variants are field errors now."""
     customer: dict[str, Any] = {"customer_id": "c1", "transactions": [{"ts": "2025-01-01T00:00:00Z", "amount": 5.0}]}
@@ -165,12 +187,17 @@ def test_timestamps_whose_utc_conversion_overflows_answer_400_on_the_field(clien
     r = client.post("/score", json={"as_of": kit.AS_OF, "customers": [customer]}, headers=kit.HEADERS)
     assert r.status_code == 400, r.text[:500]
     (detail,) = r.json()["detail"]
-    assert detail["loc"][-len(loc):] == loc and "year outside 1900-2200" in detail["msg"]
+    assert detail["loc"][-len(loc) :] == loc and "year outside 1900-2200" in detail["msg"]
 
 
-@pytest.mark.parametrize(("line", "field"), [({"ts": "2025-01-01", "amount": 1e308}, "amount"),
-                                             ({"ts": "2025-01-01", "amount": 5e-324}, "amount"),
-                                             ({"ts": 0, "amount": 1.0}, "ts")])
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ({"ts": "2025-01-01", "amount": 1e308}, "amount"),
+        ({"ts": "2025-01-01", "amount": 5e-324}, "amount"),
+        ({"ts": 0, "amount": 1.0}, "ts"),
+    ],
+)
 def test_values_outside_the_shared_rules_answer_400(client: Any, kit: Any, line: dict[str, Any], field: str) -> None:
     body = {"as_of": kit.AS_OF, "customers": [{"customer_id": "c1", "transactions": [line]}]}
     r = client.post("/score", json=body, headers=kit.HEADERS)

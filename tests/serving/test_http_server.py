@@ -62,8 +62,11 @@ def churnclv_serve(args: list[str], env: dict[str, str], log: Path) -> Iterator[
     ready_line = f"Service {SERVICE_NAME} initialized"
     proc = subprocess.Popen(
         [sys.executable, "-m", "churnclv.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-        env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     news: queue.Queue[str] = queue.Queue()
 
     def tee() -> None:
@@ -111,22 +114,43 @@ def _raw_status(url: str, head: str) -> int:
 
 
 def _endpoint_labels(metrics: str) -> set[str]:
-    return {line.split('endpoint="', 1)[1].split('"', 1)[0] for line in metrics.splitlines()
-            if line.startswith("churnclv_request_total{") and 'endpoint="' in line}
+    return {
+        line.split('endpoint="', 1)[1].split('"', 1)[0]
+        for line in metrics.splitlines()
+        if line.startswith("churnclv_request_total{") and 'endpoint="' in line
+    }
 
 
 @pytest.mark.slow
 def test_real_server_scores_and_stops(serving_store: dict, batch_out: Path, kit: Any, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in kit.SERVICE_VARS}
-    env.update(CHURNCLV_API_KEY=kit.API_KEY, BENTOML_DO_NOT_TRACK="True", CHURNCLV_RELOAD_INTERVAL_S="0",
-               BENTOML_HOME=str(tmp_path / "bentoml"),  # the server's state stays in the test's folder
-               TMPDIR=str(tmp_path / "tmp"))  # and so does its own Prometheus folder
+    env.update(
+        CHURNCLV_API_KEY=kit.API_KEY,
+        BENTOML_DO_NOT_TRACK="True",
+        CHURNCLV_RELOAD_INTERVAL_S="0",
+        BENTOML_HOME=str(tmp_path / "bentoml"),  # the server's state stays in the test's folder
+        TMPDIR=str(tmp_path / "tmp"),
+    )  # and so does its own Prometheus folder
     (tmp_path / "tmp").mkdir()
     log = tmp_path / "server.log"
-    args = ["--model", serving_store["model_uri"], "--tracking-uri", serving_store["tracking_uri"],
-            "--snapshot", str(batch_out)]
-    body = {"as_of": kit.AS_OF, "customers": [{"customer_id": "PRIVATE-7", "signup_ts": "2025-09-01T00:00:00",
-                                               "transactions": [{"ts": "2025-09-02T00:00:00", "amount": 30.0}]}]}
+    args = [
+        "--model",
+        serving_store["model_uri"],
+        "--tracking-uri",
+        serving_store["tracking_uri"],
+        "--snapshot",
+        str(batch_out),
+    ]
+    body = {
+        "as_of": kit.AS_OF,
+        "customers": [
+            {
+                "customer_id": "PRIVATE-7",
+                "signup_ts": "2025-09-01T00:00:00",
+                "transactions": [{"ts": "2025-09-02T00:00:00", "amount": 30.0}],
+            }
+        ],
+    }
     with churnclv_serve(args, env, log) as (proc, url):
         with httpx.Client(base_url=url, timeout=30) as http:
             assert http.post("/score", json=body).status_code == 401
@@ -152,11 +176,15 @@ def test_real_server_scores_and_stops(serving_store: dict, batch_out: Path, kit:
         assert len(folders) == 1 and list(folders[0].glob("*.db")), folders
         assert not (tmp_path / "bentoml" / "prometheus_multiproc_dir").exists()
         # the body limit cannot be bypassed with a length the server ignores (chunked framing)
-        head = (f"POST /score HTTP/1.1\nHost: x\nX-API-Key: {kit.API_KEY}\nContent-Type: application/json\n"
-                "Content-Length: 100\nTransfer-Encoding: chunked\n")
+        head = (
+            f"POST /score HTTP/1.1\nHost: x\nX-API-Key: {kit.API_KEY}\nContent-Type: application/json\n"
+            "Content-Length: 100\nTransfer-Encoding: chunked\n"
+        )
         assert _raw_status(url, head) == 400
-        head = (f"POST /score HTTP/1.1\nHost: x\nX-API-Key: {kit.API_KEY}\nContent-Type: application/json\n"
-                "Transfer-Encoding: chunked\n")
+        head = (
+            f"POST /score HTTP/1.1\nHost: x\nX-API-Key: {kit.API_KEY}\nContent-Type: application/json\n"
+            "Transfer-Encoding: chunked\n"
+        )
         assert _raw_status(url, head) == 411
         pgid = os.getpgid(proc.pid)
     assert proc.returncode is not None
@@ -168,23 +196,42 @@ def test_real_server_scores_and_stops(serving_store: dict, batch_out: Path, kit:
     assert not list((tmp_path / "tmp").glob("churnclv-prometheus-*"))  # removed when the server stopped
 
 
-def test_serve_exits_before_starting_a_server_on_a_model_that_does_not_load(serving_store: dict, kit: Any,
-                                                                            tmp_path: Path) -> None:
+def test_serve_exits_before_starting_a_server_on_a_model_that_does_not_load(
+    serving_store: dict, kit: Any, tmp_path: Path
+) -> None:
     # BentoML restarts a worker whose service fails to start, forever: serve must never get there
     env = {k: v for k, v in os.environ.items() if k not in kit.SERVICE_VARS}
     env.update(CHURNCLV_API_KEY=kit.API_KEY, BENTOML_DO_NOT_TRACK="True", BENTOML_HOME=str(tmp_path / "bentoml"))
     done = subprocess.run(
-        [sys.executable, "-m", "churnclv.cli", "-q", "serve", "--host", "127.0.0.1", "--port", str(free_port()),
-         "--model", "models:/churnclv/999", "--tracking-uri", serving_store["tracking_uri"]],
-        env=env, capture_output=True, text=True, timeout=READY_DEADLINE_S)
+        [
+            sys.executable,
+            "-m",
+            "churnclv.cli",
+            "-q",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--model",
+            "models:/churnclv/999",
+            "--tracking-uri",
+            serving_store["tracking_uri"],
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=READY_DEADLINE_S,
+    )
     assert done.returncode == 1, done.stderr[-2000:]
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: model URI models:/churnclv/999"), done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "bentoml" not in done.stdout.lower()
 
 
-def test_serve_fails_fast_on_a_model_that_does_not_resolve(serving_store: dict, kit: Any,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_fails_fast_on_a_model_that_does_not_resolve(
+    serving_store: dict, kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CHURNCLV_API_KEY", kit.API_KEY)
     with pytest.raises(ServeError, match="alias 'nope'"):
         serve(port=free_port(), model_uri="models:/churnclv@nope", tracking_uri=serving_store["tracking_uri"])
@@ -231,8 +278,15 @@ def test_bentoml_build_makes_a_bento_with_the_model_packed_in(serving_store: dic
         assert done.returncode == 0, f"{cmd[:4]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         return done.stdout
 
-    run(sys.executable, "-m", "churnclv.serving.pack", "--model", serving_store["model_uri"],
-        "--tracking-uri", serving_store["tracking_uri"])
+    run(
+        sys.executable,
+        "-m",
+        "churnclv.serving.pack",
+        "--model",
+        serving_store["model_uri"],
+        "--tracking-uri",
+        serving_store["tracking_uri"],
+    )
     run(sys.executable, "-m", "build", "--wheel", "--outdir", str(ctx / "dist"), str(root), cwd=root)
     run(str(bin_dir / "bentoml"), "build")
     bento = json.loads(run(str(bin_dir / "bentoml"), "get", "churnclv:latest", "-o", "json"))

@@ -76,8 +76,9 @@ def test_requests_arriving_while_busy_share_one_call(monkeypatch: pytest.MonkeyP
     async def scenario() -> list[int]:
         worker = HeldWorker(score)
         with ThreadPoolExecutor(1) as pool:
-            b: RequestBatcher[int, int] = RequestBatcher(pool, worker, max_items=100,
-                                                         observe=lambda n, s: observed.append((n, s)))
+            b: RequestBatcher[int, int] = RequestBatcher(
+                pool, worker, max_items=100, observe=lambda n, s: observed.append((n, s))
+            )
             try:
                 first = asyncio.ensure_future(b.submit("k", 1))
                 await worker.busy()

@@ -42,22 +42,35 @@ KEY = "unit-key-0123456789abcdef"
 
 
 def test_settings_read_environment_and_hide_the_key() -> None:
-    s = ServiceSettings.from_env({"CHURNCLV_API_KEY": KEY, "CHURNCLV_MAX_CUSTOMERS": "7",
-                                  "CHURNCLV_SNAPSHOT": "/data/out", "CHURNCLV_RELOAD_INTERVAL_S": "2.5",
-                                  "CHURNCLV_MODEL_URI": "models:/churnclv/3"})
-    assert (s.max_customers, s.reload_interval_s, str(s.snapshot), s.model_uri) == (7, 2.5, "/data/out",
-                                                                                     "models:/churnclv/3")
+    s = ServiceSettings.from_env(
+        {
+            "CHURNCLV_API_KEY": KEY,
+            "CHURNCLV_MAX_CUSTOMERS": "7",
+            "CHURNCLV_SNAPSHOT": "/data/out",
+            "CHURNCLV_RELOAD_INTERVAL_S": "2.5",
+            "CHURNCLV_MODEL_URI": "models:/churnclv/3",
+        }
+    )
+    assert (s.max_customers, s.reload_interval_s, str(s.snapshot), s.model_uri) == (
+        7,
+        2.5,
+        "/data/out",
+        "models:/churnclv/3",
+    )
     assert KEY not in repr(s)
     assert s.gc_freeze is True and ServiceSettings.from_env({"CHURNCLV_GC_FREEZE": "0"}).gc_freeze is False
     s.check_auth()
 
 
-@pytest.mark.parametrize(("env", "named"), [
-    ({"CHURNCLV_MAX_CUSTOMERS": "many"}, "CHURNCLV_MAX_CUSTOMERS"),
-    ({"CHURNCLV_MAX_HISTORY_ROWS": "0"}, "CHURNCLV_MAX_HISTORY_ROWS"),
-    ({"CHURNCLV_RELOAD_INTERVAL_S": "-1"}, "CHURNCLV_RELOAD_INTERVAL_S"),
-    ({"CHURNCLV_ALLOW_NO_AUTH": "maybe"}, "CHURNCLV_ALLOW_NO_AUTH"),
-])
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CHURNCLV_MAX_CUSTOMERS": "many"}, "CHURNCLV_MAX_CUSTOMERS"),
+        ({"CHURNCLV_MAX_HISTORY_ROWS": "0"}, "CHURNCLV_MAX_HISTORY_ROWS"),
+        ({"CHURNCLV_RELOAD_INTERVAL_S": "-1"}, "CHURNCLV_RELOAD_INTERVAL_S"),
+        ({"CHURNCLV_ALLOW_NO_AUTH": "maybe"}, "CHURNCLV_ALLOW_NO_AUTH"),
+    ],
+)
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         ServiceSettings.from_env(env)
@@ -132,8 +145,9 @@ def test_no_auth_mode_lets_requests_through() -> None:
     async def ok(_request: Any) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    app = APIKeyMiddleware(Starlette(routes=[Route("/score", ok, methods=["POST"])]),
-                           ServiceSettings(allow_no_auth=True))
+    app = APIKeyMiddleware(
+        Starlette(routes=[Route("/score", ok, methods=["POST"])]), ServiceSettings(allow_no_auth=True)
+    )
     assert TestClient(app).post("/score", json={}).text == "ok"
 
 
@@ -146,23 +160,29 @@ def _customer(cid: str = "c1", n_tx: int = 1, **kw: Any) -> dict[str, Any]:
 
 
 def test_timestamps_with_offsets_become_naive_utc() -> None:
-    req = ScoreRequest.model_validate({"as_of": "2025-10-02", "customers": [
-        _customer(signup_ts="2025-01-01T01:30:00+02:00")]})
+    req = ScoreRequest.model_validate(
+        {"as_of": "2025-10-02", "customers": [_customer(signup_ts="2025-01-01T01:30:00+02:00")]}
+    )
     assert req.customers[0].signup_ts == dt.datetime(2024, 12, 31, 23, 30)
 
 
-@pytest.mark.parametrize(("customer", "loc"), [
-    ({"customer_id": " ", "signup_ts": "2025-01-01"}, ("customers", 0, "customer_id")),
-    ({"customer_id": "x" * 129, "signup_ts": "2025-01-01"}, ("customers", 0, "customer_id")),
-    ({"customer_id": "a"}, ("customers", 0)),  # neither transactions nor signup
-    (_customer(transactions=[{"ts": "2025-01-01", "amount": "Infinity"}]),
-     ("customers", 0, "transactions", 0, "amount")),
-    (_customer(transactions=[{"ts": "2025-01-01", "amount": 1e12}]), ("customers", 0, "transactions", 0, "amount")),
-    (_customer(transactions=[{"ts": "1850-01-01", "amount": 1}]), ("customers", 0, "transactions", 0, "ts")),
-    (_customer(transactions=[{"ts": "2025-01-01", "amout": 1}]), ("customers", 0, "transactions", 0, "amount")),
-    (_customer(events=[{"ts": "2025-01-01", "event_type": ""}]), ("customers", 0, "events", 0, "event_type")),
-    (_customer(attributes={"signup_ts": "x"}), ("customers", 0)),
-])
+@pytest.mark.parametrize(
+    ("customer", "loc"),
+    [
+        ({"customer_id": " ", "signup_ts": "2025-01-01"}, ("customers", 0, "customer_id")),
+        ({"customer_id": "x" * 129, "signup_ts": "2025-01-01"}, ("customers", 0, "customer_id")),
+        ({"customer_id": "a"}, ("customers", 0)),  # neither transactions nor signup
+        (
+            _customer(transactions=[{"ts": "2025-01-01", "amount": "Infinity"}]),
+            ("customers", 0, "transactions", 0, "amount"),
+        ),
+        (_customer(transactions=[{"ts": "2025-01-01", "amount": 1e12}]), ("customers", 0, "transactions", 0, "amount")),
+        (_customer(transactions=[{"ts": "1850-01-01", "amount": 1}]), ("customers", 0, "transactions", 0, "ts")),
+        (_customer(transactions=[{"ts": "2025-01-01", "amout": 1}]), ("customers", 0, "transactions", 0, "amount")),
+        (_customer(events=[{"ts": "2025-01-01", "event_type": ""}]), ("customers", 0, "events", 0, "event_type")),
+        (_customer(attributes={"signup_ts": "x"}), ("customers", 0)),
+    ],
+)
 def test_bad_customers_fail_with_the_field_location(customer: dict[str, Any], loc: tuple[Any, ...]) -> None:
     with pytest.raises(ValidationError) as info:
         ScoreRequest.model_validate({"as_of": "2025-10-02", "customers": [customer]})
@@ -182,10 +202,15 @@ def test_limits_and_duplicates() -> None:
 
 
 def test_history_frames_have_every_contract_column_and_point_in_time_counts() -> None:
-    c = CustomerHistory.model_validate({
-        "customer_id": "007", "signup_ts": "2025-01-01", "attributes": {"region": "north", "unused": "x"},
-        "transactions": [{"ts": "2025-02-01", "amount": 5.0}, {"ts": "2025-10-03T00:00:00", "amount": 7.0}],
-        "events": [{"ts": "2025-10-02T23:59:59", "event_type": "login"}]})
+    c = CustomerHistory.model_validate(
+        {
+            "customer_id": "007",
+            "signup_ts": "2025-01-01",
+            "attributes": {"region": "north", "unused": "x"},
+            "transactions": [{"ts": "2025-02-01", "amount": 5.0}, {"ts": "2025-10-03T00:00:00", "amount": 7.0}],
+            "events": [{"ts": "2025-10-02T23:59:59", "event_type": "login"}],
+        }
+    )
     frames = history_frames([c], ["region", "acquisition_channel"])
     assert list(frames["transactions"].columns) == ["customer_id", "ts", "amount", "order_id", "channel", "category"]
     assert list(frames["customers"].columns) == ["customer_id", "signup_ts", "region", "acquisition_channel"]
@@ -204,8 +229,15 @@ def test_validation_errors_are_logged_without_the_input() -> None:
         ScoreRequest.model_validate({"as_of": "2025-10-02", "customers": [{"customer_id": "SECRET-ID-42"}]})
     except ValidationError as exc:
         err = exc
-    record = logging.LogRecord("bentoml", logging.ERROR, __file__, 1, "Exception on %s [%s]", ("/score", "POST"),
-                               (type(err), err, err.__traceback__))
+    record = logging.LogRecord(
+        "bentoml",
+        logging.ERROR,
+        __file__,
+        1,
+        "Exception on %s [%s]",
+        ("/score", "POST"),
+        (type(err), err, err.__traceback__),
+    )
     assert RedactValidationInput().filter(record)
     text = logging.Formatter().format(record)
     assert "SECRET-ID-42" not in text and "/score" in text and "1 validation error" in text
@@ -232,8 +264,12 @@ def test_refresh_loads_fully_before_swapping_and_keeps_the_model_on_failure() ->
             raise ModelLoadError("broken model")
         return _fake_model(version)
 
-    state = ServingState(model_uri="models:/churnclv@champion", tracking_uri="sqlite://",
-                         loader=loader, resolver=lambda uri, tracking: pointer["version"])
+    state = ServingState(
+        model_uri="models:/churnclv@champion",
+        tracking_uri="sqlite://",
+        loader=loader,
+        resolver=lambda uri, tracking: pointer["version"],
+    )
     assert state.refresh().model_changed is False
     pointer["version"] = "2"
     t = threading.Thread(target=state.refresh)
@@ -252,9 +288,12 @@ def test_refresh_loads_fully_before_swapping_and_keeps_the_model_on_failure() ->
 
 def test_periodic_refresh_picks_up_a_moved_alias() -> None:
     pointer = {"version": "1"}
-    state = ServingState(model_uri="models:/churnclv@champion", tracking_uri="sqlite://",
-                         loader=lambda uri, tracking, version=None: _fake_model(version or "1"),
-                         resolver=lambda uri, tracking: pointer["version"])
+    state = ServingState(
+        model_uri="models:/churnclv@champion",
+        tracking_uri="sqlite://",
+        loader=lambda uri, tracking, version=None: _fake_model(version or "1"),
+        resolver=lambda uri, tracking: pointer["version"],
+    )
     swapped = threading.Event()
     refresh = state.refresh
 
@@ -287,8 +326,12 @@ def test_periodic_check_failures_are_logged_redacted(caplog: pytest.LogCaptureFi
     def resolver(uri: str, tracking: str) -> str:
         raise RuntimeError(f"could not connect to {secret}")
 
-    state = ServingState(model_uri="models:/churnclv@champion", tracking_uri=secret,
-                         loader=lambda uri, tracking, version=None: _fake_model("1"), resolver=resolver)
+    state = ServingState(
+        model_uri="models:/churnclv@champion",
+        tracking_uri=secret,
+        loader=lambda uri, tracking, version=None: _fake_model("1"),
+        resolver=resolver,
+    )
     signal = Signal()
     logger = logging.getLogger("churnclv.serving.state")
     logger.addHandler(signal)

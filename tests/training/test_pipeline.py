@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import mlflow
@@ -102,7 +101,9 @@ def test_plan_backtests_a_shorter_horizon_when_the_real_one_does_not_fit() -> No
     first, as_of = pd.Timestamp("1997-01-01"), pd.Timestamp("1997-11-30")
     plan = plan_training(first, as_of, cfg)
     assert not plan.backtested and plan.backtest_horizon_days == ((as_of - first).days - 60) // 2 == 136
-    assert plan.folds and all(f.eval_cutoff + pd.Timedelta(days=plan.backtest_horizon_days) <= as_of for f in plan.folds)
+    assert plan.folds and all(
+        f.eval_cutoff + pd.Timedelta(days=plan.backtest_horizon_days) <= as_of for f in plan.folds
+    )
     # the learned models at the real horizon: only cutoffs whose 180-day windows have closed
     assert plan.final_cutoffs and all(c + pd.Timedelta(days=180) <= as_of for c in plan.final_cutoffs)
     assert plan_training(first, as_of, TrainConfig(horizon_days=90)).backtested
@@ -110,9 +111,16 @@ def test_plan_backtests_a_shorter_horizon_when_the_real_one_does_not_fit() -> No
 
 def test_selection_skips_candidates_missing_a_fold_and_undefined_metrics() -> None:
     folds = [Fold(1, pd.Timestamp("2024-01-01"), []), Fold(2, pd.Timestamp("2024-02-01"), [])]
-    rows = [{"fold": f, "candidate": c, "churn_auc": auc, "purchases_mae": 1.0, "spend_gini": 0.5}
-            for f, c, auc in [(1, "btyd", 0.70), (2, "btyd", 0.70), (1, "gbm", float("nan")), (2, "gbm", float("nan")),
-                              (1, "hybrid", 0.99)]]  # hybrid failed on fold 2
+    rows = [
+        {"fold": f, "candidate": c, "churn_auc": auc, "purchases_mae": 1.0, "spend_gini": 0.5}
+        for f, c, auc in [
+            (1, "btyd", 0.70),
+            (2, "btyd", 0.70),
+            (1, "gbm", float("nan")),
+            (2, "gbm", float("nan")),
+            (1, "hybrid", 0.99),
+        ]
+    ]  # hybrid failed on fold 2
     summary, eligible = summarize_backtest(pd.DataFrame(rows), folds, ("btyd", "gbm", "hybrid"))
     assert eligible == ["btyd", "gbm"]
     assert select_models(summary, ("btyd", "gbm", "hybrid"), eligible)["churn"] == "btyd"  # NaN never wins
@@ -141,8 +149,10 @@ def test_config_errors(tmp_path: Path) -> None:
         RunConfig.load(bad)
 
 
-FAST_RUN = RunConfig(train=TrainConfig(n_folds=2, train_cutoffs=2, candidates=("btyd", "gbm", "hybrid")),
-                     scorer=ScorerConfig(gbm_rounds=30))
+FAST_RUN = RunConfig(
+    train=TrainConfig(n_folds=2, train_cutoffs=2, candidates=("btyd", "gbm", "hybrid")),
+    scorer=ScorerConfig(gbm_rounds=30),
+)
 
 
 def test_a_failing_subfit_is_dropped_and_the_run_goes_on(small_world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,8 +189,9 @@ def test_the_final_refit_falls_back_hybrid_gbm_btyd(small_world: Path, monkeypat
         return real_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(RealScorer, "fit", fit)
-    monkeypatch.setattr(pipeline, "select_models", lambda *a, **k: {"churn": "hybrid", "purchases": "hybrid",
-                                                             "spend": "btyd"})
+    monkeypatch.setattr(
+        pipeline, "select_models", lambda *a, **k: {"churn": "hybrid", "purchases": "hybrid", "spend": "btyd"}
+    )
     result = train(small_world, "2025-10-02", FAST_RUN)
     assert result.selected == {"churn": "gbm", "purchases": "gbm", "spend": "btyd"}
     final = [d for d in result.dropped if d["stage"] == "final"]

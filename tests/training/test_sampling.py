@@ -27,8 +27,9 @@ def test_sampled_training_backtests_on_the_sample_and_scores_everyone(small_worl
     snapshot = compute_features(small_world, AS_OF)
     n = len(snapshot)  # the sample's share is of the customers known at as-of, not of every row
     config = RunConfig(
-        train=TrainConfig(horizon_days=90, n_folds=1, train_cutoffs=2, candidates=("btyd", "gbm"),
-                          sample_customers=500),
+        train=TrainConfig(
+            horizon_days=90, n_folds=1, train_cutoffs=2, candidates=("btyd", "gbm"), sample_customers=500
+        ),
         scorer=ScorerConfig(horizon_days=90, gbm_rounds=30, seed=1),
     )
     result = train(small_world, AS_OF, config)
@@ -102,8 +103,9 @@ def test_training_as_of_ignores_rows_after_it_sample_included(small_world: Path,
         frame = pd.read_parquet(small_world / f"{name}.parquet")
         frame[frame[col].isna() | (frame[col] < end)].to_parquet(cut / f"{name}.parquet", index=False)
     config = RunConfig(
-        train=TrainConfig(horizon_days=90, n_folds=1, train_cutoffs=2, candidates=("btyd", "gbm"),
-                          sample_customers=500),
+        train=TrainConfig(
+            horizon_days=90, n_folds=1, train_cutoffs=2, candidates=("btyd", "gbm"), sample_customers=500
+        ),
         scorer=ScorerConfig(horizon_days=90, gbm_rounds=30, seed=1),
     )
     full, truncated = train(small_world, as_of, config), train(cut, as_of, config)

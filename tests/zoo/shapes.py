@@ -67,9 +67,20 @@ def _write(folder: Path, frames: dict[str, pd.DataFrame], fmt: str) -> None:
 # --------------------------------------------------------------------------- a BG/NBD-like shop
 
 
-def bg_shop(rng: np.random.Generator, ids: list[str], start: str, end: str, *, acquire_days: float,
-            rate_per_year: float = 6.0, r: float = 0.9, a: float = 0.7, b: float = 3.5,
-            spend_mean: float = 35.0, order_ids: bool = True) -> pd.DataFrame:
+def bg_shop(
+    rng: np.random.Generator,
+    ids: list[str],
+    start: str,
+    end: str,
+    *,
+    acquire_days: float,
+    rate_per_year: float = 6.0,
+    r: float = 0.9,
+    a: float = 0.7,
+    b: float = 3.5,
+    spend_mean: float = 35.0,
+    order_ids: bool = True,
+) -> pd.DataFrame:
     """Transactions of a BG/NBD world (Fader, Hardie and Lee 2005): each customer first buys at a
     uniform time in the first ``acquire_days``, then buys at a gamma-distributed Poisson rate and drops
     out after each purchase with a beta-distributed probability; line amounts are gamma around a
@@ -93,11 +104,13 @@ def bg_shop(rng: np.random.Generator, ids: list[str], start: str, end: str, *, a
     cust_a = np.asarray(cust)
     seconds = np.floor(np.asarray(days) * 86_400).astype("int64")
     amount = np.round(rng.gamma(6.0, mean[cust_a] / 6.0), 2).clip(min=0.01)
-    frame = pd.DataFrame({
-        "customer_id": np.asarray(ids, dtype=object)[cust_a],
-        "ts": t0 + pd.to_timedelta(seconds, unit="s"),
-        "amount": amount,
-    })
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.asarray(ids, dtype=object)[cust_a],
+            "ts": t0 + pd.to_timedelta(seconds, unit="s"),
+            "amount": amount,
+        }
+    )
     if order_ids:
         frame["order_id"] = [f"o{k:07d}" for k in range(len(frame))]
     return frame.sort_values(["ts", "customer_id"], kind="stable").reset_index(drop=True)
@@ -143,16 +156,22 @@ def customers_without_signup(folder: Path, seed: int) -> Built:
     tx = bg_shop(rng, ids, "2023-01-01", "2024-12-31", acquire_days=365)
     never = _ids("never", 25)
     everyone = ids + never
-    customers = pd.DataFrame({
-        "customer_id": everyone,
-        "region": rng.choice(["north", "south", "east", "west"], len(everyone)),
-        "segment": rng.choice(["retail", "b2b"], len(everyone), p=[0.8, 0.2]),
-        "store": rng.choice(["007", "012", "100"], len(everyone)),  # numeric-looking text attribute
-    })
+    customers = pd.DataFrame(
+        {
+            "customer_id": everyone,
+            "region": rng.choice(["north", "south", "east", "west"], len(everyone)),
+            "segment": rng.choice(["retail", "b2b"], len(everyone), p=[0.8, 0.2]),
+            "store": rng.choice(["007", "012", "100"], len(everyone)),  # numeric-looking text attribute
+        }
+    )
     _write(folder, {"transactions": tx}, "parquet")
     _write(folder, {"customers": customers}, "csv")
-    return Built(folder, {"transactions": tx, "customers": customers}, probe=_most_lines(tx, "2024-12-31"),
-                 notes={"never_bought": never})
+    return Built(
+        folder,
+        {"transactions": tx, "customers": customers},
+        probe=_most_lines(tx, "2024-12-31"),
+        notes={"never_bought": never},
+    )
 
 
 def events_for_some(folder: Path, seed: int) -> Built:
@@ -172,13 +191,26 @@ def events_for_some(folder: Path, seed: int) -> Built:
         secs = rng.uniform(0, (end - lo).total_seconds(), k)
         types = rng.choice(EVENT_TYPES, k, p=[0.35, 0.3, 0.2, 0.1, 0.05])
         for s, et in zip(secs, types):
-            rows.append((cid, lo + pd.Timedelta(seconds=float(np.floor(s))), et,
-                         float(round(rng.uniform(1, 600), 1)) if et == "session" else np.nan))
-    events = pd.DataFrame(rows, columns=["customer_id", "ts", "event_type", "value"]).sort_values(
-        ["ts", "customer_id"], kind="stable").reset_index(drop=True)
+            rows.append(
+                (
+                    cid,
+                    lo + pd.Timedelta(seconds=float(np.floor(s))),
+                    et,
+                    float(round(rng.uniform(1, 600), 1)) if et == "session" else np.nan,
+                )
+            )
+    events = (
+        pd.DataFrame(rows, columns=["customer_id", "ts", "event_type", "value"])
+        .sort_values(["ts", "customer_id"], kind="stable")
+        .reset_index(drop=True)
+    )
     _write(folder, {"transactions": tx, "events": events}, "parquet")
-    return Built(folder, {"transactions": tx, "events": events},
-                 probe=_most_lines(tx, "2024-12-31", among=list(engaged)), notes={"app_only": app_only})
+    return Built(
+        folder,
+        {"transactions": tx, "events": events},
+        probe=_most_lines(tx, "2024-12-31", among=list(engaged)),
+        notes={"app_only": app_only},
+    )
 
 
 def short_history(folder: Path, seed: int) -> Built:
@@ -208,15 +240,21 @@ def leading_zero_ids_csv(folder: Path, seed: int) -> Built:
     signup_only = ["000000", "0000007", "0042"]  # signed up before as-of, no purchase yet
     future = ["0099"]  # signed up after as-of: not known
     signup = [first[c] - pd.Timedelta(days=int(rng.integers(0, 30))) for c in ids if c in first.index]
-    customers = pd.DataFrame({
-        "customer_id": [c for c in ids if c in first.index] + signup_only + future,
-        "signup_ts": signup + [pd.Timestamp("2024-11-20 09:30:00")] * 3 + [pd.Timestamp("2025-01-15")],
-    })
+    customers = pd.DataFrame(
+        {
+            "customer_id": [c for c in ids if c in first.index] + signup_only + future,
+            "signup_ts": signup + [pd.Timestamp("2024-11-20 09:30:00")] * 3 + [pd.Timestamp("2025-01-15")],
+        }
+    )
     customers["tier_code"] = rng.choice(["01", "02", "10"], len(customers))
     _write(folder, {"transactions": tx, "customers": customers}, "csv")
     probe = "000123" if "000123" in first.index else _most_lines(tx, "2024-12-31")
-    return Built(folder, {"transactions": tx, "customers": customers}, probe=probe,
-                 notes={"lookalikes": ["000123", "00123", "123"], "signup_only": signup_only})
+    return Built(
+        folder,
+        {"transactions": tx, "customers": customers},
+        probe=probe,
+        notes={"lookalikes": ["000123", "00123", "123"], "signup_only": signup_only},
+    )
 
 
 def one_day(folder: Path, seed: int) -> Built:
@@ -226,11 +264,13 @@ def one_day(folder: Path, seed: int) -> Built:
     lines = rng.integers(1, 4, len(ids))
     cust = np.repeat(np.asarray(ids, dtype=object), lines)
     secs = rng.integers(8 * 3600, 20 * 3600, len(cust))
-    tx = pd.DataFrame({
-        "customer_id": cust,
-        "ts": pd.Timestamp("2024-06-15") + pd.to_timedelta(secs, unit="s"),
-        "amount": np.round(rng.gamma(4.0, 10.0, len(cust)), 2).clip(min=0.01),
-    })
+    tx = pd.DataFrame(
+        {
+            "customer_id": cust,
+            "ts": pd.Timestamp("2024-06-15") + pd.to_timedelta(secs, unit="s"),
+            "amount": np.round(rng.gamma(4.0, 10.0, len(cust)), 2).clip(min=0.01),
+        }
+    )
     _write(folder, {"transactions": tx}, "parquet")
     return Built(folder, {"transactions": tx}, probe=ids[0])
 
@@ -250,8 +290,9 @@ def huge_spenders(folder: Path, seed: int) -> Built:
     tx = pd.concat([tx, big], ignore_index=True).sort_values(["ts", "customer_id"], kind="stable")
     tx = tx.reset_index(drop=True)
     _write(folder, {"transactions": tx}, "parquet")
-    return Built(folder, {"transactions": tx}, probe=_most_lines(tx, "2024-12-31", among=whales),
-                 notes={"whales": whales})
+    return Built(
+        folder, {"transactions": tx}, probe=_most_lines(tx, "2024-12-31", among=whales), notes={"whales": whales}
+    )
 
 
 def negative_net_spend(folder: Path, seed: int) -> Built:
@@ -262,48 +303,81 @@ def negative_net_spend(folder: Path, seed: int) -> Built:
     totals = tx.groupby("customer_id").agg(spent=("amount", "sum"), last=("ts", "max"))
     returners = sorted(rng.choice(totals.index.to_numpy(), size=len(totals) // 10, replace=False))
     end = pd.Timestamp("2024-12-31 23:00:00")
-    ret = pd.DataFrame({
-        "customer_id": returners,
-        "ts": [min(totals.loc[c, "last"] + pd.Timedelta(days=int(rng.integers(1, 20))), end) for c in returners],
-        "amount": [-round(float(totals.loc[c, "spent"]) + float(rng.uniform(20, 200)), 2) for c in returners],
-    })
+    ret = pd.DataFrame(
+        {
+            "customer_id": returners,
+            "ts": [min(totals.loc[c, "last"] + pd.Timedelta(days=int(rng.integers(1, 20))), end) for c in returners],
+            "amount": [-round(float(totals.loc[c, "spent"]) + float(rng.uniform(20, 200)), 2) for c in returners],
+        }
+    )
     ret["order_id"] = [f"r{k:05d}" for k in range(len(ret))]
     tx = pd.concat([tx, ret], ignore_index=True).sort_values(["ts", "customer_id"], kind="stable")
     tx = tx.reset_index(drop=True)
     _write(folder, {"transactions": tx}, "parquet")
-    return Built(folder, {"transactions": tx}, probe=_most_lines(tx, "2024-12-31", among=returners),
-                 notes={"returners": returners})
+    return Built(
+        folder,
+        {"transactions": tx},
+        probe=_most_lines(tx, "2024-12-31", among=returners),
+        notes={"returners": returners},
+    )
 
 
 def ten_years(folder: Path, seed: int) -> Built:
     """Ten years of history (2015-01-01 to 2024-12-31), customers arriving over the first eight."""
     rng = np.random.default_rng(seed)
-    tx = bg_shop(rng, _ids("y", 1_000), "2015-01-01", "2024-12-31", acquire_days=8 * 365, rate_per_year=3.0,
-                 a=0.5, b=6.0)
+    tx = bg_shop(
+        rng, _ids("y", 1_000), "2015-01-01", "2024-12-31", acquire_days=8 * 365, rate_per_year=3.0, a=0.5, b=6.0
+    )
     _write(folder, {"transactions": tx}, "parquet")
     return Built(folder, {"transactions": tx}, probe=_most_lines(tx, "2024-12-31"))
 
 
 SHAPES: tuple[Shape, ...] = (
     Shape("cdnow_sample", cdnow_sample, as_of="1998-06-30", about="CDNOW 1/10 sample as shipped"),
-    Shape("transactions_only", transactions_only, as_of="2024-12-31", seed=2,
-          about="BG/NBD shop, 2,000 customers, 2 years, transactions only"),
-    Shape("customers_without_signup", customers_without_signup, as_of="2024-12-31", seed=3,
-          about="customers.csv with attributes, no signup_ts"),
+    Shape(
+        "transactions_only",
+        transactions_only,
+        as_of="2024-12-31",
+        seed=2,
+        about="BG/NBD shop, 2,000 customers, 2 years, transactions only",
+    ),
+    Shape(
+        "customers_without_signup",
+        customers_without_signup,
+        as_of="2024-12-31",
+        seed=3,
+        about="customers.csv with attributes, no signup_ts",
+    ),
     Shape("events_for_some", events_for_some, as_of="2024-12-31", seed=4, about="events for 30 % of buyers"),
-    Shape("six_months_h180", short_history, as_of="2024-12-31", horizon_days=180, seed=5, backtested=False,
-          about="6 months of history, 180-day horizon"),
+    Shape(
+        "six_months_h180",
+        short_history,
+        as_of="2024-12-31",
+        horizon_days=180,
+        seed=5,
+        backtested=False,
+        about="6 months of history, 180-day horizon",
+    ),
     Shape("cohort_300", small_cohort, as_of="2024-12-31", seed=6, about="300 customers"),
-    Shape("leading_zero_ids_csv", leading_zero_ids_csv, as_of="2024-12-31", seed=7,
-          about="ids like 000123 in CSV"),
-    Shape("one_purchase_day", one_day, as_of="2024-09-30", seed=8,
-          # names what is missing (purchases on different days) and the fix (a later as-of, more history)
-          expect=r"(?i)(repeat (buyer|purchase)|two (different |distinct )?days|(one|single|same) (purchase )?day)"
-                 r".*(later as-of|(more|longer) history)",
-          about="every purchase on one day: one clear error"),
+    Shape("leading_zero_ids_csv", leading_zero_ids_csv, as_of="2024-12-31", seed=7, about="ids like 000123 in CSV"),
+    Shape(
+        "one_purchase_day",
+        one_day,
+        as_of="2024-09-30",
+        seed=8,
+        # names what is missing (purchases on different days) and the fix (a later as-of, more history)
+        expect=r"(?i)(repeat (buyer|purchase)|two (different |distinct )?days|(one|single|same) (purchase )?day)"
+        r".*(later as-of|(more|longer) history)",
+        about="every purchase on one day: one clear error",
+    ),
     Shape("huge_spenders", huge_spenders, as_of="2024-12-31", seed=9, about="5 customers with 1e6 lines"),
-    Shape("negative_net_spend", negative_net_spend, as_of="2024-12-31", seed=10,
-          about="10 % of customers return more than they bought"),
+    Shape(
+        "negative_net_spend",
+        negative_net_spend,
+        as_of="2024-12-31",
+        seed=10,
+        about="10 % of customers return more than they bought",
+    ),
     Shape("ten_years", ten_years, as_of="2024-12-31", seed=11, about="10 years of history"),
 )
 
