@@ -59,16 +59,16 @@ LINKTREE := build/linktree/churnclv
 
 # The editable install is an import hook (MAPPING to src/, training/, serving/) that grimp and mypy
 # cannot follow, so they read the package from a tree of symlinks. Rebuilt every time: new modules
-# appear in it at once.
+# appear in it at once; idempotent (no removal of the tree), so two checks can run at once.
 linktree:
-	@rm -rf build/linktree
 	@mkdir -p $(LINKTREE)
 	@for entry in src/*; do \
 		name=$${entry##*/}; \
-		[ "$$name" = __pycache__ ] || ln -s "$(CURDIR)/$$entry" "$(LINKTREE)/$$name"; \
+		[ "$$name" = __pycache__ ] || ln -sfn "$(CURDIR)/$$entry" "$(LINKTREE)/$$name"; \
 	done
-	@ln -s "$(CURDIR)/training" "$(LINKTREE)/training"
-	@ln -s "$(CURDIR)/serving" "$(LINKTREE)/serving"
+	@ln -sfn "$(CURDIR)/training" "$(LINKTREE)/training"
+	@ln -sfn "$(CURDIR)/serving" "$(LINKTREE)/serving"
+	@find $(LINKTREE) -maxdepth 1 -xtype l -delete  # modules that were removed or renamed
 
 lint-ruff:
 	$(VENV)/bin/ruff check $(LINT_PATHS)

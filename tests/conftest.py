@@ -49,7 +49,7 @@ def trained_store(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -
     """A real MLflow store (SQLite + local artifacts) holding one trained model, version 1, with the
     aliases ``champion`` and ``challenger``. Trained on :func:`small_world` as of TRAIN_AS_OF with a
     fast configuration. Returns the tracking URI, the model URI and the training result."""
-    from churnclv.models.scorer import ScorerConfig
+    from churnclv.models.scorer_config import ScorerConfig
     from churnclv.training.config import RunConfig, TrainConfig
     from churnclv.training.mlflow_run import train_and_log
 

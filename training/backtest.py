@@ -13,7 +13,8 @@ import pandas as pd
 from churnclv.features import compute_training_frame
 from churnclv.metrics import all_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
-from churnclv.models.scorer import FIT_ERRORS, Scorer, ScorerConfig, stable_floats
+from churnclv.models.scorer import FIT_ERRORS, Scorer, stable_floats
+from churnclv.models.scorer_config import ScorerConfig
 from churnclv.training.config import (
     BASELINES,
     KEY_METRICS,

@@ -12,7 +12,7 @@ from churnclv.config import ConfigError
 from churnclv.config_schema import parse_section, read_run_config
 from churnclv.features import FeatureConfig
 from churnclv.features.config import parse_features as features_section
-from churnclv.models.scorer import ScorerConfig
+from churnclv.models.scorer_config import ScorerConfig
 
 MODEL_CANDIDATES = ("btyd", "gbm", "hybrid")  # what the scorer can hold
 BASELINES = ("recency", "rfm")

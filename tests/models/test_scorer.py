@@ -9,7 +9,8 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from churnclv.features import compute_features, compute_features_frames, compute_training_frame
-from churnclv.models.scorer import SCORE_COLUMNS, Scorer, ScorerConfig
+from churnclv.models.scorer import SCORE_COLUMNS, Scorer
+from churnclv.models.scorer_config import ScorerConfig
 
 AS_OF = pd.Timestamp("2025-10-02")
 FAST = {"gbm_rounds": 60, "seed": 3}

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from churnclv import values
 from churnclv.features import compute_features
 from churnclv.ingest import validate_source
-from churnclv.models.scorer import Scorer, ScorerConfig
+from churnclv.models.scorer import Scorer
+from churnclv.models.scorer_config import ScorerConfig
 
 BTYD_ONLY = {"churn_model": "btyd", "purchases_model": "btyd", "spend_model": "btyd", "horizon_days": 90}
 FIT_AS_OF = "2025-06-30"

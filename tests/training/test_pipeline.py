@@ -10,7 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from churnclv.features import compute_features
-from churnclv.models.scorer import ScorerConfig, model_input
+from churnclv.models.scorer import model_input
+from churnclv.models.scorer_config import ScorerConfig
 from churnclv.training.backtest import summarize_backtest
 from churnclv.training.config import RunConfig, TrainConfig, TrainingError
 from churnclv.training.folds import Fold, final_train_cutoffs, plan_folds, plan_training

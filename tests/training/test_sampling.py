@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from churnclv.features import compute_features
-from churnclv.models.scorer import ScorerConfig
+from churnclv.models.scorer_config import ScorerConfig
 from churnclv.training.config import RunConfig, TrainConfig, TrainingError
 from churnclv.training.pipeline import train
 from churnclv.training.tracking import clean_fingerprint
