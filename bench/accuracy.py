@@ -46,6 +46,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cli, run
 
+from churnclv.serving.snapshots import partition_name, read_scores
+
 END = dt.date(1998, 6, 30)  # the last day of CDNOW
 GRID_AS_OF = (
     "1997-04-30",
@@ -295,8 +297,7 @@ def churnclv_scores(setup: Setup, data: Path, work: Path, config: Path | None) -
     _, _, rc = run(cli(*score), here / "score.log")
     if rc:
         raise RuntimeError(f"score-batch failed for {setup.label}: see {here / 'score.log'}")
-    parts = sorted((here / "scores" / f"as_of={setup.as_of}").glob("part-*.parquet"))
-    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    frame = read_scores(here / "scores" / partition_name(setup.as_of))
     return frame.set_index("customer_id")[["p_churn", "expected_purchases", "expected_spend"]], wall
 
 

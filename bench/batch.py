@@ -17,6 +17,7 @@ Targets (issue 8): 1M customers within 90 s on 2 cores; 10M within 4 GB peak mem
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -25,6 +26,9 @@ import sys
 from pathlib import Path
 
 from common import cli, rows_of, run, world
+
+from churnclv.names import DEFAULT_MODEL_URI
+from churnclv.serving.snapshots import MANIFEST_FILE, partition_name
 
 AS_OF = "2025-10-02"
 SAMPLE = 20_000
@@ -68,7 +72,7 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     tracking = args.tracking_uri or (None if args.model else model(args.work, args.train_config))
-    model_uri = args.model or "models:/churnclv@champion"
+    model_uri = args.model or DEFAULT_MODEL_URI
     rows = []
     for n in args.customers:
         path, gen_s = world(args.work, n, args.seed)
@@ -93,7 +97,7 @@ def main() -> None:
             wall, rss, rc = run(cmd, args.work / f"batch-{n}-{r}.log")
             if rc:
                 sys.exit(f"score-batch failed: see {args.work / f'batch-{n}-{r}.log'}")
-            manifest = json.loads((out / f"as_of={AS_OF}" / "manifest.json").read_text())
+            manifest = json.loads((out / partition_name(dt.date.fromisoformat(AS_OF)) / MANIFEST_FILE).read_text())
             runs.append(
                 {"wall": wall, "rss": rss, **manifest["timings_s"], "written": manifest["counts"]["rows_written"]}
             )

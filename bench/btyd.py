@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from churnclv.models import btyd
+from churnclv.models import btyd_fitting as btyd  # _WARM_START_MIN_ROWS lives there
 from churnclv.models.btyd import BTYDModel
 
 TRUE = {"r": 0.25, "alpha": 40.0, "a": 0.8, "b": 2.5}  # rates per day

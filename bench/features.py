@@ -22,6 +22,7 @@ The machine may be shared: quote medians and the spread, and the CPU time next t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -87,7 +88,7 @@ def worker_pandas(data: Path, out: Path, chunks: int) -> None:
         step = len(ids) // chunks
         bounds = [None, *(ids[k * step].as_py() for k in range(1, chunks)), None]
     parts = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         parts.append(
             reference_features(
                 read("transactions", lo, hi),
@@ -140,7 +141,8 @@ def worker_latency(data: Path, n_calls: int) -> None:
 
 
 def ensure_world(n: int, cache: Path, seed: int) -> Path:
-    from churnclv.generate import WorldConfig, generate_world_to_parquet
+    from churnclv.generate import generate_world_to_parquet
+    from churnclv.generator.world import WorldConfig
 
     data = cache / f"world_{n}_s{seed}_p{PURCHASE_RATE_SCALE}_e{EVENT_RATE_SCALE}"
     if not (data / "_complete").exists():
@@ -184,7 +186,7 @@ def compare(ibis_out: Path, pandas_out: Path) -> tuple[bool, str]:
                 bad.append(col)
         elif not x.astype("str").equals(y.astype("str")):
             bad.append(col)
-    return not bad, ("all %d columns" % len(a.columns)) if not bad else f"differ: {bad}"
+    return not bad, f"all {len(a.columns)} columns" if not bad else f"differ: {bad}"
 
 
 def fmt_runs(values: list[float]) -> str:
@@ -234,8 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     rows = [
-        "| customers | tx lines | events | engine | runs | wall s | CPU s | peak RSS MB | vs pandas (wall) "
-        "| outputs agree |",
+        (
+            "| customers | tx lines | events | engine | runs | wall s | CPU s | peak RSS MB | vs pandas (wall) "
+            "| outputs agree |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     latency = None

@@ -35,7 +35,8 @@ def med(f, k=1000):
 
 def show(label):
     print(
-        f"{label:58s} {med(lambda: m.predict_proba(row)):7.3f} ms  booster-only {med(lambda: m.booster_.predict(M, raw_score=True, num_threads=1)):6.3f} ms"
+        f"{label:58s} {med(lambda: m.predict_proba(row)):7.3f} ms  "
+        f"booster-only {med(lambda: m.booster_.predict(M, raw_score=True, num_threads=1)):6.3f} ms"
     )
 
 
@@ -45,7 +46,8 @@ for rep in range(3):
     print(f"[{rep}] {'explain(1 row, top_k=3)':54s} {med(lambda: m.explain(row)):7.3f} ms")
     print(f"[{rep}] {'_matrix(1 row) (DataFrame -> float matrix)':54s} {med(lambda: m._matrix(row)):7.3f} ms")
     print(
-        f"[{rep}] {'booster.predict(1 row), all threads (num_threads=0)':54s} {med(lambda: m.booster_.predict(M, raw_score=True, num_threads=0)):7.3f} ms"
+        f"[{rep}] {'booster.predict(1 row), all threads (num_threads=0)':54s} "
+        f"{med(lambda: m.booster_.predict(M, raw_score=True, num_threads=0)):7.3f} ms"
     )
 t = time.perf_counter()
 m.predict_proba(X)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import json
 import os
@@ -39,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from churnclv.serving.snapshots import FEATURES_FILE, LATEST, partition_name
 
 AS_OF = "2025-10-02"
 KEY = "bench-key-0123456789abcdef"
@@ -60,7 +63,8 @@ class Conn:
         self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        assert self.reader is not None and self.writer is not None
+        assert self.reader is not None
+        assert self.writer is not None
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self.writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nContent-Type: application/json\r\n"
@@ -258,7 +262,7 @@ def prepare(work: Path, customers: int, seed: int) -> dict[str, str]:
             ["train", "--data", str(world), "--trusted", "--as-of", AS_OF, "--tracking-uri", tracking],
         ),
         (
-            out / "LATEST",
+            out / LATEST,
             "batch scoring for the snapshot",
             [
                 "score-batch",
@@ -288,7 +292,7 @@ def prepare(work: Path, customers: int, seed: int) -> dict[str, str]:
 def request_bodies(paths: dict[str, str], n: int, seed: int) -> dict[str, list[bytes]]:
     """Per endpoint, ``n`` single-customer bodies for the same random customers."""
     world = Path(paths["world"])
-    feats = pd.read_parquet(Path(paths["snapshot"]) / f"as_of={AS_OF}" / "features.parquet")
+    feats = pd.read_parquet(Path(paths["snapshot"]) / partition_name(dt.date.fromisoformat(AS_OF)) / FEATURES_FILE)
     rng = np.random.default_rng(seed)
     ids = sorted(rng.choice(feats["customer_id"].to_numpy(), size=min(n, len(feats)), replace=False))
     tx = pd.read_parquet(world / "transactions.parquet")

@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from churnclv.features import compute_features
-from churnclv.generate import WorldConfig, generate_world_to_parquet
+from churnclv.generate import generate_world_to_parquet
+from churnclv.generator.world import WorldConfig
 from churnclv.models.tier_stability import tier_churn_rate
 from churnclv.training.config import RunConfig, TrainConfig
 from churnclv.training.pipeline import train

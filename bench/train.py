@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from churnclv.features import compute_features, compute_labels
-from churnclv.generate import WorldConfig, generate_world_to_parquet
+from churnclv.generate import generate_world_to_parquet
+from churnclv.generator.world import WorldConfig
 from churnclv.metrics import churn_metrics, spend_metrics
 from churnclv.models.scorer import Scorer
 from churnclv.training.config import RunConfig, TrainConfig

@@ -144,10 +144,10 @@ def main() -> None:
         X = M[:n]
         for th in threads:
 
-            def ours() -> np.ndarray:
+            def ours(X: np.ndarray = X, th: int = th) -> np.ndarray:
                 return ex.contributions(X, num_threads=th)
 
-            def theirs() -> np.ndarray:
+            def theirs(X: np.ndarray = X, th: int = th) -> np.ndarray:
                 return booster.predict(X, pred_contrib=True, num_threads=th)
 
             ours(), theirs()

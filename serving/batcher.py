@@ -74,6 +74,7 @@ class RequestBatcher(Generic[P, R]):
         self.batched = 0  # requests served by those calls
 
     async def submit(self, key: Hashable, payload: P, size: int = 1) -> R:
+        """Queue ``payload`` (``size`` items) under ``key`` and wait for its result from a shared call."""
         loop = asyncio.get_running_loop()
         job: _Job[P, R] = _Job(key, payload, size, loop.create_future())
         self._queue.append(job)
@@ -131,7 +132,7 @@ class RequestBatcher(Generic[P, R]):
             for job in batch:
                 await self._serve([job])
             return
-        for job, result in zip(batch, results):
+        for job, result in zip(batch, results, strict=True):  # lengths checked above
             if not job.future.done():
                 job.future.set_result(result)
 

@@ -6,12 +6,27 @@ CLI core loads this module only when one of these commands runs or ``--help`` li
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from churnclv.cli_options import DataProblem, _date, prepare_source, source_options
+from churnclv.errors import ChurnclvError
+from churnclv.names import DEFAULT_MODEL_URI
+from churnclv.redaction import redact_text
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Every error churnclv raises on purpose as exit status 1 with one line, URLs redacted (the
+    errors quote the model and tracking URIs)."""
+    try:
+        yield
+    except ChurnclvError as exc:
+        raise DataProblem(redact_text(" ".join(str(exc).split()))) from None
 
 
 @click.command("score-batch")
@@ -29,7 +44,7 @@ from churnclv.cli_options import DataProblem, _date, prepare_source, source_opti
     required=True,
     help="Output folder; the run writes OUT/as_of=DATE/ and OUT/LATEST (the latest partition by date).",
 )
-@click.option("--model", "model_uri", default="models:/churnclv@champion", show_default=True, help="MLflow model URI.")
+@click.option("--model", "model_uri", default=DEFAULT_MODEL_URI, show_default=True, help="MLflow model URI.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
 @click.option(
     "--db",
@@ -100,11 +115,10 @@ def score_batch(
     drop a partition written by mistake (a wrong date), remove its folder (rm -r OUT/as_of=DATE)
     and run the newest correct as-of again, or write that partition's name into OUT/LATEST.
     """
-    from churnclv.redaction import redact_text
-    from churnclv.serving.batch import BatchError, run_batch
+    from churnclv.serving.batch import run_batch
 
     clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
-    try:
+    with _one_line_errors():
         run_batch(
             clean=clean,
             as_of=as_of,
@@ -123,8 +137,6 @@ def score_batch(
             reasons=reasons,
             max_days_after_data=max_days_after_data,
         )
-    except BatchError as exc:
-        raise DataProblem(redact_text(" ".join(str(exc).split()))) from None
 
 
 @click.command()
@@ -134,7 +146,7 @@ def score_batch(
     "--model",
     "model_uri",
     default=None,
-    help="MLflow model URI or bento:TAG (default: $CHURNCLV_MODEL_URI, else models:/churnclv@champion).",
+    help=f"MLflow model URI or bento:TAG (default: $CHURNCLV_MODEL_URI, else {DEFAULT_MODEL_URI}).",
 )
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
 @click.option(
@@ -147,12 +159,7 @@ def serve(host: str, port: int, model_uri: str | None, tracking_uri: str | None,
     """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY.
 
     The model is loaded and checked first: one that cannot load stops here (exit 1, one line)."""
-    from churnclv.redaction import redact_text
-    from churnclv.serving.service import ServeError
-    from churnclv.serving.service import serve as run_server
+    from churnclv.serving.server import serve as run_server
 
-    try:
+    with _one_line_errors():
         run_server(host=host, port=port, model_uri=model_uri, tracking_uri=tracking_uri, snapshot=snapshot)
-    except ServeError as exc:
-        # one line, URLs redacted (the error quotes the model and tracking URIs)
-        raise DataProblem(redact_text(" ".join(str(exc).split()))) from None

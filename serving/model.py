@@ -1,8 +1,11 @@
-"""The served model: resolving an MLflow model URI to a version, loading it, unwrapping the Scorer.
+"""The served model: resolving an MLflow model URI to a version, loading its Scorer: the one loader
+of the batch job, the HTTP service and ``serve``.
 
-The service scores with :class:`churnclv.models.scorer.Scorer` directly, unwrapped from the MLflow
-pyfunc once at load time: the pyfunc's per-call schema enforcement costs 5-9 ms a request, and the
-service validates its input once at the HTTP edge instead. The features the service computes are
+The model is downloaded with MLflow (:func:`mlflow.artifacts.download_artifacts`); its ``MLmodel``
+names the folder of the saved :class:`churnclv.models.scorer.Scorer` (the pyfunc's ``scorer``
+artifact), which :meth:`Scorer.load` reads, checking each booster against its SHA-256. The pyfunc
+wrapper is never built: its per-call schema enforcement costs 5-9 ms a request, and the service
+validates its input once at the HTTP edge instead. The features the service computes are
 checked against the model's logged input signature once, at load
 (:func:`churnclv.serving.scoring.check_model` scores a probe customer), so a model trained with
 another feature configuration is refused before it serves.
@@ -20,12 +23,14 @@ import json
 import logging
 import re
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from churnclv.errors import ChurnclvError
 from churnclv.models.scorer import Scorer
+from churnclv.models.scorer_files import ScorerFormatError
+from churnclv.names import MODEL_NAME, SCORER_ARTIFACT
 from churnclv.redaction import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -35,7 +40,7 @@ PACK_INFO = "churnclv_model.json"  # written by churnclv.serving.pack next to th
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ChurnclvError, RuntimeError):
     """The model URI cannot be resolved or loaded (the message says which and how to fix it).
 
     The message is redacted here, once, whoever builds it: it reaches HTTP answers (``/reload``),
@@ -65,6 +70,7 @@ class ModelRef:
 
     @classmethod
     def parse(cls, uri: str) -> ModelRef:
+        """The reference of ``uri``: name and alias or version for ``models:/`` URIs, the URI alone otherwise."""
         m = _REGISTRY_URI.match(uri.strip())
         if m:
             return cls(uri=uri, name=m["name"], alias=m["alias"], version=m["version"])
@@ -78,7 +84,7 @@ class LoadedModel:
     Attributes
     ----------
     scorer
-        The unwrapped scorer.
+        The model's scorer.
     name, version, alias
         Registered model name, version (``"unknown"`` outside the registry) and the alias it was
         resolved from (None for a pinned version).
@@ -197,6 +203,50 @@ def download_model(
         ) from None
 
 
+def _read_local(path: str | Path, model_uri: str) -> tuple[Scorer, tuple[str, ...]]:
+    """The scorer and the logged input columns of the MLflow model folder ``path``.
+
+    Reads the folder's ``MLmodel`` (the pyfunc flavour names the scorer artifact's folder, as
+    :mod:`churnclv.training.mlflow_run` logged it) and loads that folder with :meth:`Scorer.load`,
+    which checks each booster against its SHA-256; the pyfunc wrapper is never built.
+    """
+    from mlflow.models import Model
+
+    folder = Path(path)
+    try:
+        meta = Model.load(str(folder))
+    except Exception as exc:  # noqa: BLE001 - no MLmodel, or one that does not parse
+        raise ModelLoadError(
+            f"model {redact_url(model_uri)}: not a loadable MLflow model ({error_summary(exc)}); point "
+            "CHURNCLV_MODEL_URI at a model registered by churnclv train"
+        ) from None
+    artifacts = (meta.flavors.get("python_function") or {}).get("artifacts") or {}
+    relative = (artifacts.get(SCORER_ARTIFACT) or {}).get("path")
+    scorer_dir = (folder / str(relative)).resolve() if relative else None
+    if scorer_dir is None or not scorer_dir.is_relative_to(folder.resolve()):
+        raise ModelLoadError(
+            f"model {redact_url(model_uri)}: not a churnclv model (its MLmodel names no {SCORER_ARTIFACT!r} artifact "
+            "inside the model); point CHURNCLV_MODEL_URI at a model registered by churnclv train"
+        )
+    try:
+        scorer = Scorer.load(scorer_dir)
+    except (ScorerFormatError, OSError) as exc:
+        raise ModelLoadError(
+            f"model {redact_url(model_uri)}: its scorer cannot be loaded ({error_summary(exc)}); point "
+            "CHURNCLV_MODEL_URI at a model registered by churnclv train"
+        ) from None
+    schema = meta.get_input_schema()
+    columns = tuple(schema.input_names()) if schema is not None else ()
+    if not columns:
+        names: list[str] = ["customer_id"]
+        for target in ("churn_", "purchases_", "spend_"):
+            model = getattr(scorer, target, None)
+            if model is not None:
+                names += [c for c in model.feature_names_ if c not in names]
+        columns = tuple(names)
+    return scorer, tuple(str(c) for c in columns)
+
+
 def _from_local(
     path: str | Path,
     *,
@@ -207,35 +257,7 @@ def _from_local(
     run_id: str | None,
     keep: bool = False,
 ) -> LoadedModel:
-    import mlflow.pyfunc
-
-    try:
-        with warnings.catch_warnings():
-            # requirement-mismatch notes on load are about the training machine's pins, not errors
-            warnings.simplefilter("ignore")
-            pyfunc = mlflow.pyfunc.load_model(str(path), suppress_warnings=True)
-    except Exception as exc:  # noqa: BLE001 - not an MLflow model, or one that fails to load
-        raise ModelLoadError(
-            f"model {redact_url(model_uri)}: not a loadable MLflow model ({error_summary(exc)}); point "
-            "CHURNCLV_MODEL_URI at a model registered by churnclv train"
-        ) from None
-    try:
-        scorer = pyfunc.unwrap_python_model().scorer
-    except Exception as exc:  # noqa: BLE001 - any failure means "not our model"
-        raise ModelLoadError(
-            f"model {redact_url(model_uri)}: not a churnclv model (its python model has no scorer: "
-            f"{error_summary(exc)}); point CHURNCLV_MODEL_URI at a model registered by churnclv train"
-        ) from None
-    schema = pyfunc.metadata.get_input_schema()
-    columns = tuple(schema.input_names()) if schema is not None else ()
-    if not columns:
-        names: list[str] = ["customer_id"]
-        for target in ("churn_", "purchases_", "spend_"):
-            model = getattr(scorer, target, None)
-            if model is not None:
-                names += [c for c in model.feature_names_ if c not in names]
-        columns = tuple(names)
-    attributes = tuple(c.removeprefix("attr_") for c in columns if c.startswith("attr_"))
+    scorer, columns = _read_local(path, model_uri)
     return LoadedModel(
         scorer=scorer,
         name=name,
@@ -244,7 +266,7 @@ def _from_local(
         model_uri=model_uri,
         run_id=run_id,
         input_columns=columns,
-        attributes=attributes,
+        attributes=tuple(c.removeprefix("attr_") for c in columns if c.startswith("attr_")),
         path=str(path) if keep else None,
     )
 
@@ -280,7 +302,7 @@ def _load_bento(model_uri: str) -> LoadedModel:
 def load_model(
     model_uri: str, tracking_uri: str, *, version: str | None = None, dst: str | Path | None = None
 ) -> LoadedModel:
-    """Load ``model_uri`` and unwrap its scorer.
+    """Load ``model_uri``'s scorer (see the module docstring).
 
     The service checks the model against its own features on top
     (:func:`churnclv.serving.scoring.load_checked_model`).
@@ -316,7 +338,7 @@ def load_model(
             path, run_id = download_model(model_uri, tracking_uri, ref, version, folder)
             loaded = _from_local(
                 path,
-                name=ref.name or "churnclv",
+                name=ref.name or MODEL_NAME,
                 version=version or "unknown",
                 alias=ref.alias,
                 model_uri=model_uri,

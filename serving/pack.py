@@ -5,7 +5,7 @@ a version, downloads that MLflow model (the pyfunc folder with its ``scorer`` ar
 as the BentoML model ``churnclv-model`` (``mlflow_model/`` plus ``churnclv_model.json``: name,
 version, alias, run id). ``bentofile.yaml`` lists ``churnclv-model:latest`` under ``models`` and
 sets ``CHURNCLV_MODEL_URI=bento:churnclv-model:latest``, so the Bento's service loads the packed
-model through the same code path (unwrap, probe check) as a registry model.
+model through the same code path (its scorer artifact, the probe check) as a registry model.
 
 Usage (from the project root)::
 
@@ -24,9 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from churnclv.names import DEFAULT_MODEL_URI, DEFAULT_TRACKING_URI, MODEL_NAME
 from churnclv.redaction import redact_url
 from churnclv.serving.model import PACK_INFO, ModelLoadError, ModelRef, download_model, resolve_version
-from churnclv.serving.settings import DEFAULT_MODEL_URI, DEFAULT_TRACKING_URI
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def pack(
     version = resolve_version(model_uri, tracking_uri)
     # written into the Bento (a file that ships): the URI without credentials
     info = {
-        "name": ref.name or "churnclv",
+        "name": ref.name or MODEL_NAME,
         "version": version or "unknown",
         "alias": ref.alias,
         "source_uri": redact_url(model_uri),
@@ -66,6 +66,7 @@ def pack(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m churnclv.serving.pack``: pack a model and print its BentoML tag."""
     parser = argparse.ArgumentParser(prog="python -m churnclv.serving.pack", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL_URI, help="MLflow model URI (default: %(default)s)")
     parser.add_argument(

@@ -54,9 +54,7 @@ def _iso_text(value: object) -> object:
     """Refuse numbers (unix seconds: 0 is 'epoch'): dates and timestamps are ISO 8601 strings, as in ingestion."""
     if isinstance(value, (int, float)):
         # a ValueError: pydantic turns it into a field error (a TypeError would be a 500)
-        raise ValueError(
-            "must be an ISO 8601 string such as 2025-09-14 or 2025-09-14T10:31:00Z, not a number"
-        )
+        raise ValueError("must be an ISO 8601 string such as 2025-09-14 or 2025-09-14T10:31:00Z, not a number")
     return value
 
 
@@ -207,13 +205,13 @@ class CustomerError(BaseModel):
     error: str
 
 
-class ScoreResponse(BaseModel):
+class ScoreResponse(BaseModel):  # noqa: D101 - a docstring would change the OpenAPI document
     as_of: dt.date
     model_version: str
     scores: list[CustomerScore | CustomerError]
 
 
-class ScoreByIdResponse(BaseModel):
+class ScoreByIdResponse(BaseModel):  # noqa: D101 - a docstring would change the OpenAPI document
     as_of: dt.date = Field(description="The as-of date of the feature snapshot the scores use")
     snapshot: str = Field(description="The snapshot partition, e.g. as_of=2025-10-02")
     model_version: str
@@ -226,7 +224,7 @@ NullableText = Annotated[str | None, WithJsonSchema({"type": "string", "nullable
 NullableInt = Annotated[int | None, WithJsonSchema({"type": "integer", "nullable": True})]
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(BaseModel):  # noqa: D101 - a docstring would change the OpenAPI document
     name: str
     version: str
     alias: NullableText
@@ -248,7 +246,7 @@ class ModelInfo(BaseModel):
     snapshot: str | None = Field(description="The feature snapshot used by score_by_id, if any")
 
 
-class ReloadResult(BaseModel):
+class ReloadResult(BaseModel):  # noqa: D101 - a docstring would change the OpenAPI document
     status: Literal["unchanged", "reloaded"]
     previous_version: str
     version: str

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnclv.errors import ChurnclvError
 from churnclv.features import FeatureConfig, compute_features_frames
 from churnclv.models.scorer import model_input, next_purchase_dates, stable_floats
 from churnclv.redaction import redact_url
@@ -36,7 +37,7 @@ _TX_OPTIONAL = ("order_id", "channel", "category")
 _SCORE_FLOATS = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score")
 
 
-class SnapshotError(RuntimeError):
+class SnapshotError(ChurnclvError, RuntimeError):
     """The feature snapshot folder is missing, incomplete or does not fit the model."""
 
 
@@ -306,6 +307,11 @@ class FeatureSnapshot:
         SnapshotError
             ``LATEST`` is missing or does not name an ``as_of=YYYY-MM-DD`` partition.
         """
+        return FeatureSnapshot._latest(folder)[0]
+
+    @staticmethod
+    def _latest(folder: Path | str) -> tuple[str, dt.date]:
+        """:meth:`latest_partition` and its as-of date."""
         path = Path(folder) / LATEST
         try:
             name = read_latest(folder)
@@ -314,9 +320,10 @@ class FeatureSnapshot:
                 f"{path} not found: run the batch job (churnclv score-batch --out {folder}) or point "
                 "--snapshot / CHURNCLV_SNAPSHOT at its output folder"
             ) from None
-        if parse_partition(name) is None:
+        day = parse_partition(name)
+        if day is None:
             raise SnapshotError(f"{path} holds {name!r}: expected a partition name like as_of=2025-10-02")
-        return name
+        return name, day
 
     @classmethod
     def load(cls, folder: Path | str) -> FeatureSnapshot:
@@ -328,7 +335,7 @@ class FeatureSnapshot:
             No ``LATEST``, no features file, or duplicated customer ids.
         """
         folder = Path(folder)
-        partition = cls.latest_partition(folder)
+        partition, as_of = cls._latest(folder)
         path = folder / partition / FEATURES_FILE
         if not path.is_file():
             raise SnapshotError(f"{path} not found: LATEST names {partition} but it holds no {FEATURES_FILE}")
@@ -354,7 +361,7 @@ class FeatureSnapshot:
         return cls(
             folder=folder,
             partition=partition,
-            as_of=parse_partition(partition),
+            as_of=as_of,
             features=frame,
             index=index,
             invalid=invalid,

@@ -30,58 +30,42 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated, Any
 
-DEFAULT_MODEL_URI = "models:/churnclv@champion"
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+from pydantic import Field, TypeAdapter, ValidationError
+
+from churnclv.config_schema import environment, format_errors, settings
+from churnclv.errors import ChurnclvError
+from churnclv.names import DEFAULT_MODEL_URI, DEFAULT_TRACKING_URI
+
+__all__ = ["VARIABLES", "ServiceSettings", "SettingsError"]
+
 MIN_KEY_LENGTH = 16
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+
+#: The environment variable of each setting.
+VARIABLES = {
+    "model_uri": "CHURNCLV_MODEL_URI",
+    "tracking_uri": "MLFLOW_TRACKING_URI",
+    "snapshot": "CHURNCLV_SNAPSHOT",
+    "api_key": "CHURNCLV_API_KEY",
+    "allow_no_auth": "CHURNCLV_ALLOW_NO_AUTH",
+    "max_customers": "CHURNCLV_MAX_CUSTOMERS",
+    "max_history_rows": "CHURNCLV_MAX_HISTORY_ROWS",
+    "max_body_bytes": "CHURNCLV_MAX_BODY_BYTES",
+    "reload_interval_s": "CHURNCLV_RELOAD_INTERVAL_S",
+    "workers": "CHURNCLV_WORKERS",
+    "gc_freeze": "CHURNCLV_GC_FREEZE",
+}
+_ENVIRONMENT = environment(VARIABLES)
 
 
-class SettingsError(ValueError):
+class SettingsError(ChurnclvError, ValueError):
     """A service setting (environment variable) is missing or invalid."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number: set e.g. {name}={default}") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be >= {minimum}: set e.g. {name}={default}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number of seconds: set e.g. {name}={default:g}") from None
-    if not value >= 0 or value == float("inf"):
-        raise SettingsError(f"{name}={raw!r} must be a finite number >= 0 (0 turns the checks off)")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise SettingsError(f"{name}={raw!r}: use 1 or 0")
-
-
-@dataclass(frozen=True)
+@settings(_ENVIRONMENT, error=SettingsError)
 class ServiceSettings:
     """What the service serves and its limits (see the module docstring for the variables)."""
 
@@ -91,16 +75,18 @@ class ServiceSettings:
     # never shown: settings get logged and printed
     api_key: str | None = field(default=None, repr=False)
     allow_no_auth: bool = False
-    max_customers: int = 100
-    max_history_rows: int = 10_000
-    max_body_bytes: int = 8 * 1024 * 1024
-    reload_interval_s: float = 60.0
-    workers: int = 1
+    max_customers: Annotated[int, Field(ge=1)] = 100
+    max_history_rows: Annotated[int, Field(ge=1)] = 10_000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    # 0 turns the checks off
+    reload_interval_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
+    workers: Annotated[int, Field(ge=1)] = 1
     gc_freeze: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
-        """Read the settings from ``environ`` (default: ``os.environ``).
+        """Read the settings from ``environ`` (default: ``os.environ``); an unset or empty variable
+        keeps the default, text converts to the field's type (``"7"``, ``"2.5"``, ``"1"``/``"yes"``).
 
         Raises
         ------
@@ -108,21 +94,18 @@ class ServiceSettings:
             When a variable is malformed (the message names it and the fix).
         """
         env = os.environ if environ is None else environ
-        snapshot = env.get("CHURNCLV_SNAPSHOT", "").strip()
-        key = env.get("CHURNCLV_API_KEY")
-        return cls(
-            model_uri=env.get("CHURNCLV_MODEL_URI", "").strip() or DEFAULT_MODEL_URI,
-            tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or DEFAULT_TRACKING_URI,
-            snapshot=Path(snapshot) if snapshot else None,
-            api_key=key if key else None,
-            allow_no_auth=_bool(env, "CHURNCLV_ALLOW_NO_AUTH"),
-            max_customers=_int(env, "CHURNCLV_MAX_CUSTOMERS", cls.max_customers, minimum=1),
-            max_history_rows=_int(env, "CHURNCLV_MAX_HISTORY_ROWS", cls.max_history_rows, minimum=1),
-            max_body_bytes=_int(env, "CHURNCLV_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
-            reload_interval_s=_float(env, "CHURNCLV_RELOAD_INTERVAL_S", cls.reload_interval_s),
-            workers=_int(env, "CHURNCLV_WORKERS", cls.workers, minimum=1),
-            gc_freeze=_bool(env, "CHURNCLV_GC_FREEZE", default=True),
-        )
+        given: dict[str, Any] = {}
+        for name, variable in VARIABLES.items():
+            text = env.get(variable, "")
+            if name == "api_key":  # as given: check_auth refuses a key with surrounding spaces
+                if text:
+                    given[name] = text
+            elif text.strip():
+                given[name] = text.strip()
+        try:
+            return _FROM_TEXT.validate_python(given, strict=False)
+        except ValidationError as exc:
+            raise SettingsError(format_errors(exc, cls, _ENVIRONMENT)) from None
 
     def check_auth(self) -> None:
         """Refuse to serve without a usable API key, unless ``CHURNCLV_ALLOW_NO_AUTH=1``.
@@ -148,22 +131,8 @@ class ServiceSettings:
 
     def to_env(self) -> dict[str, str]:
         """The variables that reproduce these settings in a child process (includes the key)."""
-        env = {
-            "CHURNCLV_MODEL_URI": self.model_uri,
-            "MLFLOW_TRACKING_URI": self.tracking_uri,
-            "CHURNCLV_ALLOW_NO_AUTH": "1" if self.allow_no_auth else "0",
-            "CHURNCLV_MAX_CUSTOMERS": str(self.max_customers),
-            "CHURNCLV_MAX_HISTORY_ROWS": str(self.max_history_rows),
-            "CHURNCLV_MAX_BODY_BYTES": str(self.max_body_bytes),
-            "CHURNCLV_RELOAD_INTERVAL_S": repr(self.reload_interval_s),
-            "CHURNCLV_WORKERS": str(self.workers),
-            "CHURNCLV_GC_FREEZE": "1" if self.gc_freeze else "0",
-        }
-        if self.snapshot is not None:
-            env["CHURNCLV_SNAPSHOT"] = str(self.snapshot)
-        if self.api_key is not None:
-            env["CHURNCLV_API_KEY"] = self.api_key
-        return env
+        values = {variable: getattr(self, name) for name, variable in VARIABLES.items()}
+        return {variable: _ENVIRONMENT.render(value) for variable, value in values.items() if value is not None}
 
 
-__all__ = ["DEFAULT_MODEL_URI", "DEFAULT_TRACKING_URI", "ServiceSettings", "SettingsError"]
+_FROM_TEXT = TypeAdapter(ServiceSettings)

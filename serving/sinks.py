@@ -25,7 +25,9 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.types import TypeEngine
 
+from churnclv.errors import ChurnclvError
 from churnclv.redaction import redact_text, redact_url
 from churnclv.serving.snapshots import OUTPUT_SCHEMA
 
@@ -45,14 +47,19 @@ _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 _DIALECTS = ("postgresql", "sqlite")
 
 
-class SinkError(ValueError):
+class SinkError(ChurnclvError, ValueError):
     """A database URL, table or write the sink cannot use; the message names it, the rule and the fix."""
 
 
 def _columns() -> list[sa.Column]:
     """The score table: the batch output's columns (OUTPUT_SCHEMA) as SQL; reasons as a JSON array in text."""
     f = sa.Float(precision=53)  # DOUBLE PRECISION on PostgreSQL: keep every bit of the scores
-    types = {pa.string(): sa.Text, pa.date32(): sa.Date, pa.float64(): f, pa.list_(pa.string()): sa.Text}
+    types: dict[pa.DataType, TypeEngine[Any] | type[TypeEngine[Any]]] = {
+        pa.string(): sa.Text,
+        pa.date32(): sa.Date,
+        pa.float64(): f,
+        pa.list_(pa.string()): sa.Text,
+    }
     return [
         sa.Column(
             field.name,
@@ -272,4 +279,5 @@ class ScoreSink:
             return int(conn.execute(q).scalar_one())
 
     def close(self) -> None:
+        """Release the database connections."""
         self.engine.dispose()

@@ -126,7 +126,7 @@ def write_features(spark: Any, clean: Path, day: dt.date, out_dir: Path, config:
     expr = build_features(tables, day, config=config or FeatureConfig())
     frame = spark.sql(con.compile(expr)).orderBy("customer_id")
     frame.write.mode("overwrite").parquet(str(out_dir))
-    return spark.read.parquet(str(out_dir)).count()
+    return int(spark.read.parquet(str(out_dir)).count())
 
 
 def write_scores(
@@ -135,8 +135,8 @@ def write_scores(
     """Score the feature folder with ``mlflow.pyfunc.spark_udf`` and write the batch columns to
     ``out_dir`` (Parquet, sorted by customer id)."""
     import mlflow.pyfunc
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
+    from pyspark.sql import functions as F  # noqa: N812 - PySpark's conventional alias
+    from pyspark.sql import types as T  # noqa: N812 - PySpark's conventional alias
 
     feats = spark.read.parquet(str(features_dir))
     # the model's input schema: every number as double (what churnclv.models.scorer.model_input does)

@@ -73,10 +73,12 @@ class ServingState:
 
     @property
     def model(self) -> LoadedModel:
+        """The model served now (read it once per request)."""
         return self._model
 
     @property
     def snapshot(self) -> FeatureSnapshot | None:
+        """The feature snapshot served now, None when there is none."""
         return self._snapshot
 
     def _load_snapshot(self) -> bool:

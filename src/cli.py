@@ -14,15 +14,7 @@ from typing import Any
 import click
 
 from churnclv import __version__
-from churnclv.cli_options import (  # noqa: F401  (re-exported: the CLI's shared helpers live in cli_options)
-    DATA_HELP,
-    DataProblem,
-    _date,
-    _run_guarded,
-    _Steps,
-    prepare_source,
-    source_options,
-)
+from churnclv.cli_options import DATA_HELP, _date, prepare_source, report_errors, source_options
 
 log = logging.getLogger("churnclv")
 
@@ -151,16 +143,17 @@ def generate(
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from churnclv.generate import WorldConfig, default_truth_as_of, generate_world_to_parquet
+    from churnclv.generate import generate_world_to_parquet
+    from churnclv.generator.truth import default_truth_as_of
+    from churnclv.generator.world import WorldConfig
 
-    config = _run_guarded(
-        lambda: WorldConfig(
+    with report_errors():
+        config = WorldConfig(
             n_customers=n_customers,
             seed=seed,
             purchase_rate_scale=purchase_rate_scale,
             event_rate_scale=event_rate_scale,
         )
-    )
     first, end = config.start, config.end
     span = f"the generated data runs from {first:%Y-%m-%d} to {end:%Y-%m-%d}"
     if not 1 <= horizon_days <= config.n_days:
@@ -302,15 +295,14 @@ def validate(data: str, mapping: Path | None, out: Path, as_json: bool, as_of: A
 
     Exits 0 even when some models (or none) can be fitted: it is a report.
     """
-    from churnclv.config import load_mapping
     from churnclv.ingest import validate_source
+    from churnclv.mapping import load_mapping
     from churnclv.readiness import assess
 
-    result = _run_guarded(lambda: validate_source(data, out, mapping=load_mapping(mapping)))
-    try:
+    with report_errors():
+        result = validate_source(data, out, mapping=load_mapping(mapping))
+    with report_errors():
         readiness = assess(out / "clean", as_of, horizon_days)
-    except ValueError as exc:
-        raise DataProblem(str(exc)) from None
     if as_json:
         report = {k: r.to_dict() for k, r in result.reports.items()}
         click.echo(json.dumps({**report, "readiness": readiness.to_dict()}, indent=2))
@@ -330,14 +322,11 @@ def validate(data: str, mapping: Path | None, out: Path, as_json: bool, as_of: A
 
 def _feature_config(path: Path | None) -> Any:
     """The ``[features]`` section of a run configuration (the file train reads), checked as train does."""
-    from churnclv.config import ConfigError
     from churnclv.config_schema import read_run_config
     from churnclv.features.config import parse_features
 
-    try:
+    with report_errors():
         return parse_features(read_run_config(path).get("features", {}))
-    except ConfigError as exc:
-        raise DataProblem(str(exc)) from None
 
 
 @cli.command()
@@ -372,10 +361,8 @@ def features(
     feature_config = _feature_config(config_path)
     started = time.perf_counter()
     clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
-    try:
+    with report_errors():
         write_features(clean, as_of, out, memory_limit=memory_limit, config=feature_config)
-    except ValueError as exc:
-        raise DataProblem(str(exc)) from None
     meta = pq.ParquetFile(out).metadata
     click.echo(
         f"wrote features of {meta.num_rows:,} customers ({meta.num_columns} columns) as of "

@@ -1,5 +1,6 @@
-"""What the ``churnclv`` commands share: the data/config error (exit 1), the guarded call, the date
-option, the data-source options and their preparation, and the progress spinner.
+"""What the ``churnclv`` commands share: the data/config error (exit 1) and the one place that turns
+churnclv's errors into it, the date option, the data-source options and their preparation, and the
+progress spinner.
 
 A core module: the CLI, ``churnclv.training.commands`` and ``churnclv.serving.commands`` import it,
 so the command modules of the jobs layer never import the CLI itself.
@@ -8,14 +9,25 @@ so the command modules of the jobs layer never import the CLI itself.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from churnclv.errors import ChurnclvError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from rich.status import Status
 
 log = logging.getLogger("churnclv")
 
 DATA_HELP = "Data folder (transactions.parquet|csv, optional events.*, customers.*) or a database URL (sqlite:///f.db, postgresql://...)."
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
 class DataProblem(click.ClickException):
@@ -24,19 +36,15 @@ class DataProblem(click.ClickException):
     exit_code = 1
 
 
-def _data_errors() -> tuple[type[BaseException], ...]:
-    from churnclv.config import ConfigError
-    from churnclv.ingest import DataError
-
-    return (DataError, ConfigError)
-
-
-def _run_guarded(fn, *args: Any, **kwargs: Any) -> Any:
-    """Turn the package's data/config errors into exit status 1 with a one-line message."""
+@contextmanager
+def report_errors(*, prefix: str = "") -> Iterator[None]:
+    """Turn every error churnclv raises on purpose (:class:`~churnclv.errors.ChurnclvError`) into exit
+    status 1 with a one-line message (after ``prefix``); any other error is a bug and keeps its traceback.
+    """
     try:
-        return fn(*args, **kwargs)
-    except _data_errors() as exc:
-        raise DataProblem(str(exc)) from None
+        yield
+    except ChurnclvError as exc:
+        raise DataProblem(f"{prefix}{exc}") from None
 
 
 def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -70,20 +78,21 @@ def prepare_source(data: str, mapping: Path | None, work: Path, trusted: bool, m
     features depend on (finite, bounded amounts; finite, plausible timestamps) are still checked,
     in one pass, so a folder that breaks them stops here with one line instead of failing later.
     """
-    from churnclv.config import load_mapping
-    from churnclv.ingest import is_sql_url, validate_source
+    from churnclv.ingest import validate_source
+    from churnclv.ingestion.databases import is_sql_url
+    from churnclv.mapping import load_mapping
 
     if trusted:
         if is_sql_url(data) or mapping is not None:
             raise click.UsageError("--trusted needs a folder of clean tables and no --mapping")
-        from churnclv.features.engine import check_values
+        from churnclv.features.checks import check_values
 
-        try:
+        # a value rule broken, a column of the wrong type, or not a folder of clean tables
+        with report_errors(prefix=f"--trusted {data}: "):
             check_values(Path(data))
-        except (ValueError, TypeError) as exc:  # the rule broken, or not a folder of clean tables
-            raise DataProblem(f"--trusted {data}: {exc}") from None
         return Path(data)
-    result = _run_guarded(lambda: validate_source(data, work, mapping=load_mapping(mapping), memory_limit=memory_limit))
+    with report_errors():
+        result = validate_source(data, work, mapping=load_mapping(mapping), memory_limit=memory_limit)
     for r in result.reports.values():
         log.info("%s: read %d, accepted %d, rejected %d", r.table, r.read, r.accepted, r.rejected)
         if r.rejected:
@@ -93,7 +102,7 @@ def prepare_source(data: str, mapping: Path | None, work: Path, trusted: bool, m
     return work / "clean"
 
 
-def source_options(fn):
+def source_options(fn: _Command) -> _Command:
     """The options every job that reads data shares."""
     fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 1GB (it spills past it).")(fn)
     fn = click.option("--trusted", is_flag=True, help="The folder already holds clean tables: skip validation.")(fn)
@@ -120,13 +129,13 @@ class _Steps:
 
         self.console = Console(stderr=True)
         self.title = title
-        self.status = None
+        self.status: Status = self.console.status(title)
+        self.started = 0.0
 
     def __enter__(self) -> _Steps:
-        self.status = self.console.status(self.title)
-        self.status.__enter__()
         import time
 
+        self.status.__enter__()
         self.started = time.perf_counter()
         return self
 
@@ -137,5 +146,7 @@ class _Steps:
         self.console.log(f"[{elapsed:6.1f}s] {message}", highlight=False, markup=False)
         self.status.update(f"{self.title}: {message}")
 
-    def __exit__(self, *exc: Any) -> None:
-        self.status.__exit__(*exc)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.status.__exit__(exc_type, exc, tb)

@@ -6,12 +6,15 @@ backtest, the notebooks and the benchmarks report the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeAlias
+
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-ArrayLike = np.ndarray | pd.Series | list
+ArrayLike: TypeAlias = np.ndarray | pd.Series | Sequence[float]
 
 
 def _arrays(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +86,7 @@ def normalized_gini(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 def top_decile_capture(y_true: ArrayLike, y_pred: ArrayLike, share: float = 0.10) -> float:
     """Share of the actual total held by the customers in the predicted top ``share``."""
     t, p = _arrays(y_true, y_pred)
-    k = max(1, int(round(share * len(t))))
+    k = max(1, round(share * len(t)))
     top = np.argsort(-p, kind="stable")[:k]
     total = t.sum()
     return float(t[top].sum() / total) if total != 0 else float("nan")

@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_TRACKING_URI",
     "EXPERIMENT",
     "MODEL_NAME",
+    "SCORER_ARTIFACT",
 ]
 
 MODEL_NAME = "churnclv"  # the registered model
@@ -21,3 +22,4 @@ CHALLENGER = "challenger"  # the alias of a trained version that has not (yet) p
 EXPERIMENT = "churnclv"  # the MLflow experiment of training runs
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
+SCORER_ARTIFACT = "scorer"  # the logged model's artifact holding the saved Scorer folder

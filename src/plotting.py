@@ -30,8 +30,8 @@ def plot_calibration(
     """
     ax = _axes(ax)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
-    for name, (y, p) in curves.items():
-        y, p = np.asarray(y, float), np.asarray(p, float)
+    for name, (churned, p_churn) in curves.items():
+        y, p = np.asarray(churned, float), np.asarray(p_churn, float)
         edges = np.quantile(p, np.linspace(0, 1, n_bins + 1))
         idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
         xs = [p[idx == b].mean() for b in range(n_bins) if (idx == b).any()]
@@ -50,8 +50,8 @@ def plot_gain(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], ax: Axes | No
     """
     ax = _axes(ax)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="random")
-    for name, (actual, score) in curves.items():
-        actual, score = np.asarray(actual, float), np.asarray(score, float)
+    for name, (actual_values, score_values) in curves.items():
+        actual, score = np.asarray(actual_values, float), np.asarray(score_values, float)
         order = np.argsort(-score, kind="stable")
         cum = np.concatenate([[0.0], np.cumsum(actual[order])]) / max(actual.sum(), 1e-12)
         ax.plot(np.linspace(0, 1, len(cum)), cum, label=name)
@@ -116,7 +116,7 @@ def plot_migration(migration: Migration | pd.DataFrame, ax: Axes | None = None) 
         Where to draw; a new Figure (never pyplot) when omitted.
     """
     shares = migration.shares if isinstance(migration, Migration) else migration
-    counts = migration.counts if isinstance(migration, Migration) else None
+    counts = migration.counts.to_numpy() if isinstance(migration, Migration) else None
     ax = _axes(ax, (5.5, 4.5))
     values = shares.to_numpy(dtype=float)
     image = ax.imshow(np.nan_to_num(values, nan=0.0), cmap="Blues", vmin=0.0, vmax=1.0)
@@ -124,7 +124,7 @@ def plot_migration(migration: Migration | pd.DataFrame, ax: Axes | None = None) 
         for j in range(values.shape[1]):
             text = "-" if np.isnan(values[i, j]) else f"{values[i, j]:.0%}"
             if counts is not None:
-                text += f"\n{int(counts.iat[i, j]):,}"
+                text += f"\n{int(counts[i, j]):,}"
             ax.text(
                 j,
                 i,
@@ -147,7 +147,10 @@ def save(ax: Axes, path: Path | str, dpi: int = 110) -> Path:
     """Write the Axes' figure as PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ax.figure.savefig(path, dpi=dpi)
+    figure = ax.get_figure(root=True)
+    if figure is None:
+        raise ValueError("save: the Axes belongs to no figure; draw it with a plot function of this module")
+    figure.savefig(path, dpi=dpi)
     return path
 
 

@@ -27,6 +27,7 @@ class TableSpec:
 
     @property
     def columns(self) -> tuple[str, ...]:
+        """Every column of the table: the required ones, then the optional ones."""
         return self.required + self.optional
 
 

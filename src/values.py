@@ -1,7 +1,7 @@
 """The value rules: what a valid amount, event value, timestamp and numeric id is, defined once.
 
-Ingestion (:mod:`churnclv.ingest`, as DuckDB SQL), the HTTP schema (:mod:`churnclv.serving.schemas`,
-as Python checks) and the feature engine (:mod:`churnclv.features.engine`, as Ibis expressions on
+Ingestion (:mod:`churnclv.ingestion.validation`, as DuckDB SQL), the HTTP schema (:mod:`churnclv.serving.schemas`,
+as Python checks) and the feature engine (:mod:`churnclv.features.checks`, as Ibis expressions on
 tables it is told to trust) read these rules from here, so what validation accepts can never break
 a job (design decision 7). Each rule has one reason text, used in the rejects files, in HTTP answers
 and in the engine's errors.
@@ -36,6 +36,8 @@ from collections.abc import Iterable
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+
+from churnclv.errors import ChurnclvError
 
 __all__ = [
     "ID_COLUMNS",
@@ -106,7 +108,7 @@ def _bound(x: float) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
-class ValueRuleError(ValueError):
+class ValueRuleError(ChurnclvError, ValueError):
     """A value breaks one of the value rules; the message names the column, the rule and the fix."""
 
 
@@ -291,13 +293,14 @@ def ibis_number_violation(column: ir.NumericValue, *, nan_is_missing: bool = Fal
     bad = (column.abs() > MAX_ABS_AMOUNT) | ((column != 0) & (column.abs() < MIN_ABS_AMOUNT))
     if column.type().is_floating():  # NaN compares false: test it (and infinity) by name
         bad = bad | column.isinf() if nan_is_missing else bad | column.isinf() | column.isnan()
-    return column.notnull() & bad.fill_null(False)
+    return column.notnull() & bad.fill_null(False)  # noqa: PD004 - an Ibis column: it has no notna()
 
 
 def ibis_timestamp_violation(column: ir.TimestampValue) -> ir.BooleanValue:
     """True where a timestamp breaks the timestamp rules (the year of an infinite one is NULL)."""
     year = column.year()
-    return column.notnull() & (year.isnull() | (year < MIN_YEAR) | (year > MAX_YEAR))
+    # Ibis columns have no notna()/isna()
+    return column.notnull() & (year.isnull() | (year < MIN_YEAR) | (year > MAX_YEAR))  # noqa: PD003, PD004
 
 
 def describe(column: str, rule: str) -> str:

@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from churnclv.generate import WorldConfig, generate_world_to_parquet
+from churnclv.generate import generate_world_to_parquet
+from churnclv.generator.world import WorldConfig
 
 # The small world's timeline: data to 2025-12-31; train as of TRAIN_AS_OF with a 90-day horizon.
 TRAIN_AS_OF = pd.Timestamp("2025-10-02")

@@ -99,6 +99,7 @@ def test_data_error_exits_1_with_message_on_stderr(tmp_path: Path) -> None:
         [sys.executable, "-m", "churnclv.cli", "validate", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
         capture_output=True,
         text=True,
+        check=False,
     )
     assert proc.returncode == 1
     assert "'ts'" in proc.stderr and "transactions.csv" in proc.stderr
@@ -133,7 +134,8 @@ def _generate(out: Path, *extra: str) -> Result:
 
 
 def test_generate_default_truth_is_unchanged(tmp_path: Path) -> None:
-    from churnclv.generate import WorldConfig, generate_world_to_parquet
+    from churnclv.generate import generate_world_to_parquet
+    from churnclv.generator.world import WorldConfig
 
     result = _generate(tmp_path / "cli")
     assert result.exit_code == 0, result.output
@@ -146,7 +148,8 @@ def test_generate_default_truth_is_unchanged(tmp_path: Path) -> None:
 
 
 def test_generate_writes_truth_for_the_requested_dates_and_horizon(tmp_path: Path) -> None:
-    from churnclv.generate import WorldConfig, generate_world_to_parquet
+    from churnclv.generate import generate_world_to_parquet
+    from churnclv.generator.world import WorldConfig
 
     # out of order and repeated on purpose: one row per (customer, as-of), sorted by as-of
     result = _generate(
@@ -216,7 +219,8 @@ def test_generate_rejects_bad_truth_options(tmp_path: Path, args: list[str], opt
 
 
 def test_generate_help_describes_truth_and_matches_the_defaults() -> None:
-    from churnclv.generate import WorldConfig, default_truth_as_of
+    from churnclv.generator.truth import default_truth_as_of
+    from churnclv.generator.world import WorldConfig
 
     result = CliRunner().invoke(cli, ["generate", "--help"])
     assert result.exit_code == 0
@@ -236,3 +240,34 @@ def test_generate_help_describes_truth_and_matches_the_defaults() -> None:
     config = WorldConfig()
     assert f"from {config.start:%Y-%m-%d} to {config.end:%Y-%m-%d}" in text
     assert ", ".join(f"{a:%Y-%m-%d}" for a in default_truth_as_of(config, 90)) in text
+
+
+@pytest.mark.parametrize(
+    ("frame", "as_of", "says"),
+    [
+        ({"ts": ["2024-01-01"], "amount": [1.0]}, "2024-06-30", "transactions.ts has type string"),
+        (
+            {"ts": pd.to_datetime(["2024-01-01"]), "amount": [True]},
+            "2024-06-30",
+            "transactions.amount has type boolean",
+        ),
+        ({"ts": pd.to_datetime(["2024-01-01"]), "amount": [1.0]}, "2023-06-30", "before any data"),
+        (None, "2024-06-30", "not a directory"),
+    ],
+    ids=["ts-text", "amount-bool", "as-of-early", "no-folder"],
+)
+def test_features_on_bad_trusted_input_exits_1_with_one_line(
+    tmp_path: Path, frame: dict[str, object] | None, as_of: str, says: str
+) -> None:
+    data = tmp_path / "data"
+    if frame is not None:
+        data.mkdir()
+        pd.DataFrame({"customer_id": ["a"], **frame}).to_parquet(data / "transactions.parquet")
+    out = tmp_path / "f.parquet"
+    result = CliRunner().invoke(
+        cli, ["features", "--data", str(data), "--trusted", "--as-of", as_of, "--out", str(out)]
+    )
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and says in errors[0] and "Traceback" not in result.output
+    assert not out.exists()

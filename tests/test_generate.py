@@ -8,16 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from churnclv import generate
-from churnclv.generate import (
-    World,
-    WorldConfig,
-    default_truth_as_of,
-    generate_world,
-    generate_world_to_parquet,
-    truth_at,
-    write_world,
-)
+from churnclv.generate import generate_world, generate_world_to_parquet, write_world
+from churnclv.generator import blocks
+from churnclv.generator.truth import default_truth_as_of, truth_at
+from churnclv.generator.world import Latent, World, WorldConfig
 from churnclv.schema import KNOWN_EVENT_TYPES
 
 DAY = pd.Timedelta(days=1)
@@ -37,7 +31,7 @@ def large() -> World:
 def _assert_worlds_equal(a: World, b: World) -> None:
     for name in ("transactions", "events", "customers"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
-    for name in generate.Latent.__dataclass_fields__:
+    for name in Latent.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(a.latent, name), getattr(b.latent, name))
 
 
@@ -55,7 +49,7 @@ def test_different_seed_gives_different_world(small: World) -> None:
 
 
 def test_threads_do_not_change_the_world(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(generate, "_BLOCK", 300)  # several blocks on a tiny world
+    monkeypatch.setattr(blocks, "BLOCK", 300)  # several blocks on a tiny world
     config = WorldConfig(n_customers=1_000, seed=3)
     serial = generate_world(config)
     threaded = generate_world(config, n_jobs=3)
@@ -355,7 +349,7 @@ def test_write_world_round_trips(small: World, tmp_path) -> None:
 
 
 def test_streaming_writer_matches_write_world(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setattr(generate, "_BLOCK", 400)
+    monkeypatch.setattr(blocks, "BLOCK", 400)
     config = WorldConfig(n_customers=1_000, seed=4)
     as_of = [pd.Timestamp("2025-03-01")]
     expected = write_world(generate_world(config), tmp_path / "a", truth_as_of=as_of, horizon_days=30)

@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnclv import values
-from churnclv.config import ConfigError, load_mapping
-from churnclv.ingest import DataError, ValidationResult, validate_frames, validate_source
+from churnclv.config import ConfigError
+from churnclv.ingest import ValidationResult, validate_frames, validate_source
+from churnclv.mapping import load_mapping
+from churnclv.tables import DataError
 
 
 def _tx(**cols):
@@ -359,7 +361,7 @@ def test_postgresql_source_matches_files_and_sqlite(postgres_db: str, tmp_path: 
         pd.Timestamp("2024-07-01 12:00"),
     ]  # timestamp: not shifted by the session zone
     assert tx["amount"].tolist() == [12.5, -3.0, 0.1] and tx["order_id"].tolist() == ["A", "B", "C"]
-    assert dict(zip(_rejects(pg, "transactions")["_row"], _rejects(pg, "transactions")["reason"])) == {
+    assert dict(zip(_rejects(pg, "transactions")["_row"], _rejects(pg, "transactions")["reason"], strict=True)) == {
         "4": "missing customer_id",
         "5": "missing amount",
         "6": "implausible ts: year outside 1900-2200",
@@ -420,7 +422,7 @@ def test_sql_integer_customer_ids_with_a_null_keep_integer_text(
     assert (rep.read, rep.accepted, rep.rejected) == (4, 2, 2)
     assert _clean(result, "transactions")["customer_id"].tolist() == ["12", "13"]
     rejects = _rejects(result, "transactions")
-    assert rejects[["_row", "reason", "customer_id"]].values.tolist() == [
+    assert rejects[["_row", "reason", "customer_id"]].to_numpy().tolist() == [
         ["2", "missing customer_id", ""],
         ["4", "missing amount", "12"],
     ]
@@ -451,7 +453,7 @@ def test_postgresql_mapped_names_need_quoting_and_postgres_scheme(postgres_db: s
     assert _clean(result, "transactions").to_dict("records") == [
         {"customer_id": "00042", "ts": pd.Timestamp("2024-05-01 10:00"), "amount": 9.99}
     ]
-    assert _rejects(result, "transactions")[["_row", "reason", "Customer ID"]].values.tolist() == [
+    assert _rejects(result, "transactions")[["_row", "reason", "Customer ID"]].to_numpy().tolist() == [
         ["2", "missing ts", "00042"]
     ]
     assert result.reports["transactions"].source.endswith("table Sales Orders")
@@ -459,12 +461,12 @@ def test_postgresql_mapped_names_need_quoting_and_postgres_scheme(postgres_db: s
 
 def test_postgresql_urls_use_the_shipped_psycopg3_driver() -> None:
     """SQLAlchemy 2.0 maps a bare postgresql:// to psycopg2 (not installed) and knows no postgres://."""
-    from churnclv.ingest import _engine_url
+    from churnclv.ingestion.databases import engine_url
 
     for url in ("postgresql://u:p@h/db", "postgres://u:p@h/db", "postgresql+psycopg://u:p@h/db"):
-        assert _engine_url(url).drivername == "postgresql+psycopg"
-    assert _engine_url("postgres+pg8000://u@h/db").drivername == "postgresql+pg8000"  # a chosen driver is kept
-    assert _engine_url("sqlite:///x.db").drivername == "sqlite"
+        assert engine_url(url).drivername == "postgresql+psycopg"
+    assert engine_url("postgres+pg8000://u@h/db").drivername == "postgresql+pg8000"  # a chosen driver is kept
+    assert engine_url("sqlite:///x.db").drivername == "sqlite"
 
 
 @pytest.mark.integration
@@ -543,7 +545,7 @@ def test_counts_reconcile_and_accepted_rows_keep_the_contract(data: list[tuple])
     clean, rejects = result.clean["transactions"], result.rejects["transactions"]
     assert rep.read == len(frame) == rep.accepted + rep.rejected
     assert len(clean) == rep.accepted and len(rejects) == rep.rejected
-    assert sorted(rejects["_row"].tolist() + []) == sorted(set(rejects["_row"]))  # each row once
+    assert sorted(rejects["_row"].tolist()) == sorted(set(rejects["_row"]))  # each row once
     if len(clean):
         assert clean["customer_id"].map(lambda s: isinstance(s, str) and s.strip() == s and s != "").all()
         assert clean["ts"].notna().all() and clean["ts"].dt.tz is None

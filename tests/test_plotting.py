@@ -16,7 +16,7 @@ def test_plots_draw_on_given_axes_and_save(tmp_path: Path) -> None:
     assert plot_calibration({"m": (y, p)}, ax=ax) is ax
     assert len(ax.lines) == 2  # diagonal + model
     gain = plot_gain({"m": (y, p)})
-    xs, ys = gain.lines[1].get_data()
+    _, ys = gain.lines[1].get_data()
     assert ys[-1] == 1.0 and np.all(np.diff(ys) >= 0)
     imp = plot_importance({"a": 3.0, "b": 1.0, "c": 2.0}, top=2)
     assert [t.get_text() for t in imp.get_yticklabels()] == ["c", "a"]

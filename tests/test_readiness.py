@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnclv.cli import cli
-from churnclv.readiness import Readiness, assess
+from churnclv.readiness import assess
+from churnclv.readiness_report import Readiness
 
 START = pd.Timestamp("1997-01-01")
 END = pd.Timestamp("1998-06-30")

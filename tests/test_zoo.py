@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from churnclv.cli import cli
-from churnclv.serving.batch import read_scores
+from churnclv.serving.snapshots import read_scores
 
 pytestmark = pytest.mark.integration
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def run_backtest(
     sample: float | None = None,
     timings: dict[str, float] | None = None,
     folds: list[Fold] | None = None,
-    extra_cutoffs: list[pd.Timestamp] = (),
+    extra_cutoffs: Sequence[pd.Timestamp] = (),
     dropped: list[dict[str, Any]] | None = None,
 ) -> tuple[pd.DataFrame, list[Fold], dict[str, pd.DataFrame], pd.DataFrame]:
     """Evaluate every candidate on every fold. Returns (backtest rows, folds, last-fold predictions,

@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from churnclv.cli_options import DataProblem, _date, _Steps, prepare_source, source_options
+from churnclv.cli_options import _date, _Steps, prepare_source, report_errors, source_options
+from churnclv.names import CHALLENGER, DEFAULT_TRACKING_URI, MODEL_NAME
 
 
 @click.command()
@@ -32,7 +33,7 @@ from churnclv.cli_options import DataProblem, _date, _Steps, prepare_source, sou
 @click.option(
     "--tracking-uri",
     default=None,
-    help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).",
+    help=f"MLflow tracking URI (default $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI}).",
 )
 @click.option("--promote/--no-promote", default=True, show_default=True, help="Run the promotion check after training.")
 def train(
@@ -48,25 +49,19 @@ def train(
     promote: bool,
 ) -> None:
     """Backtest, select, train and register a model (alias challenger; champion when it earns it)."""
-    from churnclv.models.btyd import BTYDConvergenceError
-    from churnclv.training.config import RunConfig, TrainingError
+    from churnclv.training.config import RunConfig
     from churnclv.training.mlflow_run import train_and_log
     from churnclv.training.reports import format_notes, format_summary
 
-    try:
+    with report_errors():
         config = RunConfig.load(config_path, horizon_days=horizon_days)
-    except (TrainingError, ValueError) as exc:
-        raise DataProblem(str(exc)) from None
     if memory_limit:
         from dataclasses import replace
 
         config = replace(config, train=replace(config.train, memory_limit=memory_limit))
     clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
-    try:
-        with _Steps("training") as steps:
-            result = train_and_log(clean, as_of, config, tracking_uri=tracking_uri, promote=promote, progress=steps)
-    except (TrainingError, BTYDConvergenceError) as exc:
-        raise DataProblem(str(exc)) from None
+    with report_errors(), _Steps("training") as steps:
+        result = train_and_log(clean, as_of, config, tracking_uri=tracking_uri, promote=promote, progress=steps)
     plan = result.plan
     bt_horizon = config.train.horizon_days if plan is None else plan.backtest_horizon_days
     if bt_horizon is None:
@@ -79,7 +74,9 @@ def train(
     for line in format_notes(result):
         click.echo(line)
     click.echo(f"\nselected: {result.selected}")
-    click.echo(f"MLflow run {result.run_id}; registered churnclv version {result.model_version} (alias challenger)")
+    click.echo(
+        f"MLflow run {result.run_id}; registered {MODEL_NAME} version {result.model_version} (alias {CHALLENGER})"
+    )
     if result.promotion is not None:
         verdict = "promoted to champion" if result.promotion["promoted"] else "not promoted"
         click.echo(f"promotion: {verdict}: {'; '.join(result.promotion['reasons'])}")
@@ -143,12 +140,11 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
         except ValueError:
             raise click.BadParameter(f"{item!r}: use METRIC=NUMBER", param_hint="--tolerance") from None
     tracking.configure(tracking_uri)
-    try:
-        decision = promotion.promote(tolerance=tol, challenger=version)
-    except registry.UnknownVersionError as exc:
-        raise click.BadParameter(str(exc), param_hint="--version") from None
-    except ValueError as exc:
-        raise DataProblem(str(exc)) from None
+    with report_errors():
+        try:
+            decision = promotion.promote(tolerance=tol, challenger=version)
+        except registry.UnknownVersionError as exc:  # a usage error (exit 2), not a data problem
+            raise click.BadParameter(str(exc), param_hint="--version") from None
     verdict = "promoted to champion" if decision.promoted else "not promoted"
     click.echo(f"version {decision.challenger_version}: {verdict} ({'; '.join(decision.reasons)})")
     if decision.champion_metrics is not None:

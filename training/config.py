@@ -4,15 +4,19 @@ sections of one TOML file, the candidate names and the error training raises."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
 
 from churnclv.config import ConfigError
-from churnclv.config_schema import parse_section, read_run_config
+from churnclv.config_schema import Array, Source, check_table, read_run_config, rule_error, section, settings
+from churnclv.errors import ChurnclvError
 from churnclv.features import FeatureConfig
-from churnclv.features.config import parse_features as features_section
+from churnclv.features.config import parse_features
 from churnclv.models.scorer_config import ScorerConfig
+from churnclv.models.tier_config import parse_tier_config
 
 MODEL_CANDIDATES = ("btyd", "gbm", "hybrid")  # what the scorer can hold
 BASELINES = ("recency", "rfm")
@@ -24,8 +28,8 @@ KEY_METRICS = ("churn_auc", "churn_brier", "churn_ece", "purchases_mae", "spend_
 Progress = Callable[[str], None]  # receives one line per step of a run
 
 
-class TrainingError(ValueError):
-    """Training cannot run as asked (e.g. no backtest fold fits in the history)."""
+class TrainingError(ChurnclvError, ValueError):
+    """Training cannot run as asked: a bad configuration, or e.g. no backtest fold fits in the history."""
 
 
 def _default_tolerance() -> dict[str, float]:
@@ -35,46 +39,57 @@ def _default_tolerance() -> dict[str, float]:
     return dict(DEFAULT_TOLERANCE)
 
 
-@dataclass(frozen=True)
+def _known_candidates(names: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [c for c in names if c not in ALL_CANDIDATES]
+    if bad:
+        raise rule_error(f"names unknown candidates {bad}", f"choose from {list(ALL_CANDIDATES)}", got=names)
+    if not any(c in MODEL_CANDIDATES for c in names):
+        raise rule_error(f"must include one of {list(MODEL_CANDIDATES)}", "add one of them", got=names)
+    return names
+
+
+def _known_metrics(tolerance: dict[str, float]) -> dict[str, float]:
+    # imported here, as above: the metric names live with the MLflow store
+    from churnclv.training.tracking import METRIC_DIRECTION
+
+    unknown = sorted(set(tolerance) - set(METRIC_DIRECTION))
+    if unknown:
+        raise rule_error(f"names unknown metrics {unknown}", f"choose from {sorted(METRIC_DIRECTION)}")
+    return tolerance
+
+
+def _sample_size(n: int) -> int:
+    if n < 0 or 0 < n < MIN_SAMPLE_CUSTOMERS:
+        raise rule_error(
+            f"must be 0 (every customer) or at least {MIN_SAMPLE_CUSTOMERS}",
+            "e.g. sample_customers = 50000; fewer customers leave folds without churners or buyers",
+            got=n,
+        )
+    return n
+
+
+Count = Annotated[int, Field(ge=1)]
+
+
+@settings("train", error=TrainingError)
 class TrainConfig:
     """Backtest, selection and promotion settings (TOML section ``[train]``)."""
 
-    horizon_days: int = 90
-    n_folds: int = 3
-    fold_step_days: int = 30
-    train_cutoffs: int = 12  # a year of monthly cutoffs: every season in the training labels
-    cutoff_step_days: int = 30
+    horizon_days: Count = 90
+    n_folds: Count = 3
+    fold_step_days: Count = 30
+    train_cutoffs: Count = 12  # a year of monthly cutoffs: every season in the training labels
+    cutoff_step_days: Count = 30
     min_history_days: int = 60  # a cutoff needs this much data before it
     # the backtest and the LightGBM fits read a fixed hash sample of about this many customers
     # (0: everyone); BTYD, the tier policy and the snapshot scores always use the whole base
-    sample_customers: int = 50_000
-    candidates: tuple[str, ...] = ("recency", "rfm", "btyd", "gbm", "hybrid")
+    sample_customers: Annotated[int, AfterValidator(_sample_size)] = 50_000
+    candidates: Annotated[Array[str], AfterValidator(_known_candidates)] = ("recency", "rfm", "btyd", "gbm", "hybrid")
     # promotion: the largest loss per metric the challenger may show against the champion
-    promote_tolerance: dict[str, float] = field(default_factory=_default_tolerance)
+    promote_tolerance: Annotated[dict[str, float], AfterValidator(_known_metrics)] = field(
+        default_factory=_default_tolerance
+    )
     memory_limit: str | None = None
-
-    def __post_init__(self) -> None:
-        bad = [c for c in self.candidates if c not in ALL_CANDIDATES]
-        if bad:
-            raise TrainingError(f"train.candidates: unknown {bad}; choose from {list(ALL_CANDIDATES)}")
-        if not any(c in MODEL_CANDIDATES for c in self.candidates):
-            raise TrainingError(f"train.candidates must include one of {list(MODEL_CANDIDATES)}")
-        from churnclv.training.tracking import METRIC_DIRECTION
-
-        unknown = sorted(set(self.promote_tolerance) - set(METRIC_DIRECTION))
-        if unknown:
-            raise TrainingError(
-                f"train.promote_tolerance: unknown metrics {unknown}; choose from {sorted(METRIC_DIRECTION)}"
-            )
-        for name in ("horizon_days", "n_folds", "fold_step_days", "train_cutoffs", "cutoff_step_days"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"train.{name} must be >= 1 (got {getattr(self, name)})")
-        if self.sample_customers < 0 or 0 < self.sample_customers < MIN_SAMPLE_CUSTOMERS:
-            raise TrainingError(
-                f"train.sample_customers must be 0 (every customer) or at least "
-                f"{MIN_SAMPLE_CUSTOMERS} (got {self.sample_customers}): too few customers leave "
-                "folds without churners or buyers"
-            )
 
     def sample_fraction(self, n_customers: int) -> float | None:
         """The share of customers the training frame reads (None: all of them)."""
@@ -83,7 +98,7 @@ class TrainConfig:
         return self.sample_customers / n_customers
 
 
-@dataclass(frozen=True)
+@settings(Source(label="RunConfig.{key}"), error=TrainingError)
 class RunConfig:
     """Everything a training run is configured by; read from one TOML file."""
 
@@ -100,31 +115,35 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: Path | str | None, *, horizon_days: int | None = None) -> RunConfig:
+        """The sections of the TOML file at ``path`` (None: the defaults), each checked now, not after
+        the backtest; a bad one is a :class:`TrainingError` naming the key, the rule and the fix."""
         try:
             raw = read_run_config(path)
         except ConfigError as exc:
             raise TrainingError(str(exc)) from None
-        try:  # types first (key, rule, fix), then each dataclass's own rules
-            train_raw = parse_section(TrainConfig, raw.get("train", {}), "train")
+        try:
+            train_raw = check_table(raw.get("train", {}), section("train"))
             if horizon_days is not None:
-                train_raw["horizon_days"] = horizon_days
+                train_raw = {**train_raw, "horizon_days": horizon_days}
             train = TrainConfig(**train_raw)
-            scorer = ScorerConfig.from_dict({**raw.get("scorer", {}), "horizon_days": train.horizon_days})
-        except ConfigError as exc:
+            scorer_raw = check_table(raw.get("scorer", {}), section("scorer"))
+            scorer = ScorerConfig.from_dict({**scorer_raw, "horizon_days": train.horizon_days})
+        except (ConfigError, TrainingError) as exc:
             raise TrainingError(f"config: {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise TrainingError(f"config [scorer]: {exc}") from None
+        try:
+            features = parse_features(raw.get("features", {}))  # its message starts "config: "
+        except ConfigError as exc:
+            raise TrainingError(str(exc)) from None
         tiers = raw.get("tiers")
-        if tiers is not None:  # checked now, not after the backtest, with the key, the rule and the fix
-            from churnclv.models.tier_config import parse_tier_config
-
+        if tiers is not None:
             try:
                 parse_tier_config(tiers)
             except ConfigError as exc:
                 raise TrainingError(f"config [tiers]: {exc}") from None
-        return cls(train=train, scorer=scorer, tiers=tiers, features=parse_features(raw.get("features", {})))
+        return cls(train=train, scorer=scorer, tiers=tiers, features=features)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every section as plain data (what a run logs)."""
         return {
             "train": asdict(self.train),
             "scorer": asdict(self.scorer),
@@ -139,11 +158,3 @@ class RunConfig:
             train=replace(self.train, horizon_days=horizon_days),
             scorer=replace(self.scorer, horizon_days=horizon_days),
         )
-
-
-def parse_features(raw: dict[str, Any]) -> FeatureConfig:
-    """The ``[features]`` section (see :func:`churnclv.config_schema.parse_features`)."""
-    try:
-        return features_section(raw)
-    except ConfigError as exc:
-        raise TrainingError(str(exc)) from None

@@ -18,12 +18,14 @@ from typing import Any
 
 import pandas as pd
 
-from churnclv.readiness import MIN_BACKTEST_HORIZON_DAYS
+from churnclv.readiness_rules import MIN_BACKTEST_HORIZON_DAYS
 from churnclv.training.config import TrainConfig
 
 
 @dataclass
 class Fold:
+    """One backtest fold: models fitted on ``train_cutoffs``, evaluated at ``eval_cutoff``."""
+
     index: int
     eval_cutoff: pd.Timestamp
     train_cutoffs: list[pd.Timestamp]
@@ -54,6 +56,7 @@ def plan_folds(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConfig)
 
 
 def final_train_cutoffs(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConfig) -> list[pd.Timestamp]:
+    """The labelled cutoffs the final refit reads: label windows closed by as-of, with enough history."""
     H = pd.Timedelta(days=config.horizon_days)
     earliest = to_day(first_ts) + pd.Timedelta(days=config.min_history_days)
     latest = to_day(as_of) - H
@@ -77,6 +80,7 @@ class TrainingPlan:
         return self.backtest_horizon_days == self.horizon_days
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data (stored in the model's metadata)."""
         return {
             "horizon_days": self.horizon_days,
             "backtest_horizon_days": self.backtest_horizon_days,
@@ -121,7 +125,8 @@ def plan_training(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConf
             [],
             (
                 f"not backtested at {H} days ({needs}) and no {H}-day label window closes by as-of after "
-                f"{config.min_history_days} days of history: BG/NBD + Gamma-Gamma (no labels needed) scores every target"
+                f"{config.min_history_days} days of history: BG/NBD + Gamma-Gamma (no labels needed) scores every "
+                "target"
             ),
         )
     h_bt = longest_backtest_horizon(first_ts, as_of, config)

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from churnclv.fingerprint import clean_fingerprint
 from churnclv.models.scorer import model_input
+from churnclv.names import CHALLENGER, MODEL_NAME, SCORER_ARTIFACT
 from churnclv.training.config import Progress, RunConfig
 from churnclv.training.folds import to_day
 from churnclv.training.pipeline import train
@@ -63,7 +65,7 @@ def train_and_log(
                 "train.sampled_customers": sample["sampled_customers"],
             }
         )
-        fingerprint = data_fingerprint or clean_fingerprint(clean, config.train.memory_limit)
+        fingerprint = data_fingerprint or clean_fingerprint(clean, memory_limit=config.train.memory_limit)
         mlflow.log_dict(fingerprint, "data_fingerprint.json")
         for table, fp in fingerprint.items():
             mlflow.log_param(f"data.{table}.rows", fp.get("rows"))
@@ -100,7 +102,7 @@ def train_and_log(
             art = write_artifacts(result, Path(tmp) / "report")
             for p in art.values():
                 mlflow.log_artifact(str(p), artifact_path="report")
-            scorer_dir = result.scorer.save(Path(tmp) / "scorer")
+            scorer_dir = result.scorer.save(Path(tmp) / SCORER_ARTIFACT)
             example = model_input(result.snapshot_features.head(20))
             out = result.scorer.score(example)
             out["reasons"] = out["reasons"].map("; ".join)
@@ -112,10 +114,10 @@ def train_and_log(
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(Path(__file__).with_name("model_code.py")),
-                artifacts={"scorer": str(scorer_dir)},
+                artifacts={SCORER_ARTIFACT: str(scorer_dir)},
                 signature=signature,
                 input_example=example.head(3),
-                registered_model_name=registry.MODEL_NAME,
+                registered_model_name=MODEL_NAME,
                 pip_requirements=_requirements(),
             )
         version = str(info.registered_model_version)
@@ -129,7 +131,7 @@ def train_and_log(
             metrics=selected_metrics,
             backtested=result.plan is None or result.plan.backtested,
         )
-        registry.set_alias("challenger", version)
+        registry.set_alias(CHALLENGER, version)
         if promote:
             decision = promotion.promote(tolerance=config.train.promote_tolerance)
             result.promotion = decision.to_dict()  # promote() logged it in this run
@@ -159,13 +161,6 @@ def _requirements() -> list[str]:
 
     pkgs = ["pandas", "numpy", "lightgbm", "lifetimes", "scikit-learn", "scipy", "ibis-framework", "duckdb", "pyarrow"]
     return [f"{p}=={version(p)}" for p in pkgs] + ["churnclv"]
-
-
-def clean_fingerprint(clean: Path | str, memory_limit: str | None = None) -> dict[str, Any]:
-    """The data fingerprint of a clean folder (see :func:`churnclv.training.tracking.clean_fingerprint`)."""
-    from churnclv.training.tracking import clean_fingerprint as fingerprint
-
-    return fingerprint(clean, memory_limit=memory_limit)
 
 
 def _flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

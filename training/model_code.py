@@ -3,7 +3,8 @@ and runs it at load time, so the model holds no pickled code.
 
 It wraps :class:`churnclv.models.scorer.Scorer` (saved as JSON + booster text in the artifact
 ``scorer``). Input: a feature frame (one row per customer as of a date); output: the score frame.
-Batch, HTTP and notebooks all score through this one model.
+Notebooks score through it (`mlflow.pyfunc.load_model`); batch and HTTP load the saved scorer itself
+(:mod:`churnclv.serving.model`).
 """
 
 from __future__ import annotations
@@ -19,17 +20,20 @@ class ChurnCLVModel(PythonModel):
     """Scores a feature frame with the scorer stored in the model's ``scorer`` artifact."""
 
     def load_context(self, context: PythonModelContext) -> None:
+        """Load the scorer from the model's ``scorer`` artifact (once, when MLflow loads the model)."""
         from churnclv.models.scorer import Scorer
+        from churnclv.names import SCORER_ARTIFACT
 
-        self.scorer = Scorer.load(context.artifacts["scorer"])
+        self.scorer = Scorer.load(context.artifacts[SCORER_ARTIFACT])
 
     def predict(
         self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
+        """Score a feature frame; ``params={"reasons": False}`` skips the reasons."""
         params = params or {}
         scores = self.scorer.score(model_input, reasons=bool(params.get("reasons", True)))
         # lists are not an MLflow column type: reasons travel as one "; "-joined string
-        scores["reasons"] = scores["reasons"].map(lambda r: "; ".join(r))
+        scores["reasons"] = scores["reasons"].map("; ".join)
         return scores
 
 

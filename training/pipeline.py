@@ -72,9 +72,11 @@ def train(
     timings: dict[str, float] = {}
     dropped: list[dict[str, Any]] = []
     frame = None
-    backtest, last_preds = pd.DataFrame(), {}
+    backtest = pd.DataFrame()
+    last_preds: dict[str, pd.DataFrame] = {}
     if plan.folds:
-        bt_config = config if plan.backtested else config.with_horizon(plan.backtest_horizon_days)
+        h_bt = plan.backtest_horizon_days  # set whenever there are folds
+        bt_config = config if plan.backtested or h_bt is None else config.with_horizon(h_bt)
         backtest, _, last_preds, frame = run_backtest(
             clean,
             as_of,

@@ -15,17 +15,21 @@ from typing import Any
 
 import mlflow
 
-from churnclv.training.registry import UnknownVersionError, mlflow_client, set_alias, version_metrics
-from churnclv.training.tracking import METRIC_DIRECTION, MODEL_NAME, alias_version
+from churnclv.names import CHALLENGER, CHAMPION, MODEL_NAME
+from churnclv.training.registry import RegistryError, UnknownVersionError, mlflow_client, set_alias, version_metrics
+from churnclv.training.tracking import METRIC_DIRECTION, alias_version
 
 log = logging.getLogger(__name__)
 
-# the largest loss per metric a challenger may show against the champion (``[train] promote_tolerance``)
-DEFAULT_TOLERANCE = {"churn_auc": 0.005, "spend_gini": 0.01, "churn_brier": 0.005}
+# the largest loss per metric a challenger may show against the champion: the one default of
+# ``[train] promote_tolerance`` and of ``churnclv models promote``
+DEFAULT_TOLERANCE: dict[str, float] = {"churn_auc": 0.005, "spend_gini": 0.01, "churn_brier": 0.005}
 
 
 @dataclass(frozen=True)
 class PromotionDecision:
+    """Whether the challenger became the champion, why, and what was compared."""
+
     promoted: bool
     challenger_version: str
     champion_version: str | None
@@ -55,6 +59,7 @@ class PromotionDecision:
         return rows
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as JSON-ready data (logged as ``promotion.json``)."""
         return {
             "promoted": self.promoted,
             "challenger_version": self.challenger_version,
@@ -92,10 +97,50 @@ def compare_metrics(
     return worse
 
 
+def verdict(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    tolerance: Mapping[str, float],
+    *,
+    champion_version: str | None,
+    backtested: bool,
+) -> tuple[bool, list[str]]:
+    """The promotion rule on the compared metrics: whether the challenger replaces the champion, and why.
+
+    ``champion`` is None when there is no champion yet; ``backtested`` says whether the challenger was
+    backtested at its own horizon (when it was not, it has nothing measured to compare).
+    """
+    if not backtested:
+        # conservative: with nothing measured at its horizon it only fills an empty champion slot
+        if champion is None:
+            return True, [
+                "no champion yet; note: this version is not backtested at its horizon (no metrics to compare)"
+            ]
+        keep = (
+            f"not backtested at its horizon, so it cannot be shown to be as good as version {champion_version}: "
+            "keep the champion, or train with more history or a shorter horizon"
+        )
+        return False, [keep]
+    missing = sorted(m for m in tolerance if m not in challenger)
+    if missing:
+        return False, [
+            f"the challenger's run has no selected.{m} metric, so it cannot be compared: retrain it, or drop "
+            f"{m} from the tolerance"
+            for m in missing
+        ]
+    if champion is None:
+        return True, ["no champion yet"]
+    worse = compare_metrics(challenger, champion, tolerance)
+    if worse:
+        return False, worse
+    return True, [f"not worse than version {champion_version} beyond tolerance {dict(tolerance)}"]
+
+
 def promote(
-    *, tolerance: dict[str, float] | None = None, name: str = MODEL_NAME, challenger: str | None = None
+    *, tolerance: Mapping[str, float] | None = None, name: str = MODEL_NAME, challenger: str | None = None
 ) -> PromotionDecision:
-    """Move ``champion`` to the challenger when it is not worse by more than ``tolerance``.
+    """Move ``champion`` to the challenger when it is not worse by more than ``tolerance``
+    (default :data:`DEFAULT_TOLERANCE`; the rule: :func:`verdict`).
 
     The decision, both versions' compared metrics and the tolerance are logged in the challenger's
     training run (artifact ``promotion.json``, tags ``churnclv.promoted`` and
@@ -103,77 +148,41 @@ def promote(
     """
     tolerance = dict(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     client = mlflow_client()
-    challenger = challenger or alias_version(client, name, "challenger")
+    challenger = challenger or alias_version(client, name, CHALLENGER)
     if challenger is None:
-        raise ValueError(f"model {name} has no 'challenger' alias: train a model first (churnclv train)")
+        raise RegistryError(f"model {name} has no '{CHALLENGER}' alias: train a model first (churnclv train)")
     try:
-        run_id = client.get_model_version(name, challenger).run_id
+        version = client.get_model_version(name, challenger)
     except mlflow.exceptions.MlflowException:
         raise UnknownVersionError(
             f"{challenger!r} is not a version of model {name} in this store (see churnclv models list)"
         ) from None
-    champion = alias_version(client, name, "champion")
+    champion = alias_version(client, name, CHAMPION)
     if champion == challenger:  # nothing to decide; the run keeps the record of its real decision
-        decision = PromotionDecision(
+        log.info("promotion of version %s: already the champion", challenger)
+        return PromotionDecision(
             True, challenger, champion, ["challenger is already the champion"], tolerance=tolerance
         )
-        log.info("promotion of version %s: already the champion", challenger)
-        return decision
     ours = version_metrics(challenger, name)
     theirs = None if champion is None else version_metrics(champion, name)
-    known = {"challenger_metrics": ours, "champion_metrics": theirs, "tolerance": tolerance}
-    missing = sorted(m for m in tolerance if m not in ours)
-    backtested = client.get_model_version(name, challenger).tags.get("backtested", "true") == "true"
-    if not backtested:
-        # conservative: with nothing measured at its horizon it only fills an empty champion slot
-        if champion is None:
-            decision = PromotionDecision(
-                True,
-                challenger,
-                None,
-                ["no champion yet; note: this version is not backtested at its horizon (no metrics to compare)"],
-                **known,
-            )
-        else:
-            decision = PromotionDecision(
-                False,
-                challenger,
-                champion,
-                [
-                    f"not backtested at its horizon, so it cannot be shown to be as good as version {champion}: "
-                    "keep the champion, or train with more history or a shorter horizon"
-                ],
-                **known,
-            )
-    elif missing:
-        decision = PromotionDecision(
-            False,
-            challenger,
-            champion,
-            [
-                f"the challenger's run has no selected.{m} metric, so it cannot be compared: retrain it, or drop "
-                f"{m} from the tolerance"
-                for m in missing
-            ],
-            **known,
-        )
-    elif champion is None:
-        decision = PromotionDecision(True, challenger, None, ["no champion yet"], **known)
-    else:
-        worse = compare_metrics(ours, theirs, tolerance)
-        if worse:
-            decision = PromotionDecision(False, challenger, champion, worse, **known)
-        else:
-            decision = PromotionDecision(
-                True, challenger, champion, [f"not worse than version {champion} beyond tolerance {tolerance}"], **known
-            )
+    backtested = (version.tags or {}).get("backtested", "true") == "true"
+    promoted, reasons = verdict(ours, theirs, tolerance, champion_version=champion, backtested=backtested)
+    decision = PromotionDecision(
+        promoted,
+        challenger,
+        champion,
+        reasons,
+        challenger_metrics=ours,
+        champion_metrics=theirs,
+        tolerance=tolerance,
+    )
     # logged before the alias moves: a failure to log leaves the champion where it was
-    if run_id:
-        client.log_dict(run_id, decision.to_dict(), "promotion.json")
-        client.set_tag(run_id, "churnclv.promoted", str(decision.promoted))
+    if version.run_id:
+        client.log_dict(version.run_id, decision.to_dict(), "promotion.json")
+        client.set_tag(version.run_id, "churnclv.promoted", str(decision.promoted))
         if champion is not None:
-            client.set_tag(run_id, "churnclv.promotion.champion_version", champion)
+            client.set_tag(version.run_id, "churnclv.promotion.champion_version", champion)
     if decision.promoted:
-        set_alias("champion", challenger, name)
+        set_alias(CHAMPION, challenger, name)
     log.info("promotion of version %s: %s (%s)", challenger, decision.promoted, "; ".join(decision.reasons))
     return decision

@@ -1,4 +1,5 @@
-"""The model registry: the ``churnclv`` model, its ``champion`` and ``challenger`` aliases.
+"""The model registry: the ``churnclv`` model, its ``champion`` and ``challenger`` aliases
+(the names: :mod:`churnclv.names`).
 
 The promotion rule is in :mod:`churnclv.training.promotion`.
 """
@@ -12,12 +13,17 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from churnclv.training.tracking import MODEL_NAME
+from churnclv.errors import ChurnclvError
+from churnclv.names import MODEL_NAME
 
 log = logging.getLogger(__name__)
 
 
-class UnknownVersionError(ValueError):
+class RegistryError(ChurnclvError, ValueError):
+    """The registry does not hold what was asked for (e.g. no version has the ``challenger`` alias)."""
+
+
+class UnknownVersionError(RegistryError):
     """The version asked for is not a version of the registered model."""
 
 
@@ -37,6 +43,7 @@ def tag_version(
     backtested: bool = True,
     name: str = MODEL_NAME,
 ) -> None:
+    """Tag a model version with what it was trained on and how it did (read by :func:`list_versions`)."""
     client = mlflow_client()
     client.set_model_version_tag(name, version, "backtested", str(backtested).lower())
     client.set_model_version_tag(name, version, "as_of", as_of)
@@ -47,6 +54,7 @@ def tag_version(
 
 
 def set_alias(alias: str, version: str, name: str = MODEL_NAME) -> None:
+    """Point ``alias`` of the registered model at ``version``."""
     mlflow_client().set_registered_model_alias(name, alias, version)
     log.info("alias %s -> %s version %s", alias, name, version)
 
@@ -55,6 +63,8 @@ def version_metrics(version: str, name: str = MODEL_NAME) -> dict[str, float]:
     """The ``selected.*`` backtest metrics of the run that produced a model version."""
     client = mlflow_client()
     mv = client.get_model_version(name, version)
+    if mv.run_id is None:  # registered without a run: nothing was measured
+        return {}
     run = client.get_run(mv.run_id)
     return {k.removeprefix("selected."): v for k, v in run.data.metrics.items() if k.startswith("selected.")}
 

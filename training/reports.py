@@ -83,13 +83,16 @@ def write_artifacts(result: TrainResult, out: Path) -> dict[str, Path]:
     importance = result.scorer.feature_importance("churn")
     if importance:
         paths["importance"] = plotting.save(plotting.plot_importance(importance), out / "feature_importance.png")
-    # realized revenue per tier next to predicted CLV: the snapshot's net spend of the last 365 days
-    past = result.snapshot_features.set_index("customer_id")["net_spend_365d"]
-    scores = result.snapshot_scores.assign(net_spend_365d=result.snapshot_scores["customer_id"].map(past).to_numpy())
-    report = tier_report(scores, tiers=list(result.scorer.tiers_.tier_names), spend_col="net_spend_365d")
-    paths["tier_mix"] = plotting.save(plotting.plot_tier_mix(report.summary), out / "tier_mix.png")
-    report.summary.to_csv(out / "tier_summary.csv", index=False)
-    paths["tier_summary"] = out / "tier_summary.csv"
+    policy = result.scorer.tiers_
+    if policy is not None:  # always fitted by training; a scorer without tiers has no tier report
+        # realized revenue per tier next to predicted CLV: the snapshot's net spend of the last 365 days
+        past = result.snapshot_features.set_index("customer_id")["net_spend_365d"]
+        customers = result.snapshot_scores["customer_id"]
+        scores = result.snapshot_scores.assign(net_spend_365d=customers.map(past).to_numpy())
+        report = tier_report(scores, tiers=list(policy.tier_names), spend_col="net_spend_365d")
+        paths["tier_mix"] = plotting.save(plotting.plot_tier_mix(report.summary), out / "tier_mix.png")
+        report.summary.to_csv(out / "tier_summary.csv", index=False)
+        paths["tier_summary"] = out / "tier_summary.csv"
     result.backtest.to_csv(out / "backtest.csv", index=False)
     paths["backtest"] = out / "backtest.csv"
     result.summary.to_csv(out / "backtest_summary.csv")

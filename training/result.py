@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from churnclv.models.scorer import Scorer
-from churnclv.readiness import Readiness
+from churnclv.readiness_report import Readiness
 from churnclv.training.folds import Fold, TrainingPlan
 
 __all__ = ["TrainResult"]
@@ -16,6 +16,8 @@ __all__ = ["TrainResult"]
 
 @dataclass
 class TrainResult:
+    """A training run: the fitted scorer, the backtest and selection, the snapshot and what was left out."""
+
     scorer: Scorer
     backtest: pd.DataFrame  # one row per (fold, candidate) with every metric
     summary: pd.DataFrame  # mean metrics per candidate

@@ -7,30 +7,21 @@ column is listed in :data:`churnclv.features.catalogue.FEATURES`.
 """
 
 from churnclv.features.catalogue import FEATURES, LABELS, Feature, render_markdown
-from churnclv.features.definitions import (
-    AsOf,
-    FeatureConfig,
-    FeatureTables,
-    as_of_date,
-    build_features,
-    build_labels,
-    build_training_frame,
-    feature_columns,
-    rolling_cutoffs,
-    sample_customers,
-)
+from churnclv.features.config import FeatureConfig
+from churnclv.features.dates import AsOf, as_of_date
+from churnclv.features.definitions import build_features, feature_columns
 from churnclv.features.engine import (
-    Source,
     compute_features,
-    compute_features_frames,
     compute_labels,
     compute_training_frame,
-    connect,
     count_customers,
-    load_tables,
     write_features,
     write_training_frame,
 )
+from churnclv.features.frames import compute_features_frames
+from churnclv.features.inputs import FeatureTables, sample_customers
+from churnclv.features.labels import build_labels, build_training_frame, rolling_cutoffs
+from churnclv.features.sources import Source, connect, load_tables
 
 __all__ = [
     "FEATURES",

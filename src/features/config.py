@@ -7,21 +7,36 @@ importing each other.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Hashable
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, Field
 
 from churnclv.config import ConfigError
-from churnclv.config_schema import parse_section
+from churnclv.config_schema import Array, Fix, check_table, rule_error, section, settings
 from churnclv.schema import KNOWN_EVENT_TYPES
 
 __all__ = ["FeatureConfig", "parse_features"]
 
-_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_H = TypeVar("_H", bound=Hashable)
 
 
-@dataclass(frozen=True)
+def _distinct(values: tuple[_H, ...]) -> tuple[_H, ...]:
+    if not values:
+        raise rule_error("must not be empty", "", got=values)  # fix: the default
+    if len(set(values)) != len(values):
+        raise rule_error("must not repeat a value", "remove the repeated value", got=values)
+    return values
+
+
+Days = Annotated[int, Field(ge=1), Fix("a positive whole number of days, e.g. 30")]
+# event types become column names
+EventType = Annotated[
+    str, Field(pattern=r"^[a-z][a-z0-9_]*$"), Fix("lower case letters, digits and _, e.g. 'email_open'")
+]
+
+
+@settings("features")
 class FeatureConfig:
     """What the feature job computes. Frozen and hashable, so compiled queries can be cached.
 
@@ -44,34 +59,12 @@ class FeatureConfig:
         zero-amount lines (CDNOW has 80).
     """
 
-    windows: tuple[int, ...] = (30, 90, 180, 365)
-    trend_days: int = 90
-    event_types: tuple[str, ...] = KNOWN_EVENT_TYPES
-    event_windows: tuple[int, ...] = (30, 90)
-    event_trend_days: int = 30
+    windows: Annotated[Array[Days], AfterValidator(_distinct)] = (30, 90, 180, 365)
+    trend_days: Days = 90
+    event_types: Annotated[Array[EventType], AfterValidator(_distinct)] = KNOWN_EVENT_TYPES
+    event_windows: Annotated[Array[Days], AfterValidator(_distinct)] = (30, 90)
+    event_trend_days: Days = 30
     zero_amount_is_purchase: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("windows", "event_windows", "event_types"):
-            value = getattr(self, name)
-            if isinstance(value, str) or not isinstance(value, Sequence):
-                raise TypeError(f"FeatureConfig.{name} must be a sequence, got {value!r}: pass a tuple")
-            object.__setattr__(self, name, tuple(value))
-        for name in ("windows", "event_windows"):
-            value = getattr(self, name)
-            bad = any(not isinstance(w, int) or w <= 0 for w in value)
-            if not value or bad or len(set(value)) != len(value):
-                raise ValueError(f"FeatureConfig.{name}={value!r}: must be distinct positive whole days, e.g. (30, 90)")
-        for name in ("trend_days", "event_trend_days"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"FeatureConfig.{name}={value!r}: must be a positive whole number of days")
-        bad = [e for e in self.event_types if not isinstance(e, str) or not _EVENT_NAME.match(e)]
-        if bad or len(set(self.event_types)) != len(self.event_types):
-            raise ValueError(
-                f"FeatureConfig.event_types={self.event_types!r}: event types become column names, so "
-                "each must be distinct, lower case and match [a-z][a-z0-9_]* (e.g. 'email_open')"
-            )
 
 
 def parse_features(raw: Any) -> FeatureConfig:
@@ -79,8 +72,6 @@ def parse_features(raw: Any) -> FeatureConfig:
     (count lines of amount 0 as purchases, as lifetimes does); a bad key or value is a
     :class:`~churnclv.config.ConfigError` naming the key, the rule and the fix."""
     try:
-        return FeatureConfig(**parse_section(FeatureConfig, raw, "features"))
+        return FeatureConfig(**check_table(raw, section("features")))
     except ConfigError as exc:
         raise ConfigError(f"config: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config [features]: {exc}") from None

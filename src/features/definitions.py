@@ -1,4 +1,4 @@
-"""Point-in-time features, labels and rolling cutoffs, written once as Ibis expressions.
+"""Point-in-time features, written once as Ibis expressions (labels: :mod:`churnclv.features.labels`).
 
 Everything here builds expressions and executes nothing, so the same definitions run on DuckDB (the
 default, see :mod:`churnclv.features.engine`) and unchanged on other Ibis backends such as PySpark:
@@ -25,110 +25,22 @@ an alternative to the Pareto/NBD model", Marketing Science 24(2), for frequency,
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Union
 
 import ibis
 import ibis.expr.types as ir
-import pandas as pd
 
-from churnclv.features.catalogue import FEATURES, LABELS, Feature, expand
+from churnclv.features.catalogue import FEATURES, Feature, expand
 from churnclv.features.config import FeatureConfig
+from churnclv.features.dates import DAY, AsOf, as_of_date, date_literal, ts_literal
+from churnclv.features.inputs import FeatureTables
 
-__all__ = [
-    "AsOf",
-    "FeatureConfig",  # defined in features/config.py; re-exported where it was defined before
-    "FeatureTables",
-    "as_of_date",
-    "build_features",
-    "build_labels",
-    "build_training_frame",
-    "feature_columns",
-    "known_customers",
-    "rolling_cutoffs",
-    "sample_customers",
-]
-
-AsOf = Union[dt.date, dt.datetime, pd.Timestamp, str]
+__all__ = ["build_features", "feature_columns", "is_purchase", "known_by", "known_customers"]
 
 _IBIS_TYPES = {"string": "string", "int64": "int64", "float64": "float64", "bool": "boolean", "date": "date"}
-_DAY = dt.timedelta(days=1)
 
 
-@dataclass(frozen=True)
-class FeatureTables:
-    """The clean tables as Ibis tables (see :mod:`churnclv.schema` for their columns).
-
-    ``events`` and ``customers`` are optional. Optional columns (``order_id``, ``channel``,
-    ``category``, ``signup_ts``) may be absent; the features that need them are then null.
-    """
-
-    transactions: ir.Table
-    events: ir.Table | None = None
-    customers: ir.Table | None = None
-
-    def __post_init__(self) -> None:
-        _require(self.transactions, "transactions", ("customer_id", "ts", "amount"))
-        if self.events is not None:
-            _require(self.events, "events", ("customer_id", "ts", "event_type"))
-        if self.customers is not None:
-            _require(self.customers, "customers", ("customer_id",))
-
-    @property
-    def attributes(self) -> tuple[str, ...]:
-        """Customer attribute columns passed through as ``attr_<name>``."""
-        if self.customers is None:
-            return ()
-        return tuple(c for c in self.customers.columns if c not in ("customer_id", "signup_ts"))
-
-
-def _require(table: ir.Table, name: str, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(
-            f"{name} table: required column(s) {missing} missing (has {list(table.columns)}): "
-            f"map them onto the canonical names of churnclv.schema"
-        )
-
-
-def as_of_date(value: AsOf, name: str = "as_of") -> dt.date:
-    """A calendar date from a date, a midnight timestamp or an ISO string.
-
-    Raises
-    ------
-    ValueError
-        When the value has a time of day or a time zone: an as-of is a whole day.
-    """
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{name}={value!r} is not a date: pass e.g. '2024-06-30' or datetime.date(2024, 6, 30)"
-        ) from None
-    if ts is pd.NaT:
-        raise ValueError(f"{name} is missing (NaT): pass a date")
-    if ts.tzinfo is not None:
-        raise ValueError(f"{name}={value!r} has a time zone: pass the calendar date in UTC (naive)")
-    if ts != ts.normalize():
-        raise ValueError(
-            f"{name}={value!r} has a time of day: an as-of is a whole calendar day (rows with ts before "
-            f"the next midnight count); pass the date, e.g. {ts.date().isoformat()!r}"
-        )
-    return ts.date()
-
-
-def _ts(day: dt.date) -> ir.TimestampScalar:
-    return ibis.literal(dt.datetime.combine(day, dt.time()), type="timestamp")
-
-
-def _date(day: dt.date) -> ir.DateScalar:
-    return ibis.literal(day, type="date")
-
-
-def _is_purchase(tx: ir.Table, config: FeatureConfig) -> ir.BooleanColumn:
+def is_purchase(tx: ir.Table, config: FeatureConfig) -> ir.BooleanColumn:
+    """True for a transaction line that counts as a purchase (``amount > 0``, or ``>= 0`` when configured)."""
     return tx.amount >= 0 if config.zero_amount_is_purchase else tx.amount > 0
 
 
@@ -144,8 +56,8 @@ def _daily(tx: ir.Table, config: FeatureConfig) -> ir.Table:
     )
 
 
-def _known(tables: FeatureTables, end: ir.TimestampScalar, tx_ids: ir.Table) -> ir.Table:
-    """Customers known at as-of: ``tx_ids`` (with a line before ``end``) plus signups before ``end``."""
+def known_by(tables: FeatureTables, end: ir.TimestampScalar, tx_ids: ir.Table) -> ir.Table:
+    """Customers known before ``end``: ``tx_ids`` (with a line before ``end``) plus signups before ``end``."""
     cust = tables.customers
     if cust is None or "signup_ts" not in cust.columns:
         return tx_ids
@@ -156,9 +68,9 @@ def _known(tables: FeatureTables, end: ir.TimestampScalar, tx_ids: ir.Table) -> 
 def known_customers(tables: FeatureTables, as_of: AsOf) -> ir.Table:
     """The ``customer_id`` of every customer known at ``as_of``: a transaction line or a signup on or
     before it (the population :func:`build_features` scores)."""
-    end = _ts(as_of_date(as_of) + _DAY)
+    end = ts_literal(as_of_date(as_of) + DAY)
     tx = tables.transactions
-    return _known(tables, end, tx.filter(tx.ts < end).select("customer_id").distinct())
+    return known_by(tables, end, tx.filter(tx.ts < end).select("customer_id").distinct())
 
 
 def feature_columns(tables: FeatureTables, config: FeatureConfig = FeatureConfig()) -> list[Feature]:
@@ -186,8 +98,8 @@ def build_features(tables: FeatureTables, as_of: AsOf, *, config: FeatureConfig 
         Columns in catalogue order (:func:`feature_columns`), cast to their catalogue types.
     """
     day = as_of_date(as_of)
-    end = _ts(day + _DAY)
-    d = _date(day)
+    end = ts_literal(day + DAY)
+    d = date_literal(day)
 
     def lines(*cols: str) -> ir.Table:
         # each branch reads its own projection of the table: a filtered table shared by several
@@ -198,7 +110,7 @@ def build_features(tables: FeatureTables, as_of: AsOf, *, config: FeatureConfig 
     tx = lines()
 
     def start(w: int) -> dt.date:  # first day of the last w days (as-of day included)
-        return day - (w - 1) * _DAY
+        return day - (w - 1) * DAY
 
     # line-level sums straight from the lines (one group per customer: cheap) ...
     amount, ts = tx.amount, tx.ts
@@ -211,11 +123,11 @@ def build_features(tables: FeatureTables, as_of: AsOf, *, config: FeatureConfig 
         "net_spend": amount.sum(),
         "n_returns": tx.count(where=returns),
         "returned_spend": (-amount).sum(where=returns).coalesce(0.0),
-        "_s_now": amount.sum(where=ts >= _ts(start(tw))).coalesce(0.0),
-        "_s_before": amount.sum(where=(ts >= _ts(start(2 * tw))) & (ts < _ts(start(tw)))).coalesce(0.0),
+        "_s_now": amount.sum(where=ts >= ts_literal(start(tw))).coalesce(0.0),
+        "_s_before": amount.sum(where=(ts >= ts_literal(start(2 * tw))) & (ts < ts_literal(start(tw)))).coalesce(0.0),
     }
     for w in config.windows:
-        line_aggs[f"net_spend_{w}d"] = amount.sum(where=ts >= _ts(start(w))).coalesce(0.0)
+        line_aggs[f"net_spend_{w}d"] = amount.sum(where=ts >= ts_literal(start(w))).coalesce(0.0)
     per_customer = tx.group_by("customer_id").aggregate(**line_aggs)
 
     # ... and purchase-day features from one row per customer and day
@@ -230,10 +142,10 @@ def build_features(tables: FeatureTables, as_of: AsOf, *, config: FeatureConfig 
     p = daily.purchase
 
     def since(w: int) -> ir.BooleanColumn:
-        return daily.day >= _date(start(w))
+        return daily.day >= date_literal(start(w))
 
     def before(w: int) -> ir.BooleanColumn:  # the w days before the last w days
-        return (daily.day >= _date(start(2 * w))) & (daily.day < _date(start(w)))
+        return (daily.day >= date_literal(start(2 * w))) & (daily.day < date_literal(start(w)))
 
     day_aggs: dict[str, ir.Value] = {
         "n_purchase_days": daily.count(where=p),
@@ -252,7 +164,7 @@ def build_features(tables: FeatureTables, as_of: AsOf, *, config: FeatureConfig 
     per_day = daily.group_by("customer_id").aggregate(**day_aggs)
 
     tx_ids = per_customer.select("customer_id")
-    known = _known(tables, end, tx_ids)
+    known = known_by(tables, end, tx_ids)
 
     # everything else is one row per customer too; join it all, then define the columns on the join
     extra: list[ir.Table] = [per_customer, per_day]
@@ -270,7 +182,7 @@ def build_features(tables: FeatureTables, as_of: AsOf, *, config: FeatureConfig 
     for col, out in present.items():
         # distinct (customer, value) pairs, then a count: cheaper than COUNT(DISTINCT) on DuckDB
         bought = lines(col)
-        bought = bought.filter(_is_purchase(bought, config) & bought[col].notnull())
+        bought = bought.filter(is_purchase(bought, config) & bought[col].notnull())
         pairs = bought.select("customer_id", col).distinct()
         extra.append(pairs.group_by("customer_id").aggregate(**{out: pairs.count()}))
     if tables.events is not None:
@@ -348,10 +260,10 @@ def _finish(base: ir.Table, columns: dict[str, ir.Value], spec: list[Feature]) -
 
 def _engagement(events: ir.Table, day: dt.date, config: FeatureConfig) -> ir.Table:
     """Per customer, for each configured event type: window counts, trend counts, last event day."""
-    end = _ts(day + _DAY)
+    end = ts_literal(day + DAY)
     ev = events.filter((events.ts < end) & events.event_type.isin(config.event_types))
     tw = config.event_trend_days
-    start = {w: _ts(day - (w - 1) * _DAY) for w in (*config.event_windows, tw, 2 * tw)}
+    start = {w: ts_literal(day - (w - 1) * DAY) for w in (*config.event_windows, tw, 2 * tw)}
     # two stages: (customer, type) first keeps the wide pivot off the big table
     by_type = ev.group_by(["customer_id", "event_type"]).aggregate(
         last_ts=ev.ts.max(),
@@ -360,7 +272,7 @@ def _engagement(events: ir.Table, day: dt.date, config: FeatureConfig) -> ir.Tab
         **{f"_c{w}": ev.count(where=ev.ts >= start[w]) for w in config.event_windows},
     )
     aggs: dict[str, ir.Value] = {}
-    d = _date(day)
+    d = date_literal(day)
     for e in config.event_types:
         is_e = by_type.event_type == e
         for w in config.event_windows:
@@ -369,186 +281,3 @@ def _engagement(events: ir.Table, day: dt.date, config: FeatureConfig) -> ir.Tab
         aggs[f"_{e}_now"] = by_type._now.sum(where=is_e).coalesce(0)
         aggs[f"_{e}_before"] = by_type._before.sum(where=is_e).coalesce(0)
     return by_type.group_by("customer_id").aggregate(**aggs)
-
-
-def _window_labels(tables: FeatureTables, cutoff: dt.date, horizon_days: int, config: FeatureConfig) -> ir.Table:
-    """Purchase days and net spend per customer with a line in ``(cutoff, cutoff + horizon]``."""
-    tx = tables.transactions
-    tx = tx.filter((tx.ts >= _ts(cutoff + _DAY)) & (tx.ts < _ts(cutoff + (horizon_days + 1) * _DAY)))
-    daily = tx.group_by(customer_id=tx.customer_id, day=tx.ts.date()).aggregate(
-        purchase=_is_purchase(tx, config).any(), net=tx.amount.sum()
-    )
-    return daily.group_by("customer_id").aggregate(_purchases=daily.count(where=daily.purchase), _spend=daily.net.sum())
-
-
-def _check_window(cutoff: dt.date, horizon_days: int, as_of: dt.date) -> None:
-    if not isinstance(horizon_days, int) or horizon_days <= 0:
-        raise ValueError(f"horizon_days={horizon_days!r}: must be a positive whole number of days")
-    if cutoff + horizon_days * _DAY > as_of:
-        raise ValueError(
-            f"cutoff {cutoff} with horizon {horizon_days} days ends on {cutoff + horizon_days * _DAY}, after "
-            f"as_of {as_of}: its label window is not closed; use a cutoff on or before "
-            f"{as_of - horizon_days * _DAY}"
-        )
-
-
-def _label_columns(known: ir.Table, window: ir.Table) -> ir.Table:
-    j = known.left_join(window, "customer_id")
-    purchases = j._purchases.coalesce(0)
-    return j.select(
-        customer_id=known.customer_id,
-        churned=(purchases == 0),
-        purchases=purchases.cast("int64"),
-        spend=j._spend.coalesce(0.0).cast("float64"),
-    )
-
-
-def build_labels(
-    tables: FeatureTables,
-    cutoff: AsOf,
-    horizon_days: int,
-    *,
-    as_of: AsOf,
-    config: FeatureConfig = FeatureConfig(),
-) -> ir.Table:
-    """Labels for every customer known at ``cutoff``: ``churned``, ``purchases``, ``spend``.
-
-    Labels read only the rows of the days ``(cutoff, cutoff + horizon_days]``; the population (the
-    customers known at the cutoff) reads rows up to the cutoff.
-
-    Parameters
-    ----------
-    tables
-        The clean tables.
-    cutoff
-        The cutoff date c.
-    horizon_days
-        The label window H in days.
-    as_of
-        The date the data is known up to; the window must be closed: ``cutoff + horizon_days <= as_of``.
-    config
-        Only ``zero_amount_is_purchase`` matters here.
-
-    Raises
-    ------
-    ValueError
-        When the label window is not closed at ``as_of``.
-    """
-    c = as_of_date(cutoff, "cutoff")
-    _check_window(c, horizon_days, as_of_date(as_of))
-    end = _ts(c + _DAY)
-    tx = tables.transactions
-    tx_ids = tx.filter(tx.ts < end).select("customer_id").distinct()
-    known = _known(tables, end, tx_ids)
-    return _label_columns(known, _window_labels(tables, c, horizon_days, config))
-
-
-def rolling_cutoffs(as_of: AsOf, horizon_days: int, *, step_days: int = 30, n_cutoffs: int = 12) -> list[dt.date]:
-    """Cutoffs ``as_of - horizon_days - k * step_days`` for ``k = 0 .. n_cutoffs - 1``, oldest first.
-
-    Every cutoff's label window closes on or before ``as_of``.
-    """
-    day = as_of_date(as_of)
-    if not isinstance(step_days, int) or step_days <= 0:
-        raise ValueError(f"step_days={step_days!r}: must be a positive whole number of days")
-    if not isinstance(n_cutoffs, int) or n_cutoffs <= 0:
-        raise ValueError(f"n_cutoffs={n_cutoffs!r}: must be a positive whole number")
-    if not isinstance(horizon_days, int) or horizon_days <= 0:
-        raise ValueError(f"horizon_days={horizon_days!r}: must be a positive whole number of days")
-    last = day - horizon_days * _DAY
-    return sorted(last - k * step_days * _DAY for k in range(n_cutoffs))
-
-
-def in_sample(customer_id: ir.StringValue, fraction: float) -> ir.BooleanValue:
-    """True for a fixed pseudo-random share ``fraction`` of customer ids.
-
-    A customer is in the sample when the first 32 bits of ``md5(customer_id)`` (as 8 lowercase hex
-    digits) fall below ``fraction * 2**32``: the same customers on every run, engine and library
-    version, and a sample of fraction f is contained in every sample of a larger fraction.
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"sample fraction={fraction!r}: must be in (0, 1]")
-    threshold = f"{min(int(fraction * 16**8), 16**8 - 1):08x}"
-    return customer_id.hexdigest("md5").substr(0, 8) < threshold
-
-
-def sample_customers(tables: FeatureTables, fraction: float) -> FeatureTables:
-    """``tables`` restricted to the customers of :func:`in_sample` (every table, whole histories).
-
-    Training reads a sample of a large base this way: each sampled customer keeps every row, so
-    their features and labels are exactly those of the whole base. ``fraction`` 1 returns
-    ``tables`` unchanged.
-    """
-    if fraction == 1.0:
-        return tables
-
-    def keep(t: ir.Table | None) -> ir.Table | None:
-        return None if t is None else t.filter(in_sample(t.customer_id, fraction))
-
-    # in_sample checks the fraction (transactions are always there, so a bad one always raises)
-    return FeatureTables(
-        transactions=keep(tables.transactions), events=keep(tables.events), customers=keep(tables.customers)
-    )
-
-
-def build_training_frame(
-    tables: FeatureTables,
-    as_of: AsOf,
-    horizon_days: int,
-    *,
-    cutoffs: Sequence[AsOf] | None = None,
-    step_days: int = 30,
-    n_cutoffs: int = 12,
-    config: FeatureConfig = FeatureConfig(),
-) -> ir.Table:
-    """Features as of each cutoff joined with the labels of its window, stacked over cutoffs.
-
-    Parameters
-    ----------
-    tables
-        The clean tables.
-    as_of
-        The date the data is known up to. Every cutoff must satisfy ``cutoff + horizon_days <= as_of``.
-    horizon_days
-        The label window H in days.
-    cutoffs
-        Explicit cutoffs; default :func:`rolling_cutoffs` ``(as_of, horizon_days, step_days, n_cutoffs)``.
-    step_days, n_cutoffs
-        Spacing and number of the default rolling cutoffs.
-    config
-        Feature configuration.
-
-    Returns
-    -------
-    ibis.Table
-        ``cutoff`` (date), the feature columns, then ``churned``, ``purchases``, ``spend``.
-        A cutoff before any data contributes no rows.
-
-    Raises
-    ------
-    ValueError
-        When a cutoff's label window is not closed at ``as_of``.
-    """
-    day = as_of_date(as_of)
-    if cutoffs is None:
-        days = rolling_cutoffs(day, horizon_days, step_days=step_days, n_cutoffs=n_cutoffs)
-    else:
-        days = sorted({as_of_date(c, "cutoff") for c in cutoffs})
-        if not days:
-            raise ValueError("cutoffs is empty: pass at least one cutoff date or leave it None")
-    for c in days:
-        _check_window(c, horizon_days, day)
-    parts = []
-    label_names = [f.name for f in LABELS if f.name != "cutoff"]
-    for c in days:
-        feats = build_features(tables, c, config=config)
-        labels = _label_columns(feats.select("customer_id"), _window_labels(tables, c, horizon_days, config))
-        j = feats.left_join(labels, "customer_id")
-        parts.append(
-            j.select(
-                cutoff=_date(c),
-                **{name: j[name] for name in feats.columns},
-                **{name: j[name] for name in label_names},
-            )
-        )
-    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]

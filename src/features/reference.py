@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from churnclv.features.catalogue import FEATURES, Feature, expand
-from churnclv.features.definitions import AsOf, FeatureConfig, as_of_date
+from churnclv.features.config import FeatureConfig
+from churnclv.features.dates import AsOf, as_of_date
 
 __all__ = ["coerce", "reference_features"]
 

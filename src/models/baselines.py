@@ -24,7 +24,8 @@ def _days_silent(frame: pd.DataFrame) -> np.ndarray:
     """Days since the last purchase; for customers who never bought, days since they became known."""
     since = frame["days_since_last_purchase"].astype("float64").to_numpy()
     tenure = frame["tenure_days"].astype("float64").to_numpy()
-    return np.where(np.isnan(since), tenure, since)
+    silent: np.ndarray = np.where(np.isnan(since), tenure, since)
+    return silent
 
 
 def _edges(values: np.ndarray, n_bins: int) -> np.ndarray:
@@ -42,6 +43,7 @@ class RecencyBaseline:
         self.n_bins = n_bins
 
     def fit(self, train: pd.DataFrame) -> RecencyBaseline:
+        """Learn the bins and each bin's rates from a labelled training frame."""
         silent = _days_silent(train)
         self.edges_ = _edges(silent, self.n_bins)
         bins = _bin(silent, self.edges_)
@@ -56,6 +58,7 @@ class RecencyBaseline:
         return self
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """``p_churn``, ``expected_purchases`` and ``expected_spend`` of each row's bin."""
         if not hasattr(self, "table_"):
             raise NotFittedError("RecencyBaseline is not fitted yet: call fit(train) first")
         bins = _bin(_days_silent(features), self.edges_)
@@ -77,6 +80,7 @@ class RFMBaseline:
         return r, (r * q + f) * q + m
 
     def fit(self, train: pd.DataFrame) -> RFMBaseline:
+        """Learn the quantile edges and each cell's shrunk rates from a labelled training frame."""
         q = self.n_quantiles
         self.edges_ = {
             "r": _edges(_days_silent(train), q),
@@ -99,6 +103,7 @@ class RFMBaseline:
         return self
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """``p_churn``, ``expected_purchases`` and ``expected_spend`` of each row's RFM cell."""
         if not hasattr(self, "cell_table_"):
             raise NotFittedError("RFMBaseline is not fitted yet: call fit(train) first")
         _, cell = self._cells(features)

@@ -21,6 +21,8 @@ from scipy.optimize import minimize
 from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 
+from churnclv.models.saved_format import SavedFormatError
+
 __all__ = ["IsotonicCalibrator", "PlattCalibrator", "calibrator_from_dict"]
 
 
@@ -39,6 +41,7 @@ class IsotonicCalibrator:
 
     @classmethod
     def fit(cls, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> IsotonicCalibrator:
+        """Fit on held-out raw scores and their 0/1 labels (optionally weighted)."""
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
         iso.fit(raw, y, sample_weight=sample_weight)
         return cls(
@@ -47,9 +50,12 @@ class IsotonicCalibrator:
         )
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        return np.interp(raw, self.x, self.y)
+        """Probabilities of raw scores."""
+        p: np.ndarray = np.interp(raw, self.x, self.y)
+        return p
 
     def to_dict(self) -> dict[str, Any]:
+        """The breakpoints as JSON numbers (:func:`calibrator_from_dict` reads them back)."""
         return {"method": self.method, "x": self.x.tolist(), "y": self.y.tolist()}
 
 
@@ -67,6 +73,7 @@ class PlattCalibrator:
 
     @classmethod
     def fit(cls, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> PlattCalibrator:
+        """Fit on held-out raw scores and their 0/1 labels (optionally weighted)."""
         w = np.ones_like(raw) if sample_weight is None else np.asarray(sample_weight, np.float64)
         n_pos = float(w[y == 1].sum())
         n_neg = float(w[y == 0].sum())
@@ -91,9 +98,12 @@ class PlattCalibrator:
         return cls(a=float(res.x[0]), b=float(res.x[1]))
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        return expit(self.a * raw + self.b)
+        """Probabilities of raw scores."""
+        p: np.ndarray = expit(self.a * raw + self.b)
+        return p
 
     def to_dict(self) -> dict[str, Any]:
+        """Slope and intercept as JSON numbers (:func:`calibrator_from_dict` reads them back)."""
         return {"method": self.method, "a": self.a, "b": self.b}
 
 
@@ -105,4 +115,4 @@ def calibrator_from_dict(d: dict[str, Any] | None) -> IsotonicCalibrator | Platt
         return IsotonicCalibrator(x=np.asarray(d["x"], dtype=np.float64), y=np.asarray(d["y"], dtype=np.float64))
     if d["method"] == "platt":
         return PlattCalibrator(a=float(d["a"]), b=float(d["b"]))
-    raise ValueError(f"calibrator method {d['method']!r} is unknown; expected 'isotonic' or 'platt'")
+    raise SavedFormatError(f"calibrator method {d['method']!r} is unknown; expected 'isotonic' or 'platt'")

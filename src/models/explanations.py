@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 import pandas as pd
 
-from churnclv.models.treeshap import FastTreeShap, UnsupportedModel
+from churnclv.models.lightgbm_trees import UnsupportedModel
+from churnclv.models.treeshap import FastTreeShap
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -32,17 +33,20 @@ logger = logging.getLogger(__name__)
 
 
 class ExplainableModel(Protocol):
-    """What :func:`explain` reads of a fitted GBM model (``churnclv.models.gbm``, which imports this
-    module: a protocol here, not an import of its base class, keeps the two acyclic)."""
+    """What :func:`explain` reads of a fitted GBM model (``churnclv.models.gbm_base.GBMBase``, whose
+    module imports this one: a protocol here, not an import of the base class, keeps the two acyclic)."""
 
     @property
-    def booster_(self) -> lgb.Booster: ...
+    def booster_(self) -> lgb.Booster:
+        """The fitted booster."""
 
     @property
-    def feature_names_(self) -> Sequence[str]: ...
+    def feature_names_(self) -> Sequence[str]:
+        """The booster's features, in its column order."""
 
     @property
-    def categories_(self) -> Mapping[str, Any]: ...
+    def categories_(self) -> Mapping[str, Any]:
+        """Each categorical feature's training levels."""
 
     def _check_columns(self, X: pd.DataFrame) -> None: ...
 
@@ -109,7 +113,7 @@ def explain(model: ExplainableModel, X: pd.DataFrame, top_k: int = 3) -> list[li
     cols: dict[str, np.ndarray] = {}  # only the columns some row's reasons name (one row: 3 of ~60)
     for i in range(len(M)):
         row: list[Reason] = []
-        for j, c in zip(order[i].tolist(), values[i].tolist()):
+        for j, c in zip(order[i].tolist(), values[i].tolist(), strict=True):
             if j < 0 or c <= 0.0:
                 break
             col = model.feature_names_[j]

@@ -63,7 +63,7 @@ def select_features(
         raise TypeError(
             f"{name}.fit expects X as a pandas DataFrame with named feature columns, got {type(X).__name__}"
         )
-    exclude = set(exclude)
+    excluded = set(exclude)
     if features is not None:
         features = list(features)
         missing = [c for c in features if c not in X.columns]
@@ -73,7 +73,7 @@ def select_features(
                 "add them to X or remove them from features"
             )
     else:
-        features = [c for c in X.columns if c not in exclude]
+        features = [c for c in X.columns if c not in excluded]
     not_str = [c for c in features if not isinstance(c, str)]
     if not_str:
         raise TypeError(
@@ -85,7 +85,7 @@ def select_features(
         raise ValueError(f"X has duplicated feature columns {dup}; give each column one name")
     if not features:
         raise ValueError(
-            f"X has no feature columns: every column is in exclude={sorted(exclude)}; "
+            f"X has no feature columns: every column is in exclude={sorted(excluded)}; "
             "pass at least one numeric or categorical feature"
         )
     explicit = None if categorical is None else list(categorical)
@@ -173,7 +173,7 @@ def _matrix_rows(X: pd.DataFrame, feature_names: list[str], lay: FeatureLayout) 
             out[:, lay.numeric_j] = vals.astype(np.float64)
         except (TypeError, ValueError):
             return None
-    for j, col in zip(lay.categorical_j, lay.categorical_names):
+    for j, col in zip(lay.categorical_j, lay.categorical_names, strict=True):
         lookup = lay.lookups[col]
         out[:, j] = [np.nan if _is_missing(v) else lookup.get(str(v), np.nan) for v in obj[:, pos[col]]]
     return out
@@ -211,7 +211,7 @@ def category_levels(s: pd.Series) -> list[str]:
 
 def _category_codes(s: pd.Series, levels: pd.Index) -> np.ndarray:
     codes = levels.get_indexer(_as_strings(s).to_numpy(dtype=object, na_value=None))
-    out = codes.astype(np.float64)
+    out: np.ndarray = codes.astype(np.float64)
     out[codes < 0] = np.nan  # unseen level or null: missing, as LightGBM treats it
     return out
 

@@ -23,12 +23,17 @@ def fit_grid(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def percentile(x: np.ndarray, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Mid-rank probability of each ``x`` read off ``grid`` (linear between grid points)."""
     values, probs = grid
-    return np.interp(x, values, probs)
+    out: np.ndarray = np.interp(x, values, probs)
+    return out
 
 
 def inverse(p: np.ndarray | float, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The value at probability ``p`` of ``grid``: :func:`percentile` inverted (the one value of a
+    one-point grid)."""
     values, probs = grid
     if len(values) == 1:
         return np.full(np.shape(p), values[0])
-    return np.interp(p, probs, values)
+    out: np.ndarray = np.interp(p, probs, values)
+    return out

@@ -19,7 +19,7 @@ import functools
 import math
 import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,7 @@ class PhraseText:
     missing: bool | None = None
 
     def applies(self, value: Any) -> bool:
+        """Whether the fact holds for ``value`` (missing or not, and within the bounds)."""
         is_missing = _is_missing(value)
         if self.missing is not None and self.missing != is_missing:
             return False
@@ -250,7 +251,7 @@ class _Fields(Mapping[str, Any]):
             raise KeyError(key)
         return value
 
-    def __iter__(self):  # pragma: no cover - format_map only needs __getitem__
+    def __iter__(self) -> Iterator[str]:  # pragma: no cover - format_map only needs __getitem__
         return iter(self._extras)
 
     def __len__(self) -> int:  # pragma: no cover
@@ -275,7 +276,7 @@ class _Columns(Mapping[str, np.ndarray]):
     def __contains__(self, key: object) -> bool:
         return key in self._frame.columns
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 
     def __len__(self) -> int:
@@ -316,7 +317,9 @@ def _extras(feature: str, groups: dict[str, str], value: Any) -> dict[str, Any]:
     return extras
 
 
-def _match(feature: str, phrases: Sequence[Phrase], cache: dict[str, Any]) -> tuple[Phrase, dict[str, str]] | None:
+def _match(
+    feature: str, phrases: Sequence[Phrase], cache: dict[str, tuple[Phrase, dict[str, str]] | None]
+) -> tuple[Phrase, dict[str, str]] | None:
     if feature not in cache:
         found = None
         for p in phrases:

@@ -5,16 +5,13 @@ LightGBM churn, purchases and spend models when chosen), the tier policy, and it
 maps a feature frame (one row per customer, as of a date, from :mod:`churnclv.features`) to scores.
 
 It saves to a folder without pickling code: ``scorer.json`` (configuration, BTYD parameters, tier
-policy, metadata) and one LightGBM model text file per booster.
+policy, metadata) and one LightGBM model text file per booster (:mod:`churnclv.models.scorer_files`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +22,10 @@ from sklearn.exceptions import NotFittedError
 
 from churnclv.features import FeatureConfig
 from churnclv.models.btyd import BTYDModel
-from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor, model_from_dict
+from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor
 from churnclv.models.scorer_config import ScorerConfig
+from churnclv.models.scorer_files import GBM_TARGETS, SavedScorer, feature_config_from_dict, read_scorer, write_scorer
+from churnclv.models.tier_policy import TierPolicy
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +53,13 @@ AUTO_THREADS_MIN_ROWS = 200_000  # below this, LightGBM trains on one thread
 # What a model fit raises on data it cannot learn from (no convergence, non-finite output, too few or
 # one-class rows): the training pipeline drops that sub-fit with its reason instead of stopping.
 # Anything else (a TypeError, a KeyError) is a bug and propagates.
-FIT_ERRORS: tuple[type[BaseException], ...] = (
+FIT_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     ArithmeticError,
     RuntimeError,
     np.linalg.LinAlgError,
     LightGBMError,
 )
-FORMAT = "churnclv.scorer"
-FORMAT_VERSION = 1
-
 
 FEATURE_DECIMALS = 6
 _SMALL_FRAME_ROWS = 256  # up to here stable_floats first checks whether the frame is rounded already
@@ -120,6 +116,14 @@ class Scorer:
         Trained as-of, horizon, training rows, and anything the training pipeline adds.
     """
 
+    btyd_: BTYDModel
+    churn_: GBMChurnClassifier | None
+    purchases_: GBMCountRegressor | None
+    spend_: GBMSpendRegressor | None
+    tiers_: TierPolicy | None
+    metadata_: dict[str, Any]
+    clv_fallback_ratio_: float
+
     def __init__(self, *, config: ScorerConfig | None = None, tiers: Any = None) -> None:
         self.config = config
         self.tiers = tiers
@@ -128,6 +132,7 @@ class Scorer:
 
     @property
     def config_(self) -> ScorerConfig:
+        """The configuration in use: ``config``, or the defaults when it is None."""
         return self.config or ScorerConfig()
 
     def _btyd(self) -> BTYDModel:
@@ -174,7 +179,11 @@ class Scorer:
         if c.uses_gbm():
             hybrid = any(m == "hybrid" for m in (c.churn_model, c.purchases_model, c.spend_model))
             train = self._with_btyd_per_cutoff(train, notes) if hybrid else train
-            common = {"params": self._gbm_params(len(train)), "num_boost_round": c.gbm_rounds, "seed": c.seed}
+            common: dict[str, Any] = {
+                "params": self._gbm_params(len(train)),
+                "num_boost_round": c.gbm_rounds,
+                "seed": c.seed,
+            }
             groups = train["customer_id"].to_numpy()
             if c.churn_model != "btyd":
                 feats = model_features(train, with_btyd=c.churn_model == "hybrid")
@@ -193,8 +202,6 @@ class Scorer:
                 )
         self.tiers_ = None
         if self.tiers is not False:
-            from churnclv.models.tier_policy import TierPolicy
-
             policy = self.tiers if isinstance(self.tiers, TierPolicy) else TierPolicy(config=self.tiers)
             base = self._base_scores(snapshot)
             policy.fit(self._tier_frame(base, snapshot.reset_index(drop=True)))
@@ -326,7 +333,7 @@ class Scorer:
         """LightGBM importance (``gain`` or ``split``) per feature of a target's model, largest first;
         empty when that target is scored by BTYD."""
         self._check_fitted()
-        if target not in ("churn", "purchases", "spend"):
+        if target not in GBM_TARGETS:
             raise ValueError(f"target={target!r}: use 'churn', 'purchases' or 'spend'")
         model = getattr(self, f"{target}_")
         if model is None:
@@ -363,38 +370,24 @@ class Scorer:
         ok = bt_spend > CLV_MIN_SPEND
         ratio = np.full_like(bt_clv, self.clv_fallback_ratio_)
         ratio[ok] = bt_clv[ok] / bt_spend[ok]
-        return spend * ratio
+        clv: np.ndarray = spend * ratio
+        return clv
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: Path | str) -> Path:
         """Write the scorer to a folder: ``scorer.json`` plus ``<target>.lgb.txt`` booster files."""
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        doc: dict[str, Any] = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "config": asdict(self.config_),
-            "metadata": self.metadata_,
-            "clv_fallback_ratio": self.clv_fallback_ratio_,
-            "btyd": self.btyd_.to_dict(),
-            "gbm": {},
-            "tiers": None if self.tiers_ is None else self.tiers_.to_dict(),
-        }
-        for target in ("churn", "purchases", "spend"):
-            model = getattr(self, f"{target}_")
-            if model is None:
-                continue
-            d = model.to_dict()
-            booster_file = f"{target}.lgb.txt"
-            text = d.pop("booster")
-            (path / booster_file).write_text(text)
-            d["booster_file"] = booster_file
-            d["booster_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            doc["gbm"][target] = d
-        (path / "scorer.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
-        return path
+        models = {t: getattr(self, f"{t}_") for t in GBM_TARGETS}
+        saved = SavedScorer(
+            config=self.config_,
+            metadata=self.metadata_,
+            clv_fallback_ratio=self.clv_fallback_ratio_,
+            btyd=self.btyd_,
+            gbm={t: m for t, m in models.items() if m is not None},
+            tiers=self.tiers_,
+        )
+        return write_scorer(path, saved)
 
     @classmethod
     def load(cls, path: Path | str) -> Scorer:
@@ -404,90 +397,20 @@ class Scorer:
         ------
         FileNotFoundError
             No ``scorer.json`` in ``path``.
-        ScorerFormatError
+        churnclv.models.scorer_files.ScorerFormatError
             The files are not a scorer this code can read (damaged, tampered with, another
             version): one line naming the file and the field, never a traceback from deep inside.
         """
-        path = Path(path)
-        doc_path = path / "scorer.json"
-        if not doc_path.is_file():
-            raise FileNotFoundError(f"{doc_path} not found: pass the folder written by Scorer.save")
-        try:
-            return cls._from_doc(path, json.loads(doc_path.read_text(encoding="utf-8")))
-        except ScorerFormatError:
-            raise
-        except (*FIT_ERRORS, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
-            detail = f"{type(exc).__name__}: {exc}"[:300]
-            raise ScorerFormatError(
-                f"{doc_path}: not a valid churnclv scorer ({detail}); retrain the model or load "
-                "the one churnclv train saved"
-            ) from None
-
-    @classmethod
-    def _from_doc(cls, path: Path, doc: Any) -> Scorer:
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
-            raise ScorerFormatError(f"{path / 'scorer.json'}: not a churnclv scorer of format version {FORMAT_VERSION}")
-        tiers = None
-        if doc.get("tiers") is not None:
-            from churnclv.models.tier_policy import TierPolicy
-
-            tiers = TierPolicy.from_dict(doc["tiers"])
-        config = dict(doc["config"])
-        # saved before the key existed: those regressors were refitted on every row
-        config.setdefault("gbm_refit_full", True)
-        scorer = cls(config=ScorerConfig.from_dict(config))
-        scorer.tiers_ = tiers
-        if not isinstance(doc["metadata"], dict):
-            raise ScorerFormatError(f"{path / 'scorer.json'}: field 'metadata' must be an object")
-        scorer.metadata_ = doc["metadata"]
-        scorer.btyd_ = BTYDModel.from_dict(doc["btyd"])
-        scorer.feature_config()  # a damaged [features] record fails here, not at the first score
-        ratio = float(doc["clv_fallback_ratio"])
-        if not np.isfinite(ratio) or ratio < 0:
-            raise ScorerFormatError(f"{path / 'scorer.json'}: field 'clv_fallback_ratio' must be a finite number >= 0")
-        scorer.clv_fallback_ratio_ = ratio
+        saved = read_scorer(path)
+        scorer = cls(config=saved.config)
+        scorer.tiers_ = saved.tiers
+        scorer.metadata_ = saved.metadata
+        scorer.btyd_ = saved.btyd
+        scorer.clv_fallback_ratio_ = saved.clv_fallback_ratio
         scorer.churn_ = scorer.purchases_ = scorer.spend_ = None
-        for target, d in dict(doc["gbm"]).items():
-            if target not in ("churn", "purchases", "spend"):
-                raise ScorerFormatError(f"{path / 'scorer.json'}: unknown model 'gbm.{target}'")
-            d = dict(d)
-            name = d.pop("booster_file")
-            # a plain file name inside the model folder: never a path that leads out of it
-            if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-                raise ScorerFormatError(
-                    f"{path / 'scorer.json'}: field 'gbm.{target}.booster_file' must be a file "
-                    "name inside the model folder"
-                )
-            d["booster"] = _checked_booster(path / name, d.pop("booster_sha256", None))
-            setattr(scorer, f"{target}_", model_from_dict(d))
+        for target, model in saved.gbm.items():
+            setattr(scorer, f"{target}_", model)
         return scorer
-
-
-def _checked_booster(path: Path, sha256: str | None) -> str:
-    """The booster text, checked before LightGBM reads it: its parser aborts the whole process (no
-    exception) on a truncated file. Scorers saved with a checksum are checked against it; older ones
-    must at least hold LightGBM's end markers."""
-    text = path.read_text(encoding="utf-8")
-    if sha256 is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() != sha256:
-        raise ScorerFormatError(
-            f"{path}: the booster file does not match the checksum in scorer.json (damaged or "
-            "changed after training); retrain the model or restore the file"
-        )
-    if not text.startswith("tree\n") or "\nend of trees\n" not in text or "\nend of parameters\n" not in text:
-        raise ScorerFormatError(f"{path}: not a complete LightGBM model text (truncated?); retrain the model")
-    return text
-
-
-class ScorerFormatError(ValueError):
-    """Saved scorer files that this code cannot read (damaged, tampered with, another version)."""
-
-
-def feature_config_from_dict(data: dict[str, Any] | None) -> FeatureConfig:
-    """A :class:`FeatureConfig` from its ``dataclasses.asdict`` form (None: the defaults)."""
-    if not data:
-        return FeatureConfig()
-    known = {f.name for f in fields(FeatureConfig)}
-    return FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
 
 
 def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:
@@ -546,10 +469,7 @@ __all__ = [
     "FIT_ERRORS",
     "SCORE_COLUMNS",
     "Scorer",
-    "ScorerConfig",
-    "ScorerFormatError",
     "empty_scores",
-    "feature_config_from_dict",
     "model_features",
     "model_input",
     "next_purchase_dates",

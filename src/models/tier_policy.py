@@ -54,10 +54,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from churnclv.models.quantile_grid import fit_grid, inverse, percentile
+from churnclv.models.quantile_grid import fit_grid, percentile
 from churnclv.models.reasons import write_reasons
 from churnclv.models.stages import lifecycle_stages
 from churnclv.models.tier_config import COMPONENTS, TierConfig, load_tier_config, parse_tier_config
+from churnclv.models.tier_inputs import column, growth, numeric, raw_components, required_column
+from churnclv.models.tier_levels import cut_points, held_levels, hysteresis_bounds
 from churnclv.models.tier_series import as_tier_series
 
 __all__ = ["TierPolicy"]
@@ -67,19 +69,6 @@ logger = logging.getLogger(__name__)
 # the stored format's name: fitted policies saved under it must keep loading
 _FORMAT = "churnclv.models.tiers"
 _FORMAT_VERSION = 1
-
-
-def _numeric(frame: pd.DataFrame, column: str, role: str) -> np.ndarray:
-    s = frame[column]
-    if s.dtype.kind == "f":  # already float: skip to_numeric (~40 us a column on the one-row path)
-        return s.to_numpy(dtype=np.float64)
-    try:
-        return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"column {column!r} ({role}) must be numeric, got dtype {frame[column].dtype}: "
-            "pass numbers (the scorer's output or the feature job's column)"
-        ) from None
 
 
 class TierPolicy(BaseEstimator):
@@ -135,64 +124,12 @@ class TierPolicy(BaseEstimator):
         """Tier names, top first."""
         return self.tier_config.tier_names
 
-    def _col(self, frame: pd.DataFrame, role: str, *, required: str | None = None) -> str | None:
-        name = self.tier_config.columns[role]
-        if name in frame.columns:
-            return name
-        if required is not None:
-            raise ValueError(
-                f"TierPolicy needs column {name!r} ({role}) for {required}, but the frame has "
-                f"{list(frame.columns)[:12]}{'...' if frame.shape[1] > 12 else ''}: join it to the "
-                f'frame, or map your column with [columns] {role} = "<your column>"'
-            )
-        return None
-
     # -- components ----------------------------------------------------------------------------
-
-    def _raw_components(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        cfg = self.tier_config
-        out: dict[str, np.ndarray] = {}
-        vals: dict[str, np.ndarray] = {}
-        for role in ("p_churn", "expected_spend", "clv"):
-            col = self._col(frame, role, required="the growth score")
-            x = _numeric(frame, col, role)  # type: ignore[arg-type]
-            bad = ~np.isfinite(x)
-            if bad.any():
-                raise ValueError(
-                    f"column {col!r} ({role}) has {int(bad.sum())} missing or infinite values: the tier "
-                    "score needs a number for every customer; score those customers first"
-                )
-            vals[role] = x
-        p = vals["p_churn"]
-        if ((p < 0) | (p > 1)).any():
-            col = cfg.columns["p_churn"]
-            raise ValueError(
-                f"column {col!r} (p_churn) must lie in [0, 1], got values from {p.min():g} "
-                f"to {p.max():g}: pass probabilities"
-            )
-        past_col = self._col(frame, "past_spend", required="the growth score")
-        past = np.nan_to_num(_numeric(frame, past_col, "past_spend"), nan=0.0)  # type: ignore[arg-type]
-        tenure_col = self._col(frame, "tenure")
-        if tenure_col is not None:
-            tenure = _numeric(frame, tenure_col, "tenure")
-            days = np.where(np.isfinite(tenure), tenure, cfg.past_spend_days)
-            days = np.clip(days, cfg.min_rate_days, cfg.past_spend_days)
-        else:
-            days = np.full(len(frame), cfg.past_spend_days)
-        out["clv"] = vals["clv"]
-        out["retention"] = 1.0 - p
-        out["expected"] = np.maximum(vals["expected_spend"], 0.0)
-        out["past_h"] = np.maximum(past, 0.0) / days * cfg.horizon_days
-        out["past_spend"] = past
-        return out
-
-    def _growth(self, raw: dict[str, np.ndarray], k: float) -> np.ndarray:
-        return np.log((raw["expected"] + k) / (raw["past_h"] + k))
 
     def _score_parts(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         check_is_fitted(self, "cut_points_")
-        raw = self._raw_components(frame)
-        raw["growth"] = self._growth(raw, self.k_)
+        raw = raw_components(frame, self.tier_config.columns, self.tier_config.score)
+        raw["growth"] = growth(raw, self.k_)
         return self._blend(raw)
 
     def _blend(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -233,9 +170,9 @@ class TierPolicy(BaseEstimator):
                 f"TierPolicy.fit got {n} customers but the policy has {len(cfg.tiers)} tiers: fit on "
                 "the training population (thousands of customers)"
             )
-        raw = self._raw_components(frame)
-        if cfg.growth_k is not None:
-            k = cfg.growth_k
+        raw = raw_components(frame, cfg.columns, cfg.score)
+        if cfg.score.growth_k is not None:
+            k = cfg.score.growth_k
         else:
             k = float("nan")
             for x in (raw["past_h"], raw["expected"]):
@@ -244,29 +181,17 @@ class TierPolicy(BaseEstimator):
                     k = float(np.median(pos))
                     break
             k = 1.0 if not math.isfinite(k) else k
-        raw["growth"] = self._growth(raw, k)
-        grids = {c: fit_grid(raw[c], cfg.grid_size) for c in (*COMPONENTS, "past_spend")}
+        raw["growth"] = growth(raw, k)
+        grids = {c: fit_grid(raw[c], cfg.score.grid_size) for c in (*COMPONENTS, "past_spend")}
         self.k_ = k
         self.grids_ = grids
         score = self._blend(raw)["growth_score"]
-        self.score_grid_ = fit_grid(score, cfg.grid_size)
+        self.score_grid_ = fit_grid(score, cfg.score.grid_size)
         m = len(cfg.tiers)
-        if cfg.by_share:
-            shares_bottom_up = [t.share for t in reversed(cfg.tiers)]
-            cum = np.cumsum(shares_bottom_up)[:-1]
-            cuts = np.quantile(score, cum)
-            positions = cum
-        else:
-            cuts = np.array([t.min_score for t in reversed(cfg.tiers[:-1])], dtype=np.float64)
-            positions = percentile(cuts, self.score_grid_)
-        self.cut_points_ = np.asarray(cuts, dtype=np.float64)
-        if cfg.margin_unit == "score":
-            upper, lower = self.cut_points_ + cfg.margin, self.cut_points_ - cfg.margin
-        else:
-            upper = inverse(np.minimum(positions + cfg.margin, 1.0), self.score_grid_)
-            lower = inverse(np.maximum(positions - cfg.margin, 0.0), self.score_grid_)
-        self.upper_bounds_ = np.maximum(upper, self.cut_points_)
-        self.lower_bounds_ = np.minimum(lower, self.cut_points_)
+        self.cut_points_, positions = cut_points(score, cfg.tiers, self.score_grid_)
+        self.upper_bounds_, self.lower_bounds_ = hysteresis_bounds(
+            self.cut_points_, positions, cfg.margin, cfg.margin_unit, self.score_grid_
+        )
         levels = self._cap(frame, np.searchsorted(self.cut_points_, score, side="right"))
         counts = np.bincount(levels, minlength=m)
         names = cfg.tier_names
@@ -311,29 +236,18 @@ class TierPolicy(BaseEstimator):
     def _cap(self, frame: pd.DataFrame, levels: np.ndarray) -> np.ndarray:
         names = self.tier_config.tier_names
         cap = len(names) - 1 - names.index(self.tier_config.no_purchase_max_tier)
-        col = self._col(frame, "days_since_last_purchase")
+        col = column(frame, self.tier_config.columns, "days_since_last_purchase")
         if cap == len(names) - 1 or col is None:  # no cap, or a frame of scores alone: nothing to cap on
             return levels
-        dsl = _numeric(frame, col, "days_since_last_purchase")
+        dsl = numeric(frame, col, "days_since_last_purchase")
         return np.where(np.isnan(dsl), np.minimum(levels, cap), levels)
 
     def _levels(self, score: np.ndarray, prev_levels: np.ndarray | None) -> np.ndarray:
-        raw = np.searchsorted(self.cut_points_, score, side="right")
-        if prev_levels is None or self.tier_config.margin == 0:
-            return raw
-        held = np.isfinite(prev_levels)
-        prev = np.where(held, prev_levels, 0).astype(np.int64)
-        m = len(self.cut_points_)
-        up_idx = np.clip(prev, 0, m - 1)  # boundary above the previous tier
-        down_idx = np.clip(prev - 1, 0, m - 1)  # boundary below it
-        move_up = (raw == prev + 1) & (score >= self.upper_bounds_[up_idx])
-        move_down = (raw == prev - 1) & (score < self.lower_bounds_[down_idx])
-        big = np.abs(raw - prev) >= 2  # a large move is never held back
-        keep = held & (raw != prev) & ~move_up & ~move_down & ~big
-        return np.where(keep, prev, raw)
+        held = None if self.tier_config.margin == 0 else prev_levels
+        return held_levels(score, self.cut_points_, self.upper_bounds_, self.lower_bounds_, held)
 
     def _prev_levels(self, frame: pd.DataFrame, prev: pd.Series | pd.DataFrame) -> np.ndarray:
-        id_col = self._col(frame, "customer_id", required="hysteresis against prev")
+        id_col = required_column(frame, self.tier_config.columns, "customer_id", "hysteresis against prev")
         prev_series = as_tier_series(prev, self.tier_config.columns["customer_id"])
         names = self.tier_config.tier_names
         level_of = {name: len(names) - 1 - i for i, name in enumerate(names)}
@@ -344,8 +258,8 @@ class TierPolicy(BaseEstimator):
                 "previous tiers %s are not tiers of this policy; those customers get no hysteresis",
                 list(unknown)[:5],
             )
-        ids = frame[id_col]  # type: ignore[index]
-        return pd.to_numeric(ids.map(levels), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        ids = frame[id_col]
+        return np.asarray(pd.to_numeric(ids.map(levels), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
 
     def predict(self, frame: pd.DataFrame, *, prev: pd.Series | pd.DataFrame | None = None) -> pd.Series:
         """Tier name per customer (same index as ``frame``).
@@ -381,18 +295,17 @@ class TierPolicy(BaseEstimator):
         return self._stage(frame, parts)
 
     def _stage(self, frame: pd.DataFrame, parts: dict[str, np.ndarray]) -> pd.Series:
-        n = len(frame)
-        dsl = _numeric(
-            frame,
-            self._col(frame, "days_since_last_purchase", required="the stages"),  # type: ignore[arg-type]
-            "days_since_last_purchase",
-        )
-        tenure = _numeric(frame, self._col(frame, "tenure", required="the stages"), "tenure")  # type: ignore[arg-type]
-        p = _numeric(frame, self.tier_config.columns["p_churn"], "p_churn")
+        n, columns = len(frame), self.tier_config.columns
+
+        def required(role: str) -> np.ndarray:
+            return numeric(frame, required_column(frame, columns, role, "the stages"), role)
 
         def optional(role: str) -> np.ndarray:
-            col = self._col(frame, role)
-            return np.full(n, np.nan) if col is None else _numeric(frame, col, role)
+            col = column(frame, columns, role)
+            return np.full(n, np.nan) if col is None else numeric(frame, col, role)
+
+        dsl, tenure = required("days_since_last_purchase"), required("tenure")
+        p = numeric(frame, columns["p_churn"], "p_churn")
 
         gap, freq = optional("usual_gap"), optional("frequency")
         trend, p_prev = optional("purchase_trend"), optional("p_churn_prev")

@@ -55,19 +55,20 @@ def hysteresis_effect(policy: TierPolicy, scorings: Sequence[pd.DataFrame]) -> p
     """
     id_col = policy.tier_config.columns["customer_id"]
     rows = []
-    plain_prev = held_prev = None
+    previous: tuple[pd.Series, pd.Series] | None = None  # the last scoring's (plain, held) tiers
     for i, frame in enumerate(scorings):
         ids = frame[id_col].to_numpy()
         plain = pd.Series(policy.predict(frame).to_numpy(), index=ids)
-        held = pd.Series(policy.predict(frame, prev=held_prev).to_numpy(), index=ids)
-        if i > 0:
+        held = pd.Series(policy.predict(frame, prev=None if previous is None else previous[1]).to_numpy(), index=ids)
+        if previous is not None:
+            plain_prev, held_prev = previous
             rows.append(
                 {
                     "step": i,
-                    "without": tier_churn_rate(plain_prev, plain),  # type: ignore[arg-type]
-                    "with": tier_churn_rate(held_prev, held),  # type: ignore[arg-type]
-                    "customers": len(plain_prev.index.intersection(plain.index)),  # type: ignore[union-attr]
+                    "without": tier_churn_rate(plain_prev, plain),
+                    "with": tier_churn_rate(held_prev, held),
+                    "customers": len(plain_prev.index.intersection(plain.index)),
                 }
             )
-        plain_prev, held_prev = plain, held
+        previous = plain, held
     return pd.DataFrame(rows, columns=["step", "without", "with", "customers"])

@@ -75,6 +75,7 @@ def event_types() -> tuple[str, ...]:
 @pytest.fixture(scope="session")
 def small_world():
     """A small synthetic world (a few hundred customers) from churnclv.generate."""
-    from churnclv.generate import WorldConfig, generate_world
+    from churnclv.generate import generate_world
+    from churnclv.generator.world import WorldConfig
 
     return generate_world(WorldConfig(n_customers=400, seed=3, purchase_rate_scale=2.0, event_rate_scale=1.0))

@@ -45,7 +45,7 @@ def tables(events: bool = True, customers: bool = True) -> FeatureTables:
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-@pytest.mark.parametrize("events,customers", [(True, True), (False, False), (True, False)])
+@pytest.mark.parametrize(("events", "customers"), [(True, True), (False, False), (True, False)])
 def test_output_columns_are_the_catalogue(config, events, customers):
     t = tables(events, customers)
     attrs = ("region", "acquisition_channel") if customers else ()

@@ -111,7 +111,8 @@ def test_connection_settings(tmp_path):
 @pytest.fixture(scope="module")
 def world_dir(tmp_path_factory):
     """About 650k transaction lines and 1.4M events (12,000 customers)."""
-    from churnclv.generate import WorldConfig, generate_world
+    from churnclv.generate import generate_world
+    from churnclv.generator.world import WorldConfig
 
     world = generate_world(WorldConfig(n_customers=12_000, seed=1, purchase_rate_scale=3.5, event_rate_scale=3.4))
     return write_dir(tmp_path_factory.mktemp("world"), world.transactions, world.events, world.customers)

@@ -92,7 +92,7 @@ def test_rows_after_as_of_change_no_feature(data, late):
     tx, ev, cu = data
     late_tx, late_ev = late
     # a late signup row for a customer with no history: must not make them known
-    late_cu = cu + [("new", AS_OF_DAY + 1, "n")]
+    late_cu = [*cu, ("new", AS_OF_DAY + 1, "n")]
     before = compute_features_frames(tx_frame(tx), ev_frame(ev), cu_frame(cu), as_of=AS_OF)
     later = compute_features_frames(tx_frame(tx + late_tx), ev_frame(ev + late_ev), cu_frame(late_cu), as_of=AS_OF)
     assert_same(before, later)
@@ -101,7 +101,7 @@ def test_rows_after_as_of_change_no_feature(data, late):
 @SETTINGS
 @given(history)
 def test_ibis_matches_pandas_reference(data):
-    tx, ev, cu = (f(rows) for f, rows in zip((tx_frame, ev_frame, cu_frame), data))
+    tx, ev, cu = (f(rows) for f, rows in zip((tx_frame, ev_frame, cu_frame), data, strict=True))
     got = compute_features_frames(tx, ev, cu, as_of=AS_OF)
     want = reference_features(tx, ev, cu, as_of=AS_OF)
     assert_same(got, want, rtol=1e-9)
@@ -156,7 +156,7 @@ def test_labels_read_only_their_window(before, window, later, more_before):
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history)
 def test_single_customer_equals_batch(data):
-    tx, ev, cu = (f(rows) for f, rows in zip((tx_frame, ev_frame, cu_frame), data))
+    tx, ev, cu = (f(rows) for f, rows in zip((tx_frame, ev_frame, cu_frame), data, strict=True))
     batch = compute_features({"transactions": tx, "events": ev, "customers": cu}, AS_OF).set_index("customer_id")
     for cid in batch.index:
         one = compute_features_frames(

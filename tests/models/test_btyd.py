@@ -15,15 +15,13 @@ from hypothesis import strategies as st
 from scipy import integrate
 from scipy.special import beta as beta_function
 from scipy.special import hyp2f1
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
-from churnclv.models import btyd
-from churnclv.models.btyd import (
-    PREDICTION_COLUMNS,
-    BTYDConvergenceError,
-    BTYDModel,
-    NotFittedError,
-)
+from churnclv.models import btyd_fitting
+from churnclv.models.btyd import PREDICTION_COLUMNS, BTYDModel
+from churnclv.models.btyd_conditionals import MAX_NEXT_PURCHASE_DAYS
+from churnclv.models.btyd_fitting import BTYDConvergenceError
 
 PARAMS = {
     "bgnbd": {"r": 0.5, "alpha": 8.0, "a": 0.8, "b": 2.5},
@@ -227,7 +225,7 @@ def test_p_churn_and_expected_purchases_match_simulation(model):
 
 
 @pytest.mark.parametrize(
-    "x,tx,T,h", [(0, 0.0, 0.0, 30.0), (0, 0.0, 40.0, 10.0), (3, 20.0, 60.0, 45.0), (25, 300.0, 310.0, 7.0)]
+    ("x", "tx", "T", "h"), [(0, 0.0, 0.0, 30.0), (0, 0.0, 40.0, 10.0), (3, 20.0, 60.0, 45.0), (25, 300.0, 310.0, 7.0)]
 )
 def test_pareto_p_churn_matches_posterior_integral(x, tx, T, h):
     """Pareto/NBD: given alive, lambda ~ Gamma(r+x, alpha+T) and mu ~ Gamma(s, beta+T) independently,
@@ -265,7 +263,7 @@ def test_next_purchase_days_is_the_median_waiting_time(model):
     # under Pareto/NBD an alive customer may still die before buying again.
     if model == "pareto":
         assert (scores["p_alive"].to_numpy()[defined] > 0.5).all()
-        never = est.predict(frame.iloc[~defined], btyd.MAX_NEXT_PURCHASE_DAYS, clv_months=0)
+        never = est.predict(frame.iloc[~defined], MAX_NEXT_PURCHASE_DAYS, clv_months=0)
         assert (never["p_churn"] > 0.5).all()
     else:
         np.testing.assert_array_equal(defined, scores["p_alive"].to_numpy() > 0.5)
@@ -289,10 +287,11 @@ def test_clv_is_discounted_monthly_spend():
 def test_mbgnbd_expected_purchases_stay_finite_where_lifetimes_overflows():
     """Large frequency and a long horizon overflow lifetimes' MBG/NBD hypergeometric term; the
     Euler-transformed form takes over and agrees with lifetimes wherever both are finite."""
-    from churnclv.models.btyd import _expected_purchases, _fitter_with_params
+    from churnclv.models.btyd_conditionals import expected_purchases
+    from churnclv.models.lifetimes_fitters import fitter_with_params
 
     params = PARAMS["mbgnbd"]
-    lifetimes_fitter = _fitter_with_params("mbgnbd", params)
+    lifetimes_fitter = fitter_with_params("mbgnbd", params)
 
     class Overflowing:
         def conditional_expected_number_of_purchases_up_to_time(self, h, x, tx, t):
@@ -302,7 +301,7 @@ def test_mbgnbd_expected_purchases_stay_finite_where_lifetimes_overflows():
     for h in (1.0, 30.0, 400.0):
         with np.errstate(all="ignore"):
             reference = lifetimes_fitter.conditional_expected_number_of_purchases_up_to_time(h, x, tx, t)
-        stable = _expected_purchases("mbgnbd", Overflowing(), params, x, tx, t, h)
+        stable = expected_purchases("mbgnbd", Overflowing(), params, x, tx, t, h)
         finite = np.isfinite(reference)
         np.testing.assert_allclose(stable[finite], reference[finite], rtol=1e-10)
     big = pd.DataFrame({"frequency": [919.0], "recency": [1054.0], "T": [2006.0], "monetary_value": [20.0]})
@@ -377,7 +376,7 @@ def test_expected_purchases_match_the_beta_gamma_integral(model, params):
     est = fake_model(model, params)
     for h in (1.0, 30.0, 365.0, 1095.0):
         scores = est.predict(frame, h, clv_months=0)
-        for (x, _, T), p_alive, e in zip(rows, scores["p_alive"], scores["expected_purchases"]):
+        for (x, _, T), p_alive, e in zip(rows, scores["p_alive"], scores["expected_purchases"], strict=True):
             beta = params["b"] + x + (1.0 if model == "mbgnbd" else 0.0)
             assert e == pytest.approx(p_alive * beta_gamma_expectation(params, x, T, h, beta), rel=1e-6)
 
@@ -390,7 +389,7 @@ def test_mbgnbd_p_alive_counts_dropout_at_the_first_purchase():
         {"frequency": [0.0, 3.0], "recency": [0.0, 20.0], "T": [30.0, 50.0], "monetary_value": [0.0, 10.0]}
     )
     scores = fake_model("mbgnbd").predict(frame, 30.0)
-    for (x, tx, T), value in zip([(0, 0, 30), (3, 20, 50)], scores["p_alive"]):
+    for (x, tx, T), value in zip([(0, 0, 30), (3, 20, 50)], scores["p_alive"], strict=True):
         odds = p["a"] / (p["b"] + x) * ((p["alpha"] + T) / (p["alpha"] + tx)) ** (p["r"] + x)
         assert value == pytest.approx(1 / (1 + odds), rel=1e-12)
 
@@ -399,11 +398,8 @@ def test_pareto_scores_stay_finite_where_lifetimes_gives_nan():
     """CDNOW master at as-of 1997-03-31 fits s = 169, beta = 20424 days (a dropout rate with almost
     no spread): lifetimes' P(alive) and pmf are NaN at T = 0 (A_0 is log(0 - 0)). Quadrature takes
     over there, and agrees with lifetimes wherever lifetimes is finite."""
-    from churnclv.models.btyd import (
-        _fitter_with_params,
-        _pareto_p_alive_by_quadrature,
-        _pareto_purchase_within,
-    )
+    from churnclv.models.btyd_conditionals import _pareto_p_alive_by_quadrature, _pareto_purchase_within
+    from churnclv.models.lifetimes_fitters import fitter_with_params
 
     p = {"r": 0.5154, "alpha": 58.84, "s": 169.1, "beta": 20424.0}
     rows = [
@@ -414,15 +410,15 @@ def test_pareto_scores_stay_finite_where_lifetimes_gives_nan():
         (5.0, 50.0, 60.0),
         (100.0, 55.0, 3000.0),
     ]
-    x, tx, T = (np.array(c) for c in zip(*rows))
-    fitter = _fitter_with_params("pareto", p)
+    x, tx, T = (np.array(c) for c in zip(*rows, strict=True))
+    fitter = fitter_with_params("pareto", p)
     with np.errstate(all="ignore"):
         alive = fitter.conditional_probability_alive(x, tx, T)
         none = fitter.conditional_probability_of_n_purchases_up_to_time(0, 30.0, x, tx, T)
     assert np.isnan(alive[0]) and np.isnan(none[0])
     quad_alive = [_pareto_p_alive_by_quadrature(p, *row) for row in rows]
     np.testing.assert_allclose(quad_alive[1:], alive[1:], rtol=1e-8)
-    quad_none = [1 - pa * _pareto_purchase_within(p, xi, Ti, 30.0) for pa, xi, Ti in zip(quad_alive, x, T)]
+    quad_none = [1 - pa * _pareto_purchase_within(p, xi, Ti, 30.0) for pa, xi, Ti in zip(quad_alive, x, T, strict=True)]
     np.testing.assert_allclose(quad_none[1:], none[1:], rtol=1e-8)
     frame = pd.DataFrame({"frequency": x, "recency": tx, "T": T, "monetary_value": 10.0})
     scores = fake_model("pareto", p).predict(frame, 30.0)
@@ -494,7 +490,7 @@ def test_predict_before_fit_raises_naming_the_estimator():
 
 
 @pytest.mark.parametrize(
-    "change,column,rule",
+    ("change", "column", "rule"),
     [
         (lambda d: d.drop(columns="T"), "T", "missing"),
         (lambda d: d.assign(recency=[5.0, 50.0]), "recency", "recency <= T"),
@@ -687,15 +683,15 @@ def test_warm_started_compressed_fit_equals_plain_fit(model, monkeypatch):
     """The warm start used at scale changes where the optimizer starts, not where it ends."""
     frame = simulate_days(model, 3000, seed=8)
     plain = BTYDModel(model=model, compress=False).fit(frame)
-    monkeypatch.setattr(btyd, "_WARM_START_MIN_ROWS", 0)
+    monkeypatch.setattr(btyd_fitting, "_WARM_START_MIN_ROWS", 0)
     starts = []
-    real_warm_start = btyd._warm_start_counts
+    real_warm_start = btyd_fitting._warm_start_counts
 
     def spy(*args, **kwargs):
         starts.append(real_warm_start(*args, **kwargs))
         return starts[-1]
 
-    monkeypatch.setattr(btyd, "_warm_start_counts", spy)
+    monkeypatch.setattr(btyd_fitting, "_warm_start_counts", spy)
     warm = BTYDModel(model=model).fit(frame)
     assert len(starts) == 1 and {"initial_params", "hess_inv0"} <= set(starts[0])
     for k, v in plain.params_.items():
@@ -813,7 +809,7 @@ def test_compressed_pareto_fit_equals_uncompressed_fit():
     )
 )
 def test_small_unique_rows_group_like_pandas(rows: list[tuple[float, float]]) -> None:
-    from churnclv.models.btyd import _small_inverse
+    from churnclv.models.btyd_summary import _small_inverse
 
     a = np.array([r[0] for r in rows])
     b = np.array([r[1] for r in rows])

@@ -193,7 +193,7 @@ def test_json_round_trip_gives_identical_predictions(request, name, test_data):
 
 
 def test_from_dict_rejects_other_class(spend_model):
-    with pytest.raises(ValueError, match="GBMChurnClassifier.from_dict"):
+    with pytest.raises(ValueError, match=r"GBMChurnClassifier\.from_dict"):
         GBMChurnClassifier.from_dict(spend_model.to_dict())
 
 
@@ -240,7 +240,7 @@ def test_category_dtype_maps_to_training_levels(clf, test_data):
 
 def test_bad_feature_columns_are_rejected(data):
     X, y, _ = data
-    with pytest.raises(TypeError, match="'signup_ts'.*add it to exclude"):
+    with pytest.raises(TypeError, match=r"'signup_ts'.*add it to exclude"):
         GBMChurnClassifier(**FAST).fit(X.assign(signup_ts=pd.Timestamp("2024-01-01")), y["churned"])
     with pytest.raises(TypeError, match="'region' holds strings but is not in categorical"):
         GBMChurnClassifier(**FAST, categorical=[]).fit(X, y["churned"])

@@ -202,7 +202,7 @@ TAMPERED = [
 
 @pytest.mark.parametrize("change", TAMPERED)
 def test_a_tampered_scorer_fails_to_load_in_one_line(hybrid: Scorer, tmp_path: Path, change: str) -> None:
-    from churnclv.models.scorer import ScorerFormatError
+    from churnclv.models.scorer_files import ScorerFormatError
 
     folder = hybrid.save(tmp_path / "m")
     doc = json.loads((folder / "scorer.json").read_text())
@@ -215,7 +215,7 @@ def test_a_tampered_scorer_fails_to_load_in_one_line(hybrid: Scorer, tmp_path: P
 
 @pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00garbage"])
 def test_an_unreadable_scorer_json_fails_in_one_line(hybrid: Scorer, tmp_path: Path, content: bytes) -> None:
-    from churnclv.models.scorer import ScorerFormatError
+    from churnclv.models.scorer_files import ScorerFormatError
 
     folder = hybrid.save(tmp_path / "m")
     (folder / "scorer.json").write_bytes(content)
@@ -224,7 +224,7 @@ def test_an_unreadable_scorer_json_fails_in_one_line(hybrid: Scorer, tmp_path: P
 
 
 def test_a_damaged_booster_file_fails_in_one_line(hybrid: Scorer, tmp_path: Path) -> None:
-    from churnclv.models.scorer import ScorerFormatError
+    from churnclv.models.scorer_files import ScorerFormatError
 
     folder = hybrid.save(tmp_path / "m")
     text = (folder / "churn.lgb.txt").read_text()
@@ -234,7 +234,7 @@ def test_a_damaged_booster_file_fails_in_one_line(hybrid: Scorer, tmp_path: Path
 
 
 def test_an_edited_booster_fails_its_checksum(hybrid: Scorer, tmp_path: Path) -> None:
-    from churnclv.models.scorer import ScorerFormatError
+    from churnclv.models.scorer_files import ScorerFormatError
 
     folder = hybrid.save(tmp_path / "m")
     text = (folder / "spend.lgb.txt").read_text()
@@ -245,7 +245,7 @@ def test_an_edited_booster_fails_its_checksum(hybrid: Scorer, tmp_path: Path) ->
 
 def test_a_truncated_booster_without_checksum_never_reaches_lightgbm(hybrid: Scorer, tmp_path: Path) -> None:
     """Scorers saved before the checksum: LightGBM's parser aborts the process on a truncated text."""
-    from churnclv.models.scorer import ScorerFormatError
+    from churnclv.models.scorer_files import ScorerFormatError
 
     folder = hybrid.save(tmp_path / "m")
     doc = json.loads((folder / "scorer.json").read_text())

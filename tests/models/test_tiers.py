@@ -104,7 +104,7 @@ def test_missing_column_and_bad_values_name_the_column(policy: TierPolicy, train
     with pytest.raises(ValueError, match="'clv'"):
         policy.predict(train.drop(columns="clv"))
     bad = train.head(3).assign(p_churn=[0.1, np.nan, 0.2])
-    with pytest.raises(ValueError, match="'p_churn'.*1 missing"):
+    with pytest.raises(ValueError, match=r"'p_churn'.*1 missing"):
         policy.predict(bad)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         policy.predict(train.head(3).assign(p_churn=[0.1, 1.5, 0.2]))

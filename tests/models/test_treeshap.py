@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from churnclv.models import treeshap
-from churnclv.models.treeshap import FastTreeShap, UnsupportedModel
+from churnclv.models import treeshap, treeshap_kernels
+from churnclv.models.lightgbm_trees import UnsupportedModel
+from churnclv.models.treeshap import FastTreeShap
 
 K_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold
 # Values at every boundary LightGBM's routing treats specially.
@@ -169,7 +170,7 @@ def model_text(trees: list[dict[str, list[Any]]], n_features: int) -> str:
             "",
             "",
         ]
-    return "\n".join(lines + ["end of trees", ""])
+    return "\n".join([*lines, "end of trees", ""])
 
 
 def brute_force_shap(trees: list[dict[str, list[Any]]], x: np.ndarray) -> np.ndarray:
@@ -297,7 +298,7 @@ def test_categorical_matches_with_unseen_nan_and_odd_codes() -> None:
     assert any(0 in cats and missing != "NaN" for cats, missing in splits)
     odd = [np.nan, -0.5, -1.0, -3.0, 2.7, 39.0, 40.0, 63.0, 64.0, 1000.0, 2.0**31 - 1, 2.0**31, 1e10, np.inf, -np.inf]
     M = np.array(
-        [[c, v, d] for c in odd + [0.0, 3.0, 33.0] for v in (-1.0, 0.5, np.nan) for d in (0.0, 1.0, 7.0, np.nan)]
+        [[c, v, d] for c in [*odd, 0.0, 3.0, 33.0] for v in (-1.0, 0.5, np.nan) for d in (0.0, 1.0, 7.0, np.nan)]
     )
     assert_matches(booster, np.vstack([X[:500], M]))
 
@@ -486,7 +487,7 @@ def test_refuses_multiclass() -> None:
     X, _ = make_data(600, 3, seed=15)
     y = np.arange(600) % 3
     booster = train(X, y, objective="multiclass", num_class=3, rounds=2)
-    with pytest.raises(UnsupportedModel, match="multiclass.*num_class=3"):
+    with pytest.raises(UnsupportedModel, match=r"multiclass.*num_class=3"):
         FastTreeShap.from_booster(booster)
 
 
@@ -511,13 +512,13 @@ def test_serial_parallel_and_row_kernels_are_identical() -> None:
     serial = ex.contributions(M, num_threads=1)
     np.testing.assert_array_equal(ex.contributions(M, num_threads=2), serial)
     np.testing.assert_array_equal(ex.contributions(M), serial)
-    few = ex.contributions(M[: treeshap._ROWWISE_MAX_ROWS])  # row-by-row kernel
-    np.testing.assert_array_equal(few, serial[: treeshap._ROWWISE_MAX_ROWS])
+    few = ex.contributions(M[: treeshap_kernels._ROWWISE_MAX_ROWS])  # row-by-row kernel
+    np.testing.assert_array_equal(few, serial[: treeshap_kernels._ROWWISE_MAX_ROWS])
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored
 
 
 def test_compiles_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where numba finds no writable cache directory it raises at decoration; _jit then compiles
+    """Where numba finds no writable cache directory it raises at decoration; jit then compiles
     without the cache instead of failing the import."""
     from numba.core import caching, config
 
@@ -530,4 +531,4 @@ def test_compiles_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> N
 
     with pytest.raises(RuntimeError, match="no locator available"):
         numba.njit(cache=True)(add_one)
-    assert treeshap._jit(nogil=True)(add_one)(41) == 42
+    assert treeshap_kernels.jit(nogil=True)(add_one)(41) == 42

@@ -31,9 +31,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from churnclv.cli import cli
-from churnclv.serving import batch
-from churnclv.serving.batch import BatchError, read_scores, run_batch
+from churnclv.serving.batch import run_batch
+from churnclv.serving.batch_errors import BatchError
+from churnclv.serving.batch_options import DEFAULT_MAX_DAYS_AFTER_DATA
+from churnclv.serving.chunks import check_order
 from churnclv.serving.sinks import SinkError, normalize_url
+from churnclv.serving.snapshots import read_scores
 
 pytestmark = pytest.mark.integration
 
@@ -208,7 +211,7 @@ def test_cli_default_of_max_days_after_data_is_the_jobs() -> None:
 
     command = cli.get_command(click.Context(cli), "score-batch")  # loaded from its entry point
     (option,) = [p for p in command.params if p.name == "max_days_after_data"]
-    assert option.default == batch.DEFAULT_MAX_DAYS_AFTER_DATA
+    assert option.default == DEFAULT_MAX_DAYS_AFTER_DATA
 
 
 def test_latest_is_the_latest_partition_by_date_and_never_moves_back(
@@ -408,10 +411,10 @@ def test_check_order_names_no_customer(customer_ids: set[str]) -> None:
     import pyarrow as pa
 
     with pytest.raises(BatchError) as info:
-        batch._check_order(pa.array(["00000005", "00000006"]), "00000007", 3)
+        check_order(pa.array(["00000005", "00000006"]), "00000007", 3)
     _no_customer_data(str(info.value), customer_ids)
     with pytest.raises(BatchError) as info:
-        batch._check_order(pa.array(["00000009", "00000008"]), None, 0)
+        check_order(pa.array(["00000009", "00000008"]), None, 0)
     _no_customer_data(str(info.value), customer_ids)
 
 

@@ -35,24 +35,13 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from churnclv.cli import cli
-from churnclv.serving import service as service_module
+from churnclv.serving import server as server_module
+from churnclv.serving.auth import APIKeyMiddleware
+from churnclv.serving.log_redaction import RedactURLs, RedactValidationInput, install_log_redaction
+from churnclv.serving.metric_labels import OTHER_PATH, MetricPathLabels, RestorePath, bound_metric_labels
 from churnclv.serving.model import ModelLoadError, load_model, resolve_version
-from churnclv.serving.service import (
-    CLIENT_CLOSED,
-    METRICS_DIR_VAR,
-    OTHER_PATH,
-    APIKeyMiddleware,
-    MetricPathLabels,
-    RedactURLs,
-    RedactValidationInput,
-    RestorePath,
-    ServeError,
-    bound_metric_labels,
-    install_log_redaction,
-    problem,
-    server_command,
-    server_env,
-)
+from churnclv.serving.problems import CLIENT_CLOSED, problem
+from churnclv.serving.server import METRICS_DIR_VAR, ServeError, server_command, server_env
 from churnclv.serving.settings import ServiceSettings
 
 KEY = "security-key-0123456789abcdef"
@@ -99,7 +88,7 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         started.append(command)
         raise AssertionError("the BentoML server was started")
 
-    monkeypatch.setattr(service_module, "_run_server", refuse)
+    monkeypatch.setattr(server_module, "_run_server", refuse)
     return started
 
 
@@ -386,9 +375,9 @@ def test_each_server_gets_its_own_prometheus_folder(tmp_path: Path) -> None:
     command = server_command("127.0.0.1", 3000)
     assert command[1] == "-c" and "run_bentoml" in command[2] and command[3] == "serve"
     # in the server's process, before BentoML's command line runs (the real server: test_http_server)
-    assert service_module.use_metrics_dir({}) is None
+    assert server_module.use_metrics_dir({}) is None
     try:
-        assert service_module.use_metrics_dir(env) == str(tmp_path / "prom")
+        assert server_module.use_metrics_dir(env) == str(tmp_path / "prom")
         assert ensure_prometheus_dir() == str((tmp_path / "prom").absolute())
     finally:
         BentoMLContainer.prometheus_multiproc_dir.reset()

@@ -27,9 +27,11 @@ from pydantic import ValidationError
 
 from churnclv import values
 from churnclv.cli import cli
-from churnclv.config import ConfigError, Mapping, TableMapping, load_mapping
+from churnclv.config import ConfigError
 from churnclv.features import compute_features, compute_features_frames
-from churnclv.ingest import DataError, validate_frames, validate_source
+from churnclv.ingest import validate_frames, validate_source
+from churnclv.mapping import Mapping, TableMapping, load_mapping
+from churnclv.tables import DataError
 
 SECRET = "cust-4711-secret"  # a customer id that must never appear in a message
 
@@ -349,7 +351,7 @@ def test_csv_quotes_first_seen_after_the_sniffers_sample_still_quote(tmp_path: P
     clean = pd.read_parquet(result.clean_paths["transactions"])
     assert set(clean["customer_id"]) == {f"c{i}" for i in range(100)} | {'c"3'}  # no '"c1"' customer
     rejects = pd.read_csv(result.rejects_paths["transactions"], dtype=str)
-    assert rejects[["customer_id", "amount"]].values.tolist() == [["c2", "1,5"]]
+    assert rejects[["customer_id", "amount"]].to_numpy().tolist() == [["c2", "1,5"]]
 
 
 def test_float_ids_must_be_whole_numbers(tmp_path: Path) -> None:
@@ -379,7 +381,7 @@ def test_float_ids_must_be_whole_numbers(tmp_path: Path) -> None:
             [(12.0, "2024-01-01", 1.0, 5.0), (1e20, "2024-01-01", 1.0, 6.0), (13.0, "2024-01-01", 1.0, 6.5)],
         )
     result = validate_source(f"sqlite:///{db}", tmp_path / "out2")
-    assert pd.read_parquet(result.clean_paths["transactions"])[["customer_id", "order_id"]].values.tolist() == [
+    assert pd.read_parquet(result.clean_paths["transactions"])[["customer_id", "order_id"]].to_numpy().tolist() == [
         ["12", "5"]
     ]
     assert set(result.reports["transactions"].reasons) == {

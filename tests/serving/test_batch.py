@@ -20,13 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from churnclv.serving.batch import (
-    OUTPUT_COLUMNS,
-    BatchError,
-    partitions,
-    read_scores,
-    run_batch,
-)
+from churnclv.serving.batch import run_batch
+from churnclv.serving.batch_errors import BatchError
+from churnclv.serving.snapshots import OUTPUT_COLUMNS, partitions, read_scores
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from churnclv.serving.batch import BatchError, read_scores, run_batch
+from churnclv.serving.batch import run_batch
+from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.sinks import ScoreSink, SinkError, normalize_url
+from churnclv.serving.snapshots import read_scores
 
 pytestmark = pytest.mark.integration
 

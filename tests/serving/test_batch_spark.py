@@ -13,7 +13,8 @@ import pytest
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install 'churnclv[spark]')")
 
-from churnclv.serving.batch import read_scores, run_batch
+from churnclv.serving.batch import run_batch
+from churnclv.serving.snapshots import read_scores
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pandas as pd
 
 from churnclv.features import FeatureConfig
-from churnclv.models.scorer import Scorer, feature_config_from_dict
+from churnclv.models.scorer import Scorer
+from churnclv.models.scorer_files import feature_config_from_dict
 from churnclv.serving.schemas import CustomerHistory, Transaction
 from churnclv.serving.scoring import feature_frames, score_histories
 

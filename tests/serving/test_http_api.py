@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from churnclv.serving.batch import read_scores
+from churnclv.serving.snapshots import read_scores
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnclv.serving.batch import read_scores
+from churnclv.serving.snapshots import read_scores
 
 pytestmark = pytest.mark.integration
 

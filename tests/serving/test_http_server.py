@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from churnclv.serving.service import SERVICE_NAME, ServeError, serve
+from churnclv.serving.server import SERVICE_NAME, ServeError, serve
 
 pytestmark = pytest.mark.integration
 

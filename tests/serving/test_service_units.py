@@ -21,17 +21,13 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from starlette.testclient import TestClient
 
+from churnclv.serving.auth import APIKeyMiddleware
+from churnclv.serving.limits import check_limits
+from churnclv.serving.log_redaction import RedactValidationInput
 from churnclv.serving.model import ModelLoadError, ModelRef
 from churnclv.serving.schemas import CustomerHistory, ScoreRequest
 from churnclv.serving.scoring import history_frames, known_at, rows_after
-from churnclv.serving.service import (
-    APIKeyMiddleware,
-    RedactValidationInput,
-    ServeError,
-    check_limits,
-    serve,
-    server_env,
-)
+from churnclv.serving.server import ServeError, serve, server_env
 from churnclv.serving.settings import ServiceSettings, SettingsError
 from churnclv.serving.state import RefreshOutcome, ServingState
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from churnclv.features import compute_features
+from churnclv.fingerprint import clean_fingerprint
 from churnclv.models.scorer_config import ScorerConfig
 from churnclv.training.config import RunConfig, TrainConfig, TrainingError
 from churnclv.training.pipeline import train
-from churnclv.training.tracking import clean_fingerprint
 
 AS_OF = "2025-10-02"
 
@@ -57,7 +57,7 @@ def test_sample_setting() -> None:
     assert cfg.sample_fraction(50_000) is None and cfg.sample_fraction(10) is None  # small bases: everyone
     assert TrainConfig(sample_customers=0).sample_fraction(10**7) is None
     for bad in (-1, 1, 99):
-        with pytest.raises(TrainingError, match="sample_customers must be 0 .* or at least 100"):
+        with pytest.raises(TrainingError, match=r"sample_customers: must be 0 .* or at least 100"):
             TrainConfig(sample_customers=bad)
 
 

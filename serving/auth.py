@@ -1,0 +1,147 @@
+"""The ASGI middleware in front of BentoML: the API key, and the body's framing, size and type.
+
+An unauthenticated request costs no parsing and learns nothing about the schema; a body is never
+read past the limit, however it is framed; a client that aborts its upload is answered 499.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from churnclv.serving.problems import CLIENT_CLOSED, problem
+from churnclv.serving.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["API_KEY_HEADER", "OPEN_PATHS", "OPEN_PREFIXES", "APIKeyMiddleware"]
+
+API_KEY_HEADER = "x-api-key"
+# BentoML's own routes: health, readiness, metrics, the OpenAPI document and the docs page
+OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json", "/"})
+OPEN_PREFIXES = ("/static_content/", "/assets/")
+
+
+class APIKeyMiddleware:
+    """ASGI middleware: the API key on every route but the open ones, and body size and type checks.
+
+    Runs before BentoML parses the body, so an unauthenticated request costs no parsing and learns
+    nothing about the schema. Keys are compared in constant time and never logged.
+
+    The body is read here, counted as it arrives, and handed on whole: the limit holds whatever the
+    framing (a Content-Length that lies, chunks), a client that aborts its upload is answered 499
+    here instead of surfacing as an error inside BentoML (logged at ERROR, counted as a 500).
+
+    Parameters
+    ----------
+    app
+        The wrapped ASGI app.
+    settings
+        Default: read from the environment when the app is built.
+    """
+
+    def __init__(self, app: Any, settings: ServiceSettings | None = None) -> None:
+        self.app = app
+        settings = settings or ServiceSettings.from_env()
+        settings.check_auth()
+        self._key = None if settings.api_key is None else settings.api_key.encode()
+        self._max_body = settings.max_body_bytes
+
+    @staticmethod
+    def is_open(path: str) -> bool:
+        """Whether ``path`` is one of BentoML's open routes (health, metrics, docs): no key needed."""
+        return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Check the request and hand it on with its whole body, or answer it here."""
+        if scope["type"] != "http" or self.is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        headers: dict[bytes, list[bytes]] = {}
+        for k, v in scope["headers"]:
+            headers.setdefault(k.lower(), []).append(v)
+        answer = self._check(scope, headers)
+        if answer is not None:
+            await answer(scope, receive, send)
+            return
+        body = await self._read_body(scope, receive, send)
+        if body is None:
+            return  # answered (413, 499)
+        delivered = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            message: dict[str, Any] = await receive()  # after the body: the disconnect, when it comes
+            return message
+
+        await self.app(scope, replay, send)
+
+    def _check(self, scope: dict[str, Any], headers: Mapping[bytes, list[bytes]]) -> JSONResponse | None:
+        if self._key is not None:
+            given = headers.get(API_KEY_HEADER.encode(), [b""])[-1]
+            if not hmac.compare_digest(given, self._key):
+                what = "wrong" if given else "missing"
+                return problem(401, f"{what} API key: send the key in the X-API-Key header")
+        lengths = headers.get(b"content-length", [])
+        if lengths and b"transfer-encoding" in headers:
+            # the server frames the body by Transfer-Encoding and ignores the length: the size check
+            # would read a declared length that means nothing (a body-limit bypass, and smuggling)
+            return problem(400, "both Content-Length and Transfer-Encoding: send a Content-Length header only")
+        if len(set(lengths)) > 1:
+            return problem(400, "several different Content-Length headers: send one")
+        if scope["method"] != "POST":
+            return None
+        ctype = headers.get(b"content-type", [b"application/json"])[-1].split(b";")[0].strip().lower()
+        if ctype != b"application/json":
+            return problem(415, f"content type {ctype.decode(errors='replace')!r}: send application/json")
+        if not lengths:
+            if b"transfer-encoding" in headers:
+                return problem(411, "chunked body: send a Content-Length header")
+            return None
+        if not lengths[0].isdigit():  # int() would also take "+1", " 1" and "1_000"
+            return problem(400, "Content-Length is not a number")
+        size = int(lengths[0])
+        if size > self._max_body:
+            return self._too_large(f"body of {size} bytes")
+        return None
+
+    def _too_large(self, what: str) -> JSONResponse:
+        return problem(
+            413,
+            f"{what} is larger than the limit {self._max_body} (CHURNCLV_MAX_BODY_BYTES): "
+            "send fewer customers per request",
+        )
+
+    async def _read_body(self, scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
+        """The whole body, or None once answered: 413 past the limit (the rest is never read), 499
+        when the client goes away first."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                log.info(
+                    "%s %s: the client closed the connection after %d body bytes; answered %d",
+                    scope["method"],
+                    scope["path"],
+                    size,
+                    CLIENT_CLOSED,
+                )
+                # the answer goes nowhere (the server drops it); the metrics and the access log record it
+                await problem(CLIENT_CLOSED, "client closed the request")(scope, receive, send)
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                await self._too_large(f"body of more than {self._max_body} bytes")(scope, receive, send)
+                return None
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)

@@ -1,0 +1,119 @@
+"""The partition's manifest (``manifest.json``, written last) and the run's summary lines.
+
+The manifest records what the run read (``input``: :func:`churnclv.fingerprint.file_fingerprint`),
+which model scored it, the counts that reconcile (known at as-of = feature rows = rows written;
+rows rejected at validation), the files published, the tier report, the database rows and the
+time of each stage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from churnclv.redaction import redact_url
+from churnclv.serving.model import LoadedModel
+from churnclv.serving.snapshots import FEATURES_FILE, MANIFEST_FILE, REPORT_DIR
+
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "build_manifest", "echo_summary"]
+
+MANIFEST_FORMAT = "churnclv.batch"
+MANIFEST_VERSION = 1
+
+
+def build_manifest(
+    *,
+    day: dt.date,
+    name: str,
+    engine: str,
+    chunk_size: int,
+    files: list[str],
+    resumed_chunks: int,
+    hysteresis: bool,
+    key: dict[str, Any],
+    reasons: bool,
+    model: LoadedModel,
+    fp: dict[str, Any],
+    known: int,
+    n_features: int,
+    written: int,
+    rejected: dict[str, Any],
+    report: dict[str, Any] | None,
+    db_doc: dict[str, Any] | None,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """The manifest of partition ``name`` (``key``: the resume key; ``seconds``: the time of each stage)."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "as_of": day.isoformat(),
+        "partition": name,
+        "engine": engine,
+        "chunk_size": chunk_size,
+        "chunks": len(files),
+        "resumed_chunks": resumed_chunks,
+        "hysteresis": hysteresis,
+        "hysteresis_from": key["hysteresis_from"],
+        "reasons": reasons,
+        "horizon_days": model.horizon_days,
+        "model": {
+            "uri": redact_url(model.model_uri),
+            "resolved_uri": redact_url(model.resolved_uri),
+            "version": model.version,
+            "run_id": model.run_id,
+            "trained_as_of": model.metadata.get("as_of"),
+            "horizon_days": model.horizon_days,
+        },
+        "input": fp,
+        "counts": {
+            "customers_known": known,
+            "features_rows": n_features,
+            "rows_written": written,
+            "reconciled": True,
+            "validation": rejected,
+            "rows_rejected": {t: r["rejected"] for t, r in rejected["tables"].items()},
+        },
+        "outputs": {"scores": files, "features": FEATURES_FILE, "tier_report": REPORT_DIR if report else None},
+        "tier_report": report,
+        "db": db_doc,
+        "timings_s": {k: round(v, 3) for k, v in seconds.items()},
+    }
+
+
+def echo_summary(manifest: dict[str, Any], final: Path, echo: Callable[[str], Any]) -> None:
+    """The run's summary, a few lines through ``echo``: counts, tiers, migration, database, timings."""
+    c = manifest["counts"]
+    t = manifest["timings_s"]
+    m = manifest["model"]
+    echo(
+        f"scored {c['rows_written']:,} customers as of {manifest['as_of']} with model version {m['version']} "
+        f"({m['uri']}, horizon {manifest['horizon_days']} days) in {t['total']:.1f} s"
+    )
+    echo(f"  partition  {final} ({manifest['chunks']} part file(s), {FEATURES_FILE}, {MANIFEST_FILE})")
+    rej = ", ".join(f"{k} {v:,}" for k, v in c["rows_rejected"].items()) or "none (input not validated here)"
+    echo(
+        f"  counts     known at as-of {c['customers_known']:,} = written {c['rows_written']:,}; "
+        f"rejected at validation: {rej}"
+    )
+    report = manifest.get("tier_report")
+    if report:
+        mix = ", ".join(f"{r['tier']} {r['customer_share']:.0%}" for r in report["summary"])
+        echo(f"  tiers      {mix}")
+        if "migration" in report:
+            mg = report["migration"]
+            echo(
+                f"  migration  vs {report['previous']}: {mg['changed_tier']:,} of {mg['customers_both']:,} "
+                f"customers changed tier; {mg['only_current']:,} new, {mg['only_previous']:,} gone"
+            )
+        elif report.get("migration_skipped"):
+            echo(f"  migration  skipped: {report['migration_skipped']}")
+    if manifest.get("db"):
+        d = manifest["db"]
+        echo(
+            f"  database   {d['url']} table {d['table']}: {d['rows_written']:,} rows of as-of "
+            f"{manifest['as_of']} written, replacing {d['rows_removed']:,}"
+        )
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total")
+    echo(f"  timings    {stages}")

@@ -1,0 +1,209 @@
+"""``churnclv serve``: the BentoML server of :class:`churnclv.serving.service.ChurnCLVService`, started
+as its own process once the model has loaded here, with its settings and its own Prometheus folder.
+
+``serve`` loads (and checks) the model before it starts the server: BentoML restarts a worker whose
+service fails to start, forever, so a model that cannot load must stop ``serve`` first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from churnclv.errors import ChurnclvError
+from churnclv.redaction import redact_text, redact_url
+from churnclv.serving.log_redaction import install_log_redaction
+from churnclv.serving.model import ModelLoadError, error_summary
+from churnclv.serving.scoring import load_checked_model
+from churnclv.serving.settings import ServiceSettings, SettingsError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "METRICS_DIR_VAR",
+    "SERVICE_NAME",
+    "SERVICE_PATH",
+    "ServeError",
+    "run_bentoml",
+    "serve",
+    "server_command",
+    "server_env",
+    "use_metrics_dir",
+]
+
+SERVICE_NAME = "churnclv"  # the BentoML service (its name in BENTOML_CONFIG_OPTIONS: services.churnclv...)
+SERVICE_PATH = "churnclv.serving.service:ChurnCLVService"  # what `bentoml serve` imports (also bentofile.yaml)
+# churnclv serve -> its BentoML server: the Prometheus folder of this server alone
+METRICS_DIR_VAR = "CHURNCLV_PROMETHEUS_DIR"
+
+
+class ServeError(ChurnclvError, RuntimeError):
+    """``churnclv serve`` cannot start (bad settings, no model) or the server exited with an error.
+
+    The message is redacted (it is printed, and may quote the tracking URI)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_text(message))
+
+
+def server_env(
+    settings: ServiceSettings, base: Mapping[str, str] | None = None, *, metrics_dir: str | Path | None = None
+) -> dict[str, str]:
+    """The environment of the BentoML server process: the settings, worker count, no usage tracking,
+    and its own Prometheus folder (``metrics_dir``, read by :func:`run_bentoml`)."""
+    env = dict(os.environ if base is None else base)
+    env.update(settings.to_env())
+    env["BENTOML_DO_NOT_TRACK"] = "True"
+    options = [o for o in env.get("BENTOML_CONFIG_OPTIONS", "").split() if o]
+    options.append(f"services.{SERVICE_NAME}.workers={settings.workers}")
+    env["BENTOML_CONFIG_OPTIONS"] = " ".join(options)
+    if metrics_dir is not None:
+        env[METRICS_DIR_VAR] = str(metrics_dir)
+    return env
+
+
+# runs BentoML's command line through run_bentoml (``-m`` would import this module twice)
+_LAUNCHER = f"from {__name__} import run_bentoml; run_bentoml()"
+
+
+def server_command(host: str, port: int) -> list[str]:
+    """The ``bentoml serve`` command line of the service (through :func:`run_bentoml`)."""
+    return [
+        sys.executable,
+        "-c",
+        _LAUNCHER,
+        "serve",
+        SERVICE_PATH,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def use_metrics_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """Point BentoML at the Prometheus folder named by ``CHURNCLV_PROMETHEUS_DIR`` (None: unset).
+
+    BentoML keeps the metrics of every server of a user in ``$BENTOML_HOME/prometheus_multiproc_dir``
+    and empties that folder when a server starts: a second server wiped the first one's counters,
+    and each one's ``/metrics`` summed both. The folder is a BentoML setting with no variable of
+    its own (moving ``BENTOML_HOME`` would move the model store too), so it is set in the server's
+    process, before BentoML reads it.
+    """
+    folder = (os.environ if environ is None else environ).get(METRICS_DIR_VAR, "").strip()
+    if not folder:
+        return None
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    BentoMLContainer.prometheus_multiproc_dir.set(folder)
+    return folder
+
+
+def run_bentoml(argv: Sequence[str] | None = None) -> None:
+    """BentoML's command line (the server process of :func:`serve`), with :func:`use_metrics_dir`."""
+    use_metrics_dir()
+    from bentoml_cli.cli import cli
+
+    cli.main(args=None if argv is None else list(argv), prog_name="bentoml")
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    model_uri: str | None = None,
+    tracking_uri: str | None = None,
+    snapshot: Path | str | None = None,
+) -> None:
+    """Start the BentoML HTTP server and block until it stops (Ctrl-C or SIGTERM stop it).
+
+    The model is loaded (and checked on a probe customer) here first: BentoML restarts a worker
+    whose service fails to start, forever, so a model that cannot load must stop ``serve`` before
+    there is a server. The settings not given here come from the environment
+    (:mod:`churnclv.serving.settings`): the API key ``CHURNCLV_API_KEY``, limits, reload interval,
+    ``CHURNCLV_WORKERS``.
+
+    Parameters
+    ----------
+    host, port
+        Address to bind.
+    model_uri
+        MLflow model URI (``models:/churnclv@champion``, ``models:/churnclv/3``, ``runs:/...``, a
+        model folder) or ``bento:TAG`` (default ``CHURNCLV_MODEL_URI``, else ``models:/churnclv@champion``).
+    tracking_uri
+        MLflow tracking URI (default ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``).
+    snapshot
+        The batch job's output folder, for ``score_by_id``.
+
+    Raises
+    ------
+    ServeError
+        Invalid settings (no API key), a model that does not resolve or load, or the server
+        exiting with an error. The message is one line, with URLs redacted.
+    """
+    install_log_redaction()
+    try:
+        base = ServiceSettings.from_env()
+        settings = ServiceSettings(
+            **{
+                **base.__dict__,
+                "model_uri": model_uri or base.model_uri,
+                "tracking_uri": tracking_uri or base.tracking_uri,
+                "snapshot": Path(snapshot).resolve() if snapshot is not None else base.snapshot,
+            }
+        )
+        settings.check_auth()
+    except SettingsError as exc:
+        raise ServeError(str(exc)) from None
+    try:
+        # fail here with one clear line, not in a worker that BentoML restarts forever
+        version = load_checked_model(settings.model_uri, settings.tracking_uri).version
+    except ModelLoadError as exc:
+        raise ServeError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - any other failure to load is still one line, not a traceback
+        raise ServeError(
+            f"model {redact_url(settings.model_uri)} cannot be loaded ({error_summary(exc)}): check "
+            "--model / CHURNCLV_MODEL_URI and --tracking-uri / MLFLOW_TRACKING_URI"
+        ) from None
+    gc.collect()  # the checked model is not kept: the workers load their own
+    log.info("serving %s (version %s) on http://%s:%d", redact_url(settings.model_uri), version, host, port)
+    metrics_dir = tempfile.mkdtemp(prefix=f"churnclv-prometheus-{port}-")
+    try:
+        code = _run_server(server_command(host, port), server_env(settings, metrics_dir=metrics_dir))
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
+        raise ServeError(f"the BentoML server exited with status {code}: see its log above")
+
+
+def _run_server(command: list[str], env: dict[str, str]) -> int:
+    """Run the server process until it exits, forwarding SIGTERM; its exit status."""
+    proc = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _frame: Any) -> None:
+        proc.send_signal(signum)
+
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: the caller handles signals
+        previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        # the terminal sent SIGINT to the server too; give it time to drain
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,114 @@
+"""Checks before a feature job: the value rules of :mod:`churnclv.values` on trusted tables, and an
+as-of date that is not before every row of the data."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from churnclv import values
+from churnclv.features.dates import DAY, ts_literal
+from churnclv.features.errors import FeatureError, FrameTypeError
+from churnclv.features.inputs import FeatureTables
+from churnclv.features.sources import Source, connect, load_tables
+from churnclv.schema import TABLES
+
+__all__ = ["check_frame_values", "check_known", "check_values"]
+
+
+def check_frame_values(frame: pd.DataFrame, name: str) -> None:
+    """:func:`check_values` for a small in-memory frame (microseconds: numpy, no query)."""
+    for col, rule, n in values.frame_violations(frame, name, ("amount", "ts", "signup_ts")):  # as check_values
+        raise values.ValueRuleError(
+            f"{name}.{col}: {n:,} row(s) break the rule '{rule}', so the features would "
+            "not be finite numbers; validate the rows first (churnclv.ingest.validate_frames)"
+        )
+
+
+def check_known(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, what: str = "as_of") -> None:
+    """Raise when no transaction line and no signup falls on or before ``day``."""
+    end = ts_literal(day + DAY)
+    tx = tables.transactions
+    if con.to_pyarrow(tx.filter(tx.ts < end).select("customer_id").limit(1)).num_rows:
+        return
+    cust = tables.customers
+    if (
+        cust is not None
+        and "signup_ts" in cust.columns
+        and con.to_pyarrow(cust.filter(cust.signup_ts < end).select("customer_id").limit(1)).num_rows
+    ):
+        return
+    first = con.to_pyarrow(tx.ts.min()).as_py()
+    raise FeatureError(
+        f"{what} {day} is before any data (the first transaction is on {pd.Timestamp(first).date()}"
+        " and no signup is on or before it): pick a later date"
+    )
+
+
+_TRUSTED_FIX = (
+    "the tables were not validated: validate them with `churnclv validate --data <folder> --out <work>` "
+    "(or run the command without --trusted), then use <work>/clean"
+)
+
+
+def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = None) -> None:
+    """Check the value rules (:mod:`churnclv.values`) the features depend on, in one pass per table.
+
+    Validated tables keep them; tables passed as trusted (``--trusted``, a folder written by other
+    tools, frames built by hand) may not, and an infinite amount or timestamp would make the
+    features non-finite or the job fail halfway. Checked: ``transactions.amount`` (finite,
+    ``|amount| <= 1e9``), ``transactions.ts``, ``events.ts`` and ``customers.signup_ts`` (finite,
+    years 1900-2200). ``events.value`` is not read by any feature, so it is not checked here.
+    Those columns must be numbers and timestamps in the first place.
+
+    Raises
+    ------
+    ValueError
+        :class:`churnclv.values.ValueRuleError` naming the table, the column, the rule, the number
+        of rows and the fix.
+    TypeError
+        :class:`churnclv.features.errors.FrameTypeError` naming the table, the column, its type and the fix.
+    """
+    if isinstance(source, FeatureTables):
+        tables = source
+        if con is None:
+            raise ValueError("check_values: pass the backend the tables live on (con=...)")
+    else:
+        con = con or connect()
+        tables = load_tables(source, con)
+    for name in TABLES:
+        table = getattr(tables, name)
+        if table is None:
+            continue
+        checks: dict[str, tuple[str, str, ir.BooleanValue]] = {}
+        for col in values.NUMBER_COLUMNS.get(name, ()):
+            if col in table.columns and col == "amount":  # events.value: read by no feature
+                _check_type(table, name, col, "number")
+                checks[f"_bad_{col}"] = (col, "number", values.ibis_number_violation(table[col]))
+        for col in values.TIMESTAMP_COLUMNS.get(name, ()):
+            if col in table.columns:
+                _check_type(table, name, col, "timestamp")
+                checks[f"_bad_{col}"] = (col, "timestamp", values.ibis_timestamp_violation(table[col]))
+        if not checks:
+            continue
+        counts = con.to_pyarrow(
+            table.aggregate(**{key: table.count(where=cond) for key, (_, _, cond) in checks.items()})
+        ).to_pylist()[0]
+        for key, (col, rule, _) in checks.items():
+            if counts[key]:
+                raise values.ValueRuleError(
+                    f"{name}.{col}: {counts[key]:,} row(s) break the rule '{values.describe(col, rule)}', so the "
+                    f"features would not be finite numbers; {_TRUSTED_FIX}"
+                )
+
+
+def _check_type(table: ir.Table, name: str, col: str, rule: str) -> None:
+    """Raise unless ``col`` has the type its value rule (``number`` or ``timestamp``) reads."""
+    dtype = table[col].type()
+    if dtype.is_timestamp() if rule == "timestamp" else dtype.is_numeric():  # a boolean is not numeric
+        return
+    want = "a timestamp" if rule == "timestamp" else "a number"
+    raise FrameTypeError(f"{name}.{col} has type {dtype}: the features read it as {want}; {_TRUSTED_FIX}")

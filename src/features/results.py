@@ -1,0 +1,51 @@
+"""A feature job's Arrow result as pandas, with the catalogue's dtypes and column order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from churnclv.features.catalogue import Feature
+
+__all__ = ["to_pandas"]
+
+
+def _arrow_type(f: Feature) -> pa.DataType:
+    return {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "date": pa.date32(),
+    }[f.dtype]
+
+
+def to_pandas(table: pa.Table, spec: Sequence[Feature]) -> pd.DataFrame:
+    """An Arrow result as pandas with the catalogue's dtypes, in catalogue order.
+
+    ``string`` columns become pandas strings, ``int64`` columns ``int64`` (``Int64`` when nullable),
+    ``float64`` columns ``float64`` (NaN for null), ``date`` columns ``datetime64[ns]``.
+    """
+    out: dict[str, pd.Series] = {}
+    for f in spec:
+        col = table.column(f.name)
+        if col.type != _arrow_type(f):
+            col = col.cast(_arrow_type(f))
+        if f.dtype == "int64":
+            values = col.fill_null(0).to_numpy().astype(np.int64, copy=False)
+            if f.nullable:
+                mask = col.is_null().to_numpy(zero_copy_only=False)
+                out[f.name] = pd.Series(pd.arrays.IntegerArray(values, mask), copy=False)
+            else:
+                out[f.name] = pd.Series(values, copy=False)
+        elif f.dtype == "date":
+            out[f.name] = pd.Series(col.to_numpy()).astype("datetime64[ns]")
+        elif f.dtype == "string":
+            out[f.name] = pd.Series(col.to_pandas(), dtype="str")
+        else:  # float64 (null -> NaN), bool
+            values = col.to_numpy(zero_copy_only=False).astype(f.dtype, copy=False)
+            out[f.name] = pd.Series(values, copy=False)
+    return pd.DataFrame(out, columns=[f.name for f in spec])

@@ -1,0 +1,154 @@
+"""Where the feature jobs read from: a DuckDB connection (Ibis backend), and the clean tables of a
+folder (Parquet or CSV, files or folders of files, read out of core) or of pandas frames."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
+
+from churnclv.features.errors import FrameTypeError
+from churnclv.features.inputs import FeatureTables
+from churnclv.schema import TABLES
+from churnclv.tables import DataError, find_table
+
+__all__ = ["CLEAN_TYPES", "Source", "check_frame", "connect", "load_tables"]
+
+Source: TypeAlias = str | Path | Mapping[str, pd.DataFrame | None]
+
+# the contract's clean types (churnclv.schema) as Ibis types; any other column is a string
+_IBIS_TYPES = {"string": "string", "timestamp": "timestamp", "float": "float64"}
+CLEAN_TYPES: dict[str, str] = {
+    column: _IBIS_TYPES[kind] for spec in TABLES.values() for column, kind in spec.types.items()
+}
+
+
+def connect(
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    temp_directory: str | Path | None = None,
+) -> ibis.BaseBackend:
+    """A DuckDB connection (Ibis backend) for the feature jobs.
+
+    Parameters
+    ----------
+    memory_limit
+        DuckDB memory limit, e.g. ``"1GB"``; past it DuckDB spills to ``temp_directory``.
+    threads
+        Worker threads (default: all cores).
+    temp_directory
+        Where DuckDB spills (default: DuckDB's own, ``.tmp`` next to the database or in the cwd).
+    """
+    config: dict[str, Any] = {}
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    if threads is not None:
+        config["threads"] = int(threads)
+    if temp_directory is not None:
+        config["temp_directory"] = str(temp_directory)
+    con = ibis.duckdb.connect(**config)
+    # insertion order is irrelevant here (outputs are sorted by customer_id); keeping it costs memory
+    con.raw_sql("SET preserve_insertion_order = false")
+    return con
+
+
+def _typed(table: ir.Table) -> ir.Table:
+    """Cast text columns read from CSV to the contract's types."""
+    casts = {}
+    for col in table.columns:
+        want = CLEAN_TYPES.get(col, "string")
+        if table[col].type().is_string() and want != "string":
+            casts[col] = table[col].cast(want)
+        elif not table[col].type().is_string() and want == "string":
+            casts[col] = table[col].cast("string")
+    return table.mutate(**casts) if casts else table
+
+
+def _read(con: ibis.BaseBackend, path: Path, name: str) -> ir.Table:
+    p = str(path)
+    if path.is_dir():
+        if any(path.rglob("*.parquet")):
+            return con.read_parquet(f"{p}/**/*.parquet", table_name=name, union_by_name=True)
+        if any(path.rglob("*.csv")):
+            table = con.read_csv(f"{p}/**/*.csv", table_name=name, all_varchar=True, union_by_name=True)
+            return _typed(table)
+        raise DataError(f"{path}: folder holds no .parquet or .csv files: add the table's files")
+    if path.suffix == ".parquet":
+        return con.read_parquet(p, table_name=name)
+    # all text first, so ids keep their leading zeros
+    return _typed(con.read_csv(p, table_name=name, all_varchar=True))
+
+
+def check_frame(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``frame`` (table ``name``) when its ids are strings and its timestamps naive ``datetime64``.
+
+    Raises
+    ------
+    FrameTypeError
+        A ``TypeError`` naming the column, its dtype and the conversion that fixes it.
+    """
+    for col in ("ts", "signup_ts"):
+        if col in frame.columns:
+            if not pd.api.types.is_datetime64_any_dtype(frame[col]):
+                raise FrameTypeError(
+                    f"{name}.{col} has dtype {frame[col].dtype}: it must be datetime64 (naive UTC); "
+                    "convert with pd.to_datetime"
+                )
+            if getattr(frame[col].dt, "tz", None) is not None:
+                raise FrameTypeError(
+                    f"{name}.{col} is time-zone aware ({frame[col].dt.tz}): convert to naive UTC with "
+                    f".dt.tz_convert('UTC').dt.tz_localize(None)"
+                )
+    if "customer_id" in frame.columns and not pd.api.types.is_string_dtype(frame["customer_id"]):
+        raise FrameTypeError(
+            f"{name}.customer_id has dtype {frame['customer_id'].dtype}: it must be a string "
+            "(ids keep leading zeros); convert with .astype(str)"
+        )
+    return frame
+
+
+def load_tables(source: Source, con: ibis.BaseBackend) -> FeatureTables:
+    """The clean tables of ``source`` as Ibis tables on ``con``.
+
+    Parameters
+    ----------
+    source
+        A directory holding ``transactions`` and optionally ``events`` and ``customers``, each as
+        ``<name>.parquet``, ``<name>.csv`` or a folder ``<name>/`` of Parquet (or CSV) files; or a
+        mapping ``{"transactions": df, "events": df | None, "customers": df | None}`` of clean
+        pandas frames.
+    con
+        The Ibis backend (see :func:`connect`).
+    """
+    tables: dict[str, ir.Table | None] = {}
+    if isinstance(source, Mapping):
+        unknown = set(source) - set(TABLES)
+        if unknown:
+            raise DataError(f"source: unknown table(s) {sorted(unknown)}: use the keys {list(TABLES)}")
+        if source.get("transactions") is None:
+            raise DataError("source: the 'transactions' frame is required")
+        for name in TABLES:
+            frame = source.get(name)
+            if frame is not None:
+                # via Arrow: ibis' own pandas conversion is slower and warns under pandas 3
+                frame = pa.Table.from_pandas(check_frame(frame, name), preserve_index=False)
+            tables[name] = None if frame is None else ibis.memtable(frame)
+        return FeatureTables(**tables)
+    directory = Path(source)
+    if not directory.is_dir():
+        raise DataError(f"source {directory}: not a directory: pass the folder of clean tables or a dict of frames")
+    for name in TABLES:
+        path = find_table(directory, name)
+        if path is None and name == "transactions":
+            raise DataError(
+                f"{directory}: no transactions table (transactions.parquet, transactions.csv or a folder "
+                "transactions/): run the ingestion first or point at the clean folder"
+            )
+        tables[name] = None if path is None else _read(con, path, f"churnclv_{name}")
+    return FeatureTables(**tables)

@@ -1,0 +1,104 @@
+"""Spend in the BTYD models: the Gamma-Gamma stage of a fit and the expected order value it gives.
+
+Gamma-Gamma (Fader, Hardie and Lee 2005, "RFM and CLV: Using Iso-Value Curves for Customer Base
+Analysis", JMR 42(4), 415-430; Fader and Hardie 2013, "The Gamma-Gamma Model of Monetary Value",
+brucehardie.com note 025) is fitted on the repeat buyers with a positive ``monetary_value``. With
+too few of them, or a fit that fails, every customer's expected order value is the population mean
+order value instead, and the fallback says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from churnclv.models.btyd_fitting import BTYDConvergenceError, fit_gamma_gamma, log_likelihood_gamma_gamma
+from churnclv.models.btyd_summary import unique_rows
+from churnclv.models.lifetimes_fitters import gamma_gamma_with_params, quiet
+
+__all__ = ["SpendFit", "fit_spend", "order_value"]
+
+
+@dataclass(frozen=True)
+class SpendFit:
+    """What the spend stage of a fit learned (see :func:`fit_spend`)."""
+
+    params: dict[str, float] | None  # Gamma-Gamma p, q, v; None under the fallback
+    log_likelihood: float | None
+    mean_order_value: float  # mean net spend per repeat purchase day over repeat buyers
+    fallback: str | None  # why Gamma-Gamma is not used, or None
+    n_repeat_buyers: int  # with a positive monetary_value
+
+
+def fit_spend(
+    f: np.ndarray,
+    m: np.ndarray,
+    *,
+    compress: bool,
+    penalizer: float,
+    tol: float,
+    min_repeat_buyers: int,
+    where: str,
+) -> SpendFit:
+    """Fit Gamma-Gamma on the repeat buyers of ``frequency`` ``f`` and ``monetary_value`` ``m``.
+
+    ``compress`` fits on the unique ``(frequency, monetary_value)`` rows with their counts as
+    weights. Fewer than ``min_repeat_buyers`` repeat buyers with ``m > 0``, a fit that does not
+    converge or one with ``q <= 1`` leave ``params`` None and say why in ``fallback``; ``where``
+    names the caller in errors.
+
+    Raises
+    ------
+    ValueError
+        When no customer is a repeat buyer with ``m > 0``: there is no spend to learn from.
+    """
+    repeat = (f > 0) & (m > 0)
+    n_repeat = int(repeat.sum())
+    if n_repeat == 0:
+        raise ValueError(
+            f"{where}: no repeat buyer with monetary_value > 0, "
+            "so there is no spend to learn from; monetary_value must be the mean net "
+            "spend of repeat purchase days."
+        )
+    fx, fm = f[repeat], m[repeat]
+    mean_order_value = float(np.sum(fx * fm) / np.sum(fx))
+    params: dict[str, float] | None = None
+    log_likelihood: float | None = None
+    fallback: str | None = None
+    if n_repeat < min_repeat_buyers:
+        fallback = f"only {n_repeat} repeat buyers with monetary_value > 0 (gg_min_repeat_buyers={min_repeat_buyers})"
+    else:
+        gw: np.ndarray | None
+        if compress:
+            (gx, gm), gw, _ = unique_rows(fx, fm)
+        else:
+            gx, gm, gw = fx, fm, None
+        try:
+            params = fit_gamma_gamma(gx, gm, gw, penalizer, tol)
+            log_likelihood = log_likelihood_gamma_gamma(params, gx, gm, np.ones(gx.size) if gw is None else gw)
+        except BTYDConvergenceError as exc:
+            params, fallback = None, str(exc)
+    return SpendFit(params, log_likelihood, mean_order_value, fallback, n_repeat)
+
+
+def order_value(
+    params: Mapping[str, float] | None, mean_order_value: float, cols: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Gamma-Gamma conditional expected value of a future purchase day, per customer.
+
+    ``E[M | x, m] = (p x / (p x + q - 1)) m + (1 - p x / (p x + q - 1)) p v / (q - 1)``
+    (Fader, Hardie and Lee 2005, JMR; note 025, eq. 5). Customers without repeat purchases get the
+    population mean; a non-positive ``monetary_value`` (net returns) is taken as 0 before the
+    weighting. Under the fallback (``params`` None) every customer gets ``mean_order_value``.
+    ``cols`` is a checked summary (:func:`churnclv.models.btyd_summary.validate_summary`).
+    """
+    n = cols["frequency"].size
+    if params is None:
+        return np.full(n, mean_order_value)
+    f = np.where(cols["never"], 0.0, cols["frequency"])
+    m = np.maximum(cols["monetary_value"], 0.0)
+    with quiet():
+        v = gamma_gamma_with_params(params).conditional_expected_average_profit(f, m)
+    return np.asarray(v, dtype=float)
