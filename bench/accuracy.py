@@ -42,8 +42,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cli, run
 
 from churnclv.serving.snapshots import partition_name, read_scores

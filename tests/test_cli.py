@@ -93,6 +93,7 @@ def test_usage_error_exits_2() -> None:
     assert result.exit_code == 2
 
 
+@pytest.mark.slow  # a Python process of its own: seconds of imports
 def test_data_error_exits_1_with_message_on_stderr(tmp_path: Path) -> None:
     (tmp_path / "transactions.csv").write_text("customer_id,when,amount\n1,2024-01-01,3\n")
     proc = subprocess.run(

@@ -260,7 +260,11 @@ def test_dead_customers_never_buy_after_death(large: World) -> None:
     assert (truth.loc[~truth["alive"], "orders"] == 0).all()
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=min(20, settings.default.max_examples),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     day=st.integers(min_value=0, max_value=1200),
     hour=st.integers(min_value=0, max_value=23),

@@ -536,7 +536,9 @@ rows = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=min(60, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(rows)
 def test_counts_reconcile_and_accepted_rows_keep_the_contract(data: list[tuple]) -> None:
     frame = pd.DataFrame(data, columns=["customer_id", "ts", "amount", "order_id"], dtype=object)

@@ -42,7 +42,7 @@ def test_nan_predictions_are_refused() -> None:
         spend_metrics([1.0, 2.0], [np.nan, 1.0])
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=min(50, settings.default.max_examples), deadline=None)
 @given(st.lists(st.floats(0, 1e4), min_size=3, max_size=50), st.lists(st.floats(0, 1), min_size=3, max_size=50))
 def test_gini_bounded(values: list[float], preds: list[float]) -> None:
     n = min(len(values), len(preds))

@@ -298,7 +298,9 @@ _later = st.tuples(
 )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=min(15, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     extra_tx=st.lists(_later, min_size=1, max_size=25),
     extra_events=st.lists(_later, max_size=5),

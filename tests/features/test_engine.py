@@ -118,6 +118,7 @@ def world_dir(tmp_path_factory):
     return write_dir(tmp_path_factory.mktemp("world"), world.transactions, world.events, world.customers)
 
 
+@pytest.mark.slow
 def test_small_memory_limit_spills_and_finishes(world_dir, tmp_path):
     free = compute_features(world_dir, WORLD_AS_OF)
     tight = compute_features(world_dir, WORLD_AS_OF, memory_limit="64MB", threads=1, temp_directory=tmp_path)
@@ -231,6 +232,7 @@ def _md5_share(customer_id: str) -> float:
     return int(hashlib.md5(customer_id.encode()).hexdigest()[:8], 16) / 16**8
 
 
+@pytest.mark.slow
 def test_training_sample_keeps_a_fixed_md5_share_of_customers_with_whole_histories(small_world):
     w = small_world
     src = {"transactions": w.transactions, "events": w.events, "customers": w.customers}

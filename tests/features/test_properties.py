@@ -19,7 +19,9 @@ IDS = ["001", "002", "017", "9"]
 TYPES = ["login", "session", "email_open", "complaint", "page_view"]
 AMOUNTS = [-30.0, -0.5, 0.0, 0.01, 5.0, 12.34, 100.0]
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=min(40, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _ts(day: int, second: int) -> pd.Timestamp:
@@ -129,7 +131,9 @@ CUTOFF, HORIZON = dt.date(2024, 9, 1), 60  # window: days 245 .. 304 after BASE
 CUTOFF_DAY = 244
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=min(25, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     tx_rows(st.integers(0, CUTOFF_DAY)).filter(bool),
     tx_rows(st.integers(CUTOFF_DAY + 1, CUTOFF_DAY + HORIZON)),
@@ -153,7 +157,9 @@ def test_labels_read_only_their_window(before, window, later, more_before):
         assert row.spend == pytest.approx(mine["amount"].sum(), abs=1e-9)
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=min(10, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(history)
 def test_single_customer_equals_batch(data):
     tx, ev, cu = (f(rows) for f, rows in zip((tx_frame, ev_frame, cu_frame), data, strict=True))

@@ -651,6 +651,7 @@ def test_fit_raises_naming_every_attempt_when_all_fail(monkeypatch):
     assert "penalizer 0.001 " not in str(info.value) and "at penalizer 0.1 " in str(info.value)
 
 
+@pytest.mark.slow  # two Pareto/NBD fits
 def test_pareto_fit_ignores_first_purchases_on_the_as_of_day():
     """T = 0 rows have likelihood 1 under any parameters (and a NaN A_0 in lifetimes)."""
     frame = simulate_days("pareto", 300, seed=21)
@@ -724,7 +725,9 @@ def summaries(draw, max_rows: int = 8) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["frequency", "recency", "T", "monetary_value"])
 
 
-PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=min(60, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @PROPERTY
@@ -777,6 +780,7 @@ def test_one_time_buyers_churn_is_not_one_minus_p_alive(model, T, horizon):
     assert p_churn < 1
 
 
+@pytest.mark.slow  # two fits on 400 customers per example
 @settings(max_examples=6, deadline=None)
 @given(model=st.sampled_from(["bgnbd", "mbgnbd"]), seed=st.integers(0, 10_000))
 def test_compressed_fit_equals_uncompressed_fit(model, seed):
@@ -794,6 +798,7 @@ def test_compressed_fit_equals_uncompressed_fit(model, seed):
     assert compressed.log_likelihood_ == pytest.approx(full.log_likelihood_, rel=1e-10)
 
 
+@pytest.mark.slow  # two Pareto/NBD fits
 def test_compressed_pareto_fit_equals_uncompressed_fit():
     frame = simulate_days("pareto", 400, seed=21)
     full = BTYDModel(model="pareto", compress=False).fit(frame)
@@ -802,7 +807,7 @@ def test_compressed_pareto_fit_equals_uncompressed_fit():
         assert compressed.params_[k] == pytest.approx(v, rel=1e-5)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=min(60, settings.default.max_examples), deadline=None)
 @given(
     st.lists(
         st.tuples(st.sampled_from([0.0, -0.0, 1.0, 2.5]), st.sampled_from([0.0, 3.0, 7.0])), min_size=1, max_size=300

@@ -18,7 +18,9 @@ from scipy import integrate, special
 
 from churnclv.models.btyd import PREDICTION_COLUMNS, BTYDModel
 
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=min(100, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 HORIZONS = (1.0, 30.0, 90.0, 365.0, 1095.0)
 
 
@@ -120,7 +122,9 @@ def test_beta_geometric_scores_are_bounded_and_monotone_in_the_horizon(model, pa
     check_scores(model, params, frame, sorted({*HORIZONS, extra}))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=min(30, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(params=pareto_params(), frame=summaries(max_rows=3))
 def test_pareto_scores_are_bounded_and_monotone_in_the_horizon(params, frame):
     check_scores("pareto", params, frame, (1.0, 90.0, 1095.0))

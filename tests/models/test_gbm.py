@@ -136,7 +136,7 @@ def test_isotonic_output_non_decreasing_in_raw_score(clf, test_data):
     assert np.all(np.diff(p[np.argsort(raw, kind="stable")]) >= 0)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=min(30, settings.default.max_examples), deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(2, 200),
@@ -267,7 +267,7 @@ def test_single_row_equals_batch_row(clf, spend_model, test_data):
     assert spend_model.predict(X.iloc[[7]])[0] == spend_batch[7]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=min(25, settings.default.max_examples), deadline=None)
 @given(
     regions=st.lists(
         st.sampled_from(["north", "east", "atlantis", "", None, pd.NA, np.nan, 3]),

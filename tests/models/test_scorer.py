@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -14,23 +15,33 @@ from churnclv.models.scorer_config import ScorerConfig
 
 AS_OF = pd.Timestamp("2025-10-02")
 FAST = {"gbm_rounds": 60, "seed": 3}
+SMALL_SCORER = Path(__file__).with_name("small_scorer")  # written by make_small_scorer.py
 
 
 @pytest.fixture(scope="module")
-def data(small_world: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    train = compute_training_frame(small_world, AS_OF, 90, n_cutoffs=3)
-    snapshot = compute_features(small_world, AS_OF)
-    return train, snapshot
+def snapshot(small_world: Path) -> pd.DataFrame:
+    return compute_features(small_world, AS_OF)
 
 
 @pytest.fixture(scope="module")
-def hybrid(data) -> Scorer:
+def data(small_world: Path, snapshot: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return compute_training_frame(small_world, AS_OF, 90, n_cutoffs=3), snapshot
+
+
+@pytest.fixture(scope="module")
+def hybrid() -> Scorer:
+    """A real fitted hybrid scorer, committed: loading it costs milliseconds where a fit costs seconds."""
+    return Scorer.load(SMALL_SCORER)
+
+
+@pytest.fixture(scope="module")
+def fitted(data) -> Scorer:
+    """A hybrid scorer fitted here, for the tests of fitting."""
     train, snapshot = data
     return Scorer(config=ScorerConfig(**FAST)).fit(train, snapshot, as_of=AS_OF)
 
 
-def test_every_known_customer_gets_one_complete_score(hybrid: Scorer, data) -> None:
-    _, snapshot = data
+def test_every_known_customer_gets_one_complete_score(hybrid: Scorer, snapshot: pd.DataFrame) -> None:
     scores = hybrid.score(snapshot)
     assert list(scores.columns) == list(SCORE_COLUMNS)
     assert scores["customer_id"].tolist() == snapshot["customer_id"].tolist()
@@ -44,8 +55,7 @@ def test_every_known_customer_gets_one_complete_score(hybrid: Scorer, data) -> N
     assert hybrid.metadata_["as_of"] == "2025-10-02"
 
 
-def test_one_customer_alone_scores_like_the_batch(hybrid: Scorer, data) -> None:
-    _, snapshot = data
+def test_one_customer_alone_scores_like_the_batch(hybrid: Scorer, snapshot: pd.DataFrame) -> None:
     batch = hybrid.score(snapshot).set_index("customer_id")
     for i in (0, 7, len(snapshot) - 1):
         alone = hybrid.score(snapshot.iloc[[i]]).set_index("customer_id")
@@ -53,8 +63,7 @@ def test_one_customer_alone_scores_like_the_batch(hybrid: Scorer, data) -> None:
         pd.testing.assert_series_equal(alone.loc[cid], batch.loc[cid], check_names=False)
 
 
-def test_save_load_round_trip_without_pickles(hybrid: Scorer, data, tmp_path: Path) -> None:
-    _, snapshot = data
+def test_save_load_round_trip_without_pickles(hybrid: Scorer, snapshot: pd.DataFrame, tmp_path: Path) -> None:
     hybrid.save(tmp_path / "m")
     files = sorted(p.name for p in (tmp_path / "m").iterdir())
     assert files == ["churn.lgb.txt", "purchases.lgb.txt", "scorer.json", "spend.lgb.txt"]
@@ -63,9 +72,10 @@ def test_save_load_round_trip_without_pickles(hybrid: Scorer, data, tmp_path: Pa
     pd.testing.assert_frame_equal(loaded.score(snapshot), hybrid.score(snapshot))
 
 
-def test_regressors_keep_their_early_stopped_booster_unless_refit_full(hybrid: Scorer, data, tmp_path: Path) -> None:
-    assert hybrid.config_.gbm_refit_full is False
-    for model in (hybrid.purchases_, hybrid.spend_):
+@pytest.mark.slow
+def test_regressors_keep_their_early_stopped_booster_unless_refit_full(fitted: Scorer, data) -> None:
+    assert fitted.config_.gbm_refit_full is False
+    for model in (fitted.purchases_, fitted.spend_):
         assert (
             model.refit_full is False
             and model.fit_info_["n_train"] == model.fit_info_["n_rows"] - model.fit_info_["n_validation"]
@@ -73,7 +83,10 @@ def test_regressors_keep_their_early_stopped_booster_unless_refit_full(hybrid: S
     train, snapshot = data
     refit = Scorer(config=ScorerConfig(**FAST, gbm_refit_full=True), tiers=False).fit(train, snapshot)
     assert refit.spend_.refit_full is True and refit.spend_.fit_info_["n_train"] == len(train)
-    # a scorer saved before the setting existed was refitted: it loads as such
+
+
+def test_a_scorer_saved_before_refit_full_existed_loads_as_refitted(hybrid: Scorer, tmp_path: Path) -> None:
+    assert hybrid.config_.gbm_refit_full is False
     hybrid.save(tmp_path / "old")
     doc = json.loads((tmp_path / "old" / "scorer.json").read_text())
     del doc["config"]["gbm_refit_full"]
@@ -81,12 +94,26 @@ def test_regressors_keep_their_early_stopped_booster_unless_refit_full(hybrid: S
     assert Scorer.load(tmp_path / "old").config_.gbm_refit_full is True
 
 
-def test_same_data_and_seed_give_identical_scores(hybrid: Scorer, data) -> None:
+@pytest.mark.slow
+def test_same_data_and_seed_give_identical_scores(fitted: Scorer, data) -> None:
     train, snapshot = data
     again = Scorer(config=ScorerConfig(**FAST)).fit(train, snapshot, as_of=AS_OF)
-    pd.testing.assert_frame_equal(again.score(snapshot), hybrid.score(snapshot))
+    pd.testing.assert_frame_equal(again.score(snapshot), fitted.score(snapshot))
 
 
+@pytest.mark.slow
+def test_the_small_scorer_is_what_its_script_fits_today(hybrid: Scorer, snapshot: pd.DataFrame, tmp_path: Path) -> None:
+    """The committed scorer is in step with the code: a fit today scores exactly as it does."""
+    spec = importlib.util.spec_from_file_location("make_small_scorer", SMALL_SCORER.with_name("make_small_scorer.py"))
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    today = Scorer.load(script.make_small_scorer(tmp_path / "today"))
+    # on a difference: regenerate it with `.venv/bin/python tests/models/make_small_scorer.py`
+    pd.testing.assert_frame_equal(today.score(snapshot), hybrid.score(snapshot), check_exact=True)
+
+
+@pytest.mark.slow
 def test_btyd_only_scorer_uses_btyd_churn_not_one_minus_p_alive(data) -> None:
     train, snapshot = data
     cfg = ScorerConfig(churn_model="btyd", purchases_model="btyd", spend_model="btyd")
@@ -98,8 +125,7 @@ def test_btyd_only_scorer_uses_btyd_churn_not_one_minus_p_alive(data) -> None:
     assert scores.loc[one_timers, "p_churn"].std() > 0  # P(no purchase in H) still ranks them
 
 
-def test_in_memory_history_scores_like_the_batch(hybrid: Scorer, data, small_frames) -> None:
-    _, snapshot = data
+def test_in_memory_history_scores_like_the_batch(hybrid: Scorer, snapshot: pd.DataFrame, small_frames) -> None:
     ids = snapshot["customer_id"].iloc[[3, 50, 400]].tolist()
     frames = {n: f[f["customer_id"].isin(ids)] for n, f in small_frames.items()}
     feats = compute_features_frames(frames["transactions"], frames["events"], frames["customers"], as_of=AS_OF)

@@ -504,7 +504,9 @@ def populations(draw) -> tuple[pd.DataFrame, list[float]]:
     return make_scores(n, seed), shares
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=min(40, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(populations())
 def test_property_shares_on_training_population(pop) -> None:
     frame, shares = pop
@@ -517,7 +519,9 @@ def test_property_shares_on_training_population(pop) -> None:
         assert abs(got.get(f"T{i}", 0.0) - s) <= (2 + 2 * ties) / len(frame) + 1e-9
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=min(40, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     populations(),
     st.integers(0, 59),

@@ -347,7 +347,9 @@ def test_float32_input_matches() -> None:
     assert_matches(booster, X[:200].astype(np.float32))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=min(60, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     seed=st.integers(0, 2**16),
     n=st.integers(60, 400),

@@ -250,7 +250,7 @@ def test_damaged_previous_partition_with_hysteresis_fails_before_scoring(
     assert str(part) in line and "cannot be read" in line
     assert "score-batch --as-of 2025-10-02" in line and "without --hysteresis" in line
     scored: list[int] = []
-    with pytest.raises(BatchError, match="part-00001.parquet cannot be read"):
+    with pytest.raises(BatchError, match=r"part-00001\.parquet cannot be read"):
         _batch(small_world, out, trained_store, as_of=NEXT, hysteresis=True, after_chunk=scored.append)
     assert scored == [] and not list(out.glob(".as_of=2025-10-09.tmp-*"))  # failed fast: nothing scored
     assert (out / "LATEST").read_text().strip() == "as_of=2025-10-02"

@@ -19,7 +19,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -163,7 +163,7 @@ def test_every_error_answer_is_redacted() -> None:
 class _Recorder:
     """Stands where BentoML's metrics middleware stands: records the path it is shown."""
 
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     def __init__(self, app: Any) -> None:
         self.app = app

@@ -491,6 +491,7 @@ def test_a_late_broken_csv_line_is_one_line_without_its_contents(tmp_path: Path,
     assert SECRET not in message and "\n" not in message and "Original Line" not in message
 
 
+@pytest.mark.slow  # a Python process of its own: seconds of imports
 def test_a_late_broken_csv_line_exits_1_with_one_line_on_stderr(tmp_path: Path) -> None:
     data = _late(tmp_path, f"{SECRET},2024-01-01,1,9".encode())
     proc = subprocess.run(

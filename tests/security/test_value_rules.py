@@ -210,7 +210,7 @@ def _with_attacks(test: Callable[..., None]) -> Callable[..., None]:
 
 # no shrinking: a failure prints the drawn tables (note) instead of spending minutes minimising them
 @settings(
-    max_examples=30,
+    max_examples=min(30, settings.default.max_examples),
     deadline=None,
     database=None,
     derandomize=True,

@@ -86,8 +86,9 @@ def history_body(frames: dict[str, pd.DataFrame], ids: list[str], as_of: str = A
     tx = frames["transactions"][frames["transactions"]["customer_id"].isin(want)]
     ev = frames["events"][frames["events"]["customer_id"].isin(want)]
     cu = frames["customers"][frames["customers"]["customer_id"].isin(want)].set_index("customer_id")
-    tx_by = {k: g for k, g in tx.groupby("customer_id", sort=False)}
-    ev_by = {k: g for k, g in ev.groupby("customer_id", sort=False)}
+    # iter(): a GroupBy has a ``keys`` attribute, so dict() would read it as a mapping
+    tx_by = dict(iter(tx.groupby("customer_id", sort=False)))
+    ev_by = dict(iter(ev.groupby("customer_id", sort=False)))
     attrs = [c for c in cu.columns if c != "signup_ts"]
     customers = []
     for cid in ids:

@@ -160,7 +160,7 @@ def test_rerun_replaces_the_partition_identically(world: Path, trained_store: di
     assert not [p for p in out.iterdir() if p.name.startswith(".as_of=")]
 
 
-class Killed(RuntimeError):
+class KilledError(RuntimeError):
     pass
 
 
@@ -169,9 +169,9 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(
 ) -> None:
     def crash_after_second_chunk(i: int) -> None:
         if i == 1:
-            raise Killed
+            raise KilledError
 
-    with pytest.raises(Killed):
+    with pytest.raises(KilledError):
         batch(world, tmp_path, trained_store, after_chunk=crash_after_second_chunk)
     assert not (tmp_path / "as_of=2025-10-02").exists()  # nothing half-written is visible
     (tmp,) = tmp_path.glob(".as_of=2025-10-02.tmp-*")
@@ -248,7 +248,7 @@ def test_user_errors_name_the_problem_and_the_fix(world: Path, trained_store: di
             echo=lambda _m: None,
             progress=False,
         )
-    with pytest.raises(BatchError, match="before any data.*pick a later date"):
+    with pytest.raises(BatchError, match=r"before any data.*pick a later date"):
         batch(world, tmp_path, trained_store, as_of=pd.Timestamp("2001-01-01"))
     with pytest.raises(BatchError, match="not a folder of clean tables"):
         batch(tmp_path / "missing", tmp_path, trained_store)

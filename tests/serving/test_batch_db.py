@@ -146,14 +146,14 @@ def test_rerun_after_customers_left_removes_their_rows(
     _assert_table_equals_partition(db_url, table, tmp_path / "out" / PARTITION)
 
 
-class Killed(RuntimeError):
+class KilledError(RuntimeError):
     pass
 
 
 def _kill_after(chunk: int):
     def hook(i: int) -> None:
         if i == chunk:
-            raise Killed
+            raise KilledError
 
     return hook
 
@@ -164,13 +164,13 @@ def test_killed_run_leaves_the_table_as_last_published(
     """Regression: after a kill the table showed the scored chunks of the as-of (a partial as-of)
     until --resume. Rows reach the table only when the partition is published."""
     table, out = _unique_table(), tmp_path / "out"
-    with pytest.raises(Killed):  # first run of the as-of, killed after two of three chunks
+    with pytest.raises(KilledError):  # first run of the as-of, killed after two of three chunks
         _run(small_world, out, trained_store, db_url, table, after_chunk=_kill_after(1))
     assert _table(db_url, table).empty and not (out / PARTITION).exists()
 
     _run(small_world, out, trained_store, db_url, table)  # a complete run
     published = read_scores(out / PARTITION)
-    with pytest.raises(Killed):  # a re-run (ten customers fewer), killed: the complete run's rows stay
+    with pytest.raises(KilledError):  # a re-run (ten customers fewer), killed: the complete run's rows stay
         _run(fewer_customers, out, trained_store, db_url, table, after_chunk=_kill_after(1))
     _assert_table_equals_partition(db_url, table, out / PARTITION)
     assert len(read_scores(out / PARTITION)) == len(published)
@@ -204,7 +204,7 @@ def test_failed_database_write_publishes_nothing(small_world: Path, trained_stor
 
 
 def test_sink_refuses_unsupported_databases_and_bad_names(tmp_path: Path) -> None:
-    with pytest.raises(SinkError, match="not supported.*postgresql://"):
+    with pytest.raises(SinkError, match=r"not supported.*postgresql://"):
         ScoreSink("mysql://u@h/db")
     with pytest.raises(SinkError, match="a name must match"):
         ScoreSink(f"sqlite:///{tmp_path / 'x.db'}", table="scores; DROP TABLE x")
@@ -217,5 +217,5 @@ def test_sink_refuses_unsupported_databases_and_bad_names(tmp_path: Path) -> Non
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE churnclv_scores (customer_id TEXT PRIMARY KEY, score REAL)"))
     engine.dispose()
-    with pytest.raises(SinkError, match="exists with other columns.*drop it, or pass another table name"):
+    with pytest.raises(SinkError, match=r"exists with other columns.*drop it, or pass another table name"):
         ScoreSink(f"sqlite:///{tmp_path / 'x.db'}").prepare()

@@ -16,7 +16,7 @@ pytest.importorskip("pyspark", reason="the spark extra is not installed (pip ins
 from churnclv.serving.batch import run_batch
 from churnclv.serving.snapshots import read_scores
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.spark]
 
 AS_OF = pd.Timestamp("2025-10-02")
 FLOATS = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score")

@@ -3,6 +3,7 @@ scoring path: the HTTP feature frames and the probe at load use the scorer's, no
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import asdict
 from types import SimpleNamespace
@@ -59,8 +60,6 @@ def test_score_histories_computes_features_with_the_models_config() -> None:
             raise RuntimeError("recorded")
 
     model = SimpleNamespace(scorer=RecordingScorer(), attributes=(), version="1")
-    try:
+    with contextlib.suppress(RuntimeError):
         score_histories(model, [HISTORY], AS_OF)
-    except RuntimeError:
-        pass
     assert seen and seen[0].loc[0, "frequency"] == 1

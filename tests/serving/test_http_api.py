@@ -164,8 +164,8 @@ def _locs(response: Any) -> list[tuple[Any, ...]]:
         ),
         # 1e400 is infinite once parsed
         (
-            '{"as_of": "%s", "customers": [{"customer_id": "a", "transactions": [{"ts": "2025-01-01", "amount": 1e400}]}]}'
-            % AS_OF,
+            '{"as_of": "' + AS_OF + '", "customers": [{"customer_id": "a", '
+            '"transactions": [{"ts": "2025-01-01", "amount": 1e400}]}]}',
             ("customers", 0, "transactions", 0, "amount"),
         ),
         (

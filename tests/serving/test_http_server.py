@@ -222,6 +222,7 @@ def test_serve_exits_before_starting_a_server_on_a_model_that_does_not_load(
         capture_output=True,
         text=True,
         timeout=READY_DEADLINE_S,
+        check=False,
     )
     assert done.returncode == 1, done.stderr[-2000:]
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -274,7 +275,7 @@ def test_bentoml_build_makes_a_bento_with_the_model_packed_in(serving_store: dic
     shutil.copy(root / "bentofile.yaml", ctx)
 
     def run(*cmd: str, cwd: Path = ctx) -> str:
-        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, f"{cmd[:4]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         return done.stdout
 

@@ -152,7 +152,7 @@ def test_a_failing_request_does_not_fail_its_batch_mates() -> None:
 def test_a_lone_request_goes_at_once() -> None:
     async def scenario() -> int:
         with ThreadPoolExecutor(1) as pool:
-            b: RequestBatcher[int, int] = RequestBatcher(pool, lambda k, ps: [p for p in ps], max_items=10)
+            b: RequestBatcher[int, int] = RequestBatcher(pool, lambda k, ps: list(ps), max_items=10)
             r = await asyncio.wait_for(b.submit("k", 7), timeout=SAFETY_S)
             assert (b.calls, b.batched) == (1, 1)
             return r

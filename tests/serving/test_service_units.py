@@ -189,7 +189,7 @@ def test_limits_and_duplicates() -> None:
     s = ServiceSettings(max_customers=2, max_history_rows=3)
     ok = [CustomerHistory.model_validate(_customer("a", 3)), CustomerHistory.model_validate(_customer("b"))]
     assert check_limits(ok, s) is None
-    too_many = check_limits(ok + [CustomerHistory.model_validate(_customer("c"))], s)
+    too_many = check_limits([*ok, CustomerHistory.model_validate(_customer("c"))], s)
     assert too_many is not None and too_many.status_code == 413
     long = check_limits([CustomerHistory.model_validate(_customer("a", 4))], s)
     assert long is not None and long.status_code == 413 and b'"loc":["customers",0]' in long.body

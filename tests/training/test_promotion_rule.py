@@ -29,14 +29,14 @@ def test_worse_within_the_tolerance_is_not_worse() -> None:
     assert compare_metrics({"churn_auc": 0.896, "churn_brier": 0.104, "spend_gini": 0.795}, CHAMPION, TOL) == []
 
 
-@pytest.mark.parametrize("metric, value", [("churn_auc", 0.894), ("churn_brier", 0.106), ("spend_gini", 0.789)])
+@pytest.mark.parametrize(("metric", "value"), [("churn_auc", 0.894), ("churn_brier", 0.106), ("spend_gini", 0.789)])
 def test_worse_beyond_the_tolerance_names_the_metric(metric: str, value: float) -> None:
     worse = compare_metrics({**CHAMPION, metric: value}, CHAMPION, TOL)
     assert len(worse) == 1 and worse[0].startswith(f"{metric}: challenger")
 
 
 def test_unknown_tolerance_metric_is_refused() -> None:
-    with pytest.raises(TrainingError, match="unknown metrics.*churn_acu"):
+    with pytest.raises(TrainingError, match=r"unknown metrics.*churn_acu"):
         TrainConfig(promote_tolerance={"churn_acu": 0.01})
 
 

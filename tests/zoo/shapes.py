@@ -190,7 +190,7 @@ def events_for_some(folder: Path, seed: int) -> Built:
         k = int(rng.integers(3, 40))
         secs = rng.uniform(0, (end - lo).total_seconds(), k)
         types = rng.choice(EVENT_TYPES, k, p=[0.35, 0.3, 0.2, 0.1, 0.05])
-        for s, et in zip(secs, types):
+        for s, et in zip(secs, types, strict=True):
             rows.append(
                 (
                     cid,
@@ -234,7 +234,7 @@ def leading_zero_ids_csv(folder: Path, seed: int) -> Built:
     rng = np.random.default_rng(seed)
     numbers = rng.choice(np.arange(1, 1_000_000), size=600, replace=False)
     ids = [f"{n:06d}" for n in numbers if n not in (123,)]
-    ids = ids[:597] + ["000123", "00123", "123"]
+    ids = [*ids[:597], "000123", "00123", "123"]
     tx = bg_shop(rng, ids, "2023-01-01", "2024-12-31", acquire_days=365)
     first = tx.groupby("customer_id")["ts"].min()
     signup_only = ["000000", "0000007", "0042"]  # signed up before as-of, no purchase yet
