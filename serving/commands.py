@@ -6,38 +6,26 @@ CLI core loads this module only when one of these commands runs or ``--help`` li
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from churnclv.cli_options import DataProblem, _date, prepare_source, source_options
-from churnclv.errors import ChurnclvError
+from churnclv.cli_options import (
+    as_of_option,
+    horizon_option,
+    prepare_source,
+    report_errors,
+    source_options,
+    tracking_uri_option,
+)
 from churnclv.names import DEFAULT_MODEL_URI
-from churnclv.redaction import redact_text
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Every error churnclv raises on purpose as exit status 1 with one line, URLs redacted (the
-    errors quote the model and tracking URIs)."""
-    try:
-        yield
-    except ChurnclvError as exc:
-        raise DataProblem(redact_text(" ".join(str(exc).split()))) from None
 
 
 @click.command("score-batch")
 @source_options
-@click.option("--as-of", required=True, callback=_date, help="Scoring as-of date (YYYY-MM-DD).")
-@click.option(
-    "--horizon-days",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Horizon; must match the model's (default: the model's).",
-)
+@as_of_option("Scoring as-of date (YYYY-MM-DD).")
+@horizon_option("Horizon; must match the model's (default: the model's).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -45,7 +33,7 @@ def _one_line_errors() -> Iterator[None]:
     help="Output folder; the run writes OUT/as_of=DATE/ and OUT/LATEST (the latest partition by date).",
 )
 @click.option("--model", "model_uri", default=DEFAULT_MODEL_URI, show_default=True, help="MLflow model URI.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+@tracking_uri_option()
 @click.option(
     "--db",
     default=None,
@@ -117,8 +105,8 @@ def score_batch(
     """
     from churnclv.serving.batch import run_batch
 
-    clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
-    with _one_line_errors():
+    clean = prepare_source(data, mapping, work, trusted, memory_limit)
+    with report_errors(redact=True):
         run_batch(
             clean=clean,
             as_of=as_of,
@@ -148,7 +136,7 @@ def score_batch(
     default=None,
     help=f"MLflow model URI or bento:TAG (default: $CHURNCLV_MODEL_URI, else {DEFAULT_MODEL_URI}).",
 )
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+@tracking_uri_option()
 @click.option(
     "--snapshot",
     type=click.Path(file_okay=False, path_type=Path),
@@ -161,5 +149,5 @@ def serve(host: str, port: int, model_uri: str | None, tracking_uri: str | None,
     The model is loaded and checked first: one that cannot load stops here (exit 1, one line)."""
     from churnclv.serving.server import serve as run_server
 
-    with _one_line_errors():
+    with report_errors(redact=True):
         run_server(host=host, port=port, model_uri=model_uri, tracking_uri=tracking_uri, snapshot=snapshot)

@@ -129,6 +129,17 @@ class LoadedModel:
         return dict(getattr(self.scorer, "metadata_", None) or {})
 
 
+_MODEL_URI_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder"
+
+
+def _store_down(model_uri: str, reading: str, tracking_uri: str, exc: Exception) -> ModelLoadError:
+    """The error for a tracking store that does not answer (a database driver's own errors)."""
+    return ModelLoadError(
+        f"model URI {redact_url(model_uri)}: cannot read {reading} {redact_url(tracking_uri)} "
+        f"({error_summary(exc)}): check --tracking-uri / MLFLOW_TRACKING_URI and that its database is up"
+    )
+
+
 def _client(tracking_uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
@@ -159,10 +170,7 @@ def resolve_version(model_uri: str, tracking_uri: str) -> str | None:
             "(churnclv train), or set --model / CHURNCLV_MODEL_URI and --tracking-uri / MLFLOW_TRACKING_URI"
         ) from None
     except Exception as exc:  # noqa: BLE001 - the store is unreachable (a database driver's own errors)
-        raise ModelLoadError(
-            f"model URI {redact_url(model_uri)}: cannot read the registry at {redact_url(tracking_uri)} "
-            f"({error_summary(exc)}): check --tracking-uri / MLFLOW_TRACKING_URI and that its database is up"
-        ) from None
+        raise _store_down(model_uri, "the registry at", tracking_uri, exc) from None
 
 
 def download_model(
@@ -174,8 +182,7 @@ def download_model(
 
     if ":/" not in model_uri and not Path(model_uri).exists():  # a local folder (no scheme)
         raise ModelLoadError(
-            f"model URI {model_uri}: no such model folder: check --model / CHURNCLV_MODEL_URI (models:/NAME/VERSION, "
-            "models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder)"
+            f"model URI {model_uri}: no such model folder: check --model / CHURNCLV_MODEL_URI ({_MODEL_URI_FORMS})"
         )
     try:
         if ref.name is not None:
@@ -193,14 +200,11 @@ def download_model(
     except (MlflowException, OSError) as exc:
         raise ModelLoadError(
             f"model URI {redact_url(model_uri)}: cannot download it from {redact_url(tracking_uri)} "
-            f"({error_summary(exc)}): check --model / CHURNCLV_MODEL_URI (models:/NAME/VERSION, models:/NAME@ALIAS, "
-            "runs:/RUN_ID/PATH or a model folder) and --tracking-uri / MLFLOW_TRACKING_URI"
+            f"({error_summary(exc)}): check --model / CHURNCLV_MODEL_URI ({_MODEL_URI_FORMS}) "
+            "and --tracking-uri / MLFLOW_TRACKING_URI"
         ) from None
     except Exception as exc:  # noqa: BLE001 - the store is unreachable (a database driver's own errors)
-        raise ModelLoadError(
-            f"model URI {redact_url(model_uri)}: cannot read it from {redact_url(tracking_uri)} "
-            f"({error_summary(exc)}): check --tracking-uri / MLFLOW_TRACKING_URI and that its database is up"
-        ) from None
+        raise _store_down(model_uri, "it from", tracking_uri, exc) from None
 
 
 def _read_local(path: str | Path, model_uri: str) -> tuple[Scorer, tuple[str, ...]]:

@@ -34,6 +34,8 @@ UNKNOWN_ID = "unknown customer_id"
 REBUILD = "rerun the batch job (churnclv score-batch) to rebuild the snapshot"
 NOT_KNOWN_AT_AS_OF = "no transaction or signup on or before as_of: nothing to score the customer on"
 _TX_OPTIONAL = ("order_id", "channel", "category")
+_TX_FIELDS = ("ts", "amount", *_TX_OPTIONAL)  # of a request's Transaction, in the table's column order
+_EV_FIELDS = ("ts", "event_type", "value")  # of a request's Event
 _SCORE_FLOATS = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score")
 
 
@@ -45,6 +47,14 @@ def _end(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
 
 
+def _append_rows(columns: dict[str, list[Any]], customer_id: str, rows: Sequence[Any], fields: Sequence[str]) -> None:
+    """Append each of a customer's ``rows`` (transactions or events) to ``columns``, one value per field."""
+    for row in rows:
+        columns["customer_id"].append(customer_id)
+        for name in fields:
+            columns[name].append(getattr(row, name))
+
+
 def history_frames(customers: Sequence[CustomerHistory], attributes: Sequence[str]) -> dict[str, pd.DataFrame]:
     """The clean tables (:mod:`churnclv.schema`) of validated customers.
 
@@ -52,22 +62,12 @@ def history_frames(customers: Sequence[CustomerHistory], attributes: Sequence[st
     features have the batch job's columns whatever the request sends: the model's ``attributes``
     become ``customers`` columns, other attributes are dropped.
     """
-    tx: dict[str, list[Any]] = {c: [] for c in ("customer_id", "ts", "amount", *_TX_OPTIONAL)}
-    ev: dict[str, list[Any]] = {c: [] for c in ("customer_id", "ts", "event_type", "value")}
+    tx: dict[str, list[Any]] = {c: [] for c in ("customer_id", *_TX_FIELDS)}
+    ev: dict[str, list[Any]] = {c: [] for c in ("customer_id", *_EV_FIELDS)}
     cu: dict[str, list[Any]] = {c: [] for c in ("customer_id", "signup_ts", *attributes)}
     for c in customers:
-        for t in c.transactions:
-            tx["customer_id"].append(c.customer_id)
-            tx["ts"].append(t.ts)
-            tx["amount"].append(t.amount)
-            tx["order_id"].append(t.order_id)
-            tx["channel"].append(t.channel)
-            tx["category"].append(t.category)
-        for e in c.events:
-            ev["customer_id"].append(c.customer_id)
-            ev["ts"].append(e.ts)
-            ev["event_type"].append(e.event_type)
-            ev["value"].append(e.value)
+        _append_rows(tx, c.customer_id, c.transactions, _TX_FIELDS)
+        _append_rows(ev, c.customer_id, c.events, _EV_FIELDS)
         cu["customer_id"].append(c.customer_id)
         cu["signup_ts"].append(c.signup_ts)
         for a in attributes:

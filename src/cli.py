@@ -14,7 +14,17 @@ from typing import Any
 import click
 
 from churnclv import __version__
-from churnclv.cli_options import DATA_HELP, _date, prepare_source, report_errors, source_options
+from churnclv.cli_options import (
+    DATA_HELP,
+    WORK_DEFAULT,
+    _date,
+    as_of_option,
+    config_option,
+    horizon_option,
+    prepare_source,
+    report_errors,
+    source_options,
+)
 
 log = logging.getLogger("churnclv")
 
@@ -270,25 +280,17 @@ def _print_reports(reports: dict[str, Any]) -> None:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("work/validated"),
+    default=WORK_DEFAULT,
     show_default=True,
     help="Where clean Parquet (clean/) and rejects (rejects/) go.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option(
-    "--as-of",
-    default=None,
-    callback=_date,
-    help="As-of date (YYYY-MM-DD) of the readiness check: only rows on or before it count "
+@as_of_option(
+    "As-of date (YYYY-MM-DD) of the readiness check: only rows on or before it count "
     "(default: the last transaction date).",
+    required=False,
 )
-@click.option(
-    "--horizon-days",
-    type=click.IntRange(min=1),
-    default=90,
-    show_default=True,
-    help="Churn/spend horizon in days the readiness check judges the models for.",
-)
+@horizon_option("Churn/spend horizon in days the readiness check judges the models for.", default=90)
 def validate(data: str, mapping: Path | None, out: Path, as_json: bool, as_of: Any, horizon_days: int) -> None:
     """Validate a data source: rows, customers, date range and rejects by reason; then what the clean
     data support as of a date: per model, whether it can be fitted, the rule, and what is missing.
@@ -331,16 +333,9 @@ def _feature_config(path: Path | None) -> Any:
 
 @cli.command()
 @source_options
-@click.option(
-    "--as-of", required=True, callback=_date, help="As-of date (YYYY-MM-DD): only rows on or before it count."
-)
+@as_of_option("As-of date (YYYY-MM-DD): only rows on or before it count.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output Parquet file.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="TOML whose [features] section sets windows and data conventions (as for train).",
-)
+@config_option("TOML whose [features] section sets windows and data conventions (as for train).")
 def features(
     data: str,
     mapping: Path | None,
@@ -360,7 +355,7 @@ def features(
 
     feature_config = _feature_config(config_path)
     started = time.perf_counter()
-    clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
+    clean = prepare_source(data, mapping, work, trusted, memory_limit)
     with report_errors():
         write_features(clean, as_of, out, memory_limit=memory_limit, config=feature_config)
     meta = pq.ParquetFile(out).metadata

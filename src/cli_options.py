@@ -1,6 +1,6 @@
 """What the ``churnclv`` commands share: the data/config error (exit 1) and the one place that turns
-churnclv's errors into it, the date option, the data-source options and their preparation, and the
-progress spinner.
+churnclv's errors into it, the options several commands take (data source, as-of, horizon, run
+configuration, tracking URI), the preparation of the data source, and the progress spinner.
 
 A core module: the CLI, ``churnclv.training.commands`` and ``churnclv.serving.commands`` import it,
 so the command modules of the jobs layer never import the CLI itself.
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from churnclv.errors import ChurnclvError
+from churnclv.redaction import redact_text
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("churnclv")
 
+WORK_DEFAULT = Path("work/validated")  # where validated tables (clean/) and rejects (rejects/) go
 DATA_HELP = "Data folder (transactions.parquet|csv, optional events.*, customers.*) or a database URL (sqlite:///f.db, postgresql://...)."
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
@@ -37,14 +39,18 @@ class DataProblem(click.ClickException):
 
 
 @contextmanager
-def report_errors(*, prefix: str = "") -> Iterator[None]:
+def report_errors(*, prefix: str = "", redact: bool = False) -> Iterator[None]:
     """Turn every error churnclv raises on purpose (:class:`~churnclv.errors.ChurnclvError`) into exit
     status 1 with a one-line message (after ``prefix``); any other error is a bug and keeps its traceback.
+
+    ``redact``: fold the message onto one line and redact its URLs and credentials (for the errors
+    that quote the model and tracking URIs).
     """
     try:
         yield
     except ChurnclvError as exc:
-        raise DataProblem(f"{prefix}{exc}") from None
+        message = redact_text(" ".join(str(exc).split())) if redact else str(exc)
+        raise DataProblem(f"{prefix}{message}") from None
 
 
 def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -70,8 +76,11 @@ def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any
     return ts.normalize()
 
 
-def prepare_source(data: str, mapping: Path | None, work: Path, trusted: bool, memory_limit: str | None = None) -> Path:
-    """Validate ``data`` into ``work`` (clean tables + rejects) and return the clean folder.
+def prepare_source(
+    data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None = None
+) -> Path:
+    """Validate ``data`` into ``work`` (clean tables + rejects; None: :data:`WORK_DEFAULT`) and return
+    the clean folder.
 
     ``trusted`` skips validation for a folder that already holds clean tables in the contract
     (e.g. the output of ``churnclv generate`` or of an earlier ``validate``); the value rules the
@@ -91,6 +100,7 @@ def prepare_source(data: str, mapping: Path | None, work: Path, trusted: bool, m
         with report_errors(prefix=f"--trusted {data}: "):
             check_values(Path(data))
         return Path(data)
+    work = work or WORK_DEFAULT
     with report_errors():
         result = validate_source(data, work, mapping=load_mapping(mapping), memory_limit=memory_limit)
     for r in result.reports.values():
@@ -110,7 +120,7 @@ def source_options(fn: _Command) -> _Command:
         "--work",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Where validated tables and rejects go (default: work/validated).",
+        help=f"Where validated tables and rejects go (default: {WORK_DEFAULT}).",
     )(fn)
     fn = click.option(
         "--mapping",
@@ -119,6 +129,30 @@ def source_options(fn: _Command) -> _Command:
     )(fn)
     fn = click.option("--data", required=True, help=DATA_HELP)(fn)
     return fn
+
+
+def as_of_option(help: str, *, required: bool = True) -> Callable[[_Command], _Command]:
+    """``--as-of YYYY-MM-DD``, checked by the one date rule (:func:`_date`)."""
+    return click.option("--as-of", required=required, default=None, callback=_date, help=help)
+
+
+def horizon_option(help: str, *, default: int | None = None) -> Callable[[_Command], _Command]:
+    """``--horizon-days``, a whole number of days, at least 1 (a default is shown in the help)."""
+    return click.option(
+        "--horizon-days", type=click.IntRange(min=1), default=default, show_default=default is not None, help=help
+    )
+
+
+def config_option(help: str) -> Callable[[_Command], _Command]:
+    """``--config FILE``, the run configuration (TOML), passed as ``config_path``."""
+    return click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), help=help
+    )
+
+
+def tracking_uri_option(help: str = "MLflow tracking URI.") -> Callable[[_Command], _Command]:
+    """``--tracking-uri`` (default None: the command's own default)."""
+    return click.option("--tracking-uri", default=None, help=help)
 
 
 class _Steps:

@@ -11,30 +11,25 @@ from typing import Any
 
 import click
 
-from churnclv.cli_options import _date, _Steps, prepare_source, report_errors, source_options
+from churnclv.cli_options import (
+    _Steps,
+    as_of_option,
+    config_option,
+    horizon_option,
+    prepare_source,
+    report_errors,
+    source_options,
+    tracking_uri_option,
+)
 from churnclv.names import CHALLENGER, DEFAULT_TRACKING_URI, MODEL_NAME
 
 
 @click.command()
 @source_options
-@click.option("--as-of", required=True, callback=_date, help="Training as-of: only data on or before it is used.")
-@click.option(
-    "--horizon-days",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Churn/spend horizon in days (default 90, or the config's).",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="TOML with [train], [scorer] and [tiers] sections.",
-)
-@click.option(
-    "--tracking-uri",
-    default=None,
-    help=f"MLflow tracking URI (default $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI}).",
-)
+@as_of_option("Training as-of: only data on or before it is used.")
+@horizon_option("Churn/spend horizon in days (default 90, or the config's).")
+@config_option("TOML with [train], [scorer] and [tiers] sections.")
+@tracking_uri_option(f"MLflow tracking URI (default $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI}).")
 @click.option("--promote/--no-promote", default=True, show_default=True, help="Run the promotion check after training.")
 def train(
     data: str,
@@ -59,7 +54,7 @@ def train(
         from dataclasses import replace
 
         config = replace(config, train=replace(config.train, memory_limit=memory_limit))
-    clean = prepare_source(data, mapping, work or Path("work/validated"), trusted, memory_limit)
+    clean = prepare_source(data, mapping, work, trusted, memory_limit)
     with report_errors(), _Steps("training") as steps:
         result = train_and_log(clean, as_of, config, tracking_uri=tracking_uri, promote=promote, progress=steps)
     plan = result.plan
@@ -88,7 +83,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+@tracking_uri_option()
 def models_list(tracking_uri: str | None) -> None:
     """Versions with their aliases, as-of, horizon, selected models and key backtest metrics."""
     from churnclv.training import registry, tracking
@@ -115,7 +110,7 @@ def models_list(tracking_uri: str | None) -> None:
 
 
 @models.command("promote")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI.")
+@tracking_uri_option()
 @click.option("--version", default=None, help="Version to consider (default: the challenger).")
 @click.option(
     "--tolerance",

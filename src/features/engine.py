@@ -8,6 +8,7 @@ and spill directory (:mod:`churnclv.features.sources`); the in-memory path
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
@@ -59,6 +60,21 @@ def _open(
     return con, tables
 
 
+def _features_query(
+    source: Source,
+    day: dt.date,
+    config: FeatureConfig,
+    con: ibis.BaseBackend | None,
+    memory_limit: str | None,
+    threads: int | None,
+    temp_directory: str | Path | None,
+) -> tuple[ibis.BaseBackend, FeatureTables, ir.Table]:
+    """The connection, the tables and the features as of ``day`` sorted by ``customer_id`` (not yet run)."""
+    con, tables = _open(source, con, memory_limit, threads, temp_directory)
+    check_known(con, tables, day)
+    return con, tables, build_features(tables, day, config=config).order_by("customer_id")
+
+
 def compute_features(
     source: Source,
     as_of: AsOf,
@@ -89,10 +105,7 @@ def compute_features(
     FeatureError
         A ``ValueError``: when no transaction and no signup is on or before ``as_of``.
     """
-    day = as_of_date(as_of)
-    con, tables = _open(source, con, memory_limit, threads, temp_directory)
-    check_known(con, tables, day)
-    expr = build_features(tables, day, config=config).order_by("customer_id")
+    con, tables, expr = _features_query(source, as_of_date(as_of), config, con, memory_limit, threads, temp_directory)
     return to_pandas(con.to_pyarrow(expr), feature_columns(tables, config))
 
 
@@ -114,9 +127,7 @@ def write_features(
     day = as_of_date(as_of)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    con, tables = _open(source, con, memory_limit, threads, temp_directory)
-    check_known(con, tables, day)
-    expr = build_features(tables, day, config=config).order_by("customer_id")
+    con, _, expr = _features_query(source, day, config, con, memory_limit, threads, temp_directory)
     log.info("writing features as of %s to %s", day, out)
     con.to_parquet(expr, out)
     return out

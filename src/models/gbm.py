@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.special import expit
 
 from churnclv.models.calibration import IsotonicCalibrator, PlattCalibrator, calibrator_from_dict
-from churnclv.models.gbm_base import DEFAULT_EXCLUDE, GBMBase
+from churnclv.models.gbm_base import DEFAULT_EXCLUDE, GBMBase, weights_of
 from churnclv.models.saved_format import SavedFormatError
 
 __all__ = [
@@ -159,17 +159,10 @@ class GBMChurnClassifier(GBMBase):
                     f"the {part} part ({int(mask.sum())} rows) holds only one class of y; "
                     "pass more rows, change calibration_fraction, or set calibration=None"
                 )
-        sub = lambda a, m: None if a is None else a[m]  # noqa: E731
-        self.booster_ = self._train(
-            M[~held],
-            y_arr[~held],
-            sub(w, ~held),
-            (M[held], y_arr[held], sub(w, held)),
-            self.num_boost_round,
-        )
+        self.booster_ = self._train_held_out(M, y_arr, w, held, self.num_boost_round)
         raw = np.asarray(self.booster_.predict(M[held], raw_score=True))
         cal_cls = IsotonicCalibrator if self.calibration == "isotonic" else PlattCalibrator
-        self.calibrator_ = cal_cls.fit(raw, y_arr[held], sub(w, held))
+        self.calibrator_ = cal_cls.fit(raw, y_arr[held], weights_of(w, held))
         y_h = y_arr[held]
         self.fit_info_ = {
             "n_train": int((~held).sum()),
@@ -242,8 +235,7 @@ class _GBMRegressorBase(GBMBase):
         booster = None
         if self.validation_fraction > 0:
             held = self._split(X, groups, self.validation_fraction)
-            sub = lambda a, m: None if a is None else a[m]  # noqa: E731
-            booster = self._train(M[~held], y_arr[~held], sub(w, ~held), (M[held], y_arr[held], sub(w, held)), rounds)
+            booster = self._train_held_out(M, y_arr, w, held, rounds)
             rounds = int(booster.current_iteration())
             info["n_validation"] = int(held.sum())
             info["n_train"] = int((~held).sum())

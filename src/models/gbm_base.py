@@ -27,7 +27,7 @@ from churnclv.models.feature_matrix import (
 )
 from churnclv.models.saved_format import check_stamp
 
-__all__ = ["DEFAULT_EXCLUDE", "SMALL_BATCH_ROWS", "GBMBase"]
+__all__ = ["DEFAULT_EXCLUDE", "SMALL_BATCH_ROWS", "GBMBase", "weights_of"]
 
 #: Inputs with fewer rows than this predict on one thread: LightGBM's OpenMP start-up costs more
 #: than it saves on a few rows (on many-core hosts, milliseconds per single-row call).
@@ -194,6 +194,14 @@ class GBMBase(BaseEstimator):
         # iteration dropped), so a save/load round trip cannot change a prediction.
         return lgb.Booster(model_str=booster.model_to_string())
 
+    def _train_held_out(
+        self, M: np.ndarray, y: np.ndarray, w: np.ndarray | None, held: np.ndarray, num_boost_round: int
+    ) -> lgb.Booster:
+        """Train on the rows outside ``held``, early stopping on the rows in it."""
+        return self._train(
+            M[~held], y[~held], weights_of(w, ~held), (M[held], y[held], weights_of(w, held)), num_boost_round
+        )
+
     # ---- prediction -------------------------------------------------------------------------
 
     def _raw(self, X: pd.DataFrame, **kwargs: Any) -> np.ndarray:
@@ -265,6 +273,11 @@ class GBMBase(BaseEstimator):
 
     def _set_calibrator(self, d: dict[str, Any] | None) -> None:
         pass
+
+
+def weights_of(w: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+    """The row weights of the rows in ``mask`` (None: unweighted)."""
+    return None if w is None else w[mask]
 
 
 def _jsonable(obj: Any) -> Any:
