@@ -10,8 +10,8 @@ difference.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,4 +80,8 @@ def main(before: Path, after: Path) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("before", type=Path, help="an output folder of bench/same_outputs.sh")
+    ap.add_argument("after", type=Path, help="another one, to compare with")
+    args = ap.parse_args()
+    raise SystemExit(main(args.before, args.after))
