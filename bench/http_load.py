@@ -307,7 +307,7 @@ def request_bodies(paths: dict[str, str], n: int, seed: int) -> dict[str, list[b
 
     score, by_id, mlflow_bodies = [], [], []
     rows = feats.set_index("customer_id", drop=False).loc[ids]
-    for col in rows.columns:  # churnclv.models.scorer.model_input: the signature's float columns
+    for col in rows.columns:  # churnclv.models.inputs.model_input: the signature's float columns
         if pd.api.types.is_integer_dtype(rows[col]) or pd.api.types.is_bool_dtype(rows[col]):
             rows[col] = rows[col].astype("float64")
     for cid in ids:

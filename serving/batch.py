@@ -45,7 +45,7 @@ Guarantees
   data.
 
 Batch and HTTP scores are identical: both run the same scorer (loaded by
-:func:`churnclv.serving.model.load_model`) on :func:`churnclv.models.scorer.model_input` of the
+:func:`churnclv.serving.model.load_model`) on :func:`churnclv.models.inputs.model_input` of the
 features. Tier hysteresis (``hysteresis=True``: a customer keeps last partition's tier until their
 score clears the cut point by the policy's margin) is off by default because the HTTP service has
 no previous tiers; with it on, batch tiers can differ from HTTP tiers for customers near a cut point.

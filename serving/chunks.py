@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnclv.models.scorer import model_input, next_purchase_dates
+from churnclv.models.inputs import model_input
+from churnclv.models.scorer import next_purchase_dates
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.model import LoadedModel
 from churnclv.serving.snapshots import OUTPUT_SCHEMA
@@ -22,7 +23,7 @@ def score_chunk(
 ) -> pa.Table:
     """Score one chunk of features into the batch's Arrow schema.
 
-    It runs the model's scorer on :func:`~churnclv.models.scorer.model_input` of the features,
+    It runs the model's scorer on :func:`~churnclv.models.inputs.model_input` of the features,
     exactly what the pyfunc's ``predict`` (and the HTTP service) runs, without MLflow's per-call
     schema check; reasons stay a list.
     """

@@ -22,7 +22,8 @@ import pandas as pd
 
 from churnclv.errors import ChurnclvError
 from churnclv.features import FeatureConfig, compute_features_frames
-from churnclv.models.scorer import model_input, next_purchase_dates, stable_floats
+from churnclv.models.inputs import model_input, stable_floats
+from churnclv.models.scorer import next_purchase_dates
 from churnclv.redaction import redact_url
 from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, load_model
 from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore, Transaction
@@ -285,7 +286,7 @@ class FeatureSnapshot:
     as_of
         Its as-of date.
     features
-        The features as the model reads them (:func:`churnclv.models.scorer.model_input`).
+        The features as the model reads them (:func:`churnclv.models.inputs.model_input`).
     invalid
         ``customer_id`` -> why, for the rows that hold infinite values: those customers are
         answered with an error, the others are scored (see :func:`score_ids`).

@@ -139,7 +139,7 @@ def write_scores(
     from pyspark.sql import types as T  # noqa: N812 - PySpark's conventional alias
 
     feats = spark.read.parquet(str(features_dir))
-    # the model's input schema: every number as double (what churnclv.models.scorer.model_input does)
+    # the model's input schema: every number as double (what churnclv.models.inputs.model_input does)
     cols = [
         F.col(f.name).cast("double").alias(f.name)
         if isinstance(f.dataType, (T.IntegerType, T.LongType, T.ShortType, T.BooleanType))

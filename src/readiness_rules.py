@@ -192,7 +192,8 @@ def judge(
         f"cutoff at as-of - horizon and a training cutoff at as-of - 2 x horizon with {min_history} days before "
         "it; otherwise training goes on without a backtest at this horizon: models chosen on the longest "
         f"horizon a backtest fits (at least {MIN_BACKTEST_HORIZON_DAYS} days), learned models trained on the "
-        "labelled cutoffs, or BTYD (label-free) for every target when neither exists",
+        "labelled cutoffs (of that shorter horizon, carried to this one by BTYD, when this horizon has fewer "
+        "than train.min_label_cutoffs), or BTYD (label-free) for every target when neither exists",
         f"needs {need_backtest:,} days of history, has {history:,}"
         + (
             ""

@@ -14,7 +14,8 @@ import pandas as pd
 from churnclv.features import compute_training_frame
 from churnclv.metrics import all_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
-from churnclv.models.scorer import FIT_ERRORS, Scorer, stable_floats
+from churnclv.models.inputs import stable_floats
+from churnclv.models.scorer import FIT_ERRORS, Scorer
 from churnclv.models.scorer_config import ScorerConfig
 from churnclv.training.config import (
     BASELINES,
@@ -59,6 +60,7 @@ def run_backtest(
     folds: list[Fold] | None = None,
     extra_cutoffs: Sequence[pd.Timestamp] = (),
     dropped: list[dict[str, Any]] | None = None,
+    fold_preds: dict[str, list[pd.DataFrame]] | None = None,
 ) -> tuple[pd.DataFrame, list[Fold], dict[str, pd.DataFrame], pd.DataFrame]:
     """Evaluate every candidate on every fold. Returns (backtest rows, folds, last-fold predictions,
     the training frame of all cutoffs). ``first_ts`` (the first transaction) is read when not given;
@@ -67,7 +69,9 @@ def run_backtest(
     :func:`churnclv.features.sample_customers`) restricts the training frame to a fixed sample;
     ``timings`` receives the seconds of each step. A candidate that fails on a fold (no
     convergence, non-finite output, too few rows) is left out of that fold: its reason goes to
-    ``dropped`` and the log, and the other candidates go on."""
+    ``dropped`` and the log, and the other candidates go on. ``fold_preds`` receives, per model
+    candidate, one frame per fold (``fold, customer_id, churned, p_churn``): what the churn blend is
+    chosen on (:func:`churnclv.training.selection.select_churn_blend`)."""
     timings = {} if timings is None else timings
     dropped = [] if dropped is None else dropped
     say = progress or (lambda _m: None)
@@ -106,6 +110,17 @@ def run_backtest(
                 say(f"fold {fold.index}/{len(folds)}: {name} dropped ({reason})")
                 continue
             metrics = all_metrics(evaluation, pred)
+            if fold_preds is not None and name in MODEL_CANDIDATES:
+                fold_preds.setdefault(name, []).append(
+                    pd.DataFrame(
+                        {
+                            "fold": fold.index,
+                            "customer_id": evaluation["customer_id"].to_numpy(),
+                            "churned": evaluation["churned"].to_numpy(dtype=bool),
+                            "p_churn": pred["p_churn"].to_numpy(dtype=float),
+                        }
+                    )
+                )
             rows.append(
                 {
                     "fold": fold.index,

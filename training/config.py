@@ -81,6 +81,9 @@ class TrainConfig:
     train_cutoffs: Count = 12  # a year of monthly cutoffs: every season in the training labels
     cutoff_step_days: Count = 30
     min_history_days: int = 60  # a cutoff needs this much data before it
+    # with fewer labelled cutoffs of the horizon than this (and no backtest at it), the learned models
+    # train on the labels of the backtest's shorter horizon, carried to the horizon by BTYD
+    min_label_cutoffs: Count = 3
     # the backtest and the LightGBM fits read a fixed hash sample of about this many customers
     # (0: everyone); BTYD, the tier policy and the snapshot scores always use the whole base
     sample_customers: Annotated[int, AfterValidator(_sample_size)] = 50_000

@@ -71,8 +71,10 @@ class TrainingPlan:
     horizon_days: int
     backtest_horizon_days: int | None  # None: no backtest at all
     folds: list[Fold]
-    final_cutoffs: list[pd.Timestamp]  # labelled cutoffs of the horizon for the learned models
+    final_cutoffs: list[pd.Timestamp]  # labelled cutoffs (of label_horizon_days) for the learned models
     note: str | None = None  # why the run is not backtested at its horizon
+    # the horizon of the learned models' labels when too few windows of horizon_days close (None: horizon_days)
+    label_horizon_days: int | None = None
 
     @property
     def backtested(self) -> bool:
@@ -87,6 +89,7 @@ class TrainingPlan:
             "backtested": self.backtested,
             "folds": len(self.folds),
             "final_cutoffs": [str(c.date()) for c in self.final_cutoffs],
+            "label_horizon_days": self.label_horizon_days,
             "note": self.note,
         }
 
@@ -104,10 +107,14 @@ def plan_training(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConf
     """Decide what can be trained: never refuse what the history supports.
 
     - Backtest folds fit at the horizon: the usual run (backtest, select, refit).
-    - They do not, but a labelled cutoff does: the models are chosen on a backtest at the longest
-      horizon that fits (at least MIN_BACKTEST_HORIZON_DAYS), the learned models are trained on the
-      labelled cutoffs of the real horizon; with no such backtest, BTYD is chosen for every target.
-    - No label window of the horizon closes by as-of: BTYD (which needs no labels) for every target.
+    - They do not: the models are chosen on a backtest at the longest horizon that fits (at least
+      MIN_BACKTEST_HORIZON_DAYS). The learned models are trained on the labelled cutoffs of the
+      horizon when there are at least ``min_label_cutoffs`` of them; otherwise, when the backtest's
+      horizon has more labelled cutoffs, on those (``label_horizon_days``), and their outputs are
+      carried to the horizon by BTYD (see :class:`~churnclv.models.scorer_config.ScorerConfig`): one
+      or two cutoffs, all in the earliest part of the history, taught less than more cutoffs of a
+      shorter horizon. With no such backtest, BTYD is chosen for every target.
+    - No label window of any horizon closes by as-of: BTYD (which needs no labels) for every target.
     Every run that is not backtested at its own horizon carries a note saying so.
     """
     H = config.horizon_days
@@ -117,19 +124,20 @@ def plan_training(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConf
         return TrainingPlan(H, H, folds, final)
     history = (to_day(as_of) - to_day(first_ts)).days
     needs = f"a backtest at {H} days needs {config.min_history_days + 2 * H} days of history, the data have {history}"
-    if not final:
-        return TrainingPlan(
-            H,
-            None,
-            [],
-            [],
-            (
-                f"not backtested at {H} days ({needs}) and no {H}-day label window closes by as-of after "
-                f"{config.min_history_days} days of history: BG/NBD + Gamma-Gamma (no labels needed) scores every "
-                "target"
-            ),
-        )
     h_bt = longest_backtest_horizon(first_ts, as_of, config)
+    no_label = TrainingPlan(
+        H,
+        None,
+        [],
+        [],
+        (
+            f"not backtested at {H} days ({needs}) and no {H}-day label window closes by as-of after "
+            f"{config.min_history_days} days of history: BG/NBD + Gamma-Gamma (no labels needed) scores every "
+            "target"
+        ),
+    )
+    if h_bt is None and not final:
+        return no_label
     if h_bt is None:
         return TrainingPlan(
             H,
@@ -141,7 +149,25 @@ def plan_training(first_ts: pd.Timestamp, as_of: pd.Timestamp, config: TrainConf
                 "Gamma-Gamma scores every target"
             ),
         )
-    folds = plan_folds(first_ts, as_of, replace(config, horizon_days=h_bt))
+    short = replace(config, horizon_days=h_bt)
+    folds = plan_folds(first_ts, as_of, short)
+    if len(final) < config.min_label_cutoffs and h_bt < H:
+        short_final = final_train_cutoffs(first_ts, as_of, short)
+        if len(short_final) > len(final):
+            return TrainingPlan(
+                H,
+                h_bt,
+                folds,
+                short_final,
+                (
+                    f"not backtested at {H} days ({needs}) and {len(final)} {H}-day label window(s) close by "
+                    f"as-of: learned models trained on {len(short_final)} labelled cutoff(s) of {h_bt} days, "
+                    f"carried to {H} days by BTYD; models chosen on a {h_bt}-day backtest"
+                ),
+                label_horizon_days=h_bt,
+            )
+    if not final:
+        return no_label
     return TrainingPlan(
         H,
         h_bt,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from churnclv.fingerprint import clean_fingerprint
-from churnclv.models.scorer import model_input
+from churnclv.models.inputs import model_input
 from churnclv.names import CHALLENGER, MODEL_NAME, SCORER_ARTIFACT
 from churnclv.training.config import Progress, RunConfig
 from churnclv.training.folds import to_day

@@ -24,7 +24,7 @@ from churnclv.training.backtest import run_backtest, summarize_backtest, trainin
 from churnclv.training.config import KEY_METRICS, Progress, RunConfig, TrainingError
 from churnclv.training.folds import plan_training, to_day
 from churnclv.training.result import TrainResult
-from churnclv.training.selection import REFIT_FALLBACK, select_models
+from churnclv.training.selection import REFIT_FALLBACK, select_churn_blend, select_models
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ def train(
     frame = None
     backtest = pd.DataFrame()
     last_preds: dict[str, pd.DataFrame] = {}
+    fold_preds: dict[str, list[pd.DataFrame]] = {}
+    label_h = plan.label_horizon_days or tc.horizon_days
     if plan.folds:
         h_bt = plan.backtest_horizon_days  # set whenever there are folds
         bt_config = config if plan.backtested or h_bt is None else config.with_horizon(h_bt)
@@ -86,8 +88,9 @@ def train(
             sample=sample,
             timings=timings,
             folds=plan.folds,
-            extra_cutoffs=plan.final_cutoffs if plan.backtested else [],
+            extra_cutoffs=plan.final_cutoffs if plan.backtest_horizon_days == label_h else [],
             dropped=dropped,
+            fold_preds=fold_preds,
         )
     timings["backtest_s"] = time.perf_counter() - t0
     summary, eligible = summarize_backtest(backtest, plan.folds, tc.candidates)
@@ -96,10 +99,29 @@ def train(
     if not plan.final_cutoffs:
         eligible = []  # the learned models need a labelled cutoff of the horizon
     selected = select_models(summary, tc.candidates, eligible)
+    scorer_extra: dict[str, Any] = {}
+    if label_h != tc.horizon_days:
+        scorer_extra["label_horizon_days"] = label_h
+    # the churn blend: the BTYD weight for the selected learned model (or, when BTYD was selected,
+    # for any learned candidate that beats it once blended)
+    learned = [selected["churn"]] if selected["churn"] != "btyd" else [c for c in eligible if c != "btyd"]
+    blend = select_churn_blend(fold_preds, learned) if eligible else None
+    if blend is not None:
+        selected["churn"], scorer_extra["churn_btyd_weight"], blend_scores = blend
+        msg = (
+            f"churn: {selected['churn']} with BTYD weight {scorer_extra['churn_btyd_weight']:g} "
+            f"(backtest log loss {blend_scores})"
+        )
+        log.info("%s", msg)
+        say(msg)
     say(f"selected: {selected}; refitting on cutoffs closed by {as_of:%Y-%m-%d}")
-    if frame is None or not plan.backtested:
+    if frame is None or plan.backtest_horizon_days != label_h:
         frame = training_frame(
-            clean, as_of, config, plan.final_cutoffs if any(m != "btyd" for m in selected.values()) else [], sample
+            clean,
+            as_of,
+            config.with_horizon(label_h),
+            plan.final_cutoffs if any(m != "btyd" for m in selected.values()) else [],
+            sample,
         )
     train_rows = frame[frame["cutoff"].isin(plan.final_cutoffs)].reset_index(drop=True)
     sampled_customers = int(frame["customer_id"].nunique())
@@ -108,12 +130,14 @@ def train(
     snapshot = compute_features(clean, as_of.date(), memory_limit=tc.memory_limit, config=config.features)
     timings["snapshot_features_s"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    scorer, selected = _final_fit(config, selected, train_rows, snapshot, as_of, dropped, say)
+    scorer, selected = _final_fit(config, selected, train_rows, snapshot, as_of, dropped, say, scorer_extra)
     timings["final_fit_s"] = time.perf_counter() - t1
     scorer.metadata_.update(
         {
             "training_sample": {"customers": n_customers, "fraction": sample, "sampled_customers": sampled_customers},
             "selected": selected,
+            "churn_btyd_weight": scorer.config_.churn_btyd_weight,
+            "label_horizon_days": scorer.config_.label_horizon,
             "backtest_means": {c: {m: float(summary.loc[c, m]) for m in KEY_METRICS} for c in summary.index},
             "backtest": plan.to_dict(),
             "dropped": dropped,
@@ -151,13 +175,18 @@ def _final_fit(
     as_of: pd.Timestamp,
     dropped: list[dict[str, Any]],
     say: Progress,
+    scorer_extra: dict[str, Any] | None = None,
 ) -> tuple[Scorer, dict[str, str]]:
     """Fit the selected models; when that fails, step every learned target down REFIT_FALLBACK
     (hybrid -> gbm -> btyd) and retry, logging why. Raises TrainingError when BTYD itself fails."""
     choice = dict(selected)
     while True:
         scorer_cfg = replace(
-            config.scorer, churn_model=choice["churn"], purchases_model=choice["purchases"], spend_model=choice["spend"]
+            config.scorer,
+            churn_model=choice["churn"],
+            purchases_model=choice["purchases"],
+            spend_model=choice["spend"],
+            **(scorer_extra or {}),
         )
         try:
             return Scorer(config=scorer_cfg, tiers=config.tiers).fit(train_rows, snapshot, as_of=as_of), choice

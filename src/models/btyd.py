@@ -9,9 +9,11 @@ The input is the customer summary of :mod:`churnclv.models.btyd_summary` (``freq
 ``T``, ``monetary_value``; one row per customer, lifetimes' conventions, all times in **days**).
 
 A customer who never bought (a sign-up) has ``frequency``, ``recency`` and ``T`` all NaN. Such rows are
-left out of the fit and are scored as a brand-new customer whose first purchase is on the as-of date
-(``frequency = recency = T = 0``): the population prior, which is what the models say about someone with
-no history.
+left out of the fit. They are scored as a customer with no repeat purchase whose clock started at their
+first sign of life: ``frequency = recency = 0`` and ``T = tenure_days`` when the frame has that column,
+else ``T = 0`` (a brand-new customer: the population prior). Someone who has not bought for
+``tenure_days`` is less likely to buy next than someone who just arrived
+(:func:`~churnclv.models.btyd_summary.never_bought_age`).
 
 Churn is ``P(no purchase in (as_of, as_of + H])`` under the fitted model, never ``1 - P(alive)``: BG/NBD
 gives ``P(alive) = 1`` to every one-time buyer, so ``1 - P(alive)`` ranks them as the safest customers.
@@ -53,7 +55,7 @@ from sklearn.exceptions import NotFittedError
 from churnclv.models import btyd_conditionals as conditional
 from churnclv.models.btyd_fitting import fit_purchases
 from churnclv.models.btyd_spend import fit_spend, order_value
-from churnclv.models.btyd_summary import unique_rows, validate_summary
+from churnclv.models.btyd_summary import never_bought_age, unique_rows, validate_summary
 from churnclv.models.lifetimes_fitters import GG_PARAM_NAMES, PARAM_NAMES, fitter_with_params, pareto_recency, quiet
 from churnclv.models.saved_format import SavedFormatError, check_stamp
 
@@ -322,7 +324,8 @@ class BTYDModel(BaseEstimator):
         Parameters
         ----------
         frame : pandas.DataFrame
-            Customer summary as in :meth:`fit` (never-purchased rows are scored as new customers).
+            Customer summary as in :meth:`fit` (never-purchased rows are scored with no repeat purchase
+            and ``T = tenure_days`` when the frame has that column, else as new customers).
         horizon_days : float
             Horizon ``H`` in days, > 0.
         clv_months : int, default 12
@@ -377,7 +380,7 @@ class BTYDModel(BaseEstimator):
         never = cols["never"]
         f = np.where(never, 0.0, cols["frequency"])
         r = np.where(never, 0.0, cols["recency"]) / unit
-        t = np.where(never, 0.0, cols["T"]) / unit
+        t = np.where(never, never_bought_age(frame, never), cols["T"]) / unit
         (x, tx, tt), _, inverse = unique_rows(f, r, t)
 
         model, params = self.model, self.params_

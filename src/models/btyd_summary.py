@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["REQUIRED_COLUMNS", "unique_rows", "validate_summary"]
+__all__ = ["REQUIRED_COLUMNS", "never_bought_age", "unique_rows", "validate_summary"]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("frequency", "recency", "T", "monetary_value")
 
@@ -90,6 +90,18 @@ def validate_summary(frame: Any, where: str) -> dict[str, np.ndarray]:
     # No repeat purchase means no spend information: the contract's 0 (or NaN) is treated alike.
     m = np.where(ok & (f > 0), m, 0.0)
     return {"frequency": f, "recency": r, "T": t, "monetary_value": m, "never": nan_frt}
+
+
+def never_bought_age(frame: pd.DataFrame, never: np.ndarray) -> np.ndarray:
+    """``T`` (days) for never-purchased rows: ``tenure_days`` where the frame has it (finite, > 0), else 0.
+
+    Under BG/NBD and Pareto/NBD alike, someone who has not bought for ``tenure_days`` is less likely to
+    buy next than someone who just arrived; scoring every sign-up as brand new ranked long-silent
+    sign-ups among the likeliest buyers."""
+    if not never.any() or "tenure_days" not in frame.columns:
+        return np.zeros(never.shape)
+    tenure = pd.to_numeric(frame["tenure_days"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isfinite(tenure) & (tenure > 0), tenure, 0.0)
 
 
 _SMALL_ROWS = 256

@@ -21,10 +21,19 @@ from lightgbm.basic import LightGBMError
 from sklearn.exceptions import NotFittedError
 
 from churnclv.features import FeatureConfig
+from churnclv.models.blending import blend_logodds, churn_probability, soft_platt, total_factor
 from churnclv.models.btyd import BTYDModel
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor
+from churnclv.models.inputs import stable_floats
 from churnclv.models.scorer_config import ScorerConfig
-from churnclv.models.scorer_files import GBM_TARGETS, SavedScorer, feature_config_from_dict, read_scorer, write_scorer
+from churnclv.models.scorer_files import (
+    GBM_TARGETS,
+    NO_LEVELS,
+    SavedScorer,
+    feature_config_from_dict,
+    read_scorer,
+    write_scorer,
+)
 from churnclv.models.tier_policy import TierPolicy
 
 log = logging.getLogger(__name__)
@@ -60,30 +69,6 @@ FIT_ERRORS: tuple[type[Exception], ...] = (
     np.linalg.LinAlgError,
     LightGBMError,
 )
-
-FEATURE_DECIMALS = 6
-_SMALL_FRAME_ROWS = 256  # up to here stable_floats first checks whether the frame is rounded already
-
-
-def stable_floats(frame: pd.DataFrame) -> pd.DataFrame:
-    """Float columns rounded to 1e-6: what the models read (``frame`` itself when they already are).
-
-    DuckDB sums in parallel, so a sum of amounts can differ in its last bits between two runs
-    (seen: 2e-13 on a spend label). LightGBM's bin edges are data values, so such noise changed
-    trees and scores between identical trainings; at 1e-6 (far below a cent) the inputs, hence the
-    models and scores, are identical run to run.
-    """
-    if len(frame) <= _SMALL_FRAME_ROWS:
-        floats = [c for c, dtype in frame.dtypes.items() if dtype.kind == "f"]
-        block = frame[floats].to_numpy(dtype=np.float64)
-        if floats and np.array_equal(np.round(block, FEATURE_DECIMALS), block, equal_nan=True):
-            return frame  # already stable (the HTTP service's snapshot rows): 3x cheaper than a rebuild
-    # built column by column from arrays: 3x cheaper than DataFrame.round on the one-row HTTP path
-    data = {
-        c: np.round(s.to_numpy(), FEATURE_DECIMALS) if pd.api.types.is_float_dtype(s.dtype) else s.array
-        for c, s in frame.items()
-    }
-    return pd.DataFrame(data, index=frame.index)
 
 
 def model_features(frame: pd.DataFrame, *, with_btyd: bool) -> list[str]:
@@ -123,6 +108,9 @@ class Scorer:
     tiers_: TierPolicy | None
     metadata_: dict[str, Any]
     clv_fallback_ratio_: float
+    # (a, b): churn = expit(a + b s) on the blended log-odds s (None: no recalibration)
+    churn_calibration_: tuple[float, float] | None
+    level_factors_: dict[str, float]  # per learned target (purchases, spend), the factor on its output
 
     def __init__(self, *, config: ScorerConfig | None = None, tiers: Any = None) -> None:
         self.config = config
@@ -145,8 +133,12 @@ class Scorer:
             "learning_rate": c.gbm_learning_rate,
             "num_leaves": c.gbm_num_leaves,
             "max_depth": c.gbm_max_depth,
-            "min_data_in_leaf": 50,
+            "min_data_in_leaf": c.gbm_min_data_in_leaf,
+            "feature_fraction": c.gbm_feature_fraction,
+            "lambda_l2": c.gbm_lambda_l2,
         }
+        if c.gbm_bagging_fraction < 1:
+            params.update(bagging_fraction=c.gbm_bagging_fraction, bagging_freq=1)
         # OpenMP threads spin while they wait: on a busy 2-core machine a small fit with all threads
         # ran 30x slower than with one (measured: 46 ms vs 1.5 ms per boosting round at 18k rows).
         params["num_threads"] = c.train_threads or (1 if n_rows < AUTO_THREADS_MIN_ROWS else 0)
@@ -176,6 +168,8 @@ class Scorer:
         notes += [f"BTYD at as-of: {n}" for n in getattr(self.btyd_, "fit_notes_", [])]
         self.clv_fallback_ratio_ = self._fallback_ratio(snapshot)
         self.churn_ = self.purchases_ = self.spend_ = None
+        self.churn_calibration_ = None
+        self.level_factors_ = dict(NO_LEVELS)
         if c.uses_gbm():
             hybrid = any(m == "hybrid" for m in (c.churn_model, c.purchases_model, c.spend_model))
             train = self._with_btyd_per_cutoff(train, notes) if hybrid else train
@@ -200,6 +194,7 @@ class Scorer:
                 self.spend_ = GBMSpendRegressor(features=feats, refit_full=c.gbm_refit_full, **common).fit(
                     train, train["spend"].to_numpy(dtype=float), groups=groups
                 )
+            self._fit_levels(snapshot)
         self.tiers_ = None
         if self.tiers is not False:
             policy = self.tiers if isinstance(self.tiers, TierPolicy) else TierPolicy(config=self.tiers)
@@ -242,7 +237,41 @@ class Scorer:
         return out.loc[train.index.intersection(out.index)]
 
     def _btyd_features(self, model: BTYDModel, frame: pd.DataFrame) -> pd.DataFrame:
-        return _with_btyd(frame, model.predict(frame, self.config_.horizon_days, clv_months=0))
+        return _with_btyd(frame, model.predict(frame, self.config_.label_horizon, clv_months=0))
+
+    def _fit_levels(self, snapshot: pd.DataFrame) -> None:
+        """Fit on the training snapshot (a score never depends on who else is scored) what carries the
+        learned outputs to the scores: with labels of a shorter horizon, the churn recalibration on
+        BTYD's P(churn) (:func:`~churnclv.models.blending.soft_platt`); per learned total, the factor
+        making it BTYD's (``learned_totals = "btyd"``, and always with labels of a shorter horizon)."""
+        c = self.config_
+        bt, X = self._btyd_outputs(snapshot)
+        transfer = c.label_horizon != c.horizon_days
+        if self.churn_ is not None and transfer:
+            p_btyd = bt["p_churn"].to_numpy()
+            self.churn_calibration_ = soft_platt(
+                blend_logodds(self.churn_.predict_proba(X), p_btyd, c.churn_btyd_weight), p_btyd
+            )
+        if c.learned_totals == "btyd" or transfer:
+            for target, model in (("purchases", self.purchases_), ("spend", self.spend_)):
+                if model is not None:
+                    factor = total_factor(model.predict(X), bt[f"expected_{target}"].to_numpy())
+                    self.level_factors_[target] = self.level_factors_[target] if factor is None else factor
+
+    def _btyd_outputs(
+        self, features: pd.DataFrame, *, clv_months: int = 0, annual_discount_rate: float = 0.10
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """BTYD's scores at the horizon, and the learned models' input (BTYD columns at the label horizon)."""
+        c = self.config_
+        bt = self.btyd_.predict(
+            features, c.horizon_days, clv_months=clv_months, annual_discount_rate=annual_discount_rate
+        )
+        if not any(m is not None for m in (self.churn_, self.purchases_, self.spend_)):
+            return bt, features
+        at_label = (
+            bt if c.label_horizon == c.horizon_days else self.btyd_.predict(features, c.label_horizon, clv_months=0)
+        )
+        return bt, _with_btyd(features, at_label)
 
     # ------------------------------------------------------------------ score
 
@@ -297,20 +326,24 @@ class Scorer:
     def _base_scores(self, features: pd.DataFrame, *, with_matrix: bool = False) -> Any:
         """The model outputs (no tiers, no reasons), and the model matrix with BTYD columns."""
         c = self.config_
-        bt = self.btyd_.predict(
-            features, c.horizon_days, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate
-        )
-        uses_gbm = any(m is not None for m in (self.churn_, self.purchases_, self.spend_))
-        X = _with_btyd(features, bt) if uses_gbm else features
+        bt, X = self._btyd_outputs(features, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate)
+        levels = self.level_factors_
         bt_spend = bt["expected_spend"].to_numpy()
-        spend = self.spend_.predict(X) if self.spend_ is not None else bt_spend
+        spend = self.spend_.predict(X) * levels["spend"] if self.spend_ is not None else bt_spend
+        p_btyd = bt["p_churn"].to_numpy()
         out = pd.DataFrame(
             {  # built in one go: column by column costs ~0.1 ms a column
                 "customer_id": features["customer_id"].astype(str).to_numpy(),
-                "p_churn": self.churn_.predict_proba(X) if self.churn_ is not None else bt["p_churn"].to_numpy(),
+                "p_churn": p_btyd
+                if self.churn_ is None
+                else churn_probability(
+                    self.churn_.predict_proba(X), p_btyd, c.churn_btyd_weight, self.churn_calibration_
+                ),
                 "p_alive": bt["p_alive"].to_numpy(),
                 "expected_purchases": (
-                    self.purchases_.predict(X) if self.purchases_ is not None else bt["expected_purchases"].to_numpy()
+                    self.purchases_.predict(X) * levels["purchases"]
+                    if self.purchases_ is not None
+                    else bt["expected_purchases"].to_numpy()
                 ),
                 "expected_spend": spend,
                 "clv": self._clv(bt["clv"].to_numpy(), bt_spend, spend),
@@ -383,6 +416,8 @@ class Scorer:
             config=self.config_,
             metadata=self.metadata_,
             clv_fallback_ratio=self.clv_fallback_ratio_,
+            churn_calibration=self.churn_calibration_,
+            level_factors=self.level_factors_,
             btyd=self.btyd_,
             gbm={t: m for t, m in models.items() if m is not None},
             tiers=self.tiers_,
@@ -407,6 +442,8 @@ class Scorer:
         scorer.metadata_ = saved.metadata
         scorer.btyd_ = saved.btyd
         scorer.clv_fallback_ratio_ = saved.clv_fallback_ratio
+        scorer.churn_calibration_ = saved.churn_calibration
+        scorer.level_factors_ = dict(saved.level_factors)
         scorer.churn_ = scorer.purchases_ = scorer.spend_ = None
         for target, model in saved.gbm.items():
             setattr(scorer, f"{target}_", model)
@@ -419,19 +456,6 @@ def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame
         {col: prediction[col.removeprefix("btyd_")].to_numpy() for col in BTYD_FEATURES}, index=features.index
     )
     return pd.concat([features.drop(columns=[c for c in BTYD_FEATURES if c in features.columns]), extra], axis=1)
-
-
-def model_input(features: pd.DataFrame) -> pd.DataFrame:
-    """Features with nullable integer columns as float64 (NaN for null), the model's input schema.
-
-    MLflow signatures have no nullable integer type, and the models read every number as float.
-    """
-    out = features.copy()
-    for col in out.columns:
-        dtype = out[col].dtype
-        if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-            out[col] = out[col].astype("float64")
-    return out
 
 
 def next_purchase_dates(days: Any, as_of: dt.date) -> np.ndarray:
@@ -471,6 +495,5 @@ __all__ = [
     "Scorer",
     "empty_scores",
     "model_features",
-    "model_input",
     "next_purchase_dates",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from churnclv.models.tier_policy import TierPolicy
 
 __all__ = [
     "GBM_TARGETS",
+    "NO_LEVELS",
     "SavedScorer",
     "ScorerFormatError",
     "feature_config_from_dict",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 GBM_TARGETS = ("churn", "purchases", "spend")  # the targets a LightGBM model can score
+NO_LEVELS = {"purchases": 1.0, "spend": 1.0}  # the learned totals as predicted (scorers saved before levels)
 _STAMP = {"format": "churnclv.scorer", "format_version": 1}
 # What the readers raise on a damaged or hand-edited scorer.json: bad values and types, missing
 # fields, unreadable files, LightGBM's own parse errors.
@@ -66,6 +68,10 @@ class SavedScorer:
     btyd: BTYDModel
     gbm: dict[str, GBMChurnClassifier | GBMCountRegressor | GBMSpendRegressor]  # by target, the chosen ones
     tiers: TierPolicy | None
+    # (a, b): churn = expit(a + b s) on the blended log-odds s (None: no recalibration)
+    churn_calibration: tuple[float, float] | None = None
+    # per learned target, the factor on its output (purchases, spend)
+    level_factors: dict[str, float] = field(default_factory=lambda: dict(NO_LEVELS))
 
 
 def write_scorer(path: Path | str, saved: SavedScorer) -> Path:
@@ -77,6 +83,8 @@ def write_scorer(path: Path | str, saved: SavedScorer) -> Path:
         "config": asdict(saved.config),
         "metadata": saved.metadata,
         "clv_fallback_ratio": saved.clv_fallback_ratio,
+        "churn_calibration": None if saved.churn_calibration is None else [float(v) for v in saved.churn_calibration],
+        "level_factors": {k: float(v) for k, v in saved.level_factors.items()},
         "btyd": saved.btyd.to_dict(),
         "gbm": {},
         "tiers": None if saved.tiers is None else saved.tiers.to_dict(),
@@ -139,6 +147,12 @@ def _from_doc(path: Path, doc: Any) -> SavedScorer:
     ratio = float(doc["clv_fallback_ratio"])
     if not np.isfinite(ratio) or ratio < 0:
         raise ScorerFormatError(f"{where}: field 'clv_fallback_ratio' must be a finite number >= 0")
+    calibration = _churn_calibration(where, doc.get("churn_calibration"))
+    levels = dict(NO_LEVELS)  # absent before: the learned totals as predicted
+    for k, v in dict(doc.get("level_factors") or {}).items():
+        if k not in levels or not np.isfinite(float(v)) or float(v) <= 0:
+            raise ScorerFormatError(f"{where}: field 'level_factors.{k}' must be a number > 0")
+        levels[k] = float(v)
     gbm = {}
     for target, saved in dict(doc["gbm"]).items():
         if target not in GBM_TARGETS:
@@ -152,7 +166,17 @@ def _from_doc(path: Path, doc: Any) -> SavedScorer:
             )
         d["booster"] = _checked_booster(path / name, d.pop("booster_sha256", None))
         gbm[target] = model_from_dict(d)
-    return SavedScorer(scorer_config, metadata, ratio, btyd, gbm, tiers)
+    return SavedScorer(scorer_config, metadata, ratio, btyd, gbm, tiers, calibration, levels)
+
+
+def _churn_calibration(where: Path, value: Any) -> tuple[float, float] | None:
+    """The saved ``churn_calibration`` (absent before: no recalibration)."""
+    if value is None:
+        return None
+    pair = tuple(float(v) for v in value)
+    if len(pair) != 2 or not all(np.isfinite(pair)):
+        raise ScorerFormatError(f"{where}: field 'churn_calibration' must be two finite numbers")
+    return (pair[0], pair[1])
 
 
 def _checked_booster(path: Path, sha256: str | None) -> str:

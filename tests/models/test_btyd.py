@@ -481,6 +481,18 @@ def test_never_purchased_customers_score_as_new_customers(model):
     assert 0 < scores["p_churn"].iloc[0] < 1
 
 
+@pytest.mark.parametrize("model", ["bgnbd", "mbgnbd", "pareto"])
+def test_never_purchased_customers_silent_for_longer_churn_more(model):
+    nan = [np.nan] * 3
+    frame = pd.DataFrame(
+        {"frequency": nan, "recency": nan, "T": nan, "monetary_value": nan, "tenure_days": [0.0, 30.0, 300.0]}
+    )
+    p = fake_model(model).predict(frame, 60.0)["p_churn"].to_numpy()
+    assert p[0] < p[1] < p[2]
+    new = fake_model(model).predict(frame.drop(columns="tenure_days").iloc[:1], 60.0)["p_churn"].to_numpy()
+    assert p[0] == new[0]  # no tenure: a brand-new customer
+
+
 def test_predict_before_fit_raises_naming_the_estimator():
     frame = pd.DataFrame({"frequency": [1.0], "recency": [1.0], "T": [2.0], "monetary_value": [1.0]})
     with pytest.raises(NotFittedError, match="BTYDModel"):

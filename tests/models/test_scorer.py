@@ -10,6 +10,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from churnclv.features import compute_features, compute_features_frames, compute_training_frame
+from churnclv.models.inputs import stable_floats
 from churnclv.models.scorer import SCORE_COLUMNS, Scorer
 from churnclv.models.scorer_config import ScorerConfig
 
@@ -92,6 +93,49 @@ def test_a_scorer_saved_before_refit_full_existed_loads_as_refitted(hybrid: Scor
     del doc["config"]["gbm_refit_full"]
     (tmp_path / "old" / "scorer.json").write_text(json.dumps(doc))
     assert Scorer.load(tmp_path / "old").config_.gbm_refit_full is True
+
+
+@pytest.mark.slow
+def test_level_factors_make_the_learned_totals_btyd_on_the_training_snapshot(fitted: Scorer, data) -> None:
+    _, snapshot = data
+    scores = fitted.score(snapshot, reasons=False)
+    bt = fitted.btyd_.predict(stable_floats(snapshot.reset_index(drop=True)), 90, clv_months=0)
+    for target in ("purchases", "spend"):
+        assert fitted.level_factors_[target] != 1.0
+        col = f"expected_{target}"
+        np.testing.assert_allclose(scores[col].sum(), bt[col].sum(), rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def transferred(data) -> Scorer:
+    """Learned models on labels of a shorter horizon: churn recalibrated on BTYD's, totals scaled."""
+    train, snapshot = data
+    config = ScorerConfig(**FAST, label_horizon_days=45, churn_btyd_weight=0.25)
+    return Scorer(config=config, tiers=False).fit(train, snapshot, as_of=AS_OF)
+
+
+@pytest.mark.slow
+def test_a_scorer_with_calibration_and_levels_round_trips_exactly(
+    transferred: Scorer, snapshot: pd.DataFrame, tmp_path: Path
+) -> None:
+    assert transferred.churn_calibration_ is not None
+    loaded = Scorer.load(transferred.save(tmp_path / "m"))
+    assert loaded.churn_calibration_ == transferred.churn_calibration_
+    assert loaded.level_factors_ == transferred.level_factors_
+    assert loaded.config_ == transferred.config_
+    pd.testing.assert_frame_equal(loaded.score(snapshot), transferred.score(snapshot), check_exact=True)
+
+
+def test_a_scorer_saved_before_calibration_and_levels_loads_without_them(hybrid: Scorer, tmp_path: Path) -> None:
+    hybrid.save(tmp_path / "old")
+    doc = json.loads((tmp_path / "old" / "scorer.json").read_text())
+    del doc["churn_calibration"], doc["level_factors"]
+    for key in ("churn_btyd_weight", "label_horizon_days", "learned_totals", "gbm_min_data_in_leaf"):
+        del doc["config"][key]
+    (tmp_path / "old" / "scorer.json").write_text(json.dumps(doc))
+    old = Scorer.load(tmp_path / "old")
+    assert old.churn_calibration_ is None and old.level_factors_ == {"purchases": 1.0, "spend": 1.0}
+    assert old.config_.churn_btyd_weight == 0.0 and old.config_.label_horizon == old.config_.horizon_days
 
 
 @pytest.mark.slow
@@ -200,6 +244,16 @@ def _tamper(doc: dict, change: str) -> object:
             del d["gbm"]["churn"]["booster_file"]
         case "tiers_bad":
             d["tiers"] = {"x": 1}
+        case "calibration_nan":
+            d["churn_calibration"] = [0.0, "nan"]
+        case "calibration_one":
+            d["churn_calibration"] = [0.0]
+        case "levels_unknown":
+            d["level_factors"] = {"clv": 2.0}
+        case "levels_zero":
+            d["level_factors"] = {"spend": 0.0}
+        case "label_horizon_too_long":
+            d["config"]["label_horizon_days"] = d["config"]["horizon_days"] + 1
     return d
 
 
@@ -223,6 +277,11 @@ TAMPERED = [
     "booster_missing",
     "no_booster_file",
     "tiers_bad",
+    "calibration_nan",
+    "calibration_one",
+    "levels_unknown",
+    "levels_zero",
+    "label_horizon_too_long",
 ]
 
 

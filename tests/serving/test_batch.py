@@ -125,7 +125,7 @@ def test_batch_scores_equal_the_single_customer_path(
     """What the HTTP service does for one customer (in-memory features, the pyfunc's scorer)
     gives the batch row's numbers, tier and reasons."""
     from churnclv.features import compute_features_frames
-    from churnclv.models.scorer import model_input
+    from churnclv.models.inputs import model_input
     from churnclv.serving.model import load_model
 
     out, _ = scored
@@ -348,7 +348,7 @@ def test_part_files_are_sorted_by_customer_and_bounded_by_chunk(scored: tuple[Pa
 
 
 def test_clv_does_not_depend_on_the_chunk(scored: tuple[Path, dict], trained_store: dict, tmp_path: Path) -> None:
-    from churnclv.models.scorer import model_input
+    from churnclv.models.inputs import model_input
     from churnclv.serving.model import load_model
 
     out, _ = scored

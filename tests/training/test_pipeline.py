@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from churnclv.features import compute_features
-from churnclv.models.scorer import model_input
+from churnclv.models.inputs import model_input
 from churnclv.models.scorer_config import ScorerConfig
 from churnclv.training.backtest import summarize_backtest
 from churnclv.training.config import RunConfig, TrainConfig, TrainingError
 from churnclv.training.folds import Fold, final_train_cutoffs, plan_folds, plan_training
 from churnclv.training.pipeline import train
-from churnclv.training.selection import select_models
+from churnclv.training.selection import CHURN_BLEND_WEIGHTS, select_churn_blend, select_models
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +110,40 @@ def test_plan_backtests_a_shorter_horizon_when_the_real_one_does_not_fit() -> No
     # the learned models at the real horizon: only cutoffs whose 180-day windows have closed
     assert plan.final_cutoffs and all(c + pd.Timedelta(days=180) <= as_of for c in plan.final_cutoffs)
     assert plan_training(first, as_of, TrainConfig(horizon_days=90)).backtested
+
+
+def test_plan_trains_on_a_shorter_horizon_when_too_few_of_its_labels_close() -> None:
+    first, as_of = pd.Timestamp("1997-01-01"), pd.Timestamp("1997-11-30")
+    cfg = TrainConfig(horizon_days=180, n_folds=3, min_history_days=60, min_label_cutoffs=5)
+    plan = plan_training(first, as_of, cfg)
+    assert plan.backtest_horizon_days == plan.label_horizon_days == 136
+    assert len(plan.final_cutoffs) == 5 and all(c + pd.Timedelta(days=136) <= as_of for c in plan.final_cutoffs)
+    assert "carried to 180 days by BTYD" in (plan.note or "")
+    assert plan.to_dict()["label_horizon_days"] == 136
+    # enough labelled cutoffs of the horizon itself: they are used
+    assert plan_training(first, as_of, replace(cfg, min_label_cutoffs=3)).label_horizon_days is None
+    with pytest.raises(TrainingError, match="min_label_cutoffs"):
+        TrainConfig(min_label_cutoffs=0)
+
+
+def test_churn_blend_picks_the_btyd_weight_with_the_best_backtest_log_loss() -> None:
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0.05, 0.95, 5_000)
+    y = rng.random(truth.size) < truth
+    noisy = 1 / (1 + np.exp(-(np.log(truth / (1 - truth)) + rng.normal(0, 2.0, truth.size))))
+
+    def preds(p: np.ndarray) -> list[pd.DataFrame]:
+        ids = [str(i) for i in range(y.size)]
+        return [pd.DataFrame({"fold": f, "customer_id": ids, "churned": y, "p_churn": p}) for f in (1, 2)]
+
+    # BTYD holds the truth: BTYD alone wins
+    got = select_churn_blend({"btyd": preds(truth), "hybrid": preds(noisy)}, ["hybrid"])
+    assert (
+        got is not None and got[:2] == ("btyd", 0.0) and set(got[2]) == {f"hybrid@{w:g}" for w in CHURN_BLEND_WEIGHTS}
+    )
+    # the learned model holds it: the learned model alone
+    assert select_churn_blend({"btyd": preds(noisy), "hybrid": preds(truth)}, ["hybrid"])[:2] == ("hybrid", 0.0)
+    assert select_churn_blend({"hybrid": preds(truth)}, ["hybrid"]) is None
 
 
 def test_selection_skips_candidates_missing_a_fold_and_undefined_metrics() -> None:

@@ -1,0 +1,79 @@
+"""Log-odds arithmetic for churn probabilities: the blend of a learned model with BTYD and its
+recalibration (Platt scaling against soft labels)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit as _scipy_expit
+
+__all__ = ["blend_logodds", "churn_probability", "expit", "logit", "soft_platt", "total_factor"]
+
+P_CLIP = 1e-6  # probabilities are clipped to [1e-6, 1 - 1e-6] before taking log-odds
+SOFT_PLATT_ROWS = 200_000  # rows the recalibration reads at most (an even spread of the input)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of ``p``, clipped to [P_CLIP, 1 - P_CLIP] first."""
+    q = np.clip(np.asarray(p, dtype=float), P_CLIP, 1.0 - P_CLIP)
+    return np.asarray(np.log(q) - np.log1p(-q), dtype=float)
+
+
+def expit(s: np.ndarray) -> np.ndarray:
+    """The logistic function, as floats."""
+    return np.asarray(_scipy_expit(s), dtype=float)
+
+
+def blend_logodds(p_learned: np.ndarray, p_btyd: np.ndarray, btyd_weight: float) -> np.ndarray:
+    """``(1 - w) logit(p_learned) + w logit(p_btyd)``; the learned log-odds alone when ``w <= 0``."""
+    s = logit(p_learned)
+    return s if btyd_weight <= 0 else (1.0 - btyd_weight) * s + btyd_weight * logit(p_btyd)
+
+
+def churn_probability(
+    p_learned: np.ndarray, p_btyd: np.ndarray, btyd_weight: float, calibration: tuple[float, float] | None
+) -> np.ndarray:
+    """P(churn) from the learned model's: blended with BTYD's log-odds (weight ``btyd_weight``), then
+    recalibrated ``expit(a + b s)`` when ``calibration = (a, b)``; unchanged when neither applies."""
+    if btyd_weight <= 0 and calibration is None:
+        return np.asarray(p_learned, dtype=float)
+    s = blend_logodds(p_learned, p_btyd, btyd_weight)
+    return expit(s if calibration is None else calibration[0] + calibration[1] * s)
+
+
+def total_factor(predicted: np.ndarray, want: np.ndarray) -> float | None:
+    """The factor making ``sum(predicted)`` equal ``sum(want)``; None when either total is not a finite number > 0."""
+    total, target = float(np.sum(predicted)), float(np.sum(want))
+    if total > 0 and target > 0 and np.isfinite(total) and np.isfinite(target):
+        return target / total
+    return None
+
+
+def soft_platt(s: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` minimising the cross-entropy of ``expit(a + b s)`` against the probabilities
+    ``target`` (Platt scaling with soft labels). Falls back to the identity when it cannot fit."""
+    s = np.asarray(s, dtype=float)
+    t = np.clip(np.asarray(target, dtype=float), 0.0, 1.0)
+    if s.size > SOFT_PLATT_ROWS:
+        idx = np.linspace(0, s.size - 1, SOFT_PLATT_ROWS).astype(np.int64)
+        s, t = s[idx], t[idx]
+    ok = np.isfinite(s) & np.isfinite(t)
+    s, t = s[ok], t[ok]
+    if s.size < 2 or np.ptp(s) == 0:
+        return (0.0, 1.0)
+    mu, sd = float(s.mean()), float(s.std())
+    z = (s - mu) / sd
+
+    def loss(ab: np.ndarray) -> tuple[float, np.ndarray]:
+        u = ab[0] + ab[1] * z
+        # cross-entropy in a stable form: log(1 + e^u) - t u
+        val = np.logaddexp(0.0, u) - t * u
+        g = expit(u) - t
+        return float(val.mean()), np.array([g.mean(), (g * z).mean()])
+
+    res = minimize(loss, np.array([0.0, 1.0]), jac=True, method="BFGS")
+    if not np.all(np.isfinite(res.x)):
+        return (0.0, 1.0)
+    a, b = float(res.x[0]), float(res.x[1])
+    # back to the scale of s: a + b (s - mu) / sd
+    return (a - b * mu / sd, b / sd)
