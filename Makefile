@@ -50,10 +50,11 @@ test: $(STAMP)
 	$(PY) -m pytest -m "not spark" $(PYTEST_ARGS)
 	$(PY) -m pytest -m spark $(PYTEST_ARGS)
 
-# The unit tests on two processes (pytest-xdist; a file stays on one, so its module fixtures are
-# built once), with at most 5 examples per property test (the "fast" profile of tests/conftest.py).
+# The unit tests on two processes (pytest-xdist, tests dealt out one by one: balances better than
+# per file), with at most 5 examples per property test (the "fast" profile of tests/conftest.py) and
+# without the plugins only the integration tests use (nbmake, schemathesis, anyio: ~1 s per worker).
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile --hypothesis-profile=fast -m "not slow and not integration" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist load -p no:nbmake -p no:schemathesis -p no:anyio --hypothesis-profile=fast -m "not slow and not integration" $(PYTEST_ARGS)
 
 clean:
 	rm -rf work build dist .pytest_cache .hypothesis
