@@ -370,11 +370,11 @@ def evaluate(setup: Setup, days: pd.DataFrame, data: Path, work: Path, config: P
     }
 
 
-def table(results: list[dict], metric: str) -> str:
-    head = f"| setup | {' | '.join(MODELS)} |\n|---|{'---|' * len(MODELS)}"
+def table(results: list[dict], metric: str, models: tuple[str, ...] = MODELS) -> str:
+    head = f"| setup | {' | '.join(models)} |\n|---|{'---|' * len(models)}"
     rows = []
     for r in results:
-        cells = [f"{r['metrics'][m][metric]:.4g}" if m in r["metrics"] else "n/a" for m in MODELS]
+        cells = [f"{r['metrics'][m][metric]:.4g}" if m in r["metrics"] else "n/a" for m in models]
         rows.append(f"| {r['setup']} | {' | '.join(cells)} |")
     return "\n".join([f"**{metric}**", "", head, *rows])
 
@@ -412,6 +412,16 @@ def summary(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def report(results: list[dict], summary_text: str, json_path: Path | None, models: tuple[str, ...] = MODELS) -> None:
+    """One table per metric, the summary, and every figure as JSON when ``json_path`` is given."""
+    print()
+    for metric in results[0]["metrics"]["churnclv"]:
+        print(table(results, metric, models), end="\n\n")
+    print(summary_text)
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=1, default=str))
+
+
 def cdnow_data(work: Path) -> Path:
     data = work / "cdnow"
     if not (data / "transactions.parquet").is_file():
@@ -445,12 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         results.append(r)
-    print()
-    for metric in results[0]["metrics"]["churnclv"]:
-        print(table(results, metric), end="\n\n")
-    print(summary(results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=str))
+    report(results, summary(results), args.json)
     return 0
 
 

@@ -125,6 +125,22 @@ def cli(verbose: int, quiet: bool) -> None:
     show_default=True,
     help="Multiplies every event rate (3.0 gives about 100 events per customer).",
 )
+@click.option(
+    "--seasonality-amplitude",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=None,  # WorldConfig's own default (the CLI does not import it; a test keeps the help in step)
+    metavar="A",
+    help="Strength of the yearly season, 0 <= A < 1: every purchase rate is multiplied by "
+    "1 + A cos(2 pi (day of year - peak) / 365.25). 0 gives a flat year; 0.6 a strong season "
+    "(1.6 times the mean rate at the peak, 0.4 times it half a year away). Default: 0.25.",
+)
+@click.option(
+    "--season-peak-day",
+    type=click.IntRange(min=1, max=366),
+    default=None,  # WorldConfig's own default, as above
+    metavar="DAY",
+    help="Day of the year (1-366) on which purchase rates peak; 152 is 1 June. Default: 335 (1 December).",
+)
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.pass_context
 def generate(
@@ -136,6 +152,8 @@ def generate(
     horizon_days: int,
     purchase_rate_scale: float,
     event_rate_scale: float,
+    seasonality_amplitude: float | None,
+    season_peak_day: int | None,
     fmt: str,
 ) -> None:
     """Generate a synthetic customer world (transactions, events, customers) and its ground truth.
@@ -157,12 +175,17 @@ def generate(
     from churnclv.generator.truth import default_truth_as_of
     from churnclv.generator.world import WorldConfig
 
+    season: dict[str, Any] = {
+        "seasonality_amplitude": seasonality_amplitude,
+        "season_peak_day_of_year": season_peak_day,
+    }
     with report_errors():
         config = WorldConfig(
             n_customers=n_customers,
             seed=seed,
             purchase_rate_scale=purchase_rate_scale,
             event_rate_scale=event_rate_scale,
+            **{name: value for name, value in season.items() if value is not None},
         )
     first, end = config.start, config.end
     span = f"the generated data runs from {first:%Y-%m-%d} to {end:%Y-%m-%d}"
