@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnclv.models.inputs import model_input
-from churnclv.models.scorer import next_purchase_dates
+from churnclv.models.next_purchase import next_purchase_dates
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.model import LoadedModel
 from churnclv.serving.snapshots import OUTPUT_SCHEMA
@@ -27,7 +27,7 @@ def score_chunk(
     exactly what the pyfunc's ``predict`` (and the HTTP service) runs, without MLflow's per-call
     schema check; reasons stay a list.
     """
-    scores = model.scorer.score(model_input(features), prev=prev, reasons=reasons)
+    scores = model.scorer.score(model_input(features), as_of=as_of, prev=prev, reasons=reasons)
     n = len(scores)
 
     def col(name: str, dtype: pa.DataType) -> pa.Array:

@@ -23,7 +23,7 @@ import pandas as pd
 from churnclv.errors import ChurnclvError
 from churnclv.features import FeatureConfig, compute_features_frames
 from churnclv.models.inputs import model_input, stable_floats
-from churnclv.models.scorer import next_purchase_dates
+from churnclv.models.next_purchase import next_purchase_dates
 from churnclv.redaction import redact_url
 from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, load_model
 from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore, Transaction
@@ -125,9 +125,10 @@ def feature_frames(
     )
 
 
-def score_features(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
-    """Score a feature frame with the model's scorer (the pyfunc's input types, no schema check)."""
-    return model.scorer.score(model_input(features))
+def score_features(model: LoadedModel, features: pd.DataFrame, as_of: dt.date | None = None) -> pd.DataFrame:
+    """Score a feature frame as of ``as_of`` (default: the training as-of) with the model's scorer
+    (the pyfunc's input types, no schema check)."""
+    return model.scorer.score(model_input(features), as_of=as_of)
 
 
 def check_model(loaded: LoadedModel) -> None:
@@ -217,7 +218,7 @@ def score_histories(
     if known:
         features = feature_frames(known, as_of, model.attributes, model.scorer.feature_config())
         after = {c.customer_id: rows_after(c, as_of) for c in known}
-        scored = to_customer_scores(score_features(model, features), model.version, as_of, after)
+        scored = to_customer_scores(score_features(model, features, as_of), model.version, as_of, after)
     return [
         scored.get(c.customer_id) or CustomerError(customer_id=c.customer_id, error=NOT_KNOWN_AT_AS_OF)
         for c in customers
@@ -413,7 +414,7 @@ def _score_rows(
     never the request. At most a request's ids are scored, so the search is bounded.
     """
     try:
-        return to_customer_scores(model.scorer.score(rows), model.version, as_of)
+        return to_customer_scores(model.scorer.score(rows, as_of=as_of), model.version, as_of)
     except Exception as exc:  # noqa: BLE001 - reported per customer below, and logged without data
         if len(rows) == 1:
             failed[str(rows["customer_id"].iloc[0])] = (

@@ -17,8 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from churnclv.features import compute_features, count_customers
+from churnclv.features import compute_features, compute_labels, count_customers
+from churnclv.features.engine import compute_daily_purchases
 from churnclv.models.scorer import FIT_ERRORS, Scorer
+from churnclv.models.seasonality import MIN_SEASON_HISTORY_DAYS, LevelWindow
 from churnclv.readiness import assess
 from churnclv.training.backtest import run_backtest, summarize_backtest, training_frame
 from churnclv.training.config import KEY_METRICS, Progress, RunConfig, TrainingError
@@ -130,7 +132,22 @@ def train(
     snapshot = compute_features(clean, as_of.date(), memory_limit=tc.memory_limit, config=config.features)
     timings["snapshot_features_s"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    scorer, selected = _final_fit(config, selected, train_rows, snapshot, as_of, dropped, say, scorer_extra)
+    daily = window = None
+    if config.scorer.seasonality:
+        daily = compute_daily_purchases(clean, as_of.date(), memory_limit=tc.memory_limit, config=config.features)
+        window = _level_window(clean, as_of, config, first_ts)
+    scorer, selected = _final_fit(
+        config,
+        selected,
+        train_rows,
+        snapshot,
+        as_of,
+        dropped,
+        say,
+        scorer_extra,
+        daily=daily,
+        level_window=window,
+    )
     timings["final_fit_s"] = time.perf_counter() - t1
     scorer.metadata_.update(
         {
@@ -148,7 +165,7 @@ def train(
     t1 = time.perf_counter()
     # no reasons: the reports read tiers and values only (the reasons of 1M customers cost ~20 s);
     # result.scorer.score(result.snapshot_features) gives them
-    scores = scorer.score(snapshot, reasons=False)
+    scores = scorer.score(snapshot, as_of=as_of, reasons=False)
     timings["snapshot_scores_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
     return TrainResult(
@@ -167,6 +184,21 @@ def train(
     )
 
 
+def _level_window(
+    clean: Path | str, as_of: pd.Timestamp, config: RunConfig, first_ts: pd.Timestamp
+) -> LevelWindow | None:
+    """The last closed window of the horizon before as-of, when a season could be fitted at its start."""
+    tc = config.train
+    cutoff = as_of - pd.Timedelta(days=tc.horizon_days)
+    if (cutoff - to_day(first_ts)).days + 1 < MIN_SEASON_HISTORY_DAYS:
+        return None
+    features = compute_features(clean, cutoff.date(), memory_limit=tc.memory_limit, config=config.features)
+    labels = compute_labels(
+        clean, cutoff.date(), tc.horizon_days, as_of=as_of.date(), config=config.features, memory_limit=tc.memory_limit
+    )
+    return LevelWindow(cutoff=cutoff, features=features, labels=labels)
+
+
 def _final_fit(
     config: RunConfig,
     selected: dict[str, str],
@@ -176,6 +208,9 @@ def _final_fit(
     dropped: list[dict[str, Any]],
     say: Progress,
     scorer_extra: dict[str, Any] | None = None,
+    *,
+    daily: pd.DataFrame | None = None,
+    level_window: LevelWindow | None = None,
 ) -> tuple[Scorer, dict[str, str]]:
     """Fit the selected models; when that fails, step every learned target down REFIT_FALLBACK
     (hybrid -> gbm -> btyd) and retry, logging why. Raises TrainingError when BTYD itself fails."""
@@ -189,7 +224,8 @@ def _final_fit(
             **(scorer_extra or {}),
         )
         try:
-            return Scorer(config=scorer_cfg, tiers=config.tiers).fit(train_rows, snapshot, as_of=as_of), choice
+            scorer = Scorer(config=scorer_cfg, tiers=config.tiers)
+            return scorer.fit(train_rows, snapshot, as_of=as_of, daily=daily, level_window=level_window), choice
         except FIT_ERRORS as exc:
             reason = f"{type(exc).__name__}: {exc}"
             if all(m == "btyd" for m in choice.values()):

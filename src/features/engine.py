@@ -21,6 +21,7 @@ import pandas as pd
 from churnclv.features.catalogue import FEATURES, LABELS, Feature
 from churnclv.features.checks import check_known, check_values
 from churnclv.features.config import FeatureConfig
+from churnclv.features.daily import build_daily_purchases
 from churnclv.features.dates import AsOf, as_of_date
 from churnclv.features.definitions import build_features, feature_columns, known_customers
 from churnclv.features.errors import FeatureError
@@ -31,6 +32,7 @@ from churnclv.features.sources import Source, connect, load_tables
 from churnclv.schema import TABLES
 
 __all__ = [
+    "compute_daily_purchases",
     "compute_features",
     "compute_labels",
     "compute_training_frame",
@@ -168,6 +170,23 @@ def count_customers(
     """
     con, tables = _open(source, con, memory_limit, None, None, check=False)  # a count, no feature values
     return int(con.to_pyarrow(known_customers(tables, as_of).count()).as_py())
+
+
+def compute_daily_purchases(
+    source: Source,
+    as_of: AsOf,
+    *,
+    con: ibis.BaseBackend | None = None,
+    memory_limit: str | None = None,
+    config: FeatureConfig | None = None,
+) -> pd.DataFrame:
+    """The base's purchases per calendar day up to ``as_of`` (:func:`~churnclv.features.daily.
+    build_daily_purchases`) as pandas: ``day`` (datetime64), ``purchase_days``, ``first_purchases``,
+    ``net_spend``; one row per day with a purchase, oldest first."""
+    con, tables = _open(source, con, memory_limit, None, None, check=False)  # sums only: no feature values
+    out = con.to_pandas(build_daily_purchases(tables, as_of, config or FeatureConfig()))
+    out["day"] = pd.to_datetime(out["day"])
+    return out.reset_index(drop=True)
 
 
 @contextlib.contextmanager

@@ -1,13 +1,14 @@
-"""Log-odds arithmetic for churn probabilities: the blend of a learned model with BTYD and its
-recalibration (Platt scaling against soft labels)."""
+"""Log-odds arithmetic for churn probabilities (the blend of a learned model with BTYD and its
+recalibration, Platt scaling against soft labels) and the factors that carry totals."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit as _scipy_expit
 
-__all__ = ["blend_logodds", "churn_probability", "expit", "logit", "soft_platt", "total_factor"]
+__all__ = ["blend_logodds", "churn_probability", "expit", "logit", "row_ratio", "soft_platt", "total_factor"]
 
 P_CLIP = 1e-6  # probabilities are clipped to [1e-6, 1 - 1e-6] before taking log-odds
 SOFT_PLATT_ROWS = 200_000  # rows the recalibration reads at most (an even spread of the input)
@@ -47,6 +48,15 @@ def total_factor(predicted: np.ndarray, want: np.ndarray) -> float | None:
     if total > 0 and target > 0 and np.isfinite(total) and np.isfinite(target):
         return target / total
     return None
+
+
+def row_ratio(num: pd.Series, den: pd.Series) -> np.ndarray:
+    """``num / den`` per row, 1 where ``den`` is not > 0."""
+    n, d = num.to_numpy(dtype=float), den.to_numpy(dtype=float)
+    out: np.ndarray = np.ones_like(d)
+    ok = d > 0
+    out[ok] = n[ok] / d[ok]
+    return out
 
 
 def soft_platt(s: np.ndarray, target: np.ndarray) -> tuple[float, float]:

@@ -10,7 +10,6 @@ policy, metadata) and one LightGBM model text file per booster (:mod:`churnclv.m
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from lightgbm.basic import LightGBMError
 from sklearn.exceptions import NotFittedError
 
 from churnclv.features import FeatureConfig
-from churnclv.models.blending import blend_logodds, churn_probability, soft_platt, total_factor
+from churnclv.models.blending import blend_logodds, churn_probability, row_ratio, soft_platt, total_factor
 from churnclv.models.btyd import BTYDModel
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor
 from churnclv.models.inputs import stable_floats
@@ -34,6 +33,7 @@ from churnclv.models.scorer_files import (
     read_scorer,
     write_scorer,
 )
+from churnclv.models.seasonality import LevelWindow, SeasonalBTYD, fit_seasonal_btyd
 from churnclv.models.tier_policy import TierPolicy
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ class Scorer:
     # (a, b): churn = expit(a + b s) on the blended log-odds s (None: no recalibration)
     churn_calibration_: tuple[float, float] | None
     level_factors_: dict[str, float]  # per learned target (purchases, spend), the factor on its output
+    seasonal_: SeasonalBTYD | None  # the season and BTYD in operational time (None: no season)
 
     def __init__(self, *, config: ScorerConfig | None = None, tiers: Any = None) -> None:
         self.config = config
@@ -144,7 +145,15 @@ class Scorer:
         params["num_threads"] = c.train_threads or (1 if n_rows < AUTO_THREADS_MIN_ROWS else 0)
         return params
 
-    def fit(self, train: pd.DataFrame, snapshot: pd.DataFrame, *, as_of: Any = None) -> Scorer:
+    def fit(
+        self,
+        train: pd.DataFrame,
+        snapshot: pd.DataFrame,
+        *,
+        as_of: Any = None,
+        daily: pd.DataFrame | None = None,
+        level_window: LevelWindow | None = None,
+    ) -> Scorer:
         """Fit every model.
 
         Parameters
@@ -157,6 +166,12 @@ class Scorer:
             Features as of the training as-of; BTYD is fitted on it (BTYD needs no labels).
         as_of : date-like, optional
             The training as-of, kept in ``metadata_``.
+        daily : DataFrame, optional
+            The base's purchases per day up to as-of (:func:`churnclv.features.engine.
+            compute_daily_purchases`): with ``as_of`` and ``config.seasonality``, a yearly season is
+            fitted on it (:mod:`churnclv.models.seasonality`).
+        level_window : LevelWindow, optional
+            The last closed window of the horizon: with a season, the totals' level factors.
         """
         c = self.config_
         missing = [col for col in ("cutoff", *LABEL_COLUMNS) if col not in train.columns]
@@ -166,6 +181,11 @@ class Scorer:
         notes: list[str] = []
         self.btyd_ = self._btyd().fit(snapshot)
         notes += [f"BTYD at as-of: {n}" for n in getattr(self.btyd_, "fit_notes_", [])]
+        self.seasonal_ = None
+        if c.seasonality and daily is not None and as_of is not None:
+            self.seasonal_, said = self._fit_season(snapshot, as_of, daily, level_window)
+            notes += said
+            log.info("%s", "; ".join(said))
         self.clv_fallback_ratio_ = self._fallback_ratio(snapshot)
         self.churn_ = self.purchases_ = self.spend_ = None
         self.churn_calibration_ = None
@@ -198,7 +218,7 @@ class Scorer:
         self.tiers_ = None
         if self.tiers is not False:
             policy = self.tiers if isinstance(self.tiers, TierPolicy) else TierPolicy(config=self.tiers)
-            base = self._base_scores(snapshot)
+            base = self._base_scores(snapshot, as_of=as_of)
             policy.fit(self._tier_frame(base, snapshot.reset_index(drop=True)))
             self.tiers_ = policy
         self.metadata_ = {
@@ -210,6 +230,19 @@ class Scorer:
             "fit_notes": notes,
         }
         return self
+
+    def _fit_season(
+        self, snapshot: pd.DataFrame, as_of: Any, daily: pd.DataFrame, window: LevelWindow | None
+    ) -> tuple[SeasonalBTYD | None, list[str]]:
+        """The season and BTYD in operational time, with level factors from ``window``; what was found."""
+        try:
+            seasonal, message = fit_seasonal_btyd(self.btyd_, snapshot, as_of, daily)
+            if seasonal is None or window is None:
+                return seasonal, [message]
+            seasonal, levels = seasonal.with_levels(daily, window, self.config_.horizon_days)
+            return seasonal, [message, levels]
+        except FIT_ERRORS as exc:
+            return None, [f"no season: BTYD in operational time failed ({type(exc).__name__}: {exc})"]
 
     def _with_btyd_per_cutoff(self, train: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
         """Add BTYD outputs to each cutoff's rows from a BTYD fitted on that cutoff alone (no leakage).
@@ -280,7 +313,12 @@ class Scorer:
             raise NotFittedError("This Scorer is not fitted yet: call fit(train, snapshot) or Scorer.load(path)")
 
     def score(
-        self, features: pd.DataFrame, *, prev: pd.Series | pd.DataFrame | None = None, reasons: bool = True
+        self,
+        features: pd.DataFrame,
+        *,
+        as_of: Any = None,
+        prev: pd.Series | pd.DataFrame | None = None,
+        reasons: bool = True,
     ) -> pd.DataFrame:
         """Score a feature frame (one row per customer). Row order and ``customer_id`` are kept.
 
@@ -288,6 +326,9 @@ class Scorer:
         ----------
         features : DataFrame
             Features as of one date (:func:`churnclv.features.compute_features`).
+        as_of : date-like, optional
+            That date: where the scoring window ``(as_of, as_of + H]`` starts, which the season (when
+            the scorer has one) needs. Default: the training as-of.
         prev : Series or DataFrame, optional
             Last scoring's tiers (``customer_id`` -> tier), for tier hysteresis.
         reasons : bool
@@ -304,7 +345,7 @@ class Scorer:
         if "customer_id" not in features.columns:
             raise ValueError("Scorer.score: features need a customer_id column")
         features = stable_floats(features.reset_index(drop=True))
-        out, X = self._base_scores(features, with_matrix=True)
+        out, X = self._base_scores(features, as_of=as_of, with_matrix=True)
         contributions = None
         if reasons and self.churn_ is not None and self.config_.top_reasons > 0:
             contributions = self.churn_.explain(X, top_k=self.config_.top_reasons)
@@ -323,14 +364,31 @@ class Scorer:
         more["reasons"] = tiers["reasons"].to_numpy() if reasons else [[] for _ in range(len(out))]
         return pd.concat([out, pd.DataFrame(more, index=out.index)], axis=1)
 
-    def _base_scores(self, features: pd.DataFrame, *, with_matrix: bool = False) -> Any:
-        """The model outputs (no tiers, no reasons), and the model matrix with BTYD columns."""
+    def _base_scores(self, features: pd.DataFrame, *, as_of: Any = None, with_matrix: bool = False) -> Any:
+        """The model outputs (no tiers, no reasons), and the model matrix with BTYD columns.
+
+        With a season, BTYD's outputs for the window come from BTYD in operational time and the
+        learned totals are carried by each customer's ratio of the two BTYD expectations."""
         c = self.config_
         bt, X = self._btyd_outputs(features, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate)
         levels = self.level_factors_
         bt_spend = bt["expected_spend"].to_numpy()
         spend = self.spend_.predict(X) * levels["spend"] if self.spend_ is not None else bt_spend
-        p_btyd = bt["p_churn"].to_numpy()
+        purchases = (
+            self.purchases_.predict(X) * levels["purchases"]
+            if self.purchases_ is not None
+            else bt["expected_purchases"].to_numpy()
+        )
+        clv = self._clv(bt["clv"].to_numpy(), bt_spend, spend)  # a year's value: no window season
+        window = bt
+        seasonal = getattr(self, "seasonal_", None)  # scorers built by hand before it existed have none
+        if seasonal is not None:
+            at = as_of if as_of is not None else getattr(self, "metadata_", {}).get("as_of")
+            if at is not None:
+                window = seasonal.predict(features, at, c.horizon_days)
+                purchases = purchases * row_ratio(window["expected_purchases"], bt["expected_purchases"])
+                spend = spend * row_ratio(window["expected_spend"], bt["expected_spend"])
+        p_btyd = window["p_churn"].to_numpy()
         out = pd.DataFrame(
             {  # built in one go: column by column costs ~0.1 ms a column
                 "customer_id": features["customer_id"].astype(str).to_numpy(),
@@ -339,14 +397,10 @@ class Scorer:
                 else churn_probability(
                     self.churn_.predict_proba(X), p_btyd, c.churn_btyd_weight, self.churn_calibration_
                 ),
-                "p_alive": bt["p_alive"].to_numpy(),
-                "expected_purchases": (
-                    self.purchases_.predict(X) * levels["purchases"]
-                    if self.purchases_ is not None
-                    else bt["expected_purchases"].to_numpy()
-                ),
+                "p_alive": window["p_alive"].to_numpy(),
+                "expected_purchases": purchases,
                 "expected_spend": spend,
-                "clv": self._clv(bt["clv"].to_numpy(), bt_spend, spend),
+                "clv": clv,
                 "expected_next_purchase_days": bt["expected_next_purchase_days"].to_numpy(),
             }
         )
@@ -418,6 +472,7 @@ class Scorer:
             clv_fallback_ratio=self.clv_fallback_ratio_,
             churn_calibration=self.churn_calibration_,
             level_factors=self.level_factors_,
+            seasonal=self.seasonal_,
             btyd=self.btyd_,
             gbm={t: m for t, m in models.items() if m is not None},
             tiers=self.tiers_,
@@ -444,6 +499,7 @@ class Scorer:
         scorer.clv_fallback_ratio_ = saved.clv_fallback_ratio
         scorer.churn_calibration_ = saved.churn_calibration
         scorer.level_factors_ = dict(saved.level_factors)
+        scorer.seasonal_ = saved.seasonal
         scorer.churn_ = scorer.purchases_ = scorer.spend_ = None
         for target, model in saved.gbm.items():
             setattr(scorer, f"{target}_", model)
@@ -456,30 +512,6 @@ def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame
         {col: prediction[col.removeprefix("btyd_")].to_numpy() for col in BTYD_FEATURES}, index=features.index
     )
     return pd.concat([features.drop(columns=[c for c in BTYD_FEATURES if c in features.columns]), extra], axis=1)
-
-
-def next_purchase_dates(days: Any, as_of: dt.date) -> np.ndarray:
-    """The expected date of the next purchase: ``as_of`` plus the median waiting time
-    (``expected_next_purchase_days``) rounded up to whole days, at least the day after as-of;
-    NaT where no date is defined (the customer is more likely than not never to buy again).
-
-    Parameters
-    ----------
-    days : array-like of float
-        ``expected_next_purchase_days`` from :meth:`Scorer.score` (NaN where undefined).
-    as_of : datetime.date
-        The scoring date.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``datetime64[D]`` dates, ``NaT`` where ``days`` is NaN.
-    """
-    d = np.asarray(days, dtype=np.float64)
-    out = np.full(d.shape, np.datetime64("NaT"), dtype="datetime64[D]")
-    ok = np.isfinite(d)
-    out[ok] = np.datetime64(as_of, "D") + np.maximum(np.ceil(d[ok]), 1).astype(np.int64)
-    return out
 
 
 def empty_scores() -> pd.DataFrame:
@@ -495,5 +527,4 @@ __all__ = [
     "Scorer",
     "empty_scores",
     "model_features",
-    "next_purchase_dates",
 ]

@@ -73,6 +73,10 @@ class ScorerConfig:
     # "btyd": learned purchases and spend are scaled so that their totals over the training snapshot
     # are BTYD's (the learned models rank, BTYD sets the level); "learned": used as predicted
     learned_totals: Annotated[str, one_of(("btyd", "learned"))] = "btyd"
+    # a yearly season fitted on the daily purchases (with >= 540 days of history and significant
+    # harmonics): BTYD refitted in operational time and the totals carried to the scoring window
+    # (models.seasonality); on a seasonal generated world, aggregate purchases -30 %..+142 % -> +6..+17 %
+    seasonality: bool = True
 
     @model_validator(mode="after")
     def _labels_within_horizon(self) -> ScorerConfig:

@@ -23,6 +23,7 @@ from churnclv.models.btyd import BTYDModel
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor, model_from_dict
 from churnclv.models.saved_format import SavedFormatError, check_stamp
 from churnclv.models.scorer_config import ScorerConfig
+from churnclv.models.seasonality import SeasonalBTYD
 from churnclv.models.tier_policy import TierPolicy
 
 __all__ = [
@@ -72,6 +73,8 @@ class SavedScorer:
     churn_calibration: tuple[float, float] | None = None
     # per learned target, the factor on its output (purchases, spend)
     level_factors: dict[str, float] = field(default_factory=lambda: dict(NO_LEVELS))
+    # the season and BTYD in operational time (None: no season was found or fitted)
+    seasonal: SeasonalBTYD | None = None
 
 
 def write_scorer(path: Path | str, saved: SavedScorer) -> Path:
@@ -86,6 +89,7 @@ def write_scorer(path: Path | str, saved: SavedScorer) -> Path:
         "churn_calibration": None if saved.churn_calibration is None else [float(v) for v in saved.churn_calibration],
         "level_factors": {k: float(v) for k, v in saved.level_factors.items()},
         "btyd": saved.btyd.to_dict(),
+        "seasonal": None if saved.seasonal is None else saved.seasonal.to_dict(),
         "gbm": {},
         "tiers": None if saved.tiers is None else saved.tiers.to_dict(),
     }
@@ -166,7 +170,11 @@ def _from_doc(path: Path, doc: Any) -> SavedScorer:
             )
         d["booster"] = _checked_booster(path / name, d.pop("booster_sha256", None))
         gbm[target] = model_from_dict(d)
-    return SavedScorer(scorer_config, metadata, ratio, btyd, gbm, tiers, calibration, levels)
+    try:  # absent before: no season
+        seasonal = SeasonalBTYD.from_dict(doc.get("seasonal"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ScorerFormatError(f"{where}: field 'seasonal' is damaged ({type(exc).__name__}: {exc})") from None
+    return SavedScorer(scorer_config, metadata, ratio, btyd, gbm, tiers, calibration, levels, seasonal)
 
 
 def _churn_calibration(where: Path, value: Any) -> tuple[float, float] | None:

@@ -190,7 +190,7 @@ def test_errors() -> None:
 def test_next_purchase_dates_round_up_to_a_day_after_as_of() -> None:
     import datetime as dt
 
-    from churnclv.models.scorer import next_purchase_dates
+    from churnclv.models.next_purchase import next_purchase_dates
 
     got = next_purchase_dates([0.2, 1.0, 1.5, np.nan, 30.0], dt.date(2025, 10, 2))
     assert got.tolist() == [

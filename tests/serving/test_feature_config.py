@@ -55,7 +55,7 @@ def test_score_histories_computes_features_with_the_models_config() -> None:
         def feature_config(self) -> FeatureConfig:
             return FeatureConfig(zero_amount_is_purchase=True)
 
-        def score(self, features: pd.DataFrame) -> pd.DataFrame:
+        def score(self, features: pd.DataFrame, as_of: object = None) -> pd.DataFrame:
             seen.append(features)
             raise RuntimeError("recorded")
 

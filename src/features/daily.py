@@ -1,0 +1,45 @@
+"""The whole base's purchases per calendar day, point in time: what the seasonality of the totals
+is fitted on (:mod:`churnclv.models.seasonality`)."""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from churnclv.features.config import FeatureConfig
+from churnclv.features.dates import DAY, AsOf, as_of_date, ts_literal
+from churnclv.features.definitions import is_purchase
+from churnclv.features.inputs import FeatureTables
+
+__all__ = ["DAILY_COLUMNS", "build_daily_purchases"]
+
+#: The columns of :func:`build_daily_purchases`, in order.
+DAILY_COLUMNS = ("day", "purchase_days", "first_purchases", "net_spend")
+
+
+def build_daily_purchases(tables: FeatureTables, as_of: AsOf, config: FeatureConfig = FeatureConfig()) -> ir.Table:
+    """One row per calendar day on or before ``as_of`` with a purchase: ``purchase_days`` (customers
+    with a purchase that day), ``first_purchases`` (of which their first ever) and ``net_spend`` (the
+    net amount of those customers' lines that day). Days without a purchase have no row.
+
+    A purchase is a calendar day with a line that counts as one (:func:`~churnclv.features.definitions.
+    is_purchase`), as for the labels; nothing after ``as_of`` is read.
+    """
+    end = as_of_date(as_of)
+    tx = tables.transactions
+    tx = tx.filter(tx.ts < ts_literal(end + DAY))
+    daily = tx.group_by(customer_id=tx.customer_id, day=tx.ts.date()).aggregate(
+        purchase=is_purchase(tx, config).any(), net=tx.amount.sum()
+    )
+    bought = daily.filter(daily.purchase)
+    first = bought.day.min().over(ibis.window(group_by=bought.customer_id))
+    bought = bought.mutate(is_first=(bought.day == first).cast("int64"))
+    return (
+        bought.group_by("day")
+        .aggregate(
+            purchase_days=bought.count(),
+            first_purchases=bought.is_first.sum(),
+            net_spend=bought.net.sum().cast("float64"),
+        )
+        .order_by("day")
+    )

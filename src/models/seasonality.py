@@ -1,0 +1,300 @@
+"""Yearly seasonality: the BTYD models assume a steady purchase rate, so a window in the peak season
+gets the year's average and a customer silent through the low season looks gone. The season is
+fitted on the base's daily purchases against what BTYD expects on each day; BTYD is then refitted
+in operational time (a day counts as ``s(day)`` days, :class:`SeasonalBTYD`).
+
+The fit: a quasi-Poisson regression of the repeat purchases per day on BTYD's expectation for that
+day (its offset: every customer's expected repeat purchases since their first, summed over the
+first-purchase cohorts), a linear drift (what BTYD gets wrong over the years; not carried forward)
+and yearly harmonics. Used only when the history spans ``min_history_days`` (a season needs more
+than one year to be told from a trend) and the harmonics are significant (F test on the
+overdispersed counts); otherwise there is no season and every factor is 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.optimize import minimize
+
+from churnclv.models.btyd import BTYDModel
+from churnclv.models.lifetimes_fitters import fitter_with_params, quiet
+
+__all__ = [
+    "LEVEL_RANGE",
+    "MIN_SEASON_HISTORY_DAYS",
+    "LevelWindow",
+    "Season",
+    "SeasonalBTYD",
+    "expected_repeat_per_day",
+    "fit_season",
+    "fit_seasonal_btyd",
+    "to_operational",
+]
+
+YEAR_DAYS = 365.25
+MIN_SEASON_HISTORY_DAYS = 540  # a season is told from a trend after about a year and a half
+WARM_UP_DAYS = 28  # the first days of the data have almost no repeat purchases: not fitted on
+SIGNIFICANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Season:
+    """``s(d) = exp(sum_k a_k cos(2 pi k doy / 365.25) + b_k sin(2 pi k doy / 365.25))``, scaled so
+    that its mean over a year is 1: the purchase rate on day ``d`` relative to the year's average."""
+
+    coef: tuple[float, ...]  # (a_1, b_1, a_2, b_2, ...)
+
+    def multiplier(self, days: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
+        """``s(d)`` for calendar days."""
+        out: np.ndarray = self._raw(pd.DatetimeIndex(days)) / self._year_mean()
+        return out
+
+    def _raw(self, days: pd.DatetimeIndex) -> np.ndarray:
+        return np.asarray(
+            np.exp(_harmonics(days, len(self.coef) // 2) @ np.asarray(self.coef, dtype=float)), dtype=float
+        )
+
+    def _year_mean(self) -> float:
+        return float(self._raw(pd.date_range("2001-01-01", periods=365, freq="D")).mean())
+
+    def window_factor(self, as_of: Any, horizon_days: float) -> float:
+        """The mean of ``s`` over the days ``(as_of, as_of + horizon_days]``."""
+        return self.forward(as_of, horizon_days) / float(horizon_days)
+
+    def forward(self, as_of: Any, days: float) -> float:
+        """Operational length of ``(as_of, as_of + days]``: the sum of ``s`` over it (fractions of a
+        day pro rata)."""
+        end = pd.Timestamp(as_of).normalize()
+        n = math.ceil(days)
+        s = self.multiplier(pd.date_range(end + pd.Timedelta(days=1), periods=max(n, 1), freq="D"))
+        cum = np.concatenate([[0.0], np.cumsum(s)])
+        return float(np.interp(days, np.arange(cum.size), cum))
+
+    def backward(self, as_of: Any, days: np.ndarray) -> np.ndarray:
+        """Operational length of ``(as_of - x, as_of]`` for every ``x`` in ``days`` (>= 0; NaN kept)."""
+        x = np.asarray(days, dtype=float)
+        finite = np.isfinite(x)
+        n = math.ceil(float(np.nanmax(x[finite]))) if finite.any() else 0
+        end = pd.Timestamp(as_of).normalize()
+        s = self.multiplier(pd.date_range(end - pd.Timedelta(days=max(n, 1) - 1), end, freq="D"))[::-1]
+        cum = np.concatenate([[0.0], np.cumsum(s)])  # cum[k]: the last k days up to as_of
+        out = np.full(x.shape, np.nan)
+        out[finite] = np.interp(np.clip(x[finite], 0, None), np.arange(cum.size), cum)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON-ready data."""
+        return {"coef": [float(c) for c in self.coef]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Season:
+        """From :meth:`to_dict`'s output."""
+        return cls(coef=tuple(float(c) for c in data["coef"]))
+
+
+def _harmonics(days: pd.DatetimeIndex, k: int) -> np.ndarray:
+    angle = 2 * np.pi * np.asarray(days.day_of_year, dtype=float) / YEAR_DAYS
+    return np.column_stack([f(j * angle) for j in range(1, k + 1) for f in (np.cos, np.sin)])
+
+
+def expected_repeat_per_day(model: str, params: Mapping[str, float], time_unit_days: float, n_days: int) -> np.ndarray:
+    """BTYD's expected repeat purchases of one customer on each day 1..n after the first purchase
+    (unconditional: the population average), from lifetimes' ``expected_number_of_purchases_up_to_time``."""
+    fitter = fitter_with_params(model, params)
+    t = np.arange(n_days + 1, dtype=float) / float(time_unit_days)
+    with quiet():
+        cum = np.asarray(fitter.expected_number_of_purchases_up_to_time(t), dtype=float)
+    return np.diff(cum)
+
+
+def fit_season(
+    daily: pd.DataFrame,
+    per_day: np.ndarray,
+    as_of: Any,
+    *,
+    harmonics: int = 2,
+    min_history_days: int = MIN_SEASON_HISTORY_DAYS,
+) -> tuple[Season | None, str]:
+    """Fit the season on ``daily`` (:func:`churnclv.features.engine.compute_daily_purchases`) up to
+    ``as_of``, with ``per_day`` from :func:`expected_repeat_per_day` (at least as long as the history).
+
+    Returns the season (None when there is none to use) and a sentence saying what was found."""
+    end = pd.Timestamp(as_of).normalize()
+    d = daily[daily["day"] <= end]
+    if d.empty:
+        return None, "no season: no purchase before as-of"
+    first = pd.Timestamp(d["day"].min())
+    n = (end - first).days + 1
+    if n < min_history_days:
+        return None, f"no season: {n} days of history, a season needs {min_history_days}"
+    days = pd.date_range(first, end, freq="D")
+    idx = (d["day"] - first).dt.days.to_numpy()
+    births = np.zeros(n)
+    repeat = np.zeros(n)
+    births[idx] = d["first_purchases"].to_numpy(dtype=float)
+    repeat[idx] = (d["purchase_days"] - d["first_purchases"]).to_numpy(dtype=float)
+    # a customer born on day j expects per_day[t - 1] repeat purchases on day j + t (t >= 1)
+    expected = np.convolve(births, np.concatenate([[0.0], per_day[: n - 1]]))[:n]
+    keep = (np.arange(n) >= WARM_UP_DAYS) & (expected > 0)
+    if keep.sum() < min_history_days // 2 or repeat[keep].sum() < 500:
+        return None, "no season: too few repeat purchases to fit one"
+    y, offset = repeat[keep], np.log(expected[keep])
+    t = np.arange(n)[keep] / YEAR_DAYS
+    base = np.column_stack([np.ones(keep.sum()), t - t.mean()])
+    H = _harmonics(days[keep], harmonics)
+    full = np.column_stack([base, H])
+    _, dev0 = _poisson(base, y, offset)
+    beta1, dev1 = _poisson(full, y, offset)
+    mu = np.exp(offset + full @ beta1)
+    dof = y.size - full.shape[1]
+    dispersion = max(float(np.sum((y - mu) ** 2 / mu)) / dof, 1.0)
+    f_stat = (dev0 - dev1) / (H.shape[1] * dispersion)
+    p_value = float(stats.f.sf(f_stat, H.shape[1], dof))
+    if p_value >= SIGNIFICANCE:
+        return None, f"no season: yearly harmonics not significant (p = {p_value:.2g}, {n} days of history)"
+    season = Season(coef=tuple(float(c) for c in beta1[2:]))
+    year = season.multiplier(pd.date_range("2001-01-01", periods=365, freq="D"))
+    low, peak = float(year.min()), float(year.max())
+    return season, (
+        f"season fitted on {n} days of history (p = {p_value:.2g}): the purchase rate ranges "
+        f"{low:.2f}-{peak:.2f} times its average"
+    )
+
+
+def _poisson(X: np.ndarray, y: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, float]:
+    """Poisson regression ``log mu = offset + X beta``: its coefficients and deviance."""
+
+    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = np.clip(offset + X @ beta, -50, 50)
+        mu = np.exp(eta)
+        return float(np.sum(mu - y * eta)), X.T @ (mu - y)
+
+    start = np.zeros(X.shape[1])
+    start[0] = math.log(max(y.sum(), 1e-9) / np.exp(offset).sum())
+    res = minimize(loss, start, jac=True, method="BFGS")
+    beta = np.asarray(res.x, dtype=float)
+    mu = np.exp(offset + X @ beta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = 2 * float(np.sum(np.where(y > 0, y * np.log(y / mu), 0.0) - (y - mu)))
+    return beta, dev
+
+
+def to_operational(features: pd.DataFrame, as_of: Any, season: Season) -> pd.DataFrame:
+    """The BTYD summary columns in operational time (a day counts ``s(day)``): ``T``, ``recency`` and
+    ``tenure_days``; the other columns unchanged. A customer's first purchase was ``T`` days before
+    as-of and the last ``T - recency`` days before it."""
+    cols = [c for c in ("customer_id", "frequency", "recency", "T", "monetary_value", "tenure_days") if c in features]
+    out = features[cols].copy()
+    t = pd.to_numeric(out["T"]).to_numpy(dtype=float, na_value=np.nan)
+    r = pd.to_numeric(out["recency"]).to_numpy(dtype=float, na_value=np.nan)
+    t_op = season.backward(as_of, t)
+    out["T"] = t_op
+    out["recency"] = t_op - season.backward(as_of, t - r)
+    if "tenure_days" in out:
+        out["tenure_days"] = season.backward(
+            as_of, pd.to_numeric(out["tenure_days"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class LevelWindow:
+    """A closed window ``(cutoff, cutoff + H]`` before the as-of: the features at ``cutoff`` and the
+    labels (``customer_id``, ``purchases``, ``spend``) of its customers, for :meth:`SeasonalBTYD.
+    with_levels`."""
+
+    cutoff: Any
+    features: pd.DataFrame
+    labels: pd.DataFrame
+
+
+#: Level factors outside this range are not believed (the window was unusual): clipped to it.
+LEVEL_RANGE = (0.5, 2.0)
+
+
+class SeasonalBTYD:
+    """BTYD in operational time: the same model fitted on the summary with every day weighted by the
+    season, so a silent low season is not read as dropout and a window in the peak expects more.
+
+    ``predict`` gives ``p_alive``, ``p_churn``, ``expected_purchases`` and ``expected_spend`` for the
+    calendar window ``(as_of, as_of + H]`` (its operational length is the horizon), the totals times
+    ``levels`` (what the last closed window showed BTYD over- or under-predicts, :meth:`with_levels`)."""
+
+    def __init__(self, season: Season, btyd: BTYDModel, levels: Mapping[str, float] | None = None) -> None:
+        self.season = season
+        self.btyd = btyd
+        self.levels = {"purchases": 1.0, "spend": 1.0, **(levels or {})}
+
+    def with_levels(self, daily: pd.DataFrame, window: LevelWindow, horizon_days: int) -> tuple[SeasonalBTYD, str]:
+        """A copy with level factors measured on ``window``: the same model (BTYD and its season
+        fitted as of the window's cutoff, on the daily purchases up to it) predicts the window, and
+        the realised totals over the predicted ones are the factors (within :data:`LEVEL_RANGE`).
+        Unchanged, with the reason, when the model cannot be fitted at the cutoff."""
+        template = BTYDModel(**self.btyd.get_params()).fit(window.features)
+        past, message = fit_seasonal_btyd(template, window.features, window.cutoff, daily)
+        if past is None:
+            return self, f"no level calibration at {pd.Timestamp(window.cutoff).date()}: {message}"
+        pred = past.predict(window.features, window.cutoff, horizon_days)
+        truth = window.labels.set_index(window.labels["customer_id"].astype(str))
+        ids = window.features["customer_id"].astype(str)
+        levels = {}
+        for target in ("purchases", "spend"):
+            want = float(truth[target].reindex(ids).fillna(0.0).sum())
+            got = float(pred[f"expected_{target}"].sum())
+            ok = got > 0 and want > 0
+            levels[target] = float(np.clip(want / got, *LEVEL_RANGE)) if ok else 1.0
+        return SeasonalBTYD(self.season, self.btyd, levels), (
+            f"level factors from the window after {pd.Timestamp(window.cutoff).date()}: purchases "
+            f"{levels['purchases']:.3f}, spend {levels['spend']:.3f}"
+        )
+
+    @classmethod
+    def fit(cls, season: Season, template: BTYDModel, snapshot: pd.DataFrame, as_of: Any) -> SeasonalBTYD:
+        """A model with ``template``'s settings fitted on ``snapshot`` (as of ``as_of``) in operational time."""
+        model = BTYDModel(**template.get_params()).fit(to_operational(snapshot, as_of, season))
+        return cls(season, model)
+
+    def predict(self, features: pd.DataFrame, as_of: Any, horizon_days: float) -> pd.DataFrame:
+        """BTYD's outputs (:meth:`BTYDModel.predict`, no CLV) for the window ``(as_of, as_of + horizon_days]``."""
+        out = self.btyd.predict(
+            to_operational(features, as_of, self.season), self.season.forward(as_of, horizon_days), clv_months=0
+        )
+        out["expected_purchases"] *= self.levels["purchases"]
+        out["expected_spend"] *= self.levels["spend"]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON-ready data (the BTYD part as :meth:`BTYDModel.to_dict`)."""
+        return {"season": self.season.to_dict(), "btyd": self.btyd.to_dict(), "levels": dict(self.levels)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> SeasonalBTYD | None:
+        """From :meth:`to_dict`'s output; None for None (a scorer without a season)."""
+        if not data:
+            return None
+        levels = {k: float(v) for k, v in dict(data.get("levels") or {}).items()}
+        if set(levels) - {"purchases", "spend"} or not all(np.isfinite(v) and v > 0 for v in levels.values()):
+            raise ValueError(f"levels must be purchases/spend factors > 0, got {levels}")
+        return cls(Season.from_dict(data["season"]), BTYDModel.from_dict(data["btyd"]), levels)
+
+
+def fit_seasonal_btyd(
+    btyd: BTYDModel, snapshot: pd.DataFrame, as_of: Any, daily: pd.DataFrame
+) -> tuple[SeasonalBTYD | None, str]:
+    """The season of ``daily`` against the fitted ``btyd`` and, when there is one, BTYD refitted in
+    operational time on ``snapshot``; with a sentence saying what was found."""
+    if daily.empty:
+        return None, "no season: no purchase before as-of"
+    n = (pd.Timestamp(as_of).normalize() - pd.Timestamp(daily["day"].min())).days + 2
+    per_day = expected_repeat_per_day(btyd.model, btyd.params_, btyd.time_unit_days, max(n, 1))
+    season, message = fit_season(daily, per_day, as_of)
+    if season is None:
+        return None, message
+    return SeasonalBTYD.fit(season, btyd, snapshot, as_of), message

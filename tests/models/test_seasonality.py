@@ -1,0 +1,147 @@
+"""The yearly season of the totals (models.seasonality): fitted on daily purchases, applied as
+operational time."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from churnclv.features import compute_features, compute_labels
+from churnclv.features.engine import compute_daily_purchases
+from churnclv.generate import generate_world_to_parquet
+from churnclv.generator.world import WorldConfig
+from churnclv.models.btyd import BTYDModel
+from churnclv.models.scorer import Scorer
+from churnclv.models.scorer_config import ScorerConfig
+from churnclv.models.seasonality import (
+    LevelWindow,
+    Season,
+    SeasonalBTYD,
+    fit_season,
+    fit_seasonal_btyd,
+    to_operational,
+)
+
+YEAR = pd.date_range("2001-01-01", periods=365, freq="D")
+
+
+def test_a_season_averages_one_over_a_year_and_time_warps_consistently() -> None:
+    season = Season(coef=(0.5, -0.3, 0.05, 0.1))
+    s = season.multiplier(YEAR)
+    assert s.mean() == pytest.approx(1.0, abs=1e-9) and s.max() > 1.4 and s.min() < 0.7
+    # a year of operational time is a year; a window's length is the sum of its days' multipliers
+    assert season.forward("2024-12-31", 365) == pytest.approx(365, rel=2e-3)
+    days = pd.date_range("2025-03-01", periods=30, freq="D")
+    assert season.forward("2025-02-28", 30) == pytest.approx(season.multiplier(days).sum())
+    assert season.backward("2025-03-30", np.array([30.0]))[0] == pytest.approx(season.multiplier(days).sum())
+    assert np.isnan(season.backward("2025-03-30", np.array([np.nan])))[0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(t=st.floats(0, 2000), share=st.floats(0, 1))
+def test_operational_time_keeps_recency_within_t(t: float, share: float) -> None:
+    season = Season(coef=(0.6, 0.2))
+    frame = pd.DataFrame({"customer_id": ["1"], "frequency": [2.0], "recency": [t * share], "T": [t]})
+    op = to_operational(frame, "2025-06-30", season)
+    assert 0 <= op["recency"].iloc[0] <= op["T"].iloc[0] + 1e-9
+    flat = to_operational(frame, "2025-06-30", Season(coef=(0.0, 0.0)))
+    assert flat["T"].iloc[0] == pytest.approx(t) and flat["recency"].iloc[0] == pytest.approx(t * share)
+
+
+def _daily(amplitude: float, n_days: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Births every day and repeat purchases from a known per-customer curve times a season."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2022-01-01", periods=n_days, freq="D")
+    births = rng.poisson(40, n_days).astype(float)
+    per_day = 0.02 * np.exp(-np.arange(n_days) / 400)
+    expected = np.convolve(births, np.concatenate([[0.0], per_day[: n_days - 1]]))[:n_days]
+    season = 1 + amplitude * np.cos(2 * np.pi * (days.day_of_year - 335) / 365.25)
+    repeat = rng.poisson(expected * season)
+    daily = pd.DataFrame({"day": days, "purchase_days": births + repeat, "first_purchases": births})
+    return daily, per_day
+
+
+def test_fit_season_recovers_a_known_season() -> None:
+    daily, per_day = _daily(0.5, 900)
+    season, message = fit_season(daily, per_day, daily["day"].iloc[-1])
+    assert season is not None, message
+    s = pd.Series(season.multiplier(YEAR), index=YEAR)
+    truth = 1 + 0.5 * np.cos(2 * np.pi * (YEAR.day_of_year - 335) / 365.25)
+    assert np.abs(s.to_numpy() - truth).max() < 0.12  # the whole curve, within 0.12 of the truth
+    assert s.idxmax().month in (11, 12) and s.idxmin().month in (5, 6)
+
+
+def test_no_season_without_one_or_without_enough_history() -> None:
+    flat, per_day = _daily(0.0, 900, seed=3)
+    season, message = fit_season(flat, per_day, flat["day"].iloc[-1])
+    assert season is None and "not significant" in message
+    short, per_day = _daily(0.5, 400)
+    season, message = fit_season(short, per_day, short["day"].iloc[-1])
+    assert season is None and "400 days of history, a season needs 540" in message
+
+
+@pytest.fixture(scope="module")
+def seasonal_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("seasonal")
+    generate_world_to_parquet(WorldConfig(n_customers=3_000, seed=5, seasonality_amplitude=0.6), out)
+    return out
+
+
+def test_scorer_carries_btyd_to_the_season_of_the_window(seasonal_world: Path, tmp_path: Path) -> None:
+    as_of = "2025-06-30"
+    snapshot = compute_features(seasonal_world, as_of)
+    daily = compute_daily_purchases(seasonal_world, as_of)
+    assert daily["day"].max() <= pd.Timestamp(as_of)  # point in time
+    config = ScorerConfig(churn_model="btyd", purchases_model="btyd", spend_model="btyd", horizon_days=30)
+    train = snapshot.assign(cutoff=pd.Timestamp(as_of), churned=False, purchases=0, spend=0.0)
+    scorer = Scorer(config=config, tiers=False).fit(train, snapshot, as_of=as_of, daily=daily)
+    assert scorer.seasonal_ is not None, scorer.metadata_["fit_notes"]
+    assert any(n.startswith("season fitted") for n in scorer.metadata_["fit_notes"])
+    peak = scorer.score(snapshot, as_of="2025-11-20", reasons=False)  # the same customers, two windows
+    low = scorer.score(snapshot, as_of="2025-05-20", reasons=False)
+    assert peak["expected_purchases"].sum() > 1.8 * low["expected_purchases"].sum()
+    # a window in the peak: fewer without a purchase (per customer not always: the same silence
+    # just before a peak says more than before a low season)
+    assert peak["p_churn"].mean() < low["p_churn"].mean() - 0.05
+    # without a season the window does not matter
+    plain = Scorer(config=replace(config, seasonality=False), tiers=False)
+    plain.fit(train, snapshot, as_of=as_of, daily=daily)
+    a = plain.score(snapshot, as_of="2025-11-20", reasons=False)
+    b = plain.score(snapshot, as_of="2025-05-20", reasons=False)
+    pd.testing.assert_frame_equal(a, b)
+    # saved and loaded: the same scores
+    scorer.save(tmp_path / "m")
+    again = Scorer.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(again.score(snapshot, as_of="2025-11-20", reasons=False), peak)
+
+
+def test_level_factors_are_what_the_model_got_wrong_on_the_last_closed_window(seasonal_world: Path) -> None:
+    as_of, cutoff, h = "2025-06-30", "2025-04-01", 90
+    snapshot = compute_features(seasonal_world, as_of)
+    daily = compute_daily_purchases(seasonal_world, as_of)
+    seasonal, message = fit_seasonal_btyd(BTYDModel().fit(snapshot), snapshot, as_of, daily)
+    assert seasonal is not None, message
+    at_cutoff = compute_features(seasonal_world, cutoff)
+    labels = compute_labels(seasonal_world, cutoff, h, as_of=as_of)
+    levelled, said = seasonal.with_levels(daily, LevelWindow(pd.Timestamp(cutoff), at_cutoff, labels), h)
+    assert said.startswith("level factors from the window after 2025-04-01")
+    past, _ = fit_seasonal_btyd(BTYDModel().fit(at_cutoff), at_cutoff, cutoff, daily)  # reads days <= cutoff only
+    assert past is not None
+    predicted = past.predict(at_cutoff, cutoff, h)
+    for target in ("purchases", "spend"):
+        want = labels[target].sum() / predicted[f"expected_{target}"].sum()
+        assert levelled.levels[target] == pytest.approx(min(max(want, 0.5), 2.0))
+    plain, scaled = seasonal.predict(snapshot, as_of, h), levelled.predict(snapshot, as_of, h)
+    ratio = scaled["expected_purchases"].sum() / plain["expected_purchases"].sum()
+    assert ratio == pytest.approx(levelled.levels["purchases"])
+    pd.testing.assert_series_equal(scaled["p_churn"], plain["p_churn"])  # levels move totals, not churn
+    again = SeasonalBTYD.from_dict(json.loads(json.dumps(levelled.to_dict())))
+    assert again is not None
+    pd.testing.assert_frame_equal(again.predict(snapshot, as_of, h), scaled)
