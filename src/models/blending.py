@@ -8,9 +8,20 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit as _scipy_expit
 
-__all__ = ["blend_logodds", "churn_probability", "expit", "logit", "row_ratio", "soft_platt", "total_factor"]
+__all__ = [
+    "blend_logodds",
+    "churn_probability",
+    "clv_fallback_ratio",
+    "clv_from_spend",
+    "expit",
+    "logit",
+    "row_ratio",
+    "soft_platt",
+    "total_factor",
+]
 
 P_CLIP = 1e-6  # probabilities are clipped to [1e-6, 1 - 1e-6] before taking log-odds
+CLV_MIN_SPEND = 1e-9  # below this BTYD spend, a customer's CLV profile is the fitted median
 SOFT_PLATT_ROWS = 200_000  # rows the recalibration reads at most (an even spread of the input)
 
 
@@ -48,6 +59,24 @@ def total_factor(predicted: np.ndarray, want: np.ndarray) -> float | None:
     if total > 0 and target > 0 and np.isfinite(total) and np.isfinite(target):
         return target / total
     return None
+
+
+def clv_fallback_ratio(bt_clv: np.ndarray, bt_spend: np.ndarray, default: float) -> float:
+    """Median CLV per unit of horizon spend over the training snapshot (fitted, so a customer's CLV
+    never depends on who else is in the frame being scored); ``default`` when BTYD expects no spend."""
+    ok = bt_spend > CLV_MIN_SPEND
+    return float(np.median(bt_clv[ok] / bt_spend[ok])) if ok.any() else default
+
+
+def clv_from_spend(bt_clv: np.ndarray, bt_spend: np.ndarray, spend: np.ndarray, fallback: float) -> np.ndarray:
+    """Discounted CLV with a learned spend model: BTYD gives each customer's time profile (CLV per
+    unit of horizon spend) and the learned model the level, ``clv = spend * (btyd_clv / btyd_spend)``;
+    where BTYD expects (almost) no spend, ``fallback`` (:func:`clv_fallback_ratio`) is the profile."""
+    ok = bt_spend > CLV_MIN_SPEND
+    ratio = np.full_like(bt_clv, fallback)
+    ratio[ok] = bt_clv[ok] / bt_spend[ok]
+    clv: np.ndarray = spend * ratio
+    return clv
 
 
 def row_ratio(num: pd.Series, den: pd.Series) -> np.ndarray:

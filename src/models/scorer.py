@@ -20,7 +20,15 @@ from lightgbm.basic import LightGBMError
 from sklearn.exceptions import NotFittedError
 
 from churnclv.features import FeatureConfig
-from churnclv.models.blending import blend_logodds, churn_probability, row_ratio, soft_platt, total_factor
+from churnclv.models.blending import (
+    blend_logodds,
+    churn_probability,
+    clv_fallback_ratio,
+    clv_from_spend,
+    row_ratio,
+    soft_platt,
+    total_factor,
+)
 from churnclv.models.btyd import BTYDModel
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor
 from churnclv.models.inputs import stable_floats
@@ -33,7 +41,7 @@ from churnclv.models.scorer_files import (
     read_scorer,
     write_scorer,
 )
-from churnclv.models.seasonality import LevelWindow, SeasonalBTYD, fit_seasonal_btyd
+from churnclv.models.seasonality import LevelWindow, SeasonalBTYD, fit_seasonal_model
 from churnclv.models.tier_policy import TierPolicy
 
 log = logging.getLogger(__name__)
@@ -57,7 +65,6 @@ SCORE_COLUMNS = (
     "action",
     "reasons",
 )
-CLV_MIN_SPEND = 1e-9  # below this BTYD spend, a customer's CLV profile is the fitted median
 AUTO_THREADS_MIN_ROWS = 200_000  # below this, LightGBM trains on one thread
 # What a model fit raises on data it cannot learn from (no convergence, non-finite output, too few or
 # one-class rows): the training pipeline drops that sub-fit with its reason instead of stopping.
@@ -183,10 +190,19 @@ class Scorer:
         notes += [f"BTYD at as-of: {n}" for n in getattr(self.btyd_, "fit_notes_", [])]
         self.seasonal_ = None
         if c.seasonality and daily is not None and as_of is not None:
-            self.seasonal_, said = self._fit_season(snapshot, as_of, daily, level_window)
+            try:
+                self.seasonal_, said = fit_seasonal_model(
+                    self.btyd_, snapshot, as_of, daily, level_window, c.horizon_days
+                )
+            except FIT_ERRORS as exc:
+                said = [f"no season: BTYD in operational time failed ({type(exc).__name__}: {exc})"]
             notes += said
             log.info("%s", "; ".join(said))
-        self.clv_fallback_ratio_ = self._fallback_ratio(snapshot)
+        bt = self.btyd_.predict(
+            snapshot, c.horizon_days, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate
+        )
+        default = c.clv_months * (365.25 / 12) / c.horizon_days
+        self.clv_fallback_ratio_ = clv_fallback_ratio(bt["clv"].to_numpy(), bt["expected_spend"].to_numpy(), default)
         self.churn_ = self.purchases_ = self.spend_ = None
         self.churn_calibration_ = None
         self.level_factors_ = dict(NO_LEVELS)
@@ -214,7 +230,7 @@ class Scorer:
                 self.spend_ = GBMSpendRegressor(features=feats, refit_full=c.gbm_refit_full, **common).fit(
                     train, train["spend"].to_numpy(dtype=float), groups=groups
                 )
-            self._fit_levels(snapshot)
+            self._fit_levels(snapshot, as_of)
         self.tiers_ = None
         if self.tiers is not False:
             policy = self.tiers if isinstance(self.tiers, TierPolicy) else TierPolicy(config=self.tiers)
@@ -230,19 +246,6 @@ class Scorer:
             "fit_notes": notes,
         }
         return self
-
-    def _fit_season(
-        self, snapshot: pd.DataFrame, as_of: Any, daily: pd.DataFrame, window: LevelWindow | None
-    ) -> tuple[SeasonalBTYD | None, list[str]]:
-        """The season and BTYD in operational time, with level factors from ``window``; what was found."""
-        try:
-            seasonal, message = fit_seasonal_btyd(self.btyd_, snapshot, as_of, daily)
-            if seasonal is None or window is None:
-                return seasonal, [message]
-            seasonal, levels = seasonal.with_levels(daily, window, self.config_.horizon_days)
-            return seasonal, [message, levels]
-        except FIT_ERRORS as exc:
-            return None, [f"no season: BTYD in operational time failed ({type(exc).__name__}: {exc})"]
 
     def _with_btyd_per_cutoff(self, train: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
         """Add BTYD outputs to each cutoff's rows from a BTYD fitted on that cutoff alone (no leakage).
@@ -272,13 +275,19 @@ class Scorer:
     def _btyd_features(self, model: BTYDModel, frame: pd.DataFrame) -> pd.DataFrame:
         return _with_btyd(frame, model.predict(frame, self.config_.label_horizon, clv_months=0))
 
-    def _fit_levels(self, snapshot: pd.DataFrame) -> None:
+    def _fit_levels(self, snapshot: pd.DataFrame, as_of: Any) -> None:
         """Fit on the training snapshot (a score never depends on who else is scored) what carries the
         learned outputs to the scores: with labels of a shorter horizon, the churn recalibration on
         BTYD's P(churn) (:func:`~churnclv.models.blending.soft_platt`); per learned total, the factor
-        making it BTYD's (``learned_totals = "btyd"``, and always with labels of a shorter horizon)."""
+        making it BTYD's (``learned_totals = "btyd"``, and always with labels of a shorter horizon);
+        with a season, BTYD's in operational time, the learned totals carried as :meth:`_base_scores` does."""
         c = self.config_
         bt, X = self._btyd_outputs(snapshot)
+        window = bt
+        carry: dict[str, np.ndarray | float] = {"purchases": 1.0, "spend": 1.0}
+        if self.seasonal_ is not None and as_of is not None:
+            window = self.seasonal_.predict(snapshot, as_of, c.horizon_days)
+            carry = {t: row_ratio(window[f"expected_{t}"], bt[f"expected_{t}"]) for t in carry}
         transfer = c.label_horizon != c.horizon_days
         if self.churn_ is not None and transfer:
             p_btyd = bt["p_churn"].to_numpy()
@@ -288,7 +297,7 @@ class Scorer:
         if c.learned_totals == "btyd" or transfer:
             for target, model in (("purchases", self.purchases_), ("spend", self.spend_)):
                 if model is not None:
-                    factor = total_factor(model.predict(X), bt[f"expected_{target}"].to_numpy())
+                    factor = total_factor(model.predict(X) * carry[target], window[f"expected_{target}"].to_numpy())
                     self.level_factors_[target] = self.level_factors_[target] if factor is None else factor
 
     def _btyd_outputs(
@@ -379,7 +388,11 @@ class Scorer:
             if self.purchases_ is not None
             else bt["expected_purchases"].to_numpy()
         )
-        clv = self._clv(bt["clv"].to_numpy(), bt_spend, spend)  # a year's value: no window season
+        clv = (  # a year's value: no window season
+            bt["clv"].to_numpy()
+            if self.spend_ is None
+            else clv_from_spend(bt["clv"].to_numpy(), bt_spend, spend, self.clv_fallback_ratio_)
+        )
         window = bt
         seasonal = getattr(self, "seasonal_", None)  # scorers built by hand before it existed have none
         if seasonal is not None:
@@ -434,31 +447,6 @@ class Scorer:
         """Scores side by side with the features the tier policy and the reasons read."""
         extra = features.drop(columns=[c for c in features.columns if c in scores.columns])
         return pd.concat([scores.reset_index(drop=True), extra.reset_index(drop=True)], axis=1)
-
-    def _fallback_ratio(self, snapshot: pd.DataFrame) -> float:
-        """Median CLV per unit of horizon spend over the training snapshot (fitted, so a customer's
-        CLV never depends on who else is in the frame being scored)."""
-        c = self.config_
-        bt = self.btyd_.predict(
-            snapshot, c.horizon_days, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate
-        )
-        spend, clv = bt["expected_spend"].to_numpy(), bt["clv"].to_numpy()
-        ok = spend > CLV_MIN_SPEND
-        if ok.any():
-            return float(np.median(clv[ok] / spend[ok]))
-        return c.clv_months * (365.25 / 12) / c.horizon_days
-
-    def _clv(self, bt_clv: np.ndarray, bt_spend: np.ndarray, spend: np.ndarray) -> np.ndarray:
-        """Discounted CLV. With a GBM spend model, BTYD gives each customer's time profile (CLV per
-        unit of horizon spend) and the GBM the level: clv = spend * (btyd_clv / btyd_spend).
-        Where BTYD expects (almost) no spend, the training population's median profile is used."""
-        if self.spend_ is None:
-            return bt_clv
-        ok = bt_spend > CLV_MIN_SPEND
-        ratio = np.full_like(bt_clv, self.clv_fallback_ratio_)
-        ratio[ok] = bt_clv[ok] / bt_spend[ok]
-        clv: np.ndarray = spend * ratio
-        return clv
 
     # ------------------------------------------------------------------ persistence
 

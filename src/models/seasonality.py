@@ -35,6 +35,7 @@ __all__ = [
     "expected_repeat_per_day",
     "fit_season",
     "fit_seasonal_btyd",
+    "fit_seasonal_model",
     "to_operational",
 ]
 
@@ -298,3 +299,20 @@ def fit_seasonal_btyd(
     if season is None:
         return None, message
     return SeasonalBTYD.fit(season, btyd, snapshot, as_of), message
+
+
+def fit_seasonal_model(
+    btyd: BTYDModel,
+    snapshot: pd.DataFrame,
+    as_of: Any,
+    daily: pd.DataFrame,
+    window: LevelWindow | None,
+    horizon_days: int,
+) -> tuple[SeasonalBTYD | None, list[str]]:
+    """:func:`fit_seasonal_btyd`, then the level factors from ``window`` when there is a season;
+    with what was found, a sentence per step."""
+    seasonal, message = fit_seasonal_btyd(btyd, snapshot, as_of, daily)
+    if seasonal is None or window is None:
+        return seasonal, [message]
+    seasonal, levels = seasonal.with_levels(daily, window, horizon_days)
+    return seasonal, [message, levels]
