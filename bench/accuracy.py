@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from common import cli, run
 
-from churnclv.serving.snapshots import partition_name, read_scores
+from churnclv.serving.snapshots import read_scores
 
 END = dt.date(1998, 6, 30)  # the last day of CDNOW
 GRID_AS_OF = (
@@ -295,7 +295,7 @@ def churnclv_scores(setup: Setup, data: Path, work: Path, config: Path | None) -
     _, _, rc = run(cli(*score), here / "score.log")
     if rc:
         raise RuntimeError(f"score-batch failed for {setup.label}: see {here / 'score.log'}")
-    frame = read_scores(here / "scores" / partition_name(setup.as_of))
+    frame = read_scores(here / "scores", setup.as_of)
     return frame.set_index("customer_id")[["p_churn", "expected_purchases", "expected_spend"]], wall
 
 

@@ -17,7 +17,6 @@ Targets (issue 8): 1M customers within 90 s on 2 cores; 10M within 4 GB peak mem
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ from pathlib import Path
 from common import cli, rows_of, run, world
 
 from churnclv.names import DEFAULT_MODEL_URI
-from churnclv.serving.snapshots import MANIFEST_FILE, partition_name
+from churnclv.serving.snapshots import manifest_path
 
 AS_OF = "2025-10-02"
 SAMPLE = 20_000
@@ -97,7 +96,7 @@ def main() -> None:
             wall, rss, rc = run(cmd, args.work / f"batch-{n}-{r}.log")
             if rc:
                 sys.exit(f"score-batch failed: see {args.work / f'batch-{n}-{r}.log'}")
-            manifest = json.loads((out / partition_name(dt.date.fromisoformat(AS_OF)) / MANIFEST_FILE).read_text())
+            manifest = json.loads(manifest_path(out, AS_OF).read_text())
             runs.append(
                 {"wall": wall, "rss": rss, **manifest["timings_s"], "written": manifest["counts"]["rows_written"]}
             )

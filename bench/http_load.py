@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import gc
 import json
 import os
@@ -41,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churnclv.serving.snapshots import FEATURES_FILE, LATEST, partition_name
+from churnclv.serving.snapshots import LATEST, features_path
 
 AS_OF = "2025-10-02"
 KEY = "bench-key-0123456789abcdef"
@@ -292,7 +291,7 @@ def prepare(work: Path, customers: int, seed: int) -> dict[str, str]:
 def request_bodies(paths: dict[str, str], n: int, seed: int) -> dict[str, list[bytes]]:
     """Per endpoint, ``n`` single-customer bodies for the same random customers."""
     world = Path(paths["world"])
-    feats = pd.read_parquet(Path(paths["snapshot"]) / partition_name(dt.date.fromisoformat(AS_OF)) / FEATURES_FILE)
+    feats = pd.read_parquet(features_path(paths["snapshot"], AS_OF))
     rng = np.random.default_rng(seed)
     ids = sorted(rng.choice(feats["customer_id"].to_numpy(), size=min(n, len(feats)), replace=False))
     tx = pd.read_parquet(world / "transactions.parquet")

@@ -22,7 +22,7 @@ for _ in $(seq 1 240); do  # wait for readiness (bounded); the server answers /r
   kill -0 $SERVER 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
   sleep 0.5
 done
-IDS=$(.venv/bin/python -c "import pandas as pd,glob; f=sorted(glob.glob('$OUT/scores/as_of=*/scores*.parquet')+glob.glob('$OUT/scores/as_of=*/part*.parquet')); print(','.join('\"'+c+'\"' for c in pd.read_parquet(f[0])['customer_id'].head(25)))")
+IDS=$(.venv/bin/python -c "import pandas as pd,glob; f=sorted(glob.glob('$OUT/scores/scores/dt=*/part*.parquet')); print(','.join('\"'+c+'\"' for c in pd.read_parquet(f[0])['customer_id'].head(25)))")
 curl -s -X POST -H "X-API-Key: $CHURNCLV_API_KEY" -H 'Content-Type: application/json' \
   -d "{\"customer_ids\": [$IDS]}" "http://127.0.0.1:$PORT/score_by_id" > "$OUT/http_score_by_id.json"
 curl -s -X POST -H "X-API-Key: $CHURNCLV_API_KEY" "http://127.0.0.1:$PORT/model_info" > "$OUT/http_model_info.json"

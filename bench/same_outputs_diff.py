@@ -44,27 +44,41 @@ def _frames(folder: Path, pattern: str) -> pd.DataFrame:
     return frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
+def _batch_files(run: Path) -> dict[str, Path]:
+    """The batch output of ``run``: scores folder, feature folder, manifest and tier report folder, in the
+    layout of ``churnclv.serving.snapshots`` (``scores/dt=DATE/``...) or the earlier one (``as_of=DATE/``)."""
+    out = run / "scores"
+    new = sorted((out / "scores").glob("dt=*"))
+    if new:
+        name = new[0].name
+        return {
+            "scores": out / "scores" / name,
+            "features": out / "features" / name,
+            "manifest": out / "scores" / name / "_manifest.json",
+            "tier_report": out / "reports" / name,
+        }
+    part = next(out.glob("as_of=*"))
+    return {"scores": part, "features": part, "manifest": part / "manifest.json", "tier_report": part / "tier_report"}
+
+
 def main(before: Path, after: Path) -> int:
     diffs: list[str] = []
     ignored: list[str] = []
-    part = next((before / "scores").glob("as_of=*")).name
+    was, now = _batch_files(before), _batch_files(after)
     for what, pattern in (("scores", "part-*.parquet"), ("features", "features.parquet")):
-        a, b = _frames(before / "scores" / part, pattern), _frames(after / "scores" / part, pattern)
+        a, b = _frames(was[what], pattern), _frames(now[what], pattern)
         try:
             pd.testing.assert_frame_equal(a, b, check_exact=True)
             print(f"same  {what}: {len(a):,} rows x {a.shape[1]} columns")
         except AssertionError as exc:
             diffs.append(f"{what}: {str(exc).splitlines()[0:4]}")
-    for name in ("manifest.json",):
-        _diff(*(json.loads((d / "scores" / part / name).read_text()) for d in (before, after)), name, diffs, ignored)
-    for d in ("tier_report",):
-        files = sorted(p.relative_to(before / "scores" / part) for p in (before / "scores" / part / d).rglob("*"))
-        for f in files:
-            if (
-                f.suffix in (".csv", ".json", ".md")
-                and (before / "scores" / part / f).read_bytes() != (after / "scores" / part / f).read_bytes()
-            ):
-                diffs.append(f"{f}: differs")
+    _diff(json.loads(was["manifest"].read_text()), json.loads(now["manifest"].read_text()), "manifest", diffs, ignored)
+    for f in sorted(p.relative_to(was["tier_report"]) for p in was["tier_report"].rglob("*")):
+        if (
+            f.suffix in (".csv", ".json", ".md")
+            and (was["tier_report"] / f).read_bytes() != (now["tier_report"] / f).read_bytes()
+        ):
+            diffs.append(f"{f}: differs")
     scorer = [next(d.glob("mlruns/artifacts/**/scorer/scorer.json")) for d in (before, after)]
     _diff(*(json.loads(p.read_text()) for p in scorer), "scorer.json", diffs, ignored)
     for booster in sorted(p.name for p in scorer[0].parent.glob("*.txt")):

@@ -1,26 +1,34 @@
 """Weekly batch scoring of the whole customer base, as of a date.
 
 :func:`run_batch` computes the features of every customer known at as-of (DuckDB, out of core, or
-Spark), scores them in chunks with the registered MLflow model, and publishes one partition::
+Spark), scores them in chunks with the registered MLflow model, and publishes one partition
+``dt=YYYY-MM-DD`` in each of three folders (the layout: :mod:`churnclv.serving.snapshots`)::
 
-    OUT/as_of=YYYY-MM-DD/
-        part-00000.parquet ...   scores: customer_id, as_of, p_churn, p_alive, expected_purchases,
-                                 expected_spend, clv, growth_score, tier, stage, reasons
-                                 (list<string>), action, model_version; sorted by customer_id
-        features.parquet         the feature snapshot (the HTTP service's score-by-id reads it)
-        manifest.json            input fingerprint, counts (known = written; rejected at
-                                 validation), model URI and version, horizon, timings per stage
-        tier_report/             tier mix and, when an earlier partition exists, the migration
-    OUT/LATEST                   name of the newest partition by date, e.g. ``as_of=2025-10-02``
+    OUT/scores/dt=YYYY-MM-DD/
+        part-00000.parquet ...   scores: the HTTP answer's fields (customer_id, as_of, p_churn, p_alive,
+                                 expected_purchases, expected_spend, clv, expected_next_purchase_days,
+                                 expected_next_purchase_date, growth_score, tier, tier_level, stage,
+                                 action, reasons (list<string>), model_version); sorted by customer_id
+        _manifest.json           input fingerprint, counts (known = written; rejected at validation),
+                                 model URI and version, horizon, timings per stage
+    OUT/features/dt=YYYY-MM-DD/features.parquet
+                                 the feature snapshot (the HTTP service's score-by-id reads it)
+    OUT/reports/dt=YYYY-MM-DD/   tier mix and, when an earlier partition exists, the migration
+    OUT/LATEST                   name of the newest partition by date, e.g. ``dt=2025-10-02``
+
+``OUT/scores`` holds only scores: ``pd.read_parquet``, DuckDB's ``read_parquet`` and Spark read it as
+it is, each row with its ``as_of`` (a date) and the folder key ``dt`` (the same date).
 
 Guarantees
 ----------
 - Every customer known at as-of gets exactly one row; the job fails (and publishes nothing) when
   the written rows do not reconcile with an independent count from the clean tables.
-- A partition is never visible half-written: the job writes ``OUT/.as_of=DATE.tmp-<id>/``, removes
+- A partition is never visible half-written: the job writes ``OUT/.dt=DATE.tmp-<id>/``, removes
   from it everything its manifest does not name (temp files left by a failed write, progress,
-  spill), checks every part file reads whole, and swaps it in with one rename; re-running an as-of
-  replaces its partition, with no duplicates.
+  spill), checks every part file reads whole, and swaps each of its three folders in with one
+  rename, the scores (with the manifest) last; re-running an as-of replaces its partition, with no
+  duplicates. (A kill between those renames, an instant, can leave a re-run's feature snapshot
+  beside the scores it replaces; running the as-of again makes them one run's.)
 - With a database (``db``), the table's rows of the as-of are replaced (delete, then insert) in one
   transaction that is committed while the partition is swapped in; a failed commit swaps the old
   partition back. The table thus holds the published partitions, row for row: a failed or killed
@@ -34,9 +42,11 @@ Guarantees
   sign-up): a typo such as 2262-04-12 is refused instead of becoming the newest partition.
 - ``LATEST`` names the latest partition by date, so it never moves back when an older as-of is
   re-run. A partition published by mistake with a later date keeps ``LATEST`` (and the HTTP
-  service's ``score_by_id``) on it until it is removed: ``rm -r OUT/as_of=DATE`` and run the newest
+  service's ``score_by_id``) on it until it is removed: ``rm -r OUT/*/dt=DATE`` and run the newest
   correct as-of again (or write its name into ``OUT/LATEST``). Each run says when ``LATEST`` stays
   on a later partition than its own.
+- Partitions of the earlier layout (``OUT/as_of=DATE/``) are neither read nor changed; a run over
+  such a folder says so and how to rewrite them (run those as-ofs again).
 - The previous partition (the migration report, ``hysteresis``) is read whole before scoring: when
   it cannot be read, the run skips the migration with a warning naming the file, or, with
   ``hysteresis``, fails at once naming the file and the fix.
@@ -83,7 +93,14 @@ from churnclv.serving.migration import batch_tier_report, previous
 from churnclv.serving.model import LoadedModel, ModelLoadError, load_model, resolve_version
 from churnclv.serving.publication import lock, publish, update_latest
 from churnclv.serving.sinks import DEFAULT_TABLE, Replacement, ScoreSink, SinkError
-from churnclv.serving.snapshots import FEATURES_FILE, part_files
+from churnclv.serving.snapshots import (
+    FEATURES_FILE,
+    legacy_note,
+    legacy_partitions,
+    parse_partition,
+    part_files,
+    partition_dirs,
+)
 from churnclv.serving.stages import StageTimer, features_duckdb, score_chunks, spark_run
 
 log = logging.getLogger(__name__)
@@ -163,7 +180,7 @@ def run_batch(
     after_chunk: Callable[[int], None] | None = None,
     max_days_after_data: int = DEFAULT_MAX_DAYS_AFTER_DATA,
 ) -> dict[str, Any]:
-    """Score every customer known at ``as_of`` and publish ``OUT/as_of=DATE/`` (see the module doc).
+    """Score every customer known at ``as_of`` and publish its partition ``dt=DATE`` in ``out`` (see the module doc).
 
     Parameters
     ----------
@@ -174,7 +191,8 @@ def run_batch(
     as_of : date-like
         The scoring date: rows with ``ts`` before the next midnight count.
     out : path
-        Output folder; the run writes ``OUT/as_of=DATE/`` and ``OUT/LATEST``.
+        Output folder; the run writes ``OUT/scores/dt=DATE/``, ``OUT/features/dt=DATE/``,
+        ``OUT/reports/dt=DATE/`` and ``OUT/LATEST``.
     model_uri : str
         MLflow model URI; an alias is pinned to its version at the start of the run.
     tracking_uri : str, optional
@@ -215,7 +233,7 @@ def run_batch(
     Returns
     -------
     dict
-        The manifest (also written to ``OUT/as_of=DATE/manifest.json``).
+        The manifest (also written to ``OUT/scores/dt=DATE/_manifest.json``).
 
     Raises
     ------
@@ -255,7 +273,7 @@ def run_batch(
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="churnclv-model-") as model_dir, lock(out, name):
             scored = _score(run, Path(model_dir), timer)
-            manifest, final = _publish(run, scored, sink, timer, started)
+            manifest = _publish(run, scored, sink, timer, started)
             latest = update_latest(out, name)
     except OSError as exc:
         raise BatchError(os_problem(exc, out, name)) from None
@@ -267,12 +285,16 @@ def run_batch(
     finally:
         if sink is not None:
             sink.close()
-    echo_summary(manifest, final, echo)
-    if latest != name:
+    echo_summary(manifest, out, echo)
+    later = parse_partition(latest)
+    if latest != name and later is not None:
         echo(
             f"LATEST stays on {latest}, a later as-of than {name}; if {latest} is a mistake, remove it "
-            f"(rm -r {out / latest}) and run the newest correct as-of again"
+            f"(rm -r {' '.join(str(p) for p in partition_dirs(out, later))}) and run the newest correct as-of again"
         )
+    legacy = legacy_partitions(out)
+    if legacy:
+        echo(legacy_note(out, legacy))
     return manifest
 
 
@@ -341,7 +363,7 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
             )
         with timer("tier_report"):
             tiers = model.scorer.tiers_
-            report = None if tiers is None else batch_tier_report(tmp, prev, tuple(tiers.tier_names), con)
+            report = None if tiers is None else batch_tier_report(tmp, prev, tuple(tiers.tier_names), con, run.day)
             if report is not None and prev_problem is not None:
                 report["migration_skipped"] = prev_problem
     finally:
@@ -351,11 +373,10 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
 
 def _publish(
     run: BatchOptions, scored: _Scored, sink: ScoreSink | None, timer: StageTimer, started: float
-) -> tuple[dict[str, Any], Path]:
+) -> dict[str, Any]:
     """Publish the scored temp partition (and, with a database, replace the as-of's rows in the same
-    step); returns the manifest and the partition's folder."""
+    step); returns the manifest."""
     tmp = scored.tmp
-    final = run.out / run.name
     replacement = None
     try:
         db_doc = None
@@ -395,8 +416,8 @@ def _publish(
             db_doc=db_doc,
             seconds=timer.seconds,
         )
-        publish(tmp, final, manifest, replacement)
+        publish(tmp, run.out, run.day, manifest, replacement)
     finally:
         if replacement is not None:
             replacement.close()
-    return manifest, final
+    return manifest

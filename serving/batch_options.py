@@ -82,7 +82,7 @@ class BatchOptions:
 
     @property
     def name(self) -> str:
-        """The partition's name, ``as_of=YYYY-MM-DD``."""
+        """The partition's name, ``dt=YYYY-MM-DD``."""
         return partition_name(self.day)
 
     def _check_args(self) -> None:
@@ -98,7 +98,8 @@ class BatchOptions:
             )
         if out.exists() and not out.is_dir():
             raise BatchError(
-                f"--out {out} is a file: pass a folder (the run writes OUT/as_of=DATE/ and OUT/LATEST into it)"
+                f"--out {out} is a file: pass a folder (the run writes OUT/scores/, OUT/features/, OUT/reports/ "
+                "and OUT/LATEST into it)"
             )
         if not clean.is_dir():
             raise BatchError(f"{clean}: not a folder of clean tables: pass the validated data folder (--data)")

@@ -30,7 +30,8 @@ from churnclv.names import DEFAULT_MODEL_URI
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Output folder; the run writes OUT/as_of=DATE/ and OUT/LATEST (the latest partition by date).",
+    help="Output folder; the run writes OUT/scores/dt=DATE/, OUT/features/dt=DATE/, OUT/reports/dt=DATE/ and "
+    "OUT/LATEST (the latest partition by date).",
 )
 @click.option("--model", "model_uri", default=DEFAULT_MODEL_URI, show_default=True, help="MLflow model URI.")
 @tracking_uri_option()
@@ -100,7 +101,7 @@ def score_batch(
     feature snapshot for the HTTP service.
 
     OUT/LATEST names the latest partition by date: re-running an older as-of leaves it alone. To
-    drop a partition written by mistake (a wrong date), remove its folder (rm -r OUT/as_of=DATE)
+    drop a partition written by mistake (a wrong date), remove its folders (rm -r OUT/*/dt=DATE)
     and run the newest correct as-of again, or write that partition's name into OUT/LATEST.
     """
     from churnclv.serving.batch import run_batch

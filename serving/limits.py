@@ -45,7 +45,8 @@ def check_limits(customers: Sequence[CustomerHistory], settings: ServiceSettings
                 {
                     "loc": ["customers", i],
                     "type": "too_long",
-                    "msg": f"customer {c.customer_id!r} has {rows} history rows (transactions + events): "
+                    # the position names the customer: no customer data in an error message
+                    "msg": f"customer {i} has {rows} history rows (transactions + events): "
                     f"the limit is {settings.max_history_rows} (CHURNCLV_MAX_HISTORY_ROWS); "
                     "send the rows of the last few years",
                 }
@@ -59,7 +60,7 @@ def check_limits(customers: Sequence[CustomerHistory], settings: ServiceSettings
                 {
                     "loc": ["customers", i, "customer_id"],
                     "type": "duplicate",
-                    "msg": f"customer_id {c.customer_id!r} is also customer {seen[c.customer_id]}: "
+                    "msg": f"customer {i} has the customer_id of customer {seen[c.customer_id]}: "
                     "send each customer once, with all their rows",
                 }
             )

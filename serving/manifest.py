@@ -1,9 +1,12 @@
-"""The partition's manifest (``manifest.json``, written last) and the run's summary lines.
+"""The partition's manifest (``scores/dt=DATE/_manifest.json``, published with the scores) and the run's
+summary lines.
 
 The manifest records what the run read (``input``: :func:`churnclv.fingerprint.file_fingerprint`),
 which model scored it, the counts that reconcile (known at as-of = feature rows = rows written;
-rows rejected at validation), the files published, the tier report, the database rows and the
-time of each stage.
+rows rejected at validation), the files published (``outputs``: paths relative to the output
+folder, but ``scores``, the part files of ``scores_dir``), the tier report, the database rows and
+the time of each stage. Format version 2 is the layout of :mod:`churnclv.serving.snapshots`
+(version 1: one folder ``as_of=DATE`` per as-of).
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ from typing import Any
 
 from churnclv.redaction import redact_url
 from churnclv.serving.model import LoadedModel
-from churnclv.serving.snapshots import FEATURES_FILE, MANIFEST_FILE, REPORT_DIR
+from churnclv.serving.snapshots import features_path, report_dir, scores_dir
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "build_manifest", "echo_summary"]
 
 MANIFEST_FORMAT = "churnclv.batch"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 
 
 def build_manifest(
@@ -75,15 +78,21 @@ def build_manifest(
             "validation": rejected,
             "rows_rejected": {t: r["rejected"] for t, r in rejected["tables"].items()},
         },
-        "outputs": {"scores": files, "features": FEATURES_FILE, "tier_report": REPORT_DIR if report else None},
+        "outputs": {
+            "scores_dir": scores_dir("", day).as_posix(),
+            "scores": files,
+            "features": features_path("", day).as_posix(),
+            "tier_report": report_dir("", day).as_posix() if report else None,
+        },
         "tier_report": report,
         "db": db_doc,
         "timings_s": {k: round(v, 3) for k, v in seconds.items()},
     }
 
 
-def echo_summary(manifest: dict[str, Any], final: Path, echo: Callable[[str], Any]) -> None:
-    """The run's summary, a few lines through ``echo``: counts, tiers, migration, database, timings."""
+def echo_summary(manifest: dict[str, Any], out: Path, echo: Callable[[str], Any]) -> None:
+    """The run's summary, a few lines through ``echo`` (``out``: the output folder): where, counts, tiers,
+    migration, database, timings."""
     c = manifest["counts"]
     t = manifest["timings_s"]
     m = manifest["model"]
@@ -91,7 +100,11 @@ def echo_summary(manifest: dict[str, Any], final: Path, echo: Callable[[str], An
         f"scored {c['rows_written']:,} customers as of {manifest['as_of']} with model version {m['version']} "
         f"({m['uri']}, horizon {manifest['horizon_days']} days) in {t['total']:.1f} s"
     )
-    echo(f"  partition  {final} ({manifest['chunks']} part file(s), {FEATURES_FILE}, {MANIFEST_FILE})")
+    o = manifest["outputs"]
+    echo(f"  scores     {out / o['scores_dir']} ({manifest['chunks']} part file(s) and the manifest)")
+    echo(f"  features   {out / o['features']}")
+    if o["tier_report"]:
+        echo(f"  report     {out / o['tier_report']}")
     rej = ", ".join(f"{k} {v:,}" for k, v in c["rows_rejected"].items()) or "none (input not validated here)"
     echo(
         f"  counts     known at as-of {c['customers_known']:,} = written {c['rows_written']:,}; "

@@ -1,5 +1,8 @@
 """The previous partition: whether it reads whole, its tiers (hysteresis), and the tier report
-(this partition's tier mix and the migration from the previous one)."""
+(this partition's tier mix and the migration from the previous one).
+
+Not a database migration: the database table gains new columns in :meth:`churnclv.serving.sinks.ScoreSink.prepare`.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnclv.serving.batch_errors import BatchError, first_line
-from churnclv.serving.snapshots import FEATURES_FILE, MANIFEST_FILE, REPORT_DIR, parse_partition, part_files, partitions
+from churnclv.serving.snapshots import (
+    FEATURES_FILE,
+    MANIFEST_FILE,
+    REPORT_DIR,
+    parse_partition,
+    part_files,
+    partitions,
+    report_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +110,12 @@ def prev_tiers(con: duckdb.DuckDBPyConnection, prev: Path, first: str, last: str
 
 
 def batch_tier_report(
-    tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con: duckdb.DuckDBPyConnection
+    tmp: Path, prev: Path | None, tier_names: tuple[str, ...], con: duckdb.DuckDBPyConnection, day: dt.date
 ) -> dict[str, Any]:
-    """Tier mix of the partition in ``tmp`` and migration from ``prev``
+    """Tier mix of the partition of ``day`` in ``tmp`` and migration from ``prev``
     (:func:`churnclv.models.tier_report.tier_report`; the files and plots by
-    :func:`churnclv.plotting.write_report`); returns the manifest's ``tier_report`` entry.
+    :func:`churnclv.plotting.write_report`, into ``tmp``'s report folder); returns the manifest's
+    ``tier_report`` entry, which names the files where they are published (relative to the output folder).
 
     Customer ids are replaced by join positions before pandas sees them, so the report costs a few
     numbers per customer, not a string.
@@ -146,7 +158,7 @@ def batch_tier_report(
     ]
     doc: dict[str, Any] = {
         "previous": None if prev is None else prev.name,
-        "files": {k: str(p.relative_to(tmp)) for k, p in paths.items()},
+        "files": {k: (report_dir("", day) / p.name).as_posix() for k, p in paths.items()},
         "summary": json.loads(summary.to_json(orient="records")),
     }
     if report.migration is not None:

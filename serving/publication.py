@@ -1,11 +1,13 @@
 """Publishing a partition: the temp folder a run writes, swapped in whole, and ``LATEST``.
 
-A run of ``as_of=DATE`` holds the as-of's lock (:func:`lock`) and writes ``OUT/.as_of=DATE.tmp-<id>/``
-(:func:`temp_dirs` finds those a killed run left). :func:`publish` writes the manifest, removes
-everything the manifest does not name (:func:`seal`), checks every part file reads whole, and swaps
-the folder in with one rename (:func:`swap_in`); with a database, the as-of's rows are committed in
-that step, and a failed commit swaps the old partition back (:func:`swap_back`). Last,
-:func:`update_latest` points ``LATEST`` at the latest partition by date.
+A run of partition ``dt=DATE`` holds the as-of's lock (:func:`lock`) and writes its files into
+``OUT/.dt=DATE.tmp-<id>/`` (:func:`temp_dirs` finds those a killed run left), outside the folders
+readers glob. :func:`publish` writes the manifest, removes everything the manifest does not name
+(:func:`seal`), checks every part file reads whole, moves the files into one folder per destination,
+and swaps each in with one rename (:func:`swap_in`): ``features/dt=DATE``, ``reports/dt=DATE``,
+then ``scores/dt=DATE`` with the manifest, which publishes the partition. With a database, the
+as-of's rows are committed right after, and a failed commit swaps the old folders back
+(:func:`swap_back`). Last, :func:`update_latest` points ``LATEST`` at the latest partition by date.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import datetime as dt
 import errno
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,20 @@ import pyarrow.parquet as pq
 from churnclv.serving.atomic_files import fsync_dir, write_json, write_text
 from churnclv.serving.batch_errors import BatchError, first_line
 from churnclv.serving.sinks import Replacement, SinkError
-from churnclv.serving.snapshots import FEATURES_FILE, LATEST, MANIFEST_FILE, REPORT_DIR, partitions
+from churnclv.serving.snapshots import (
+    FEATURES_DIR,
+    FEATURES_FILE,
+    LATEST,
+    MANIFEST_FILE,
+    REPORT_DIR,
+    REPORTS_DIR,
+    SCORES_DIR,
+    features_path,
+    partition_name,
+    partitions,
+    report_dir,
+    scores_dir,
+)
 
 __all__ = ["lock", "publish", "seal", "swap_back", "swap_in", "temp_dirs", "update_latest"]
 
@@ -51,33 +66,40 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a))
 
 
-def swap_in(tmp: Path, final: Path) -> Path | None:
-    """Make ``tmp`` the partition ``final`` without ever showing a half-written one; returns where
-    the old partition now is (to drop, or to swap back with :func:`swap_back`), None if none."""
+def swap_in(staged: Path | None, final: Path, parking: Path) -> Path | None:
+    """Make ``staged`` the folder ``final`` (``staged`` None: remove ``final``) without ever showing a
+    half-written one; returns where the old ``final`` now is (to drop, or to swap back with
+    :func:`swap_back`), None if there was none. ``parking`` is a free path in the run's temp folder,
+    where the old folder goes when it cannot be exchanged (never beside ``final``, where readers glob)."""
     if not final.exists():
-        os.rename(tmp, final)
-        fsync_dir(final.parent)
+        if staged is not None:
+            os.rename(staged, final)
+            fsync_dir(final.parent)
         return None
-    if _exchange(tmp, final):  # readers see the old or the new partition, never none
+    if staged is not None and _exchange(staged, final):  # readers see the old or the new folder, never none
         fsync_dir(final.parent)
-        return tmp
-    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(final, old)  # a reader can miss the partition for this instant, never see a mix
-    os.rename(tmp, final)
+        return staged
+    os.rename(final, parking)  # a reader can miss the folder for this instant, never see a mix
+    if staged is not None:
+        try:
+            os.rename(staged, final)
+        except OSError:
+            os.rename(parking, final)
+            raise
     fsync_dir(final.parent)
-    return old
+    return parking
 
 
-def swap_back(tmp: Path, final: Path, old: Path | None) -> None:
-    """Undo :func:`swap_in`: the new partition goes back to ``tmp``, the old one (if any) to ``final``."""
-    if old is None:
-        os.rename(final, tmp)
-    elif old == tmp:
-        if not _exchange(tmp, final):
+def swap_back(staged: Path | None, final: Path, old: Path | None) -> None:
+    """Undo :func:`swap_in`: the new folder goes back to ``staged``, the old one (if any) to ``final``."""
+    if old is not None and old == staged:
+        if not _exchange(staged, final):
             raise OSError(errno.EIO, "cannot swap the previous partition back", str(final))
     else:
-        os.rename(final, tmp)
-        os.rename(old, final)
+        if staged is not None:
+            os.rename(final, staged)
+        if old is not None:
+            os.rename(old, final)
     fsync_dir(final.parent)
 
 
@@ -112,8 +134,30 @@ def seal(tmp: Path, manifest: dict[str, Any]) -> None:
     fsync_dir(tmp)
 
 
-def publish(tmp: Path, final: Path, manifest: dict[str, Any], replacement: Replacement | None = None) -> None:
-    """Write the manifest into ``tmp``, :func:`seal` it and swap it in as ``final``.
+def _arrange(tmp: Path, manifest: dict[str, Any]) -> dict[str, Path | None]:
+    """Move the sealed temp folder's files into one folder per destination (renames inside ``tmp``):
+    scores and manifest, the feature snapshot, the tier report (None when the run has none)."""
+    scores, features, reports = tmp / SCORES_DIR, tmp / FEATURES_DIR, None
+    scores.mkdir()
+    features.mkdir()
+    for name in (*manifest["outputs"]["scores"], MANIFEST_FILE):
+        os.rename(tmp / name, scores / name)
+    os.rename(tmp / FEATURES_FILE, features / FEATURES_FILE)
+    if manifest["outputs"].get("tier_report"):
+        reports = tmp / REPORTS_DIR
+        os.rename(tmp / REPORT_DIR, reports)
+    staged = {SCORES_DIR: scores, FEATURES_DIR: features, REPORTS_DIR: reports}
+    for folder in (tmp, *(p for p in staged.values() if p is not None)):
+        fsync_dir(folder)
+    return staged
+
+
+def publish(
+    tmp: Path, out: Path, day: dt.date, manifest: dict[str, Any], replacement: Replacement | None = None
+) -> None:
+    """Write the manifest into ``tmp``, :func:`seal` it and swap its folders in as the partition of
+    ``day``: the feature snapshot and the tier report first, the scores (with the manifest, which
+    makes the partition published) last.
 
     With ``replacement`` (the as-of's rows replaced in a database transaction left open), the
     transaction is committed right after the swap; when the commit fails, the previous partition
@@ -121,18 +165,29 @@ def publish(tmp: Path, final: Path, manifest: dict[str, Any], replacement: Repla
     """
     write_json(tmp / MANIFEST_FILE, manifest)
     seal(tmp, manifest)  # drops the progress file too: from here on the run is complete
-    old = swap_in(tmp, final)
-    if replacement is not None:
-        try:
+    staged = _arrange(tmp, manifest)
+    finals = {
+        FEATURES_DIR: features_path(out, day).parent,
+        REPORTS_DIR: report_dir(out, day),
+        SCORES_DIR: scores_dir(out, day),
+    }
+    done: list[tuple[Path | None, Path, Path | None]] = []
+    try:
+        for tree, final in finals.items():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            done.append((staged[tree], final, swap_in(staged[tree], final, tmp / f"old-{tree}")))
+        if replacement is not None:
             replacement.commit()
-        except SinkError as exc:
-            swap_back(tmp, final, old)
-            raise BatchError(
-                f"{exc}; nothing was published for {final.name} (its previous partition and rows are "
-                "back): fix the database and run again"
-            ) from None
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    except (OSError, SinkError) as exc:
+        for swap in reversed(done):
+            swap_back(*swap)
+        if isinstance(exc, OSError):
+            raise
+        raise BatchError(
+            f"{exc}; nothing was published for {partition_name(day)} (its previous partition and rows are "
+            "back): fix the database and run again"
+        ) from None
+    shutil.rmtree(tmp, ignore_errors=True)  # the previous partition's folders, swapped out into it
 
 
 @contextlib.contextmanager
@@ -148,7 +203,7 @@ def lock(out: Path, name: str) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise BatchError(
-                f"{out / name}: another run of this as-of is writing it (lock {path}): wait for it to finish"
+                f"{name} in {out}: another run of this as-of is writing it (lock {path}): wait for it to finish"
             ) from None
         try:
             yield

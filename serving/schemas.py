@@ -133,8 +133,9 @@ class Event(_Strict):
 class CustomerHistory(_Strict):
     """A customer with the history to score them on.
 
-    A customer needs at least one transaction line or a ``signup_ts``. Rows dated after ``as_of``
-    are ignored (point in time), as the batch job ignores them; the answer counts them.
+    A customer with no transaction and no ``signup_ts``, or none on or before ``as_of``, gets an
+    error entry in the answer (the others are scored). Rows dated after ``as_of`` are ignored
+    (point in time), as the batch job ignores them; the answer counts them.
     """
 
     customer_id: CustomerId
@@ -148,12 +149,7 @@ class CustomerHistory(_Strict):
     events: list[Event] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _scorable(self) -> CustomerHistory:
-        if not self.transactions and self.signup_ts is None:
-            raise ValueError(
-                "a customer needs at least one transaction or a signup_ts: send their history, or their "
-                "signup_ts when they have not bought yet"
-            )
+    def _no_reserved_attributes(self) -> CustomerHistory:
         reserved = sorted(set(self.attributes) & set(RESERVED_ATTRIBUTES))
         if reserved:
             raise ValueError(f"attributes {reserved} are reserved names: send them as fields, not attributes")
@@ -174,9 +170,10 @@ class ScoreByIdRequest(_Strict):
 
 
 class CustomerScore(BaseModel):
-    """Scores of one customer as of a date, over the model's horizon."""
+    """Scores of one customer as of a date, over the model's horizon: the batch job's row, and more."""
 
     customer_id: str
+    as_of: dt.date = Field(description="The as-of date of the scores")
     p_churn: float = Field(description="Probability of no purchase within the horizon")
     p_alive: float = Field(description="BG/NBD probability that the customer is still active")
     expected_purchases: float = Field(description="Expected purchase days within the horizon")
@@ -188,12 +185,12 @@ class CustomerScore(BaseModel):
     expected_next_purchase_date: dt.date | None = Field(
         None, description="as_of plus those days rounded up, at least the next day (null when none is expected)"
     )
-    growth_score: float
-    tier: str
+    growth_score: float = Field(description="Growth potential in [0, 1], the score the tiers cut")
+    tier: str = Field(description="Growth-potential tier, e.g. Gold")
     tier_level: int = Field(description="0 = bottom tier; higher is better")
-    stage: str
-    action: str
-    reasons: list[str]
+    stage: str = Field(description="Lifecycle stage, e.g. new, active, lapsing")
+    action: str = Field(description="What to do with the customer, from the tier playbook")
+    reasons: list[str] = Field(description="Why, in plain words")
     model_version: str
     rows_after_as_of: int = Field(0, description="History rows dated after as_of, ignored")
 
@@ -202,20 +199,51 @@ class CustomerError(BaseModel):
     """A customer that could not be scored; the other customers of the request are."""
 
     customer_id: str
-    error: str
+    error: str = Field(description="Why the customer could not be scored, and what to do")
+
+
+class ServiceWarning(BaseModel):
+    """Something about the whole answer the caller should know; the scores are still given."""
+
+    code: Literal["as_of_far_from_training"] = Field(
+        description="as_of_far_from_training: as_of lies further from the model's training as-of than "
+        "CHURNCLV_AS_OF_WARNING_DAYS, before or after it"
+    )
+    message: str
 
 
 class ScoreResponse(BaseModel):  # noqa: D101 - a docstring would change the OpenAPI document
     as_of: dt.date
     model_version: str
-    scores: list[CustomerScore | CustomerError]
+    scores: list[CustomerScore | CustomerError] = Field(
+        description="One entry per customer, in request order: scores, or an error for that customer"
+    )
+    warnings: list[ServiceWarning] = Field(default_factory=list)
 
 
 class ScoreByIdResponse(BaseModel):  # noqa: D101 - a docstring would change the OpenAPI document
     as_of: dt.date = Field(description="The as-of date of the feature snapshot the scores use")
-    snapshot: str = Field(description="The snapshot partition, e.g. as_of=2025-10-02")
+    snapshot: str = Field(description="The snapshot partition, e.g. dt=2025-10-02")
     model_version: str
-    scores: list[CustomerScore | CustomerError]
+    scores: list[CustomerScore | CustomerError] = Field(
+        description="One entry per id, in request order: scores, or an error for that id"
+    )
+    warnings: list[ServiceWarning] = Field(default_factory=list)
+
+
+class ProblemDetail(BaseModel):
+    """One broken rule: where (``loc``: the field's path in the body), what, and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """Every error answer: what went wrong and the fix, and the fields at fault (empty when none)."""
+
+    error: str
+    detail: list[ProblemDetail] = Field(default_factory=list)
 
 
 # BentoML's OpenAPI 3.0 document turns pydantic's anyOf [T, null] into T alone, so a null answer
@@ -259,10 +287,13 @@ __all__ = [
     "CustomerScore",
     "Event",
     "ModelInfo",
+    "Problem",
+    "ProblemDetail",
     "ReloadResult",
     "ScoreByIdRequest",
     "ScoreByIdResponse",
     "ScoreRequest",
     "ScoreResponse",
+    "ServiceWarning",
     "Transaction",
 ]

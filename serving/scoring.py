@@ -1,10 +1,12 @@
-"""From validated requests to scores: history frames, features, the scorer, the feature snapshot.
+"""From validated requests to scores: history frames, features, the scorer, answers per customer.
 
 The HTTP path computes features with :func:`churnclv.features.compute_features_frames`, the very
 definitions the batch job runs over the whole base, so a customer scored over HTTP with the same
-history and as-of gets the batch job's numbers. ``score_by_id`` reads the batch job's feature
-snapshot instead (``OUT/LATEST`` names the partition ``as_of=YYYY-MM-DD``; its
-``features.parquet`` holds one row per customer).
+history and as-of gets the batch job's numbers (``score_by_id`` reads the batch job's feature
+snapshot instead: :mod:`churnclv.serving.feature_snapshot`).
+
+A customer that cannot be scored (no history, not known at the as-of, a history the feature or
+scoring code refuses) gets an error entry in the answer, and the others of the request are scored.
 """
 
 from __future__ import annotations
@@ -12,36 +14,35 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence, Sized
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from churnclv.errors import ChurnclvError
 from churnclv.features import FeatureConfig, compute_features_frames
-from churnclv.models.inputs import model_input, stable_floats
+from churnclv.models.inputs import model_input
 from churnclv.models.next_purchase import next_purchase_dates
 from churnclv.redaction import redact_url
 from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, load_model
 from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore, Transaction
-from churnclv.serving.snapshots import FEATURES_FILE, LATEST, parse_partition, read_latest
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_ID = "unknown customer_id"
-REBUILD = "rerun the batch job (churnclv score-batch) to rebuild the snapshot"
+NO_HISTORY = (
+    "no transaction and no signup_ts: nothing to score the customer on; send their transactions, or their "
+    "signup_ts when they have not bought yet"
+)
 NOT_KNOWN_AT_AS_OF = "no transaction or signup on or before as_of: nothing to score the customer on"
+REFUSED = (
+    "this customer's history cannot be scored ({error}): the other customers are scored; check the history's "
+    "dates and amounts, or report it with the as_of"
+)
 _TX_OPTIONAL = ("order_id", "channel", "category")
 _TX_FIELDS = ("ts", "amount", *_TX_OPTIONAL)  # of a request's Transaction, in the table's column order
 _EV_FIELDS = ("ts", "event_type", "value")  # of a request's Event
 _SCORE_FLOATS = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score")
-
-
-class SnapshotError(ChurnclvError, RuntimeError):
-    """The feature snapshot folder is missing, incomplete or does not fit the model."""
+T = TypeVar("T", bound=Sized)  # a list or a frame, sliced by position
 
 
 def _end(as_of: dt.date) -> dt.datetime:
@@ -191,10 +192,11 @@ def to_customer_scores(
     for row, date in zip(scores.to_dict("records"), dates.tolist(), strict=True):
         cid = row["customer_id"]
         out[cid] = CustomerScore(
-            expected_next_purchase_date=date,
             customer_id=cid,
+            as_of=as_of,
             **{k: float(row[k]) for k in _SCORE_FLOATS},
             expected_next_purchase_days=_finite_or_none(row["expected_next_purchase_days"]),
+            expected_next_purchase_date=date,
             tier=str(row["tier"]),
             tier_level=int(row["tier_level"]),
             stage=str(row["stage"]),
@@ -206,21 +208,81 @@ def to_customer_scores(
     return out
 
 
+def isolate_failures(
+    items: T,
+    score: Callable[[T], dict[str, CustomerScore]],
+    ident: Callable[[T], str],
+    why: Callable[[Exception], str],
+    failed: dict[str, str],
+) -> dict[str, CustomerScore]:
+    """``score(items)``; when it raises, find the items it refuses by halving and score the others.
+
+    Each refused item lands in ``failed`` (``ident`` of the one-item slice -> ``why(error)``): an item
+    that breaks the feature or scoring code costs its customer an answer, never the request. ``items``
+    is a list or a frame (sliced by position); at most a request's customers are searched, so the
+    search is bounded (about ``2 k log2(n)`` calls for ``k`` refused items of ``n``).
+    """
+    try:
+        return score(items)
+    except Exception as exc:  # noqa: BLE001 - reported per customer, and logged without data by the caller
+        if len(items) == 1:
+            failed[ident(items)] = why(exc)
+            return {}
+        half = len(items) // 2
+        whole: Any = items.iloc if isinstance(items, pd.DataFrame) else items
+        first, second = whole[:half], whole[half:]
+        return {
+            **isolate_failures(first, score, ident, why, failed),
+            **isolate_failures(second, score, ident, why, failed),
+        }
+
+
+def _unscorable(customer: CustomerHistory, as_of: dt.date) -> str | None:
+    """Why ``customer`` cannot be scored as of ``as_of`` before any feature is computed; None: they can."""
+    if not customer.transactions and customer.signup_ts is None:
+        return NO_HISTORY
+    return None if known_at(customer, as_of) else NOT_KNOWN_AT_AS_OF
+
+
 def score_histories(
     model: LoadedModel, customers: Sequence[CustomerHistory], as_of: dt.date
 ) -> list[CustomerScore | CustomerError]:
     """Score validated customers with their history, in request order.
 
-    A customer with neither a transaction nor a signup on or before ``as_of`` gets an error entry.
+    A customer with no transaction and no signup, or none on or before ``as_of``, gets an error
+    entry; so does a customer whose features the feature or scoring code refuses (found by
+    :func:`isolate_failures`). The others are scored.
     """
-    known = [c for c in customers if known_at(c, as_of)]
-    scored: dict[str, CustomerScore] = {}
-    if known:
-        features = feature_frames(known, as_of, model.attributes, model.scorer.feature_config())
-        after = {c.customer_id: rows_after(c, as_of) for c in known}
-        scored = to_customer_scores(score_features(model, features, as_of), model.version, as_of, after)
+    failed = {c.customer_id: why for c in customers if (why := _unscorable(c, as_of)) is not None}
+    known = [c for c in customers if c.customer_id not in failed]
+
+    def score(part: list[CustomerHistory]) -> dict[str, CustomerScore]:
+        features = feature_frames(part, as_of, model.attributes, model.scorer.feature_config())
+        after = {c.customer_id: rows_after(c, as_of) for c in part}
+        return to_customer_scores(score_features(model, features, as_of), model.version, as_of, after)
+
+    refused: dict[str, str] = {}
+    scored = (
+        isolate_failures(
+            known, score, lambda one: one[0].customer_id, lambda e: REFUSED.format(error=type(e).__name__), refused
+        )
+        if known
+        else {}
+    )
+    if refused:
+        # every one refused looks like the service's fault (a bug, an outage), not the customers'
+        log.log(
+            logging.ERROR if len(refused) == len(known) else logging.WARNING,
+            "score: %d of %d customer(s) could not be scored and were answered with an error: %s",
+            len(refused),
+            len(known),
+            sorted(set(refused.values())),
+        )
+        failed.update(refused)
+    # a customer the feature code leaves out is one it does not know at as_of (its rule, to the second)
     return [
-        scored.get(c.customer_id) or CustomerError(customer_id=c.customer_id, error=NOT_KNOWN_AT_AS_OF)
+        scored.get(c.customer_id)
+        or CustomerError(customer_id=c.customer_id, error=failed.get(c.customer_id, NOT_KNOWN_AT_AS_OF))
         for c in customers
     ]
 
@@ -256,226 +318,19 @@ def score_histories_together(
     return out
 
 
-def score_ids_together(
-    requests: Sequence[tuple[LoadedModel, FeatureSnapshot, Sequence[str]]],
-) -> list[list[CustomerScore | CustomerError]]:
-    """:func:`score_ids` for several requests of one model and snapshot, in one call."""
-    model, snapshot, _ = requests[0]
-    if len(requests) == 1:
-        return [score_ids(model, snapshot, requests[0][2])]
-    ids = [cid for _, _, request_ids in requests for cid in request_ids]
-    flat = score_ids(model, snapshot, ids)
-    out: list[list[CustomerScore | CustomerError]] = []
-    pos = 0
-    for _, _, request_ids in requests:
-        # answers are shared objects when two requests ask for one id: copy so each request owns its own
-        out.append([r.model_copy() for r in flat[pos : pos + len(request_ids)]])
-        pos += len(request_ids)
-    return out
-
-
-@dataclass(frozen=True)
-class FeatureSnapshot:
-    """The batch job's latest feature snapshot, in memory, indexed by ``customer_id``.
-
-    Attributes
-    ----------
-    folder
-        The batch output folder (holding ``LATEST``).
-    partition
-        The partition read, e.g. ``as_of=2025-10-02``.
-    as_of
-        Its as-of date.
-    features
-        The features as the model reads them (:func:`churnclv.models.inputs.model_input`).
-    invalid
-        ``customer_id`` -> why, for the rows that hold infinite values: those customers are
-        answered with an error, the others are scored (see :func:`score_ids`).
-    """
-
-    folder: Path
-    partition: str
-    as_of: dt.date
-    features: pd.DataFrame
-    index: pd.Index
-    invalid: dict[str, str] = field(default_factory=dict)
-
-    @staticmethod
-    def latest_partition(folder: Path | str) -> str:
-        """The partition named in ``folder/LATEST``.
-
-        Raises
-        ------
-        SnapshotError
-            ``LATEST`` is missing or does not name an ``as_of=YYYY-MM-DD`` partition.
-        """
-        return FeatureSnapshot._latest(folder)[0]
-
-    @staticmethod
-    def _latest(folder: Path | str) -> tuple[str, dt.date]:
-        """:meth:`latest_partition` and its as-of date."""
-        path = Path(folder) / LATEST
-        try:
-            name = read_latest(folder)
-        except OSError:
-            raise SnapshotError(
-                f"{path} not found: run the batch job (churnclv score-batch --out {folder}) or point "
-                "--snapshot / CHURNCLV_SNAPSHOT at its output folder"
-            ) from None
-        day = parse_partition(name)
-        if day is None:
-            raise SnapshotError(f"{path} holds {name!r}: expected a partition name like as_of=2025-10-02")
-        return name, day
-
-    @classmethod
-    def load(cls, folder: Path | str) -> FeatureSnapshot:
-        """Read the latest snapshot of the batch output ``folder``.
-
-        Raises
-        ------
-        SnapshotError
-            No ``LATEST``, no features file, or duplicated customer ids.
-        """
-        folder = Path(folder)
-        partition, as_of = cls._latest(folder)
-        path = folder / partition / FEATURES_FILE
-        if not path.is_file():
-            raise SnapshotError(f"{path} not found: LATEST names {partition} but it holds no {FEATURES_FILE}")
-        frame = pd.read_parquet(path)
-        if "customer_id" not in frame.columns:
-            raise SnapshotError(f"{path}: no customer_id column: not a churnclv feature snapshot")
-        # rounded once here, so the scorer finds the rows stable and skips its own rounding per call
-        frame = stable_floats(model_input(frame.reset_index(drop=True)))
-        frame["customer_id"] = frame["customer_id"].astype("str")
-        index = pd.Index(frame["customer_id"].to_numpy(dtype=object))
-        if not index.is_unique:
-            raise SnapshotError(f"{path}: customer_id is not unique: the snapshot is broken, rerun the batch job")
-        invalid = _infinite_rows(frame)
-        if invalid:
-            log.warning(
-                "feature snapshot %s: %d customer(s) have infinite feature values; score_by_id answers "
-                "them with an error and scores the others: %s",
-                path,
-                len(invalid),
-                REBUILD,
-            )
-        log.info("loaded feature snapshot %s (%d customers)", path, len(frame))
-        return cls(
-            folder=folder,
-            partition=partition,
-            as_of=as_of,
-            features=frame,
-            index=index,
-            invalid=invalid,
-        )
-
-    def check(self, model: LoadedModel) -> None:
-        """Raise :class:`SnapshotError` when the snapshot lacks a column the model reads."""
-        missing = [c for c in model.input_columns if c not in self.features.columns]
-        if missing:
-            raise SnapshotError(
-                f"feature snapshot {self.folder / self.partition} lacks columns {missing} that model version "
-                f"{model.version} reads: rerun the batch job with this model"
-            )
-
-    def lookup(self, customer_ids: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
-        """The feature rows of the known ids (in request order) and a mask of which ids are known."""
-        pos = self.index.get_indexer(list(customer_ids))
-        found = pos >= 0
-        return self.features.iloc[pos[found]], found
-
-
-def _infinite_rows(frame: pd.DataFrame) -> dict[str, str]:
-    """``customer_id`` -> why, for the rows with an infinite value (column by column: no full copy)."""
-    hits: list[tuple[str, np.ndarray]] = []
-    for col, series in frame.items():
-        if pd.api.types.is_float_dtype(series.dtype):
-            mask = np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan))
-            if mask.any():
-                hits.append((str(col), mask))
-    if not hits:
-        return {}
-    ids = frame["customer_id"].to_numpy(dtype=object)
-    rows = np.flatnonzero(np.logical_or.reduce([mask for _, mask in hits]))
-    return {
-        str(ids[i]): f"the feature snapshot holds infinite values for this customer in "
-        f"{[col for col, mask in hits if mask[i]]}: {REBUILD}"
-        for i in rows
-    }
-
-
-def _score_rows(
-    model: LoadedModel, as_of: dt.date, rows: pd.DataFrame, failed: dict[str, str]
-) -> dict[str, CustomerScore]:
-    """Score snapshot rows; when the scorer refuses the rows, find the ones it refuses by halving.
-
-    Each refused row lands in ``failed`` (its id -> why) and the others are scored: a row the
-    scorer's own checks refuse (say frequency known but T missing) costs its customer an answer,
-    never the request. At most a request's ids are scored, so the search is bounded.
-    """
-    try:
-        return to_customer_scores(model.scorer.score(rows, as_of=as_of), model.version, as_of)
-    except Exception as exc:  # noqa: BLE001 - reported per customer below, and logged without data
-        if len(rows) == 1:
-            failed[str(rows["customer_id"].iloc[0])] = (
-                f"the feature snapshot's row for this customer cannot be scored ({type(exc).__name__}): {REBUILD}"
-            )
-            return {}
-        half = len(rows) // 2
-        return {
-            **_score_rows(model, as_of, rows.iloc[:half], failed),
-            **_score_rows(model, as_of, rows.iloc[half:], failed),
-        }
-
-
-def score_ids(
-    model: LoadedModel, snapshot: FeatureSnapshot, customer_ids: Sequence[str]
-) -> list[CustomerScore | CustomerError]:
-    """Score customers by id from the snapshot, in request order; an unknown id gets an error entry.
-
-    A snapshot row that cannot be scored (infinite values, found at load; or refused by the
-    scorer's checks) gets an error entry for its customer, and the others are scored: one broken
-    row must not turn every request that names it into a 500, nor take the snapshot away from
-    everyone (refusing the whole snapshot at load would).
-    """
-    unique = list(dict.fromkeys(customer_ids))
-    rows, found = snapshot.lookup(unique)
-    known = dict(zip(unique, found, strict=True))
-    failed = {cid: snapshot.invalid[cid] for cid in unique if known[cid] and cid in snapshot.invalid}
-    if failed:
-        rows = rows[~rows["customer_id"].isin(list(failed))]
-    scored: dict[str, CustomerScore] = {}
-    if len(rows):
-        refused: dict[str, str] = {}
-        scored = _score_rows(model, snapshot.as_of, rows, refused)
-        if refused:
-            log.warning(
-                "score_by_id: %d of %d snapshot row(s) of %s were refused by the scorer and answered with an error: %s",
-                len(refused),
-                len(rows),
-                snapshot.partition,
-                REBUILD,
-            )
-            failed.update(refused)
-    return [
-        scored[cid] if cid in scored else CustomerError(customer_id=cid, error=failed.get(cid, UNKNOWN_ID))
-        for cid in customer_ids
-    ]
-
-
 __all__ = [
-    "FeatureSnapshot",
-    "SnapshotError",
+    "NOT_KNOWN_AT_AS_OF",
+    "NO_HISTORY",
+    "REFUSED",
     "check_model",
     "feature_frames",
     "history_frames",
+    "isolate_failures",
     "known_at",
     "load_checked_model",
     "rows_after",
     "score_features",
     "score_histories",
     "score_histories_together",
-    "score_ids",
-    "score_ids_together",
     "to_customer_scores",
 ]

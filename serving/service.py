@@ -8,14 +8,20 @@ Endpoints (JSON over POST; every one but the health and metrics routes needs the
 - ``/score_by_id``: customer ids, scored from the batch job's latest feature snapshot.
 - ``/model_info``: the served model: version, alias, trained as-of, horizon, backtest metrics.
 - ``/reload``: pick up the version the model alias points at now, and the latest snapshot.
-- BentoML's own ``/livez``, ``/readyz`` and Prometheus ``/metrics`` (open), ``/docs.json``.
+- BentoML's own ``/livez``, ``/readyz`` and Prometheus ``/metrics`` (open), ``/docs.json`` (the
+  OpenAPI document, completed by :mod:`churnclv.serving.openapi`: version, key scheme, error answers).
+
+Scoring answers hold one entry per customer, in request order: a customer that cannot be scored gets
+an error entry and the others are scored (:mod:`churnclv.serving.scoring`); ``warnings`` flags an
+as-of far from the model's training as-of (:mod:`churnclv.serving.staleness`).
 
 Settings come from environment variables (:mod:`churnclv.serving.settings`);
 :func:`churnclv.serving.server.serve` starts the real BentoML server with them. Bad input answers
 4xx with field-level messages: 400 for a malformed body or a broken rule (BentoML's pydantic
 validation, same shape for our own checks) and for a Content-Length sent with Transfer-Encoding,
 401 without the right key, 411 for a chunked body, 413 for a body over the limit (however it is
-framed: it is counted as it arrives), 415 for a body that is not JSON. An upload the client
+framed: it is counted as it arrives; also past the customer and history limits), 415 for a body
+that is not JSON; 503 when ``score_by_id`` has no snapshot or a reload fails. An upload the client
 aborts is recorded as 499 (client closed the request), at INFO, never as a 500.
 
 Hardening (each has a regression test in ``tests/security/test_http_security.py`` or
@@ -42,10 +48,11 @@ import bentoml
 from churnclv.redaction import redact_url
 from churnclv.serving.auth import APIKeyMiddleware
 from churnclv.serving.batcher import RequestBatcher
+from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError, score_ids_together
 from churnclv.serving.limits import check_id_limit, check_limits
 from churnclv.serving.log_redaction import install_log_redaction
-from churnclv.serving.metric_labels import BoundedMetricsService
 from churnclv.serving.model import LoadedModel, ModelLoadError
+from churnclv.serving.openapi import DocumentedService
 from churnclv.serving.problems import problem
 from churnclv.serving.schemas import (
     CustomerError,
@@ -57,10 +64,12 @@ from churnclv.serving.schemas import (
     ScoreByIdResponse,
     ScoreRequest,
     ScoreResponse,
+    ServiceWarning,
 )
-from churnclv.serving.scoring import FeatureSnapshot, SnapshotError, score_histories_together, score_ids_together
+from churnclv.serving.scoring import score_histories_together
 from churnclv.serving.server import SERVICE_NAME
 from churnclv.serving.settings import ServiceSettings
+from churnclv.serving.staleness import as_of_warnings, trained_as_of
 from churnclv.serving.state import ServingState
 
 log = logging.getLogger(__name__)
@@ -100,7 +109,7 @@ def _observer(endpoint: str) -> Callable[[int, float], None]:
 
 @bentoml.service(
     name=SERVICE_NAME,
-    service_class=BoundedMetricsService,
+    service_class=DocumentedService,  # metric labels from a fixed set, and the OpenAPI document
     workers=1,  # churnclv serve sets CHURNCLV_WORKERS through BENTOML_CONFIG_OPTIONS
     traffic={"timeout": 30},
     metrics={"enabled": True, "namespace": "churnclv"},
@@ -162,9 +171,17 @@ class ChurnCLVService:
     async def _on(self, pool: ThreadPoolExecutor, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
 
+    def _warnings(self, model: LoadedModel, as_of: dt.date) -> list[ServiceWarning]:
+        return as_of_warnings(as_of, trained_as_of(model.metadata), self.settings.as_of_warning_days)
+
     @bentoml.api(route="/score")
     async def score(self, request: ScoreRequest, /) -> ScoreResponse:
-        """Score customers from their history as of a date (features computed like the batch job)."""
+        """Score customers from their history as of a date, with the batch job's feature code.
+
+        One entry per customer, in request order: the scores, or `{"customer_id", "error"}` for a customer
+        that cannot be scored (no transaction and no signup_ts, none on or before as_of, a history the
+        scorer refuses); the others are still scored. Rows dated after as_of are ignored and counted.
+        """
         refused = check_limits(request.customers, self.settings)
         if refused is not None:
             return refused  # type: ignore[return-value]
@@ -172,11 +189,20 @@ class ChurnCLVService:
         scores = await self._histories.submit(
             (id(model), request.as_of), (model, request.customers, request.as_of), len(request.customers)
         )
-        return ScoreResponse(as_of=request.as_of, model_version=model.version, scores=scores)
+        return ScoreResponse(
+            as_of=request.as_of,
+            model_version=model.version,
+            scores=scores,
+            warnings=self._warnings(model, request.as_of),
+        )
 
     @bentoml.api(route="/score_by_id")
     async def score_by_id(self, request: ScoreByIdRequest, /) -> ScoreByIdResponse:
-        """Score customers by id from the batch job's latest feature snapshot."""
+        """Score customers by id from the batch job's latest feature snapshot (its as-of).
+
+        One entry per id, in request order: the scores, or `{"customer_id", "error"}` for an unknown id or a
+        snapshot row that cannot be scored. 503 when the service has no usable snapshot.
+        """
         ids = request.customer_ids
         refused = check_id_limit(ids, self.settings)
         if refused is not None:
@@ -194,12 +220,17 @@ class ChurnCLVService:
             return problem(503, f"score_by_id is unavailable: {exc}")  # type: ignore[return-value]
         scores = await self._ids.submit((id(model), id(snapshot)), (model, snapshot, ids), len(ids))
         return ScoreByIdResponse(
-            as_of=snapshot.as_of, snapshot=snapshot.partition, model_version=model.version, scores=scores
+            as_of=snapshot.as_of,
+            snapshot=snapshot.partition,
+            model_version=model.version,
+            scores=scores,
+            warnings=self._warnings(model, snapshot.as_of),
         )
 
     @bentoml.api(route="/model_info")
     async def model_info(self) -> ModelInfo:
-        """The served model: version, alias, trained as-of, horizon and its backtest metrics."""
+        """The served model: name, version, alias, run, training as-of, horizon, selected models and their
+        backtest metrics, the customer attributes it reads, and the feature snapshot of score_by_id."""
         model, snapshot = self.state.model, self.state.snapshot
         meta = model.metadata
         selected = {str(k): str(v) for k, v in (meta.get("selected") or {}).items()}
@@ -228,7 +259,11 @@ class ChurnCLVService:
 
     @bentoml.api(route="/reload")
     async def reload(self) -> ReloadResult:
-        """Load the version the model alias points at now (and the latest snapshot), if changed."""
+        """Load the version the model alias points at now, and the latest snapshot, if either changed.
+
+        The new version is loaded and checked completely before it replaces the current one; requests in
+        flight finish on the old one. 503 when it cannot be loaded (the current version stays).
+        """
         try:
             outcome = await self._on(self._admin, self.state.refresh)
         except ModelLoadError as exc:

@@ -17,6 +17,8 @@ them once, in the service's ``__init__``, never at import time.
 - ``CHURNCLV_MAX_BODY_BYTES``: request body size (default 8 MiB).
 - ``CHURNCLV_RELOAD_INTERVAL_S``: seconds between checks for a moved alias or a new snapshot
   (default 60; 0 turns the checks off, ``POST /reload`` still works).
+- ``CHURNCLV_AS_OF_WARNING_DAYS``: an answer whose as-of lies more than this many days before or
+  after the model's training as-of carries a warning (default 90; 0 turns the warning off).
 - ``CHURNCLV_WORKERS``: BentoML worker processes started by ``churnclv serve`` (default 1).
 - ``CHURNCLV_GC_FREEZE``: ``1`` (default) freezes the objects alive after the model loads out of
   Python's garbage collector (:func:`gc.freeze`), which removes ~330 ms stalls, and spaces its
@@ -55,6 +57,7 @@ VARIABLES = {
     "max_history_rows": "CHURNCLV_MAX_HISTORY_ROWS",
     "max_body_bytes": "CHURNCLV_MAX_BODY_BYTES",
     "reload_interval_s": "CHURNCLV_RELOAD_INTERVAL_S",
+    "as_of_warning_days": "CHURNCLV_AS_OF_WARNING_DAYS",
     "workers": "CHURNCLV_WORKERS",
     "gc_freeze": "CHURNCLV_GC_FREEZE",
 }
@@ -80,6 +83,8 @@ class ServiceSettings:
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     # 0 turns the checks off
     reload_interval_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
+    # 0 turns the warning off
+    as_of_warning_days: Annotated[int, Field(ge=0)] = 90
     workers: Annotated[int, Field(ge=1)] = 1
     gc_freeze: bool = True
 
@@ -106,6 +111,12 @@ class ServiceSettings:
             return _FROM_TEXT.validate_python(given, strict=False)
         except ValidationError as exc:
             raise SettingsError(format_errors(exc, cls, _ENVIRONMENT)) from None
+
+    @property
+    def requires_key(self) -> bool:
+        """Whether requests need ``X-API-Key``: always, unless ``CHURNCLV_ALLOW_NO_AUTH=1`` and no key
+        (without a key and without the opt-out the service does not start at all)."""
+        return self.api_key is not None or not self.allow_no_auth
 
     def check_auth(self) -> None:
         """Refuse to serve without a usable API key, unless ``CHURNCLV_ALLOW_NO_AUTH=1``.

@@ -8,6 +8,10 @@ the batch job commits it while it swaps the Parquet partition in (see
 was: a customer removed from the data since the last run of an as-of disappears from the table
 when the as-of is published again, and a half-scored as-of is never visible.
 
+A table written by an earlier version gains the columns added since (nullable ones, such as
+``tier_level`` and ``expected_next_purchase_days``) when the sink opens it: its earlier rows hold
+NULL there until their as-of is scored again.
+
 Error messages never quote a password, a query string (``?password=...``) or a row of customer
 data: URLs pass :func:`churnclv.redaction.redact_url`, database errors are reduced to their class,
 their SQLSTATE and the first line of their message (PostgreSQL puts the failing row in the
@@ -58,6 +62,7 @@ def _columns() -> list[sa.Column]:
         pa.string(): sa.Text,
         pa.date32(): sa.Date,
         pa.float64(): f,
+        pa.int64(): sa.BigInteger,
         pa.list_(pa.string()): sa.Text,
     }
     return [
@@ -193,7 +198,8 @@ class ScoreSink:
         self.table = sa.Table(table, sa.MetaData(), *_columns())
 
     def prepare(self) -> None:
-        """Create the table when missing; check an existing one has the columns and the key."""
+        """Create the table when missing; check an existing one has the columns and the key, and add
+        the nullable columns it lacks (added to the batch output since the table was created)."""
         try:
             with self.engine.begin() as conn:
                 schema = self._schema_of(conn)
@@ -206,17 +212,31 @@ class ScoreSink:
                 inspector = sa.inspect(conn)
                 have = {c["name"] for c in inspector.get_columns(self.table_name)}
                 pk = set(inspector.get_pk_constraint(self.table_name).get("constrained_columns") or ())
+                missing = [c for c in self.table.columns if c.name not in have]
+                if not any(c.primary_key or not c.nullable for c in missing) and pk == set(KEY):
+                    self._add_columns(conn, missing)
+                    missing = []
         except sa.exc.SQLAlchemyError as exc:
             raise SinkError(
-                f"database {self.where}: cannot connect or create table {self.table_name!r} ({db_reason(exc)}): "
-                "check the URL, that the server runs and the user's rights"
+                f"database {self.where}: cannot connect, create or upgrade table {self.table_name!r} "
+                f"({db_reason(exc)}): check the URL, that the server runs and the user's rights"
             ) from None
-        missing = [c.name for c in self.table.columns if c.name not in have]
         if missing or pk != set(KEY):
             raise SinkError(
-                f"database table {self.table_name!r} exists with other columns (missing {missing}, primary key "
-                f"{sorted(pk)}; needed primary key {list(KEY)}): drop it, or pass another table name"
+                f"database table {self.table_name!r} exists with other columns (missing "
+                f"{[c.name for c in missing]}, primary key {sorted(pk)}; needed primary key {list(KEY)}): "
+                "drop it, or pass another table name"
             )
+
+    def _add_columns(self, conn: Connection, columns: list[sa.Column]) -> None:
+        """``ALTER TABLE ... ADD COLUMN`` each of ``columns`` (nullable: the rows already there get NULL)."""
+        quoted = self.engine.dialect.identifier_preparer.quote(self.table_name)
+        # PostgreSQL: a concurrent run (another as-of) may add them first
+        guard = "IF NOT EXISTS " if self.engine.dialect.name == "postgresql" else ""
+        for column in columns:
+            spec = sa.schema.CreateColumn(column).compile(dialect=self.engine.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {quoted} ADD COLUMN {guard}{spec}"))
+            log.info("database table %s: added column %s", self.table_name, column.name)
 
     def _schema_of(self, conn: Connection) -> str | None:
         """PostgreSQL: the schema the unqualified ``table_name`` resolves to, or the one it would be

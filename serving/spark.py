@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 # the pyfunc's output columns the batch keeps, with their Spark types; reasons arrive "; "-joined
 SCORE_STRUCT = (
     "p_churn double, p_alive double, expected_purchases double, expected_spend double, clv double, "
-    "expected_next_purchase_days double, growth_score double, tier string, stage string, action string, "
-    "reasons string"
+    "expected_next_purchase_days double, growth_score double, tier string, tier_level long, stage string, "
+    "action string, reasons string"
 )
 REASONS_SEPARATOR = "; "
 LOCAL_CONF = {
@@ -149,14 +149,16 @@ def write_scores(
     udf = mlflow.pyfunc.spark_udf(spark, model_path, result_type=SCORE_STRUCT, env_manager="local")
     scored = feats.select(*cols).select("customer_id", udf(F.struct(*feats.columns)).alias("s"))
     days = F.col("s.expected_next_purchase_days")
+    undefined = days.isNull() | F.isnan(days) | (F.abs(days) == F.lit(float("inf")))  # null in the output
     reasons = F.when(F.col("s.reasons") == "", F.array().cast("array<string>")).otherwise(
         F.split(F.col("s.reasons"), REASONS_SEPARATOR)
     )
     computed = {
         "customer_id": F.col("customer_id"),
         "as_of": F.lit(as_of).cast("date"),
-        # churnclv.models.scorer.next_purchase_dates: as-of + ceil(days), at least 1, null when undefined
-        "expected_next_purchase_date": F.when(F.isnan(days) | days.isNull(), F.lit(None).cast("date")).otherwise(
+        "expected_next_purchase_days": F.when(undefined, F.lit(None).cast("double")).otherwise(days),
+        # churnclv.models.next_purchase.next_purchase_dates: as-of + ceil(days), at least 1, null when undefined
+        "expected_next_purchase_date": F.when(undefined, F.lit(None).cast("date")).otherwise(
             F.date_add(F.lit(as_of).cast("date"), F.greatest(F.ceil(days), F.lit(1)).cast("int"))
         ),
         "reasons": reasons,

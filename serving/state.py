@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from churnclv.redaction import redact_text
+from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError
 from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, resolve_version
-from churnclv.serving.scoring import FeatureSnapshot, SnapshotError, load_checked_model
+from churnclv.serving.scoring import load_checked_model
 
 log = logging.getLogger(__name__)
 

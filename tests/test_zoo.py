@@ -289,6 +289,6 @@ def test_zoo(shape: Any, tmp_path: Path, empty_store: Path, service_app: Any) ->
         pytest.fail(
             f"every step exited 0, but the shape should stop with an error matching {shape.expect!r}", pytrace=False
         )
-    scores = read_scores(out / f"as_of={shape.as_of}")
+    scores = read_scores(out, shape.as_of)
     _check_scores(scores, built, shape)
     _check_http(built, shape, uri, scores, service_app)

@@ -134,7 +134,7 @@ def test_db_password_never_reaches_manifest_summary_files_logs_or_errors(
     for path in sorted(out.rglob("*")):
         if path.is_file():
             texts[str(path.relative_to(out))] = path.read_bytes().decode("latin-1")
-    assert "as_of=2025-10-02/manifest.json" in texts and "as_of=2025-10-02/features.parquet" in texts
+    assert "scores/dt=2025-10-02/_manifest.json" in texts and "features/dt=2025-10-02/features.parquet" in texts
 
     # errors: a server that does not answer, a URL that does not parse, an unsupported database, no scheme
     dead = _with_secrets(f"postgresql://postgres@127.0.0.1:{_closed_port()}/postgres")
@@ -202,8 +202,8 @@ def test_as_of_far_after_the_data_is_refused_before_anything_is_written(
         _batch(small_world, out, trained_store, as_of="2262-04-12", max_days_after_data=10**6)
     with pytest.raises(BatchError, match="whole number of days"):
         _batch(small_world, out, trained_store, max_days_after_data=-1)
-    assert not list(out.glob("as_of=*")) and not (out / "LATEST").exists()
-    assert not list(out.glob(".as_of=*"))  # not even a temp partition
+    assert not list(out.glob("scores/dt=*")) and not (out / "LATEST").exists()
+    assert not list(out.glob(".dt=*"))  # not even a temp partition
 
 
 def test_cli_default_of_max_days_after_data_is_the_jobs() -> None:
@@ -219,11 +219,11 @@ def test_latest_is_the_latest_partition_by_date_and_never_moves_back(
 ) -> None:
     out, lines = tmp_path / "out", []
     _batch(small_world, out, trained_store, as_of=NEXT, chunk_size=2_000)
-    assert (out / "LATEST").read_text().strip() == "as_of=2025-10-09"
+    assert (out / "LATEST").read_text().strip() == "dt=2025-10-09"
     _batch(small_world, out, trained_store, as_of=AS_OF, chunk_size=2_000, lines=lines)  # a backfill
-    assert (out / "LATEST").read_text().strip() == "as_of=2025-10-09"
-    note = next(line for line in lines if line.startswith("LATEST stays on as_of=2025-10-09"))
-    assert f"rm -r {out / 'as_of=2025-10-09'}" in note  # how to drop a partition published by mistake
+    assert (out / "LATEST").read_text().strip() == "dt=2025-10-09"
+    note = next(line for line in lines if line.startswith("LATEST stays on dt=2025-10-09"))
+    assert f"rm -r {out / 'scores' / 'dt=2025-10-09'} " in note  # how to drop a partition published by mistake
 
 
 # --------------------------------------------------------------------------- 3. last week damaged
@@ -234,7 +234,7 @@ def damaged_last_week(small_world: Path, trained_store: dict, tmp_path: Path) ->
     """An output folder whose as-of 2025-10-02 has a truncated second part file."""
     out = tmp_path / "out"
     _batch(small_world, out, trained_store)
-    part = out / "as_of=2025-10-02" / "part-00001.parquet"
+    part = out / "scores" / "dt=2025-10-02" / "part-00001.parquet"
     data = part.read_bytes()
     part.write_bytes(data[: len(data) // 2])
     return out, part
@@ -252,8 +252,8 @@ def test_damaged_previous_partition_with_hysteresis_fails_before_scoring(
     scored: list[int] = []
     with pytest.raises(BatchError, match=r"part-00001\.parquet cannot be read"):
         _batch(small_world, out, trained_store, as_of=NEXT, hysteresis=True, after_chunk=scored.append)
-    assert scored == [] and not list(out.glob(".as_of=2025-10-09.tmp-*"))  # failed fast: nothing scored
-    assert (out / "LATEST").read_text().strip() == "as_of=2025-10-02"
+    assert scored == [] and not list(out.glob(".dt=2025-10-09.tmp-*"))  # failed fast: nothing scored
+    assert (out / "LATEST").read_text().strip() == "dt=2025-10-02"
 
 
 def test_damaged_previous_partition_skips_only_the_migration(
@@ -267,10 +267,10 @@ def test_damaged_previous_partition_skips_only_the_migration(
     assert str(part) in report["migration_skipped"]
     assert any(line.startswith("  migration  skipped:") and str(part) in line for line in lines)
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warning.startswith("no tier migration from as_of=2025-10-02") and str(part) in warning
+    assert warning.startswith("no tier migration from dt=2025-10-02") and str(part) in warning
     assert "score-batch --as-of 2025-10-02" in warning
-    assert (out / "LATEST").read_text().strip() == "as_of=2025-10-09"
-    assert len(read_scores(out / "as_of=2025-10-09")) == manifest["counts"]["customers_known"]
+    assert (out / "LATEST").read_text().strip() == "dt=2025-10-09"
+    assert len(read_scores(out, "2025-10-09")) == manifest["counts"]["customers_known"]
 
 
 # --------------------------------------------------------------------------- 5. the output folder
@@ -300,8 +300,8 @@ def test_disk_full_is_one_line_and_never_publishes_a_partial_file(
         line = _one_line_error(_cli(small_world, out, trained_store, "--chunk-size", "400"))
     assert "No space left on device (ENOSPC)" in line and "--resume" in line and "nothing was published" in line
     _no_customer_data(line, customer_ids)
-    assert not (out / "as_of=2025-10-02").exists() and not (out / "LATEST").exists()
-    (tmp,) = out.glob(".as_of=2025-10-02.tmp-*")
+    assert not (out / "scores" / "dt=2025-10-02").exists() and not (out / "LATEST").exists()
+    (tmp,) = out.glob(".dt=2025-10-02.tmp-*")
     assert sorted(p.name for p in tmp.iterdir() if p.name.startswith(".")) == []  # the failed write cleaned up
     # what a kill in the middle of a write leaves (no handler runs): it must not be published either
     (tmp / ".part-00002.parquet.tmp-deadbeef").write_bytes(b"PAR1 half")
@@ -310,16 +310,17 @@ def test_disk_full_is_one_line_and_never_publishes_a_partial_file(
 
     manifest = _batch(small_world, out, trained_store, resume=True)
     assert manifest["resumed_chunks"] == 2
-    final = out / "as_of=2025-10-02"
+    final = out / "scores" / "dt=2025-10-02"
     assert sorted(p.name for p in final.iterdir()) == sorted(
-        ["features.parquet", "manifest.json", "tier_report", *(f"part-0000{i}.parquet" for i in range(4))]
+        ["_manifest.json", *(f"part-0000{i}.parquet" for i in range(4))]
     )
-    assert sorted(p.name for p in (final / "tier_report").iterdir()) == sorted(
+    assert [p.name for p in (out / "features" / "dt=2025-10-02").iterdir()] == ["features.parquet"]
+    assert sorted(p.name for p in (out / "reports" / "dt=2025-10-02").iterdir()) == sorted(
         Path(f).name for f in manifest["tier_report"]["files"].values()
     )
     for f in final.glob("part-*.parquet"):
         pq.read_table(f)  # every part reads whole
-    assert len(read_scores(final)) == manifest["counts"]["customers_known"]
+    assert len(read_scores(out, "2025-10-02")) == manifest["counts"]["customers_known"]
 
 
 def _make_read_only(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -439,4 +440,4 @@ def test_database_errors_hold_no_row(
     assert "CheckViolation, 23514" in message and "no_scores" in message
     assert "Failing row" not in message and "[SQL" not in message and "\n" not in message
     _no_customer_data(message, customer_ids)
-    assert not (tmp_path / "out" / "as_of=2025-10-02").exists()
+    assert not (tmp_path / "out" / "scores" / "dt=2025-10-02").exists()

@@ -22,7 +22,16 @@ from click.testing import CliRunner
 
 from churnclv.serving.batch import run_batch
 from churnclv.serving.batch_errors import BatchError
-from churnclv.serving.snapshots import OUTPUT_COLUMNS, partitions, read_scores
+from churnclv.serving.snapshots import (
+    OUTPUT_COLUMNS,
+    features_path,
+    manifest_path,
+    parse_partition,
+    partitions,
+    read_scores,
+    report_dir,
+    scores_dir,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +78,8 @@ def batch(world: Path, out: Path, store: dict, as_of: pd.Timestamp = AS_OF, **kw
     )
 
 
-def partition_table(path: Path) -> pd.DataFrame:
-    return read_scores(path)
+def partition_table(out: Path, as_of: pd.Timestamp = AS_OF) -> pd.DataFrame:
+    return read_scores(out, as_of)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +91,8 @@ def scored(world: Path, trained_store: dict, tmp_path_factory: pytest.TempPathFa
 
 def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Path, dict]) -> None:
     out, manifest = scored
-    part = out / "as_of=2025-10-02"
-    frame = partition_table(part)
+    part = scores_dir(out, AS_OF)
+    frame = partition_table(out)
     expected = known_at(world, AS_OF)
     assert list(frame.columns) == list(OUTPUT_COLUMNS)
     assert frame["customer_id"].is_unique
@@ -96,27 +105,37 @@ def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Pa
     # the next purchase date: after as-of where defined, null where a purchase is not expected
     dates = pd.to_datetime(frame["expected_next_purchase_date"])
     assert (dates.dropna() > AS_OF).all() and dates.notna().sum() > len(frame) / 2
+    # the HTTP answer's fields too: the waiting time behind the date (null with it), the tier's level
+    days = frame["expected_next_purchase_days"]
+    assert (days.isna() == dates.isna()).all() and (days.dropna() > 0).all()
+    assert frame["tier_level"].dtype == np.int64
+    levels = frame.groupby("tier")["tier_level"]
+    assert (levels.min() == levels.max()).all()  # one level per tier
+    by_level = frame.groupby("tier_level")["growth_score"].mean()
+    assert by_level.is_monotonic_increasing and by_level.index.min() == 0  # 0 = bottom tier
     c = manifest["counts"]
     assert c["customers_known"] == c["features_rows"] == c["rows_written"] == len(expected)
-    assert manifest["chunks"] == 4 and sorted(p.name for p in part.glob("part-*.parquet")) == [
-        f"part-0000{i}.parquet" for i in range(4)
+    assert manifest["chunks"] == 4 and sorted(p.name for p in part.iterdir()) == [
+        "_manifest.json",
+        *(f"part-0000{i}.parquet" for i in range(4)),
     ]
-    on_disk = json.loads((part / "manifest.json").read_text())
+    on_disk = json.loads(manifest_path(out, AS_OF).read_text())
     assert on_disk["counts"] == c and on_disk["model"]["version"] == "1"
     assert on_disk["model"]["resolved_uri"] == "models:/churnclv/1" and on_disk["horizon_days"] == 90
     assert on_disk["input"]["tables"]["transactions"]["rows"] == len(pd.read_parquet(world / "transactions.parquet"))
     assert on_disk["input"]["content_hash"].startswith("sha256:")
     assert set(on_disk["timings_s"]) >= {"model", "features", "score", "write", "tier_report", "total"}
     # the snapshot the HTTP service reads, and the pointer to the newest partition
-    snapshot = pd.read_parquet(part / "features.parquet")
+    snapshot = pd.read_parquet(features_path(out, AS_OF))
     assert snapshot["customer_id"].tolist() == frame["customer_id"].tolist()
-    assert (out / "LATEST").read_text().strip() == "as_of=2025-10-02"
-    assert (part / "tier_report" / "tier_summary.csv").is_file()
+    assert (out / "LATEST").read_text().strip() == "dt=2025-10-02"
+    assert (report_dir(out, AS_OF) / "tier_summary.csv").is_file()
+    assert all((out / f).is_file() for f in on_disk["tier_report"]["files"].values())
     # realized revenue per tier (the snapshot's net spend of the last 365 days) sums to the base's
     summary = pd.DataFrame(on_disk["tier_report"]["summary"])
     assert summary["past_spend"].sum() == pytest.approx(snapshot["net_spend_365d"].fillna(0).sum(), rel=1e-9)
     assert summary["past_spend_share"].sum() == pytest.approx(1.0)
-    assert not list(out.glob(".as_of=*.tmp-*"))
+    assert not list(out.glob(".dt=*.tmp-*"))
 
 
 def test_batch_scores_equal_the_single_customer_path(
@@ -129,7 +148,7 @@ def test_batch_scores_equal_the_single_customer_path(
     from churnclv.serving.model import load_model
 
     out, _ = scored
-    frame = partition_table(out / "as_of=2025-10-02").set_index("customer_id")
+    frame = partition_table(out).set_index("customer_id")
     scorer = load_model(trained_store["model_uri"], trained_store["tracking_uri"], dst=tmp_path).scorer
     tx = pd.read_parquet(world / "transactions.parquet")
     ev = pd.read_parquet(world / "events.parquet")
@@ -144,20 +163,32 @@ def test_batch_scores_equal_the_single_customer_path(
         row = frame.loc[cid]
         for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score"):
             assert one[col] == pytest.approx(row[col], rel=1e-12, abs=1e-12), (cid, col)
-        assert (one["tier"], one["stage"], one["action"]) == (row["tier"], row["stage"], row["action"])
+        days = one["expected_next_purchase_days"]
+        assert (days == pytest.approx(row["expected_next_purchase_days"], rel=1e-12)) or (
+            np.isnan(days) and pd.isna(row["expected_next_purchase_days"])
+        ), cid
+        assert (one["tier"], one["tier_level"], one["stage"], one["action"]) == (
+            row["tier"],
+            row["tier_level"],
+            row["stage"],
+            row["action"],
+        )
         assert list(one["reasons"]) == list(row["reasons"])
 
 
 def test_rerun_replaces_the_partition_identically(world: Path, trained_store: dict, scored: tuple[Path, dict]) -> None:
     out, _ = scored
-    before = partition_table(out / "as_of=2025-10-02")
-    inode = (out / "as_of=2025-10-02").stat().st_ino
+    before = partition_table(out)
+    inodes = [p.stat().st_ino for p in (scores_dir(out, AS_OF), features_path(out, AS_OF), report_dir(out, AS_OF))]
     batch(world, out, trained_store)
-    after = partition_table(out / "as_of=2025-10-02")
+    after = partition_table(out)
     pd.testing.assert_frame_equal(after, before)
-    assert [p.name for _, p in partitions(out)].count("as_of=2025-10-02") == 1
-    assert (out / "as_of=2025-10-02").stat().st_ino != inode  # swapped in, not edited in place
-    assert not [p for p in out.iterdir() if p.name.startswith(".as_of=")]
+    assert [p.name for _, p in partitions(out)].count("dt=2025-10-02") == 1
+    trees = (out / "scores", out / "features", out / "reports")
+    assert all(parse_partition(p.name) is not None for tree in trees for p in tree.iterdir())  # nothing left over
+    now = [p.stat().st_ino for p in (scores_dir(out, AS_OF), features_path(out, AS_OF), report_dir(out, AS_OF))]
+    assert all(a != b for a, b in zip(now, inodes, strict=True))  # swapped in, not edited in place
+    assert not [p for p in out.iterdir() if p.name.startswith(".dt=")]
 
 
 class KilledError(RuntimeError):
@@ -173,8 +204,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(
 
     with pytest.raises(KilledError):
         batch(world, tmp_path, trained_store, after_chunk=crash_after_second_chunk)
-    assert not (tmp_path / "as_of=2025-10-02").exists()  # nothing half-written is visible
-    (tmp,) = tmp_path.glob(".as_of=2025-10-02.tmp-*")
+    assert not (tmp_path / "scores").exists()  # nothing half-written is visible
+    (tmp,) = tmp_path.glob(".dt=2025-10-02.tmp-*")
     assert sorted(p.name for p in tmp.glob("part-*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]
 
     with pytest.raises(BatchError, match="chunk_size"):  # other chunks would not line up
@@ -183,30 +214,27 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(
     scored_chunks: list[int] = []
     manifest = batch(world, tmp_path, trained_store, resume=True, after_chunk=scored_chunks.append)
     assert scored_chunks == [2, 3] and manifest["resumed_chunks"] == 2
-    pd.testing.assert_frame_equal(
-        partition_table(tmp_path / "as_of=2025-10-02"), partition_table(scored[0] / "as_of=2025-10-02")
-    )
-    assert not list(tmp_path.glob(".as_of=*.tmp-*"))
+    pd.testing.assert_frame_equal(partition_table(tmp_path), partition_table(scored[0]))
+    assert not list(tmp_path.glob(".dt=*.tmp-*"))
 
 
 def test_second_as_of_reports_tier_migration(world: Path, trained_store: dict, scored: tuple[Path, dict]) -> None:
     out, first = scored
     manifest = batch(world, out, trained_store, as_of=NEXT, chunk_size=2_000)
-    part = out / "as_of=2025-10-09"
     report = manifest["tier_report"]
-    assert report["previous"] == "as_of=2025-10-02"
-    counts = pd.read_csv(part / "tier_report" / "tier_migration_counts.csv", index_col=0)
+    assert report["previous"] == "dt=2025-10-02"
+    counts = pd.read_csv(report_dir(out, NEXT) / "tier_migration_counts.csv", index_col=0)
     assert int(counts.to_numpy().sum()) == report["migration"]["customers_both"]
     assert (
         report["migration"]["customers_both"] + report["migration"]["only_current"]
         == manifest["counts"]["rows_written"]
     )
-    prev = partition_table(out / "as_of=2025-10-02").set_index("customer_id")["tier"]
-    curr = partition_table(part).set_index("customer_id")["tier"]
+    prev = partition_table(out).set_index("customer_id")["tier"]
+    curr = partition_table(out, NEXT).set_index("customer_id")["tier"]
     both = prev.index.intersection(curr.index)
     assert report["migration"]["changed_tier"] == int((prev[both] != curr[both]).sum())
-    assert (part / "tier_report" / "tier_migration.png").is_file()
-    assert (out / "LATEST").read_text().strip() == "as_of=2025-10-09"
+    assert (report_dir(out, NEXT) / "tier_migration.png").is_file()
+    assert (out / "LATEST").read_text().strip() == "dt=2025-10-09"
     assert first["tier_report"]["previous"] is None
 
 
@@ -217,10 +245,10 @@ def test_hysteresis_holds_tiers_against_the_previous_partition(
     # a copy of the reference partition as "last week", so the test does not depend on run order
     import shutil
 
-    shutil.copytree(out / "as_of=2025-10-02", tmp_path / "as_of=2025-10-02")
+    shutil.copytree(scores_dir(out, AS_OF), scores_dir(tmp_path, AS_OF))
     plain = batch(world, tmp_path, trained_store, as_of=NEXT, chunk_size=700)
     held = batch(world, tmp_path, trained_store, as_of=NEXT, chunk_size=700, hysteresis=True)
-    assert held["hysteresis_from"] == "as_of=2025-10-02" and plain["hysteresis_from"] is None
+    assert held["hysteresis_from"] == "dt=2025-10-02" and plain["hysteresis_from"] is None
     assert held["tier_report"]["migration"]["changed_tier"] < plain["tier_report"]["migration"]["changed_tier"]
 
 
@@ -228,8 +256,8 @@ def test_without_reasons_only_the_reasons_are_empty(
     world: Path, trained_store: dict, scored: tuple[Path, dict], tmp_path: Path
 ) -> None:
     manifest = batch(world, tmp_path, trained_store, reasons=False)
-    quick = partition_table(tmp_path / "as_of=2025-10-02")
-    full = partition_table(scored[0] / "as_of=2025-10-02")
+    quick = partition_table(tmp_path)
+    full = partition_table(scored[0])
     assert manifest["reasons"] is False and all(len(r) == 0 for r in quick["reasons"])
     assert any(len(r) for r in full["reasons"])
     pd.testing.assert_frame_equal(quick.drop(columns="reasons"), full.drop(columns="reasons"))
@@ -254,7 +282,7 @@ def test_user_errors_name_the_problem_and_the_fix(world: Path, trained_store: di
         batch(tmp_path / "missing", tmp_path, trained_store)
     with pytest.raises(BatchError, match="--hysteresis is for the duckdb engine"):
         batch(world, tmp_path, trained_store, engine="spark", hysteresis=True)
-    assert not list(tmp_path.glob("as_of=*"))
+    assert not partitions(tmp_path) and not list(tmp_path.glob(".dt=*"))
 
 
 def test_cli_counts_rows_rejected_at_validation(
@@ -293,7 +321,7 @@ def test_cli_counts_rows_rejected_at_validation(
         ],
     )
     assert result.exit_code == 0, result.output
-    manifest = json.loads((out / "as_of=2025-10-02" / "manifest.json").read_text())
+    manifest = json.loads(manifest_path(out, AS_OF).read_text())
     counts = manifest["counts"]
     rejects = pd.read_csv(tmp_path / "work" / "rejects" / "transactions.csv", dtype=str)
     accepted = len(pd.read_parquet(tmp_path / "work" / "clean" / "transactions.parquet"))
@@ -340,7 +368,7 @@ def test_cli_reports_a_horizon_mismatch_as_exit_1(world: Path, trained_store: di
 
 def test_part_files_are_sorted_by_customer_and_bounded_by_chunk(scored: tuple[Path, dict]) -> None:
     out, _ = scored
-    files = sorted((out / "as_of=2025-10-02").glob("part-*.parquet"))
+    files = sorted(scores_dir(out, AS_OF).glob("part-*.parquet"))
     sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
     assert max(sizes) == CHUNK and sum(sizes) == scored[1]["counts"]["rows_written"]
     ids = pd.concat([pd.read_parquet(f, columns=["customer_id"]) for f in files])["customer_id"].tolist()
@@ -353,11 +381,11 @@ def test_clv_does_not_depend_on_the_chunk(scored: tuple[Path, dict], trained_sto
 
     out, _ = scored
     scorer = load_model(trained_store["model_uri"], trained_store["tracking_uri"], dst=tmp_path).scorer
-    feats = model_input(pd.read_parquet(out / "as_of=2025-10-02" / "features.parquet"))
+    feats = model_input(pd.read_parquet(features_path(out, AS_OF)))
     bt = scorer.btyd_.predict(feats, scorer.config_.horizon_days, clv_months=0)
     affected = feats.loc[bt["expected_spend"].to_numpy() <= 1e-9]
     assert not affected.empty, "the fixture world must hold customers with BTYD spend ~ 0, or this test checks nothing"
-    batch_clv = partition_table(out / "as_of=2025-10-02").set_index("customer_id")["clv"]
+    batch_clv = partition_table(out).set_index("customer_id")["clv"]
     alone = [scorer.score(affected.iloc[[i]])["clv"].iloc[0] for i in range(len(affected))]
     np.testing.assert_allclose(alone, batch_clv.loc[affected["customer_id"]].to_numpy(), rtol=1e-12)
 
@@ -417,10 +445,8 @@ def test_resume_after_sigkill(world: Path, trained_store: dict, tmp_path: Path) 
         f"safety net:\n{log.read_text()[-3000:]}"
     )
     assert proc.returncode == -signal.SIGKILL
-    assert not (tmp_path / "out" / "as_of=2025-10-02").exists()
+    assert not scores_dir(tmp_path / "out", AS_OF).exists()
     resumed = batch(world, tmp_path / "out", trained_store, chunk_size=100, resume=True)
     assert resumed["resumed_chunks"] == 3  # >= 3 is the promise; the held child makes it exactly 3
     batch(world, tmp_path / "ref", trained_store, chunk_size=100)
-    pd.testing.assert_frame_equal(
-        partition_table(tmp_path / "out" / "as_of=2025-10-02"), partition_table(tmp_path / "ref" / "as_of=2025-10-02")
-    )
+    pd.testing.assert_frame_equal(partition_table(tmp_path / "out"), partition_table(tmp_path / "ref"))

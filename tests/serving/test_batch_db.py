@@ -13,18 +13,19 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from churnclv.serving import publication
 from churnclv.serving.batch import run_batch
 from churnclv.serving.batch_errors import BatchError
-from churnclv.serving.sinks import ScoreSink, SinkError, normalize_url
-from churnclv.serving.snapshots import read_scores
+from churnclv.serving.sinks import Replacement, ScoreSink, SinkError, normalize_url
+from churnclv.serving.snapshots import OUTPUT_SCHEMA, partition_dirs, read_scores, scores_dir
 
 pytestmark = pytest.mark.integration
 
 AS_OF = pd.Timestamp("2025-10-02")
-PARTITION = "as_of=2025-10-02"
 REMOVED = 10  # customers who leave the data between two runs of the same as-of
 _tables = itertools.count(1)
 
@@ -66,15 +67,17 @@ def _run(world: Path, out: Path, store: dict, db_url: str, table: str, **kwargs)
     )
 
 
-def _assert_table_equals_partition(db_url: str, table: str, partition: Path) -> None:
+def _assert_table_equals_partition(db_url: str, table: str, out: Path) -> None:
     """The table's rows of the as-of are exactly the published partition's, value for value."""
     rows = _table(db_url, table)
     rows = rows[[str(pd.Timestamp(d).date()) == "2025-10-02" for d in rows["as_of"]]]
-    parquet = read_scores(partition)
+    parquet = read_scores(out, AS_OF)
     assert sorted(rows["customer_id"]) == sorted(parquet["customer_id"])
     rows = rows.set_index("customer_id").loc[parquet["customer_id"]]
-    assert (rows["p_churn"].to_numpy() == parquet["p_churn"].to_numpy()).all()
-    assert (rows["tier"].to_numpy() == parquet["tier"].to_numpy()).all()
+    for col in ("p_churn", "tier", "tier_level", "expected_next_purchase_days"):
+        pd.testing.assert_series_equal(
+            rows[col].reset_index(drop=True), parquet[col].reset_index(drop=True), check_dtype=False, obj=col
+        )
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,7 @@ def test_sink_replaces_each_customer_once_and_updates_values(
     rows = _table(db_url, table)
     assert len(rows) == n == rows["customer_id"].nunique()
     assert not (rows["p_churn"] < 0).any() and not (rows["tier"] == "stale").any()
-    parquet = read_scores(tmp_path / "out" / "as_of=2025-10-02").set_index("customer_id")
+    parquet = read_scores(tmp_path / "out", AS_OF).set_index("customer_id")
     rows = rows.set_index("customer_id").loc[parquet.index]
     assert (rows["p_churn"].to_numpy() == parquet["p_churn"].to_numpy()).all()  # every bit kept
     assert (rows["tier"] == parquet["tier"]).all() and (rows["model_version"] == "1").all()
@@ -143,7 +146,7 @@ def test_rerun_after_customers_left_removes_their_rows(
         "rows_removed": n,
         "rows_for_as_of": n - REMOVED,
     }
-    _assert_table_equals_partition(db_url, table, tmp_path / "out" / PARTITION)
+    _assert_table_equals_partition(db_url, table, tmp_path / "out")
 
 
 class KilledError(RuntimeError):
@@ -166,18 +169,18 @@ def test_killed_run_leaves_the_table_as_last_published(
     table, out = _unique_table(), tmp_path / "out"
     with pytest.raises(KilledError):  # first run of the as-of, killed after two of three chunks
         _run(small_world, out, trained_store, db_url, table, after_chunk=_kill_after(1))
-    assert _table(db_url, table).empty and not (out / PARTITION).exists()
+    assert _table(db_url, table).empty and not scores_dir(out, AS_OF).exists()
 
     _run(small_world, out, trained_store, db_url, table)  # a complete run
-    published = read_scores(out / PARTITION)
+    published = read_scores(out, AS_OF)
     with pytest.raises(KilledError):  # a re-run (ten customers fewer), killed: the complete run's rows stay
         _run(fewer_customers, out, trained_store, db_url, table, after_chunk=_kill_after(1))
-    _assert_table_equals_partition(db_url, table, out / PARTITION)
-    assert len(read_scores(out / PARTITION)) == len(published)
+    _assert_table_equals_partition(db_url, table, out)
+    assert len(read_scores(out, AS_OF)) == len(published)
 
     resumed = _run(fewer_customers, out, trained_store, db_url, table, resume=True)
     assert resumed["resumed_chunks"] == 2 and resumed["counts"]["rows_written"] == len(published) - REMOVED
-    _assert_table_equals_partition(db_url, table, out / PARTITION)
+    _assert_table_equals_partition(db_url, table, out)
 
 
 def test_failed_database_write_publishes_nothing(small_world: Path, trained_store: dict, tmp_path: Path) -> None:
@@ -199,8 +202,40 @@ def test_failed_database_write_publishes_nothing(small_world: Path, trained_stor
     message = str(info.value)
     assert "refused by a trigger" in message and "nothing was published" in message
     assert "\n" not in message and "[SQL" not in message and "parameters" not in message
-    assert not (tmp_path / "out" / PARTITION).exists() and not (tmp_path / "out" / "LATEST").exists()
+    assert not scores_dir(tmp_path / "out", AS_OF).exists() and not (tmp_path / "out" / "LATEST").exists()
     assert _table(f"sqlite:///{db}", "churnclv_scores").empty
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_failed_commit_swaps_the_previous_partition_back(
+    exchange: bool,
+    small_world: Path,
+    fewer_customers: Path,
+    trained_store: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A commit that fails after the partition's folders were swapped in puts the previous folders back
+    (scores, feature snapshot and tier report, the very same ones) and keeps the table's rows; also
+    where directories cannot be exchanged in one step."""
+    if not exchange:
+        monkeypatch.setattr(publication, "_exchange", lambda _a, _b: False)
+    db, out = f"sqlite:///{tmp_path / 'scores.db'}", tmp_path / "out"
+    _run(small_world, out, trained_store, db, "churnclv_scores")
+    folders = {p: p.stat().st_ino for p in partition_dirs(out, AS_OF)}
+    published = read_scores(out, AS_OF)
+
+    def refuse(self: Replacement) -> None:
+        self.close()
+        raise SinkError("database here: the commit failed (refused)")
+
+    monkeypatch.setattr(Replacement, "commit", refuse)
+    with pytest.raises(BatchError, match=r"commit failed.*nothing was published for dt=2025-10-02 \(its previous"):
+        _run(fewer_customers, out, trained_store, db, "churnclv_scores")
+    assert {p: p.stat().st_ino for p in partition_dirs(out, AS_OF)} == folders
+    pd.testing.assert_frame_equal(read_scores(out, AS_OF), published)
+    _assert_table_equals_partition(db, "churnclv_scores", out)
+    assert (out / "LATEST").read_text() == "dt=2025-10-02"
 
 
 def test_sink_refuses_unsupported_databases_and_bad_names(tmp_path: Path) -> None:
@@ -219,3 +254,61 @@ def test_sink_refuses_unsupported_databases_and_bad_names(tmp_path: Path) -> Non
     engine.dispose()
     with pytest.raises(SinkError, match=r"exists with other columns.*drop it, or pass another table name"):
         ScoreSink(f"sqlite:///{tmp_path / 'x.db'}").prepare()
+
+
+def test_a_table_of_an_earlier_version_gains_the_new_columns(db_url: str) -> None:
+    """A table created before ``tier_level`` and ``expected_next_purchase_days`` joined the batch rows
+    gets them (nullable) when the sink opens it: its old rows keep their values with NULL there, and
+    the next as-of written carries them."""
+    table = _unique_table()
+    new = {"tier_level", "expected_next_purchase_days"}
+    old_sink = ScoreSink(db_url, table=table)
+    old_columns = [
+        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+        for c in old_sink.table.columns
+        if c.name not in new
+    ]
+    engine = sa.create_engine(normalize_url(db_url))
+    old_row = {
+        "customer_id": "00000001",
+        "as_of": pd.Timestamp("2025-09-25").date(),
+        "p_churn": 0.25,
+        "p_alive": 0.9,
+        "expected_purchases": 1.5,
+        "expected_spend": 40.0,
+        "clv": 120.0,
+        "tier": "Gold",
+        "reasons": "[]",
+        "model_version": "1",
+    }
+    with engine.begin() as conn:
+        earlier = sa.Table(table, sa.MetaData(), *old_columns)
+        earlier.create(conn)
+        conn.execute(sa.insert(earlier), [old_row])
+    old_sink.close()
+
+    sink = ScoreSink(db_url, table=table)
+    try:
+        sink.prepare()
+        sink.prepare()  # once added, nothing more to do
+        have = {c["name"] for c in sa.inspect(engine).get_columns(table)}
+        assert new <= have
+        rows = pa.Table.from_pylist(
+            [
+                {**old_row, "customer_id": cid, "as_of": AS_OF.date(), "reasons": [], **extra}
+                for cid, extra in (
+                    ("00000001", {"tier_level": 2, "expected_next_purchase_days": 12.5}),
+                    ("00000002", {"tier_level": 0, "expected_next_purchase_days": None}),
+                )
+            ],
+            schema=OUTPUT_SCHEMA,
+        )
+        sink.replace(AS_OF.date(), [rows]).commit()
+    finally:
+        sink.close()
+    got = _table(db_url, table).sort_values(["as_of", "customer_id"]).reset_index(drop=True)
+    assert len(got) == 3 and got.loc[0, "p_churn"] == 0.25  # the old row is kept
+    assert pd.isna(got.loc[0, "tier_level"]) and pd.isna(got.loc[0, "expected_next_purchase_days"])
+    assert got.loc[1:, "tier_level"].tolist() == [2, 0]
+    assert got.loc[1, "expected_next_purchase_days"] == 12.5 and pd.isna(got.loc[2, "expected_next_purchase_days"])
+    engine.dispose()

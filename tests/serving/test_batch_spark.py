@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install 'churnclv[spark]')")
 
 from churnclv.serving.batch import run_batch
-from churnclv.serving.snapshots import read_scores
+from churnclv.serving.snapshots import features_path, read_scores, scores_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.spark]
 
@@ -47,8 +49,8 @@ def test_spark_engine_matches_duckdb(few: Path, trained_store: dict, tmp_path: P
     spark = run_batch(out=tmp_path / "spark", engine="spark", **common)
     assert spark["engine"] == "spark" and spark["counts"]["rows_written"] == duck["counts"]["rows_written"] == 300
 
-    fa = pd.read_parquet(tmp_path / "duckdb" / "as_of=2025-10-02" / "features.parquet")
-    fb = pd.read_parquet(tmp_path / "spark" / "as_of=2025-10-02" / "features.parquet")
+    fa = pd.read_parquet(features_path(tmp_path / "duckdb", AS_OF))
+    fb = pd.read_parquet(features_path(tmp_path / "spark", AS_OF))
     assert list(fa.columns) == list(fb.columns) and fa["customer_id"].tolist() == fb["customer_id"].tolist()
     for col in fa.columns:
         if pd.api.types.is_numeric_dtype(fa[col]):
@@ -58,16 +60,23 @@ def test_spark_engine_matches_duckdb(few: Path, trained_store: dict, tmp_path: P
         else:
             assert fa[col].astype(str).tolist() == fb[col].astype(str).tolist(), col
 
-    a = read_scores(tmp_path / "duckdb" / "as_of=2025-10-02")
-    b = read_scores(tmp_path / "spark" / "as_of=2025-10-02")
+    a = read_scores(tmp_path / "duckdb", AS_OF)
+    b = read_scores(tmp_path / "spark", AS_OF)
     assert list(b.columns) == list(a.columns) and b["customer_id"].tolist() == a["customer_id"].tolist()
     for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend"):
         np.testing.assert_allclose(b[col].to_numpy(), a[col].to_numpy(), rtol=0, atol=1e-9, err_msg=col)
     assert b["tier"].tolist() == a["tier"].tolist() and b["stage"].tolist() == a["stage"].tolist()
+    assert b["tier_level"].tolist() == a["tier_level"].tolist() and b["tier_level"].dtype == a["tier_level"].dtype
     assert b["action"].tolist() == a["action"].tolist()
     assert [list(r) for r in b["reasons"]] == [list(r) for r in a["reasons"]]
     assert (b["as_of"] == AS_OF.date()).all() and (b["model_version"] == "1").all()
     assert b["expected_next_purchase_date"].tolist() == a["expected_next_purchase_date"].tolist()
+    days_a, days_b = a["expected_next_purchase_days"], b["expected_next_purchase_days"]
+    assert (days_b.isna() == days_a.isna()).all() and days_a.isna().any()
+    for engine in ("duckdb", "spark"):  # null where undefined, never NaN (as in the HTTP answer)
+        days = pq.read_table(scores_dir(tmp_path / engine, AS_OF)).column("expected_next_purchase_days")
+        assert days.null_count == days_a.isna().sum() and not pc.any(pc.is_nan(days)).as_py()
+    np.testing.assert_allclose(days_b.dropna().to_numpy(), days_a.dropna().to_numpy(), rtol=1e-9)
     assert a["expected_next_purchase_date"].notna().any() and a["expected_next_purchase_date"].isna().any()
     # CLV and the growth score agree wherever the Scorer's CLV does not fall back to the batch median
     # (BTYD spend ~ 0, see test_batch.py); spark_udf scores in its own Arrow batches

@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from churnclv.serving.snapshots import read_scores
+import churnclv
+from churnclv.serving.snapshots import partition_name, read_scores
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +23,7 @@ AS_OF = "2025-10-02"  # the as-of of the conftest's batch output (kit.AS_OF)
 
 SCORE_FIELDS = {
     "customer_id",
+    "as_of",
     "p_churn",
     "p_alive",
     "expected_purchases",
@@ -53,9 +55,10 @@ def test_score_answers_every_field_for_each_customer(
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["as_of"] == AS_OF and body["model_version"] == "1"
+    assert body["warnings"] == []  # as of the training as-of
     assert [s["customer_id"] for s in body["scores"]] == some_ids
     for s in body["scores"]:
-        assert set(s) == SCORE_FIELDS
+        assert set(s) == SCORE_FIELDS and s["as_of"] == AS_OF
         assert 0 <= s["p_churn"] <= 1 and 0 <= s["p_alive"] <= 1 and s["clv"] >= 0
         assert s["tier"] in {"Diamond", "Platinum", "Gold", "Silver", "Bronze"}
         assert s["reasons"] and all(isinstance(x, str) and x for x in s["reasons"])
@@ -82,30 +85,70 @@ def test_rows_after_as_of_are_ignored_and_counted(
 def test_signup_only_customer_is_scored(client: Any, kit: Any) -> None:
     body = {
         "as_of": AS_OF,
+        "customers": [{"customer_id": "new-1", "signup_ts": "2025-09-20T08:00:00Z", "attributes": {"region": "north"}}],
+    }
+    r = client.post("/score", json=body, headers=kit.HEADERS)
+    assert r.status_code == 200, r.text
+    (new,) = r.json()["scores"]
+    assert new["customer_id"] == "new-1" and new["stage"] == "new" and 0 <= new["p_churn"] <= 1
+    assert any("no purchase yet" in reason for reason in new["reasons"])
+
+
+def test_customers_that_cannot_be_scored_get_an_error_entry_and_the_others_are_scored(
+    client: Any, kit: Any, small_frames: dict, some_ids: list[str]
+) -> None:
+    good = kit.history_body(small_frames, some_ids[:2])["customers"]
+    body = {
+        "as_of": AS_OF,
         "customers": [
-            {"customer_id": "new-1", "signup_ts": "2025-09-20T08:00:00Z", "attributes": {"region": "north"}},
-            {"customer_id": "future-1", "signup_ts": "2025-12-01T00:00:00"},
+            good[0],
+            {"customer_id": "no-history"},  # was a 400 for the whole request
+            {"customer_id": "events-only", "events": [{"ts": "2025-09-30T08:00:00Z", "event_type": "login"}]},
+            {"customer_id": "future-1", "signup_ts": "2025-12-01T00:00:00"},  # signed up after as-of
+            {"customer_id": "later-buyer", "transactions": [{"ts": "2025-11-02T00:00:00", "amount": 5.0}]},
+            good[1],
         ],
     }
     r = client.post("/score", json=body, headers=kit.HEADERS)
     assert r.status_code == 200, r.text
-    new, future = r.json()["scores"]
-    assert new["customer_id"] == "new-1" and new["stage"] == "new" and 0 <= new["p_churn"] <= 1
-    assert "no purchase yet" in new["reasons"]
-    # signed up after as-of: nothing to score on, reported for that customer only
-    assert future == {
-        "customer_id": "future-1",
-        "error": "no transaction or signup on or before as_of: nothing to score the customer on",
-    }
+    scores = r.json()["scores"]
+    assert [s["customer_id"] for s in scores] == [c["customer_id"] for c in body["customers"]]
+    first, no_history, events_only, future, later, last = scores
+    assert set(first) == set(last) == SCORE_FIELDS
+    # the good customers get what they get alone
+    alone = client.post("/score", json={"as_of": AS_OF, "customers": good}, headers=kit.HEADERS).json()["scores"]
+    assert [first, last] == alone
+    no_signup = "no transaction and no signup_ts: nothing to score the customer on; send their transactions"
+    assert no_history["error"].startswith(no_signup) and events_only == {**no_history, "customer_id": "events-only"}
+    unknown_then = "no transaction or signup on or before as_of: nothing to score the customer on"
+    assert future == {"customer_id": "future-1", "error": unknown_then}
+    assert later == {"customer_id": "later-buyer", "error": unknown_then}
+
+
+AFTER = "2026-06-01"  # 8 months after the model's training as-of (the conftest's AS_OF)
+
+
+@pytest.mark.parametrize(("as_of", "words"), [(AFTER, "242 days after"), ("2025-01-01", "274 days before")])
+def test_an_as_of_far_from_training_is_scored_with_a_warning(client: Any, kit: Any, as_of: str, words: str) -> None:
+    tx = [{"ts": f"2024-0{m}-10T10:00:00", "amount": 25.0} for m in (2, 5, 8)]
+    body = {"as_of": as_of, "customers": [{"customer_id": "c1", "transactions": tx}]}
+    r = client.post("/score", json=body, headers=kit.HEADERS)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert set(answer["scores"][0]) == SCORE_FIELDS and answer["scores"][0]["as_of"] == as_of
+    (warning,) = answer["warnings"]
+    assert warning["code"] == "as_of_far_from_training"
+    assert f"{words} the model's training as-of {AS_OF}" in warning["message"]
+    assert "CHURNCLV_AS_OF_WARNING_DAYS" in warning["message"]
 
 
 def test_score_by_id_matches_the_batch_and_reports_unknown_ids(client: Any, kit: Any, batch_out: Path) -> None:
-    batch = read_scores(batch_out / f"as_of={AS_OF}").set_index("customer_id")
+    batch = read_scores(batch_out, AS_OF).set_index("customer_id")
     ids = [batch.index[0], "no-such-customer", batch.index[-1], batch.index[0]]
     r = client.post("/score_by_id", json={"customer_ids": ids}, headers=kit.HEADERS)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["snapshot"] == f"as_of={AS_OF}" and body["as_of"] == AS_OF
+    assert body["snapshot"] == partition_name(AS_OF) and body["as_of"] == AS_OF and body["warnings"] == []
     first, unknown, last, again = body["scores"]
     assert unknown == {"customer_id": "no-such-customer", "error": "unknown customer_id"}
     assert first == again
@@ -124,7 +167,7 @@ def test_model_info(client: Any, kit: Any) -> None:
     assert info["trained_as_of"] == "2025-10-02" and info["horizon_days"] == 90
     assert info["backtest_metrics"]["churn_auc"] > 0.8 and "spend_gini" in info["backtest_metrics"]
     assert set(info["selected"]) == {"churn", "purchases", "spend"}
-    assert info["snapshot"] == f"as_of={AS_OF}" and "region" in info["attributes"]
+    assert info["snapshot"] == partition_name(AS_OF) and "region" in info["attributes"]
     # two years of history: backtested at its own horizon
     assert (info["backtested"], info["backtest_horizon_days"], info["backtest_note"]) == (True, 90, None)
 
@@ -140,8 +183,12 @@ def test_health_metrics_and_openapi_are_open(client: Any, tmp_path: Path, monkey
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # set by BentoML's server, not in-process
     for path in ("/livez", "/readyz", "/metrics", "/docs.json"):
         assert client.get(path).status_code == 200, path
-    paths = client.get("/docs.json").json()["paths"]
-    assert {"/score", "/score_by_id", "/model_info", "/reload"} <= set(paths)
+    doc = client.get("/docs.json").json()
+    assert {"/score", "/score_by_id", "/model_info", "/reload"} <= set(doc["paths"])
+    # the served document: churnclv's version, the key the middleware enforces, every error answer
+    assert doc["info"]["version"] == churnclv.__version__
+    assert doc["components"]["securitySchemes"]["ApiKeyAuth"]["name"] == "X-API-Key"
+    assert {"400", "401", "413", "415", "503"} <= set(doc["paths"]["/score_by_id"]["post"]["responses"])
 
 
 def _locs(response: Any) -> list[tuple[Any, ...]]:
@@ -177,7 +224,13 @@ def _locs(response: Any) -> list[tuple[Any, ...]]:
             },
             ("customers", 0, "events", 0, "event_type"),
         ),
-        ({"as_of": AS_OF, "customers": [{"customer_id": "a"}]}, ("customers", 0)),
+        (
+            {
+                "as_of": AS_OF,
+                "customers": [{"customer_id": "a", "signup_ts": "2025-01-01", "attributes": {"signup_ts": "x"}}],
+            },
+            ("customers", 0),
+        ),
         ({"as_of": AS_OF, "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}], "extra": 1}, ("extra",)),
     ],
 )

@@ -33,11 +33,19 @@ def _compare(http: pd.DataFrame, batch: pd.DataFrame) -> None:
     dates = batch["expected_next_purchase_date"].map(lambda d: None if pd.isna(d) else d.isoformat())
     assert http["expected_next_purchase_date"].tolist() == dates.tolist()
     assert set(http["model_version"]) == set(batch["model_version"]) == {"1"}
+    # every column of the batch output is in the HTTP answer, with the batch job's values
+    assert set(batch.columns) <= set(http.columns), sorted(set(batch.columns) - set(http.columns))
+    assert http["as_of"].tolist() == batch["as_of"].map(lambda d: d.isoformat()).tolist()
+    for col in ("tier_level", "expected_next_purchase_days"):
+        if col in batch.columns:  # the batch output gains them in the same change (issue 16)
+            np.testing.assert_allclose(
+                http[col].to_numpy(float), batch[col].to_numpy(float), rtol=1e-9, atol=1e-12, err_msg=col
+            )
 
 
 @pytest.fixture(scope="module")
 def batch_scores(batch_out: Path, kit: Any) -> pd.DataFrame:
-    return read_scores(batch_out / f"as_of={kit.AS_OF}").set_index("customer_id")
+    return read_scores(batch_out, kit.AS_OF).set_index("customer_id")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnclv.serving.snapshots import features_path
+
 pytestmark = pytest.mark.integration
 
 SECRET_URI = "postgresql://user:S3cret@127.0.0.1:1/mlflowdb?password=Q"  # nothing listens on port 1
@@ -186,7 +188,7 @@ def broken_snapshot(batch_out: Path, tmp_path: Path, kit: Any) -> dict[str, Any]
     """A copy of the batch output whose features hold NaN and infinite values for a few customers."""
     out = tmp_path / "batch"
     shutil.copytree(batch_out, out, ignore=shutil.ignore_patterns("part-*", "tier_report"))
-    path = out / f"as_of={kit.AS_OF}" / "features.parquet"
+    path = features_path(out, kit.AS_OF)
     frame = pd.read_parquet(path)
     known = frame[frame["frequency"].notna() & (frame["frequency"] > 0)]["customer_id"].astype(str).tolist()
     bad = {

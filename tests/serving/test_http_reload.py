@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from churnclv.features import compute_features
+from churnclv.serving.snapshots import LATEST, features_path, partition_name
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def test_reload_follows_the_alias_and_latest_without_failing_requests(
             "status": "unchanged",
             "previous_version": "1",
             "version": "1",
-            "snapshot": f"as_of={kit.AS_OF}",
+            "snapshot": partition_name(kit.AS_OF),
         }
 
         # a second version of the same model, then the champion moves to it
@@ -57,10 +58,9 @@ def test_reload_follows_the_alias_and_latest_without_failing_requests(
         v2 = str(registry.create_model_version("churnclv", source=v1.source, run_id=v1.run_id).version)
         registry.set_registered_model_alias("churnclv", "champion", v2)
         # and the batch job publishes a newer snapshot
-        part = out / f"as_of={NEXT_AS_OF}"
-        part.mkdir()
-        compute_features(small_world, NEXT_AS_OF).to_parquet(part / "features.parquet", index=False)
-        (out / "LATEST").write_text(f"as_of={NEXT_AS_OF}\n")
+        features_path(out, NEXT_AS_OF).parent.mkdir()
+        compute_features(small_world, NEXT_AS_OF).to_parquet(features_path(out, NEXT_AS_OF), index=False)
+        (out / LATEST).write_text(f"{partition_name(NEXT_AS_OF)}\n")
 
         answers: list[tuple[int, str | None]] = []
         done = threading.Event()
@@ -82,7 +82,7 @@ def test_reload_follows_the_alias_and_latest_without_failing_requests(
             "status": "reloaded",
             "previous_version": "1",
             "version": v2,
-            "snapshot": f"as_of={NEXT_AS_OF}",
+            "snapshot": partition_name(NEXT_AS_OF),
         }
         assert answers and all(code == 200 and v in {"1", v2} for code, v in answers)
 

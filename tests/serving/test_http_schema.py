@@ -2,8 +2,8 @@
 
 - Schemathesis from the service's own OpenAPI document, schema-valid and schema-invalid bodies:
   never a 5xx, and every 200 answer conforms to the documented schema. The document cannot express
-  every rule (a customer needs a transaction or a signup; years 1900-2200; attribute names), so
-  most schema-valid ``/score`` bodies are refused with a 400, and
+  every rule (years 1900-2200; attribute names; each customer once), so many schema-valid ``/score``
+  bodies are refused with a 400, and
 - a Hypothesis strategy of semantically valid histories (returns only, zero amounts, rows on the
   as-of boundary and after it, unknown event types, signups without purchases) checks that every
   valid request is scored: 200, one answer per customer, probabilities in [0, 1], finite values.
