@@ -30,6 +30,7 @@ from churnclv.models.blending import (
     total_factor,
 )
 from churnclv.models.btyd import BTYDModel
+from churnclv.models.explanations import drivers
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor
 from churnclv.models.inputs import stable_floats
 from churnclv.models.scorer_config import ScorerConfig
@@ -357,7 +358,7 @@ class Scorer:
         out, X = self._base_scores(features, as_of=as_of, with_matrix=True)
         contributions = None
         if reasons and self.churn_ is not None and self.config_.top_reasons > 0:
-            contributions = self.churn_.explain(X, top_k=self.config_.top_reasons)
+            contributions = drivers(self.churn_, X, top_k=self.config_.top_reasons)
         if self.tiers_ is None:
             out["reasons"] = (
                 [[r.feature for r in row] for row in contributions] if contributions else [[] for _ in range(len(out))]

@@ -1,4 +1,4 @@
-"""Tests for the tier policy: config, policy, stages, reasons, playbook, stability and report."""
+"""Tests for the tier policy: config, policy, stages, playbook, stability and report (reasons: test_reasons.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 
 from churnclv.config import ConfigError
-from churnclv.models.reasons import phrase, write_reasons
 from churnclv.models.tier_config import default_tier_config, load_tier_config, parse_tier_config
 from churnclv.models.tier_policy import TierPolicy
 from churnclv.models.tier_report import migration_matrix, tier_report
@@ -337,100 +336,7 @@ def test_each_stage_rule(policy: TierPolicy, train: pd.DataFrame) -> None:
     assert other.stage(frame.head(1)).iloc[0] == "lost"
 
 
-# -- reasons and actions ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("feature", "value", "row", "expected"),
-    [
-        (
-            "days_since_last_purchase",
-            120,
-            {"days_since_last_purchase_rel_gap": 3.0},
-            "no purchase for 120 days, 3.0x the usual gap",
-        ),
-        ("days_since_last_purchase", 120, {}, "no purchase for 120 days"),
-        ("days_since_last_purchase", None, {}, "no purchase yet"),
-        (
-            "days_since_last_purchase_rel_gap",
-            3.04,
-            {"days_since_last_purchase": 120},
-            "no purchase for 120 days, 3.0x the usual gap",
-        ),
-        (
-            "support_ticket_trend_30d",
-            2.0,
-            {},
-            "support tickets up 100% in the last 30 days on the 30 before",
-        ),
-        ("net_spend_trend_90d", 1.4, {}, "spend up 40% on the previous 90 days"),
-        ("net_spend_trend_90d", 0.5, {}, "spend down 50% on the previous 90 days"),
-        ("purchase_days_trend_90d", 1.0, {}, "purchases steady on the previous 90 days"),
-        ("complaint_count_30d", 1, {}, "1 complaint in the last 30 days"),
-        ("login_count_90d", 0, {}, "no logins in the last 90 days"),
-        ("email_open_days_since_last", 12, {}, "last email open 12 days ago"),
-        ("frequency", 0.0, {}, "no repeat purchase yet"),
-        ("frequency", 7.0, {}, "7 repeat purchases so far"),
-        ("net_spend_30d", 1234.5, {}, "spent 1,234 in the last 30 days"),
-        ("return_share", 0.25, {}, "returned 25% of spend"),
-        ("attr_region", "north", {}, "region is north"),
-        ("widget_score_30d", 2.5, {}, "widget score (30 days): 2.5"),
-        ("widget_count", None, {}, "widget count: missing"),
-    ],
-)
-def test_phrase_for_known_and_unknown_features(feature, value, row, expected) -> None:
-    assert phrase(feature, value, config=default_tier_config().reasons, row=row) == expected
-
-
-def test_reasons_from_contributions_and_facts() -> None:
-    cfg = default_tier_config().reasons
-    frame = pd.DataFrame(
-        {
-            "days_since_last_purchase": [120.0, 10.0, np.nan],
-            "days_since_last_purchase_rel_gap": [3.0, 0.5, np.nan],
-            "net_spend_trend_90d": [0.5, 1.0, 1.0],
-            "support_ticket_trend_30d": [2.0, 1.0, 1.0],
-        }
-    )
-    contributions = [
-        # tuples as GBMChurnClassifier.explain gives them; both gap features give one phrase
-        [("days_since_last_purchase", 0.9, 120.0), ("days_since_last_purchase_rel_gap", 0.5, 3.0)],
-        [("n_categories", 0.2, 1)],
-        [],
-    ]
-    got = write_reasons(frame, contributions, config=cfg)
-    assert got[0] == [
-        "no purchase for 120 days, 3.0x the usual gap",
-        "spend down 50% on the previous 90 days",  # fact: spend trend <= 0.7
-        "support tickets up 100% in the last 30 days on the 30 before",  # fact
-    ]
-    assert got[1] == ["buys in a single category"]
-    assert got[2] == []
-    assert write_reasons(frame, contributions, config=cfg, max_reasons=1)[0] == got[0][:1]
-    assert write_reasons(frame, None, config=cfg)[0] == [
-        "no purchase for 120 days, 3.0x the usual gap",
-        "spend down 50% on the previous 90 days",
-        "support tickets up 100% in the last 30 days on the 30 before",
-    ]
-    with pytest.raises(ValueError, match="one list of contributions per row"):
-        write_reasons(frame, contributions[:2], config=cfg)
-
-
-def test_own_phrase_overrides_default() -> None:
-    cfg = parse_tier_config(
-        {
-            "reasons": {
-                "phrases": [
-                    {
-                        "feature": "net_spend_trend_(?P<tw>\\d+)d",
-                        "text": ["spend ratio {value:.2f} over {tw} days"],
-                    },
-                ]
-            }
-        }
-    ).reasons
-    assert phrase("net_spend_trend_90d", 0.5, config=cfg) == "spend ratio 0.50 over 90 days"
-    assert phrase("frequency", 0, config=cfg) == "no repeat purchase yet"  # defaults kept
+# -- actions (the reasons: test_reasons.py) ------------------------------------------------------
 
 
 def test_actions_follow_the_playbook(policy: TierPolicy) -> None:
