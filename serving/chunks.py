@@ -40,19 +40,18 @@ def score_chunk(
             return pa.array([list(r) for r in values], type=dtype)
         if dtype == pa.int64():
             return pa.array(values.to_numpy(dtype=np.int64), type=dtype)
-        return pa.array(values.to_numpy(dtype=np.float64), type=dtype)
+        numbers = values.to_numpy(dtype=np.float64)
+        # null where undefined (no next purchase expected, no acquisition cost known), as in the HTTP answer
+        return pa.array(numbers, type=dtype, mask=~np.isfinite(numbers))
 
-    days = scores["expected_next_purchase_days"].to_numpy(dtype=np.float64)
     arrays = []
     for f in OUTPUT_SCHEMA:
         if f.name == "as_of":
             arrays.append(pa.array(np.full(n, np.datetime64(as_of, "D")), type=pa.date32()))
         elif f.name == "model_version":
             arrays.append(pa.array([model.version] * n, type=pa.string()))
-        elif f.name == "expected_next_purchase_days":  # null where undefined, as in the HTTP answer
-            arrays.append(pa.array(days, type=pa.float64(), mask=~np.isfinite(days)))
         elif f.name == "expected_next_purchase_date":
-            dates = next_purchase_dates(days, as_of)
+            dates = next_purchase_dates(scores["expected_next_purchase_days"].to_numpy(dtype=np.float64), as_of)
             arrays.append(pa.array(dates, type=pa.date32(), mask=np.isnat(dates)))
         else:
             arrays.append(col(f.name, f.type))

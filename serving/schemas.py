@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from churnclv.models.marketing_config import RISK_BAND_NAMES
 from churnclv.values import MAX_ABS_AMOUNT, number_problem, plausible_date, utc_naive
 
 MAX_ID_LENGTH = 128
@@ -185,6 +186,23 @@ class CustomerScore(BaseModel):
     expected_next_purchase_date: dt.date | None = Field(
         None, description="as_of plus those days rounded up, at least the next day (null when none is expected)"
     )
+    historic_clv: float = Field(description="Net spend to date, returns subtracted (currency)")
+    total_clv: float = Field(description="historic_clv + clv (currency)")
+    avg_order_value: float | None = Field(
+        description="Net spend to date per purchase day (currency; null without a purchase)"
+    )
+    avg_days_between_orders: float | None = Field(
+        description="Mean days between purchase days (null with fewer than 2 purchase days)"
+    )
+    risk_band: str = Field(
+        description="Churn risk band of p_churn, at the tier config's [risk_bands] cut points",
+        json_schema_extra={"enum": list(RISK_BAND_NAMES)},
+    )
+    clv_at_risk: float = Field(description="p_churn * clv: the CLV at stake, weighted by the churn risk (currency)")
+    acquisition_cost: float | None = Field(
+        description="Acquisition cost from the tier config's [acquisition_cost] (currency; null when unknown)"
+    )
+    net_clv: float | None = Field(description="clv - acquisition_cost (currency; null when the cost is unknown)")
     growth_score: float = Field(description="Growth potential in [0, 1], the score the tiers cut")
     tier: str = Field(description="Growth-potential tier, e.g. Gold")
     tier_level: int = Field(description="0 = bottom tier; higher is better")

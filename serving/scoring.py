@@ -26,6 +26,7 @@ from churnclv.models.next_purchase import next_purchase_dates
 from churnclv.redaction import redact_url
 from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, load_model
 from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore, Transaction
+from churnclv.serving.snapshots import NULLABLE_NUMBERS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,17 @@ REFUSED = (
 _TX_OPTIONAL = ("order_id", "channel", "category")
 _TX_FIELDS = ("ts", "amount", *_TX_OPTIONAL)  # of a request's Transaction, in the table's column order
 _EV_FIELDS = ("ts", "event_type", "value")  # of a request's Event
-_SCORE_FLOATS = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score")
+_SCORE_FLOATS = (
+    "p_churn",
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "clv",
+    "historic_clv",
+    "total_clv",
+    "clv_at_risk",
+    "growth_score",
+)
 T = TypeVar("T", bound=Sized)  # a list or a frame, sliced by position
 
 
@@ -191,12 +202,14 @@ def to_customer_scores(
     dates = next_purchase_dates(scores["expected_next_purchase_days"].to_numpy(dtype=np.float64), as_of)
     for row, date in zip(scores.to_dict("records"), dates.tolist(), strict=True):
         cid = row["customer_id"]
+        numbers: dict[str, Any] = {k: float(row[k]) for k in _SCORE_FLOATS}
+        numbers.update({k: _finite_or_none(row[k]) for k in NULLABLE_NUMBERS})  # null where not finite, as in the batch
         out[cid] = CustomerScore(
             customer_id=cid,
             as_of=as_of,
-            **{k: float(row[k]) for k in _SCORE_FLOATS},
-            expected_next_purchase_days=_finite_or_none(row["expected_next_purchase_days"]),
+            **numbers,
             expected_next_purchase_date=date,
+            risk_band=str(row["risk_band"]),
             tier=str(row["tier"]),
             tier_level=int(row["tier_level"]),
             stage=str(row["stage"]),

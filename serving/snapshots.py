@@ -37,6 +37,7 @@ __all__ = [
     "FEATURES_FILE",
     "LATEST",
     "MANIFEST_FILE",
+    "NULLABLE_NUMBERS",
     "OUTPUT_COLUMNS",
     "OUTPUT_SCHEMA",
     "PART",
@@ -73,6 +74,15 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("clv", pa.float64()),
         pa.field("expected_next_purchase_days", pa.float64()),  # null where undefined
         pa.field("expected_next_purchase_date", pa.date32()),  # null where undefined
+        # the marketing fields (churnclv.models.marketing, with their units)
+        pa.field("historic_clv", pa.float64()),
+        pa.field("total_clv", pa.float64()),
+        pa.field("avg_order_value", pa.float64()),  # null without a purchase
+        pa.field("avg_days_between_orders", pa.float64()),  # null with fewer than 2 purchase days
+        pa.field("risk_band", pa.string()),
+        pa.field("clv_at_risk", pa.float64()),
+        pa.field("acquisition_cost", pa.float64()),  # null when unknown
+        pa.field("net_clv", pa.float64()),  # null when the acquisition cost is unknown
         pa.field("growth_score", pa.float64()),
         pa.field("tier", pa.string()),
         pa.field("tier_level", pa.int64()),  # 0 = bottom tier
@@ -83,6 +93,14 @@ OUTPUT_SCHEMA = pa.schema(
     ]
 )
 OUTPUT_COLUMNS = tuple(OUTPUT_SCHEMA.names)
+# the number columns that are null where undefined or unknown (the others always hold a number)
+NULLABLE_NUMBERS = (
+    "expected_next_purchase_days",
+    "avg_order_value",
+    "avg_days_between_orders",
+    "acquisition_cost",
+    "net_clv",
+)
 
 SCORES_DIR = "scores"
 FEATURES_DIR = "features"

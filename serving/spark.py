@@ -15,15 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from churnclv.serving.snapshots import OUTPUT_COLUMNS
+from churnclv.serving.snapshots import NULLABLE_NUMBERS, OUTPUT_COLUMNS
 
 log = logging.getLogger(__name__)
 
 # the pyfunc's output columns the batch keeps, with their Spark types; reasons arrive "; "-joined
 SCORE_STRUCT = (
     "p_churn double, p_alive double, expected_purchases double, expected_spend double, clv double, "
-    "expected_next_purchase_days double, growth_score double, tier string, tier_level long, stage string, "
-    "action string, reasons string"
+    "expected_next_purchase_days double, historic_clv double, total_clv double, avg_order_value double, "
+    "avg_days_between_orders double, risk_band string, clv_at_risk double, acquisition_cost double, net_clv double, "
+    "growth_score double, tier string, tier_level long, stage string, action string, reasons string"
 )
 REASONS_SEPARATOR = "; "
 LOCAL_CONF = {
@@ -148,17 +149,23 @@ def write_scores(
     ]
     udf = mlflow.pyfunc.spark_udf(spark, model_path, result_type=SCORE_STRUCT, env_manager="local")
     scored = feats.select(*cols).select("customer_id", udf(F.struct(*feats.columns)).alias("s"))
+
+    def undefined(x: Any) -> Any:
+        return x.isNull() | F.isnan(x) | (F.abs(x) == F.lit(float("inf")))
+
     days = F.col("s.expected_next_purchase_days")
-    undefined = days.isNull() | F.isnan(days) | (F.abs(days) == F.lit(float("inf")))  # null in the output
     reasons = F.when(F.col("s.reasons") == "", F.array().cast("array<string>")).otherwise(
         F.split(F.col("s.reasons"), REASONS_SEPARATOR)
     )
     computed = {
         "customer_id": F.col("customer_id"),
         "as_of": F.lit(as_of).cast("date"),
-        "expected_next_purchase_days": F.when(undefined, F.lit(None).cast("double")).otherwise(days),
+        **{
+            c: F.when(undefined(F.col(f"s.{c}")), F.lit(None).cast("double")).otherwise(F.col(f"s.{c}"))
+            for c in NULLABLE_NUMBERS  # null where not finite, as churnclv.serving.chunks writes them
+        },
         # churnclv.models.next_purchase.next_purchase_dates: as-of + ceil(days), at least 1, null when undefined
-        "expected_next_purchase_date": F.when(undefined, F.lit(None).cast("date")).otherwise(
+        "expected_next_purchase_date": F.when(undefined(days), F.lit(None).cast("date")).otherwise(
             F.date_add(F.lit(as_of).cast("date"), F.greatest(F.ceil(days), F.lit(1)).cast("int"))
         ),
         "reasons": reasons,

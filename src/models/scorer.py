@@ -33,6 +33,7 @@ from churnclv.models.btyd import BTYDModel
 from churnclv.models.explanations import drivers
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor
 from churnclv.models.inputs import stable_floats
+from churnclv.models.marketing import MARKETING_COLUMNS, with_marketing
 from churnclv.models.scorer_config import ScorerConfig
 from churnclv.models.scorer_files import (
     GBM_TARGETS,
@@ -59,6 +60,7 @@ SCORE_COLUMNS = (
     "expected_spend",
     "clv",
     "expected_next_purchase_days",
+    *MARKETING_COLUMNS,
     "growth_score",
     "tier",
     "tier_level",
@@ -348,14 +350,16 @@ class Scorer:
         -------
         DataFrame
             ``customer_id, p_churn, p_alive, expected_purchases, expected_spend, clv,
-            expected_next_purchase_days``, then ``growth_score, tier, tier_level, stage, action,
-            reasons`` from the tier policy.
+            expected_next_purchase_days``, the marketing fields (:data:`~churnclv.models.marketing.
+            MARKETING_COLUMNS`), then ``growth_score, tier, tier_level, stage, action, reasons`` from
+            the tier policy.
         """
         self._check_fitted()
         if "customer_id" not in features.columns:
             raise ValueError("Scorer.score: features need a customer_id column")
         features = stable_floats(features.reset_index(drop=True))
         out, X = self._base_scores(features, as_of=as_of, with_matrix=True)
+        out = with_marketing(out, features, self.tiers_)  # before the tiers: the playbook may read them
         contributions = None
         if reasons and self.churn_ is not None and self.config_.top_reasons > 0:
             contributions = drivers(self.churn_, X, top_k=self.config_.top_reasons)
@@ -505,7 +509,7 @@ def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame
 
 def empty_scores() -> pd.DataFrame:
     """An empty frame with the score columns (for callers that score zero customers)."""
-    text = ("customer_id", "tier", "stage", "action", "reasons")
+    text = ("customer_id", "risk_band", "tier", "stage", "action", "reasons")
     return pd.DataFrame({c: pd.Series(dtype="object" if c in text else "float64") for c in SCORE_COLUMNS})
 
 

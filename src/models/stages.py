@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["STAGES", "StageRules", "lifecycle_stages"]
+__all__ = ["STAGES", "StageRules", "customer_value", "lifecycle_stages"]
 
 #: Lifecycle stages, from the start of a relationship to its end.
 STAGES: tuple[str, ...] = ("new", "active", "at_risk", "dormant", "lost")
@@ -46,6 +46,12 @@ class StageRules:
     at_risk_min_p_churn: float = 0.50
     at_risk_min_p_churn_rise: float = 0.15
     at_risk_max_purchase_trend: float = 0.50
+
+
+def customer_value(clv_pct: np.ndarray, past_spend_pct: np.ndarray) -> np.ndarray:
+    """A customer's value for the at-risk rule and the playbook's rungs: the larger of the CLV and
+    past-spend percentiles on the training population."""
+    return np.asarray(np.maximum(clv_pct, past_spend_pct))
 
 
 def lifecycle_stages(
@@ -79,7 +85,7 @@ def lifecycle_stages(
         lost = (p > r.lost_min_p_churn) & (dsl > r.lost_days)
         overdue = (dsl > r.dormant_gap_multiple * gap) & (dsl > r.dormant_min_days)
         dormant = (dsl > r.dormant_days) | overdue
-        value_q = np.maximum(clv_pct, past_spend_pct)
+        value_q = customer_value(clv_pct, past_spend_pct)
         risky = (
             (p >= r.at_risk_min_p_churn)
             | (p - p_prev >= r.at_risk_min_p_churn_rise)

@@ -20,6 +20,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, mo
 
 from churnclv.config import ConfigError
 from churnclv.config_schema import Array, Fix, Section, format_errors, one_of, rule_error, settings
+from churnclv.models.marketing_config import AcquisitionCost, RiskBands
+from churnclv.models.playbook import SETTINGS as PLAYBOOK_SETTINGS
 from churnclv.models.playbook import Playbook, parse_playbook
 from churnclv.models.reasons import ReasonsConfig, parse_reasons
 from churnclv.models.stages import STAGES, StageRules
@@ -263,6 +265,8 @@ class _TierFile(Section):
     stages: Stages = Stages()
     reasons: dict[str, Any] = Field(default_factory=dict)
     playbook: dict[str, Any] = Field(default_factory=dict)
+    risk_bands: RiskBands = RiskBands()
+    acquisition_cost: AcquisitionCost = AcquisitionCost()
 
     def no_purchase_cap(self) -> str:
         """The highest tier of a customer with no purchase yet."""
@@ -293,7 +297,8 @@ class TierConfig:
 
     ``no_purchase_max_tier`` is the highest tier of a customer with no purchase yet, resolved
     (``score.no_purchase_max_tier`` may say "middle"). ``raw`` is the complete config as plain data
-    (defaults merged in); it is what :meth:`TierPolicy.to_dict` stores.
+    (defaults merged in); it is what :meth:`TierPolicy.to_dict` stores. ``risk_bands`` and
+    ``acquisition_cost`` feed the marketing fields (:mod:`churnclv.models.marketing`).
     """
 
     columns: dict[str, str]
@@ -304,6 +309,8 @@ class TierConfig:
     stages: StageRules
     reasons: ReasonsConfig
     playbook: Playbook
+    risk_bands: RiskBands
+    acquisition_cost: AcquisitionCost
     raw: dict[str, Any] = field(compare=False)
 
     @property
@@ -389,7 +396,7 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
         user_tiers = raw.get("tiers")
         if isinstance(user_tiers, list):
             # default sections for tiers the user no longer has would fail validation
-            names = {t.get("name") for t in user_tiers if isinstance(t, Mapping)} | {"*"}
+            names = {t.get("name") for t in user_tiers if isinstance(t, Mapping)} | {"*", *PLAYBOOK_SETTINGS}
             defaults["playbook"] = {k: v for k, v in defaults["playbook"].items() if k in names}
         raw = _merge(defaults, raw)
     complete = copy.deepcopy(dict(raw))
@@ -406,6 +413,8 @@ def parse_tier_config(raw: Mapping[str, Any], *, merge_defaults: bool = True) ->
         stages=doc.stages.rules(),
         reasons=parse_reasons(doc.reasons),
         playbook=parse_playbook(doc.playbook, tiers=[t.name for t in doc.tiers]),
+        risk_bands=doc.risk_bands,
+        acquisition_cost=doc.acquisition_cost,
         raw=complete,
     )
 

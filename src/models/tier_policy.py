@@ -27,7 +27,9 @@ feature columns, see :data:`~churnclv.models.tier_config.COLUMN_ROLES`) and give
   tiers or more is never held back.
 - a **lifecycle stage** (:mod:`churnclv.models.stages`);
 - the top **reasons** in plain words (:mod:`churnclv.models.reasons`) and the recommended **action**
-  (:mod:`churnclv.models.playbook`).
+  (:mod:`churnclv.models.playbook`): per tier and stage one action or a ladder split by value, with
+  cut points fitted here and stored, so that no action covers more than ``max_action_share`` of
+  the training base (:mod:`churnclv.models.playbook_cuts`).
 
 The policy's config is :class:`~churnclv.models.tier_config.TierConfig`. The fitted policy is a
 JSON-serializable dict (:meth:`TierPolicy.to_dict`).
@@ -54,6 +56,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from churnclv.models.playbook_cuts import (
+    action_value,
+    assign_actions,
+    cuts_from_json,
+    cuts_to_json,
+    fit_action_cuts,
+)
 from churnclv.models.quantile_grid import fit_grid, percentile
 from churnclv.models.reasons import write_reasons
 from churnclv.models.stages import lifecycle_stages
@@ -68,7 +77,8 @@ logger = logging.getLogger(__name__)
 
 # the stored format's name: fitted policies saved under it must keep loading
 _FORMAT = "churnclv.models.tiers"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # 1: before the playbook's value cut points (every cell one action)
 
 
 class TierPolicy(BaseEstimator):
@@ -98,6 +108,11 @@ class TierPolicy(BaseEstimator):
         Realized share of each tier on the training population.
     n_train_ : int
         Customers in the training population.
+    action_cuts_ : dict
+        Per (tier, stage), the value cut points of the playbook's rungs (see
+        :mod:`churnclv.models.playbook_cuts`).
+    action_shares_ : dict
+        Realized share of each action id on the training population.
 
     Examples
     --------
@@ -185,7 +200,8 @@ class TierPolicy(BaseEstimator):
         grids = {c: fit_grid(raw[c], cfg.score.grid_size) for c in (*COMPONENTS, "past_spend")}
         self.k_ = k
         self.grids_ = grids
-        score = self._blend(raw)["growth_score"]
+        parts = self._blend(raw)
+        score = parts["growth_score"]
         self.score_grid_ = fit_grid(score, cfg.score.grid_size)
         m = len(cfg.tiers)
         self.cut_points_, positions = cut_points(score, cfg.tiers, self.score_grid_)
@@ -197,6 +213,7 @@ class TierPolicy(BaseEstimator):
         names = cfg.tier_names
         self.train_shares_ = {names[m - 1 - lv]: float(counts[lv] / n) for lv in range(m - 1, -1, -1)}
         self.n_train_ = n
+        self._fit_actions(frame, parts, levels)
         if cfg.by_share:
             worst = max(abs(self.train_shares_[t.name] - t.share) for t in cfg.tiers)  # type: ignore[operator]
             if worst > 0.02:
@@ -213,6 +230,17 @@ class TierPolicy(BaseEstimator):
             np.round(self.cut_points_, 4).tolist(),
         )
         return self
+
+    def _fit_actions(self, frame: pd.DataFrame, parts: dict[str, np.ndarray], levels: np.ndarray) -> None:
+        """The playbook's value cut points on the training population (its stages need
+        ``tenure`` and ``days_since_last_purchase``; without them every cell is cut on the whole
+        population)."""
+        tiers = self._names(levels, frame.index).to_numpy(dtype=object)
+        cols = self.tier_config.columns
+        has_stages = all(column(frame, cols, r) is not None for r in ("tenure", "days_since_last_purchase"))
+        stages = self._stage(frame, parts).to_numpy(dtype=object) if has_stages else None
+        value = self._action_value(frame, parts)
+        self.action_cuts_, self.action_shares_ = fit_action_cuts(self.tier_config.playbook, tiers, stages, value)
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -236,11 +264,20 @@ class TierPolicy(BaseEstimator):
     def _cap(self, frame: pd.DataFrame, levels: np.ndarray) -> np.ndarray:
         names = self.tier_config.tier_names
         cap = len(names) - 1 - names.index(self.tier_config.no_purchase_max_tier)
-        col = column(frame, self.tier_config.columns, "days_since_last_purchase")
-        if cap == len(names) - 1 or col is None:  # no cap, or a frame of scores alone: nothing to cap on
+        if cap == len(names) - 1:
             return levels
-        dsl = numeric(frame, col, "days_since_last_purchase")
-        return np.where(np.isnan(dsl), np.minimum(levels, cap), levels)
+        return np.where(self._no_purchase(frame), np.minimum(levels, cap), levels)
+
+    def _no_purchase(self, frame: pd.DataFrame) -> np.ndarray:
+        """Customers with no purchase yet (null ``days_since_last_purchase``); none in a frame of
+        scores alone."""
+        col = column(frame, self.tier_config.columns, "days_since_last_purchase")
+        if col is None:
+            return np.zeros(len(frame), dtype=bool)
+        return np.asarray(np.isnan(numeric(frame, col, "days_since_last_purchase")))
+
+    def _action_value(self, frame: pd.DataFrame, parts: dict[str, np.ndarray]) -> np.ndarray:
+        return action_value(parts["clv_pct"], parts["past_spend_pct"], self._no_purchase(frame))
 
     def _levels(self, score: np.ndarray, prev_levels: np.ndarray | None) -> np.ndarray:
         held = None if self.tier_config.margin == 0 else prev_levels
@@ -381,7 +418,15 @@ class TierPolicy(BaseEstimator):
             tier_level=levels.astype(np.int64),
             stage=stages,
             action=pd.Series(
-                self.tier_config.playbook.recommend(tiers.tolist(), stages.tolist()), index=frame.index, dtype="string"
+                assign_actions(
+                    self.tier_config.playbook,
+                    self.action_cuts_,
+                    tiers.to_numpy(dtype=object),
+                    stages.to_numpy(dtype=object),
+                    self._action_value(frame, parts),
+                ),
+                index=frame.index,
+                dtype="string",
             ),
             reasons=pd.Series(
                 self.reasons(frame, contributions, max_reasons=max_reasons), index=frame.index, dtype=object
@@ -412,6 +457,8 @@ class TierPolicy(BaseEstimator):
                 "lower_bounds": [float(v) for v in self.lower_bounds_],
                 "train_shares": dict(self.train_shares_),
                 "n_train": int(self.n_train_),
+                "action_cuts": cuts_to_json(self.action_cuts_),
+                "action_shares": dict(self.action_shares_),
             },
         }
 
@@ -423,10 +470,10 @@ class TierPolicy(BaseEstimator):
                 f"this dict holds format={d.get('format')!r} class={d.get('class')!r}; "
                 f"{cls.__name__}.from_dict needs format={_FORMAT!r} class={cls.__name__!r}"
             )
-        if d.get("format_version") != _FORMAT_VERSION:
+        if d.get("format_version") not in _READABLE_VERSIONS:
             raise ValueError(
-                f"format_version {d.get('format_version')!r} is not supported (expected "
-                f"{_FORMAT_VERSION}): refit the policy with this version of churnclv"
+                f"format_version {d.get('format_version')!r} is not supported (readable: "
+                f"{list(_READABLE_VERSIONS)}): refit the policy with this version of churnclv"
             )
         policy = cls(config=parse_tier_config(d["config"], merge_defaults=False))
         s = d["state"]
@@ -442,6 +489,9 @@ class TierPolicy(BaseEstimator):
         policy.lower_bounds_ = np.asarray(s["lower_bounds"], dtype=np.float64)
         policy.train_shares_ = dict(s["train_shares"])
         policy.n_train_ = int(s["n_train"])
+        # version 1 had one action per cell: no cut points
+        policy.action_cuts_ = cuts_from_json(policy.tier_config.playbook, s.get("action_cuts", {}))
+        policy.action_shares_ = dict(s.get("action_shares", {}))
         return policy
 
     def to_json(self) -> str:

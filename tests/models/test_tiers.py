@@ -125,7 +125,7 @@ def test_json_round_trip_gives_identical_tiers(policy: TierPolicy) -> None:
 def test_absolute_thresholds_and_own_tier_names(train: pd.DataFrame) -> None:
     cfg = {
         "tiers": [{"name": "A", "min_score": 0.8}, {"name": "B", "min_score": 0.6}, {"name": "C"}],
-        "playbook": {"A": {"active": "Call them"}},
+        "playbook": {"actions": {"call": {"text": "Call them", "cost": 4.0}}, "A": {"active": "call"}},
     }
     policy = TierPolicy(config=cfg).fit(train)
     out = policy.assign(train)
@@ -134,9 +134,10 @@ def test_absolute_thresholds_and_own_tier_names(train: pd.DataFrame) -> None:
     assert (out["tier"].to_numpy() == expected).all()
     # the default tiers' playbook sections are dropped; the "*" section still covers every stage
     assert set(out.loc[(out["tier"] == "A") & (out["stage"] == "active"), "action"]) == {"Call them"}
-    assert set(out.loc[out["stage"] == "dormant", "action"]) == {
-        default_tier_config().playbook.action("Silver", "dormant")
-    }
+    assert set(out.loc[out["stage"] == "dormant", "action"]) <= set(
+        default_tier_config().playbook.texts("Silver", "dormant")
+    )
+    assert policy.tier_config.playbook.costs["Call them"] == 4.0
 
 
 def test_toml_file_merges_over_defaults(tmp_path) -> None:
@@ -225,7 +226,7 @@ def test_playbook_gap_is_an_error() -> None:
         "tiers": [{"name": "A", "share": 0.5}, {"name": "B", "share": 0.5}],
         "playbook": {"*": {"lost": ""}},
     }
-    with pytest.raises(ConfigError, match=r"playbook\.\*\.lost"):
+    with pytest.raises(ConfigError, match=r"playbook\.\*\.lost.*names no action"):
         parse_tier_config(cfg)
     raw = default_tier_config().raw
     del raw["playbook"]["*"]["new"]
@@ -341,13 +342,17 @@ def test_each_stage_rule(policy: TierPolicy, train: pd.DataFrame) -> None:
 
 def test_actions_follow_the_playbook(policy: TierPolicy) -> None:
     book = policy.tier_config.playbook
-    assert book.action("Diamond", "active").startswith("Premium care")
-    assert book.action("Diamond", "at_risk").startswith("Early warning")
-    assert book.action("Silver", "dormant").startswith("Win-back")
-    assert book.action("Bronze", "new").startswith("Onboarding")
-    assert book.action("Gold", "active").startswith("Incentives")
+    assert book.texts("Diamond", "active")[0].startswith("Premium care")
+    assert book.texts("Diamond", "at_risk")[0].startswith("Early warning")
+    assert [t.split(":")[0] for t in book.texts("Silver", "dormant")] == [
+        "Win-back",
+        "Win-back reminder",
+        "Last-chance email",
+    ]
+    assert [t.split(":")[0] for t in book.texts("Bronze", "new")] == ["Onboarding with an offer", "Onboarding"]
+    assert book.texts("Gold", "active")[0].startswith("Incentives")
     with pytest.raises(KeyError, match="Ruby"):
-        book.action("Ruby", "active")
+        book.rungs("Ruby", "active")
 
 
 # -- report ----------------------------------------------------------------------------------------

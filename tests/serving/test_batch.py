@@ -138,6 +138,27 @@ def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Pa
     assert not list(out.glob(".dt=*.tmp-*"))
 
 
+def test_rows_carry_the_marketing_fields_of_the_snapshot(scored: tuple[Path, dict]) -> None:
+    """Historic and total CLV, average order value and days between orders come from the published
+    feature snapshot; a sign-up with no purchase has no order value and no gap; no cost is configured."""
+    out, _ = scored
+    frame = partition_table(out).set_index("customer_id")
+    snapshot = pd.read_parquet(features_path(out, AS_OF)).set_index("customer_id").loc[frame.index]
+    np.testing.assert_allclose(frame["historic_clv"], snapshot["net_spend"], atol=1e-6)
+    np.testing.assert_allclose(frame["total_clv"], frame["historic_clv"] + frame["clv"], rtol=1e-12)
+    np.testing.assert_allclose(frame["clv_at_risk"], frame["p_churn"] * frame["clv"], rtol=1e-12)
+    days = snapshot["n_purchase_days"].to_numpy(dtype=float)
+    bought = days > 0
+    np.testing.assert_allclose(frame["avg_order_value"][bought], (snapshot["net_spend"] / days)[bought], atol=1e-6)
+    assert frame["avg_order_value"][~bought].isna().all() and bought.any() and (~bought).any()
+    gaps = snapshot["gap_mean_days"]
+    assert (frame["avg_days_between_orders"].isna() == gaps.isna()).all() and (days[gaps.notna()] >= 2).all()
+    assert frame.loc[SIGNED_UP_NO_PURCHASE, "historic_clv"] == 0.0
+    assert frame.loc[SIGNED_UP_NO_PURCHASE, ["avg_order_value", "avg_days_between_orders"]].isna().all()
+    assert set(frame["risk_band"]) <= {"low", "medium", "high"} and frame["risk_band"].nunique() >= 2
+    assert frame["acquisition_cost"].isna().all() and frame["net_clv"].isna().all()  # no cost configured
+
+
 def test_batch_scores_equal_the_single_customer_path(
     world: Path, scored: tuple[Path, dict], trained_store: dict, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from churnclv.models.marketing import MARKETING_COLUMNS
 from churnclv.serving import publication
 from churnclv.serving.batch import run_batch
 from churnclv.serving.batch_errors import BatchError
@@ -74,10 +75,11 @@ def _assert_table_equals_partition(db_url: str, table: str, out: Path) -> None:
     parquet = read_scores(out, AS_OF)
     assert sorted(rows["customer_id"]) == sorted(parquet["customer_id"])
     rows = rows.set_index("customer_id").loc[parquet["customer_id"]]
-    for col in ("p_churn", "tier", "tier_level", "expected_next_purchase_days"):
-        pd.testing.assert_series_equal(
-            rows[col].reset_index(drop=True), parquet[col].reset_index(drop=True), check_dtype=False, obj=col
-        )
+    for col in ("p_churn", "tier", "tier_level", "expected_next_purchase_days", *MARKETING_COLUMNS):
+        got = rows[col].reset_index(drop=True)
+        if parquet[col].dtype.kind == "f":  # a column of NULLs only reads back as None objects
+            got = got.astype(float)
+        pd.testing.assert_series_equal(got, parquet[col].reset_index(drop=True), check_dtype=False, obj=col)
 
 
 @pytest.fixture(scope="module")
@@ -257,11 +259,11 @@ def test_sink_refuses_unsupported_databases_and_bad_names(tmp_path: Path) -> Non
 
 
 def test_a_table_of_an_earlier_version_gains_the_new_columns(db_url: str) -> None:
-    """A table created before ``tier_level`` and ``expected_next_purchase_days`` joined the batch rows
-    gets them (nullable) when the sink opens it: its old rows keep their values with NULL there, and
-    the next as-of written carries them."""
+    """A table created before ``tier_level``, ``expected_next_purchase_days`` and the marketing fields
+    joined the batch rows gets them (nullable) when the sink opens it: its old rows keep their values
+    with NULL there, and the next as-of written carries them."""
     table = _unique_table()
-    new = {"tier_level", "expected_next_purchase_days"}
+    new = {"tier_level", "expected_next_purchase_days", *MARKETING_COLUMNS}
     old_sink = ScoreSink(db_url, table=table)
     old_columns = [
         sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
@@ -297,8 +299,8 @@ def test_a_table_of_an_earlier_version_gains_the_new_columns(db_url: str) -> Non
             [
                 {**old_row, "customer_id": cid, "as_of": AS_OF.date(), "reasons": [], **extra}
                 for cid, extra in (
-                    ("00000001", {"tier_level": 2, "expected_next_purchase_days": 12.5}),
-                    ("00000002", {"tier_level": 0, "expected_next_purchase_days": None}),
+                    ("00000001", {"tier_level": 2, "expected_next_purchase_days": 12.5, "risk_band": "low"}),
+                    ("00000002", {"tier_level": 0, "expected_next_purchase_days": None, "net_clv": -3.5}),
                 )
             ],
             schema=OUTPUT_SCHEMA,
@@ -311,4 +313,5 @@ def test_a_table_of_an_earlier_version_gains_the_new_columns(db_url: str) -> Non
     assert pd.isna(got.loc[0, "tier_level"]) and pd.isna(got.loc[0, "expected_next_purchase_days"])
     assert got.loc[1:, "tier_level"].tolist() == [2, 0]
     assert got.loc[1, "expected_next_purchase_days"] == 12.5 and pd.isna(got.loc[2, "expected_next_purchase_days"])
+    assert pd.isna(got.loc[0, "risk_band"]) and got.loc[1, "risk_band"] == "low" and got.loc[2, "net_clv"] == -3.5
     engine.dispose()

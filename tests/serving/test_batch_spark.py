@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install 'churnclv[spark]')")
 
 from churnclv.serving.batch import run_batch
-from churnclv.serving.snapshots import features_path, read_scores, scores_dir
+from churnclv.serving.snapshots import NULLABLE_NUMBERS, features_path, read_scores, scores_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.spark]
 
@@ -78,6 +78,14 @@ def test_spark_engine_matches_duckdb(few: Path, trained_store: dict, tmp_path: P
         assert days.null_count == days_a.isna().sum() and not pc.any(pc.is_nan(days)).as_py()
     np.testing.assert_allclose(days_b.dropna().to_numpy(), days_a.dropna().to_numpy(), rtol=1e-9)
     assert a["expected_next_purchase_date"].notna().any() and a["expected_next_purchase_date"].isna().any()
+    # the marketing fields: the same numbers, null (never NaN) where undefined or unknown
+    assert b["risk_band"].tolist() == a["risk_band"].tolist()
+    for col in ("historic_clv", "total_clv", "clv_at_risk", *NULLABLE_NUMBERS):
+        assert (b[col].isna() == a[col].isna()).all(), col
+        np.testing.assert_allclose(b[col].dropna().to_numpy(), a[col].dropna().to_numpy(), rtol=1e-9, err_msg=col)
+        column = pq.read_table(scores_dir(tmp_path / "spark", AS_OF)).column(col)
+        assert not pc.any(pc.is_nan(column)).as_py(), col
+    assert a["avg_order_value"].isna().any() and a["avg_order_value"].notna().any()
     # CLV and the growth score agree wherever the Scorer's CLV does not fall back to the batch median
     # (BTYD spend ~ 0, see test_batch.py); spark_udf scores in its own Arrow batches
     for col in ("clv", "growth_score"):

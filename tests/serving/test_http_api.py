@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import churnclv
+from churnclv.models.marketing import MARKETING_COLUMNS
 from churnclv.serving.snapshots import partition_name, read_scores
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,7 @@ SCORE_FIELDS = {
     "clv",
     "expected_next_purchase_days",
     "expected_next_purchase_date",
+    *MARKETING_COLUMNS,
     "growth_score",
     "tier",
     "tier_level",

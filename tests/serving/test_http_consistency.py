@@ -11,13 +11,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnclv.serving.snapshots import read_scores
+from churnclv.serving.snapshots import NULLABLE_NUMBERS, read_scores
 
 pytestmark = pytest.mark.integration
 
 N_CUSTOMERS = 1_000
-NUMBERS = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv", "growth_score")
-LABELS = ("tier", "stage", "action")
+NUMBERS = (
+    "p_churn",
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "clv",
+    "growth_score",
+    "historic_clv",
+    "total_clv",
+    "clv_at_risk",
+)
+LABELS = ("tier", "stage", "action", "risk_band")
 
 
 def _compare(http: pd.DataFrame, batch: pd.DataFrame) -> None:
@@ -36,11 +46,11 @@ def _compare(http: pd.DataFrame, batch: pd.DataFrame) -> None:
     # every column of the batch output is in the HTTP answer, with the batch job's values
     assert set(batch.columns) <= set(http.columns), sorted(set(batch.columns) - set(http.columns))
     assert http["as_of"].tolist() == batch["as_of"].map(lambda d: d.isoformat()).tolist()
-    for col in ("tier_level", "expected_next_purchase_days"):
-        if col in batch.columns:  # the batch output gains them in the same change (issue 16)
-            np.testing.assert_allclose(
-                http[col].to_numpy(float), batch[col].to_numpy(float), rtol=1e-9, atol=1e-12, err_msg=col
-            )
+    for col in ("tier_level", *NULLABLE_NUMBERS):  # null in both where undefined or unknown
+        np.testing.assert_allclose(
+            http[col].to_numpy(float), batch[col].to_numpy(float), rtol=1e-9, atol=1e-12, err_msg=col
+        )
+    assert http["avg_order_value"].isna().any() and http["avg_order_value"].notna().any()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import yaml
 
 from churnclv import __version__
 from churnclv.features import FeatureConfig
+from churnclv.models.marketing import with_marketing
 from churnclv.serving.auth import API_KEY_HEADER
 from churnclv.serving.openapi import API_KEY_SCHEME, service_document
 from churnclv.serving.problems import problem
@@ -53,7 +54,7 @@ class RefusingScorer:
         if self.refuse & set(ids):
             raise ValueError("frequency is known but T is missing")
         n = len(ids)
-        return pd.DataFrame(
+        base = pd.DataFrame(
             {
                 "customer_id": ids,
                 **{k: [0.5] * n for k in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv")},
@@ -66,6 +67,7 @@ class RefusingScorer:
                 "reasons": [["a reason"]] * n,
             }
         )
+        return with_marketing(base, features, None)  # the real marketing fields of these features
 
 
 def _model(refuse: set[str]) -> Any:
