@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnclv.models.inputs import model_input
-from churnclv.models.next_purchase import next_purchase_dates
+from churnclv.models.next_purchase import DATE_COLUMNS, next_purchase_dates
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.model import LoadedModel
 from churnclv.serving.snapshots import OUTPUT_SCHEMA
@@ -44,14 +44,15 @@ def score_chunk(
         # null where undefined (no next purchase expected, no acquisition cost known), as in the HTTP answer
         return pa.array(numbers, type=dtype, mask=~np.isfinite(numbers))
 
+    days_of = {date: days for days, date in DATE_COLUMNS.items()}
     arrays = []
     for f in OUTPUT_SCHEMA:
         if f.name == "as_of":
             arrays.append(pa.array(np.full(n, np.datetime64(as_of, "D")), type=pa.date32()))
         elif f.name == "model_version":
             arrays.append(pa.array([model.version] * n, type=pa.string()))
-        elif f.name == "expected_next_purchase_date":
-            dates = next_purchase_dates(scores["expected_next_purchase_days"].to_numpy(dtype=np.float64), as_of)
+        elif f.name in days_of:
+            dates = next_purchase_dates(scores[days_of[f.name]].to_numpy(dtype=np.float64), as_of)
             arrays.append(pa.array(dates, type=pa.date32(), mask=np.isnat(dates)))
         else:
             arrays.append(col(f.name, f.type))

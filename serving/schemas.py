@@ -176,15 +176,26 @@ class CustomerScore(BaseModel):
     customer_id: str
     as_of: dt.date = Field(description="The as-of date of the scores")
     p_churn: float = Field(description="Probability of no purchase within the horizon")
-    p_alive: float = Field(description="BG/NBD probability that the customer is still active")
+    p_alive: float = Field(
+        description="Probability that the customer is still active, at least 1 - p_churn; for a sign-up "
+        "without a purchase, 1 - p_churn (the chance of a first purchase within the horizon)"
+    )
     expected_purchases: float = Field(description="Expected purchase days within the horizon")
     expected_spend: float = Field(description="Expected net spend within the horizon")
     clv: float = Field(description="Discounted customer lifetime value")
     expected_next_purchase_days: float | None = Field(
-        description="Median days from as-of to the next purchase (null when none is expected)"
+        description="Days from as-of by which the customer has bought with 50 % probability, consistent with "
+        "p_churn (beyond the horizon when p_churn > 0.5; null when not within 365 days)"
     )
     expected_next_purchase_date: dt.date | None = Field(
-        None, description="as_of plus those days rounded up, at least the next day (null when none is expected)"
+        None, description="as_of plus those days rounded up, at least the next day (null when not within 365 days)"
+    )
+    next_purchase_days_p80: float | None = Field(
+        description="Days from as-of by which the customer has bought with 80 % probability (null when not "
+        "within 365 days)",
+    )
+    next_purchase_date_p80: dt.date | None = Field(
+        None, description="as_of plus those days rounded up, at least the next day (null when not within 365 days)"
     )
     historic_clv: float = Field(description="Net spend to date, returns subtracted (currency)")
     total_clv: float = Field(description="historic_clv + clv (currency)")

@@ -22,7 +22,7 @@ import pandas as pd
 
 from churnclv.features import FeatureConfig, compute_features_frames
 from churnclv.models.inputs import model_input
-from churnclv.models.next_purchase import next_purchase_dates
+from churnclv.models.next_purchase import DATE_COLUMNS, next_purchase_dates
 from churnclv.redaction import redact_url
 from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, load_model
 from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore, Transaction
@@ -199,8 +199,11 @@ def to_customer_scores(
     """The score frame as answer objects, by customer id."""
     out: dict[str, CustomerScore] = {}
     after = after or {}
-    dates = next_purchase_dates(scores["expected_next_purchase_days"].to_numpy(dtype=np.float64), as_of)
-    for row, date in zip(scores.to_dict("records"), dates.tolist(), strict=True):
+    dates = {
+        date: next_purchase_dates(scores[days].to_numpy(dtype=np.float64), as_of).tolist()
+        for days, date in DATE_COLUMNS.items()
+    }
+    for i, row in enumerate(scores.to_dict("records")):
         cid = row["customer_id"]
         numbers: dict[str, Any] = {k: float(row[k]) for k in _SCORE_FLOATS}
         numbers.update({k: _finite_or_none(row[k]) for k in NULLABLE_NUMBERS})  # null where not finite, as in the batch
@@ -208,7 +211,7 @@ def to_customer_scores(
             customer_id=cid,
             as_of=as_of,
             **numbers,
-            expected_next_purchase_date=date,
+            **{name: values[i] for name, values in dates.items()},
             risk_band=str(row["risk_band"]),
             tier=str(row["tier"]),
             tier_level=int(row["tier_level"]),

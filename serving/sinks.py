@@ -9,9 +9,10 @@ was: a customer removed from the data since the last run of an as-of disappears 
 when the as-of is published again, and a half-scored as-of is never visible.
 
 A table written by an earlier version gains the columns added since (nullable ones, such as
-``tier_level``, ``expected_next_purchase_days`` and the marketing fields ``historic_clv`` ...
-``net_clv``) when the sink opens it: its earlier rows hold NULL there until their as-of is scored
-again. The marketing fields stay nullable in a new table too, so that every table can gain them.
+``tier_level``, ``expected_next_purchase_days``, ``next_purchase_days_p80``, ``next_purchase_date_p80``
+and the marketing fields ``historic_clv`` ... ``net_clv``) when the sink opens it: its earlier rows hold
+NULL there until their as-of is scored again. The marketing fields stay nullable in a new table too,
+so that every table can gain them.
 
 Error messages never quote a password, a query string (``?password=...``) or a row of customer
 data: URLs pass :func:`churnclv.redaction.redact_url`, database errors are reduced to their class,

@@ -74,6 +74,8 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("clv", pa.float64()),
         pa.field("expected_next_purchase_days", pa.float64()),  # null where undefined
         pa.field("expected_next_purchase_date", pa.date32()),  # null where undefined
+        pa.field("next_purchase_days_p80", pa.float64()),  # null where undefined
+        pa.field("next_purchase_date_p80", pa.date32()),  # null where undefined
         # the marketing fields (churnclv.models.marketing, with their units)
         pa.field("historic_clv", pa.float64()),
         pa.field("total_clv", pa.float64()),
@@ -96,6 +98,7 @@ OUTPUT_COLUMNS = tuple(OUTPUT_SCHEMA.names)
 # the number columns that are null where undefined or unknown (the others always hold a number)
 NULLABLE_NUMBERS = (
     "expected_next_purchase_days",
+    "next_purchase_days_p80",
     "avg_order_value",
     "avg_days_between_orders",
     "acquisition_cost",

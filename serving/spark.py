@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from churnclv.models.next_purchase import DATE_COLUMNS
 from churnclv.serving.snapshots import NULLABLE_NUMBERS, OUTPUT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 # the pyfunc's output columns the batch keeps, with their Spark types; reasons arrive "; "-joined
 SCORE_STRUCT = (
     "p_churn double, p_alive double, expected_purchases double, expected_spend double, clv double, "
-    "expected_next_purchase_days double, historic_clv double, total_clv double, avg_order_value double, "
+    "expected_next_purchase_days double, next_purchase_days_p80 double, historic_clv double, total_clv double, "
+    "avg_order_value double, "
     "avg_days_between_orders double, risk_band string, clv_at_risk double, acquisition_cost double, net_clv double, "
     "growth_score double, tier string, tier_level long, stage string, action string, reasons string"
 )
@@ -153,7 +155,6 @@ def write_scores(
     def undefined(x: Any) -> Any:
         return x.isNull() | F.isnan(x) | (F.abs(x) == F.lit(float("inf")))
 
-    days = F.col("s.expected_next_purchase_days")
     reasons = F.when(F.col("s.reasons") == "", F.array().cast("array<string>")).otherwise(
         F.split(F.col("s.reasons"), REASONS_SEPARATOR)
     )
@@ -165,9 +166,12 @@ def write_scores(
             for c in NULLABLE_NUMBERS  # null where not finite, as churnclv.serving.chunks writes them
         },
         # churnclv.models.next_purchase.next_purchase_dates: as-of + ceil(days), at least 1, null when undefined
-        "expected_next_purchase_date": F.when(undefined(days), F.lit(None).cast("date")).otherwise(
-            F.date_add(F.lit(as_of).cast("date"), F.greatest(F.ceil(days), F.lit(1)).cast("int"))
-        ),
+        **{
+            date: F.when(undefined(F.col(f"s.{days}")), F.lit(None).cast("date")).otherwise(
+                F.date_add(F.lit(as_of).cast("date"), F.greatest(F.ceil(F.col(f"s.{days}")), F.lit(1)).cast("int"))
+            )
+            for days, date in DATE_COLUMNS.items()
+        },
         "reasons": reasons,
         "model_version": F.lit(model_version),
     }

@@ -57,6 +57,7 @@ from churnclv.models.btyd_fitting import fit_purchases
 from churnclv.models.btyd_spend import fit_spend, order_value
 from churnclv.models.btyd_summary import never_bought_age, unique_rows, validate_summary
 from churnclv.models.lifetimes_fitters import GG_PARAM_NAMES, PARAM_NAMES, fitter_with_params, pareto_recency, quiet
+from churnclv.models.next_purchase import purchase_wait
 from churnclv.models.saved_format import SavedFormatError, check_stamp
 
 __all__ = ["MODELS", "PREDICTION_COLUMNS", "BTYDModel"]
@@ -346,8 +347,9 @@ class BTYDModel(BaseEstimator):
             - ``clv``: ``sum_k E[purchases in month k] * expected_order_value / (1 + d)^(k/12)``
               over ``k = 1..clv_months``;
             - ``expected_next_purchase_days``: median days from as-of to the next purchase under the
-              conditional model (smallest ``h`` with P(no purchase in h) <= 1/2), NaN when the
-              customer is more likely than not never to buy again. Add it to the as-of date for a date.
+              conditional model (smallest ``h`` with P(no purchase in h) <= 1/2), NaN when that is
+              not within a year (:data:`~churnclv.models.next_purchase.MAX_WAIT_DAYS`). Add it to the
+              as-of date for a date.
 
         Raises
         ------
@@ -377,15 +379,8 @@ class BTYDModel(BaseEstimator):
             )
         cols = validate_summary(frame, f"{name}.predict")
         unit = float(self.time_unit_days)
-        never = cols["never"]
-        f = np.where(never, 0.0, cols["frequency"])
-        r = np.where(never, 0.0, cols["recency"]) / unit
-        t = np.where(never, never_bought_age(frame, never), cols["T"]) / unit
-        (x, tx, tt), _, inverse = unique_rows(f, r, t)
-
+        (f, r, t), (x, tx, tt), inverse = self._histories(frame, cols)
         model, params = self.model, self.params_
-        if model == "pareto":
-            tx = pareto_recency(x, tx, tt)
         fitter = fitter_with_params(model, params)
         h = float(horizon_days) / unit
         with quiet():
@@ -398,7 +393,7 @@ class BTYDModel(BaseEstimator):
             discounted = conditional.discounted_purchases(
                 model, fitter, params, x, tx, tt, p_alive, unit, int(clv_months), annual_discount_rate
             )
-            next_days = conditional.median_next_purchase(model, fitter, params, p_alive, x, tx, tt, unit)
+            next_days = purchase_wait(model, fitter, params, p_alive, x, tx, tt, unit, 0.5)
 
         value = order_value(self.gg_params_, self.mean_order_value_, cols)
         purchases_all = purchases[inverse]
@@ -425,6 +420,34 @@ class BTYDModel(BaseEstimator):
                     f"T={t[i] * unit}); the {model} closed forms overflowed with params {params}."
                 )
         return out
+
+    def _histories(
+        self, frame: pd.DataFrame, cols: Mapping[str, np.ndarray]
+    ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], np.ndarray]:
+        """Per row ``(frequency, recency, T)`` in model time (sign-ups as no repeat purchase at
+        ``T = tenure_days``), the unique ones (Pareto/NBD recency nudged) and the inverse map."""
+        unit = float(self.time_unit_days)
+        never = cols["never"]
+        f = np.where(never, 0.0, cols["frequency"])
+        r = np.where(never, 0.0, cols["recency"]) / unit
+        t = np.where(never, never_bought_age(frame, never), cols["T"]) / unit
+        (x, tx, tt), _, inverse = unique_rows(f, r, t)
+        if self.model == "pareto":
+            tx = pareto_recency(x, tx, tt)
+        return (f, r, t), (x, tx, tt), inverse
+
+    def purchase_wait_days(self, frame: pd.DataFrame, target: np.ndarray) -> np.ndarray:
+        """Days from as-of until the probability of at least one purchase reaches ``target`` (one per
+        row), NaN when not within a year (:func:`~churnclv.models.next_purchase.purchase_wait`)."""
+        self._check_fitted()
+        (_, _, _), (x, tx, tt), inverse = self._histories(frame, validate_summary(frame, "purchase_wait_days"))
+        model, params = self.model, self.params_
+        fitter = fitter_with_params(model, params)
+        with quiet():
+            p_alive = conditional.as_probability(
+                "p_alive", conditional.alive_probability(model, fitter, params, x, tx, tt)
+            )
+            return purchase_wait(model, fitter, params, p_alive, x, tx, tt, float(self.time_unit_days), target, inverse)
 
     def to_dict(self) -> dict[str, Any]:
         """Settings and learned parameters as a JSON-serialisable dict (no pickling).

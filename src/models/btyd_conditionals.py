@@ -1,8 +1,9 @@
-"""The BTYD models' conditional quantities: P(alive), P(no purchase), expected purchases, waiting time.
+"""The BTYD models' conditional quantities: P(alive), P(no purchase), expected purchases, discounted purchases.
 
 Everything here is in the model's time unit and conditional on a customer's ``(x, t_x, T)``
 (frequency, recency, age): ``P(alive at T)``, ``P(no purchase in (T, T+h])``, ``E[purchases in
-(T, T+h]]``, the median wait to the next purchase and the discounted monthly purchases of the CLV.
+(T, T+h]]`` and the discounted monthly purchases of the CLV (the wait to the next purchase:
+:mod:`churnclv.models.next_purchase`).
 
 Every quantity holds for every parameter set a fit can return: each is evaluated by series, closed
 form or quadrature, whichever is exact for the row (lifetimes' own BG/NBD form is NaN when
@@ -29,20 +30,16 @@ from churnclv.models.btyd_summary import unique_rows
 
 __all__ = [
     "DAYS_PER_MONTH",
-    "MAX_NEXT_PURCHASE_DAYS",
     "alive_probability",
     "as_probability",
     "discounted_purchases",
     "expected_purchases",
-    "median_next_purchase",
     "no_purchase_probability",
 ]
 
 logger = logging.getLogger(__name__)
 
 DAYS_PER_MONTH = 365.25 / 12
-# Beyond this the "next purchase" is not a useful date: report NaN instead.
-MAX_NEXT_PURCHASE_DAYS = 36525.0
 
 # E[purchases | alive] (see _expected_purchases_if_alive): the series route needs w <= 1/2 and
 # (k+1) w <= 1, where each term is at most half the previous one.
@@ -58,8 +55,6 @@ _POLE_STEP = 1e-6
 # |a - 1| <= 9e-3 is interpolated from these nodes (degree 5; within 1e-8 of quadrature in our checks).
 _A_NODES = 1.0 + 3e-3 * np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
 _QUAD_RTOL = 1e-10  # relative tolerance of the quadrature fallbacks
-# Grid for the Pareto/NBD median waiting time (no closed form there): log-spaced, in days.
-_NEXT_PURCHASE_GRID_DAYS = np.geomspace(0.01, MAX_NEXT_PURCHASE_DAYS, 121)
 # Rounding slack allowed on probabilities before clipping to [0, 1]; more than this is a bug.
 _PROB_SLACK = 1e-8
 
@@ -347,52 +342,6 @@ def _alive_mean_by_quadrature(k: float, w: float, beta: float, a: float) -> floa
     for left, right in itertools.pairwise(points):
         total += integrate.quad(integrand, left, right, epsabs=0.0, epsrel=_QUAD_RTOL, limit=100)[0]
     return total
-
-
-def median_next_purchase(
-    model: str,
-    fitter: Any,
-    params: Mapping[str, float],
-    p_alive: np.ndarray,
-    x: np.ndarray,
-    tx: np.ndarray,
-    t: np.ndarray,
-    unit_days: float,
-) -> np.ndarray:
-    """Median waiting time (days) to the next purchase: smallest ``h`` with ``P(no purchase) <= 1/2``.
-
-    NaN when that never happens within ``MAX_NEXT_PURCHASE_DAYS`` (the customer more likely than not
-    never buys again). BG/MBG: solved in closed form from :func:`no_purchase_probability`. Pareto/NBD: the
-    conditional pmf is evaluated on a log-spaced grid and interpolated (relative error well below 1%).
-    """
-    out = np.full(x.shape, np.nan)
-    live = p_alive > 0.5  # P(no purchase ever) >= 1 - P(alive) under all three models
-    if model != "pareto":
-        r, alpha = params["r"], params["alpha"]
-        pa = p_alive[live]
-        h = (alpha + t[live]) * np.expm1(np.log(pa / (pa - 0.5)) / (r + x[live]))
-        out[live] = h * unit_days
-    else:
-        idx = np.flatnonzero(live)
-        prev_h, prev_p = np.zeros(idx.size), np.ones(idx.size)
-        for h_days in _NEXT_PURCHASE_GRID_DAYS:
-            if idx.size == 0:
-                break
-            p0 = no_purchase_probability(
-                model, fitter, params, p_alive[idx], x[idx], tx[idx], t[idx], h_days / unit_days
-            )
-            hit = p0 <= 0.5
-            if hit.any():
-                lo_h, lo_p, hi_p = prev_h[hit], prev_p[hit], p0[hit]
-                frac = np.clip((lo_p - 0.5) / np.maximum(lo_p - hi_p, 1e-300), 0.0, 1.0)
-                # linear in log(h) between grid points; linear in h from h = 0 to the first point
-                safe_lo = np.where(lo_h > 0, lo_h, h_days)
-                in_log = np.exp(np.log(safe_lo) + frac * (np.log(h_days) - np.log(safe_lo)))
-                out[idx[hit]] = np.where(lo_h > 0, in_log, frac * h_days)
-            idx, prev_p = idx[~hit], p0[~hit]
-            prev_h = np.full(idx.size, h_days)
-    out[out > MAX_NEXT_PURCHASE_DAYS] = np.nan
-    return out
 
 
 def _is_probability(p: np.ndarray) -> np.ndarray:

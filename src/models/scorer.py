@@ -34,6 +34,7 @@ from churnclv.models.explanations import drivers
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor
 from churnclv.models.inputs import stable_floats
 from churnclv.models.marketing import MARKETING_COLUMNS, with_marketing
+from churnclv.models.next_purchase import WAIT_COLUMNS, consistent_timing
 from churnclv.models.scorer_config import ScorerConfig
 from churnclv.models.scorer_files import (
     GBM_TARGETS,
@@ -59,7 +60,7 @@ SCORE_COLUMNS = (
     "expected_purchases",
     "expected_spend",
     "clv",
-    "expected_next_purchase_days",
+    *WAIT_COLUMNS,
     *MARKETING_COLUMNS,
     "growth_score",
     "tier",
@@ -350,7 +351,8 @@ class Scorer:
         -------
         DataFrame
             ``customer_id, p_churn, p_alive, expected_purchases, expected_spend, clv,
-            expected_next_purchase_days``, the marketing fields (:data:`~churnclv.models.marketing.
+            expected_next_purchase_days, next_purchase_days_p80`` (:mod:`churnclv.models.next_purchase`:
+            50 % and 80 % waits consistent with ``p_churn``), the marketing fields (:data:`~churnclv.models.marketing.
             MARKETING_COLUMNS`), then ``growth_score, tier, tier_level, stage, action, reasons`` from
             the tier policy.
         """
@@ -407,19 +409,24 @@ class Scorer:
                 purchases = purchases * row_ratio(window["expected_purchases"], bt["expected_purchases"])
                 spend = spend * row_ratio(window["expected_spend"], bt["expected_spend"])
         p_btyd = window["p_churn"].to_numpy()
+        p_churn = (
+            p_btyd
+            if self.churn_ is None
+            else churn_probability(self.churn_.predict_proba(X), p_btyd, c.churn_btyd_weight, self.churn_calibration_)
+        )
+        # p_alive and the next-purchase quantiles agree with the final p_churn (next_purchase.py)
+        timing = consistent_timing(
+            self.btyd_, features, c.horizon_days, bt["p_churn"].to_numpy(), p_churn, window["p_alive"].to_numpy()
+        )
         out = pd.DataFrame(
             {  # built in one go: column by column costs ~0.1 ms a column
                 "customer_id": features["customer_id"].astype(str).to_numpy(),
-                "p_churn": p_btyd
-                if self.churn_ is None
-                else churn_probability(
-                    self.churn_.predict_proba(X), p_btyd, c.churn_btyd_weight, self.churn_calibration_
-                ),
-                "p_alive": window["p_alive"].to_numpy(),
+                "p_churn": p_churn,
+                "p_alive": timing["p_alive"],
                 "expected_purchases": purchases,
                 "expected_spend": spend,
                 "clv": clv,
-                "expected_next_purchase_days": bt["expected_next_purchase_days"].to_numpy(),
+                **{col: timing[col] for col in WAIT_COLUMNS},
             }
         )
         for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv"):

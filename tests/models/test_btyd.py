@@ -20,8 +20,8 @@ from sklearn.metrics import roc_auc_score
 
 from churnclv.models import btyd_fitting
 from churnclv.models.btyd import PREDICTION_COLUMNS, BTYDModel
-from churnclv.models.btyd_conditionals import MAX_NEXT_PURCHASE_DAYS
 from churnclv.models.btyd_fitting import BTYDConvergenceError
+from churnclv.models.next_purchase import MAX_WAIT_DAYS as MAX_NEXT_PURCHASE_DAYS
 
 PARAMS = {
     "bgnbd": {"r": 0.5, "alpha": 8.0, "a": 0.8, "b": 2.5},

@@ -102,12 +102,24 @@ def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Pa
     assert frame["model_version"].eq("1").all()
     assert frame["p_churn"].between(0, 1).all() and frame["tier"].notna().all()
     assert all(isinstance(r, np.ndarray | list) for r in frame["reasons"])
-    # the next purchase date: after as-of where defined, null where a purchase is not expected
+    # the next purchase dates (50 % and 80 %): within a year after as-of where defined, null where not
+    # reached within a year; a customer more likely than not to buy nothing in the horizon has no 50 %
+    # date inside it, and the 80 % date never comes before the 50 % one
     dates = pd.to_datetime(frame["expected_next_purchase_date"])
-    assert (dates.dropna() > AS_OF).all() and dates.notna().sum() > len(frame) / 2
-    # the HTTP answer's fields too: the waiting time behind the date (null with it), the tier's level
-    days = frame["expected_next_purchase_days"]
-    assert (days.isna() == dates.isna()).all() and (days.dropna() > 0).all()
+    p80 = pd.to_datetime(frame["next_purchase_date_p80"])
+    for d in (dates, p80):
+        assert d.notna().any() and d.isna().any()
+        assert ((d.dropna() > AS_OF) & (d.dropna() <= AS_OF + pd.Timedelta(days=365))).all()
+    inside = dates <= AS_OF + pd.Timedelta(days=90)
+    assert not (inside & (frame["p_churn"] > 0.5)).any()
+    assert (p80.dropna() >= dates[p80.notna()]).all() and dates[p80.notna()].notna().all()
+    # the HTTP answer's fields too: the waiting times behind the dates (null with them), the tier's level
+    for days_col, d in (("expected_next_purchase_days", dates), ("next_purchase_days_p80", p80)):
+        days = frame[days_col]
+        assert (days.isna() == d.isna()).all() and (days.dropna() > 0).all()
+    # a sign-up without a purchase: p_alive is the chance of a first purchase in the horizon, not 1
+    signup = frame.set_index("customer_id").loc[SIGNED_UP_NO_PURCHASE]
+    assert signup["p_alive"] == pytest.approx(1 - signup["p_churn"], abs=1e-12) and signup["p_alive"] < 1
     assert frame["tier_level"].dtype == np.int64
     levels = frame.groupby("tier")["tier_level"]
     assert (levels.min() == levels.max()).all()  # one level per tier

@@ -32,6 +32,8 @@ SCORE_FIELDS = {
     "clv",
     "expected_next_purchase_days",
     "expected_next_purchase_date",
+    "next_purchase_days_p80",
+    "next_purchase_date_p80",
     *MARKETING_COLUMNS,
     "growth_score",
     "tier",

@@ -40,8 +40,9 @@ def _compare(http: pd.DataFrame, batch: pd.DataFrame) -> None:
     for col in LABELS:
         assert http[col].tolist() == batch[col].tolist(), col
     assert http["reasons"].map(list).tolist() == batch["reasons"].map(list).tolist()
-    dates = batch["expected_next_purchase_date"].map(lambda d: None if pd.isna(d) else d.isoformat())
-    assert http["expected_next_purchase_date"].tolist() == dates.tolist()
+    for date_col in ("expected_next_purchase_date", "next_purchase_date_p80"):
+        dates = batch[date_col].map(lambda d: None if pd.isna(d) else d.isoformat())
+        assert http[date_col].tolist() == dates.tolist(), date_col
     assert set(http["model_version"]) == set(batch["model_version"]) == {"1"}
     # every column of the batch output is in the HTTP answer, with the batch job's values
     assert set(batch.columns) <= set(http.columns), sorted(set(batch.columns) - set(http.columns))

@@ -59,6 +59,7 @@ class RefusingScorer:
                 "customer_id": ids,
                 **{k: [0.5] * n for k in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv")},
                 "expected_next_purchase_days": [10.0] * n,
+                "next_purchase_days_p80": [float("nan")] * n,  # not within a year: a null date
                 "growth_score": features["frequency"].astype(float).tolist(),
                 "tier": ["Gold"] * n,
                 "tier_level": [2] * n,
@@ -99,6 +100,7 @@ def test_customers_that_cannot_be_scored_get_an_error_and_the_others_their_score
     # the good ones are scored on their own features (frequency: repeat purchases), as of the request
     assert (good1.growth_score, good2.growth_score) == (2.0, 0.0)
     assert good1.as_of == AS_OF and good1.expected_next_purchase_date == dt.date(2025, 10, 12)
+    assert good1.next_purchase_days_p80 is None and good1.next_purchase_date_p80 is None  # NaN: null
     for refused in (bad1, bad2):
         assert set(refused.model_dump()) == {"customer_id", "error"}
         assert "cannot be scored (ValueError)" in refused.error  # type: ignore[union-attr]
