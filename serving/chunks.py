@@ -41,7 +41,7 @@ def score_chunk(
         if dtype == pa.int64():
             return pa.array(values.to_numpy(dtype=np.int64), type=dtype)
         numbers = values.to_numpy(dtype=np.float64)
-        # null where undefined (no next purchase expected, no acquisition cost known), as in the HTTP answer
+        # null where undefined (no next purchase expected, no acquisition cost known, CLV intervals off), as in HTTP
         return pa.array(numbers, type=dtype, mask=~np.isfinite(numbers))
 
     days_of = {date: days for days, date in DATE_COLUMNS.items()}

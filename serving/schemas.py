@@ -183,6 +183,24 @@ class CustomerScore(BaseModel):
     expected_purchases: float = Field(description="Expected purchase days within the horizon")
     expected_spend: float = Field(description="Expected net spend within the horizon")
     clv: float = Field(description="Discounted customer lifetime value")
+    spend_p10: float | None = Field(
+        description="Realised net spend within the horizon: 10 % chance of less (currency; a predictive interval "
+        "from the BTYD model, often 0: most customers buy nothing in a short window)"
+    )
+    spend_p50: float | None = Field(description="Realised net spend within the horizon: the median (currency)")
+    spend_p90: float | None = Field(
+        description="Realised net spend within the horizon: 90 % chance of at most this (currency)"
+    )
+    clv_p10: float | None = Field(
+        description="Discounted spend over the CLV months: 10 % chance of less (currency; null unless the model's "
+        "clv_intervals is on)"
+    )
+    clv_p50: float | None = Field(
+        description="Discounted spend over the CLV months: the median (currency; null as clv_p10)"
+    )
+    clv_p90: float | None = Field(
+        description="Discounted spend over the CLV months: 90 % chance of at most this (currency; null as clv_p10)"
+    )
     expected_next_purchase_days: float | None = Field(
         description="Days from as-of by which the customer has bought with 50 % probability, consistent with "
         "p_churn (beyond the horizon when p_churn > 0.5; null when not within 365 days)"

@@ -61,6 +61,8 @@ __all__ = [
     "scores_dir",
 ]
 
+# churnclv.models.intervals.INTERVAL_COLUMNS, spelled here to keep this module light (a test checks they agree)
+_INTERVALS = ("spend_p10", "spend_p50", "spend_p90", "clv_p10", "clv_p50", "clv_p90")
 # the HTTP answer's fields (churnclv.serving.schemas.CustomerScore) in its order, but rows_after_as_of,
 # which only a request has
 OUTPUT_SCHEMA = pa.schema(
@@ -72,6 +74,9 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("expected_purchases", pa.float64()),
         pa.field("expected_spend", pa.float64()),
         pa.field("clv", pa.float64()),
+        # 10 %, 50 % and 90 % quantiles of the realised spend within the horizon and of the CLV (currency;
+        # churnclv.models.intervals); clv_pXX null unless the scorer's clv_intervals is on
+        *(pa.field(c, pa.float64()) for c in _INTERVALS),
         pa.field("expected_next_purchase_days", pa.float64()),  # null where undefined
         pa.field("expected_next_purchase_date", pa.date32()),  # null where undefined
         pa.field("next_purchase_days_p80", pa.float64()),  # null where undefined
@@ -97,6 +102,7 @@ OUTPUT_SCHEMA = pa.schema(
 OUTPUT_COLUMNS = tuple(OUTPUT_SCHEMA.names)
 # the number columns that are null where undefined or unknown (the others always hold a number)
 NULLABLE_NUMBERS = (
+    *_INTERVALS,
     "expected_next_purchase_days",
     "next_purchase_days_p80",
     "avg_order_value",

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from churnclv.models.intervals import INTERVAL_COLUMNS
 from churnclv.models.next_purchase import DATE_COLUMNS
 from churnclv.serving.snapshots import NULLABLE_NUMBERS, OUTPUT_COLUMNS
 
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 # the pyfunc's output columns the batch keeps, with their Spark types; reasons arrive "; "-joined
 SCORE_STRUCT = (
     "p_churn double, p_alive double, expected_purchases double, expected_spend double, clv double, "
-    "expected_next_purchase_days double, next_purchase_days_p80 double, historic_clv double, total_clv double, "
+    + "".join(f"{c} double, " for c in INTERVAL_COLUMNS)
+    + "expected_next_purchase_days double, next_purchase_days_p80 double, historic_clv double, total_clv double, "
     "avg_order_value double, "
     "avg_days_between_orders double, risk_band string, clv_at_risk double, acquisition_cost double, net_clv double, "
     "growth_score double, tier string, tier_level long, stage string, action string, reasons string"

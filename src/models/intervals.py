@@ -51,7 +51,7 @@ from churnclv.models.btyd_summary import never_bought_age, unique_rows, validate
 from churnclv.models.lifetimes_fitters import fitter_with_params, pareto_recency, quiet
 from churnclv.models.saved_format import SavedFormatError, check_stamp
 
-__all__ = ["INTERVAL_COLUMNS", "PROBS", "SpendIntervals"]
+__all__ = ["INTERVAL_COLUMNS", "PROBS", "SpendIntervals", "fit_intervals", "with_intervals"]
 
 PROBS: tuple[float, ...] = (0.1, 0.5, 0.9)
 # What predict() returns, besides customer_id (predictive intervals of realised spend and CLV).
@@ -156,6 +156,8 @@ class SpendIntervals:
         """
         if not (isinstance(self.n_draws, int) and self.n_draws >= 20):
             raise ValueError(f"SpendIntervals: n_draws={self.n_draws!r} must be an integer >= 20.")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise ValueError(f"SpendIntervals: seed={self.seed!r} must be an integer >= 0.")
         if not hasattr(btyd, "params_"):
             raise NotFittedError("SpendIntervals.fit: btyd is not fitted; fit the BTYDModel first.")
         self.btyd_ = btyd
@@ -353,6 +355,34 @@ class SpendIntervals:
         est.clv_months_ = int(fitted["clv_months"])
         est.annual_discount_rate_ = float(fitted["annual_discount_rate"])
         return est
+
+
+def fit_intervals(btyd: BTYDModel, config: Any, settings: Mapping[str, Any] | None = None) -> SpendIntervals:
+    """A :class:`SpendIntervals` with ``settings`` (``n_draws``, ``seed``; default: the defaults) fitted on
+    ``btyd`` at the scorer config's ``horizon_days``, ``clv_months`` and ``annual_discount_rate``
+    (reads no data: what a scorer saves is the settings, and it rebuilds them at load)."""
+    return SpendIntervals(**dict(settings or {})).fit(
+        btyd,
+        horizon_days=config.horizon_days,
+        clv_months=config.clv_months,
+        annual_discount_rate=config.annual_discount_rate,
+    )
+
+
+def with_intervals(
+    scores: pd.DataFrame, intervals: SpendIntervals, features: pd.DataFrame, *, clv: bool
+) -> pd.DataFrame:
+    """``scores`` with :data:`INTERVAL_COLUMNS` inserted after its ``clv`` column, row by row of
+    ``features`` (same length and order); the ``clv_pXX`` columns are NaN (null in the outputs) when
+    not ``clv`` (they cost about 8x the spend intervals), and 0 with a CLV of 0 months."""
+    q = intervals.quantiles(features, PROBS, clv=clv and intervals.clv_months_ > 0)
+    fill = 0.0 if clv else np.nan
+    extra = pd.DataFrame(
+        {c: q[c].to_numpy() if c in q.columns else np.full(len(q), fill) for c in INTERVAL_COLUMNS},
+        index=scores.index,
+    )
+    at = scores.columns.get_loc("clv") + 1
+    return pd.concat([scores.iloc[:, :at], extra, scores.iloc[:, at:]], axis=1)
 
 
 def _order_stats(values: np.ndarray, probs: Sequence[float]) -> np.ndarray:

@@ -33,6 +33,7 @@ from churnclv.models.btyd import BTYDModel
 from churnclv.models.explanations import drivers
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor
 from churnclv.models.inputs import stable_floats
+from churnclv.models.intervals import INTERVAL_COLUMNS, SpendIntervals, fit_intervals, with_intervals
 from churnclv.models.marketing import MARKETING_COLUMNS, with_marketing
 from churnclv.models.next_purchase import WAIT_COLUMNS, consistent_timing
 from churnclv.models.scorer_config import ScorerConfig
@@ -60,6 +61,7 @@ SCORE_COLUMNS = (
     "expected_purchases",
     "expected_spend",
     "clv",
+    *INTERVAL_COLUMNS,
     *WAIT_COLUMNS,
     *MARKETING_COLUMNS,
     "growth_score",
@@ -123,6 +125,7 @@ class Scorer:
     churn_calibration_: tuple[float, float] | None
     level_factors_: dict[str, float]  # per learned target (purchases, spend), the factor on its output
     seasonal_: SeasonalBTYD | None  # the season and BTYD in operational time (None: no season)
+    intervals_: SpendIntervals | None  # spend and CLV intervals from btyd_ (None: rebuilt at the first score)
 
     def __init__(self, *, config: ScorerConfig | None = None, tiers: Any = None) -> None:
         self.config = config
@@ -191,6 +194,7 @@ class Scorer:
         train, snapshot = stable_floats(train), stable_floats(snapshot)
         notes: list[str] = []
         self.btyd_ = self._btyd().fit(snapshot)
+        self.intervals_ = fit_intervals(self.btyd_, c)
         notes += [f"BTYD at as-of: {n}" for n in getattr(self.btyd_, "fit_notes_", [])]
         self.seasonal_ = None
         if c.seasonality and daily is not None and as_of is not None:
@@ -350,8 +354,9 @@ class Scorer:
         Returns
         -------
         DataFrame
-            ``customer_id, p_churn, p_alive, expected_purchases, expected_spend, clv,
-            expected_next_purchase_days, next_purchase_days_p80`` (:mod:`churnclv.models.next_purchase`:
+            ``customer_id, p_churn, p_alive, expected_purchases, expected_spend, clv``, the intervals
+            (:data:`~churnclv.models.intervals.INTERVAL_COLUMNS`; ``clv_pXX`` NaN unless ``clv_intervals``),
+            ``expected_next_purchase_days, next_purchase_days_p80`` (:mod:`churnclv.models.next_purchase`:
             50 % and 80 % waits consistent with ``p_churn``), the marketing fields (:data:`~churnclv.models.marketing.
             MARKETING_COLUMNS`), then ``growth_score, tier, tier_level, stage, action, reasons`` from
             the tier policy.
@@ -361,6 +366,8 @@ class Scorer:
             raise ValueError("Scorer.score: features need a customer_id column")
         features = stable_floats(features.reset_index(drop=True))
         out, X = self._base_scores(features, as_of=as_of, with_matrix=True)
+        self.intervals_ = getattr(self, "intervals_", None) or fit_intervals(self.btyd_, self.config_)  # by hand
+        out = with_intervals(out, self.intervals_, features, clv=self.config_.clv_intervals)
         out = with_marketing(out, features, self.tiers_)  # before the tiers: the playbook may read them
         contributions = None
         if reasons and self.churn_ is not None and self.config_.top_reasons > 0:
@@ -473,6 +480,7 @@ class Scorer:
             churn_calibration=self.churn_calibration_,
             level_factors=self.level_factors_,
             seasonal=self.seasonal_,
+            intervals=getattr(self, "intervals_", None),
             btyd=self.btyd_,
             gbm={t: m for t, m in models.items() if m is not None},
             tiers=self.tiers_,
@@ -500,6 +508,7 @@ class Scorer:
         scorer.churn_calibration_ = saved.churn_calibration
         scorer.level_factors_ = dict(saved.level_factors)
         scorer.seasonal_ = saved.seasonal
+        scorer.intervals_ = saved.intervals
         scorer.churn_ = scorer.purchases_ = scorer.spend_ = None
         for target, model in saved.gbm.items():
             setattr(scorer, f"{target}_", model)

@@ -21,6 +21,7 @@ from lightgbm.basic import LightGBMError
 from churnclv.features import FeatureConfig
 from churnclv.models.btyd import BTYDModel
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor, model_from_dict
+from churnclv.models.intervals import SpendIntervals, fit_intervals
 from churnclv.models.saved_format import SavedFormatError, check_stamp
 from churnclv.models.scorer_config import ScorerConfig
 from churnclv.models.seasonality import SeasonalBTYD
@@ -75,6 +76,9 @@ class SavedScorer:
     level_factors: dict[str, float] = field(default_factory=lambda: dict(NO_LEVELS))
     # the season and BTYD in operational time (None: no season was found or fitted)
     seasonal: SeasonalBTYD | None = None
+    # the spend and CLV intervals: only their settings are saved, and they are fitted again on ``btyd``
+    # at load (reads no data); None: the default settings
+    intervals: SpendIntervals | None = None
 
 
 def write_scorer(path: Path | str, saved: SavedScorer) -> Path:
@@ -90,6 +94,7 @@ def write_scorer(path: Path | str, saved: SavedScorer) -> Path:
         "level_factors": {k: float(v) for k, v in saved.level_factors.items()},
         "btyd": saved.btyd.to_dict(),
         "seasonal": None if saved.seasonal is None else saved.seasonal.to_dict(),
+        "intervals": _interval_settings(saved.intervals),
         "gbm": {},
         "tiers": None if saved.tiers is None else saved.tiers.to_dict(),
     }
@@ -174,7 +179,22 @@ def _from_doc(path: Path, doc: Any) -> SavedScorer:
         seasonal = SeasonalBTYD.from_dict(doc.get("seasonal"))
     except (KeyError, TypeError, ValueError) as exc:
         raise ScorerFormatError(f"{where}: field 'seasonal' is damaged ({type(exc).__name__}: {exc})") from None
-    return SavedScorer(scorer_config, metadata, ratio, btyd, gbm, tiers, calibration, levels, seasonal)
+    settings = doc.get("intervals")  # absent before: the default settings
+    if settings is not None and not isinstance(settings, dict):
+        raise ScorerFormatError(f"{where}: field 'intervals' must be an object such as {_interval_settings(None)}")
+    try:
+        intervals = fit_intervals(btyd, scorer_config, settings)
+    except (TypeError, ValueError) as exc:
+        raise ScorerFormatError(f"{where}: field 'intervals' is damaged ({type(exc).__name__}: {exc})") from None
+    return SavedScorer(
+        scorer_config, metadata, ratio, btyd, gbm, tiers, calibration, levels, seasonal, intervals=intervals
+    )
+
+
+def _interval_settings(intervals: SpendIntervals | None) -> dict[str, Any]:
+    """What ``scorer.json`` keeps of the intervals: their settings (None: the defaults)."""
+    est = intervals if intervals is not None else SpendIntervals()
+    return {"n_draws": est.n_draws, "seed": est.seed}
 
 
 def _churn_calibration(where: Path, value: Any) -> tuple[float, float] | None:

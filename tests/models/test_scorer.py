@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -138,6 +139,49 @@ def test_a_scorer_saved_before_calibration_and_levels_loads_without_them(hybrid:
     assert old.config_.churn_btyd_weight == 0.0 and old.config_.label_horizon == old.config_.horizon_days
 
 
+def test_spend_intervals_are_ordered_and_clv_intervals_are_null_unless_on(hybrid: Scorer, snapshot) -> None:
+    scores = hybrid.score(snapshot)
+    spend = scores[["spend_p10", "spend_p50", "spend_p90"]].to_numpy()
+    assert np.isfinite(spend).all() and (spend >= 0).all() and (np.diff(spend, axis=1) >= 0).all()
+    assert (spend[:, 2] > 0).mean() > 0.3, "P90 of the realised spend is 0 for most customers"
+    assert scores[["clv_p10", "clv_p50", "clv_p90"]].isna().all().all()  # clv_intervals is off by default
+    on = Scorer.load(SMALL_SCORER)
+    on.config = dataclasses.replace(on.config_, clv_intervals=True)
+    with_clv = on.score(snapshot)
+    clv = with_clv[["clv_p10", "clv_p50", "clv_p90"]].to_numpy()
+    # draw by draw the CLV holds the horizon's spend (90 days < 3 months) discounted by at most 1.1 ** -0.25
+    assert np.isfinite(clv).all() and (np.diff(clv, axis=1) >= 0).all() and (clv[:, 2] >= 0.97 * spend[:, 2]).all()
+    pd.testing.assert_frame_equal(
+        with_clv.drop(columns=["clv_p10", "clv_p50", "clv_p90"]), scores.drop(columns=["clv_p10", "clv_p50", "clv_p90"])
+    )
+
+
+def test_interval_settings_round_trip_and_a_scorer_without_intervals_rebuilds_them(
+    hybrid: Scorer, snapshot: pd.DataFrame, tmp_path: Path
+) -> None:
+    from churnclv.models.intervals import fit_intervals
+
+    custom = Scorer.load(SMALL_SCORER)
+    custom.config = dataclasses.replace(custom.config_, clv_intervals=True)
+    custom.intervals_ = fit_intervals(custom.btyd_, custom.config_, {"n_draws": 50, "seed": 7})
+    folder = custom.save(tmp_path / "m")
+    assert json.loads((folder / "scorer.json").read_text())["intervals"] == {"n_draws": 50, "seed": 7}
+    loaded = Scorer.load(folder)
+    assert (loaded.intervals_.n_draws, loaded.intervals_.seed) == (50, 7)
+    pd.testing.assert_frame_equal(loaded.score(snapshot), custom.score(snapshot), check_exact=True)
+    # other settings give other draws: the settings are what the file keeps
+    assert not np.array_equal(loaded.score(snapshot)["spend_p90"], hybrid.score(snapshot)["spend_p90"])
+    # built by hand (no intervals_), or saved before intervals: the default settings, fitted on btyd_
+    bare = Scorer.load(SMALL_SCORER)
+    del bare.intervals_
+    pd.testing.assert_frame_equal(bare.score(snapshot), hybrid.score(snapshot), check_exact=True)
+    doc = json.loads((folder / "scorer.json").read_text())
+    del doc["intervals"]
+    (folder / "scorer.json").write_text(json.dumps(doc))
+    old = Scorer.load(folder)
+    assert (old.intervals_.n_draws, old.intervals_.seed) == (200, 0)
+
+
 @pytest.mark.slow
 def test_same_data_and_seed_give_identical_scores(fitted: Scorer, data) -> None:
     train, snapshot = data
@@ -254,6 +298,14 @@ def _tamper(doc: dict, change: str) -> object:
             d["level_factors"] = {"spend": 0.0}
         case "label_horizon_too_long":
             d["config"]["label_horizon_days"] = d["config"]["horizon_days"] + 1
+        case "intervals_list":
+            d["intervals"] = [200, 0]
+        case "intervals_unknown":
+            d["intervals"] = {"n_draws": 200, "draws": 5}
+        case "intervals_few_draws":
+            d["intervals"] = {"n_draws": 5, "seed": 0}
+        case "intervals_seed_negative":
+            d["intervals"] = {"n_draws": 200, "seed": -1}
     return d
 
 
@@ -282,6 +334,10 @@ TAMPERED = [
     "levels_unknown",
     "levels_zero",
     "label_horizon_too_long",
+    "intervals_list",
+    "intervals_unknown",
+    "intervals_few_draws",
+    "intervals_seed_negative",
 ]
 
 

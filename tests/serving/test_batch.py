@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from churnclv.models.intervals import INTERVAL_COLUMNS
 from churnclv.serving.batch import run_batch
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.snapshots import (
@@ -95,6 +96,10 @@ def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Pa
     frame = partition_table(out)
     expected = known_at(world, AS_OF)
     assert list(frame.columns) == list(OUTPUT_COLUMNS)
+    at = OUTPUT_COLUMNS.index("clv") + 1  # the scorer's intervals, spelled alike, right after clv
+    assert OUTPUT_COLUMNS[at : at + len(INTERVAL_COLUMNS)] == INTERVAL_COLUMNS
+    spend = frame[["spend_p10", "spend_p50", "spend_p90"]].to_numpy(float)
+    assert np.isfinite(spend).all() and (np.diff(spend, axis=1) >= 0).all()
     assert frame["customer_id"].is_unique
     assert set(frame["customer_id"]) == expected
     assert SIGNED_UP_NO_PURCHASE in expected and SIGNS_UP_LATER not in expected
@@ -428,6 +433,7 @@ def test_clv_does_not_depend_on_the_chunk(scored: tuple[Path, dict], trained_sto
 # kill lands at a known point (three chunks committed, the fourth not begun) however loaded the machine.
 _HOLD_AFTER_THIRD_CHUNK = """
 import json, sys
+from churnclv.models.intervals import INTERVAL_COLUMNS
 from churnclv.serving.batch import run_batch
 
 def hold(i):

@@ -52,6 +52,8 @@ def _compare(http: pd.DataFrame, batch: pd.DataFrame) -> None:
             http[col].to_numpy(float), batch[col].to_numpy(float), rtol=1e-9, atol=1e-12, err_msg=col
         )
     assert http["avg_order_value"].isna().any() and http["avg_order_value"].notna().any()
+    spend = http[["spend_p10", "spend_p50", "spend_p90"]].to_numpy(float)  # the intervals, given and ordered
+    assert np.isfinite(spend).all() and (np.diff(spend, axis=1) >= 0).all() and (spend[:, 2] > 0).any()
 
 
 @pytest.fixture(scope="module")

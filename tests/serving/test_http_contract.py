@@ -14,6 +14,7 @@ import yaml
 
 from churnclv import __version__
 from churnclv.features import FeatureConfig
+from churnclv.models.intervals import INTERVAL_COLUMNS
 from churnclv.models.marketing import with_marketing
 from churnclv.serving.auth import API_KEY_HEADER
 from churnclv.serving.openapi import API_KEY_SCHEME, service_document
@@ -60,6 +61,7 @@ class RefusingScorer:
                 **{k: [0.5] * n for k in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv")},
                 "expected_next_purchase_days": [10.0] * n,
                 "next_purchase_days_p80": [float("nan")] * n,  # not within a year: a null date
+                **{k: [1.0] * n for k in INTERVAL_COLUMNS},
                 "growth_score": features["frequency"].astype(float).tolist(),
                 "tier": ["Gold"] * n,
                 "tier_level": [2] * n,
