@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import churnclv
+from churnclv.models.intervals import INTERVAL_COLUMNS
 from churnclv.models.marketing import MARKETING_COLUMNS
 from churnclv.serving.snapshots import partition_name, read_scores
 
@@ -30,6 +31,7 @@ SCORE_FIELDS = {
     "expected_purchases",
     "expected_spend",
     "clv",
+    *INTERVAL_COLUMNS,
     "expected_next_purchase_days",
     "expected_next_purchase_date",
     "next_purchase_days_p80",
