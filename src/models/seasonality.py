@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,7 @@ class Season:
 
     def multiplier(self, days: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
         """``s(d)`` for calendar days."""
-        out: np.ndarray = self._raw(pd.DatetimeIndex(days)) / self._year_mean()
+        out: np.ndarray = self._raw(pd.DatetimeIndex(days)) / self._year_mean
         return out
 
     def _raw(self, days: pd.DatetimeIndex) -> np.ndarray:
@@ -62,12 +63,9 @@ class Season:
             np.exp(_harmonics(days, len(self.coef) // 2) @ np.asarray(self.coef, dtype=float)), dtype=float
         )
 
+    @cached_property
     def _year_mean(self) -> float:
         return float(self._raw(pd.date_range("2001-01-01", periods=365, freq="D")).mean())
-
-    def window_factor(self, as_of: Any, horizon_days: float) -> float:
-        """The mean of ``s`` over the days ``(as_of, as_of + horizon_days]``."""
-        return self.forward(as_of, horizon_days) / float(horizon_days)
 
     def forward(self, as_of: Any, days: float) -> float:
         """Operational length of ``(as_of, as_of + days]``: the sum of ``s`` over it (fractions of a
