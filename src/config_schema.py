@@ -51,7 +51,15 @@ __all__ = [
     "settings",
 ]
 
-RUN_SECTIONS = ("train", "scorer", "tiers", "features")  # the sections of a training configuration file
+RUN_SECTIONS = (
+    "train",
+    "scorer",
+    "tiers",
+    "features",
+    "monitor",
+    "weekly",
+    "campaigns",
+)  # the sections of a training configuration file
 
 _T = TypeVar("_T")
 _STRICT = ConfigDict(strict=True, extra="forbid")
@@ -320,6 +328,6 @@ def read_run_config(path: Path | str | None) -> dict[str, Any]:
     unknown = set(raw) - set(RUN_SECTIONS)
     if unknown:
         raise ConfigError(
-            f"config {path}: unknown sections {sorted(unknown)}; use [train], [scorer], [tiers], [features]"
+            f"config {path}: unknown sections {sorted(unknown)}; use " + ", ".join(f"[{name}]" for name in RUN_SECTIONS)
         )
     return raw

@@ -1,0 +1,1 @@
+"""Campaigns: stable control groups, measured uplift of retention actions, targeting by incremental value."""

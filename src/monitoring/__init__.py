@@ -1,0 +1,1 @@
+"""Scores checked against what customers then did, and drift between training and this week."""

@@ -1,0 +1,1 @@
+"""The weekly job as one command: validate, score, monitor, retrain when due, promote, reload."""
