@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+from churnclv.schema import TABLES
+
+if TYPE_CHECKING:
+    from churnclv.generator.world import World
 
 CDNOW_FILES = {"master": "CDNOW_master.txt", "sample": "CDNOW_sample.txt"}
 
@@ -53,3 +59,29 @@ def write_cdnow(out_dir: Path | str, variant: str = "master") -> Path:
     path = out_dir / "transactions.parquet"
     load_cdnow(variant).to_parquet(path, index=False)
     return path
+
+
+def cdnow(variant: str = "master") -> dict[str, pd.DataFrame]:
+    """CDNOW as the clean tables the feature functions read: ``{"transactions": frame}``.
+
+    The data set has transactions only (no events, no sign-up dates). ``variant`` is ``master``
+    (23,570 customers) or ``sample`` (2,357); see :func:`load_cdnow` for the columns.
+
+    Examples
+    --------
+    >>> import churnclv as cc
+    >>> features = cc.compute_features(cc.datasets.cdnow("sample"), "1997-09-30")  # doctest: +SKIP
+    """
+    return {"transactions": load_cdnow(variant)}
+
+
+def tables(world: World) -> dict[str, pd.DataFrame]:
+    """A generated world's clean tables (``transactions``, ``events``, ``customers``) as the feature
+    functions read them; the latent truth stays on ``world``.
+
+    Examples
+    --------
+    >>> import churnclv as cc
+    >>> shop = cc.datasets.tables(cc.generate_world(cc.WorldConfig(n_customers=500, seed=1)))  # doctest: +SKIP
+    """
+    return {name: getattr(world, name) for name in TABLES}
