@@ -1,0 +1,61 @@
+"""The ``[campaigns]`` section of a run configuration, and the action costs it is read with.
+
+Keys (all optional): ``holdout_share`` (share of every campaign's customers held out as controls,
+default 0.1), ``strata`` (the score columns a holdout is balanced over, default tier and action),
+``min_controls`` (controls every stratum of two or more customers gets at least, default 1),
+``horizon_days`` (the window after the campaign's as-of its outcomes are measured over, default
+90), ``confidence`` (of the intervals, default 0.95), ``margin`` (the share of revenue that is
+profit, default 1: profit is revenue) and ``seed`` (of the uplift models).
+
+The cost of one contact is not repeated here: it is the action's ``cost`` in the playbook of the
+``[tiers]`` section (:mod:`churnclv.models.playbook`), keyed by the action text the scores carry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from churnclv.config_schema import Array, Fix, check_table, read_run_config, section, settings
+from churnclv.models.tier_config import load_tier_config
+
+__all__ = ["CampaignConfig", "CampaignSettings", "load_campaign_config", "parse_campaigns"]
+
+
+@settings("campaigns")
+class CampaignSettings:
+    """The ``[campaigns]`` section (see the module docstring for every key)."""
+
+    holdout_share: Annotated[
+        float, Field(gt=0, le=0.5, allow_inf_nan=False), Fix("a share in (0, 0.5], e.g. holdout_share = 0.1")
+    ] = 0.1
+    strata: Annotated[Array[str], Fix('score columns, e.g. strata = ["tier", "action"]')] = ("tier", "action")
+    min_controls: Annotated[int, Field(ge=0, le=1000)] = 1
+    horizon_days: Annotated[int, Field(ge=1, le=3660)] = 90
+    confidence: Annotated[float, Field(gt=0.5, lt=1, allow_inf_nan=False)] = 0.95
+    margin: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False), Fix("a share in (0, 1], e.g. margin = 0.3")] = 1.0
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """The settings and the cost of one contact per action text (from the playbook)."""
+
+    settings: CampaignSettings
+    costs: dict[str, float]
+
+
+def parse_campaigns(raw: Any) -> CampaignSettings:
+    """The ``[campaigns]`` section (``{}``: the defaults); a bad key or value is a
+    :class:`~churnclv.config.ConfigError` naming the key, the rule and the fix."""
+    return CampaignSettings(**check_table(raw, section("campaigns")))
+
+
+def load_campaign_config(path: Path | str | None) -> CampaignConfig:
+    """``[campaigns]`` and the playbook's action costs of a run configuration (None: the defaults)."""
+    raw = read_run_config(path)
+    settings_ = parse_campaigns(raw.get("campaigns", {}))
+    return CampaignConfig(settings_, load_tier_config(raw.get("tiers")).playbook.costs)

@@ -1,0 +1,236 @@
+"""``churnclv campaign plan|evaluate``: a campaign's holdout, and its uplift measured against it.
+
+Registered as the ``campaign`` entry point of ``churnclv.commands``; the measuring is in
+:mod:`churnclv.campaigns`, this module reads the files, writes the report and logs it to MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from churnclv.cli_options import (
+    as_of_option,
+    config_option,
+    horizon_option,
+    prepare_source,
+    report_errors,
+    source_options,
+    tracking_uri_option,
+)
+from churnclv.names import DEFAULT_TRACKING_URI
+
+CAMPAIGN_EXPERIMENT = "churnclv-campaigns"  # the MLflow experiment of campaign evaluations
+_SCORES_HELP = "The scores of the campaign's as-of: a Parquet file, a partition folder (OUT/scores/dt=D) or a CSV."
+
+
+def read_table(path: Path, what: str) -> pd.DataFrame:
+    """A Parquet file or folder, or a CSV, with ``customer_id`` kept as strings (leading zeros)."""
+    from churnclv.campaigns.errors import CampaignError
+
+    try:
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(path, dtype={"customer_id": str})
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise CampaignError(f"{what} {path}: cannot be read ({type(exc).__name__}); fix: pass Parquet or CSV") from None
+    if "customer_id" in frame.columns:
+        frame["customer_id"] = frame["customer_id"].astype(str)
+    return frame
+
+
+def _scores_as_of(scores: pd.DataFrame, given: Any) -> pd.Timestamp:
+    from churnclv.campaigns.errors import CampaignError
+
+    if given is not None:
+        return pd.Timestamp(given)
+    days = pd.to_datetime(scores["as_of"]).dt.normalize().unique() if "as_of" in scores.columns else []
+    if len(days) != 1:
+        raise CampaignError(
+            f"the scores hold {len(days)} as-of dates; fix: pass the scores of one as-of or --campaign-as-of"
+        )
+    return pd.Timestamp(days[0])
+
+
+def _write_plan(plan: pd.DataFrame, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        plan.to_csv(out, index=False)
+    else:
+        plan.to_parquet(out, index=False)
+
+
+@click.group()
+def campaign() -> None:
+    """Campaigns: stable holdouts per campaign and the uplift measured against them."""
+
+
+@campaign.command()
+@click.option("--scores", required=True, type=click.Path(exists=True, path_type=Path), help=_SCORES_HELP)
+@click.option("--campaign", "campaign_id", required=True, help="The campaign id (a new id draws a new holdout).")
+@click.option(
+    "--previous",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An earlier plan of the same campaign: its customers keep their arm.",
+)
+@config_option("TOML with a [campaigns] section (holdout_share, strata, min_controls).")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Plan file (.parquet or .csv)."
+)
+def plan(scores: Path, campaign_id: str, previous: Path | None, config_path: Path | None, out: Path) -> None:
+    """Write the holdout plan of a campaign for a scores partition."""
+    from churnclv.campaigns.config import load_campaign_config
+    from churnclv.campaigns.holdout import assign_holdout, holdout_summary
+
+    with report_errors():
+        s = load_campaign_config(config_path).settings
+        frame = read_table(scores, "scores")
+        prev = read_table(previous, "previous plan") if previous else None
+        result = assign_holdout(
+            frame, campaign_id, share=s.holdout_share, strata=s.strata, min_controls=s.min_controls, previous=prev
+        )
+    _write_plan(result, out)
+    summary = holdout_summary(result, s.strata)
+    click.echo(
+        f"campaign {campaign_id}: {int(result['holdout'].sum()):,} of {len(result):,} customers held out "
+        f"({result['holdout'].mean():.1%}) in {len(summary)} strata; "
+        f"{int((result['assigned'] != 'draw').sum())} by top-up or release -> {out}"
+    )
+
+
+@campaign.command()
+@source_options
+@click.option("--scores", required=True, type=click.Path(exists=True, path_type=Path), help=_SCORES_HELP)
+@click.option(
+    "--contacts",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Contact log (customer_id, campaign, date, action), Parquet or CSV.",
+)
+@click.option("--campaign", "campaign_id", required=True, help="The campaign id, as in the plan and the log.")
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="The campaign's plan (default: the scores' holdout column, else the plan recomputed from the scores).",
+)
+@click.option("--campaign-as-of", default=None, help="The scores' as-of (default: their as_of column).")
+@as_of_option("The date the data is known up to (default: the end of the outcome window).", required=False)
+@horizon_option("Outcome window in days (default: [campaigns] horizon_days, 90).")
+@config_option("TOML with [campaigns] and [tiers] (the playbook's action costs).")
+@tracking_uri_option(f"MLflow tracking URI (default $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI}).")
+@click.option(
+    "--score-column",
+    "score_columns",
+    multiple=True,
+    default=("p_churn", "clv_at_risk"),
+    show_default=True,
+    help="Score columns to draw Qini curves for (repeat the option).",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/campaign"), show_default=True
+)
+@click.option("--mlflow/--no-mlflow", "log_mlflow", default=True, show_default=True, help="Log the report to MLflow.")
+def evaluate(
+    data: str,
+    mapping: Path | None,
+    work: Path | None,
+    trusted: bool,
+    memory_limit: str | None,
+    scores: Path,
+    contacts: Path,
+    campaign_id: str,
+    plan_path: Path | None,
+    campaign_as_of: str | None,
+    as_of: Any,
+    horizon_days: int | None,
+    config_path: Path | None,
+    tracking_uri: str | None,
+    score_columns: tuple[str, ...],
+    out: Path,
+    log_mlflow: bool,
+) -> None:
+    """Measure a campaign against its holdout: uplift per tier and action, cost and ROI."""
+    from churnclv.campaigns.config import load_campaign_config
+    from churnclv.campaigns.evaluate import campaign_outcomes, evaluate_campaign
+    from churnclv.campaigns.holdout import assign_holdout
+    from churnclv.campaigns.report import write_campaign_report
+
+    with report_errors():
+        config = load_campaign_config(config_path)
+        s = config.settings
+        horizon = horizon_days or s.horizon_days
+        frame = read_table(scores, "scores")
+        campaign_day = _scores_as_of(frame, campaign_as_of)
+        if plan_path is not None:
+            arms = read_table(plan_path, "plan")
+        elif "holdout" in frame.columns:
+            arms = frame[["customer_id", "holdout"]]
+        else:
+            arms = assign_holdout(
+                frame, campaign_id, share=s.holdout_share, strata=s.strata, min_controls=s.min_controls
+            )
+        log = read_table(contacts, "contact log")
+    clean = prepare_source(data, mapping, work, trusted, memory_limit)
+    with report_errors():
+        known_at = as_of if as_of is not None else campaign_day + pd.Timedelta(days=horizon)
+        outcomes = campaign_outcomes(clean, campaign_day, horizon, known_at=known_at)
+        result = evaluate_campaign(
+            frame,
+            arms,
+            log,
+            outcomes,
+            campaign=campaign_id,
+            as_of=campaign_day,
+            horizon_days=horizon,
+            costs=config.costs,
+            confidence=s.confidence,
+            margin=s.margin,
+        )
+        paths = write_campaign_report(result, out, score_columns=score_columns)
+    total = result.total.iloc[0]
+    click.echo(
+        f"campaign {campaign_id}: {int(total['treated']):,} treated, {int(total['controls']):,} held out; revenue "
+        f"uplift {total['revenue_uplift']:.4g} per customer [{total['revenue_low']:.4g}, {total['revenue_high']:.4g}], "
+        f"retention {total['retention_uplift']:+.2%}; incremental revenue {total['incremental_revenue']:,.0f}, "
+        f"cost {total['cost']:,.0f}, ROI {total['roi']:.3g}"
+    )
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"report: {paths['campaign']}")
+    if log_mlflow:
+        with report_errors(redact=True):
+            run_id = _log_to_mlflow(result, out, tracking_uri)
+        click.echo(f"MLflow run {run_id} (experiment {CAMPAIGN_EXPERIMENT})")
+
+
+def _log_to_mlflow(result: Any, out: Path, tracking_uri: str | None) -> str:
+    import mlflow
+
+    from churnclv.training.tracking import configure
+
+    configure(tracking_uri, experiment=CAMPAIGN_EXPERIMENT)
+    total = result.total.iloc[0]
+    metrics = {
+        f"{name}_{part}": float(total[f"{name}_{part}"])
+        for name in ("retention", "purchases", "revenue")
+        for part in ("uplift", "low", "high")
+    }
+    metrics |= {k: float(total[k]) for k in ("incremental_revenue", "cost", "profit", "roi", "contact_rate")}
+    metrics |= {
+        "tier_revenue_uplift_" + re.sub(r"[^\w\-.]", "_", str(row.tier)): float(row.revenue_uplift)
+        for row in result.tiers.itertuples()
+    }
+    with mlflow.start_run(run_name=f"campaign {result.campaign}") as run:
+        mlflow.log_params(
+            {"campaign": result.campaign, "as_of": str(result.as_of.date()), "horizon_days": result.horizon_days}
+        )
+        mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+        mlflow.log_dict(result.counts.to_dict(), "campaign/contact_counts.json")
+        mlflow.log_artifacts(str(out), "campaign")
+        return str(run.info.run_id)
