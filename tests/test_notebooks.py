@@ -31,6 +31,7 @@ PARAMETERS = {
     "01-quickstart.ipynb": FAST,
     "02-retrain-and-promote.ipynb": FAST,
     "03-cdnow-btyd.ipynb": {"COMPARE_VARIANT": "sample", "GBM_ROUNDS": 40},
+    "04-diagnostics.ipynb": {"VARIANT": "sample", "GBM_ROUNDS": 40},
 }
 
 
@@ -108,9 +109,13 @@ def test_quickstart(kernel: str, tmp_path: Path) -> None:
     shown = text(outputs(nb))
     assert "promoted to champion: True" in shown
     assert "selected.churn_auc" in shown
-    # logged calibration and gain PNGs, the re-plot and the tier mix
-    assert images(nb) >= 4
+    # logged calibration, gain and holdout-by-frequency PNGs, the re-plot, the tier mix, after as-of
+    assert images(nb) >= 6
     assert "reasons:" in shown and "Diamond" in shown  # scored customers and the tier mix table
+    logged = text(outputs(nb, "logged-plots"))
+    assert "holdout_by_frequency.csv" in logged and "7+" in logged  # the logged table, read back
+    after = text(outputs(nb, "after-as-of"))
+    assert "churned by 2025-12-31" in after and "after as-of" in after and "churn_auc" in after
 
 
 @pytest.mark.integration
@@ -138,3 +143,17 @@ def test_cdnow_reproduces_the_published_fit(kernel: str, tmp_path: Path) -> None
     for model in ("recency baseline", "btyd", "gbm", "hybrid"):
         assert model in shown
     assert images(nb) >= 2  # calibration/gain panel and feature importance
+
+
+@pytest.mark.integration
+def test_diagnostics(kernel: str, tmp_path: Path) -> None:
+    nb = run("04-diagnostics.ipynb", kernel, tmp_path)
+    by_frequency = text(outputs(nb, "holdout-by-frequency"))
+    assert "7+" in by_frequency and "predicted" in by_frequency  # the table next to its plot
+    assert "observed_high" in text(outputs(nb, "calibration"))
+    assert "lift_cumulative" in text(outputs(nb, "gain"))
+    assert "1997-12-31" in text(outputs(nb, "tiers"))  # the second scoring
+    assert "1997-01" in text(outputs(nb, "cohorts"))
+    assert "churn_rate" in text(outputs(nb, "rfm"))
+    # holdout by frequency twice, tracking, matrices, calibration, gain/lift/Lorenz, tiers, cohorts, RFM
+    assert images(nb) >= 9
