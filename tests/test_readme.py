@@ -1,8 +1,11 @@
-"""The README's feature catalogue is the one generated from the code."""
+"""The README's feature catalogue is the one generated from the code; its Python example runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from churnclv.features import render_markdown
 
@@ -19,3 +22,19 @@ def test_readme_catalogue_matches_the_code() -> None:
 def test_readme_names_the_two_setup_commands() -> None:
     text = README.read_text()
     assert "make demo" in text and "make test" in text
+
+
+@pytest.mark.slow
+def test_readme_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = README.read_text()
+    block = text[text.index("<!-- python-api:start -->") : text.index("<!-- python-api:end -->")]
+    code = block.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in code.splitlines() if line.strip()]) <= 10, "the README promises ten lines"
+    monkeypatch.chdir(tmp_path)  # the example saves its model to the working directory
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md (Python API)", "exec"), namespace)
+    assert len(namespace["scores"]) == 2_357 and namespace["scores"]["tier"].notna().all()
+    auc = namespace["model"].score(namespace["holdout"], as_of="1997-09-30")
+    assert 0.6 < auc < 1
+    assert f"{auc:.3f}" in text, "the README quotes the AUC the example prints"
+    assert (tmp_path / "cdnow-model" / "scorer.json").is_file()
