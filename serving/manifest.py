@@ -46,8 +46,11 @@ def build_manifest(
     report: dict[str, Any] | None,
     db_doc: dict[str, Any] | None,
     seconds: dict[str, float],
+    monitoring: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of partition ``name`` (``key``: the resume key; ``seconds``: the time of each stage)."""
+    """The manifest of partition ``name`` (``key``: the resume key; ``seconds``: the time of each stage;
+    ``monitoring``: the model version's latest monitored quality, see
+    :func:`churnclv.serving.monitor_summary.latest_monitoring`)."""
     return {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -86,6 +89,7 @@ def build_manifest(
         },
         "tier_report": report,
         "db": db_doc,
+        "monitoring": monitoring,
         "timings_s": {k: round(v, 3) for k, v in seconds.items()},
     }
 

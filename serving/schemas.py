@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -319,6 +319,14 @@ class ModelInfo(BaseModel):  # noqa: D101 - a docstring would change the OpenAPI
     backtest_note: NullableText = Field(description="Why the model is not backtested at its horizon (null: it is)")
     attributes: list[str] = Field(description="Customer attributes the model reads")
     snapshot: str | None = Field(description="The feature snapshot used by score_by_id, if any")
+    monitoring: Annotated[
+        dict[str, Any] | None, WithJsonSchema({"type": "object", "additionalProperties": True, "nullable": True})
+    ] = Field(
+        default=None,
+        description="This version's latest monitored quality (churnclv monitor, read from the snapshot folder's "
+        "monitoring/): as_of, quality (partition, window_end, metrics), drift and breaches; null when the version "
+        "was never monitored or the service has no snapshot folder",
+    )
 
 
 class ReloadResult(BaseModel):  # noqa: D101 - a docstring would change the OpenAPI document

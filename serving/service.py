@@ -52,6 +52,7 @@ from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError, sc
 from churnclv.serving.limits import check_id_limit, check_limits
 from churnclv.serving.log_redaction import install_log_redaction
 from churnclv.serving.model import LoadedModel, ModelLoadError
+from churnclv.serving.monitor_summary import latest_monitoring
 from churnclv.serving.openapi import DocumentedService
 from churnclv.serving.problems import problem
 from churnclv.serving.schemas import (
@@ -255,6 +256,7 @@ class ChurnCLVService:
             backtest_horizon_days=plan.get("backtest_horizon_days", model.horizon_days),
             backtest_note=plan.get("note"),
             snapshot=None if snapshot is None else snapshot.partition,
+            monitoring=latest_monitoring(self.settings.snapshot, model.name, model.version),
         )
 
     @bentoml.api(route="/reload")
