@@ -88,9 +88,11 @@ from churnclv.serving import batch_inputs
 from churnclv.serving.batch_errors import BatchError, first_line, os_problem
 from churnclv.serving.batch_options import DEFAULT_MAX_DAYS_AFTER_DATA, DEFAULT_MEMORY_LIMIT, BatchOptions, as_of_day
 from churnclv.serving.checkpoints import open_temp, resume_key
+from churnclv.serving.data_check import check_folder
 from churnclv.serving.manifest import build_manifest, echo_summary
 from churnclv.serving.migration import batch_tier_report, previous
 from churnclv.serving.model import LoadedModel, ModelLoadError, load_model, resolve_version
+from churnclv.serving.monitor_summary import latest_monitoring
 from churnclv.serving.publication import lock, publish, update_latest
 from churnclv.serving.sinks import DEFAULT_TABLE, Replacement, ScoreSink, SinkError
 from churnclv.serving.snapshots import (
@@ -317,6 +319,7 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
         prev, prev_problem = previous(run.out, run.day, run.hysteresis)
         with timer("model"):
             model = _load_model(run.model_uri, run.tracking_uri, model_dir)
+            check_folder(model, run.clean)  # a model of another data set stops here, in one line
         if run.horizon_days is not None and int(run.horizon_days) != model.horizon_days:
             raise BatchError(
                 f"horizon {run.horizon_days} days differs from the model's {model.horizon_days} days "
@@ -415,6 +418,7 @@ def _publish(
             report=scored.report,
             db_doc=db_doc,
             seconds=timer.seconds,
+            monitoring=latest_monitoring(run.out, scored.model.name, scored.model.version),
         )
         publish(tmp, run.out, run.day, manifest, replacement)
     finally:

@@ -14,12 +14,22 @@ import click
 from churnclv.cli_options import (
     as_of_option,
     horizon_option,
+    model_name_option,
     prepare_source,
     report_errors,
     source_options,
     tracking_uri_option,
 )
-from churnclv.names import DEFAULT_MODEL_URI
+from churnclv.names import DEFAULT_MODEL_URI, MODEL_NAME, model_uri
+
+
+def _chosen_model(uri: str | None, name: str | None) -> str | None:
+    """``--model`` or ``--model-name`` (its champion), not both; None when neither was given."""
+    if uri is not None and name is not None:
+        raise click.UsageError(
+            f"give --model or --model-name, not both (--model-name {name} means --model {model_uri(name)})"
+        )
+    return model_uri(name) if name is not None else uri
 
 
 @click.command("score-batch")
@@ -33,7 +43,16 @@ from churnclv.names import DEFAULT_MODEL_URI
     help="Output folder; the run writes OUT/scores/dt=DATE/, OUT/features/dt=DATE/, OUT/reports/dt=DATE/ and "
     "OUT/LATEST (the latest partition by date).",
 )
-@click.option("--model", "model_uri", default=DEFAULT_MODEL_URI, show_default=True, help="MLflow model URI.")
+@click.option(
+    "--model",
+    "model_uri",
+    default=None,
+    help=f"MLflow model URI (default: the champion of --model-name, {DEFAULT_MODEL_URI}).",
+)
+@model_name_option(
+    f"Registered model of this data set: scores with models:/NAME@champion (default: {MODEL_NAME}). "
+    "A model trained on another data set (other customer attributes or events) is refused."
+)
 @tracking_uri_option()
 @click.option(
     "--db",
@@ -86,7 +105,8 @@ def score_batch(
     as_of: Any,
     horizon_days: int | None,
     out: Path,
-    model_uri: str,
+    model_uri: str | None,
+    model_name: str | None,
     tracking_uri: str | None,
     db: str | None,
     engine: str,
@@ -106,13 +126,14 @@ def score_batch(
     """
     from churnclv.serving.batch import run_batch
 
+    uri = _chosen_model(model_uri, model_name) or DEFAULT_MODEL_URI
     clean = prepare_source(data, mapping, work, trusted, memory_limit)
     with report_errors(redact=True):
         run_batch(
             clean=clean,
             as_of=as_of,
             out=out,
-            model_uri=model_uri,
+            model_uri=uri,
             tracking_uri=tracking_uri,
             horizon_days=horizon_days,
             db=db,
@@ -137,6 +158,9 @@ def score_batch(
     default=None,
     help=f"MLflow model URI or bento:TAG (default: $CHURNCLV_MODEL_URI, else {DEFAULT_MODEL_URI}).",
 )
+@model_name_option(
+    "Registered model of the data set served: serves models:/NAME@champion (instead of --model / $CHURNCLV_MODEL_URI)."
+)
 @tracking_uri_option()
 @click.option(
     "--snapshot",
@@ -144,11 +168,20 @@ def score_batch(
     default=None,
     help="The batch job's output folder, for scoring by customer id.",
 )
-def serve(host: str, port: int, model_uri: str | None, tracking_uri: str | None, snapshot: Path | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    model_uri: str | None,
+    model_name: str | None,
+    tracking_uri: str | None,
+    snapshot: Path | None,
+) -> None:
     """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY.
 
-    The model is loaded and checked first: one that cannot load stops here (exit 1, one line)."""
+    The model is loaded and checked first: one that cannot load, or that does not fit the --snapshot
+    (trained on another data set), stops here (exit 1, one line)."""
     from churnclv.serving.server import serve as run_server
 
+    uri = _chosen_model(model_uri, model_name)
     with report_errors(redact=True):
-        run_server(host=host, port=port, model_uri=model_uri, tracking_uri=tracking_uri, snapshot=snapshot)
+        run_server(host=host, port=port, model_uri=uri, tracking_uri=tracking_uri, snapshot=snapshot)

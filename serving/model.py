@@ -349,7 +349,8 @@ def load_model(
                 run_id=run_id,
                 keep=dst is not None,
             )
-    log.info("loaded model %s version %s (horizon %d days)", loaded.name, loaded.version, loaded.horizon_days)
+    # DEBUG: the batch summary and serve's own line name the version
+    log.debug("loaded model %s version %s (horizon %d days)", loaded.name, loaded.version, loaded.horizon_days)
     return loaded
 
 

@@ -22,10 +22,13 @@ from typing import Any
 
 from churnclv.errors import ChurnclvError
 from churnclv.redaction import redact_text, redact_url
+from churnclv.serving.data_check import DataMismatchError, check_snapshot
+from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError
 from churnclv.serving.log_redaction import install_log_redaction
-from churnclv.serving.model import ModelLoadError, error_summary
+from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary
 from churnclv.serving.scoring import load_checked_model
 from churnclv.serving.settings import ServiceSettings, SettingsError
+from churnclv.serving.snapshots import parse_partition
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +150,9 @@ def serve(
     Raises
     ------
     ServeError
-        Invalid settings (no API key), a model that does not resolve or load, or the server
-        exiting with an error. The message is one line, with URLs redacted.
+        Invalid settings (no API key), a model that does not resolve or load, a model trained on
+        another data set than the snapshot's, or the server exiting with an error. The message is
+        one line, with URLs redacted.
     """
     install_log_redaction()
     try:
@@ -166,14 +170,18 @@ def serve(
         raise ServeError(str(exc)) from None
     try:
         # fail here with one clear line, not in a worker that BentoML restarts forever
-        version = load_checked_model(settings.model_uri, settings.tracking_uri).version
-    except ModelLoadError as exc:
+        loaded = load_checked_model(settings.model_uri, settings.tracking_uri)
+        if settings.snapshot is not None:
+            _check_snapshot(loaded, settings.snapshot)
+    except (ModelLoadError, DataMismatchError) as exc:
         raise ServeError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any other failure to load is still one line, not a traceback
         raise ServeError(
             f"model {redact_url(settings.model_uri)} cannot be loaded ({error_summary(exc)}): check "
             "--model / CHURNCLV_MODEL_URI and --tracking-uri / MLFLOW_TRACKING_URI"
         ) from None
+    version = loaded.version
+    del loaded
     gc.collect()  # the checked model is not kept: the workers load their own
     log.info("serving %s (version %s) on http://%s:%d", redact_url(settings.model_uri), version, host, port)
     metrics_dir = tempfile.mkdtemp(prefix=f"churnclv-prometheus-{port}-")
@@ -183,6 +191,17 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
     if code not in (0, -signal.SIGINT, -signal.SIGTERM):
         raise ServeError(f"the BentoML server exited with status {code}: see its log above")
+
+
+def _check_snapshot(loaded: LoadedModel, folder: Path) -> None:
+    """The model against the feature snapshot of ``score_by_id``, when there is one: a snapshot made from
+    another data set stops ``serve`` (:func:`churnclv.serving.data_check.check_snapshot`)."""
+    try:
+        day = parse_partition(FeatureSnapshot.latest_partition(folder))
+    except SnapshotError:
+        return  # no snapshot yet: score_by_id answers 503 until the batch job writes one
+    if day is not None:
+        check_snapshot(loaded, folder, day)
 
 
 def _run_server(command: list[str], env: dict[str, str]) -> int:

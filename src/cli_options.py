@@ -1,6 +1,7 @@
 """What the ``churnclv`` commands share: the data/config error (exit 1) and the one place that turns
 churnclv's errors into it, the options several commands take (data source, as-of, horizon, run
-configuration, tracking URI), the preparation of the data source, and the progress spinner.
+configuration, tracking URI, model name, progress), the preparation of the data source, whether
+``-q`` is on, and the progress of a long job (:class:`StepProgress`).
 
 A core module: the CLI, ``churnclv.training.commands`` and ``churnclv.serving.commands`` import it,
 so the command modules of the jobs layer never import the CLI itself.
@@ -9,6 +10,8 @@ so the command modules of the jobs layer never import the CLI itself.
 from __future__ import annotations
 
 import logging
+import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,11 +20,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from churnclv.errors import ChurnclvError
+from churnclv.names import MODEL_NAME, MODEL_NAME_PATTERN
 from churnclv.redaction import redact_text
 
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from rich.console import Console
     from rich.status import Status
 
 log = logging.getLogger("churnclv")
@@ -155,32 +160,108 @@ def tracking_uri_option(help: str = "MLflow tracking URI.") -> Callable[[_Comman
     return click.option("--tracking-uri", default=None, help=help)
 
 
-class _Steps:
-    """A spinner with the current step and the elapsed time (stderr), for the long jobs."""
+def model_name_option(help: str = "") -> Callable[[_Command], _Command]:
+    """``--model-name NAME``: the registered model of a data set (default None: the config's, else
+    :data:`~churnclv.names.MODEL_NAME`)."""
+    text = help or (
+        f"Registered model of this data set (default: {MODEL_NAME}, or [train] model_name): one name per data "
+        "set keeps their versions, champions and promotions apart."
+    )
+    return click.option("--model-name", default=None, metavar="NAME", callback=_model_name, help=text)
 
-    def __init__(self, title: str) -> None:
-        from rich.console import Console
 
-        self.console = Console(stderr=True)
-        self.title = title
-        self.status: Status = self.console.status(title)
-        self.started = 0.0
+def _model_name(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(MODEL_NAME_PATTERN, value):
+        raise click.BadParameter(
+            f"{value!r}: use letters, digits, '_', '.' and '-' (starting with a letter or digit, at most 100), "
+            "e.g. churnclv-cdnow",
+            param=param,
+        )
+    return value
 
-    def __enter__(self) -> _Steps:
+
+def progress_option() -> Callable[[_Command], _Command]:
+    """``--progress/--no-progress`` (default None: on when stderr is a terminal; never with ``-q``)."""
+    return click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Show progress and the time left on stderr (default: only on a terminal; never with -q).",
+    )
+
+
+def is_quiet() -> bool:
+    """Whether the command runs under ``churnclv -q`` (False outside a click context)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("quiet"))
+
+
+def show_progress(flag: bool | None) -> bool:
+    """Whether to show progress: never with ``-q``; else ``--progress/--no-progress``; else when stderr
+    is a terminal."""
+    if is_quiet():
+        return False
+    return sys.stderr.isatty() if flag is None else flag
+
+
+class StderrHandler(logging.StreamHandler):
+    """A log handler writing to ``sys.stderr`` as it is at each record, not as it was when the handler
+    was made: a progress display that redirects stderr (rich) shows the lines above itself, and a test
+    that captures stderr sees them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        """``sys.stderr``, now."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:  # StreamHandler.__init__ sets it; the property decides
+        pass
+
+
+class StepProgress:
+    """The steps of a long job on stderr, one line each with the elapsed time: on a terminal under a
+    spinner showing the current step, elsewhere (``--progress`` into a file) as plain lines. Disabled,
+    every call does nothing. ``clock`` gives seconds (tests pass a fake one)."""
+
+    def __init__(self, title: str, *, enabled: bool = True, clock: Callable[[], float] | None = None) -> None:
         import time
 
-        self.status.__enter__()
-        self.started = time.perf_counter()
+        self.title = title
+        self.enabled = enabled
+        self.clock = clock or time.perf_counter
+        self.steps = 0
+        self.started = 0.0
+        self.status: Status | None = None
+        self.console: Console | None = None
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+            self.status = self.console.status(title)
+
+    def __enter__(self) -> StepProgress:
+        if self.status is not None:
+            self.status.__enter__()
+        self.started = self.clock()
         return self
 
     def __call__(self, message: str) -> None:
-        import time
-
-        elapsed = time.perf_counter() - self.started
-        self.console.log(f"[{elapsed:6.1f}s] {message}", highlight=False, markup=False)
+        """Show one step (nothing when disabled)."""
+        if not self.enabled:
+            return
+        self.steps += 1
+        line = f"[{self.clock() - self.started:6.1f}s] {message}"
+        if self.console is None or self.status is None:
+            click.echo(line, err=True)
+            return
+        self.console.print(line, highlight=False, markup=False, soft_wrap=True)
         self.status.update(f"{self.title}: {message}")
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.status.__exit__(exc_type, exc, tb)
+        if self.status is not None:
+            self.status.__exit__(exc_type, exc, tb)

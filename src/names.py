@@ -13,13 +13,24 @@ __all__ = [
     "DEFAULT_TRACKING_URI",
     "EXPERIMENT",
     "MODEL_NAME",
+    "MODEL_NAME_PATTERN",
     "SCORER_ARTIFACT",
+    "model_uri",
 ]
 
-MODEL_NAME = "churnclv"  # the registered model
+MODEL_NAME = "churnclv"  # the registered model (one per data set: ``--model-name``, ``[train] model_name``)
+# what a registered model name may be: it goes into ``models:/NAME@ALIAS`` URIs and registry filters
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 CHAMPION = "champion"  # the alias the batch job and the HTTP service score with
 CHALLENGER = "challenger"  # the alias of a trained version that has not (yet) passed the gate
 EXPERIMENT = "churnclv"  # the MLflow experiment of training runs
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
+
+
+def model_uri(name: str = MODEL_NAME, alias: str = CHAMPION) -> str:
+    """The registry URI of a model's alias, ``models:/NAME@ALIAS``."""
+    return f"models:/{name}@{alias}"
+
+
+DEFAULT_MODEL_URI = model_uri()
 SCORER_ARTIFACT = "scorer"  # the logged model's artifact holding the saved Scorer folder

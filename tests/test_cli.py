@@ -36,7 +36,7 @@ def test_training_and_serving_commands_load_lazily_from_entry_points() -> None:
     from importlib.metadata import entry_points
 
     names = {ep.name for ep in entry_points(group="churnclv.commands")}
-    assert names == {"train", "models", "score-batch", "serve"}
+    assert names == {"train", "models", "score-batch", "serve", "monitor", "weekly", "campaign"}
     # a core command's help imports neither training nor serving
     assert not {
         m for m in _imported_after(["validate", "--help"]) if m.startswith(("churnclv.training", "churnclv.serving"))
@@ -45,7 +45,7 @@ def test_training_and_serving_commands_load_lazily_from_entry_points() -> None:
     help_text = subprocess.run(
         [sys.executable, "-m", "churnclv.cli", "--help"], capture_output=True, text=True, timeout=120, check=True
     ).stdout
-    for name in ("generate", "datasets", "validate", "features", "train", "models", "score-batch", "serve"):
+    for name in ("generate", "datasets", "validate", "features", "train", "models", "score-batch", "serve", "monitor"):
         assert f"  {name} " in help_text, name
     assert {"churnclv.training.commands", "churnclv.serving.commands"} <= _imported_after(
         ["train", "--help"]

@@ -27,6 +27,7 @@ from churnclv.training.config import (
     TrainingError,
 )
 from churnclv.training.folds import Fold, plan_folds, to_day
+from churnclv.training.progress import BacktestProgress, format_seconds
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +96,24 @@ def run_backtest(
     timings["training_frame_s"] = time.perf_counter() - started
     models_started = time.perf_counter()
     rows, last_preds = [], {}
+    fits = BacktestProgress({f.index: int(frame["cutoff"].isin(f.train_cutoffs).sum()) for f in folds}, tc.candidates)
     for fold in folds:
         train = frame[frame["cutoff"].isin(fold.train_cutoffs)].reset_index(drop=True)
         evaluation = frame[frame["cutoff"] == fold.eval_cutoff].reset_index(drop=True)
         for name in tc.candidates:
-            say(f"fold {fold.index}/{len(folds)}: {name}")
+            say(f"fold {fold.index}/{len(folds)}: {name} ({fits.status()})")
             started = time.perf_counter()
+            fits.start(fold.index, name)
             try:
                 pred = evaluate_candidate(name, train, evaluation, config.scorer)
             except FIT_ERRORS as exc:
+                fits.finish()
                 reason = f"{type(exc).__name__}: {exc}"
                 dropped.append({"stage": "backtest", "fold": fold.index, "candidate": name, "reason": reason})
-                log.warning("fold %d: %s dropped: %s", fold.index, name, reason)
-                say(f"fold {fold.index}/{len(folds)}: {name} dropped ({reason})")
+                log.warning("fold %d: %s dropped: %s", fold.index, name, reason)  # said once: the log
                 continue
             metrics = all_metrics(evaluation, pred)
+            fits.finish()
             if fold_preds is not None and name in MODEL_CANDIDATES:
                 fold_preds.setdefault(name, []).append(
                     pd.DataFrame(
@@ -135,12 +139,13 @@ def run_backtest(
             if fold is folds[-1]:
                 last_preds[name] = pd.concat(
                     [
-                        evaluation[["customer_id", "churned", "purchases", "spend"]],
+                        evaluation[["customer_id", "frequency", "churned", "purchases", "spend"]],
                         pred.drop(columns="customer_id", errors="ignore"),
                     ],
                     axis=1,
                 )
     timings["backtest_models_s"] = time.perf_counter() - models_started
+    say(f"backtest done: {fits.total} fits in {format_seconds(timings['backtest_models_s'])}")
     return pd.DataFrame(rows), folds, last_preds, frame
 
 

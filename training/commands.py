@@ -12,16 +12,20 @@ from typing import Any
 import click
 
 from churnclv.cli_options import (
-    _Steps,
+    StepProgress,
     as_of_option,
     config_option,
     horizon_option,
+    is_quiet,
+    model_name_option,
     prepare_source,
+    progress_option,
     report_errors,
+    show_progress,
     source_options,
     tracking_uri_option,
 )
-from churnclv.names import CHALLENGER, DEFAULT_TRACKING_URI, MODEL_NAME
+from churnclv.names import DEFAULT_TRACKING_URI, MODEL_NAME
 
 
 @click.command()
@@ -30,7 +34,9 @@ from churnclv.names import CHALLENGER, DEFAULT_TRACKING_URI, MODEL_NAME
 @horizon_option("Churn/spend horizon in days (default 90, or the config's).")
 @config_option("TOML with [train], [scorer] and [tiers] sections.")
 @tracking_uri_option(f"MLflow tracking URI (default $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI}).")
+@model_name_option()
 @click.option("--promote/--no-promote", default=True, show_default=True, help="Run the promotion check after training.")
+@progress_option()
 def train(
     data: str,
     mapping: Path | None,
@@ -41,40 +47,39 @@ def train(
     horizon_days: int | None,
     config_path: Path | None,
     tracking_uri: str | None,
+    model_name: str | None,
     promote: bool,
+    progress: bool | None,
 ) -> None:
-    """Backtest, select, train and register a model (alias challenger; champion when it earns it)."""
+    """Backtest, select, train and register a model (alias challenger; champion when it earns it).
+
+    Progress and the time left go to stderr (on a terminal, or with --progress); the summary at the
+    end names the run, the registered version, where the plots are and how to open the MLflow UI.
+    With -q it prints nothing but warnings and errors."""
     from churnclv.training.config import RunConfig
     from churnclv.training.mlflow_run import train_and_log
-    from churnclv.training.reports import format_notes, format_summary
+    from churnclv.training.summary import summary_lines
+    from churnclv.training.tracking import tracking_uri as resolve_tracking_uri
 
     with report_errors():
-        config = RunConfig.load(config_path, horizon_days=horizon_days)
+        config = RunConfig.load(config_path, horizon_days=horizon_days, model_name=model_name)
     if memory_limit:
         from dataclasses import replace
 
         config = replace(config, train=replace(config.train, memory_limit=memory_limit))
     clean = prepare_source(data, mapping, work, trusted, memory_limit)
-    with report_errors(), _Steps("training") as steps:
+    with report_errors(), StepProgress("training", enabled=show_progress(progress)) as steps:
         result = train_and_log(clean, as_of, config, tracking_uri=tracking_uri, promote=promote, progress=steps)
-    plan = result.plan
-    bt_horizon = config.train.horizon_days if plan is None else plan.backtest_horizon_days
-    if bt_horizon is None:
-        click.echo(f"backtest: none (as of {as_of:%Y-%m-%d}, horizon {config.train.horizon_days} days)")
-    else:
-        click.echo(
-            f"backtest: {len(result.folds)} folds, mean over folds (as of {as_of:%Y-%m-%d}, horizon {bt_horizon} days)"
-        )
-        click.echo(format_summary(result))
-    for line in format_notes(result):
-        click.echo(line)
-    click.echo(f"\nselected: {result.selected}")
-    click.echo(
-        f"MLflow run {result.run_id}; registered {MODEL_NAME} version {result.model_version} (alias {CHALLENGER})"
+    if is_quiet():
+        return
+    lines = summary_lines(
+        result,
+        as_of=f"{as_of:%Y-%m-%d}",
+        horizon_days=config.train.horizon_days,
+        tracking_uri=resolve_tracking_uri(tracking_uri),
     )
-    if result.promotion is not None:
-        verdict = "promoted to champion" if result.promotion["promoted"] else "not promoted"
-        click.echo(f"promotion: {verdict}: {'; '.join(result.promotion['reasons'])}")
+    for line in lines:
+        click.echo(line)
 
 
 @click.group()
@@ -84,15 +89,20 @@ def models() -> None:
 
 @models.command("list")
 @tracking_uri_option()
-def models_list(tracking_uri: str | None) -> None:
+@model_name_option()
+def models_list(tracking_uri: str | None, model_name: str | None) -> None:
     """Versions with their aliases, as-of, horizon, selected models and key backtest metrics."""
     from churnclv.training import registry, tracking
 
+    name = model_name or MODEL_NAME
     tracking.configure(tracking_uri)
-    rows = registry.list_versions()
+    rows = registry.list_versions(name)
     if not rows:
-        click.echo("no model registered yet: run churnclv train")
+        others = [n for n in registry.model_names() if n != name]
+        hint = f"; registered models in this store: {', '.join(others)} (--model-name)" if others else ""
+        click.echo(f"no version of model {name} registered yet: run churnclv train --model-name {name}{hint}")
         return
+    click.echo(f"model {name}")
     click.echo(
         f"{'version':>7}  {'aliases':<20} {'as_of':<10} {'H':>4} {'backtest':<8}  {'AUC':>6} {'Brier':>6} "
         f"{'Gini':>6}  selected"
@@ -111,6 +121,7 @@ def models_list(tracking_uri: str | None) -> None:
 
 @models.command("promote")
 @tracking_uri_option()
+@model_name_option()
 @click.option("--version", default=None, help="Version to consider (default: the challenger).")
 @click.option(
     "--tolerance",
@@ -118,7 +129,9 @@ def models_list(tracking_uri: str | None) -> None:
     metavar="METRIC=LOSS",
     help="Largest loss allowed per metric, e.g. churn_auc=0.005 (repeatable).",
 )
-def models_promote(tracking_uri: str | None, version: str | None, tolerance: tuple[str, ...]) -> None:
+def models_promote(
+    tracking_uri: str | None, model_name: str | None, version: str | None, tolerance: tuple[str, ...]
+) -> None:
     """Move champion to the challenger when it is not worse beyond the tolerance."""
     from churnclv.training import promotion, registry, tracking
 
@@ -137,11 +150,12 @@ def models_promote(tracking_uri: str | None, version: str | None, tolerance: tup
     tracking.configure(tracking_uri)
     with report_errors():
         try:
-            decision = promotion.promote(tolerance=tol, challenger=version)
+            decision = promotion.promote(tolerance=tol, name=model_name or MODEL_NAME, challenger=version)
         except registry.UnknownVersionError as exc:  # a usage error (exit 2), not a data problem
             raise click.BadParameter(str(exc), param_hint="--version") from None
     verdict = "promoted to champion" if decision.promoted else "not promoted"
-    click.echo(f"version {decision.challenger_version}: {verdict} ({'; '.join(decision.reasons)})")
+    reasons = "; ".join(decision.reasons)
+    click.echo(f"{model_name or MODEL_NAME} version {decision.challenger_version}: {verdict} ({reasons})")
     if decision.champion_metrics is not None:
         click.echo(f"{'metric':<26} {'challenger':>10} {'champion':>10} {'loss':>8} {'tolerance':>9}")
         for row in decision.comparison():

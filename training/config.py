@@ -11,12 +11,13 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from churnclv.config import ConfigError
-from churnclv.config_schema import Array, Source, check_table, read_run_config, rule_error, section, settings
+from churnclv.config_schema import Array, Fix, Source, check_table, read_run_config, rule_error, section, settings
 from churnclv.errors import ChurnclvError
 from churnclv.features import FeatureConfig
 from churnclv.features.config import parse_features
 from churnclv.models.scorer_config import ScorerConfig
 from churnclv.models.tier_config import parse_tier_config
+from churnclv.names import MODEL_NAME, MODEL_NAME_PATTERN
 
 MODEL_CANDIDATES = ("btyd", "gbm", "hybrid")  # what the scorer can hold
 BASELINES = ("recency", "rfm")
@@ -93,6 +94,10 @@ class TrainConfig:
         default_factory=_default_tolerance
     )
     memory_limit: str | None = None
+    # the registered model of this data set: its versions, aliases and promotions (``--model-name`` wins)
+    model_name: Annotated[
+        str, Field(pattern=MODEL_NAME_PATTERN), Fix("letters, digits, '_', '.' and '-', e.g. 'churnclv-cdnow'")
+    ] = MODEL_NAME
 
     def sample_fraction(self, n_customers: int) -> float | None:
         """The share of customers the training frame reads (None: all of them)."""
@@ -117,9 +122,12 @@ class RunConfig:
             object.__setattr__(self, "scorer", replace(self.scorer, horizon_days=self.train.horizon_days))
 
     @classmethod
-    def load(cls, path: Path | str | None, *, horizon_days: int | None = None) -> RunConfig:
+    def load(
+        cls, path: Path | str | None, *, horizon_days: int | None = None, model_name: str | None = None
+    ) -> RunConfig:
         """The sections of the TOML file at ``path`` (None: the defaults), each checked now, not after
-        the backtest; a bad one is a :class:`TrainingError` naming the key, the rule and the fix."""
+        the backtest; a bad one is a :class:`TrainingError` naming the key, the rule and the fix.
+        ``horizon_days`` and ``model_name`` (the command line's) win over ``[train]``."""
         try:
             raw = read_run_config(path)
         except ConfigError as exc:
@@ -128,6 +136,8 @@ class RunConfig:
             train_raw = check_table(raw.get("train", {}), section("train"))
             if horizon_days is not None:
                 train_raw = {**train_raw, "horizon_days": horizon_days}
+            if model_name is not None:
+                train_raw = {**train_raw, "model_name": model_name}
             train = TrainConfig(**train_raw)
             scorer_raw = check_table(raw.get("scorer", {}), section("scorer"))
             scorer = ScorerConfig.from_dict({**scorer_raw, "horizon_days": train.horizon_days})

@@ -6,6 +6,7 @@ import json
 import tempfile
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from churnclv.fingerprint import clean_fingerprint
 from churnclv.models.inputs import model_input
-from churnclv.names import CHALLENGER, MODEL_NAME, SCORER_ARTIFACT
+from churnclv.names import CHALLENGER, EXPERIMENT, SCORER_ARTIFACT
 from churnclv.training.config import Progress, RunConfig
 from churnclv.training.folds import to_day
 from churnclv.training.pipeline import train
@@ -31,8 +32,11 @@ def train_and_log(
     progress: Progress | None = None,
     data_fingerprint: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """:func:`train`, then log everything to MLflow, register the model and move ``challenger``
-    to it; with ``promote``, run the promotion check (see :mod:`churnclv.training.promotion`)."""
+    """:func:`train`, then log everything to MLflow, register the model (``[train] model_name``) and
+    move ``challenger`` to it; with ``promote``, run the promotion check (see
+    :mod:`churnclv.training.promotion`). The parameters logged are what ran: ``train.n_folds`` the
+    folds that fit (``train.n_folds_requested`` the configured ones), ``scorer.*`` the fitted scorer's
+    settings (``scorer.churn_model`` the selected model, not the configured one)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -40,21 +44,27 @@ def train_and_log(
 
     config = config or RunConfig()
     say = progress or (lambda _m: None)
+    name = config.train.model_name
     tracking.configure(tracking_uri)
     as_of = to_day(as_of)
-    with mlflow.start_run(run_name=f"train as of {as_of:%Y-%m-%d}") as run:
+    with mlflow.start_run(run_name=f"train {name} as of {as_of:%Y-%m-%d}") as run:
         mlflow.set_tags(
             {
+                "churnclv.model_name": name,
                 "churnclv.as_of": str(as_of.date()),
                 "churnclv.horizon_days": config.train.horizon_days,
                 "mlflow.source.git.commit": tracking.code_version(),
                 "churnclv.code_version": tracking.code_version(),
             }
         )
-        mlflow.log_params(_flat_params(config.to_dict()))
+        requested = _flat_params(config.to_dict())
+        # what training decides (the folds that fit, the models selected) is logged once it ran
+        mlflow.log_params({k: v for k, v in requested.items() if not _decided(k)})
         mlflow.log_param("as_of", str(as_of.date()))
         result = train(clean, as_of, config, progress=progress)
-        result.run_id = run.info.run_id
+        result.run_id, result.model_name = run.info.run_id, name
+        result.experiment, result.artifact_uri = EXPERIMENT, run.info.artifact_uri
+        mlflow.log_params(ran_params(result, config))
         say("logging to MLflow")
         t_log = time.perf_counter()
         sample = result.scorer.metadata_["training_sample"]
@@ -110,16 +120,17 @@ def train_and_log(
                 # integer outputs (tier_level) are never missing; MLflow's hint about them is noise here
                 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
                 signature = infer_signature(example, out, params={"reasons": True})
-            say("registering the model")
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(Path(__file__).with_name("model_code.py")),
-                artifacts={SCORER_ARTIFACT: str(scorer_dir)},
-                signature=signature,
-                input_example=example.head(3),
-                registered_model_name=MODEL_NAME,
-                pip_requirements=_requirements(),
-            )
+            say(f"registering the model {name}")
+            with tracking.registry_prints_off():  # the summary says which version it is
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(Path(__file__).with_name("model_code.py")),
+                    artifacts={SCORER_ARTIFACT: str(scorer_dir)},
+                    signature=signature,
+                    input_example=example.head(3),
+                    registered_model_name=name,
+                    pip_requirements=_requirements(),
+                )
         version = str(info.registered_model_version)
         result.model_version = version
         registry.tag_version(
@@ -130,14 +141,30 @@ def train_and_log(
             selected=result.selected,
             metrics=selected_metrics,
             backtested=result.plan is None or result.plan.backtested,
+            name=name,
         )
-        registry.set_alias(CHALLENGER, version)
+        registry.set_alias(CHALLENGER, version, name)
         if promote:
-            decision = promotion.promote(tolerance=config.train.promote_tolerance)
+            decision = promotion.promote(tolerance=config.train.promote_tolerance, name=name)
             result.promotion = decision.to_dict()  # promote() logged it in this run
         result.timings["log_and_register_s"] = time.perf_counter() - t_log
         mlflow.log_metric("timing.log_and_register_s", result.timings["log_and_register_s"])
     return result
+
+
+def _decided(key: str) -> bool:
+    """A parameter training decides: the folds that fit and the fitted scorer's settings."""
+    return key == "train.n_folds" or key.startswith("scorer.")
+
+
+def ran_params(result: TrainResult, config: RunConfig) -> dict[str, Any]:
+    """The parameters training decided, as they ran: the folds that fit (and the configured count), and
+    the fitted scorer's settings (the selected models, the churn blend weight, the label horizon)."""
+    return {
+        "train.n_folds": len(result.folds),
+        "train.n_folds_requested": config.train.n_folds,
+        **_flat_params({"scorer": asdict(result.scorer.config_)}),
+    }
 
 
 def selected_means(result: TrainResult) -> dict[str, float]:

@@ -62,8 +62,7 @@ def train(
     first_ts = pd.Timestamp(readiness.first_transaction)  # measured by the check: no second scan
     plan = plan_training(first_ts, as_of, tc)
     if plan.note:
-        log.warning("%s", plan.note)
-        say(plan.note)
+        log.warning("%s", plan.note)  # said once: the log (the progress and the summary do not repeat it)
     n_customers = count_customers(clean, as_of.date(), memory_limit=tc.memory_limit)
     sample = tc.sample_fraction(n_customers)
     if sample is not None:
@@ -97,7 +96,7 @@ def train(
     timings["backtest_s"] = time.perf_counter() - t0
     summary, eligible = summarize_backtest(backtest, plan.folds, tc.candidates)
     if plan.folds and not eligible:
-        say("no model candidate was scored on every fold: BTYD is chosen for every target")
+        log.warning("no model candidate was scored on every fold: BTYD is chosen for every target")
     if not plan.final_cutoffs:
         eligible = []  # the learned models need a labelled cutoff of the horizon
     selected = select_models(summary, tc.candidates, eligible)
@@ -110,11 +109,8 @@ def train(
     blend = select_churn_blend(fold_preds, learned) if eligible else None
     if blend is not None:
         selected["churn"], scorer_extra["churn_btyd_weight"], blend_scores = blend
-        msg = (
-            f"churn: {selected['churn']} with BTYD weight {scorer_extra['churn_btyd_weight']:g} "
-            f"(backtest log loss {blend_scores})"
-        )
-        log.info("%s", msg)
+        msg = f"churn: {selected['churn']} with BTYD weight {scorer_extra['churn_btyd_weight']:g}"
+        log.debug("%s (backtest log loss per model@weight %s)", msg, blend_scores)
         say(msg)
     say(f"selected: {selected}; refitting on cutoffs closed by {as_of:%Y-%m-%d}")
     if frame is None or plan.backtest_horizon_days != label_h:
@@ -143,7 +139,6 @@ def train(
         snapshot,
         as_of,
         dropped,
-        say,
         scorer_extra,
         daily=daily,
         level_window=window,
@@ -159,6 +154,11 @@ def train(
             "backtest": plan.to_dict(),
             "dropped": dropped,
             "features": asdict(config.features),
+            # the shape of the data it was trained on: scoring checks another data set against it
+            "data": {
+                "attributes": sorted(c.removeprefix("attr_") for c in snapshot.columns if c.startswith("attr_")),
+                "events": readiness.has_events,
+            },
         }
     )
     say(f"scoring the {len(snapshot):,} customers known at {as_of:%Y-%m-%d}")
@@ -206,7 +206,6 @@ def _final_fit(
     snapshot: pd.DataFrame,
     as_of: pd.Timestamp,
     dropped: list[dict[str, Any]],
-    say: Progress,
     scorer_extra: dict[str, Any] | None = None,
     *,
     daily: pd.DataFrame | None = None,
@@ -244,5 +243,4 @@ def _final_fit(
                 }
             )
             log.warning("final fit of %s failed (%s); falling back to %s", choice, reason, fallback)
-            say(f"final fit of {choice} failed ({reason}); falling back to {fallback}")
             choice = fallback

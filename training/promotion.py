@@ -150,7 +150,9 @@ def promote(
     client = mlflow_client()
     challenger = challenger or alias_version(client, name, CHALLENGER)
     if challenger is None:
-        raise RegistryError(f"model {name} has no '{CHALLENGER}' alias: train a model first (churnclv train)")
+        raise RegistryError(
+            f"model {name} has no '{CHALLENGER}' alias: train a model first (churnclv train --model-name {name})"
+        )
     try:
         version = client.get_model_version(name, challenger)
     except mlflow.exceptions.MlflowException:
@@ -159,7 +161,7 @@ def promote(
         ) from None
     champion = alias_version(client, name, CHAMPION)
     if champion == challenger:  # nothing to decide; the run keeps the record of its real decision
-        log.info("promotion of version %s: already the champion", challenger)
+        log.debug("promotion of version %s: already the champion", challenger)
         return PromotionDecision(
             True, challenger, champion, ["challenger is already the champion"], tolerance=tolerance
         )
@@ -184,5 +186,5 @@ def promote(
             client.set_tag(version.run_id, "churnclv.promotion.champion_version", champion)
     if decision.promoted:
         set_alias(CHAMPION, challenger, name)
-    log.info("promotion of version %s: %s (%s)", challenger, decision.promoted, "; ".join(decision.reasons))
+    log.debug("promotion of version %s: %s (%s)", challenger, decision.promoted, "; ".join(decision.reasons))
     return decision

@@ -1,5 +1,5 @@
-"""The model registry: the ``churnclv`` model, its ``champion`` and ``challenger`` aliases
-(the names: :mod:`churnclv.names`).
+"""The model registry: a registered model per data set (default ``churnclv``; ``--model-name``), its
+``champion`` and ``challenger`` aliases (the names: :mod:`churnclv.names`).
 
 The promotion rule is in :mod:`churnclv.training.promotion`.
 """
@@ -56,7 +56,7 @@ def tag_version(
 def set_alias(alias: str, version: str, name: str = MODEL_NAME) -> None:
     """Point ``alias`` of the registered model at ``version``."""
     mlflow_client().set_registered_model_alias(name, alias, version)
-    log.info("alias %s -> %s version %s", alias, name, version)
+    log.debug("alias %s -> %s version %s", alias, name, version)
 
 
 def version_metrics(version: str, name: str = MODEL_NAME) -> dict[str, float]:
@@ -67,6 +67,11 @@ def version_metrics(version: str, name: str = MODEL_NAME) -> dict[str, float]:
         return {}
     run = client.get_run(mv.run_id)
     return {k.removeprefix("selected."): v for k, v in run.data.metrics.items() if k.startswith("selected.")}
+
+
+def model_names() -> list[str]:
+    """The registered models of the store, sorted (one per data set)."""
+    return sorted(m.name for m in mlflow_client().search_registered_models())
 
 
 def list_versions(name: str = MODEL_NAME) -> list[dict[str, Any]]:

@@ -34,3 +34,7 @@ class TrainResult:
     run_id: str | None = None
     model_version: str | None = None
     promotion: dict[str, Any] | None = None
+    # where the run went (set by train_and_log): the registered model, the experiment, the artifacts
+    model_name: str | None = None
+    experiment: str | None = None
+    artifact_uri: str | None = None

@@ -5,9 +5,12 @@ The data fingerprint a run logs is :func:`churnclv.fingerprint.clean_fingerprint
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -56,6 +59,25 @@ def configure(uri: str | None = None, experiment: str = EXPERIMENT) -> str:
     exp_id = mlflow.create_experiment(experiment, artifact_location=artifact_root) if exp is None else exp.experiment_id
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+@contextmanager
+def registry_prints_off() -> Iterator[None]:
+    """Silence MLflow's prints while a model is registered ("Successfully registered model", "Created
+    version"): it prints them whatever the log level, and the training summary names the version.
+
+    ``eprint`` looks its stream up in ``mlflow.utils.logging_utils`` at each call, so that name points
+    at a stream that drops the text for the time being; MLflow's log handlers keep the real stream,
+    so its warnings still show. (MLflow's own enable/disable switch is reset inside ``log_model``.)
+    """
+    from mlflow.utils import logging_utils
+
+    real = logging_utils.MLFLOW_LOGGING_STREAM
+    logging_utils.MLFLOW_LOGGING_STREAM = io.StringIO()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        logging_utils.MLFLOW_LOGGING_STREAM = real
 
 
 def code_version() -> str:

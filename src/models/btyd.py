@@ -277,7 +277,7 @@ class BTYDModel(BaseEstimator):
         self.fit_notes_ = notes
         self.n_repeat_buyers_ = spend.n_repeat_buyers
         self.fit_seconds_ = {"purchases": purchases_s, "spend": spend_s}
-        logger.info(
+        logger.debug(
             "fitted %s on %d customers (%d unique rows) in %.2fs: %s, log-likelihood %.2f",
             self.model,
             self.n_customers_,

@@ -1,0 +1,99 @@
+"""Whether a model fits the data it is about to score: the customer attributes and the events it was
+trained with.
+
+A registered model belongs to one data set (``churnclv train --model-name NAME``). Scoring another data
+set with it either fails deep in LightGBM (an attribute column missing) or, worse, runs: attributes
+and events the model never saw are ignored, and its tier cut points belong to another population. So
+the batch job (before any feature is computed) and ``churnclv serve`` (before BentoML starts) compare
+the data with what the model recorded at training, and stop with one line: what differs and the fix.
+
+What the model recorded, in the scorer's metadata: ``data.attributes`` (the customer attributes of the
+training data) and ``data.events`` (whether it had events). A model trained before they were recorded
+is checked on the attributes of its logged signature (``attr_<name>`` input columns) alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from churnclv.errors import ChurnclvError
+from churnclv.serving.model import LoadedModel
+from churnclv.serving.snapshots import features_path
+
+__all__ = ["DataMismatchError", "check_fits", "check_folder", "check_snapshot"]
+
+
+class DataMismatchError(ChurnclvError, ValueError):
+    """The model was trained on data of another shape (another data set): one line, what differs and the fix."""
+
+
+def check_fits(loaded: LoadedModel, *, attributes: Sequence[str], events: bool | None, where: str) -> None:
+    """Refuse to score data whose customer attributes (or events) differ from the model's training data.
+
+    Parameters
+    ----------
+    loaded
+        The model.
+    attributes
+        The data's customer attribute columns (the customers table's columns but ``customer_id`` and
+        ``signup_ts``).
+    events
+        Whether the data has events; None: not known here (not checked).
+    where
+        The data, as the message names it (e.g. ``the data in work/clean``).
+
+    Raises
+    ------
+    DataMismatchError
+        What differs, and the fix: a model trained for this data set (``--model-name``).
+    """
+    problems = []
+    recorded = loaded.metadata.get("data") or {}
+    # the training snapshot's attributes, recorded since the model name came; else the logged signature's
+    trained = set(recorded.get("attributes", loaded.attributes))
+    missing, extra = sorted(trained - set(attributes)), sorted(set(attributes) - trained)
+    if missing:
+        problems.append(f"it reads customer attributes {missing} that {where} lacks")
+    if extra:
+        problems.append(f"{where} has customer attributes {extra} it was not trained with")
+    trained_events = recorded.get("events")
+    if events is not None and trained_events is not None and bool(trained_events) != events:
+        problems.append(
+            f"it was trained with events and {where} has none"
+            if trained_events
+            else f"{where} has events and it was trained without them"
+        )
+    if problems:
+        raise DataMismatchError(
+            f"model {loaded.name} version {loaded.version} was trained on another data set: {'; '.join(problems)}; "
+            "score with the model of this data set (--model-name NAME), or train one for it: "
+            "churnclv train --model-name NAME"
+        )
+
+
+def check_folder(loaded: LoadedModel, clean: Path | str) -> None:
+    """:func:`check_fits` against a folder of clean tables (the batch job's input)."""
+    from churnclv.features import connect, load_tables
+
+    con = connect()
+    tables = load_tables(clean, con)
+    events = tables.events is not None and int(con.to_pyarrow(tables.events.count()).as_py()) > 0
+    check_fits(loaded, attributes=tables.attributes, events=events, where=f"the data in {clean}")
+
+
+def check_snapshot(loaded: LoadedModel, folder: Path | str, day: dt.date) -> None:
+    """:func:`check_fits` against the batch job's feature snapshot of ``day`` in ``folder`` (what
+    ``score_by_id`` reads): its ``attr_<name>`` columns are the attributes of the data it was made from.
+    A snapshot that cannot be read is left to the service (it answers 503 until a batch run fixes it)."""
+    path = features_path(folder, day)
+    try:
+        columns = pq.read_schema(path).names
+    except (OSError, pa.ArrowException):
+        return
+    attributes = [c.removeprefix("attr_") for c in columns if c.startswith("attr_")]
+    check_fits(loaded, attributes=attributes, events=None, where=f"the feature snapshot {path}")
