@@ -45,18 +45,6 @@ def format_summary(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
-def format_notes(result: TrainResult) -> list[str]:
-    """One line each: the run's backtest status and every sub-fit left out, with its reason."""
-    lines = []
-    if result.plan is not None and result.plan.note:
-        lines.append(result.plan.note)
-    for d in result.dropped:
-        where = f"fold {d['fold']}: " if d.get("fold") is not None else f"{d['stage']}: "
-        lines.append(f"dropped {where}{d['candidate']}: {d['reason']}")
-    lines += [f"note: {n}" for n in result.scorer.metadata_.get("fit_notes", [])]
-    return lines
-
-
 def write_artifacts(result: TrainResult, out: Path) -> dict[str, Path]:
     """Plots and tables of a run, into ``out``: the diagnostics of the last backtest fold (calibration,
     gain for churn and spend, holdout purchases by frequency, each with its table as CSV), feature
