@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from churnclv import __version__
 from churnclv.cli_options import (
     DATA_HELP,
     WORK_DEFAULT,
+    StderrHandler,
     _date,
     as_of_option,
     config_option,
@@ -61,18 +63,45 @@ class LazyGroup(click.Group):
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    """Who says what on stderr. ``-q``: warnings and errors only, MLflow's and its database migrations'
+    included. Default: churnclv's INFO lines, without the model-fit details (``churnclv.models``).
+    ``-v``: those details and the fitted parameters (DEBUG). ``-vv``: the libraries' INFO lines too."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    library_level = logging.INFO if verbose > 1 and not quiet else logging.WARNING
+    handler = StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    if not verbose:
+        # a filter, not a logger level: the records still reach whoever else listens (tests' caplog)
+        handler.addFilter(lambda r: r.levelno >= logging.WARNING or not r.name.startswith("churnclv.models"))
+    seen: set[tuple[str, str]] = set()
+
+    def once(record: logging.LogRecord) -> bool:
+        # a warning repeated word for word (the same sub-fit in several candidates) is said once
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    handler.addFilter(once)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("churnclv").setLevel(level)
+    # MLflow sets its loggers' level from this variable when it is imported (after this, lazily)...
+    os.environ["MLFLOW_LOGGING_LEVEL"] = logging.getLevelName(library_level)
+    # ...and the loggers of libraries already imported are set here; each has its own handler
+    for name in ("mlflow", "alembic", "sqlalchemy", "huey", "bentoml", "py4j"):
+        logging.getLogger(name).setLevel(library_level)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="churnclv")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option(
+    "-v", "--verbose", count=True, help="More log output: -v model-fit details and parameters, -vv the libraries' too."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 def cli(verbose: int, quiet: bool) -> None:
     """churnclv: churn, customer lifetime value and growth-potential tiers, point in time."""
@@ -80,6 +109,11 @@ def cli(verbose: int, quiet: bool) -> None:
 
 
 # --------------------------------------------------------------------------- generate
+
+
+def _multiplier_option(flag: str, help: str) -> Any:
+    """A generator rate multiplier: a number > 0, default 1 (unchanged)."""
+    return click.option(flag, type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help=help)
 
 
 @cli.command()
@@ -111,20 +145,8 @@ def cli(verbose: int, quiet: bool) -> None:
     metavar="H",
     help="Length in days of every truth window (as-of, as-of + H]; at least 1.",
 )
-@click.option(
-    "--purchase-rate-scale",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Multiplies every purchase rate (3.3 gives about 50 lines per customer).",
-)
-@click.option(
-    "--event-rate-scale",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Multiplies every event rate (3.0 gives about 100 events per customer).",
-)
+@_multiplier_option("--purchase-rate-scale", "Multiplies every purchase rate (3.3 gives about 50 lines per customer).")
+@_multiplier_option("--event-rate-scale", "Multiplies every event rate (3.0 gives about 100 events per customer).")
 @click.option(
     "--seasonality-amplitude",
     type=click.FloatRange(min=0, max=1, max_open=True),
@@ -141,6 +163,20 @@ def cli(verbose: int, quiet: bool) -> None:
     metavar="DAY",
     help="Day of the year (1-366) on which purchase rates peak; 152 is 1 June. Default: 335 (1 December).",
 )
+@click.option(
+    "--shift-date",
+    default=None,
+    callback=_date,
+    metavar="DATE",
+    help="A change in customer behaviour from this date on (YYYY-MM-DD, within the data): see "
+    "--shift-purchase-rate and --shift-hazard. Default: no change.",
+)
+@_multiplier_option(
+    "--shift-purchase-rate", "Multiplies every purchase rate from --shift-date on (0.5: customers buy half as often)."
+)
+@_multiplier_option(
+    "--shift-hazard", "Multiplies every customer's dropout hazard from --shift-date on (3: they leave 3 times as fast)."
+)
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.pass_context
 def generate(
@@ -154,6 +190,9 @@ def generate(
     event_rate_scale: float,
     seasonality_amplitude: float | None,
     season_peak_day: int | None,
+    shift_date: Any,
+    shift_purchase_rate: float,
+    shift_hazard: float,
     fmt: str,
 ) -> None:
     """Generate a synthetic customer world (transactions, events, customers) and its ground truth.
@@ -168,6 +207,8 @@ def generate(
     and satisfaction (the latent state driving churn). It is computed from the latent state at
     as-of, not from the realised future: the best any model could do.
     """
+    from dataclasses import replace
+
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -189,6 +230,18 @@ def generate(
         )
     first, end = config.start, config.end
     span = f"the generated data runs from {first:%Y-%m-%d} to {end:%Y-%m-%d}"
+    if shift_date is None and (shift_purchase_rate != 1.0 or shift_hazard != 1.0):
+        raise click.UsageError("--shift-purchase-rate and --shift-hazard need --shift-date, the day the change starts")
+    if shift_date is not None:
+        if not first < shift_date <= end:
+            raise click.BadParameter(
+                f"{shift_date:%Y-%m-%d} is outside the data ({span}): pass a date after {first:%Y-%m-%d}",
+                ctx=ctx,
+                param_hint="'--shift-date'",
+            )
+        config = replace(
+            config, shift_date=shift_date, shift_purchase_rate=shift_purchase_rate, shift_hazard=shift_hazard
+        )
     if not 1 <= horizon_days <= config.n_days:
         raise click.BadParameter(
             f"{horizon_days}: the truth window (as-of, as-of + H] must last 1 to {config.n_days} days ({span}). "
@@ -237,6 +290,11 @@ def generate(
         f"truth: {counts['truth']:,} rows as of {', '.join(f'{a:%Y-%m-%d}' for a in dates)}, "
         f"horizon {horizon_days} days"
     )
+    if config.shift_date is not None:
+        click.echo(
+            f"behaviour shift from {config.shift_date:%Y-%m-%d}: purchase rates x {config.shift_purchase_rate:g}, "
+            f"dropout hazard x {config.shift_hazard:g}"
+        )
     for name, p in paths.items():
         click.echo(f"  {name:<13} {p}")
 

@@ -458,3 +458,161 @@ def test_generate_season_help_matches_the_world_defaults() -> None:
     config = WorldConfig()
     assert f"Default: {config.seasonality_amplitude}." in text
     assert f"Default: {config.season_peak_day_of_year} (1 December)" in text
+
+
+# --- a change in behaviour half way (shift_date, shift_purchase_rate, shift_hazard)
+
+SHIFT = pd.Timestamp("2025-07-01")
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    import hashlib
+
+    h = hashlib.sha256(",".join(frame.columns).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _digests(world: World, truth: pd.DataFrame) -> dict[str, str]:
+    return {name: _digest(getattr(world, name)) for name in ("transactions", "events", "customers")} | {
+        "truth": _digest(truth)
+    }
+
+
+# Content digests of worlds generated before the shift knob existed (commit 44be935): a world
+# without a shift must stay identical, row for row and bit for bit.
+_BEFORE_THE_KNOB = [
+    (
+        {"n_customers": 700, "seed": 5},
+        {"transactions": "8fee7c7b7d526736", "events": "278d2d50569cd220", "customers": "9cee7167fa79b28d",
+         "truth": "f411adb000c4ecff"},
+    ),
+    (
+        {"n_customers": 300, "seed": 9, "purchase_rate_scale": 2.0, "seasonality_amplitude": 0.0},
+        {"transactions": "f3ed90ce3d081a7f", "events": "fa14deaa1bce12cf", "customers": "1178bbfcd06ce164",
+         "truth": "3792ac47e6f3092f"},
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), _BEFORE_THE_KNOB)
+def test_a_world_without_shift_is_unchanged(kwargs: dict, expected: dict) -> None:
+    world = generate_world(WorldConfig(**kwargs))
+    truth = truth_at(world, [pd.Timestamp("2025-03-01"), pd.Timestamp("2025-09-15")], 28)
+    assert _digests(world, truth) == expected
+
+
+def test_generate_command_without_shift_writes_the_same_world(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from churnclv.cli import cli
+
+    args = ["generate", "--customers", "300", "--seed", "3", "--horizon-days", "28", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "shift" not in result.output
+    got = {n: _digest(pd.read_parquet(tmp_path / f"{n}.parquet")) for n in ("transactions", "events", "customers")}
+    got["truth"] = _digest(pd.read_parquet(tmp_path / "truth.parquet"))
+    assert got == {"transactions": "d403708e7e24324c", "events": "eb2b4f139805ce10", "customers": "b4f8e6623e59fd88",
+                   "truth": "a3acba13305afb75"}  # fmt: skip
+
+
+def _orders(world: World) -> pd.Series:
+    tx = world.transactions
+    return tx[tx["amount"] > 0].drop_duplicates("order_id")["ts"]
+
+
+def test_shift_purchase_rate_changes_only_what_comes_after(small: World) -> None:
+    shifted = generate_world(WorldConfig(n_customers=2_000, seed=11, shift_date=SHIFT, shift_purchase_rate=0.5))
+
+    # same latent state, same proposals, same thinning draws: the orders before the shift are unchanged
+    # (their lines and amounts are drawn after the thinning, so they may differ)
+    def orders_before(world: World) -> pd.DataFrame:
+        tx = world.transactions
+        keys = tx[(tx["amount"] > 0) & (tx["ts"] < SHIFT)][["customer_id", "ts"]].drop_duplicates()
+        return keys.reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(orders_before(shifted), orders_before(small))
+    np.testing.assert_array_equal(shifted.latent.death_day, small.latent.death_day)
+    after_base, after_shift = (_orders(w)[_orders(w) >= SHIFT + DAY].size for w in (small, shifted))
+    # the orders after it are a thinned half of the unshifted world's
+    assert after_shift / after_base == pytest.approx(0.5, abs=0.06)
+
+
+def test_shift_hazard_shortens_the_remaining_life_after_the_date(small: World) -> None:
+    shifted = generate_world(WorldConfig(n_customers=2_000, seed=11, shift_date=SHIFT, shift_hazard=4.0))
+    s = float((SHIFT - small.config.start) / DAY)
+    base, new = small.latent.death_day, shifted.latent.death_day
+    since = np.maximum(small.latent.signup_day, s)
+    later = base > since
+    np.testing.assert_array_equal(new[~later], base[~later])  # dead before the shift (or sign-up): unchanged
+    np.testing.assert_allclose(new[later] - since[later], (base[later] - since[later]) / 4.0, rtol=1e-12)
+    assert (new[later] < base[later]).all()
+    buys = shifted.transactions[shifted.transactions["amount"] > 0]
+    last_buy_day = ((buys.groupby("customer_id")["ts"].max() - shifted.config.start) / DAY).to_numpy()
+    death = pd.Series(new, index=shifted.customers["customer_id"]).reindex(buys.groupby("customer_id").size().index)
+    assert (last_buy_day <= death.to_numpy() + 1e-6).all()  # nobody buys after the new death time
+
+
+def test_truth_follows_the_shift_when_the_window_straddles_it() -> None:
+    world = generate_world(
+        WorldConfig(n_customers=20_000, seed=21, shift_date=SHIFT, shift_purchase_rate=0.5, shift_hazard=3.0)
+    )
+    as_of = [SHIFT - 14 * DAY, SHIFT + 30 * DAY]  # a window across the change, one after it
+    truth = _realised(world, truth_at(world, as_of, 28), 28)
+    for _, part in truth.groupby("as_of"):
+        assert (part["orders"] == 0).mean() == pytest.approx(part["p_no_purchase"].mean(), abs=0.015)
+        assert part["orders"].mean() == pytest.approx(part["expected_purchases"].mean(), rel=0.05)
+    unshifted = truth_at(generate_world(WorldConfig(n_customers=20_000, seed=21)), as_of, 28)
+    # the shift is visible in the truth: fewer expected orders after it
+    assert truth["expected_purchases"].mean() < 0.8 * unshifted["expected_purchases"].mean()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"shift_hazard": 2.0}, "needs shift_date"),
+        ({"shift_purchase_rate": 0.5}, "needs shift_date"),
+        ({"shift_date": "2026-01-02", "shift_hazard": 2.0}, "shift_date"),
+        ({"shift_date": "2023-01-01"}, "shift_date"),
+        ({"shift_date": SHIFT, "shift_hazard": 0.0}, "shift_hazard"),
+        ({"shift_date": SHIFT, "shift_purchase_rate": float("inf")}, "shift_purchase_rate"),
+        ({"shift_date": "2025-07-01 12:00"}, "shift_date"),
+    ],
+)
+def test_config_rejects_bad_shift(kwargs: dict, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        WorldConfig(**kwargs)
+
+
+def test_generate_shift_options_reach_the_world(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from churnclv.cli import cli
+
+    args = ["generate", "--customers", "2000", "--seed", "11", "--out", str(tmp_path), "--shift-date", "2025-07-01"]
+    result = CliRunner().invoke(cli, [*args, "--shift-purchase-rate", "0.5", "--shift-hazard", "2"])
+    assert result.exit_code == 0, result.output
+    assert "behaviour shift from 2025-07-01: purchase rates x 0.5, dropout hazard x 2" in result.output
+    expected = generate_world(WorldConfig(n_customers=2_000, seed=11, shift_date=SHIFT, shift_purchase_rate=0.5,
+                                          shift_hazard=2.0))  # fmt: skip
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "transactions.parquet"), expected.transactions)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--shift-hazard", "2"], "need --shift-date"),
+        (["--shift-date", "2027-01-01", "--shift-hazard", "2"], "Invalid value for '--shift-date'"),
+        (["--shift-date", "2025-07-01", "--shift-purchase-rate", "0"], "Invalid value for '--shift-purchase-rate'"),
+    ],
+)
+def test_generate_refuses_bad_shift(tmp_path, args: list[str], says: str) -> None:
+    from click.testing import CliRunner
+
+    from churnclv.cli import cli
+
+    result = CliRunner().invoke(cli, ["generate", "--customers", "10", "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2, result.output
+    assert says in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from churnclv.generator.arrays import SECONDS_PER_DAY, code_names, digits, fixed_strings, to_seconds, ts_array
 from churnclv.generator.events import block_events
+from churnclv.generator.shift import shifted_death
 from churnclv.generator.transactions import block_transactions
 from churnclv.generator.world import ID_WIDTH, Latent, WorldConfig
 
@@ -65,7 +66,7 @@ def _generate_block(config: WorldConfig, block: int) -> Block:
     signup_sec = np.floor(rng.random(n) * config.signup_days * SECONDS_PER_DAY).astype(np.int64)
     signup = signup_sec / SECONDS_PER_DAY
     hazard = config.base_hazard * np.exp(-config.hazard_beta * z)
-    death = signup + rng.standard_exponential(n) / hazard
+    death = shifted_death(config, signup, signup + rng.standard_exponential(n) / hazard)
     buyer = rng.random(n) >= config.never_buyer_share
     shape = config.purchase_rate_shape
     purchase_rate = (

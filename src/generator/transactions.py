@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from churnclv.generator.arrays import code_names, digits, fixed_strings, sort_rows, ts_array
 from churnclv.generator.clock import poisson_points, seasonal_factor
+from churnclv.generator.shift import max_rate_factor, rate_factors
 from churnclv.generator.world import ID_WIDTH, WorldConfig
 
 __all__ = ["CATEGORIES", "MEAN_LINES_PER_ORDER", "MEAN_RETURN_FRACTION", "ORDER_CHANNELS", "block_transactions"]
@@ -53,11 +54,15 @@ def block_transactions(
     timestamps; customers buy from ``signup`` to ``alive_end`` at ``purchase_rate`` (times the season).
     """
     n_days = config.n_days
-    amp = config.seasonality_amplitude
-    cust, t = poisson_points(rng, signup, alive_end, purchase_rate * (1 + amp))
-    # seasonality by thinning on whole days, so the truth can integrate it exactly on a daily grid
-    season = seasonal_factor(config, np.arange(n_days + 1))
-    keep = rng.random(t.size) * (1 + amp) < season[t.astype(np.int64)]
+    bound = (1 + config.seasonality_amplitude) * max_rate_factor(config)  # the largest daily multiplier
+    cust, t = poisson_points(rng, signup, alive_end, purchase_rate * bound)
+    # seasonality (and a behaviour shift) by thinning on whole days, so the truth can integrate it
+    # exactly on a daily grid
+    days = np.arange(n_days + 1)
+    season = seasonal_factor(config, days)
+    if config.shift_purchase_rate != 1.0:
+        season = season * rate_factors(config, days)
+    keep = rng.random(t.size) * bound < season[t.astype(np.int64)]
     cust, t = cust[keep], t[keep]
     sec = seconds(cust, t)
     order = sort_rows(cust, sec, n_days)

@@ -12,6 +12,7 @@ import pyarrow as pa
 from churnclv.generator.arrays import digits, fixed_strings
 from churnclv.generator.blocks import BLOCK
 from churnclv.generator.clock import seasonal_factor
+from churnclv.generator.shift import hazard_factors, rate_factors
 from churnclv.generator.transactions import MEAN_LINES_PER_ORDER, MEAN_RETURN_FRACTION
 from churnclv.generator.world import ID_WIDTH, Latent, World, WorldConfig
 
@@ -43,21 +44,22 @@ def truth_rows(
         alive = latent.death_day[known] > a
         h = latent.hazard[known]
         lam = latent.purchase_rate[known] * alive
-        # Piecewise-constant rate on whole days of the window: the remaining life is Exp(h)
-        # (memoryless), so every day's contribution integrates in closed form.
-        season = seasonal_factor(config, np.floor(a + np.arange(horizon_days) + 0.5))
+        # Piecewise-constant rate and hazard on whole days of the window: the remaining life is
+        # memoryless, so every day's contribution integrates in closed form.
+        days = np.floor(a + np.arange(horizon_days) + 0.5)
+        season = seasonal_factor(config, days) * rate_factors(config, days)  # x 1.0 without a shift: exact
         cum = np.zeros(known.size)  # integrated purchase rate since as_of
         surv = np.ones(known.size)  # P(still alive k days after as_of)
         p_none = np.zeros(known.size)
         expected = np.zeros(known.size)
-        one_day_survival = np.exp(-h)
-        for s in season:
+        for s, k in zip(season, hazard_factors(config, days), strict=True):
             mu = lam * s
+            hk = h * k  # the day's hazard
             # death during this day with no purchase before it
-            p_none += surv * np.exp(-cum) * h * -np.expm1(-(h + mu)) / (h + mu)
-            expected += surv * mu * -np.expm1(-h) / h
+            p_none += surv * np.exp(-cum) * hk * -np.expm1(-(hk + mu)) / (hk + mu)
+            expected += surv * mu * -np.expm1(-hk) / hk
             cum += mu
-            surv *= one_day_survival
+            surv *= np.exp(-hk)
         p_none += surv * np.exp(-cum)
         p_none = np.where(alive, np.minimum(p_none, 1.0), 1.0)
         net_line = latent.mean_line_value[known] * (1 - latent.return_prob[known] * MEAN_RETURN_FRACTION)

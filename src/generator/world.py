@@ -77,6 +77,12 @@ class WorldConfig:
         ``mean_line_value`` (times a region factor).
     return_prob : float
         Probability that a line is returned, at ``z = 0`` (rises as ``z`` falls).
+    shift_date : pd.Timestamp, optional
+        A change in behaviour (:mod:`churnclv.generator.shift`): from this date on (midnight, after
+        ``start``, at most ``end``) purchase rates are multiplied by ``shift_purchase_rate`` and
+        dropout hazards by ``shift_hazard``. None (default): no change, the world of old.
+    shift_purchase_rate, shift_hazard : float
+        The multipliers (> 0; 1 = unchanged); either needs ``shift_date``.
     """
 
     n_customers: int = 10_000
@@ -98,9 +104,12 @@ class WorldConfig:
     customer_value_sigma: float = 0.5
     line_value_sigma: float = 0.6
     return_prob: float = 0.08
+    shift_date: pd.Timestamp | None = None
+    shift_purchase_rate: float = 1.0
+    shift_hazard: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("start", "end"):
+        for name in ("start", "end") if self.shift_date is None else ("start", "end", "shift_date"):
             value = pd.Timestamp(getattr(self, name))
             if value.tzinfo is not None or value != value.normalize():
                 raise ValueError(
@@ -131,11 +140,33 @@ class WorldConfig:
         for name in ("never_buyer_share", "return_prob", "seasonality_amplitude"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"WorldConfig.{name} must be in [0, 1); got {getattr(self, name)}.")
+        self._check_shift()
+
+    def _check_shift(self) -> None:
+        for name in ("shift_purchase_rate", "shift_hazard"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"WorldConfig.{name} must be a finite number > 0 (1 = unchanged); got {value}.")
+            if value != 1.0 and self.shift_date is None:
+                raise ValueError(
+                    f"WorldConfig.{name} = {value} needs shift_date, the day the change starts; "
+                    "pass e.g. shift_date='2025-07-01'."
+                )
+        if self.shift_date is not None and not self.start < self.shift_date <= self.end:
+            raise ValueError(
+                f"WorldConfig.shift_date ({self.shift_date.date()}) must be after start ({self.start.date()}) "
+                f"and at most end ({self.end.date()}); pass a date within the world."
+            )
 
     @property
     def n_days(self) -> int:
         """Length of the world in days."""
         return int((self.end - self.start) / pd.Timedelta(days=1))
+
+    @property
+    def shift_day(self) -> int | None:
+        """The shift date in whole days since ``start`` (None: no shift)."""
+        return None if self.shift_date is None else int((self.shift_date - self.start) / pd.Timedelta(days=1))
 
 
 @dataclass

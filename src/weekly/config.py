@@ -1,0 +1,60 @@
+"""The ``[weekly]`` section of the run configuration: when to retrain and which service to reload.
+
+```toml
+[weekly]
+retrain_every_days = 28        # retrain when the newest registered version was trained this long ago
+retrain_on_breach = true       # retrain when the monitor reports a breach (exit status 3)
+service_url = "http://scoring:3000"   # POST /reload after the run (unset: no service to tell)
+api_key_env = "CHURNCLV_API_KEY"      # the environment variable holding the service's API key
+reload_timeout_s = 30
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+from churnclv.config import ConfigError
+from churnclv.config_schema import Fix, check_table, read_run_config, rule_error, section, settings
+from churnclv.redaction import redact_text
+
+__all__ = ["WeeklyConfig", "load_weekly_config"]
+
+
+def _http_url(url: str | None) -> str | None:
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise rule_error(
+            "must be an http:// or https:// URL", 'e.g. service_url = "http://localhost:3000"', got=redact_text(url)
+        )
+    return url
+
+
+Days = Annotated[int, Field(ge=1), Fix("a whole number of days >= 1, e.g. retrain_every_days = 28")]
+
+
+@settings("weekly")
+class WeeklyConfig:
+    """The weekly job's settings (TOML section ``[weekly]``)."""
+
+    retrain_every_days: Days = 28
+    retrain_on_breach: bool = True
+    service_url: Annotated[str | None, AfterValidator(_http_url)] = None
+    api_key_env: Annotated[
+        str,
+        Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        Fix('the name of an environment variable, e.g. api_key_env = "CHURNCLV_API_KEY"'),
+    ] = "CHURNCLV_API_KEY"
+    reload_timeout_s: Annotated[float, Field(gt=0, le=600, allow_inf_nan=False)] = 30.0
+
+
+def load_weekly_config(path: Path | None) -> WeeklyConfig:
+    """The ``[weekly]`` section of the file at ``path`` (None or no section: the defaults); a bad key or
+    value is a :class:`~churnclv.config.ConfigError` naming the key, the rule and the fix."""
+    raw = read_run_config(path)
+    try:
+        return WeeklyConfig(**check_table(raw.get("weekly", {}), section("weekly")))
+    except ConfigError as exc:
+        raise ConfigError(f"config: {exc}") from None

@@ -1,0 +1,66 @@
+"""Ask a running scoring service to pick up the new champion and snapshot: ``POST /reload`` with the
+API key (:mod:`churnclv.serving.auth`). A service that cannot be reached or refuses is a warning for
+the summary, never a failure of the run: the service also checks the alias on its own
+(``CHURNCLV_RELOAD_INTERVAL_S``)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from churnclv.redaction import redact_text, redact_url
+from churnclv.serving.auth import API_KEY_HEADER
+
+__all__ = ["ReloadOutcome", "reload_service"]
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What the service answered: ``ok`` and one line for the summary (a warning when not ok)."""
+
+    ok: bool
+    message: str
+    answer: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As plain data (the journal)."""
+        return {"ok": self.ok, "outcome": self.message, "answer": self.answer}
+
+
+def _detail(body: bytes) -> str:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return ""
+    return str(doc.get("detail") or doc.get("title") or "") if isinstance(doc, dict) else ""
+
+
+def reload_service(url: str, api_key: str | None, api_key_env: str, timeout_s: float) -> ReloadOutcome:
+    """POST ``url``/reload with ``api_key``; the outcome in one line, URLs redacted, the key never shown."""
+    where = redact_url(url)
+    if api_key is None:
+        return ReloadOutcome(False, f"warning: service {where} not reloaded: {api_key_env} is not set (the API key)")
+    request = urllib.request.Request(
+        url.rstrip("/") + "/reload",
+        data=b"{}",
+        method="POST",
+        headers={API_KEY_HEADER: api_key, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        hint = f": check {api_key_env}" if exc.code in (401, 403) else ""
+        detail = redact_text(_detail(exc.read()))
+        return ReloadOutcome(False, f"warning: service {where} answered {exc.code} {detail}{hint}".rstrip())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return ReloadOutcome(
+            False, f"warning: service {where} not reachable ({redact_text(str(reason))}): not reloaded"
+        )
+    status, old, new = answer.get("status"), answer.get("previous_version"), answer.get("version")
+    text = f"version {old} -> {new}" if status == "reloaded" else f"unchanged, version {new}"
+    return ReloadOutcome(True, f"service {where}: {text}, snapshot {answer.get('snapshot')}", answer)
