@@ -66,8 +66,8 @@ def table_scan(path: Path) -> str:
     files = table_files(path)
     listed = ", ".join(_literal(str(f)) for f in files)
     if files and files[0].suffix == ".csv":
-        return f"read_csv([{listed}], all_varchar=true, union_by_name=true)"
-    return f"read_parquet([{listed}], union_by_name=true)"
+        return f"read_csv([{listed}], all_varchar=true, union_by_name=true, hive_partitioning=false)"
+    return f"read_parquet([{listed}], union_by_name=true, hive_partitioning=false)"
 
 
 def clean_fingerprint(clean: Path | str, *, memory_limit: str | None = None) -> dict[str, Any]:

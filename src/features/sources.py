@@ -70,19 +70,25 @@ def _typed(table: ir.Table) -> ir.Table:
     return table.mutate(**casts) if casts else table
 
 
+# A folder named like ``dt=2025-10-02`` anywhere in the path is not a column: DuckDB reads such names
+# as hive partitions by default, which added a ``dt`` column (then an ``attr_dt`` attribute) to tables
+# kept under a dated folder.
+_NO_HIVE = {"hive_partitioning": False}
+
+
 def _read(con: ibis.BaseBackend, path: Path, name: str) -> ir.Table:
     p = str(path)
     if path.is_dir():
         if any(path.rglob("*.parquet")):
-            return con.read_parquet(f"{p}/**/*.parquet", table_name=name, union_by_name=True)
+            return con.read_parquet(f"{p}/**/*.parquet", table_name=name, union_by_name=True, **_NO_HIVE)
         if any(path.rglob("*.csv")):
-            table = con.read_csv(f"{p}/**/*.csv", table_name=name, all_varchar=True, union_by_name=True)
+            table = con.read_csv(f"{p}/**/*.csv", table_name=name, all_varchar=True, union_by_name=True, **_NO_HIVE)
             return _typed(table)
         raise DataError(f"{path}: folder holds no .parquet or .csv files: add the table's files")
     if path.suffix == ".parquet":
-        return con.read_parquet(p, table_name=name)
+        return con.read_parquet(p, table_name=name, **_NO_HIVE)
     # all text first, so ids keep their leading zeros
-    return _typed(con.read_csv(p, table_name=name, all_varchar=True))
+    return _typed(con.read_csv(p, table_name=name, all_varchar=True, **_NO_HIVE))
 
 
 def check_frame(frame: pd.DataFrame, name: str) -> pd.DataFrame:

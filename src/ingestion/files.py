@@ -115,7 +115,7 @@ def _csv_sql(files: list[Path], delim: str) -> str:
         parts.append(
             f"SELECT * FROM read_csv({listed}, header=true, auto_detect=false, columns={columns}, "
             f"delim={literal(delim)}, quote='\"', escape='\"', comment='', skip=0, strict_mode=true, "
-            "null_padding=false, ignore_errors=false)"
+            "null_padding=false, ignore_errors=false, hive_partitioning=false)"
         )
     # files with other headers are matched by column name, as union_by_name did
     return parts[0] if len(parts) == 1 else " UNION ALL BY NAME ".join(f"({q})" for q in parts)
@@ -130,7 +130,7 @@ def _parquet_sql(files: list[Path]) -> str:
             raise DataError(f"{f}: unreadable ({why}): check the file") from None
         check_names(names, str(f))
     listed = "[" + ", ".join(literal(str(p)) for p in files) + "]"
-    return f"SELECT * FROM read_parquet({listed}, union_by_name=true)"
+    return f"SELECT * FROM read_parquet({listed}, union_by_name=true, hive_partitioning=false)"  # dt=... is a folder
 
 
 def register_file(con: duckdb.DuckDBPyConnection, path: Path, view: str) -> RawTable:

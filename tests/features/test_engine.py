@@ -73,6 +73,17 @@ def test_sources_agree(frames, tmp_path, fmt):
     assert from_files["customer_id"].tolist() == ["007", "010", "012"]  # CSV ids keep their zeros
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "folder"])
+def test_a_dated_folder_name_is_not_a_column(frames, tmp_path, fmt):
+    # DuckDB reads key=value folder names as hive partitions unless told not to: tables kept under
+    # OUT/weekly/dt=2025-10-02/ gained a dt column, then an attr_dt attribute the model learned
+    t, e, c = frames
+    plain = compute_features(write_dir(tmp_path / "plain" / fmt, t, e, c, fmt), "2024-06-30")
+    dated = compute_features(write_dir(tmp_path / "dt=2024-07-01" / "region=x" / fmt, t, e, c, fmt), "2024-06-30")
+    assert not any(col in ("dt", "region", "attr_dt") for col in dated.columns if col not in plain.columns)
+    pd.testing.assert_frame_equal(dated, plain)
+
+
 def test_source_errors(frames, tmp_path):
     t, _, _ = frames
     with pytest.raises(ValueError, match="no transactions table"):
