@@ -1,15 +1,26 @@
-"""Targeting a retention campaign: by churn score, by CLV at risk, by the uplift model, against the true optimum.
+"""Targeting a retention campaign: by churn score, by CLV at risk, by uplift, against the true optimum.
 
-Two generated worlds of the same kind: on the first, a past campaign with a 50 % holdout teaches the
-X-learner who responds; on the second, a scorer (BTYD + LightGBM, trained on its history) scores the
-base at the as-of and every policy picks whom to contact. The policies are judged on the truth: each
-customer's true expected effect on revenue over the horizon (:mod:`churnclv.generator.campaign`),
-so profit = sum over contacted customers of ``margin x true effect - cost of the scores' action``
-(the playbook's costs). The churn-score and CLV-at-risk policies contact as many customers as the
-uplift model decides to (the budget it chose); the optimum contacts exactly the customers whose true
-profit is positive; the last rows give every ranking the optimum's budget.
+Per seed, two generated worlds of the same kind. On the first, ``--campaigns`` past campaigns (one
+per quarter, the last as of 2025-06-30, each with a 50 % holdout and scored by a scorer trained as of
+its date) teach the targeting; on the second, a scorer trained on its history scores the base as of
+2025-06-30 and every policy picks whom to contact. The policies are judged on the truth: each
+customer's true expected effect on revenue over the horizon (:mod:`churnclv.generator.campaign`), so
+profit = sum over contacted customers of ``margin x true effect - cost of the scores' action`` (the
+playbook's costs). The optimum contacts exactly the customers whose true profit is positive: it
+knows each customer's drawn response type, which no model can, so no policy gets near 100 %.
 
-    .venv/bin/python bench/uplift.py --customers 6000
+Policies (the rule "profit > 0": contact where ``margin x expected uplift - cost > 0``):
+
+- the X-learner on the last campaign alone (the first version), and on all campaigns pooled;
+- ``expected_spend x rho``: the scores' expected spend scaled by the uplift measured on the past
+  campaigns (:class:`churnclv.campaigns.targeting.CampaignTargeting` with that candidate only);
+- the targeting: the candidate (expected spend, CLV at risk or the X-learner) with the best profit
+  on held-out past campaigns;
+- churn score and CLV at risk, at the targeting's budget and at the optimum's.
+
+The table gives the median over the seeds (the share of the optimum per seed in the last column).
+
+    .venv/bin/python bench/uplift.py --customers 6000 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +36,8 @@ import pandas as pd
 
 from churnclv.campaigns.config import CampaignSettings
 from churnclv.campaigns.holdout import assign_holdout
-from churnclv.campaigns.uplift import UpliftModel, contact_decisions
+from churnclv.campaigns.targeting import CampaignTargeting, PastCampaign, policy_table
+from churnclv.campaigns.uplift import UpliftModel
 from churnclv.features import compute_features, compute_training_frame
 from churnclv.generate import generate_world
 from churnclv.generator.campaign import simulate_campaign
@@ -37,90 +50,122 @@ AS_OF = pd.Timestamp("2025-06-30")
 HORIZON = 90
 
 
-def _history(world: World, folder: Path) -> Path:
+def _scored(world: World, as_of: pd.Timestamp, folder: Path, rounds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and scores at ``as_of`` from a scorer trained on the world's history up to it."""
     folder.mkdir(parents=True, exist_ok=True)
-    day_after = AS_OF + pd.Timedelta(days=1)
+    day_after = as_of + pd.Timedelta(days=1)
     for name in ("transactions", "events"):
         table = getattr(world, name)
         table[table["ts"] < day_after].to_parquet(folder / f"{name}.parquet")
     world.customers.to_parquet(folder / "customers.parquet")
-    return folder
-
-
-def _scored(world: World, folder: Path, rounds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features and scores at the as-of from a scorer trained on the world's history."""
-    train = compute_training_frame(folder, AS_OF, HORIZON, n_cutoffs=3)
-    features = compute_features(folder, AS_OF)
+    train = compute_training_frame(folder, as_of, HORIZON, n_cutoffs=3)
+    features = compute_features(folder, as_of)
     scorer = Scorer(config=ScorerConfig(horizon_days=HORIZON, gbm_rounds=rounds, seed=1)).fit(
-        train, features, as_of=AS_OF
+        train, features, as_of=as_of
     )
-    return features, scorer.score(features, as_of=AS_OF, reasons=False)
+    return features, scorer.score(features, as_of=as_of, reasons=False)
+
+
+def _past_campaigns(world: World, n: int, tmp: Path, rounds: int) -> list[PastCampaign]:
+    """``n`` quarterly campaigns with a 50 % holdout, the latest as of :data:`AS_OF`."""
+    out = []
+    for k in range(n):
+        as_of = (AS_OF + pd.Timedelta(days=1) - pd.DateOffset(months=3 * k)) - pd.Timedelta(days=1)
+        features, scores = _scored(world, as_of, tmp / f"past{k}", rounds)
+        plan = assign_holdout(scores, f"past{k}", share=0.5)
+        arms = plan.assign(action=scores["action"].to_numpy())
+        sim = simulate_campaign(world, as_of, arms, horizon_days=HORIZON, seed=1 + k)
+        y = features["customer_id"].map(sim.transactions.groupby("customer_id")["amount"].sum()).fillna(0.0)
+        out.append(PastCampaign.from_frames(f"past{k}", features, scores, ~plan["holdout"].to_numpy(), y.to_numpy()))
+    return out
+
+
+def _top(score: np.ndarray, k: int) -> np.ndarray:
+    mask = np.zeros(score.size, dtype=bool)
+    mask[np.argsort(-score, kind="stable")[:k]] = True
+    return mask
+
+
+def run_seed(
+    seed: int, customers: int, n_campaigns: int, rounds: int, margin: float, cost_scale: float
+) -> tuple[pd.DataFrame, str]:
+    """The policy table of one seed, and the candidate the targeting chose."""
+    costs = {action: cost_scale * cost for action, cost in default_tier_config().playbook.costs.items()}
+    config = WorldConfig(n_customers=customers, seed=2 * seed, start=pd.Timestamp("2023-07-01"))
+    past, target = generate_world(config), generate_world(WorldConfig(**{**config.__dict__, "seed": 2 * seed + 1}))
+    with tempfile.TemporaryDirectory() as tmp:
+        campaigns = _past_campaigns(past, n_campaigns, Path(tmp), rounds)
+        f_now, s_now = _scored(target, AS_OF, Path(tmp) / "now", rounds)
+    everyone = s_now[["customer_id"]].assign(holdout=False, action=s_now["action"].to_numpy())
+    truth = simulate_campaign(target, AS_OF, everyone, horizon_days=HORIZON, seed=2).truth.set_index("customer_id")
+    effect = s_now["customer_id"].map(truth["effect_spend"]).to_numpy()
+    cost = s_now["action"].map(costs).to_numpy(float)
+
+    def profit_rule(uplift: np.ndarray) -> np.ndarray:
+        return margin * uplift - cost
+
+    names = list(campaigns[0].feature_names)
+    pooled = pd.concat([c.customers for c in campaigns], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # LightGBM's notes on small leaves
+        last = campaigns[0].customers
+        x_one = UpliftModel(seed=seed).fit(last[names], last["treated"], last["outcome"]).predict(f_now[names])
+        x_all = UpliftModel(seed=seed).fit(pooled[names], pooled["treated"], pooled["outcome"]).predict(f_now[names])
+        spend = CampaignTargeting(candidates=("expected_spend",), margin=margin, seed=seed).fit(campaigns, costs)
+        chosen = CampaignTargeting(margin=margin, seed=seed).fit(campaigns, costs)
+    by_spend = profit_rule(spend.expected_uplift(f_now, s_now))
+    targeted = profit_rule(chosen.expected_uplift(f_now, s_now))
+    budget, k_best = int((targeted > 0).sum()), int((margin * effect - cost > 0).sum())
+    p_churn, at_risk = s_now["p_churn"].to_numpy(float), s_now["clv_at_risk"].to_numpy(float)
+    n = len(s_now)
+    policies = {
+        "nobody": np.zeros(n, dtype=bool),
+        "everyone": np.ones(n, dtype=bool),
+        "X-learner, last campaign, profit > 0 (before)": profit_rule(x_one) > 0,
+        f"X-learner, {n_campaigns} campaigns pooled, profit > 0": profit_rule(x_all) > 0,
+        "expected spend x measured uplift, profit > 0": by_spend > 0,
+        "targeting chosen on held-out campaigns, profit > 0": targeted > 0,
+        "churn score, targeting's budget": _top(p_churn, budget),
+        "CLV at risk, targeting's budget": _top(at_risk, budget),
+        "true optimum (true profit > 0)": margin * effect - cost > 0,
+        "churn score, optimum's budget": _top(p_churn, k_best),
+        "CLV at risk, optimum's budget": _top(at_risk, k_best),
+        "X-learner (last campaign), optimum's budget": _top(profit_rule(x_one), k_best),
+        "X-learner (pooled), optimum's budget": _top(profit_rule(x_all), k_best),
+        "targeting, optimum's budget": _top(targeted, k_best),
+    }
+    return policy_table(effect, cost, policies, margin=margin), chosen.chosen_
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--customers", type=int, default=6000)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--campaigns", type=int, default=3, help="past campaigns the targeting learns from")
     ap.add_argument("--gbm-rounds", type=int, default=100)
     ap.add_argument("--margin", type=float, default=CampaignSettings().margin)
+    ap.add_argument("--cost-scale", type=float, default=1.0, help="multiply every action's playbook cost")
     args = ap.parse_args()
-    costs = default_tier_config().playbook.costs
     t0 = time.perf_counter()
-    config = WorldConfig(n_customers=args.customers, seed=args.seed, start=pd.Timestamp("2023-07-01"))
-    past, target = generate_world(config), generate_world(WorldConfig(**{**config.__dict__, "seed": args.seed + 1}))
-    with tempfile.TemporaryDirectory() as tmp:
-        f_past, s_past = _scored(past, _history(past, Path(tmp) / "past"), args.gbm_rounds)
-        f_now, s_now = _scored(target, _history(target, Path(tmp) / "now"), args.gbm_rounds)
-
-    # the past campaign (50 % holdout) teaches the uplift model
-    plan = assign_holdout(s_past, "past", share=0.5)
-    sim = simulate_campaign(past, AS_OF, plan.assign(action=s_past["action"].to_numpy()), horizon_days=HORIZON, seed=1)
-    y = f_past["customer_id"].map(sim.transactions.groupby("customer_id")["amount"].sum()).fillna(0.0)
-    treated = ~f_past[["customer_id"]].merge(plan, on="customer_id")["holdout"].to_numpy()
-    model = UpliftModel(learner="x", seed=args.seed).fit(f_past, treated, y.to_numpy())
-
-    # the truth of the target world: every customer's true effect (whoever is contacted)
-    everyone = s_now[["customer_id"]].assign(holdout=False, action=s_now["action"].to_numpy())
-    truth = simulate_campaign(target, AS_OF, everyone, horizon_days=HORIZON, seed=2).truth.set_index("customer_id")
-    effect = s_now["customer_id"].map(truth["effect_spend"]).to_numpy()
-    cost = s_now["action"].map(costs).fillna(0.0).to_numpy()
-    true_profit = args.margin * effect - cost
-
-    decisions = contact_decisions(
-        s_now["customer_id"], model.predict(f_now), s_now["action"], costs, margin=args.margin
-    )
-    chosen = s_now["customer_id"].isin(decisions.loc[decisions["contact"], "customer_id"]).to_numpy()
-    budget = int(chosen.sum())
-
-    def top(score: np.ndarray, k: int = budget) -> np.ndarray:
-        mask = np.zeros(score.size, dtype=bool)
-        mask[np.argsort(-score, kind="stable")[:k]] = True
-        return mask
-
-    k_best = int((true_profit > 0).sum())
-    predicted_profit = s_now["customer_id"].map(decisions.set_index("customer_id")["expected_profit"]).to_numpy()
-
-    policies = {
-        "nobody": np.zeros(len(s_now), dtype=bool),
-        "everyone": np.ones(len(s_now), dtype=bool),
-        "churn score (top p_churn)": top(s_now["p_churn"].to_numpy()),
-        "CLV at risk (top clv_at_risk)": top(s_now["clv_at_risk"].to_numpy()),
-        "uplift model (X-learner, profit > 0)": chosen,
-        "true optimum (true profit > 0)": true_profit > 0,
-        "churn score, optimum's budget": top(s_now["p_churn"].to_numpy(), k_best),
-        "CLV at risk, optimum's budget": top(s_now["clv_at_risk"].to_numpy(), k_best),
-        "uplift model (top expected profit), optimum's budget": top(predicted_profit, k_best),
-    }
-    best = float(true_profit[true_profit > 0].sum())
+    tables, chosen = [], []
+    for seed in args.seeds:
+        table, pick = run_seed(seed, args.customers, args.campaigns, args.gbm_rounds, args.margin, args.cost_scale)
+        tables.append(table.assign(seed=seed))
+        chosen.append(pick)
+    all_ = pd.concat(tables)
+    median = all_.groupby("policy", sort=False)[["contacts", "true_profit", "share_of_optimum"]].median()
+    per_seed = all_.groupby("policy", sort=False)["share_of_optimum"].agg(lambda s: ", ".join(f"{v:.0%}" for v in s))
     print(
-        f"{args.customers:,} customers per world, as of {AS_OF.date()}, {HORIZON}-day horizon, margin "
-        f"{args.margin:.0%}, playbook costs; budget of the score policies = {budget:,} contacts "
-        f"({time.perf_counter() - t0:.0f} s)\n"
+        f"{args.customers:,} customers per world, {args.campaigns} past campaigns, as of {AS_OF.date()}, {HORIZON}-day "
+        f"horizon, margin {args.margin:.0%}, playbook costs x {args.cost_scale:g}; median of seeds {args.seeds}; "
+        f"the targeting chose {chosen} ({time.perf_counter() - t0:.0f} s)\n"
     )
-    print("| policy | contacts | true profit | share of optimum |\n|---|---|---|---|")
-    for name, mask in policies.items():
-        profit = float(true_profit[mask].sum())
-        print(f"| {name} | {int(mask.sum()):,} | {profit:,.0f} | {profit / best:.0%} |")
+    print("| policy | contacts | true profit | share of optimum | per seed |\n|---|---|---|---|---|")
+    for name, row in median.iterrows():
+        print(
+            f"| {name} | {row['contacts']:,.0f} | {row['true_profit']:,.0f} | {row['share_of_optimum']:.0%} "
+            f"| {per_seed[name]} |"
+        )
 
 
 if __name__ == "__main__":

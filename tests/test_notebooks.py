@@ -32,6 +32,7 @@ PARAMETERS = {
     "02-retrain-and-promote.ipynb": FAST,
     "03-cdnow-btyd.ipynb": {"COMPARE_VARIANT": "sample", "GBM_ROUNDS": 40},
     "04-diagnostics.ipynb": {"VARIANT": "sample", "GBM_ROUNDS": 40},
+    "05-campaign-uplift.ipynb": {"N_CUSTOMERS": 3000, "GBM_ROUNDS": 40, "EARLIER_CAMPAIGNS": 1},
 }
 
 
@@ -157,3 +158,18 @@ def test_diagnostics(kernel: str, tmp_path: Path) -> None:
     assert "churn_rate" in text(outputs(nb, "rfm"))
     # holdout by frequency twice, tracking, matrices, calibration, gain/lift/Lorenz, tiers, cohorts, RFM
     assert images(nb) >= 9
+
+
+@pytest.mark.integration
+def test_campaign_uplift(kernel: str, tmp_path: Path) -> None:
+    nb = run("05-campaign-uplift.ipynb", kernel, tmp_path)
+    assert "held out" in text(outputs(nb, "plan")) and "strata" in text(outputs(nb, "plan"))
+    assert (tmp_path / "reports" / "campaign" / "campaign.md").is_file()  # the report, as the command writes it
+    evaluated = text(outputs(nb, "evaluation"))
+    assert "revenue_uplift" in evaluated and "contacted_treated" in evaluated
+    assert "covered" in text(outputs(nb, "truth"))
+    targeting = text(outputs(nb, "targeting"))
+    assert "chosen on 2 held-out campaigns" in targeting and "uplift_model" in targeting
+    policies = text(outputs(nb, "policies"))
+    assert "true optimum" in policies and "share_of_optimum" in policies
+    assert images(nb) >= 1  # one figure: uplift by tier and the Qini curves

@@ -15,6 +15,10 @@ The outcome models are :class:`~churnclv.models.gbm.GBMSpendRegressor` (Tweedie,
 effect models an L2 LightGBM regressor; all persist as JSON plus LightGBM model text. causalml has these
 learners too, but installing it pulls xgboost with a 350 MB CUDA library, shap, statsmodels and
 black: two small learners on our own GBM are cheaper to own than that.
+
+On a few thousand customers per campaign the learners' predictions are noisy (``bench/uplift.py``):
+decide with :class:`churnclv.campaigns.targeting.CampaignTargeting`, which backtests the X-learner
+against simpler candidates on held-out campaigns, rather than with its raw predictions.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from churnclv.campaigns.errors import CampaignError
 from churnclv.campaigns.qini import qini_coefficient, uplift_at_k
 from churnclv.models.gbm import GBMCountRegressor, GBMSpendRegressor
 
-__all__ = ["LEARNERS", "GBMEffectRegressor", "UpliftModel", "contact_decisions", "evaluate_uplift"]
+__all__ = ["LEARNERS", "GBMEffectRegressor", "UpliftModel", "action_costs", "contact_decisions", "evaluate_uplift"]
 
 LEARNERS = ("t", "x")
 _FORMAT = "churnclv.uplift/1"
@@ -169,6 +173,18 @@ def evaluate_uplift(
     return out
 
 
+def action_costs(action: Any, costs: Mapping[str, float]) -> np.ndarray:
+    """The cost of one contact per row of ``action`` (texts); an action without a cost in ``costs`` is a
+    :class:`CampaignError` naming it."""
+    action = pd.Series(np.asarray(action).astype(str))
+    cost = action.map(dict(costs))
+    if cost.isna().any():
+        unknown = sorted(action[cost.isna()].unique())[:5]
+        raise CampaignError(f"no cost for actions {unknown}; fix: give every action a cost in [playbook.actions]")
+    out: np.ndarray = cost.to_numpy(float)
+    return out
+
+
 def contact_decisions(
     customer_id: Any,
     uplift: Any,
@@ -184,12 +200,8 @@ def contact_decisions(
     by rank. An action without a cost in ``costs`` is a :class:`CampaignError` naming it.
     """
     frame = pd.DataFrame({"customer_id": np.asarray(customer_id).astype(str), "action": np.asarray(action).astype(str)})
-    cost = frame["action"].map(dict(costs))
-    if cost.isna().any():
-        unknown = sorted(frame.loc[cost.isna(), "action"].unique())[:5]
-        raise CampaignError(f"no cost for actions {unknown}; fix: give every action a cost in [playbook.actions]")
     frame["incremental_value"] = margin * np.asarray(uplift, dtype=float)
-    frame["cost"] = cost.to_numpy(float)
+    frame["cost"] = action_costs(frame["action"], costs)
     frame["expected_profit"] = frame["incremental_value"] - frame["cost"]
     frame["contact"] = frame["expected_profit"] > 0
     frame = frame.sort_values("expected_profit", ascending=False, kind="stable").reset_index(drop=True)
