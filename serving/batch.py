@@ -8,9 +8,10 @@ Spark), scores them in chunks with the registered MLflow model, and publishes on
         part-00000.parquet ...   scores: the HTTP answer's fields (customer_id, as_of, p_churn, p_alive,
                                  expected_purchases, expected_spend, clv, expected_next_purchase_days,
                                  expected_next_purchase_date, growth_score, tier, tier_level, stage,
-                                 action, reasons (list<string>), model_version); sorted by customer_id
+                                 action, reasons (list<string>), campaign, holdout, model_version);
+                                 sorted by customer_id
         _manifest.json           input fingerprint, counts (known = written; rejected at validation),
-                                 model URI and version, horizon, timings per stage
+                                 model URI and version, horizon, the campaign's holdout, timings per stage
     OUT/features/dt=YYYY-MM-DD/features.parquet
                                  the feature snapshot (the HTTP service's score-by-id reads it)
     OUT/reports/dt=YYYY-MM-DD/   tier mix and, when an earlier partition exists, the migration
@@ -36,7 +37,11 @@ Guarantees
   the two apart; running the as-of again makes them equal.)
 - A killed run continues from its completed chunks with ``resume=True`` and gives the same
   partition as an uninterrupted run (chunks are fixed slices of the sorted feature snapshot).
-- Memory is bounded by ``chunk_size``, not by the size of the base.
+- Memory is bounded by ``chunk_size``, not by the size of the base (but for the campaign holdout,
+  which holds the ids and strata of the whole base: :mod:`~churnclv.serving.batch_holdout`).
+- With a campaign, ``holdout`` is drawn on the whole base once every chunk is scored; a customer
+  keeps their arm in every partition of that campaign, and a resumed run writes the same bytes.
+  Without one, ``campaign`` and ``holdout`` are null.
 - The as-of must be plausible (a year in 1900-2200, the rule of :mod:`churnclv.values`) and at most
   ``max_days_after_data`` days (default 31) after the last date in the data (transaction, event or
   sign-up): a typo such as 2262-04-12 is refused instead of becoming the newest partition.
@@ -68,7 +73,6 @@ lock, ``LATEST``).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import tempfile
@@ -81,11 +85,13 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
+from churnclv.campaigns.config import CampaignSettings
 from churnclv.fingerprint import file_fingerprint, last_date
 from churnclv.names import DEFAULT_MODEL_URI, DEFAULT_TRACKING_URI
 from churnclv.redaction import redact_text, redact_url
 from churnclv.serving import batch_inputs
 from churnclv.serving.batch_errors import BatchError, first_line, os_problem
+from churnclv.serving.batch_holdout import HoldoutOptions, previous_arms, write_holdout
 from churnclv.serving.batch_options import DEFAULT_MAX_DAYS_AFTER_DATA, DEFAULT_MEMORY_LIMIT, BatchOptions, as_of_day
 from churnclv.serving.checkpoints import open_temp, resume_key
 from churnclv.serving.data_check import check_folder
@@ -94,7 +100,7 @@ from churnclv.serving.migration import batch_tier_report, previous
 from churnclv.serving.model import LoadedModel, ModelLoadError, load_model, resolve_version
 from churnclv.serving.monitor_summary import latest_monitoring
 from churnclv.serving.publication import lock, publish, update_latest
-from churnclv.serving.sinks import DEFAULT_TABLE, Replacement, ScoreSink, SinkError
+from churnclv.serving.sinks import DEFAULT_TABLE, ScoreSink, open_sink, replace_partition
 from churnclv.serving.snapshots import (
     FEATURES_FILE,
     legacy_note,
@@ -124,6 +130,7 @@ class _Scored:
     written: int
     resumed_chunks: int
     report: dict[str, Any] | None
+    campaign: dict[str, Any] | None
 
 
 def _load_model(model_uri: str, tracking_uri: str | None, dst: Path) -> LoadedModel:
@@ -138,27 +145,6 @@ def _load_model(model_uri: str, tracking_uri: str | None, dst: Path) -> LoadedMo
         return load_model(model_uri, uri, version=number, dst=dst)
     except ModelLoadError as exc:
         raise BatchError(redact_text(f"model {model_uri!r} cannot be loaded: {exc}")) from None
-
-
-def _open_sink(db: str | None, table: str) -> ScoreSink | None:
-    if db is None:
-        return None
-    try:
-        sink = ScoreSink(db, table=table)
-        sink.prepare()
-    except SinkError as exc:
-        raise BatchError(str(exc)) from None
-    return sink
-
-
-def _replace_rows(sink: ScoreSink, day: dt.date, tmp: Path, timer: StageTimer) -> Replacement:
-    """The as-of's rows replaced by the partition's, in a transaction left open for the publish."""
-    chunks = (pq.read_table(f) for f in part_files(tmp))  # one part file in memory at a time
-    try:
-        with timer("db"):
-            return sink.replace(day, chunks)
-    except SinkError as exc:
-        raise BatchError(f"{exc}; nothing was published") from None
 
 
 def run_batch(
@@ -181,6 +167,8 @@ def run_batch(
     reasons: bool = True,
     after_chunk: Callable[[int], None] | None = None,
     max_days_after_data: int = DEFAULT_MAX_DAYS_AFTER_DATA,
+    campaign: str | None = None,
+    campaign_settings: CampaignSettings | None = None,
 ) -> dict[str, Any]:
     """Score every customer known at ``as_of`` and publish its partition ``dt=DATE`` in ``out`` (see the module doc).
 
@@ -231,6 +219,11 @@ def run_batch(
     max_days_after_data : int
         How many days after the last date in the data (transaction, event or sign-up) the as-of may
         lie (default 31); a later as-of is refused as a likely typo.
+    campaign : str, optional
+        The campaign whose holdout the partition carries (``campaign`` and ``holdout`` columns; default
+        ``campaign_settings.campaign``; none: both null).
+    campaign_settings : CampaignSettings, optional
+        The ``[campaigns]`` section: holdout share, strata, minimum controls (default: its defaults).
 
     Returns
     -------
@@ -242,8 +235,9 @@ def run_batch(
     BatchError
         For a missing or unsuitable model, a horizon that differs from the model's, unreadable
         input, an as-of before any data or too far after it, an unreadable previous partition with
-        ``hysteresis``, a resume that does not match, counts that do not reconcile, a database the
-        sink cannot use, or an output folder that cannot be written (full, read-only, a file).
+        ``hysteresis``, a bad campaign id or strata, an unreadable earlier partition of the campaign,
+        a resume that does not match, counts that do not reconcile, a database the sink cannot use,
+        or an output folder that cannot be written (full, read-only, a file).
         The message is one line and never holds a password or customer data.
     """
     timer = StageTimer()
@@ -268,9 +262,10 @@ def run_batch(
         reasons=reasons,
         after_chunk=after_chunk,
         max_days_after_data=max_days_after_data,
+        holdout=HoldoutOptions.of(campaign, campaign_settings),
     )
     name = run.name
-    sink = _open_sink(db, db_table)
+    sink = open_sink(db, db_table)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="churnclv-model-") as model_dir, lock(out, name):
@@ -317,6 +312,7 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
                 f"transaction is at {first}): pick a later date"
             )
         prev, prev_problem = previous(run.out, run.day, run.hysteresis)
+        arms = None if run.holdout is None else previous_arms(run.out, run.day, run.holdout)
         with timer("model"):
             model = _load_model(run.model_uri, run.tracking_uri, model_dir)
             check_folder(model, run.clean)  # a model of another data set stops here, in one line
@@ -364,6 +360,8 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
                 f"{n_features:,} in the feature snapshot, {written:,} rows written; nothing was published "
                 f"(the partial run stays in {tmp}): report this as a bug"
             )
+        with timer("holdout"):
+            campaign_doc = write_holdout(tmp, run.holdout, arms)
         with timer("tier_report"):
             tiers = model.scorer.tiers_
             report = None if tiers is None else batch_tier_report(tmp, prev, tuple(tiers.tier_names), con, run.day)
@@ -371,7 +369,7 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
                 report["migration_skipped"] = prev_problem
     finally:
         con.close()
-    return _Scored(tmp, key, model, fp, rejected, known, n_features, written, resumed_chunks, report)
+    return _Scored(tmp, key, model, fp, rejected, known, n_features, written, resumed_chunks, report, campaign_doc)
 
 
 def _publish(
@@ -384,7 +382,8 @@ def _publish(
     try:
         db_doc = None
         if sink is not None:
-            replacement = _replace_rows(sink, run.day, tmp, timer)
+            with timer("db"):
+                replacement = replace_partition(sink, run.day, part_files(tmp))
             db_doc = {
                 "url": redact_url(run.db or ""),
                 "table": run.db_table,
@@ -419,6 +418,7 @@ def _publish(
             db_doc=db_doc,
             seconds=timer.seconds,
             monitoring=latest_monitoring(run.out, scored.model.name, scored.model.version),
+            campaign=scored.campaign,
         )
         publish(tmp, run.out, run.day, manifest, replacement)
     finally:

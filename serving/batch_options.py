@@ -11,6 +11,7 @@ from typing import Any
 from churnclv.features import as_of_date
 from churnclv.serving import batch_inputs
 from churnclv.serving.batch_errors import BatchError
+from churnclv.serving.batch_holdout import HoldoutOptions
 from churnclv.serving.snapshots import partition_name
 from churnclv.values import MAX_YEAR, MIN_YEAR
 
@@ -74,6 +75,7 @@ class BatchOptions:
     reasons: bool
     after_chunk: Callable[[int], None] | None
     max_days_after_data: int
+    holdout: HoldoutOptions | None = None  # the campaign whose holdout the run writes (None: no campaign)
 
     def __post_init__(self) -> None:
         self._check_args()

@@ -13,6 +13,7 @@ import click
 
 from churnclv.cli_options import (
     as_of_option,
+    config_option,
     horizon_option,
     model_name_option,
     prepare_source,
@@ -96,6 +97,14 @@ def _chosen_model(uri: str | None, name: str | None) -> str | None:
     help="Refuse an as-of more days than this after the last transaction, event or sign-up in the data "
     "(a typo'd year would otherwise become LATEST).",
 )
+@click.option(
+    "--campaign",
+    default=None,
+    metavar="ID",
+    help="Write this campaign's holdout with the scores (campaign and holdout columns); wins over [campaigns] "
+    "campaign. A customer keeps their arm for the life of the campaign; a new id draws a new holdout.",
+)
+@config_option("TOML with a [campaigns] section: campaign, holdout_share, strata, min_controls.")
 def score_batch(
     data: str,
     mapping: Path | None,
@@ -116,6 +125,8 @@ def score_batch(
     hysteresis: bool,
     reasons: bool,
     max_days_after_data: int,
+    campaign: str | None,
+    config_path: Path | None,
 ) -> None:
     """Score every customer known at as-of; write Parquet, a manifest, the tier report and the
     feature snapshot for the HTTP service.
@@ -124,9 +135,13 @@ def score_batch(
     drop a partition written by mistake (a wrong date), remove its folders (rm -r OUT/*/dt=DATE)
     and run the newest correct as-of again, or write that partition's name into OUT/LATEST.
     """
+    from churnclv.campaigns.config import parse_campaigns
+    from churnclv.config_schema import read_run_config
     from churnclv.serving.batch import run_batch
 
     uri = _chosen_model(model_uri, model_name) or DEFAULT_MODEL_URI
+    with report_errors():  # a bad config stops before the data is prepared
+        campaigns = parse_campaigns(read_run_config(config_path).get("campaigns", {}))
     clean = prepare_source(data, mapping, work, trusted, memory_limit)
     with report_errors(redact=True):
         run_batch(
@@ -146,6 +161,8 @@ def score_batch(
             hysteresis=hysteresis,
             reasons=reasons,
             max_days_after_data=max_days_after_data,
+            campaign=campaign,
+            campaign_settings=campaigns,
         )
 
 

@@ -5,7 +5,8 @@ The manifest records what the run read (``input``: :func:`churnclv.fingerprint.f
 which model scored it, the counts that reconcile (known at as-of = feature rows = rows written;
 rows rejected at validation), the files published (``outputs``: paths relative to the output
 folder, but ``scores``, the part files of ``scores_dir``), the tier report, the database rows and
-the time of each stage. Format version 2 is the layout of :mod:`churnclv.serving.snapshots`
+the time of each stage, and the campaign's holdout (``campaign``: id, share, strata, controls per
+cell; null without a campaign). Format version 2 is the layout of :mod:`churnclv.serving.snapshots`
 (version 1: one folder ``as_of=DATE`` per as-of).
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from churnclv.redaction import redact_url
+from churnclv.serving.batch_holdout import echo_campaign
 from churnclv.serving.model import LoadedModel
 from churnclv.serving.snapshots import features_path, report_dir, scores_dir
 
@@ -47,10 +49,12 @@ def build_manifest(
     db_doc: dict[str, Any] | None,
     seconds: dict[str, float],
     monitoring: dict[str, Any] | None = None,
+    campaign: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of partition ``name`` (``key``: the resume key; ``seconds``: the time of each stage;
     ``monitoring``: the model version's latest monitored quality, see
-    :func:`churnclv.serving.monitor_summary.latest_monitoring`)."""
+    :func:`churnclv.serving.monitor_summary.latest_monitoring`; ``campaign``: the holdout drawn, see
+    :func:`churnclv.serving.batch_holdout.write_holdout`)."""
     return {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -88,6 +92,7 @@ def build_manifest(
             "tier_report": report_dir("", day).as_posix() if report else None,
         },
         "tier_report": report,
+        "campaign": campaign,
         "db": db_doc,
         "monitoring": monitoring,
         "timings_s": {k: round(v, 3) for k, v in seconds.items()},
@@ -126,6 +131,7 @@ def echo_summary(manifest: dict[str, Any], out: Path, echo: Callable[[str], Any]
             )
         elif report.get("migration_skipped"):
             echo(f"  migration  skipped: {report['migration_skipped']}")
+    echo_campaign(manifest.get("campaign"), echo)
     if manifest.get("db"):
         d = manifest["db"]
         echo(

@@ -44,8 +44,10 @@ Churn, customer lifetime value and growth-potential tiers, as of a date, for a C
 
 Every score answers, for one customer over the model's horizon: the probability of no purchase
 (`p_churn`), expected purchases and spend, discounted CLV, the next purchase's expected date, and a
-growth tier with its stage, action and reasons in plain words; the fields are the batch job's
-output columns. Answers hold one entry per customer, in request order: a customer that cannot be
+growth tier with its stage, action and reasons in plain words, and the customer's arm of the
+campaign served (`campaign`, `holdout`: true = a control, do not contact; null without a campaign;
+the batch partition's arm where the customer is in it, else a stable draw); the fields are the
+batch job's output columns. Answers hold one entry per customer, in request order: a customer that cannot be
 scored (no history, not known at `as_of`, a history the scorer refuses, an unknown id) gets
 `{"customer_id", "error"}` and the others are scored (200). `warnings` flags an `as_of` far from
 the model's training as-of (`CHURNCLV_AS_OF_WARNING_DAYS`).

@@ -238,6 +238,16 @@ class CustomerScore(BaseModel):
     stage: str = Field(description="Lifecycle stage, e.g. new, active, lapsing")
     action: str = Field(description="What to do with the customer, from the tier playbook")
     reasons: list[str] = Field(description="Why, in plain words")
+    campaign: str | None = Field(
+        None,
+        description="The campaign whose holdout the service serves (CHURNCLV_CAMPAIGN, else the snapshot's); "
+        "null when there is none",
+    )
+    holdout: bool | None = Field(
+        None,
+        description="true: the customer is a control of that campaign: do not contact them (a stable, hash-based "
+        "draw; the batch partition's arm where the customer is in it); false: treat; null without a campaign",
+    )
     model_version: str
     rows_after_as_of: int = Field(0, description="History rows dated after as_of, ignored")
 

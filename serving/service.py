@@ -13,7 +13,9 @@ Endpoints (JSON over POST; every one but the health and metrics routes needs the
 
 Scoring answers hold one entry per customer, in request order: a customer that cannot be scored gets
 an error entry and the others are scored (:mod:`churnclv.serving.scoring`); ``warnings`` flags an
-as-of far from the model's training as-of (:mod:`churnclv.serving.staleness`).
+as-of far from the model's training as-of (:mod:`churnclv.serving.staleness`). Each score carries
+the customer's arm of the campaign served, as the batch job wrote it
+(:mod:`churnclv.serving.campaign_arms`).
 
 Settings come from environment variables (:mod:`churnclv.serving.settings`);
 :func:`churnclv.serving.server.serve` starts the real BentoML server with them. Bad input answers
@@ -48,6 +50,7 @@ import bentoml
 from churnclv.redaction import redact_url
 from churnclv.serving.auth import APIKeyMiddleware
 from churnclv.serving.batcher import RequestBatcher
+from churnclv.serving.campaign_arms import CampaignArms
 from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError, score_ids_together
 from churnclv.serving.limits import check_id_limit, check_limits
 from churnclv.serving.log_redaction import install_log_redaction
@@ -84,6 +87,7 @@ _TARGET_PREFIX = {"churn": "churn_", "purchases": "purchases_", "spend": "spend_
 # what a request hands to a shared scoring call (churnclv.serving.batcher)
 _HistoryRequest = tuple[LoadedModel, Sequence[CustomerHistory], dt.date]
 _IdRequest = tuple[LoadedModel, FeatureSnapshot, Sequence[str]]
+_Answers = list[CustomerScore | CustomerError]  # one request's
 
 # How well requests share scoring calls, on /metrics (per endpoint): requests per call, and call time.
 SCORING_BATCH = bentoml.metrics.Histogram(
@@ -147,13 +151,20 @@ class ChurnCLVService:
             snapshot=self.settings.snapshot,
         ).result()
         self.state.start(self.settings.reload_interval_s)
+        self._arms = self._load_arms()
         # concurrent requests share scoring calls (see churnclv.serving.batcher)
         limit = max(self.settings.max_customers, BATCH_CUSTOMERS)
         self._histories: RequestBatcher[_HistoryRequest, list[CustomerScore | CustomerError]] = RequestBatcher(
-            self._work, lambda _key, jobs: score_histories_together(jobs), max_items=limit, observe=_observer("score")
+            self._work,
+            lambda _key, jobs: self._with_arms(score_histories_together(jobs)),
+            max_items=limit,
+            observe=_observer("score"),
         )
         self._ids: RequestBatcher[_IdRequest, list[CustomerScore | CustomerError]] = RequestBatcher(
-            self._work, lambda _key, jobs: score_ids_together(jobs), max_items=limit, observe=_observer("score_by_id")
+            self._work,
+            lambda _key, jobs: self._with_arms(score_ids_together(jobs)),
+            max_items=limit,
+            observe=_observer("score_by_id"),
         )
         if self.settings.gc_freeze:
             # Full garbage collections walked the ~0.5M objects of the loaded libraries and stalled
@@ -168,6 +179,20 @@ class ChurnCLVService:
         self.state.stop()
         self._work.shutdown(wait=True)
         self._admin.shutdown(wait=True)
+
+    def _load_arms(self) -> CampaignArms:
+        snapshot = self.state.snapshot
+        partition = None if snapshot is None else snapshot.partition
+        return CampaignArms.load(self.settings.snapshot, partition, self.settings.campaign, self.settings.holdout_share)
+
+    def _with_arms(self, answers: list[_Answers]) -> list[_Answers]:
+        """The campaign arm on every score (on the scoring thread; read again when the snapshot moved)."""
+        snapshot = self.state.snapshot
+        if (None if snapshot is None else snapshot.partition) != self._arms.partition:
+            self._arms = self._load_arms()
+        for part in answers:
+            self._arms.apply(part)
+        return answers
 
     async def _on(self, pool: ThreadPoolExecutor, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, func, *args)

@@ -10,6 +10,10 @@ them once, in the service's ``__init__``, never at import time.
 - ``MLFLOW_TRACKING_URI``: MLflow tracking and registry URI (default ``sqlite:///mlruns/mlflow.db``).
 - ``CHURNCLV_SNAPSHOT``: the batch job's output folder (it holds ``LATEST``), for ``score_by_id``;
   unset, ``score_by_id`` answers 503.
+- ``CHURNCLV_CAMPAIGN``: the campaign whose arm (``campaign``, ``holdout``) each answer carries
+  (default: the campaign of the snapshot's partition, if it drew one; none: both null).
+- ``CHURNCLV_HOLDOUT_SHARE``: the holdout share of that campaign for customers drawn live (default:
+  the snapshot's share when it drew the same campaign, else the ``[campaigns]`` default 0.1).
 - ``CHURNCLV_API_KEY``: the key clients send in ``X-API-Key``; required, at least 16 characters.
 - ``CHURNCLV_ALLOW_NO_AUTH``: ``1`` serves without a key (local development only; default ``0``).
 - ``CHURNCLV_MAX_CUSTOMERS``: customers (or ids) per request (default 100).
@@ -38,7 +42,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from churnclv.config_schema import environment, format_errors, settings
+from churnclv.campaigns.config import CampaignId
+from churnclv.config_schema import Fix, environment, format_errors, settings
 from churnclv.errors import ChurnclvError
 from churnclv.names import DEFAULT_MODEL_URI, DEFAULT_TRACKING_URI
 
@@ -51,6 +56,8 @@ VARIABLES = {
     "model_uri": "CHURNCLV_MODEL_URI",
     "tracking_uri": "MLFLOW_TRACKING_URI",
     "snapshot": "CHURNCLV_SNAPSHOT",
+    "campaign": "CHURNCLV_CAMPAIGN",
+    "holdout_share": "CHURNCLV_HOLDOUT_SHARE",
     "api_key": "CHURNCLV_API_KEY",
     "allow_no_auth": "CHURNCLV_ALLOW_NO_AUTH",
     "max_customers": "CHURNCLV_MAX_CUSTOMERS",
@@ -75,6 +82,10 @@ class ServiceSettings:
     model_uri: str = DEFAULT_MODEL_URI
     tracking_uri: str = DEFAULT_TRACKING_URI
     snapshot: Path | None = None
+    campaign: CampaignId | None = None
+    holdout_share: Annotated[
+        float | None, Field(gt=0, le=0.5, allow_inf_nan=False), Fix("a share in (0, 0.5], e.g. 0.1")
+    ] = None
     # never shown: settings get logged and printed
     api_key: str | None = field(default=None, repr=False)
     allow_no_auth: bool = False

@@ -10,9 +10,9 @@ when the as-of is published again, and a half-scored as-of is never visible.
 
 A table written by an earlier version gains the columns added since (nullable ones, such as
 ``tier_level``, ``expected_next_purchase_days``, ``next_purchase_days_p80``, ``next_purchase_date_p80``
-and the marketing fields ``historic_clv`` ... ``net_clv``) when the sink opens it: its earlier rows hold
-NULL there until their as-of is scored again. The marketing fields stay nullable in a new table too,
-so that every table can gain them.
+the marketing fields ``historic_clv`` ... ``net_clv``, and the campaign's ``campaign`` and ``holdout``)
+when the sink opens it: its earlier rows hold NULL there until their as-of is scored again. The
+marketing and campaign fields stay nullable in a new table too, so that every table can gain them.
 
 Error messages never quote a password, a query string (``?password=...``) or a row of customer
 data: URLs pass :func:`churnclv.redaction.redact_url`, database errors are reduced to their class,
@@ -25,16 +25,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.types import TypeEngine
 
 from churnclv.errors import ChurnclvError
 from churnclv.redaction import redact_text, redact_url
+from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.snapshots import OUTPUT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ def _columns() -> list[sa.Column]:
         pa.date32(): sa.Date,
         pa.float64(): f,
         pa.int64(): sa.BigInteger,
+        pa.bool_(): sa.Boolean,
         pa.list_(pa.string()): sa.Text,
     }
     return [
@@ -303,3 +307,24 @@ class ScoreSink:
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
+
+
+def open_sink(db: str | None, table: str) -> ScoreSink | None:
+    """The batch job's sink at ``db``, prepared (None without a database); its problems as a :class:`BatchError`."""
+    if db is None:
+        return None
+    try:
+        sink = ScoreSink(db, table=table)
+        sink.prepare()
+    except SinkError as exc:
+        raise BatchError(str(exc)) from None
+    return sink
+
+
+def replace_partition(sink: ScoreSink, as_of: Any, files: Sequence[Path]) -> Replacement:
+    """The as-of's rows replaced by the part ``files``' in a transaction left open for the publish."""
+    chunks = (pq.read_table(f) for f in files)  # one part file in memory at a time
+    try:
+        return sink.replace(as_of, chunks)
+    except SinkError as exc:
+        raise BatchError(f"{exc}; nothing was published") from None

@@ -35,6 +35,7 @@ from churnclv.errors import ChurnclvError
 __all__ = [
     "FEATURES_DIR",
     "FEATURES_FILE",
+    "HOLDOUT_COLUMNS",
     "LATEST",
     "MANIFEST_FILE",
     "NULLABLE_NUMBERS",
@@ -96,10 +97,16 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("stage", pa.string()),
         pa.field("action", pa.string()),
         pa.field("reasons", pa.list_(pa.string())),
+        # the campaign whose holdout the run drew (null: none) and the customer's arm: true = control, not
+        # contacted (null without a campaign; churnclv.serving.batch_holdout)
+        pa.field("campaign", pa.string()),
+        pa.field("holdout", pa.bool_()),
         pa.field("model_version", pa.string(), nullable=False),
     ]
 )
 OUTPUT_COLUMNS = tuple(OUTPUT_SCHEMA.names)
+#: The columns the batch job fills once the whole base is scored (the chunks leave them null).
+HOLDOUT_COLUMNS = ("campaign", "holdout")
 # the number columns that are null where undefined or unknown (the others always hold a number)
 NULLABLE_NUMBERS = (
     *_INTERVALS,

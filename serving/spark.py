@@ -175,6 +175,9 @@ def write_scores(
             for days, date in DATE_COLUMNS.items()
         },
         "reasons": reasons,
+        # filled in once the whole base is scored (churnclv.serving.batch_holdout)
+        "campaign": F.lit(None).cast("string"),
+        "holdout": F.lit(None).cast("boolean"),
         "model_version": F.lit(model_version),
     }
     # the batch output's columns, in its order; the others are the pyfunc's own

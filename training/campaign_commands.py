@@ -117,7 +117,8 @@ def plan(scores: Path, campaign_id: str, previous: Path | None, config_path: Pat
     "--plan",
     "plan_path",
     type=click.Path(exists=True, path_type=Path),
-    help="The campaign's plan (default: the scores' holdout column, else the plan recomputed from the scores).",
+    help="The campaign's plan (default: the scores' holdout column when their campaign column is this campaign, "
+    "else the plan recomputed from the scores).",
 )
 @click.option("--campaign-as-of", default=None, help="The scores' as-of (default: their as_of column).")
 @as_of_option("The date the data is known up to (default: the end of the outcome window).", required=False)
@@ -169,7 +170,11 @@ def evaluate(
         campaign_day = _scores_as_of(frame, campaign_as_of)
         if plan_path is not None:
             arms = read_table(plan_path, "plan")
-        elif "holdout" in frame.columns:
+        elif (
+            "holdout" in frame.columns
+            and frame["holdout"].notna().all()
+            and ("campaign" not in frame.columns or frame["campaign"].eq(campaign_id).all())
+        ):  # a batch partition's holdout is this campaign's (null: it drew none)
             arms = frame[["customer_id", "holdout"]]
         else:
             arms = assign_holdout(

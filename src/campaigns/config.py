@@ -5,7 +5,9 @@ default 0.1), ``strata`` (the score columns a holdout is balanced over, default 
 ``min_controls`` (controls every stratum of two or more customers gets at least, default 1),
 ``horizon_days`` (the window after the campaign's as-of its outcomes are measured over, default
 90), ``confidence`` (of the intervals, default 0.95), ``margin`` (the share of revenue that is
-profit, default 1: profit is revenue) and ``seed`` (of the uplift models).
+profit, default 1: profit is revenue), ``seed`` (of the uplift models) and ``campaign`` (the
+campaign whose holdout ``churnclv score-batch`` writes with the scores; ``--campaign`` wins; unset:
+no holdout, the ``campaign`` and ``holdout`` columns are null).
 
 The cost of one contact is not repeated here: it is the action's ``cost`` in the playbook of the
 ``[tiers]`` section (:mod:`churnclv.models.playbook`), keyed by the action text the scores carry.
@@ -17,12 +19,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from churnclv.config_schema import Array, Fix, check_table, read_run_config, section, settings
+from churnclv.campaigns.errors import CampaignError
+from churnclv.campaigns.holdout import MAX_CAMPAIGN_LENGTH, check_campaign
+from churnclv.config_schema import Array, Fix, check_table, read_run_config, rule_error, section, settings
 from churnclv.models.tier_config import load_tier_config
 
-__all__ = ["CampaignConfig", "CampaignSettings", "load_campaign_config", "parse_campaigns"]
+__all__ = ["CampaignConfig", "CampaignId", "CampaignSettings", "load_campaign_config", "parse_campaigns"]
+
+
+def _campaign_id(value: str) -> str:
+    try:
+        return check_campaign(value)
+    except CampaignError:
+        raise rule_error(
+            f"must be non-blank text of at most {MAX_CAMPAIGN_LENGTH} characters without control characters",
+            "name the campaign with letters, digits and dashes, e.g. winback-2026-05",
+            got=value[:40],
+        ) from None
+
+
+#: A campaign id in a setting (``[campaigns] campaign``, ``CHURNCLV_CAMPAIGN``): :func:`check_campaign`'s rule.
+CampaignId = Annotated[str, AfterValidator(_campaign_id)]
 
 
 @settings("campaigns")
@@ -38,6 +57,7 @@ class CampaignSettings:
     confidence: Annotated[float, Field(gt=0.5, lt=1, allow_inf_nan=False)] = 0.95
     margin: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False), Fix("a share in (0, 1], e.g. margin = 0.3")] = 1.0
     seed: Annotated[int, Field(ge=0)] = 0
+    campaign: CampaignId | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -37,9 +38,22 @@ import pandas as pd
 
 from churnclv.campaigns.errors import CampaignError
 
-__all__ = ["NO_STRATUM", "PLAN_COLUMNS", "assign_holdout", "holdout_draws", "holdout_summary", "is_held_out"]
+__all__ = [
+    "MAX_CAMPAIGN_LENGTH",
+    "NO_STRATUM",
+    "PLAN_COLUMNS",
+    "assign_holdout",
+    "assigned_by",
+    "check_campaign",
+    "holdout_draws",
+    "holdout_summary",
+    "is_held_out",
+]
 
 _SEPARATOR = b"\x1f"  # cannot occur in a campaign id or a customer id that ingestion accepts
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The longest campaign id (it is written into every row of a batch partition and every HTTP answer).
+MAX_CAMPAIGN_LENGTH = 128
 _BITS = 53  # a double holds 53 bits exactly
 #: The stratum label of a customer whose stratum column is null.
 NO_STRATUM = "(none)"
@@ -47,13 +61,24 @@ NO_STRATUM = "(none)"
 PLAN_COLUMNS = ("customer_id", "campaign", "draw", "holdout", "assigned")
 
 
-def _check_campaign(campaign: str) -> bytes:
-    if not isinstance(campaign, str) or not campaign.strip() or "\x1f" in campaign:
+def check_campaign(campaign: str) -> str:
+    """``campaign`` when it is a usable campaign id: non-blank text of at most
+    :data:`MAX_CAMPAIGN_LENGTH` characters without control characters; else a :class:`CampaignError`."""
+    if (
+        not isinstance(campaign, str)
+        or not campaign.strip()
+        or len(campaign) > MAX_CAMPAIGN_LENGTH
+        or _CONTROL.search(campaign)
+    ):
         raise CampaignError(
-            f"campaign id {campaign!r:.40}: must be a non-empty string without control characters; "
-            "fix: name the campaign, e.g. 'winback-2026-05'"
+            f"campaign id {campaign!r:.40}: must be a non-empty string of at most {MAX_CAMPAIGN_LENGTH} characters "
+            "without control characters; fix: name the campaign, e.g. 'winback-2026-05'"
         )
-    return campaign.encode("utf-8")
+    return campaign
+
+
+def _check_campaign(campaign: str) -> bytes:
+    return check_campaign(campaign).encode("utf-8")
 
 
 def holdout_draws(campaign: str, customer_ids: Iterable[str]) -> np.ndarray:
@@ -70,6 +95,14 @@ def holdout_draws(campaign: str, customer_ids: Iterable[str]) -> np.ndarray:
 def is_held_out(campaign: str, customer_id: str, share: float) -> bool:
     """Whether one customer is a control of ``campaign`` by the draw alone (no top-up: the HTTP path)."""
     return bool(holdout_draws(campaign, [customer_id])[0] < share)
+
+
+def assigned_by(campaign: str, customer_ids: Iterable[str], holdout: np.ndarray, share: float) -> np.ndarray:
+    """How each arm of a published plan was set (the ``assigned`` column, which batch partitions do not
+    store): ``draw`` where the arm is the draw's at ``share``, else ``top_up`` (held out) or ``release``."""
+    by_draw = holdout_draws(campaign, customer_ids) < share
+    held = np.asarray(holdout, dtype=bool)
+    return np.where(held == by_draw, "draw", np.where(held, "top_up", "release")).astype(object)
 
 
 def _strata_labels(scores: pd.DataFrame, strata: Sequence[str]) -> pd.Series:

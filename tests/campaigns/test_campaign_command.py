@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from churnclv.campaigns.holdout import assign_holdout
 from churnclv.cli import cli
 
 
@@ -51,3 +52,45 @@ def test_plan_then_evaluate_writes_report_and_mlflow_run(generated_campaign, tmp
     # a window that has not closed yet is refused, naming the date
     early = runner.invoke(cli, [*args[:-4], "--as-of", "2025-07-15", "--no-mlflow"])
     assert early.exit_code == 1 and "not closed" in early.output
+
+
+@pytest.mark.slow
+def test_evaluate_reads_the_holdout_of_a_batch_partition(small_world, trained_store, tmp_path) -> None:
+    """score-batch --campaign writes the arms; evaluate, given the partition and no --plan, measures against them."""
+    from churnclv.serving.batch import run_batch
+    from churnclv.serving.snapshots import read_scores, scores_dir
+
+    day = "2025-09-01"  # the 90-day window closes inside the small world's data (to 2025-12-31)
+    out = tmp_path / "batch"
+    run_batch(
+        clean=small_world,
+        as_of=day,
+        out=out,
+        model_uri=trained_store["model_uri"],
+        tracking_uri=trained_store["tracking_uri"],
+        echo=lambda _m: None,
+        progress=False,
+        reasons=False,
+        campaign="sept",
+    )
+    scores = read_scores(out, day)
+    assert scores["campaign"].eq("sept").all()
+    treated = scores[~scores["holdout"].astype(bool)]
+    contacts = tmp_path / "contacts.csv"
+    pd.DataFrame(
+        {"customer_id": treated["customer_id"], "campaign": "sept", "date": "2025-09-02", "action": treated["action"]}
+    ).to_csv(contacts, index=False)
+    args = ["campaign", "evaluate", "--data", str(small_world), "--trusted", "--scores", str(scores_dir(out, day))]
+    args += ["--contacts", str(contacts), "--campaign", "sept", "--out", str(tmp_path / "report"), "--no-mlflow"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    controls = int(scores["holdout"].sum())
+    assert f"{len(treated):,} treated, {controls:,} held out" in result.output
+    cells = pd.read_csv(tmp_path / "report" / "cells.csv")
+    assert int(cells["controls"].sum()) == controls
+    # another campaign's evaluation does not take this one's arms: it draws its own plan from the scores
+    pd.read_csv(contacts, dtype=str).assign(campaign="other").to_csv(contacts, index=False)
+    other = CliRunner().invoke(cli, [*args[:-5], "--campaign", "other", "--out", str(tmp_path / "o"), "--no-mlflow"])
+    assert other.exit_code == 0, other.output
+    drawn = int(assign_holdout(scores, "other")["holdout"].sum())
+    assert drawn != controls and f" {drawn:,} held out" in other.output

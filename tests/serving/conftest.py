@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 AS_OF = "2025-10-02"
+CAMPAIGN = "crm-pilot"
 API_KEY = "test-key-0123456789abcdef"
 HEADERS = {"X-API-Key": API_KEY}
 # small limits keep the limit tests cheap; the consistency test sends pages of MAX_CUSTOMERS
@@ -47,6 +48,7 @@ def batch_out(serving_store: dict, small_world: Path, tmp_path_factory: pytest.T
         tracking_uri=serving_store["tracking_uri"],
         progress=False,
         echo=lambda _line: None,
+        campaign=CAMPAIGN,  # the HTTP answers carry its arms, as the batch rows do
     )
     return out
 

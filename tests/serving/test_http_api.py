@@ -43,6 +43,8 @@ SCORE_FIELDS = {
     "stage",
     "action",
     "reasons",
+    "campaign",
+    "holdout",
     "model_version",
     "rows_after_as_of",
 }

@@ -44,6 +44,9 @@ def _compare(http: pd.DataFrame, batch: pd.DataFrame) -> None:
         dates = batch[date_col].map(lambda d: None if pd.isna(d) else d.isoformat())
         assert http[date_col].tolist() == dates.tolist(), date_col
     assert set(http["model_version"]) == set(batch["model_version"]) == {"1"}
+    # the campaign's arms: the batch partition's, top-ups included
+    assert set(http["campaign"]) == set(batch["campaign"]) == {"crm-pilot"}
+    assert http["holdout"].tolist() == batch["holdout"].tolist() and batch["holdout"].any()
     # every column of the batch output is in the HTTP answer, with the batch job's values
     assert set(batch.columns) <= set(http.columns), sorted(set(batch.columns) - set(http.columns))
     assert http["as_of"].tolist() == batch["as_of"].map(lambda d: d.isoformat()).tolist()
