@@ -146,7 +146,7 @@ class _Run:
             str(r.out),
             "--resume",
             *model,
-            *self.common(config=False, db=True),
+            *self.common(db=True),
         ]
 
     def scored(self, line: str) -> dict[str, Any]:
