@@ -157,10 +157,12 @@ def models_promote(
     reasons = "; ".join(decision.reasons)
     click.echo(f"{model_name or MODEL_NAME} version {decision.challenger_version}: {verdict} ({reasons})")
     if decision.champion_metrics is not None:
-        click.echo(f"{'metric':<26} {'challenger':>10} {'champion':>10} {'loss':>8} {'tolerance':>9}")
+        # the basis in the header: the same window (per fold in promotion.json) or the logged backtests
+        on = "same window" if decision.basis is not None and decision.basis.same_window else "logged backtests"
+        click.echo(f"{'metric (' + on + ')':<34} {'challenger':>10} {'champion':>10} {'loss':>8} {'tolerance':>9}")
         for row in decision.comparison():
             if row["loss"] is not None:
                 click.echo(
-                    f"{row['metric']:<26} {row['challenger']:>10.4f} {row['champion']:>10.4f} "
+                    f"{row['metric']:<34} {row['challenger']:>10.4f} {row['champion']:>10.4f} "
                     f"{row['loss']:>+8.4f} {row['tolerance']:>9.4f}"
                 )

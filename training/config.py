@@ -35,7 +35,7 @@ class TrainingError(ChurnclvError, ValueError):
 
 def _default_tolerance() -> dict[str, float]:
     # imported here: the promotion rule reads the MLflow registry, a config need not import MLflow
-    from churnclv.training.promotion import DEFAULT_TOLERANCE
+    from churnclv.training.promotion_tolerance import DEFAULT_TOLERANCE
 
     return dict(DEFAULT_TOLERANCE)
 

@@ -145,7 +145,12 @@ def train_and_log(
         )
         registry.set_alias(CHALLENGER, version, name)
         if promote:
-            decision = promotion.promote(tolerance=config.train.promote_tolerance, name=name)
+            decision = promotion.promote(
+                tolerance=config.train.promote_tolerance,
+                name=name,
+                data=clean,  # the champion is scored on the challenger's folds it has not seen
+                memory_limit=config.train.memory_limit,
+            )
             result.promotion = decision.to_dict()  # promote() logged it in this run
         result.timings["log_and_register_s"] = time.perf_counter() - t_log
         mlflow.log_metric("timing.log_and_register_s", result.timings["log_and_register_s"])

@@ -1,9 +1,15 @@
 """The promotion rule: when ``champion`` moves to the ``challenger``.
 
-``champion`` moves to the challenger only when the challenger is not worse than the
-current champion by more than a tolerance on any of the compared backtest metrics (the means of the
-selected models over the folds, logged by each training run as ``selected.<metric>``). With no
-champion yet, the challenger is promoted.
+``champion`` moves to the challenger only when the challenger is not worse than the current champion
+by more than a tolerance on any of the compared metrics. With no champion yet, the challenger is
+promoted. What is compared (the basis, recorded in the decision):
+
+- **same window**, when the data are given (``churnclv train`` gives them) and some of the
+  challenger's backtest folds start on or after the champion's as-of: on those folds, the
+  challenger's fold models and the champion's saved scorer, on identical customers and labels
+  (:mod:`churnclv.training.promotion_window`);
+- otherwise **logged backtests**: the means of the selected models over each version's own folds,
+  logged by each training run as ``selected.<metric>`` (older folds for the champion).
 """
 
 from __future__ import annotations
@@ -11,19 +17,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mlflow
 
 from churnclv.names import CHALLENGER, CHAMPION, MODEL_NAME
+from churnclv.training.promotion_tolerance import DEFAULT_TOLERANCE
+from churnclv.training.promotion_window import Basis, compare_on_common_window, logged_basis
 from churnclv.training.registry import RegistryError, UnknownVersionError, mlflow_client, set_alias, version_metrics
 from churnclv.training.tracking import METRIC_DIRECTION, alias_version
 
 log = logging.getLogger(__name__)
 
-# the largest loss per metric a challenger may show against the champion: the one default of
-# ``[train] promote_tolerance`` and of ``churnclv models promote``
-DEFAULT_TOLERANCE: dict[str, float] = {"churn_auc": 0.005, "spend_gini": 0.01, "churn_brier": 0.005}
+__all__ = ["DEFAULT_TOLERANCE", "PromotionDecision", "compare_metrics", "metric_loss", "promote", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +41,14 @@ class PromotionDecision:
     challenger_version: str
     champion_version: str | None
     reasons: list[str]
-    # the backtest metrics compared (``selected.*`` of each version's run) and the tolerance used
+    # the metrics compared (on the basis below) and the tolerance used
     challenger_metrics: dict[str, float] = field(default_factory=dict)
     champion_metrics: dict[str, float] | None = None
     tolerance: dict[str, float] = field(default_factory=dict)
+    # what was compared: the same window or the logged backtests (None: nothing was, e.g. no champion)
+    basis: Basis | None = None
+    # each version's logged ``selected.*`` backtest means, whatever the basis
+    logged: dict[str, dict[str, float] | None] = field(default_factory=dict)
 
     def comparison(self) -> list[dict[str, Any]]:
         """Per tolerated metric: both values, the challenger's loss (in the metric's units) and the verdict."""
@@ -69,6 +80,9 @@ class PromotionDecision:
             "challenger_metrics": self.challenger_metrics,
             "champion_metrics": self.champion_metrics,
             "comparison": self.comparison(),
+            "basis": None if self.basis is None else self.basis.text,
+            "window": None if self.basis is None else self.basis.to_dict(),
+            "logged_metrics": self.logged,
         }
 
 
@@ -137,14 +151,23 @@ def verdict(
 
 
 def promote(
-    *, tolerance: Mapping[str, float] | None = None, name: str = MODEL_NAME, challenger: str | None = None
+    *,
+    tolerance: Mapping[str, float] | None = None,
+    name: str = MODEL_NAME,
+    challenger: str | None = None,
+    data: Path | str | None = None,
+    memory_limit: str | None = None,
 ) -> PromotionDecision:
     """Move ``champion`` to the challenger when it is not worse by more than ``tolerance``
     (default :data:`DEFAULT_TOLERANCE`; the rule: :func:`verdict`).
 
-    The decision, both versions' compared metrics and the tolerance are logged in the challenger's
-    training run (artifact ``promotion.json``, tags ``churnclv.promoted`` and
-    ``churnclv.promotion.champion_version``), whether promotion runs after training or on its own.
+    With ``data`` (the clean folder the challenger was trained on), both are compared on the same
+    out-of-time window when there is one (:func:`~churnclv.training.promotion_window.
+    compare_on_common_window`); without, or when there is none, on the logged backtest means. The
+    decision, its basis, both versions' compared metrics and the tolerance are logged in the
+    challenger's training run (artifact ``promotion.json``, tags ``churnclv.promoted``,
+    ``churnclv.promotion.basis`` and ``churnclv.promotion.champion_version``), whether promotion
+    runs after training or on its own.
     """
     tolerance = dict(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     client = mlflow_client()
@@ -168,23 +191,57 @@ def promote(
     ours = version_metrics(challenger, name)
     theirs = None if champion is None else version_metrics(champion, name)
     backtested = (version.tags or {}).get("backtested", "true") == "true"
-    promoted, reasons = verdict(ours, theirs, tolerance, champion_version=champion, backtested=backtested)
+    basis = None
+    if champion is not None and backtested:
+        basis = choose_basis(
+            data, tolerance, challenger=challenger, champion=champion, name=name, memory_limit=memory_limit
+        )
+    compared = (basis.challenger, basis.champion) if basis is not None and basis.same_window else (ours, theirs)
+    promoted, reasons = verdict(*compared, tolerance, champion_version=champion, backtested=backtested)
     decision = PromotionDecision(
         promoted,
         challenger,
         champion,
-        reasons,
-        challenger_metrics=ours,
-        champion_metrics=theirs,
+        reasons + ([] if basis is None else [f"basis: {basis.text}"]),
+        challenger_metrics=compared[0],
+        champion_metrics=compared[1],
         tolerance=tolerance,
+        basis=basis,
+        logged={"challenger": ours, "champion": theirs},
     )
     # logged before the alias moves: a failure to log leaves the champion where it was
     if version.run_id:
         client.log_dict(version.run_id, decision.to_dict(), "promotion.json")
         client.set_tag(version.run_id, "churnclv.promoted", str(decision.promoted))
+        if basis is not None:
+            client.set_tag(version.run_id, "churnclv.promotion.basis", "same_window" if basis.same_window else "logged")
         if champion is not None:
             client.set_tag(version.run_id, "churnclv.promotion.champion_version", champion)
     if decision.promoted:
         set_alias(CHAMPION, challenger, name)
     log.debug("promotion of version %s: %s (%s)", challenger, decision.promoted, "; ".join(decision.reasons))
     return decision
+
+
+def choose_basis(
+    data: Path | str | None,
+    tolerance: Mapping[str, float],
+    *,
+    challenger: str,
+    champion: str,
+    name: str,
+    memory_limit: str | None = None,
+) -> Basis:
+    """The same window when the data are given and it measures every tolerated metric for both;
+    otherwise the logged backtests, with the reason."""
+    if data is None:
+        return logged_basis("no data given to score the champion on the challenger's folds")
+    basis = compare_on_common_window(
+        data, challenger=challenger, champion=champion, name=name, memory_limit=memory_limit
+    )
+    undefined = sorted(
+        m for m in tolerance if basis.same_window and (m not in basis.challenger or m not in basis.champion)
+    )
+    if undefined:
+        return logged_basis(f"{', '.join(undefined)} undefined on the common folds ({basis.text})")
+    return basis

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from churnclv.errors import ChurnclvError
-from churnclv.names import MODEL_NAME
+from churnclv.names import MODEL_NAME, SCORER_ARTIFACT
+
+if TYPE_CHECKING:
+    from churnclv.models.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,32 @@ def version_metrics(version: str, name: str = MODEL_NAME) -> dict[str, float]:
         return {}
     run = client.get_run(mv.run_id)
     return {k.removeprefix("selected."): v for k, v in run.data.metrics.items() if k.startswith("selected.")}
+
+
+def load_scorer(version: str, name: str = MODEL_NAME) -> Scorer:
+    """The saved scorer of a model version, read from the registry (what the version scores with).
+
+    Downloads the version's MLflow model into a temporary folder and reads the scorer artifact its
+    ``MLmodel`` names (as :mod:`churnclv.training.mlflow_run` logged it); :meth:`Scorer.load` holds
+    every part in memory, so the folder goes when it returns.
+    """
+    from mlflow.models import Model
+
+    # here, not at the top: the model code costs ~2 s to import and `models list` never needs it
+    from churnclv.models.scorer import Scorer
+
+    client = mlflow_client()
+    source = client.get_model_version_download_uri(name, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp))
+        artifacts = (Model.load(str(folder)).flavors.get("python_function") or {}).get("artifacts") or {}
+        relative = (artifacts.get(SCORER_ARTIFACT) or {}).get("path")
+        if not relative:
+            raise RegistryError(
+                f"version {version} of model {name} is not a churnclv model (its MLmodel names no "
+                f"{SCORER_ARTIFACT!r} artifact): register models with churnclv train"
+            )
+        return Scorer.load(folder / str(relative))
 
 
 def model_names() -> list[str]:
