@@ -119,6 +119,15 @@ def prepare_source(
 
 def source_options(fn: _Command) -> _Command:
     """The options every job that reads data shares."""
+    return _source_options(fn, required=True)
+
+
+def optional_source_options(fn: _Command) -> _Command:
+    """:func:`source_options` with ``--data`` optional (a command that can do without data)."""
+    return _source_options(fn, required=False)
+
+
+def _source_options(fn: _Command, *, required: bool) -> _Command:
     fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 1GB (it spills past it).")(fn)
     fn = click.option("--trusted", is_flag=True, help="The folder already holds clean tables: skip validation.")(fn)
     fn = click.option(
@@ -132,7 +141,7 @@ def source_options(fn: _Command) -> _Command:
         type=click.Path(dir_okay=False, exists=True, path_type=Path),
         help="TOML mapping of your table and column names.",
     )(fn)
-    fn = click.option("--data", required=True, help=DATA_HELP)(fn)
+    fn = click.option("--data", required=required, default=None, help=DATA_HELP)(fn)
     return fn
 
 

@@ -18,6 +18,7 @@ from churnclv.cli_options import (
     horizon_option,
     is_quiet,
     model_name_option,
+    optional_source_options,
     prepare_source,
     progress_option,
     report_errors,
@@ -120,6 +121,7 @@ def models_list(tracking_uri: str | None, model_name: str | None) -> None:
 
 
 @models.command("promote")
+@optional_source_options
 @tracking_uri_option()
 @model_name_option()
 @click.option("--version", default=None, help="Version to consider (default: the challenger).")
@@ -130,9 +132,20 @@ def models_list(tracking_uri: str | None, model_name: str | None) -> None:
     help="Largest loss allowed per metric, e.g. churn_auc=0.005 (repeatable).",
 )
 def models_promote(
-    tracking_uri: str | None, model_name: str | None, version: str | None, tolerance: tuple[str, ...]
+    data: str | None,
+    mapping: Path | None,
+    work: Path | None,
+    trusted: bool,
+    memory_limit: str | None,
+    tracking_uri: str | None,
+    model_name: str | None,
+    version: str | None,
+    tolerance: tuple[str, ...],
 ) -> None:
-    """Move champion to the challenger when it is not worse beyond the tolerance."""
+    """Move champion to the challenger when it is not worse beyond the tolerance.
+
+    With --data (the data the challenger was trained on) both are compared on the same out-of-time
+    window when there is one; without it, on their logged backtests."""
     from churnclv.training import promotion, registry, tracking
 
     tol = dict(promotion.DEFAULT_TOLERANCE)
@@ -147,10 +160,17 @@ def models_promote(
             tol[name] = float(value)
         except ValueError:
             raise click.BadParameter(f"{item!r}: use METRIC=NUMBER", param_hint="--tolerance") from None
+    clean = None if data is None else prepare_source(data, mapping, work, trusted, memory_limit)
     tracking.configure(tracking_uri)
     with report_errors():
         try:
-            decision = promotion.promote(tolerance=tol, name=model_name or MODEL_NAME, challenger=version)
+            decision = promotion.promote(
+                tolerance=tol,
+                name=model_name or MODEL_NAME,
+                challenger=version,
+                data=clean,
+                memory_limit=memory_limit,
+            )
         except registry.UnknownVersionError as exc:  # a usage error (exit 2), not a data problem
             raise click.BadParameter(str(exc), param_hint="--version") from None
     verdict = "promoted to champion" if decision.promoted else "not promoted"

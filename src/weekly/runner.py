@@ -259,6 +259,7 @@ class _Run:
                         "--version",
                         version,
                         *self.tolerance(),
+                        *self.source(),  # the same-window comparison reads the data
                         *self.common(config=False),
                         *self.model_name("models promote"),
                     ],
