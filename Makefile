@@ -15,6 +15,7 @@ help:
 	@echo "make demo   generate data and run the main job on it"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff, ruff format --check, mypy and the import contracts (every check runs; fails if any fails)"
+	@echo "make bench  every bench at a small size (minutes), then one summary table (results in $(BENCH_DIR)/results)"
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +56,14 @@ test: $(STAMP)
 # without the plugins only the integration tests use (nbmake, schemathesis, anyio: ~1 s per worker).
 test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 --dist load -p no:nbmake -p no:schemathesis -p no:anyio --hypothesis-profile=fast -m "not slow and not integration" $(PYTEST_ARGS)
+
+# Every bench at a small size (bench/suite.py holds each one's small options), then one table of
+# their JSON results; worlds and models stay cached in $(BENCH_DIR)/cache for the next run.
+BENCH_DIR ?= work/bench-small
+
+bench: $(STAMP)
+	$(PY) bench/suite.py --out $(BENCH_DIR)
+	$(PY) bench/summary.py $(BENCH_DIR)/results
 
 clean:
 	rm -rf work build dist .pytest_cache .hypothesis

@@ -34,15 +34,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import cli, run
+from accuracy_goals import HIGHER_IS_BETTER, cdnow_headlines
+from accuracy_references import btyd_reference, lgbm_rfm, rfm_rule
+from common import Results, bench_parser, cli, run
 
 from churnclv.serving.snapshots import read_scores
 
@@ -61,7 +61,6 @@ GRID_AS_OF = (
 )
 GRID_HORIZONS = (30, 90, 180)
 MODELS = ("churnclv", "bgnbd", "pareto", "rfm_rule", "lgbm_rfm")
-WEEK = 7.0
 
 
 @dataclass(frozen=True)
@@ -146,116 +145,6 @@ def rfm(days: pd.DataFrame, customers: pd.Index, as_of: dt.date) -> pd.DataFrame
     return out
 
 
-# ---------------------------------------------------------------- references
-
-
-def _unique_fit(fitter, stats: pd.DataFrame):
-    """Fit on the unique (frequency, recency, T) rows with their counts as weights (same likelihood)."""
-    u = stats.groupby(["frequency", "recency", "T"]).size().rename("w").reset_index()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fitter.fit(u["frequency"], u["recency"], u["T"], weights=u["w"])
-    return fitter
-
-
-def btyd_reference(stats: pd.DataFrame, horizon: int, kind: str) -> pd.DataFrame:
-    from lifetimes import BetaGeoFitter, GammaGammaFitter, ParetoNBDFitter
-
-    s = pd.DataFrame(
-        {"frequency": stats["frequency"], "recency": stats["recency"] / WEEK, "T": stats["T"] / WEEK},
-        index=stats.index,
-    )
-    t = horizon / WEEK
-    if kind == "bgnbd":
-        m = _unique_fit(BetaGeoFitter(penalizer_coef=0.0), s)
-        r, alpha = m.params_["r"], m.params_["alpha"]
-        p_alive = m.conditional_probability_alive(s["frequency"], s["recency"], s["T"])
-        p_zero_if_alive = ((alpha + s["T"]) / (alpha + s["T"] + t)) ** (r + s["frequency"])
-        p_churn = 1 - p_alive + p_alive * p_zero_if_alive
-        purchases = m.conditional_expected_number_of_purchases_up_to_time(t, s["frequency"], s["recency"], s["T"])
-    else:
-        m = _unique_fit(ParetoNBDFitter(penalizer_coef=0.0), s)
-        u = s.drop_duplicates()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p0 = m.conditional_probability_of_n_purchases_up_to_time(0, t, u["frequency"], u["recency"], u["T"])
-        p0 = pd.Series(np.asarray(p0, dtype=float), index=pd.MultiIndex.from_frame(u))
-        p_churn = pd.Series(p0.reindex(pd.MultiIndex.from_frame(s)).to_numpy(), index=s.index)
-        purchases = m.conditional_expected_number_of_purchases_up_to_time(t, s["frequency"], s["recency"], s["T"])
-    repeat = stats[(stats["frequency"] > 0) & (stats["monetary_value"] > 0)]
-    gg = GammaGammaFitter(penalizer_coef=0.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        gg.fit(repeat["frequency"], repeat["monetary_value"])
-    value = gg.conditional_expected_average_profit(stats["frequency"], stats["monetary_value"].clip(lower=0))
-    purchases = pd.Series(np.asarray(purchases, dtype=float), index=stats.index)
-    return pd.DataFrame(
-        {
-            "p_churn": np.clip(np.asarray(p_churn, dtype=float), 0, 1),
-            "expected_purchases": purchases,
-            "expected_spend": purchases * np.asarray(value, dtype=float),
-        },
-        index=stats.index,
-    )
-
-
-RFM_FEATURES = ("frequency", "recency", "T", "days_since_last", "n_days", "total_spend", "mean_spend")
-
-
-def _cells(feats: pd.DataFrame, edges: dict[str, np.ndarray]) -> pd.Series:
-    r = np.searchsorted(edges["r"], feats["days_since_last"].to_numpy(), side="right")
-    f = np.minimum(feats["n_days"].to_numpy(), 4).astype(int)
-    m = np.searchsorted(edges["m"], feats["mean_spend"].to_numpy(), side="right")
-    return pd.Series([f"{a}-{b}-{c}" for a, b, c in zip(r, f, m, strict=True)], index=feats.index)
-
-
-def rfm_rule(train: pd.DataFrame, labels: pd.DataFrame, score: pd.DataFrame, shrink: float = 20.0) -> pd.DataFrame:
-    """Per-cell rates at the cutoff (recency quartiles x frequency 0..4+ x monetary terciles)."""
-    edges = {
-        "r": np.unique(np.quantile(train["days_since_last"], [0.25, 0.5, 0.75])),
-        "m": np.unique(np.quantile(train["mean_spend"], [1 / 3, 2 / 3])),
-    }
-    y = labels.assign(churned=labels["churned"].astype(float), cell=_cells(train, edges))
-    overall = y[["churned", "purchases", "spend"]].mean()
-    g = y.groupby("cell")[["churned", "purchases", "spend"]]
-    n = g.size()
-    rates = (
-        g.mean()
-        .mul(n / (n + shrink), axis=0)
-        .add(overall.to_frame().T.to_numpy() * (shrink / (n + shrink)).to_numpy()[:, None])
-    )
-    cells = _cells(score, edges)
-    out = rates.reindex(cells.to_numpy()).fillna(overall)
-    out.index = score.index
-    return out.rename(columns={"churned": "p_churn", "purchases": "expected_purchases", "spend": "expected_spend"})
-
-
-def lgbm_rfm(train: pd.DataFrame, labels: pd.DataFrame, score: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    import lightgbm as lgb
-
-    X, Xs = train[list(RFM_FEATURES)], score[list(RFM_FEATURES)]
-    common = {
-        "n_estimators": 300,
-        "learning_rate": 0.05,
-        "num_leaves": 15,
-        "min_child_samples": 50,
-        "random_state": seed,
-        "verbose": -1,
-        "n_jobs": 2,
-    }
-    clf = lgb.LGBMClassifier(**common).fit(X, labels["churned"].astype(int))
-    pur = lgb.LGBMRegressor(objective="poisson", **common).fit(X, labels["purchases"])
-    spend = lgb.LGBMRegressor(**common).fit(X, labels["spend"])
-    return pd.DataFrame(
-        {
-            "p_churn": clf.predict_proba(Xs)[:, 1],
-            "expected_purchases": pur.predict(Xs),
-            "expected_spend": spend.predict(Xs),
-        },
-        index=score.index,
-    )
-
-
 # ---------------------------------------------------------------- churnclv through its CLI
 
 
@@ -335,7 +224,6 @@ def metrics(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
     }
 
 
-HIGHER_IS_BETTER = {"churn_auc", "spend_gini", "spend_spearman", "spend_top10_capture"}
 ABS_IS_ERROR = {"purchases_agg_err_pct", "spend_agg_err_pct"}
 
 
@@ -417,14 +305,12 @@ def summary(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def report(results: list[dict], summary_text: str, json_path: Path | None, models: tuple[str, ...] = MODELS) -> None:
-    """One table per metric, the summary, and every figure as JSON when ``json_path`` is given."""
+def report(results: list[dict], summary_text: str, models: tuple[str, ...] = MODELS) -> None:
+    """One table per metric, then the summary."""
     print()
     for metric in results[0]["metrics"]["churnclv"]:
         print(table(results, metric, models), end="\n\n")
     print(summary_text)
-    if json_path:
-        json_path.write_text(json.dumps(results, indent=1, default=str))
 
 
 def cdnow_data(work: Path) -> Path:
@@ -437,14 +323,14 @@ def cdnow_data(work: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__file__, __doc__.split("\n\n")[0])
     ap.add_argument(
         "--setups", nargs="+", type=parse_setup, help="AS_OF:HORIZON, e.g. 1997-08-31:90 (default: the grid)"
     )
     ap.add_argument("--work", type=Path, default=Path("work/bench-accuracy"))
     ap.add_argument("--config", type=Path, default=None, help="A training configuration to measure.")
-    ap.add_argument("--json", type=Path, default=None, help="Also write every figure here.")
     args = ap.parse_args(argv)
+    out = Results(args.json, __file__)
     args.work.mkdir(parents=True, exist_ok=True)
     data = cdnow_data(args.work)
     days = purchase_days(pd.read_parquet(data / "transactions.parquet"))
@@ -460,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         results.append(r)
-    report(results, summary(results), args.json)
+    report(results, summary(results))
+    out.records = results
+    cdnow_headlines(out, results, MODELS[1:], shipped=args.config is None, grid=args.setups is None)
+    out.write()
     return 0
 
 

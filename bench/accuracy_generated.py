@@ -47,7 +47,6 @@ import numpy as np
 import pandas as pd
 from accuracy import (
     Setup,
-    btyd_reference,
     churnclv_scores,
     known_at,
     metrics,
@@ -56,7 +55,9 @@ from accuracy import (
     rfm,
     window_truth,
 )
-from common import cli, run
+from accuracy_goals import generated_headlines
+from accuracy_references import btyd_reference
+from common import Results, bench_parser, cli, day, run
 
 from churnclv.generator.world import WorldConfig
 
@@ -238,16 +239,9 @@ def progress(r: dict) -> str:
     )
 
 
-def parse_day(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: not a date, use YYYY-MM-DD (e.g. 2025-06-30)") from None
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--setups", nargs="+", type=parse_day, help="As-of dates (default: the month-ends)")
+    ap = bench_parser(__file__, __doc__.split("\n\n")[0])
+    ap.add_argument("--setups", nargs="+", type=day, help="As-of dates (default: the month-ends)")
     ap.add_argument("--horizon-days", type=int, default=90, help="H of every setup and of the truth")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="events on, off")
     ap.add_argument("--customers", type=int, default=10_000)
@@ -256,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--season-peak-day", type=int, default=WORLD.season_peak_day_of_year)
     ap.add_argument("--work", type=Path, default=Path("work/bench-accuracy-generated"))
     ap.add_argument("--config", type=Path, default=None, help="A training configuration to measure.")
-    ap.add_argument("--json", type=Path, default=None, help="Also write every figure here.")
     args = ap.parse_args(argv)
     if args.horizon_days < 1:
         ap.error(f"--horizon-days {args.horizon_days}: must be at least 1 day")
@@ -269,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     if not as_of:
         ap.error(f"--horizon-days {args.horizon_days}: no month-end of {LAST_DAY.year} has its window closed by then")
+    out = Results(args.json, __file__)
     args.work.mkdir(parents=True, exist_ok=True)
     world, gen_s = seasonal_world(args, as_of)
     if gen_s is not None:
@@ -285,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             print(progress(r), flush=True)
         results += rows
-    report(results, summary(results), args.json, MODELS)
+    report(results, summary(results), MODELS)
+    out.records = results
+    generated_headlines(out, results, shipped=args.config is None)
+    out.write()
     return 0
 
 

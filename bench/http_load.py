@@ -15,19 +15,17 @@ them there. It prints one table: per server configuration, endpoint and concurre
     .venv/bin/python bench/http_load.py                      # everything in a temp dir
     .venv/bin/python bench/http_load.py --work work/bench-http --workers 1 2 --requests 2000
 
-This file shadows the standard library's ``http`` package for its own process (its folder comes
-first on ``sys.path``), so it imports neither churnclv nor mlflow: they run as subprocesses.
+The servers run as subprocesses; the client is this process (it shares the cores with them).
+Goals (issue 21, 2 workers): score_by_id at concurrency 16 at least 1,000 requests/s with p99 at most
+25 ms, next to ``model_info`` (the HTTP stack and auth alone) in the same run; ``score`` with a year of
+history p99 at most 60 ms at concurrency 1.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
-import gc
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -39,138 +37,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import Goal, Results, bench_parser
+from http_client import HOST, measure
 
 from churnclv.serving.snapshots import LATEST, features_path
 
 AS_OF = "2025-10-02"
 KEY = "bench-key-0123456789abcdef"
-HOST = "127.0.0.1"
-
-
-# --------------------------------------------------------------------------- a lean HTTP/1.1 client
-
-
-class Conn:
-    """One keep-alive HTTP/1.1 connection (the client must cost little CPU: it shares the 2 cores)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
-
-    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        assert self.reader is not None
-        assert self.writer is not None
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n{head}\r\n".encode()
-            + body
-        )
-        status_line = await self.reader.readline()
-        status = int(status_line.split()[1])
-        length, chunked = 0, False
-        while True:
-            line = await self.reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                length = int(value)
-            elif name == "transfer-encoding" and "chunked" in value.lower():
-                chunked = True
-        if chunked:
-            data = b""
-            while True:
-                size = int((await self.reader.readline()).strip(), 16)
-                if size == 0:
-                    await self.reader.readline()
-                    break
-                data += await self.reader.readexactly(size)
-                await self.reader.readline()
-            return status, data
-        return status, await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-async def _load(
-    port: int,
-    path: str,
-    bodies: list[bytes],
-    headers: dict[str, str],
-    concurrency: int,
-    n_requests: int,
-    max_seconds: float,
-) -> tuple[np.ndarray, float, int]:
-    conns = [Conn(port) for _ in range(concurrency)]
-    await asyncio.gather(*(c.open() for c in conns))
-    latencies: list[float] = []
-    errors = 0
-    issued = 0
-    t_end = time.perf_counter() + max_seconds
-
-    async def worker(conn: Conn, seed: int) -> None:
-        nonlocal issued, errors
-        rng = random.Random(seed)
-        while issued < n_requests and time.perf_counter() < t_end:
-            issued += 1
-            body = bodies[rng.randrange(len(bodies))]
-            t0 = time.perf_counter()
-            status, _ = await conn.post(path, body, headers)
-            latencies.append(time.perf_counter() - t0)
-            if status != 200:
-                errors += 1
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(c, i) for i, c in enumerate(conns)))
-    elapsed = time.perf_counter() - t0
-    for c in conns:
-        c.close()
-    return np.asarray(latencies) * 1e3, elapsed, errors
-
-
-def measure(
-    port: int,
-    path: str,
-    bodies: list[bytes],
-    headers: dict[str, str],
-    concurrency: int,
-    n_requests: int,
-    max_seconds: float,
-    repeat: int,
-) -> dict[str, float]:
-    """Median over ``repeat`` runs of p50/p95/p99 (ms) and requests/s; ``n`` and ``errors`` summed."""
-    # warm-up: caches, compiled SQL, first LightGBM calls on every worker
-    asyncio.run(_load(port, path, bodies, headers, concurrency, min(n_requests, 20 * concurrency), max_seconds))
-    runs = []
-    for _ in range(repeat):
-        # the client's own garbage collections would stall all its requests in flight and show up
-        # as server latency: none during a timed run (a run allocates a few MB at most)
-        gc.collect()
-        gc.disable()
-        try:
-            lat, elapsed, errors = asyncio.run(_load(port, path, bodies, headers, concurrency, n_requests, max_seconds))
-        finally:
-            gc.enable()
-        runs.append(
-            {
-                "n": len(lat),
-                "errors": errors,
-                "p50": float(np.percentile(lat, 50)),
-                "p95": float(np.percentile(lat, 95)),
-                "p99": float(np.percentile(lat, 99)),
-                "rps": len(lat) / elapsed,
-            }
-        )
-    out = {k: float(np.median([r[k] for r in runs])) for k in ("p50", "p95", "p99", "rps")}
-    return {"n": sum(r["n"] for r in runs), "errors": sum(r["errors"] for r in runs), **out}
+QUIET = "2 workers, a quiet machine"  # where the goals are stated (issue 21)
+GOALS = (
+    ("score_by_id", 16, "rps", "req/s", Goal("ours", ">=", 1000.0, QUIET)),
+    ("score_by_id", 16, "p99", "ms", Goal("ours", "<=", 25.0, QUIET)),
+    ("score", 1, "p99", "ms", Goal("ours", "<=", 60.0, QUIET)),
+)
 
 
 # --------------------------------------------------------------------------- servers
@@ -244,7 +123,7 @@ def scoring_calls(port: int) -> dict[str, tuple[float, float]]:
 # --------------------------------------------------------------------------- setup
 
 
-def prepare(work: Path, customers: int, seed: int) -> dict[str, str]:
+def prepare(work: Path, customers: int, seed: int, config: Path | None) -> dict[str, str]:
     """World, trained champion and batch snapshot in ``work`` (reused when present)."""
     world, store, out = work / "world", work / "mlruns", work / "batch"
     tracking = f"sqlite:///{store.resolve()}/mlflow.db"
@@ -257,8 +136,9 @@ def prepare(work: Path, customers: int, seed: int) -> dict[str, str]:
         ),
         (
             store / "mlflow.db",
-            "training (default configuration, a few minutes)",
-            ["train", "--data", str(world), "--trusted", "--as-of", AS_OF, "--tracking-uri", tracking],
+            "training (a few minutes with the default configuration)",
+            ["train", "--data", str(world), "--trusted", "--as-of", AS_OF, "--tracking-uri", tracking]
+            + (["--config", str(config.resolve())] if config else []),
         ),
         (
             out / LATEST,
@@ -347,7 +227,7 @@ def request_bodies(paths: dict[str, str], n: int, seed: int) -> dict[str, list[b
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__file__, __doc__)
     p.add_argument("--work", type=Path, default=None, help="keep world, store and snapshot here (default: temp)")
     p.add_argument("--customers", type=int, default=5_000)
     p.add_argument("--seed", type=int, default=7)
@@ -364,12 +244,14 @@ def main() -> None:
         help="our endpoints to load (model_info: the HTTP stack and auth without scoring)",
     )
     p.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
+    p.add_argument("--config", type=Path, default=None, help="a training TOML (default: the shipped configuration)")
     args = p.parse_args()
+    results = Results(args.json, __file__)
 
     with contextlib.ExitStack() as stack:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="churnclv-bench-")))
         work.mkdir(parents=True, exist_ok=True)
-        paths = prepare(work, args.customers, args.seed)
+        paths = prepare(work, args.customers, args.seed, args.config)
         bodies = request_bodies(paths, 300, args.seed)
         base = {k: v for k, v in os.environ.items() if not k.startswith("CHURNCLV_")}
         base.update(
@@ -465,6 +347,33 @@ def main() -> None:
         for r in rows:
             print(_fmt(r))
         print(f"load average after: {os.getloadavg()[0]:.1f}")
+    results.records = rows
+    headlines(results, rows)
+    results.write()
+
+
+def headlines(results: Results, rows: list[dict]) -> None:
+    """The goals' figures, from our largest worker count; the reference is model_info at the same
+    concurrency (the HTTP stack and auth without scoring), else mlflow models serve."""
+    ours = [r for r in rows if r["server"].startswith("churnclv")]
+    if not ours:
+        return
+    server = ours[-1]["server"]
+    at = {(r["endpoint"], r["concurrency"]): r for r in ours if r["server"] == server}
+    mlflow = {r["concurrency"]: r for r in rows if r["server"].startswith("mlflow")}
+    for endpoint, c, key, unit, goal in GOALS:
+        if (endpoint, c) not in at:
+            continue
+        ref = at.get(("model_info", c)) or mlflow.get(c)
+        results.headline(
+            f"HTTP {endpoint}, concurrency {c}, {key}, {server}",
+            at[(endpoint, c)][key],
+            unit,
+            ref[key] if ref else None,
+            f"{ref['endpoint']} in the same run" if ref else "",
+            goal,
+            goal_applies="(2 workers)" in server,
+        )
 
 
 def _fmt(r: dict) -> str:

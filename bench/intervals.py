@@ -11,7 +11,8 @@ For each setup, BTYD (BG/NBD + Gamma-Gamma) is fitted on churnclv's features as 
 - ``expected`` rows (generator only): the interval of the customer's *expected* spend against the
   generator's truth (``truth.parquet``, from the latent state).
 
-Widths are mean and median of ``upper - lower`` in currency. The last line times 100k rows.
+Widths are mean and median of ``upper - lower`` in currency. The last line times ``--timing-rows``
+rows (100k).
 
 Usage::
 
@@ -20,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import time
 from pathlib import Path
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from accuracy import cdnow_data, purchase_days, window_truth
+from common import Goal, Results, bench_parser
 
 from churnclv.features import compute_features
 from churnclv.generate import generate_world_to_parquet
@@ -82,9 +83,9 @@ def evaluate(name: str, data: Path, days: pd.DataFrame, as_of: dt.date, truth: p
     return out
 
 
-def timing(data: Path, as_of: dt.date) -> str:
+def timing(data: Path, as_of: dt.date, rows: int) -> str:
     feats, model = setup(data, as_of)
-    big = feats.sample(100_000, replace=True, random_state=0).reset_index(drop=True)
+    big = feats.sample(rows, replace=True, random_state=0).reset_index(drop=True)
     start = time.perf_counter()
     model.predict(big)
     with_clv = time.perf_counter() - start
@@ -92,17 +93,19 @@ def timing(data: Path, as_of: dt.date) -> str:
     model.quantiles(big, (0.1, 0.5, 0.9), clv=False)
     spend_only = time.perf_counter() - start
     return (
-        f"timing on 100k rows (CDNOW as of {as_of}, {model.n_draws} draws, one process): "
+        f"timing on {rows:,} rows (CDNOW as of {as_of}, {model.n_draws} draws, one process): "
         f"predict (spend + 12-month CLV) {with_clv:.1f} s, spend only {spend_only:.1f} s"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__file__, __doc__)
     parser.add_argument("--work", type=Path, default=Path("/tmp/churnclv-intervals"))
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--timing-rows", type=int, default=100_000, help="rows of the timing line (0: none)")
     args = parser.parse_args()
+    out = Results(args.json, __file__)
     args.work.mkdir(parents=True, exist_ok=True)
     results: list[dict] = []
 
@@ -124,7 +127,19 @@ def main() -> None:
     table = pd.DataFrame(results)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(table.to_string(index=False))
-    print(timing(cdnow, dt.date(1997, 9, 30)))
+    if args.timing_rows:
+        print(timing(cdnow, dt.date(1997, 9, 30), args.timing_rows))
+    out.records = results
+    for r in results:
+        if r["interval"] == "predictive" and r["level"] == "80%":
+            out.headline(
+                f"80 % interval of realised spend, randomised-PIT coverage, {r['data']} as of {r['as_of']}",
+                r["pit"],
+                reference=0.8,
+                reference_name="nominal",
+                goal=Goal("abs_difference", "<=", 0.05),  # issue 16: "should cover about 80 %"
+            )
+    out.write()
 
 
 if __name__ == "__main__":

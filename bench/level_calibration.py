@@ -7,6 +7,7 @@ realised / predicted over the previous window: the H days before as-of, and the 
 often the calibration helped.
 
     .venv/bin/python bench/level_calibration.py
+    .venv/bin/python bench/level_calibration.py --setups 1997-08-31:90 1998-01-31:30
 """
 
 from __future__ import annotations
@@ -16,20 +17,28 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-from accuracy import btyd_reference, cdnow_data, grid, known_at, purchase_days, rfm, window_truth
+from accuracy import cdnow_data, grid, known_at, parse_setup, purchase_days, rfm, window_truth
+from accuracy_references import btyd_reference
+from common import Results, bench_parser
 
 EARLIEST_CUTOFF = dt.date(1997, 3, 1)  # before it, the window is CDNOW's acquisition period
 
 
 def main() -> int:
+    ap = bench_parser(__file__, __doc__)
+    ap.add_argument(
+        "--setups", nargs="+", type=parse_setup, help="AS_OF:HORIZON, e.g. 1997-08-31:90 (default: the grid)"
+    )
+    ap.add_argument("--work", type=Path, default=Path("work/bench-accuracy"), help="where CDNOW is cached")
+    args = ap.parse_args()
+    out = Results(args.json, __file__)
     warnings.filterwarnings("ignore")
-    work = Path("work/bench-accuracy")
-    work.mkdir(parents=True, exist_ok=True)
-    days = purchase_days(pd.read_parquet(cdnow_data(work) / "transactions.parquet"))
+    args.work.mkdir(parents=True, exist_ok=True)
+    days = purchase_days(pd.read_parquet(cdnow_data(args.work) / "transactions.parquet"))
     print("| setup | BG/NBD purchases % / spend % | calibrated on the previous H days | on the previous 30 days |")
     print("|---|---|---|---|")
     helped = {"H": [0, 0], "30": [0, 0]}
-    for s in grid():
+    for s in args.setups or grid():
         customers = known_at(days, s.as_of)
         truth = window_truth(days, customers, s.as_of, s.horizon)
         bg = btyd_reference(rfm(days, customers, s.as_of), s.horizon, "bgnbd")
@@ -38,6 +47,11 @@ def main() -> int:
             bg["expected_spend"].sum() / truth["spend"].sum(),
         )
         cells = [f"{100 * (ratio[0] - 1):+.1f} / {100 * (ratio[1] - 1):+.1f}"]
+        record: dict[str, object] = {
+            "setup": s.label,
+            "purchases_err_pct": 100 * (ratio[0] - 1),
+            "spend_err_pct": 100 * (ratio[1] - 1),
+        }
         for key, length in (("H", s.horizon), ("30", 30)):
             start = s.as_of - dt.timedelta(days=length)
             if start < EARLIEST_CUTOFF:
@@ -50,11 +64,22 @@ def main() -> int:
             fs = seen["spend"].sum() / fit["expected_spend"].sum()
             cal = (ratio[0] * fp, ratio[1] * fs)
             cells.append(f"{100 * (cal[0] - 1):+.1f} / {100 * (cal[1] - 1):+.1f}")
+            record[f"calibrated_{key}_purchases_err_pct"] = 100 * (cal[0] - 1)
+            record[f"calibrated_{key}_spend_err_pct"] = 100 * (cal[1] - 1)
             helped[key][0] += abs(cal[0] - 1) < abs(ratio[0] - 1)
             helped[key][1] += 1
         print(f"| {s.label} | {' | '.join(cells)} |", flush=True)
+        out.records.append(record)
     for key, (better, n) in helped.items():
         print(f"\ncalibrated on the previous {key} days: purchases error smaller on {better} of {n} setups")
+        out.headline(
+            f"setups where a level factor from the previous {key} days made BG/NBD's purchases error smaller",
+            better,
+            "",
+            n,
+            "setups with that window in the data",
+        )
+    out.write()
     return 0
 
 

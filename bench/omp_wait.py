@@ -9,12 +9,13 @@ measures again with N single-core busy loops running (a shared machine): that is
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
 import sys
 import time
+
+from common import Results, bench_parser
 
 _CHILD = """
 import sys, time, numpy as np, lightgbm as lgb
@@ -32,28 +33,38 @@ for _ in range(repeats):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__file__, __doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=250_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--busy", type=int, default=1, help="Busy loops for the second table (0: none).")
     args = ap.parse_args(argv)
-    measure(args.rows, args.repeats, busy=0)
-    if args.busy:
-        measure(args.rows, args.repeats, busy=args.busy)
+    results = Results(args.json, __file__)
+    for busy in sorted({0, args.busy}):
+        medians = measure(args.rows, args.repeats, busy, results)
+        results.headline(
+            f"LightGBM fit, {args.rows:,} rows, 2 threads, {busy} busy loop(s): OMP_WAIT_POLICY=PASSIVE",
+            medians[("PASSIVE", 2)],
+            "s",
+            medians[("ACTIVE", 2)],
+            "OMP_WAIT_POLICY=ACTIVE",
+        )
+    results.write()
     return 0
 
 
-def measure(rows: int, repeats: int, busy: int) -> None:
+def measure(rows: int, repeats: int, busy: int, results: Results) -> dict[tuple[str, int], float]:
     loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
     try:
-        _table(rows, repeats, busy)
+        return _table(rows, repeats, busy, results)
     finally:
         for p in loops:
             p.kill()
             p.wait()
 
 
-def _table(rows: int, repeats: int, busy: int) -> None:
+def _table(rows: int, repeats: int, busy: int, results: Results) -> dict[tuple[str, int], float]:
+    """Prints the table; returns the median seconds per (policy, threads)."""
+    medians = {}
     print(f"\nLightGBM, {rows:,} rows x 60 features, 100 rounds, {busy} busy loop(s); seconds, median of {repeats}")
     print(f"(load average at start: {os.getloadavg()[0]:.1f})\n")
     print("| OMP_WAIT_POLICY | 1 thread | 2 threads |\n|---|---|---|")
@@ -70,8 +81,13 @@ def _table(rows: int, repeats: int, busy: int) -> None:
             ).stdout.split()
             times = [float(x) for x in out]
             cells.append(f"{statistics.median(times):.2f} ({min(times):.2f}-{max(times):.2f})")
+            medians[(policy, threads)] = statistics.median(times)
+            results.records.append(
+                {"busy_loops": busy, "policy": policy, "threads": threads, "seconds": medians[(policy, threads)]}
+            )
         print(f"| {policy} | {' | '.join(cells)} |")
     print(f"\n(load average at end: {os.getloadavg()[0]:.1f}; {time.strftime('%H:%M:%S')})")
+    return medians
 
 
 if __name__ == "__main__":

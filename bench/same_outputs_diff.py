@@ -10,12 +10,12 @@ difference.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from common import Goal, Results, bench_parser
 
 RUN_KEYS = {"run_id", "mtime_ns", "path", "clean", "created_at", "started_at", "finished_at", "seconds", "wall_s"}
 
@@ -61,7 +61,7 @@ def _batch_files(run: Path) -> dict[str, Path]:
     return {"scores": part, "features": part, "manifest": part / "manifest.json", "tier_report": part / "tier_report"}
 
 
-def main(before: Path, after: Path) -> int:
+def main(before: Path, after: Path, results: Results) -> int:
     diffs: list[str] = []
     ignored: list[str] = []
     was, now = _batch_files(before), _batch_files(after)
@@ -90,12 +90,18 @@ def main(before: Path, after: Path) -> int:
     for line in diffs:
         print(f"DIFF  {line}")
     print("identical" if not diffs else f"{len(diffs)} difference(s)")
+    results.records = [{"difference": line} for line in diffs]
+    results.notes.append(f"run identity (ignored): {', '.join(sorted(set(ignored))) or 'none'}")
+    results.headline(
+        "outputs that differ (scores, features, scorer, tier report, HTTP)", len(diffs), goal=Goal("ours", "<=", 0)
+    )
+    results.write()
     return 1 if diffs else 0
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__file__, __doc__.split("\n\n")[0])
     ap.add_argument("before", type=Path, help="an output folder of bench/same_outputs.sh")
     ap.add_argument("after", type=Path, help="another one, to compare with")
     args = ap.parse_args()
-    raise SystemExit(main(args.before, args.after))
+    raise SystemExit(main(args.before, args.after, Results(args.json, __file__)))

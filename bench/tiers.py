@@ -10,13 +10,13 @@ passing last week's tiers (hysteresis margin from the tier config).
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+from common import Results, bench_parser, day
 
 from churnclv.features import compute_features
 from churnclv.generate import generate_world_to_parquet
@@ -27,12 +27,15 @@ from churnclv.training.pipeline import train
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__file__, __doc__)
     ap.add_argument("--customers", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=9)
-    ap.add_argument("--as-of", default="2025-08-03")
+    ap.add_argument("--as-of", type=day, default="2025-08-03")
     ap.add_argument("--weeks", type=int, default=8)
     args = ap.parse_args()
+    if args.weeks < 2:
+        ap.error(f"--weeks {args.weeks}: at least 2 (tier changes are between consecutive weeks)")
+    results = Results(args.json, __file__)
     as_of = pd.Timestamp(args.as_of)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "world"
@@ -48,14 +51,14 @@ def main() -> None:
         prev_plain = prev_sticky = None
         rows = []
         for week in range(args.weeks):
-            day = as_of + pd.Timedelta(days=7 * week)
-            feats = compute_features(data, day.date())
+            when = as_of + pd.Timedelta(days=7 * week)
+            feats = compute_features(data, when.date())
             plain = scorer.score(feats, reasons=False)[["customer_id", "tier"]]
             sticky = scorer.score(feats, prev=prev_sticky, reasons=False)[["customer_id", "tier"]]
             if prev_plain is not None:
                 rows.append(
                     {
-                        "week": f"{day - pd.Timedelta(days=7):%Y-%m-%d} -> {day:%Y-%m-%d}",
+                        "week": f"{when - pd.Timedelta(days=7):%Y-%m-%d} -> {when:%Y-%m-%d}",
                         "customers": len(plain),
                         "changed_without": tier_churn_rate(prev_plain, plain),
                         "changed_with": tier_churn_rate(prev_sticky, sticky),
@@ -68,6 +71,15 @@ def main() -> None:
             f"median share changing tier per week: without hysteresis "
             f"{100 * table['changed_without'].median():.2f}%, with {100 * table['changed_with'].median():.2f}%"
         )
+    results.records = rows
+    results.headline(
+        f"share changing tier per week with hysteresis, {args.customers:,} customers (median of {len(rows)} weeks)",
+        100 * table["changed_with"].median(),
+        "%",
+        100 * table["changed_without"].median(),
+        "re-grading from scratch",
+    )
+    results.write()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ features, some NaN, two categorical, binary objective, 80 rounds, num_leaves 31,
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ import lightgbm as lgb
 import numba
 import numpy as np
 import pandas as pd
+from common import Goal, Results, bench_parser
 
 from churnclv.models.treeshap import FastTreeShap
 
@@ -108,7 +108,7 @@ def median_seconds(fn: Callable[[], object], calls: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__file__, __doc__)
     ap.add_argument("--model", type=Path, help="LightGBM model text file (default: train one)")
     ap.add_argument("--data", type=Path, help="Parquet file to draw rows from (with --model)")
     ap.add_argument("--rows", type=int, default=100_000, help="rows of the large batch")
@@ -117,12 +117,17 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2", help="thread counts, comma separated")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.model and args.data is None:
+        ap.error("--model needs --data (a Parquet file with the model's feature columns)")
+    try:
+        threads = [int(s) for s in args.threads.split(",")]
+    except ValueError:
+        ap.error(f"--threads {args.threads}: thread counts separated by commas, e.g. 1,2")
+    results = Results(args.json, __file__)
     rng = np.random.default_rng(args.seed)
 
     if args.model:
         booster = lgb.Booster(model_file=str(args.model))
-        if args.data is None:
-            sys.exit("--model needs --data (a Parquet file with the model's feature columns)")
         M = parquet_rows(args.data, booster, args.rows, rng)
         source = f"{args.model.name}, rows from {args.data.name}"
     else:
@@ -136,7 +141,6 @@ def main() -> None:
     t = time.perf_counter()
     ex.warm_up()
     warm = time.perf_counter() - t
-    threads = [int(s) for s in args.threads.split(",")]
 
     rows = []
     max_diff = max_contrib = 0.0
@@ -179,10 +183,21 @@ def main() -> None:
         print(
             f"| {n:,} | {th} | {n / a:,.0f} | {a / n * 1e6:,.2f} | {n / b:,.0f} | {b / n * 1e6:,.2f} | {b / a:,.1f}x |"
         )
+        results.records.append({"rows": n, "threads": th, "ours_rows_per_s": n / a, "lightgbm_rows_per_s": n / b})
+        if n in (1, args.rows) and th == threads[0]:
+            results.headline(
+                f"TreeSHAP rows/s, {n:,} row(s) per call, {th} thread(s)",
+                n / a,
+                "rows/s",
+                n / b,
+                "LightGBM pred_contrib",
+            )
     print()
     print(
         f"Max |ours - pred_contrib| over {args.rows:,} rows: {max_diff:.2e} (largest |contribution| {max_contrib:.2f})."
     )
+    results.headline("TreeSHAP, max |ours - pred_contrib|", max_diff, reference_name="", goal=Goal("ours", "<=", 1e-9))
+    results.write()
 
 
 if __name__ == "__main__":

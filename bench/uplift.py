@@ -25,7 +25,6 @@ The table gives the median over the seeds (the share of the optimum per seed in 
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 import warnings
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import Results, bench_parser
 
 from churnclv.campaigns.config import CampaignSettings
 from churnclv.campaigns.holdout import assign_holdout
@@ -138,7 +138,7 @@ def run_seed(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__file__, __doc__)
     ap.add_argument("--customers", type=int, default=6000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--campaigns", type=int, default=3, help="past campaigns the targeting learns from")
@@ -146,6 +146,7 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=CampaignSettings().margin)
     ap.add_argument("--cost-scale", type=float, default=1.0, help="multiply every action's playbook cost")
     args = ap.parse_args()
+    results = Results(args.json, __file__)
     t0 = time.perf_counter()
     tables, chosen = [], []
     for seed in args.seeds:
@@ -166,6 +167,15 @@ def main() -> None:
             f"| {name} | {row['contacts']:,.0f} | {row['true_profit']:,.0f} | {row['share_of_optimum']:.0%} "
             f"| {per_seed[name]} |"
         )
+    results.records = all_.to_dict("records")
+    results.headline(
+        f"targeting chosen on held-out campaigns: share of the true optimum's profit, {args.customers:,} customers",
+        100 * median.loc["targeting chosen on held-out campaigns, profit > 0", "share_of_optimum"],
+        "%",
+        100 * median.loc["everyone", "share_of_optimum"],
+        "contacting everyone",
+    )
+    results.write()
 
 
 if __name__ == "__main__":
