@@ -1,169 +1,79 @@
-"""Benchmark: the Ibis/DuckDB feature job against a plain pandas groupby implementation.
+"""Benchmark: the feature job (Ibis + DuckDB) against the minimal DuckDB scan and a pandas groupby.
 
-For each size, a synthetic world is generated once with ``churnclv.generate`` (rate scales giving
-about 50 transaction lines and 100 events per customer) and cached as Parquet. Each run is a fresh
-subprocess doing the same thing end to end: read the Parquet tables, compute every feature of the
-catalogue as of one date, write a Parquet file. The subprocess reports its wall time, its CPU time
-and its peak RSS (``getrusage(RUSAGE_SELF)``, DuckDB's native memory included). The two outputs are
-then compared column by column (relative tolerance 1e-9). Finally the in-memory path (one
-customer's frames, as the HTTP service calls it) is timed.
+For each size, a synthetic world is generated once (about 50 transaction lines and 100 events per
+customer; ``churnclv.generate`` in a child process) and cached as Parquet under ``--cache``. Every
+measurement is a fresh child process of its own (``bench/features_workers.py``) started from this
+small driver:
 
-The pandas reference (``churnclv.features.reference``) holds strings as categoricals; past
-``--pandas-chunk`` customers it runs over ranges of customer ids, because all at once it needs more
-than 21 GB at 1M customers.
+- ``ibis + duckdb``: :func:`churnclv.features.write_features` end to end (read the Parquet tables,
+  check their values, compute every feature of the catalogue as of one date, write a Parquet file);
+- ``minimal scan``: the reference in the same run, one plain DuckDB query over the same files with
+  the same memory limit and threads (per customer: lines, spend, first and last purchase, purchase
+  days; events: count, logins, last event), written to Parquet. The feature job and the scan
+  alternate, so load on a shared machine hits both alike;
+- ``pandas``: the groupby reference (``churnclv.features.reference``, strings as categoricals; past
+  ``--pandas-chunk`` customers over ranges of customer ids, because at once it needs more than
+  21 GB at 1M customers). Its output is compared with the feature job's column by column (relative
+  tolerance 1e-9).
+
+What the figures are: ``wall s`` and ``CPU s`` (user + system) of the work itself, after the
+imports. ``peak RSS`` is the child's own high-water mark of resident memory (``VmHWM`` in
+``/proc/self/status``: DuckDB's native allocations included, nothing of any other process). It is
+not ``ru_maxrss`` (``getrusage`` or ``os.wait4``): Linux carries the parent's peak over into a child
+it starts, through ``exec``, so when this driver generated a world before starting a worker, that
+worker reported the generator's peak (1.94 GB instead of 0.65 GB at 100k, 3.7 to 4.5 GB instead of
+1.7 GB at 1M). Each record in ``--json`` keeps both figures.
 
 Usage::
 
     python bench/features.py --sizes 100000 1000000 --repeats 3 --pandas-repeats 1
 
-The machine may be shared: quote medians and the spread, and the CPU time next to the wall time.
+The machine may be shared: quote the load average, the medians and the spread, and the CPU time
+next to the wall time.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-AS_OF = "2025-09-30"
-PURCHASE_RATE_SCALE = 3.5  # about 50 transaction lines per customer (see churnclv.generate.WorldConfig)
-EVENT_RATE_SCALE = 3.4  # about 100 events per customer
+from common import Goal, Results, bench_parser
+from features_workers import EVENT_RATE_SCALE, PURCHASE_RATE_SCALE
 
-
-# --------------------------------------------------------------------------- workers (subprocesses)
-
-
-def _usage(wall: float) -> str:
-    """Wall time, CPU time (user + system) and peak RSS of this process, as JSON."""
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    # ru_maxrss is in kB on Linux; it covers DuckDB's native allocations too
-    return json.dumps({"wall": wall, "cpu": r.ru_utime + r.ru_stime, "rss_mb": r.ru_maxrss / 1024})
+WORKERS = Path(__file__).with_name("features_workers.py")
+GOAL_SIZE = 1_000_000  # where the issue states the goals (within 2x the minimal scan, within 2 GB)
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
-def worker_ibis(data: Path, out: Path, memory_limit: str, threads: int) -> None:
-    from churnclv.features import write_features
-
-    t = time.perf_counter()
-    write_features(data, AS_OF, out, memory_limit=memory_limit, threads=threads, temp_directory=out.parent / "spill")
-    print(_usage(time.perf_counter() - t))
-
-
-def worker_pandas(data: Path, out: Path, chunks: int) -> None:
-    """The pandas reference end to end; with ``chunks > 1``, over that many ranges of customer ids."""
-    import pandas as pd
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
-    from churnclv.features.reference import reference_features
-
-    t = time.perf_counter()
-
-    def read(name: str, lo: str | None, hi: str | None, **kw) -> pd.DataFrame:
-        f = None
-        if lo is not None:
-            f = pc.field("customer_id") >= lo
-        if hi is not None:
-            f = (pc.field("customer_id") < hi) if f is None else f & (pc.field("customer_id") < hi)
-        table = ds.dataset(data / f"{name}.parquet").to_table(filter=f, **kw)
-        # dictionary-encoded strings become categoricals: the kindest way to hold 100M ids in pandas
-        strings = [c for c in ("customer_id", "channel", "category", "event_type") if c in table.column_names]
-        for c in strings:
-            table = table.set_column(table.column_names.index(c), c, pc.dictionary_encode(table[c]))
-        return table.to_pandas(self_destruct=True)
-
-    bounds: list[str | None] = [None, None]
-    if chunks > 1:  # ranges of ids with equal numbers of customers (every customer is in customers)
-        ids = ds.dataset(data / "customers.parquet").to_table(columns=["customer_id"])["customer_id"]
-        ids = ids.take(pc.sort_indices(ids))
-        step = len(ids) // chunks
-        bounds = [None, *(ids[k * step].as_py() for k in range(1, chunks)), None]
-    parts = []
-    for lo, hi in itertools.pairwise(bounds):
-        parts.append(
-            reference_features(
-                read("transactions", lo, hi),
-                read("events", lo, hi, columns=["customer_id", "ts", "event_type"]),
-                read("customers", lo, hi),
-                as_of=AS_OF,
-            )
-        )
-    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    frame.to_parquet(out, index=False)
-    print(_usage(time.perf_counter() - t))
-
-
-def worker_latency(data: Path, n_calls: int) -> None:
-    """Latency of compute_features_frames for one customer (first call compiles, then cached)."""
-    import pyarrow.parquet as pq
-
-    from churnclv.features import compute_features_frames
-
-    # the first row group holds the first block of customers: enough to pick 20 buyers from
-    tables = {
-        name: pq.ParquetFile(data / f"{name}.parquet").read_row_group(0).to_pandas()
-        for name in ("transactions", "events", "customers")
-    }
-    buyers = tables["transactions"]["customer_id"].drop_duplicates().head(20)
-    frames = [tuple(t[t["customer_id"] == cid] for t in tables.values()) for cid in buyers]
-    t = time.perf_counter()
-    compute_features_frames(*frames[0], as_of=AS_OF)
-    first = time.perf_counter() - t
-    times = []
-    for i in range(n_calls):
-        t = time.perf_counter()
-        compute_features_frames(*frames[i % len(frames)], as_of=AS_OF)
-        times.append(time.perf_counter() - t)
-    times.sort()
-    print(
-        json.dumps(
-            {
-                "first_ms": first * 1e3,
-                "median_ms": statistics.median(times) * 1e3,
-                "p90_ms": times[int(0.9 * len(times))] * 1e3,
-                "lines": sum(len(f[0]) for f in frames) / len(frames),
-                "events": sum(len(f[1]) for f in frames) / len(frames),
-            }
-        )
+def run_worker(kind: str, *args: object) -> dict[str, Any] | None:
+    """One measurement in a fresh interpreter; None when it fails (e.g. killed out of memory)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKERS), kind, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-
-
-# --------------------------------------------------------------------------- driver
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        why = "killed (out of memory?)" if proc.returncode == -9 else f"exit {proc.returncode}"
+        print(f"worker {kind} failed: {why}\n{err[-2000:]}", file=sys.stderr, flush=True)
+        return None
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def ensure_world(n: int, cache: Path, seed: int) -> Path:
-    from churnclv.generate import generate_world_to_parquet
-    from churnclv.generator.world import WorldConfig
-
     data = cache / f"world_{n}_s{seed}_p{PURCHASE_RATE_SCALE}_e{EVENT_RATE_SCALE}"
     if not (data / "_complete").exists():
         print(f"generating {n:,} customers into {data} ...", file=sys.stderr, flush=True)
-        config = WorldConfig(
-            n_customers=n, seed=seed, purchase_rate_scale=PURCHASE_RATE_SCALE, event_rate_scale=EVENT_RATE_SCALE
-        )
-        generate_world_to_parquet(config, data, n_jobs=2)
-        (data / "_complete").touch()
+        if run_worker("generate", n, data, seed) is None:  # in a child: its memory is not this driver's
+            sys.exit(f"generating {n:,} customers failed")
     return data
-
-
-def run_worker(args: list[str]) -> dict | None:
-    """Run one measurement in a fresh interpreter; None when it fails (e.g. killed out of memory)."""
-    cmd = [sys.executable, __file__, "--worker", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        why = "killed (out of memory?)" if proc.returncode == -9 else f"exit {proc.returncode}"
-        print(f"worker {' '.join(args)} failed: {why}\n{proc.stderr[-2000:]}", file=sys.stderr, flush=True)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def compare(ibis_out: Path, pandas_out: Path) -> tuple[bool, str]:
@@ -195,114 +105,179 @@ def fmt_runs(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--repeats", type=int, default=3, help="runs of the Ibis/DuckDB job per size")
-    parser.add_argument("--pandas-repeats", type=int, default=1, help="runs of the pandas reference per size")
+def _median(runs: list[dict[str, Any]], key: str) -> float | None:
+    return statistics.median(r[key] for r in runs) if runs else None
+
+
+def _at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return parse
+
+
+def _memory_limit(text: str) -> str:
+    if not _MEMORY.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a DuckDB memory size: write e.g. 1500MB or 2GB")
+    return text.strip()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = bench_parser(__file__, __doc__)
+    parser.add_argument("--sizes", type=_at_least(1), nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--repeats", type=_at_least(1), default=3, help="runs of the feature job per size")
+    parser.add_argument(
+        "--scan-repeats", type=_at_least(0), default=None, help="runs of the minimal scan (default: --repeats)"
+    )
+    parser.add_argument("--pandas-repeats", type=_at_least(1), default=1, help="runs of the pandas reference")
     parser.add_argument(
         "--pandas-chunk",
-        type=int,
+        type=_at_least(0),
         default=250_000,
         help="pandas processes at most this many customers at a time (0: all at once; "
         "all at once needs more than 21 GB at 1M customers)",
     )
-    parser.add_argument("--memory-limit", default="1500MB", help="DuckDB memory limit of the Ibis job")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-limit", type=_memory_limit, default="1500MB", help="DuckDB memory limit (both)")
+    parser.add_argument("--threads", type=_at_least(1), default=2, help="DuckDB threads (both)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "churnclv-bench-features")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latency-calls", type=int, default=200)
+    parser.add_argument("--seed", type=_at_least(0), default=0)
+    parser.add_argument("--latency-calls", type=_at_least(0), default=200)
     parser.add_argument("--skip-pandas", action="store_true")
-    parser.add_argument("--worker", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.scan_repeats is None:
+        args.scan_repeats = args.repeats
+    return args
 
-    if args.worker:
-        kind, *rest = args.worker
-        if kind == "ibis":
-            worker_ibis(Path(rest[0]), Path(rest[1]), rest[2], int(rest[3]))
-        elif kind == "pandas":
-            worker_pandas(Path(rest[0]), Path(rest[1]), int(rest[2]))
-        else:
-            worker_latency(Path(rest[0]), int(rest[1]))
-        return 0
 
+def measure(args: argparse.Namespace, n: int, data: Path, work: Path) -> dict[str, list[dict[str, Any]]]:
+    """The feature job and the minimal scan, alternating; then the pandas reference."""
+    runs: dict[str, list[dict[str, Any]]] = {"ibis": [], "scan": [], "pandas": []}
+    for k in range(max(args.repeats, args.scan_repeats)):
+        for kind, wanted in (("ibis", args.repeats), ("scan", args.scan_repeats)):
+            if k < wanted:
+                r = run_worker(kind, data, work / f"{kind}.parquet", args.memory_limit, args.threads)
+                if r:
+                    runs[kind].append(r)
+    if not args.skip_pandas:
+        chunks = 1 if not args.pandas_chunk else max(1, -(-n // args.pandas_chunk))
+        for _ in range(args.pandas_repeats):
+            r = run_worker("pandas", data, work / "pandas.parquet", chunks)
+            if r:
+                runs["pandas"].append({**r, "chunks": chunks})
+    return runs
+
+
+def report_size(
+    n: int, data: Path, work: Path, runs: dict[str, list[dict[str, Any]]], results: Results, skip_pandas: bool
+) -> list[str]:
+    """The table rows of one size; adds its records and headlines to ``results``."""
     import pyarrow.parquet as pq
 
+    n_tx = pq.ParquetFile(data / "transactions.parquet").metadata.num_rows
+    n_ev = pq.ParquetFile(data / "events.parquet").metadata.num_rows
+    ibis_wall, scan_wall, pandas_wall = (_median(runs[k], "wall") for k in ("ibis", "scan", "pandas"))
+    agree = "-"
+    if runs["ibis"] and runs["pandas"]:
+        ok, detail = compare(work / "ibis.parquet", work / "pandas.parquet")
+        agree = ("yes, " if ok else "NO, ") + detail
+    chunks = runs["pandas"][0]["chunks"] if runs["pandas"] else 0
+    rows = []
+    for kind, name in (
+        ("ibis", "ibis + duckdb"),
+        ("scan", "minimal DuckDB scan"),
+        ("pandas", f"pandas ({chunks} chunk{'s' if chunks > 1 else ''})"),
+    ):
+        got = runs[kind]
+        if kind == "pandas" and skip_pandas:
+            continue
+        vs_scan = f"{_median(got, 'wall') / scan_wall:.2f}x" if got and scan_wall else ""
+        vs_pandas = (
+            f"{pandas_wall / _median(got, 'wall'):.1f}x faster" if got and pandas_wall and kind != "pandas" else ""
+        )
+        cells = [f"{n:,}", f"{n_tx:,}", f"{n_ev:,}", name, str(len(got))]
+        if got:
+            cells += [fmt_runs([r[k] for r in got]) for k in ("wall", "cpu", "rss_mb")]
+            cells += [vs_scan, vs_pandas, agree if kind == "ibis" else ""]
+        else:
+            cells += ["failed", "", "", "", "", ""]
+        rows.append("| " + " | ".join(cells) + " |")
+        results.records.append(
+            {"customers": n, "lines": n_tx, "events": n_ev, "engine": name, "runs": got, "outputs_agree": agree}
+        )
+    applies = n == GOAL_SIZE
+    results.headline(
+        f"feature job wall, {n:,} customers (median of {len(runs['ibis'])})",
+        ibis_wall,
+        "s",
+        scan_wall,
+        "minimal DuckDB scan, same files, same run",
+        Goal("ratio", "<=", 2.0, "1M customers"),
+        applies,
+    )
+    ibis_gb, scan_gb = (_median(runs[k], "rss_mb") for k in ("ibis", "scan"))
+    results.headline(
+        f"feature job peak RSS, {n:,} customers (own VmHWM)",
+        None if ibis_gb is None else ibis_gb / 1024,
+        "GB",
+        None if scan_gb is None else scan_gb / 1024,
+        "minimal DuckDB scan, same memory limit",
+        Goal("ours", "<=", 2.0, "1M customers"),
+        applies,
+    )
+    if pandas_wall is not None:
+        results.headline(f"feature job wall, {n:,} customers, vs pandas", ibis_wall, "s", pandas_wall, "pandas groupby")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = Results(args.json, __file__)
     args.cache.mkdir(parents=True, exist_ok=True)
     print(
-        f"# features as of {AS_OF}; {os.cpu_count()} cores; DuckDB memory limit {args.memory_limit}, "
-        f"{args.threads} threads; median [min-max] over runs; CPU s = user + system time of the run; "
-        f"load average at start {os.getloadavg()[0]:.1f}",
+        f"# features as of 2025-09-30; {os.cpu_count()} cores; DuckDB memory limit {args.memory_limit}, "
+        f"{args.threads} threads (feature job and scan); median [min-max] over runs; CPU s = user + system "
+        f"time of the work; peak RSS = the child's own VmHWM; load average at start "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}",
         flush=True,
     )
     rows = [
         (
-            "| customers | tx lines | events | engine | runs | wall s | CPU s | peak RSS MB | vs pandas (wall) "
-            "| outputs agree |"
+            "| customers | tx lines | events | engine | runs | wall s | CPU s | peak RSS MB | vs scan (wall) "
+            "| vs pandas (wall) | outputs agree |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     latency = None
     for n in args.sizes:
         data = ensure_world(n, args.cache, args.seed)
-        n_tx = pq.ParquetFile(data / "transactions.parquet").metadata.num_rows
-        n_ev = pq.ParquetFile(data / "events.parquet").metadata.num_rows
         work = Path(tempfile.mkdtemp(prefix="churnclv-bench-out-"))
-        ibis_out, pandas_out = work / "ibis.parquet", work / "pandas.parquet"
-        ibis_runs = [
-            r
-            for r in (
-                run_worker(["ibis", str(data), str(ibis_out), args.memory_limit, str(args.threads)])
-                for _ in range(args.repeats)
-            )
-            if r
-        ]
-        chunks = 1 if not args.pandas_chunk else max(1, -(-n // args.pandas_chunk))
-        pandas_runs = (
-            []
-            if args.skip_pandas
-            else [
-                r
-                for r in (
-                    run_worker(["pandas", str(data), str(pandas_out), str(chunks)]) for _ in range(args.pandas_repeats)
-                )
-                if r
-            ]
-        )
-        prefix = f"| {n:,} | {n_tx:,} | {n_ev:,} |"
-        speed, agree = "-", "-"
-        if ibis_runs and pandas_runs:
-            ratio = statistics.median(r["wall"] for r in pandas_runs) / statistics.median(r["wall"] for r in ibis_runs)
-            speed = f"{ratio:.1f}x faster"
-            ok, detail = compare(ibis_out, pandas_out)
-            agree = ("yes, " if ok else "NO, ") + detail
-        for name, runs, extra in (
-            ("ibis + duckdb", ibis_runs, speed),
-            (f"pandas ({chunks} chunk{'s' if chunks > 1 else ''})", pandas_runs, ""),
-        ):
-            if runs:
-                row = (
-                    f"{prefix} {name} | {len(runs)} | {fmt_runs([r['wall'] for r in runs])} | "
-                    f"{fmt_runs([r['cpu'] for r in runs])} | {fmt_runs([r['rss_mb'] for r in runs])} | "
-                    f"{extra} | {agree if extra else ''} |"
-                )
-            elif name.startswith("ibis") or not args.skip_pandas:
-                row = f"{prefix} {name} | 0 | failed | | | | |"
-            else:
-                continue
-            rows.append(row)
-            print(row, flush=True)
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            size_rows = report_size(n, data, work, measure(args, n, data, work), results, args.skip_pandas)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        rows += size_rows
+        print("\n".join(size_rows), flush=True)
         if latency is None and args.latency_calls:
-            latency = run_worker(["latency", str(data), str(args.latency_calls)])
-    print()
+            latency = run_worker("latency", data, args.latency_calls)
+    print(f"\n# load average at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
     print("\n".join(rows))
     if latency:
+        results.records.append({"in_memory_latency": latency})
         print(
             f"\none customer in memory (compute_features_frames, {latency['lines']:.0f} lines and "
             f"{latency['events']:.0f} events on average): first call {latency['first_ms']:.0f} ms "
             f"(compiles the SQL), then median {latency['median_ms']:.1f} ms, p90 {latency['p90_ms']:.1f} ms"
         )
+    results.notes.append(
+        "peak RSS is each child's own VmHWM; ru_maxrss would include the peak of the process that started it"
+    )
+    results.write()
     return 0
 
 

@@ -112,11 +112,13 @@ def test_write_features_streams_to_parquet(frames, tmp_path):
 
 def test_connection_settings(tmp_path):
     con = connect(memory_limit="100MB", threads=1, temp_directory=tmp_path / "spill")
-    limit, threads, temp = con.raw_sql(
-        "SELECT current_setting('memory_limit'), current_setting('threads'), current_setting('temp_directory')"
+    limit, threads, temp, ordered = con.raw_sql(
+        "SELECT current_setting('memory_limit'), current_setting('threads'), current_setting('temp_directory'), "
+        "current_setting('preserve_insertion_order')"
     ).fetchone()
     assert limit.endswith("MiB") and float(limit.split()[0]) < 100 and threads == 1
     assert temp == str(tmp_path / "spill")
+    assert ordered is False  # outputs are sorted by customer_id; keeping insertion order costs memory
 
 
 @pytest.fixture(scope="module")
