@@ -18,6 +18,7 @@ from churnclv.cli_options import (
     model_name_option,
     prepare_source,
     report_errors,
+    show_progress,
     source_options,
     tracking_uri_option,
 )
@@ -163,6 +164,7 @@ def score_batch(
             max_days_after_data=max_days_after_data,
             campaign=campaign,
             campaign_settings=campaigns,
+            progress=show_progress(None),  # on a terminal only, never with -q (cron logs stay clean)
         )
 
 
