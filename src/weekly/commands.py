@@ -19,6 +19,7 @@ from churnclv.cli_options import (
     as_of_option,
     config_option,
     horizon_option,
+    model_name_option,
     report_errors,
     source_options,
     tracking_uri_option,
@@ -71,9 +72,7 @@ def _resolve(ctx: click.Context) -> Any:
 @click.option(
     "--db", default=None, help="Database sink of score-batch and the monitor (postgresql://..., sqlite:///...)."
 )
-@click.option(
-    "--model-name", default=None, help="Registered model name (default churnclv); needs commands that take it."
-)
+@model_name_option("Registered model of this data set (default: [train] model_name, else churnclv).")
 @click.option(
     "--service-url", default=None, help="Scoring service to POST /reload to (overrides [weekly] service_url)."
 )
@@ -112,6 +111,8 @@ def weekly(
     """
     from dataclasses import replace
 
+    from churnclv.names import MODEL_NAME
+    from churnclv.training.config import RunConfig
     from churnclv.weekly.config import load_weekly_config
     from churnclv.weekly.lock import run_lock
     from churnclv.weekly.registry_view import MlflowRegistry
@@ -121,6 +122,9 @@ def weekly(
 
     with report_errors(redact=True):
         settings = load_weekly_config(config_path)
+        if model_name is None:  # [train] model_name names the model every step uses, as train resolves it
+            configured = RunConfig.load(config_path).train.model_name
+            model_name = None if configured == MODEL_NAME else configured
         if service_url is not None:
             settings = replace(settings, service_url=service_url)
         if api_key_env is not None:
