@@ -82,7 +82,13 @@ def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any
 
 
 def prepare_source(
-    data: str, mapping: Path | None, work: Path | None, trusted: bool, memory_limit: str | None = None
+    data: str,
+    mapping: Path | None,
+    work: Path | None,
+    trusted: bool,
+    memory_limit: str | None = None,
+    *,
+    check_trusted: bool = True,
 ) -> Path:
     """Validate ``data`` into ``work`` (clean tables + rejects; None: :data:`WORK_DEFAULT`) and return
     the clean folder.
@@ -90,7 +96,8 @@ def prepare_source(
     ``trusted`` skips validation for a folder that already holds clean tables in the contract
     (e.g. the output of ``churnclv generate`` or of an earlier ``validate``); the value rules the
     features depend on (finite, bounded amounts; finite, plausible timestamps) are still checked,
-    in one pass, so a folder that breaks them stops here with one line instead of failing later.
+    in one pass, so a folder that breaks them stops here with one line instead of failing later
+    (``check_trusted=False``: the caller's own job checks them first thing, as the feature job does).
     """
     from churnclv.ingest import validate_source
     from churnclv.ingestion.databases import is_sql_url
@@ -100,10 +107,12 @@ def prepare_source(
         if is_sql_url(data) or mapping is not None:
             raise click.UsageError("--trusted needs a folder of clean tables and no --mapping")
         from churnclv.features.checks import check_values
+        from churnclv.features.sources import connect
 
         # a value rule broken, a column of the wrong type, or not a folder of clean tables
-        with report_errors(prefix=f"--trusted {data}: "):
-            check_values(Path(data))
+        if check_trusted:
+            with report_errors(prefix=f"--trusted {data}: "):
+                check_values(Path(data), connect(memory_limit=memory_limit))
         return Path(data)
     work = work or WORK_DEFAULT
     with report_errors():
