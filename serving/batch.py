@@ -8,10 +8,12 @@ Spark), scores them in chunks with the registered MLflow model, and publishes on
         part-00000.parquet ...   scores: the HTTP answer's fields (customer_id, as_of, p_churn, p_alive,
                                  expected_purchases, expected_spend, clv, expected_next_purchase_days,
                                  expected_next_purchase_date, growth_score, tier, tier_level, stage,
-                                 action, reasons (list<string>), campaign, holdout, model_version);
-                                 sorted by customer_id
+                                 action, reasons (list<string>), campaign, holdout, model_version; with a
+                                 targeting also contact, expected_incremental_revenue, expected_profit,
+                                 targeting); sorted by customer_id
         _manifest.json           input fingerprint, counts (known = written; rejected at validation),
-                                 model URI and version, horizon, the campaign's holdout, timings per stage
+                                 model URI and version, horizon, the campaign's holdout, the targeting's
+                                 contacts, timings per stage
     OUT/features/dt=YYYY-MM-DD/features.parquet
                                  the feature snapshot (the HTTP service's score-by-id reads it)
     OUT/reports/dt=YYYY-MM-DD/   tier mix and, when an earlier partition exists, the migration
@@ -73,6 +75,7 @@ lock, ``LATEST``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -93,6 +96,7 @@ from churnclv.serving import batch_inputs
 from churnclv.serving.batch_errors import BatchError, first_line, os_problem
 from churnclv.serving.batch_holdout import HoldoutOptions, previous_arms, write_holdout
 from churnclv.serving.batch_options import DEFAULT_MAX_DAYS_AFTER_DATA, DEFAULT_MEMORY_LIMIT, BatchOptions, as_of_day
+from churnclv.serving.batch_targeting import TARGETING_SCHEMA, TargetingOptions, write_targeting
 from churnclv.serving.checkpoints import open_temp, resume_key
 from churnclv.serving.data_check import check_folder
 from churnclv.serving.manifest import build_manifest, echo_summary
@@ -131,6 +135,7 @@ class _Scored:
     resumed_chunks: int
     report: dict[str, Any] | None
     campaign: dict[str, Any] | None
+    targeting: dict[str, Any] | None = None
 
 
 def _load_model(model_uri: str, tracking_uri: str | None, dst: Path) -> LoadedModel:
@@ -169,6 +174,7 @@ def run_batch(
     max_days_after_data: int = DEFAULT_MAX_DAYS_AFTER_DATA,
     campaign: str | None = None,
     campaign_settings: CampaignSettings | None = None,
+    targeting: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score every customer known at ``as_of`` and publish its partition ``dt=DATE`` in ``out`` (see the module doc).
 
@@ -223,7 +229,11 @@ def run_batch(
         The campaign whose holdout the partition carries (``campaign`` and ``holdout`` columns; default
         ``campaign_settings.campaign``; none: both null).
     campaign_settings : CampaignSettings, optional
-        The ``[campaigns]`` section: holdout share, strata, minimum controls (default: its defaults).
+        The ``[campaigns]`` section: holdout share, strata, minimum controls, targeting (default: its defaults).
+    targeting : path, optional
+        A targeting folder (``churnclv campaign fit-targeting``; default ``campaign_settings.targeting``):
+        adds ``contact``, ``expected_incremental_revenue``, ``expected_profit`` and ``targeting`` to the
+        scores (:mod:`~churnclv.serving.batch_targeting`); none: the scores are left without them.
 
     Returns
     -------
@@ -263,9 +273,10 @@ def run_batch(
         after_chunk=after_chunk,
         max_days_after_data=max_days_after_data,
         holdout=HoldoutOptions.of(campaign, campaign_settings),
+        targeting=TargetingOptions.of(targeting, campaign_settings),
     )
     name = run.name
-    sink = open_sink(db, db_table)
+    sink = open_sink(db, db_table, extra=TARGETING_SCHEMA if run.targeting is not None else ())
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="churnclv-model-") as model_dir, lock(out, name):
@@ -316,6 +327,8 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
         with timer("model"):
             model = _load_model(run.model_uri, run.tracking_uri, model_dir)
             check_folder(model, run.clean)  # a model of another data set stops here, in one line
+            if run.targeting is not None:  # the costs of the model's actions, before any feature
+                run.targeting.check_model(model)
         if run.horizon_days is not None and int(run.horizon_days) != model.horizon_days:
             raise BatchError(
                 f"horizon {run.horizon_days} days differs from the model's {model.horizon_days} days "
@@ -337,6 +350,8 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
             with timer("features"):
                 config = model.scorer.feature_config()
                 features_duckdb(tmp, prog, run.clean, run.day, run.memory_limit, run.progress, config)
+            if run.targeting is not None:  # the features its uplift model reads, before any chunk is scored
+                run.targeting.check_features(pq.read_schema(tmp / FEATURES_FILE).names, run.name)
             hysteresis_from = prev if run.hysteresis else None
             written = score_chunks(
                 tmp,
@@ -362,6 +377,8 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
             )
         with timer("holdout"):
             campaign_doc = write_holdout(tmp, run.holdout, arms)
+        with timer("targeting") if run.targeting is not None else contextlib.nullcontext():
+            targeting_doc = write_targeting(tmp, run.targeting, tmp / FEATURES_FILE)
         with timer("tier_report"):
             tiers = model.scorer.tiers_
             report = None if tiers is None else batch_tier_report(tmp, prev, tuple(tiers.tier_names), con, run.day)
@@ -369,7 +386,9 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
                 report["migration_skipped"] = prev_problem
     finally:
         con.close()
-    return _Scored(tmp, key, model, fp, rejected, known, n_features, written, resumed_chunks, report, campaign_doc)
+    return _Scored(
+        tmp, key, model, fp, rejected, known, n_features, written, resumed_chunks, report, campaign_doc, targeting_doc
+    )
 
 
 def _publish(
@@ -419,6 +438,7 @@ def _publish(
             seconds=timer.seconds,
             monitoring=latest_monitoring(run.out, scored.model.name, scored.model.version),
             campaign=scored.campaign,
+            targeting=scored.targeting,
         )
         publish(tmp, run.out, run.day, manifest, replacement)
     finally:

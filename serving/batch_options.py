@@ -12,6 +12,7 @@ from churnclv.features import as_of_date
 from churnclv.serving import batch_inputs
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.batch_holdout import HoldoutOptions
+from churnclv.serving.batch_targeting import TargetingOptions
 from churnclv.serving.snapshots import partition_name
 from churnclv.values import MAX_YEAR, MIN_YEAR
 
@@ -76,6 +77,7 @@ class BatchOptions:
     after_chunk: Callable[[int], None] | None
     max_days_after_data: int
     holdout: HoldoutOptions | None = None  # the campaign whose holdout the run writes (None: no campaign)
+    targeting: TargetingOptions | None = None  # who to contact, decided per customer (None: no columns added)
 
     def __post_init__(self) -> None:
         self._check_args()

@@ -105,7 +105,16 @@ def _chosen_model(uri: str | None, name: str | None) -> str | None:
     help="Write this campaign's holdout with the scores (campaign and holdout columns); wins over [campaigns] "
     "campaign. A customer keeps their arm for the life of the campaign; a new id draws a new holdout.",
 )
-@config_option("TOML with a [campaigns] section: campaign, holdout_share, strata, min_controls.")
+@click.option(
+    "--targeting",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="A targeting saved by `churnclv campaign fit-targeting`: adds contact, expected_incremental_revenue, "
+    "expected_profit and targeting to the scores (holdout customers are never contacted); wins over [campaigns] "
+    "targeting.",
+)
+@config_option("TOML with a [campaigns] section: campaign, holdout_share, strata, min_controls, targeting.")
 def score_batch(
     data: str,
     mapping: Path | None,
@@ -127,6 +136,7 @@ def score_batch(
     reasons: bool,
     max_days_after_data: int,
     campaign: str | None,
+    targeting: Path | None,
     config_path: Path | None,
 ) -> None:
     """Score every customer known at as-of; write Parquet, a manifest, the tier report and the
@@ -139,10 +149,12 @@ def score_batch(
     from churnclv.campaigns.config import parse_campaigns
     from churnclv.config_schema import read_run_config
     from churnclv.serving.batch import run_batch
+    from churnclv.serving.batch_targeting import TargetingOptions
 
     uri = _chosen_model(model_uri, model_name) or DEFAULT_MODEL_URI
-    with report_errors():  # a bad config stops before the data is prepared
+    with report_errors():  # a bad config or targeting folder stops before the data is prepared
         campaigns = parse_campaigns(read_run_config(config_path).get("campaigns", {}))
+        TargetingOptions.of(targeting, campaigns)
     clean = prepare_source(data, mapping, work, trusted, memory_limit)
     with report_errors(redact=True):
         run_batch(
@@ -164,6 +176,7 @@ def score_batch(
             max_days_after_data=max_days_after_data,
             campaign=campaign,
             campaign_settings=campaigns,
+            targeting=targeting,
             progress=show_progress(None),  # on a terminal only, never with -q (cron logs stay clean)
         )
 

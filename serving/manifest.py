@@ -19,6 +19,7 @@ from typing import Any
 
 from churnclv.redaction import redact_url
 from churnclv.serving.batch_holdout import echo_campaign
+from churnclv.serving.batch_targeting import echo_targeting
 from churnclv.serving.model import LoadedModel
 from churnclv.serving.snapshots import features_path, report_dir, scores_dir
 
@@ -50,11 +51,13 @@ def build_manifest(
     seconds: dict[str, float],
     monitoring: dict[str, Any] | None = None,
     campaign: dict[str, Any] | None = None,
+    targeting: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of partition ``name`` (``key``: the resume key; ``seconds``: the time of each stage;
     ``monitoring``: the model version's latest monitored quality, see
     :func:`churnclv.serving.monitor_summary.latest_monitoring`; ``campaign``: the holdout drawn, see
-    :func:`churnclv.serving.batch_holdout.write_holdout`)."""
+    :func:`churnclv.serving.batch_holdout.write_holdout`; ``targeting``: the contacts decided, see
+    :func:`churnclv.serving.batch_targeting.write_targeting`, left out without one)."""
     return {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -93,6 +96,7 @@ def build_manifest(
         },
         "tier_report": report,
         "campaign": campaign,
+        **({"targeting": targeting} if targeting is not None else {}),
         "db": db_doc,
         "monitoring": monitoring,
         "timings_s": {k: round(v, 3) for k, v in seconds.items()},
@@ -132,6 +136,7 @@ def echo_summary(manifest: dict[str, Any], out: Path, echo: Callable[[str], Any]
         elif report.get("migration_skipped"):
             echo(f"  migration  skipped: {report['migration_skipped']}")
     echo_campaign(manifest.get("campaign"), echo)
+    echo_targeting(manifest.get("targeting"), echo)
     if manifest.get("db"):
         d = manifest["db"]
         echo(

@@ -60,8 +60,9 @@ class SinkError(ChurnclvError, ValueError):
     """A database URL, table or write the sink cannot use; the message names it, the rule and the fix."""
 
 
-def _columns() -> list[sa.Column]:
-    """The score table: the batch output's columns (OUTPUT_SCHEMA) as SQL; reasons as a JSON array in text."""
+def _columns(extra: Sequence[pa.Field] = ()) -> list[sa.Column]:
+    """The score table: the batch output's columns (OUTPUT_SCHEMA, then ``extra``) as SQL; reasons as a JSON
+    array in text."""
     f = sa.Float(precision=53)  # DOUBLE PRECISION on PostgreSQL: keep every bit of the scores
     types: dict[pa.DataType, TypeEngine[Any] | type[TypeEngine[Any]]] = {
         pa.string(): sa.Text,
@@ -78,7 +79,7 @@ def _columns() -> list[sa.Column]:
             primary_key=field.name in KEY,
             nullable=field.nullable and field.name not in _ALWAYS_SCORED,
         )
-        for field in OUTPUT_SCHEMA
+        for field in [*OUTPUT_SCHEMA, *extra]
     ]
 
 
@@ -190,9 +191,11 @@ class ScoreSink:
     table : str
         Table name (created when missing, with the primary key ``(customer_id, as_of)``); not a
         system table's (``pg_*``, ``sqlite_*``).
+    extra : sequence of pyarrow.Field
+        Nullable columns the rows carry after the batch output's (a targeting's), added to an existing table.
     """
 
-    def __init__(self, url: str, *, table: str = DEFAULT_TABLE) -> None:
+    def __init__(self, url: str, *, table: str = DEFAULT_TABLE, extra: Sequence[pa.Field] = ()) -> None:
         check_table_name(table)
         self.url = normalize_url(url)
         self.where = redact_url(url)
@@ -201,7 +204,7 @@ class ScoreSink:
             self.engine: Engine = sa.create_engine(self.url, future=True)
         except (sa.exc.SQLAlchemyError, ImportError) as exc:
             raise SinkError(f"database {self.where}: cannot use it ({db_reason(exc)}): check the URL") from None
-        self.table = sa.Table(table, sa.MetaData(), *_columns())
+        self.table = sa.Table(table, sa.MetaData(), *_columns(extra))
 
     def prepare(self) -> None:
         """Create the table when missing; check an existing one has the columns and the key, and add
@@ -309,12 +312,12 @@ class ScoreSink:
         self.engine.dispose()
 
 
-def open_sink(db: str | None, table: str) -> ScoreSink | None:
+def open_sink(db: str | None, table: str, extra: Sequence[pa.Field] = ()) -> ScoreSink | None:
     """The batch job's sink at ``db``, prepared (None without a database); its problems as a :class:`BatchError`."""
     if db is None:
         return None
     try:
-        sink = ScoreSink(db, table=table)
+        sink = ScoreSink(db, table=table, extra=extra)
         sink.prepare()
     except SinkError as exc:
         raise BatchError(str(exc)) from None

@@ -170,6 +170,7 @@ def test_campaign_uplift(kernel: str, tmp_path: Path) -> None:
     assert "covered" in text(outputs(nb, "truth"))
     targeting = text(outputs(nb, "targeting"))
     assert "chosen on 2 held-out campaigns" in targeting and "uplift_model" in targeting
+    assert "targeting.json" in text(outputs(nb, "saved-targeting"))  # saved as JSON and loaded back
     policies = text(outputs(nb, "policies"))
     assert "true optimum" in policies and "share_of_optimum" in policies
     assert images(nb) >= 1  # one figure: uplift by tier and the Qini curves

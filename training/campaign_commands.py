@@ -24,37 +24,15 @@ from churnclv.cli_options import (
     tracking_uri_option,
 )
 from churnclv.names import DEFAULT_TRACKING_URI
-
-CAMPAIGN_EXPERIMENT = "churnclv-campaigns"  # the MLflow experiment of campaign evaluations
-_SCORES_HELP = "The scores of the campaign's as-of: a Parquet file, a partition folder (OUT/scores/dt=D) or a CSV."
-
-
-def read_table(path: Path, what: str) -> pd.DataFrame:
-    """A Parquet file or folder, or a CSV, with ``customer_id`` kept as strings (leading zeros)."""
-    from churnclv.campaigns.errors import CampaignError
-
-    try:
-        if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, dtype={"customer_id": str})
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise CampaignError(f"{what} {path}: cannot be read ({type(exc).__name__}); fix: pass Parquet or CSV") from None
-    if "customer_id" in frame.columns:
-        frame["customer_id"] = frame["customer_id"].astype(str)
-    return frame
-
-
-def _scores_as_of(scores: pd.DataFrame, given: Any) -> pd.Timestamp:
-    from churnclv.campaigns.errors import CampaignError
-
-    if given is not None:
-        return pd.Timestamp(given)
-    days = pd.to_datetime(scores["as_of"]).dt.normalize().unique() if "as_of" in scores.columns else []
-    if len(days) != 1:
-        raise CampaignError(
-            f"the scores hold {len(days)} as-of dates; fix: pass the scores of one as-of or --campaign-as-of"
-        )
-    return pd.Timestamp(days[0])
+from churnclv.training.campaign_inputs import (
+    CAMPAIGN_EXPERIMENT,
+    SCORES_HELP,
+    campaign_arms,
+    evaluate_from_files,
+    read_table,
+    scores_as_of,
+)
+from churnclv.training.targeting_command import fit_targeting
 
 
 def _write_plan(plan: pd.DataFrame, out: Path) -> None:
@@ -67,11 +45,14 @@ def _write_plan(plan: pd.DataFrame, out: Path) -> None:
 
 @click.group()
 def campaign() -> None:
-    """Campaigns: stable holdouts per campaign and the uplift measured against them."""
+    """Campaigns: stable holdouts per campaign, the uplift measured against them, whom to contact."""
+
+
+campaign.add_command(fit_targeting)
 
 
 @campaign.command()
-@click.option("--scores", required=True, type=click.Path(exists=True, path_type=Path), help=_SCORES_HELP)
+@click.option("--scores", required=True, type=click.Path(exists=True, path_type=Path), help=SCORES_HELP)
 @click.option("--campaign", "campaign_id", required=True, help="The campaign id (a new id draws a new holdout).")
 @click.option(
     "--previous",
@@ -105,7 +86,7 @@ def plan(scores: Path, campaign_id: str, previous: Path | None, config_path: Pat
 
 @campaign.command()
 @source_options
-@click.option("--scores", required=True, type=click.Path(exists=True, path_type=Path), help=_SCORES_HELP)
+@click.option("--scores", required=True, type=click.Path(exists=True, path_type=Path), help=SCORES_HELP)
 @click.option(
     "--contacts",
     required=True,
@@ -158,44 +139,28 @@ def evaluate(
 ) -> None:
     """Measure a campaign against its holdout: uplift per tier and action, cost and ROI."""
     from churnclv.campaigns.config import load_campaign_config
-    from churnclv.campaigns.evaluate import campaign_outcomes, evaluate_campaign
-    from churnclv.campaigns.holdout import assign_holdout
     from churnclv.campaigns.report import write_campaign_report
 
     with report_errors():
         config = load_campaign_config(config_path)
-        s = config.settings
-        horizon = horizon_days or s.horizon_days
+        horizon = horizon_days or config.settings.horizon_days
         frame = read_table(scores, "scores")
-        campaign_day = _scores_as_of(frame, campaign_as_of)
-        if plan_path is not None:
-            arms = read_table(plan_path, "plan")
-        elif (
-            "holdout" in frame.columns
-            and frame["holdout"].notna().all()
-            and ("campaign" not in frame.columns or frame["campaign"].eq(campaign_id).all())
-        ):  # a batch partition's holdout is this campaign's (null: it drew none)
-            arms = frame[["customer_id", "holdout"]]
-        else:
-            arms = assign_holdout(
-                frame, campaign_id, share=s.holdout_share, strata=s.strata, min_controls=s.min_controls
-            )
+        campaign_day = scores_as_of(frame, campaign_as_of)
+        plan_frame = read_table(plan_path, "plan") if plan_path is not None else None
+        arms = campaign_arms(frame, campaign_id, plan_frame, config)
         log = read_table(contacts, "contact log")
     clean = prepare_source(data, mapping, work, trusted, memory_limit)
     with report_errors():
-        known_at = as_of if as_of is not None else campaign_day + pd.Timedelta(days=horizon)
-        outcomes = campaign_outcomes(clean, campaign_day, horizon, known_at=known_at)
-        result = evaluate_campaign(
+        result = evaluate_from_files(
+            clean,
             frame,
             arms,
             log,
-            outcomes,
-            campaign=campaign_id,
-            as_of=campaign_day,
-            horizon_days=horizon,
-            costs=config.costs,
-            confidence=s.confidence,
-            margin=s.margin,
+            campaign_id=campaign_id,
+            campaign_day=campaign_day,
+            horizon=horizon,
+            as_of=as_of,
+            config=config,
         )
         paths = write_campaign_report(result, out, score_columns=score_columns)
     total = result.total.iloc[0]

@@ -7,7 +7,10 @@ default 0.1), ``strata`` (the score columns a holdout is balanced over, default 
 90), ``confidence`` (of the intervals, default 0.95), ``margin`` (the share of revenue that is
 profit, default 1: profit is revenue), ``seed`` (of the uplift models) and ``campaign`` (the
 campaign whose holdout ``churnclv score-batch`` writes with the scores; ``--campaign`` wins; unset:
-no holdout, the ``campaign`` and ``holdout`` columns are null).
+no holdout, the ``campaign`` and ``holdout`` columns are null) and ``targeting`` (the folder of a
+targeting saved by ``churnclv campaign fit-targeting``, relative to the working directory: ``churnclv
+score-batch`` adds ``contact``, ``expected_incremental_revenue``, ``expected_profit`` and ``targeting`` to
+the scores; ``--targeting`` wins; unset: none).
 
 The cost of one contact is not repeated here: it is the action's ``cost`` in the playbook of the
 ``[tiers]`` section (:mod:`churnclv.models.playbook`), keyed by the action text the scores carry.
@@ -58,6 +61,9 @@ class CampaignSettings:
     margin: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False), Fix("a share in (0, 1], e.g. margin = 0.3")] = 1.0
     seed: Annotated[int, Field(ge=0)] = 0
     campaign: CampaignId | None = None
+    targeting: Annotated[
+        str | None, Field(min_length=1, max_length=4096), Fix('a folder, e.g. targeting = "models/targeting"')
+    ] = None
 
 
 @dataclass(frozen=True)

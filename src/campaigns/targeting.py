@@ -40,13 +40,20 @@ from churnclv.campaigns.evaluate import CampaignEvaluation
 from churnclv.campaigns.qini import policy_profit, qini_coefficient
 from churnclv.campaigns.uplift import UpliftModel, action_costs, contact_decisions
 
-__all__ = ["CANDIDATES", "UPLIFT_MODEL", "CampaignTargeting", "PastCampaign", "policy_table"]
+__all__ = ["CANDIDATES", "FORMAT_VERSION", "UPLIFT_MODEL", "CampaignTargeting", "PastCampaign", "policy_table"]
 
 #: The candidate that is the uplift model; every other candidate names a value column of the scores.
 UPLIFT_MODEL = "uplift_model"
 #: The default candidates, simplest first (a tie in held-out profit goes to the earlier one).
 CANDIDATES: tuple[str, ...] = ("expected_spend", "clv_at_risk", UPLIFT_MODEL)
 _ARM = ("customer_id", "treated", "outcome", "action")
+_FORMAT = "churnclv.targeting"
+#: The version of :meth:`CampaignTargeting.to_dict`'s layout; another one is refused on load.
+FORMAT_VERSION = 1
+_BACKTEST = {"candidate": "str", "held_out": "str", "customers": "int64", "contacts": "int64", "profit": "float"}
+_BACKTEST |= {"qini": "float", "profit_se": "float"}
+_COMPARISONS = {"candidate": "str", "against": "str", "gain": "float", "gain_se": "float", "switched": "bool"}
+_CAMPAIGNS = {"campaign": "str", "customers": "int64", "treated": "int64", "controls": "int64"}
 _FOLDS = 3  # customer folds when a single campaign is given
 
 
@@ -180,6 +187,7 @@ class CampaignTargeting(BaseEstimator):
         pooled, fold = _folds(campaigns, self.seed)
         cost = action_costs(pooled["action"], costs)
         contact = {name: np.zeros(len(pooled), dtype=bool) for name in names}
+        terms = self._profit_terms(pooled, fold, cost)
         rows = []
         for held in np.unique(fold):
             at = fold == held
@@ -198,11 +206,17 @@ class CampaignTargeting(BaseEstimator):
                         "contacts": int((profit > 0).sum()),
                         "profit": policy_profit(y, t, profit > 0, c, margin=self.margin),
                         "qini": qini_coefficient(y, t, profit),
+                        "profit_se": float(np.sqrt(np.sum(terms[at][profit > 0] ** 2))),
                     }
                 )
         self.backtest_ = pd.DataFrame(rows)
-        self.chosen_, self.comparisons_ = self._choose(names, contact, self._profit_terms(pooled, fold, cost))
+        self.chosen_, self.comparisons_ = self._choose(names, contact, terms)
         self.feature_names_ = tuple(features)
+        self.costs_ = {str(k): float(v) for k, v in costs.items()}
+        self.campaigns_ = pd.DataFrame(
+            [(c.name, len(c.customers), int(c.customers["treated"].sum())) for c in campaigns],
+            columns=["campaign", "customers", "treated"],
+        ).assign(controls=lambda f: f["customers"] - f["treated"])
         self.fitted_ = self._fit_candidate(self.chosen_, pooled, fold, features)
         return self
 
@@ -247,14 +261,17 @@ class CampaignTargeting(BaseEstimator):
             switch = bool(gain > self.min_gain_se * se)
             rows.append({"candidate": name, "against": chosen, "gain": gain, "gain_se": se, "switched": switch})
             chosen = name if switch else chosen
-        return chosen, pd.DataFrame(rows, columns=["candidate", "against", "gain", "gain_se", "switched"])
+        return chosen, pd.DataFrame(rows, columns=list(_COMPARISONS))
 
     def summary(self) -> pd.DataFrame:
         """Per candidate: customers and contacts over the held-out campaigns, the profit measured there
-        (in total and per customer), the mean Qini coefficient of its expected profit, and the chosen one."""
+        (in total, with its standard error, and per customer), the mean Qini coefficient of its expected
+        profit, and the chosen one. The error is the inverse-propensity one of :meth:`_choose`, over the
+        customers the candidate contacts."""
         check_is_fitted(self, "chosen_")
         g = self.backtest_.groupby("candidate", sort=False)
         out = g[["customers", "contacts", "profit"]].sum().join(g["qini"].mean()).reset_index()
+        out["profit_se"] = np.sqrt(g["profit_se"].apply(lambda se: float(np.sum(se**2))).to_numpy())
         out["profit_per_customer"] = out["profit"] / out["customers"]
         out["chosen"] = out["candidate"] == self.chosen_
         return out
@@ -270,11 +287,90 @@ class CampaignTargeting(BaseEstimator):
             raise CampaignError(f"scores are missing column {self.chosen_!r}; fix: pass the scorer's full output")
         return self._predict_candidate(self.chosen_, self.fitted_, scores, ())
 
-    def decide(self, features: pd.DataFrame, scores: pd.DataFrame, costs: Mapping[str, float]) -> pd.DataFrame:
+    def decide(
+        self, features: pd.DataFrame, scores: pd.DataFrame, costs: Mapping[str, float] | None = None
+    ) -> pd.DataFrame:
         """Contact or not per customer of ``scores`` (:func:`~churnclv.campaigns.uplift.contact_decisions`,
-        ranked by expected profit, with the margin of this targeting)."""
+        ranked by expected profit, with the margin of this targeting; ``costs``: default the ones it was
+        fitted with, ``costs_``)."""
         uplift = self.expected_uplift(features, scores)
-        return contact_decisions(scores["customer_id"], uplift, scores["action"], costs, margin=self.margin)
+        return self.decisions(scores["customer_id"], uplift, scores["action"], costs)
+
+    def decisions(
+        self, customer_id: Any, uplift: Any, action: Any, costs: Mapping[str, float] | None = None
+    ) -> pd.DataFrame:
+        """:meth:`decide` from the expected uplift (:meth:`expected_uplift`) already computed."""
+        check_is_fitted(self, "chosen_")
+        chosen = self.costs_ if costs is None else costs
+        return contact_decisions(customer_id, uplift, action, chosen, margin=self.margin)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted targeting as plain data (JSON): the parameters, the choice and its backtest, the costs,
+        and the fitted candidate (the scale of a value column, or the uplift model with its boosters as
+        LightGBM model text). :func:`churnclv.campaigns.targeting_files.save_targeting` writes it."""
+        check_is_fitted(self, "chosen_")
+        fitted = self.fitted_.to_dict() if self.chosen_ == UPLIFT_MODEL else float(self.fitted_)
+        return {
+            "format": _FORMAT,
+            "format_version": FORMAT_VERSION,
+            "params": {
+                "candidates": list(self.candidates),
+                "margin": float(self.margin),
+                "uplift_params": dict(self.uplift_params or {}),
+                "min_gain_se": float(self.min_gain_se),
+                "seed": int(self.seed),
+            },
+            "chosen": self.chosen_,
+            "contact_rule": "margin x expected_incremental_revenue - cost of the action > 0",
+            "feature_names": list(self.feature_names_),
+            "costs": dict(self.costs_),
+            "campaigns": _records(self.campaigns_),
+            "backtest": _records(self.backtest_),
+            "comparisons": _records(self.comparisons_),
+            "fitted": fitted,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CampaignTargeting:
+        """The targeting :meth:`to_dict` wrote (a :class:`CampaignError` for another format or version)."""
+        if d.get("format") != _FORMAT or d.get("format_version") != FORMAT_VERSION:
+            raise CampaignError(
+                f"not a targeting of format {_FORMAT} version {FORMAT_VERSION} (got {d.get('format')!r} version "
+                f"{d.get('format_version')!r}); fix: fit it again with this version (churnclv campaign fit-targeting)"
+            )
+        p = d["params"]
+        targeting = cls(
+            candidates=tuple(p["candidates"]),
+            margin=float(p["margin"]),
+            uplift_params=dict(p["uplift_params"]) or None,
+            min_gain_se=float(p["min_gain_se"]),
+            seed=int(p["seed"]),
+        )
+        targeting.chosen_ = str(d["chosen"])
+        targeting.feature_names_ = tuple(str(n) for n in d["feature_names"])
+        targeting.costs_ = {str(k): float(v) for k, v in d["costs"].items()}
+        targeting.campaigns_ = _frame(d["campaigns"], _CAMPAIGNS)
+        targeting.backtest_ = _frame(d["backtest"], _BACKTEST)
+        targeting.comparisons_ = _frame(d["comparisons"], _COMPARISONS)
+        fitted = d["fitted"]
+        targeting.fitted_ = UpliftModel.from_dict(fitted) if targeting.chosen_ == UPLIFT_MODEL else float(fitted)
+        return targeting
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-safe dicts, every bit of each number kept (NaN as None, numpy scalars as Python's)."""
+
+    def plain(v: Any) -> Any:
+        v = v.item() if isinstance(v, np.generic) else v
+        return None if isinstance(v, float) and not np.isfinite(v) else v
+
+    return [{k: plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _frame(records: Any, dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """:func:`_records` read back, with the columns' types (None as NaN)."""
+    frame = pd.DataFrame(list(records), columns=list(dtypes))
+    return frame.astype({k: (float if v == "float" else v) for k, v in dtypes.items()})
 
 
 def policy_table(true_effect: Any, cost: Any, policies: Mapping[str, Any], *, margin: float = 1.0) -> pd.DataFrame:

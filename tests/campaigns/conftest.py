@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnclv.campaigns.evaluate import campaign_outcomes, evaluate_campaign
 from churnclv.campaigns.holdout import assign_holdout
+from churnclv.campaigns.targeting import PastCampaign
+from churnclv.features import compute_features
 from churnclv.generate import generate_world
 from churnclv.generator.campaign import CampaignEffect, simulate_campaign
 from churnclv.generator.world import WorldConfig
@@ -70,7 +73,28 @@ def make_campaign(
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def generated_campaign() -> Callable[..., SimpleNamespace]:
     """:func:`make_campaign`."""
     return make_campaign
+
+
+def learned_from(c: SimpleNamespace) -> SimpleNamespace:
+    """A generated campaign evaluated against its holdout and joined with the features of its as-of (the
+    notebook's path): ``past`` (the PastCampaign), ``evaluation`` and ``features``."""
+    history = c.world.transactions[c.world.transactions["ts"] < c.as_of + pd.Timedelta(days=1)]
+    data = {"transactions": pd.concat([history, c.sim.transactions]), "customers": c.world.customers}
+    outcomes = campaign_outcomes(data, c.as_of, c.horizon, known_at=c.sim.end)
+    evaluation = evaluate_campaign(
+        c.scores, c.plan, c.sim.contact_log, outcomes, campaign=c.campaign, as_of=c.as_of, horizon_days=c.horizon
+    )
+    features = compute_features({"transactions": history, "customers": c.world.customers}, c.as_of)
+    return SimpleNamespace(
+        past=PastCampaign.from_evaluation(evaluation, features), evaluation=evaluation, features=features
+    )
+
+
+@pytest.fixture(scope="session")
+def evaluated_campaign() -> Callable[[SimpleNamespace], SimpleNamespace]:
+    """:func:`learned_from`."""
+    return learned_from

@@ -11,10 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from churnclv.campaigns.errors import CampaignError
-from churnclv.campaigns.evaluate import campaign_outcomes, evaluate_campaign
 from churnclv.campaigns.qini import policy_profit
 from churnclv.campaigns.targeting import UPLIFT_MODEL, CampaignTargeting, PastCampaign, policy_table
-from churnclv.features import compute_features
 
 COSTS = {"mail": 0.5, "call": 5.0}
 
@@ -107,19 +105,14 @@ def test_policy_table_judges_on_the_truth() -> None:
 
 
 @pytest.mark.slow
-def test_targeting_learns_from_evaluated_generated_campaigns(generated_campaign) -> None:
+def test_targeting_learns_from_evaluated_generated_campaigns(generated_campaign, evaluated_campaign) -> None:
     """From evaluations of generated campaigns (the notebook's path) to decisions, the X-learner included."""
     campaigns = []
     for seed in (31, 32):
         c = generated_campaign(seed, n_customers=2000, share=0.5)
-        history = c.world.transactions[c.world.transactions["ts"] < c.as_of + pd.Timedelta(days=1)]
-        data = {"transactions": pd.concat([history, c.sim.transactions]), "customers": c.world.customers}
-        outcomes = campaign_outcomes(data, c.as_of, c.horizon, known_at=c.sim.end)
-        evaluation = evaluate_campaign(
-            c.scores, c.plan, c.sim.contact_log, outcomes, campaign=c.campaign, as_of=c.as_of, horizon_days=c.horizon
-        )
-        features = compute_features({"transactions": history, "customers": c.world.customers}, c.as_of)
-        campaigns.append(PastCampaign.from_evaluation(evaluation, features))
+        learned = evaluated_campaign(c)
+        campaigns.append(learned.past)
+    evaluation, features = learned.evaluation, learned.features
     assert len(campaigns[0].customers) == len(evaluation.customers)
     targeting = CampaignTargeting(
         candidates=("past_spend", UPLIFT_MODEL), uplift_params={"num_boost_round": 50}, min_gain_se=0.0
