@@ -15,10 +15,16 @@ them there. It prints one table: per server configuration, endpoint and concurre
     .venv/bin/python bench/http_load.py                      # everything in a temp dir
     .venv/bin/python bench/http_load.py --work work/bench-http --workers 1 2 --requests 2000
 
-The servers run as subprocesses; the client is this process (it shares the cores with them).
-Goals (issue 21, 2 workers): score_by_id at concurrency 16 at least 1,000 requests/s with p99 at most
-25 ms, next to ``model_info`` (the HTTP stack and auth alone) in the same run; ``score`` with a year of
-history p99 at most 60 ms at concurrency 1.
+The servers run as subprocesses; the client is this process: it shares the cores with them, unless
+``--pin`` puts it on one core and the servers on the others (the JSON records which). ``model_info``
+(the HTTP stack and auth without scoring) is measured for every server and concurrency, right before
+the endpoints, and each row shows its requests/s and p99 as a ratio to it (``x bare``, ``p99 x bare``):
+on a shared machine the absolute figures move with the load, the ratios much less.
+
+Goals (issue 21, 2 workers, a quiet machine): score_by_id at concurrency 16 at least 1,000 requests/s
+with p99 at most 25 ms; ``score`` with a year of history p99 at most 60 ms at concurrency 1.
+
+    .venv/bin/python bench/http_load.py --work work/bench-http --workers 2 --repeat 3 --pin
 """
 
 from __future__ import annotations
@@ -26,19 +32,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from common import Goal, Results, bench_parser
 from http_client import HOST, measure
+from http_servers import free_port, scoring_calls, server, split_cores
 
 from churnclv.serving.snapshots import LATEST, features_path
 
@@ -50,74 +53,6 @@ GOALS = (
     ("score_by_id", 16, "p99", "ms", Goal("ours", "<=", 25.0, QUIET)),
     ("score", 1, "p99", "ms", Goal("ours", "<=", 60.0, QUIET)),
 )
-
-
-# --------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def _ready(port: int, path: str) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=2) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
-        return s.recv(64).startswith(b"HTTP/1.1 200")
-    return False
-
-
-@contextlib.contextmanager
-def server(
-    cmd: list[str], env: dict[str, str], port: int, ready_path: str, log: Path, deadline_s: float = 180
-) -> Iterator[subprocess.Popen]:
-    """Start ``cmd`` in its own process group, wait (bounded) for ``ready_path``, kill the group after."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        t_end = time.monotonic() + deadline_s
-        while not _ready(port, ready_path):
-            if proc.poll() is not None or time.monotonic() > t_end:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-                raise RuntimeError(f"{cmd[:4]} did not get ready:\n{tail}")
-            time.sleep(0.5)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def scoring_calls(port: int) -> dict[str, tuple[float, float]]:
-    """Per endpoint, the service's own (requests per scoring call, mean ms per call) from /metrics."""
-    with socket.create_connection((HOST, port), timeout=5) as s:
-        s.sendall(f"GET /metrics HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    sums: dict[tuple[str, str], float] = {}
-    for line in data.decode("utf-8", "replace").splitlines():
-        for metric in ("scoring_batch_requests", "scoring_call_seconds"):
-            for part in ("sum", "count"):
-                if metric + "_" + part + "{" in line and 'endpoint="' in line:
-                    endpoint = line.split('endpoint="', 1)[1].split('"', 1)[0]
-                    key = (endpoint, metric + "_" + part)
-                    sums[key] = sums.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
-    out = {}
-    for endpoint in {e for e, _ in sums}:
-        calls = sums.get((endpoint, "scoring_batch_requests_count"), 0.0)
-        if calls:
-            out[endpoint] = (
-                sums[(endpoint, "scoring_batch_requests_sum")] / calls,
-                1e3 * sums.get((endpoint, "scoring_call_seconds_sum"), 0.0) / calls,
-            )
-    return out
 
 
 # --------------------------------------------------------------------------- setup
@@ -226,6 +161,9 @@ def request_bodies(paths: dict[str, str], n: int, seed: int) -> dict[str, list[b
 # --------------------------------------------------------------------------- main
 
 
+BARE = "model_info"  # the HTTP stack and auth without scoring: every ratio's reference
+
+
 def main() -> None:
     p = bench_parser(__file__, __doc__)
     p.add_argument("--work", type=Path, default=None, help="keep world, store and snapshot here (default: temp)")
@@ -240,13 +178,34 @@ def main() -> None:
         "--endpoints",
         nargs="+",
         default=["score_by_id", "score"],
-        choices=["score_by_id", "score", "model_info"],
-        help="our endpoints to load (model_info: the HTTP stack and auth without scoring)",
+        choices=["score_by_id", "score", BARE],
+        help=f"our endpoints to load; {BARE} (the HTTP stack and auth alone, the reference of the ratios) "
+        "is always measured",
+    )
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin this client to one core and the servers to the others (recorded in the JSON)",
+    )
+    p.add_argument(
+        "--no-precompute",
+        action="store_true",
+        help="score_by_id scores each request's ids (CHURNCLV_PRECOMPUTE_SCORES=0) instead of looking them up",
     )
     p.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
     p.add_argument("--config", type=Path, default=None, help="a training TOML (default: the shipped configuration)")
     args = p.parse_args()
     results = Results(args.json, __file__)
+    endpoints = [BARE, *(e for e in args.endpoints if e != BARE)]
+    client_cores, server_cores = split_cores(args.pin)
+    pinned = None if client_cores is None else {"client": sorted(client_cores), "servers": sorted(server_cores or ())}
+    if client_cores is not None:
+        os.sched_setaffinity(0, client_cores)
+    results.notes.append(
+        f"pinned: client on cores {pinned['client']}, servers on {pinned['servers']}"
+        if pinned
+        else "not pinned: client and servers share every core"
+    )
 
     with contextlib.ExitStack() as stack:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="churnclv-bench-")))
@@ -260,28 +219,23 @@ def main() -> None:
             # mlflow models serve runs `uvicorn` from PATH: the venv's
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         )
-        rows = []
-        print(f"cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.1f}", flush=True)
+        rows: list[dict] = []
+        print(f"cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.1f}; {results.notes[-1]}")
+
+        def add(row: dict) -> None:
+            rows.append({**row, "pinned": pinned})
+            print(_fmt(with_ratios(rows)[-1]), flush=True)
+
         for workers in args.workers:
             port = free_port()
             env = {**base, "CHURNCLV_API_KEY": KEY, "CHURNCLV_WORKERS": str(workers), "CHURNCLV_RELOAD_INTERVAL_S": "0"}
-            cmd = [
-                sys.executable,
-                "-m",
-                "churnclv.cli",
-                "serve",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--tracking-uri",
-                paths["tracking"],
-                "--snapshot",
-                paths["snapshot"],
-            ]
-            with server(cmd, env, port, "/readyz", work / f"bentoml-{workers}.log"):
-                for endpoint in args.endpoints:
-                    for c in args.concurrency:
+            env["CHURNCLV_PRECOMPUTE_SCORES"] = "0" if args.no_precompute else "1"
+            cmd = [sys.executable, "-m", "churnclv.cli", "serve", "--host", HOST, "--port", str(port)]
+            cmd += ["--tracking-uri", paths["tracking"], "--snapshot", paths["snapshot"]]
+            name = f"churnclv bentoml ({workers} worker{'s' * (workers > 1)}{', per request' * args.no_precompute})"
+            with server(cmd, env, port, "/readyz", work / f"bentoml-{workers}.log", cores=server_cores):
+                for c in args.concurrency:
+                    for endpoint in endpoints:  # the bare stack first, then each endpoint right after it
                         r = measure(
                             port,
                             f"/{endpoint}",
@@ -292,58 +246,28 @@ def main() -> None:
                             args.max_seconds,
                             args.repeat,
                         )
-                        rows.append(
-                            {
-                                "server": f"churnclv bentoml ({workers} worker{'s' * (workers > 1)})",
-                                "endpoint": endpoint,
-                                "concurrency": c,
-                                **r,
-                            }
-                        )
-                        print(_fmt(rows[-1]), flush=True)
+                        add({"server": name, "endpoint": endpoint, "concurrency": c, **r})
                 for endpoint, (per_call, ms) in sorted(scoring_calls(port).items()):
-                    print(
-                        f"  {endpoint}: {per_call:.2f} requests per scoring call, {ms:.1f} ms per call "
-                        "(all runs, from the service's /metrics)",
-                        flush=True,
-                    )
+                    # score_by_id's calls that served no request precomputed its answers (serving/score_table.py)
+                    print(f"  {endpoint}: {per_call:.2f} requests per scoring call, {ms:.2f} ms per call (all runs, "
+                          "from the service's /metrics; 0 requests: the calls precomputing score_by_id's answers, "
+                          "which are then looked up)", flush=True)  # fmt: skip
         if not args.no_mlflow:
             port = free_port()
-            cmd = [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                "models:/churnclv@champion",
-                "--env-manager",
-                "local",
-                "-h",
-                HOST,
-                "-p",
-                str(port),
-            ]
-            with server(cmd, base, port, "/ping", work / "mlflow.log"):
+            cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/churnclv@champion"]
+            cmd += ["--env-manager", "local", "-h", HOST, "-p", str(port)]
+            with server(cmd, base, port, "/ping", work / "mlflow.log", cores=server_cores):
                 for c in args.concurrency:
                     r = measure(
                         port, "/invocations", bodies["mlflow"], {}, c, args.requests, args.max_seconds, args.repeat
                     )
-                    rows.append(
-                        {
-                            "server": "mlflow models serve (1 worker)",
-                            "endpoint": "invocations (features)",
-                            "concurrency": c,
-                            **r,
-                        }
-                    )
-                    print(_fmt(rows[-1]), flush=True)
+                    add({"server": "mlflow models serve (1 worker)", "endpoint": "invocations (features)",
+                         "concurrency": c, **r})  # fmt: skip
+        rows = with_ratios(rows)
         print()
-        print(f"medians of {args.repeat} run(s) of up to {args.requests} requests / {args.max_seconds:g} s each")
-        print(
-            f"{'server':<32} {'endpoint':<24} {'conc':>4} {'n':>6} {'err':>4} {'p50 ms':>8} {'p95 ms':>8} "
-            f"{'p99 ms':>8} {'req/s':>8}"
-        )
+        print(f"medians of {args.repeat} run(s) of up to {args.requests} requests / {args.max_seconds:g} s each; "
+              f"x bare: against {BARE} of the same server and concurrency in the same run")  # fmt: skip
+        print(_HEADER)
         for r in rows:
             print(_fmt(r))
         print(f"load average after: {os.getloadavg()[0]:.1f}")
@@ -352,34 +276,63 @@ def main() -> None:
     results.write()
 
 
+def with_ratios(rows: list[dict]) -> list[dict]:
+    """Each row with ``rps_x_bare`` (its requests/s over the bare stack's) and ``p99_x_bare`` (its p99 over
+    the bare stack's), the bare stack being ``model_info`` of the same server at the same concurrency
+    (None where there is none: mlflow)."""
+    bare = {(r["server"], r["concurrency"]): r for r in rows if r["endpoint"] == BARE}
+    out = []
+    for r in rows:
+        ref = bare.get((r["server"], r["concurrency"]))
+        out.append(
+            {
+                **r,
+                "rps_x_bare": r["rps"] / ref["rps"] if ref and ref["rps"] else None,
+                "p99_x_bare": r["p99"] / ref["p99"] if ref and ref["p99"] else None,
+            }
+        )
+    return out
+
+
 def headlines(results: Results, rows: list[dict]) -> None:
-    """The goals' figures, from our largest worker count; the reference is model_info at the same
-    concurrency (the HTTP stack and auth without scoring), else mlflow models serve."""
+    """The goals' figures, from our largest worker count; the reference is model_info of that server at the
+    same concurrency (the HTTP stack and auth without scoring), else mlflow models serve."""
     ours = [r for r in rows if r["server"].startswith("churnclv")]
     if not ours:
         return
-    server = ours[-1]["server"]
-    at = {(r["endpoint"], r["concurrency"]): r for r in ours if r["server"] == server}
+    server_name = ours[-1]["server"]
+    at = {(r["endpoint"], r["concurrency"]): r for r in ours if r["server"] == server_name}
     mlflow = {r["concurrency"]: r for r in rows if r["server"].startswith("mlflow")}
     for endpoint, c, key, unit, goal in GOALS:
         if (endpoint, c) not in at:
             continue
-        ref = at.get(("model_info", c)) or mlflow.get(c)
+        ref = at.get((BARE, c)) or mlflow.get(c)
         results.headline(
-            f"HTTP {endpoint}, concurrency {c}, {key}, {server}",
+            f"HTTP {endpoint}, concurrency {c}, {key}, {server_name}",
             at[(endpoint, c)][key],
             unit,
             ref[key] if ref else None,
             f"{ref['endpoint']} in the same run" if ref else "",
             goal,
-            goal_applies="(2 workers)" in server,
+            goal_applies="(2 workers)" in server_name,
         )
+
+
+_HEADER = (
+    f"{'server':<42} {'endpoint':<24} {'conc':>4} {'n':>6} {'err':>4} {'p50 ms':>8} {'p95 ms':>8} "
+    f"{'p99 ms':>8} {'req/s':>8} {'x bare':>7} {'p99 x bare':>10}"
+)
+
+
+def _ratio(x: float | None) -> str:
+    return "" if x is None else f"{x:.2f}"
 
 
 def _fmt(r: dict) -> str:
     return (
-        f"{r['server']:<32} {r['endpoint']:<24} {r['concurrency']:>4} {r['n']:>6} {r['errors']:>4} "
-        f"{r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} {r['rps']:>8.1f}"
+        f"{r['server']:<42} {r['endpoint']:<24} {r['concurrency']:>4} {r['n']:>6} {r['errors']:>4} "
+        f"{r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} {r['rps']:>8.1f} "
+        f"{_ratio(r.get('rps_x_bare')):>7} {_ratio(r.get('p99_x_bare')):>10}"
     )
 
 

@@ -24,6 +24,10 @@ them once, in the service's ``__init__``, never at import time.
 - ``CHURNCLV_AS_OF_WARNING_DAYS``: an answer whose as-of lies more than this many days before or
   after the model's training as-of carries a warning (default 90; 0 turns the warning off).
 - ``CHURNCLV_WORKERS``: BentoML worker processes started by ``churnclv serve`` (default 1).
+- ``CHURNCLV_PRECOMPUTE_SCORES``: ``1`` (default) scores every customer of the snapshot once per
+  model and snapshot, in the background, so ``score_by_id`` answers by lookup
+  (:mod:`churnclv.serving.score_table`; about 500 bytes a customer per worker); ``0`` scores each
+  request's ids when it comes.
 - ``CHURNCLV_GC_FREEZE``: ``1`` (default) freezes the objects alive after the model loads out of
   Python's garbage collector (:func:`gc.freeze`), which removes ~330 ms stalls, and spaces its
   collections out (thresholds 10,000 / 10 / 1,000 instead of 700 / 10 / 10: at 600 requests/s the
@@ -67,6 +71,7 @@ VARIABLES = {
     "as_of_warning_days": "CHURNCLV_AS_OF_WARNING_DAYS",
     "workers": "CHURNCLV_WORKERS",
     "gc_freeze": "CHURNCLV_GC_FREEZE",
+    "precompute_scores": "CHURNCLV_PRECOMPUTE_SCORES",
 }
 _ENVIRONMENT = environment(VARIABLES)
 
@@ -98,6 +103,7 @@ class ServiceSettings:
     as_of_warning_days: Annotated[int, Field(ge=0)] = 90
     workers: Annotated[int, Field(ge=1)] = 1
     gc_freeze: bool = True
+    precompute_scores: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:

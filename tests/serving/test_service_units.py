@@ -55,6 +55,8 @@ def test_settings_read_environment_and_hide_the_key() -> None:
     )
     assert KEY not in repr(s)
     assert s.gc_freeze is True and ServiceSettings.from_env({"CHURNCLV_GC_FREEZE": "0"}).gc_freeze is False
+    assert s.precompute_scores is True
+    assert ServiceSettings.from_env({"CHURNCLV_PRECOMPUTE_SCORES": "0"}).precompute_scores is False
     s.check_auth()
 
 
@@ -65,6 +67,7 @@ def test_settings_read_environment_and_hide_the_key() -> None:
         ({"CHURNCLV_MAX_HISTORY_ROWS": "0"}, "CHURNCLV_MAX_HISTORY_ROWS"),
         ({"CHURNCLV_RELOAD_INTERVAL_S": "-1"}, "CHURNCLV_RELOAD_INTERVAL_S"),
         ({"CHURNCLV_ALLOW_NO_AUTH": "maybe"}, "CHURNCLV_ALLOW_NO_AUTH"),
+        ({"CHURNCLV_PRECOMPUTE_SCORES": "sometimes"}, "CHURNCLV_PRECOMPUTE_SCORES"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
