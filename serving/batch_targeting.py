@@ -9,19 +9,25 @@ scored and the campaign's holdout is written, the run adds four columns to each 
   the campaign window (currency);
 - ``expected_profit``: ``margin x expected_incremental_revenue - cost of the row's action`` (currency;
   the margin and the action costs the targeting was fitted with);
-- ``contact``: ``expected_profit > 0``, and never for a customer the campaign holds out;
+- ``contact``: ``expected_profit > 0``, and never for a customer the campaign holds out nor for an action
+  that is no contact (``contact = false`` in the playbook, e.g. the default ``no_contact``; a cost of 0
+  is a free contact, not none);
 - ``targeting``: the targeting's id (``<candidate>-<12 hex digits>``).
 
 The numbers are :meth:`~churnclv.campaigns.targeting.CampaignTargeting.decide`'s, customer for
-customer. Its checks run before the expensive stages: the folder when the options are made, the
-costs of every action the model's playbook can write once the model is loaded, the features an
-uplift model reads once the feature snapshot is written (before any chunk is scored). Without a
-targeting the part files are left exactly as the chunks wrote them (a resumed run's extra columns
-are dropped).
+customer. Its checks run before the expensive stages: the folder when the options are made; once
+the model is loaded, its horizon (the value columns' scale is per unit of that horizon's values) and
+the cost and contact flag of every action its playbook can write (each as the targeting was fitted
+with); the features an uplift model reads once the feature snapshot is written (before any chunk is
+scored). Without a targeting the part files are left exactly as the chunks wrote them (a resumed
+run's extra columns are dropped): a folder of partitions with and without the columns is read with
+a unified schema (see :mod:`churnclv.serving.snapshots`).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +39,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from churnclv.campaigns.candidates import UPLIFT_MODEL, VALUE_COLUMNS
 from churnclv.campaigns.config import CampaignSettings
 from churnclv.campaigns.errors import CampaignError
-from churnclv.campaigns.targeting import UPLIFT_MODEL
 from churnclv.campaigns.targeting_files import SavedTargeting, load_targeting
 from churnclv.serving.atomic_files import write_parquet
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.model import LoadedModel
-from churnclv.serving.snapshots import OUTPUT_SCHEMA, part_files
+from churnclv.serving.snapshots import part_files
 
 __all__ = ["TARGETING_COLUMNS", "TARGETING_SCHEMA", "TargetingOptions", "echo_targeting", "write_targeting"]
 
@@ -55,6 +61,7 @@ TARGETING_SCHEMA = pa.schema(
 )
 TARGETING_COLUMNS = tuple(TARGETING_SCHEMA.names)
 _FIT = "churnclv campaign fit-targeting"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,27 +88,53 @@ class TargetingOptions:
 
     def check_model(self, model: LoadedModel) -> None:
         """Refuse, before any feature is computed, a chosen value column the scores do not carry as a
-        number, or a model whose playbook writes an action the targeting has no cost for."""
+        number, a model of another horizon than the one that scored the campaigns, or a model whose
+        playbook writes an action the targeting has no cost for, another cost for, or contacts though the
+        playbook says it is no contact (a model trained before actions had ``contact`` marks none: the
+        targeting's own marks decide)."""
         t = self.saved.targeting
-        numbers = [f.name for f in OUTPUT_SCHEMA if f.type == pa.float64()]
-        if t.chosen_ != UPLIFT_MODEL and t.chosen_ not in numbers:
+        where = f"--targeting {self.saved.folder}"
+        if t.chosen_ != UPLIFT_MODEL and t.chosen_ not in VALUE_COLUMNS:
             raise BatchError(
-                f"--targeting {self.saved.folder}: its candidate {t.chosen_!r} is not a number column of the "
-                f"scores; fix: fit it with value columns the batch writes (e.g. expected_spend, clv_at_risk) "
-                f"({_FIT} --candidate ...)"
+                f"{where}: its candidate {t.chosen_!r} is not a value column the batch writes {list(VALUE_COLUMNS)}; "
+                f"fix: fit it with one of those ({_FIT} --candidate ...)"
+            )
+        fitted_on = t.scores_model_.get("horizon_days")
+        if fitted_on is not None and int(fitted_on) != model.horizon_days:
+            raise BatchError(
+                f"{where}: fitted on scores of a model with a {fitted_on}-day horizon, but model "
+                f"{model.resolved_uri} predicts over {model.horizon_days} days (its {t.chosen_} is on another "
+                f"scale); fix: score with a model of a {fitted_on}-day horizon, or fit the targeting again on "
+                f"campaigns scored by this one ({_FIT})"
             )
         tiers = model.scorer.tiers_
         if tiers is None:
             raise BatchError(
-                f"--targeting {self.saved.folder}: model {model.resolved_uri} has no tier policy, so its scores "
+                f"{where}: model {model.resolved_uri} has no tier policy, so its scores "
                 "carry no action to cost; fix: score with a model trained with tiers, or drop --targeting"
             )
-        unknown = sorted(set(tiers.tier_config.playbook.costs) - set(t.costs_))
+        playbook = tiers.tier_config.playbook
+        fix = (
+            f"fix: fit the targeting again with the --config whose [tiers] playbook the model was trained with ({_FIT})"
+        )
+        unknown = sorted(set(playbook.costs) - set(t.costs_))
         if unknown:
             raise BatchError(
-                f"--targeting {self.saved.folder}: no cost for {len(unknown)} action(s) the model's playbook writes, "
-                f"e.g. {unknown[0][:60]!r}; fix: fit the targeting again with the --config whose [tiers] playbook "
-                f"the model was trained with ({_FIT})"
+                f"{where}: no cost for {len(unknown)} action(s) the model's playbook writes, e.g. {unknown[0][:60]!r}; "
+                f"{fix}"
+            )
+        for action, cost in sorted(playbook.costs.items()):
+            if not math.isclose(cost, t.costs_[action], rel_tol=1e-9, abs_tol=1e-12):
+                raise BatchError(
+                    f"{where}: action {action[:60]!r} costs {cost:g} in the model's playbook but {t.costs_[action]:g} "
+                    f"in the targeting's fit (its expected profits and its choice used that cost); {fix}, or train "
+                    "the model with the targeting's costs"
+                )
+        contacted = sorted(playbook.no_contact - set(t.no_contact_))
+        if contacted:
+            raise BatchError(
+                f"{where}: the model's playbook marks {contacted[0][:60]!r} as no contact (contact = false) but the "
+                f"targeting was fitted to contact it; {fix}"
             )
 
     def check_features(self, names: list[str], where: str) -> None:
@@ -184,6 +217,7 @@ def write_targeting(tmp: Path, options: TargetingOptions | None, features_file: 
     uses_features = t.chosen_ == UPLIFT_MODEL
     rows = _Rows(_feature_rows(features_file, list(t.feature_names_) if uses_features else []))
     totals = {"customers": 0, "contacted": 0, "held_out": 0, "expected_profit": 0.0, "expected_revenue": 0.0}
+    campaign_drawn = False
     for f in files:
         table = _without(pq.read_table(f))
         scores = table.select(["customer_id", "action", *([] if uses_features else [t.chosen_])])
@@ -196,9 +230,11 @@ def write_targeting(tmp: Path, options: TargetingOptions | None, features_file: 
             decided = t.decisions(frame["customer_id"], uplift, frame["action"])
         except CampaignError as exc:
             raise BatchError(f"--targeting {options.saved.folder}: {exc}; nothing was published") from None
-        profit = decided.set_index("customer_id")["expected_profit"].loc[frame["customer_id"]].to_numpy(float)
+        decided = decided.set_index("customer_id").loc[frame["customer_id"]]
+        profit, chosen = decided["expected_profit"].to_numpy(float), decided["contact"].to_numpy(bool)
+        campaign_drawn |= table.column("holdout").null_count < table.num_rows
         held = pc.fill_null(table.column("holdout"), False).to_numpy(zero_copy_only=False).astype(bool)
-        contact = (profit > 0) & ~held
+        contact = chosen & ~held
         columns = [
             pa.array(contact, type=pa.bool_()),
             pa.array(np.asarray(uplift, dtype=float), type=pa.float64()),
@@ -210,9 +246,14 @@ def write_targeting(tmp: Path, options: TargetingOptions | None, features_file: 
         write_parquet(table, f)
         totals["customers"] += len(frame)
         totals["contacted"] += int(contact.sum())
-        totals["held_out"] += int(((profit > 0) & held).sum())
+        totals["held_out"] += int((chosen & held).sum())
         totals["expected_profit"] += float(profit[contact].sum())
         totals["expected_revenue"] += float(np.asarray(uplift, dtype=float)[contact].sum())
+    if not campaign_drawn:
+        log.warning(
+            "--targeting without a campaign: nobody is held out, so campaign fit-targeting cannot learn from these "
+            "contacts; fix: pass --campaign ID (or [campaigns] campaign)"
+        )
     return {
         **options.doc(),
         "customers": totals["customers"],

@@ -12,6 +12,21 @@ One as-of is one partition ``dt=YYYY-MM-DD`` in each of three folders::
 (``read_parquet('OUT/scores/*/*.parquet', hive_partitioning = true)``) and Spark
 (``spark.read.parquet("OUT/scores")``) read it as it is; all three skip ``_``-prefixed files.
 
+Partitions written with a targeting (``score-batch --targeting``) carry four more columns (``contact``,
+``expected_incremental_revenue``, ``expected_profit``, ``targeting``, after ``model_version``); the
+others are byte for byte as without one. Read several partitions by column name, or the extra columns
+are lost or refused: plain ``pd.read_parquet("OUT/scores")`` takes the first file's schema and drops
+them, plain DuckDB ``read_parquet`` refuses a query naming them ("column not found"). Unified::
+
+    duckdb:   SELECT * FROM read_parquet('OUT/scores/*/*.parquet', union_by_name = true, hive_partitioning = true)
+    pandas:   schema = pa.unify_schemas([pq.read_schema(f) for f in glob.glob("OUT/scores/*/*.parquet")])
+              pd.read_parquet("OUT/scores", schema=schema)
+    pyarrow:  pyarrow.dataset.dataset("OUT/scores", format="parquet", partitioning="hive", schema=schema)
+    Spark:    spark.read.option("mergeSchema", "true").parquet("OUT/scores")
+
+(a partition without a targeting reads as nulls in those columns). :func:`read_scores` reads one
+partition, whose part files share one schema.
+
 Why the folder key is ``dt`` and not ``as_of``: every row carries ``as_of`` (a date), so one file, one
 partition folder and the whole folder read alike. A folder key named ``as_of`` clashes with that column
 (pyarrow refuses to merge the key's strings with the column's dates), and a key alone reaches pandas as

@@ -1,10 +1,13 @@
 """``churnclv campaign fit-targeting``: whom to contact, learned from past campaigns with holdouts and saved.
 
 Each past campaign is given as ``campaign evaluate`` reads it (its scores, its contact log, the data
-after it): it is evaluated against its holdout, joined with the features of its as-of (the batch's
-feature snapshot beside a scores partition ``OUT/scores/dt=D``, else computed from the data with the
-default feature configuration), and :class:`~churnclv.campaigns.targeting.CampaignTargeting` is fitted
-on them all and saved (:mod:`churnclv.campaigns.targeting_files`) for ``score-batch --targeting``.
+after it): it is evaluated against its holdout (a campaign that ran with a targeting: both arms cut to
+the customers the targeting would contact, :func:`~churnclv.training.campaign_inputs.targeted_population`),
+joined with the features of its as-of (:mod:`churnclv.training.campaign_features`: ``--features`` or the
+batch's snapshot beside a scores partition ``OUT/scores/dt=D``, checked to be of the scores' as-of, else
+computed), and :class:`~churnclv.campaigns.targeting.CampaignTargeting` is fitted on them all with the
+playbook's costs and the actions that are no contact, and saved (:mod:`churnclv.campaigns.targeting_files`,
+with the outcome window and the model that scored the campaigns) for ``score-batch --targeting``.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ from churnclv.training.campaign_inputs import (
     SCORES_HELP,
     campaign_arms,
     evaluate_from_files,
+    partition_manifest,
     read_table,
     scores_as_of,
+    scoring_model,
+    targeted_population,
 )
 
 if TYPE_CHECKING:
@@ -46,18 +52,6 @@ __all__ = ["MIN_CAMPAIGNS", "fit_targeting"]
 MIN_CAMPAIGNS = 2
 
 
-def _features_of(path: Path | None, clean: Any, day: pd.Timestamp, config_path: Path | None) -> pd.DataFrame:
-    """The features of a campaign's as-of: ``path`` (e.g. the batch's snapshot ``OUT/features/dt=D``), else
-    computed from the data with the run configuration's ``[features]``, as training computes them."""
-    from churnclv.config_schema import read_run_config
-    from churnclv.features import compute_features
-    from churnclv.features.config import parse_features
-
-    if path is not None:
-        return read_table(path, "features")
-    return compute_features(clean, day, config=parse_features(read_run_config(config_path).get("features", {})))
-
-
 def _past_campaign(
     clean: Any,
     scores: Path,
@@ -65,12 +59,15 @@ def _past_campaign(
     features: Path | None,
     log: pd.DataFrame,
     config: CampaignConfig,
-    config_path: Path | None,
+    paths: tuple[Path | None, str | None],
     **window: Any,
 ) -> PastCampaign:
-    """One campaign evaluated against its holdout, with the features of its as-of."""
+    """One campaign evaluated against its holdout (cut to whom its targeting would contact, when it ran with
+    one), with the features of its as-of and the model that scored it (``paths``: the config and the
+    tracking URI)."""
     from churnclv.campaigns.errors import CampaignError
     from churnclv.campaigns.targeting import PastCampaign
+    from churnclv.training.campaign_features import campaign_features
 
     frame = read_table(scores, "scores")
     if campaign_id is None:
@@ -81,7 +78,12 @@ def _past_campaign(
             )
         campaign_id = str(ids[0])
     day = scores_as_of(frame, None)
+    found = partition_manifest(scores)
+    model = scoring_model(found[1] if found is not None else None, frame)
     arms = campaign_arms(frame, campaign_id, None, config)
+    frame, arms, note = targeted_population(frame, arms, config.no_contact)
+    if note:
+        click.echo(f"  {campaign_id}: {note}")
     evaluation = evaluate_from_files(
         clean, frame, arms, log, campaign_id=campaign_id, campaign_day=day, config=config, **window
     )
@@ -91,7 +93,9 @@ def _past_campaign(
             f"campaign {campaign_id!r}: {controls:,} of {len(evaluation.customers):,} customers held out; a campaign "
             "teaches the targeting only with both arms: fix: leave it out, or pass the scores that carry its holdout"
         )
-    return PastCampaign.from_evaluation(evaluation, _features_of(features, clean, day, config_path))
+    feats, source = campaign_features(features, scores, day, clean, *paths)
+    click.echo(f"  {campaign_id} ({day.date()}): features {source}")
+    return PastCampaign.from_evaluation(evaluation, feats, model)
 
 
 def _paired(name: str, values: tuple[Any, ...], scores: tuple[Path, ...]) -> list[Any]:
@@ -119,8 +123,9 @@ def _paired(name: str, values: tuple[Any, ...], scores: tuple[Path, ...]) -> lis
     "features_paths",
     multiple=True,
     type=click.Path(exists=True, path_type=Path),
-    help="The features of each --scores' as-of, in order, e.g. the batch's OUT/features/dt=D (default: computed "
-    "from the data with the config's [features]).",
+    help="The features of each --scores' as-of, in order, e.g. the batch's OUT/features/dt=D (refused when of "
+    "another as-of; default: the batch's snapshot beside a scores partition, else computed from the data with the "
+    "scoring model's feature config, else the config's [features]).",
 )
 @click.option(
     "--contacts",
@@ -133,8 +138,9 @@ def _paired(name: str, values: tuple[Any, ...], scores: tuple[Path, ...]) -> lis
     "--candidate",
     "candidates",
     multiple=True,
-    help="Candidates, simplest first: value columns of the scores and uplift_model (default: expected_spend, "
-    "clv_at_risk, uplift_model). The first is kept unless a later one earns clearly more on held-out campaigns.",
+    help="Candidates, simplest first: uplift_model and number columns the batch writes with every score (e.g. "
+    "expected_spend, clv; default: expected_spend, clv_at_risk, uplift_model). The first is kept unless a later one "
+    "earns clearly more on held-out campaigns.",
 )
 @click.option(
     "--min-campaigns",
@@ -169,9 +175,10 @@ def fit_targeting(
     log_mlflow: bool,
 ) -> None:
     """Learn whom to contact from past campaigns with holdouts; save it for score-batch --targeting."""
+    from churnclv.campaigns.candidates import CANDIDATES, check_candidates
     from churnclv.campaigns.config import load_campaign_config
     from churnclv.campaigns.errors import CampaignError
-    from churnclv.campaigns.targeting import CANDIDATES, CampaignTargeting
+    from churnclv.campaigns.targeting import CampaignTargeting
     from churnclv.campaigns.targeting_files import save_targeting
 
     ids, feats = _paired("--campaign", campaign_ids, scores), _paired("--features", features_paths, scores)
@@ -182,13 +189,14 @@ def fit_targeting(
             "--min-campaigns 1 to hold out thirds of one campaign's customers instead"
         )
     with report_errors():
+        check_candidates(candidates or CANDIDATES)  # before the data is read: an outcome or a text is refused
         config = load_campaign_config(config_path)
         log = pd.concat([read_table(p, "contact log") for p in contacts], ignore_index=True)
     clean = prepare_source(data, mapping, work, trusted, memory_limit)
     with report_errors():
         window = {"horizon": horizon_days or config.settings.horizon_days, "as_of": as_of}
         past = [
-            _past_campaign(clean, s, i, f, log, config, config_path, **window)
+            _past_campaign(clean, s, i, f, log, config, (config_path, tracking_uri), **window)
             for s, i, f in zip(scores, ids, feats, strict=True)
         ]
         names = [c.name for c in past]
@@ -196,7 +204,7 @@ def fit_targeting(
             raise CampaignError(f"campaigns {names}: one is given twice; fix: pass each past campaign once")
         targeting = CampaignTargeting(
             candidates=candidates or CANDIDATES, margin=config.settings.margin, seed=config.settings.seed
-        ).fit(past, config.costs)
+        ).fit(past, config.costs, config.no_contact)
         saved = save_targeting(targeting, out)
     echo_targeting(saved, click.echo)
     if log_mlflow:
@@ -226,6 +234,13 @@ def echo_targeting(saved: SavedTargeting, echo: Any) -> None:
     if t.comparisons_.empty:
         echo(f"  {t.chosen_}: the only candidate")
     echo(f"  decides: contact when {t.margin:g} x expected incremental revenue - cost of the action > 0")
+    if t.no_contact_:
+        echo(f"  never contacts the customers of {len(t.no_contact_)} action(s) that are no contact (contact = false)")
+    window = f"{t.horizon_days_} days" if t.horizon_days_ is not None else "an unknown window"
+    horizon = t.scores_model_.get("horizon_days")
+    models = ", ".join(f"{m['campaign']}: {m['name'] or '?'} v{m['version'] or '?'}" for m in t.scores_model_["models"])
+    scope = f"models of a {horizon}-day horizon" if horizon is not None else "models of unknown horizon (not checked)"
+    echo(f"  uplift measured over {window}; campaigns scored by {scope} ({models})")
     echo(f"saved: {saved.folder} (score-batch --targeting {saved.folder})")
 
 

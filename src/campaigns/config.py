@@ -13,7 +13,8 @@ score-batch`` adds ``contact``, ``expected_incremental_revenue``, ``expected_pro
 the scores; ``--targeting`` wins; unset: none).
 
 The cost of one contact is not repeated here: it is the action's ``cost`` in the playbook of the
-``[tiers]`` section (:mod:`churnclv.models.playbook`), keyed by the action text the scores carry.
+``[tiers]`` section (:mod:`churnclv.models.playbook`), keyed by the action text the scores carry, and
+so is whether an action is a contact at all (its ``contact``; ``no_contact`` is never contacted).
 """
 
 from __future__ import annotations
@@ -68,10 +69,12 @@ class CampaignSettings:
 
 @dataclass(frozen=True)
 class CampaignConfig:
-    """The settings and the cost of one contact per action text (from the playbook)."""
+    """The settings, the cost of one contact per action text and the texts of the actions that are no
+    contact (from the playbook)."""
 
     settings: CampaignSettings
     costs: dict[str, float]
+    no_contact: frozenset[str] = frozenset()
 
 
 def parse_campaigns(raw: Any) -> CampaignSettings:
@@ -84,4 +87,5 @@ def load_campaign_config(path: Path | str | None) -> CampaignConfig:
     """``[campaigns]`` and the playbook's action costs of a run configuration (None: the defaults)."""
     raw = read_run_config(path)
     settings_ = parse_campaigns(raw.get("campaigns", {}))
-    return CampaignConfig(settings_, load_tier_config(raw.get("tiers")).playbook.costs)
+    playbook = load_tier_config(raw.get("tiers")).playbook
+    return CampaignConfig(settings_, playbook.costs, playbook.no_contact)

@@ -2,7 +2,10 @@
 
 Every candidate turns a customer into an expected incremental revenue over the campaign's window
 (margin times it, minus the cost of the scores' action, is the expected profit; contact when it is
-positive, :func:`~churnclv.campaigns.uplift.contact_decisions`):
+positive and the action is a contact, :func:`~churnclv.campaigns.uplift.contact_decisions`; customers
+whose action is no contact, ``contact = false`` in the playbook, are never contacted nor learned from).
+The candidates are :mod:`churnclv.campaigns.candidates`'s, the past campaigns
+:mod:`churnclv.campaigns.past_campaign`'s:
 
 - ``uplift_model``: the :class:`~churnclv.campaigns.uplift.UpliftModel` (X-learner) on the features,
   fitted on the pooled past campaigns;
@@ -26,8 +29,7 @@ whatever the truth, and ranked no better than ``clv_at_risk``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,21 +37,18 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from churnclv.campaigns.candidates import CANDIDATES, UPLIFT_MODEL, check_candidates
 from churnclv.campaigns.errors import CampaignError
-from churnclv.campaigns.evaluate import CampaignEvaluation
+from churnclv.campaigns.past_campaign import PastCampaign, provenance
 from churnclv.campaigns.qini import policy_profit, qini_coefficient
 from churnclv.campaigns.uplift import UpliftModel, action_costs, contact_decisions
 
 __all__ = ["CANDIDATES", "FORMAT_VERSION", "UPLIFT_MODEL", "CampaignTargeting", "PastCampaign", "policy_table"]
 
-#: The candidate that is the uplift model; every other candidate names a value column of the scores.
-UPLIFT_MODEL = "uplift_model"
-#: The default candidates, simplest first (a tie in held-out profit goes to the earlier one).
-CANDIDATES: tuple[str, ...] = ("expected_spend", "clv_at_risk", UPLIFT_MODEL)
-_ARM = ("customer_id", "treated", "outcome", "action")
 _FORMAT = "churnclv.targeting"
-#: The version of :meth:`CampaignTargeting.to_dict`'s layout; another one is refused on load.
-FORMAT_VERSION = 1
+#: The version of :meth:`CampaignTargeting.to_dict`'s layout; another one is refused on load (1: before the
+#: outcome window, the scoring model and the actions that are no contact were recorded).
+FORMAT_VERSION = 2
 _BACKTEST = {"candidate": "str", "held_out": "str", "customers": "int64", "contacts": "int64", "profit": "float"}
 _BACKTEST |= {"qini": "float", "profit_se": "float"}
 _COMPARISONS = {"candidate": "str", "against": "str", "gain": "float", "gain_se": "float", "switched": "bool"}
@@ -57,69 +56,22 @@ _CAMPAIGNS = {"campaign": "str", "customers": "int64", "treated": "int64", "cont
 _FOLDS = 3  # customer folds when a single campaign is given
 
 
-@dataclass(frozen=True)
-class PastCampaign:
-    """One past campaign with a holdout, one row per customer of it.
-
-    ``customers`` holds ``customer_id``, ``treated`` (bool: not held out), ``outcome`` (revenue over
-    the window), ``action`` (the scores' action, which sets the cost), the scores' value columns and
-    the features of the campaign's as-of (:func:`churnclv.features.compute_features`);
-    ``feature_names`` lists the feature columns.
-    """
-
-    name: str
-    customers: pd.DataFrame
-    feature_names: tuple[str, ...]
-
-    @classmethod
-    def from_frames(
-        cls, name: str, features: pd.DataFrame, scores: pd.DataFrame, treated: Any, outcome: Any
-    ) -> PastCampaign:
-        """From the features and scores of the campaign's as-of (same rows, same order), the arm and the outcome."""
-        if not len(features) == len(scores) == len(np.asarray(treated)) == len(np.asarray(outcome)):
-            raise CampaignError(
-                f"campaign {name!r}: features have {len(features)} rows, scores {len(scores)}, treated "
-                f"{len(np.asarray(treated))} and outcome {len(np.asarray(outcome))}; fix: one row per customer in each"
-            )
-        ids_f, ids_s = features["customer_id"].astype(str).to_numpy(), scores["customer_id"].astype(str).to_numpy()
-        if not np.array_equal(ids_f, ids_s):
-            raise CampaignError(f"campaign {name!r}: features and scores list other customers or another order")
-        arm = pd.DataFrame(
-            {
-                "customer_id": ids_f,
-                "treated": np.asarray(treated, dtype=bool),
-                "outcome": np.asarray(outcome, dtype=float),
-                "action": scores["action"].astype(str).to_numpy(),
-            }
-        )
-        values = scores.drop(columns=[c for c in (*_ARM, *features.columns) if c in scores.columns])
-        names = tuple(c for c in features.columns if c != "customer_id")
-        frame = pd.concat([arm, values.reset_index(drop=True), features[list(names)].reset_index(drop=True)], axis=1)
-        return cls(name, frame, names)
-
-    @classmethod
-    def from_evaluation(cls, evaluation: CampaignEvaluation, features: pd.DataFrame) -> PastCampaign:
-        """From :func:`~churnclv.campaigns.evaluate.evaluate_campaign` (its customers, arms and revenue)
-        and the features of the campaign's as-of; customers without features are left out."""
-        c = evaluation.customers
-        ids = features["customer_id"].astype(str)
-        rows = c.assign(customer_id=c["customer_id"].astype(str)).merge(
-            pd.DataFrame({"customer_id": ids}), on="customer_id"
-        )
-        feats = features.assign(customer_id=ids).set_index("customer_id").loc[rows["customer_id"]].reset_index()
-        return cls.from_frames(
-            evaluation.campaign, feats, rows, ~rows["holdout"].to_numpy(bool), rows["revenue"].to_numpy(float)
-        )
-
-
-def _folds(campaigns: Sequence[PastCampaign], seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """The pooled customers and a fold per row: the campaign, or (one campaign) a random third of it."""
+def _folds(
+    campaigns: Sequence[PastCampaign], seed: int, no_contact: Collection[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The pooled customers and a fold per row: the campaign, or (one campaign) a random third of it. Customers
+    whose action is no contact are left out: no decision contacts them, so they teach nothing about one."""
     pooled = pd.concat([c.customers for c in campaigns], ignore_index=True)
     if len(campaigns) > 1:
         fold = np.repeat(np.arange(len(campaigns)), [len(c.customers) for c in campaigns])
     else:
         fold = np.random.default_rng(seed).permutation(len(pooled)) % _FOLDS
-    return pooled, fold
+    keep = ~pooled["action"].isin(list(no_contact)).to_numpy()
+    if not keep.any():
+        raise CampaignError(
+            "every customer's action is no contact (contact = false); fix: learn from campaigns that contacted some"
+        )
+    return pooled[keep].reset_index(drop=True), fold[keep]
 
 
 class CampaignTargeting(BaseEstimator):
@@ -138,6 +90,14 @@ class CampaignTargeting(BaseEstimator):
         than this many standard errors of the difference (0: the largest held-out profit wins).
     seed : int
         Seed of the uplift models and of the folds of a single campaign.
+
+    Attributes
+    ----------
+    chosen_, fitted_ : the chosen candidate and its fit (a value column's scale, or the uplift model)
+    costs_, no_contact_ : the cost per action text and the actions that are no contact, as fitted with
+    horizon_days_ : the outcome window the uplift was measured over (None: unknown)
+    scores_model_ : ``horizon_days`` of the model that scored the campaigns (the value columns' horizon;
+        None: unknown) and ``models``, each campaign's model name and version
     """
 
     def __init__(
@@ -177,14 +137,19 @@ class CampaignTargeting(BaseEstimator):
         scaled: np.ndarray = float(fitted) * frame[name].to_numpy(float)
         return scaled
 
-    def fit(self, campaigns: Sequence[PastCampaign], costs: Mapping[str, float]) -> CampaignTargeting:
+    def fit(
+        self, campaigns: Sequence[PastCampaign], costs: Mapping[str, float], no_contact: Collection[str] = ()
+    ) -> CampaignTargeting:
         """Backtest every candidate on held-out campaigns, choose one, refit it on all of them.
 
-        ``costs`` is the cost of one contact per action text (the playbook's).
+        ``costs`` is the cost of one contact per action text (the playbook's); ``no_contact`` the texts of
+        the actions that are no contact (:attr:`churnclv.models.playbook.Playbook.no_contact`): their
+        customers are never contacted, whatever their expected profit, and are left out of the learning.
         """
         names = self._check(campaigns)
         features = campaigns[0].feature_names
-        pooled, fold = _folds(campaigns, self.seed)
+        window, scores_model = provenance(campaigns)
+        pooled, fold = _folds(campaigns, self.seed, no_contact)
         cost = action_costs(pooled["action"], costs)
         contact = {name: np.zeros(len(pooled), dtype=bool) for name in names}
         terms = self._profit_terms(pooled, fold, cost)
@@ -213,6 +178,8 @@ class CampaignTargeting(BaseEstimator):
         self.chosen_, self.comparisons_ = self._choose(names, contact, terms)
         self.feature_names_ = tuple(features)
         self.costs_ = {str(k): float(v) for k, v in costs.items()}
+        self.no_contact_ = tuple(sorted(str(a) for a in no_contact))
+        self.horizon_days_, self.scores_model_ = window, scores_model
         self.campaigns_ = pd.DataFrame(
             [(c.name, len(c.customers), int(c.customers["treated"].sum())) for c in campaigns],
             columns=["campaign", "customers", "treated"],
@@ -223,9 +190,7 @@ class CampaignTargeting(BaseEstimator):
     def _check(self, campaigns: Sequence[PastCampaign]) -> list[str]:
         if not campaigns:
             raise CampaignError("no past campaign given; fix: pass at least one campaign with a holdout")
-        names = list(self.candidates)
-        if not names:
-            raise CampaignError("no candidate given; fix: e.g. candidates=('expected_spend', 'uplift_model')")
+        names = check_candidates(self.candidates)
         features = campaigns[0].feature_names
         for c in campaigns:
             missing = [n for n in (*names, *features) if n != UPLIFT_MODEL and n not in c.customers.columns]
@@ -234,6 +199,14 @@ class CampaignTargeting(BaseEstimator):
                     f"campaign {c.name!r} is missing columns {missing[:5]}; fix: pass the same scores' value "
                     "columns and features for every campaign, or drop those candidates"
                 )
+            for n in names:
+                if n != UPLIFT_MODEL and not pd.api.types.is_numeric_dtype(c.customers[n]):
+                    raise CampaignError(f"campaign {c.name!r}: value column {n!r} is not numbers; fix: pass its scores")
+                if n != UPLIFT_MODEL and c.customers[n].isna().any():
+                    raise CampaignError(
+                        f"campaign {c.name!r}: value column {n!r} has {int(c.customers[n].isna().sum()):,} missing "
+                        "values; fix: pass the scores as the batch wrote them, or drop that candidate"
+                    )
         return names
 
     def _profit_terms(self, pooled: pd.DataFrame, fold: np.ndarray, cost: np.ndarray) -> np.ndarray:
@@ -292,7 +265,7 @@ class CampaignTargeting(BaseEstimator):
     ) -> pd.DataFrame:
         """Contact or not per customer of ``scores`` (:func:`~churnclv.campaigns.uplift.contact_decisions`,
         ranked by expected profit, with the margin of this targeting; ``costs``: default the ones it was
-        fitted with, ``costs_``)."""
+        fitted with, ``costs_``; a customer whose action is no contact, ``no_contact_``, never is)."""
         uplift = self.expected_uplift(features, scores)
         return self.decisions(scores["customer_id"], uplift, scores["action"], costs)
 
@@ -302,7 +275,7 @@ class CampaignTargeting(BaseEstimator):
         """:meth:`decide` from the expected uplift (:meth:`expected_uplift`) already computed."""
         check_is_fitted(self, "chosen_")
         chosen = self.costs_ if costs is None else costs
-        return contact_decisions(customer_id, uplift, action, chosen, margin=self.margin)
+        return contact_decisions(customer_id, uplift, action, chosen, margin=self.margin, no_contact=self.no_contact_)
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted targeting as plain data (JSON): the parameters, the choice and its backtest, the costs,
@@ -324,6 +297,9 @@ class CampaignTargeting(BaseEstimator):
             "contact_rule": "margin x expected_incremental_revenue - cost of the action > 0",
             "feature_names": list(self.feature_names_),
             "costs": dict(self.costs_),
+            "no_contact": list(self.no_contact_),
+            "horizon_days": self.horizon_days_,
+            "scores_model": self.scores_model_,
             "campaigns": _records(self.campaigns_),
             "backtest": _records(self.backtest_),
             "comparisons": _records(self.comparisons_),
@@ -349,6 +325,9 @@ class CampaignTargeting(BaseEstimator):
         targeting.chosen_ = str(d["chosen"])
         targeting.feature_names_ = tuple(str(n) for n in d["feature_names"])
         targeting.costs_ = {str(k): float(v) for k, v in d["costs"].items()}
+        targeting.no_contact_ = tuple(str(a) for a in d["no_contact"])
+        targeting.horizon_days_ = None if d["horizon_days"] is None else int(d["horizon_days"])
+        targeting.scores_model_ = dict(d["scores_model"])
         targeting.campaigns_ = _frame(d["campaigns"], _CAMPAIGNS)
         targeting.backtest_ = _frame(d["backtest"], _BACKTEST)
         targeting.comparisons_ = _frame(d["comparisons"], _COMPARISONS)

@@ -4,14 +4,17 @@
 it; nothing is pickled::
 
     DIR/targeting.json      format and version, the id, the parameters, the chosen candidate and its
-                            scale (a value column's), the features, the costs per action and the margin,
-                            the campaigns it learned from, the backtest per held-out campaign and the
-                            comparisons of the choice
+                            scale (a value column's), the features, the costs per action, the actions that
+                            are no contact and the margin, the outcome window (horizon_days) and the model
+                            that scored the campaigns (scores_model: its horizon, each campaign's model
+                            name and version), the campaigns it learned from, the backtest per held-out
+                            campaign and the comparisons of the choice
     DIR/uplift_model.json   only when the X-learner was chosen: its boosters as LightGBM model text
 
 The id (``<candidate>-<12 hex digits>``, the ``targeting`` column of the scores) is a SHA-256 of both
 files' content, checked on load: a file changed by hand, cut short or mixed with another fit's is
-refused, as is a folder of another format version.
+refused, as is a folder of another format version (version 1, written before the outcome window, the
+scoring model and the actions that are no contact were recorded, is refused: fit it again).
 """
 
 from __future__ import annotations
@@ -69,11 +72,11 @@ def save_targeting(targeting: CampaignTargeting, folder: Path | str) -> SavedTar
     return SavedTargeting(targeting, tid, folder)
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, missing: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CampaignError(f"{path}: missing; the folder holds no saved targeting: {_FIX}") from None
+        raise CampaignError(f"{path}: missing; {missing}: {_FIX}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CampaignError(f"{path}: cannot be read ({type(exc).__name__}): damaged; {_FIX}") from None
 
@@ -93,7 +96,7 @@ def load_targeting(folder: Path | str) -> SavedTargeting:
             f"targeting {folder}: not a folder; fix: pass the --out folder of churnclv campaign fit-targeting"
         )
     path = folder / TARGETING_FILE
-    doc = _read_json(path)
+    doc = _read_json(path, "the folder holds no saved targeting")
     if not isinstance(doc, dict):
         raise CampaignError(f"{path}: not a JSON object: damaged; {_FIX}")
     version = doc.get("format_version")
@@ -103,7 +106,9 @@ def load_targeting(folder: Path | str) -> SavedTargeting:
             f"churnclv.targeting version {FORMAT_VERSION}; {_FIX}"
         )
     tid = doc.pop("id", None)
-    model = _read_json(folder / MODEL_FILE) if doc.get("chosen") == UPLIFT_MODEL else None
+    chosen = doc.get("chosen")
+    uplift = f"{TARGETING_FILE} chose the uplift model, whose boosters this file holds (copy both files together)"
+    model = _read_json(folder / MODEL_FILE, uplift) if chosen == UPLIFT_MODEL else None
     try:
         expected = _targeting_id(str(doc["chosen"]), doc, model)
     except (KeyError, TypeError, ValueError):

@@ -24,7 +24,7 @@ against simpler candidates on held-out campaigns, rather than with its raw predi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -192,18 +192,21 @@ def contact_decisions(
     costs: Mapping[str, float],
     *,
     margin: float = 1.0,
+    no_contact: Collection[str] = (),
 ) -> pd.DataFrame:
     """Contact or not, per customer, by expected profit: ``margin x uplift - cost of the action``.
 
     Returns ``customer_id``, ``action``, ``incremental_value`` (margin x expected uplift in revenue),
-    ``cost``, ``expected_profit``, ``contact`` (profit > 0) and ``rank`` (1 = most profitable), sorted
-    by rank. An action without a cost in ``costs`` is a :class:`CampaignError` naming it.
+    ``cost``, ``expected_profit``, ``contact`` (profit > 0, and never for an action in ``no_contact``,
+    the texts of the actions that are no contact: a cost of 0 is free, not "do not contact") and
+    ``rank`` (1 = most profitable contact; the customers not contacted after them), sorted by rank. An
+    action without a cost in ``costs`` is a :class:`CampaignError` naming it.
     """
     frame = pd.DataFrame({"customer_id": np.asarray(customer_id).astype(str), "action": np.asarray(action).astype(str)})
     frame["incremental_value"] = margin * np.asarray(uplift, dtype=float)
     frame["cost"] = action_costs(frame["action"], costs)
     frame["expected_profit"] = frame["incremental_value"] - frame["cost"]
-    frame["contact"] = frame["expected_profit"] > 0
-    frame = frame.sort_values("expected_profit", ascending=False, kind="stable").reset_index(drop=True)
+    frame["contact"] = (frame["expected_profit"] > 0) & ~frame["action"].isin(list(no_contact))
+    frame = frame.sort_values(["contact", "expected_profit"], ascending=False, kind="stable").reset_index(drop=True)
     frame["rank"] = np.arange(1, len(frame) + 1)
     return frame

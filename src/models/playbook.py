@@ -4,8 +4,9 @@ The section holds
 
 - ``max_action_share``: no action for more than this share of the training base (the cut points
   of :mod:`churnclv.models.playbook_cuts` enforce it; 1 turns it off);
-- ``[playbook.actions]``: every action by id, with the ``text`` the CRM sees and the ``cost`` of one
-  contact (currency, >= 0; 0 by default);
+- ``[playbook.actions]``: every action by id, with the ``text`` the CRM sees, the ``cost`` of one
+  contact (currency, >= 0; 0 by default: free) and ``contact`` (false for an action that is no
+  contact, e.g. "leave out of campaigns": a targeting never contacts its customers; default true);
 - ``[playbook.<tier>]`` and ``[playbook."*"]``: per lifecycle stage, one action id or a ladder of
   rungs, most valuable customers first: ``[{ action = "winback_personal", share = 0.3 },
   { action = "winback_reminder" }]``. Every rung but the last takes a ``share`` of the cell's
@@ -42,6 +43,7 @@ class Action:
     id: str
     text: str
     cost: float = 0.0
+    contact: bool = True  # False: the action is no contact (a targeting never contacts its customers)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,11 @@ class Playbook:
         """The cost of one contact per action text (the ``action`` column holds texts)."""
         return {a.text: a.cost for a in self.actions.values()}
 
+    @property
+    def no_contact(self) -> frozenset[str]:
+        """The texts of the actions that are no contact (``contact = false``)."""
+        return frozenset(a.text for a in self.actions.values() if not a.contact)
+
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
@@ -104,9 +111,15 @@ def _settings(raw: Mapping[str, Any], key: str, legacy: bool) -> tuple[float, di
         k = f"{key}.actions.{aid}"
         if not isinstance(spec, Mapping):
             raise config_error(k, "must be a table with text and cost", f'write {aid} = {{ text = "...", cost = 0.5 }}')
-        extra = sorted(set(spec) - {"text", "cost"})
+        extra = sorted(set(spec) - {"text", "cost", "contact"})
         if extra:
-            raise config_error(f"{k}.{extra[0]}", "is not a key of an action", "an action has only text and cost")
+            raise config_error(
+                f"{k}.{extra[0]}", "is not a key of an action", "an action has only text, cost and contact"
+            )
+        contact = spec.get("contact", True)
+        if not isinstance(contact, bool):
+            fix = "false for an action that is no contact (default true)"
+            raise config_error(f"{k}.contact", "must be true or false", fix, contact)
         text, cost = spec.get("text"), spec.get("cost", 0.0)
         if not isinstance(text, str) or not text.strip():
             raise config_error(f"{k}.text", "must be a non-empty action text", "write what to do, in words", text)
@@ -119,7 +132,7 @@ def _settings(raw: Mapping[str, Any], key: str, legacy: bool) -> tuple[float, di
             raise config_error(
                 f"{k}.text", f"is also the text of {clash!r}", "give every action its own text (the output holds texts)"
             )
-        actions[str(aid)] = Action(str(aid), text, float(cost))
+        actions[str(aid)] = Action(str(aid), text, float(cost), contact)
     return float(share), actions
 
 

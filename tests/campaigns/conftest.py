@@ -53,6 +53,7 @@ def make_campaign(
             "tier": np.where(rank > 2 / 3, "Gold", np.where(rank > 1 / 3, "Silver", "Bronze")),
             "action": np.where(rank > 0.5, "call", "mail"),
             "past_spend": spend.to_numpy(),
+            "expected_spend": spend.to_numpy(),  # a value column the batch writes: past spend stands in for it
         }
     )
     campaign = f"c{seed}"

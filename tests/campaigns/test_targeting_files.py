@@ -11,21 +11,24 @@ import pandas as pd
 import pytest
 
 from churnclv.campaigns.errors import CampaignError
+from churnclv.campaigns.past_campaign import ScoringModel
 from churnclv.campaigns.targeting import UPLIFT_MODEL, CampaignTargeting, PastCampaign
 from churnclv.campaigns.targeting_files import MODEL_FILE, TARGETING_FILE, load_targeting, save_targeting
 
 COSTS = {"mail": 0.5, "call": 5.0}
 
 
-def _campaign(name: str, seed: int, n: int = 1500) -> PastCampaign:
+def _campaign(name: str, seed: int, n: int = 1500, model: ScoringModel | None = None) -> PastCampaign:
     rng = np.random.default_rng(seed)
     ids = [f"{seed:02d}{i:06d}" for i in range(n)]
     value = rng.lognormal(3.0, 0.8, n)
     features = pd.DataFrame({"customer_id": ids, "x1": np.log(value), "x2": rng.normal(size=n)})
-    scores = pd.DataFrame({"customer_id": ids, "action": np.where(rng.random(n) < 0.7, "mail", "call"), "value": value})
+    scores = pd.DataFrame(
+        {"customer_id": ids, "action": np.where(rng.random(n) < 0.7, "mail", "call"), "expected_spend": value}
+    )
     treated = rng.random(n) < 0.5
     outcome = value * rng.gamma(2.0, 0.5, n) + treated * 0.3 * value + rng.normal(0, 5, n)
-    return PastCampaign.from_frames(name, features, scores, treated, outcome)
+    return PastCampaign.from_frames(name, features, scores, treated, outcome, horizon_days=60, model=model)
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +64,11 @@ def test_a_loaded_uplift_model_targeting_decides_exactly_as_the_fitted_one(gener
 
 def test_a_value_targeting_round_trips_with_its_choice_and_backtest(tmp_path: Path) -> None:
     campaigns = [_campaign(f"c{k}", k) for k in range(2)]
-    targeting = CampaignTargeting(candidates=("value",), margin=0.4).fit(campaigns, COSTS)
+    targeting = CampaignTargeting(candidates=("expected_spend",), margin=0.4).fit(campaigns, COSTS)
     saved = save_targeting(targeting, tmp_path / "t")
     assert not (tmp_path / "t" / MODEL_FILE).exists()
     doc = json.loads((tmp_path / "t" / TARGETING_FILE).read_text())
-    assert doc["chosen"] == "value" and doc["fitted"] == targeting.fitted_ and doc["params"]["margin"] == 0.4
+    assert doc["chosen"] == "expected_spend" and doc["fitted"] == targeting.fitted_ and doc["params"]["margin"] == 0.4
     assert [c["campaign"] for c in doc["campaigns"]] == ["c0", "c1"] and doc["costs"] == COSTS
     loaded = load_targeting(tmp_path / "t").targeting
     new = _campaign("new", 9).customers
@@ -74,12 +77,12 @@ def test_a_value_targeting_round_trips_with_its_choice_and_backtest(tmp_path: Pa
     assert loaded.margin == 0.4
     # refitting on other data gives another id; saving the same fit again gives the same one
     assert save_targeting(targeting, tmp_path / "again").id == saved.id
-    other = CampaignTargeting(candidates=("value",), margin=0.5).fit(campaigns, COSTS)
+    other = CampaignTargeting(candidates=("expected_spend",), margin=0.5).fit(campaigns, COSTS)
     assert save_targeting(other, tmp_path / "other").id != saved.id
 
 
 def test_a_bad_folder_is_refused_naming_the_file_and_the_fix(tmp_path: Path) -> None:
-    targeting = CampaignTargeting(candidates=("value",)).fit([_campaign("c0", 0)], COSTS)
+    targeting = CampaignTargeting(candidates=("expected_spend",)).fit([_campaign("c0", 0)], COSTS)
     folder = tmp_path / "t"
     save_targeting(targeting, folder)
     path = folder / TARGETING_FILE
@@ -93,7 +96,12 @@ def test_a_bad_folder_is_refused_naming_the_file_and_the_fix(tmp_path: Path) -> 
         load_targeting(folder)
     doc = json.loads(good)
     path.write_text(json.dumps({**doc, "format_version": 99}))
-    with pytest.raises(CampaignError, match=r"version 99, this .* reads churnclv\.targeting version 1;"):
+    with pytest.raises(CampaignError, match=r"version 99, this .* reads churnclv\.targeting version 2;"):
+        load_targeting(folder)
+    # version 1 recorded neither the outcome window, the scoring model nor the actions that are no contact
+    old = {k: v for k, v in doc.items() if k not in ("no_contact", "horizon_days", "scores_model")}
+    path.write_text(json.dumps({**old, "format_version": 1}))
+    with pytest.raises(CampaignError, match=r"version 1, this .* version 2; fix: fit it again"):
         load_targeting(folder)
     path.write_text(json.dumps({**doc, "params": {**doc["params"], "margin": 0.1}}))
     with pytest.raises(CampaignError, match="does not match its id"):
@@ -108,10 +116,40 @@ def test_an_uplift_model_file_missing_or_from_another_fit_is_refused(generated, 
     folder = tmp_path / "copy"
     folder.mkdir()
     (folder / TARGETING_FILE).write_text((saved.folder / TARGETING_FILE).read_text())
-    with pytest.raises(CampaignError, match=rf"{MODEL_FILE}: missing"):
+    with pytest.raises(CampaignError, match=rf"{MODEL_FILE}: missing; {TARGETING_FILE} chose the uplift model"):
         load_targeting(folder)
     model = json.loads((saved.folder / MODEL_FILE).read_text())
     model["treated_share"] = 0.25
     (folder / MODEL_FILE).write_text(json.dumps(model))
     with pytest.raises(CampaignError, match="does not match its id"):
         load_targeting(folder)
+
+
+def test_the_outcome_window_and_the_scoring_model_are_saved_and_must_agree(tmp_path: Path) -> None:
+    """targeting.json records the window the uplift was measured over and the model that scored the campaigns
+    (score-batch refuses a model of another horizon); campaigns of different horizons are refused at fit."""
+    models = [ScoringModel("shop", "3", 90), ScoringModel("shop", "4", 90)]
+    campaigns = [_campaign(f"c{k}", k, model=m) for k, m in enumerate(models)]
+    targeting = CampaignTargeting(candidates=("expected_spend",)).fit(campaigns, COSTS, ("none",))
+    save_targeting(targeting, tmp_path / "t")
+    doc = json.loads((tmp_path / "t" / TARGETING_FILE).read_text())
+    assert doc["horizon_days"] == 60 and doc["no_contact"] == ["none"]
+    assert doc["scores_model"] == {
+        "horizon_days": 90,
+        "models": [
+            {"campaign": "c0", "name": "shop", "version": "3"},
+            {"campaign": "c1", "name": "shop", "version": "4"},
+        ],
+    }
+    loaded = load_targeting(tmp_path / "t").targeting
+    assert (
+        loaded.horizon_days_ == 60 and loaded.scores_model_ == doc["scores_model"] and loaded.no_contact_ == ("none",)
+    )
+    mixed = [campaigns[0], _campaign("c2", 2, model=ScoringModel("shop", "5", 30))]
+    with pytest.raises(CampaignError, match=r"scoring models' horizons \(days\) differ \(c0: 90, c2: 30\)"):
+        CampaignTargeting(candidates=("expected_spend",)).fit(mixed, COSTS)
+    unknown = CampaignTargeting(candidates=("expected_spend",)).fit([_campaign("c3", 3)], COSTS)
+    assert unknown.scores_model_ == {
+        "horizon_days": None,
+        "models": [{"campaign": "c3", "name": None, "version": None}],
+    }

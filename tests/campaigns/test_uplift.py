@@ -55,3 +55,11 @@ def test_contact_decisions_by_expected_profit() -> None:
     assert not half["contact"].iloc[0]  # 0.4 x 10 - 5 < 0
     with pytest.raises(CampaignError, match="no cost for actions"):
         contact_decisions(["a"], [1.0], ["sms"], {"call": 5})
+
+
+def test_an_action_that_is_no_contact_is_never_contacted_though_free() -> None:
+    costs = {"call": 5.0, "none": 0.0, "free": 0.0}
+    out = contact_decisions(["a", "b", "c"], [10.0, 8.0, 1.0], ["call", "none", "free"], costs, no_contact={"none"})
+    assert out.set_index("customer_id")["contact"].to_dict() == {"a": True, "b": False, "c": True}
+    assert out.set_index("customer_id").loc["b", "expected_profit"] == 8.0  # what a contact would earn, not taken
+    assert out["customer_id"].tolist() == ["a", "c", "b"] and out["rank"].tolist() == [1, 2, 3]  # contacts first

@@ -1,6 +1,8 @@
 """Whom to contact in the batch output: a saved targeting's decisions written with the scores (part files,
-database, manifest), exactly ``decide()``'s, never for a holdout customer; without a targeting the output is
-unchanged; a targeting the model or the data cannot serve is refused before any chunk is scored."""
+database, manifest), exactly ``decide()``'s, never for a holdout customer nor for an action that is no contact;
+without a targeting the output is unchanged (and partitions with and without read together by column name); a
+targeting the model or the data cannot serve (features, costs, contact flags, horizon) is refused before any
+chunk is scored."""
 
 from __future__ import annotations
 
@@ -8,14 +10,18 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from churnclv.campaigns.candidates import VALUE_COLUMNS
 from churnclv.campaigns.config import CampaignSettings
+from churnclv.campaigns.past_campaign import ScoringModel
 from churnclv.campaigns.targeting import UPLIFT_MODEL, CampaignTargeting, PastCampaign
 from churnclv.campaigns.targeting_files import load_targeting, save_targeting
 from churnclv.cli import cli
@@ -23,13 +29,22 @@ from churnclv.models.tier_config import default_tier_config
 from churnclv.serving.batch import run_batch
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.batch_targeting import TARGETING_COLUMNS, TargetingOptions, write_targeting
-from churnclv.serving.snapshots import OUTPUT_SCHEMA, features_path, manifest_path, part_files, read_scores, scores_dir
+from churnclv.serving.snapshots import (
+    NULLABLE_NUMBERS,
+    OUTPUT_SCHEMA,
+    features_path,
+    manifest_path,
+    part_files,
+    read_scores,
+    scores_dir,
+)
 
 pytestmark = pytest.mark.integration
 
 AS_OF = "2025-10-02"
 CHUNK = 400  # 1,500 customers: four part files
 COSTS = default_tier_config().playbook.costs  # the trained model's playbook
+NO_CONTACT = default_tier_config().playbook.no_contact
 
 
 def batch(world: Path, out: Path, store: dict, **kwargs) -> dict:
@@ -50,15 +65,17 @@ def batch(world: Path, out: Path, store: dict, **kwargs) -> dict:
 def _fit(features: pd.DataFrame, scores: pd.DataFrame, candidates: tuple[str, ...], **kwargs) -> CampaignTargeting:
     """A targeting fitted on two made-up campaigns over this base: the effect grows with expected spend."""
     costs = kwargs.pop("costs", COSTS)
+    no_contact = kwargs.pop("no_contact", NO_CONTACT)
+    model = kwargs.pop("model", None)
     campaigns = []
     for k in range(2):
         rng = np.random.default_rng(k)
         treated = rng.random(len(scores)) < 0.5
         spend = scores["expected_spend"].to_numpy(float)
         outcome = spend * rng.gamma(2.0, 0.5, len(spend)) + treated * (0.8 * spend - 3) + rng.normal(0, 2, len(spend))
-        campaigns.append(PastCampaign.from_frames(f"past{k}", features, scores, treated, outcome))
+        campaigns.append(PastCampaign.from_frames(f"past{k}", features, scores, treated, outcome, model=model))
     params = {"candidates": candidates, "uplift_params": {"num_boost_round": 20}, "min_gain_se": 0.0}
-    return CampaignTargeting(**{**params, **kwargs}).fit(campaigns, costs)
+    return CampaignTargeting(**{**params, **kwargs}).fit(campaigns, costs, no_contact)
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +109,9 @@ def test_the_decisions_are_the_saved_targetings_and_holdouts_are_never_contacted
     held = got["holdout"].astype(bool).to_numpy()
     assert held.any() and not got.loc[held, "contact"].any()
     assert (got["contact"] == (expected["contact"].to_numpy() & ~held)).all()
+    # the default playbook's no_contact action (cost 0) is never contacted, though a contact would "profit"
+    leave = got["action"].isin(NO_CONTACT).to_numpy()
+    assert (got.loc[leave & ~held, "expected_profit"] > 0).any() and not got.loc[leave, "contact"].any()
     assert got["contact"].any() and not got["contact"].all()
     assert (got["targeting"] == runs.saved.id).all()
     # the scores themselves are the run without targeting's
@@ -105,7 +125,8 @@ def test_the_manifest_and_the_database_carry_the_targeting(runs) -> None:
     assert doc["id"] == runs.saved.id and doc["chosen"] == UPLIFT_MODEL and doc["campaigns"] == ["past0", "past1"]
     assert doc["customers"] == len(got) and doc["contacted"] == int(got["contact"].sum())
     assert doc["expected_profit"] == pytest.approx(got.loc[got["contact"], "expected_profit"].sum())
-    assert doc["held_out_not_contacted"] == int((got["holdout"] & (got["expected_profit"] > 0)).sum())
+    would = (got["expected_profit"] > 0) & ~got["action"].isin(NO_CONTACT)
+    assert doc["held_out_not_contacted"] == int((got["holdout"] & would).sum())
     engine = sa.create_engine(runs.db)
     with engine.connect() as conn:
         table = pd.read_sql("SELECT customer_id, contact, expected_profit, targeting FROM churnclv_scores", conn)
@@ -152,6 +173,24 @@ def test_a_targeting_the_data_or_the_model_cannot_serve_fails_before_scoring(
     assert chunks == []
     with pytest.raises(BatchError, match=r"--targeting: .*targeting\.json: missing"):
         batch(small_world, tmp_path / "o3", trained_store, targeting=tmp_path)
+    action = sorted(COSTS)[0]
+    dearer = _saved(
+        tmp_path, "dearer", _fit(runs.features, runs.scores, ("expected_spend",), costs={**COSTS, action: 99.0})
+    )
+    with pytest.raises(
+        BatchError, match=rf"action '{action[:20]}.*' costs {COSTS[action]:g} in the model's playbook but 99 "
+    ):
+        batch(small_world, tmp_path / "o4", trained_store, targeting=dearer, after_chunk=chunks.append)
+    contacts = _saved(tmp_path, "contacts", _fit(runs.features, runs.scores, ("expected_spend",), no_contact=()))
+    with pytest.raises(BatchError, match=r"marks 'No contact: .*' as no contact \(contact = false\) but the targeting"):
+        batch(small_world, tmp_path / "o5", trained_store, targeting=contacts, after_chunk=chunks.append)
+    horizon = int(runs.manifest["horizon_days"])
+    other = ScoringModel("churnclv", "1", horizon + 30)
+    longer = _saved(tmp_path, "longer", _fit(runs.features, runs.scores, ("expected_spend",), model=other))
+    match = rf"scores of a model with a {horizon + 30}-day horizon, but model .* predicts over {horizon} days"
+    with pytest.raises(BatchError, match=match):
+        batch(small_world, tmp_path / "o6", trained_store, targeting=longer, after_chunk=chunks.append)
+    assert chunks == []
 
 
 def test_score_batch_takes_the_targeting_from_the_option_over_the_config(
@@ -168,6 +207,32 @@ def test_score_batch_takes_the_targeting_from_the_option_over_the_config(
     result = CliRunner().invoke(cli, [*args, "--config", str(config), "--targeting", str(spend)])
     assert result.exit_code == 0, result.output
     assert "targeting  expected_spend-" in result.output and "expected profit" in result.output
+    assert "--targeting without a campaign: nobody is held out" in result.output  # the log's warning (stderr)
     got = read_scores(tmp_path / "o", AS_OF)
-    # no campaign: nobody is held out, so contact is exactly a positive expected profit
-    assert got["holdout"].isna().all() and (got["contact"] == (got["expected_profit"] > 0)).all()
+    # no campaign: nobody is held out, so contact is exactly a positive expected profit of a contact action
+    contactable = ~got["action"].isin(NO_CONTACT)
+    assert got["holdout"].isna().all() and (got["contact"] == ((got["expected_profit"] > 0) & contactable)).all()
+
+
+def test_the_value_columns_a_targeting_may_scale_are_the_batchs_number_columns() -> None:
+    numbers = [f.name for f in OUTPUT_SCHEMA if f.type == pa.float64() and f.name not in NULLABLE_NUMBERS]
+    assert list(VALUE_COLUMNS) == numbers
+
+
+def test_partitions_with_and_without_a_targeting_read_together_by_column_name(runs, tmp_path: Path) -> None:
+    """As serving.snapshots documents: union by name (DuckDB) or a unified schema (pandas); plain reads lose
+    the targeting's columns."""
+    for name, src in (("dt=2025-10-02", runs.plain), ("dt=2025-10-09", runs.out)):
+        (tmp_path / "scores" / name).mkdir(parents=True)
+        for f in part_files(scores_dir(src, AS_OF)):
+            (tmp_path / "scores" / name / f.name).write_bytes(f.read_bytes())
+    n = len(runs.scores)
+    files = str(tmp_path / "scores" / "*" / "*.parquet")
+    got = duckdb.sql(f"SELECT count(*), count(contact) FROM read_parquet('{files}', union_by_name = true)").fetchall()[
+        0
+    ]
+    assert got == (2 * n, n)
+    schema = pa.unify_schemas([pq.read_schema(f) for f in sorted((tmp_path / "scores").glob("*/*.parquet"))])
+    frame = pd.read_parquet(tmp_path / "scores", schema=schema)
+    assert len(frame) == 2 * n and frame["contact"].notna().sum() == n
+    assert "contact" not in pd.read_parquet(tmp_path / "scores").columns  # the plain read drops them
