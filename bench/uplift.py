@@ -90,7 +90,8 @@ def run_seed(
     seed: int, customers: int, n_campaigns: int, rounds: int, margin: float, cost_scale: float
 ) -> tuple[pd.DataFrame, str]:
     """The policy table of one seed, and the candidate the targeting chose."""
-    costs = {action: cost_scale * cost for action, cost in default_tier_config().playbook.costs.items()}
+    playbook = default_tier_config().playbook
+    costs = {action: cost_scale * cost for action, cost in playbook.costs.items()}
     config = WorldConfig(n_customers=customers, seed=2 * seed, start=pd.Timestamp("2023-07-01"))
     past, target = generate_world(config), generate_world(WorldConfig(**{**config.__dict__, "seed": 2 * seed + 1}))
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,10 +112,13 @@ def run_seed(
         last = campaigns[0].customers
         x_one = UpliftModel(seed=seed).fit(last[names], last["treated"], last["outcome"]).predict(f_now[names])
         x_all = UpliftModel(seed=seed).fit(pooled[names], pooled["treated"], pooled["outcome"]).predict(f_now[names])
-        spend = CampaignTargeting(candidates=("expected_spend",), margin=margin, seed=seed).fit(campaigns, costs)
-        chosen = CampaignTargeting(margin=margin, seed=seed).fit(campaigns, costs)
-    by_spend = profit_rule(spend.expected_uplift(f_now, s_now))
-    targeted = profit_rule(chosen.expected_uplift(f_now, s_now))
+        spend = CampaignTargeting(candidates=("expected_spend",), margin=margin, seed=seed)
+        spend.fit(campaigns, costs, playbook.no_contact)
+        chosen = CampaignTargeting(margin=margin, seed=seed).fit(campaigns, costs, playbook.no_contact)
+    # as the batch decides: never a customer whose action is no contact
+    contactable = ~s_now["action"].isin(playbook.no_contact).to_numpy()
+    by_spend = np.where(contactable, profit_rule(spend.expected_uplift(f_now, s_now)), -np.inf)
+    targeted = np.where(contactable, profit_rule(chosen.expected_uplift(f_now, s_now)), -np.inf)
     budget, k_best = int((targeted > 0).sum()), int((margin * effect - cost > 0).sum())
     p_churn, at_risk = s_now["p_churn"].to_numpy(float), s_now["clv_at_risk"].to_numpy(float)
     n = len(s_now)
