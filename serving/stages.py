@@ -10,11 +10,13 @@ import os
 import shutil
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churnclv.features import FeatureConfig, connect, write_features
@@ -22,7 +24,8 @@ from churnclv.redaction import redact_text
 from churnclv.serving.atomic_files import write_json, write_parquet
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.checkpoints import PROGRESS_FILE
-from churnclv.serving.chunks import check_order, score_chunk
+from churnclv.serving.chunk_pool import MIN_PARALLEL_ROWS, ChunkScorer, default_workers
+from churnclv.serving.chunks import check_order
 from churnclv.serving.migration import prev_tiers
 from churnclv.serving.model import LoadedModel
 from churnclv.serving.snapshots import FEATURES_FILE, OUTPUT_SCHEMA, PART
@@ -113,17 +116,44 @@ def score_chunks(
     progress: bool,
     reasons: bool,
     after_chunk: Callable[[int], None] | None,
+    workers: int | None = None,
 ) -> int:
     """Score the feature snapshot chunk by chunk into ``part-NNNNN.parquet`` files; returns the rows.
 
     A chunk the progress file lists (a resumed run) is kept; ``prev`` (hysteresis) is the previous
     partition, whose tiers each chunk's customers keep unless their score clears the margin.
+    ``workers`` processes share each chunk (:class:`~churnclv.serving.chunk_pool.ChunkScorer`;
+    default: one per core, none for a snapshot under :data:`~churnclv.serving.chunk_pool.MIN_PARALLEL_ROWS`
+    customers); the next chunk is read and sent while one is being scored, and chunks are written
+    and committed in order.
     """
     snapshot = pq.ParquetFile(tmp / FEATURES_FILE)
     total = snapshot.metadata.num_rows
+    if workers is None:
+        workers = default_workers() if total >= MIN_PARALLEL_ROWS else 1
     written = 0
     last: str | None = None
-    with _progress_bar(progress) as bar:
+    pending: deque[tuple[int, int, Callable[[], pa.Table]]] = deque()  # chunks sent, not yet written
+
+    def commit() -> None:
+        nonlocal written
+        i, rows, result = pending.popleft()
+        with timer("score"):
+            table = result()
+        if table.num_rows != rows:
+            raise BatchError(f"chunk {i}: {rows} customers in, {table.num_rows} scores out (a bug)")
+        part = tmp / PART.format(i)
+        with timer("write"):
+            write_parquet(table, part)
+            prog["chunks"][str(i)] = {"rows": table.num_rows, "file": part.name}
+            write_json(tmp / PROGRESS_FILE, prog)
+        written += table.num_rows
+        bar.advance(task, rows)
+        log.debug("chunk %d: %d customers", i, table.num_rows)
+        if after_chunk is not None:
+            after_chunk(i)
+
+    with _progress_bar(progress) as bar, ChunkScorer(model, as_of=day, reasons=reasons, workers=workers) as scorer:
         task = bar.add_task(f"scoring {day}", total=total)
         batches = snapshot.iter_batches(batch_size=chunk_size)
         for i, batch in enumerate(batches):
@@ -135,23 +165,14 @@ def score_chunks(
                 bar.advance(task, batch.num_rows)
                 continue
             with timer("score"):
-                frame = batch.to_pandas()
                 chunk_prev = None
                 if prev is not None and last is not None:
                     chunk_prev = prev_tiers(con, prev, batch.column("customer_id")[0].as_py(), last)
-                table = score_chunk(model, frame, as_of=day, prev=chunk_prev, reasons=reasons)
-            if table.num_rows != batch.num_rows:
-                raise BatchError(f"chunk {i}: {batch.num_rows} customers in, {table.num_rows} scores out (a bug)")
-            with timer("write"):
-                write_parquet(table, part)
-            prog["chunks"][str(i)] = {"rows": table.num_rows, "file": part.name}
-            with timer("write"):
-                write_json(tmp / PROGRESS_FILE, prog)
-            written += table.num_rows
-            bar.advance(task, batch.num_rows)
-            log.debug("chunk %d: %d customers", i, table.num_rows)
-            if after_chunk is not None:
-                after_chunk(i)
+                pending.append((i, batch.num_rows, scorer.submit(batch, chunk_prev)))
+            if len(pending) > 1 or scorer.workers == 1:  # one chunk in the workers while the last is written
+                commit()
+        while pending:
+            commit()
     return written
 
 

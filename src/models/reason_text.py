@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Phrase", "PhraseText", "as_number", "generic_phrase", "is_missing", "own_fields", "render"]
+__all__ = [
+    "Phrase",
+    "PhraseText",
+    "as_number",
+    "generic_phrase",
+    "is_missing",
+    "number_words",
+    "own_fields",
+    "render",
+    "row_fields",
+    "value_key",
+]
 
 
 def is_missing(value: Any) -> bool:
@@ -230,6 +242,48 @@ def render(
         except (KeyError, ValueError, TypeError, IndexError, AttributeError):
             continue  # a field is missing or of the wrong kind: try the next alternative
     return None
+
+
+def row_fields(texts: Sequence[PhraseText], own: Mapping[str, Any]) -> dict[str, frozenset[str] | None] | None:
+    """The fields of ``texts`` that :func:`render` reads from the row's columns (not ``value``, not
+    one of ``own``, not derived from the value), each with the word specs it is shown with
+    (``{x:gap}``: its words are all a number shows of it) or None (shown some other way). None for
+    the whole when a format spec holds a field of its own (``{value:{width}}``), which this does not follow."""
+    specs: dict[str, set[str] | None] = {}
+    for alt in texts:
+        for _, field, spec, conversion in string.Formatter().parse(alt.text):
+            if field is None:
+                continue
+            if spec and "{" in spec:
+                return None
+            root = re.split(r"[.\[]", field, maxsplit=1)[0]
+            if root == "value" or root in own or root in _DERIVED:
+                continue
+            seen = specs.setdefault(root, set())
+            if field != root or conversion is not None or spec not in _SPECS or seen is None:
+                specs[root] = None
+            else:
+                seen.add(spec)
+    return {name: None if s is None else frozenset(s) for name, s in specs.items()}
+
+
+def number_words(x: float, spec: str) -> str:
+    """A number in a template with one of the word specs (``days``, ``ago``, ``num``, ``money``, ``gap``)."""
+    return _SPECS[spec](float(x))
+
+
+_MISSING = ("missing",)  # every missing value reads the same in a template
+_ZERO, _MINUS_ZERO = ("zero",), ("minus zero",)
+
+
+def value_key(value: Any) -> Any:
+    """A hashable key that equal renderings share: missing values one key, others their type and
+    value (``-0.0`` apart from ``0.0``: ``{x:num}`` shows "-0")."""
+    if is_missing(value):
+        return _MISSING
+    if value == 0 and isinstance(value, (float, np.floating)):
+        return _ZERO if math.copysign(1.0, value) > 0 else _MINUS_ZERO
+    return (type(value), value)
 
 
 def generic_phrase(feature: str, value: Any) -> str:

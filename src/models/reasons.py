@@ -22,15 +22,23 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from churnclv.models.reason_book import NO_PURCHASE, NO_PURCHASE_TOPIC, Family, family_of, topic_of
+from churnclv.models.reason_book import NO_PURCHASE, NO_PURCHASE_TOPIC
+from churnclv.models.reason_columns import write_columns
 from churnclv.models.reason_config import EFFECTS, Fact, ReasonsConfig, parse_reasons
-from churnclv.models.reason_text import Phrase, PhraseText, generic_phrase, own_fields, render
+from churnclv.models.reason_lookup import Book, Entry, FeatureReads, FrameColumns, book_of
+from churnclv.models.reason_text import (
+    Phrase,
+    PhraseText,
+    render,
+    row_fields,
+    value_key,
+)
 
 __all__ = [
     "EFFECTS",
@@ -42,82 +50,6 @@ __all__ = [
     "phrase",
     "write_reasons",
 ]
-
-
-class _Columns(Mapping[str, np.ndarray]):
-    """A frame's columns as object arrays, converted on first use (a wide frame stays cheap)."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self._frame = frame
-        self._names = [str(c) for c in frame.columns]
-        self._known = set(self._names)
-        self._arrays: dict[str, np.ndarray] = {}
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        if key not in self._arrays:
-            if key not in self._frame.columns:
-                raise KeyError(key)
-            self._arrays[key] = self._frame[key].to_numpy(dtype=object)
-        return self._arrays[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._known
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-
-class _Entry(NamedTuple):
-    """What the reasons need to know of one feature: its phrases, topic and risk direction."""
-
-    feature: str
-    own: tuple[Phrase, dict[str, Any]] | None  # the config's phrase (which wins) and its fields
-    family: Family | None
-    groups: dict[str, str | None]
-    fields: dict[str, Any]  # the book's fields of the feature
-    topic: str
-    purchases: bool
-
-
-class _Book:
-    """The config's phrases over the phrase book, looked up once per feature."""
-
-    def __init__(self, phrases: Sequence[Phrase]) -> None:
-        self._own = [(re.compile(p.feature), p) for p in phrases]
-        self._entries: dict[str, _Entry] = {}
-
-    def entry(self, feature: str) -> _Entry:
-        found = self._entries.get(feature)
-        if found is None:
-            own = next(
-                ((p, own_fields(feature, m.groupdict())) for c, p in self._own if (m := c.fullmatch(feature))),
-                None,
-            )
-            family, groups = family_of(feature) or (None, {})
-            purchases = family is not None and family.purchases
-            found = _Entry(feature, own, family, groups, own_fields(feature, groups), topic_of(feature), purchases)
-            self._entries[feature] = found
-        return found
-
-    def text(self, e: _Entry, value: Any, columns: Mapping[str, np.ndarray], i: int | None) -> str:
-        if e.own is not None:
-            text = render(e.own[0].texts, value, e.own[1], columns, i)
-            if text is not None:
-                return text
-        if e.family is not None:
-            text = render(e.family.phrase.texts, value, e.fields, columns, i)
-            if text is not None:
-                return text
-        return generic_phrase(e.feature, value)
-
-
-@functools.lru_cache(maxsize=16)
-def _book(phrases: tuple[Phrase, ...]) -> _Book:
-    """One book per config's phrases, kept: the HTTP path scores a few rows a call."""
-    return _Book(phrases)
 
 
 def phrase(feature: str, value: Any, *, config: ReasonsConfig, row: Mapping[str, Any] | None = None) -> str:
@@ -143,7 +75,7 @@ def phrase(feature: str, value: Any, *, config: ReasonsConfig, row: Mapping[str,
     row = dict(row or {})
     row.setdefault(feature, value)
     columns = {k: np.asarray([v], dtype=object) for k, v in row.items()}
-    book = _book(config.phrases)
+    book = book_of(config.phrases)
     e = book.entry(feature)
     if e.purchases and _no_purchase(pd.DataFrame(columns))[0]:
         return _no_purchase_text(columns, 0)
@@ -200,11 +132,11 @@ def _matching(pattern: str, columns: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _fact_hits(
-    frame: pd.DataFrame, names: tuple[str, ...], facts: Sequence[Fact], book: _Book
-) -> list[tuple[_Entry, np.ndarray, int]]:
+    frame: pd.DataFrame, names: tuple[str, ...], facts: Sequence[Fact], book: Book
+) -> list[tuple[Entry, np.ndarray, int]]:
     """Per fact and matching column (of ``names``, the frame's): the column's entry, where the value
     is in range, the direction."""
-    hits: list[tuple[_Entry, np.ndarray, int]] = []
+    hits: list[tuple[Entry, np.ndarray, int]] = []
     for fact in facts:
         for col in _matching(fact.feature, names):
             e = book.entry(col)
@@ -222,57 +154,132 @@ def _fact_hits(
     return hits
 
 
-class _Writer:
-    """The reasons of the rows of one frame, row by row (what every row shares is read once)."""
+class RowWriter:
+    """The reasons of the rows of one frame, row by row (what every row shares is read once).
 
-    def __init__(self, frame: pd.DataFrame, config: ReasonsConfig, n_max: int) -> None:
-        self.columns = _Columns(frame)
-        self.book = _book(config.phrases)
+    A phrase's words depend only on the feature, its value and the few columns its templates read
+    (:func:`~churnclv.models.reason_text.row_fields`), so each distinct combination is rendered once
+    per frame: a chunk of 200,000 customers has a few thousand (whole days, counts), not 600,000.
+    """
+
+    def __init__(self, frame: pd.DataFrame, config: ReasonsConfig, n_max: int, *, rows: bool = True) -> None:
+        self.columns = FrameColumns(frame)
+        self.book = book_of(config.phrases)
         self.no_purchase = _no_purchase(frame)
         self.facts = _fact_hits(frame, tuple(self.columns), config.facts, self.book)
-        self.facts_on: dict[str, list[tuple[np.ndarray, int]]] = {}  # per topic: where a fact holds, its sign
-        for e, hit, sign in self.facts:
-            self.facts_on.setdefault(e.topic, []).append((hit, sign))
         self.n_max = n_max
+        self._frame = frame
+        self._floats: dict[str, np.ndarray | None] = {}
+        self._read: dict[str, FeatureReads] = {}
+        self._words: dict[Any, str] = {}
+        if rows:  # what row() reads per row, as lists: indexing one is 10x cheaper than an array
+            self._no_purchase = self.no_purchase.tolist()
+            self._facts = [(e, hit.tolist(), sign) for e, hit, sign in self.facts]
+            self._any_fact = np.logical_or.reduce([h for _, h, _ in self.facts]).tolist() if self.facts else []
+            self._facts_on: dict[str, list[tuple[list[bool], bool]]] = {}  # per topic: where a fact holds, raises?
+            for e, hit, sign in self._facts:
+                self._facts_on.setdefault(e.topic, []).append((hit, sign > 0))
+
+    def floats(self, name: str) -> np.ndarray | None:
+        """A float64 column of the frame as an array (None: not in the frame, or not float64)."""
+        if name not in self._floats:
+            col = self._frame[name] if name in self.columns else None
+            self._floats[name] = None if col is None or col.dtype != np.float64 else col.to_numpy()
+        return self._floats[name]
+
+    def feature(self, feature: str) -> FeatureReads:
+        """A feature's :class:`FeatureReads` (built once)."""
+        found = self._read.get(feature)
+        if found is None:
+            e = self.book.entry(feature)
+            reads: dict[str, frozenset[str] | None] | None = {}
+            phrases = [(e.own[0].texts, e.own[1])] if e.own is not None else []
+            if e.family is not None:
+                phrases.append((e.family.phrase.texts, e.fields))
+            for texts, own in phrases:
+                fields = row_fields(texts, own)
+                if fields is None or reads is None:
+                    reads = None
+                    continue
+                for name, specs in fields.items():
+                    had = reads.get(name, frozenset())
+                    reads[name] = None if specs is None or had is None else had | specs
+            columns = self.columns
+            read = None if reads is None else {c: reads[c] for c in sorted(reads) if c in columns}
+            arrays = () if read is None else tuple(columns[c] for c in read)
+            found = FeatureReads(e, feature in columns, read, arrays)
+            self._read[feature] = found
+        return found
+
+    def words(self, feature: str, value: Any, i: int) -> str:
+        """The feature's words for row ``i`` (``value``: when the feature is not a column of the frame)."""
+        e, in_frame, read, arrays = self.feature(feature)
+        if in_frame:
+            value = self.columns[feature][i]
+        if read is None:
+            return self.book.text(e, value, self.columns, i)
+        try:
+            key = (feature, value_key(value), *[value_key(a[i]) for a in arrays])
+            return self._words[key]
+        except KeyError:
+            text = self._words[key] = self.book.text(e, value, self.columns, i)
+            return text
+        except TypeError:  # an unhashable value: words made for this row alone
+            return self.book.text(e, value, self.columns, i)
+
+    def render(self, feature: str, value: Any, i: int) -> str:
+        """The feature's words for ``value`` (the row's own, as the frame's column holds it) at row ``i``."""
+        return self.book.text(self.feature(feature).entry, value, self.columns, i)
+
+    def lead(self, i: int) -> str:
+        """The words of "no purchase yet" (they read ``tenure_days``)."""
+        columns = self.columns
+        key = (NO_PURCHASE_TOPIC, value_key(columns["tenure_days"][i]) if "tenure_days" in columns else None)
+        text = self._words.get(key)
+        if text is None:
+            text = self._words[key] = _no_purchase_text(columns, i)
+        return text
 
     def row(self, i: int, items: Sequence[Any]) -> list[str]:
         texts: list[str] = []
         said: set[str] = set()  # the words, without the direction
         topics: set[str] = set()
-        book, columns, no_purchase = self.book, self.columns, bool(self.no_purchase[i])
-
-        def say(topic: str, text: str, sign: float) -> None:
-            topics.add(topic)
-            if text not in said:
-                said.add(text)
-                texts.append(_with_effect(text, sign))
-
+        no_purchase = self._no_purchase[i]
+        parts = [_contribution_parts(item) for item in items]
         if no_purchase:
             # the strongest purchase feature's sign; without one, having none raises the risk
-            parts = (_contribution_parts(item) for item in items)
-            say(
-                NO_PURCHASE_TOPIC,
-                _no_purchase_text(columns, i),
-                next((c for f, c, _ in parts if c and book.entry(f).purchases), 1.0),
-            )
-        for item in items:
-            if len(texts) >= self.n_max:
+            sign = next((c for f, c, _ in parts if c and self.feature(f).entry.purchases), 1.0)
+            topics.add(NO_PURCHASE_TOPIC)
+            text = self.lead(i)
+            said.add(text)
+            texts.append(_with_effect(text, sign))
+        n_max, facts_on = self.n_max, self._facts_on
+        for feature, c, value in parts:
+            if len(texts) >= n_max:
                 break
-            feature, c, value = _contribution_parts(item)
-            e = book.entry(feature)
-            topic = NO_PURCHASE_TOPIC if e.purchases and no_purchase else e.topic
+            e = self.feature(feature).entry
+            topic = NO_PURCHASE_TOPIC if no_purchase and e.purchases else e.topic
             if not c or topic in topics:
                 continue
-            if any(hit[i] and (sign > 0) != (c > 0) for hit, sign in self.facts_on.get(topic, ())):
-                topics.add(topic)  # the model and a configured fact disagree on this topic: neither is said
-                continue
-            say(topic, book.text(e, columns[feature][i] if feature in columns else value, columns, i), c)
-        for e, hit, sign in self.facts:
-            if len(texts) >= self.n_max:
-                break
-            topic = NO_PURCHASE_TOPIC if e.purchases and no_purchase else e.topic
-            if hit[i] and topic not in topics:
-                say(topic, book.text(e, columns[e.feature][i], columns, i), sign)
+            topics.add(topic)
+            against = facts_on.get(topic)
+            if against is not None and any(hit[i] and up != (c > 0) for hit, up in against):
+                continue  # the model and a configured fact disagree on this topic: neither is said
+            text = self.words(feature, value, i)
+            if text not in said:
+                said.add(text)
+                texts.append(_with_effect(text, c))
+        if self._any_fact and self._any_fact[i]:
+            for e, hit, sign in self._facts:
+                if len(texts) >= n_max:
+                    break
+                topic = NO_PURCHASE_TOPIC if no_purchase and e.purchases else e.topic
+                if hit[i] and topic not in topics:
+                    topics.add(topic)
+                    text = self.words(e.feature, None, i)
+                    if text not in said:
+                        said.add(text)
+                        texts.append(_with_effect(text, sign))
         return texts
 
 
@@ -321,5 +328,8 @@ def write_reasons(
             f"contributions has {len(contributions)} rows but the frame has {n}: pass one list of "
             "contributions per row of the frame, in the same order"
         )
-    writer = _Writer(frame, config, n_max)
+    arrays = getattr(contributions, "arrays", None)
+    if callable(arrays):  # drivers as arrays: every row at once (the same choice and words)
+        return write_columns(RowWriter(frame, config, n_max, rows=False), arrays())
+    writer = RowWriter(frame, config, n_max)
     return [writer.row(i, contributions[i] if contributions is not None else ()) for i in range(n)]
