@@ -108,9 +108,12 @@ def train(
     learned = [selected["churn"]] if selected["churn"] != "btyd" else [c for c in eligible if c != "btyd"]
     blend = select_churn_blend(fold_preds, learned) if eligible else None
     if blend is not None:
-        selected["churn"], scorer_extra["churn_btyd_weight"], blend_scores = blend
-        msg = f"churn: {selected['churn']} with BTYD weight {scorer_extra['churn_btyd_weight']:g}"
-        log.debug("%s (backtest log loss per model@weight %s)", msg, blend_scores)
+        selected["churn"], scorer_extra["churn_btyd_weight"] = blend.model, blend.btyd_weight
+        scorer_extra["churn_recalibrate"] = blend.recalibrate
+        msg = f"churn: {blend.model} with BTYD weight {blend.btyd_weight:g}" + (
+            ", on BTYD's level" if blend.recalibrate else ""
+        )
+        log.debug("%s (backtest log loss per model@weight %s)", msg, blend.scores)
         say(msg)
     say(f"selected: {selected}; refitting on cutoffs closed by {as_of:%Y-%m-%d}")
     if frame is None or plan.backtest_horizon_days != label_h:
@@ -149,6 +152,7 @@ def train(
             "training_sample": {"customers": n_customers, "fraction": sample, "sampled_customers": sampled_customers},
             "selected": selected,
             "churn_btyd_weight": scorer.config_.churn_btyd_weight,
+            "churn_recalibrate": scorer.config_.churn_recalibrate,
             "label_horizon_days": scorer.config_.label_horizon,
             "backtest_means": {c: {m: float(summary.loc[c, m]) for m in KEY_METRICS} for c in summary.index},
             "backtest": plan.to_dict(),

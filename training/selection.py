@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from churnclv.models.blending import logit
+from churnclv.models.blending import logit, soft_platt
 from churnclv.training.config import MODEL_CANDIDATES
 
 # the selection rule: per target, the candidate with the best mean of this metric over the folds;
@@ -39,26 +41,49 @@ def select_models(
 
 # the BTYD weights tried for the churn blend (0: the learned model alone; 1: BTYD alone)
 CHURN_BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# BTYD alone replaces the learned churn model only on the evidence of at least this many folds: one
+# fold of an early as-of trains its learned model on a cutoff or two, far fewer than the final refit
+# reads (CDNOW 1997-10-31 H180: one fold whose learned model saw one cutoff chose BG/NBD, AUC 0.7659,
+# where the learned model refitted on its cutoffs ranks at 0.78)
+MIN_FOLDS_BTYD_ALONE = 2
+
+
+@dataclass(frozen=True)
+class ChurnBlend:
+    """The churn model chosen on the backtest: the learned model (or ``btyd``), the weight of BTYD's
+    log-odds, whether the blend is recalibrated on BTYD's probabilities at as-of, and the mean backtest
+    log loss of every option tried (``"model@w"``, ``"model@w+btyd_level"``)."""
+
+    model: str
+    btyd_weight: float
+    recalibrate: bool
+    scores: dict[str, float]
 
 
 def select_churn_blend(
     fold_preds: dict[str, list[pd.DataFrame]], learned: list[str], weights: tuple[float, ...] = CHURN_BLEND_WEIGHTS
-) -> tuple[str, float, dict[str, float]] | None:
-    """The churn model and BTYD weight with the best mean backtest log loss of the blended log-odds
-    ``(1 - w) logit(p_learned) + w logit(p_btyd)`` (w = 1: BTYD alone, w = 0: the learned model alone).
+) -> ChurnBlend | None:
+    """The churn model, BTYD weight and level with the best mean backtest log loss of the blended
+    log-odds ``s = (1 - w) logit(p_learned) + w logit(p_btyd)`` (w = 1: BTYD alone, w = 0: the learned
+    model alone), each taken as is and recalibrated on the fold's BTYD probabilities
+    (:func:`~churnclv.models.blending.soft_platt`, as the scorer does at as-of with ``churn_recalibrate``).
 
     Log loss, a proper scoring rule, weighs ranking and calibration together: on CDNOW the weights
     within 0.001 of the best backtest AUC differed by up to 0.0002 in Brier, and the AUC pick (the
-    learned model alone) was the one whose Brier lost to BG/NBD. Returns ``(model, weight, mean log
-    loss per "model@w")``, or None when BTYD or every learned candidate lacks a fold. Ties go to the
-    first tried: BTYD alone, then larger BTYD weights.
+    learned model alone) was the one whose Brier lost to BG/NBD. The recalibrated option takes the
+    level from BTYD fitted at the evaluation cutoff, so a learned model whose level drifted since its
+    training cutoffs is judged on its ranking. BTYD alone needs :data:`MIN_FOLDS_BTYD_ALONE` folds.
+    Returns None when BTYD or every learned candidate lacks a fold. Ties go to the first tried: BTYD
+    alone, then larger BTYD weights, the learned model's own level before BTYD's.
     """
     if "btyd" not in fold_preds:
         return None
     btyd = pd.concat(fold_preds["btyd"], ignore_index=True)
     n_folds = btyd["fold"].nunique()
+    if n_folds < MIN_FOLDS_BTYD_ALONE:
+        weights = tuple(w for w in weights if w < 1.0)
     scores: dict[str, float] = {}
-    best: tuple[float, str, float] | None = None
+    best: tuple[float, str, float, bool] | None = None
     for name in learned:
         if name not in fold_preds:
             continue
@@ -66,18 +91,29 @@ def select_churn_blend(
         if own["fold"].nunique() != n_folds:
             continue
         both = own.merge(btyd, on=["fold", "customer_id"], suffixes=("", "_btyd"), validate="one_to_one")
-        zl, zb = logit(both["p_churn"].to_numpy()), logit(both["p_churn_btyd"].to_numpy())
+        pb = both["p_churn_btyd"].to_numpy()
+        zl, zb = logit(both["p_churn"].to_numpy()), logit(pb)
         y = both["churned"].to_numpy(dtype=float)
         folds = list(both.groupby("fold").indices.values())
         for w in sorted(weights, reverse=True):
             s = (1.0 - w) * zl + w * zb
-            # log loss of expit(s): log(1 + e^s) - y s, per fold, then the mean over folds
-            loss = np.logaddexp(0.0, s) - y * s
-            mean = float(np.mean([loss[idx].mean() for idx in folds]))
-            scores[f"{name}@{w:g}"] = round(mean, 6)
-            if best is None or mean < best[0] - 1e-9:
-                best = (mean, name, w)
+            for recalibrate in (False, True) if w < 1.0 else (False,):
+                mean = float(np.mean([_log_loss(s[idx], y[idx], pb[idx] if recalibrate else None) for idx in folds]))
+                scores[f"{name}@{w:g}" + ("+btyd_level" if recalibrate else "")] = round(mean, 6)
+                if best is None or mean < best[0] - 1e-9:
+                    best = (mean, name, w, recalibrate)
     if best is None:
         return None
-    _, name, w = best
-    return ("btyd" if w >= 1.0 else name), (0.0 if w >= 1.0 else float(w)), scores
+    _, name, w, recalibrate = best
+    if w >= 1.0:
+        return ChurnBlend("btyd", 0.0, False, scores)
+    return ChurnBlend(name, float(w), recalibrate, scores)
+
+
+def _log_loss(s: np.ndarray, y: np.ndarray, p_btyd: np.ndarray | None) -> float:
+    """Mean log loss of ``expit(s)``, or of ``expit(a + b s)`` recalibrated on ``p_btyd``."""
+    if p_btyd is not None:
+        a, b = soft_platt(s, p_btyd)
+        s = a + b * s
+    # log(1 + e^s) - y s: the log loss of expit(s), stable for any s
+    return float((np.logaddexp(0.0, s) - y * s).mean())

@@ -76,6 +76,8 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         Reasons per customer.
     churn_btyd_weight : float in [0, 1]
         The weight of BTYD's churn log-odds blended with the learned model's.
+    churn_recalibrate : bool
+        Recalibrate that blend on BTYD's churn probabilities at the snapshot (BTYD's level).
     label_horizon_days : int, optional
         The learned models' label horizon when shorter than ``horizon_days``.
     learned_totals : {"btyd", "learned"}
@@ -125,6 +127,7 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         train_threads: int = _D.train_threads,
         gbm_refit_full: bool = _D.gbm_refit_full,
         churn_btyd_weight: float = _D.churn_btyd_weight,
+        churn_recalibrate: bool = _D.churn_recalibrate,
         label_horizon_days: int | None = _D.label_horizon_days,
         learned_totals: str = _D.learned_totals,
         seasonality: bool = _D.seasonality,
@@ -153,6 +156,7 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         self.train_threads = train_threads
         self.gbm_refit_full = gbm_refit_full
         self.churn_btyd_weight = churn_btyd_weight
+        self.churn_recalibrate = churn_recalibrate
         self.label_horizon_days = label_horizon_days
         self.learned_totals = learned_totals
         self.seasonality = seasonality

@@ -285,10 +285,11 @@ class Scorer:
 
     def _fit_levels(self, snapshot: pd.DataFrame, as_of: Any) -> None:
         """Fit on the training snapshot (a score never depends on who else is scored) what carries the
-        learned outputs to the scores: with labels of a shorter horizon, the churn recalibration on
-        BTYD's P(churn) (:func:`~churnclv.models.blending.soft_platt`); per learned total, the factor
-        making it BTYD's (``learned_totals = "btyd"``, and always with labels of a shorter horizon);
-        with a season, BTYD's in operational time, the learned totals carried as :meth:`_base_scores` does."""
+        learned outputs to the scores: with labels of a shorter horizon (or ``churn_recalibrate``), the
+        churn recalibration on BTYD's P(churn) (:func:`~churnclv.models.blending.soft_platt`); per
+        learned total, the factor making it BTYD's (``learned_totals = "btyd"``, and always with labels
+        of a shorter horizon); with a season, BTYD's in operational time, the learned totals carried as
+        :meth:`_base_scores` does."""
         c = self.config_
         bt, X = self._btyd_outputs(snapshot)
         window = bt
@@ -297,7 +298,7 @@ class Scorer:
             window = self.seasonal_.predict(snapshot, as_of, c.horizon_days)
             carry = {t: row_ratio(window[f"expected_{t}"], bt[f"expected_{t}"]) for t in carry}
         transfer = c.label_horizon != c.horizon_days
-        if self.churn_ is not None and transfer:
+        if self.churn_ is not None and (transfer or c.churn_recalibrate):
             p_btyd = bt["p_churn"].to_numpy()
             self.churn_calibration_ = soft_platt(
                 blend_logodds(self.churn_.predict_proba(X), p_btyd, c.churn_btyd_weight), p_btyd

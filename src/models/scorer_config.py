@@ -66,6 +66,9 @@ class ScorerConfig:
     # churn from a learned model: the weight of the BTYD log-odds averaged with the learned model's,
     # p = expit((1 - w) logit(p_learned) + w logit(p_btyd)); training picks it on the backtest
     churn_btyd_weight: Annotated[float, Field(ge=0, le=1)] = 0.0
+    # recalibrate that blend on BTYD's probabilities over the training snapshot (soft Platt: BTYD's level,
+    # the blend's ranking); training picks it on the backtest. Always done with a shorter label horizon
+    churn_recalibrate: bool = False
     # the horizon of the learned models' labels when no label window of ``horizon_days`` closes by
     # the as-of (None: ``horizon_days``): their outputs are then carried to ``horizon_days`` by BTYD
     # (churn recalibrated on BTYD's probabilities, totals scaled to BTYD's)

@@ -398,3 +398,23 @@ def test_a_truncated_booster_without_checksum_never_reaches_lightgbm(hybrid: Sco
     (folder / "churn.lgb.txt").write_text(text[: len(text) // 3])
     with pytest.raises(ScorerFormatError, match="not a complete LightGBM model text"):
         Scorer.load(folder)
+
+
+@pytest.mark.slow
+def test_churn_recalibrated_on_btyd_keeps_the_ranking_and_takes_btyds_level(data) -> None:
+    train, snapshot = data
+    config = ScorerConfig(**FAST, churn_btyd_weight=0.25)
+    plain = Scorer(config=config, tiers=False).fit(train, snapshot, as_of=AS_OF)
+    recal = Scorer(config=dataclasses.replace(config, churn_recalibrate=True), tiers=False).fit(
+        train, snapshot, as_of=AS_OF
+    )
+    assert plain.churn_calibration_ is None and recal.churn_calibration_ is not None
+    p_plain = plain.score(snapshot, reasons=False)["p_churn"].to_numpy()
+    p_recal = recal.score(snapshot, reasons=False)["p_churn"].to_numpy()
+    assert not np.allclose(p_plain, p_recal)
+    # a monotone map of the same blend: the same order of customers
+    order = np.argsort(p_plain, kind="stable")
+    assert (np.diff(p_recal[order]) >= -1e-12).all()
+    # soft Platt on BTYD's probabilities: the mean churn over the snapshot is BTYD's
+    p_btyd = recal.btyd_.predict(snapshot, config.horizon_days, clv_months=0)["p_churn"].to_numpy()
+    assert p_recal.mean() == pytest.approx(p_btyd.mean(), rel=1e-3)

@@ -138,12 +138,40 @@ def test_churn_blend_picks_the_btyd_weight_with_the_best_backtest_log_loss() -> 
 
     # BTYD holds the truth: BTYD alone wins
     got = select_churn_blend({"btyd": preds(truth), "hybrid": preds(noisy)}, ["hybrid"])
-    assert (
-        got is not None and got[:2] == ("btyd", 0.0) and set(got[2]) == {f"hybrid@{w:g}" for w in CHURN_BLEND_WEIGHTS}
-    )
-    # the learned model holds it: the learned model alone
-    assert select_churn_blend({"btyd": preds(noisy), "hybrid": preds(truth)}, ["hybrid"])[:2] == ("hybrid", 0.0)
+    tried = {f"hybrid@{w:g}" for w in CHURN_BLEND_WEIGHTS} | {
+        f"hybrid@{w:g}+btyd_level" for w in CHURN_BLEND_WEIGHTS[:-1]
+    }
+    assert got is not None and (got.model, got.btyd_weight, got.recalibrate) == ("btyd", 0.0, False)
+    assert set(got.scores) == tried
+    # the learned model holds it: the learned model alone, on its own level
+    got = select_churn_blend({"btyd": preds(noisy), "hybrid": preds(truth)}, ["hybrid"])
+    assert got is not None and (got.model, got.btyd_weight, got.recalibrate) == ("hybrid", 0.0, False)
     assert select_churn_blend({"hybrid": preds(truth)}, ["hybrid"]) is None
+
+
+def test_churn_blend_takes_btyds_level_when_the_learned_level_drifted_and_needs_two_folds_for_btyd_alone() -> None:
+    rng = np.random.default_rng(2)
+    truth = rng.uniform(0.05, 0.95, 5_000)
+    y = rng.random(truth.size) < truth
+    z = np.log(truth / (1 - truth))
+    drifted = 1 / (1 + np.exp(-(z + 1.5)))  # the right ranking, every probability too high
+    weak = 1 / (1 + np.exp(-(z + rng.normal(0, 1.0, truth.size))))  # BTYD: right level, weaker ranking
+
+    def preds(p: np.ndarray, folds: tuple[int, ...] = (1, 2)) -> list[pd.DataFrame]:
+        ids = [str(i) for i in range(y.size)]
+        return [pd.DataFrame({"fold": f, "customer_id": ids, "churned": y, "p_churn": p}) for f in folds]
+
+    got = select_churn_blend({"btyd": preds(weak), "gbm": preds(drifted)}, ["gbm"])
+    assert got is not None and (got.model, got.recalibrate) == ("gbm", True) and got.btyd_weight < 0.5
+    # the recalibrated learned model scores the log loss of the truth's ranking on BTYD's level
+    assert got.scores["gbm@0+btyd_level"] < got.scores["gbm@0"]
+    # one fold is not evidence enough for BTYD alone: the learned model keeps a weight
+    noisy = 1 / (1 + np.exp(-(z + rng.normal(0, 2.0, truth.size))))
+    one = select_churn_blend({"btyd": preds(truth, (1,)), "gbm": preds(noisy, (1,))}, ["gbm"])
+    assert one is not None and one.model == "gbm" and one.btyd_weight == max(CHURN_BLEND_WEIGHTS[:-1])
+    assert all(not k.startswith("gbm@1") for k in one.scores)
+    two = select_churn_blend({"btyd": preds(truth), "gbm": preds(noisy)}, ["gbm"])
+    assert two is not None and two.model == "btyd"
 
 
 def test_selection_skips_candidates_missing_a_fold_and_undefined_metrics() -> None:
