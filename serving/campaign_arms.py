@@ -61,11 +61,14 @@ class CampaignArms:
         return is_held_out(self.campaign, customer_id, self.share) if held is None else held
 
     def apply(self, answers: Iterable[CustomerScore | CustomerError]) -> None:
-        """Set ``campaign`` and ``holdout`` on each score of ``answers`` (errors are left alone)."""
+        """Set ``campaign`` and ``holdout`` on each score of ``answers`` (errors are left alone); a control is
+        never contacted: a targeting's ``contact`` (set before) turns false, as in the batch output."""
         for answer in answers:
             if isinstance(answer, CustomerScore):
                 answer.campaign = self.campaign
                 answer.holdout = self.arm(answer.customer_id)
+                if answer.holdout and answer.contact:
+                    answer.contact = False
 
     @classmethod
     def load(

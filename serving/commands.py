@@ -200,6 +200,13 @@ def score_batch(
     default=None,
     help="The batch job's output folder, for scoring by customer id.",
 )
+@click.option(
+    "--targeting",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A targeting folder (campaign fit-targeting --out): every score carries its contact decision "
+    "(default: $CHURNCLV_TARGETING).",
+)
 def serve(
     host: str,
     port: int,
@@ -207,6 +214,7 @@ def serve(
     model_name: str | None,
     tracking_uri: str | None,
     snapshot: Path | None,
+    targeting: Path | None,
 ) -> None:
     """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY.
 
@@ -216,4 +224,6 @@ def serve(
 
     uri = _chosen_model(model_uri, model_name)
     with report_errors(redact=True):
-        run_server(host=host, port=port, model_uri=uri, tracking_uri=tracking_uri, snapshot=snapshot)
+        run_server(
+            host=host, port=port, model_uri=uri, tracking_uri=tracking_uri, snapshot=snapshot, targeting=targeting
+        )

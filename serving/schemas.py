@@ -249,6 +249,26 @@ class CustomerScore(BaseModel):
         "draw; the batch partition's arm where the customer is in it); false: treat; null without a campaign",
     )
     model_version: str
+    # the targeting's decision (CHURNCLV_TARGETING; churnclv.serving.targeting_decisions): the batch's columns,
+    # in its order
+    contact: bool | None = Field(
+        None,
+        description="true: contact this customer: expected_profit > 0, an action that is a contact, and not held "
+        "out by the campaign; null without a targeting (CHURNCLV_TARGETING)",
+    )
+    expected_incremental_revenue: float | None = Field(
+        None,
+        description="Revenue a contact is expected to add over the campaign window, from the targeting's chosen "
+        "candidate (currency; null without a targeting)",
+    )
+    expected_profit: float | None = Field(
+        None,
+        description="margin x expected_incremental_revenue - cost of the customer's action, with the costs and "
+        "margin the targeting was fitted with (currency; null without a targeting)",
+    )
+    targeting: str | None = Field(
+        None, description="The targeting's id, <candidate>-<12 hex digits> (null without a targeting)"
+    )
     rows_after_as_of: int = Field(0, description="History rows dated after as_of, ignored")
 
 
@@ -329,6 +349,11 @@ class ModelInfo(BaseModel):  # noqa: D101 - a docstring would change the OpenAPI
     backtest_note: NullableText = Field(description="Why the model is not backtested at its horizon (null: it is)")
     attributes: list[str] = Field(description="Customer attributes the model reads")
     snapshot: str | None = Field(description="The feature snapshot used by score_by_id, if any")
+    targeting: NullableText = Field(
+        default=None,
+        description="The id of the targeting whose contact decisions every score carries (CHURNCLV_TARGETING); "
+        "null without one",
+    )
     monitoring: Annotated[
         dict[str, Any] | None, WithJsonSchema({"type": "object", "additionalProperties": True, "nullable": True})
     ] = Field(

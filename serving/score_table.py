@@ -8,6 +8,10 @@ column: about 500 bytes a customer with the id index, measured on the bench worl
 then a lookup: ``CustomerScore`` objects rebuilt from the columns, equal to what scoring the ids
 would give (a test compares the JSON of both).
 
+With a targeting (``CHURNCLV_TARGETING``), its decision is precomputed too, through the function the
+per-request path runs (:func:`churnclv.serving.targeting_decisions.decide_answers`), before the holdout:
+the service's :class:`~churnclv.serving.campaign_arms.CampaignArms` then sets the arm on both paths alike.
+
 Until the table of the pair being served is complete, requests are scored as before; a table whose
 model or snapshot is no longer served is dropped.
 """
@@ -27,6 +31,7 @@ import pyarrow as pa
 from churnclv.serving.feature_snapshot import UNKNOWN_ID, FeatureSnapshot, score_ids
 from churnclv.serving.model import LoadedModel
 from churnclv.serving.schemas import CustomerError, CustomerScore
+from churnclv.serving.targeting_decisions import TARGETING_COLUMNS, Targeting, decide_answers
 
 __all__ = ["CHUNK_ROWS", "ScoreTable", "ScoreTableBuilder"]
 
@@ -54,8 +59,9 @@ _NULLABLE = {name: type(None) in typing.get_args(info.annotation) for name, info
 _KINDS = {
     name: _kind(info.annotation)
     for name, info in CustomerScore.model_fields.items()
-    if name not in (*_CONSTANT, *_ARMS, "customer_id")
+    if name not in (*_CONSTANT, *_ARMS, *TARGETING_COLUMNS, "customer_id")
 }
+_DECIDED = ("expected_incremental_revenue", "expected_profit", "contact")  # per row; the targeting's id is constant
 
 
 @dataclass
@@ -74,6 +80,8 @@ class ScoreTable:
     columns: dict[str, Any]
     texts: dict[str, list[str]]  # the values of each text column (its codes index them)
     errors: dict[str, str]  # customer_id -> why, for snapshot rows that cannot be scored
+    targeting: Targeting | None = None
+    decided: dict[str, np.ndarray] = field(default_factory=dict)  # _DECIDED, with a targeting
     position: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -111,7 +119,12 @@ class ScoreTable:
                 values[name] = self.texts[name][col[row]]
             else:
                 values[name] = col[row].as_py()
-        # the fields score_ids sets, no more: the same fields_set, the same JSON
+        if self.targeting is not None:  # contact before the holdout, as decide_answers sets it
+            values["contact"] = bool(self.decided["contact"][row])
+            values["expected_incremental_revenue"] = float(self.decided["expected_incremental_revenue"][row])
+            values["expected_profit"] = float(self.decided["expected_profit"][row])
+            values["targeting"] = self.targeting.id
+        # the fields score_ids (and decide_answers) set, no more: the same fields_set, the same JSON
         return CustomerScore.model_construct(**values)
 
 
@@ -119,12 +132,20 @@ class ScoreTableBuilder:
     """Scores a snapshot for a model, :data:`CHUNK_ROWS` customers per :meth:`step`, into a :class:`ScoreTable`.
 
     Each step runs :func:`~churnclv.serving.feature_snapshot.score_ids` (call it where that runs: the
-    scoring thread); :meth:`table` returns the table once :attr:`done`.
+    scoring thread), then ``targeting``'s decisions; :meth:`table` returns the table once :attr:`done`.
     """
 
-    def __init__(self, model: LoadedModel, snapshot: FeatureSnapshot, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        snapshot: FeatureSnapshot,
+        chunk_rows: int = CHUNK_ROWS,
+        targeting: Targeting | None = None,
+    ) -> None:
         self.model = model
         self.snapshot = snapshot
+        self.targeting = targeting
+        self._decided: dict[str, list[np.ndarray]] = {name: [] for name in _DECIDED}
         self._ids = [str(c) for c in snapshot.features["customer_id"].to_numpy(dtype=object)]
         self._chunk = chunk_rows
         self._next = 0
@@ -146,10 +167,14 @@ class ScoreTableBuilder:
 
     def step(self) -> bool:
         """Score the next chunk; True when the table is complete."""
-        chunk = self._ids[self._next : self._next + self._chunk]
+        start = self._next
+        chunk = self._ids[start : start + self._chunk]
         self._next += len(chunk)
         rows: dict[str, list[Any]] = {name: [] for name in _KINDS}
-        for cid, answer in zip(chunk, score_ids(self.model, self.snapshot, chunk), strict=True):
+        answers = score_ids(self.model, self.snapshot, chunk)
+        if self.targeting is not None:
+            self._decide(answers, start)
+        for cid, answer in zip(chunk, answers, strict=True):
             if isinstance(answer, CustomerError):
                 self._errors[cid] = answer.error
                 self._add_placeholder(rows)
@@ -160,6 +185,19 @@ class ScoreTableBuilder:
             part = pa.array(values, type=_TEXTS) if kind == "texts" else np.asarray(values, dtype=_DTYPES[kind])
             self._parts[name].append(part)
         return self.done
+
+    def _decide(self, answers: list[CustomerScore | CustomerError], start: int) -> None:
+        """The targeting's decisions of a chunk's answers (placeholders for its errors), as the service decides."""
+        assert self.targeting is not None
+        scored = np.asarray([isinstance(a, CustomerScore) for a in answers], dtype=bool)
+        features = None
+        if self.targeting.feature_names:  # the chunk's snapshot rows: the chunk is a slice of them, in order
+            features = self.snapshot.features.iloc[start : start + len(answers)].iloc[np.flatnonzero(scored)]
+        decide_answers(self.targeting, answers, features)
+        for name in _DECIDED:
+            filler: Any = False if name == "contact" else np.nan
+            values = [getattr(a, name) if ok else filler for a, ok in zip(answers, scored, strict=True)]
+            self._decided[name].append(np.asarray(values, dtype=bool if name == "contact" else np.float64))
 
     def _add(self, score: CustomerScore, rows: dict[str, list[Any]]) -> None:
         if any(name in score.model_fields_set for name in _ARMS):
@@ -204,4 +242,8 @@ class ScoreTableBuilder:
             columns=columns,
             texts=texts,
             errors=self._errors,
+            targeting=self.targeting,
+            decided={name: np.concatenate([np.empty(0), *parts]) for name, parts in self._decided.items()}
+            if self.targeting is not None
+            else {},
         )

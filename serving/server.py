@@ -2,7 +2,9 @@
 as its own process once the model has loaded here, with its settings and its own Prometheus folder.
 
 ``serve`` loads (and checks) the model before it starts the server: BentoML restarts a worker whose
-service fails to start, forever, so a model that cannot load must stop ``serve`` first.
+service fails to start, forever, so a model that cannot load must stop ``serve`` first; so must a
+targeting (``--targeting`` / ``CHURNCLV_TARGETING``) that cannot be read or cannot serve the model or the
+snapshot's features.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from churnclv.errors import ChurnclvError
 from churnclv.redaction import redact_text, redact_url
 from churnclv.serving.data_check import DataMismatchError, check_snapshot
@@ -27,8 +31,10 @@ from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError
 from churnclv.serving.log_redaction import install_log_redaction
 from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary
 from churnclv.serving.scoring import load_checked_model
+from churnclv.serving.served_targeting import check_served, load_served_targeting
 from churnclv.serving.settings import ServiceSettings, SettingsError
-from churnclv.serving.snapshots import parse_partition
+from churnclv.serving.snapshots import features_path, parse_partition
+from churnclv.serving.targeting_decisions import Targeting, TargetingError
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +132,7 @@ def serve(
     model_uri: str | None = None,
     tracking_uri: str | None = None,
     snapshot: Path | str | None = None,
+    targeting: Path | str | None = None,
 ) -> None:
     """Start the BentoML HTTP server and block until it stops (Ctrl-C or SIGTERM stop it).
 
@@ -146,13 +153,16 @@ def serve(
         MLflow tracking URI (default ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``).
     snapshot
         The batch job's output folder, for ``score_by_id``.
+    targeting
+        A targeting folder (``churnclv campaign fit-targeting --out``; default ``CHURNCLV_TARGETING``): every
+        score carries its contact decision.
 
     Raises
     ------
     ServeError
         Invalid settings (no API key), a model that does not resolve or load, a model trained on
-        another data set than the snapshot's, or the server exiting with an error. The message is
-        one line, with URLs redacted.
+        another data set than the snapshot's, a targeting that cannot be read or cannot serve the model
+        or the snapshot, or the server exiting with an error. The message is one line, with URLs redacted.
     """
     install_log_redaction()
     try:
@@ -163,17 +173,21 @@ def serve(
                 "model_uri": model_uri or base.model_uri,
                 "tracking_uri": tracking_uri or base.tracking_uri,
                 "snapshot": Path(snapshot).resolve() if snapshot is not None else base.snapshot,
+                "targeting": Path(targeting).resolve() if targeting is not None else base.targeting,
             }
         )
         settings.check_auth()
-    except SettingsError as exc:
+        served = load_served_targeting(settings.targeting)
+    except (SettingsError, TargetingError) as exc:
         raise ServeError(str(exc)) from None
     try:
         # fail here with one clear line, not in a worker that BentoML restarts forever
         loaded = load_checked_model(settings.model_uri, settings.tracking_uri)
+        if served is not None:
+            check_served(served, loaded)
         if settings.snapshot is not None:
-            _check_snapshot(loaded, settings.snapshot)
-    except (ModelLoadError, DataMismatchError) as exc:
+            _check_snapshot(loaded, settings.snapshot, served)
+    except (ModelLoadError, DataMismatchError, TargetingError) as exc:
         raise ServeError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any other failure to load is still one line, not a traceback
         raise ServeError(
@@ -193,15 +207,20 @@ def serve(
         raise ServeError(f"the BentoML server exited with status {code}: see its log above")
 
 
-def _check_snapshot(loaded: LoadedModel, folder: Path) -> None:
+def _check_snapshot(loaded: LoadedModel, folder: Path, targeting: Targeting | None) -> None:
     """The model against the feature snapshot of ``score_by_id``, when there is one: a snapshot made from
-    another data set stops ``serve`` (:func:`churnclv.serving.data_check.check_snapshot`)."""
+    another data set stops ``serve`` (:func:`churnclv.serving.data_check.check_snapshot`), as does one that
+    lacks a feature the targeting's uplift model reads."""
     try:
         day = parse_partition(FeatureSnapshot.latest_partition(folder))
     except SnapshotError:
         return  # no snapshot yet: score_by_id answers 503 until the batch job writes one
     if day is not None:
         check_snapshot(loaded, folder, day)
+        path = features_path(folder, day)
+        if targeting is not None and targeting.feature_names and path.is_file():
+            names = pq.read_schema(path).names
+            targeting.check_features(names, f"the feature snapshot {path.parent.name}", "the service does not start")
 
 
 def _run_server(command: list[str], env: dict[str, str]) -> int:

@@ -17,7 +17,8 @@ Scoring answers hold one entry per customer, in request order: a customer that c
 an error entry and the others are scored (:mod:`churnclv.serving.scoring`); ``warnings`` flags an
 as-of far from the model's training as-of (:mod:`churnclv.serving.staleness`). Each score carries
 the customer's arm of the campaign served, as the batch job wrote it
-(:mod:`churnclv.serving.campaign_arms`).
+(:mod:`churnclv.serving.campaign_arms`), and with ``CHURNCLV_TARGETING`` the targeting's contact
+decision, as ``score-batch --targeting`` writes it (:mod:`churnclv.serving.served_targeting`).
 
 Settings come from environment variables (:mod:`churnclv.serving.settings`);
 :func:`churnclv.serving.server.serve` starts the real BentoML server with them. Bad input answers
@@ -75,7 +76,14 @@ from churnclv.serving.schemas import (
     ServiceWarning,
 )
 from churnclv.serving.score_table import ScoreTable, ScoreTableBuilder
-from churnclv.serving.scoring import score_histories_together
+from churnclv.serving.scoring import load_checked_model, score_histories_together
+from churnclv.serving.served_targeting import (
+    checked_loader,
+    decide_history_answers,
+    decide_id_answers,
+    load_served_targeting,
+    snapshot_problem,
+)
 from churnclv.serving.server import SERVICE_NAME
 from churnclv.serving.settings import ServiceSettings
 from churnclv.serving.staleness import as_of_warnings, trained_as_of
@@ -143,6 +151,8 @@ class ChurnCLVService:
         self.settings.check_auth()
         if self.settings.api_key is None:
             log.warning("CHURNCLV_ALLOW_NO_AUTH=1: serving WITHOUT authentication")
+        # read once, kept for the worker's life; every model loaded (start, reload) is checked against it
+        self.targeting = load_served_targeting(self.settings.targeting)
         # Scoring runs on one long-lived thread per worker (the GIL allows no more CPU anyway): its
         # DuckDB connection is reused across requests, and the thread is joined at shutdown, so the
         # connection is never torn down during interpreter exit (DuckDB aborts the process then).
@@ -154,6 +164,7 @@ class ChurnCLVService:
             model_uri=self.settings.model_uri,
             tracking_uri=self.settings.tracking_uri,
             snapshot=self.settings.snapshot,
+            loader=checked_loader(load_checked_model, self.targeting),
         ).result()
         self.state.start(self.settings.reload_interval_s)
         self._arms = self._load_arms()
@@ -161,13 +172,13 @@ class ChurnCLVService:
         limit = max(self.settings.max_customers, BATCH_CUSTOMERS)
         self._histories: RequestBatcher[_HistoryRequest, list[CustomerScore | CustomerError]] = RequestBatcher(
             self._work,
-            lambda _key, jobs: self._with_arms(score_histories_together(jobs)),
+            lambda _key, jobs: self._with_arms(self._decided(decide_history_answers, jobs, score_histories_together)),
             max_items=limit,
             observe=_observer("score"),
         )
         self._ids: RequestBatcher[_IdRequest, list[CustomerScore | CustomerError]] = RequestBatcher(
             self._work,
-            lambda _key, jobs: self._with_arms(score_ids_together(jobs)),
+            lambda _key, jobs: self._with_arms(self._decided(decide_id_answers, jobs, score_ids_together)),
             max_items=limit,
             observe=_observer("score_by_id"),
         )
@@ -203,6 +214,16 @@ class ChurnCLVService:
         partition = None if snapshot is None else snapshot.partition
         return CampaignArms.load(self.settings.snapshot, partition, self.settings.campaign, self.settings.holdout_share)
 
+    def _decided(
+        self, decide: Callable[[Any, Any, list[_Answers]], None], jobs: Any, score: Callable[[Any], list[_Answers]]
+    ) -> list[_Answers]:
+        """``score(jobs)``, with the targeting's decision on every score (before the arms: a control's contact
+        is cleared by them)."""
+        answers = score(jobs)
+        if self.targeting is not None:
+            decide(self.targeting, jobs, answers)
+        return answers
+
     def _with_arms(self, answers: list[_Answers]) -> list[_Answers]:
         """The campaign arm on every score (on the scoring thread; read again when the snapshot moved)."""
         snapshot = self.state.snapshot
@@ -228,7 +249,7 @@ class ChurnCLVService:
     async def _build_table(self, model: LoadedModel, snapshot: FeatureSnapshot) -> None:
         """Score the snapshot chunk by chunk on the scoring thread (requests queued meanwhile wait one
         chunk); publish the table if that pair is still the one served."""
-        builder = ScoreTableBuilder(model, snapshot)
+        builder = ScoreTableBuilder(model, snapshot, targeting=self.targeting)
         loop = asyncio.get_running_loop()
         observe = _observer("score_by_id")
         t0 = time.perf_counter()
@@ -308,6 +329,9 @@ class ChurnCLVService:
             snapshot.check(model)
         except SnapshotError as exc:
             return problem(503, f"score_by_id is unavailable: {exc}")  # type: ignore[return-value]
+        why_not = snapshot_problem(self.targeting, snapshot)
+        if why_not is not None:
+            return problem(503, why_not)  # type: ignore[return-value]
         table = self._table_for(model, snapshot)
         if table is not None:  # a lookup, on the loop: no scoring thread, no queue
             scores = table.answers(ids)
@@ -350,6 +374,7 @@ class ChurnCLVService:
             backtest_horizon_days=plan.get("backtest_horizon_days", model.horizon_days),
             backtest_note=plan.get("note"),
             snapshot=None if snapshot is None else snapshot.partition,
+            targeting=None if self.targeting is None else self.targeting.id,
             monitoring=latest_monitoring(self.settings.snapshot, model.name, model.version),
         )
 

@@ -14,6 +14,13 @@ them once, in the service's ``__init__``, never at import time.
   (default: the campaign of the snapshot's partition, if it drew one; none: both null).
 - ``CHURNCLV_HOLDOUT_SHARE``: the holdout share of that campaign for customers drawn live (default:
   the snapshot's share when it drew the same campaign, else the ``[campaigns]`` default 0.1).
+- ``CHURNCLV_TARGETING``: a targeting folder (``churnclv campaign fit-targeting --out DIR``): every score
+  then carries its decision (``contact``, ``expected_incremental_revenue``, ``expected_profit``,
+  ``targeting``; :mod:`churnclv.serving.targeting_decisions`), as ``score-batch --targeting`` writes it;
+  unset, the four fields are null. Read once, at start-up, and checked against the model (``churnclv
+  serve`` refuses to start the server on a targeting the model or the features cannot serve); ``/reload``
+  keeps it and loads only a model it can serve; a new folder takes a restart
+  (:mod:`churnclv.serving.served_targeting`).
 - ``CHURNCLV_API_KEY``: the key clients send in ``X-API-Key``; required, at least 16 characters.
 - ``CHURNCLV_ALLOW_NO_AUTH``: ``1`` serves without a key (local development only; default ``0``).
 - ``CHURNCLV_MAX_CUSTOMERS``: customers (or ids) per request (default 100).
@@ -62,6 +69,7 @@ VARIABLES = {
     "snapshot": "CHURNCLV_SNAPSHOT",
     "campaign": "CHURNCLV_CAMPAIGN",
     "holdout_share": "CHURNCLV_HOLDOUT_SHARE",
+    "targeting": "CHURNCLV_TARGETING",
     "api_key": "CHURNCLV_API_KEY",
     "allow_no_auth": "CHURNCLV_ALLOW_NO_AUTH",
     "max_customers": "CHURNCLV_MAX_CUSTOMERS",
@@ -91,6 +99,7 @@ class ServiceSettings:
     holdout_share: Annotated[
         float | None, Field(gt=0, le=0.5, allow_inf_nan=False), Fix("a share in (0, 0.5], e.g. 0.1")
     ] = None
+    targeting: Path | None = None
     # never shown: settings get logged and printed
     api_key: str | None = field(default=None, repr=False)
     allow_no_auth: bool = False

@@ -42,6 +42,7 @@ from churnclv.campaigns.errors import CampaignError
 from churnclv.campaigns.past_campaign import PastCampaign, provenance
 from churnclv.campaigns.qini import policy_profit, qini_coefficient
 from churnclv.campaigns.uplift import UpliftModel, action_costs, contact_decisions
+from churnclv.models.inputs import model_input, stable_floats
 
 __all__ = ["CANDIDATES", "FORMAT_VERSION", "UPLIFT_MODEL", "CampaignTargeting", "PastCampaign", "policy_table"]
 
@@ -255,7 +256,9 @@ class CampaignTargeting(BaseEstimator):
         if len(features) != len(scores):
             raise CampaignError(f"features have {len(features)} rows and scores {len(scores)}; fix: the same customers")
         if self.chosen_ == UPLIFT_MODEL:
-            return self._predict_candidate(self.chosen_, self.fitted_, features, self.feature_names_)
+            # floats at 1e-6, as every model reads them: the batch's raw snapshot and the service's rounded one agree
+            stable = stable_floats(model_input(features))
+            return self._predict_candidate(self.chosen_, self.fitted_, stable, self.feature_names_)
         if self.chosen_ not in scores.columns:
             raise CampaignError(f"scores are missing column {self.chosen_!r}; fix: pass the scorer's full output")
         return self._predict_candidate(self.chosen_, self.fitted_, scores, ())

@@ -18,6 +18,7 @@ import churnclv
 from churnclv.models.intervals import INTERVAL_COLUMNS
 from churnclv.models.marketing import MARKETING_COLUMNS
 from churnclv.serving.snapshots import partition_name, read_scores
+from churnclv.serving.targeting_decisions import TARGETING_COLUMNS
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,7 @@ SCORE_FIELDS = {
     "campaign",
     "holdout",
     "model_version",
+    *TARGETING_COLUMNS,  # null without CHURNCLV_TARGETING (tests/serving/test_http_targeting.py)
     "rows_after_as_of",
 }
 

@@ -30,6 +30,7 @@ from churnclv.serving.scoring import (
 from churnclv.serving.settings import ServiceSettings, SettingsError
 from churnclv.serving.snapshots import OUTPUT_COLUMNS
 from churnclv.serving.staleness import AS_OF_FAR, as_of_warnings, trained_as_of
+from churnclv.serving.targeting_decisions import TARGETING_COLUMNS
 
 AS_OF = dt.date(2025, 10, 2)
 API_ROUTES = ("/score", "/score_by_id", "/model_info", "/reload")
@@ -274,6 +275,11 @@ def test_service_document_leaves_bentomls_input_alone() -> None:
 
 
 def test_an_http_answer_has_every_column_of_the_batch_output() -> None:
-    assert set(OUTPUT_COLUMNS) <= set(CustomerScore.model_fields), set(OUTPUT_COLUMNS) - set(CustomerScore.model_fields)
+    # the batch's columns with a targeting: the scores', then the targeting's (serving.batch_targeting)
+    batch = [*OUTPUT_COLUMNS, *TARGETING_COLUMNS]
+    assert set(batch) <= set(CustomerScore.model_fields), set(batch) - set(CustomerScore.model_fields)
     # in the same order, then what only a request has
-    assert [f for f in CustomerScore.model_fields if f in OUTPUT_COLUMNS] == list(OUTPUT_COLUMNS)
+    assert [f for f in CustomerScore.model_fields if f in batch] == batch
+    assert list(CustomerScore.model_fields)[-1] == "rows_after_as_of"
+    # null without a targeting, as campaign and holdout without a campaign
+    assert all(CustomerScore.model_fields[f].default is None for f in TARGETING_COLUMNS)
