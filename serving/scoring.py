@@ -23,6 +23,7 @@ import pandas as pd
 from churnclv.features import FeatureConfig, compute_features_frames
 from churnclv.models.inputs import model_input
 from churnclv.models.next_purchase import DATE_COLUMNS, next_purchase_dates
+from churnclv.names import SCORE_NUMBERS
 from churnclv.redaction import redact_url
 from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, load_model
 from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore, Transaction
@@ -42,17 +43,6 @@ REFUSED = (
 _TX_OPTIONAL = ("order_id", "channel", "category")
 _TX_FIELDS = ("ts", "amount", *_TX_OPTIONAL)  # of a request's Transaction, in the table's column order
 _EV_FIELDS = ("ts", "event_type", "value")  # of a request's Event
-_SCORE_FLOATS = (
-    "p_churn",
-    "p_alive",
-    "expected_purchases",
-    "expected_spend",
-    "clv",
-    "historic_clv",
-    "total_clv",
-    "clv_at_risk",
-    "growth_score",
-)
 T = TypeVar("T", bound=Sized)  # a list or a frame, sliced by position
 
 
@@ -205,7 +195,7 @@ def to_customer_scores(
     }
     for i, row in enumerate(scores.to_dict("records")):
         cid = row["customer_id"]
-        numbers: dict[str, Any] = {k: float(row[k]) for k in _SCORE_FLOATS}
+        numbers: dict[str, Any] = {k: float(row[k]) for k in SCORE_NUMBERS}
         numbers.update({k: _finite_or_none(row[k]) for k in NULLABLE_NUMBERS})  # null where not finite, as in the batch
         out[cid] = CustomerScore(
             customer_id=cid,

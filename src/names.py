@@ -15,6 +15,7 @@ __all__ = [
     "MODEL_NAME",
     "MODEL_NAME_PATTERN",
     "SCORER_ARTIFACT",
+    "SCORE_NUMBERS",
     "model_uri",
 ]
 
@@ -34,3 +35,16 @@ def model_uri(name: str = MODEL_NAME, alias: str = CHAMPION) -> str:
 
 DEFAULT_MODEL_URI = model_uri()
 SCORER_ARTIFACT = "scorer"  # the logged model's artifact holding the saved Scorer folder
+#: The number columns every score carries, always a number (the batch output's float64 columns but the
+#: nullable ones; ``tests/serving/test_batch_targeting.py`` checks them against ``OUTPUT_SCHEMA``).
+SCORE_NUMBERS: tuple[str, ...] = (
+    "p_churn",
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "clv",
+    "historic_clv",
+    "total_clv",
+    "clv_at_risk",
+    "growth_score",
+)

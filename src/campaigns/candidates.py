@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from churnclv.campaigns.errors import CampaignError
+from churnclv.names import SCORE_NUMBERS
 
 __all__ = ["CANDIDATES", "UPLIFT_MODEL", "VALUE_COLUMNS", "check_candidates"]
 
@@ -20,20 +21,9 @@ __all__ = ["CANDIDATES", "UPLIFT_MODEL", "VALUE_COLUMNS", "check_candidates"]
 UPLIFT_MODEL = "uplift_model"
 #: The default candidates, simplest first (a tie in held-out profit goes to the earlier one).
 CANDIDATES: tuple[str, ...] = ("expected_spend", "clv_at_risk", UPLIFT_MODEL)
-#: The number columns of the batch output that always hold a number (the float64 columns of
-#: ``churnclv.serving.snapshots.OUTPUT_SCHEMA`` but its ``NULLABLE_NUMBERS``, spelled here because the core
-#: does not import serving; a test checks they agree): the value columns a candidate may scale.
-VALUE_COLUMNS: tuple[str, ...] = (
-    "p_churn",
-    "p_alive",
-    "expected_purchases",
-    "expected_spend",
-    "clv",
-    "historic_clv",
-    "total_clv",
-    "clv_at_risk",
-    "growth_score",
-)
+#: The number columns every score carries (:data:`churnclv.names.SCORE_NUMBERS`): the value columns a
+#: candidate may scale.
+VALUE_COLUMNS: tuple[str, ...] = SCORE_NUMBERS
 
 
 def check_candidates(names: Sequence[str]) -> list[str]:
