@@ -9,8 +9,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+
+from churnclv.campaigns.targeting import CampaignTargeting, PastCampaign
+from churnclv.models.tier_config import default_tier_config
 
 AS_OF = "2025-10-02"
 CAMPAIGN = "crm-pilot"
@@ -135,3 +139,31 @@ def kit(service_app: SimpleNamespace) -> SimpleNamespace:
         service_env=service_env,
         SERVICE_VARS=service_app.SERVICE_VARS,
     )
+
+
+def _fit_made_up_targeting(
+    features: pd.DataFrame, scores: pd.DataFrame, candidates: tuple[str, ...], **kwargs: Any
+) -> CampaignTargeting:
+    """A targeting fitted on two made-up campaigns over this base: the effect grows with expected spend.
+
+    ``costs``, ``no_contact`` (default: the shipped playbook's) and ``model`` (the scoring model recorded)
+    may be given; other keyword arguments go to :class:`CampaignTargeting`."""
+    playbook = default_tier_config().playbook
+    costs = kwargs.pop("costs", playbook.costs)
+    no_contact = kwargs.pop("no_contact", playbook.no_contact)
+    model = kwargs.pop("model", None)
+    campaigns = []
+    for k in range(2):
+        rng = np.random.default_rng(k)
+        treated = rng.random(len(scores)) < 0.5
+        spend = scores["expected_spend"].to_numpy(float)
+        outcome = spend * rng.gamma(2.0, 0.5, len(spend)) + treated * (0.8 * spend - 3) + rng.normal(0, 2, len(spend))
+        campaigns.append(PastCampaign.from_frames(f"past{k}", features, scores, treated, outcome, model=model))
+    params = {"candidates": candidates, "uplift_params": {"num_boost_round": 20}, "min_gain_se": 0.0}
+    return CampaignTargeting(**{**params, **kwargs}).fit(campaigns, costs, no_contact)
+
+
+@pytest.fixture(scope="session")
+def fit_targeting() -> Any:
+    """:func:`_fit_made_up_targeting`, for the batch and HTTP targeting tests."""
+    return _fit_made_up_targeting

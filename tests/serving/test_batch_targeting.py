@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -22,7 +23,7 @@ from click.testing import CliRunner
 from churnclv.campaigns.candidates import VALUE_COLUMNS
 from churnclv.campaigns.config import CampaignSettings
 from churnclv.campaigns.past_campaign import ScoringModel
-from churnclv.campaigns.targeting import UPLIFT_MODEL, CampaignTargeting, PastCampaign
+from churnclv.campaigns.targeting import UPLIFT_MODEL, CampaignTargeting
 from churnclv.campaigns.targeting_files import load_targeting, save_targeting
 from churnclv.cli import cli
 from churnclv.models.tier_config import default_tier_config
@@ -62,24 +63,10 @@ def batch(world: Path, out: Path, store: dict, **kwargs) -> dict:
     )
 
 
-def _fit(features: pd.DataFrame, scores: pd.DataFrame, candidates: tuple[str, ...], **kwargs) -> CampaignTargeting:
-    """A targeting fitted on two made-up campaigns over this base: the effect grows with expected spend."""
-    costs = kwargs.pop("costs", COSTS)
-    no_contact = kwargs.pop("no_contact", NO_CONTACT)
-    model = kwargs.pop("model", None)
-    campaigns = []
-    for k in range(2):
-        rng = np.random.default_rng(k)
-        treated = rng.random(len(scores)) < 0.5
-        spend = scores["expected_spend"].to_numpy(float)
-        outcome = spend * rng.gamma(2.0, 0.5, len(spend)) + treated * (0.8 * spend - 3) + rng.normal(0, 2, len(spend))
-        campaigns.append(PastCampaign.from_frames(f"past{k}", features, scores, treated, outcome, model=model))
-    params = {"candidates": candidates, "uplift_params": {"num_boost_round": 20}, "min_gain_se": 0.0}
-    return CampaignTargeting(**{**params, **kwargs}).fit(campaigns, costs, no_contact)
-
-
 @pytest.fixture(scope="module")
-def runs(small_world: Path, trained_store: dict, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def runs(
+    small_world: Path, trained_store: dict, fit_targeting: Any, tmp_path_factory: pytest.TempPathFactory
+) -> SimpleNamespace:
     """A run without targeting (campaign ``spring``), a targeting (X-learner) fitted on its base and saved, and
     the same run with the targeting and a SQLite sink."""
     tmp = tmp_path_factory.mktemp("batch-targeting")
@@ -87,12 +74,20 @@ def runs(small_world: Path, trained_store: dict, tmp_path_factory: pytest.TempPa
     batch(small_world, plain, trained_store, campaign="spring")
     features = pd.read_parquet(features_path(plain, AS_OF))
     scores = read_scores(plain, AS_OF)
-    saved = save_targeting(_fit(features, scores, (UPLIFT_MODEL,)), tmp / "targeting")
+    saved = save_targeting(fit_targeting(features, scores, (UPLIFT_MODEL,)), tmp / "targeting")
     out = tmp / "targeted"
     db = f"sqlite:///{tmp / 'scores.db'}"
     manifest = batch(small_world, out, trained_store, campaign="spring", targeting=saved.folder, db=db)
     return SimpleNamespace(
-        tmp=tmp, plain=plain, out=out, db=db, saved=saved, manifest=manifest, features=features, scores=scores
+        tmp=tmp,
+        plain=plain,
+        out=out,
+        db=db,
+        saved=saved,
+        manifest=manifest,
+        features=features,
+        scores=scores,
+        fit=fit_targeting,
     )
 
 
@@ -161,13 +156,13 @@ def test_a_targeting_the_data_or_the_model_cannot_serve_fails_before_scoring(
 ) -> None:
     chunks: list[int] = []
     missing = runs.features.assign(attr_loyalty_card=1.0)
-    lacking = _saved(tmp_path, "lacking", _fit(missing, runs.scores, (UPLIFT_MODEL,)))
+    lacking = _saved(tmp_path, "lacking", runs.fit(missing, runs.scores, (UPLIFT_MODEL,)))
     with pytest.raises(BatchError, match=r"lacks 1 of the \d+ features .*\['attr_loyalty_card'\].*nothing was scored"):
         batch(small_world, tmp_path / "o1", trained_store, targeting=lacking, after_chunk=chunks.append)
     assert chunks == []
     absent = sorted(set(COSTS) - set(runs.scores["action"]))  # an action the model can write, not written here
     few = {k: v for k, v in COSTS.items() if k != absent[0]}
-    cheap = _saved(tmp_path, "cheap", _fit(runs.features, runs.scores, ("expected_spend",), costs=few))
+    cheap = _saved(tmp_path, "cheap", runs.fit(runs.features, runs.scores, ("expected_spend",), costs=few))
     with pytest.raises(BatchError, match=r"no cost for 1 action\(s\) the model's playbook writes"):
         batch(small_world, tmp_path / "o2", trained_store, targeting=cheap, after_chunk=chunks.append)
     assert chunks == []
@@ -175,18 +170,18 @@ def test_a_targeting_the_data_or_the_model_cannot_serve_fails_before_scoring(
         batch(small_world, tmp_path / "o3", trained_store, targeting=tmp_path)
     action = sorted(COSTS)[0]
     dearer = _saved(
-        tmp_path, "dearer", _fit(runs.features, runs.scores, ("expected_spend",), costs={**COSTS, action: 99.0})
+        tmp_path, "dearer", runs.fit(runs.features, runs.scores, ("expected_spend",), costs={**COSTS, action: 99.0})
     )
     with pytest.raises(
         BatchError, match=rf"action '{action[:20]}.*' costs {COSTS[action]:g} in the model's playbook but 99 "
     ):
         batch(small_world, tmp_path / "o4", trained_store, targeting=dearer, after_chunk=chunks.append)
-    contacts = _saved(tmp_path, "contacts", _fit(runs.features, runs.scores, ("expected_spend",), no_contact=()))
+    contacts = _saved(tmp_path, "contacts", runs.fit(runs.features, runs.scores, ("expected_spend",), no_contact=()))
     with pytest.raises(BatchError, match=r"marks 'No contact: .*' as no contact \(contact = false\) but the targeting"):
         batch(small_world, tmp_path / "o5", trained_store, targeting=contacts, after_chunk=chunks.append)
     horizon = int(runs.manifest["horizon_days"])
     other = ScoringModel("churnclv", "1", horizon + 30)
-    longer = _saved(tmp_path, "longer", _fit(runs.features, runs.scores, ("expected_spend",), model=other))
+    longer = _saved(tmp_path, "longer", runs.fit(runs.features, runs.scores, ("expected_spend",), model=other))
     match = rf"scores of a model with a {horizon + 30}-day horizon, but model .* predicts over {horizon} days"
     with pytest.raises(BatchError, match=match):
         batch(small_world, tmp_path / "o6", trained_store, targeting=longer, after_chunk=chunks.append)
@@ -196,7 +191,7 @@ def test_a_targeting_the_data_or_the_model_cannot_serve_fails_before_scoring(
 def test_score_batch_takes_the_targeting_from_the_option_over_the_config(
     runs, small_world: Path, trained_store: dict, tmp_path: Path
 ) -> None:
-    spend = _saved(tmp_path, "spend", _fit(runs.features, runs.scores, ("expected_spend",)))
+    spend = _saved(tmp_path, "spend", runs.fit(runs.features, runs.scores, ("expected_spend",)))
     assert TargetingOptions.of(None, CampaignSettings(targeting=str(spend))).id.startswith("expected_spend-")
     config = tmp_path / "run.toml"
     config.write_text(f'[campaigns]\ntargeting = "{tmp_path / "nowhere"}"\n')

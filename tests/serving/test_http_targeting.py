@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnclv.campaigns.targeting import UPLIFT_MODEL, CampaignTargeting, PastCampaign
+from churnclv.campaigns.targeting import UPLIFT_MODEL
 from churnclv.campaigns.targeting_files import save_targeting
 from churnclv.models.tier_config import default_tier_config
 from churnclv.serving.campaign_arms import CampaignArms
@@ -35,23 +35,14 @@ COSTS = default_tier_config().playbook.costs
 NO_CONTACT = default_tier_config().playbook.no_contact
 
 
-def _fit(features: pd.DataFrame, scores: pd.DataFrame, candidates: tuple[str, ...], **kwargs: Any) -> CampaignTargeting:
-    """A targeting fitted on two made-up campaigns over this base: the effect grows with expected spend."""
-    costs = kwargs.pop("costs", COSTS)
-    campaigns = []
-    for k in range(2):
-        rng = np.random.default_rng(k)
-        treated = rng.random(len(scores)) < 0.5
-        spend = scores["expected_spend"].to_numpy(float)
-        outcome = spend * rng.gamma(2.0, 0.5, len(spend)) + treated * (0.8 * spend - 3) + rng.normal(0, 2, len(spend))
-        campaigns.append(PastCampaign.from_frames(f"past{k}", features, scores, treated, outcome))
-    params = {"candidates": candidates, "uplift_params": {"num_boost_round": 20}, "min_gain_se": 0.0}
-    return CampaignTargeting(**params).fit(campaigns, costs, NO_CONTACT)
-
-
 @pytest.fixture(scope="module")
 def targeted(
-    serving_store: dict, small_world: Path, batch_out: Path, kit: Any, tmp_path_factory: pytest.TempPathFactory
+    serving_store: dict,
+    small_world: Path,
+    batch_out: Path,
+    kit: Any,
+    fit_targeting: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> SimpleNamespace:
     """An X-learner targeting fitted on the batch output's base, and the batch run again with it (the reference)."""
     from churnclv.serving.batch import run_batch
@@ -59,7 +50,7 @@ def targeted(
     tmp = tmp_path_factory.mktemp("http-targeting")
     features = pd.read_parquet(features_path(batch_out, kit.AS_OF))
     scores = read_scores(batch_out, kit.AS_OF)
-    saved = save_targeting(_fit(features, scores, (UPLIFT_MODEL,)), tmp / "targeting")
+    saved = save_targeting(fit_targeting(features, scores, (UPLIFT_MODEL,)), tmp / "targeting")
     out = tmp / "out"
     run_batch(
         clean=small_world,
@@ -77,7 +68,9 @@ def targeted(
     rest = batch.index.difference(held).difference(would)
     # some hundreds: every control that a contact would profit, contacted ones, and the others
     ids = sorted({*held.intersection(would), *would[:150], *rest[:150], *held[:50]})[:N_IDS]
-    return SimpleNamespace(tmp=tmp, saved=saved, out=out, batch=batch, ids=ids, features=features, scores=scores)
+    return SimpleNamespace(
+        tmp=tmp, saved=saved, out=out, batch=batch, ids=ids, features=features, scores=scores, fit=fit_targeting
+    )
 
 
 def _by_id(client: Any, kit: Any, ids: list[str]) -> pd.DataFrame:
@@ -159,7 +152,7 @@ def test_the_table_holds_the_decisions_the_request_path_makes(serving_store: dic
     snapshot = FeatureSnapshot.load(targeted.out)
     for candidates in ((UPLIFT_MODEL,), ("expected_spend",)):
         folder = targeted.tmp / f"table-{candidates[0]}"
-        targeting = Targeting(save_targeting(_fit(targeted.features, targeted.scores, candidates), folder))
+        targeting = Targeting(save_targeting(targeted.fit(targeted.features, targeted.scores, candidates), folder))
         builder = ScoreTableBuilder(model, snapshot, chunk_rows=211, targeting=targeting)
         while not builder.step():
             pass
@@ -215,12 +208,13 @@ def test_serve_refuses_a_targeting_it_cannot_serve_before_any_server(
         server.serve(**common, targeting=tmp_path / "nowhere")
     action = sorted(COSTS)[0]
     dearer = save_targeting(
-        _fit(targeted.features, targeted.scores, ("expected_spend",), costs={**COSTS, action: 99.0}), tmp_path / "d"
+        targeted.fit(targeted.features, targeted.scores, ("expected_spend",), costs={**COSTS, action: 99.0}),
+        tmp_path / "d",
     )
     with pytest.raises(server.ServeError, match=r"costs .* in the model's playbook but 99 "):
         server.serve(**common, targeting=dearer.folder)
     lacking = save_targeting(
-        _fit(targeted.features.assign(attr_loyalty_card=1.0), targeted.scores, (UPLIFT_MODEL,)), tmp_path / "l"
+        targeted.fit(targeted.features.assign(attr_loyalty_card=1.0), targeted.scores, (UPLIFT_MODEL,)), tmp_path / "l"
     )
     with pytest.raises(server.ServeError, match=r"the features the service computes for /score lacks 1 of the"):
         server.serve(**common, targeting=lacking.folder)
