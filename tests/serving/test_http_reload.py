@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -55,7 +56,14 @@ def test_reload_follows_the_alias_and_latest_without_failing_requests(
         # a second version of the same model, then the champion moves to it
         registry = MlflowClient(tracking_uri=store["tracking_uri"], registry_uri=store["tracking_uri"])
         v1 = registry.get_model_version("churnclv", "1")
-        v2 = str(registry.create_model_version("churnclv", source=v1.source, run_id=v1.run_id).version)
+        # MLflow resolves a models:/ source through the *global* tracking URI, whatever the client's:
+        # point it at this copy, as an earlier test may have left it elsewhere
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(store["tracking_uri"])
+        try:
+            v2 = str(registry.create_model_version("churnclv", source=v1.source, run_id=v1.run_id).version)
+        finally:
+            mlflow.set_tracking_uri(previous)
         registry.set_registered_model_alias("churnclv", "champion", v2)
         # and the batch job publishes a newer snapshot
         features_path(out, NEXT_AS_OF).parent.mkdir()
