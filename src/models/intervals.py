@@ -37,7 +37,6 @@ monetary part is per customer. Cost: about ``n_draws`` x customers x a few opera
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -49,7 +48,7 @@ from sklearn.exceptions import NotFittedError
 from churnclv.models import btyd_conditionals as conditional
 from churnclv.models.btyd import BTYDModel
 from churnclv.models.btyd_summary import never_bought_age, unique_rows, validate_summary
-from churnclv.models.lifetimes_fitters import fitter_with_params, pareto_recency, quiet
+from churnclv.models.interval_kernels import Draws, common_draws, interval_quantiles, row_draws
 from churnclv.models.saved_format import SavedFormatError, check_stamp
 
 __all__ = ["INTERVAL_COLUMNS", "PROBS", "SpendIntervals", "fit_intervals", "with_intervals"]
@@ -58,65 +57,7 @@ PROBS: tuple[float, ...] = (0.1, 0.5, 0.9)
 # What predict() returns, besides customer_id (predictive intervals of realised spend and CLV).
 INTERVAL_COLUMNS: tuple[str, ...] = tuple(f"{t}_p{round(100 * q)}" for t in ("spend", "clv") for q in PROBS)
 _STAMP = {"format": "churnclv.models.intervals.SpendIntervals", "version": 1}
-_TABLE = 512  # purchase days per window and frequency covered exactly by the draw tables
-_CHUNK = 10_000  # customers per block: memory is chunk x n_draws floats per array
-
-
-class _Draws:
-    """Common random numbers: one row per draw, shared by every customer."""
-
-    def __init__(self, n: int, seed: int, gg_p: float) -> None:
-        rng = np.random.default_rng(seed)
-        self.u_alive = rng.random(n)
-        self.u_drop = rng.random(n)
-        self.z = rng.standard_normal((3, n))  # Wilson-Hilferty beyond the tables
-        exp = rng.standard_exponential((3, n, _TABLE))
-        zero = np.zeros((3, n, 1))
-        # cumulative Exp(1) sums: [0] purchase arrivals, [1] lambda's shape, [2] the drop-out's Beta
-        self.cum_exp = np.concatenate([zero, np.cumsum(exp, axis=2)], axis=2)
-        self.base = rng.random((4, n))  # uniforms for Gamma(r), Gamma(a), Gamma(b) / Gamma(s), Gamma(q)
-        order = rng.gamma(gg_p, size=(2, n, _TABLE))
-        self.cum_order = np.concatenate([np.zeros((2, n, 1)), np.cumsum(order, axis=2)], axis=2)
-        # arrivals offset per draw, for one searchsorted over every draw at once
-        self.span = float(self.cum_exp[0, :, -1].max()) * 2.0
-        self.offset = np.arange(n)[:, None] * self.span
-        self.arrivals = (self.cum_exp[0] + self.offset).ravel()
-
-    def gamma_plus(
-        self, base: np.ndarray, table: np.ndarray, k: np.ndarray, shape0: float, z: np.ndarray, step: float = 1.0
-    ) -> np.ndarray:
-        """Gamma(shape0 + step k) for integer k >= 0 (rows), every draw (columns): ``base`` plus k table steps."""
-        ki = np.minimum(k, _TABLE).astype(int)
-        out: np.ndarray = base[None, :] + table[:, ki].T
-        big = k > _TABLE
-        if big.any():
-            shape = shape0 + step * k[big, None]
-            out[big] = shape * np.maximum(1 - 1 / (9 * shape) + z[None, :] / np.sqrt(9 * shape), 1e-3) ** 3
-        return out
-
-    def count_within(self, scaled: np.ndarray) -> np.ndarray:
-        """Purchase arrivals (unit rate) on or before ``scaled`` (rows x draws), capped at the table."""
-        limit = np.minimum(scaled, self.cum_exp[0, :, -1][None, :] * (1 + 1e-12))
-        idx = np.searchsorted(self.arrivals, (limit + self.offset.T).ravel(), side="right").reshape(scaled.shape)
-        counts: np.ndarray = idx - (np.arange(scaled.shape[1]) * (_TABLE + 1))[None, :] - 1
-        return np.asarray(np.clip(counts, 0, _TABLE))
-
-
-@functools.lru_cache(maxsize=8)
-def _common_draws(n: int, seed: int, gg_p: float) -> _Draws:
-    """The draws of ``(n, seed, gg_p)``, made once (about 5 MB; drawing them took ~10 ms of every call,
-    a one-customer HTTP request's included) and read-only, so no call can change them for the next."""
-    draws = _Draws(n, seed, gg_p)
-    for value in vars(draws).values():
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False
-    return draws
-
-
-def _gamma_ppf(shape: float, u: np.ndarray) -> np.ndarray:
-    from scipy import special
-
-    return np.asarray(special.gammaincinv(shape, u), dtype=float)
+_CHUNK = 10_000  # customers (unique rows) per block: memory is chunk x n_draws floats per array
 
 
 class SpendIntervals:
@@ -184,17 +125,20 @@ class SpendIntervals:
         if not hasattr(self, "btyd_"):
             raise NotFittedError("This SpendIntervals is not fitted yet: call fit(btyd, ...) or from_dict().")
 
-    def quantiles(self, features: pd.DataFrame, probs: Sequence[float] = PROBS, *, clv: bool = True) -> pd.DataFrame:
+    def quantiles(
+        self, features: pd.DataFrame, probs: Sequence[float] = PROBS, *, clv: bool = True, expected: bool = True
+    ) -> pd.DataFrame:
         """Quantiles of realised spend (and CLV) and of expected spend, per customer.
 
         Returns, in row order,
-        ``spend_pXX``, ``clv_pXX`` (when ``clv``) and ``expected_spend_pXX`` for each ``XX`` in ``probs``.
+        ``spend_pXX``, ``clv_pXX`` (when ``clv``) and ``expected_spend_pXX`` (when ``expected``) for each
+        ``XX`` in ``probs``.
         """
         self._check_fitted()
         probs = tuple(float(p) for p in probs)
         if any(not 0 < p < 1 for p in probs) or list(probs) != sorted(probs):
             raise ValueError(f"SpendIntervals.quantiles: probs={probs} must be increasing, each in (0, 1).")
-        out = self._draw(self.btyd_, features, self.horizon_days_, probs=probs, clv=clv)
+        out = self._draw(self.btyd_, features, probs=probs, clv=clv, expected=expected)
         data: dict[str, Any] = {}
         for target, q in out.items():
             for i, p in enumerate(probs):
@@ -203,7 +147,7 @@ class SpendIntervals:
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """``spend_p10, spend_p50, spend_p90, clv_p10, clv_p50, clv_p90`` (:data:`INTERVAL_COLUMNS`)."""
-        return self.quantiles(features, PROBS)[list(INTERVAL_COLUMNS)]
+        return self.quantiles(features, PROBS, expected=False)[list(INTERVAL_COLUMNS)]
 
     def pit(self, features: pd.DataFrame, spend: np.ndarray | pd.Series) -> np.ndarray:
         """Randomised PIT of the realised ``spend`` under the predictive draws.
@@ -219,7 +163,7 @@ class SpendIntervals:
             raise ValueError(f"SpendIntervals.pit: spend has shape {y.shape}; expected one value per row of features")
         f, r, t, m, unit = self._columns(self.btyd_, features)
         gg = self.btyd_.gg_params_
-        draws = _common_draws(self.n_draws, self.seed, float(gg["p"]) if gg else 1.0)
+        draws = common_draws(self.n_draws, self.seed, float(gg["p"]) if gg else 1.0)
         h = self.horizon_days_ / unit
         out = np.empty(len(y))
         for start in range(0, len(y), _CHUNK):
@@ -242,31 +186,67 @@ class SpendIntervals:
         m = np.where(never, 0.0, np.maximum(cols["monetary_value"], 0.0))
         return f, r, t, m, unit
 
-    def _draw(
-        self, model: BTYDModel, frame: pd.DataFrame, horizon: float, *, probs: Sequence[float], clv: bool
-    ) -> dict[str, np.ndarray]:
-        f, r, t, m, unit = self._columns(model, frame)
-        gg = model.gg_params_
-        draws = _common_draws(self.n_draws, self.seed, float(gg["p"]) if gg else 1.0)
-        windows = [horizon / unit]
+    def _windows(self, unit: float, clv: bool) -> tuple[list[float], list[float]]:
+        """The horizon then (with ``clv``) each CLV month's end, in the model's unit; the months' discounts."""
+        windows = [self.horizon_days_ / unit]
         discounts: list[float] = []
         if clv:
             month = conditional.DAYS_PER_MONTH / unit
             windows += [k * month for k in range(1, self.clv_months_ + 1)]
             discounts = [(1 + self.annual_discount_rate_) ** (-k / 12) for k in range(1, self.clv_months_ + 1)]
-        keys = ("spend", "clv", "expected_spend") if clv else ("spend", "expected_spend")
-        out = {k: np.empty((len(f), len(probs))) for k in keys}
-        for start in range(0, len(f), _CHUNK):
+        return windows, discounts
+
+    def _draw(
+        self, model: BTYDModel, frame: pd.DataFrame, *, probs: Sequence[float], clv: bool, expected: bool
+    ) -> dict[str, np.ndarray]:
+        """The quantiles, by the compiled kernel over unique ``(frequency, recency, T)`` rows (equal to
+        :func:`_order_stats` of :meth:`_draw_chunk`'s draws, bit for bit)."""
+        f, r, t, m, unit = self._columns(model, frame)
+        gg = model.gg_params_
+        d = common_draws(self.n_draws, self.seed, float(gg["p"]) if gg else 1.0)
+        windows, discounts = self._windows(unit, clv)
+        (x, tx, tt), _, inverse = unique_rows(f, r, t)
+        members = np.argsort(inverse, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=x.size))])
+        ranks = np.asarray(_ranks(self.n_draws, probs), dtype=np.int64)
+        empty = np.empty((0, len(probs)))
+        out = {"spend": np.empty((len(f), len(probs)))}
+        out["clv"] = np.empty((len(f), len(probs))) if clv else empty
+        out["expected_spend"] = np.empty((len(f), len(probs))) if expected else empty
+        scale = np.ascontiguousarray(gg["v"] + m * f) if gg else np.empty(0)
+        for start in range(0, x.size, _CHUNK):
             sl = slice(start, start + _CHUNK)
-            part = self._draw_chunk(model, draws, f[sl], r[sl], t[sl], m[sl], windows, discounts, horizon / unit)
-            for k in keys:
-                out[k][sl] = _order_stats(part[k], probs)
-        return out
+            rows = row_draws(model, d, x[sl], tx[sl], tt[sl], windows[0], expected=expected)
+            first, last = starts[start], starts[min(start + _CHUNK, x.size)]
+            interval_quantiles(
+                rows.alive,
+                rows.lam,
+                np.empty((0, 0), dtype=np.int64) if rows.cap is None else rows.cap,
+                np.empty((0, 0)) if rows.life is None else rows.life,
+                np.empty((0, 0)) if rows.mean_count is None else rows.mean_count,
+                np.empty((0, 0)) if rows.shape is None else rows.shape,
+                scale,
+                np.asarray(windows, dtype=float),
+                np.asarray(discounts, dtype=float),
+                d.arrivals,
+                np.ascontiguousarray(d.offset[:, 0]),
+                d.cum_exp[0, :, -1] * (1 + 1e-12),
+                np.ascontiguousarray(d.cum_order[1]),
+                starts[start : start + _CHUNK + 1] - first,
+                members[first:last],
+                ranks,
+                float(gg["p"]) if gg else 0.0,
+                float(model.mean_order_value_) if gg is None else 0.0,
+                out["spend"],
+                out["clv"],
+                out["expected_spend"],
+            )
+        return {k: v for k, v in out.items() if k == "spend" or (clv if k == "clv" else expected)}
 
     def _draw_chunk(
         self,
         model: BTYDModel,
-        d: _Draws,
+        d: Draws,
         f: np.ndarray,
         r: np.ndarray,
         t: np.ndarray,
@@ -275,55 +255,33 @@ class SpendIntervals:
         discounts: list[float],
         h: float,
     ) -> dict[str, np.ndarray]:
+        """Every draw of every customer (rows) of ``spend``, ``expected_spend`` and (with ``discounts``)
+        ``clv``: what :meth:`pit` reads, and the reference the compiled :meth:`_draw` equals."""
         (x, tx, tt), _, inverse = unique_rows(f, r, t)
-        kind, params = model.model, model.params_
-        if kind == "pareto":
-            tx = pareto_recency(x, tx, tt)
-        with quiet():
-            p_alive = conditional.alive_probability(kind, fitter_with_params(kind, params), params, x, tx, tt)
-        p_alive = np.clip(np.nan_to_num(p_alive, nan=1.0), 0.0, 1.0)
-        alive = d.u_alive[None, :] < p_alive[:, None]
-        xi = x.astype(np.int64)
-        lam = d.gamma_plus(_gamma_ppf(params["r"], d.base[0]), d.cum_exp[1], xi, params["r"], d.z[0])
-        lam /= (params["alpha"] + tt)[:, None]
-        if kind == "pareto":
-            mu = _gamma_ppf(params["s"], d.base[2])[None, :] / (params["beta"] + tt)[:, None]
-            life = -np.log(d.u_drop)[None, :] / mu  # remaining life, memoryless given alive
-            cap = None
-            mean_count = lam * -np.expm1(-mu * h) / mu
-        else:
-            extra = 1 if kind == "mbgnbd" else 0
-            ga = _gamma_ppf(params["a"], d.base[1])[None, :]
-            gb = d.gamma_plus(_gamma_ppf(params["b"], d.base[2]), d.cum_exp[2], xi + extra, params["b"], d.z[1])
-            p = ga / (ga + gb)
-            with np.errstate(divide="ignore"):
-                drop_at = np.ceil(np.log(d.u_drop)[None, :] / np.log1p(-np.minimum(p, 1 - 1e-12)))
-            cap = np.minimum(np.maximum(drop_at, 1.0), _TABLE).astype(np.int64)
-            mean_count = -np.expm1(-lam * p * h) / p
-        mean_count = np.where(alive, mean_count, 0.0)[inverse]
+        rows = row_draws(model, d, x, tx, tt, h)
+        alive, lam, life, cap = rows.alive, rows.lam, rows.life, rows.cap
 
         def counts_within(w: float) -> np.ndarray:
-            c = d.count_within(lam * (np.minimum(w, life) if cap is None else w))
+            c = d.count_within(lam * (w if life is None else np.minimum(w, life)))
             return np.asarray(np.where(alive, c if cap is None else np.minimum(c, cap), 0)[inverse])
 
         gg = model.gg_params_
-        if gg is None:  # the fallback: every order is the mean order value
+        if gg is None or rows.shape is None:  # the fallback: every order is the mean order value
 
             def value(c: np.ndarray) -> np.ndarray:
                 return c * model.mean_order_value_
 
             mean_value: Any = model.mean_order_value_
         else:
-            fi = f.astype(np.int64)
-            shape = d.gamma_plus(_gamma_ppf(gg["q"], d.base[3]), d.cum_order[0], fi, gg["q"], d.z[2], gg["p"])
-            nu = shape / (gg["v"] + m * f)[:, None]
+            nu = rows.shape[inverse] / (gg["v"] + m * f)[:, None]
             draw = np.arange(d.u_alive.size)[None, :]
 
             def value(c: np.ndarray) -> np.ndarray:
                 return np.asarray(d.cum_order[1][draw, c] / nu)
 
             mean_value = gg["p"] / nu
-        res = {"spend": value(counts_within(windows[0])), "expected_spend": mean_count * mean_value}
+        assert rows.mean_count is not None  # asked for by default
+        res = {"spend": value(counts_within(windows[0])), "expected_spend": rows.mean_count[inverse] * mean_value}
         if discounts:
             clv = np.zeros_like(res["spend"])
             previous: Any = 0.0
@@ -387,7 +345,7 @@ def with_intervals(
     """``scores`` with :data:`INTERVAL_COLUMNS` inserted after its ``clv`` column, row by row of
     ``features`` (same length and order); the ``clv_pXX`` columns are NaN (null in the outputs) when
     not ``clv`` (they cost about 8x the spend intervals), and 0 with a CLV of 0 months."""
-    q = intervals.quantiles(features, PROBS, clv=clv and intervals.clv_months_ > 0)
+    q = intervals.quantiles(features, PROBS, clv=clv and intervals.clv_months_ > 0, expected=False)
     fill = 0.0 if clv else np.nan
     extra = pd.DataFrame(
         {c: q[c].to_numpy() if c in q.columns else np.full(len(q), fill) for c in INTERVAL_COLUMNS},
@@ -397,9 +355,13 @@ def with_intervals(
     return pd.concat([scores.iloc[:, :at], extra, scores.iloc[:, at:]], axis=1)
 
 
+def _ranks(n: int, probs: Sequence[float]) -> list[int]:
+    """The empirical quantiles' ranks among ``n`` draws (inverted CDF: the ceil(p n)-th smallest, from 0)."""
+    return [min(max(math.ceil(p * n), 1), n) - 1 for p in probs]
+
+
 def _order_stats(values: np.ndarray, probs: Sequence[float]) -> np.ndarray:
-    """Per row, the empirical quantiles (inverted CDF: the ceil(p n)-th smallest draw)."""
-    n = values.shape[1]
-    ranks = [min(max(math.ceil(p * n), 1), n) - 1 for p in probs]
+    """Per row, the empirical quantiles of :func:`_ranks` (the reference :meth:`SpendIntervals._draw` equals)."""
+    ranks = _ranks(values.shape[1], probs)
     part = np.partition(values, sorted(set(ranks)), axis=1)
     return part[:, ranks]

@@ -7,10 +7,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 
+from churnclv.models import intervals
 from churnclv.models.btyd import BTYDModel
-from churnclv.models.intervals import INTERVAL_COLUMNS, SpendIntervals
+from churnclv.models.interval_kernels import common_draws
+from churnclv.models.intervals import INTERVAL_COLUMNS, SpendIntervals, _order_stats
 
 H = 90.0
 
@@ -109,3 +113,83 @@ def test_pit_flags_a_wrong_model(fitted):
     model, frame, future = fitted
     u = model.pit(frame, future * 3)  # spend three times what the model expects
     assert np.mean(np.abs(u - 0.5) <= 0.4) < 0.70
+
+
+# ---------------------------------------------------------------- the compiled path equals the reference
+
+
+def edge_cases(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (with ``tenure_days``) plus never-bought sign-ups, one-time buyers, rows past the draw
+    tables (frequency > 512), shared histories with different order values, and huge order values
+    (up to one whose Gamma-Gamma scale overflows: infinite and NaN draws)."""
+    nan = np.nan
+    extra = pd.DataFrame(
+        {
+            "frequency": [nan, nan, nan, 0.0, 0.0, 600.0, 5.0, 5.0, 5.0, 3.0, 3.0, 40.0],
+            "recency": [nan, nan, nan, 0.0, 0.0, 700.0, 200.0, 200.0, 200.0, 90.0, 90.0, 300.0],
+            "T": [nan, nan, nan, 30.0, 400.0, 720.0, 300.0, 300.0, 300.0, 100.0, 100.0, 301.0],
+            "monetary_value": [nan, nan, nan, 0.0, 0.0, 80.0, 10.0, 1e4, 1e12, 1e250, 1e308, 55.0],
+            "tenure_days": [0.0, 45.0, nan, 30.0, 400.0, 720.0, 300.0, 300.0, 300.0, 100.0, 100.0, 301.0],
+        }
+    )
+    out = pd.concat([frame.assign(tenure_days=frame["T"]), extra], ignore_index=True)
+    return out.assign(customer_id=[f"{i:06d}" for i in range(len(out))])
+
+
+def reference_quantiles(model: SpendIntervals, frame: pd.DataFrame, probs: tuple[float, ...]) -> pd.DataFrame:
+    """The quantiles as numpy order statistics of every draw (:meth:`SpendIntervals._draw_chunk`)."""
+    f, r, t, m, unit = model._columns(model.btyd_, frame)
+    gg = model.btyd_.gg_params_
+    draws = common_draws(model.n_draws, model.seed, float(gg["p"]) if gg else 1.0)
+    windows, discounts = model._windows(unit, clv=True)
+    every = model._draw_chunk(model.btyd_, draws, f, r, t, m, windows, discounts, windows[0])
+    return pd.DataFrame(
+        {
+            f"{target}_p{round(100 * p)}": _order_stats(every[target], probs)[:, i]
+            for target in ("spend", "clv", "expected_spend")
+            for i, p in enumerate(probs)
+        },
+        index=frame.index,
+    )
+
+
+@pytest.fixture(scope="module")
+def population() -> pd.DataFrame:
+    return simulate(2500, seed=2)[0]
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:divide by zero:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the order value of 1e308, on purpose
+@pytest.mark.parametrize(
+    ("kind", "gg_min", "n_draws"),
+    [("bgnbd", 20, 200), ("mbgnbd", 20, 57), ("pareto", 20, 64), ("bgnbd", 10**9, 41)],
+    ids=["bgnbd", "mbgnbd", "pareto", "gamma-gamma-fallback"],
+)
+def test_compiled_quantiles_equal_the_reference_bit_for_bit(population, monkeypatch, kind, gg_min, n_draws):
+    btyd = BTYDModel(model=kind, gg_min_repeat_buyers=gg_min).fit(population)
+    edge_frame = edge_cases(population)
+    assert (btyd.gg_params_ is None) == (gg_min > 20)
+    model = SpendIntervals(n_draws=n_draws, seed=3).fit(btyd, horizon_days=H, clv_months=6)
+    monkeypatch.setattr(intervals, "_CHUNK", 700)  # several blocks of unique rows
+    probs = (0.05, 0.1, 0.5, 0.9, 0.99)
+    fast = model.quantiles(edge_frame, probs)
+    expected = reference_quantiles(model, edge_frame, probs)
+    pd.testing.assert_frame_equal(fast, expected[fast.columns], check_exact=True)
+    if btyd.gg_params_ is not None:  # the order value whose Gamma-Gamma scale overflows
+        assert np.isnan(fast.to_numpy()).any() and np.isinf(fast.to_numpy()).any()
+    assert (fast["spend_p90"] > 0).any() and (fast["spend_p10"] == 0).any()
+    without = model.quantiles(edge_frame, probs, clv=False, expected=False)
+    assert list(without.columns) == [f"spend_p{round(100 * p)}" for p in probs]
+    pd.testing.assert_frame_equal(without, fast[without.columns], check_exact=True)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.integers(0, 2_000_000), min_size=1, max_size=40), seed=st.integers(0, 5))
+def test_any_subset_gets_the_reference_quantiles(fitted, rows, seed):
+    model, frame, _ = fitted
+    model = SpendIntervals(n_draws=30 + seed, seed=seed).fit(model.btyd_, horizon_days=H, clv_months=3)
+    sub = edge_cases(frame).iloc[[i % (len(frame) + 12) for i in rows]]
+    fast = model.quantiles(sub, (0.1, 0.5, 0.9))
+    pd.testing.assert_frame_equal(
+        fast, reference_quantiles(model, sub, (0.1, 0.5, 0.9))[fast.columns], check_exact=True
+    )
