@@ -68,7 +68,7 @@ def gain_table(actual: Any, score: Any, *, n_bins: int = 10) -> pd.DataFrame:
     counts = np.bincount(bins, minlength=n_bins)
     keep = counts > 0
     sums, counts = sums[keep], counts[keep]
-    mean = total / a.size
+    share = sums / total  # each bin's share of the total: the lifts as shares, so a tiny total cannot underflow
     return pd.DataFrame(
         {
             "bin": np.flatnonzero(keep) + 1,
@@ -77,8 +77,8 @@ def gain_table(actual: Any, score: Any, *, n_bins: int = 10) -> pd.DataFrame:
             "actual": sums,
             "actual_mean": sums / counts,
             "gain": np.cumsum(sums) / total,
-            "lift": sums / counts / mean,
-            "lift_cumulative": np.cumsum(sums) / np.cumsum(counts) / mean,
+            "lift": share / (counts / a.size),
+            "lift_cumulative": np.cumsum(share) / (np.cumsum(counts) / a.size),
         }
     )
 
