@@ -133,6 +133,13 @@ def score_features(model: LoadedModel, features: pd.DataFrame, as_of: dt.date | 
     return model.scorer.score(model_input(features), as_of=as_of)
 
 
+def probe_features(model: LoadedModel) -> pd.DataFrame:
+    """The features the service computes for a probe customer with ``model``'s attributes and feature
+    configuration: what a model (or a targeting) must find among the service's feature columns."""
+    probe = CustomerHistory(customer_id="probe", transactions=[Transaction(ts=dt.datetime(2024, 12, 1), amount=10.0)])
+    return feature_frames([probe], dt.date(2025, 1, 1), model.attributes, model.scorer.feature_config())
+
+
 def check_model(loaded: LoadedModel) -> None:
     """Score a probe customer through the service's own feature path; refuse a model that fails.
 
@@ -141,10 +148,8 @@ def check_model(loaded: LoadedModel) -> None:
     ModelLoadError
         The model's input columns differ from the features the service computes, or scoring fails.
     """
-    as_of = dt.date(2025, 1, 1)
-    probe = CustomerHistory(customer_id="probe", transactions=[Transaction(ts=dt.datetime(2024, 12, 1), amount=10.0)])
     try:
-        features = feature_frames([probe], as_of, loaded.attributes, loaded.scorer.feature_config())
+        features = probe_features(loaded)
     except Exception as exc:
         raise ModelLoadError(
             f"model {redact_url(loaded.model_uri)}: computing probe features failed: {error_summary(exc)}"
@@ -251,13 +256,18 @@ def _unscorable(customer: CustomerHistory, as_of: dt.date) -> str | None:
 
 
 def score_histories(
-    model: LoadedModel, customers: Sequence[CustomerHistory], as_of: dt.date
+    model: LoadedModel,
+    customers: Sequence[CustomerHistory],
+    as_of: dt.date,
+    *,
+    features_out: list[pd.DataFrame] | None = None,
 ) -> list[CustomerScore | CustomerError]:
     """Score validated customers with their history, in request order.
 
     A customer with no transaction and no signup, or none on or before ``as_of``, gets an error
     entry; so does a customer whose features the feature or scoring code refuses (found by
-    :func:`isolate_failures`). The others are scored.
+    :func:`isolate_failures`). The others are scored. ``features_out`` (a list) receives the feature
+    frames of the scored customers, for a caller that decides on them too.
     """
     failed = {c.customer_id: why for c in customers if (why := _unscorable(c, as_of)) is not None}
     known = [c for c in customers if c.customer_id not in failed]
@@ -265,7 +275,10 @@ def score_histories(
     def score(part: list[CustomerHistory]) -> dict[str, CustomerScore]:
         features = feature_frames(part, as_of, model.attributes, model.scorer.feature_config())
         after = {c.customer_id: rows_after(c, as_of) for c in part}
-        return to_customer_scores(score_features(model, features, as_of), model.version, as_of, after)
+        scores = to_customer_scores(score_features(model, features, as_of), model.version, as_of, after)
+        if features_out is not None:  # only a part that scored: the parts kept are disjoint
+            features_out.append(features)
+        return scores
 
     refused: dict[str, str] = {}
     scored = (
@@ -296,23 +309,41 @@ def score_histories(
 _SEP = "\x1f"  # joins a request's number to its customer ids in a shared call (split at the first one)
 
 
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"customer_id": pd.Series(dtype=str)})
+
+
 def score_histories_together(
     requests: Sequence[tuple[LoadedModel, Sequence[CustomerHistory], dt.date]],
+    *,
+    features_out: list[pd.DataFrame] | None = None,
 ) -> list[list[CustomerScore | CustomerError]]:
     """:func:`score_histories` for several requests of one model and as-of, in one call.
 
     Each request's customers are renamed ``<request number><US><customer_id>`` for the call, so two
     requests may hold the same id with different histories; the answers carry the original ids.
+    ``features_out`` (a list) receives one frame per request: the features of its scored customers,
+    under their original ids.
     """
     model, _, as_of = requests[0]
+    frames: list[pd.DataFrame] | None = None if features_out is None else []
     if len(requests) == 1:
-        return [score_histories(model, requests[0][1], as_of)]
+        answers = [score_histories(model, requests[0][1], as_of, features_out=frames)]
+        if features_out is not None and frames is not None:
+            features_out.append(_joined(frames))
+        return answers
     renamed = [
         c.model_copy(update={"customer_id": f"{i}{_SEP}{c.customer_id}"})
         for i, (_, customers, _) in enumerate(requests)
         for c in customers
     ]
-    flat = score_histories(model, renamed, as_of)
+    flat = score_histories(model, renamed, as_of, features_out=frames)
+    if features_out is not None and frames is not None:
+        whole = _joined(frames)
+        parts = whole["customer_id"].astype(str).str.split(_SEP, n=1, expand=True).reindex(columns=[0, 1])
+        for i in range(len(requests)):
+            mine = (parts[0] == str(i)).to_numpy()
+            features_out.append(whole[mine].assign(customer_id=parts[1][mine].to_numpy()).reset_index(drop=True))
     out: list[list[CustomerScore | CustomerError]] = []
     pos = 0
     for _, customers, _ in requests:
@@ -334,6 +365,7 @@ __all__ = [
     "isolate_failures",
     "known_at",
     "load_checked_model",
+    "probe_features",
     "rows_after",
     "score_features",
     "score_histories",

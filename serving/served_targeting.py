@@ -11,8 +11,8 @@ lacks a model's column does. A new targeting folder takes a restart.
 Each score then carries the decision ``score-batch --targeting`` writes for the same customer, model,
 as-of and campaign arm (:mod:`churnclv.serving.targeting_decisions`): ``score_by_id`` decides on the
 snapshot's feature rows (precomputed with the answers, :mod:`churnclv.serving.score_table`), ``/score``
-on the features of the request's histories, computed again for a targeting that reads features (the
-scoring call does not hand its features out; about the cost of the feature step once more).
+on the features the scoring call computed from the request's histories (handed out by it, not computed
+again).
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from churnclv.redaction import redact_text
 from churnclv.serving.feature_snapshot import FeatureSnapshot
 from churnclv.serving.model import LoadedModel, ModelLoadError
-from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore, Transaction
-from churnclv.serving.scoring import feature_frames
+from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore
+from churnclv.serving.scoring import probe_features, score_histories_together
 from churnclv.serving.settings import VARIABLES
 from churnclv.serving.targeting_decisions import Targeting, TargetingError, decide_answers
 
@@ -33,9 +35,9 @@ __all__ = [
     "OPTION",
     "check_served",
     "checked_loader",
-    "decide_history_answers",
     "decide_id_answers",
     "load_served_targeting",
+    "score_and_decide_histories",
     "snapshot_problem",
 ]
 
@@ -55,13 +57,6 @@ def load_served_targeting(folder: Path | None) -> Targeting | None:
     return None if folder is None else Targeting.load(folder, OPTION)
 
 
-def _probe_columns(model: LoadedModel) -> list[str]:
-    """The columns of the features ``/score`` computes for ``model`` (a probe customer's)."""
-    probe = CustomerHistory(customer_id="probe", transactions=[Transaction(ts=dt.datetime(2024, 12, 1), amount=10.0)])
-    frame = feature_frames([probe], dt.date(2025, 1, 1), model.attributes, model.scorer.feature_config())
-    return [str(c) for c in frame.columns]
-
-
 def check_served(targeting: Targeting, model: LoadedModel) -> None:
     """Refuse a model the targeting cannot serve: the batch's checks (horizon, action costs and contact flags),
     and the features ``/score`` computes for it (what its uplift model reads).
@@ -74,7 +69,9 @@ def check_served(targeting: Targeting, model: LoadedModel) -> None:
     targeting.check_model(model)
     if targeting.feature_names:
         targeting.check_features(
-            _probe_columns(model), "the features the service computes for /score", "the model is not served"
+            [str(c) for c in probe_features(model).columns],
+            "the features the service computes for /score",
+            "the model is not served",
         )
 
 
@@ -121,19 +118,21 @@ def decide_id_answers(
         decide_answers(targeting, part, features)
 
 
-def decide_history_answers(
-    targeting: Targeting,
-    jobs: Sequence[tuple[LoadedModel, Sequence[CustomerHistory], dt.date]],
-    answers: list[_Answers],
-) -> None:
-    """The decision on each score of ``/score`` requests (``answers``: one list per job, in the customers' order),
-    from the features of the scored customers' histories, computed as the scoring call did."""
-    for (model, customers, as_of), part in zip(jobs, answers, strict=True):
+def score_and_decide_histories(
+    targeting: Targeting | None, jobs: Sequence[tuple[LoadedModel, Sequence[CustomerHistory], dt.date]]
+) -> list[_Answers]:
+    """``/score`` requests scored together (one list of answers per job, in the customers' order), with the
+    targeting's decision on each score, made on the features the scoring call computed."""
+    frames: list[pd.DataFrame] | None = [] if targeting is not None and targeting.feature_names else None
+    answers = score_histories_together(jobs, features_out=frames)
+    if targeting is None:
+        return answers
+    for i, part in enumerate(answers):
         features = None
-        if targeting.feature_names:
-            scored = [c for c, a in zip(customers, part, strict=True) if isinstance(a, CustomerScore)]
+        if frames is not None:
+            scored = [a.customer_id for a in part if isinstance(a, CustomerScore)]
             if scored:
-                frame = feature_frames(scored, as_of, model.attributes, model.scorer.feature_config())
-                by_id = frame.set_index(frame["customer_id"].astype(str))
-                features = by_id.loc[[c.customer_id for c in scored]].reset_index(drop=True)
+                by_id = frames[i].set_index(frames[i]["customer_id"].astype(str))
+                features = by_id.loc[scored].reset_index(drop=True)
         decide_answers(targeting, part, features)
+    return answers

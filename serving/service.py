@@ -76,12 +76,12 @@ from churnclv.serving.schemas import (
     ServiceWarning,
 )
 from churnclv.serving.score_table import ScoreTable, ScoreTableBuilder
-from churnclv.serving.scoring import load_checked_model, score_histories_together
+from churnclv.serving.scoring import load_checked_model
 from churnclv.serving.served_targeting import (
     checked_loader,
-    decide_history_answers,
     decide_id_answers,
     load_served_targeting,
+    score_and_decide_histories,
     snapshot_problem,
 )
 from churnclv.serving.server import SERVICE_NAME
@@ -172,7 +172,7 @@ class ChurnCLVService:
         limit = max(self.settings.max_customers, BATCH_CUSTOMERS)
         self._histories: RequestBatcher[_HistoryRequest, list[CustomerScore | CustomerError]] = RequestBatcher(
             self._work,
-            lambda _key, jobs: self._with_arms(self._decided(decide_history_answers, jobs, score_histories_together)),
+            lambda _key, jobs: self._with_arms(score_and_decide_histories(self.targeting, jobs)),
             max_items=limit,
             observe=_observer("score"),
         )

@@ -125,6 +125,20 @@ def test_a_refused_customer_costs_no_other_request_its_answers() -> None:
     assert isinstance(two[0], CustomerScore) and two[0].growth_score == 2.0
 
 
+def test_the_features_handed_out_are_each_requests_scored_customers_under_their_own_ids() -> None:
+    # what /score's targeting decides on: the frames the scoring call computed, split back per request
+    model = _model({"0\x1fshared"})
+    frames: list[pd.DataFrame] = []
+    score_histories_together(
+        [(model, [_buyer("shared"), _buyer("a")], AS_OF), (model, [_buyer("shared", 3)], AS_OF)], features_out=frames
+    )
+    assert [sorted(f["customer_id"]) for f in frames] == [["a"], ["shared"]]  # the refused one is left out
+    assert frames[1]["n_purchase_days"].tolist() == [3]
+    alone: list[pd.DataFrame] = []
+    score_histories_together([(model, [_buyer("b", 2)], AS_OF)], features_out=alone)
+    assert alone[0]["customer_id"].tolist() == ["b"] and alone[0]["n_purchase_days"].tolist() == [2]
+
+
 def test_isolate_failures_finds_each_refused_row_of_a_frame() -> None:
     frame = pd.DataFrame({"customer_id": [f"c{i}" for i in range(9)]}, index=[10, 3, 7, 1, 0, 2, 8, 5, 4])
     bad = {"c1", "c8"}
