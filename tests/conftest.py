@@ -27,6 +27,7 @@ from hypothesis import settings
 
 from churnclv.generate import generate_world_to_parquet
 from churnclv.generator.world import WorldConfig
+from churnclv.models import fit_memo
 
 # The small world's timeline: data to 2025-12-31; train as of TRAIN_AS_OF with a 90-day horizon.
 TRAIN_AS_OF = pd.Timestamp("2025-10-02")
@@ -218,3 +219,10 @@ def service_app() -> SimpleNamespace:
     """``running(env, metrics=False)``: the BentoML service in-process; ``SERVICE_VARS``: what it reads
     from the environment (for the serving tests and the data zoo; conftests cannot import each other)."""
     return SimpleNamespace(running=running_service, SERVICE_VARS=SERVICE_VARS)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fit_memo() -> None:
+    """Every test fits BTYD for itself: a test that makes lifetimes fail must not read a fit an
+    earlier test left in the memo (models.fit_memo)."""
+    fit_memo.clear()

@@ -18,6 +18,7 @@ import numpy as np
 
 from churnclv.errors import ChurnclvError
 from churnclv.models.btyd_summary import unique_rows
+from churnclv.models.fit_memo import memo
 from churnclv.models.lifetimes_fitters import (
     GG_PARAM_NAMES,
     PARAM_NAMES,
@@ -62,6 +63,7 @@ class BTYDConvergenceError(ChurnclvError, RuntimeError):
     """A BTYD fit did not converge or gave degenerate (non-finite, ~0 or huge) parameters."""
 
 
+@memo
 def fit_purchases(
     model: str,
     f: np.ndarray,

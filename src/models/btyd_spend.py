@@ -16,6 +16,7 @@ import numpy as np
 
 from churnclv.models.btyd_fitting import BTYDConvergenceError, fit_gamma_gamma, log_likelihood_gamma_gamma
 from churnclv.models.btyd_summary import unique_rows
+from churnclv.models.fit_memo import memo
 from churnclv.models.lifetimes_fitters import gamma_gamma_with_params, quiet
 
 __all__ = ["SpendFit", "fit_spend", "order_value"]
@@ -32,6 +33,7 @@ class SpendFit:
     n_repeat_buyers: int  # with a positive monetary_value
 
 
+@memo
 def fit_spend(
     f: np.ndarray,
     m: np.ndarray,

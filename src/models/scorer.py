@@ -11,6 +11,7 @@ policy, metadata) and one LightGBM model text file per booster (:mod:`churnclv.m
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,7 @@ class Scorer:
         as_of: Any = None,
         daily: pd.DataFrame | None = None,
         level_window: LevelWindow | None = None,
+        keep_parts: bool = False,
     ) -> Scorer:
         """Fit every model.
 
@@ -186,6 +188,8 @@ class Scorer:
             fitted on it (:mod:`churnclv.models.seasonality`).
         level_window : LevelWindow, optional
             The last closed window of the horizon: with a season, the totals' level factors.
+        keep_parts : bool
+            Keep the snapshot's model outputs for :meth:`score_fitted`.
         """
         c = self.config_
         missing = [col for col in ("cutoff", *LABEL_COLUMNS) if col not in train.columns]
@@ -238,13 +242,18 @@ class Scorer:
                 self.spend_ = GBMSpendRegressor(features=feats, refit_full=c.gbm_refit_full, **common).fit(
                     train, train["spend"].to_numpy(dtype=float), groups=groups
                 )
-            self._fit_levels(snapshot, as_of)
+        # the snapshot's model outputs, computed once: the level factors, the tier policy and (with
+        # keep_parts, score_fitted) the training's own scores of the snapshot read the same predictions
+        parts = self._parts(snapshot, as_of) if c.uses_gbm() or self.tiers is not False or keep_parts else None
+        if parts is not None and c.uses_gbm():
+            self._fit_levels(parts)
         self.tiers_ = None
         if self.tiers is not False:
             policy = self.tiers if isinstance(self.tiers, TierPolicy) else TierPolicy(config=self.tiers)
-            base = self._base_scores(snapshot, as_of=as_of)
+            base = self._base_scores(snapshot, parts=parts)
             policy.fit(self._tier_frame(base, snapshot.reset_index(drop=True)))
             self.tiers_ = policy
+        self._kept_parts = parts if keep_parts else None
         self.metadata_ = {
             "as_of": None if as_of is None else str(pd.Timestamp(as_of).date()),
             "horizon_days": c.horizon_days,
@@ -283,31 +292,47 @@ class Scorer:
     def _btyd_features(self, model: BTYDModel, frame: pd.DataFrame) -> pd.DataFrame:
         return _with_btyd(frame, model.predict(frame, self.config_.label_horizon, clv_months=0))
 
-    def _fit_levels(self, snapshot: pd.DataFrame, as_of: Any) -> None:
-        """Fit on the training snapshot (a score never depends on who else is scored) what carries the
-        learned outputs to the scores: with labels of a shorter horizon (or ``churn_recalibrate``), the
-        churn recalibration on BTYD's P(churn) (:func:`~churnclv.models.blending.soft_platt`); per
-        learned total, the factor making it BTYD's (``learned_totals = "btyd"``, and always with labels
-        of a shorter horizon); with a season, BTYD's in operational time, the learned totals carried as
-        :meth:`_base_scores` does."""
+    def _fit_levels(self, parts: _Parts) -> None:
+        """Fit on the training snapshot's outputs (a score never depends on who else is scored) what
+        carries the learned outputs to the scores: with labels of a shorter horizon (or
+        ``churn_recalibrate``), the churn recalibration on BTYD's P(churn) (:func:`~churnclv.models.
+        blending.soft_platt`); per learned total, the factor making it BTYD's (``learned_totals =
+        "btyd"``, and always with labels of a shorter horizon); with a season, BTYD's in operational
+        time, the learned totals carried as :meth:`_base_scores` does."""
         c = self.config_
-        bt, X = self._btyd_outputs(snapshot)
-        window = bt
+        bt, window, raw = parts.bt, parts.window, parts.raw
         carry: dict[str, np.ndarray | float] = {"purchases": 1.0, "spend": 1.0}
-        if self.seasonal_ is not None and as_of is not None:
-            window = self.seasonal_.predict(snapshot, as_of, c.horizon_days)
+        if window is not bt:  # a season
             carry = {t: row_ratio(window[f"expected_{t}"], bt[f"expected_{t}"]) for t in carry}
         transfer = c.label_horizon != c.horizon_days
-        if self.churn_ is not None and (transfer or c.churn_recalibrate):
+        if "churn" in raw and (transfer or c.churn_recalibrate):
             p_btyd = bt["p_churn"].to_numpy()
-            self.churn_calibration_ = soft_platt(
-                blend_logodds(self.churn_.predict_proba(X), p_btyd, c.churn_btyd_weight), p_btyd
-            )
+            self.churn_calibration_ = soft_platt(blend_logodds(raw["churn"], p_btyd, c.churn_btyd_weight), p_btyd)
         if c.learned_totals == "btyd" or transfer:
-            for target, model in (("purchases", self.purchases_), ("spend", self.spend_)):
-                if model is not None:
-                    factor = total_factor(model.predict(X) * carry[target], window[f"expected_{target}"].to_numpy())
+            for target in ("purchases", "spend"):
+                if target in raw:
+                    factor = total_factor(raw[target] * carry[target], window[f"expected_{target}"].to_numpy())
                     self.level_factors_[target] = self.level_factors_[target] if factor is None else factor
+
+    def _parts(self, features: pd.DataFrame, as_of: Any) -> _Parts:
+        """BTYD's outputs at the horizon (with the CLV), the learned models' input and raw outputs (before
+        any level factor or recalibration), and the scoring window's BTYD outputs (``bt`` itself
+        without a season or an as-of)."""
+        c = self.config_
+        bt, X = self._btyd_outputs(features, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate)
+        raw = {}
+        if self.churn_ is not None:
+            raw["churn"] = self.churn_.predict_proba(X)
+        for target in ("purchases", "spend"):
+            model = getattr(self, f"{target}_")
+            if model is not None:
+                raw[target] = model.predict(X)
+        window = bt
+        seasonal = getattr(self, "seasonal_", None)  # scorers built by hand before it existed have none
+        at = as_of if as_of is not None else getattr(self, "metadata_", {}).get("as_of")
+        if seasonal is not None and at is not None:
+            window = seasonal.predict(features, at, c.horizon_days)
+        return _Parts(bt, X, raw, window)
 
     def _btyd_outputs(
         self, features: pd.DataFrame, *, clv_months: int = 0, annual_discount_rate: float = 0.10
@@ -365,8 +390,24 @@ class Scorer:
         self._check_fitted()
         if "customer_id" not in features.columns:
             raise ValueError("Scorer.score: features need a customer_id column")
-        features = stable_floats(features.reset_index(drop=True))
-        out, X = self._base_scores(features, as_of=as_of, with_matrix=True)
+        return self._score(stable_floats(features.reset_index(drop=True)), as_of, prev, reasons, None)
+
+    def score_fitted(self, snapshot: pd.DataFrame, *, as_of: Any = None, reasons: bool = False) -> pd.DataFrame:
+        """:meth:`score` of the snapshot just fitted with ``keep_parts=True``, from the model outputs the
+        fit computed (one prediction of every model over the snapshot instead of two). Once: the kept
+        outputs are released."""
+        parts, self._kept_parts = getattr(self, "_kept_parts", None), None
+        features = stable_floats(snapshot.reset_index(drop=True))
+        if parts is None or not np.array_equal(
+            parts.X["customer_id"].to_numpy(dtype=str), features["customer_id"].to_numpy(dtype=str)
+        ):
+            raise ValueError("Scorer.score_fitted: pass the snapshot of the last fit(keep_parts=True), once")
+        return self._score(features, as_of, None, reasons, parts)
+
+    def _score(
+        self, features: pd.DataFrame, as_of: Any, prev: pd.Series | pd.DataFrame | None, reasons: bool, parts: Any
+    ) -> pd.DataFrame:
+        out, X = self._base_scores(features, as_of=as_of, with_matrix=True, parts=parts)
         self.intervals_ = getattr(self, "intervals_", None) or fit_intervals(self.btyd_, self.config_)  # by hand
         out = with_intervals(out, self.intervals_, features, clv=self.config_.clv_intervals)
         out = with_marketing(out, features, self.tiers_)  # before the tiers: the playbook may read them
@@ -383,44 +424,43 @@ class Scorer:
             contributions=contributions,
             prev=prev,
             max_reasons=self.config_.top_reasons,
+            reasons=reasons,
         )
-        more = {col: tiers[col].to_numpy() for col in ("growth_score", "tier", "tier_level", "stage", "action")}
-        more["reasons"] = tiers["reasons"].to_numpy() if reasons else [[] for _ in range(len(out))]
+        more = {
+            col: tiers[col].to_numpy() for col in ("growth_score", "tier", "tier_level", "stage", "action", "reasons")
+        }
         return pd.concat([out, pd.DataFrame(more, index=out.index)], axis=1)
 
-    def _base_scores(self, features: pd.DataFrame, *, as_of: Any = None, with_matrix: bool = False) -> Any:
+    def _base_scores(
+        self, features: pd.DataFrame, *, as_of: Any = None, with_matrix: bool = False, parts: _Parts | None = None
+    ) -> Any:
         """The model outputs (no tiers, no reasons), and the model matrix with BTYD columns.
 
         With a season, BTYD's outputs for the window come from BTYD in operational time and the
-        learned totals are carried by each customer's ratio of the two BTYD expectations."""
+        learned totals are carried by each customer's ratio of the two BTYD expectations. ``parts``:
+        the features' :meth:`_parts`, when already computed."""
         c = self.config_
-        bt, X = self._btyd_outputs(features, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate)
+        parts = self._parts(features, as_of) if parts is None else parts
+        bt, X, raw, window = parts.bt, parts.X, parts.raw, parts.window
         levels = self.level_factors_
         bt_spend = bt["expected_spend"].to_numpy()
-        spend = self.spend_.predict(X) * levels["spend"] if self.spend_ is not None else bt_spend
+        spend = raw["spend"] * levels["spend"] if "spend" in raw else bt_spend
         purchases = (
-            self.purchases_.predict(X) * levels["purchases"]
-            if self.purchases_ is not None
-            else bt["expected_purchases"].to_numpy()
+            raw["purchases"] * levels["purchases"] if "purchases" in raw else bt["expected_purchases"].to_numpy()
         )
         clv = (  # a year's value: no window season
             bt["clv"].to_numpy()
-            if self.spend_ is None
+            if "spend" not in raw
             else clv_from_spend(bt["clv"].to_numpy(), bt_spend, spend, self.clv_fallback_ratio_)
         )
-        window = bt
-        seasonal = getattr(self, "seasonal_", None)  # scorers built by hand before it existed have none
-        if seasonal is not None:
-            at = as_of if as_of is not None else getattr(self, "metadata_", {}).get("as_of")
-            if at is not None:
-                window = seasonal.predict(features, at, c.horizon_days)
-                purchases = purchases * row_ratio(window["expected_purchases"], bt["expected_purchases"])
-                spend = spend * row_ratio(window["expected_spend"], bt["expected_spend"])
+        if window is not bt:
+            purchases = purchases * row_ratio(window["expected_purchases"], bt["expected_purchases"])
+            spend = spend * row_ratio(window["expected_spend"], bt["expected_spend"])
         p_btyd = window["p_churn"].to_numpy()
         p_churn = (
             p_btyd
-            if self.churn_ is None
-            else churn_probability(self.churn_.predict_proba(X), p_btyd, c.churn_btyd_weight, self.churn_calibration_)
+            if "churn" not in raw
+            else churn_probability(raw["churn"], p_btyd, c.churn_btyd_weight, self.churn_calibration_)
         )
         # p_alive and the next-purchase quantiles agree with the final p_churn (next_purchase.py)
         timing = consistent_timing(
@@ -514,6 +554,16 @@ class Scorer:
         for target, model in saved.gbm.items():
             setattr(scorer, f"{target}_", model)
         return scorer
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """A feature frame's model outputs before the scorer combines them (:meth:`Scorer._parts`)."""
+
+    bt: pd.DataFrame  # BTYD at the horizon, with the CLV
+    X: pd.DataFrame  # the learned models' input (the features and BTYD's outputs at the label horizon)
+    raw: dict[str, np.ndarray]  # per learned target: its output before level factors and recalibration
+    window: pd.DataFrame  # BTYD over the scoring window (``bt`` itself without a season)
 
 
 def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:

@@ -377,6 +377,7 @@ class TierPolicy(BaseEstimator):
         contributions: Sequence[Sequence[Any]] | None = None,
         prev: pd.Series | pd.DataFrame | None = None,
         max_reasons: int | None = None,
+        reasons: bool = True,
     ) -> pd.DataFrame:
         """Everything per customer: score, tier, stage, action and reasons.
 
@@ -394,6 +395,9 @@ class TierPolicy(BaseEstimator):
             Last scoring's tiers, for hysteresis (see :meth:`predict`).
         max_reasons : int, optional
             Overrides ``[reasons] max_reasons``.
+        reasons : bool
+            Write the reasons (about 15 s per million customers); ``False`` gives every customer an
+            empty list.
 
         Returns
         -------
@@ -429,7 +433,9 @@ class TierPolicy(BaseEstimator):
                 dtype="string",
             ),
             reasons=pd.Series(
-                self.reasons(frame, contributions, max_reasons=max_reasons), index=frame.index, dtype=object
+                self.reasons(frame, contributions, max_reasons=max_reasons) if reasons else [[] for _ in frame.index],
+                index=frame.index,
+                dtype=object,
             ),
         )
         return pd.DataFrame(data, index=frame.index)  # one construction (column by column: ~0.1 ms each)

@@ -573,6 +573,8 @@ def failing_fit(monkeypatch, cls_name: str, fails) -> list[tuple[float, bool]]:
     import lifetimes
     from lifetimes.utils import ConvergenceError
 
+    from churnclv.models import fit_memo
+
     cls = getattr(lifetimes, cls_name)
     real_fit = cls.fit
     calls: list[tuple[float, bool]] = []
@@ -584,6 +586,7 @@ def failing_fit(monkeypatch, cls_name: str, fails) -> list[tuple[float, bool]]:
         return real_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(cls, "fit", fit)
+    fit_memo.clear()  # lifetimes behaves differently from here on: no fit from before it
     return calls
 
 
@@ -832,3 +835,31 @@ def test_small_unique_rows_group_like_pandas(rows: list[tuple[float, float]]) ->
     b = np.array([r[1] for r in rows])
     expected = pd.DataFrame({"0": a, "1": b}).groupby(["0", "1"], sort=False).ngroup().to_numpy()
     np.testing.assert_array_equal(_small_inverse((a, b)), expected)
+
+
+def test_a_fit_of_the_same_customers_is_looked_up_not_run_again(monkeypatch):
+    """models.fit_memo: same arrays and settings -> the memoised fit (lifetimes not called);
+    another value or setting -> a new fit; what a caller edits does not reach the memo."""
+    import lifetimes
+
+    frame = simulate_days("bgnbd", 400, seed=4)
+    first = BTYDModel().fit(frame)
+    calls = []
+    real = lifetimes.BetaGeoFitter.fit
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lifetimes.BetaGeoFitter, "fit", counting)
+    again = BTYDModel().fit(frame.copy())
+    assert calls == [] and again.params_ == first.params_ and again.gg_params_ == first.gg_params_
+    again.params_["r"] = -1.0  # a copy: the memo keeps its own
+    assert BTYDModel().fit(frame).params_ == first.params_ and calls == []
+    changed = frame.copy()
+    changed.loc[changed.index[0], "T"] += 1.0
+    BTYDModel().fit(changed)
+    assert len(calls) >= 1
+    n = len(calls)
+    BTYDModel(penalizer=0.001).fit(frame)
+    assert len(calls) > n

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnclv.features import compute_features, compute_labels
+from churnclv.features import compute_features, compute_labels, compute_training_frame
 from churnclv.features.engine import compute_daily_purchases
 from churnclv.generate import generate_world_to_parquet
 from churnclv.generator.world import WorldConfig
@@ -145,3 +145,24 @@ def test_level_factors_are_what_the_model_got_wrong_on_the_last_closed_window(se
     again = SeasonalBTYD.from_dict(json.loads(json.dumps(levelled.to_dict())))
     assert again is not None
     pd.testing.assert_frame_equal(again.predict(snapshot, as_of, h), scaled)
+
+
+def test_training_scores_of_its_snapshot_are_what_score_gives(seasonal_world: Path) -> None:
+    """score_fitted reuses the fit's predictions (season, learned models, tiers): the same frame as
+    score(), and only for the snapshot it kept."""
+    as_of = "2025-06-30"
+    snapshot = compute_features(seasonal_world, as_of)
+    daily = compute_daily_purchases(seasonal_world, as_of)
+    train = compute_training_frame(seasonal_world, as_of, 90, n_cutoffs=3)
+    scorer = Scorer(config=ScorerConfig(gbm_rounds=40, seed=2, churn_recalibrate=True))
+    scorer.fit(train, snapshot, as_of=as_of, daily=daily, keep_parts=True)
+    assert scorer.seasonal_ is not None and scorer.churn_ is not None and scorer.tiers_ is not None
+    kept = scorer.score_fitted(snapshot, as_of=as_of)
+    pd.testing.assert_frame_equal(kept, scorer.score(snapshot, as_of=as_of, reasons=False))
+    assert kept["reasons"].map(len).eq(0).all()
+    assert scorer.score(snapshot, as_of=as_of)["reasons"].map(len).gt(0).any()
+    with pytest.raises(ValueError, match="once"):  # released after one use
+        scorer.score_fitted(snapshot, as_of=as_of)
+    scorer.fit(train, snapshot, as_of=as_of, daily=daily, keep_parts=True)
+    with pytest.raises(ValueError, match="pass the snapshot"):
+        scorer.score_fitted(snapshot.iloc[::-1], as_of=as_of)
