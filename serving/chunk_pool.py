@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -28,6 +27,7 @@ import numba
 import pandas as pd
 import pyarrow as pa
 
+from churnclv.models.gbm_base import usable_cores
 from churnclv.models.scorer import Scorer
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.chunks import score_chunk
@@ -44,7 +44,7 @@ _worker: dict[str, LoadedModel] = {}  # the scorer of a worker process, loaded o
 
 def default_workers() -> int:
     """The cores this process may run on (its CPU affinity)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return usable_cores()
 
 
 def _scorer_folder(model: LoadedModel) -> Path | None:

@@ -63,7 +63,7 @@ def trained_store(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -
     store = tmp_path_factory.mktemp("mlruns")
     uri = f"sqlite:///{store}/mlflow.db"
     config = RunConfig(
-        train=TrainConfig(horizon_days=HORIZON, n_folds=2, train_cutoffs=3),
+        train=TrainConfig(horizon_days=HORIZON, n_folds=2, train_cutoffs=3, backtest_workers=2),
         scorer=ScorerConfig(horizon_days=HORIZON, gbm_rounds=80, seed=1),
     )
     result = train_and_log(small_world, TRAIN_AS_OF, config, tracking_uri=uri)

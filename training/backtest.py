@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pandas as pd
 from churnclv.features import compute_training_frame
 from churnclv.metrics import all_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
+from churnclv.models.gbm_base import lightgbm_threads, usable_cores
 from churnclv.models.inputs import stable_floats
 from churnclv.models.scorer import FIT_ERRORS, Scorer
 from churnclv.models.scorer_config import ScorerConfig
@@ -30,6 +32,19 @@ from churnclv.training.folds import Fold, plan_folds, to_day
 from churnclv.training.progress import BacktestProgress, format_seconds
 
 log = logging.getLogger(__name__)
+
+
+LEARNED = ("hybrid", "gbm")  # the candidates that fit LightGBM: most of a backtest's time
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """One candidate on one fold: its predictions and metrics, or why it failed."""
+
+    pred: pd.DataFrame | None
+    metrics: dict[str, float]
+    error: str | None
+    seconds: float
 
 
 def _candidate_scorer(name: str, base: ScorerConfig) -> Scorer:
@@ -96,54 +111,69 @@ def run_backtest(
     timings["training_frame_s"] = time.perf_counter() - started
     models_started = time.perf_counter()
     rows, last_preds = [], {}
-    fits = BacktestProgress({f.index: int(frame["cutoff"].isin(f.train_cutoffs).sum()) for f in folds}, tc.candidates)
-    for fold in folds:
-        train = frame[frame["cutoff"].isin(fold.train_cutoffs)].reset_index(drop=True)
-        evaluation = frame[frame["cutoff"] == fold.eval_cutoff].reset_index(drop=True)
-        for name in tc.candidates:
-            say(f"fold {fold.index}/{len(folds)}: {name} ({fits.status()})")
-            started = time.perf_counter()
-            fits.start(fold.index, name)
-            try:
+    workers = min(tc.backtest_workers or usable_cores(), len(tc.candidates))
+    fits = BacktestProgress(
+        {f.index: int(frame["cutoff"].isin(f.train_cutoffs).sum()) for f in folds}, tc.candidates, workers=workers
+    )
+
+    def fit(fold: Fold, name: str, train: pd.DataFrame, evaluation: pd.DataFrame) -> _Fitted:
+        say(f"fold {fold.index}/{len(folds)}: {name} ({fits.status()})")
+        started = time.perf_counter()
+        fits.start(fold.index, name)
+        try:
+            with lightgbm_threads(1 if workers > 1 else 0):  # side by side: one core each
                 pred = evaluate_candidate(name, train, evaluation, config.scorer)
-            except FIT_ERRORS as exc:
-                fits.finish()
-                reason = f"{type(exc).__name__}: {exc}"
-                dropped.append({"stage": "backtest", "fold": fold.index, "candidate": name, "reason": reason})
-                log.warning("fold %d: %s dropped: %s", fold.index, name, reason)  # said once: the log
-                continue
-            metrics = all_metrics(evaluation, pred)
-            fits.finish()
-            if fold_preds is not None and name in MODEL_CANDIDATES:
-                fold_preds.setdefault(name, []).append(
-                    pd.DataFrame(
-                        {
-                            "fold": fold.index,
-                            "customer_id": evaluation["customer_id"].to_numpy(),
-                            "churned": evaluation["churned"].to_numpy(dtype=bool),
-                            "p_churn": pred["p_churn"].to_numpy(dtype=float),
-                        }
+        except FIT_ERRORS as exc:
+            fits.finish(fold.index, name)
+            return _Fitted(None, {}, f"{type(exc).__name__}: {exc}", 0.0)
+        metrics = all_metrics(evaluation, pred)
+        fits.finish(fold.index, name)
+        return _Fitted(pred, metrics, None, time.perf_counter() - started)
+
+    # the learned candidates first: the others fit beside them (their order in the output is the config's)
+    order = sorted(tc.candidates, key=lambda c: c not in LEARNED)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backtest") as pool:
+        for fold in folds:
+            train = frame[frame["cutoff"].isin(fold.train_cutoffs)].reset_index(drop=True)
+            evaluation = frame[frame["cutoff"] == fold.eval_cutoff].reset_index(drop=True)
+            running = {name: pool.submit(fit, fold, name, train, evaluation) for name in order}
+            for name in tc.candidates:
+                done = running[name].result()
+                if done.pred is None:
+                    dropped.append({"stage": "backtest", "fold": fold.index, "candidate": name, "reason": done.error})
+                    log.warning("fold %d: %s dropped: %s", fold.index, name, done.error)  # said once: the log
+                    continue
+                pred = done.pred
+                if fold_preds is not None and name in MODEL_CANDIDATES:
+                    fold_preds.setdefault(name, []).append(
+                        pd.DataFrame(
+                            {
+                                "fold": fold.index,
+                                "customer_id": evaluation["customer_id"].to_numpy(),
+                                "churned": evaluation["churned"].to_numpy(dtype=bool),
+                                "p_churn": pred["p_churn"].to_numpy(dtype=float),
+                            }
+                        )
                     )
+                rows.append(
+                    {
+                        "fold": fold.index,
+                        "eval_cutoff": fold.eval_cutoff.date(),
+                        "candidate": name,
+                        "n_train": len(train),
+                        "n_eval": len(evaluation),
+                        "seconds": round(done.seconds, 2),
+                        **done.metrics,
+                    }
                 )
-            rows.append(
-                {
-                    "fold": fold.index,
-                    "eval_cutoff": fold.eval_cutoff.date(),
-                    "candidate": name,
-                    "n_train": len(train),
-                    "n_eval": len(evaluation),
-                    "seconds": round(time.perf_counter() - started, 2),
-                    **metrics,
-                }
-            )
-            if fold is folds[-1]:
-                last_preds[name] = pd.concat(
-                    [
-                        evaluation[["customer_id", "frequency", "churned", "purchases", "spend"]],
-                        pred.drop(columns="customer_id", errors="ignore"),
-                    ],
-                    axis=1,
-                )
+                if fold is folds[-1]:
+                    last_preds[name] = pd.concat(
+                        [
+                            evaluation[["customer_id", "frequency", "churned", "purchases", "spend"]],
+                            pred.drop(columns="customer_id", errors="ignore"),
+                        ],
+                        axis=1,
+                    )
     timings["backtest_models_s"] = time.perf_counter() - models_started
     say(f"backtest done: {fits.total} fits in {format_seconds(timings['backtest_models_s'])}")
     return pd.DataFrame(rows), folds, last_preds, frame

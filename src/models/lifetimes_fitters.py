@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -39,11 +40,14 @@ PARAM_NAMES: dict[str, tuple[str, ...]] = {
 GG_PARAM_NAMES: tuple[str, ...] = ("p", "q", "v")
 
 
+_QUIET = threading.RLock()  # the blocks that swap process-wide state for lifetimes, one thread at a time
+
+
 def import_lifetimes() -> Any:
     """The ``lifetimes`` package, imported without touching the caller's warnings state."""
     # lifetimes calls warnings.simplefilter at import (and pkg_resources warns): keep that out of the
     # caller's global warnings state.
-    with warnings.catch_warnings():
+    with _QUIET, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import lifetimes
         import lifetimes.utils
@@ -59,9 +63,10 @@ def quiet() -> Iterator[io.StringIO]:
     """
     buf = io.StringIO()
     try:
-        # redirect_stdout swaps sys.stdout process-wide for the block: acceptable for a batch fit,
-        # and the only way to keep lifetimes' print off the caller's stdout.
-        with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(buf):
+        # redirect_stdout and catch_warnings swap sys.stdout and the warnings filters process-wide:
+        # one block at a time (a thread's block ending inside another's would restore the other's
+        # swap, leaving stdout silenced for good), which costs little: lifetimes' fits hold the GIL
+        with _QUIET, warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(buf):
             warnings.simplefilter("ignore")
             yield buf
     finally:

@@ -863,3 +863,64 @@ def test_a_fit_of_the_same_customers_is_looked_up_not_run_again(monkeypatch):
     n = len(calls)
     BTYDModel(penalizer=0.001).fit(frame)
     assert len(calls) > n
+
+
+def test_a_fit_asked_for_by_two_threads_at_once_runs_once(monkeypatch):
+    """The backtest's candidates fit BTYD on the same evaluation rows side by side."""
+    import threading
+
+    import lifetimes
+
+    frame = simulate_days("bgnbd", 300, seed=6)
+    real = lifetimes.BetaGeoFitter.fit
+    calls = []
+    both_asked = threading.Barrier(2)  # both ask at once: a fit takes far longer than the ask
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lifetimes.BetaGeoFitter, "fit", counting)
+    results = []
+
+    def one() -> None:
+        both_asked.wait()
+        results.append(BTYDModel().fit(frame).params_)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and results[0] == results[1]
+    assert len(calls) == 1
+
+
+def test_quiet_blocks_of_two_threads_leave_stdout_as_it_was():
+    """lifetimes_fitters.quiet swaps sys.stdout process-wide; the backtest fits in threads. A block that
+    ended inside another thread's restored that thread's buffer: the CLI's summary went nowhere."""
+    import sys
+    import threading
+
+    from churnclv.models.lifetimes_fitters import quiet
+
+    before = sys.stdout
+    a_inside, b_asked = threading.Event(), threading.Event()
+
+    def a() -> None:
+        with quiet():
+            a_inside.set()
+            b_asked.wait()
+
+    def b() -> None:
+        a_inside.wait()
+        b_asked.set()
+        with quiet():
+            print("lifetimes says")
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sys.stdout is before

@@ -22,6 +22,7 @@ from churnclv.models.gbm import (
     GBMSpendRegressor,
     model_from_dict,
 )
+from churnclv.models.gbm_base import lightgbm_threads
 
 REGIONS = np.array(["north", "south", "east", "west"])
 
@@ -176,6 +177,21 @@ def test_refit_with_same_seed_is_identical(clf, data, test_data):
     Xt, _, _ = test_data
     assert np.array_equal(again.predict_proba(Xt), clf.predict_proba(Xt))
     assert again.booster_.model_to_string() == clf.booster_.model_to_string()
+
+
+def test_lightgbm_threads_sets_every_fit_and_gives_the_same_booster(data, test_data):
+    """What lets the backtest fit side by side on one core each: the context wins over params, and
+    the booster does not depend on the thread count (column-wise histograms)."""
+    X, y, _ = data
+    Xt, _, _ = test_data
+    two = GBMSpendRegressor(num_boost_round=60, params={"num_threads": 2})
+    with lightgbm_threads(1):
+        assert two._train_params()["num_threads"] == 1
+        one = GBMSpendRegressor(num_boost_round=60, params={"num_threads": 2}).fit(X, y["spend"])
+    assert two._train_params()["num_threads"] == 2  # outside the context: the params again
+    two.fit(X, y["spend"])
+    assert one.booster_.dump_model()["tree_info"] == two.booster_.dump_model()["tree_info"]  # every split
+    assert np.array_equal(one.predict(Xt), two.predict(Xt))
 
 
 @pytest.mark.parametrize("name", ["clf", "spend_model", "count_model"])

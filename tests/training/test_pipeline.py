@@ -66,9 +66,12 @@ def test_champion_loads_and_scores_like_the_trained_scorer(trained_store: dict, 
 
 
 def test_two_trainings_give_identical_scores(trained_store: dict, small_world: Path) -> None:
+    """Also with the backtest's fits one at a time (the store's ran two side by side, in threads)."""
     config = trained_store["config"]
-    again = train(small_world, "2025-10-02", config)
+    assert config.train.backtest_workers == 2
+    again = train(small_world, "2025-10-02", replace(config, train=replace(config.train, backtest_workers=1)))
     first = trained_store["result"]
+    assert again.selected == first.selected
     pd.testing.assert_frame_equal(again.snapshot_scores, first.snapshot_scores)
     pd.testing.assert_frame_equal(again.backtest.drop(columns="seconds"), first.backtest.drop(columns="seconds"))
 
