@@ -28,7 +28,7 @@ from churnclv.features.errors import FeatureError
 from churnclv.features.inputs import FeatureTables, sample_customers
 from churnclv.features.labels import build_labels, build_training_frame
 from churnclv.features.results import to_pandas
-from churnclv.features.sources import Source, connect, load_tables
+from churnclv.features.sources import Source, connect, load_tables, release_memory
 from churnclv.schema import TABLES
 
 __all__ = [
@@ -62,19 +62,33 @@ def _open(
     return con, tables
 
 
-def _features_query(
+@contextlib.contextmanager
+def _opened(
     source: Source,
-    day: dt.date,
-    config: FeatureConfig,
     con: ibis.BaseBackend | None,
     memory_limit: str | None,
     threads: int | None,
     temp_directory: str | Path | None,
-) -> tuple[ibis.BaseBackend, FeatureTables, ir.Table]:
-    """The connection, the tables and the features as of ``day`` sorted by ``customer_id`` (not yet run)."""
-    con, tables = _open(source, con, memory_limit, threads, temp_directory)
+    *,
+    check: bool = True,
+) -> Iterator[tuple[ibis.BaseBackend, FeatureTables]]:
+    """:func:`_open` for one job: a connection made here is closed when the job is done and the
+    memory it passed through handed back (:func:`~churnclv.features.sources.release_memory`); an
+    open DuckDB database keeps its buffers, ~0.9 GB of RSS after a training frame at 1M customers."""
+    own = con is None
+    con, tables = _open(source, con, memory_limit, threads, temp_directory, check=check)
+    try:
+        yield con, tables
+    finally:
+        if own:
+            con.disconnect()
+            release_memory()
+
+
+def _features_query(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, config: FeatureConfig) -> ir.Table:
+    """The features as of ``day`` sorted by ``customer_id`` (not yet run)."""
     check_known(con, tables, day)
-    return con, tables, build_features(tables, day, config=config).order_by("customer_id")
+    return build_features(tables, day, config=config).order_by("customer_id")
 
 
 def compute_features(
@@ -107,8 +121,9 @@ def compute_features(
     FeatureError
         A ``ValueError``: when no transaction and no signup is on or before ``as_of``.
     """
-    con, tables, expr = _features_query(source, as_of_date(as_of), config, con, memory_limit, threads, temp_directory)
-    return to_pandas(con.to_pyarrow(expr), feature_columns(tables, config))
+    with _opened(source, con, memory_limit, threads, temp_directory) as (con, tables):
+        expr = _features_query(con, tables, as_of_date(as_of), config)
+        return to_pandas(con.to_pyarrow(expr), feature_columns(tables, config))
 
 
 def write_features(
@@ -129,9 +144,10 @@ def write_features(
     day = as_of_date(as_of)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    con, _, expr = _features_query(source, day, config, con, memory_limit, threads, temp_directory)
-    log.info("writing features as of %s to %s", day, out)
-    con.to_parquet(expr, out)
+    with _opened(source, con, memory_limit, threads, temp_directory) as (con, tables):
+        expr = _features_query(con, tables, day, config)
+        log.info("writing features as of %s to %s", day, out)
+        con.to_parquet(expr, out)
     return out
 
 
@@ -153,11 +169,11 @@ def compute_labels(
     (a ``ValueError``) when the window ``(cutoff, cutoff + horizon_days]`` is not closed at ``as_of``.
     """
     c = as_of_date(cutoff, "cutoff")
-    con, tables = _open(source, con, memory_limit, threads, temp_directory)
-    expr = build_labels(tables, c, horizon_days, as_of=as_of, config=config)
-    check_known(con, tables, c, "cutoff")
-    spec = [FEATURES[0]] + [f for f in LABELS if f.name != "cutoff"]
-    return to_pandas(con.to_pyarrow(expr.order_by("customer_id")), spec)
+    with _opened(source, con, memory_limit, threads, temp_directory) as (con, tables):
+        expr = build_labels(tables, c, horizon_days, as_of=as_of, config=config)
+        check_known(con, tables, c, "cutoff")
+        spec = [FEATURES[0]] + [f for f in LABELS if f.name != "cutoff"]
+        return to_pandas(con.to_pyarrow(expr.order_by("customer_id")), spec)
 
 
 def count_customers(
@@ -168,8 +184,8 @@ def count_customers(
     Rows after ``as_of`` never count: what is decided from this number (the training sample's
     share) is the same whether the data was read at ``as_of`` or later.
     """
-    con, tables = _open(source, con, memory_limit, None, None, check=False)  # a count, no feature values
-    return int(con.to_pyarrow(known_customers(tables, as_of).count()).as_py())
+    with _opened(source, con, memory_limit, None, None, check=False) as (con, tables):  # a count: no values read
+        return int(con.to_pyarrow(known_customers(tables, as_of).count()).as_py())
 
 
 def compute_daily_purchases(
@@ -183,8 +199,8 @@ def compute_daily_purchases(
     """The base's purchases per calendar day up to ``as_of`` (:func:`~churnclv.features.daily.
     build_daily_purchases`) as pandas: ``day`` (datetime64), ``purchase_days``, ``first_purchases``,
     ``net_spend``; one row per day with a purchase, oldest first."""
-    con, tables = _open(source, con, memory_limit, None, None, check=False)  # sums only: no feature values
-    out = con.to_pandas(build_daily_purchases(tables, as_of, config or FeatureConfig()))
+    with _opened(source, con, memory_limit, None, None, check=False) as (con, tables):  # sums only: no values
+        out = con.to_pandas(build_daily_purchases(tables, as_of, config or FeatureConfig()))
     out["day"] = pd.to_datetime(out["day"])
     return out.reset_index(drop=True)
 
@@ -243,13 +259,14 @@ def compute_training_frame(
     fraction in (0, 1]) keeps only the customers of :func:`churnclv.features.sample_customers`, with
     their whole histories.
     """
-    con, tables = _open(source, con, memory_limit, threads, temp_directory)
-    with _materialized_sample(con, tables, sample) as sampled:
-        expr = build_training_frame(
-            sampled, as_of, horizon_days, cutoffs=cutoffs, step_days=step_days, n_cutoffs=n_cutoffs, config=config
-        )
-        result = con.to_pyarrow(expr.order_by(["cutoff", "customer_id"]))
-    frame = to_pandas(result, _training_spec(tables, config))
+    with _opened(source, con, memory_limit, threads, temp_directory) as (con, tables):
+        with _materialized_sample(con, tables, sample) as sampled:
+            expr = build_training_frame(
+                sampled, as_of, horizon_days, cutoffs=cutoffs, step_days=step_days, n_cutoffs=n_cutoffs, config=config
+            )
+            result = con.to_pyarrow(expr.order_by(["cutoff", "customer_id"]))
+        frame = to_pandas(result, _training_spec(tables, config))
+        del result
     if frame.empty:
         raise FeatureError(
             "no customer is known at any cutoff (every cutoff is before the first transaction and "
@@ -276,9 +293,9 @@ def write_training_frame(
     """Write :func:`compute_training_frame`'s result to the Parquet file ``out``, streaming."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    con, tables = _open(source, con, memory_limit, threads, temp_directory)
-    expr = build_training_frame(
-        tables, as_of, horizon_days, cutoffs=cutoffs, step_days=step_days, n_cutoffs=n_cutoffs, config=config
-    )
-    con.to_parquet(expr.order_by(["cutoff", "customer_id"]), out)
+    with _opened(source, con, memory_limit, threads, temp_directory) as (con, tables):
+        expr = build_training_frame(
+            tables, as_of, horizon_days, cutoffs=cutoffs, step_days=step_days, n_cutoffs=n_cutoffs, config=config
+        )
+        con.to_parquet(expr.order_by(["cutoff", "customer_id"]), out)
     return out
