@@ -19,8 +19,9 @@ import pandas as pd
 
 from churnclv.features import compute_features, compute_labels, count_customers
 from churnclv.features.engine import compute_daily_purchases
+from churnclv.models.inputs import stable_floats
 from churnclv.models.scorer import FIT_ERRORS, Scorer
-from churnclv.models.seasonality import MIN_SEASON_HISTORY_DAYS, LevelWindow
+from churnclv.models.seasonality import MIN_SEASON_HISTORY_DAYS, SUMMARY_COLUMNS, LevelWindow
 from churnclv.readiness import assess
 from churnclv.training.backtest import run_backtest, summarize_backtest, training_frame
 from churnclv.training.config import KEY_METRICS, Progress, RunConfig, TrainingError
@@ -128,7 +129,10 @@ def train(
     sampled_customers = int(frame["customer_id"].nunique())
     del frame  # the backtest's frame: the final fit needs only its latest cutoffs
     t1 = time.perf_counter()
-    snapshot = compute_features(clean, as_of.date(), memory_limit=tc.memory_limit, config=config.features)
+    # stable once here: the fit and the scores read it without a copy each (models.inputs.stable_floats)
+    snapshot = stable_floats(
+        compute_features(clean, as_of.date(), memory_limit=tc.memory_limit, config=config.features)
+    )
     timings["snapshot_features_s"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     daily = window = None
@@ -197,6 +201,7 @@ def _level_window(
     if (cutoff - to_day(first_ts)).days + 1 < MIN_SEASON_HISTORY_DAYS:
         return None
     features = compute_features(clean, cutoff.date(), memory_limit=tc.memory_limit, config=config.features)
+    features = features[[c for c in SUMMARY_COLUMNS if c in features.columns]]  # 6 of ~60 columns: held till the end
     labels = compute_labels(
         clean, cutoff.date(), tc.horizon_days, as_of=as_of.date(), config=config.features, memory_limit=tc.memory_limit
     )

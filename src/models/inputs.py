@@ -20,17 +20,23 @@ def stable_floats(frame: pd.DataFrame) -> pd.DataFrame:
     trees and scores between identical trainings; at 1e-6 (far below a cent) the inputs, hence the
     models and scores, are identical run to run.
     """
+    floats = [c for c, dtype in frame.dtypes.items() if dtype.kind == "f"]
     if len(frame) <= _SMALL_FRAME_ROWS:
-        floats = [c for c, dtype in frame.dtypes.items() if dtype.kind == "f"]
         block = frame[floats].to_numpy(dtype=np.float64)
         if floats and np.array_equal(np.round(block, FEATURE_DECIMALS), block, equal_nan=True):
             return frame  # already stable (the HTTP service's snapshot rows): 3x cheaper than a rebuild
+    elif all(_stable(frame[c].to_numpy(dtype=np.float64, na_value=np.nan)) for c in floats):
+        return frame  # a large frame made stable before (training's snapshot): no copy of ~0.5 GB a call
     # built column by column from arrays: 3x cheaper than DataFrame.round on the one-row HTTP path
     data = {
         c: np.round(s.to_numpy(), FEATURE_DECIMALS) if pd.api.types.is_float_dtype(s.dtype) else s.array
         for c, s in frame.items()
     }
     return pd.DataFrame(data, index=frame.index)
+
+
+def _stable(values: np.ndarray) -> bool:
+    return bool(np.array_equal(np.round(values, FEATURE_DECIMALS), values, equal_nan=True))
 
 
 def model_input(features: pd.DataFrame) -> pd.DataFrame:

@@ -185,12 +185,15 @@ def _poisson(X: np.ndarray, y: np.ndarray, offset: np.ndarray) -> tuple[np.ndarr
     return beta, dev
 
 
+#: What BTYD in operational time reads of a feature frame (a LevelWindow needs no other column).
+SUMMARY_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value", "tenure_days")
+
+
 def to_operational(features: pd.DataFrame, as_of: Any, season: Season) -> pd.DataFrame:
     """The BTYD summary columns in operational time (a day counts ``s(day)``): ``T``, ``recency`` and
     ``tenure_days``; the other columns unchanged. A customer's first purchase was ``T`` days before
     as-of and the last ``T - recency`` days before it."""
-    cols = [c for c in ("customer_id", "frequency", "recency", "T", "monetary_value", "tenure_days") if c in features]
-    out = features[cols].copy()
+    out = features[[c for c in SUMMARY_COLUMNS if c in features]].copy()
     t = pd.to_numeric(out["T"]).to_numpy(dtype=float, na_value=np.nan)
     r = pd.to_numeric(out["recency"]).to_numpy(dtype=float, na_value=np.nan)
     t_op = season.backward(as_of, t)

@@ -418,3 +418,17 @@ def test_churn_recalibrated_on_btyd_keeps_the_ranking_and_takes_btyds_level(data
     # soft Platt on BTYD's probabilities: the mean churn over the snapshot is BTYD's
     p_btyd = recal.btyd_.predict(snapshot, config.horizon_days, clv_months=0)["p_churn"].to_numpy()
     assert p_recal.mean() == pytest.approx(p_btyd.mean(), rel=1e-3)
+
+
+def test_stable_floats_rounds_once_and_returns_a_stable_frame_itself() -> None:
+    """Training makes its snapshot stable once; the fit and the scores then read it without a copy."""
+    rng = np.random.default_rng(0)
+    n = 5_000  # above the small-frame path
+    raw = pd.DataFrame({"customer_id": [f"{i:05d}" for i in range(n)], "x": rng.random(n), "k": np.arange(n)})
+    raw.loc[3, "x"] = np.nan
+    stable = stable_floats(raw)
+    assert stable is not raw and np.allclose(stable["x"], raw["x"], atol=1e-6, equal_nan=True)
+    assert stable_floats(stable) is stable  # already rounded: the same frame
+    nudged = stable.copy()
+    nudged.loc[7, "x"] += 1e-9
+    assert stable_floats(nudged) is not nudged
