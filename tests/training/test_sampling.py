@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from churnclv.features import compute_features
-from churnclv.fingerprint import clean_fingerprint
+from churnclv.fingerprint import BackgroundFingerprint, clean_fingerprint
 from churnclv.models.gbm_base import usable_cores
 from churnclv.models.scorer_config import ScorerConfig
 from churnclv.training.config import RunConfig, TrainConfig, TrainingError
@@ -93,6 +93,11 @@ def test_fingerprint_is_the_content_not_the_file_layout(small_world: Path, tmp_p
     assert digest(pd.concat([tx, tx.iloc[:1]]), "duplicated") != t["sha256_16"]
     assert digest(tx.rename(columns={"channel": "channel_x"}), "renamed") != t["sha256_16"]
     assert set(clean_fingerprint(small_world)) == {"transactions", "events", "customers"}
+    with BackgroundFingerprint(small_world) as background:  # what a training runs beside itself
+        assert background.result() == clean_fingerprint(small_world)
+    with BackgroundFingerprint(small_world) as left:  # a training that failed leaves it at once
+        pass
+    assert not left._thread.is_alive()
 
 
 @pytest.mark.integration
