@@ -200,8 +200,10 @@ def _level_window(
     cutoff = as_of - pd.Timedelta(days=tc.horizon_days)
     if (cutoff - to_day(first_ts)).days + 1 < MIN_SEASON_HISTORY_DAYS:
         return None
-    features = compute_features(clean, cutoff.date(), memory_limit=tc.memory_limit, config=config.features)
-    features = features[[c for c in SUMMARY_COLUMNS if c in features.columns]]  # 6 of ~60 columns: held till the end
+    # the 6 of ~60 columns BTYD in operational time reads: computed alone, and held till the end
+    features = compute_features(
+        clean, cutoff.date(), memory_limit=tc.memory_limit, config=config.features, columns=SUMMARY_COLUMNS
+    )
     labels = compute_labels(
         clean, cutoff.date(), tc.horizon_days, as_of=as_of.date(), config=config.features, memory_limit=tc.memory_limit
     )

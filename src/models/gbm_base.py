@@ -30,13 +30,25 @@ from churnclv.models.feature_matrix import (
 )
 from churnclv.models.saved_format import check_stamp
 
-__all__ = ["DEFAULT_EXCLUDE", "SMALL_BATCH_ROWS", "GBMBase", "lightgbm_threads", "usable_cores", "weights_of"]
+__all__ = [
+    "DEFAULT_EXCLUDE",
+    "PREDICT_CHUNK_ROWS",
+    "SMALL_BATCH_ROWS",
+    "GBMBase",
+    "lightgbm_threads",
+    "usable_cores",
+    "weights_of",
+]
 
 #: Inputs with fewer rows than this predict on one thread: LightGBM's OpenMP start-up costs more
 #: than it saves on a few rows (on many-core hosts, milliseconds per single-row call).
 SMALL_BATCH_ROWS = 1_000
 
 DEFAULT_EXCLUDE: tuple[str, ...] = ("customer_id", "cutoff", "as_of")
+
+#: Rows per LightGBM prediction call: the model matrix (float64, a column per feature) of a million
+#: customers is ~0.5 GB, of a slice ~0.1 GB.
+PREDICT_CHUNK_ROWS = 200_000
 
 # the threads every LightGBM call of this context uses (0: the model's own setting)
 _THREADS: ContextVar[int] = ContextVar("lightgbm_threads", default=0)
@@ -233,7 +245,13 @@ class GBMBase(BaseEstimator):
 
     def _raw(self, X: pd.DataFrame, **kwargs: Any) -> np.ndarray:
         self._check_columns(X)
-        return self._predict_matrix(self._matrix(X), **kwargs)
+        n = PREDICT_CHUNK_ROWS
+        if len(X) <= n:
+            return self._predict_matrix(self._matrix(X), **kwargs)
+        # a row's prediction is its own: slices give the same numbers with a fifth of the matrix
+        return np.concatenate(
+            [self._predict_matrix(self._matrix(X.iloc[i : i + n]), **kwargs) for i in range(0, len(X), n)]
+        )
 
     def _predict_matrix(self, M: np.ndarray, **kwargs: Any) -> np.ndarray:
         # one thread for small inputs: LightGBM's default threading costs ~10 ms a call

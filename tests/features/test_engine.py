@@ -311,3 +311,12 @@ def test_a_job_closes_the_connection_it_opened_and_keeps_the_callers(frames, tmp
     again = compute_features(tmp_path, "2024-08-31", con=mine)
     pd.testing.assert_frame_equal(again, features)  # read after the connection that made it closed
     assert mine.raw_sql("SELECT 1").fetchall() == [(1,)]
+
+
+def test_a_job_can_compute_only_some_columns(frames, tmp_path):
+    write_dir(tmp_path, *frames)
+    full = compute_features(tmp_path, "2024-08-31")
+    some = compute_features(tmp_path, "2024-08-31", columns=["T", "frequency", "tenure_days"])
+    pd.testing.assert_frame_equal(some, full[["customer_id", "T", "frequency", "tenure_days"]])
+    with pytest.raises(ValueError, match=r"columns \['spend_365'\] are not features"):
+        compute_features(tmp_path, "2024-08-31", columns=["spend_365"])

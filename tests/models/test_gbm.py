@@ -13,7 +13,7 @@ from scipy.special import expit
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
-from churnclv.models import explanations
+from churnclv.models import explanations, gbm_base
 from churnclv.models.calibration import IsotonicCalibrator, PlattCalibrator
 from churnclv.models.explanations import Reason, explainer
 from churnclv.models.gbm import (
@@ -192,6 +192,19 @@ def test_lightgbm_threads_sets_every_fit_and_gives_the_same_booster(data, test_d
     two.fit(X, y["spend"])
     assert one.booster_.dump_model()["tree_info"] == two.booster_.dump_model()["tree_info"]  # every split
     assert np.array_equal(one.predict(Xt), two.predict(Xt))
+
+
+@pytest.mark.parametrize("name", ["clf", "spend_model", "count_model"])
+def test_large_inputs_predict_in_slices_with_the_same_numbers(request, name, test_data, monkeypatch):
+    model = request.getfixturevalue(name)
+    Xt, _, _ = test_data
+    whole = model.predict_proba(Xt) if name == "clf" else model.predict(Xt)
+    monkeypatch.setattr(gbm_base, "PREDICT_CHUNK_ROWS", 700)  # 3,000 rows: five slices, the last short
+    sliced = model.predict_proba(Xt) if name == "clf" else model.predict(Xt)
+    assert np.array_equal(sliced, whole)
+    assert np.array_equal(
+        model._raw(Xt, pred_contrib=True), model.booster_.predict(model._matrix(Xt), pred_contrib=True)
+    )
 
 
 @pytest.mark.parametrize("name", ["clf", "spend_model", "count_model"])
