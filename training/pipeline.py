@@ -19,6 +19,7 @@ import pandas as pd
 
 from churnclv.features import compute_features, compute_labels, count_customers
 from churnclv.features.engine import compute_daily_purchases
+from churnclv.features.sources import release_memory
 from churnclv.models.inputs import stable_floats
 from churnclv.models.scorer import FIT_ERRORS, Scorer
 from churnclv.models.seasonality import MIN_SEASON_HISTORY_DAYS, SUMMARY_COLUMNS, LevelWindow
@@ -128,6 +129,7 @@ def train(
     train_rows = frame[frame["cutoff"].isin(plan.final_cutoffs)].reset_index(drop=True)
     sampled_customers = int(frame["customer_id"].nunique())
     del frame  # the backtest's frame: the final fit needs only its latest cutoffs
+    release_memory()  # what the backtest's fits freed, back to the OS before the snapshot's steps
     t1 = time.perf_counter()
     # stable once here: the fit and the scores read it without a copy each (models.inputs.stable_floats)
     snapshot = stable_floats(

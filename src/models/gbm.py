@@ -159,8 +159,11 @@ class GBMChurnClassifier(GBMBase):
                     f"the {part} part ({int(mask.sum())} rows) holds only one class of y; "
                     "pass more rows, change calibration_fraction, or set calibration=None"
                 )
-        self.booster_ = self._train_held_out(M, y_arr, w, held, self.num_boost_round)
-        raw = np.asarray(self.booster_.predict(M[held], raw_score=True))
+        M_held = M[held]
+        data = [M]
+        del M
+        self.booster_ = self._train_held_out(data, y_arr, w, held, self.num_boost_round)
+        raw = np.asarray(self.booster_.predict(M_held, raw_score=True))
         cal_cls = IsotonicCalibrator if self.calibration == "isotonic" else PlattCalibrator
         self.calibrator_ = cal_cls.fit(raw, y_arr[held], weights_of(w, held))
         y_h = y_arr[held]
@@ -235,7 +238,10 @@ class _GBMRegressorBase(GBMBase):
         booster = None
         if self.validation_fraction > 0:
             held = self._split(X, groups, self.validation_fraction)
-            booster = self._train_held_out(M, y_arr, w, held, rounds)
+            data = [M]
+            if not self.refit_full:  # no second training on every row: the matrix goes once split
+                del M
+            booster = self._train_held_out(data, y_arr, w, held, rounds)
             rounds = int(booster.current_iteration())
             info["n_validation"] = int(held.sum())
             info["n_train"] = int((~held).sum())

@@ -234,11 +234,16 @@ class GBMBase(BaseEstimator):
         return lgb.Booster(model_str=booster.model_to_string())
 
     def _train_held_out(
-        self, M: np.ndarray, y: np.ndarray, w: np.ndarray | None, held: np.ndarray, num_boost_round: int
+        self, data: list[np.ndarray], y: np.ndarray, w: np.ndarray | None, held: np.ndarray, num_boost_round: int
     ) -> lgb.Booster:
-        """Train on the rows outside ``held``, early stopping on the rows in it."""
+        """Train on the rows outside ``held``, early stopping on the rows in it. ``data`` holds the
+        model matrix alone and is emptied: the matrix is freed once split, not kept through the
+        training beside its two parts (~0.3 GB at 600k rows)."""
+        M = data.pop()
+        train, valid = M[~held], M[held]
+        del M
         return self._train(
-            M[~held], y[~held], weights_of(w, ~held), (M[held], y[held], weights_of(w, held)), num_boost_round
+            train, y[~held], weights_of(w, ~held), (valid, y[held], weights_of(w, held)), num_boost_round
         )
 
     # ---- prediction -------------------------------------------------------------------------
