@@ -27,24 +27,18 @@ import numba
 import pandas as pd
 import pyarrow as pa
 
-from churnclv.models.gbm_base import usable_cores
 from churnclv.models.scorer import Scorer
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.chunks import score_chunk
 from churnclv.serving.model import LoadedModel
 
-__all__ = ["MIN_PARALLEL_ROWS", "ChunkScorer", "default_workers"]
+__all__ = ["MIN_PARALLEL_ROWS", "ChunkScorer"]
 
 #: Below this many customers in the snapshot, chunks are scored in the batch's own process:
 #: starting a worker (imports, the scorer, numba's cache) costs a few seconds.
 MIN_PARALLEL_ROWS = 100_000
 
 _worker: dict[str, LoadedModel] = {}  # the scorer of a worker process, loaded once by _start
-
-
-def default_workers() -> int:
-    """The cores this process may run on (its CPU affinity)."""
-    return usable_cores()
 
 
 def _scorer_folder(model: LoadedModel) -> Path | None:

@@ -20,11 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churnclv.features import FeatureConfig, connect, write_features
+from churnclv.models.gbm_base import usable_cores
 from churnclv.redaction import redact_text
 from churnclv.serving.atomic_files import write_json, write_parquet
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.checkpoints import PROGRESS_FILE
-from churnclv.serving.chunk_pool import MIN_PARALLEL_ROWS, ChunkScorer, default_workers
+from churnclv.serving.chunk_pool import MIN_PARALLEL_ROWS, ChunkScorer
 from churnclv.serving.chunks import check_order
 from churnclv.serving.migration import prev_tiers
 from churnclv.serving.model import LoadedModel
@@ -130,7 +131,7 @@ def score_chunks(
     snapshot = pq.ParquetFile(tmp / FEATURES_FILE)
     total = snapshot.metadata.num_rows
     if workers is None:
-        workers = default_workers() if total >= MIN_PARALLEL_ROWS else 1
+        workers = usable_cores() if total >= MIN_PARALLEL_ROWS else 1
     written = 0
     last: str | None = None
     pending: deque[tuple[int, int, Callable[[], pa.Table]]] = deque()  # chunks sent, not yet written

@@ -46,22 +46,6 @@ log = logging.getLogger(__name__)
 _SAMPLE_IDS = itertools.count()  # unique names for the temporary tables of samples
 
 
-def _open(
-    source: Source,
-    con: ibis.BaseBackend | None,
-    memory_limit: str | None,
-    threads: int | None,
-    temp_directory: str | Path | None,
-    *,
-    check: bool = True,
-) -> tuple[ibis.BaseBackend, FeatureTables]:
-    con = con or connect(memory_limit=memory_limit, threads=threads, temp_directory=temp_directory)
-    tables = load_tables(source, con)
-    if check:  # one scan of the columns the features read: cheap next to the feature job itself
-        check_values(tables, con)
-    return con, tables
-
-
 @contextlib.contextmanager
 def _opened(
     source: Source,
@@ -72,12 +56,17 @@ def _opened(
     *,
     check: bool = True,
 ) -> Iterator[tuple[ibis.BaseBackend, FeatureTables]]:
-    """:func:`_open` for one job: a connection made here is closed when the job is done and the
-    memory it passed through handed back (:func:`~churnclv.features.sources.release_memory`); an
-    open DuckDB database keeps its buffers, ~0.9 GB of RSS after a training frame at 1M customers."""
+    """The connection (``con``, else a new one with these settings) and the clean tables of one job,
+    their values checked unless ``check`` is False. A connection made here is closed when the job is
+    done and the memory it passed through handed back (:func:`~churnclv.features.sources.
+    release_memory`): an open DuckDB database keeps its buffers, ~0.9 GB of RSS after a training frame
+    at 1M customers."""
     own = con is None
-    con, tables = _open(source, con, memory_limit, threads, temp_directory, check=check)
+    con = con or connect(memory_limit=memory_limit, threads=threads, temp_directory=temp_directory)
     try:
+        tables = load_tables(source, con)
+        if check:  # one scan of the columns the features read: cheap next to the feature job itself
+            check_values(tables, con)
         yield con, tables
     finally:
         if own:

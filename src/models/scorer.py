@@ -248,9 +248,9 @@ class Scorer:
         if parts is not None and c.uses_gbm():
             self._fit_levels(parts)
         self.tiers_ = None
-        if self.tiers is not False:
+        if parts is not None and self.tiers is not False:
             policy = self.tiers if isinstance(self.tiers, TierPolicy) else TierPolicy(config=self.tiers)
-            base = self._base_scores(snapshot, parts=parts)
+            base = self._base_scores(snapshot, parts)
             policy.fit(self._tier_frame(base, snapshot.reset_index(drop=True)))
             self.tiers_ = policy
         self._kept_parts = parts if keep_parts else None
@@ -319,7 +319,13 @@ class Scorer:
         any level factor or recalibration), and the scoring window's BTYD outputs (``bt`` itself
         without a season or an as-of)."""
         c = self.config_
-        bt, X = self._btyd_outputs(features, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate)
+        bt = self.btyd_.predict(
+            features, c.horizon_days, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate
+        )
+        X = features
+        if any(m is not None for m in (self.churn_, self.purchases_, self.spend_)):
+            same = c.label_horizon == c.horizon_days  # the learned models read BTYD at their labels' horizon
+            X = _with_btyd(features, bt if same else self.btyd_.predict(features, c.label_horizon, clv_months=0))
         raw = {}
         if self.churn_ is not None:
             raw["churn"] = self.churn_.predict_proba(X)
@@ -333,21 +339,6 @@ class Scorer:
         if seasonal is not None and at is not None:
             window = seasonal.predict(features, at, c.horizon_days)
         return _Parts(bt, X, raw, window)
-
-    def _btyd_outputs(
-        self, features: pd.DataFrame, *, clv_months: int = 0, annual_discount_rate: float = 0.10
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """BTYD's scores at the horizon, and the learned models' input (BTYD columns at the label horizon)."""
-        c = self.config_
-        bt = self.btyd_.predict(
-            features, c.horizon_days, clv_months=clv_months, annual_discount_rate=annual_discount_rate
-        )
-        if not any(m is not None for m in (self.churn_, self.purchases_, self.spend_)):
-            return bt, features
-        at_label = (
-            bt if c.label_horizon == c.horizon_days else self.btyd_.predict(features, c.label_horizon, clv_months=0)
-        )
-        return bt, _with_btyd(features, at_label)
 
     # ------------------------------------------------------------------ score
 
@@ -405,9 +396,15 @@ class Scorer:
         return self._score(features, as_of, None, reasons, parts)
 
     def _score(
-        self, features: pd.DataFrame, as_of: Any, prev: pd.Series | pd.DataFrame | None, reasons: bool, parts: Any
+        self,
+        features: pd.DataFrame,
+        as_of: Any,
+        prev: pd.Series | pd.DataFrame | None,
+        reasons: bool,
+        parts: _Parts | None,
     ) -> pd.DataFrame:
-        out, X = self._base_scores(features, as_of=as_of, with_matrix=True, parts=parts)
+        parts = self._parts(features, as_of) if parts is None else parts
+        out, X = self._base_scores(features, parts), parts.X
         self.intervals_ = getattr(self, "intervals_", None) or fit_intervals(self.btyd_, self.config_)  # by hand
         out = with_intervals(out, self.intervals_, features, clv=self.config_.clv_intervals)
         out = with_marketing(out, features, self.tiers_)  # before the tiers: the playbook may read them
@@ -431,17 +428,13 @@ class Scorer:
         }
         return pd.concat([out, pd.DataFrame(more, index=out.index)], axis=1)
 
-    def _base_scores(
-        self, features: pd.DataFrame, *, as_of: Any = None, with_matrix: bool = False, parts: _Parts | None = None
-    ) -> Any:
-        """The model outputs (no tiers, no reasons), and the model matrix with BTYD columns.
+    def _base_scores(self, features: pd.DataFrame, parts: _Parts) -> pd.DataFrame:
+        """The model outputs (no tiers, no reasons) of ``features`` from their :meth:`_parts`.
 
         With a season, BTYD's outputs for the window come from BTYD in operational time and the
-        learned totals are carried by each customer's ratio of the two BTYD expectations. ``parts``:
-        the features' :meth:`_parts`, when already computed."""
+        learned totals are carried by each customer's ratio of the two BTYD expectations."""
         c = self.config_
-        parts = self._parts(features, as_of) if parts is None else parts
-        bt, X, raw, window = parts.bt, parts.X, parts.raw, parts.window
+        bt, raw, window = parts.bt, parts.raw, parts.window
         levels = self.level_factors_
         bt_spend = bt["expected_spend"].to_numpy()
         spend = raw["spend"] * levels["spend"] if "spend" in raw else bt_spend
@@ -480,7 +473,7 @@ class Scorer:
         for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv"):
             if not np.isfinite(out[col].to_numpy(dtype=float)).all():
                 raise FloatingPointError(f"Scorer.score: {col} has non-finite values; the models are broken")
-        return (out, X) if with_matrix else out
+        return out
 
     def feature_config(self) -> FeatureConfig:
         """The feature configuration the scorer was trained with (every path computes features with
