@@ -56,6 +56,20 @@ def report_errors(*, prefix: str = "", redact: bool = False) -> Iterator[None]:
     except ChurnclvError as exc:
         message = redact_text(" ".join(str(exc).split())) if redact else str(exc)
         raise DataProblem(f"{prefix}{message}") from None
+    except Exception as exc:
+        if not _out_of_memory(exc):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__  # sizes only, no data
+        raise DataProblem(
+            f"{prefix}DuckDB ran out of memory ({first.removeprefix('Out of Memory Error: ')}); fix: raise "
+            "--memory-limit (or [train] memory_limit in the config), or leave it unset so DuckDB may use up to "
+            "80 % of RAM"
+        ) from None
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """DuckDB's OutOfMemoryException, told by its type (no duckdb import for the CLI's other paths)."""
+    return any(t.__name__ == "OutOfMemoryException" and "duckdb" in t.__module__ for t in type(exc).__mro__)
 
 
 def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:

@@ -272,3 +272,15 @@ def test_features_on_bad_trusted_input_exits_1_with_one_line(
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and says in errors[0] and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_duckdb_out_of_memory_is_one_line_naming_the_fix(small_world: Path, tmp_path: Path) -> None:
+    """A memory limit too small for the job (a real DuckDB OutOfMemoryException): one line with the
+    setting to raise, no traceback, no output written."""
+    out = tmp_path / "f.parquet"
+    args = ["features", "--data", str(small_world), "--trusted", "--as-of", "2025-10-02", "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--memory-limit", "1MB"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "DuckDB ran out of memory" in errors[0] and "--memory-limit" in errors[0]
+    assert "Traceback" not in result.output and not out.exists()

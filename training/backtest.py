@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from churnclv.features import compute_training_frame
+from churnclv.features.inputs import in_sample_ids
 from churnclv.metrics import all_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
 from churnclv.models.gbm_base import lightgbm_threads, usable_cores
@@ -72,6 +73,7 @@ def run_backtest(
     progress: Progress | None = None,
     first_ts: pd.Timestamp | None = None,
     sample: float | None = None,
+    train_sample: float | None = None,
     timings: dict[str, float] | None = None,
     folds: list[Fold] | None = None,
     extra_cutoffs: Sequence[pd.Timestamp] = (),
@@ -83,6 +85,8 @@ def run_backtest(
     ``folds`` default to :func:`plan_folds` at the config's horizon; ``extra_cutoffs`` join the
     training frame (the final refit's); ``sample`` (a fraction of customers, see
     :func:`churnclv.features.sample_customers`) restricts the training frame to a fixed sample;
+    ``train_sample`` (a smaller fraction of the base) restricts each fold's training rows to a fixed
+    sample of that sample, the evaluation rows staying the frame's (``[train] backtest_customers``);
     ``timings`` receives the seconds of each step. A candidate that fails on a fold (no
     convergence, non-finite output, too few rows) is left out of that fold: its reason goes to
     ``dropped`` and the log, and the other candidates go on. ``fold_preds`` receives, per model
@@ -112,9 +116,14 @@ def run_backtest(
     models_started = time.perf_counter()
     rows, last_preds = [], {}
     workers = min(tc.backtest_workers or usable_cores(), len(tc.candidates))
-    fits = BacktestProgress(
-        {f.index: int(frame["cutoff"].isin(f.train_cutoffs).sum()) for f in folds}, tc.candidates, workers=workers
-    )
+    # the candidates train on the same fixed customers on every fold (nested in the frame's sample)
+    trains = None if train_sample is None else in_sample_ids(frame["customer_id"].to_numpy(), train_sample)
+
+    def train_rows(fold: Fold) -> pd.Series:
+        rows = frame["cutoff"].isin(fold.train_cutoffs)
+        return rows if trains is None else rows & trains
+
+    fits = BacktestProgress({f.index: int(train_rows(f).sum()) for f in folds}, tc.candidates, workers=workers)
 
     def fit(fold: Fold, name: str, train: pd.DataFrame, evaluation: pd.DataFrame) -> _Fitted:
         say(f"fold {fold.index}/{len(folds)}: {name} ({fits.status()})")
@@ -134,7 +143,7 @@ def run_backtest(
     order = sorted(tc.candidates, key=lambda c: c not in LEARNED)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backtest") as pool:
         for fold in folds:
-            train = frame[frame["cutoff"].isin(fold.train_cutoffs)].reset_index(drop=True)
+            train = frame[train_rows(fold)].reset_index(drop=True)
             evaluation = frame[frame["cutoff"] == fold.eval_cutoff].reset_index(drop=True)
             running = {name: pool.submit(fit, fold, name, train, evaluation) for name in order}
             for name in tc.candidates:

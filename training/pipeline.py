@@ -72,6 +72,12 @@ def train(
             f"backtest and LightGBM fits on a fixed sample of ~{tc.sample_customers:,} of "
             f"{n_customers:,} customers (train.sample_customers)"
         )
+    train_sample = tc.backtest_fraction(n_customers) if plan.folds else None
+    if train_sample is not None:
+        say(
+            f"backtest candidates trained on a fixed sample of ~{tc.backtest_customers:,} customers, "
+            "scored on all of the sample (train.backtest_customers)"
+        )
     timings: dict[str, float] = {}
     dropped: list[dict[str, Any]] = []
     frame = None
@@ -89,6 +95,7 @@ def train(
             progress=progress,
             first_ts=first_ts,
             sample=sample,
+            train_sample=train_sample,
             timings=timings,
             folds=plan.folds,
             extra_cutoffs=plan.final_cutoffs if plan.backtest_horizon_days == label_h else [],
@@ -155,7 +162,12 @@ def train(
     timings["final_fit_s"] = time.perf_counter() - t1
     scorer.metadata_.update(
         {
-            "training_sample": {"customers": n_customers, "fraction": sample, "sampled_customers": sampled_customers},
+            "training_sample": {
+                "customers": n_customers,
+                "fraction": sample,
+                "sampled_customers": sampled_customers,
+                "backtest_fraction": train_sample,
+            },
             "selected": selected,
             "churn_btyd_weight": scorer.config_.churn_btyd_weight,
             "churn_recalibrate": scorer.config_.churn_recalibrate,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ibis.expr.types as ir
+import numpy as np
 
 from churnclv.features.errors import FeatureError
 from churnclv.tables import DataError
 
-__all__ = ["FeatureTables", "in_sample", "sample_customers"]
+__all__ = ["FeatureTables", "in_sample", "in_sample_ids", "sample_customers"]
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,26 @@ def in_sample(customer_id: ir.StringValue, fraction: float) -> ir.BooleanValue:
     digits) fall below ``fraction * 2**32``: the same customers on every run, engine and library
     version, and a sample of fraction f is contained in every sample of a larger fraction.
     """
+    return customer_id.hexdigest("md5").substr(0, 8) < _threshold(fraction)
+
+
+def in_sample_ids(customer_ids: Sequence[str] | np.ndarray, fraction: float) -> np.ndarray:
+    """:func:`in_sample` on ids in memory: a boolean per id, the same customers as the expression."""
+    threshold = _threshold(fraction)
+    ids = np.asarray(customer_ids, dtype=object)
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    keep = np.fromiter(
+        (hashlib.md5(str(i).encode(), usedforsecurity=False).hexdigest()[:8] < threshold for i in uniq),
+        dtype=bool,
+        count=len(uniq),
+    )
+    return keep[inverse.ravel()]
+
+
+def _threshold(fraction: float) -> str:
     if not 0.0 < fraction <= 1.0:
         raise FeatureError(f"sample fraction={fraction!r}: must be in (0, 1]")
-    threshold = f"{min(int(fraction * 16**8), 16**8 - 1):08x}"
-    return customer_id.hexdigest("md5").substr(0, 8) < threshold
+    return f"{min(int(fraction * 16**8), 16**8 - 1):08x}"
 
 
 def sample_customers(tables: FeatureTables, fraction: float) -> FeatureTables:

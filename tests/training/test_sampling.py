@@ -6,10 +6,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import ibis
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from churnclv.features import compute_features
+from churnclv.features.inputs import in_sample, in_sample_ids
 from churnclv.fingerprint import BackgroundFingerprint, clean_fingerprint
 from churnclv.models.gbm_base import usable_cores
 from churnclv.models.scorer_config import ScorerConfig
@@ -29,13 +33,23 @@ def test_sampled_training_backtests_on_the_sample_and_scores_everyone(small_worl
     n = len(snapshot)  # the sample's share is of the customers known at as-of, not of every row
     config = RunConfig(
         train=TrainConfig(
-            horizon_days=90, n_folds=1, train_cutoffs=2, candidates=("btyd", "gbm"), sample_customers=500
+            horizon_days=90,
+            n_folds=1,
+            train_cutoffs=2,
+            candidates=("btyd", "gbm"),
+            sample_customers=500,
+            backtest_customers=300,
         ),
         scorer=ScorerConfig(horizon_days=90, gbm_rounds=30, seed=1),
     )
     result = train(small_world, AS_OF, config)
     info = result.scorer.metadata_["training_sample"]
     assert info["customers"] == n and info["fraction"] == pytest.approx(500 / n)
+    assert info["backtest_fraction"] == pytest.approx(300 / n)
+    # the backtest's candidates trained on ~300 of the 500 (the same md5 rule, nested), the refit on all
+    # 500, while every customer of the sample was evaluated
+    n_train = result.backtest["n_train"].max()
+    assert 0 < n_train < 0.8 * result.scorer.metadata_["train_rows"]
     # the backtest evaluated only the sampled customers (the md5 rule), and the refit trained on them
     evaluated = set(result.fold_predictions["gbm"]["customer_id"])
     assert evaluated and all(_sampled(c, 500 / n) for c in evaluated)
@@ -52,6 +66,32 @@ def test_sampled_training_backtests_on_the_sample_and_scores_everyone(small_worl
     assert t["backtest_models_s"] >= seconds.max() - 0.05
     assert t["backtest_models_s"] * usable_cores() >= seconds.sum() - 0.05
     assert t["training_frame_s"] + t["backtest_models_s"] <= t["backtest_s"] <= t["total_s"]
+
+
+def test_backtest_sample_setting() -> None:
+    cfg = TrainConfig(sample_customers=50_000, backtest_customers=25_000)
+    assert cfg.backtest_fraction(1_000_000) == pytest.approx(0.025)
+    assert cfg.backtest_fraction(50_000) == pytest.approx(0.5)  # a base of 50k: the frame is everyone
+    assert cfg.backtest_fraction(25_000) is None and cfg.backtest_fraction(20_000) is None  # small bases: all
+    assert TrainConfig(backtest_customers=0).backtest_fraction(10**7) is None
+    # a frame no larger than the backtest's sample: no second sample
+    assert TrainConfig(sample_customers=20_000, backtest_customers=25_000).backtest_fraction(10**6) is None
+    assert TrainConfig(sample_customers=0, backtest_customers=25_000).backtest_fraction(10**6) == pytest.approx(0.025)
+    with pytest.raises(TrainingError, match=r"backtest_customers: must be 0 .* or at least 100"):
+        TrainConfig(backtest_customers=5)
+
+
+@given(st.lists(st.text(max_size=12), max_size=40), st.floats(0.01, 1.0))
+def test_sample_of_ids_in_memory_is_the_expressions_sample(ids: list[str], fraction: float) -> None:
+    """The backtest's sample in pandas picks exactly the customers the feature job's DuckDB filter picks
+    (so it nests in the training frame's sample)."""
+    ids = [i.replace("\x00", "") for i in ids] + ["007", "7", "Ülker-42"]
+    ours = in_sample_ids(ids, fraction)
+    assert ours.tolist() == [_sampled(i, fraction) for i in ids]
+    table = ibis.memtable(pd.DataFrame({"customer_id": ids}, dtype=object))
+    flags = ibis.duckdb.connect().execute(table.select(keep=in_sample(table.customer_id, fraction)))["keep"]
+    assert ours.tolist() == flags.astype(bool).tolist()
+    assert not in_sample_ids(ids, fraction / 2)[~ours].any()  # a smaller sample nests in a larger one
 
 
 def test_sample_setting() -> None:
