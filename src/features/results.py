@@ -23,6 +23,15 @@ def _arrow_type(f: Feature) -> pa.DataType:
     }[f.dtype]
 
 
+def _own_copy(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``col`` in buffers of its own. DuckDB exports a result's Arrow batches in memory it frees only
+    when no buffer of the batch is referenced any more; pandas strings keep Arrow's character data
+    (widening the offsets to large_string copies those alone), so one string column would keep
+    every column of the result alive: at 1M customers ~0.55 GB beside a 0.49 GB feature frame,
+    for as long as the frame lives. Numbers are copied out anyway (to NumPy, then consolidated)."""
+    return col.take(pa.array(np.arange(len(col), dtype=np.int64)))
+
+
 def to_pandas(table: pa.Table, spec: Sequence[Feature]) -> pd.DataFrame:
     """An Arrow result as pandas with the catalogue's dtypes, in catalogue order.
 
@@ -44,7 +53,7 @@ def to_pandas(table: pa.Table, spec: Sequence[Feature]) -> pd.DataFrame:
         elif f.dtype == "date":
             out[f.name] = pd.Series(col.to_numpy()).astype("datetime64[ns]")
         elif f.dtype == "string":
-            out[f.name] = pd.Series(col.to_pandas(), dtype="str")
+            out[f.name] = pd.Series(_own_copy(col).to_pandas(), dtype="str")
         else:  # float64 (null -> NaN), bool
             values = col.to_numpy(zero_copy_only=False).astype(f.dtype, copy=False)
             out[f.name] = pd.Series(values, copy=False)
