@@ -79,6 +79,9 @@ def connect(
     con = ibis.duckdb.connect(**config)
     # insertion order is irrelevant here (outputs are sorted by customer_id); keeping it costs memory
     con.raw_sql("SET preserve_insertion_order = false")
+    # jemalloc's background threads hand freed pages back while a query runs instead of after it:
+    # compute_features at 1M peaked at 2.22 GB instead of 2.83 GB, in the same time
+    con.raw_sql("SET allocator_background_threads = true")
     return con
 
 
