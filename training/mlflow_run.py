@@ -120,7 +120,8 @@ def train_and_log(
             for p in art.values():
                 mlflow.log_artifact(str(p), artifact_path="report")
             scorer_dir = result.scorer.save(Path(tmp) / SCORER_ARTIFACT)
-            example = model_input(result.snapshot_features.head(20))
+            rows = result.example_features if result.example_features is not None else result.snapshot_features
+            example = model_input(rows.head(20))
             out = result.scorer.score(example)
             out["reasons"] = out["reasons"].map("; ".join)
             with warnings.catch_warnings():

@@ -17,11 +17,14 @@ from typing import Any
 
 import pandas as pd
 
-from churnclv.features import compute_features, compute_labels, count_customers
+from churnclv.features import FeatureChunks, compute_features, compute_labels, count_customers, write_feature_chunks
 from churnclv.features.engine import compute_daily_purchases
 from churnclv.features.sources import release_memory
 from churnclv.models.inputs import stable_floats
-from churnclv.models.scorer import FIT_ERRORS, Scorer
+from churnclv.models.intervals import INTERVAL_COLUMNS
+from churnclv.models.marketing import MARKETING_COLUMNS
+from churnclv.models.next_purchase import WAIT_COLUMNS
+from churnclv.models.scorer import FIT_ERRORS, SCORE_COLUMNS, Scorer
 from churnclv.models.seasonality import MIN_SEASON_HISTORY_DAYS, SUMMARY_COLUMNS, LevelWindow
 from churnclv.readiness import assess
 from churnclv.training.backtest import run_backtest, summarize_backtest, training_frame
@@ -33,6 +36,13 @@ from churnclv.training.selection import REFIT_FALLBACK, select_churn_blend, sele
 log = logging.getLogger(__name__)
 
 __all__ = ["train"]
+
+# what a run keeps of a snapshot read in chunks ([train] snapshot_chunk): the columns its reports read
+CHUNKED_SCORE_COLUMNS = tuple(
+    c for c in SCORE_COLUMNS if c not in {*INTERVAL_COLUMNS, *WAIT_COLUMNS, *MARKETING_COLUMNS, "reasons"}
+)
+CHUNKED_FEATURE_COLUMNS = ("customer_id", "net_spend_365d")
+EXAMPLE_ROWS = 20  # the MLflow model's input example
 
 
 def train(
@@ -138,10 +148,19 @@ def train(
     del frame  # the backtest's frame: the final fit needs only its latest cutoffs
     release_memory()  # what the backtest's fits freed, back to the OS before the snapshot's steps
     t1 = time.perf_counter()
-    # stable once here: the fit and the scores read it without a copy each (models.inputs.stable_floats)
-    snapshot = stable_floats(
-        compute_features(clean, as_of.date(), memory_limit=tc.memory_limit, config=config.features)
-    )
+    snapshot: pd.DataFrame | FeatureChunks
+    if tc.snapshot_chunk and n_customers > tc.snapshot_chunk:
+        say(
+            f"the snapshot of {n_customers:,} customers is written out of core and read in chunks of "
+            f"{tc.snapshot_chunk:,} (train.snapshot_chunk)"
+        )
+        snapshot = write_feature_chunks(
+            clean, as_of.date(), chunk_size=tc.snapshot_chunk, config=config.features, memory_limit=tc.memory_limit
+        )
+    else:  # stable once here: the fit and the scores read it without a copy each (models.inputs.stable_floats)
+        snapshot = stable_floats(
+            compute_features(clean, as_of.date(), memory_limit=tc.memory_limit, config=config.features)
+        )
     timings["snapshot_features_s"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     daily = window = None
@@ -187,7 +206,17 @@ def train(
     t1 = time.perf_counter()
     # no reasons: the reports read tiers and values only (the reasons of 1M customers cost ~15 s);
     # result.scorer.score(result.snapshot_features) gives them
-    scores = scorer.score_fitted(snapshot, as_of=as_of, reasons=False)
+    if isinstance(snapshot, FeatureChunks):
+        chunks = snapshot
+        scores = pd.concat(
+            [part[list(CHUNKED_SCORE_COLUMNS)] for part in scorer.score_fitted_chunks(chunks, as_of=as_of)],
+            ignore_index=True,
+        )
+        snapshot, example = chunks.read(CHUNKED_FEATURE_COLUMNS), chunks.head(EXAMPLE_ROWS)
+        chunks.close()
+    else:
+        scores = scorer.score_fitted(snapshot, as_of=as_of, reasons=False)
+        example = snapshot.head(EXAMPLE_ROWS)
     timings["snapshot_scores_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
     return TrainResult(
@@ -197,6 +226,7 @@ def train(
         selected=selected,
         snapshot_scores=scores,
         snapshot_features=snapshot,
+        example_features=example,
         folds=plan.folds,
         fold_predictions=last_preds,
         timings=timings,

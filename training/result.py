@@ -22,8 +22,11 @@ class TrainResult:
     backtest: pd.DataFrame  # one row per (fold, candidate) with every metric
     summary: pd.DataFrame  # mean metrics per candidate
     selected: dict[str, str]
-    snapshot_scores: pd.DataFrame  # every customer known at as-of, without reasons
-    snapshot_features: pd.DataFrame  # features as of the training as-of (the tiers' population)
+    # every customer known at as-of, without reasons; a snapshot read in chunks ([train] snapshot_chunk)
+    # keeps the columns the reports read (training.pipeline.CHUNKED_SCORE_COLUMNS)
+    snapshot_scores: pd.DataFrame
+    # features as of the training as-of (the tiers' population); in chunks, customer_id and net_spend_365d
+    snapshot_features: pd.DataFrame
     folds: list[Fold]
     fold_predictions: dict[str, pd.DataFrame]  # last fold: labels + predictions per candidate
     timings: dict[str, float]
@@ -31,6 +34,7 @@ class TrainResult:
     # sub-fits that failed and were left out: {"stage", "fold", "candidate", "reason"}
     dropped: list[dict[str, Any]] = field(default_factory=list)
     readiness: Readiness | None = None  # what the data supported, checked before training
+    example_features: pd.DataFrame | None = None  # the first snapshot rows, every column (MLflow's input example)
     run_id: str | None = None
     model_version: str | None = None
     promotion: dict[str, Any] | None = None

@@ -2,11 +2,13 @@
 
 Build expressions with :func:`build_features`, :func:`build_labels` and :func:`build_training_frame`
 (backend-agnostic), or run them with :func:`compute_features` / :func:`write_features` (batch, out of
-core on DuckDB) and :func:`compute_features_frames` (a few customers held in memory). Every output
+core on DuckDB; :func:`write_feature_chunks` to read them back a chunk of customers at a time) and
+:func:`compute_features_frames` (a few customers held in memory). Every output
 column is listed in :data:`churnclv.features.catalogue.FEATURES`.
 """
 
 from churnclv.features.catalogue import FEATURES, LABELS, Feature, render_markdown
+from churnclv.features.chunked import FeatureChunks, write_feature_chunks
 from churnclv.features.config import FeatureConfig
 from churnclv.features.dates import AsOf, as_of_date
 from churnclv.features.definitions import build_features, feature_columns
@@ -28,6 +30,7 @@ __all__ = [
     "LABELS",
     "AsOf",
     "Feature",
+    "FeatureChunks",
     "FeatureConfig",
     "FeatureTables",
     "Source",
@@ -46,6 +49,7 @@ __all__ = [
     "render_markdown",
     "rolling_cutoffs",
     "sample_customers",
+    "write_feature_chunks",
     "write_features",
     "write_training_frame",
 ]

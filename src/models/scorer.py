@@ -11,6 +11,7 @@ policy, metadata) and one LightGBM model text file per booster (:mod:`churnclv.m
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pandas as pd
 from lightgbm.basic import LightGBMError
 from sklearn.exceptions import NotFittedError
 
-from churnclv.features import FeatureConfig
+from churnclv.features import FeatureChunks, FeatureConfig
 from churnclv.models.blending import (
     blend_logodds,
     churn_probability,
@@ -46,7 +47,8 @@ from churnclv.models.scorer_files import (
     read_scorer,
     write_scorer,
 )
-from churnclv.models.seasonality import LevelWindow, SeasonalBTYD, fit_seasonal_model
+from churnclv.models.seasonality import SUMMARY_COLUMNS, LevelWindow, SeasonalBTYD, fit_seasonal_model
+from churnclv.models.tier_config import COLUMN_ROLES
 from churnclv.models.tier_policy import TierPolicy
 
 log = logging.getLogger(__name__)
@@ -163,7 +165,7 @@ class Scorer:
     def fit(
         self,
         train: pd.DataFrame,
-        snapshot: pd.DataFrame,
+        snapshot: pd.DataFrame | FeatureChunks,
         *,
         as_of: Any = None,
         daily: pd.DataFrame | None = None,
@@ -178,8 +180,11 @@ class Scorer:
             Stacked rolling cutoffs: features as of each ``cutoff`` with the labels ``churned``,
             ``purchases`` and ``spend`` over the configured horizon (from
             :func:`churnclv.features.training_frame`). Every window must be closed.
-        snapshot : DataFrame
-            Features as of the training as-of; BTYD is fitted on it (BTYD needs no labels).
+        snapshot : DataFrame or FeatureChunks
+            Features as of the training as-of; BTYD is fitted on it (BTYD needs no labels). A base
+            too large to hold comes as :class:`~churnclv.features.FeatureChunks`: BTYD and the season
+            read its summary columns, the level factors and the tier policy go over it chunk by
+            chunk, keeping a few model outputs per customer; the fit is the same as on the whole frame.
         as_of : date-like, optional
             The training as-of, kept in ``metadata_``.
         daily : DataFrame, optional
@@ -195,7 +200,12 @@ class Scorer:
         missing = [col for col in ("cutoff", *LABEL_COLUMNS) if col not in train.columns]
         if missing:
             raise ValueError(f"Scorer.fit: train is missing columns {missing}; build it with training_frame()")
-        train, snapshot = stable_floats(train), stable_floats(snapshot)
+        chunks = snapshot if isinstance(snapshot, FeatureChunks) else None
+        train = stable_floats(train)
+        if chunks is None:
+            snapshot = stable_floats(snapshot)
+        else:  # what BTYD and the season read, for every customer
+            snapshot = stable_floats(chunks.read([col for col in SUMMARY_COLUMNS if col in chunks.columns]))
         notes: list[str] = []
         self.btyd_ = self._btyd().fit(snapshot)
         self.intervals_ = fit_intervals(self.btyd_, c)
@@ -244,14 +254,18 @@ class Scorer:
                 )
         # the snapshot's model outputs, computed once: the level factors, the tier policy and (with
         # keep_parts, score_fitted) the training's own scores of the snapshot read the same predictions
-        parts = self._parts(snapshot, as_of) if c.uses_gbm() or self.tiers is not False or keep_parts else None
+        parts = None
+        if c.uses_gbm() or self.tiers is not False or keep_parts:
+            parts = self._parts(snapshot, as_of) if chunks is None else self._chunked_parts(chunks, as_of)
         if parts is not None and c.uses_gbm():
             self._fit_levels(parts)
         self.tiers_ = None
         if parts is not None and self.tiers is not False:
             policy = self.tiers if isinstance(self.tiers, TierPolicy) else TierPolicy(config=self.tiers)
-            base = self._base_scores(snapshot, parts)
-            policy.fit(self._tier_frame(base, snapshot.reset_index(drop=True)))
+            if chunks is None:
+                policy.fit(self._tier_frame(self._base_scores(snapshot, parts), snapshot.reset_index(drop=True)))
+            else:
+                policy.fit(self._chunked_tier_frame(chunks, parts, policy))
             self.tiers_ = policy
         self._kept_parts = parts if keep_parts else None
         self.metadata_ = {
@@ -259,7 +273,7 @@ class Scorer:
             "horizon_days": c.horizon_days,
             "train_rows": len(train),
             "train_cutoffs": sorted({str(pd.Timestamp(x).date()) for x in train["cutoff"].unique()}),
-            "snapshot_customers": len(snapshot),
+            "snapshot_customers": len(chunks if chunks is not None else snapshot),
             "fit_notes": notes,
         }
         return self
@@ -313,6 +327,32 @@ class Scorer:
                 if target in raw:
                     factor = total_factor(raw[target] * carry[target], window[f"expected_{target}"].to_numpy())
                     self.level_factors_[target] = self.level_factors_[target] if factor is None else factor
+
+    def _chunked_parts(self, chunks: FeatureChunks, as_of: Any) -> _Parts:
+        """:meth:`_parts` of a snapshot in chunks: the model outputs of every customer (a few numbers
+        each), without the model input (no reasons from these parts)."""
+        bts, windows, raws = [], [], []
+        for chunk in chunks:
+            p = self._parts(stable_floats(chunk), as_of)
+            bts.append(_numbers(p.bt))
+            windows.append(None if p.window is p.bt else _numbers(p.window))
+            raws.append(p.raw)
+        bt = pd.concat(bts, ignore_index=True)
+        window = bt if windows[0] is None else pd.concat(windows, ignore_index=True)
+        raw = {t: np.concatenate([r[t] for r in raws]) for t in raws[0]}
+        return _Parts(bt, None, raw, window)
+
+    def _chunked_tier_frame(self, chunks: FeatureChunks, parts: _Parts, policy: TierPolicy) -> pd.DataFrame:
+        """:meth:`_tier_frame` of a snapshot in chunks, with only the columns the tier policy reads."""
+        keep = {policy.tier_config.columns[role] for role in COLUMN_ROLES}
+        frames, start = [], 0
+        for chunk in chunks:
+            features = stable_floats(chunk.reset_index(drop=True))
+            stop = start + len(features)
+            frame = self._tier_frame(self._base_scores(features, parts.rows(start, stop)), features)
+            frames.append(frame[[col for col in frame.columns if col in keep]])
+            start = stop
+        return pd.concat(frames, ignore_index=True)
 
     def _parts(self, features: pd.DataFrame, as_of: Any) -> _Parts:
         """BTYD's outputs at the horizon (with the CLV), the learned models' input and raw outputs (before
@@ -389,11 +429,30 @@ class Scorer:
         outputs are released."""
         parts, self._kept_parts = getattr(self, "_kept_parts", None), None
         features = stable_floats(snapshot.reset_index(drop=True))
-        if parts is None or not np.array_equal(
-            parts.X["customer_id"].to_numpy(dtype=str), features["customer_id"].to_numpy(dtype=str)
+        if (
+            parts is None
+            or parts.X is None
+            or not np.array_equal(
+                parts.X["customer_id"].to_numpy(dtype=str), features["customer_id"].to_numpy(dtype=str)
+            )
         ):
             raise ValueError("Scorer.score_fitted: pass the snapshot of the last fit(keep_parts=True), once")
         return self._score(features, as_of, None, reasons, parts)
+
+    def score_fitted_chunks(self, snapshot: FeatureChunks, *, as_of: Any = None) -> Iterator[pd.DataFrame]:
+        """:meth:`score_fitted` of a snapshot in chunks (the one just fitted with ``keep_parts=True``):
+        its scores chunk by chunk, without reasons."""
+        parts, self._kept_parts = getattr(self, "_kept_parts", None), None
+        if parts is None or parts.X is not None or len(parts.bt) != len(snapshot):
+            raise ValueError(
+                "Scorer.score_fitted_chunks: pass the chunked snapshot of the last fit(keep_parts=True), once"
+            )
+        start = 0
+        for chunk in snapshot:
+            features = stable_floats(chunk.reset_index(drop=True))
+            stop = start + len(features)
+            yield self._score(features, as_of, None, False, parts.rows(start, stop))
+            start = stop
 
     def _score(
         self,
@@ -410,6 +469,8 @@ class Scorer:
         out = with_marketing(out, features, self.tiers_)  # before the tiers: the playbook may read them
         contributions = None
         if reasons and self.churn_ is not None and self.config_.top_reasons > 0:
+            if X is None:  # chunked parts keep no model input
+                raise ValueError("Scorer._score: reasons need the model input; score the features with score()")
             contributions = drivers(self.churn_, X, top_k=self.config_.top_reasons)
         if self.tiers_ is None:
             out["reasons"] = (
@@ -554,9 +615,22 @@ class _Parts:
     """A feature frame's model outputs before the scorer combines them (:meth:`Scorer._parts`)."""
 
     bt: pd.DataFrame  # BTYD at the horizon, with the CLV
-    X: pd.DataFrame  # the learned models' input (the features and BTYD's outputs at the label horizon)
+    # the learned models' input (the features and BTYD's outputs at the label horizon); None when the
+    # parts were computed chunk by chunk (:meth:`Scorer._chunked_parts`)
+    X: pd.DataFrame | None
     raw: dict[str, np.ndarray]  # per learned target: its output before level factors and recalibration
     window: pd.DataFrame  # BTYD over the scoring window (``bt`` itself without a season)
+
+    def rows(self, start: int, stop: int) -> _Parts:
+        """Rows ``start:stop`` of chunked parts (``window`` stays ``bt`` without a season)."""
+        bt = self.bt.iloc[start:stop].reset_index(drop=True)
+        window = bt if self.window is self.bt else self.window.iloc[start:stop].reset_index(drop=True)
+        return _Parts(bt, None, {t: v[start:stop] for t, v in self.raw.items()}, window)
+
+
+def _numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The numeric columns of a model output (no ``customer_id``): what chunked parts keep."""
+    return frame[[col for col, dtype in frame.dtypes.items() if dtype.kind in "fiub"]]
 
 
 def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:

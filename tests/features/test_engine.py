@@ -347,3 +347,38 @@ def test_string_columns_do_not_keep_duckdbs_result_alive() -> None:
     assert all(b.address not in theirs for chunk in ours for b in chunk.buffers() if b is not None)
     assert out["customer_id"].tolist()[:3] == ["000000", "000001", "000002"]  # leading zeros kept
     assert out["x"].iloc[-1] == 4999 * 1.5
+
+
+def test_feature_chunks_read_back_what_compute_features_gives(small_world, tmp_path):
+    """The out-of-core snapshot training uses above [train] snapshot_chunk customers: its chunks, in
+    order, are compute_features' frame (dtypes, ids with their zeros, values), and its folder goes
+    with it."""
+    import gc
+
+    from churnclv.features import write_feature_chunks
+
+    w = small_world
+    src = write_dir(tmp_path / "in", w.transactions, w.events, w.customers)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    whole = compute_features(src, WORLD_AS_OF)
+    chunks = write_feature_chunks(src, WORLD_AS_OF, chunk_size=150, temp_directory=temp)
+    assert len(chunks) == len(whole) and chunks.columns == list(whole.columns)
+    parts = list(chunks)
+    assert len(parts) == -(-len(whole) // 150) >= 2 and all(len(p) <= 150 for p in parts)
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
+    some = ["frequency", "T", "net_spend_365d"]
+    pd.testing.assert_frame_equal(chunks.read(some), whole[["customer_id", *some]])
+    pd.testing.assert_frame_equal(chunks.head(5), whole.head(5))
+    with pytest.raises(ValueError, match=r"columns \['nope'\] are not in the snapshot"):
+        chunks.read(["nope"])
+    folder = chunks.path.parent
+    assert folder.parent == temp and not (folder / ".spill").exists()
+    del chunks, parts
+    gc.collect()
+    assert not folder.exists()  # removed with the object
+    with pytest.raises(ValueError, match="chunk_size must be at least 1"):
+        write_feature_chunks(src, WORLD_AS_OF, chunk_size=0, temp_directory=temp)
+    with pytest.raises(ValueError, match="is before any data"):
+        write_feature_chunks(src, "2000-01-01", chunk_size=150, temp_directory=temp)
+    assert list(temp.iterdir()) == []  # a failed write leaves no folder behind

@@ -161,3 +161,38 @@ def test_training_as_of_ignores_rows_after_it_sample_included(small_world: Path,
     assert full.scorer.metadata_["training_sample"]["customers"] < 1_500
     pd.testing.assert_frame_equal(full.backtest.drop(columns="seconds"), truncated.backtest.drop(columns="seconds"))
     pd.testing.assert_frame_equal(full.snapshot_scores, truncated.snapshot_scores)
+
+
+@pytest.mark.integration
+def test_a_snapshot_read_in_chunks_fits_the_same_scorer(
+    small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above [train] snapshot_chunk customers the snapshot is written out of core and read in chunks
+    (BTYD on its summary columns, the level factors, the season and the tier policy over the chunks):
+    the scorer's files and the training's scores are those of the snapshot held whole, and the
+    out-of-core folder is gone when training returns."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    results, said = {}, []
+    for chunk in (0, 350):
+        config = RunConfig(
+            train=TrainConfig(
+                horizon_days=90, n_folds=1, train_cutoffs=2, candidates=("btyd", "gbm", "hybrid"), snapshot_chunk=chunk
+            ),
+            scorer=ScorerConfig(horizon_days=90, gbm_rounds=30, seed=1),
+        )
+        results[chunk] = train(small_world, AS_OF, config, progress=said.append)
+        results[chunk].scorer.save(tmp_path / f"scorer-{chunk}")
+    whole, chunked = results[0], results[350]
+    assert any("read in chunks of 350" in m for m in said)
+    assert chunked.scorer.metadata_["fit_notes"] and chunked.scorer.seasonal_ is not None  # a season was fitted
+    for name in sorted(p.name for p in (tmp_path / "scorer-0").iterdir()):
+        assert (tmp_path / "scorer-0" / name).read_bytes() == (tmp_path / "scorer-350" / name).read_bytes(), name
+    cols = list(chunked.snapshot_scores.columns)
+    assert len(chunked.snapshot_scores) == len(whole.snapshot_scores) > 3 * 350
+    pd.testing.assert_frame_equal(chunked.snapshot_scores, whole.snapshot_scores[cols])
+    pd.testing.assert_frame_equal(chunked.snapshot_features, whole.snapshot_features[["customer_id", "net_spend_365d"]])
+    pd.testing.assert_frame_equal(chunked.example_features, whole.snapshot_features.head(20))
+    assert list((tmp_path / "tmp").iterdir()) == []
