@@ -209,7 +209,8 @@ def train(
     if isinstance(snapshot, FeatureChunks):
         chunks = snapshot
         scores = pd.concat(
-            [part[list(CHUNKED_SCORE_COLUMNS)] for part in scorer.score_fitted_chunks(chunks, as_of=as_of)],
+            # copies: a column selection shares the chunk's blocks (copy on write), keeping every column
+            [part[list(CHUNKED_SCORE_COLUMNS)].copy() for part in scorer.score_fitted_chunks(chunks, as_of=as_of)],
             ignore_index=True,
         )
         snapshot, example = chunks.read(CHUNKED_FEATURE_COLUMNS), chunks.head(EXAMPLE_ROWS)

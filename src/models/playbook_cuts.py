@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 
 from churnclv.models.playbook import Playbook
 from churnclv.models.stages import customer_value
@@ -43,30 +44,39 @@ def action_value(clv_pct: np.ndarray, past_spend_pct: np.ndarray, no_purchase: n
 
 def _rungs(
     book: Playbook, cuts: Mapping[tuple[str, str], np.ndarray], tiers: np.ndarray, stages: np.ndarray, value: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per customer: the action id and whether the rung is the last of its cell."""
-    ids = np.empty(len(value), dtype=object)
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per customer: the action (an index into the returned action ids) and whether the rung is the
+    last of its cell. The cells are found once by integer codes: comparing and sorting object arrays
+    of names cost ~75 s of a training at 10M customers."""
+    t_codes, t_names = pd.factorize(tiers, use_na_sentinel=False)
+    s_codes, s_names = pd.factorize(stages, use_na_sentinel=False)
+    cell = t_codes.astype(np.int64) * max(len(s_names), 1) + s_codes
+    order = np.argsort(cell, kind="stable")
+    bounds = np.flatnonzero(np.diff(cell[order])) + 1
+    action_ids: dict[str, int] = {}
+    codes = np.empty(len(value), dtype=np.int64)
     last = np.ones(len(value), dtype=bool)
-    for tier in np.unique(tiers):
-        in_tier = tiers == tier
-        for stage in np.unique(stages[in_tier]):
-            rows = np.flatnonzero(in_tier & (stages == stage))
-            ladder = book.rungs(str(tier), str(stage))
-            rung = np.full(len(rows), len(ladder) - 1)
-            for j in range(len(ladder) - 2, -1, -1):  # the first rung whose cut the value reaches wins
-                rung[value[rows] >= cuts[(str(tier), str(stage))][j]] = j
-            ids[rows] = np.array([r.action for r in ladder], dtype=object)[rung]
-            last[rows] = rung == len(ladder) - 1
-    return ids, last
+    for rows in np.split(order, bounds) if len(order) else []:
+        tier, stage = str(t_names[t_codes[rows[0]]]), str(s_names[s_codes[rows[0]]])
+        ladder = book.rungs(tier, stage)
+        values = value[rows]
+        rung = np.full(len(rows), len(ladder) - 1)
+        for j in range(len(ladder) - 2, -1, -1):  # the first rung whose cut the value reaches wins
+            rung[values >= cuts[(tier, stage)][j]] = j
+        ladder_codes = np.array([action_ids.setdefault(r.action, len(action_ids)) for r in ladder], dtype=np.int64)
+        codes[rows] = ladder_codes[rung]
+        last[rows] = rung == len(ladder) - 1
+    return codes, last, list(action_ids)
 
 
 def assign_actions(
     book: Playbook, cuts: Mapping[tuple[str, str], np.ndarray], tiers: np.ndarray, stages: np.ndarray, value: np.ndarray
 ) -> np.ndarray:
     """The action text per customer (aligned arrays of tier names, stages and :func:`action_value`)."""
-    ids, _ = _rungs(book, cuts, tiers, stages, value)
+    codes, _, names = _rungs(book, cuts, tiers, stages, value)
     texts = {a.id: a.text for a in book.actions.values()}
-    return np.array([texts[i] for i in ids], dtype=object)
+    by_code = np.array([texts[a] for a in names], dtype=object) if names else np.empty(0, dtype=object)
+    return np.asarray(by_code[codes], dtype=object)
 
 
 def fit_action_cuts(
@@ -92,14 +102,19 @@ def fit_action_cuts(
         return cuts, {}
     cap = book.max_action_share
     for _ in range(_MAX_ROUNDS):
-        ids, last = _rungs(book, cuts, tiers, stages, value)
-        names, counts = np.unique(ids, return_counts=True)
-        over = [(c, a) for a, c in zip(names, counts, strict=True) if c > cap * n and (~last & (ids == a)).any()]
+        codes, last, names = _rungs(book, cuts, tiers, stages, value)
+        counts = np.bincount(codes, minlength=len(names))
+        over = [
+            (int(c), a)
+            for i, (a, c) in enumerate(zip(names, counts, strict=True))
+            if c > cap * n and (~last & (codes == i)).any()
+        ]
         if not over:
             break
         _, aid = max(over)
-        movable = value[~last & (ids == aid)]
-        keep = max(int(np.floor(cap * n)) - int((last & (ids == aid)).sum()), 0)
+        mine = codes == names.index(aid)
+        movable = value[~last & mine]
+        keep = max(int(np.floor(cap * n)) - int((last & mine).sum()), 0)
         threshold = np.nextafter(np.sort(movable)[::-1][keep], np.inf) if keep < len(movable) else -np.inf
         for cell, ladder in book.cells.items():
             for j, rung in enumerate(ladder[:-1]):
@@ -107,9 +122,9 @@ def fit_action_cuts(
                     cuts[cell][j] = max(cuts[cell][j], threshold)
     else:  # pragma: no cover - each round moves customers down for good
         logger.warning("playbook cut points did not settle in %d rounds", _MAX_ROUNDS)
-    ids, _ = _rungs(book, cuts, tiers, stages, value)
-    names, counts = np.unique(ids, return_counts=True)
-    shares = {str(a): float(c / max(n, 1)) for a, c in zip(names, counts, strict=True)}
+    codes, _, names = _rungs(book, cuts, tiers, stages, value)
+    counts = np.bincount(codes, minlength=len(names))
+    shares = {a: float(c / max(n, 1)) for a, c in sorted(zip(names, counts, strict=True)) if c > 0}
     for aid, share in shares.items():
         if share > cap:
             logger.warning(

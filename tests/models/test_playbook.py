@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from churnclv.config import ConfigError
 from churnclv.datasets import load_cdnow
@@ -258,3 +260,33 @@ def test_generated_shop_actions_spread_by_value(tmp_path: Path) -> None:
     _check_base(scores, snapshot)
     lost = scores[scores["stage"].eq("lost")]
     assert set(lost["action"]) == {TEXT["last_chance"], TEXT["no_contact"]}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(sorted({t for t, _ in BOOK.cells})),
+            st.sampled_from(sorted({s for _, s in BOOK.cells})),
+            st.floats(0.0, 1.0, allow_nan=False),
+        ),
+        max_size=60,
+    ),
+    raise_by=st.floats(0.0, 0.5),
+)
+def test_each_customer_gets_the_first_rung_of_its_cell_whose_cut_its_value_reaches(rows, raise_by) -> None:
+    """assign_actions (cells found by integer codes, for speed at millions of customers) against a
+    customer-by-customer reading of the playbook."""
+    from churnclv.models.playbook_cuts import assign_actions
+
+    tiers = np.array([r[0] for r in rows], dtype=object)
+    stages = np.array([r[1] for r in rows], dtype=object)
+    value = np.array([r[2] for r in rows], dtype=float)
+    cuts = {cell: np.linspace(0.9, 0.1, len(ladder) - 1) - raise_by for cell, ladder in BOOK.cells.items()}
+    want = []
+    for tier, stage, v in rows:
+        ladder = BOOK.rungs(tier, stage)
+        j = next((j for j in range(len(ladder) - 1) if v >= cuts[(tier, stage)][j]), len(ladder) - 1)
+        want.append(TEXT[ladder[j].action])
+    got = assign_actions(BOOK, cuts, tiers, stages, value)
+    assert got.dtype == object and got.tolist() == want
