@@ -59,6 +59,11 @@ def _known_metrics(tolerance: dict[str, float]) -> dict[str, float]:
     return tolerance
 
 
+# customers per chunk of an out-of-core training snapshot: a chunk's features, model input and
+# outputs take ~0.6 GB at this size, whatever the base
+SNAPSHOT_CHUNK_ROWS = 250_000
+
+
 def _sample_size(n: int) -> int:
     if n < 0 or 0 < n < MIN_SAMPLE_CUSTOMERS:
         raise rule_error(
@@ -95,9 +100,9 @@ class TrainConfig:
     backtest_customers: Annotated[int, AfterValidator(_sample_size)] = 25_000
     # the as-of snapshot (every customer's features: BTYD, the level factors, the tier policy and the
     # training's scores read it) is held in memory up to this many customers; above, it is written
-    # out of core and read in chunks of this many (0: always held whole). The fitted scorer is the
-    # same either way (tested); at 1M customers the whole snapshot takes ~0.5 GB
-    snapshot_chunk: Annotated[int, Field(ge=0)] = 1_000_000
+    # out of core and read in chunks of SNAPSHOT_CHUNK_ROWS (0: always held whole). The fitted scorer
+    # is the same either way (tested); at 1M customers the whole snapshot takes ~0.5 GB
+    snapshot_in_memory: Annotated[int, Field(ge=0)] = 1_000_000
     candidates: Annotated[Array[str], AfterValidator(_known_candidates)] = ("recency", "rfm", "btyd", "gbm", "hybrid")
     # promotion: the largest loss per metric the challenger may show against the champion
     promote_tolerance: Annotated[dict[str, float], AfterValidator(_known_metrics)] = field(
@@ -112,6 +117,12 @@ class TrainConfig:
     model_name: Annotated[
         str, Field(pattern=MODEL_NAME_PATTERN), Fix("letters, digits, '_', '.' and '-', e.g. 'churnclv-cdnow'")
     ] = MODEL_NAME
+
+    def snapshot_chunk_rows(self, n_customers: int) -> int | None:
+        """Customers per chunk of an out-of-core snapshot (None: the snapshot is held whole)."""
+        if not self.snapshot_in_memory or n_customers <= self.snapshot_in_memory:
+            return None
+        return min(self.snapshot_in_memory, SNAPSHOT_CHUNK_ROWS)
 
     def sample_fraction(self, n_customers: int) -> float | None:
         """The share of customers the training frame reads (None: all of them)."""

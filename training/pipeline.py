@@ -21,10 +21,7 @@ from churnclv.features import FeatureChunks, compute_features, compute_labels, c
 from churnclv.features.engine import compute_daily_purchases
 from churnclv.features.sources import release_memory
 from churnclv.models.inputs import stable_floats
-from churnclv.models.intervals import INTERVAL_COLUMNS
-from churnclv.models.marketing import MARKETING_COLUMNS
-from churnclv.models.next_purchase import WAIT_COLUMNS
-from churnclv.models.scorer import FIT_ERRORS, SCORE_COLUMNS, Scorer
+from churnclv.models.scorer import FIT_ERRORS, Scorer
 from churnclv.models.seasonality import MIN_SEASON_HISTORY_DAYS, SUMMARY_COLUMNS, LevelWindow
 from churnclv.readiness import assess
 from churnclv.training.backtest import run_backtest, summarize_backtest, training_frame
@@ -37,10 +34,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["train"]
 
-# what a run keeps of a snapshot read in chunks ([train] snapshot_chunk): the columns its reports read
-CHUNKED_SCORE_COLUMNS = tuple(
-    c for c in SCORE_COLUMNS if c not in {*INTERVAL_COLUMNS, *WAIT_COLUMNS, *MARKETING_COLUMNS, "reasons"}
-)
+# what a run keeps of a snapshot read in chunks ([train] snapshot_in_memory): the columns its reports read
+CHUNKED_SCORE_COLUMNS = ("customer_id", "p_churn", "expected_purchases", "expected_spend", "clv", "tier", "stage")
 CHUNKED_FEATURE_COLUMNS = ("customer_id", "net_spend_365d")
 EXAMPLE_ROWS = 20  # the MLflow model's input example
 
@@ -149,13 +144,14 @@ def train(
     release_memory()  # what the backtest's fits freed, back to the OS before the snapshot's steps
     t1 = time.perf_counter()
     snapshot: pd.DataFrame | FeatureChunks
-    if tc.snapshot_chunk and n_customers > tc.snapshot_chunk:
+    chunk_rows = tc.snapshot_chunk_rows(n_customers)
+    if chunk_rows:
         say(
             f"the snapshot of {n_customers:,} customers is written out of core and read in chunks of "
-            f"{tc.snapshot_chunk:,} (train.snapshot_chunk)"
+            f"{chunk_rows:,} (above train.snapshot_in_memory)"
         )
         snapshot = write_feature_chunks(
-            clean, as_of.date(), chunk_size=tc.snapshot_chunk, config=config.features, memory_limit=tc.memory_limit
+            clean, as_of.date(), chunk_size=chunk_rows, config=config.features, memory_limit=tc.memory_limit
         )
     else:  # stable once here: the fit and the scores read it without a copy each (models.inputs.stable_floats)
         snapshot = stable_floats(
@@ -178,6 +174,7 @@ def train(
         daily=daily,
         level_window=window,
     )
+    del daily, window, train_rows  # the season's inputs (~1 GB at 10M customers): fitted now
     timings["final_fit_s"] = time.perf_counter() - t1
     scorer.metadata_.update(
         {

@@ -22,7 +22,7 @@ class TrainResult:
     backtest: pd.DataFrame  # one row per (fold, candidate) with every metric
     summary: pd.DataFrame  # mean metrics per candidate
     selected: dict[str, str]
-    # every customer known at as-of, without reasons; a snapshot read in chunks ([train] snapshot_chunk)
+    # every customer known at as-of, without reasons; a snapshot read in chunks ([train] snapshot_in_memory)
     # keeps the columns the reports read (training.pipeline.CHUNKED_SCORE_COLUMNS)
     snapshot_scores: pd.DataFrame
     # features as of the training as-of (the tiers' population); in chunks, customer_id and net_spend_365d

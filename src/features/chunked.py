@@ -1,6 +1,6 @@
 """A feature snapshot too large to hold at once: written to Parquet out of core, read back in chunks.
 
-Training holds the as-of snapshot of every customer in memory up to ``[train] snapshot_chunk``
+Training holds the as-of snapshot of every customer in memory up to ``[train] snapshot_in_memory``
 customers; above, :func:`write_feature_chunks` writes it with DuckDB (the batch's way, memory bounded
 by DuckDB's limit) and the scorer reads it a chunk of customers at a time
 (:class:`FeatureChunks`). Every chunk is what :func:`~churnclv.features.compute_features` would

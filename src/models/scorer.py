@@ -336,8 +336,8 @@ class Scorer:
         bts, windows, raws = [], [], []
         for chunk in chunks:
             p = self._parts(stable_floats(chunk), as_of)
-            bts.append(_numbers(p.bt))
-            windows.append(None if p.window is p.bt else _numbers(p.window))
+            bts.append(_kept(p.bt))
+            windows.append(None if p.window is p.bt else _kept(p.window))
             raws.append(p.raw)
         bt = pd.concat(bts, ignore_index=True)
         window = bt if windows[0] is None else pd.concat(windows, ignore_index=True)
@@ -638,9 +638,15 @@ def _given(chunks: FeatureChunks | None) -> FeatureChunks:
     return chunks
 
 
-def _numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    """The numeric columns of a model output (no ``customer_id``): what chunked parts keep."""
-    return frame[[col for col, dtype in frame.dtypes.items() if dtype.kind in "fiub"]].copy()
+#: What chunked parts keep of BTYD's outputs (``bt`` and ``window``): the columns the level factors
+#: and :meth:`Scorer._base_scores` read
+_KEPT_BTYD = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv")
+
+
+def _kept(frame: pd.DataFrame) -> pd.DataFrame:
+    """The :data:`_KEPT_BTYD` columns of a BTYD output, copied (a column selection shares the frame's
+    blocks: copy on write would keep every column)."""
+    return frame[[col for col in _KEPT_BTYD if col in frame.columns]].copy()
 
 
 def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:

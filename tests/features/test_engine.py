@@ -350,7 +350,7 @@ def test_string_columns_do_not_keep_duckdbs_result_alive() -> None:
 
 
 def test_feature_chunks_read_back_what_compute_features_gives(small_world, tmp_path):
-    """The out-of-core snapshot training uses above [train] snapshot_chunk customers: its chunks, in
+    """The out-of-core snapshot training uses above [train] snapshot_in_memory customers: its chunks, in
     order, are compute_features' frame (dtypes, ids with their zeros, values), and its folder goes
     with it."""
     import gc

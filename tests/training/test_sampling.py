@@ -167,7 +167,7 @@ def test_training_as_of_ignores_rows_after_it_sample_included(small_world: Path,
 def test_a_snapshot_read_in_chunks_fits_the_same_scorer(
     small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Above [train] snapshot_chunk customers the snapshot is written out of core and read in chunks
+    """Above [train] snapshot_in_memory customers the snapshot is written out of core and read in chunks
     (BTYD on its summary columns, the level factors, the season and the tier policy over the chunks):
     the scorer's files and the training's scores are those of the snapshot held whole, and the
     out-of-core folder is gone when training returns."""
@@ -179,7 +179,11 @@ def test_a_snapshot_read_in_chunks_fits_the_same_scorer(
     for chunk in (0, 350):
         config = RunConfig(
             train=TrainConfig(
-                horizon_days=90, n_folds=1, train_cutoffs=2, candidates=("btyd", "gbm", "hybrid"), snapshot_chunk=chunk
+                horizon_days=90,
+                n_folds=1,
+                train_cutoffs=2,
+                candidates=("btyd", "gbm", "hybrid"),
+                snapshot_in_memory=chunk,
             ),
             scorer=ScorerConfig(horizon_days=90, gbm_rounds=30, seed=1),
         )
@@ -196,3 +200,7 @@ def test_a_snapshot_read_in_chunks_fits_the_same_scorer(
     pd.testing.assert_frame_equal(chunked.snapshot_features, whole.snapshot_features[["customer_id", "net_spend_365d"]])
     pd.testing.assert_frame_equal(chunked.example_features, whole.snapshot_features.head(20))
     assert list((tmp_path / "tmp").iterdir()) == []
+    # the default: whole up to 1M customers, above in chunks of 250k; 0 never chunks
+    assert TrainConfig().snapshot_chunk_rows(1_000_000) is None
+    assert TrainConfig().snapshot_chunk_rows(10_000_000) == 250_000
+    assert TrainConfig(snapshot_in_memory=0).snapshot_chunk_rows(10**9) is None
