@@ -8,9 +8,11 @@ The steps live in their own modules: :mod:`~churnclv.training.config` (settings)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -162,7 +164,8 @@ def train(
     daily = window = None
     if config.scorer.seasonality:
         daily = compute_daily_purchases(clean, as_of.date(), memory_limit=tc.memory_limit, config=config.features)
-        window = _level_window(clean, as_of, config, first_ts)
+        # made when the season is fitted, and let go then (~1 GB at 10M customers)
+        window = functools.partial(_level_window, clean, as_of, config, first_ts)
     scorer, selected = _final_fit(
         config,
         selected,
@@ -262,7 +265,7 @@ def _final_fit(
     scorer_extra: dict[str, Any] | None = None,
     *,
     daily: pd.DataFrame | None = None,
-    level_window: LevelWindow | None = None,
+    level_window: Callable[[], LevelWindow | None] | None = None,
 ) -> tuple[Scorer, dict[str, str]]:
     """Fit the selected models, keeping the snapshot's model outputs (:meth:`Scorer.score_fitted`); when
     that fails, step every learned target down REFIT_FALLBACK (hybrid -> gbm -> btyd) and retry,

@@ -11,7 +11,7 @@ policy, metadata) and one LightGBM model text file per booster (:mod:`churnclv.m
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,7 +169,7 @@ class Scorer:
         *,
         as_of: Any = None,
         daily: pd.DataFrame | None = None,
-        level_window: LevelWindow | None = None,
+        level_window: LevelWindow | Callable[[], LevelWindow | None] | None = None,
         keep_parts: bool = False,
     ) -> Scorer:
         """Fit every model.
@@ -191,8 +191,9 @@ class Scorer:
             The base's purchases per day up to as-of (:func:`churnclv.features.engine.
             compute_daily_purchases`): with ``as_of`` and ``config.seasonality``, a yearly season is
             fitted on it (:mod:`churnclv.models.seasonality`).
-        level_window : LevelWindow, optional
-            The last closed window of the horizon: with a season, the totals' level factors.
+        level_window : LevelWindow or a function returning one, optional
+            The last closed window of the horizon: with a season, the totals' level factors. A
+            function is called only when a season was found, and its window released once used.
         keep_parts : bool
             Keep the snapshot's model outputs for :meth:`score_fitted`.
         """

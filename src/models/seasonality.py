@@ -14,7 +14,7 @@ overdispersed counts); otherwise there is no season and every factor is 1.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -307,13 +307,17 @@ def fit_seasonal_model(
     snapshot: pd.DataFrame,
     as_of: Any,
     daily: pd.DataFrame,
-    window: LevelWindow | None,
+    window: LevelWindow | Callable[[], LevelWindow | None] | None,
     horizon_days: int,
 ) -> tuple[SeasonalBTYD | None, list[str]]:
     """:func:`fit_seasonal_btyd`, then the level factors from ``window`` when there is a season;
-    with what was found, a sentence per step."""
+    with what was found, a sentence per step. ``window`` may be a function making it: called only
+    when there is a season, and the window let go once read (~1 GB at 10M customers)."""
     seasonal, message = fit_seasonal_btyd(btyd, snapshot, as_of, daily)
     if seasonal is None or window is None:
         return seasonal, [message]
-    seasonal, levels = seasonal.with_levels(daily, window, horizon_days)
+    made = window() if callable(window) else window
+    if made is None:
+        return seasonal, [message]
+    seasonal, levels = seasonal.with_levels(daily, made, horizon_days)
     return seasonal, [message, levels]

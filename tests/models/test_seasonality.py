@@ -166,3 +166,31 @@ def test_training_scores_of_its_snapshot_are_what_score_gives(seasonal_world: Pa
     scorer.fit(train, snapshot, as_of=as_of, daily=daily, keep_parts=True)
     with pytest.raises(ValueError, match="pass the snapshot"):
         scorer.score_fitted(snapshot.iloc[::-1], as_of=as_of)
+
+
+def test_a_level_window_given_as_a_function_is_made_only_for_a_season(seasonal_world: Path) -> None:
+    """Training passes the level window as a function (~1 GB at 10M customers, held only while read):
+    called once when a season is found, never without one, and the same factors as the window itself."""
+    from churnclv.models.seasonality import fit_seasonal_model
+
+    as_of, cutoff, h = "2025-06-30", "2025-04-01", 90
+    snapshot = compute_features(seasonal_world, as_of)
+    daily = compute_daily_purchases(seasonal_world, as_of)
+    btyd = BTYDModel().fit(snapshot)
+    window = LevelWindow(
+        pd.Timestamp(cutoff),
+        compute_features(seasonal_world, cutoff),
+        compute_labels(seasonal_world, cutoff, h, as_of=as_of),
+    )
+    calls: list[int] = []
+
+    def make() -> LevelWindow:
+        calls.append(1)
+        return window
+
+    made, said = fit_seasonal_model(btyd, snapshot, as_of, daily, make, h)
+    given, said_given = fit_seasonal_model(btyd, snapshot, as_of, daily, window, h)
+    assert calls == [1] and made is not None and given is not None
+    assert made.levels == given.levels and said == said_given and said[1].startswith("level factors")
+    none, said_none = fit_seasonal_model(btyd, snapshot, as_of, daily.iloc[:0], make, h)
+    assert none is None and calls == [1] and said_none == ["no season: no purchase before as-of"]
