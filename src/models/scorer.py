@@ -259,7 +259,10 @@ class Scorer:
         # keep_parts, score_fitted) the training's own scores of the snapshot read the same predictions
         parts = None
         if c.uses_gbm() or self.tiers is not False or keep_parts:
-            parts = self._parts(whole, as_of) if whole is not None else self._chunked_parts(_given(chunks), as_of)
+            if whole is not None:
+                parts = self._parts(whole, as_of)
+            elif chunks is not None:
+                parts = self._chunked_parts(chunks, as_of)
         if parts is not None and c.uses_gbm():
             self._fit_levels(parts)
         self.tiers_ = None
@@ -267,8 +270,8 @@ class Scorer:
             policy = self.tiers if isinstance(self.tiers, TierPolicy) else TierPolicy(config=self.tiers)
             if whole is not None:
                 policy.fit(self._tier_frame(self._base_scores(whole, parts), whole.reset_index(drop=True)))
-            else:
-                policy.fit(self._chunked_tier_frame(_given(chunks), parts, policy))
+            elif chunks is not None:
+                policy.fit(self._chunked_tier_frame(chunks, parts, policy))
             self.tiers_ = policy
         self._kept_parts = parts if keep_parts else None
         self.metadata_ = {
@@ -335,7 +338,7 @@ class Scorer:
         """:meth:`_parts` of a snapshot in chunks: the model outputs of every customer (a few numbers
         each), without the model input (no reasons from these parts)."""
         bts, windows, raws = [], [], []
-        for chunk in chunks:
+        for chunk in chunks:  # chunks come with a fresh RangeIndex (FeatureChunks)
             p = self._parts(stable_floats(chunk), as_of)
             bts.append(_kept(p.bt))
             windows.append(None if p.window is p.bt else _kept(p.window))
@@ -348,14 +351,11 @@ class Scorer:
     def _chunked_tier_frame(self, chunks: FeatureChunks, parts: _Parts, policy: TierPolicy) -> pd.DataFrame:
         """:meth:`_tier_frame` of a snapshot in chunks, with only the columns the tier policy reads."""
         keep = {policy.tier_config.columns[role] for role in COLUMN_ROLES}
-        frames, start = [], 0
-        for chunk in chunks:
-            features = stable_floats(chunk.reset_index(drop=True))
-            stop = start + len(features)
-            frame = self._tier_frame(self._base_scores(features, parts.rows(start, stop)), features)
+        frames = []
+        for features, rows in parts.along(chunks):
+            frame = self._tier_frame(self._base_scores(features, rows), features)
             # a copy: a column selection shares the chunk's blocks (copy on write), keeping every column
             frames.append(frame[[col for col in frame.columns if col in keep]].copy())
-            start = stop
         return pd.concat(frames, ignore_index=True)
 
     def _parts(self, features: pd.DataFrame, as_of: Any) -> _Parts:
@@ -451,12 +451,8 @@ class Scorer:
             raise ValueError(
                 "Scorer.score_fitted_chunks: pass the chunked snapshot of the last fit(keep_parts=True), once"
             )
-        start = 0
-        for chunk in snapshot:
-            features = stable_floats(chunk.reset_index(drop=True))
-            stop = start + len(features)
-            yield self._score(features, as_of, None, False, parts.rows(start, stop))
-            start = stop
+        for features, rows in parts.along(snapshot):
+            yield self._score(features, as_of, None, False, rows)
 
     def _score(
         self,
@@ -625,18 +621,17 @@ class _Parts:
     raw: dict[str, np.ndarray]  # per learned target: its output before level factors and recalibration
     window: pd.DataFrame  # BTYD over the scoring window (``bt`` itself without a season)
 
-    def rows(self, start: int, stop: int) -> _Parts:
-        """Rows ``start:stop`` of chunked parts (``window`` stays ``bt`` without a season)."""
-        bt = self.bt.iloc[start:stop].reset_index(drop=True)
-        window = bt if self.window is self.bt else self.window.iloc[start:stop].reset_index(drop=True)
-        return _Parts(bt, None, {t: v[start:stop] for t, v in self.raw.items()}, window)
-
-
-def _given(chunks: FeatureChunks | None) -> FeatureChunks:
-    """The chunked snapshot of a fit that holds no whole one."""
-    if chunks is None:  # pragma: no cover - fit sets one of the two
-        raise AssertionError("Scorer.fit: neither a whole nor a chunked snapshot")
-    return chunks
+    def along(self, chunks: FeatureChunks) -> Iterator[tuple[pd.DataFrame, _Parts]]:
+        """Each chunk's features (stable floats) with its rows of these chunked parts (``window``
+        stays ``bt`` without a season)."""
+        start = 0
+        for chunk in chunks:
+            features = stable_floats(chunk)
+            stop = start + len(features)
+            bt = self.bt.iloc[start:stop].reset_index(drop=True)
+            window = bt if self.window is self.bt else self.window.iloc[start:stop].reset_index(drop=True)
+            yield features, _Parts(bt, None, {t: v[start:stop] for t, v in self.raw.items()}, window)
+            start = stop
 
 
 #: What chunked parts keep of BTYD's outputs (``bt`` and ``window``): the columns the level factors
