@@ -340,8 +340,9 @@ class Scorer:
         bts, windows, raws = [], [], []
         for chunk in chunks:  # chunks come with a fresh RangeIndex (FeatureChunks)
             p = self._parts(stable_floats(chunk), as_of)
-            bts.append(_kept(p.bt))
-            windows.append(None if p.window is p.bt else _kept(p.window))
+            season = p.window is not p.bt
+            bts.append(_kept(p.bt, _KEPT_BT if season else (*_KEPT_BT, *_KEPT_WINDOW)))
+            windows.append(_kept(p.window, _KEPT_WINDOW) if season else None)
             raws.append(p.raw)
         bt = pd.concat(bts, ignore_index=True)
         window = bt if windows[0] is None else pd.concat(windows, ignore_index=True)
@@ -350,7 +351,8 @@ class Scorer:
 
     def _chunked_tier_frame(self, chunks: FeatureChunks, parts: _Parts, policy: TierPolicy) -> pd.DataFrame:
         """:meth:`_tier_frame` of a snapshot in chunks, with only the columns the tier policy reads."""
-        keep = {policy.tier_config.columns[role] for role in COLUMN_ROLES}
+        # not the ids: the fit reads none
+        keep = {policy.tier_config.columns[role] for role in COLUMN_ROLES if role != "customer_id"}
         frames = []
         for features, rows in parts.along(chunks):
             frame = self._tier_frame(self._base_scores(features, rows), features)
@@ -522,7 +524,8 @@ class Scorer:
         )
         out = pd.DataFrame(
             {  # built in one go: column by column costs ~0.1 ms a column
-                "customer_id": features["customer_id"].astype(str).to_numpy(),
+                # pandas strings (Arrow): as a NumPy array, one Python object per id (~70 bytes each)
+                "customer_id": features["customer_id"].astype(str).array,
                 "p_churn": p_churn,
                 "p_alive": timing["p_alive"],
                 "expected_purchases": purchases,
@@ -634,15 +637,17 @@ class _Parts:
             start = stop
 
 
-#: What chunked parts keep of BTYD's outputs (``bt`` and ``window``): the columns the level factors
-#: and :meth:`Scorer._base_scores` read
-_KEPT_BTYD = ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv")
+#: What chunked parts keep of BTYD's outputs: the columns the level factors and
+#: :meth:`Scorer._base_scores` read of ``bt`` (at the horizon) and of ``window`` (the season's; without
+#: a season ``window`` is ``bt``, which keeps both)
+_KEPT_BT = ("p_churn", "expected_purchases", "expected_spend", "clv")
+_KEPT_WINDOW = ("p_churn", "p_alive", "expected_purchases", "expected_spend")
 
 
-def _kept(frame: pd.DataFrame) -> pd.DataFrame:
-    """The :data:`_KEPT_BTYD` columns of a BTYD output, copied (a column selection shares the frame's
-    blocks: copy on write would keep every column)."""
-    return frame[[col for col in _KEPT_BTYD if col in frame.columns]].copy()
+def _kept(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Those columns of a BTYD output, copied (a column selection shares the frame's blocks: copy on
+    write would keep every column)."""
+    return frame[[col for col in dict.fromkeys(columns) if col in frame.columns]].copy()
 
 
 def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:
