@@ -382,3 +382,21 @@ def test_feature_chunks_read_back_what_compute_features_gives(small_world, tmp_p
     with pytest.raises(ValueError, match="is before any data"):
         write_feature_chunks(src, "2000-01-01", chunk_size=150, temp_directory=temp)
     assert list(temp.iterdir()) == []  # a failed write leaves no folder behind
+
+
+def test_daily_purchases_match_a_pandas_reading_of_the_transactions(small_world, frames):
+    from churnclv.features.engine import compute_daily_purchases
+
+    for t, as_of in ((small_world.transactions, WORLD_AS_OF), (frames[0], "2024-06-30")):
+        got = compute_daily_purchases({"transactions": t}, as_of)
+        tx = t[t["ts"] < pd.Timestamp(as_of) + pd.Timedelta(days=1)].assign(day=lambda d: d["ts"].dt.normalize())
+        per = tx.groupby(["customer_id", "day"]).agg(net=("amount", "sum"), top=("amount", "max")).reset_index()
+        bought = per[per["top"] > 0]
+        first = bought.groupby("customer_id")["day"].min().value_counts()
+        want = bought.groupby("day").agg(purchase_days=("net", "size"), net_spend=("net", "sum")).reset_index()
+        want["first_purchases"] = want["day"].map(first).fillna(0).astype("int64")
+        assert got["day"].tolist() == want["day"].tolist()  # days with a purchase only, oldest first
+        assert got["purchase_days"].tolist() == want["purchase_days"].tolist()
+        assert got["first_purchases"].tolist() == want["first_purchases"].tolist()
+        assert got["first_purchases"].sum() == bought["customer_id"].nunique()
+        assert got["net_spend"].to_numpy() == pytest.approx(want["net_spend"].to_numpy(), rel=1e-12, abs=1e-9)
