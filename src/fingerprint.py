@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "BackgroundFingerprint",
     "clean_fingerprint",
     "file_fingerprint",
+    "fingerprint_memory_limit",
     "last_date",
     "resume_identity",
     "table_files",
@@ -48,6 +50,12 @@ FINGERPRINT_VERSION = 2  # of clean_fingerprint's content hash (version 1 hashed
 # input files up to this size together are hashed by file_fingerprint (SHA-256 runs at ~1 GB/s);
 # bigger ones are identified by their sizes and modification times
 HASH_MAX_BYTES = 512 * 2**20
+# DuckDB's memory for the content fingerprint beside a training: it spills past it (10M customers,
+# 486M rows: 441 s and 0.55 GB RSS on one thread at 400MB), where the training's own limit (or 80 %
+# of RAM without one) stacked a second one on the training's peak
+FINGERPRINT_MEMORY_LIMIT = "512MB"
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def _literal(text: str) -> str:
@@ -131,17 +139,37 @@ def clean_fingerprint(clean: Path | str, *, memory_limit: str | None = None, con
             con.disconnect()
 
 
+def _size_bytes(limit: str) -> float | None:
+    """A DuckDB size (``"2GB"``, ``"1.5 GiB"``, ``"512MB"``) in bytes; None when it is not one."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*", limit.lower())
+    if m is None or m.group(2) not in _UNITS:
+        return None
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def fingerprint_memory_limit(limit: str | None) -> str:
+    """DuckDB's limit for the fingerprint beside a job limited to ``limit``: that limit when it is a
+    size below :data:`FINGERPRINT_MEMORY_LIMIT`, else that constant (the job's own connection judges
+    a limit that is not a size)."""
+    size = None if limit is None else _size_bytes(limit)
+    cap = _size_bytes(FINGERPRINT_MEMORY_LIMIT)
+    return (
+        limit if limit is not None and size is not None and cap is not None and size < cap else FINGERPRINT_MEMORY_LIMIT
+    )
+
+
 class BackgroundFingerprint:
     """:func:`clean_fingerprint` computed in a thread while the caller works: DuckDB runs without the
     GIL, on one thread at the lowest priority here, so it fills the time a training leaves a core
     idle (~20 s of a training at a million customers otherwise). :meth:`result` waits for it;
     :meth:`cancel` interrupts it (a training that failed does not wait for a fingerprint nobody will
-    log); leaving its ``with`` block cancels it."""
+    log); leaving its ``with`` block cancels it. Its DuckDB takes at most :data:`FINGERPRINT_MEMORY_LIMIT`
+    (:func:`fingerprint_memory_limit` of the training's ``memory_limit``) and spills past it."""
 
     def __init__(self, clean: Path | str, *, memory_limit: str | None = None) -> None:
         from churnclv.features import connect
 
-        self._con = connect(memory_limit=memory_limit, threads=1)
+        self._con = connect(memory_limit=fingerprint_memory_limit(memory_limit), threads=1)
         self._out: dict[str, Any] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(clean,), name="churnclv-fingerprint")

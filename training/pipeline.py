@@ -19,7 +19,14 @@ from typing import Any
 
 import pandas as pd
 
-from churnclv.features import FeatureChunks, compute_features, compute_labels, count_customers, write_feature_chunks
+from churnclv.features import (
+    ColumnStack,
+    FeatureChunks,
+    compute_features,
+    compute_labels,
+    count_customers,
+    write_feature_chunks,
+)
 from churnclv.features.engine import compute_daily_purchases
 from churnclv.features.sources import release_memory
 from churnclv.models.inputs import stable_floats
@@ -208,11 +215,10 @@ def train(
     # result.scorer.score(result.snapshot_features) gives them
     if isinstance(snapshot, FeatureChunks):
         chunks = snapshot
-        scores = pd.concat(
-            # copies: a column selection shares the chunk's blocks (copy on write), keeping every column
-            [part[list(CHUNKED_SCORE_COLUMNS)].copy() for part in scorer.score_fitted_chunks(chunks, as_of=as_of)],
-            ignore_index=True,
-        )
+        stack = ColumnStack()
+        for part in scorer.score_fitted_chunks(chunks, as_of=as_of):
+            stack.add(part, CHUNKED_SCORE_COLUMNS)
+        scores = stack.frame()
         snapshot, example = chunks.read(CHUNKED_FEATURE_COLUMNS), chunks.head(EXAMPLE_ROWS)
         chunks.close()
     else:

@@ -8,7 +8,7 @@ column is listed in :data:`churnclv.features.catalogue.FEATURES`.
 """
 
 from churnclv.features.catalogue import FEATURES, LABELS, Feature, render_markdown
-from churnclv.features.chunked import FeatureChunks, write_feature_chunks
+from churnclv.features.chunked import ColumnStack, FeatureChunks, write_feature_chunks
 from churnclv.features.config import FeatureConfig
 from churnclv.features.dates import AsOf, as_of_date
 from churnclv.features.definitions import build_features, feature_columns
@@ -29,6 +29,7 @@ __all__ = [
     "FEATURES",
     "LABELS",
     "AsOf",
+    "ColumnStack",
     "Feature",
     "FeatureChunks",
     "FeatureConfig",

@@ -12,9 +12,11 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,9 +30,43 @@ from churnclv.features.errors import FeatureError
 from churnclv.features.results import to_pandas
 from churnclv.features.sources import Source, connect, load_tables
 
-__all__ = ["FeatureChunks", "write_feature_chunks"]
+__all__ = ["ColumnStack", "FeatureChunks", "write_feature_chunks"]
 
 FEATURES_FILE = "features.parquet"
+
+
+class ColumnStack:
+    """Columns of chunk after chunk, stacked into one frame column by column.
+
+    :meth:`add` copies each column of a chunk into an array of its own; :meth:`frame` concatenates one
+    column at a time and lets its pieces go before the next, and builds the frame without consolidating
+    its columns. The peak is the result plus one column, where ``pd.concat`` of the chunk frames holds
+    the chunks and the result at once (1.6 GB beside 0.8 GB for the tier policy's columns of 10M
+    customers) and consolidates again.
+    """
+
+    def __init__(self) -> None:
+        self._columns: dict[str, list[Any]] = {}
+
+    def add(self, chunk: pd.DataFrame | Mapping[str, Any], columns: Iterable[str] | None = None) -> None:
+        """Keep ``columns`` (default: all) of ``chunk``, a frame or a mapping of 1-D arrays, copied."""
+        names = list(chunk.keys()) if columns is None else list(columns)
+        if self._columns and names != list(self._columns):
+            raise ValueError(f"ColumnStack.add: columns {names} differ from the first chunk's {list(self._columns)}")
+        for name in names:
+            values = chunk[name]
+            # a copy: a view (a frame's column under copy on write) would keep the whole chunk alive
+            piece = values.array.copy() if isinstance(values, pd.Series) else np.array(values, copy=True)
+            self._columns.setdefault(name, []).append(piece)
+
+    def frame(self) -> pd.DataFrame:
+        """The stacked frame (a fresh RangeIndex); the stack is empty afterwards."""
+        out = {}
+        for name in list(self._columns):
+            pieces = self._columns.pop(name)
+            out[name] = pd.concat([pd.Series(p, copy=False) for p in pieces], ignore_index=True).array
+            del pieces
+        return pd.DataFrame(out, copy=False)
 
 
 class FeatureChunks:

@@ -21,7 +21,7 @@ import pandas as pd
 from lightgbm.basic import LightGBMError
 from sklearn.exceptions import NotFittedError
 
-from churnclv.features import FeatureChunks, FeatureConfig
+from churnclv.features import ColumnStack, FeatureChunks, FeatureConfig
 from churnclv.models.blending import (
     blend_logodds,
     churn_probability,
@@ -337,28 +337,31 @@ class Scorer:
     def _chunked_parts(self, chunks: FeatureChunks, as_of: Any) -> _Parts:
         """:meth:`_parts` of a snapshot in chunks: the model outputs of every customer (a few numbers
         each), without the model input (no reasons from these parts)."""
-        bts, windows, raws = [], [], []
+        bts, windows, raws = ColumnStack(), ColumnStack(), ColumnStack()
+        season = False
         for chunk in chunks:  # chunks come with a fresh RangeIndex (FeatureChunks)
             p = self._parts(stable_floats(chunk), as_of)
             season = p.window is not p.bt
-            bts.append(_kept(p.bt, _KEPT_BT if season else (*_KEPT_BT, *_KEPT_WINDOW)))
-            windows.append(_kept(p.window, _KEPT_WINDOW) if season else None)
-            raws.append(p.raw)
-        bt = pd.concat(bts, ignore_index=True)
-        window = bt if windows[0] is None else pd.concat(windows, ignore_index=True)
-        raw = {t: np.concatenate([r[t] for r in raws]) for t in raws[0]}
+            kept = _KEPT_BT if season else tuple(dict.fromkeys(_KEPT_BT + _KEPT_WINDOW))
+            bts.add(p.bt, [c for c in kept if c in p.bt.columns])
+            if season:
+                windows.add(p.window, [c for c in _KEPT_WINDOW if c in p.window.columns])
+            raws.add(p.raw)
+            del p
+        bt = bts.frame()
+        window = windows.frame() if season else bt
+        raw = {t: col.to_numpy() for t, col in raws.frame().items()}
         return _Parts(bt, None, raw, window)
 
     def _chunked_tier_frame(self, chunks: FeatureChunks, parts: _Parts, policy: TierPolicy) -> pd.DataFrame:
         """:meth:`_tier_frame` of a snapshot in chunks, with only the columns the tier policy reads."""
         # not the ids: the fit reads none
         keep = {policy.tier_config.columns[role] for role in COLUMN_ROLES if role != "customer_id"}
-        frames = []
+        stack = ColumnStack()
         for features, rows in parts.along(chunks):
             frame = self._tier_frame(self._base_scores(features, rows), features)
-            # a copy: a column selection shares the chunk's blocks (copy on write), keeping every column
-            frames.append(frame[[col for col in frame.columns if col in keep]].copy())
-        return pd.concat(frames, ignore_index=True)
+            stack.add(frame, [col for col in frame.columns if col in keep])
+        return stack.frame()
 
     def _parts(self, features: pd.DataFrame, as_of: Any) -> _Parts:
         """BTYD's outputs at the horizon (with the CLV), the learned models' input and raw outputs (before
@@ -642,12 +645,6 @@ class _Parts:
 #: a season ``window`` is ``bt``, which keeps both)
 _KEPT_BT = ("p_churn", "expected_purchases", "expected_spend", "clv")
 _KEPT_WINDOW = ("p_churn", "p_alive", "expected_purchases", "expected_spend")
-
-
-def _kept(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    """Those columns of a BTYD output, copied (a column selection shares the frame's blocks: copy on
-    write would keep every column)."""
-    return frame[[col for col in dict.fromkeys(columns) if col in frame.columns]].copy()
 
 
 def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -400,3 +401,34 @@ def test_daily_purchases_match_a_pandas_reading_of_the_transactions(small_world,
         assert got["first_purchases"].tolist() == want["first_purchases"].tolist()
         assert got["first_purchases"].sum() == bought["customer_id"].nunique()
         assert got["net_spend"].to_numpy() == pytest.approx(want["net_spend"].to_numpy(), rel=1e-12, abs=1e-9)
+
+
+def test_a_column_stack_gives_what_concat_gives_and_lets_its_chunks_go() -> None:
+    from churnclv.features import ColumnStack
+
+    chunks = [
+        pd.DataFrame(
+            {
+                "customer_id": pd.Series([f"00{i}{j}" for j in range(3)], dtype="str"),
+                "x": [0.5 * i, float("nan"), 2.0],
+                "n": pd.array([i, None, 3], dtype="Int64"),
+                "tier": pd.Series(["Gold", "Bronze", "Gold"], dtype="string"),
+            }
+        )
+        for i in range(4)
+    ]
+    stack = ColumnStack()
+    for chunk in chunks:
+        stack.add(chunk, ["customer_id", "x", "n", "tier"])
+    chunks[0].loc[0, "x"] = 99.0  # a copy was kept, not a view of the chunk
+    want = pd.concat(chunks, ignore_index=True)
+    want.loc[0, "x"] = 0.0
+    pd.testing.assert_frame_equal(stack.frame(), want)
+    assert stack.frame().empty  # emptied by frame()
+    arrays = ColumnStack()
+    arrays.add({"churn": np.array([0.1, 0.2])})
+    arrays.add({"churn": np.array([0.3])})
+    assert arrays.frame()["churn"].tolist() == [0.1, 0.2, 0.3]
+    arrays.add({"churn": np.ones(1)})
+    with pytest.raises(ValueError, match="differ from the first chunk"):
+        arrays.add({"spend": np.ones(1)})

@@ -140,6 +140,24 @@ def test_fingerprint_is_the_content_not_the_file_layout(small_world: Path, tmp_p
     assert not left._thread.is_alive()
 
 
+def test_the_background_fingerprint_takes_less_memory_than_the_training(small_world: Path, monkeypatch) -> None:
+    import churnclv.features
+
+    real, seen = churnclv.features.connect, []
+
+    def spy(**settings):
+        con = real(**settings)
+        seen.append(con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0])
+        return con
+
+    monkeypatch.setattr(churnclv.features, "connect", spy)
+    for limit in (None, "2GB", "1.5 GiB", "80%", "100MB", "0.2GB"):
+        with BackgroundFingerprint(small_world, memory_limit=limit) as background:
+            assert background.result()["transactions"]["rows"] > 0
+    # DuckDB's own reading of each limit (in MiB): 512MB unless the training's is a smaller size
+    assert seen == ["488.2 MiB"] * 4 + ["95.3 MiB", "190.7 MiB"]
+
+
 @pytest.mark.integration
 def test_training_as_of_ignores_rows_after_it_sample_included(small_world: Path, tmp_path: Path) -> None:
     """Same data up to as-of, same training: rows after as-of change neither the sample nor the models."""
