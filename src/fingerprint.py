@@ -54,6 +54,7 @@ HASH_MAX_BYTES = 512 * 2**20
 # 486M rows: 441 s and 0.55 GB RSS on one thread at 400MB), where the training's own limit (or 80 %
 # of RAM without one) stacked a second one on the training's peak
 FINGERPRINT_MEMORY_LIMIT = "512MB"
+_FINGERPRINT_MEMORY_BYTES = 512 * 10**6
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -152,10 +153,9 @@ def fingerprint_memory_limit(limit: str | None) -> str:
     size below :data:`FINGERPRINT_MEMORY_LIMIT`, else that constant (the job's own connection judges
     a limit that is not a size)."""
     size = None if limit is None else _size_bytes(limit)
-    cap = _size_bytes(FINGERPRINT_MEMORY_LIMIT)
-    return (
-        limit if limit is not None and size is not None and cap is not None and size < cap else FINGERPRINT_MEMORY_LIMIT
-    )
+    if limit is None or size is None or size >= _FINGERPRINT_MEMORY_BYTES:
+        return FINGERPRINT_MEMORY_LIMIT
+    return limit
 
 
 class BackgroundFingerprint:
