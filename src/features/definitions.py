@@ -133,13 +133,11 @@ def build_features(tables: FeatureTables, as_of: AsOf, *, config: FeatureConfig 
     # ... and purchase-day features from one row per customer and day
     raw = tables.transactions
     daily = _daily(raw.filter(raw.ts < end), config)
-    # gap to the previous purchase day: partitioning by (customer, purchase) makes a plain LAG skip
-    # return-only days, in one pass over the daily rows
-    order = ibis.window(group_by=[daily.customer_id, daily.purchase], order_by=daily.day)
-    prev = daily.day.lag().over(order)
-    gap = ibis.ifelse(daily.purchase, daily.day.delta(prev, unit="day"), ibis.null("int64"))
-    daily = daily.mutate(gap=gap)
-    p = daily.purchase
+    # every purchase-day feature reads purchase days only: the others go before the gap window, which
+    # then partitions by customer alone (a LAG over the customer's purchase days)
+    daily = daily.filter(daily.purchase)
+    prev = daily.day.lag().over(ibis.window(group_by=daily.customer_id, order_by=daily.day))
+    daily = daily.mutate(gap=daily.day.delta(prev, unit="day"))
 
     def since(w: int) -> ir.BooleanColumn:
         return daily.day >= date_literal(start(w))
@@ -148,19 +146,19 @@ def build_features(tables: FeatureTables, as_of: AsOf, *, config: FeatureConfig 
         return (daily.day >= date_literal(start(2 * w))) & (daily.day < date_literal(start(w)))
 
     day_aggs: dict[str, ir.Value] = {
-        "n_purchase_days": daily.count(where=p),
-        "_p_now": daily.count(where=p & since(tw)),
-        "_p_before": daily.count(where=p & before(tw)),
+        "n_purchase_days": daily.count(),
+        "_p_now": daily.count(where=since(tw)),
+        "_p_before": daily.count(where=before(tw)),
         # BTYD: a purchase day with a gap is a repeat purchase day
-        "first_p": daily.day.min(where=p),
-        "last_p": daily.day.max(where=p),
+        "first_p": daily.day.min(),
+        "last_p": daily.day.max(),
         "repeats": daily.gap.count(),
         "gap_mean": daily.gap.mean(),
         "gap_std": daily.gap.std(how="sample"),
         "mv": daily.net.mean(where=daily.gap.notnull()),
     }
     for w in config.windows:
-        day_aggs[f"purchase_days_{w}d"] = daily.count(where=p & since(w))
+        day_aggs[f"purchase_days_{w}d"] = daily.count(where=since(w))
     per_day = daily.group_by("customer_id").aggregate(**day_aggs)
 
     tx_ids = per_customer.select("customer_id")
