@@ -28,7 +28,7 @@ from churnclv.features import (
     write_feature_chunks,
 )
 from churnclv.features.engine import compute_daily_purchases
-from churnclv.features.sources import release_memory
+from churnclv.features.sources import map_large_allocations, release_memory
 from churnclv.models.inputs import stable_floats
 from churnclv.models.scorer import FIT_ERRORS, Scorer
 from churnclv.models.seasonality import MIN_SEASON_HISTORY_DAYS, SUMMARY_COLUMNS, LevelWindow
@@ -155,6 +155,7 @@ def train(
     snapshot: pd.DataFrame | FeatureChunks
     chunk_rows = tc.snapshot_chunk_rows(n_customers)
     if chunk_rows:
+        map_large_allocations()  # chunk-sized arrays given back when freed, not kept in the heap's holes
         say(
             f"the snapshot of {n_customers:,} customers is written out of core and read in chunks of "
             f"{chunk_rows:,} (above train.snapshot_in_memory)"

@@ -28,7 +28,7 @@ from churnclv.features.definitions import feature_columns
 from churnclv.features.engine import write_features
 from churnclv.features.errors import FeatureError
 from churnclv.features.results import to_pandas
-from churnclv.features.sources import Source, connect, load_tables
+from churnclv.features.sources import Source, connect, load_tables, release_memory
 
 __all__ = ["ColumnStack", "FeatureChunks", "write_feature_chunks"]
 
@@ -102,6 +102,7 @@ class FeatureChunks:
         reader = pq.ParquetFile(self.path)
         for batch in reader.iter_batches(batch_size=self.chunk_size):
             yield to_pandas(pa.Table.from_batches([batch]), self.spec)
+            release_memory()  # the chunk just used, back to the OS (Arrow's pool and the C heap keep it)
 
     def read(self, columns: Sequence[str]) -> pd.DataFrame:
         """These columns of every customer (``customer_id`` first, always), as one frame."""
