@@ -53,8 +53,8 @@ HASH_MAX_BYTES = 512 * 2**20
 # DuckDB's memory for the content fingerprint beside a training: it spills past it (10M customers,
 # 486M rows: 441 s and 0.55 GB RSS on one thread at 400MB), where the training's own limit (or 80 %
 # of RAM without one) stacked a second one on the training's peak
-FINGERPRINT_MEMORY_LIMIT = "512MB"
 _FINGERPRINT_MEMORY_BYTES = 512 * 10**6
+FINGERPRINT_MEMORY_LIMIT = f"{_FINGERPRINT_MEMORY_BYTES // 10**6}MB"
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 

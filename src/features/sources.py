@@ -19,7 +19,7 @@ from churnclv.features.inputs import FeatureTables
 from churnclv.schema import TABLES
 from churnclv.tables import DataError, find_table
 
-__all__ = ["CLEAN_TYPES", "Source", "check_frame", "connect", "load_tables", "release_memory"]
+__all__ = ["CLEAN_TYPES", "Source", "check_frame", "connect", "load_tables", "map_large_allocations", "release_memory"]
 
 Source: TypeAlias = str | Path | Mapping[str, pd.DataFrame | None]
 

@@ -344,8 +344,7 @@ class Scorer:
         for chunk in chunks:  # chunks come with a fresh RangeIndex (FeatureChunks)
             p = self._parts(stable_floats(chunk), as_of)
             season = p.window is not p.bt
-            kept = _KEPT_BT if season else tuple(dict.fromkeys(_KEPT_BT + _KEPT_WINDOW))
-            bts.add(p.bt, [c for c in kept if c in p.bt.columns])
+            bts.add(p.bt, [c for c in (_KEPT_BT if season else _KEPT_BOTH) if c in p.bt.columns])
             if season:
                 windows.add(p.window, [c for c in _KEPT_WINDOW if c in p.window.columns])
             raws.add(p.raw)
@@ -647,6 +646,7 @@ class _Parts:
 #: a season ``window`` is ``bt``, which keeps both)
 _KEPT_BT = ("p_churn", "expected_purchases", "expected_spend", "clv")
 _KEPT_WINDOW = ("p_churn", "p_alive", "expected_purchases", "expected_spend")
+_KEPT_BOTH = tuple(dict.fromkeys(_KEPT_BT + _KEPT_WINDOW))
 
 
 def _with_btyd(features: pd.DataFrame, prediction: pd.DataFrame) -> pd.DataFrame:
