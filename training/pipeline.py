@@ -23,7 +23,7 @@ from churnclv.features import (
     ColumnStack,
     FeatureChunks,
     compute_features,
-    compute_labels,
+    compute_label_totals,
     count_customers,
     write_feature_chunks,
 )
@@ -256,10 +256,10 @@ def _level_window(
     features = compute_features(
         clean, cutoff.date(), memory_limit=tc.memory_limit, config=config.features, columns=SUMMARY_COLUMNS
     )
-    labels = compute_labels(
+    totals = compute_label_totals(
         clean, cutoff.date(), tc.horizon_days, as_of=as_of.date(), config=config.features, memory_limit=tc.memory_limit
     )
-    return LevelWindow(cutoff=cutoff, features=features, labels=labels)
+    return LevelWindow(cutoff=cutoff, features=features, totals=totals)
 
 
 def _final_fit(

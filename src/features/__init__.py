@@ -14,6 +14,7 @@ from churnclv.features.dates import AsOf, as_of_date
 from churnclv.features.definitions import build_features, feature_columns
 from churnclv.features.engine import (
     compute_features,
+    compute_label_totals,
     compute_labels,
     compute_training_frame,
     count_customers,
@@ -41,6 +42,7 @@ __all__ = [
     "build_training_frame",
     "compute_features",
     "compute_features_frames",
+    "compute_label_totals",
     "compute_labels",
     "compute_training_frame",
     "connect",

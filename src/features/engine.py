@@ -34,6 +34,7 @@ from churnclv.schema import TABLES
 __all__ = [
     "compute_daily_purchases",
     "compute_features",
+    "compute_label_totals",
     "compute_labels",
     "compute_training_frame",
     "count_customers",
@@ -176,6 +177,37 @@ def compute_labels(
         check_known(con, tables, c, "cutoff")
         spec = [FEATURES[0]] + [f for f in LABELS if f.name != "cutoff"]
         return to_pandas(con.to_pyarrow(expr.order_by("customer_id")), spec)
+
+
+def compute_label_totals(
+    source: Source,
+    cutoff: AsOf,
+    horizon_days: int,
+    *,
+    as_of: AsOf,
+    config: FeatureConfig = FeatureConfig(),
+    con: ibis.BaseBackend | None = None,
+    memory_limit: str | None = None,
+) -> dict[str, float]:
+    """:func:`compute_labels` summed over the customers known at ``cutoff``: ``customers``, ``churned``,
+    ``purchases`` and ``spend``, as numbers.
+
+    The same labels, added up by DuckDB: one row comes back instead of a frame of every customer
+    (training's level factors read only the totals; ~0.4 GB and a sort saved at 10M customers).
+    Raises :class:`~churnclv.features.errors.FeatureError` as :func:`compute_labels` does.
+    """
+    c = as_of_date(cutoff, "cutoff")
+    with _opened(source, con, memory_limit, None, None) as (con, tables):
+        labels = build_labels(tables, c, horizon_days, as_of=as_of, config=config)
+        check_known(con, tables, c, "cutoff")
+        sums = labels.aggregate(
+            customers=labels.count(),
+            churned=labels.churned.cast("int64").sum().coalesce(0),
+            purchases=labels.purchases.sum().coalesce(0),
+            spend=labels.spend.sum().coalesce(0.0),
+        )
+        row = con.to_pyarrow(sums).to_pylist()[0]
+    return {"customers": float(row["customers"]), **{k: float(row[k]) for k in ("churned", "purchases", "spend")}}
 
 
 def count_customers(

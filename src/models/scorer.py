@@ -47,11 +47,19 @@ from churnclv.models.scorer_files import (
     read_scorer,
     write_scorer,
 )
-from churnclv.models.seasonality import SUMMARY_COLUMNS, LevelWindow, SeasonalBTYD, fit_seasonal_model
+from churnclv.models.seasonality import (
+    SUMMARY_COLUMNS,
+    LevelWindow,
+    SeasonalBTYD,
+    fit_seasonal_btyd,
+    with_window_levels,
+)
 from churnclv.models.tier_config import COLUMN_ROLES
 from churnclv.models.tier_policy import TierPolicy
 
 log = logging.getLogger(__name__)
+
+_NO_SEASON = "no season: BTYD in operational time failed ({}: {})"
 
 LABEL_COLUMNS = ("churned", "purchases", "spend")
 KEY_COLUMNS = ("customer_id", "cutoff", "as_of")
@@ -212,22 +220,33 @@ class Scorer:
         self.btyd_ = self._btyd().fit(frame)
         self.intervals_ = fit_intervals(self.btyd_, c)
         notes += [f"BTYD at as-of: {n}" for n in getattr(self.btyd_, "fit_notes_", [])]
-        self.seasonal_ = None
-        if c.seasonality and daily is not None and as_of is not None:
-            try:
-                self.seasonal_, said = fit_seasonal_model(self.btyd_, frame, as_of, daily, level_window, c.horizon_days)
-            except FIT_ERRORS as exc:
-                said = [f"no season: BTYD in operational time failed ({type(exc).__name__}: {exc})"]
-            notes += said
-            log.info("%s", "; ".join(said))
         bt = self.btyd_.predict(
             frame, c.horizon_days, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate
         )
         default = c.clv_months * (365.25 / 12) / c.horizon_days
         self.clv_fallback_ratio_ = clv_fallback_ratio(bt["clv"].to_numpy(), bt["expected_spend"].to_numpy(), default)
-        # not read again: ~0.6 GB each at 10M customers while the learned models train
+        del bt
+        seasonal, said = None, []
+        season_wanted = c.seasonality and daily is not None and as_of is not None
+        if season_wanted:
+            try:
+                seasonal, message = fit_seasonal_btyd(self.btyd_, frame, as_of, daily)
+                said = [message]
+            except FIT_ERRORS as exc:
+                said = [_NO_SEASON.format(type(exc).__name__, exc)]
+        # not read again: ~0.6 GB at 10M customers, let go before the level window's DuckDB job
+        # (at its memory limit) and while the learned models train
         whole = frame if chunks is None else None
-        del bt, frame
+        del frame
+        if seasonal is not None and daily is not None:
+            try:
+                seasonal, said = with_window_levels(seasonal, daily, level_window, c.horizon_days, said)
+            except FIT_ERRORS as exc:
+                seasonal, said = None, [_NO_SEASON.format(type(exc).__name__, exc)]
+        self.seasonal_ = seasonal
+        if season_wanted:
+            notes += said
+            log.info("%s", "; ".join(said))
         self.churn_ = self.purchases_ = self.spend_ = None
         self.churn_calibration_ = None
         self.level_factors_ = dict(NO_LEVELS)

@@ -38,6 +38,7 @@ __all__ = [
     "fit_seasonal_btyd",
     "fit_seasonal_model",
     "to_operational",
+    "with_window_levels",
 ]
 
 YEAR_DAYS = 365.25
@@ -208,13 +209,23 @@ def to_operational(features: pd.DataFrame, as_of: Any, season: Season) -> pd.Dat
 
 @dataclass(frozen=True)
 class LevelWindow:
-    """A closed window ``(cutoff, cutoff + H]`` before the as-of: the features at ``cutoff`` and the
-    labels (``customer_id``, ``purchases``, ``spend``) of its customers, for :meth:`SeasonalBTYD.
-    with_levels`."""
+    """A closed window ``(cutoff, cutoff + H]`` before the as-of: the features at ``cutoff`` and what
+    its customers bought in it, ``totals`` (``purchases`` and ``spend`` summed over the customers
+    known at ``cutoff``, :func:`~churnclv.features.compute_label_totals`), for
+    :meth:`SeasonalBTYD.with_levels`."""
 
     cutoff: Any
     features: pd.DataFrame
-    labels: pd.DataFrame
+    totals: Mapping[str, float]
+
+    @classmethod
+    def from_labels(cls, cutoff: Any, features: pd.DataFrame, labels: pd.DataFrame) -> LevelWindow:
+        """The window from per-customer labels (``customer_id``, ``purchases``, ``spend``): their sums
+        over the customers of ``features`` (a notebook's labels may cover others too)."""
+        truth = labels.set_index(labels["customer_id"].astype(str))
+        ids = features["customer_id"].astype(str)
+        totals = {t: float(truth[t].reindex(ids).fillna(0.0).sum()) for t in ("purchases", "spend")}
+        return cls(cutoff=cutoff, features=features, totals=totals)
 
 
 #: Level factors outside this range are not believed (the window was unusual): clipped to it.
@@ -244,11 +255,9 @@ class SeasonalBTYD:
         if past is None:
             return self, f"no level calibration at {pd.Timestamp(window.cutoff).date()}: {message}"
         pred = past.predict(window.features, window.cutoff, horizon_days)
-        truth = window.labels.set_index(window.labels["customer_id"].astype(str))
-        ids = window.features["customer_id"].astype(str)
         levels = {}
         for target in ("purchases", "spend"):
-            want = float(truth[target].reindex(ids).fillna(0.0).sum())
+            want = float(window.totals[target])
             got = float(pred[f"expected_{target}"].sum())
             ok = got > 0 and want > 0
             levels[target] = float(np.clip(want / got, *LEVEL_RANGE)) if ok else 1.0
@@ -314,10 +323,23 @@ def fit_seasonal_model(
     with what was found, a sentence per step. ``window`` may be a function making it: called only
     when there is a season, and the window let go once read (~1 GB at 10M customers)."""
     seasonal, message = fit_seasonal_btyd(btyd, snapshot, as_of, daily)
-    if seasonal is None or window is None:
+    if seasonal is None:
         return seasonal, [message]
+    return with_window_levels(seasonal, daily, window, horizon_days, [message])
+
+
+def with_window_levels(
+    seasonal: SeasonalBTYD,
+    daily: pd.DataFrame,
+    window: LevelWindow | Callable[[], LevelWindow | None] | None,
+    horizon_days: int,
+    said: list[str],
+) -> tuple[SeasonalBTYD, list[str]]:
+    """``seasonal`` with the level factors of ``window`` (:meth:`SeasonalBTYD.with_levels`), made
+    here when it is a function; ``said`` with a sentence on the levels. A caller that holds nothing
+    else meanwhile keeps the window's job from adding to its own peak (training at 10M customers)."""
     made = window() if callable(window) else window
     if made is None:
-        return seasonal, [message]
+        return seasonal, said
     seasonal, levels = seasonal.with_levels(daily, made, horizon_days)
-    return seasonal, [message, levels]
+    return seasonal, [*said, levels]

@@ -14,6 +14,7 @@ from churnclv.features import (
     FeatureConfig,
     compute_features,
     compute_features_frames,
+    compute_label_totals,
     compute_labels,
     compute_training_frame,
     connect,
@@ -190,6 +191,21 @@ def test_labels(window_tx):
     assert labels.loc["1"].tolist() == [False, 2, 20.0]
     assert labels.loc["2"].tolist() == [True, 0, -10.0]
     assert labels.dtypes.astype(str).tolist() == ["bool", "int64", "float64"]
+
+
+def test_label_totals_are_the_labels_summed(window_tx, frames):
+    totals = compute_label_totals({"transactions": window_tx}, "2024-06-30", 30, as_of="2024-08-31")
+    assert totals == {"customers": 2.0, "churned": 1.0, "purchases": 2.0, "spend": 10.0}  # 3 unknown at the cutoff
+    t, e, c = frames  # signups without a purchase count as known customers with zero labels
+    src = {"transactions": t, "events": e, "customers": c}
+    for cutoff in ("2024-03-31", "2024-05-18"):
+        labels = compute_labels(src, cutoff, 60, as_of="2024-08-31")
+        got = compute_label_totals(src, cutoff, 60, as_of="2024-08-31")
+        assert got["customers"] == len(labels) and got["churned"] == labels["churned"].sum()
+        assert got["purchases"] == labels["purchases"].sum()
+        assert got["spend"] == pytest.approx(labels["spend"].sum(), rel=1e-12)
+    with pytest.raises(ValueError, match="not closed"):
+        compute_label_totals({"transactions": window_tx}, "2024-06-30", 30, as_of="2024-07-29")
 
 
 def test_labels_refuse_an_open_window(window_tx):

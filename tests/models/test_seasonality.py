@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnclv.features import compute_features, compute_labels, compute_training_frame
+from churnclv.features import compute_features, compute_label_totals, compute_labels, compute_training_frame
 from churnclv.features.engine import compute_daily_purchases
 from churnclv.generate import generate_world_to_parquet
 from churnclv.generator.world import WorldConfig
@@ -130,7 +130,7 @@ def test_level_factors_are_what_the_model_got_wrong_on_the_last_closed_window(se
     assert seasonal is not None, message
     at_cutoff = compute_features(seasonal_world, cutoff)
     labels = compute_labels(seasonal_world, cutoff, h, as_of=as_of)
-    levelled, said = seasonal.with_levels(daily, LevelWindow(pd.Timestamp(cutoff), at_cutoff, labels), h)
+    levelled, said = seasonal.with_levels(daily, LevelWindow.from_labels(pd.Timestamp(cutoff), at_cutoff, labels), h)
     assert said.startswith("level factors from the window after 2025-04-01")
     past, _ = fit_seasonal_btyd(BTYDModel().fit(at_cutoff), at_cutoff, cutoff, daily)  # reads days <= cutoff only
     assert past is not None
@@ -180,7 +180,7 @@ def test_a_level_window_given_as_a_function_is_made_only_for_a_season(seasonal_w
     window = LevelWindow(
         pd.Timestamp(cutoff),
         compute_features(seasonal_world, cutoff),
-        compute_labels(seasonal_world, cutoff, h, as_of=as_of),
+        compute_label_totals(seasonal_world, cutoff, h, as_of=as_of),
     )
     calls: list[int] = []
 
