@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,12 @@ def action_value(clv_pct: np.ndarray, past_spend_pct: np.ndarray, no_purchase: n
     return value + _TIE_BREAK * clv_pct
 
 
+#: Names per customer: an array of strings or a categorical of them (the fit's: a byte a customer).
+Names: TypeAlias = np.ndarray | pd.Categorical
+
+
 def _rungs(
-    book: Playbook, cuts: Mapping[tuple[str, str], np.ndarray], tiers: np.ndarray, stages: np.ndarray, value: np.ndarray
+    book: Playbook, cuts: Mapping[tuple[str, str], np.ndarray], tiers: Names, stages: Names, value: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per customer: the action (an index into the returned action ids) and whether the rung is the
     last of its cell. The cells are found once by integer codes: comparing and sorting object arrays
@@ -70,7 +75,7 @@ def _rungs(
 
 
 def assign_actions(
-    book: Playbook, cuts: Mapping[tuple[str, str], np.ndarray], tiers: np.ndarray, stages: np.ndarray, value: np.ndarray
+    book: Playbook, cuts: Mapping[tuple[str, str], np.ndarray], tiers: Names, stages: Names, value: np.ndarray
 ) -> np.ndarray:
     """The action text per customer (aligned arrays of tier names, stages and :func:`action_value`)."""
     codes, _, names = _rungs(book, cuts, tiers, stages, value)
@@ -80,7 +85,7 @@ def assign_actions(
 
 
 def fit_action_cuts(
-    book: Playbook, tiers: np.ndarray, stages: np.ndarray | None, value: np.ndarray
+    book: Playbook, tiers: Names, stages: Names | None, value: np.ndarray
 ) -> tuple[ActionCuts, dict[str, float]]:
     """Cut points from the rungs' shares on the training population, raised to keep every action
     within ``max_action_share``; and the realized share of each action id on that population.

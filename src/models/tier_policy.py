@@ -65,7 +65,7 @@ from churnclv.models.playbook_cuts import (
 )
 from churnclv.models.quantile_grid import fit_grid, percentile
 from churnclv.models.reasons import write_reasons
-from churnclv.models.stages import lifecycle_stages
+from churnclv.models.stages import lifecycle_stage_codes
 from churnclv.models.tier_config import COMPONENTS, TierConfig, load_tier_config, parse_tier_config
 from churnclv.models.tier_inputs import column, growth, numeric, raw_components, required_column
 from churnclv.models.tier_levels import cut_points, held_levels, hysteresis_bounds
@@ -236,10 +236,11 @@ class TierPolicy(BaseEstimator):
         """The playbook's value cut points on the training population (its stages need
         ``tenure`` and ``days_since_last_purchase``; without them every cell is cut on the whole
         population)."""
-        tiers = self._names(levels, frame.index).to_numpy(dtype=object)
+        # categoricals, not a string per customer: ~2 GB less at 10M customers, the same cells
+        tiers = pd.Categorical.from_codes(levels, categories=self.tier_config.tier_names[::-1])
         cols = self.tier_config.columns
         has_stages = all(column(frame, cols, r) is not None for r in ("tenure", "days_since_last_purchase"))
-        stages = self._stage(frame, parts).to_numpy(dtype=object) if has_stages else None
+        stages = self._stage_codes(frame, parts) if has_stages else None
         value = self._action_value(frame, parts)
         self.action_cuts_, self.action_shares_ = fit_action_cuts(self.tier_config.playbook, tiers, stages, value)
 
@@ -333,6 +334,9 @@ class TierPolicy(BaseEstimator):
         return self._stage(frame, parts)
 
     def _stage(self, frame: pd.DataFrame, parts: dict[str, np.ndarray]) -> pd.Series:
+        return pd.Series(self._stage_codes(frame, parts), index=frame.index, name="stage").astype("string")
+
+    def _stage_codes(self, frame: pd.DataFrame, parts: dict[str, np.ndarray]) -> pd.Categorical:
         n, columns = len(frame), self.tier_config.columns
 
         def required(role: str) -> np.ndarray:
@@ -347,9 +351,8 @@ class TierPolicy(BaseEstimator):
 
         gap, freq = optional("usual_gap"), optional("frequency")
         trend, p_prev = optional("purchase_trend"), optional("p_churn_prev")
-        return lifecycle_stages(
+        return lifecycle_stage_codes(
             self.tier_config.stages,
-            index=frame.index,
             dsl=dsl,
             tenure=tenure,
             p=p,

@@ -86,6 +86,29 @@ def test_the_valuable_lapsed_get_the_personal_offer(policy: TierPolicy, base: pd
     assert shares(cell["action"])[ladder[0]] == pytest.approx(0.3, abs=0.02)
 
 
+def test_the_fit_reads_tiers_and_stages_as_categoricals_or_strings_alike(
+    policy: TierPolicy, base: pd.DataFrame
+) -> None:
+    """The fit passes categoricals (a byte a customer at 10M customers, not a string each): the same
+    cut points and shares as the names themselves, with a tight cap so the rounds move cut points."""
+    from churnclv.models.playbook_cuts import action_value, fit_action_cuts
+
+    out = policy.assign(base)
+    parts = policy.score(base)
+    value = action_value(parts["clv_pct"].to_numpy(), parts["past_spend_pct"].to_numpy(), np.zeros(len(base), bool))
+    tiers, stages = out["tier"].to_numpy(dtype=object), out["stage"].to_numpy(dtype=object)
+    for book in (BOOK, parse_tier_config({"playbook": {"max_action_share": 0.15}}).playbook):
+        by_name = fit_action_cuts(book, tiers, stages, value)
+        by_code = fit_action_cuts(book, pd.Categorical(tiers), pd.Categorical(stages), value)
+        assert by_name[1] == by_code[1] and by_name[0].keys() == by_code[0].keys()
+        for cell, cuts in by_name[0].items():
+            np.testing.assert_array_equal(cuts, by_code[0][cell])
+    # the fit's own stages: one category per stage name, whatever the no-purchase stage is called
+    codes = policy._stage_codes(base, policy._score_parts(base))
+    assert list(codes.categories) == list(dict.fromkeys(codes.categories))
+    assert list(codes.astype(str)) == list(out["stage"])
+
+
 def test_a_tighter_cap_moves_customers_down_the_ladder(base: pd.DataFrame, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="churnclv.models.playbook_cuts"):
         tight = TierPolicy(config={"playbook": {"max_action_share": 0.15}}).fit(base)
