@@ -226,9 +226,8 @@ class Scorer:
         default = c.clv_months * (365.25 / 12) / c.horizon_days
         self.clv_fallback_ratio_ = clv_fallback_ratio(bt["clv"].to_numpy(), bt["expected_spend"].to_numpy(), default)
         del bt
-        seasonal, said = None, []
-        season_wanted = c.seasonality and daily is not None and as_of is not None
-        if season_wanted:
+        seasonal, said = None, []  # said: what the season's steps found (none when not asked for)
+        if c.seasonality and daily is not None and as_of is not None:
             try:
                 seasonal, message = fit_seasonal_btyd(self.btyd_, frame, as_of, daily)
                 said = [message]
@@ -244,7 +243,7 @@ class Scorer:
             except FIT_ERRORS as exc:
                 seasonal, said = None, [_NO_SEASON.format(type(exc).__name__, exc)]
         self.seasonal_ = seasonal
-        if season_wanted:
+        if said:
             notes += said
             log.info("%s", "; ".join(said))
         self.churn_ = self.purchases_ = self.spend_ = None
