@@ -36,6 +36,7 @@ __all__ = [
     "SMALL_BATCH_ROWS",
     "GBMBase",
     "lightgbm_threads",
+    "set_lightgbm_threads",
     "usable_cores",
     "weights_of",
 ]
@@ -57,6 +58,12 @@ _THREADS: ContextVar[int] = ContextVar("lightgbm_threads", default=0)
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def set_lightgbm_threads(n: int) -> None:
+    """Every LightGBM fit and prediction of this thread (context) from now on on ``n`` threads (0: the
+    model's own setting): for a worker process whose tasks all run in its main thread."""
+    _THREADS.set(int(n))
 
 
 @contextmanager

@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from scipy.special import expit
 
 from churnclv.config import ConfigError
@@ -22,7 +25,7 @@ from churnclv.features.catalogue import expand
 from churnclv.features.config import FeatureConfig
 from churnclv.generate import generate_world_to_parquet
 from churnclv.generator.world import WorldConfig
-from churnclv.models.explanations import Reason, drivers
+from churnclv.models.explanations import Reason, _top_columns, drivers
 from churnclv.models.gbm import GBMChurnClassifier
 from churnclv.models.reason_book import family_of, topic_of
 from churnclv.models.reasons import EFFECTS, phrase, write_reasons
@@ -318,6 +321,26 @@ def test_drivers_are_the_strongest_contributions_one_per_topic(churn_model) -> N
             assert r.value == (want if r.feature == "attr_region" else pytest.approx(want))
             signs.add(np.sign(r.contribution))
     assert signs == {-1.0, 1.0}  # both ways: a reason may lower the risk
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 20), st.integers(1, 12)),
+        elements=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.25]),  # few values: ties everywhere, zeros too
+    ),
+    st.integers(1, 12),
+)
+def test_top_columns_are_the_largest_first_ties_to_the_lower_column(strength: np.ndarray, k: int) -> None:
+    k = min(k, strength.shape[1])
+    before = strength.copy()
+    got = _top_columns(strength, k)
+    columns = np.arange(strength.shape[1])
+    for i, row in enumerate(strength):
+        want = sorted(columns, key=lambda j: (-row[j], j))[:k]  # the order drivers promises
+        assert got[i].tolist() == want
+    np.testing.assert_array_equal(strength, before)  # the caller's strengths are left as they were
 
 
 def test_drivers_give_readable_reasons(churn_model, config) -> None:

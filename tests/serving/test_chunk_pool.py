@@ -6,14 +6,19 @@ The reference is ``batch_out`` (tests/serving/conftest.py): the batch job on the
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 from dataclasses import replace
 from pathlib import Path
 
 import duckdb
+import numba
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from churnclv.models import gbm_base
+from churnclv.serving import chunk_pool
 from churnclv.serving.chunk_pool import ChunkScorer
 from churnclv.serving.model import load_model
 from churnclv.serving.snapshots import FEATURES_FILE, features_path, part_files, scores_dir
@@ -60,3 +65,25 @@ def test_a_model_without_a_folder_scores_in_this_process(serving_store: dict) ->
         assert scorer.workers == 1
     with ChunkScorer(replace(model, path="/nonexistent"), as_of=AS_OF, reasons=True, workers=4) as scorer:
         assert scorer.workers == 1  # no scorer in the folder: nothing a worker could load
+
+
+def test_a_worker_predicts_on_one_thread(serving_store: dict, tmp_path: Path) -> None:
+    """Each worker holds one core: LightGBM and numba on one thread each, and numpy asks for no huge
+    pages (what the worker's start sets)."""
+    model = load_model(serving_store["model_uri"], serving_store["tracking_uri"], dst=tmp_path / "model")
+    folder = chunk_pool._scorer_folder(model)
+    assert folder is not None
+    numba_threads = numba.get_num_threads()
+    hugepages = np._core.multiarray._set_madvise_hugepage  # returns the setting it replaces
+    huge = hugepages(True)
+
+    def start() -> tuple[int, int, bool]:
+        chunk_pool._start(str(folder), {"name": model.name, "version": model.version, "alias": None, "model_uri": "m"})
+        return gbm_base._THREADS.get(), numba.get_num_threads(), hugepages(False)
+
+    try:
+        assert contextvars.copy_context().run(start) == (1, 1, False)
+    finally:
+        numba.set_num_threads(numba_threads)
+        hugepages(huge)
+    assert gbm_base._THREADS.get() == 0  # set in the worker's context only
