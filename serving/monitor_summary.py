@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from churnclv.monitoring.report import MONITOR_FILE
+from churnclv.monitoring.files import MONITOR_FILE
 from churnclv.serving.snapshots import parse_partition
 
 __all__ = ["MONITORING_DIR", "latest_monitoring", "monitoring_dir"]

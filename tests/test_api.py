@@ -40,6 +40,11 @@ def test_a_name_loads_on_first_use_only() -> None:
     assert "mlflow" not in loaded  # the core never imports it
 
 
+def test_the_batch_job_loads_no_plotting_library() -> None:
+    # the weekly batch reads the last monitoring run's summary, never draws it: matplotlib cost 0.4 s a run
+    assert "matplotlib" not in _modules_after("import churnclv.serving.batch")
+
+
 def test_all_lists_the_lazy_table_and_every_name_is_documented() -> None:
     assert cc.__all__ == sorted(cc.__all__)
     assert set(cc.__all__) == {"__version__", *cc._LAZY}

@@ -12,14 +12,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from churnclv.monitoring.files import MONITOR_FILE, REPORT_FILE
 from churnclv.monitoring.plots import plot_decile_calibration, plot_group_revenue, plot_psi
 from churnclv.monitoring.thresholds import Breach
 from churnclv.plotting import save
 
 __all__ = ["MONITOR_FILE", "REPORT_FILE", "render_markdown", "write_files"]
-
-MONITOR_FILE = "monitor.json"
-REPORT_FILE = "report.md"
 
 
 def _f(x: Any, digits: int = 3) -> str:
