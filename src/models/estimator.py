@@ -78,9 +78,6 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         The weight of BTYD's churn log-odds blended with the learned model's.
     churn_recalibrate : bool
         Recalibrate that blend on BTYD's churn probabilities at the snapshot (BTYD's level).
-    churn_monotone : bool
-        The churn model's score only rises with the days since the last purchase and only falls
-        with each window's purchase days and BTYD's P(alive) (``churnclv.models.scorer.CHURN_MONOTONE``).
     label_horizon_days : int, optional
         The learned models' label horizon when shorter than ``horizon_days``.
     learned_totals : {"btyd", "learned"}
@@ -131,7 +128,6 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         gbm_refit_full: bool = _D.gbm_refit_full,
         churn_btyd_weight: float = _D.churn_btyd_weight,
         churn_recalibrate: bool = _D.churn_recalibrate,
-        churn_monotone: bool = _D.churn_monotone,
         label_horizon_days: int | None = _D.label_horizon_days,
         learned_totals: str = _D.learned_totals,
         seasonality: bool = _D.seasonality,
@@ -161,7 +157,6 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         self.gbm_refit_full = gbm_refit_full
         self.churn_btyd_weight = churn_btyd_weight
         self.churn_recalibrate = churn_recalibrate
-        self.churn_monotone = churn_monotone
         self.label_horizon_days = label_horizon_days
         self.learned_totals = learned_totals
         self.seasonality = seasonality

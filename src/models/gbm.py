@@ -20,7 +20,7 @@ Jorgensen, B. (1987). Exponential dispersion models. JRSS B 49(2) (the Tweedie f
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -76,10 +76,6 @@ class GBMChurnClassifier(GBMBase):
         Customer id column; held-out rows are whole customers when it is in X.
     seed : int
         Seeds the held-out split and LightGBM.
-    monotone : dict of str to int, optional
-        Features whose effect on the churn score keeps one sign: ``1`` the score only rises with
-        the feature, ``-1`` only falls (LightGBM's ``monotone_constraints``). Features the model does
-        not read are ignored; the others are free.
 
     Attributes
     ----------
@@ -109,7 +105,6 @@ class GBMChurnClassifier(GBMBase):
         exclude: Sequence[str] = DEFAULT_EXCLUDE,
         id_col: str = "customer_id",
         seed: int = 0,
-        monotone: Mapping[str, int] | None = None,
     ) -> None:
         self.params = params
         self.num_boost_round = num_boost_round
@@ -121,15 +116,6 @@ class GBMChurnClassifier(GBMBase):
         self.exclude = exclude
         self.id_col = id_col
         self.seed = seed
-        self.monotone = monotone
-
-    def _extra_params(self) -> dict[str, Any]:
-        if not self.monotone:
-            return {}
-        bad = {f: s for f, s in self.monotone.items() if s not in (-1, 0, 1)}
-        if bad:
-            raise ValueError(f"GBMChurnClassifier: monotone signs {bad} must be -1, 0 or 1")
-        return {"monotone_constraints": [int(self.monotone.get(f, 0)) for f in self.feature_names_]}
 
     def fit(self, X: pd.DataFrame, y: Any, *, groups: Any = None, sample_weight: Any = None) -> GBMChurnClassifier:
         """Fit the booster and its calibrator.

@@ -11,8 +11,7 @@ policy, metadata) and one LightGBM model text file per booster (:mod:`churnclv.m
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,24 +65,6 @@ LABEL_COLUMNS = ("churned", "purchases", "spend")
 KEY_COLUMNS = ("customer_id", "cutoff", "as_of")
 # BTYD outputs added as features in hybrid mode
 BTYD_FEATURES = ("btyd_p_alive", "btyd_p_churn", "btyd_expected_purchases", "btyd_expected_spend")
-#: With ``churn_monotone``: features whose effect on the churn score keeps one sign (1: the risk
-#: only rises with the feature), besides the purchase days of every window (-1). Frequency is left
-#: free: under BG/NBD a frequent buyer long silent is more likely gone than a rare one.
-CHURN_MONOTONE: dict[str, int] = {
-    "days_since_last_purchase": 1,
-    "days_since_last_purchase_rel_gap": 1,
-    "btyd_p_alive": -1,
-    "btyd_p_churn": 1,
-    "btyd_expected_purchases": -1,
-}
-_WINDOW_PURCHASE_DAYS = re.compile(r"purchase_days_\d+d")
-
-
-def churn_monotone(features: Sequence[str]) -> dict[str, int]:
-    """The signs :data:`CHURN_MONOTONE` gives, with -1 for each window's purchase days among ``features``."""
-    return {**CHURN_MONOTONE, **{f: -1 for f in features if _WINDOW_PURCHASE_DAYS.fullmatch(f)}}
-
-
 SCORE_COLUMNS = (
     "customer_id",
     "p_churn",
@@ -279,10 +260,9 @@ class Scorer:
             groups = train["customer_id"].to_numpy()
             if c.churn_model != "btyd":
                 feats = model_features(train, with_btyd=c.churn_model == "hybrid")
-                monotone = churn_monotone(feats) if c.churn_monotone else None
-                self.churn_ = GBMChurnClassifier(
-                    features=feats, calibration=c.calibration, monotone=monotone, **common
-                ).fit(train, train["churned"].astype(int).to_numpy(), groups=groups)
+                self.churn_ = GBMChurnClassifier(features=feats, calibration=c.calibration, **common).fit(
+                    train, train["churned"].astype(int).to_numpy(), groups=groups
+                )
             if c.purchases_model != "btyd":
                 feats = model_features(train, with_btyd=c.purchases_model == "hybrid")
                 self.purchases_ = GBMCountRegressor(features=feats, refit_full=c.gbm_refit_full, **common).fit(

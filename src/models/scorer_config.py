@@ -66,9 +66,6 @@ class ScorerConfig:
     # churn from a learned model: the weight of the BTYD log-odds averaged with the learned model's,
     # p = expit((1 - w) logit(p_learned) + w logit(p_btyd)); training picks it on the backtest
     churn_btyd_weight: Annotated[float, Field(ge=0, le=1)] = 0.0
-    # the churn model's score only rises with the days since the last purchase and only falls with
-    # the purchase days of each window and BTYD's P(alive) (scorer.CHURN_MONOTONE)
-    churn_monotone: bool = False
     # recalibrate that blend on BTYD's probabilities over the training snapshot (soft Platt: BTYD's level,
     # the blend's ranking); training picks it on the backtest. Always done with a shorter label horizon
     churn_recalibrate: bool = False

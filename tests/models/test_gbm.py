@@ -106,28 +106,6 @@ def test_learns_the_signal(clf, test_data):
     assert clf.categories_ == {"region": ["east", "north", "south", "west"]}
 
 
-def test_monotone_features_move_the_score_one_way_only(data, test_data):
-    X, y, _ = data
-    signs = {"x1": 1, "noise": -1, "not_a_feature": 1}  # one the model does not read: ignored
-    model = GBMChurnClassifier(**FAST, monotone=signs).fit(X, y["churned"])
-    free = GBMChurnClassifier(**FAST).fit(X, y["churned"])
-    assert model.booster_.params["monotone_constraints"] == [signs.get(f, 0) for f in model.feature_names_]
-    rows = test_data[0].head(200)
-    grid = np.linspace(-3, 3, 41)
-
-    def steps(m: GBMChurnClassifier, feature: str) -> np.ndarray:
-        scores = [m.decision_function(rows.assign(**{feature: v})) for v in grid]
-        return np.diff(np.vstack(scores), axis=0)
-
-    assert (steps(model, "x1") >= 0).all() and (steps(model, "noise") <= 0).all()
-    assert (steps(free, "noise") > 0).any()  # without the constraint the noise goes both ways
-    again = model_from_dict(json.loads(json.dumps(model.to_dict())))
-    assert again.monotone == signs
-    np.testing.assert_array_equal(again.predict_proba(rows), model.predict_proba(rows))
-    with pytest.raises(ValueError, match="must be -1, 0 or 1"):
-        GBMChurnClassifier(**FAST, monotone={"x1": 2}).fit(X, y["churned"])
-
-
 def test_probabilities_in_unit_interval_and_calibration_keeps_brier(clf, test_data):
     X, y, _ = test_data
     p = clf.predict_proba(X)

@@ -12,7 +12,7 @@ from sklearn.exceptions import NotFittedError
 
 from churnclv.features import compute_features, compute_features_frames, compute_training_frame
 from churnclv.models.inputs import stable_floats
-from churnclv.models.scorer import CHURN_MONOTONE, SCORE_COLUMNS, Scorer, churn_monotone
+from churnclv.models.scorer import SCORE_COLUMNS, Scorer
 from churnclv.models.scorer_config import ScorerConfig
 
 AS_OF = pd.Timestamp("2025-10-02")
@@ -85,18 +85,6 @@ def test_regressors_keep_their_early_stopped_booster_unless_refit_full(fitted: S
     train, snapshot = data
     refit = Scorer(config=ScorerConfig(**FAST, gbm_refit_full=True), tiers=False).fit(train, snapshot)
     assert refit.spend_.refit_full is True and refit.spend_.fit_info_["n_train"] == len(train)
-
-
-def test_churn_monotone_constrains_the_churn_model_only(fitted: Scorer, data) -> None:
-    train, snapshot = data
-    assert fitted.churn_.monotone is None  # off by default
-    on = Scorer(config=ScorerConfig(**FAST, churn_monotone=True), tiers=False).fit(train, snapshot)
-    signs = dict(zip(on.churn_.feature_names_, on.churn_.booster_.params["monotone_constraints"], strict=True))
-    assert signs["days_since_last_purchase"] == 1 and signs["btyd_p_alive"] == -1  # a hybrid reads BTYD
-    assert signs["purchase_days_30d"] == signs["purchase_days_365d"] == -1
-    assert signs["frequency"] == signs["purchase_days_trend_90d"] == 0  # left free
-    assert "monotone_constraints" not in on.purchases_.booster_.params
-    assert churn_monotone(["purchase_days_7d", "net_spend_30d"]) == {**CHURN_MONOTONE, "purchase_days_7d": -1}
 
 
 def test_a_scorer_saved_before_refit_full_existed_loads_as_refitted(hybrid: Scorer, tmp_path: Path) -> None:
