@@ -55,7 +55,7 @@ _TRUSTED_FIX = (
 
 
 def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = None) -> None:
-    """Check the value rules (:mod:`churnclv.values`) the features depend on, in one pass per table.
+    """Check the value rules (:mod:`churnclv.values`) the features depend on, one count per column.
 
     Validated tables keep them; tables passed as trusted (``--trusted``, a folder written by other
     tools, frames built by hand) may not, and an infinite amount or timestamp would make the
@@ -83,24 +83,22 @@ def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = 
         table = getattr(tables, name)
         if table is None:
             continue
-        checks: dict[str, tuple[str, str, ir.BooleanValue]] = {}
+        checks: list[tuple[str, str, ir.BooleanValue]] = []
         for col in values.NUMBER_COLUMNS.get(name, ()):
             if col in table.columns and col == "amount":  # events.value: read by no feature
                 _check_type(table, name, col, "number")
-                checks[f"_bad_{col}"] = (col, "number", values.ibis_number_violation(table[col]))
+                checks.append((col, "number", values.ibis_number_violation(table[col])))
         for col in values.TIMESTAMP_COLUMNS.get(name, ()):
             if col in table.columns:
                 _check_type(table, name, col, "timestamp")
-                checks[f"_bad_{col}"] = (col, "timestamp", values.ibis_timestamp_violation(table[col]))
-        if not checks:
-            continue
-        counts = con.to_pyarrow(
-            table.aggregate(**{key: table.count(where=cond) for key, (_, _, cond) in checks.items()})
-        ).to_pylist()[0]
-        for key, (col, rule, _) in checks.items():
-            if counts[key]:
+                checks.append((col, "timestamp", values.ibis_timestamp_violation(table[col])))
+        # one count per column, the rule as a filter: DuckDB then reads only the Parquet row groups
+        # whose statistics do not rule a violation out (for timestamps, usually none)
+        for col, rule, cond in checks:
+            n = con.to_pyarrow(table.filter(cond).count()).as_py()
+            if n:
                 raise values.ValueRuleError(
-                    f"{name}.{col}: {counts[key]:,} row(s) break the rule '{values.describe(col, rule)}', so the "
+                    f"{name}.{col}: {n:,} row(s) break the rule '{values.describe(col, rule)}', so the "
                     f"features would not be finite numbers; {_TRUSTED_FIX}"
                 )
 

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import duckdb
+import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -246,6 +247,29 @@ def test_trusted_input_that_breaks_the_rules_stops_with_table_column_rule_and_fi
     )
     with pytest.raises(values.ValueRuleError, match=r"transactions\.ts: .*1900-2200.*churnclv validate"):
         compute_features(data, "2024-06-30")
+
+
+def test_the_feature_jobs_timestamp_rule_is_the_year_rule_at_its_bounds(tmp_path: Path) -> None:
+    """The trusted check compares timestamps with the bounds (so DuckDB can skip row groups by their
+    statistics): the same verdict as a year outside 1900-2200, infinities and microseconds included."""
+    cells = {
+        "1899-12-31 23:59:59.999999": True,
+        "1900-01-01 00:00:00": False,
+        "2024-06-30 12:00:00": False,
+        "2200-12-31 23:59:59.999999": False,
+        "2201-01-01 00:00:00": True,
+        "infinity": True,
+        "-infinity": True,
+    }
+    path = tmp_path / "ts.parquet"
+    rows = ", ".join(f"({i}, TIMESTAMP '{c}')" for i, c in enumerate(cells))
+    duckdb.sql(f"COPY (SELECT * FROM (VALUES {rows}, ({len(cells)}, NULL)) t(i, ts)) TO '{path}' (FORMAT parquet)")
+    con = ibis.duckdb.connect()
+    table = con.read_parquet(path)
+    got = con.to_pyarrow(table.mutate(bad=values.ibis_timestamp_violation(table.ts)).order_by("i"))["bad"]
+    assert got.to_pylist() == [*cells.values(), False]  # NULL: not a violation (the columns' own rule)
+    year_rule = [c.lstrip("-").startswith("inf") or not 1900 <= int(c[:4]) <= 2200 for c in cells]
+    assert list(cells.values()) == year_rule
 
 
 def test_frames_breaking_the_rules_are_refused_by_the_in_memory_path() -> None:
