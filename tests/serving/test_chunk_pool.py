@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import numba
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -68,8 +69,8 @@ def test_a_model_without_a_folder_scores_in_this_process(serving_store: dict) ->
 
 
 def test_a_worker_predicts_on_one_thread(serving_store: dict, tmp_path: Path) -> None:
-    """Each worker holds one core: LightGBM and numba on one thread each, and numpy asks for no huge
-    pages (what the worker's start sets)."""
+    """Each worker holds one core: LightGBM and numba on one thread each; numpy asks for no huge
+    pages and Arrow allocates from the C heap (what the worker's start sets)."""
     model = load_model(serving_store["model_uri"], serving_store["tracking_uri"], dst=tmp_path / "model")
     folder = chunk_pool._scorer_folder(model)
     assert folder is not None
@@ -77,13 +78,16 @@ def test_a_worker_predicts_on_one_thread(serving_store: dict, tmp_path: Path) ->
     hugepages = np._core.multiarray._set_madvise_hugepage  # returns the setting it replaces
     huge = hugepages(True)
 
-    def start() -> tuple[int, int, bool]:
+    pool = pa.default_memory_pool()
+
+    def start() -> tuple[int, int, bool, str]:
         chunk_pool._start(str(folder), {"name": model.name, "version": model.version, "alias": None, "model_uri": "m"})
-        return gbm_base._THREADS.get(), numba.get_num_threads(), hugepages(False)
+        return gbm_base._THREADS.get(), numba.get_num_threads(), hugepages(False), pa.default_memory_pool().backend_name
 
     try:
-        assert contextvars.copy_context().run(start) == (1, 1, False)
+        assert contextvars.copy_context().run(start) == (1, 1, False, "system")
     finally:
         numba.set_num_threads(numba_threads)
         hugepages(huge)
+        pa.set_memory_pool(pool)
     assert gbm_base._THREADS.get() == 0  # set in the worker's context only
