@@ -1,9 +1,10 @@
 """Batch scoring end to end: features, scoring and writing for N generated customers.
 
 Each size runs :func:`churnclv.serving.batch.run_batch` (what ``churnclv score-batch --trusted``
-runs) in a child process. Peak RSS: the largest process's (``os.wait4``: DuckDB and LightGBM run
-inside the job) and the summed RSS of the job and its scoring workers (one per core, spawned for
-the chunks), sampled every 50 ms; the goal reads the larger. Stage times come from the partition's
+runs, after the process setting its CLI makes: :mod:`churnclv.runtime`) in a child process. Peak
+RSS: the largest process's (``os.wait4``: DuckDB and LightGBM run inside the job) and the summed
+RSS of the job and its scoring workers (one per core, spawned for the chunks), sampled every
+50 ms; the goal reads the larger. Stage times come from the partition's
 manifest. Worlds and the model are cached under ``--work``. ``--no-reasons`` skips the reasons
 (TreeSHAP and their words) to show the rest of the pipeline.
 
@@ -34,7 +35,11 @@ from churnclv.names import DEFAULT_MODEL_URI
 from churnclv.serving.snapshots import manifest_path
 
 AS_OF = "2025-10-02"
-RUNNER = "import json, sys; from churnclv.serving.batch import run_batch; run_batch(**json.loads(sys.argv[1]))"
+# what ``churnclv score-batch`` runs, with the process setting its CLI makes first (churnclv.runtime)
+RUNNER = (
+    "import json, sys; from churnclv.runtime import disable_huge_pages; disable_huge_pages(); "
+    "from churnclv.serving.batch import run_batch; run_batch(**json.loads(sys.argv[1]))"
+)
 
 
 def model(work: Path, config: str, sample_size: int) -> str:

@@ -3,7 +3,9 @@ in a child process of its own; prints one JSON line: wall and CPU seconds of the
 imports) and the process's own peak resident memory (``VmHWM``, see ``bench/features.py``).
 
 KIND: ``generate N DIR SEED``, ``ibis DATA OUT MEMORY_LIMIT THREADS``, ``scan DATA OUT MEMORY_LIMIT
-THREADS``, ``pandas DATA OUT CHUNKS``, ``latency DATA CALLS``.
+THREADS``, ``pandas DATA OUT CHUNKS``, ``latency DATA CALLS``. Every worker first makes the process
+setting the ``churnclv`` command makes (:func:`churnclv.runtime.disable_huge_pages`): the feature job
+and its references run as the CLI runs them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from churnclv.runtime import disable_huge_pages
 
 AS_OF = "2025-09-30"
 PURCHASE_RATE_SCALE = 3.5  # about 50 transaction lines per customer (see churnclv.generator.world.WorldConfig)
@@ -199,4 +203,5 @@ def run_worker_command(kind: str, args: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    disable_huge_pages()
     run_worker_command(sys.argv[1], sys.argv[2:])

@@ -27,6 +27,7 @@ from churnclv.cli_options import (
     report_errors,
     source_options,
 )
+from churnclv.runtime import disable_huge_pages
 
 log = logging.getLogger("churnclv")
 
@@ -106,6 +107,9 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 def cli(verbose: int, quiet: bool) -> None:
     """churnclv: churn, customer lifetime value and growth-potential tiers, point in time."""
     _configure_logging(verbose, quiet)
+    # every job of this process and the processes it starts (the batch's workers): no transparent
+    # huge pages, whose kernel-side zeroing cost the feature stage more than they save (churnclv.runtime)
+    disable_huge_pages()
 
 
 # --------------------------------------------------------------------------- generate
