@@ -37,6 +37,12 @@ HORIZON = 90
 # examples (a test asks for min(N, settings.default.max_examples)); `make test` runs each test's N.
 settings.register_profile("fast", max_examples=5)
 
+# The CLI turns transparent huge pages off for its whole process (churnclv.runtime). Tests run the
+# CLI inside this process (click's CliRunner), which would turn them off for the rest of the session
+# halfway through: the test process keeps the kernel's default instead, as before that setting, and
+# so do the commands the tests start. tests/test_runtime.py checks the setting itself, without this.
+os.environ.setdefault("CHURNCLV_HUGE_PAGES", "on")
+
 
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
