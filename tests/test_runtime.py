@@ -17,12 +17,10 @@ import pytest
 
 from churnclv.runtime import HUGE_PAGES_ENV
 
-pytestmark = [
-    pytest.mark.skipif(
-        not Path("/proc/self/status").is_file() or "THP_enabled:" not in Path("/proc/self/status").read_text(),
-        reason="the kernel reports no THP_enabled (Linux 5.0 and later do)",
-    ),
-]
+needs_thp_status = pytest.mark.skipif(
+    not Path("/proc/self/status").is_file() or "THP_enabled:" not in Path("/proc/self/status").read_text(),
+    reason="the kernel reports no THP_enabled (Linux 5.0 and later do)",
+)
 
 PROBE = """
 import ctypes, json, multiprocessing, sys
@@ -69,6 +67,7 @@ def _probe(tmp: Path, how: str, **env: str) -> dict[str, object]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+@needs_thp_status
 @pytest.mark.parametrize("how", ["cli", "function"])
 def test_the_command_and_the_processes_it_spawns_run_without_huge_pages(tmp_path: Path, how: str) -> None:
     found = _probe(tmp_path, how)
@@ -77,8 +76,33 @@ def test_the_command_and_the_processes_it_spawns_run_without_huge_pages(tmp_path
     assert found["spawned"] == [0, False]  # the batch's workers are spawned: they inherit it
 
 
+@needs_thp_status
 @pytest.mark.parametrize("value", ["on", "1", "TRUE"])
 def test_churnclv_huge_pages_on_keeps_the_kernels_default(tmp_path: Path, value: str) -> None:
     found = _probe(tmp_path, "cli", **{HUGE_PAGES_ENV: value})
     assert found["after"] == [1, True]
     assert found["spawned"] == [1, True]
+
+
+EXIT_PROBE = """
+import atexit, gc, sys
+# registered first, so it runs last: after the CLI's own exit handler
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0, flush=True))
+from churnclv.cli import cli
+if sys.argv[1] == "cli":
+    try:
+        cli(["generate", "--help"], standalone_mode=False)
+    except SystemExit:
+        pass
+print("frozen during the run:", gc.get_freeze_count() > 0, flush=True)
+"""
+
+
+@pytest.mark.parametrize(("how", "frozen"), [("cli", True), ("import only", False)])
+def test_the_command_freezes_its_objects_at_exit_only(tmp_path: Path, how: str, frozen: bool) -> None:
+    """The CLI's exit skips the collector's passes over every object (gc.freeze at exit), and
+    nothing is frozen while the job runs; importing the CLI alone changes nothing."""
+    script = tmp_path / "exit_probe.py"
+    script.write_text(EXIT_PROBE)
+    proc = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.splitlines()[-2:] == ["frozen during the run: False", f"frozen at exit: {frozen}"]
