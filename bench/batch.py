@@ -1,7 +1,7 @@
 """Batch scoring end to end: features, scoring and writing for N generated customers.
 
 Each size runs :func:`churnclv.serving.batch.run_batch` (what ``churnclv score-batch --trusted``
-runs, after the process setting its CLI makes: :mod:`churnclv.runtime`) in a child process. Peak
+runs, after the process settings its CLI makes: :mod:`churnclv.runtime`) in a child process. Peak
 RSS: the largest process's (``os.wait4``: DuckDB and LightGBM run inside the job) and the summed
 RSS of the job and its scoring workers (one per core, spawned for the chunks), sampled every
 50 ms; the goal reads the larger. Stage times come from the partition's
@@ -35,10 +35,10 @@ from churnclv.names import DEFAULT_MODEL_URI
 from churnclv.serving.snapshots import manifest_path
 
 AS_OF = "2025-10-02"
-# what ``churnclv score-batch`` runs, with the process setting its CLI makes first (churnclv.runtime)
+# what ``churnclv score-batch`` runs, with the process settings its CLI makes first (churnclv.runtime)
 RUNNER = (
-    "import json, sys; from churnclv.runtime import disable_huge_pages; disable_huge_pages(); "
-    "from churnclv.serving.batch import run_batch; run_batch(**json.loads(sys.argv[1]))"
+    "import json, sys; from churnclv.runtime import disable_huge_pages, freeze_at_exit; disable_huge_pages(); "
+    "freeze_at_exit(); from churnclv.serving.batch import run_batch; run_batch(**json.loads(sys.argv[1]))"
 )
 
 

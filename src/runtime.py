@@ -2,10 +2,10 @@
 
 Exit: Python's finalization runs the garbage collector over every object still alive, the imported
 libraries' included (MLflow, scikit-learn, pandas, ...): 1.25-1.28 s after a 1M batch, most of it in
-the collector's passes (``perf``: ``gc_collect_main`` and its traversals). :func:`freeze_at_exit` moves them out of the collector's reach at
-exit (``gc.freeze``), and the exit takes 0.13 s. Nothing is lost: files are closed by the jobs
-themselves, ``atexit`` handlers and ``weakref.finalize`` callbacks still run, and memory goes back
-to the system with the process.
+the collector's passes (``perf``: ``gc_collect_main`` and its traversals). :func:`freeze_at_exit`
+moves them out of the collector's reach at exit (``gc.freeze``), and the exit takes 0.13 s. Nothing
+is lost: files are closed by the jobs themselves, ``atexit`` handlers and ``weakref.finalize``
+callbacks still run, and memory goes back to the system with the process.
 
 Transparent huge pages: DuckDB (``Allocator::TryAllocateHuge``), numpy (arrays of 4 MB and more)
 and Arrow's mimalloc pool ask the kernel for huge pages for their large buffers (``madvise``).
