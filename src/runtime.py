@@ -40,6 +40,13 @@ _PR_SET_THP_DISABLE = 41  # <linux/prctl.h>
 _PR_GET_THP_DISABLE = 42
 
 
+def _prctl(option: int, arg: int) -> int | None:
+    """``prctl(option, arg, 0, 0, 0)`` through the C library, or None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return int(ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0))
+
+
 def disable_huge_pages() -> bool:
     """Stop the kernel backing this process with transparent huge pages (Linux; elsewhere nothing).
 
@@ -49,10 +56,10 @@ def disable_huge_pages() -> bool:
     """
     if os.environ.get(HUGE_PAGES_ENV, "").strip().lower() in {"on", "1", "true", "yes"}:
         return False
-    if not sys.platform.startswith("linux"):
+    status = _prctl(_PR_SET_THP_DISABLE, 1)
+    if status is None:
         return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0:
+    if status != 0:
         log.debug("transparent huge pages stay on: prctl failed (errno %d)", ctypes.get_errno())
         return False
     return True
@@ -61,9 +68,7 @@ def disable_huge_pages() -> bool:
 def huge_pages_enabled() -> bool:
     """Whether the kernel may back this process with transparent huge pages (``False``: off by
     :func:`disable_huge_pages` or a parent that set it; always ``True`` off Linux)."""
-    if not sys.platform.startswith("linux"):
-        return True
-    return int(ctypes.CDLL(None, use_errno=True).prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0)) != 1
+    return _prctl(_PR_GET_THP_DISABLE, 0) != 1
 
 
 @functools.cache
