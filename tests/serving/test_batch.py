@@ -8,6 +8,7 @@ up after the as-of).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -465,6 +466,7 @@ def test_resume_after_sigkill(world: Path, trained_store: dict, tmp_path: Path) 
         subprocess.Popen(
             [sys.executable, "-c", _HOLD_AFTER_THIRD_CHUNK, json.dumps(kwargs)],
             cwd=tmp_path,
+            env={**os.environ, "TMPDIR": str(tmp_path)},  # what the killed job cannot clean up stays here
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,

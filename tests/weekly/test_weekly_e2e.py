@@ -70,7 +70,7 @@ def test_killed_mid_way_and_run_again_equals_an_uninterrupted_run(
     killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
     argv = [*_args(small_world, killed_out, store, config), "--config", str(config)]
     # killed right after score-batch published, before the journal records it: the worst moment
-    env = {**os.environ, FAULT_VARIABLE: "score:after"}
+    env = {**os.environ, FAULT_VARIABLE: "score:after", "TMPDIR": str(tmp_path)}  # its leftovers stay here
     proc = subprocess.run(
         [sys.executable, "-m", "churnclv.cli", *argv], env=env, capture_output=True, text=True, check=False
     )
