@@ -111,7 +111,9 @@ class FeatureChunks:
         if unknown:
             raise FeatureError(f"columns {unknown} are not in the snapshot; choose from {sorted(known)}")
         spec = [known["customer_id"], *(known[c] for c in dict.fromkeys(columns) if c != "customer_id")]
-        return to_pandas(pq.read_table(self.path, columns=[f.name for f in spec]), spec)
+        frame = to_pandas(pq.read_table(self.path, columns=[f.name for f in spec]), spec)
+        release_memory()  # the Arrow table just read (~0.9 GB of RSS kept otherwise for 56 columns of 1M)
+        return frame
 
     def head(self, n: int) -> pd.DataFrame:
         """The first ``n`` customers, every column."""

@@ -4,7 +4,9 @@ for BTYD, the tier policy and the snapshot scores; the data fingerprint computed
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ibis
 import pandas as pd
@@ -16,7 +18,9 @@ from churnclv.features import compute_features
 from churnclv.features.inputs import in_sample, in_sample_ids
 from churnclv.fingerprint import BackgroundFingerprint, clean_fingerprint
 from churnclv.models.gbm_base import usable_cores
+from churnclv.models.inputs import stable_floats
 from churnclv.models.scorer_config import ScorerConfig
+from churnclv.training import pipeline
 from churnclv.training.config import RunConfig, TrainConfig, TrainingError
 from churnclv.training.pipeline import train
 
@@ -181,6 +185,16 @@ def test_training_as_of_ignores_rows_after_it_sample_included(small_world: Path,
     pd.testing.assert_frame_equal(full.snapshot_scores, truncated.snapshot_scores)
 
 
+def _recorded(calls: list[str], name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func``, noting ``name`` in ``calls`` when called."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
 @pytest.mark.integration
 def test_a_snapshot_read_in_chunks_fits_the_same_scorer(
     small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -188,11 +202,16 @@ def test_a_snapshot_read_in_chunks_fits_the_same_scorer(
     """Above [train] snapshot_in_memory customers the snapshot is written out of core and read in chunks
     (BTYD on its summary columns, the level factors, the season and the tier policy over the chunks):
     the scorer's files and the training's scores are those of the snapshot held whole, and the
-    out-of-core folder is gone when training returns."""
+    out-of-core folder is gone when training returns. Either way the snapshot's DuckDB job runs
+    before the backtest's, while the process holds little (the run's peak memory otherwise)."""
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(pipeline, "WHOLE_SNAPSHOT_READ_ROWS", 300)  # held whole, it is read back in pieces too
+    calls: list[str] = []
+    for step in ("write_feature_chunks", "run_backtest"):
+        monkeypatch.setattr(pipeline, step, _recorded(calls, step, getattr(pipeline, step)))
     results, said = {}, []
     for chunk in (0, 350):
         config = RunConfig(
@@ -208,6 +227,10 @@ def test_a_snapshot_read_in_chunks_fits_the_same_scorer(
         results[chunk] = train(small_world, AS_OF, config, progress=said.append)
         results[chunk].scorer.save(tmp_path / f"scorer-{chunk}")
     whole, chunked = results[0], results[350]
+    assert calls == ["write_feature_chunks", "run_backtest"] * 2
+    # held whole, the snapshot read back piece by piece is the feature job's frame, made stable
+    assert len(whole.snapshot_features) > 3 * 300
+    pd.testing.assert_frame_equal(whole.snapshot_features, stable_floats(compute_features(small_world, AS_OF)))
     assert any("read in chunks of 350" in m for m in said)
     assert chunked.scorer.metadata_["fit_notes"] and chunked.scorer.seasonal_ is not None  # a season was fitted
     for name in sorted(p.name for p in (tmp_path / "scorer-0").iterdir()):
