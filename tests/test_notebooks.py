@@ -115,6 +115,7 @@ def test_quickstart(kernel: str, tmp_path: Path) -> None:
     assert "reasons:" in shown and "Diamond" in shown  # scored customers and the tier mix table
     logged = text(outputs(nb, "logged-plots"))
     assert "holdout_by_frequency.csv" in logged and "7+" in logged  # the logged table, read back
+    assert list(tmp_path.glob("reports/*/report/holdout_by_frequency.csv"))  # downloaded here, not to /tmp
     after = text(outputs(nb, "after-as-of"))
     assert "churned by 2025-12-31" in after and "after as-of" in after and "churn_auc" in after
 

@@ -69,7 +69,7 @@ def test_a_window_without_churners_skips_the_churn_gain(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_a_training_run_logs_them(trained_store: dict) -> None:
+def test_a_training_run_logs_them(trained_store: dict, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=trained_store["tracking_uri"], registry_uri=trained_store["tracking_uri"])
@@ -77,7 +77,7 @@ def test_a_training_run_logs_them(trained_store: dict) -> None:
     names = {a.path for a in client.list_artifacts(result.run_id, "report")}
     for name in ("holdout_by_frequency.png", "holdout_by_frequency.csv", "calibration.csv", "gain.csv"):
         assert f"report/{name}" in names
-    logged = pd.read_csv(client.download_artifacts(result.run_id, "report/holdout_by_frequency.csv"))
+    logged = pd.read_csv(client.download_artifacts(result.run_id, "report/holdout_by_frequency.csv", str(tmp_path)))
     preds = result.fold_predictions
     assert set(logged.columns[4:]) <= set(preds) and "btyd" in logged.columns
     btyd = preds["btyd"]

@@ -23,7 +23,7 @@ from churnclv.training.selection import CHURN_BLEND_WEIGHTS, select_churn_blend,
 pytestmark = pytest.mark.integration
 
 
-def test_run_logs_metrics_artifacts_and_registers_champion(trained_store: dict) -> None:
+def test_run_logs_metrics_artifacts_and_registers_champion(trained_store: dict, tmp_path: Path) -> None:
     mlflow.set_tracking_uri(trained_store["tracking_uri"])
     mlflow.set_registry_uri(trained_store["tracking_uri"])  # other tests may have moved it
     client = MlflowClient()
@@ -42,7 +42,7 @@ def test_run_logs_metrics_artifacts_and_registers_champion(trained_store: dict) 
     for png in ("calibration.png", "gain_churn.png", "gain_spend.png", "feature_importance.png", "tier_mix.png"):
         assert f"report/{png}" in names
     assert "report/backtest.csv" in names
-    summary = pd.read_csv(client.download_artifacts(result.run_id, "report/tier_summary.csv"))
+    summary = pd.read_csv(client.download_artifacts(result.run_id, "report/tier_summary.csv", str(tmp_path)))
     assert summary["past_spend_share"].sum() == pytest.approx(1.0)  # realized revenue per tier
     assert summary["past_spend"].sum() == pytest.approx(result.snapshot_features["net_spend_365d"].fillna(0).sum())
     assert {a.path for a in client.list_artifacts(result.run_id)} >= {"data_fingerprint.json", "promotion.json"}
