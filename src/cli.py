@@ -31,6 +31,11 @@ from churnclv.runtime import disable_huge_pages, freeze_at_exit
 
 log = logging.getLogger("churnclv")
 
+# commands that keep the kernel's transparent huge pages: the BentoML server of `serve` answered
+# 1,100-1,250 requests/s without them at concurrency 16 in 10 of 10 runs, 1,800-2,200 with them in
+# half of its runs (bench/http_load.py, 2026-12-07)
+KEEPS_HUGE_PAGES = frozenset({"serve"})
+
 COMMANDS_GROUP = "churnclv.commands"
 
 
@@ -104,12 +109,15 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     "-v", "--verbose", count=True, help="More log output: -v model-fit details and parameters, -vv the libraries' too."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-def cli(verbose: int, quiet: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """churnclv: churn, customer lifetime value and growth-potential tiers, point in time."""
     _configure_logging(verbose, quiet)
     # every job of this process and the processes it starts (the batch's workers): no transparent
-    # huge pages, whose kernel-side zeroing cost the feature stage more than they save (churnclv.runtime)
-    disable_huge_pages()
+    # huge pages, whose kernel-side zeroing cost the feature stage more than they save (churnclv.runtime);
+    # the HTTP service keeps the kernel's default, which serves more requests a second
+    if ctx.invoked_subcommand not in KEEPS_HUGE_PAGES:
+        disable_huge_pages()
     freeze_at_exit()  # the exit skips the collector's passes over every library's objects (~1 s)
 
 

@@ -16,7 +16,9 @@ project's 2-core machine, 1M customers as of one date, the feature stage of the 
 12.2-13.8 s and 3.6-3.9 s of system time without huge pages, 14.5-17.2 s and 7.5-9.4 s with them
 (three runs each, alternating); the whole 1M batch 45.1 against 51.9 s (medians of three), training
 at 1M 256-262 s against 299-309 s (peak memory 2.90-3.03 GB against 2.76-2.77 GB); the scores are
-the same. ``CHURNCLV_HUGE_PAGES=on`` keeps the kernel's default.
+the same. ``CHURNCLV_HUGE_PAGES=on`` keeps the kernel's default. The HTTP service (``churnclv serve``)
+keeps it too: its BentoML server, which allocates no large buffers, served fewer requests a second
+without huge pages (``churnclv.cli.KEEPS_HUGE_PAGES``).
 """
 
 from __future__ import annotations

@@ -38,10 +38,10 @@ if __name__ == "__main__":
     # the known start: a test runner that ran the CLI in its own process (CliRunner) turned them off
     assert ctypes.CDLL(None).prctl(41, 0, 0, 0, 0) == 0  # PR_SET_THP_DISABLE, 0
     before = kernel()
-    if sys.argv[1] == "cli":  # the group's callback runs before the subcommand's --help
+    if sys.argv[1].startswith("cli"):  # the group's callback runs before the subcommand's --help
         from churnclv.cli import cli
         try:
-            cli(["generate", "--help"], standalone_mode=False)
+            cli([sys.argv[1].partition(":")[2] or "generate", "--help"], standalone_mode=False)
         except SystemExit:
             pass
     else:
@@ -80,6 +80,15 @@ def test_the_command_and_the_processes_it_spawns_run_without_huge_pages(tmp_path
 @pytest.mark.parametrize("value", ["on", "1", "TRUE"])
 def test_churnclv_huge_pages_on_keeps_the_kernels_default(tmp_path: Path, value: str) -> None:
     found = _probe(tmp_path, "cli", **{HUGE_PAGES_ENV: value})
+    assert found["after"] == [1, True]
+    assert found["spawned"] == [1, True]
+
+
+@needs_thp_status
+def test_serve_keeps_the_kernels_default(tmp_path: Path) -> None:
+    """The HTTP service (and the BentoML server processes it starts) keeps huge pages."""
+    found = _probe(tmp_path, "cli:serve")
+    assert found["before"] == 1
     assert found["after"] == [1, True]
     assert found["spawned"] == [1, True]
 
