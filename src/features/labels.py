@@ -106,6 +106,28 @@ def rolling_cutoffs(as_of: AsOf, horizon_days: int, *, step_days: int = 30, n_cu
     return sorted(last - k * step_days * DAY for k in range(n_cutoffs))
 
 
+def training_cutoffs(
+    as_of: AsOf,
+    horizon_days: int,
+    *,
+    cutoffs: Sequence[AsOf] | None = None,
+    step_days: int = 30,
+    n_cutoffs: int = 12,
+) -> list[dt.date]:
+    """The cutoffs of :func:`build_training_frame`, sorted and without repeats, each window checked
+    closed at ``as_of`` (:class:`~churnclv.features.errors.FeatureError` otherwise)."""
+    day = as_of_date(as_of)
+    if cutoffs is None:
+        days = rolling_cutoffs(day, horizon_days, step_days=step_days, n_cutoffs=n_cutoffs)
+    else:
+        days = sorted({as_of_date(c, "cutoff") for c in cutoffs})
+        if not days:
+            raise FeatureError("cutoffs is empty: pass at least one cutoff date or leave it None")
+    for c in days:
+        _check_window(c, horizon_days, day)
+    return days
+
+
 def build_training_frame(
     tables: FeatureTables,
     as_of: AsOf,
@@ -144,15 +166,7 @@ def build_training_frame(
     FeatureError
         A ``ValueError``: when a cutoff's label window is not closed at ``as_of``.
     """
-    day = as_of_date(as_of)
-    if cutoffs is None:
-        days = rolling_cutoffs(day, horizon_days, step_days=step_days, n_cutoffs=n_cutoffs)
-    else:
-        days = sorted({as_of_date(c, "cutoff") for c in cutoffs})
-        if not days:
-            raise FeatureError("cutoffs is empty: pass at least one cutoff date or leave it None")
-    for c in days:
-        _check_window(c, horizon_days, day)
+    days = training_cutoffs(as_of, horizon_days, cutoffs=cutoffs, step_days=step_days, n_cutoffs=n_cutoffs)
     parts = []
     label_names = [f.name for f in LABELS if f.name != "cutoff"]
     for c in days:

@@ -242,8 +242,14 @@ def test_training_frame(frames, tmp_path):
     # the 2024-05-18 cutoff: 010 buys on 06-30, inside (05-18, 07-17]; 007 does not
     mid = tf[tf["cutoff"] == pd.Timestamp("2024-05-18")].set_index("customer_id")
     assert mid.loc["010", "purchases"] == 1 and mid.loc["007", "churned"]
+    # written streaming, the cutoffs in one query: the same rows in the same order as one query per cutoff
     out = write_training_frame(src, "2024-08-31", 60, tmp_path / "train.parquet", step_days=45, n_cutoffs=3)
-    assert pq.read_table(out).num_rows == len(tf)
+    written = pq.read_table(out).to_pandas()
+    assert len(written) == len(tf)
+    assert written["cutoff"].tolist() == tf["cutoff"].dt.date.tolist()
+    assert written["customer_id"].tolist() == tf["customer_id"].tolist()
+    np.testing.assert_allclose(written["net_spend"], tf["net_spend"])
+    np.testing.assert_array_equal(written["churned"], tf["churned"])
 
 
 def test_training_frame_refuses_open_windows(frames):
