@@ -137,8 +137,11 @@ def world_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_small_memory_limit_spills_and_finishes(world_dir, tmp_path):
+    # The free job peaks at ~78 MB of DuckDB buffers here. At 72 MB it finished in 60 of 60 runs,
+    # spilling up to 13 MB (DuckDB's profile); at 64 MB DuckDB ran out of memory building the Arrow
+    # result in 3 of 20 runs (what is left to sort and return does not spill): a flaky test.
     free = compute_features(world_dir, WORLD_AS_OF)
-    tight = compute_features(world_dir, WORLD_AS_OF, memory_limit="64MB", threads=1, temp_directory=tmp_path)
+    tight = compute_features(world_dir, WORLD_AS_OF, memory_limit="72MB", threads=1, temp_directory=tmp_path)
     pd.testing.assert_frame_equal(tight, free, check_exact=False, rtol=1e-12)
     assert len(free) > 10_000
 
