@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,9 @@ def to_pandas(table: pa.Table, spec: Sequence[Feature]) -> pd.DataFrame:
     ``string`` columns become pandas strings, ``int64`` columns ``int64`` (``Int64`` when nullable),
     ``float64`` columns ``float64`` (NaN for null), ``date`` columns ``datetime64[ns]``.
     """
-    out: dict[str, pd.Series] = {}
+    # arrays, not Series: a frame built from Series aligns their indexes (a one-row result, the HTTP
+    # path's, took 3.9 ms instead of 1.6 ms); the same values and dtypes
+    out: dict[str, Any] = {}
     for f in spec:
         col = table.column(f.name)
         if col.type != _arrow_type(f):
@@ -46,15 +49,13 @@ def to_pandas(table: pa.Table, spec: Sequence[Feature]) -> pd.DataFrame:
         if f.dtype == "int64":
             values = col.fill_null(0).to_numpy().astype(np.int64, copy=False)
             if f.nullable:
-                mask = col.is_null().to_numpy(zero_copy_only=False)
-                out[f.name] = pd.Series(pd.arrays.IntegerArray(values, mask), copy=False)
+                out[f.name] = pd.arrays.IntegerArray(values, col.is_null().to_numpy(zero_copy_only=False))
             else:
-                out[f.name] = pd.Series(values, copy=False)
+                out[f.name] = values
         elif f.dtype == "date":
-            out[f.name] = pd.Series(col.to_numpy()).astype("datetime64[ns]")
+            out[f.name] = col.to_numpy().astype("datetime64[ns]")
         elif f.dtype == "string":
-            out[f.name] = pd.Series(_own_copy(col).to_pandas(), dtype="str")
+            out[f.name] = pd.array(_own_copy(col).to_pandas(), dtype="str")
         else:  # float64 (null -> NaN), bool
-            values = col.to_numpy(zero_copy_only=False).astype(f.dtype, copy=False)
-            out[f.name] = pd.Series(values, copy=False)
+            out[f.name] = col.to_numpy(zero_copy_only=False).astype(f.dtype, copy=False)
     return pd.DataFrame(out, columns=[f.name for f in spec])
