@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lightgbm import basic as lgb_basic
 from scipy.special import expit
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
@@ -192,6 +195,55 @@ def test_lightgbm_threads_sets_every_fit_and_gives_the_same_booster(data, test_d
     two.fit(X, y["spend"])
     assert one.booster_.dump_model()["tree_info"] == two.booster_.dump_model()["tree_info"]  # every split
     assert np.array_equal(one.predict(Xt), two.predict(Xt))
+
+
+class _ThreadSettingSpy:
+    """LightGBM's C library, noting every call that set its process-wide thread setting
+    (``LGBM_DEFAULT_NUM_THREADS``: what a call's ``num_threads`` sets, -1 for "all cores") to
+    anything but ``want``."""
+
+    def __init__(self, lib: Any, want: int) -> None:
+        self._lib, self._want = lib, want
+        self._setting = ctypes.c_int.in_dll(lib, "LGBM_DEFAULT_NUM_THREADS")
+        self.calls: list[str] = []
+        self.changed: list[tuple[str, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        func = getattr(self._lib, name)
+
+        def call(*args: Any) -> Any:
+            before = self._setting.value
+            out = func(*args)
+            self.calls.append(name)
+            if self._setting.value not in (before, self._want):
+                self.changed.append((name, self._setting.value))
+            return out
+
+        return call
+
+
+@pytest.mark.parametrize("calibration", ["isotonic", "platt", None])
+def test_under_lightgbm_threads_no_call_changes_the_process_thread_setting(data, test_data, monkeypatch, calibration):
+    """The backtest fits side by side, one thread each. LightGBM keeps one thread setting for the
+    whole process, set by every call that takes ``num_threads`` (absent: all cores), and sizes
+    per-thread buffers from it: a call at all cores in one fit while the other built a Dataset at
+    one thread wrote past those buffers (a segfault in ``SparseBin::Push``, or memory silently
+    corrupted). Every LightGBM call of a fit, a prediction and an explanation made under
+    ``lightgbm_threads(1)`` must leave that setting at 1. (The calibration fit predicted without
+    ``num_threads`` before.)"""
+    X, y, _ = data
+    Xt, _, _ = test_data
+    spy = _ThreadSettingSpy(lgb_basic._LIB, want=1)
+    monkeypatch.setattr(lgb_basic, "_LIB", spy)
+    kinds = {"early_stopping_rounds": 10, "num_boost_round": 40}
+    with lightgbm_threads(1):
+        clf = GBMChurnClassifier(calibration=calibration, **kinds).fit(X, y["churned"])
+        clf.predict_proba(Xt)
+        clf.explain(Xt.head(20))
+        GBMSpendRegressor(**kinds).fit(X, y["spend"]).predict(Xt)
+        GBMCountRegressor(**kinds).fit(X, y["purchases"]).predict(Xt)
+    assert {"LGBM_DatasetCreateFromMat", "LGBM_BoosterUpdateOneIter", "LGBM_BoosterPredictForMat"} <= set(spy.calls)
+    assert spy.changed == []
 
 
 @pytest.mark.parametrize("name", ["clf", "spend_model", "count_model"])
