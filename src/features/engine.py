@@ -205,10 +205,17 @@ def compute_label_totals(
             customers=labels.count(),
             churned=labels.churned.cast("int64").sum().coalesce(0),
             purchases=labels.purchases.sum().coalesce(0),
-            spend=labels.spend.sum().coalesce(0.0),
+            # each customer's spend to 1e-6 (as the models read labels), then summed exactly: a sum of
+            # floats by several threads changed in its last bit from run to run, and with it the
+            # level factor and every tier cut of two trainings of the same data
+            spend=labels.spend.round(_TOTAL_DECIMALS).cast(_EXACT).sum().coalesce(0),
         )
         row = con.to_pyarrow(sums).to_pylist()[0]
     return {"customers": float(row["customers"]), **{k: float(row[k]) for k in ("churned", "purchases", "spend")}}
+
+
+_TOTAL_DECIMALS = 6  # churnclv.models.inputs.FEATURE_DECIMALS: what the models round labels to
+_EXACT = ibis.expr.datatypes.Decimal(38, _TOTAL_DECIMALS)
 
 
 def count_customers(

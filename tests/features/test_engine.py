@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -209,6 +210,18 @@ def test_label_totals_are_the_labels_summed(window_tx, frames):
         assert got["spend"] == pytest.approx(labels["spend"].sum(), rel=1e-12)
     with pytest.raises(ValueError, match="not closed"):
         compute_label_totals({"transactions": window_tx}, "2024-06-30", 30, as_of="2024-07-29")
+
+
+def test_the_spend_total_is_exact_so_two_runs_agree(tx):
+    """Each customer's spend rounded to 1e-6, then summed exactly: a float sum depends on the order of
+    its terms (DuckDB's threads), and the level factor, then every tier cut, moved with its last bit."""
+    rng = np.random.default_rng(5)
+    amounts = np.round(rng.choice([1e7, 0.1, 3.3, 1234.5678], size=3_000) + rng.random(3_000), 2)
+    rows = [(f"{i:05d}", "2024-06-01 10:00", 5.0) for i in range(len(amounts))]
+    rows += [(f"{i:05d}", "2024-07-05 10:00", a) for i, a in enumerate(amounts)]
+    totals = compute_label_totals({"transactions": tx(rows)}, "2024-06-30", 30, as_of="2024-08-31")
+    exact = sum(Decimal(f"{a:.2f}") for a in amounts)
+    assert totals["spend"] == float(exact)  # DuckDB summed them as floats to 7560957044.319997
 
 
 def test_labels_refuse_an_open_window(window_tx):
