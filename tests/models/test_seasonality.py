@@ -3,6 +3,7 @@ operational time."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -194,3 +195,30 @@ def test_a_level_window_given_as_a_function_is_made_only_for_a_season(seasonal_w
     assert made.levels == given.levels and said == said_given and said[1].startswith("level factors")
     none, said_none = fit_seasonal_model(btyd, snapshot, as_of, daily.iloc[:0], make, h)
     assert none is None and calls == [1] and said_none == ["no season: no purchase before as-of"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    spans=st.lists(st.floats(0, 3_000, allow_nan=False) | st.just(float("nan")), min_size=1, max_size=6),
+    horizon=st.floats(0.5, 400),
+    as_of=st.dates(dt.date(2019, 1, 1), dt.date(2030, 12, 31)),
+)
+def test_operational_lengths_are_the_day_by_day_sums(spans: list[float], horizon: float, as_of: dt.date) -> None:
+    """The season's sums come from blocks of days kept per as-of: the same numbers, bit for bit, as
+    summing the multiplier over exactly the days each span covers (whole days, then a fraction)."""
+    season = Season(coef=(0.31, -0.2, 0.05, 0.013))
+    end = pd.Timestamp(as_of)
+
+    def back(x: float) -> float:
+        n = max(int(np.ceil(x)), 1)
+        s = season.multiplier(pd.date_range(end - pd.Timedelta(days=n - 1), end, freq="D"))[::-1]
+        cum = np.concatenate([[0.0], np.cumsum(s)])
+        return float(np.interp(x, np.arange(cum.size), cum))
+
+    x = np.asarray(spans)
+    want = [np.nan if np.isnan(v) else back(v) for v in x]
+    np.testing.assert_array_equal(season.backward(as_of, x), want)
+    n = max(int(np.ceil(horizon)), 1)
+    s = season.multiplier(pd.date_range(end + pd.Timedelta(days=1), periods=n, freq="D"))
+    ahead = float(np.interp(horizon, np.arange(n + 1), np.concatenate([[0.0], np.cumsum(s)])))
+    assert season.forward(as_of, horizon) == ahead
