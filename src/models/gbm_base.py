@@ -29,6 +29,7 @@ from churnclv.models.feature_matrix import (
     to_matrix,
 )
 from churnclv.models.saved_format import check_stamp
+from churnclv.models.thread_gate import LIGHTGBM_CALLS
 
 __all__ = [
     "DEFAULT_EXCLUDE",
@@ -229,16 +230,17 @@ class GBMBase(BaseEstimator):
             valid_sets = [self._dataset(*valid, params=params, reference=train_set)]
             if self.early_stopping_rounds:
                 callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-        booster = lgb.train(
-            params,
-            train_set,
-            num_boost_round=num_boost_round,
-            valid_sets=valid_sets,
-            callbacks=callbacks,
-        )
-        # Re-read from text: the kept model is exactly the saved one (trees after the best
-        # iteration dropped), so a save/load round trip cannot change a prediction.
-        return lgb.Booster(model_str=booster.model_to_string())
+        with LIGHTGBM_CALLS.calls(int(params["num_threads"])):  # the Datasets are built in here
+            booster = lgb.train(
+                params,
+                train_set,
+                num_boost_round=num_boost_round,
+                valid_sets=valid_sets,
+                callbacks=callbacks,
+            )
+            # Re-read from text: the kept model is exactly the saved one (trees after the best
+            # iteration dropped), so a save/load round trip cannot change a prediction.
+            return lgb.Booster(model_str=booster.model_to_string())
 
     def _train_held_out(
         self, data: list[np.ndarray], y: np.ndarray, w: np.ndarray | None, held: np.ndarray, num_boost_round: int
@@ -268,7 +270,8 @@ class GBMBase(BaseEstimator):
     def _predict_matrix(self, M: np.ndarray, **kwargs: Any) -> np.ndarray:
         # one thread for small inputs: LightGBM's default threading costs ~10 ms a call
         num_threads = _THREADS.get() or (1 if len(M) < SMALL_BATCH_ROWS else 0)
-        return np.asarray(self.booster_.predict(M, num_threads=num_threads, **kwargs))
+        with LIGHTGBM_CALLS.calls(num_threads):
+            return np.asarray(self.booster_.predict(M, num_threads=num_threads, **kwargs))
 
     def explain(self, X: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:
         """Top features pushing each row's score up, from their exact TreeSHAP contributions.
