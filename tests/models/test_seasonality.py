@@ -204,8 +204,11 @@ def test_a_level_window_given_as_a_function_is_made_only_for_a_season(seasonal_w
     as_of=st.dates(dt.date(2019, 1, 1), dt.date(2030, 12, 31)),
 )
 def test_operational_lengths_are_the_day_by_day_sums(spans: list[float], horizon: float, as_of: dt.date) -> None:
-    """The season's sums come from blocks of days kept per as-of: the same numbers, bit for bit, as
-    summing the multiplier over exactly the days each span covers (whole days, then a fraction)."""
+    """The season's sums come from blocks of days kept per as-of: the day-by-day sums over exactly
+    each span, to the last bit or so (numpy's vectorised exp can round the tail of an array its own
+    way, so a day's multiplier may move by an ulp with the length of the range: hypothesis found
+    1.156325447283503 against 1.1563254472835027), and a customer's value does not depend on the
+    other customers of the call (before, the range ran to the longest span of the batch)."""
     season = Season(coef=(0.31, -0.2, 0.05, 0.013))
     end = pd.Timestamp(as_of)
 
@@ -216,9 +219,10 @@ def test_operational_lengths_are_the_day_by_day_sums(spans: list[float], horizon
         return float(np.interp(x, np.arange(cum.size), cum))
 
     x = np.asarray(spans)
-    want = [np.nan if np.isnan(v) else back(v) for v in x]
-    np.testing.assert_array_equal(season.backward(as_of, x), want)
+    got = season.backward(as_of, x)
+    np.testing.assert_allclose(got, [np.nan if np.isnan(v) else back(v) for v in x], rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(got, [season.backward(as_of, np.array([v]))[0] for v in x])  # alone: the same
     n = max(int(np.ceil(horizon)), 1)
     s = season.multiplier(pd.date_range(end + pd.Timedelta(days=1), periods=n, freq="D"))
     ahead = float(np.interp(horizon, np.arange(n + 1), np.concatenate([[0.0], np.cumsum(s)])))
-    assert season.forward(as_of, horizon) == ahead
+    assert season.forward(as_of, horizon) == pytest.approx(ahead, rel=1e-14, abs=0)
