@@ -5,7 +5,7 @@ that takes ``num_threads`` sets it (0: all cores), and a call sizes its per-thre
 when it builds a Dataset or a predictor, then reads it again when its parallel loop starts. Two
 calls of the same count may overlap (the backtest's fits, one thread each); a call at another
 count changes the setting between those two reads and the loop writes past the buffers (seen as
-segfaults in ``SparseBin::Push`` and as two trainings of the same data differing). In the service
+segfaults in ``SparseBin::Push`` in the backtest, whatever else it overwrote silently). In the service
 the precomputed answers predict a snapshot at all cores on the scoring thread while a reload
 scores its probe customer at one thread on another.
 """
