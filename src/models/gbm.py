@@ -163,10 +163,9 @@ class GBMChurnClassifier(GBMBase):
         data = [M]
         del M
         self.booster_ = self._train_held_out(data, y_arr, w, held, self.num_boost_round)
-        # through _predict_matrix, like every prediction: LightGBM's thread setting is one global of
-        # the process, and a call without num_threads set it back to all cores while a backtest fit
-        # beside this one (at one thread) filled its per-thread buffers: writes past them (segfaults
-        # in SparseBin::Push; see churnclv.models.thread_gate)
+        # through _predict_matrix, like every prediction: it keeps lightgbm_threads' count and takes
+        # the gate of churnclv.models.thread_gate (a bare predict() ran at all cores beside a backtest
+        # fit at one thread, and LightGBM wrote past that fit's buffers)
         raw = self._predict_matrix(M_held, raw_score=True)
         cal_cls = IsotonicCalibrator if self.calibration == "isotonic" else PlattCalibrator
         self.calibrator_ = cal_cls.fit(raw, y_arr[held], weights_of(w, held))

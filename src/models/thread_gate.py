@@ -25,7 +25,7 @@ class ThreadSettingGate:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._threads: int | None = None  # the count of the callers inside; None: nobody inside
+        self._threads = 0  # the count of the callers inside (read only while any is)
         self._inside = 0
 
     def _admit(self, threads: int) -> bool:
@@ -45,8 +45,6 @@ class ThreadSettingGate:
             if self._inside == 0:
                 raise RuntimeError("ThreadSettingGate.leave: nobody is inside")
             self._inside -= 1
-            if self._inside == 0:
-                self._threads = None
             self._cond.notify_all()
 
     @contextmanager
