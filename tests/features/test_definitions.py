@@ -264,3 +264,12 @@ def test_time_zone_aware_source_converted_to_naive_utc(tx):
     f = compute_features_frames(t, as_of=AS_OF).iloc[0]
     # 22:30 UTC on the as-of day counts; 21:00 at UTC-5 is 02:00 UTC the next day and does not
     assert (f["n_lines"], f["n_purchase_days"], f["net_spend"], f["recency"]) == (2, 2, 12.0, 29.0)
+
+
+def test_an_attribute_of_mixed_python_objects_still_reads_as_strings(tx, cu):
+    # the frames go to DuckDB as Arrow tables; a column Arrow cannot type must still work
+    t = tx([("1", "2024-06-01 10:00", 5.0), ("2", "2024-06-02 10:00", 7.0)])
+    c = cu([("1", "2024-01-01", "x"), ("2", "2024-01-01", "y")])
+    c["region"] = pd.Series(["north", 3], dtype=object)
+    f = compute_features_frames(t, customers=c, as_of=AS_OF)
+    assert f["attr_region"].tolist() == ["north", "3"]
