@@ -98,7 +98,6 @@ from churnclv.serving.batch_holdout import HoldoutOptions, previous_arms, write_
 from churnclv.serving.batch_options import DEFAULT_MAX_DAYS_AFTER_DATA, DEFAULT_MEMORY_LIMIT, BatchOptions, as_of_day
 from churnclv.serving.batch_targeting import TARGETING_SCHEMA, TargetingOptions, write_targeting
 from churnclv.serving.checkpoints import open_temp, resume_key
-from churnclv.serving.chunk_pool import preload, start_workers, worker_count
 from churnclv.serving.data_check import check_folder
 from churnclv.serving.manifest import build_manifest, echo_summary
 from churnclv.serving.migration import batch_tier_report, previous
@@ -310,7 +309,6 @@ def run_batch(
 def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
     """Check the inputs, then score into a temp partition (holding the as-of's lock)."""
     con = duckdb.connect(config={"memory_limit": run.memory_limit})
-    pool = None
     try:
         # the checks that need no model first: a wrong date or a damaged last week fails in seconds
         with timer("fingerprint"):
@@ -324,10 +322,6 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
                 f"as-of {run.day} is before any data (no transaction and no signup on or before it; the first "
                 f"transaction is at {first}): pick a later date"
             )
-        workers = worker_count(known)  # the snapshot's rows are the known customers (checked below)
-        if run.engine == "duckdb":
-            # the scoring processes import while this one loads the model and computes the features
-            pool = start_workers(workers)
         prev, prev_problem = previous(run.out, run.day, run.hysteresis)
         arms = None if run.holdout is None else previous_arms(run.out, run.day, run.holdout)
         with timer("model"):
@@ -335,8 +329,6 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
             check_folder(model, run.clean)  # a model of another data set stops here, in one line
             if run.targeting is not None:  # the costs of the model's actions, before any feature
                 run.targeting.check_model(model)
-        if pool is not None:
-            preload(pool, model, workers)
         if run.horizon_days is not None and int(run.horizon_days) != model.horizon_days:
             raise BatchError(
                 f"horizon {run.horizon_days} days differs from the model's {model.horizon_days} days "
@@ -373,8 +365,6 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
                 run.progress,
                 run.reasons,
                 run.after_chunk,
-                workers=workers,
-                pool=pool,
             )
         else:
             written = spark_run(tmp, prog, model, run.clean, run.day, timer)
@@ -395,8 +385,6 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
             if report is not None and prev_problem is not None:
                 report["migration_skipped"] = prev_problem
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
         con.close()
     return _Scored(
         tmp, key, model, fp, rejected, known, n_features, written, resumed_chunks, report, campaign_doc, targeting_doc

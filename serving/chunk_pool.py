@@ -29,19 +29,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from churnclv.models.gbm_base import set_lightgbm_threads, usable_cores
+from churnclv.models.gbm_base import set_lightgbm_threads
 from churnclv.models.scorer import Scorer
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.chunks import score_chunk
 from churnclv.serving.model import LoadedModel
 
-__all__ = ["MIN_PARALLEL_ROWS", "ChunkScorer", "preload", "start_workers", "worker_count"]
+__all__ = ["MIN_PARALLEL_ROWS", "ChunkScorer"]
 
 #: Below this many customers in the snapshot, chunks are scored in the batch's own process:
 #: starting a worker (imports, the scorer, numba's cache) costs a few seconds.
 MIN_PARALLEL_ROWS = 100_000
 
-_worker: dict[str, Any] = {}  # a worker process's scorer and its folder, loaded once by _load
+_worker: dict[str, LoadedModel] = {}  # the scorer of a worker process, loaded once by _start
 
 
 def _scorer_folder(model: LoadedModel) -> Path | None:
@@ -52,8 +52,7 @@ def _scorer_folder(model: LoadedModel) -> Path | None:
     return found[0].parent if len(found) == 1 else None
 
 
-def _start() -> None:
-    """A worker's process settings (the pool's initializer)."""
+def _start(folder: str, fields: dict[str, Any]) -> None:
     numba.set_num_threads(1)
     # LightGBM's predictions on one thread too: on all cores each, the workers' OpenMP threads
     # outnumber the cores (the tasks run in this thread, so the setting holds for all of them)
@@ -69,28 +68,10 @@ def _start() -> None:
     # again and again (perf: 17 % of the workers' samples). 1M customers through the pool: system
     # time 21-25 s -> 8-10 s, scoring 22.8-24.6 s -> 19.6-20.9 s, the same scores
     pa.set_memory_pool(pa.system_memory_pool())
+    _worker["model"] = LoadedModel(scorer=Scorer.load(folder), **fields)
 
 
-def _ready() -> None:
-    """Nothing: one such task per worker makes the pool spawn them all at once."""
-
-
-def _load(folder: str, fields: dict[str, Any]) -> None:
-    """The worker's scorer: loaded from ``folder`` once (the model folder the batch downloaded)."""
-    if _worker.get("folder") != folder:
-        _worker["model"] = LoadedModel(scorer=Scorer.load(folder), **fields)
-        _worker["folder"] = folder
-
-
-def _score(
-    model: tuple[str, dict[str, Any]],
-    buf: pa.Buffer,
-    schema: pa.Schema,
-    as_of: dt.date,
-    prev: pd.Series | None,
-    reasons: bool,
-) -> pa.Table:
-    _load(*model)
+def _score(buf: pa.Buffer, schema: pa.Schema, as_of: dt.date, prev: pd.Series | None, reasons: bool) -> pa.Table:
     # no garbage collection while a slice is scored: its reasons are millions of short-lived
     # objects, and the collector's passes over them cost ~10 % of the CPU time (measured on 300k
     # customers, 8.0-8.2 s of user time against 9.0-9.2 s); what cycles a slice leaves are
@@ -103,71 +84,32 @@ def _score(
         gc.enable()
 
 
-def _worker_model(model: LoadedModel, folder: Path | None) -> tuple[str, dict[str, Any]]:
-    """What a worker loads ``model`` from: the scorer's folder and the model's other fields."""
-    return str(folder), {f.name: getattr(model, f.name) for f in fields(model) if f.name != "scorer"}
-
-
-def worker_count(rows: int) -> int:
-    """How many processes score a snapshot of ``rows`` customers: one per core, one (the batch's own
-    process) under :data:`MIN_PARALLEL_ROWS`."""
-    return usable_cores() if rows >= MIN_PARALLEL_ROWS else 1
-
-
-def preload(pool: ProcessPoolExecutor, model: LoadedModel, workers: int) -> None:
-    """Have the workers of ``pool`` load ``model``'s scorer now (no folder: nothing to load)."""
-    folder = _scorer_folder(model)
-    if folder is not None:
-        for _ in range(workers):  # a worker that takes two loads the scorer once; the other loads at its first slice
-            pool.submit(_load, *_worker_model(model, folder))
-
-
-def start_workers(workers: int) -> ProcessPoolExecutor | None:
-    """``workers`` scoring processes, spawned now (None for one: chunks are then scored in this process).
-
-    Each spends ~2.5 s of CPU importing pandas, LightGBM and the scorer's code; started before the
-    batch's features (:class:`ChunkScorer` ``pool``), that overlaps the stages that leave a core
-    idle instead of holding up the first chunk. Shut the pool down when done (``shutdown``).
-    """
-    if workers <= 1:
-        return None
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start)
-    for _ in range(workers):  # a spawn-context pool starts a process per task while none is idle
-        pool.submit(_ready)
-    return pool
-
-
 class ChunkScorer:
     """Score chunks (Arrow record batches of the feature snapshot) into the batch's output schema.
 
     With ``workers`` > 1 and a model folder, each chunk is split over that many spawned processes
     (:meth:`submit` returns at once, the callable it returns waits); otherwise chunks are scored in
-    this process when their result is asked for. ``pool``: workers started before
-    (:func:`start_workers`, as many), which the caller shuts down; by default the scorer starts its
-    own. Use as a context manager.
+    this process when their result is asked for. Use as a context manager.
     """
 
-    def __init__(
-        self,
-        model: LoadedModel,
-        *,
-        as_of: dt.date,
-        reasons: bool,
-        workers: int,
-        pool: ProcessPoolExecutor | None = None,
-    ) -> None:
+    def __init__(self, model: LoadedModel, *, as_of: dt.date, reasons: bool, workers: int) -> None:
         self.model, self.as_of, self.reasons = model, as_of, reasons
         folder = _scorer_folder(model)
         self.workers = workers if folder is not None else 1
-        self._own = pool is None and self.workers > 1
-        self._pool = (start_workers(self.workers) if pool is None else pool) if self.workers > 1 else None
-        self._model = _worker_model(model, folder)
+        self._pool: ProcessPoolExecutor | None = None
+        if self.workers > 1:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start,
+                initargs=(str(folder), {f.name: getattr(model, f.name) for f in fields(model) if f.name != "scorer"}),
+            )
 
     def __enter__(self) -> ChunkScorer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._pool is not None and self._own:
+        if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, batch: pa.RecordBatch, prev: pd.Series | None) -> Callable[[], pa.Table]:
@@ -176,9 +118,7 @@ class ChunkScorer:
             return lambda: score_chunk(self.model, batch.to_pandas(), as_of=self.as_of, prev=prev, reasons=self.reasons)
         step = -(-batch.num_rows // self.workers)
         futures: list[Future[pa.Table]] = [
-            self._pool.submit(
-                _score, self._model, batch.slice(at, step).serialize(), batch.schema, self.as_of, prev, self.reasons
-            )
+            self._pool.submit(_score, batch.slice(at, step).serialize(), batch.schema, self.as_of, prev, self.reasons)
             for at in range(0, max(batch.num_rows, 1), step or 1)
         ]
 

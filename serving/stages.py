@@ -12,7 +12,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churnclv.features import FeatureConfig, connect, write_features
+from churnclv.models.gbm_base import usable_cores
 from churnclv.redaction import redact_text
 from churnclv.serving.atomic_files import write_json, write_parquet
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.checkpoints import PROGRESS_FILE
-from churnclv.serving.chunk_pool import ChunkScorer, worker_count
+from churnclv.serving.chunk_pool import MIN_PARALLEL_ROWS, ChunkScorer
 from churnclv.serving.chunks import check_order
 from churnclv.serving.migration import prev_tiers
 from churnclv.serving.model import LoadedModel
@@ -118,7 +118,6 @@ def score_chunks(
     reasons: bool,
     after_chunk: Callable[[int], None] | None,
     workers: int | None = None,
-    pool: ProcessPoolExecutor | None = None,
 ) -> int:
     """Score the feature snapshot chunk by chunk into ``part-NNNNN.parquet`` files; returns the rows.
 
@@ -126,14 +125,13 @@ def score_chunks(
     partition, whose tiers each chunk's customers keep unless their score clears the margin.
     ``workers`` processes share each chunk (:class:`~churnclv.serving.chunk_pool.ChunkScorer`;
     default: one per core, none for a snapshot under :data:`~churnclv.serving.chunk_pool.MIN_PARALLEL_ROWS`
-    customers); ``pool``: those workers started before (:func:`~churnclv.serving.chunk_pool.start_workers`),
-    shut down by the caller. The next chunk is read and sent while one is being scored, and chunks are
-    written and committed in order.
+    customers); the next chunk is read and sent while one is being scored, and chunks are written
+    and committed in order.
     """
     snapshot = pq.ParquetFile(tmp / FEATURES_FILE)
     total = snapshot.metadata.num_rows
     if workers is None:
-        workers = worker_count(total)
+        workers = usable_cores() if total >= MIN_PARALLEL_ROWS else 1
     written = 0
     last: str | None = None
     pending: deque[tuple[int, int, Callable[[], pa.Table]]] = deque()  # chunks sent, not yet written
@@ -156,10 +154,7 @@ def score_chunks(
         if after_chunk is not None:
             after_chunk(i)
 
-    with (
-        _progress_bar(progress) as bar,
-        ChunkScorer(model, as_of=day, reasons=reasons, workers=workers, pool=pool) as scorer,
-    ):
+    with _progress_bar(progress) as bar, ChunkScorer(model, as_of=day, reasons=reasons, workers=workers) as scorer:
         task = bar.add_task(f"scoring {day}", total=total)
         batches = snapshot.iter_batches(batch_size=chunk_size)
         for i, batch in enumerate(batches):

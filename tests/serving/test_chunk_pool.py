@@ -32,15 +32,8 @@ HOLDOUT = ["campaign", "holdout"]  # filled by the holdout stage after the chunk
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("started_before", [False, True], ids=["own-workers", "workers-started-before"])
-def test_workers_write_the_parts_the_batch_process_writes(
-    serving_store: dict, batch_out: Path, tmp_path: Path, started_before: bool
-) -> None:
+def test_workers_write_the_parts_the_batch_process_writes(serving_store: dict, batch_out: Path, tmp_path: Path) -> None:
     model = load_model(serving_store["model_uri"], serving_store["tracking_uri"], dst=tmp_path / "model")
-    # the batch job's way: workers spawned before the model is known, the scorer preloaded once it is
-    pool = chunk_pool.start_workers(2) if started_before else None
-    if pool is not None:
-        chunk_pool.preload(pool, model, 2)
     tmp = tmp_path / "partition"
     tmp.mkdir()
     (tmp / FEATURES_FILE).write_bytes(features_path(batch_out, AS_OF).read_bytes())
@@ -50,13 +43,9 @@ def test_workers_write_the_parts_the_batch_process_writes(
     committed: list[int] = []
     timer = StageTimer()
     with duckdb.connect() as con:
-        try:
-            written = score_chunks(
-                tmp, prog, model, AS_OF, chunk, None, con, timer, False, True, committed.append, workers=2, pool=pool
-            )
-        finally:
-            if pool is not None:
-                pool.shutdown()
+        written = score_chunks(
+            tmp, prog, model, AS_OF, chunk, None, con, timer, False, True, committed.append, workers=2
+        )
     got = part_files(tmp)
     assert written == sum(pq.ParquetFile(p).metadata.num_rows for p in reference)
     assert [p.name for p in got] == [p.name for p in reference]
@@ -92,7 +81,7 @@ def test_a_worker_predicts_on_one_thread(serving_store: dict, tmp_path: Path) ->
     pool = pa.default_memory_pool()
 
     def start() -> tuple[int, int, bool, str]:
-        chunk_pool._start()
+        chunk_pool._start(str(folder), {"name": model.name, "version": model.version, "alias": None, "model_uri": "m"})
         return gbm_base._THREADS.get(), numba.get_num_threads(), hugepages(False), pa.default_memory_pool().backend_name
 
     try:
@@ -102,23 +91,3 @@ def test_a_worker_predicts_on_one_thread(serving_store: dict, tmp_path: Path) ->
         hugepages(huge)
         pa.set_memory_pool(pool)
     assert gbm_base._THREADS.get() == 0  # set in the worker's context only
-
-
-def test_a_worker_loads_each_scorer_folder_once(serving_store: dict, tmp_path: Path, monkeypatch) -> None:
-    """preload and every slice call _load: the scorer is read once per folder, not once per call."""
-    model = load_model(serving_store["model_uri"], serving_store["tracking_uri"], dst=tmp_path / "model")
-    folder = str(chunk_pool._scorer_folder(model))
-    loads: list[str] = []
-    real = chunk_pool.Scorer.load
-    monkeypatch.setattr(chunk_pool.Scorer, "load", lambda path: loads.append(str(path)) or real(path))
-    monkeypatch.setattr(chunk_pool, "_worker", {})
-    fields_ = {"name": model.name, "version": model.version, "alias": None, "model_uri": "m"}
-    for _ in range(3):
-        chunk_pool._load(folder, fields_)
-    assert loads == [folder]
-    assert chunk_pool._worker["model"].version == model.version
-
-
-def test_one_worker_starts_no_processes() -> None:
-    assert chunk_pool.start_workers(1) is None
-    assert chunk_pool.worker_count(chunk_pool.MIN_PARALLEL_ROWS - 1) == 1
