@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from churnclv.models.reason_book import Family, family_of, topic_of
-from churnclv.models.reason_text import Phrase, generic_phrase, own_fields, render
+from churnclv.models.reason_text import Phrase, generic_phrase, own_fields, render, row_fields
 
 __all__ = ["Book", "Entry", "FeatureReads", "FrameColumns", "book_of"]
 
@@ -76,6 +76,7 @@ class Book:
     def __init__(self, phrases: Sequence[Phrase]) -> None:
         self._own = [(re.compile(p.feature), p) for p in phrases]
         self._entries: dict[str, Entry] = {}
+        self._reads: dict[str, dict[str, frozenset[str] | None] | None] = {}
 
     def entry(self, feature: str) -> Entry:
         """The feature's phrases, topic and risk direction (looked up once)."""
@@ -90,6 +91,28 @@ class Book:
             found = Entry(feature, own, family, groups, own_fields(feature, groups), topic_of(feature), purchases)
             self._entries[feature] = found
         return found
+
+    def reads(self, feature: str) -> dict[str, frozenset[str] | None] | None:
+        """The row fields the feature's phrases read, each with its word specs (:func:`row_fields`,
+        merged over its own and its family's phrase; None: not known). Parsed once per feature: the
+        HTTP path writes the reasons of one row a call."""
+        if feature in self._reads:
+            return self._reads[feature]
+        e = self.entry(feature)
+        reads: dict[str, frozenset[str] | None] | None = {}
+        phrases = [(e.own[0].texts, e.own[1])] if e.own is not None else []
+        if e.family is not None:
+            phrases.append((e.family.phrase.texts, e.fields))
+        for texts, own in phrases:
+            fields = row_fields(texts, own)
+            if fields is None or reads is None:
+                reads = None
+                continue
+            for name, specs in fields.items():
+                had = reads.get(name, frozenset())
+                reads[name] = None if specs is None or had is None else had | specs
+        self._reads[feature] = reads
+        return reads
 
     def text(self, e: Entry, value: Any, columns: Mapping[str, np.ndarray], i: int | None) -> str:
         """The words of ``value`` of the feature of ``e`` (its row ``i`` of ``columns`` for the other fields)."""

@@ -36,7 +36,6 @@ from churnclv.models.reason_text import (
     Phrase,
     PhraseText,
     render,
-    row_fields,
     value_key,
 )
 
@@ -191,19 +190,7 @@ class RowWriter:
         """A feature's :class:`FeatureReads` (built once)."""
         found = self._read.get(feature)
         if found is None:
-            e = self.book.entry(feature)
-            reads: dict[str, frozenset[str] | None] | None = {}
-            phrases = [(e.own[0].texts, e.own[1])] if e.own is not None else []
-            if e.family is not None:
-                phrases.append((e.family.phrase.texts, e.fields))
-            for texts, own in phrases:
-                fields = row_fields(texts, own)
-                if fields is None or reads is None:
-                    reads = None
-                    continue
-                for name, specs in fields.items():
-                    had = reads.get(name, frozenset())
-                    reads[name] = None if specs is None or had is None else had | specs
+            e, reads = self.book.entry(feature), self.book.reads(feature)
             columns = self.columns
             read = None if reads is None else {c: reads[c] for c in sorted(reads) if c in columns}
             arrays = () if read is None else tuple(columns[c] for c in read)
