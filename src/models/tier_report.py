@@ -82,7 +82,7 @@ def tier_summary(
             raise ValueError(f"tier_summary needs column {col!r}; the frame has {list(frame.columns)}")
     order = _tier_order(tiers, frame[tier_col])
     t = frame[tier_col].astype("string")
-    unknown = sorted(set(t.dropna()) - set(order))
+    unknown = sorted(set(t.dropna().unique()) - set(order))  # not set(t): a Python string a row
     if unknown:
         raise ValueError(f"tiers {unknown} are not in the tier order {order}: pass tiers= with every tier")
     g = frame.assign(_tier=t).groupby("_tier", sort=False)
@@ -131,7 +131,7 @@ def migration_matrix(
     order = _tier_order(tiers, p, c)
     a = p.loc[both].astype("string")
     b = c.loc[both].astype("string")
-    unknown = sorted((set(a.dropna()) | set(b.dropna())) - set(order))
+    unknown = sorted((set(a.dropna().unique()) | set(b.dropna().unique())) - set(order))
     if unknown:
         raise ValueError(f"tiers {unknown} are not in the tier order {order}: pass tiers= with every tier")
     counts = (

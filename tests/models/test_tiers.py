@@ -14,7 +14,7 @@ from sklearn.exceptions import NotFittedError
 from churnclv.config import ConfigError
 from churnclv.models.tier_config import default_tier_config, load_tier_config, parse_tier_config
 from churnclv.models.tier_policy import TierPolicy
-from churnclv.models.tier_report import migration_matrix, tier_report
+from churnclv.models.tier_report import migration_matrix, tier_report, tier_summary
 from churnclv.models.tier_stability import hysteresis_effect, tier_churn_rate
 from churnclv.plotting import plot_migration, plot_tier_mix, write_report
 
@@ -371,6 +371,19 @@ def test_migration_matrix_counts_customers_at_both_dates() -> None:
     assert mig.counts.loc["Gold", "Silver"] == 1 and mig.counts.loc["Bronze", "Gold"] == 1
     assert mig.shares.loc["Gold"].tolist() == [0.5, 0.5, 0.0]
     assert mig.shares.sum(axis=1).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_tier_outside_the_order_is_named_in_the_error() -> None:
+    order = ["Gold", "Silver"]
+    frame = pd.DataFrame(
+        {"tier": pd.array(["Gold", "Ruby", None, "Gold"], dtype="string"), "clv": [1.0, 2.0, 3.0, 4.0]}
+    )
+    with pytest.raises(ValueError, match=r"tiers \['Ruby'\] are not in the tier order"):
+        tier_summary(frame, tiers=order)
+    prev = pd.DataFrame({"customer_id": list("ab"), "tier": ["Gold", "Opal"]})
+    curr = pd.DataFrame({"customer_id": list("ab"), "tier": ["Ruby", "Gold"]})
+    with pytest.raises(ValueError, match=r"tiers \['Opal', 'Ruby'\] are not in the tier order"):
+        migration_matrix(prev, curr, tiers=order)
 
 
 def test_write_report_writes_csv_and_png_without_pyplot(policy: TierPolicy, train, tmp_path) -> None:
