@@ -46,6 +46,14 @@ def _tier_order(tiers: Sequence[str] | None, *series: pd.Series) -> list[str]:
     return sorted(seen)
 
 
+def _check_known(order: Sequence[str], *series: pd.Series) -> None:
+    """Raise when a tier of ``series`` is not in ``order`` (read from the distinct values: a Python
+    string a row would cost ~0.5 s at 1M customers)."""
+    unknown = sorted(set().union(*(s.dropna().unique() for s in series)) - set(order))
+    if unknown:
+        raise ValueError(f"tiers {unknown} are not in the tier order {order}: pass tiers= with every tier")
+
+
 def tier_summary(
     frame: pd.DataFrame,
     *,
@@ -82,9 +90,7 @@ def tier_summary(
             raise ValueError(f"tier_summary needs column {col!r}; the frame has {list(frame.columns)}")
     order = _tier_order(tiers, frame[tier_col])
     t = frame[tier_col].astype("string")
-    unknown = sorted(set(t.dropna().unique()) - set(order))  # not set(t): a Python string a row
-    if unknown:
-        raise ValueError(f"tiers {unknown} are not in the tier order {order}: pass tiers= with every tier")
+    _check_known(order, t)
     g = frame.assign(_tier=t).groupby("_tier", sort=False)
     out = pd.DataFrame(index=pd.Index(order, name="tier"))
     out["customers"] = g.size().reindex(order, fill_value=0).astype(np.int64)
@@ -131,9 +137,7 @@ def migration_matrix(
     order = _tier_order(tiers, p, c)
     a = p.loc[both].astype("string")
     b = c.loc[both].astype("string")
-    unknown = sorted((set(a.dropna().unique()) | set(b.dropna().unique())) - set(order))
-    if unknown:
-        raise ValueError(f"tiers {unknown} are not in the tier order {order}: pass tiers= with every tier")
+    _check_known(order, a, b)
     counts = (
         pd.crosstab(
             pd.Categorical(a.to_numpy(), categories=order),
