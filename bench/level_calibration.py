@@ -6,6 +6,11 @@ realised / predicted over the previous window: the H days before as-of, and the 
 (the same model fitted at that window's start). Prints the aggregate % errors side by side and how
 often the calibration helped.
 
+Then the spend alone, as BG/NBD's total purchases times a value per purchase: Gamma-Gamma's (each
+customer's expected purchases times their expected value, what the model does), against the realised
+spend per purchase day of the last 30, 90 and 180 days before as-of. Prints the spend errors and, per
+variant, their median, mean |error| and the setups within +-10 %.
+
     .venv/bin/python bench/level_calibration.py
     .venv/bin/python bench/level_calibration.py --setups 1997-08-31:90 1998-01-31:30
 """
@@ -16,12 +21,44 @@ import datetime as dt
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from accuracy import cdnow_data, grid, known_at, parse_setup, purchase_days, rfm, window_truth
 from accuracy_references import btyd_reference
 from common import Results, bench_parser
 
 EARLIEST_CUTOFF = dt.date(1997, 3, 1)  # before it, the window is CDNOW's acquisition period
+VALUE_WINDOWS = (30, 90, 180)  # days before as-of whose realised spend per purchase day is tried
+
+
+def value_per_purchase(setups: list, days: pd.DataFrame, out: Results) -> None:
+    """BG/NBD's spend total against its purchases total times the last L days' realised spend per purchase day."""
+    errors: dict[str, list[float]] = {"gamma-gamma": [], **{f"last {n} days": [] for n in VALUE_WINDOWS}}
+    windows = " | ".join(f"value of the last {n} days" for n in VALUE_WINDOWS)
+    print(f"\n| setup | realised spend per purchase day | Gamma-Gamma's | spend % error: Gamma-Gamma | {windows} |")
+    print("|---|---|---|---|" + "---|" * len(VALUE_WINDOWS))
+    for s in setups:
+        customers = known_at(days, s.as_of)
+        truth = window_truth(days, customers, s.as_of, s.horizon)
+        bg = btyd_reference(rfm(days, customers, s.as_of), s.horizon, "bgnbd")
+        purchases, spend = bg["expected_purchases"].sum(), bg["expected_spend"].sum()
+        real = truth["spend"].sum()
+        errs = {"gamma-gamma": 100 * (spend / real - 1)}
+        for n in VALUE_WINDOWS:
+            start, end = pd.Timestamp(s.as_of - dt.timedelta(days=n)), pd.Timestamp(s.as_of)
+            seen = days[(days["day"] > start) & (days["day"] <= end)]
+            value = seen["net"].sum() / seen["purchase"].sum()
+            errs[f"last {n} days"] = 100 * (purchases * value / real - 1)
+        for key, e in errs.items():
+            errors[key].append(e)
+        cells = " | ".join(f"{e:+.1f}" for e in errs.values())
+        print(f"| {s.label} | {real / truth['purchases'].sum():.2f} | {spend / purchases:.2f} | {cells} |", flush=True)
+        out.records.append({"setup": s.label, "value_per_purchase_spend_err_pct": errs})
+    print("\n| spend = purchases x value per purchase of | median % error | mean abs % error | setups within +-10 % |")
+    print("|---|---|---|---|")
+    for key, e in errors.items():
+        x = np.asarray(e)
+        print(f"| {key} | {np.median(x):+.2f} | {np.abs(x).mean():.2f} | {int((np.abs(x) <= 10).sum())}/{len(x)} |")
 
 
 def main() -> int:
@@ -70,6 +107,7 @@ def main() -> int:
             helped[key][1] += 1
         print(f"| {s.label} | {' | '.join(cells)} |", flush=True)
         out.records.append(record)
+    value_per_purchase(args.setups or grid(), days, out)
     for key, (better, n) in helped.items():
         print(f"\ncalibrated on the previous {key} days: purchases error smaller on {better} of {n} setups")
         out.headline(
