@@ -22,11 +22,15 @@ from churnclv.serving.batch_holdout import echo_campaign
 from churnclv.serving.batch_targeting import echo_targeting
 from churnclv.serving.model import LoadedModel
 from churnclv.serving.snapshots import features_path, report_dir, scores_dir
+from churnclv.serving.staleness import as_of_warnings, trained_as_of
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "build_manifest", "echo_summary"]
 
 MANIFEST_FORMAT = "churnclv.batch"
 MANIFEST_VERSION = 2
+# the HTTP service's default (CHURNCLV_AS_OF_WARNING_DAYS): scores further from the model's training
+# as-of, either way, carry a warning in the manifest and the run's summary
+AS_OF_WARNING_DAYS = 90
 
 
 def build_manifest(
@@ -100,6 +104,7 @@ def build_manifest(
         "db": db_doc,
         "monitoring": monitoring,
         "timings_s": {k: round(v, 3) for k, v in seconds.items()},
+        "warnings": [w.model_dump() for w in as_of_warnings(day, trained_as_of(model.metadata), AS_OF_WARNING_DAYS)],
     }
 
 
@@ -113,6 +118,8 @@ def echo_summary(manifest: dict[str, Any], out: Path, echo: Callable[[str], Any]
         f"scored {c['rows_written']:,} customers as of {manifest['as_of']} with model version {m['version']} "
         f"({m['uri']}, horizon {manifest['horizon_days']} days) in {t['total']:.1f} s"
     )
+    for w in manifest.get("warnings") or []:
+        echo(f"  warning    {w['message']}")
     o = manifest["outputs"]
     echo(f"  scores     {out / o['scores_dir']} ({manifest['chunks']} part file(s) and the manifest)")
     echo(f"  features   {out / o['features']}")

@@ -10,6 +10,7 @@ converted to UTC, then dropped; years 1900-2200 in UTC), amounts and values are 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -59,6 +60,20 @@ def _iso_text(value: object) -> object:
     return value
 
 
+def _iso_day(value: object) -> object:
+    """An as-of is a day written ``YYYY-MM-DD``: ``10/02/2025`` would be a guess at the order of day and
+    month; the error says the form to use (pydantic's own names only the character it stopped at)."""
+    value = _iso_text(value)
+    if isinstance(value, str):
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                raise ValueError(value)
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be a calendar date written YYYY-MM-DD, e.g. 2025-10-02") from None
+    return value
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
@@ -76,7 +91,7 @@ Timestamp = Annotated[
 ]
 AsOfDate = Annotated[
     dt.date,
-    BeforeValidator(_iso_text),
+    BeforeValidator(_iso_day),
     AfterValidator(plausible_date),
     Field(description="The as-of calendar date (UTC): rows up to the end of this day count", examples=["2025-10-02"]),
 ]

@@ -72,27 +72,33 @@ def _out_of_memory(exc: BaseException) -> bool:
     return any(t.__name__ == "OutOfMemoryException" and "duckdb" in t.__module__ for t in type(exc).__mro__)
 
 
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A calendar day written ``YYYY-MM-DD``, nothing else: ``01/02/1997`` is ambiguous, ``19970102``
+    and ``June 30 1997`` are not the documented form, and ``now`` or ``today`` would read the clock."""
     if value is None:
         return None
+    import datetime as dt
+
     import pandas as pd
 
     from churnclv.values import MAX_YEAR, MIN_YEAR
 
+    text = value.strip()
     try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError):
-        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param=param) from None
-    if pd.isna(ts):  # "" and "NaT" parse to NaT
-        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param=param)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    if not MIN_YEAR <= ts.year <= MAX_YEAR:  # the validation's rule for dates in the data
+        if not _ISO_DAY.fullmatch(text):
+            raise ValueError(text)
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD (e.g. 1997-06-30)", param=param) from None
+    if not MIN_YEAR <= day.year <= MAX_YEAR:  # the validation's rule for dates in the data
         raise click.BadParameter(
             f"{value!r}: the year is outside {MIN_YEAR}-{MAX_YEAR} (a typo?): use a date within the data, YYYY-MM-DD",
             param=param,
         )
-    return ts.normalize()
+    return pd.Timestamp(day)
 
 
 def prepare_source(
@@ -164,13 +170,14 @@ def _source_options(fn: _Command, *, required: bool) -> _Command:
         type=click.Path(dir_okay=False, exists=True, path_type=Path),
         help="TOML mapping of your table and column names.",
     )(fn)
-    fn = click.option("--data", required=required, default=None, help=DATA_HELP)(fn)
+    # no default=None beside required=True: since click 8.3 an explicit default satisfies required
+    fn = click.option("--data", required=required, help=DATA_HELP)(fn)
     return fn
 
 
 def as_of_option(help: str, *, required: bool = True) -> Callable[[_Command], _Command]:
     """``--as-of YYYY-MM-DD``, checked by the one date rule (:func:`_date`)."""
-    return click.option("--as-of", required=required, default=None, callback=_date, help=help)
+    return click.option("--as-of", required=required, callback=_date, help=help)
 
 
 def horizon_option(help: str, *, default: int | None = None) -> Callable[[_Command], _Command]:

@@ -284,3 +284,34 @@ def test_duckdb_out_of_memory_is_one_line_naming_the_fix(small_world: Path, tmp_
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "DuckDB ran out of memory" in errors[0] and "--memory-limit" in errors[0]
     assert "Traceback" not in result.output and not out.exists()
+
+
+def _out(command: str, tmp_path: Path) -> list[str]:
+    return ["--out", str(tmp_path / "out")] if command in ("features", "score-batch") else []
+
+
+@pytest.mark.parametrize("value", ["30/06/1997", "06/30/1997", "01/02/1997", "1997/06/30", "19970630",
+                                   "June 30 1997", "1997-06-30T12:00", "now", "today", "1997-02-30"])  # fmt: skip
+@pytest.mark.parametrize("command", ["features", "train", "score-batch"])
+def test_as_of_is_a_day_written_yyyy_mm_dd_and_nothing_else(tmp_path: Path, command: str, value: str) -> None:
+    """Day-first, month-first and compact forms are refused, not guessed; ``now`` would read the clock."""
+    result = CliRunner().invoke(cli, [command, "--data", str(tmp_path), "--as-of", value, *_out(command, tmp_path)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"Invalid value for '--as-of': '{value}' is not a date: use YYYY-MM-DD" in message
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["features", "train", "score-batch", "validate"])
+@pytest.mark.parametrize("missing", ["--as-of", "--data"])
+def test_a_required_option_left_out_is_a_usage_error(tmp_path: Path, command: str, missing: str) -> None:
+    """Since click 8.3 an explicit ``default=None`` satisfies ``required=True``: left out, ``--as-of``
+    reached the jobs as NaT (a traceback in ``train``). Now click refuses it, exit 2."""
+    given = {"--data": str(tmp_path), "--as-of": "1997-06-30"}
+    args = [command, *(x for opt, v in given.items() if opt != missing for x in (opt, v))]
+    result = CliRunner().invoke(cli, [*args, *_out(command, tmp_path)])
+    params = {p.opts[0]: p for p in cli.get_command(click.Context(cli), command).params}  # type: ignore[union-attr]
+    if not params[missing].required:
+        pytest.skip(f"{command}: {missing} is optional")
+    assert result.exit_code == 2, result.output
+    assert f"Missing option '{missing}'" in result.output

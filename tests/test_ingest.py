@@ -152,6 +152,17 @@ def test_missing_required_column_names_file_column_and_fix(tmp_path: Path) -> No
     assert "transactions.csv" in msg and "'amount'" in msg and "mapping" in msg
 
 
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_a_file_with_another_separator_is_told_so_not_to_rename_a_column(tmp_path: Path, sep: str) -> None:
+    (tmp_path / "transactions.csv").write_text(
+        sep.join(["customer_id", "ts", "amount"]) + "\n" + sep.join(["1", "2024-01-01", "3"]) + "\n"
+    )
+    with pytest.raises(
+        DataError, match=r"transactions.csv: required column 'customer_id'.*not comma-separated.*commas"
+    ):
+        validate_source(tmp_path, tmp_path / "out")
+
+
 def test_empty_file(tmp_path: Path) -> None:
     (tmp_path / "transactions.csv").write_text("")
     with pytest.raises(DataError, match="empty"):

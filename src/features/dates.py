@@ -20,7 +20,10 @@ DAY = dt.timedelta(days=1)
 
 
 def as_of_date(value: AsOf, name: str = "as_of") -> dt.date:
-    """A calendar date from a date, a midnight timestamp or an ISO string.
+    """A calendar date from a date, a midnight timestamp or an ISO 8601 string (``'2024-06-30'``).
+
+    Strings are read as ISO 8601 only: ``'30/06/2024'`` or ``'01/02/2024'`` would be a guess at the
+    order of day and month, and ``'now'`` or ``'today'`` would read the clock.
 
     Raises
     ------
@@ -31,10 +34,11 @@ def as_of_date(value: AsOf, name: str = "as_of") -> dt.date:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
     try:
-        ts = pd.Timestamp(value)
+        ts = pd.Timestamp(dt.datetime.fromisoformat(value.strip()) if isinstance(value, str) else value)
     except (TypeError, ValueError):
         raise FeatureError(
-            f"{name}={value!r} is not a date: pass e.g. '2024-06-30' or datetime.date(2024, 6, 30)"
+            f"{name}={value!r} is not a date: pass an ISO date (YYYY-MM-DD, e.g. '2024-06-30') "
+            "or datetime.date(2024, 6, 30)"
         ) from None
     if ts is pd.NaT:
         raise FeatureError(f"{name} is missing (NaT): pass a date")

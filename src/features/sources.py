@@ -191,7 +191,9 @@ def load_tables(source: Source, con: ibis.BaseBackend) -> FeatureTables:
         return FeatureTables(**tables)
     directory = Path(source)
     if not directory.is_dir():
-        raise DataError(f"source {directory}: not a directory: pass the folder of clean tables or a dict of frames")
+        raise DataError(
+            f"source {directory}: not a directory: pass the folder of clean tables (or, from Python, a dict of frames)"
+        )
     for name in TABLES:
         path = find_table(directory, name)
         if path is None and name == "transactions":

@@ -167,6 +167,13 @@ def validate_table(
             present[col] = actual
         elif col in spec.required:
             wanted = tmap.source_column(col)
+            if len(types) == 1 and any(sep in next(iter(types)) for sep in (";", "\t", "|")):
+                # one column whose name holds another separator: the file is not comma-separated
+                raise DataError(
+                    f"{source}: required column '{wanted}' (canonical '{col}') is missing: the header was read as "
+                    f"one column {list(types)}, so the file is not comma-separated. Fix: export it with commas "
+                    "as the separator (CSV files are read comma-separated), or as Parquet"
+                )
             raise DataError(
                 f"{source}: required column '{wanted}' (canonical '{col}') is missing; columns found: "
                 f"{list(types)}. Fix: rename the column or map it in a mapping file "

@@ -205,6 +205,15 @@ def test_as_of_must_be_a_day():
         as_of_date("yesterday")
 
 
+@pytest.mark.parametrize("text", ["now", "today", "30/06/2024", "06/30/2024", "01/02/2024", "June 30 2024", ""])
+def test_an_as_of_string_is_read_as_iso_8601_only(text):
+    """Day-first and month-first forms would be a guess (pandas reads ``01/02/2024`` as 2 January), and
+    ``now`` or ``today`` would read the clock below the command line."""
+    with pytest.raises(ValueError, match=r"not a date: pass an ISO date \(YYYY-MM-DD"):
+        as_of_date(text)
+    assert as_of_date("2024-06-30T00:00:00") == as_of_date(" 2024-06-30 ") == dt.date(2024, 6, 30)
+
+
 def test_as_of_before_any_data(history):
     t, e, c = history
     with pytest.raises(ValueError, match=r"before any data.*2024-01-10"):

@@ -291,6 +291,25 @@ def test_hysteresis_holds_tiers_against_the_previous_partition(
     assert held["tier_report"]["migration"]["changed_tier"] < plain["tier_report"]["migration"]["changed_tier"]
 
 
+def test_scores_far_from_the_training_as_of_carry_the_warning_http_gives(
+    world: Path, trained_store: dict, scored: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """The model was trained as of AS_OF: a week later is fine, 120 days before it is warned about, in
+    the manifest and in the run's summary, as the HTTP service warns (same rule, same 90 days)."""
+    from churnclv.serving.manifest import echo_summary
+
+    assert scored[1]["warnings"] == []
+    early = AS_OF - pd.Timedelta(days=120)
+    manifest = batch(world, tmp_path, trained_store, as_of=early, reasons=False, chunk_size=2_000)
+    (warning,) = manifest["warnings"]
+    assert warning["code"] == "as_of_far_from_training"
+    assert "120 days before the model's training as-of 2025-10-02" in warning["message"]
+    assert json.loads(manifest_path(tmp_path, early).read_text())["warnings"] == manifest["warnings"]
+    lines: list[str] = []
+    echo_summary(manifest, tmp_path, lines.append)
+    assert [line for line in lines if line.startswith("  warning ")] == [f"  warning    {warning['message']}"]
+
+
 def test_without_reasons_only_the_reasons_are_empty(
     world: Path, trained_store: dict, scored: tuple[Path, dict], tmp_path: Path
 ) -> None:

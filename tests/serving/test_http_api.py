@@ -256,6 +256,15 @@ def test_bad_input_answers_400_with_the_field(
     assert all(d["msg"] for d in r.json()["detail"])
 
 
+@pytest.mark.parametrize("as_of", ["10/02/2025", "02/10/2025", "20251002", "2025-02-30", "today"])
+def test_an_as_of_not_written_yyyy_mm_dd_is_refused_with_the_form_to_use(client: Any, kit: Any, as_of: str) -> None:
+    body = {"as_of": as_of, "customers": [{"customer_id": "a", "signup_ts": "2025-01-01"}]}
+    r = client.post("/score", json=body, headers=kit.HEADERS)
+    assert r.status_code == 400, r.text
+    (detail,) = [d for d in r.json()["detail"] if tuple(d["loc"]) == ("as_of",)]
+    assert "YYYY-MM-DD" in detail["msg"], detail
+
+
 def test_malformed_json_and_bad_ids_answer_400(client: Any, kit: Any) -> None:
     r = client.post("/score", content=b'{"as_of": ', headers={**kit.HEADERS, "Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["detail"][0]["type"] == "json_invalid"
