@@ -196,9 +196,10 @@ def score_batch(
 @tracking_uri_option()
 @click.option(
     "--snapshot",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, exists=True, path_type=Path),  # a typo fails here, not at the first call
     default=None,
-    help="The batch job's output folder, for scoring by customer id.",
+    help="The batch job's output folder, for scoring by customer id (it must exist; its first partition may "
+    "come later: score_by_id answers 503 until /reload finds one).",
 )
 @click.option(
     "--targeting",

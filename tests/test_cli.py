@@ -315,3 +315,10 @@ def test_a_required_option_left_out_is_a_usage_error(tmp_path: Path, command: st
         pytest.skip(f"{command}: {missing} is optional")
     assert result.exit_code == 2, result.output
     assert f"Missing option '{missing}'" in result.output
+
+
+def test_serve_refuses_a_snapshot_folder_that_does_not_exist(tmp_path: Path) -> None:
+    """A typo in --snapshot stops the server before it starts, instead of a 503 at every score_by_id."""
+    result = CliRunner().invoke(cli, ["serve", "--snapshot", str(tmp_path / "scoers")])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--snapshot'" in result.output and "does not exist" in result.output

@@ -150,7 +150,10 @@ def fit_season(
     first = pd.Timestamp(d["day"].min())
     n = (end - first).days + 1
     if n < min_history_days:
-        return None, f"no season: {n} days of history, a season needs {min_history_days}"
+        return None, (  # both ends counted: one more than readiness's history span (as-of minus the first day)
+            f"no season: {n} days of history ({first.date()} to {end.date()}, both counted), "
+            f"a season needs {min_history_days}"
+        )
     days = pd.date_range(first, end, freq="D")
     idx = (d["day"] - first).dt.days.to_numpy()
     births = np.zeros(n)

@@ -85,7 +85,7 @@ def test_no_season_without_one_or_without_enough_history() -> None:
     assert season is None and "not significant" in message
     short, per_day = _daily(0.5, 400)
     season, message = fit_season(short, per_day, short["day"].iloc[-1])
-    assert season is None and "400 days of history, a season needs 540" in message
+    assert season is None and "400 days of history (" in message and "both counted), a season needs 540" in message
 
 
 @pytest.fixture(scope="module")
