@@ -10,29 +10,27 @@ nothing about a left-out customer and the out-of-fold AUC stays at chance.
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.metrics import roc_auc_score
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 MEMORIZE = {"num_leaves": 255, "min_child_samples": 1, "min_data_in_bin": 1, "max_bin": 1023, "n_estimators": 200}
 
 
-def _hindsight() -> ModuleType:
-    sys.path.insert(0, str(BENCH))  # the bench imports its sibling scripts (accuracy, common)
-    try:
-        spec = importlib.util.spec_from_file_location("bench_accuracy_hindsight", BENCH / "accuracy_hindsight.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
+def _hindsight(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # the bench imports its sibling scripts (accuracy, common), as when run from bench/; undone after the test
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_accuracy_hindsight", BENCH / "accuracy_hindsight.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _cutoff(n: int, y: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -40,8 +38,10 @@ def _cutoff(n: int, y: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.DataFrame({"code": np.arange(n, dtype=float)}, index=ids), y
 
 
-def test_a_left_out_customer_rows_of_other_cutoffs_never_train_the_model_that_scores_them() -> None:
-    hs = _hindsight()
+def test_a_left_out_customer_rows_of_other_cutoffs_never_train_the_model_that_scores_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hs = _hindsight(monkeypatch)
     y = np.random.default_rng(0).integers(0, 2, 1000)
     as_of = _cutoff(1000, y)
     earlier = _cutoff(1000, y)  # the same customers, the same labels: a leak would be read off the code
