@@ -38,3 +38,15 @@ def test_readme_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
     assert 0.6 < auc < 1
     assert f"{auc:.3f}" in text, "the README quotes the AUC the example prints"
     assert (tmp_path / "cdnow-model" / "scorer.json").is_file()
+
+
+def test_readme_score_answer_example_has_every_field_of_the_answer() -> None:
+    """The `/score` answer shown in the README has exactly the fields the service answers with."""
+    import json
+
+    from churnclv.serving.schemas import CustomerScore
+
+    text = README.read_text()
+    start = text.index('```json\n{"as_of": "2025-10-02", "model_version": "1", "scores": [') + len("```json\n")
+    example = json.loads(text[start : text.index("```", start)])
+    assert set(example["scores"][0]) == set(CustomerScore.model_fields)
