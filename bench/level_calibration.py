@@ -31,34 +31,36 @@ EARLIEST_CUTOFF = dt.date(1997, 3, 1)  # before it, the window is CDNOW's acquis
 VALUE_WINDOWS = (30, 90, 180)  # days before as-of whose realised spend per purchase day is tried
 
 
-def value_per_purchase(setups: list, days: pd.DataFrame, out: Results) -> None:
-    """BG/NBD's spend total against its purchases total times the last L days' realised spend per purchase day."""
-    errors: dict[str, list[float]] = {"gamma-gamma": [], **{f"last {n} days": [] for n in VALUE_WINDOWS}}
+def value_per_purchase(s, days: pd.DataFrame, truth: pd.DataFrame, bg: pd.DataFrame) -> dict[str, float]:
+    """One setup's spend % errors: BG/NBD's spend total, and its purchases total times the realised spend
+    per purchase day of the last L days (``VALUE_WINDOWS``); with the realised and Gamma-Gamma's value."""
+    purchases, spend = bg["expected_purchases"].sum(), bg["expected_spend"].sum()
+    real = truth["spend"].sum()
+    row = {"realised": real / truth["purchases"].sum(), "gamma-gamma value": spend / purchases}
+    row["gamma-gamma"] = 100 * (spend / real - 1)
+    for n in VALUE_WINDOWS:
+        start, end = pd.Timestamp(s.as_of - dt.timedelta(days=n)), pd.Timestamp(s.as_of)
+        seen = days[(days["day"] > start) & (days["day"] <= end)]
+        value = seen["net"].sum() / seen["purchase"].sum()
+        row[f"last {n} days"] = 100 * (purchases * value / real - 1)
+    return row
+
+
+def print_value_per_purchase(rows: dict[str, dict[str, float]]) -> None:
+    """The spend errors per setup (:func:`value_per_purchase`), then per variant: median, mean |error|,
+    setups within +-10 %."""
+    variants = ["gamma-gamma", *(f"last {n} days" for n in VALUE_WINDOWS)]
     windows = " | ".join(f"value of the last {n} days" for n in VALUE_WINDOWS)
     print(f"\n| setup | realised spend per purchase day | Gamma-Gamma's | spend % error: Gamma-Gamma | {windows} |")
     print("|---|---|---|---|" + "---|" * len(VALUE_WINDOWS))
-    for s in setups:
-        customers = known_at(days, s.as_of)
-        truth = window_truth(days, customers, s.as_of, s.horizon)
-        bg = btyd_reference(rfm(days, customers, s.as_of), s.horizon, "bgnbd")
-        purchases, spend = bg["expected_purchases"].sum(), bg["expected_spend"].sum()
-        real = truth["spend"].sum()
-        errs = {"gamma-gamma": 100 * (spend / real - 1)}
-        for n in VALUE_WINDOWS:
-            start, end = pd.Timestamp(s.as_of - dt.timedelta(days=n)), pd.Timestamp(s.as_of)
-            seen = days[(days["day"] > start) & (days["day"] <= end)]
-            value = seen["net"].sum() / seen["purchase"].sum()
-            errs[f"last {n} days"] = 100 * (purchases * value / real - 1)
-        for key, e in errs.items():
-            errors[key].append(e)
-        cells = " | ".join(f"{e:+.1f}" for e in errs.values())
-        print(f"| {s.label} | {real / truth['purchases'].sum():.2f} | {spend / purchases:.2f} | {cells} |", flush=True)
-        out.records.append({"setup": s.label, "value_per_purchase_spend_err_pct": errs})
+    for label, row in rows.items():
+        cells = " | ".join(f"{row[v]:+.1f}" for v in variants)
+        print(f"| {label} | {row['realised']:.2f} | {row['gamma-gamma value']:.2f} | {cells} |")
     print("\n| spend = purchases x value per purchase of | median % error | mean abs % error | setups within +-10 % |")
     print("|---|---|---|---|")
-    for key, e in errors.items():
-        x = np.asarray(e)
-        print(f"| {key} | {np.median(x):+.2f} | {np.abs(x).mean():.2f} | {int((np.abs(x) <= 10).sum())}/{len(x)} |")
+    for v in variants:
+        x = np.asarray([row[v] for row in rows.values()])
+        print(f"| {v} | {np.median(x):+.2f} | {np.abs(x).mean():.2f} | {int((np.abs(x) <= 10).sum())}/{len(x)} |")
 
 
 def main() -> int:
@@ -75,6 +77,7 @@ def main() -> int:
     print("| setup | BG/NBD purchases % / spend % | calibrated on the previous H days | on the previous 30 days |")
     print("|---|---|---|---|")
     helped = {"H": [0, 0], "30": [0, 0]}
+    values: dict[str, dict[str, float]] = {}
     for s in args.setups or grid():
         customers = known_at(days, s.as_of)
         truth = window_truth(days, customers, s.as_of, s.horizon)
@@ -105,9 +108,11 @@ def main() -> int:
             record[f"calibrated_{key}_spend_err_pct"] = 100 * (cal[1] - 1)
             helped[key][0] += abs(cal[0] - 1) < abs(ratio[0] - 1)
             helped[key][1] += 1
+        values[s.label] = value_per_purchase(s, days, truth, bg)
+        record["value_per_purchase_spend_err_pct"] = values[s.label]
         print(f"| {s.label} | {' | '.join(cells)} |", flush=True)
         out.records.append(record)
-    value_per_purchase(args.setups or grid(), days, out)
+    print_value_per_purchase(values)
     for key, (better, n) in helped.items():
         print(f"\ncalibrated on the previous {key} days: purchases error smaller on {better} of {n} setups")
         out.headline(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from churnclv.names import AS_OF_WARNING_DAYS
 from churnclv.redaction import redact_url
 from churnclv.serving.batch_holdout import echo_campaign
 from churnclv.serving.batch_targeting import echo_targeting
@@ -28,9 +29,6 @@ __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "build_manifest", "echo_summar
 
 MANIFEST_FORMAT = "churnclv.batch"
 MANIFEST_VERSION = 2
-# the HTTP service's default (CHURNCLV_AS_OF_WARNING_DAYS): scores further from the model's training
-# as-of, either way, carry a warning in the manifest and the run's summary
-AS_OF_WARNING_DAYS = 90
 
 
 def build_manifest(

@@ -10,7 +10,6 @@ converted to UTC, then dropped; years 1900-2200 in UTC), amounts and values are 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -26,7 +25,7 @@ from pydantic import (
 )
 
 from churnclv.models.marketing_config import RISK_BAND_NAMES
-from churnclv.values import MAX_ABS_AMOUNT, number_problem, plausible_date, utc_naive
+from churnclv.values import MAX_ABS_AMOUNT, iso_day, number_problem, plausible_date, utc_naive
 
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 256
@@ -66,9 +65,7 @@ def _iso_day(value: object) -> object:
     value = _iso_text(value)
     if isinstance(value, str):
         try:
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-                raise ValueError(value)
-            return dt.date.fromisoformat(value)
+            return iso_day(value)
         except ValueError:
             raise ValueError("must be a calendar date written YYYY-MM-DD, e.g. 2025-10-02") from None
     return value

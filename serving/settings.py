@@ -56,7 +56,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from churnclv.campaigns.config import CampaignId
 from churnclv.config_schema import Fix, environment, format_errors, settings
 from churnclv.errors import ChurnclvError
-from churnclv.names import DEFAULT_MODEL_URI, DEFAULT_TRACKING_URI
+from churnclv.names import AS_OF_WARNING_DAYS, DEFAULT_MODEL_URI, DEFAULT_TRACKING_URI
 
 __all__ = ["VARIABLES", "ServiceSettings", "SettingsError"]
 
@@ -109,7 +109,7 @@ class ServiceSettings:
     # 0 turns the checks off
     reload_interval_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
     # 0 turns the warning off
-    as_of_warning_days: Annotated[int, Field(ge=0)] = 90
+    as_of_warning_days: Annotated[int, Field(ge=0)] = AS_OF_WARNING_DAYS
     workers: Annotated[int, Field(ge=1)] = 1
     gc_freeze: bool = True
     precompute_scores: bool = True

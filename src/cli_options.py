@@ -72,25 +72,17 @@ def _out_of_memory(exc: BaseException) -> bool:
     return any(t.__name__ == "OutOfMemoryException" and "duckdb" in t.__module__ for t in type(exc).__mro__)
 
 
-_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
 def _date(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """A calendar day written ``YYYY-MM-DD``, nothing else: ``01/02/1997`` is ambiguous, ``19970102``
     and ``June 30 1997`` are not the documented form, and ``now`` or ``today`` would read the clock."""
     if value is None:
         return None
-    import datetime as dt
-
     import pandas as pd
 
-    from churnclv.values import MAX_YEAR, MIN_YEAR
+    from churnclv.values import MAX_YEAR, MIN_YEAR, iso_day
 
-    text = value.strip()
     try:
-        if not _ISO_DAY.fullmatch(text):
-            raise ValueError(text)
-        day = dt.date.fromisoformat(text)
+        day = iso_day(value.strip())
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD (e.g. 1997-06-30)", param=param) from None
     if not MIN_YEAR <= day.year <= MAX_YEAR:  # the validation's rule for dates in the data

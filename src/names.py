@@ -7,6 +7,7 @@ database with artifacts under ``mlruns/``, see the README).
 from __future__ import annotations
 
 __all__ = [
+    "AS_OF_WARNING_DAYS",
     "CHALLENGER",
     "CHAMPION",
     "DEFAULT_MODEL_URI",
@@ -35,6 +36,9 @@ def model_uri(name: str = MODEL_NAME, alias: str = CHAMPION) -> str:
 
 DEFAULT_MODEL_URI = model_uri()
 SCORER_ARTIFACT = "scorer"  # the logged model's artifact holding the saved Scorer folder
+# scores further than this many days from the model's training as-of, either way, carry a warning:
+# the batch's limit and the HTTP service's default (CHURNCLV_AS_OF_WARNING_DAYS)
+AS_OF_WARNING_DAYS = 90
 #: The number columns every score carries, always a number (the batch output's float64 columns but the
 #: nullable ones; ``tests/serving/test_batch_targeting.py`` checks them against ``OUTPUT_SCHEMA``).
 SCORE_NUMBERS: tuple[str, ...] = (

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterable
 
 import ibis
@@ -166,6 +167,18 @@ def utc_naive(value: dt.datetime, column: str = "ts") -> dt.datetime:
     if not MIN_YEAR <= value.year <= MAX_YEAR:
         raise ValueRuleError(reason("implausible_ts", column))
     return value
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_day(text: str) -> dt.date:
+    """The calendar day ``text`` writes as ``YYYY-MM-DD``, nothing else (an as-of on the command line
+    and in HTTP): ``01/02/2025`` would be a guess at the order of day and month, ``now`` or ``today``
+    would read the clock. ``ValueError`` otherwise (also for a day that does not exist)."""
+    if not _ISO_DAY.fullmatch(text):
+        raise ValueError(f"{text!r} is not written YYYY-MM-DD")
+    return dt.date.fromisoformat(text)
 
 
 def plausible_date(value: dt.date, column: str = "as_of") -> dt.date:
