@@ -11,6 +11,11 @@ For each setup, BTYD (BG/NBD + Gamma-Gamma) is fitted on churnclv's features as 
 - ``expected`` rows (generator only): the interval of the customer's *expected* spend against the
   generator's truth (``truth.parquet``, from the latent state).
 
+- ``scorer`` rows: what ``score-batch`` and HTTP give, :class:`churnclv.ChurnCLV` fitted as of the date
+  (4 cutoffs): its BTYD's draws weighted by its own ``p_churn`` (the draws without a purchase in the
+  window weigh ``p_churn`` in all); ``scorer, BTYD alone`` the same draws unweighted, as before the
+  weighting. ``agree`` is the share of customers whose P50 is 0 exactly when ``p_churn >= 0.5``.
+
 Widths are mean and median of ``upper - lower`` in currency. The last line gives the CPU seconds
 of ``--timing-rows`` rows (100k): the scorer's spend intervals against the numpy reference (every
 draw of every customer, then ``np.partition``) in the same run, and their largest difference (0:
@@ -33,17 +38,18 @@ import pandas as pd
 from accuracy import cdnow_data, purchase_days, window_truth
 from common import Goal, Results, bench_parser
 
-from churnclv.features import compute_features
+from churnclv.features import compute_features, compute_training_frame
 from churnclv.generate import generate_world_to_parquet
 from churnclv.generator.world import WorldConfig
 from churnclv.models.btyd import BTYDModel
+from churnclv.models.estimator import ChurnCLV
 from churnclv.models.interval_kernels import common_draws
 from churnclv.models.intervals import _CHUNK as CHUNK
 from churnclv.models.intervals import SpendIntervals, _order_stats
 
 H = 90
 LEVELS = {"80%": (0.1, 0.9), "50%": (0.25, 0.75)}
-PROBS = (0.1, 0.25, 0.75, 0.9)
+PROBS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 def setup(data: Path, as_of: dt.date) -> tuple[pd.DataFrame, SpendIntervals]:
@@ -52,8 +58,20 @@ def setup(data: Path, as_of: dt.date) -> tuple[pd.DataFrame, SpendIntervals]:
     return feats, model
 
 
-def rows(name: str, as_of: dt.date, kind: str, q: pd.DataFrame, target: str, y: np.ndarray, pit: np.ndarray | None):
+def rows(
+    name: str,
+    as_of: dt.date,
+    kind: str,
+    q: pd.DataFrame,
+    target: str,
+    y: np.ndarray,
+    pit: np.ndarray | None,
+    p_churn: np.ndarray | None = None,
+):
     out = []
+    agree = np.nan
+    if p_churn is not None:  # P50 is 0 exactly when buying nothing is at least as likely as not
+        agree = np.mean((q[f"{target}_p50"].to_numpy() == 0) == (p_churn >= 0.5))
     for level, (lo, hi) in LEVELS.items():
         low, up = q[f"{target}_p{round(100 * lo)}"].to_numpy(), q[f"{target}_p{round(100 * hi)}"].to_numpy()
         width = up - low
@@ -67,6 +85,7 @@ def rows(name: str, as_of: dt.date, kind: str, q: pd.DataFrame, target: str, y: 
                 "closed": np.mean((y >= low) & (y <= up)),
                 "pit": np.nan if pit is None else np.mean(np.abs(pit - 0.5) <= (hi - lo) / 2),
                 "zero": np.mean(up == 0),
+                "agree": agree,
                 "width_mean": width.mean(),
                 "width_median": np.median(width),
             }
@@ -86,6 +105,25 @@ def evaluate(name: str, data: Path, days: pd.DataFrame, as_of: dt.date, truth: p
         expected = t.reindex(ids[known]).to_numpy()
         out += rows(name, as_of, "expected", q[known], "expected_spend", expected, None)
     return out
+
+
+def scorer_rows(name: str, data: Path, days: pd.DataFrame, as_of: dt.date) -> list[dict]:
+    """The scorer's intervals (its draws weighted by its own p_churn) and the same draws unweighted."""
+    snapshot = compute_features(data, as_of)
+    train = compute_training_frame(data, as_of, H, n_cutoffs=4)
+    model = ChurnCLV(horizon_days=H).fit(train, snapshot=snapshot, as_of=as_of)
+    scores = model.predict(snapshot, as_of=as_of, reasons=False)
+    ids = pd.Index(snapshot["customer_id"].astype(str))
+    p_churn = scores.set_index(scores["customer_id"].astype(str))["p_churn"].reindex(ids).to_numpy()
+    intervals = model.scorer_.intervals_
+    assert intervals is not None
+    y = window_truth(days, ids, as_of, H)["spend"].to_numpy()
+    weighted = intervals.quantiles(snapshot, PROBS, clv=False, expected=False, p_zero=p_churn)
+    alone = intervals.quantiles(snapshot, PROBS, clv=False, expected=False)
+    pit = intervals.pit(snapshot, y, p_zero=p_churn)
+    return rows(name, as_of, "scorer", weighted, "spend", y, pit, p_churn) + rows(
+        name, as_of, "scorer, BTYD alone", alone, "spend", y, intervals.pit(snapshot, y), p_churn
+    )
 
 
 def reference_spend(model: SpendIntervals, frame: pd.DataFrame) -> np.ndarray:
@@ -143,11 +181,13 @@ def main() -> None:
     truth["customer_id"] = truth["customer_id"].astype(str)
     days = purchase_days(pd.read_parquet(world / "transactions.parquet", columns=["customer_id", "ts", "amount"]))
     results += evaluate("generator", world, days, as_of, truth)
+    results += scorer_rows("generator", world, days, as_of)
 
     cdnow = cdnow_data(args.work)
     cdays = purchase_days(pd.read_parquet(cdnow / "transactions.parquet", columns=["customer_id", "ts", "amount"]))
     for day in (dt.date(1997, 9, 30), dt.date(1998, 1, 31)):
         results += evaluate("cdnow", cdnow, cdays, day, None)
+        results += scorer_rows("cdnow", cdnow, cdays, day)
 
     table = pd.DataFrame(results)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
@@ -156,9 +196,10 @@ def main() -> None:
         print(timing(cdnow, dt.date(1997, 9, 30), args.timing_rows))
     out.records = results
     for r in results:
-        if r["interval"] == "predictive" and r["level"] == "80%":
+        if r["interval"] in ("predictive", "scorer") and r["level"] == "80%":
             out.headline(
-                f"80 % interval of realised spend, randomised-PIT coverage, {r['data']} as of {r['as_of']}",
+                f"80 % interval of realised spend ({r['interval']}), randomised-PIT coverage, "
+                f"{r['data']} as of {r['as_of']}",
                 r["pit"],
                 reference=0.8,
                 reference_name="nominal",

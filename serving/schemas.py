@@ -197,9 +197,11 @@ class CustomerScore(BaseModel):
     clv: float = Field(description="Discounted customer lifetime value")
     spend_p10: float | None = Field(
         description="Realised net spend within the horizon: 10 % chance of less (currency; a predictive interval "
-        "from the BTYD model, often 0: most customers buy nothing in a short window)"
+        "from the BTYD model's draws, with the chance of spending nothing set to p_churn; 0 whenever p_churn >= 0.1)"
     )
-    spend_p50: float | None = Field(description="Realised net spend within the horizon: the median (currency)")
+    spend_p50: float | None = Field(
+        description="Realised net spend within the horizon: the median (currency; 0 exactly when p_churn >= 0.5)"
+    )
     spend_p90: float | None = Field(
         description="Realised net spend within the horizon: 90 % chance of at most this (currency)"
     )

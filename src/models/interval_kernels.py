@@ -241,6 +241,72 @@ def _select(buf: np.ndarray, ranks: np.ndarray, out: np.ndarray, row: int) -> No
 
 
 @_jit
+def _mass(p: float, n_zero: int, n_pos: int, cz: int, cp: int) -> float:
+    """The weight of ``cz`` of the ``n_zero`` draws without a purchase in the horizon and ``cp`` of the
+    ``n_pos`` with one, when those without weigh ``p`` in all and those with ``1 - p``: a draw of 0
+    weighing ``p`` stands in when no draw is without; with no draw with a purchase, those without
+    weigh 1 (nothing says what a purchase would be worth)."""
+    if n_pos == 0:
+        return cz / n_zero
+    zero = p * (cz / n_zero) if n_zero > 0 else p
+    return zero + (1.0 - p) * (cp / n_pos)
+
+
+@_jit
+def _spend_ranks(
+    buf: np.ndarray, probs: np.ndarray, p: float, is_zero: np.ndarray, ranks: np.ndarray
+) -> tuple[int, int]:
+    """The ranks among the spend draws ``buf`` of the weighted quantiles of :func:`_mass` (-1: the
+    quantile is 0; the draws of 0 come first, the others in order); marks the draws of 0 in
+    ``is_zero`` and returns their count and the others'."""
+    n = buf.size
+    n_zero = 0
+    for d in range(n):
+        is_zero[d] = buf[d] == 0
+        if is_zero[d]:
+            n_zero += 1
+    n_pos = n - n_zero
+    cp = 1
+    for j in range(probs.size):
+        q = probs[j]
+        if _mass(p, n_zero, n_pos, n_zero, 0) >= q:
+            ranks[j] = -1
+            continue
+        while cp < n_pos and _mass(p, n_zero, n_pos, n_zero, cp) < q:
+            cp += 1
+        ranks[j] = n_zero + cp - 1
+    return n_zero, n_pos
+
+
+@_jit
+def _weighted_select(
+    buf: np.ndarray,
+    probs: np.ndarray,
+    p: float,
+    is_zero: np.ndarray,
+    n_zero: int,
+    n_pos: int,
+    out: np.ndarray,
+    row: int,
+) -> None:
+    """``out[row, j]``: the weighted quantile ``probs[j]`` of ``buf`` (draw ``d`` of ``is_zero[d]``
+    class as :func:`_mass` weighs it), walking the draws in order (NaN last)."""
+    order = np.argsort(buf)
+    k = cz = cp = 0
+    mass = _mass(p, n_zero, n_pos, 0, 0)  # p when a stand-in draw of 0 comes first
+    for j in range(probs.size):
+        q = probs[j]
+        while mass < q and k < buf.size:
+            if is_zero[order[k]]:
+                cz += 1
+            else:
+                cp += 1
+            mass = _mass(p, n_zero, n_pos, cz, cp)
+            k += 1
+        out[row, j] = 0.0 if k == 0 else buf[order[k - 1]]
+
+
+@_jit
 def interval_quantiles(
     alive: np.ndarray,
     lam: np.ndarray,
@@ -258,6 +324,8 @@ def interval_quantiles(
     starts: np.ndarray,
     members: np.ndarray,
     ranks: np.ndarray,
+    probs: np.ndarray,
+    p_zero: np.ndarray,
     p_gg: float,
     mean_order_value: float,
     spend: np.ndarray,
@@ -274,6 +342,10 @@ def interval_quantiles(
     (empty: none) and ``expected`` (empty: none) to fill. ``windows[0]`` is the horizon, the rest the
     CLV months with their ``discounts``. ``arrivals``, ``offsets``, ``limits`` and ``order_sums`` are
     the common draws' (``Draws.arrivals``, ``offset``, capped table ends, ``cum_order[1]``).
+    ``ranks`` are the quantiles' ranks among the draws (:func:`churnclv.models.intervals._ranks` of
+    ``probs``). With ``p_zero`` (per customer; empty: none), e.g. the scorer's ``p_churn``, the draws
+    are weighted by :func:`_mass`: those without a purchase in the horizon weigh ``p_zero`` in all,
+    the others ``1 - p_zero``, for spend and CLV alike (so a draw's CLV still holds its spend).
     """
     n_rows, n_draws = lam.shape
     seg = order_sums.shape[1]
@@ -286,6 +358,10 @@ def interval_quantiles(
     buf_spend = np.empty(n_draws)
     buf_clv = np.empty(n_draws)
     buf_expected = np.empty(n_draws)
+    spend_ranks = ranks.copy()
+    with_zero = p_zero.shape[0] > 0
+    is_zero = np.zeros(n_draws, dtype=np.bool_)
+    n_zero = n_pos = 0
     for u in range(n_rows):
         for d in range(n_draws):
             if not alive[u, d]:
@@ -322,8 +398,12 @@ def interval_quantiles(
                         total_clv += discounts[w - 1] * (total - previous)
                         previous = total
                     buf_clv[d] = total_clv
-            _select(buf_spend, ranks, spend, i)
-            if n_windows > 1:
+            if with_zero:
+                n_zero, n_pos = _spend_ranks(buf_spend, probs, p_zero[i], is_zero, spend_ranks)
+            _select(buf_spend, spend_ranks, spend, i)
+            if n_windows > 1 and with_zero:
+                _weighted_select(buf_clv, probs, p_zero[i], is_zero, n_zero, n_pos, clv, i)
+            elif n_windows > 1:
                 _select(buf_clv, ranks, clv, i)
             if with_expected:
                 _select(buf_expected, ranks, expected, i)

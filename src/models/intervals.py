@@ -23,6 +23,13 @@ Two kinds of interval come out, and they answer different questions:
   the above given their latent rate, drop-out and order value) lies, given their history: the
   uncertainty about the customer, not about their luck. Only a world with a known truth can check it.
 
+The scorer's churn model is not BTYD's, so its ``p_churn`` (no purchase within the horizon) and BTYD's
+share of draws without a purchase disagree. ``p_zero`` (:meth:`SpendIntervals.quantiles`,
+:func:`with_intervals` passes ``p_churn``) weights the draws so that they agree: the draws without a
+purchase in the horizon weigh ``p_zero`` in all and the others ``1 - p_zero``, for the spend and the
+CLV alike, so ``spend_p50`` is 0 exactly when ``p_churn >= 0.5`` and a draw's CLV still holds its
+spend. Expected-spend quantiles are not weighted.
+
 Coverage is checked with :meth:`SpendIntervals.pit` (randomised PIT, which the atom at 0 does not
 lift) and closed-interval coverage, in ``bench/intervals.py``.
 
@@ -126,19 +133,33 @@ class SpendIntervals:
             raise NotFittedError("This SpendIntervals is not fitted yet: call fit(btyd, ...) or from_dict().")
 
     def quantiles(
-        self, features: pd.DataFrame, probs: Sequence[float] = PROBS, *, clv: bool = True, expected: bool = True
+        self,
+        features: pd.DataFrame,
+        probs: Sequence[float] = PROBS,
+        *,
+        clv: bool = True,
+        expected: bool = True,
+        p_zero: np.ndarray | pd.Series | None = None,
     ) -> pd.DataFrame:
         """Quantiles of realised spend (and CLV) and of expected spend, per customer.
 
         Returns, in row order,
         ``spend_pXX``, ``clv_pXX`` (when ``clv``) and ``expected_spend_pXX`` (when ``expected``) for each
         ``XX`` in ``probs``.
+
+        ``p_zero`` (one probability per row, e.g. the scorer's ``p_churn``): the spend's chance of being
+        0 (no purchase within the horizon) in place of BTYD's own share ``z`` of draws without one: the
+        draws are weighted (those without weigh ``p_zero`` in all, the others ``1 - p_zero``), so
+        ``spend_pXX`` is 0 when ``XX / 100 <= p_zero``, else about BTYD's quantile at level ``z + (1 -
+        z) (q - p_zero) / (1 - p_zero)``; ``clv_pXX`` are the weighted quantiles of the same draws'
+        CLV. Expected-spend quantiles are not weighted.
         """
         self._check_fitted()
         probs = tuple(float(p) for p in probs)
         if any(not 0 < p < 1 for p in probs) or list(probs) != sorted(probs):
             raise ValueError(f"SpendIntervals.quantiles: probs={probs} must be increasing, each in (0, 1).")
-        out = self._draw(self.btyd_, features, probs=probs, clv=clv, expected=expected)
+        zero = _zero_share(p_zero, len(features), "quantiles")
+        out = self._draw(self.btyd_, features, probs=probs, clv=clv, expected=expected, p_zero=zero)
         data: dict[str, Any] = {}
         for target, q in out.items():
             for i, p in enumerate(probs):
@@ -149,18 +170,23 @@ class SpendIntervals:
         """``spend_p10, spend_p50, spend_p90, clv_p10, clv_p50, clv_p90`` (:data:`INTERVAL_COLUMNS`)."""
         return self.quantiles(features, PROBS, expected=False)[list(INTERVAL_COLUMNS)]
 
-    def pit(self, features: pd.DataFrame, spend: np.ndarray | pd.Series) -> np.ndarray:
+    def pit(
+        self, features: pd.DataFrame, spend: np.ndarray | pd.Series, *, p_zero: np.ndarray | pd.Series | None = None
+    ) -> np.ndarray:
         """Randomised PIT of the realised ``spend`` under the predictive draws.
 
         ``F(y-) + V (F(y) - F(y-))`` with ``V ~ U(0, 1)`` from the seed (Czado, Gneiting and Held
         2009, Biometrics 65(4)): uniform when the model is right, atoms (no purchase: spend 0)
         included. The share with ``|PIT - 1/2| <= L / 2`` is the coverage a level-``L`` interval
         would have without the atom at 0 lifting it (a closed interval ``[0, 0]`` covers every 0).
+        With ``p_zero`` as in :meth:`quantiles`: ``F(y) = p_zero + (1 - p_zero) G(y)`` for ``y >= 0``,
+        ``G`` the CDF of the positive draws (1 where there are none).
         """
         self._check_fitted()
         y = np.asarray(spend, dtype=float)
         if y.shape != (len(features),):
             raise ValueError(f"SpendIntervals.pit: spend has shape {y.shape}; expected one value per row of features")
+        zero = _zero_share(p_zero, len(features), "pit")
         f, r, t, m, unit = self._columns(self.btyd_, features)
         gg = self.btyd_.gg_params_
         draws = common_draws(self.n_draws, self.seed, float(gg["p"]) if gg else 1.0)
@@ -169,8 +195,7 @@ class SpendIntervals:
         for start in range(0, len(y), _CHUNK):
             sl = slice(start, start + _CHUNK)
             part = self._draw_chunk(self.btyd_, draws, f[sl], r[sl], t[sl], m[sl], [h], [], h)["spend"]
-            below = (part < y[sl, None]).mean(axis=1)
-            at = (part <= y[sl, None]).mean(axis=1)
+            below, at = _cdf(part, y[sl], None if zero is None else zero[sl])
             out[sl] = below + np.random.default_rng([self.seed, start]).random(part.shape[0]) * (at - below)
         return out
 
@@ -197,10 +222,17 @@ class SpendIntervals:
         return windows, discounts
 
     def _draw(
-        self, model: BTYDModel, frame: pd.DataFrame, *, probs: Sequence[float], clv: bool, expected: bool
+        self,
+        model: BTYDModel,
+        frame: pd.DataFrame,
+        *,
+        probs: Sequence[float],
+        clv: bool,
+        expected: bool,
+        p_zero: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """The quantiles, by the compiled kernel over unique ``(frequency, recency, T)`` rows (equal to
-        :func:`_order_stats` of :meth:`_draw_chunk`'s draws, bit for bit)."""
+        :func:`_order_stats` of :meth:`_draw_chunk`'s draws, bit for bit, ``p_zero`` included)."""
         f, r, t, m, unit = self._columns(model, frame)
         gg = model.gg_params_
         d = common_draws(self.n_draws, self.seed, float(gg["p"]) if gg else 1.0)
@@ -235,6 +267,8 @@ class SpendIntervals:
                 starts[start : start + _CHUNK + 1] - first,
                 members[first:last],
                 ranks,
+                np.asarray(probs, dtype=float),
+                np.empty(0) if p_zero is None else p_zero,
                 float(gg["p"]) if gg else 0.0,
                 float(model.mean_order_value_) if gg is None else 0.0,
                 out["spend"],
@@ -344,8 +378,12 @@ def with_intervals(
 ) -> pd.DataFrame:
     """``scores`` with :data:`INTERVAL_COLUMNS` inserted after its ``clv`` column, row by row of
     ``features`` (same length and order); the ``clv_pXX`` columns are NaN (null in the outputs) when
-    not ``clv`` (they cost about 8x the spend intervals), and 0 with a CLV of 0 months."""
-    q = intervals.quantiles(features, PROBS, clv=clv and intervals.clv_months_ > 0, expected=False)
+    not ``clv`` (they cost about 8x the spend intervals), and 0 with a CLV of 0 months. The spend's
+    chance of being 0 is ``scores["p_churn"]`` (no purchase within the horizon), so the intervals
+    agree with it: ``spend_p50`` is 0 exactly when ``p_churn >= 0.5``."""
+    q = intervals.quantiles(
+        features, PROBS, clv=clv and intervals.clv_months_ > 0, expected=False, p_zero=scores["p_churn"]
+    )
     fill = 0.0 if clv else np.nan
     extra = pd.DataFrame(
         {c: q[c].to_numpy() if c in q.columns else np.full(len(q), fill) for c in INTERVAL_COLUMNS},
@@ -360,8 +398,60 @@ def _ranks(n: int, probs: Sequence[float]) -> list[int]:
     return [min(max(math.ceil(p * n), 1), n) - 1 for p in probs]
 
 
-def _order_stats(values: np.ndarray, probs: Sequence[float]) -> np.ndarray:
-    """Per row, the empirical quantiles of :func:`_ranks` (the reference :meth:`SpendIntervals._draw` equals)."""
-    ranks = _ranks(values.shape[1], probs)
-    part = np.partition(values, sorted(set(ranks)), axis=1)
-    return part[:, ranks]
+def _order_stats(
+    values: np.ndarray, probs: Sequence[float], p_zero: np.ndarray | None = None, is_zero: np.ndarray | None = None
+) -> np.ndarray:
+    """Per row, the empirical quantiles of :func:`_ranks` (the reference :meth:`SpendIntervals._draw` equals).
+    With ``p_zero`` (per row), the weighted quantiles of the kernel's ``_mass``: the draws of ``is_zero``
+    (default: ``values == 0``; the spend's for CLV) weigh ``p_zero`` in all, the others ``1 - p_zero``."""
+    if p_zero is None:
+        ranks = _ranks(values.shape[1], probs)
+        part = np.partition(values, sorted(set(ranks)), axis=1)
+        return part[:, ranks]
+    n = values.shape[1]
+    is_zero = values == 0 if is_zero is None else is_zero
+    order = np.argsort(values, axis=1, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=1)
+    first = np.take_along_axis(is_zero, order, axis=1)
+    start = np.zeros((len(values), 1), dtype=np.int64)
+    cz = np.concatenate([start, np.cumsum(first, axis=1)], axis=1)  # after 0, 1, ..., n draws
+    cp = np.concatenate([start, np.cumsum(~first, axis=1)], axis=1)
+    n_zero = is_zero.sum(axis=1)[:, None]
+    n_pos = n - n_zero
+    p = np.asarray(p_zero, dtype=float)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zero = np.where(n_zero > 0, p * (cz / n_zero), p)
+        mass = np.where(n_pos == 0, cz / n_zero, zero + (1.0 - p) * (cp / n_pos))
+    out = np.empty((len(values), len(probs)))
+    for j, q in enumerate(probs):
+        reached = mass >= q
+        k = np.where(reached.any(axis=1), reached.argmax(axis=1), n)
+        out[:, j] = np.where(k == 0, 0.0, ordered[np.arange(len(values)), np.maximum(k - 1, 0)])
+    return out
+
+
+def _zero_share(p_zero: np.ndarray | pd.Series | None, rows: int, method: str) -> np.ndarray | None:
+    """``p_zero`` as a float array of one probability per row (None stays None), or a ValueError."""
+    if p_zero is None:
+        return None
+    out = np.ascontiguousarray(np.asarray(p_zero, dtype=float))
+    if out.shape != (rows,):
+        raise ValueError(f"SpendIntervals.{method}: p_zero has shape {out.shape}; expected one value per row")
+    if not np.all((out >= 0) & (out <= 1)):  # NaN fails too
+        raise ValueError(f"SpendIntervals.{method}: p_zero must be a probability in [0, 1] on every row")
+    return out
+
+
+def _cdf(part: np.ndarray, y: np.ndarray, p_zero: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``F(y-)`` and ``F(y)`` per row of the draws ``part`` (rows x draws), with ``p_zero`` as in
+    :meth:`SpendIntervals.pit`."""
+    if p_zero is None:
+        return (part < y[:, None]).mean(axis=1), (part <= y[:, None]).mean(axis=1)
+    positive = part > 0
+    n_pos = positive.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g_below = np.where(n_pos > 0, (positive & (part < y[:, None])).sum(axis=1) / n_pos, 1.0)
+        g_at = np.where(n_pos > 0, (positive & (part <= y[:, None])).sum(axis=1) / n_pos, 1.0)
+    below = np.where(y > 0, p_zero + (1 - p_zero) * g_below, 0.0)
+    at = np.where(y > 0, p_zero + (1 - p_zero) * g_at, np.where(y == 0, p_zero, 0.0))
+    return below, at

@@ -115,6 +115,39 @@ def test_pit_flags_a_wrong_model(fitted):
     assert np.mean(np.abs(u - 0.5) <= 0.4) < 0.70
 
 
+def test_p_zero_sets_the_chance_of_spending_nothing(fitted):
+    model, frame, _ = fitted
+    p_none = model.btyd_.predict(frame, H)["p_churn"].to_numpy()
+    rng = np.random.default_rng(3)
+    p_zero = np.clip(p_none + rng.normal(0, 0.15, len(frame)), 0, 1)  # a churn model other than BTYD's
+    out = model.quantiles(frame, (0.1, 0.5, 0.9), clv=False, expected=False, p_zero=p_zero)
+    q = out.to_numpy()
+    assert (q >= 0).all() and (np.diff(q, axis=1) >= 0).all()
+    for i, level in enumerate((0.1, 0.5, 0.9)):  # zero exactly where no purchase is at least that likely
+        assert (q[p_zero >= level, i] == 0).all()
+    btyd_only = model.quantiles(frame, (0.5, 0.9), clv=False, expected=False).to_numpy()
+    buys = btyd_only[:, 1] > 0  # BTYD has positive draws to place the upper part on
+    assert (q[buys & (p_zero < 0.5), 1] > 0).all() and (q[buys & (p_zero < 0.9), 2] > 0).all()
+    # more chance of buying nothing never raises a quantile
+    higher = model.quantiles(frame, (0.1, 0.5, 0.9), clv=False, expected=False, p_zero=np.minimum(p_zero + 0.1, 1))
+    assert (higher.to_numpy() <= q).all()
+
+
+def test_pit_with_p_zero_is_calibrated_and_flags_a_wrong_churn(fitted):
+    model, frame, future = fitted
+    p_none = model.btyd_.predict(frame, H)["p_churn"].to_numpy()
+    u = model.pit(frame, future, p_zero=p_none)  # BTYD's own closed-form P(no purchase in H)
+    assert 0.70 <= np.mean(np.abs(u - 0.5) <= 0.4) <= 0.90
+    assert 0.40 <= np.mean(np.abs(u - 0.5) <= 0.25) <= 0.60
+    assert np.all(u[future == 0] <= p_none[future == 0])  # the atom at 0 is exactly p_zero wide
+    wrong = model.pit(frame, future, p_zero=np.full(len(frame), 0.98))  # "almost nobody buys"
+    assert np.mean(np.abs(wrong - 0.5) <= 0.4) < 0.70
+    with pytest.raises(ValueError, match="p_zero must be a probability"):
+        model.pit(frame, future, p_zero=np.full(len(frame), 1.5))
+    with pytest.raises(ValueError, match="one value per row"):
+        model.quantiles(frame, p_zero=np.zeros(3))
+
+
 # ---------------------------------------------------------------- the compiled path equals the reference
 
 
@@ -136,7 +169,9 @@ def edge_cases(frame: pd.DataFrame) -> pd.DataFrame:
     return out.assign(customer_id=[f"{i:06d}" for i in range(len(out))])
 
 
-def reference_quantiles(model: SpendIntervals, frame: pd.DataFrame, probs: tuple[float, ...]) -> pd.DataFrame:
+def reference_quantiles(
+    model: SpendIntervals, frame: pd.DataFrame, probs: tuple[float, ...], p_zero: np.ndarray | None = None
+) -> pd.DataFrame:
     """The quantiles as numpy order statistics of every draw (:meth:`SpendIntervals._draw_chunk`)."""
     f, r, t, m, unit = model._columns(model.btyd_, frame)
     gg = model.btyd_.gg_params_
@@ -145,7 +180,12 @@ def reference_quantiles(model: SpendIntervals, frame: pd.DataFrame, probs: tuple
     every = model._draw_chunk(model.btyd_, draws, f, r, t, m, windows, discounts, windows[0])
     return pd.DataFrame(
         {
-            f"{target}_p{round(100 * p)}": _order_stats(every[target], probs)[:, i]
+            f"{target}_p{round(100 * p)}": _order_stats(
+                every[target],
+                probs,
+                None if target == "expected_spend" else p_zero,
+                None if p_zero is None else every["spend"] == 0,
+            )[:, i]
             for target in ("spend", "clv", "expected_spend")
             for i, p in enumerate(probs)
         },
@@ -181,6 +221,15 @@ def test_compiled_quantiles_equal_the_reference_bit_for_bit(population, monkeypa
     without = model.quantiles(edge_frame, probs, clv=False, expected=False)
     assert list(without.columns) == [f"spend_p{round(100 * p)}" for p in probs]
     pd.testing.assert_frame_equal(without, fast[without.columns], check_exact=True)
+    # the mass at 0 moved to a given P(no purchase): exact probabilities (0, 1, a quantile's own level) too
+    p_zero = np.random.default_rng(7).random(len(edge_frame))
+    p_zero[:6] = [0.0, 1.0, 0.5, 0.1, 0.9, 0.05]
+    moved = model.quantiles(edge_frame, probs, p_zero=p_zero)
+    expected = reference_quantiles(model, edge_frame, probs, p_zero)
+    pd.testing.assert_frame_equal(moved, expected[moved.columns], check_exact=True)
+    others = [c for c in moved.columns if c.startswith("expected_spend_")]
+    pd.testing.assert_frame_equal(moved[others], fast[others], check_exact=True)
+    assert not moved.equals(fast)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -189,7 +238,8 @@ def test_any_subset_gets_the_reference_quantiles(fitted, rows, seed):
     model, frame, _ = fitted
     model = SpendIntervals(n_draws=30 + seed, seed=seed).fit(model.btyd_, horizon_days=H, clv_months=3)
     sub = edge_cases(frame).iloc[[i % (len(frame) + 12) for i in rows]]
-    fast = model.quantiles(sub, (0.1, 0.5, 0.9))
+    p_zero = np.random.default_rng(seed).random(len(sub)) if seed % 2 else None
+    fast = model.quantiles(sub, (0.1, 0.5, 0.9), p_zero=p_zero)
     pd.testing.assert_frame_equal(
-        fast, reference_quantiles(model, sub, (0.1, 0.5, 0.9))[fast.columns], check_exact=True
+        fast, reference_quantiles(model, sub, (0.1, 0.5, 0.9), p_zero)[fast.columns], check_exact=True
     )

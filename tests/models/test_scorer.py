@@ -144,6 +144,11 @@ def test_spend_intervals_are_ordered_and_clv_intervals_are_null_unless_on(hybrid
     spend = scores[["spend_p10", "spend_p50", "spend_p90"]].to_numpy()
     assert np.isfinite(spend).all() and (spend >= 0).all() and (np.diff(spend, axis=1) >= 0).all()
     assert (spend[:, 2] > 0).mean() > 0.3, "P90 of the realised spend is 0 for most customers"
+    # the intervals agree with p_churn: no purchase at all is as likely as the scorer says
+    p_churn = scores["p_churn"].to_numpy()
+    for i, level in enumerate((0.1, 0.5, 0.9)):
+        assert (spend[p_churn >= level, i] == 0).all()
+    assert (spend[p_churn < 0.9, 2] > 0).mean() > 0.99
     assert scores[["clv_p10", "clv_p50", "clv_p90"]].isna().all().all()  # clv_intervals is off by default
     on = Scorer.load(SMALL_SCORER)
     on.config = dataclasses.replace(on.config_, clv_intervals=True)
