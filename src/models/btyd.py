@@ -54,7 +54,7 @@ from sklearn.exceptions import NotFittedError
 
 from churnclv.models import btyd_conditionals as conditional
 from churnclv.models.btyd_fitting import fit_purchases
-from churnclv.models.btyd_spend import fit_spend, order_value
+from churnclv.models.btyd_spend import capped, fit_spend, monetary_cap, order_value
 from churnclv.models.btyd_summary import never_bought_age, unique_rows, validate_summary
 from churnclv.models.lifetimes_fitters import GG_PARAM_NAMES, PARAM_NAMES, fitter_with_params, pareto_recency, quiet
 from churnclv.models.next_purchase import purchase_wait
@@ -125,6 +125,10 @@ class BTYDModel(BaseEstimator):
         Total Gamma-Gamma log-likelihood.
     mean_order_value_ : float
         Population mean order value: mean net spend per repeat purchase day over repeat buyers.
+    monetary_cap_ : float or None
+        The cap on a customer's mean order value (:func:`~churnclv.models.btyd_spend.monetary_cap`:
+        Q3 + 3 IQR of its log over the repeat buyers, at least 10 x Q3), in the fit and in every
+        prediction; None: no cap (fewer than 4 repeat buyers, or a model saved before the cap).
     gg_fallback_ : str or None
         Why Gamma-Gamma is not used, or None.
     n_customers_, n_unique_rows_, n_repeat_buyers_ : int
@@ -249,9 +253,20 @@ class BTYDModel(BaseEstimator):
         purchases_s = time.perf_counter() - started
 
         started = time.perf_counter()
+        cap = monetary_cap(f, m)
+        above = int(np.sum((f > 0) & (m > cap))) if cap is not None else 0
+        if above:
+            notes = [
+                *notes,
+                (
+                    f"{above} repeat buyer(s) with a mean order value above {cap:.4g} (Q3 + 3 IQR of its log "
+                    f"over the repeat buyers, at least 10 x Q3) taken as {cap:.4g}"
+                ),
+            ]
+            logger.warning("BTYD spend: %s", notes[-1])
         spend = fit_spend(
             f,
-            m,
+            capped(m, cap),
             compress=self.compress,
             penalizer=float(self.gg_penalizer),
             tol=float(self.tol),
@@ -271,6 +286,7 @@ class BTYDModel(BaseEstimator):
         self.gg_params_ = spend.params
         self.gg_log_likelihood_ = spend.log_likelihood
         self.mean_order_value_ = spend.mean_order_value
+        self.monetary_cap_ = cap
         self.gg_fallback_ = spend.fallback
         self.n_customers_ = int(f.size)
         self.n_unique_rows_ = n_unique
@@ -314,7 +330,7 @@ class BTYDModel(BaseEstimator):
         """
         self._check_fitted()
         cols = validate_summary(frame, f"{type(self).__name__}.expected_order_value")
-        values = order_value(self.gg_params_, self.mean_order_value_, cols)
+        values = order_value(self.gg_params_, self.mean_order_value_, cols, getattr(self, "monetary_cap_", None))
         return pd.Series(values, index=frame.index, name="expected_order_value")
 
     def predict(
@@ -395,7 +411,7 @@ class BTYDModel(BaseEstimator):
             )
             next_days = purchase_wait(model, fitter, params, p_alive, x, tx, tt, unit, 0.5)
 
-        value = order_value(self.gg_params_, self.mean_order_value_, cols)
+        value = order_value(self.gg_params_, self.mean_order_value_, cols, getattr(self, "monetary_cap_", None))
         purchases_all = purchases[inverse]
         data: dict[str, Any] = {}
         if "customer_id" in frame.columns:
@@ -466,6 +482,7 @@ class BTYDModel(BaseEstimator):
                 "gg_params": None if self.gg_params_ is None else {k: float(v) for k, v in self.gg_params_.items()},
                 "gg_log_likelihood": None if self.gg_log_likelihood_ is None else float(self.gg_log_likelihood_),
                 "mean_order_value": float(self.mean_order_value_),
+                "monetary_cap": None if self.monetary_cap_ is None else float(self.monetary_cap_),
                 "gg_fallback": self.gg_fallback_,
                 "n_customers": int(self.n_customers_),
                 "n_unique_rows": int(self.n_unique_rows_),
@@ -521,6 +538,8 @@ class BTYDModel(BaseEstimator):
         gg_ll = fitted.get("gg_log_likelihood")
         est.gg_log_likelihood_ = None if gg_ll is None else float(gg_ll)
         est.mean_order_value_ = float(fitted["mean_order_value"])
+        cap = fitted.get("monetary_cap")  # optional: absent before the cap
+        est.monetary_cap_ = None if cap is None else float(cap)
         est.gg_fallback_ = fitted.get("gg_fallback")
         est.n_customers_ = int(fitted["n_customers"])
         est.n_unique_rows_ = int(fitted["n_unique_rows"])

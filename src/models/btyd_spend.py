@@ -5,6 +5,11 @@ Analysis", JMR 42(4), 415-430; Fader and Hardie 2013, "The Gamma-Gamma Model of 
 brucehardie.com note 025) is fitted on the repeat buyers with a positive ``monetary_value``. With
 too few of them, or a fit that fails, every customer's expected order value is the population mean
 order value instead, and the fallback says why.
+
+Mean order values above :func:`monetary_cap` are taken as the cap, in the fit and in every
+prediction: one customer with a one-off order a thousand times the usual would otherwise expect
+millions in the next weeks, and through the totals the learned models are scaled to, raise every
+other customer's expected spend and CLV with it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ from churnclv.models.btyd_summary import unique_rows
 from churnclv.models.fit_memo import memo
 from churnclv.models.lifetimes_fitters import gamma_gamma_with_params, quiet
 
-__all__ = ["SpendFit", "fit_spend", "order_value"]
+__all__ = ["CAP_IQR", "CAP_MIN_RATIO", "SpendFit", "capped", "fit_spend", "monetary_cap", "order_value"]
+
+#: The cap on a customer's mean order value: Tukey's far-out fence on its log over the repeat
+#: buyers, Q3 + CAP_IQR x IQR, and at least CAP_MIN_RATIO x Q3 (where most order values are equal,
+#: as in a subscription shop, the IQR is 0)
+CAP_IQR = 3.0
+CAP_MIN_RATIO = 10.0
+_CAP_MIN_BUYERS = 4  # fewer repeat buyers with a positive mean order value: no cap
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,16 @@ class SpendFit:
     mean_order_value: float  # mean net spend per repeat purchase day over repeat buyers
     fallback: str | None  # why Gamma-Gamma is not used, or None
     n_repeat_buyers: int  # with a positive monetary_value
+
+
+def monetary_cap(f: np.ndarray, m: np.ndarray) -> float | None:
+    """The cap on mean order values (:data:`CAP_IQR`) from the repeat buyers (``f > 0``) with ``m > 0``;
+    None with fewer than 4 of them."""
+    values = m[(f > 0) & (m > 0) & np.isfinite(m)]
+    if values.size < _CAP_MIN_BUYERS:
+        return None
+    q1, q3 = np.quantile(np.log(values), [0.25, 0.75])
+    return float(np.exp(q3 + max(CAP_IQR * (q3 - q1), np.log(CAP_MIN_RATIO))))
 
 
 @memo
@@ -86,21 +108,31 @@ def fit_spend(
 
 
 def order_value(
-    params: Mapping[str, float] | None, mean_order_value: float, cols: Mapping[str, np.ndarray]
+    params: Mapping[str, float] | None,
+    mean_order_value: float,
+    cols: Mapping[str, np.ndarray],
+    cap: float | None = None,
 ) -> np.ndarray:
     """Gamma-Gamma conditional expected value of a future purchase day, per customer.
 
     ``E[M | x, m] = (p x / (p x + q - 1)) m + (1 - p x / (p x + q - 1)) p v / (q - 1)``
     (Fader, Hardie and Lee 2005, JMR; note 025, eq. 5). Customers without repeat purchases get the
     population mean; a non-positive ``monetary_value`` (net returns) is taken as 0 before the
-    weighting. Under the fallback (``params`` None) every customer gets ``mean_order_value``.
+    weighting, and one above ``cap`` (:func:`monetary_cap`) as ``cap``. Under the fallback (``params``
+    None) every customer gets ``mean_order_value``.
     ``cols`` is a checked summary (:func:`churnclv.models.btyd_summary.validate_summary`).
     """
     n = cols["frequency"].size
     if params is None:
         return np.full(n, mean_order_value)
     f = np.where(cols["never"], 0.0, cols["frequency"])
-    m = np.maximum(cols["monetary_value"], 0.0)
+    m = capped(cols["monetary_value"], cap)
     with quiet():
         v = gamma_gamma_with_params(params).conditional_expected_average_profit(f, m)
     return np.asarray(v, dtype=float)
+
+
+def capped(m: np.ndarray, cap: float | None) -> np.ndarray:
+    """Mean order values as the spend models read them: at least 0 (net returns) and at most ``cap``."""
+    out: np.ndarray = np.maximum(m, 0.0)
+    return out if cap is None else np.asarray(np.minimum(out, cap))

@@ -54,6 +54,7 @@ from sklearn.exceptions import NotFittedError
 
 from churnclv.models import btyd_conditionals as conditional
 from churnclv.models.btyd import BTYDModel
+from churnclv.models.btyd_spend import capped
 from churnclv.models.btyd_summary import never_bought_age, unique_rows, validate_summary
 from churnclv.models.interval_kernels import Draws, common_draws, interval_quantiles, row_draws
 from churnclv.models.saved_format import SavedFormatError, check_stamp
@@ -208,7 +209,7 @@ class SpendIntervals:
         f = np.where(never, 0.0, cols["frequency"])
         r = np.where(never, 0.0, cols["recency"]) / unit
         t = np.where(never, never_bought_age(frame, never), cols["T"]) / unit
-        m = np.where(never, 0.0, np.maximum(cols["monetary_value"], 0.0))
+        m = np.where(never, 0.0, capped(cols["monetary_value"], getattr(model, "monetary_cap_", None)))
         return f, r, t, m, unit
 
     def _windows(self, unit: float, clv: bool) -> tuple[list[float], list[float]]:

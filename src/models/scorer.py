@@ -102,6 +102,18 @@ def model_features(frame: pd.DataFrame, *, with_btyd: bool) -> list[str]:
     return cols + list(BTYD_FEATURES) if with_btyd else cols
 
 
+def capped_spend_labels(train: pd.DataFrame, cap: float | None) -> tuple[np.ndarray, int]:
+    """The spend labels the learned spend model trains on: at most ``cap`` (BTYD's cap on mean order
+    values) per purchase day of the label window, so that one customer's one-off order a thousand
+    times the usual does not set every prediction's level; and how many rows that capped."""
+    spend = train["spend"].to_numpy(dtype=float)
+    if cap is None:
+        return spend, 0
+    limit = train["purchases"].to_numpy(dtype=float) * cap
+    over = spend > limit
+    return np.where(over, limit, spend), int(over.sum())
+
+
 class Scorer:
     """Churn, purchases, spend, CLV (and tiers, with a policy) from a point-in-time feature frame.
 
@@ -270,8 +282,15 @@ class Scorer:
                 )
             if c.spend_model != "btyd":
                 feats = model_features(train, with_btyd=c.spend_model == "hybrid")
+                spend, n_capped = capped_spend_labels(train, getattr(self.btyd_, "monetary_cap_", None))
+                if n_capped:
+                    notes.append(
+                        f"spend labels: {n_capped} training row(s) above {self.btyd_.monetary_cap_:.4g} per "
+                        "purchase day (BTYD's cap on mean order values) taken at it"
+                    )
+                    log.warning("%s", notes[-1])
                 self.spend_ = GBMSpendRegressor(features=feats, refit_full=c.gbm_refit_full, **common).fit(
-                    train, train["spend"].to_numpy(dtype=float), groups=groups
+                    train, spend, groups=groups
                 )
         train_rows, train_cutoffs = len(train), sorted({str(pd.Timestamp(x).date()) for x in train["cutoff"].unique()})
         del train  # with the hybrid's BTYD columns, a copy of the training rows (~0.3 GB at 570k rows)

@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from churnclv.models import btyd_fitting
 from churnclv.models.btyd import PREDICTION_COLUMNS, BTYDModel
 from churnclv.models.btyd_fitting import BTYDConvergenceError
+from churnclv.models.btyd_spend import monetary_cap
 from churnclv.models.next_purchase import MAX_WAIT_DAYS as MAX_NEXT_PURCHASE_DAYS
 
 PARAMS = {
@@ -542,6 +543,42 @@ def test_to_dict_round_trips_through_json(cdnow, cdnow_model):
     )
     with pytest.raises(ValueError, match="format"):
         BTYDModel.from_dict({"init": {}})
+
+
+def test_one_outlier_order_value_moves_nobody_else(cdnow, cdnow_model, caplog):
+    """A repeat buyer whose mean order value is 1e7 (a one-off order, or a typo) is taken at the cap:
+    the Gamma-Gamma fit, the fallback mean and every other customer's expected spend barely move."""
+    frame = cdnow[0].copy()
+    assert cdnow_model.monetary_cap_ is not None and frame["monetary_value"].max() < cdnow_model.monetary_cap_
+    big = int(frame.index[(frame["frequency"] >= 2).to_numpy()][0])
+    frame.loc[big, "monetary_value"] = 1e7
+    with caplog.at_level(logging.WARNING, logger="churnclv.models.btyd"):
+        est = BTYDModel(time_unit_days=7).fit(frame)
+    assert "1 repeat buyer(s) with a mean order value above" in caplog.text
+    assert any("taken as" in note for note in est.fit_notes_)
+    for k in ("p", "q", "v"):
+        assert est.gg_params_[k] == pytest.approx(cdnow_model.gg_params_[k], rel=0.1)
+    others = frame.index != big
+    before = cdnow_model.predict(cdnow[0], 90)["expected_spend"].to_numpy()[others]
+    after = est.predict(frame, 90)["expected_spend"].to_numpy()[others]
+    moved = np.abs(after / before - 1)  # the cap (780 here) is still above any other customer's (max 300)
+    assert np.median(moved) < 0.02 and moved.max() < 0.06
+    assert est.expected_order_value(frame).iloc[big] <= est.monetary_cap_
+    fallback = BTYDModel(time_unit_days=7, gg_min_repeat_buyers=10**6).fit(frame)
+    assert fallback.mean_order_value_ < 100  # not the plain mean, which the 1e7 makes thousands
+    again = BTYDModel.from_dict(json.loads(json.dumps(est.to_dict())))
+    assert again.monetary_cap_ == est.monetary_cap_
+    old = est.to_dict()
+    del old["fitted"]["monetary_cap"]  # saved before the cap: no cap
+    assert BTYDModel.from_dict(old).monetary_cap_ is None
+
+
+def test_the_cap_holds_when_most_order_values_are_equal():
+    """A subscription shop: most mean order values equal (IQR 0); the cap is then 10 x Q3, not Q3."""
+    f = np.array([3.0] * 30 + [2.0])
+    m = np.array([29.99] * 30 + [59.98])
+    assert monetary_cap(f, m) == pytest.approx(299.9)
+    assert monetary_cap(f[:3], m[:3]) is None  # too few repeat buyers to say what is usual
 
 
 def test_gamma_gamma_falls_back_to_population_mean_with_few_repeat_buyers(caplog):

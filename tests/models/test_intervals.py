@@ -209,6 +209,9 @@ def test_compiled_quantiles_equal_the_reference_bit_for_bit(population, monkeypa
     btyd = BTYDModel(model=kind, gg_min_repeat_buyers=gg_min).fit(population)
     edge_frame = edge_cases(population)
     assert (btyd.gg_params_ is None) == (gg_min > 20)
+    capped = SpendIntervals(n_draws=n_draws, seed=3).fit(btyd, horizon_days=H, clv_months=6)
+    assert np.isfinite(capped.quantiles(edge_frame).to_numpy()).all()  # the huge order values at the cap
+    btyd.monetary_cap_ = None  # as saved before the cap: the overflowing order values reach the kernel
     model = SpendIntervals(n_draws=n_draws, seed=3).fit(btyd, horizon_days=H, clv_months=6)
     monkeypatch.setattr(intervals, "_CHUNK", 700)  # several blocks of unique rows
     probs = (0.05, 0.1, 0.5, 0.9, 0.99)

@@ -4,6 +4,7 @@ import dataclasses
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,9 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from churnclv.features import compute_features, compute_features_frames, compute_training_frame
+from churnclv.models import btyd as btyd_module
 from churnclv.models.inputs import stable_floats
-from churnclv.models.scorer import SCORE_COLUMNS, Scorer
+from churnclv.models.scorer import SCORE_COLUMNS, Scorer, capped_spend_labels
 from churnclv.models.scorer_config import ScorerConfig
 
 AS_OF = pd.Timestamp("2025-10-02")
@@ -185,6 +187,40 @@ def test_interval_settings_round_trip_and_a_scorer_without_intervals_rebuilds_th
     (folder / "scorer.json").write_text(json.dumps(doc))
     old = Scorer.load(folder)
     assert (old.intervals_.n_draws, old.intervals_.seed) == (200, 0)
+
+
+def test_spend_labels_are_capped_per_purchase_day() -> None:
+    train = pd.DataFrame({"spend": [10.0, 1e7, 0.0, 5000.0, -20.0], "purchases": [1.0, 2.0, 0.0, 1.0, 1.0]})
+    spend, n = capped_spend_labels(train, 800.0)
+    np.testing.assert_array_equal(spend, [10.0, 1600.0, 0.0, 800.0, -20.0])
+    assert n == 2
+    np.testing.assert_array_equal(capped_spend_labels(train, None)[0], train["spend"].to_numpy())
+
+
+@pytest.mark.slow
+def test_one_customers_outlier_order_counts_as_the_cap(data, monkeypatch) -> None:
+    """One customer's 1e7 order, in training labels and in their history at as-of, weighs what an
+    order at BTYD's cap would: the same scores for everyone. Without the cap it sets every other
+    customer's expected spend (on CDNOW: up 1.4x in the median, 4.5x at most)."""
+    train, snapshot = data
+    repeat = set(snapshot.loc[snapshot["frequency"] >= 1, "customer_id"])
+    who = train.loc[(train["purchases"] >= 1) & train["customer_id"].isin(repeat), "customer_id"].iloc[0]
+    rows = (train["customer_id"] == who) & (train["purchases"] >= 1)
+
+    def fit(spend: Any, monetary: float) -> pd.DataFrame:
+        t, s = train.copy(), snapshot.copy()
+        t.loc[rows, "spend"] = spend
+        s.loc[s["customer_id"] == who, "monetary_value"] = monetary
+        scorer = Scorer(config=ScorerConfig(**FAST)).fit(t, s, as_of=AS_OF)
+        return scorer.score(s).set_index("customer_id").assign(cap=scorer.btyd_.monetary_cap_)
+
+    outlier = fit(1e7, 1e7)
+    cap = float(outlier["cap"].iloc[0])
+    at_cap = fit(train.loc[rows, "purchases"].to_numpy(dtype=float) * cap, cap)
+    pd.testing.assert_frame_equal(outlier, at_cap)
+    monkeypatch.setattr(btyd_module, "monetary_cap", lambda f, m: None)
+    uncapped = fit(1e7, 1e7)["expected_spend"].drop(who)
+    assert (uncapped / outlier["expected_spend"].drop(who)).median() > 1.3
 
 
 @pytest.mark.slow
