@@ -118,6 +118,9 @@ class Score(Section):
     weights: Weights
     # a tier name or "middle"; None (a config saved before the cap existed): no cap
     no_purchase_max_tier: str | None = None
+    # the same cap for buyers with no net spend in the past_spend window (every purchase returned,
+    # or none within it); False (a config saved before this existed): only sign-ups are capped
+    no_spend_capped: bool = False
 
     @model_validator(mode="after")
     def _floor_within_window(self) -> Score:

@@ -260,7 +260,8 @@ class TierPolicy(BaseEstimator):
     def _capped_levels(self, frame: pd.DataFrame, score: np.ndarray, prev_levels: np.ndarray | None) -> np.ndarray:
         """Tier levels with hysteresis, then customers with no purchase yet held at or below
         ``[score] no_purchase_max_tier`` (their growth potential is a forecast with no spend
-        behind it)."""
+        behind it), and with ``[score] no_spend_capped`` so are buyers with no net spend in the
+        ``past_spend`` window (every purchase returned, or none within it)."""
         return self._cap(frame, self._levels(score, prev_levels))
 
     def _cap(self, frame: pd.DataFrame, levels: np.ndarray) -> np.ndarray:
@@ -268,7 +269,18 @@ class TierPolicy(BaseEstimator):
         cap = len(names) - 1 - names.index(self.tier_config.no_purchase_max_tier)
         if cap == len(names) - 1:
             return levels
-        return np.where(self._no_purchase(frame), np.minimum(levels, cap), levels)
+        capped = self._no_purchase(frame)
+        if self.tier_config.score.no_spend_capped:
+            capped = capped | self._no_spend(frame)
+        return np.where(capped, np.minimum(levels, cap), levels)
+
+    def _no_spend(self, frame: pd.DataFrame) -> np.ndarray:
+        """Customers whose net spend in the ``past_spend`` window is 0 or less (null counts as 0, as
+        in the score); none in a frame without that column."""
+        col = column(frame, self.tier_config.columns, "past_spend")
+        if col is None:
+            return np.zeros(len(frame), dtype=bool)
+        return np.asarray(np.nan_to_num(numeric(frame, col, "past_spend"), nan=0.0) <= 0)
 
     def _no_purchase(self, frame: pd.DataFrame) -> np.ndarray:
         """Customers with no purchase yet (null ``days_since_last_purchase``); none in a frame of
@@ -308,7 +320,8 @@ class TierPolicy(BaseEstimator):
         frame : pandas.DataFrame
             Score columns (and ``customer_id`` when ``prev`` is given). With
             ``days_since_last_purchase`` too, customers with no purchase yet (null) are held at or
-            below ``[score] no_purchase_max_tier``.
+            below ``[score] no_purchase_max_tier``, and so are those with no net spend in the
+            ``past_spend`` window (``[score] no_spend_capped``).
         prev : pandas.Series or pandas.DataFrame, optional
             Last scoring's tiers: a Series of tier names indexed by customer id, or a frame with
             the customer-id column and ``tier``. Customers in it keep their tier unless the score

@@ -209,7 +209,7 @@ def test_signups_with_no_purchase_stay_at_or_below_the_cap(train: pd.DataFrame) 
         clv=train["clv"].max(),
         expected_spend=train["expected_spend"].max(),
     )
-    buyers = signups.assign(days_since_last_purchase=10.0)
+    buyers = signups.assign(days_since_last_purchase=10.0, net_spend_365d=100.0)
     uncapped = TierPolicy(config={"score": {"no_purchase_max_tier": "Diamond"}}).fit(train)
     assert set(uncapped.predict(signups)) <= {"Diamond", "Platinum"}  # what the cap is for
     policy = TierPolicy().fit(train)  # default: "middle", Gold of the five tiers
@@ -219,6 +219,28 @@ def test_signups_with_no_purchase_stay_at_or_below_the_cap(train: pd.DataFrame) 
     assert policy.predict(buyers).tolist() == uncapped.predict(buyers).tolist()  # buyers are not capped
     own = parse_tier_config({"tiers": [{"name": n, "share": 1 / 3} for n in ("A", "B", "C")]})
     assert own.no_purchase_max_tier == "B"  # the middle of the user's own ladder
+
+
+def test_buyers_with_no_net_spend_behind_them_stay_at_or_below_the_cap(train: pd.DataFrame) -> None:
+    # a buyer who returned everything (net 0 or less in the past_spend window) with top forecasts:
+    # found as Diamond by a data-zoo review (net spend -0.0, silent for 19 months)
+    best = train.head(40).assign(
+        days_since_last_purchase=30.0,
+        p_churn=0.01,
+        clv=train["clv"].max(),
+        expected_spend=train["expected_spend"].max(),
+    )
+    returned = best.assign(net_spend_365d=np.r_[np.zeros(20), np.full(20, -11.78)])
+    policy = TierPolicy().fit(train)
+    assert set(policy.predict(best.assign(net_spend_365d=500.0))) <= {"Diamond", "Platinum"}
+    assert set(policy.predict(returned)) == {"Gold"}
+    assert set(policy.assign(returned)["tier"]) == {"Gold"}
+    assert set(policy.predict(returned.assign(net_spend_365d=np.nan))) == {"Gold"}  # null counts as 0
+    off = TierPolicy(config={"score": {"no_spend_capped": False}}).fit(train)
+    assert set(off.predict(returned)) <= {"Diamond", "Platinum"}
+    saved = policy.to_dict()  # a policy saved before this rule: its tiers do not move
+    del saved["config"]["score"]["no_spend_capped"]
+    assert TierPolicy.from_dict(saved).predict(returned).tolist() == off.predict(returned).tolist()
 
 
 def test_playbook_gap_is_an_error() -> None:
