@@ -10,6 +10,7 @@ converted to UTC, then dropped; years 1900-2200 in UTC), amounts and values are 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -25,12 +26,14 @@ from pydantic import (
 )
 
 from churnclv.models.marketing_config import RISK_BAND_NAMES
-from churnclv.values import MAX_ABS_AMOUNT, iso_day, number_problem, plausible_date, utc_naive
+from churnclv.values import ISO_DATE_START, MAX_ABS_AMOUNT, iso_day, number_problem, plausible_date, utc_naive
 
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 256
 MAX_ATTRIBUTES = 50
 RESERVED_ATTRIBUTES = ("customer_id", "signup_ts")
+
+_DATE_START = re.compile(ISO_DATE_START)
 
 
 def _utc_naive(value: dt.datetime) -> dt.datetime:
@@ -52,17 +55,33 @@ def _number_rule(column: str) -> Callable[[float], float]:
 
 
 def _iso_text(value: object) -> object:
-    """Refuse numbers (unix seconds: 0 is 'epoch'): dates and timestamps are ISO 8601 strings, as in ingestion."""
+    """Refuse numbers (unix seconds: 0 is 'epoch'), and text that does not start with its date
+    (``"0"``, ``"1700000000"``: pydantic would read them as unix seconds): dates and timestamps are
+    ISO 8601 strings starting with ``YYYY-MM-DD``, as in ingestion (:data:`ISO_DATE_START`)."""
+    value = _not_number(value)
+    if isinstance(value, str) and not _DATE_START.match(value.strip()):
+        raise ValueError("must be an ISO 8601 string starting with its date, such as 2025-09-14T10:31:00Z")
+    return value
+
+
+def _not_number(value: object) -> object:
     if isinstance(value, (int, float)):
         # a ValueError: pydantic turns it into a field error (a TypeError would be a 500)
         raise ValueError("must be an ISO 8601 string such as 2025-09-14 or 2025-09-14T10:31:00Z, not a number")
     return value
 
 
+def _not_bool(value: object) -> object:
+    """Refuse ``true``/``false`` where a number is expected (pydantic would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
 def _iso_day(value: object) -> object:
     """An as-of is a day written ``YYYY-MM-DD``: ``10/02/2025`` would be a guess at the order of day and
     month; the error says the form to use (pydantic's own names only the character it stopped at)."""
-    value = _iso_text(value)
+    value = _not_number(value)
     if isinstance(value, str):
         try:
             return iso_day(value)
@@ -101,6 +120,7 @@ CustomerId = Annotated[
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
 Amount = Annotated[
     float,
+    BeforeValidator(_not_bool),
     AfterValidator(_number_rule("amount")),
     Field(
         allow_inf_nan=False,

@@ -196,6 +196,12 @@ def test_timestamps_whose_utc_conversion_overflows_answer_400_on_the_field(
         ({"ts": "2025-01-01", "amount": 1e308}, "amount"),
         ({"ts": "2025-01-01", "amount": 5e-324}, "amount"),
         ({"ts": 0, "amount": 1.0}, "ts"),
+        # text pydantic would read as unix seconds (1970-01-01 for "0"): ISO 8601 starts with its date
+        ({"ts": "0", "amount": 1.0}, "ts"),
+        ({"ts": "1700000000", "amount": 1.0}, "ts"),
+        ({"ts": "-1", "amount": 1.0}, "ts"),
+        ({"ts": "0.5", "amount": 1.0}, "ts"),
+        ({"ts": "2025-01-01", "amount": True}, "amount"),  # not 1.0
     ],
 )
 def test_values_outside_the_shared_rules_answer_400(client: Any, kit: Any, line: dict[str, Any], field: str) -> None:
