@@ -14,6 +14,7 @@ __all__ = [
     "clv_fallback_ratio",
     "clv_from_spend",
     "expit",
+    "floored_total_factor",
     "logit",
     "row_ratio",
     "soft_platt",
@@ -59,6 +60,27 @@ def total_factor(predicted: np.ndarray, want: np.ndarray) -> float | None:
     if total > 0 and target > 0 and np.isfinite(total) and np.isfinite(target):
         return target / total
     return None
+
+
+def floored_total_factor(predicted: np.ndarray, want: np.ndarray, floor: np.ndarray) -> float | None:
+    """The factor ``f`` making ``sum(max(f predicted, floor))`` equal ``sum(want)`` (the total after the
+    floor each row's value is held to); the plain :func:`total_factor` when the floor alone reaches
+    the total or there is no floor; None as it says."""
+    plain = total_factor(predicted, want)
+    if plain is None or not np.any(floor > 0):
+        return plain
+    target = float(np.sum(want))
+    if float(np.sum(floor)) >= target:
+        return plain
+    lo, hi = 0.0, plain  # sum(max(f x, floor)) >= sum(f x): the factor is at most the plain one
+
+    def total(f: float) -> float:
+        return float(np.sum(np.maximum(f * predicted, floor)))
+
+    for _ in range(60):  # bisection to ~1e-18 of the plain factor
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if total(mid) < target else (lo, mid)
+    return hi
 
 
 def clv_fallback_ratio(bt_clv: np.ndarray, bt_spend: np.ndarray, default: float) -> float:

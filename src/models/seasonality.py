@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 from scipy.optimize import minimize
 
+from churnclv.models.blending import row_ratio
 from churnclv.models.btyd import BTYDModel
 from churnclv.models.lifetimes_fitters import fitter_with_params, quiet
 
@@ -300,6 +301,23 @@ class SeasonalBTYD:
         out["expected_purchases"] *= self.levels["purchases"]
         out["expected_spend"] *= self.levels["spend"]
         return out
+
+    def carry(self, window: pd.DataFrame, calendar: pd.DataFrame, target: str) -> np.ndarray:
+        """Per customer, the factor carrying a calendar-time ``expected_<target>`` to the window:
+        ``window``'s (:meth:`predict`) over ``calendar``'s (BTYD in calendar time), 1 where that is
+        not > 0, and within what the season and level can do: ``level / B`` to ``level x B``, ``B``
+        the season's highest multiplier over its lowest. For a customer silent for years both are
+        near 0 and their ratio means nothing (9.95e-30 / 1.06e-32 = 938 was seen, with a season
+        of 0.75-1.25)."""
+        col = f"expected_{target}"
+        ratio = row_ratio(window[col], calendar[col])
+        level = self.levels[target]
+        return np.asarray(np.clip(ratio, level / self._spread, level * self._spread))
+
+    @cached_property
+    def _spread(self) -> float:
+        s = self.season.multiplier(pd.date_range("2001-01-01", periods=365, freq="D"))
+        return float(s.max() / s.min())
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON-ready data (the BTYD part as :meth:`BTYDModel.to_dict`)."""

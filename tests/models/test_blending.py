@@ -1,8 +1,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from churnclv.models.blending import blend_logodds, churn_probability, expit, logit, soft_platt, total_factor
+from churnclv.models.blending import (
+    blend_logodds,
+    churn_probability,
+    expit,
+    floored_total_factor,
+    logit,
+    soft_platt,
+    total_factor,
+)
 
 
 def test_soft_platt_recovers_a_known_calibration() -> None:
@@ -28,3 +37,14 @@ def test_total_factor_matches_the_totals_or_refuses() -> None:
     assert total_factor(np.array([1.0, 3.0]), np.array([2.0, 6.0])) == 2.0
     assert total_factor(np.zeros(2), np.ones(2)) is None
     assert total_factor(np.ones(2), np.array([np.nan, 1.0])) is None
+
+
+def test_the_floored_total_factor_meets_the_total_after_the_floor() -> None:
+    x = np.array([0.0, 1e-10, 0.5, 2.0, 4.0])
+    floor = np.array([0.3, 0.6, 0.1, 0.0, 0.2])
+    want = np.full(5, 1.6)  # total 8
+    f = floored_total_factor(x, want, floor)
+    assert f is not None and f < total_factor(x, want)
+    assert np.sum(np.maximum(f * x, floor)) == pytest.approx(8.0, rel=1e-12)
+    assert floored_total_factor(x, want, np.zeros(5)) == total_factor(x, want)  # no floor: the plain one
+    assert floored_total_factor(x, np.full(5, 0.1), floor) == total_factor(x, np.full(5, 0.1))  # floor alone reaches it

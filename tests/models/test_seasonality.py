@@ -45,6 +45,24 @@ def test_a_season_averages_one_over_a_year_and_time_warps_consistently() -> None
     assert np.isnan(season.backward("2025-03-30", np.array([np.nan])))[0]
 
 
+def test_the_season_carries_a_long_silent_customer_within_its_range() -> None:
+    """Both BTYD expectations near 0 (a customer silent for years): their ratio means nothing and is
+    held within level / B .. level x B, B the season's highest multiplier over its lowest."""
+    season = Season(coef=(0.5, -0.3, 0.05, 0.1))
+    s = season.multiplier(YEAR)
+    spread = s.max() / s.min()
+    model = SeasonalBTYD(season, BTYDModel(), {"purchases": 1.1, "spend": 0.9})
+    window = pd.DataFrame({"expected_purchases": [9.95e-30, 1.2, 0.5, 3.0], "expected_spend": [1e-28, 30.0, 0.0, 1.0]})
+    calendar = pd.DataFrame(
+        {"expected_purchases": [1.06e-32, 1.0, 0.0, 3.0], "expected_spend": [1e-32, 20.0, 0.0, 0.5]}
+    )
+    purchases = model.carry(window, calendar, "purchases")
+    np.testing.assert_allclose(purchases, [1.1 * spread, 1.2, 1.0, 1.0])  # 938 held; 0 / 0 is 1
+    spend = model.carry(window, calendar, "spend")
+    np.testing.assert_allclose(spend, [0.9 * spread, 1.5, 1.0, 2.0])
+    assert (spend <= 0.9 * spread).all() and (purchases >= 1.1 / spread).all()
+
+
 @settings(max_examples=25, deadline=None)
 @given(t=st.floats(0, 2000), share=st.floats(0, 1))
 def test_operational_time_keeps_recency_within_t(t: float, share: float) -> None:
