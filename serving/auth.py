@@ -7,13 +7,14 @@ read past the limit, however it is framed; a client that aborts its upload is an
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse
 
-from churnclv.serving.problems import CLIENT_CLOSED, problem
+from churnclv.serving.problems import CLIENT_CLOSED, bounded_detail, problem
 from churnclv.serving.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,44 @@ API_KEY_HEADER = "x-api-key"
 # BentoML's own routes: health, readiness, metrics, the OpenAPI document and the docs page
 OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json", "/"})
 OPEN_PREFIXES = ("/static_content/", "/assets/")
+
+
+def _bounded_errors(send: Any) -> Any:
+    """``send``, with every 4xx JSON answer's ``detail`` bounded (:func:`bounded_detail`): at most 50
+    field errors, long texts cut, no ``input`` (what the client sent) echoed back."""
+    start: dict[str, Any] | None = None
+    parts: list[bytes] = []
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            ctype = dict(message.get("headers", [])).get(b"content-type", b"")
+            if 400 <= message["status"] < 500 and ctype.startswith(b"application/json"):
+                start = message  # held until the body is complete
+                return
+        elif message["type"] == "http.response.body" and start is not None:
+            parts.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = _bound_body(b"".join(parts))
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        await send(message)
+
+    return wrapped
+
+
+def _bound_body(body: bytes) -> bytes:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(doc, dict) or not isinstance(doc.get("detail"), list):
+        return body
+    doc["detail"] = bounded_detail(doc["detail"])
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class APIKeyMiddleware:
@@ -81,7 +120,7 @@ class APIKeyMiddleware:
             message: dict[str, Any] = await receive()  # after the body: the disconnect, when it comes
             return message
 
-        await self.app(scope, replay, send)
+        await self.app(scope, replay, _bounded_errors(send))
 
     def _check(self, scope: dict[str, Any], headers: Mapping[bytes, list[bytes]]) -> JSONResponse | None:
         if self._key is not None:

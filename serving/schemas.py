@@ -90,6 +90,11 @@ def _iso_day(value: object) -> object:
     return value
 
 
+def _trim_spaces(value: object) -> object:
+    """Spaces around an id are dropped, as ingestion's TRIM drops them: ``" 00051 "`` is ``00051``."""
+    return value.strip(" ") if isinstance(value, str) else value
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
@@ -113,6 +118,7 @@ AsOfDate = Annotated[
 ]
 CustomerId = Annotated[
     str,
+    BeforeValidator(_trim_spaces),
     StringConstraints(min_length=1, max_length=MAX_ID_LENGTH),
     AfterValidator(_not_blank),
     Field(description="The customer's id, as text (leading zeros are kept)", examples=["00000042"]),
@@ -178,8 +184,10 @@ class CustomerHistory(_Strict):
         max_length=MAX_ATTRIBUTES,
         description='Categorical attributes, e.g. {"region": "north"}; the ones the model knows are used',
     )
-    transactions: list[Transaction] = Field(default_factory=list)
-    events: list[Event] = Field(default_factory=list)
+    # fail_fast: the first bad row of a list is its error (8 MB of bad rows made 690,000 errors, a
+    # 150 MB answer, and gigabytes of memory for a few requests at once)
+    transactions: list[Transaction] = Field(default_factory=list, fail_fast=True)
+    events: list[Event] = Field(default_factory=list, fail_fast=True)
 
     @model_validator(mode="after")
     def _no_reserved_attributes(self) -> CustomerHistory:
@@ -193,13 +201,13 @@ class ScoreRequest(_Strict):
     """Body of ``POST /score``."""
 
     as_of: AsOfDate
-    customers: list[CustomerHistory] = Field(min_length=1)
+    customers: list[CustomerHistory] = Field(min_length=1, fail_fast=True)
 
 
 class ScoreByIdRequest(_Strict):
     """Body of ``POST /score_by_id``."""
 
-    customer_ids: list[CustomerId] = Field(min_length=1)
+    customer_ids: list[CustomerId] = Field(min_length=1, fail_fast=True)
 
 
 class CustomerScore(BaseModel):

@@ -54,14 +54,26 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path}"
 
 
+# a query parameter whose name says it holds a secret, outside a whole URL: an HTTP library's retry
+# warning quotes the request's path and query only (``/?token=SECRET/api/2.0/...``)
+_SECRET_PARAM = re.compile(
+    r"([?&;][A-Za-z0-9_.\-]*(?:token|passw|pwd|secret|key|auth|sig|credential)[A-Za-z0-9_.\-]*=)[^&;\s'\"]+",
+    re.IGNORECASE,
+)
+
+
 def redact_text(text: str) -> str:
-    """``text`` with every URL in it redacted by :func:`redact_url` (for error messages and logs)."""
-    if "://" not in text:
-        return text
+    """``text`` with every URL in it redacted by :func:`redact_url`, and the value of every query
+    parameter named like a secret (``?token=``, ``&password=``, ``?api_key=``) hidden (for error
+    messages and logs)."""
+    if "://" in text:
 
-    def one(match: re.Match[str]) -> str:
-        url = match.group(0)
-        core = url.rstrip(_TRAILING)
-        return redact_url(core) + url[len(core) :]
+        def one(match: re.Match[str]) -> str:
+            url = match.group(0)
+            core = url.rstrip(_TRAILING)
+            return redact_url(core) + url[len(core) :]
 
-    return _URL.sub(one, text)
+        text = _URL.sub(one, text)
+    if "=" in text:
+        text = _SECRET_PARAM.sub(lambda m: m.group(1) + HIDDEN, text)
+    return text

@@ -43,3 +43,20 @@ def test_no_secret_survives(password: str, query_secret: str) -> None:
     url = f"postgresql://user:{password}@db.example:5432/shop?password={query_secret}"
     for out in (redact_url(url), redact_text(f"cannot connect to {url} now")):
         assert f":{password}@" not in out and query_secret not in out.split("shop", 1)[-1]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Retrying (Retry(total=4)) after connection broken: /?token=SECRET/api/2.0/mlflow/runs/search",
+        "GET /api/2.0/x?run=1&api_key=SECRET HTTP/1.1",
+        "path /db?sslpassword=SECRET;timeout=3",
+        "/?X-Amz-Signature=SECRET&X-Amz-Credential=SECRET",
+    ],
+)
+def test_secret_query_parameters_outside_a_whole_url_are_hidden(message: str) -> None:
+    """An HTTP library's retry warning quotes the request's path and query, not the whole URL (an
+    HTTP probe found ``?token=SECRET`` of a tracking URI in serve's stderr this way)."""
+    out = redact_text(message)
+    assert "SECRET" not in out and "***" in out
+    assert redact_text("a=b and /x?page=2&q=shoes") == "a=b and /x?page=2&q=shoes"  # not a secret's name

@@ -162,6 +162,9 @@ def test_score_by_id_matches_the_batch_and_reports_unknown_ids(client: Any, kit:
     first, unknown, last, again = body["scores"]
     assert unknown == {"customer_id": "no-such-customer", "error": "unknown customer_id"}
     assert first == again
+    # spaces around an id are dropped, as ingestion's TRIM drops them
+    r = client.post("/score_by_id", json={"customer_ids": [f"  {batch.index[0]} "]}, headers=kit.HEADERS)
+    assert r.status_code == 200 and r.json()["scores"][0] == first
     for s in (first, last):
         ref = batch.loc[s["customer_id"]]
         assert s["p_churn"] == pytest.approx(ref["p_churn"], rel=1e-12)
