@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from churnclv.features import as_of_date
+from churnclv.names import MAX_DAYS_AFTER_DATA
 from churnclv.serving import batch_inputs
 from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.batch_holdout import HoldoutOptions
@@ -29,7 +30,7 @@ DEFAULT_MEMORY_LIMIT = "2GB"
 ENGINES = ("duckdb", "spark")
 # how far past the last date in the data an as-of may lie: a weekly job runs a few days after the
 # data's last load; a month covers a late load without letting a typo'd year through
-DEFAULT_MAX_DAYS_AFTER_DATA = 31
+DEFAULT_MAX_DAYS_AFTER_DATA = MAX_DAYS_AFTER_DATA
 
 
 def as_of_day(value: Any) -> dt.date:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AS_OF_WARNING_DAYS",
+    "MAX_DAYS_AFTER_DATA",
     "CHALLENGER",
     "CHAMPION",
     "DEFAULT_MODEL_URI",
@@ -39,6 +40,9 @@ SCORER_ARTIFACT = "scorer"  # the logged model's artifact holding the saved Scor
 # scores further than this many days from the model's training as-of, either way, carry a warning:
 # the batch's limit and the HTTP service's default (CHURNCLV_AS_OF_WARNING_DAYS)
 AS_OF_WARNING_DAYS = 90
+# an as-of further than this after the last line of the data is refused (a typo of the year, or
+# data that stopped): score-batch (--max-days-after-data), validate and train
+MAX_DAYS_AFTER_DATA = 31
 #: The number columns every score carries, always a number (the batch output's float64 columns but the
 #: nullable ones; ``tests/serving/test_batch_targeting.py`` checks them against ``OUTPUT_SCHEMA``).
 SCORE_NUMBERS: tuple[str, ...] = (

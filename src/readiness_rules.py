@@ -17,6 +17,7 @@ import datetime as dt
 from typing import Any
 
 from churnclv.features.dates import DAY
+from churnclv.names import MAX_DAYS_AFTER_DATA
 from churnclv.readiness_report import ModelReadiness
 
 __all__ = [
@@ -90,6 +91,15 @@ def judge(
         errors.append(
             f"no repeat buyer (nobody bought on two different days) by as-of {day}: BG/NBD is not "
             f"identified and every churn label would be 'churned'; {later}"
+        )
+
+    last = m.get("last_transaction")
+    if day is not None and last is not None and (day - last).days > MAX_DAYS_AFTER_DATA:
+        errors.append(
+            f"as-of {day} is {(day - last).days:,} days after the last transaction line ({last}): the "
+            f"label windows after it are empty, so every customer would count as churned; use an "
+            f"as-of within {MAX_DAYS_AFTER_DATA} days of the data's end (e.g. --as-of {last}), or "
+            "check the year"
         )
 
     # BG/NBD (and the BTYD wrapper, which needs a spend to learn from)

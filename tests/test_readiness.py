@@ -180,7 +180,7 @@ def test_every_purchase_on_the_as_of_day_is_an_error(tmp_path: Path) -> None:
 def test_no_repeat_buyers(tmp_path: Path) -> None:
     rows = [(f"cust-{i}", str(dt.date(2024, 1, 1) + dt.timedelta(days=i)), 20.0) for i in range(150)]
     rows += [(f"cust-{i}", str(dt.date(2024, 1, 1) + dt.timedelta(days=i + 5)), -20.0) for i in range(0, 150, 3)]
-    r = assess(_write(tmp_path, transactions=_tx(rows)), "2024-12-31", 90)
+    r = assess(_write(tmp_path, transactions=_tx(rows)), "2024-06-30", 90)  # the data end 2024-06-03
     assert r.customers_with_purchase == 150 and r.repeat_buyers == 0  # a return day is not a purchase
     assert not r.model("btyd").ok and not r.model("gamma_gamma").ok
     assert len(r.errors) == 1 and "no repeat buyer" in r.errors[0]
@@ -214,6 +214,7 @@ def test_repeat_spend_is_the_mean_of_the_repeat_days_net_of_returns(tmp_path: Pa
 def test_labels_of_one_class_rule_out_the_classifier(tmp_path: Path) -> None:
     # 150 customers who bought twice early and never again: every label at the latest cutoff is "churned"
     rows = [(f"cust-{i}", day, 20.0) for i in range(150) for day in ("2024-01-01", "2024-01-20")]
+    rows.append(("late-1", "2024-12-20", 20.0))  # the data go on to December: a new customer's first purchase
     r = assess(_write(tmp_path, transactions=_tx(rows)), "2024-12-31", 90)
     assert r.customers_at_latest_cutoff == r.churners_at_latest_cutoff == 150
     assert r.model("btyd").ok and not r.model("gbm").ok and not r.model("hybrid").ok
@@ -396,3 +397,15 @@ def test_cli_validate_reports_errors_and_exits_0(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert "T is 0" in json.loads(result.stdout)["readiness"]["errors"][0]
     assert "error: every first purchase" in result.stderr
+
+
+def test_an_as_of_long_after_the_data_is_an_error(tmp_path: Path) -> None:
+    """A data-zoo review trained as of 2001-01-01 on data ending 1997: empty label windows, every metric
+    NaN, yet a version was registered. Readiness (validate, and train before any step) now refuses it."""
+    raw = _write(tmp_path / "raw", transactions=_cdnow_like())
+    last = _cdnow_like().ts.max().date()
+    for day, refused in ((last + dt.timedelta(days=31), False), (last + dt.timedelta(days=32), True)):
+        args = ["validate", "--data", str(raw), "--out", str(tmp_path / "v"), "--as-of", day.isoformat(), "--json"]
+        result = CliRunner().invoke(cli, args)
+        errors = json.loads(result.stdout)["readiness"]["errors"]
+        assert any(f"after the last transaction line ({last})" in e for e in errors) == refused, errors
