@@ -8,12 +8,12 @@ from __future__ import annotations
 
 __all__ = [
     "AS_OF_WARNING_DAYS",
-    "MAX_DAYS_AFTER_DATA",
     "CHALLENGER",
     "CHAMPION",
     "DEFAULT_MODEL_URI",
     "DEFAULT_TRACKING_URI",
     "EXPERIMENT",
+    "MAX_DAYS_AFTER_DATA",
     "MODEL_NAME",
     "MODEL_NAME_PATTERN",
     "SCORER_ARTIFACT",
