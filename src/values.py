@@ -274,13 +274,15 @@ def sql_number_rules(column: str, raw: str, parsed: str) -> list[tuple[str, str]
 
 def sql_id_rules(column: str, raw: str) -> list[tuple[str, str]]:
     """``(reason, SQL condition)`` for an id column whose source stores numbers as floats; ``raw`` is
-    its text (``12`` for 12.0, ``nan``, ``inf``, ``12.5``, ``1e+20`` otherwise)."""
+    its text (``12`` for 12.0, ``nan``, ``inf``, ``12.5``, ``1e+20`` otherwise). Only numbers are
+    checked: a column of a database without column types (SQLite) may hold ``1001.0`` beside the
+    text ids ``A-18`` and ``007``, which are ids as they are."""
     x = f"TRY_CAST({raw} AS DOUBLE)"
     return [
         (
             reason("non_integral_id", column),
             (
-                f"{raw} IS NOT NULL AND NOT coalesce(isfinite({x}) AND {x} = floor({x}) AND abs({x}) < "
+                f"{x} IS NOT NULL AND NOT coalesce(isfinite({x}) AND {x} = floor({x}) AND abs({x}) < "
                 f"{MAX_EXACT_ID}, false)"
             ),
         )

@@ -239,6 +239,31 @@ def test_sqlite_source(tmp_path: Path) -> None:
     assert customers["segment"].tolist() == ["gold"]  # categorical attributes kept
 
 
+def test_sqlite_column_of_numbers_and_text_ids(tmp_path: Path) -> None:
+    """SQLite keeps each value's own type: 1001.0 beside the text ids A-18 and 007. The numeric id
+    rule is for the numbers (12.5 and NaN stay refused), not the text (a data-zoo review found every
+    text id of such a column rejected as 'non-integral')."""
+    db = tmp_path / "mixed.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE transactions (customer_id, ts TEXT, amount REAL, order_id)")
+        con.executemany(
+            "INSERT INTO transactions VALUES (?, ?, ?, ?)",
+            [
+                (7.0, "2024-01-01", 5.0, 1001.0),
+                ("007", "2024-01-02", 5.0, "A-18"),
+                ("x", "2024-01-03", 3.0, "WEB-77"),
+                (12.5, "2024-01-04", 3.0, "W-1"),
+                ("y", "2024-01-05", 3.0, 3.5),
+            ],
+        )
+    result = validate_source(f"sqlite:///{db}", tmp_path / "out")
+    tx = result.reports["transactions"]
+    assert (tx.read, tx.accepted, tx.rejected) == (5, 3, 2)
+    clean = pd.read_parquet(result.clean_paths["transactions"])
+    assert sorted(clean["customer_id"]) == ["007", "7", "x"]
+    assert sorted(clean["order_id"]) == ["1001", "A-18", "WEB-77"]
+
+
 def test_sqlite_without_transactions_table(tmp_path: Path) -> None:
     db = tmp_path / "empty.db"
     sqlite3.connect(db).close()
