@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import tempfile
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,12 +133,28 @@ class LoadedModel:
 _MODEL_URI_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder"
 
 
+# what the registry answers for a model or alias it does not have
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
 def _store_down(model_uri: str, reading: str, tracking_uri: str, exc: Exception) -> ModelLoadError:
     """The error for a tracking store that does not answer (a database driver's own errors)."""
     return ModelLoadError(
         f"model URI {redact_url(model_uri)}: cannot read {reading} {redact_url(tracking_uri)} "
-        f"({error_summary(exc)}): check --tracking-uri / MLFLOW_TRACKING_URI and that its database is up"
+        f"({error_summary(exc)}): check --tracking-uri / MLFLOW_TRACKING_URI and that its server or database is up"
     )
+
+
+# MLflow retries an HTTP tracking server that does not answer 7 times with backoff, each request
+# waiting up to 120 s: serve took 252 s to give up on a server that was down, and /reload outlived
+# the 30 s traffic timeout (504). The service's own defaults; a value in the environment wins.
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def bound_mlflow_http(environ: MutableMapping[str, str]) -> None:
+    """Set :data:`MLFLOW_HTTP_DEFAULTS` in ``environ`` where it does not set them itself."""
+    for key, value in MLFLOW_HTTP_DEFAULTS.items():
+        environ.setdefault(key, value)
 
 
 def _client(tracking_uri: str) -> Any:
@@ -164,6 +181,8 @@ def resolve_version(model_uri: str, tracking_uri: str) -> str | None:
     try:
         return str(_client(tracking_uri).get_model_version_by_alias(ref.name, ref.alias).version)
     except MlflowException as exc:
+        if exc.error_code not in _NOT_FOUND:  # the store did not answer (an HTTP server that is down)
+            raise _store_down(model_uri, "the registry at", tracking_uri, exc) from None
         raise ModelLoadError(
             f"model URI {redact_url(model_uri)}: no version of model '{ref.name}' has the alias '{ref.alias}' "
             f"in the registry at {redact_url(tracking_uri)} ({error_summary(exc)}): train and promote a model "

@@ -29,7 +29,7 @@ from churnclv.redaction import redact_text, redact_url
 from churnclv.serving.data_check import DataMismatchError, check_snapshot
 from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError
 from churnclv.serving.log_redaction import install_log_redaction
-from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary
+from churnclv.serving.model import LoadedModel, ModelLoadError, bound_mlflow_http, error_summary
 from churnclv.serving.scoring import load_checked_model
 from churnclv.serving.served_targeting import check_served, load_served_targeting
 from churnclv.serving.settings import ServiceSettings, SettingsError
@@ -72,6 +72,7 @@ def server_env(
     and its own Prometheus folder (``metrics_dir``, read by :func:`run_bentoml`)."""
     env = dict(os.environ if base is None else base)
     env.update(settings.to_env())
+    bound_mlflow_http(env)
     env["BENTOML_DO_NOT_TRACK"] = "True"
     options = [o for o in env.get("BENTOML_CONFIG_OPTIONS", "").split() if o]
     options.append(f"services.{SERVICE_NAME}.workers={settings.workers}")
@@ -165,6 +166,7 @@ def serve(
         or the snapshot, or the server exiting with an error. The message is one line, with URLs redacted.
     """
     install_log_redaction()
+    bound_mlflow_http(os.environ)  # before the model is resolved here: a registry that is down fails in seconds
     try:
         base = ServiceSettings.from_env()
         settings = ServiceSettings(

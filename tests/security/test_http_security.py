@@ -39,7 +39,7 @@ from churnclv.serving import server as server_module
 from churnclv.serving.auth import APIKeyMiddleware
 from churnclv.serving.log_redaction import RedactURLs, RedactValidationInput, install_log_redaction
 from churnclv.serving.metric_labels import OTHER_PATH, MetricPathLabels, RestorePath, bound_metric_labels
-from churnclv.serving.model import ModelLoadError, load_model, resolve_version
+from churnclv.serving.model import ModelLoadError, bound_mlflow_http, load_model, resolve_version
 from churnclv.serving.problems import CLIENT_CLOSED, problem
 from churnclv.serving.server import METRICS_DIR_VAR, ServeError, server_command, server_env
 from churnclv.serving.settings import ServiceSettings
@@ -122,6 +122,26 @@ def test_unreachable_registry_is_one_redacted_load_error(
             assert SHOWN_URI in message and "\n" not in message and "MLFLOW_TRACKING_URI" in message
             assert not _leaks(message), message
     assert not _leaks(_log_text(caplog)), _log_text(caplog)
+
+
+def test_an_http_registry_that_is_down_is_told_as_down_not_as_a_missing_alias(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An HTTP probe's tracking server was down: serve and /reload said 'no version has the alias',
+    and MLflow's retries (7, 120 s each) held serve 252 s and /reload past its 30 s timeout."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # nothing listens on port 1: no wait
+    install_log_redaction()
+    with pytest.raises(ModelLoadError) as info:
+        resolve_version("models:/churnclv@champion", "http://user:S3cret@127.0.0.1:1/?token=S3cret")
+    message = str(info.value)
+    assert "cannot read the registry at" in message and "has the alias" not in message
+    assert "server or database is up" in message and not _leaks(message), message
+    env: dict[str, str] = {}
+    bound_mlflow_http(env)  # serve and the server's processes, unless the environment says otherwise
+    assert env == {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    mine = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+    bound_mlflow_http(mine)
+    assert mine["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"
 
 
 def test_serve_prints_no_password(
