@@ -157,6 +157,17 @@ def bound_mlflow_http(environ: MutableMapping[str, str]) -> None:
         environ.setdefault(key, value)
 
 
+def _check_store(model_uri: str, tracking_uri: str) -> None:
+    """A SQLite store that does not exist is an error here: opening it would create an empty one."""
+    db = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+    if db and db != ":memory:" and not Path(db).exists():
+        raise ModelLoadError(
+            f"model URI {redact_url(model_uri)}: no MLflow store at {redact_url(tracking_uri)} (no such file): "
+            "train a model first (churnclv train), or set --tracking-uri / MLFLOW_TRACKING_URI to the store "
+            "that holds it"
+        )
+
+
 def _client(tracking_uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
@@ -178,6 +189,7 @@ def resolve_version(model_uri: str, tracking_uri: str) -> str | None:
         return None
     if ref.version is not None:
         return ref.version
+    _check_store(model_uri, tracking_uri)
     try:
         return str(_client(tracking_uri).get_model_version_by_alias(ref.name, ref.alias).version)
     except MlflowException as exc:
@@ -203,6 +215,8 @@ def download_model(
         raise ModelLoadError(
             f"model URI {model_uri}: no such model folder: check --model / CHURNCLV_MODEL_URI ({_MODEL_URI_FORMS})"
         )
+    if ref.name is not None:
+        _check_store(model_uri, tracking_uri)
     try:
         if ref.name is not None:
             client = _client(tracking_uri)

@@ -32,7 +32,7 @@ def select_models(
         best = max(eligible, key=lambda c: (sign * values[c], -eligible.index(c)))
         # ties within 1e-9 go to the simpler model
         for c in eligible:
-            if abs(values[c] - values[best]) <= 1e-9:
+            if values[c] == values[best] or abs(values[c] - values[best]) <= 1e-9:  # both -inf: equal
                 best = c
                 break
         selected[target] = best

@@ -133,7 +133,7 @@ def row_draws(
         ga = _gamma_ppf(params["a"], d.base[1])[None, :]
         gb = d.gamma_plus(_gamma_ppf(params["b"], d.base[2]), d.steps_exp[2], xi + extra, params["b"], d.z[1])
         p = ga / (ga + gb)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):  # p near 0: never drops out (inf, then the cap)
             drop_at = np.ceil(np.log(d.u_drop)[None, :] / np.log1p(-np.minimum(p, 1 - 1e-12)))
         cap = np.minimum(np.maximum(drop_at, 1.0), _TABLE).astype(np.int64)
         mean_count = -np.expm1(-lam * p * h) / p if expected else None

@@ -144,6 +144,18 @@ def test_an_http_registry_that_is_down_is_told_as_down_not_as_a_missing_alias(
     assert mine["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"
 
 
+def test_a_sqlite_store_that_does_not_exist_is_not_created(tmp_path: Path) -> None:
+    """score-batch with a mistyped --tracking-uri failed, but left an empty mlflow.db behind."""
+    uri = f"sqlite:///{tmp_path / 'typo' / 'mlflow.db'}"
+    for call in (
+        lambda: resolve_version("models:/churnclv@champion", uri),
+        lambda: load_model("models:/churnclv/1", uri),
+    ):
+        with pytest.raises(ModelLoadError, match="no MLflow store at"):
+            call()
+    assert not (tmp_path / "typo").exists()
+
+
 def test_serve_prints_no_password(
     serve_env: None, one_connect_attempt: None, cli_logging: None, no_server: list[list[str]]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -193,6 +194,13 @@ def test_selection_skips_candidates_missing_a_fold_and_undefined_metrics() -> No
     assert eligible == ["btyd", "gbm"]
     assert select_models(summary, ("btyd", "gbm", "hybrid"), eligible)["churn"] == "btyd"  # NaN never wins
     assert select_models(summary, ("btyd",), []) == {"churn": "btyd", "purchases": "btyd", "spend": "btyd"}
+    # every metric undefined (an as-of past the data): the simplest, and no numpy warning on stderr
+    undefined = summary.assign(churn_auc=np.nan, purchases_mae=np.nan, spend_gini=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert select_models(undefined, ("btyd", "gbm"), eligible) == dict.fromkeys(
+            ("churn", "purchases", "spend"), "btyd"
+        )
 
 
 def test_config_errors(tmp_path: Path) -> None:
