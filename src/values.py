@@ -43,6 +43,7 @@ from churnclv.errors import ChurnclvError
 
 __all__ = [
     "ID_COLUMNS",
+    "BAD_OFFSET",
     "ISO_DATE_START",
     "MAX_ABS_AMOUNT",
     "MAX_EXACT_ID",
@@ -91,6 +92,8 @@ SPECIAL_TIMESTAMPS = (
 # a timestamp's text starts with its date, year first with four digits: ISO 8601, and the forms the
 # ingestion always took (2024-1-1, 2024/01/31: year first, so never ambiguous)
 ISO_DATE_START = r"^[0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2}"
+# a time's UTC offset of 24 hours or more, or of 60 minutes or more (DuckDB reads +25:00 and shifts)
+BAD_OFFSET = r":[0-9]{2}(\.[0-9]+)? ?[+-]([0-9]{2}:?[6-9][0-9]|(2[4-9]|[3-9][0-9])(:?[0-9]{2})?)$"
 
 # the columns each rule applies to, per canonical table
 NUMBER_COLUMNS: dict[str, tuple[str, ...]] = {"transactions": ("amount",), "events": ("value",)}
@@ -241,7 +244,10 @@ def sql_timestamp_rules(column: str, raw: str, parsed: str, *, text_source: bool
             (reason("special", column), f"lower({raw}) IN ({_sql_list(SPECIAL_TIMESTAMPS)})"),
             (
                 reason("unparseable", column),
-                f"{raw} IS NOT NULL AND ({parsed} IS NULL OR NOT regexp_matches({raw}, '{ISO_DATE_START}'))",
+                (
+                    f"{raw} IS NOT NULL AND ({parsed} IS NULL OR NOT regexp_matches({raw}, '{ISO_DATE_START}') "
+                    f"OR regexp_matches({raw}, '{BAD_OFFSET}'))"
+                ),
             ),
         ]
     else:  # a typed timestamp (Parquet, a database): infinite ones are implausible, below
