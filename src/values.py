@@ -42,8 +42,8 @@ import pandas as pd
 from churnclv.errors import ChurnclvError
 
 __all__ = [
-    "ID_COLUMNS",
     "BAD_OFFSET",
+    "ID_COLUMNS",
     "ISO_DATE_START",
     "MAX_ABS_AMOUNT",
     "MAX_EXACT_ID",

@@ -133,13 +133,14 @@ def with_marketing(scores: pd.DataFrame, features: pd.DataFrame, policy: TierPol
             "order value, days between orders) read: compute the features with churnclv.features.compute_features"
         )
     config = policy.tier_config if policy is not None else _default_config()
-    spend = features["net_spend"].to_numpy(dtype=float, na_value=np.nan)
+    # + 0.0: a purchase returned to the cent nets -0.0, shown as "-0.0" in the outputs
+    spend = features["net_spend"].to_numpy(dtype=float, na_value=np.nan) + 0.0
     days = features["n_purchase_days"].to_numpy(dtype=float, na_value=np.nan)
     clv = scores["clv"].to_numpy(dtype=float)
     p_churn = scores["p_churn"].to_numpy(dtype=float)
     cost = acquisition_costs(features, config.acquisition_cost)
     with np.errstate(divide="ignore", invalid="ignore"):
-        aov = np.where(days > 0, spend / days, np.nan)
+        aov = np.where(days > 0, spend / days, np.nan) + 0.0
     extra = pd.DataFrame(
         {
             "historic_clv": spend,

@@ -63,6 +63,13 @@ def test_values_and_units_on_a_hand_made_frame() -> None:
     np.testing.assert_array_equal(out["net_clv"], [np.nan, 14.5, np.nan, np.nan])
 
 
+def test_a_purchase_returned_to_the_cent_shows_0_not_minus_0() -> None:
+    scores, features = _frames()
+    out = with_marketing(scores, features.assign(net_spend=[0.0, -0.0, 300.0, -0.0]), None)
+    for col in ("historic_clv", "avg_order_value"):
+        assert not np.signbit(out[col].to_numpy()[[1, 3]]).any(), out[col].tolist()
+
+
 def test_a_cut_point_belongs_to_the_band_above() -> None:
     bands = RiskBands(medium=0.3, high=0.6)
     p = np.array([0.0, 0.2999, 0.3, 0.5999, 0.6, 1.0])
