@@ -218,7 +218,7 @@ class CustomerScore(BaseModel):
     p_churn: float = Field(description="Probability of no purchase within the horizon")
     p_alive: float = Field(
         description="Probability that the customer is still active, at least 1 - p_churn; for a sign-up "
-        "without a purchase, 1 - p_churn (the chance of a first purchase within the horizon)"
+        "without a purchase, and under BG/NBD a buyer without a repeat purchase, 1 - p_churn"
     )
     expected_purchases: float = Field(description="Expected purchase days within the horizon")
     expected_spend: float = Field(description="Expected net spend within the horizon")
