@@ -123,6 +123,11 @@ class APIKeyMiddleware:
         await self.app(scope, replay, _bounded_errors(send))
 
     def _check(self, scope: dict[str, Any], headers: Mapping[bytes, list[bytes]]) -> JSONResponse | None:
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # Starlette would redirect /score/ to /score at the host the request names (307 to
+            # http://evil.example/score for a forged Host header): answered here instead
+            return problem(404, f"no route {path[:64]!r}: drop the trailing slash, e.g. /score")
         if self._key is not None:
             given = headers.get(API_KEY_HEADER.encode(), [b""])[-1]
             if not hmac.compare_digest(given, self._key):

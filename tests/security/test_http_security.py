@@ -261,7 +261,10 @@ class _App:
 
 
 def _call(
-    headers: dict[str, str] | list[tuple[str, str]], messages: list[dict[str, Any]], max_body: int = 2048
+    headers: dict[str, str] | list[tuple[str, str]],
+    messages: list[dict[str, Any]],
+    max_body: int = 2048,
+    path: str = "/score",
 ) -> tuple[int, bytes, _App, int]:
     """One request through :class:`APIKeyMiddleware`: (status, body, the app, receive calls)."""
     app = _App()
@@ -286,7 +289,7 @@ def _call(
     scope = {
         "type": "http",
         "method": "POST",
-        "path": "/score",
+        "path": path,
         "query_string": b"",
         "root_path": "",
         "headers": [(k.lower().encode(), v.encode()) for k, v in raw],
@@ -294,6 +297,14 @@ def _call(
     asyncio.run(middleware(scope, receive, send))
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], body, app, received
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_host_the_request_names() -> None:
+    """Starlette redirected /score/ with a 307 to the Host header's host (http://evil.example/score)."""
+    body = [{"type": "http.request", "body": b"{}", "more_body": False}]
+    status, answer, app, _ = _call({"host": "evil.example", "content-length": "2"}, body, path="/score/")
+    assert status == 404 and b"trailing slash" in answer and b"evil" not in answer
+    assert app.calls == 0
 
 
 def _chunks(n: int, size: int) -> list[dict[str, Any]]:
