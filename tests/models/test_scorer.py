@@ -252,7 +252,10 @@ def test_btyd_only_scorer_uses_btyd_churn_not_one_minus_p_alive(data) -> None:
     assert scorer.churn_ is None and scorer.spend_ is None
     scores = scorer.score(snapshot)
     one_timers = (snapshot["frequency"] == 0).to_numpy()
-    assert np.allclose(scores.loc[one_timers, "p_alive"], 1.0)
+    # BG/NBD's P(alive) is 1 for every one-time buyer (no drop-out before a repeat purchase), so
+    # 1 - P(alive) cannot rank them; the scores give them 1 - p_churn, the lower bound
+    assert np.allclose(scorer.btyd_.predict(snapshot, 90).loc[one_timers, "p_alive"], 1.0)
+    assert np.allclose(scores.loc[one_timers, "p_alive"], 1 - scores.loc[one_timers, "p_churn"])
     assert scores.loc[one_timers, "p_churn"].std() > 0  # P(no purchase in H) still ranks them
 
 
