@@ -563,11 +563,15 @@ class Scorer:
             if "spend" not in raw
             else clv_from_spend(bt["clv"].to_numpy(), bt_spend, spend, self.clv_fallback_ratio_)
         )
-        if window is not bt:
+        if window is not bt:  # BTYD's own totals are the window's; learned ones are carried to it
             season = self.seasonal_
             assert season is not None  # a window of its own comes from the season
-            purchases = purchases * season.carry(window, bt, "purchases")
-            spend = spend * season.carry(window, bt, "spend")
+            purchases = (
+                purchases * season.carry(window, bt, "purchases")
+                if "purchases" in raw
+                else window["expected_purchases"].to_numpy()
+            )
+            spend = spend * season.carry(window, bt, "spend") if "spend" in raw else window["expected_spend"].to_numpy()
         p_btyd = window["p_churn"].to_numpy()
         p_churn = (
             p_btyd
