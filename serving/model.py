@@ -159,7 +159,7 @@ def bound_mlflow_http(environ: MutableMapping[str, str]) -> None:
 
 def _check_store(model_uri: str, tracking_uri: str) -> None:
     """A SQLite store that does not exist is an error here: opening it would create an empty one."""
-    db = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+    db = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0] if tracking_uri.startswith("sqlite:///") else None
     if db and db != ":memory:" and not Path(db).exists():
         raise ModelLoadError(
             f"model URI {redact_url(model_uri)}: no MLflow store at {redact_url(tracking_uri)} (no such file): "

@@ -228,7 +228,8 @@ class CustomerScore(BaseModel):
         "from the BTYD model's draws, with the chance of spending nothing set to p_churn; 0 whenever p_churn >= 0.1)"
     )
     spend_p50: float | None = Field(
-        description="Realised net spend within the horizon: the median (currency; 0 exactly when p_churn >= 0.5)"
+        description="Realised net spend within the horizon: the median (currency; 0 when p_churn >= 0.5, or when "
+        "the BTYD model's draws hold no purchase)"
     )
     spend_p90: float | None = Field(
         description="Realised net spend within the horizon: 90 % chance of at most this (currency)"

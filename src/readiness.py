@@ -155,17 +155,15 @@ def assess(
     con = connect(memory_limit=memory_limit)
     tables = load_tables(clean, con)
     gg_min = int(BTYDModel().get_params()["gg_min_repeat_buyers"])  # the scorer's default, one definition
-    if as_of is None:
-        last = con.to_pyarrow(tables.transactions.ts.max()).as_py()
-        day = None if last is None else last.date()
-    else:
-        day = as_of_date(as_of)
+    last = con.to_pyarrow(tables.transactions.ts.max()).as_py()  # the data's end, whatever the as-of
+    data_end = None if last is None else last.date()
+    day = data_end if as_of is None else as_of_date(as_of)
     measured = (
         _nothing(tables)
         if day is None
         else _measure(con, tables, day, horizon_days, min_history_days, config or FeatureConfig())
     )
-    models, errors, warnings = judge(measured, day, horizon_days, min_history_days, gg_min)
+    models, errors, warnings = judge(measured, day, horizon_days, min_history_days, gg_min, data_end=data_end)
     verdict = {m.name: m.ok for m in models}
     result = Readiness(
         as_of=day,

@@ -59,12 +59,19 @@ def longest_backtest(measured: dict[str, Any], min_history: int) -> int | None:
 
 
 def judge(
-    m: dict[str, Any], day: dt.date | None, horizon: int, min_history: int, gg_min: int
+    m: dict[str, Any],
+    day: dt.date | None,
+    horizon: int,
+    min_history: int,
+    gg_min: int,
+    *,
+    data_end: dt.date | None = None,
 ) -> tuple[list[ModelReadiness], list[str], list[str]]:
     """One verdict per model (``btyd``, ``gamma_gamma``, ``gbm``, ``hybrid``, ``backtest``), the errors
     and the warnings, from the numbers ``m`` measured as of ``day`` (None: no transaction line at all).
 
-    ``gg_min`` is Gamma-Gamma's minimum of repeat buyers with positive spend (the scorer's default).
+    ``gg_min`` is Gamma-Gamma's minimum of repeat buyers with positive spend (the scorer's default);
+    ``data_end`` the day of the data's last transaction line, after the as-of too (None: not known).
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -93,7 +100,7 @@ def judge(
             f"identified and every churn label would be 'churned'; {later}"
         )
 
-    last = m.get("last_transaction")
+    last = data_end  # the data's end: a quiet month before the as-of, with data after it, is no error
     if day is not None and last is not None and (day - last).days > MAX_DAYS_AFTER_DATA:
         errors.append(
             f"as-of {day} is {(day - last).days:,} days after the last transaction line ({last}): the "

@@ -57,7 +57,10 @@ def redact_url(url: str) -> str:
 # a query parameter whose name says it holds a secret, outside a whole URL: an HTTP library's retry
 # warning quotes the request's path and query only (``/?token=SECRET/api/2.0/...``)
 _SECRET_PARAM = re.compile(
-    r"([?&;][A-Za-z0-9_.\-]*(?:token|passw|pwd|secret|key|auth|sig|credential)[A-Za-z0-9_.\-]*=)[^&;\s'\"]+",
+    # the name holds a secret's word as a whole part (split on _ . -): api_key, access_token,
+    # X-Amz-Signature, client_secret, sslpassword; not design, signup, author or monkey
+    r"([?&;](?:[A-Za-z0-9]+[_.\-])*(?:token|password|passwd|pwd|sslpassword|secret|key|apikey|auth|sig|signature"
+    r"|credential|credentials)(?:[_.\-][A-Za-z0-9]+)*=)[^&;\s'\",)]+",
     re.IGNORECASE,
 )
 

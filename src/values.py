@@ -92,8 +92,11 @@ SPECIAL_TIMESTAMPS = (
 # a timestamp's text starts with its date, year first with four digits: ISO 8601, and the forms the
 # ingestion always took (2024-1-1, 2024/01/31: year first, so never ambiguous)
 ISO_DATE_START = r"^[0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2}"
-# a time's UTC offset of 24 hours or more, or of 60 minutes or more (DuckDB reads +25:00 and shifts)
-BAD_OFFSET = r":[0-9]{2}(\.[0-9]+)? ?[+-]([0-9]{2}:?[6-9][0-9]|(2[4-9]|[3-9][0-9])(:?[0-9]{2})?)$"
+# a time's UTC offset of 24 hours or more, of 60 minutes or more, or with seconds (ISO 8601 has
+# none; DuckDB reads +25:00 and +05:99:00 and shifts the time)
+BAD_OFFSET = (
+    r":[0-9]{2}(\.[0-9]+)? ?[+-]([0-9]{2}:?[6-9][0-9]|(2[4-9]|[3-9][0-9])(:?[0-9]{2})?|[0-9]{2}:?[0-9]{2}:[0-9]{2})$"
+)
 
 # the columns each rule applies to, per canonical table
 NUMBER_COLUMNS: dict[str, tuple[str, ...]] = {"transactions": ("amount",), "events": ("value",)}

@@ -36,6 +36,7 @@ def _tx(**cols):
         # offsets of 24 hours or 60 minutes and more: DuckDB read them and shifted the time
         ({"customer_id": "1", "ts": "2024-01-01 10:00:00+25:00", "amount": "1"}, "unparseable ts"),
         ({"customer_id": "1", "ts": "2024-01-01T10:00-01:75", "amount": "1"}, "unparseable ts"),
+        ({"customer_id": "1", "ts": "2024-01-01 10:00:00+05:99:00", "amount": "1"}, "unparseable ts"),
         ({"customer_id": "1", "ts": "2024-01-01", "amount": None}, "missing amount"),
         ({"customer_id": "1", "ts": "2024-01-01", "amount": "12,50"}, "non-numeric amount"),
         ({"customer_id": "1", "ts": "2024-01-01", "amount": "NaN"}, "non-finite amount"),

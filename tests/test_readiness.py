@@ -409,3 +409,11 @@ def test_an_as_of_long_after_the_data_is_an_error(tmp_path: Path) -> None:
         result = CliRunner().invoke(cli, args)
         errors = json.loads(result.stdout)["readiness"]["errors"]
         assert any(f"after the last transaction line ({last})" in e for e in errors) == refused, errors
+
+
+def test_a_quiet_spell_before_the_as_of_is_not_the_end_of_the_data(tmp_path: Path) -> None:
+    """40 days without a sale just before the as-of, with sales after it: the label windows hold data."""
+    rows = [(f"cust-{i}", str(dt.date(2024, 1, 1) + dt.timedelta(days=3 * i)), 20.0) for i in range(50)]
+    rows += [(f"cust-{i}", "2024-08-01", 25.0) for i in range(50)]  # after the as-of
+    r = assess(_write(tmp_path, transactions=_tx(rows)), "2024-07-10", 90)  # last sale before it: 2024-05-28
+    assert not any("after the last transaction line" in e for e in r.errors), r.errors

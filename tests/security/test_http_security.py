@@ -154,6 +154,10 @@ def test_a_sqlite_store_that_does_not_exist_is_not_created(tmp_path: Path) -> No
         with pytest.raises(ModelLoadError, match="no MLflow store at"):
             call()
     assert not (tmp_path / "typo").exists()
+    (tmp_path / "real.db").touch()
+    with pytest.raises(ModelLoadError) as info:  # a query after an existing file is no typo
+        resolve_version("models:/churnclv@champion", f"sqlite:///{tmp_path / 'real.db'}?timeout=30")
+    assert "no MLflow store" not in str(info.value)
 
 
 def test_serve_prints_no_password(
