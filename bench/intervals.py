@@ -45,7 +45,7 @@ from churnclv.models.btyd import BTYDModel
 from churnclv.models.estimator import ChurnCLV
 from churnclv.models.interval_kernels import common_draws
 from churnclv.models.intervals import _CHUNK as CHUNK
-from churnclv.models.intervals import SpendIntervals, _order_stats
+from churnclv.models.intervals import SCALE_RANGE, SpendIntervals, _order_stats, amount_scale
 
 H = 90
 LEVELS = {"80%": (0.1, 0.9), "50%": (0.25, 0.75)}
@@ -118,11 +118,25 @@ def scorer_rows(name: str, data: Path, days: pd.DataFrame, as_of: dt.date) -> li
     intervals = model.scorer_.intervals_
     assert intervals is not None
     y = window_truth(days, ids, as_of, H)["spend"].to_numpy()
+    bt = model.scorer_.btyd_.predict(snapshot, H, clv_months=0)
+    spend = scores.set_index(scores["customer_id"].astype(str))["expected_spend"].reindex(ids).to_numpy()
+    scale = amount_scale(spend, p_churn, bt["expected_spend"].to_numpy(), bt["p_churn"].to_numpy())
     weighted = intervals.quantiles(snapshot, PROBS, clv=False, expected=False, p_zero=p_churn)
     alone = intervals.quantiles(snapshot, PROBS, clv=False, expected=False)
-    pit = intervals.pit(snapshot, y, p_zero=p_churn)
-    return rows(name, as_of, "scorer", weighted, "spend", y, pit, p_churn) + rows(
-        name, as_of, "scorer, BTYD alone", alone, "spend", y, intervals.pit(snapshot, y), p_churn
+    served = weighted * scale[:, None]
+    print(
+        f"{name} {as_of}: amount scale median {np.median(scale):.3f}, P10-P90 "
+        f"{np.quantile(scale, 0.1):.3f}-{np.quantile(scale, 0.9):.3f}, "
+        f"at a bound {np.mean(np.isin(scale, SCALE_RANGE)):.3%}"
+    )
+    return (
+        rows(
+            name, as_of, "scorer", served, "spend", y, intervals.pit(snapshot, y, p_zero=p_churn, scale=scale), p_churn
+        )
+        + rows(
+            name, as_of, "scorer, unscaled", weighted, "spend", y, intervals.pit(snapshot, y, p_zero=p_churn), p_churn
+        )
+        + rows(name, as_of, "scorer, BTYD alone", alone, "spend", y, intervals.pit(snapshot, y), p_churn)
     )
 
 

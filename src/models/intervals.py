@@ -59,7 +59,15 @@ from churnclv.models.btyd_summary import never_bought_age, unique_rows, validate
 from churnclv.models.interval_kernels import Draws, common_draws, interval_quantiles, row_draws
 from churnclv.models.saved_format import SavedFormatError, check_stamp
 
-__all__ = ["INTERVAL_COLUMNS", "PROBS", "SpendIntervals", "fit_intervals", "with_intervals"]
+__all__ = [
+    "INTERVAL_COLUMNS",
+    "PROBS",
+    "SCALE_RANGE",
+    "SpendIntervals",
+    "amount_scale",
+    "fit_intervals",
+    "with_intervals",
+]
 
 PROBS: tuple[float, ...] = (0.1, 0.5, 0.9)
 # What predict() returns, besides customer_id (predictive intervals of realised spend and CLV).
@@ -172,7 +180,12 @@ class SpendIntervals:
         return self.quantiles(features, PROBS, expected=False)[list(INTERVAL_COLUMNS)]
 
     def pit(
-        self, features: pd.DataFrame, spend: np.ndarray | pd.Series, *, p_zero: np.ndarray | pd.Series | None = None
+        self,
+        features: pd.DataFrame,
+        spend: np.ndarray | pd.Series,
+        *,
+        p_zero: np.ndarray | pd.Series | None = None,
+        scale: np.ndarray | None = None,
     ) -> np.ndarray:
         """Randomised PIT of the realised ``spend`` under the predictive draws.
 
@@ -181,13 +194,16 @@ class SpendIntervals:
         included. The share with ``|PIT - 1/2| <= L / 2`` is the coverage a level-``L`` interval
         would have without the atom at 0 lifting it (a closed interval ``[0, 0]`` covers every 0).
         With ``p_zero`` as in :meth:`quantiles`: ``F(y) = p_zero + (1 - p_zero) G(y)`` for ``y >= 0``,
-        ``G`` the CDF of the positive draws (1 where there are none).
+        ``G`` the CDF of the positive draws (1 where there are none). With ``scale`` (per row,
+        :func:`amount_scale`), the draws' amounts are multiplied by it, as :func:`with_intervals` does.
         """
         self._check_fitted()
         y = np.asarray(spend, dtype=float)
         if y.shape != (len(features),):
             raise ValueError(f"SpendIntervals.pit: spend has shape {y.shape}; expected one value per row of features")
         zero = _zero_share(p_zero, len(features), "pit")
+        if scale is not None:
+            y = y / np.asarray(scale, dtype=float)  # F_scaled(y) = F(y / scale)
         f, r, t, m, unit = self._columns(self.btyd_, features)
         gg = self.btyd_.gg_params_
         draws = common_draws(self.n_draws, self.seed, float(gg["p"]) if gg else 1.0)
@@ -375,23 +391,49 @@ def fit_intervals(btyd: BTYDModel, config: Any, settings: Mapping[str, Any] | No
 
 
 def with_intervals(
-    scores: pd.DataFrame, intervals: SpendIntervals, features: pd.DataFrame, *, clv: bool
+    scores: pd.DataFrame,
+    intervals: SpendIntervals,
+    features: pd.DataFrame,
+    *,
+    clv: bool,
+    scale: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """``scores`` with :data:`INTERVAL_COLUMNS` inserted after its ``clv`` column, row by row of
     ``features`` (same length and order); the ``clv_pXX`` columns are NaN (null in the outputs) when
     not ``clv`` (they cost about 8x the spend intervals), and 0 with a CLV of 0 months. The spend's
     chance of being 0 is ``scores["p_churn"]`` (no purchase within the horizon), so the intervals
-    agree with it: ``spend_p50`` is 0 exactly when ``p_churn >= 0.5``."""
+    agree with it: ``spend_p50`` is 0 exactly when ``p_churn >= 0.5``. ``scale`` (per row,
+    :func:`amount_scale`) multiplies every amount, so the draws' mean is the scores' expected spend."""
     q = intervals.quantiles(
         features, PROBS, clv=clv and intervals.clv_months_ > 0, expected=False, p_zero=scores["p_churn"]
     )
     fill = 0.0 if clv else np.nan
+    factor = np.ones(len(q)) if scale is None else np.asarray(scale, dtype=float)
     extra = pd.DataFrame(
-        {c: q[c].to_numpy() if c in q.columns else np.full(len(q), fill) for c in INTERVAL_COLUMNS},
+        {c: q[c].to_numpy() * factor if c in q.columns else np.full(len(q), fill) for c in INTERVAL_COLUMNS},
         index=scores.index,
     )
     at = scores.columns.get_loc("clv") + 1
     return pd.concat([scores.iloc[:, :at], extra, scores.iloc[:, at:]], axis=1)
+
+
+SCALE_RANGE = (0.1, 10.0)  # the amount scale's bounds: BTYD and the learned spend never disagree more
+
+
+def amount_scale(
+    expected_spend: np.ndarray, p_churn: np.ndarray, btyd_spend: np.ndarray, btyd_p_churn: np.ndarray
+) -> np.ndarray:
+    """Per customer, the factor on the draws' amounts that makes the mean of the draws weighted to
+    ``p_churn`` the scorer's ``expected_spend``: BTYD's spend given a purchase is
+    ``btyd_spend / (1 - btyd_p_churn)``, the weighted draws' mean ``(1 - p_churn)`` times that. Within
+    :data:`SCALE_RANGE`; 1 where BTYD expects no purchase or no spend (nothing to scale)."""
+    expected = np.asarray(expected_spend, dtype=float)
+    buy = 1.0 - np.asarray(btyd_p_churn, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        base = (1.0 - np.asarray(p_churn, dtype=float)) * np.asarray(btyd_spend, dtype=float) / buy
+        factor = expected / base
+    ok = (buy > 1e-9) & (base > 0) & np.isfinite(factor) & (expected > 0)
+    return np.asarray(np.clip(np.where(ok, factor, 1.0), *SCALE_RANGE))
 
 
 def _ranks(n: int, probs: Sequence[float]) -> list[int]:

@@ -35,7 +35,7 @@ from churnclv.models.btyd import BTYDModel
 from churnclv.models.explanations import drivers
 from churnclv.models.gbm import GBMChurnClassifier, GBMCountRegressor, GBMSpendRegressor
 from churnclv.models.inputs import stable_floats
-from churnclv.models.intervals import INTERVAL_COLUMNS, SpendIntervals, fit_intervals, with_intervals
+from churnclv.models.intervals import INTERVAL_COLUMNS, SpendIntervals, amount_scale, fit_intervals, with_intervals
 from churnclv.models.marketing import MARKETING_COLUMNS, with_marketing
 from churnclv.models.next_purchase import WAIT_COLUMNS, consistent_timing
 from churnclv.models.scorer_config import ScorerConfig
@@ -521,7 +521,13 @@ class Scorer:
         parts = self._parts(features, as_of) if parts is None else parts
         out, X = self._base_scores(features, parts), parts.X
         self.intervals_ = getattr(self, "intervals_", None) or fit_intervals(self.btyd_, self.config_)  # by hand
-        out = with_intervals(out, self.intervals_, features, clv=self.config_.clv_intervals)
+        scale = amount_scale(  # the draws' amounts at the scores' expected spend (learned, seasonal)
+            out["expected_spend"].to_numpy(),
+            out["p_churn"].to_numpy(),
+            parts.bt["expected_spend"].to_numpy(),
+            parts.bt["p_churn"].to_numpy(),
+        )
+        out = with_intervals(out, self.intervals_, features, clv=self.config_.clv_intervals, scale=scale)
         out = with_marketing(out, features, self.tiers_)  # before the tiers: the playbook may read them
         contributions = None
         if reasons and self.churn_ is not None and self.config_.top_reasons > 0:

@@ -246,3 +246,34 @@ def test_any_subset_gets_the_reference_quantiles(fitted, rows, seed):
     pd.testing.assert_frame_equal(
         fast, reference_quantiles(model, sub, (0.1, 0.5, 0.9), p_zero)[fast.columns], check_exact=True
     )
+
+
+def test_the_amount_scale_puts_the_weighted_draws_mean_at_the_expected_spend() -> None:
+    from churnclv.models.intervals import SCALE_RANGE, amount_scale
+
+    # BTYD: spend 10 with P(buy) 0.5, so 20 given a purchase; the scorer: P(buy) 0.25, spend 10
+    f = amount_scale(np.array([10.0]), np.array([0.75]), np.array([10.0]), np.array([0.5]))
+    assert f[0] == pytest.approx(10.0 / (0.25 * 20.0))
+    # nothing to scale (BTYD expects no purchase, no spend; the scorer no spend): 1; beyond the range: held
+    odd = amount_scale(
+        np.array([5.0, 5.0, 0.0, 1e9, 1e-9]),
+        np.array([0.5, 0.5, 0.5, 0.5, 0.5]),
+        np.array([0.0, 1.0, 1.0, 1.0, 1.0]),
+        np.array([0.5, 1.0, 0.5, 0.5, 0.5]),
+    )
+    np.testing.assert_array_equal(odd, [1.0, 1.0, 1.0, SCALE_RANGE[1], SCALE_RANGE[0]])
+
+
+def test_scaled_intervals_are_the_weighted_ones_times_the_scale(fitted):
+    from churnclv.models.intervals import with_intervals
+
+    model, frame, future = fitted
+    rows = frame.head(300)
+    scores = pd.DataFrame({"clv": np.ones(300), "p_churn": np.linspace(0.05, 0.95, 300)}, index=rows.index)
+    scale = np.linspace(0.5, 2.0, 300)
+    plain = with_intervals(scores, model, rows, clv=True)
+    scaled = with_intervals(scores, model, rows, clv=True, scale=scale)
+    for col in INTERVAL_COLUMNS:
+        np.testing.assert_allclose(scaled[col], plain[col] * scale)
+    u = model.pit(rows, future[:300] * scale, p_zero=scores["p_churn"], scale=scale)
+    np.testing.assert_allclose(u, model.pit(rows, future[:300], p_zero=scores["p_churn"]))
