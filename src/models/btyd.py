@@ -54,7 +54,7 @@ from sklearn.exceptions import NotFittedError
 
 from churnclv.models import btyd_conditionals as conditional
 from churnclv.models.btyd_fitting import fit_purchases
-from churnclv.models.btyd_spend import capped, fit_spend, monetary_cap, order_value
+from churnclv.models.btyd_spend import CAP_IQR, CAP_MIN_RATIO, capped, fit_spend, monetary_cap, order_value
 from churnclv.models.btyd_summary import never_bought_age, unique_rows, validate_summary
 from churnclv.models.lifetimes_fitters import GG_PARAM_NAMES, PARAM_NAMES, fitter_with_params, pareto_recency, quiet
 from churnclv.models.next_purchase import purchase_wait
@@ -259,8 +259,8 @@ class BTYDModel(BaseEstimator):
             notes = [
                 *notes,
                 (
-                    f"{above} repeat buyer(s) with a mean order value above {cap:.4g} (Q3 + 3 IQR of its log "
-                    f"over the repeat buyers, at least 10 x Q3) taken as {cap:.4g}"
+                    f"{above} repeat buyer(s) with a mean order value above {cap:.4g} (Q3 + {CAP_IQR:g} IQR of its "
+                    f"log over the repeat buyers, at least {CAP_MIN_RATIO:g} x Q3) taken as {cap:.4g}"
                 ),
             ]
             logger.warning("BTYD spend: %s", notes[-1])

@@ -11,7 +11,7 @@ policy, metadata) and one LightGBM model text file per booster (:mod:`churnclv.m
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -282,7 +282,7 @@ class Scorer:
                 )
             if c.spend_model != "btyd":
                 feats = model_features(train, with_btyd=c.spend_model == "hybrid")
-                spend, n_capped = capped_spend_labels(train, getattr(self.btyd_, "monetary_cap_", None))
+                spend, n_capped = capped_spend_labels(train, self.btyd_.monetary_cap_)  # fitted just above
                 if n_capped:
                     notes.append(
                         f"spend labels: {n_capped} training row(s) above {self.btyd_.monetary_cap_:.4g} per "
@@ -370,12 +370,7 @@ class Scorer:
             p_btyd = bt["p_churn"].to_numpy()
             self.churn_calibration_ = soft_platt(blend_logodds(raw["churn"], p_btyd, c.churn_btyd_weight), p_btyd)
         if c.learned_totals == "btyd" or transfer:
-            p_btyd = window["p_churn"].to_numpy()
-            p_churn = (  # as _base_scores gives it, which holds purchases to at least 1 - p_churn
-                p_btyd
-                if "churn" not in raw
-                else churn_probability(raw["churn"], p_btyd, c.churn_btyd_weight, self.churn_calibration_)
-            )
+            p_churn = self._final_churn(raw, window)  # _base_scores holds purchases to at least 1 - p_churn
             for target in ("purchases", "spend"):
                 if target in raw:
                     want = window[f"expected_{target}"].to_numpy()
@@ -385,6 +380,14 @@ class Scorer:
                         else total_factor(raw[target] * carry[target], want)
                     )
                     self.level_factors_[target] = self.level_factors_[target] if factor is None else factor
+
+    def _final_churn(self, raw: Mapping[str, np.ndarray], window: pd.DataFrame) -> np.ndarray:
+        """The scores' ``p_churn``: BTYD's for the window, or the learned model's blended with it."""
+        p_btyd = window["p_churn"].to_numpy()
+        if "churn" not in raw:
+            return np.asarray(p_btyd)
+        c = self.config_
+        return churn_probability(raw["churn"], p_btyd, c.churn_btyd_weight, self.churn_calibration_)
 
     def _chunked_parts(self, chunks: FeatureChunks, as_of: Any) -> _Parts:
         """:meth:`_parts` of a snapshot in chunks: the model outputs of every customer (a few numbers
@@ -578,12 +581,7 @@ class Scorer:
                 else window["expected_purchases"].to_numpy()
             )
             spend = spend * season.carry(window, bt, "spend") if "spend" in raw else window["expected_spend"].to_numpy()
-        p_btyd = window["p_churn"].to_numpy()
-        p_churn = (
-            p_btyd
-            if "churn" not in raw
-            else churn_probability(raw["churn"], p_btyd, c.churn_btyd_weight, self.churn_calibration_)
-        )
+        p_churn = self._final_churn(raw, window)
         # a count is at least the chance it is not 0: E[N] >= P(N >= 1) = 1 - p_churn (the churn and
         # purchases models are two models; 866 of 3,000 customers of a generated world broke it)
         purchases = np.maximum(purchases, 1.0 - p_churn)

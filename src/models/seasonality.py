@@ -67,8 +67,18 @@ class Season:
         )
 
     @cached_property
+    def _year(self) -> np.ndarray:
+        return self._raw(pd.date_range("2001-01-01", periods=365, freq="D"))
+
+    @cached_property
     def _year_mean(self) -> float:
-        return float(self._raw(pd.date_range("2001-01-01", periods=365, freq="D")).mean())
+        return float(self._year.mean())
+
+    @cached_property
+    def spread(self) -> float:
+        """The year's highest multiplier over its lowest."""
+        year = self._year / self._year_mean
+        return float(year.max() / year.min())
 
     def forward(self, as_of: Any, days: float) -> float:
         """Operational length of ``(as_of, as_of + days]``: the sum of ``s`` over it (fractions of a
@@ -311,13 +321,8 @@ class SeasonalBTYD:
         of 0.75-1.25)."""
         col = f"expected_{target}"
         ratio = row_ratio(window[col], calendar[col])
-        level = self.levels[target]
-        return np.asarray(np.clip(ratio, level / self._spread, level * self._spread))
-
-    @cached_property
-    def _spread(self) -> float:
-        s = self.season.multiplier(pd.date_range("2001-01-01", periods=365, freq="D"))
-        return float(s.max() / s.min())
+        level, spread = self.levels[target], self.season.spread
+        return np.asarray(np.clip(ratio, level / spread, level * spread))
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON-ready data (the BTYD part as :meth:`BTYDModel.to_dict`)."""
