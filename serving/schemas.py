@@ -26,9 +26,16 @@ from pydantic import (
 )
 
 from churnclv.models.marketing_config import RISK_BAND_NAMES
-from churnclv.values import ISO_DATE_START, MAX_ABS_AMOUNT, iso_day, number_problem, plausible_date, utc_naive
+from churnclv.values import (
+    ISO_DATE_START,
+    MAX_ABS_AMOUNT,
+    MAX_ID_LENGTH,
+    iso_day,
+    number_problem,
+    plausible_date,
+    utc_naive,
+)
 
-MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 256
 MAX_ATTRIBUTES = 50
 RESERVED_ATTRIBUTES = ("customer_id", "signup_ts")

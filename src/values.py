@@ -47,6 +47,7 @@ __all__ = [
     "ISO_DATE_START",
     "MAX_ABS_AMOUNT",
     "MAX_EXACT_ID",
+    "MAX_ID_LENGTH",
     "MAX_YEAR",
     "MIN_ABS_AMOUNT",
     "MIN_YEAR",
@@ -62,6 +63,7 @@ __all__ = [
     "number_problem",
     "plausible_date",
     "reason",
+    "sql_id_length_rule",
     "sql_id_rules",
     "sql_id_text",
     "sql_number_rules",
@@ -77,6 +79,9 @@ MIN_ABS_AMOUNT = 1e-9
 MIN_YEAR, MAX_YEAR = 1900, 2200
 # floats hold every integer below 2**53 exactly; a float id beyond it may stand for several ids
 MAX_EXACT_ID = 2**53
+# the longest customer id, in characters: the HTTP API's limit, so that every customer the batch
+# scores can be asked for by id
+MAX_ID_LENGTH = 128
 # words that PostgreSQL, DuckDB and others accept as timestamps; none is a date of a customer's life
 SPECIAL_TIMESTAMPS = (
     "infinity",
@@ -125,7 +130,7 @@ def reason(rule: str, column: str) -> str:
     engine error says. Every text starts with the rule's name (the README's table of reasons).
 
     Rules: ``missing``, ``unparseable``, ``special``, ``implausible_ts``, ``non_numeric``,
-    ``non_finite``, ``implausible_number``, ``tiny_number``, ``non_integral_id``.
+    ``non_finite``, ``implausible_number``, ``tiny_number``, ``long_id``, ``non_integral_id``.
     """
     texts = {
         "missing": f"missing {column}",
@@ -136,6 +141,10 @@ def reason(rule: str, column: str) -> str:
         "non_finite": f"non-finite {column} (NaN or infinity)",
         "implausible_number": f"implausible {column}: |{column}| above {_bound(MAX_ABS_AMOUNT)}",
         "tiny_number": f"implausible {column}: |{column}| below {_bound(MIN_ABS_AMOUNT)} and not 0",
+        "long_id": (
+            f"long {column}: more than {MAX_ID_LENGTH} characters, the longest id the HTTP API takes; "
+            "map the ids to shorter keys"
+        ),
         "non_integral_id": (
             f"non-integral {column}: a numeric id must be a whole number below "
             f"2^53 (12.0 is read as 12; NaN, infinity, 12.5 or 1e20 are not ids)"
@@ -279,6 +288,11 @@ def sql_number_rules(column: str, raw: str, parsed: str) -> list[tuple[str, str]
             f"{parsed} IS NOT NULL AND {parsed} <> 0 AND abs({parsed}) < {MIN_ABS_AMOUNT!r}",
         ),
     ]
+
+
+def sql_id_length_rule(column: str, raw: str) -> tuple[str, str]:
+    """``(reason, SQL condition)``: the id's text ``raw`` is longer than :data:`MAX_ID_LENGTH`."""
+    return reason("long_id", column), f"length({raw}) > {MAX_ID_LENGTH}"
 
 
 def sql_id_rules(column: str, raw: str) -> list[tuple[str, str]]:

@@ -41,6 +41,8 @@ def _tx(**cols):
         ({"customer_id": "1", "ts": "2024-01-01", "amount": "12,50"}, "non-numeric amount"),
         ({"customer_id": "1", "ts": "2024-01-01", "amount": "NaN"}, "non-finite amount"),
         ({"customer_id": "1", "ts": "2024-01-01", "amount": "inf"}, "non-finite amount"),
+        # the HTTP API takes ids of up to 128 characters: the batch must not score one it cannot look up
+        ({"customer_id": "x" * 129, "ts": "2024-01-01", "amount": "1"}, "long customer_id"),
     ],
 )
 def test_each_transaction_reject_reason(row: dict, reason: str) -> None:
@@ -53,6 +55,17 @@ def test_each_transaction_reject_reason(row: dict, reason: str) -> None:
     rejects = result.rejects["transactions"]
     assert rejects["_row"].tolist() == [2]  # the row number in the source
     assert rejects["reason"].iloc[0].startswith(reason)
+
+
+def test_ids_of_the_longest_length_the_http_api_takes_are_kept_in_every_table() -> None:
+    longest, longer = "0" + "7" * (values.MAX_ID_LENGTH - 1), "0" + "7" * values.MAX_ID_LENGTH
+    customers = pd.DataFrame({"customer_id": [longest, longer], "signup_ts": ["2024-01-01", "2024-01-01"]})
+    tx = _tx(customer_id=[longest, longer], ts=["2024-01-02"] * 2, amount=[3.0, 3.0])
+    events = pd.DataFrame({"customer_id": [longest, longer], "ts": ["2024-01-02"] * 2, "event_type": ["login"] * 2})
+    result = validate_frames(tx, events, customers)
+    for table in ("transactions", "events", "customers"):
+        assert result.clean[table]["customer_id"].tolist() == [longest], table
+        assert result.rejects[table]["reason"].str.startswith("long customer_id").tolist() == [True], table
 
 
 def test_duplicate_order_line_rejected_but_other_lines_of_the_order_kept() -> None:

@@ -120,6 +120,8 @@ def _rules(
         r, p = f"r_{col}", f"p_{col}"
         if col in spec.required:
             rules.append((values.reason("missing", col), f"{r} IS NULL"))
+        if col == "customer_id":
+            rules.append(values.sql_id_length_rule(col, r))
         if col in values.ID_COLUMNS and (_is_float_type(src_type) or actual in raw.float_columns):
             rules += values.sql_id_rules(col, r)
         if kind == "timestamp":
