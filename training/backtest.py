@@ -14,7 +14,7 @@ import pandas as pd
 
 from churnclv.features import compute_training_frame
 from churnclv.features.inputs import in_sample_ids
-from churnclv.metrics import all_metrics
+from churnclv.metrics import aggregate_pct_error, all_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
 from churnclv.models.gbm_base import lightgbm_threads, usable_cores
 from churnclv.models.inputs import stable_floats
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 
 LEARNED = ("hybrid", "gbm")  # the candidates that fit LightGBM: most of a backtest's time
+TOTALS = ("purchases", "spend")
+OWN_LEVEL = "expected_{}_own_level"  # a learned candidate's totals at its own level, beside BTYD's
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,23 @@ def evaluate_candidate(name: str, train: pd.DataFrame, evaluation: pd.DataFrame,
         model = RecencyBaseline() if name == "recency" else RFMBaseline()
         return model.fit(stable_floats(train)).predict(stable_floats(evaluation)).reset_index(drop=True)
     scorer = _candidate_scorer(name, base).fit(train, evaluation)
-    return scorer.score(evaluation, reasons=False)
+    pred = scorer.score(evaluation, reasons=False)
+    if name in LEARNED and base.learned_totals == "auto":  # both levels' totals, for select_totals_level
+        own = scorer.own_level(evaluation)
+        for target in TOTALS:
+            pred[OWN_LEVEL.format(target)] = own[f"expected_{target}"].to_numpy()
+    return pred
+
+
+def _own_level_metrics(evaluation: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
+    """The aggregate % errors of a learned candidate's totals at its own level (``*_own_level``
+    metrics), taken out of ``pred``: none when it has no such columns."""
+    out = {}
+    for target in TOTALS:
+        col = OWN_LEVEL.format(target)
+        if col in pred.columns:
+            out[f"{target}_agg_pct_error_own_level"] = aggregate_pct_error(evaluation[target], pred.pop(col))
+    return out
 
 
 def run_backtest(
@@ -135,7 +153,7 @@ def run_backtest(
         except FIT_ERRORS as exc:
             fits.finish(fold.index, name)
             return _Fitted(None, {}, f"{type(exc).__name__}: {exc}", 0.0)
-        metrics = all_metrics(evaluation, pred)
+        metrics = {**all_metrics(evaluation, pred), **_own_level_metrics(evaluation, pred)}
         fits.finish(fold.index, name)
         return _Fitted(pred, metrics, None, time.perf_counter() - started)
 

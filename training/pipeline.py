@@ -37,7 +37,7 @@ from churnclv.training.backtest import run_backtest, summarize_backtest, trainin
 from churnclv.training.config import KEY_METRICS, Progress, RunConfig, TrainingError
 from churnclv.training.folds import plan_training, to_day
 from churnclv.training.result import TrainResult
-from churnclv.training.selection import REFIT_FALLBACK, select_churn_blend, select_models
+from churnclv.training.selection import REFIT_FALLBACK, select_churn_blend, select_models, select_totals_level
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,14 @@ def train(
         )
         log.debug("%s (backtest log loss per model@weight %s)", msg, blend.scores)
         say(msg)
+    totals = None
+    if config.scorer.learned_totals == "auto" and eligible:
+        totals = select_totals_level(backtest, selected)
+        if label_h != tc.horizon_days:  # carried from the labels' shorter horizon by BTYD: its level
+            totals = replace(totals, level="btyd", reason=f"labels of {label_h} days carried by BTYD")
+        scorer_extra["learned_totals"] = totals.level
+        level = "the learned models' own level" if totals.level == "learned" else "BTYD's level"
+        say(f"totals: {level} ({totals.reason})")
     say(f"selected: {selected}; refitting on cutoffs closed by {as_of:%Y-%m-%d}")
     if frame is None or plan.backtest_horizon_days != label_h:
         frame = training_frame(
@@ -196,6 +204,10 @@ def train(
         level_window=window,
     )
     del daily, train_rows  # fitted now: not held while the snapshot is scored
+    if totals is not None and scorer.seasonal_ is not None:  # the scorer levels on the season's window
+        totals = replace(
+            totals, level="season", reason=f"a season, levelled on the last closed window; {totals.reason}"
+        )
     timings["final_fit_s"] = time.perf_counter() - t1
     scorer.metadata_.update(
         {
@@ -209,6 +221,8 @@ def train(
             "churn_btyd_weight": scorer.config_.churn_btyd_weight,
             "churn_recalibrate": scorer.config_.churn_recalibrate,
             "label_horizon_days": scorer.config_.label_horizon,
+            "learned_totals": scorer.config_.learned_totals,
+            "totals_level": None if totals is None else asdict(totals),
             "backtest_means": {c: {m: float(summary.loc[c, m]) for m in KEY_METRICS} for c in summary.index},
             "backtest": plan.to_dict(),
             "dropped": dropped,

@@ -117,3 +117,58 @@ def _log_loss(s: np.ndarray, y: np.ndarray, p_btyd: np.ndarray | None) -> float:
         s = a + b * s
     # log(1 + e^s) - y s: the log loss of expit(s), stable for any s
     return float((np.logaddexp(0.0, s) - y * s).mean())
+
+
+# The learned models' own level replaces BTYD's for the totals only on clear evidence: nearer what
+# happened on every fold, at least this many, and by at least this many points of aggregate error
+# on the mean over the folds. One month's demand moves the totals by 10 % and more on CDNOW (a level
+# measured on the previous window chased those shocks: bench/level_calibration.py).
+OWN_LEVEL_MIN_FOLDS = 2
+OWN_LEVEL_MARGIN_PCT = 5.0
+
+
+@dataclass(frozen=True)
+class TotalsLevel:
+    """What sets the learned totals' level (``"btyd"``, ``"learned"``; training notes ``"season"`` when
+    a season levels them on its window), why, and per learned target the aggregate % errors of the
+    folds at BTYD's level and at the learned model's own."""
+
+    level: str
+    reason: str
+    errors: dict[str, dict[str, list[float]]]
+
+
+def select_totals_level(backtest: pd.DataFrame, selected: dict[str, str]) -> TotalsLevel:
+    """``learned_totals = "auto"``: the learned models' own level when the backtest shows it nearer what
+    happened than BTYD's for every learned total (purchases, spend), on every fold and by
+    :data:`OWN_LEVEL_MARGIN_PCT` points on the mean; BTYD's otherwise (the default where the evidence is
+    thin). A subscription shop is where BTYD's level fails: customers who skip a month are gone,
+    BG/NBD keeps them alive (spend +74 % on a backtest where the learned level was +9 %)."""
+    targets = [t for t in ("purchases", "spend") if selected.get(t, "btyd") != "btyd"]
+    if not targets:
+        return TotalsLevel("btyd", "no learned total", {})
+    errors: dict[str, dict[str, list[float]]] = {}
+    said, against = [], []
+    for target in targets:
+        own_col = f"{target}_agg_pct_error_own_level"
+        rows = backtest[backtest["candidate"] == selected[target]]
+        if own_col not in rows.columns:
+            return TotalsLevel("btyd", "the backtest has no totals at the learned models' own level", {})
+        fold_errors = rows[[f"{target}_agg_pct_error", own_col]].to_numpy(float)
+        fold_errors = fold_errors[np.isfinite(fold_errors).all(axis=1)]
+        errors[target] = {
+            "btyd": [round(x, 2) for x in fold_errors[:, 0].tolist()],
+            "learned": [round(x, 2) for x in fold_errors[:, 1].tolist()],
+        }
+        btyd, own = np.abs(fold_errors).T
+        if len(btyd) < OWN_LEVEL_MIN_FOLDS:
+            against.append(f"{target}: {len(btyd)} fold(s), {OWN_LEVEL_MIN_FOLDS} needed")
+            continue
+        said.append(f"{target} mean |error| {own.mean():.1f} % at its own level against BTYD's {btyd.mean():.1f} %")
+        if not (own < btyd).all():
+            against.append(f"{said[-1]}, not nearer on every fold")
+        elif btyd.mean() - own.mean() < OWN_LEVEL_MARGIN_PCT:
+            against.append(f"{said[-1]}, less than {OWN_LEVEL_MARGIN_PCT:g} points nearer")
+    if against:
+        return TotalsLevel("btyd", "; ".join(against), errors)
+    return TotalsLevel("learned", f"nearer on every fold: {'; '.join(said)}", errors)

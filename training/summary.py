@@ -63,6 +63,12 @@ def summary_lines(result: TrainResult, *, as_of: str, horizon_days: int, trackin
     lines.append(
         f"selected:  churn {churn}, purchases {result.selected['purchases']}, spend {result.selected['spend']}"
     )
+    totals = result.scorer.metadata_.get("totals_level")
+    if totals:  # learned_totals = "auto": what the backtest chose, and why
+        level = {"learned": "the learned models' own level", "season": "the season's window"}.get(
+            totals["level"], "BTYD's level"
+        )
+        lines.append(f"totals:    {level} ({totals['reason']})")
     lines.append(f"run:       {result.run_id} in experiment {result.experiment}")
     model = f"model:     {result.model_name} version {result.model_version} (alias {CHALLENGER})"
     if result.promotion is not None:

@@ -355,9 +355,10 @@ class Scorer:
         """Fit on the training snapshot's outputs (a score never depends on who else is scored) what
         carries the learned outputs to the scores: with labels of a shorter horizon (or
         ``churn_recalibrate``), the churn recalibration on BTYD's P(churn) (:func:`~churnclv.models.
-        blending.soft_platt`); per learned total, the factor making it BTYD's (``learned_totals =
-        "btyd"``, and always with labels of a shorter horizon); with a season, BTYD's in operational
-        time, the learned totals carried as :meth:`_base_scores` does."""
+        blending.soft_platt`); per learned total, the factor making it BTYD's (unless ``learned_totals =
+        "learned"``; always with labels of a shorter horizon); with a season, always the window's: BTYD's in
+        operational time at the level of the last closed window (measured on what happened there), the
+        learned totals carried as :meth:`_base_scores` does."""
         c = self.config_
         bt, window, raw = parts.bt, parts.window, parts.raw
         carry: dict[str, np.ndarray | float] = {"purchases": 1.0, "spend": 1.0}
@@ -369,7 +370,7 @@ class Scorer:
         if "churn" in raw and (transfer or c.churn_recalibrate):
             p_btyd = bt["p_churn"].to_numpy()
             self.churn_calibration_ = soft_platt(blend_logodds(raw["churn"], p_btyd, c.churn_btyd_weight), p_btyd)
-        if c.learned_totals == "btyd" or transfer:
+        if c.learned_totals != "learned" or transfer or window is not bt:
             p_churn = self._final_churn(raw, window)  # _base_scores holds purchases to at least 1 - p_churn
             for target in ("purchases", "spend"):
                 if target in raw:
@@ -554,14 +555,17 @@ class Scorer:
         }
         return pd.concat([out, pd.DataFrame(more, index=out.index)], axis=1)
 
-    def _base_scores(self, features: pd.DataFrame, parts: _Parts) -> pd.DataFrame:
-        """The model outputs (no tiers, no reasons) of ``features`` from their :meth:`_parts`.
+    def _base_scores(
+        self, features: pd.DataFrame, parts: _Parts, levels: Mapping[str, float] | None = None
+    ) -> pd.DataFrame:
+        """The model outputs (no tiers, no reasons) of ``features`` from their :meth:`_parts`, at the
+        fitted level factors (or ``levels``).
 
         With a season, BTYD's outputs for the window come from BTYD in operational time and the
         learned totals are carried by each customer's ratio of the two BTYD expectations."""
         c = self.config_
         bt, raw, window = parts.bt, parts.raw, parts.window
-        levels = self.level_factors_
+        levels = self.level_factors_ if levels is None else levels
         bt_spend = bt["expected_spend"].to_numpy()
         spend = raw["spend"] * levels["spend"] if "spend" in raw else bt_spend
         purchases = (
@@ -605,6 +609,16 @@ class Scorer:
             if not np.isfinite(out[col].to_numpy(dtype=float)).all():
                 raise FloatingPointError(f"Scorer.score: {col} has non-finite values; the models are broken")
         return out
+
+    def own_level(self, features: pd.DataFrame, *, as_of: Any = None) -> pd.DataFrame:
+        """``expected_purchases`` and ``expected_spend`` of ``features`` at the learned models' own
+        level: :meth:`score`'s values with every level factor 1 (the purchases floor and a season's
+        carry applied as there), what ``learned_totals = "learned"`` gives without a season. The
+        backtest compares both levels' totals with what happened (``learned_totals = "auto"``)."""
+        self._check_fitted()
+        frame = stable_floats(features.reset_index(drop=True))
+        out = self._base_scores(frame, self._parts(frame, as_of), NO_LEVELS)
+        return out[["customer_id", "expected_purchases", "expected_spend"]]
 
     def feature_config(self) -> FeatureConfig:
         """The feature configuration the scorer was trained with (every path computes features with

@@ -10,9 +10,10 @@ from pydantic import Field, model_validator
 from churnclv.config_schema import Fix, check_table, one_of, rule_error, section, settings
 from churnclv.models.btyd import MODELS as BTYD_MODELS
 
-__all__ = ["MAX_CLV_MONTHS", "SOURCES", "ScorerConfig"]
+__all__ = ["MAX_CLV_MONTHS", "SOURCES", "TOTALS_LEVELS", "ScorerConfig"]
 
 SOURCES = ("btyd", "gbm", "hybrid")
+TOTALS_LEVELS = ("auto", "btyd", "learned")  # what sets the learned purchases' and spend's level
 MAX_CLV_MONTHS = 600  # 50 years: past this the discounted sum no longer moves
 
 ModelSource = Annotated[str, one_of(SOURCES)]
@@ -74,8 +75,11 @@ class ScorerConfig:
     # (churn recalibrated on BTYD's probabilities, totals scaled to BTYD's)
     label_horizon_days: Annotated[int | None, Field(ge=1)] = None
     # "btyd": learned purchases and spend are scaled so that their totals over the training snapshot
-    # are BTYD's (the learned models rank, BTYD sets the level); "learned": used as predicted
-    learned_totals: Annotated[str, one_of(("btyd", "learned"))] = "btyd"
+    # are BTYD's (the learned models rank, BTYD sets the level); "learned": used as predicted; "auto":
+    # training picks one on the backtest (training.selection.select_totals_level), BTYD's without
+    # one. With a season the totals always take the season's window level (measured on the last
+    # closed window), and with labels of a shorter horizon always BTYD's
+    learned_totals: Annotated[str, one_of(TOTALS_LEVELS)] = "auto"
     # a yearly season fitted on the daily purchases (with >= 540 days of history and significant
     # harmonics): BTYD refitted in operational time and the totals carried to the scoring window
     # (models.seasonality); on a seasonal generated world, aggregate purchases -30 %..+142 % -> +6..+17 %

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -109,6 +110,25 @@ def test_level_factors_make_the_learned_totals_btyd_on_the_training_snapshot(fit
         assert fitted.level_factors_[target] != 1.0
         col = f"expected_{target}"
         np.testing.assert_allclose(scores[col].sum(), bt[col].sum(), rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_own_level_is_the_score_without_level_factors(fitted: Scorer, data) -> None:
+    """What the backtest compares BTYD's level with (learned_totals = "auto", the default: BTYD's
+    level when fitted without a backtest, as the test above shows)."""
+    _, snapshot = data
+    assert fitted.config_.learned_totals == "auto"
+    own = fitted.own_level(snapshot)
+    unlevelled = copy.copy(fitted)
+    unlevelled.level_factors_ = {"purchases": 1.0, "spend": 1.0}
+    plain = unlevelled.score(snapshot, reasons=False)
+    assert own["customer_id"].tolist() == snapshot["customer_id"].tolist()
+    for col in ("expected_purchases", "expected_spend"):
+        np.testing.assert_array_equal(own[col].to_numpy(), plain[col].to_numpy())
+    assert (own["expected_purchases"] >= 1 - plain["p_churn"]).all()  # the floor applies at either level
+    levelled = fitted.score(snapshot, reasons=False)
+    assert own["expected_spend"].sum() != pytest.approx(levelled["expected_spend"].sum(), rel=1e-3)
+    assert fitted.level_factors_ != {"purchases": 1.0, "spend": 1.0}  # unchanged by own_level
 
 
 @pytest.fixture(scope="module")

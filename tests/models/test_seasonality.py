@@ -187,6 +187,23 @@ def test_training_scores_of_its_snapshot_are_what_score_gives(seasonal_world: Pa
         scorer.score_fitted(snapshot.iloc[::-1], as_of=as_of)
 
 
+def test_with_a_season_the_totals_take_the_windows_level_whatever_learned_totals_says(seasonal_world: Path) -> None:
+    """The season's window is levelled on what happened in the last closed window: stronger evidence
+    than the learned models' own level, which the backtest (no season) chose against BTYD's alone."""
+    as_of = "2025-06-30"
+    snapshot = compute_features(seasonal_world, as_of)
+    daily = compute_daily_purchases(seasonal_world, as_of)
+    train = compute_training_frame(seasonal_world, as_of, 90, n_cutoffs=3)
+    fits = {}
+    for level in ("btyd", "learned"):
+        scorer = Scorer(config=ScorerConfig(gbm_rounds=40, seed=2, learned_totals=level), tiers=False)
+        fits[level] = scorer.fit(train, snapshot, as_of=as_of, daily=daily)
+        assert scorer.seasonal_ is not None
+    assert fits["learned"].level_factors_ == fits["btyd"].level_factors_ != {"purchases": 1.0, "spend": 1.0}
+    plain = Scorer(config=ScorerConfig(gbm_rounds=40, seed=2, learned_totals="learned", seasonality=False), tiers=False)
+    assert plain.fit(train, snapshot, as_of=as_of, daily=daily).level_factors_ == {"purchases": 1.0, "spend": 1.0}
+
+
 def test_a_level_window_given_as_a_function_is_made_only_for_a_season(seasonal_world: Path) -> None:
     """Training passes the level window as a function (~1 GB at 10M customers, held only while read):
     called once when a season is found, never without one, and the same factors as the window itself."""

@@ -19,7 +19,13 @@ from churnclv.training.backtest import summarize_backtest
 from churnclv.training.config import RunConfig, TrainConfig, TrainingError
 from churnclv.training.folds import Fold, final_train_cutoffs, plan_folds, plan_training
 from churnclv.training.pipeline import train
-from churnclv.training.selection import CHURN_BLEND_WEIGHTS, select_churn_blend, select_models
+from churnclv.training.selection import (
+    CHURN_BLEND_WEIGHTS,
+    OWN_LEVEL_MARGIN_PCT,
+    select_churn_blend,
+    select_models,
+    select_totals_level,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -201,6 +207,49 @@ def test_selection_skips_candidates_missing_a_fold_and_undefined_metrics() -> No
         assert select_models(undefined, ("btyd", "gbm"), eligible) == dict.fromkeys(
             ("churn", "purchases", "spend"), "btyd"
         )
+
+
+def _fold_totals(errors: dict[str, list[tuple[float, float]]], candidate: str = "gbm") -> pd.DataFrame:
+    """Backtest rows of one candidate: per target, each fold's (BTYD level, own level) aggregate % errors."""
+    n = len(next(iter(errors.values())))
+    rows = [{"fold": k + 1, "candidate": candidate} for k in range(n)]
+    for target, pairs in errors.items():
+        for row, (btyd, own) in zip(rows, pairs, strict=True):
+            row[f"{target}_agg_pct_error"], row[f"{target}_agg_pct_error_own_level"] = btyd, own
+    other = [{"fold": k + 1, "candidate": "btyd", "purchases_agg_pct_error": 0.0} for k in range(n)]
+    return pd.DataFrame(rows + other)
+
+
+def test_totals_take_the_learned_level_only_when_it_is_nearer_on_every_fold_by_a_margin() -> None:
+    learned = {"churn": "gbm", "purchases": "gbm", "spend": "gbm"}
+    # the subscription shop's backtest: BTYD keeps lapsed subscribers buying
+    subs = _fold_totals({"purchases": [(70.0, 9.0), (-77.0, 11.0)], "spend": [(70.0, 1.0), (77.0, -3.0)]})
+    chosen = select_totals_level(subs, learned)
+    assert chosen.level == "learned" and "nearer on every fold" in chosen.reason
+    assert chosen.errors["purchases"] == {"btyd": [70.0, -77.0], "learned": [9.0, 11.0]}
+    # one fold where the own level is further: BTYD's, and the reason names the target
+    one_worse = _fold_totals({"purchases": [(70.0, 9.0), (5.0, -6.0)], "spend": [(70.0, 1.0), (77.0, -3.0)]})
+    chosen = select_totals_level(one_worse, learned)
+    assert chosen.level == "btyd" and "purchases" in chosen.reason and "every fold" in chosen.reason
+    # nearer on both folds but by less than the margin on the mean (the month-to-month noise of CDNOW)
+    m = OWN_LEVEL_MARGIN_PCT
+    close = _fold_totals(
+        {"purchases": [(10.0, 10.0 - m / 2), (-8.0, 8.0 - m / 2)], "spend": [(20.0, 1.0), (20.0, 1.0)]}
+    )
+    assert select_totals_level(close, learned).level == "btyd"
+    # one fold is not evidence enough; NaN folds do not count
+    assert (
+        select_totals_level(_fold_totals({"purchases": [(70.0, 9.0)], "spend": [(70.0, 1.0)]}), learned).level == "btyd"
+    )
+    nan_fold = _fold_totals({"purchases": [(70.0, 9.0), (np.nan, 1.0)], "spend": [(70.0, 1.0), (77.0, -3.0)]})
+    assert "1 fold(s)" in select_totals_level(nan_fold, learned).reason
+    # only the learned targets count: spend by BTYD, so its errors do not matter
+    purchases_only = _fold_totals({"purchases": [(70.0, 9.0), (-77.0, 11.0)], "spend": [(1.0, 70.0), (1.0, 70.0)]})
+    assert select_totals_level(purchases_only, {**learned, "spend": "btyd"}).level == "learned"
+    assert select_totals_level(purchases_only, learned).level == "btyd"
+    # the rows read are the selected candidate's
+    assert select_totals_level(subs, {**learned, "purchases": "hybrid"}).level == "btyd"
+    assert select_totals_level(subs, dict.fromkeys(learned, "btyd")).reason == "no learned total"
 
 
 def test_config_errors(tmp_path: Path) -> None:

@@ -332,6 +332,29 @@ def ten_years(folder: Path, seed: int) -> Built:
     return Built(folder, {"transactions": tx}, probe=_most_lines(tx, "2024-12-31"))
 
 
+def subscriptions(folder: Path, seed: int) -> Built:
+    """A subscription shop: 400 customers start a monthly plan through 2023 and pay 29.99 on the same day
+    of each month until they cancel (6 % a month); nobody who skipped a month comes back. The lines
+    run to 2025-03-31, past the as-of, so the test can compare the totals with what followed. Notes:
+    ``lapsed``, the customers whose last charge is over 45 days before 2024-12-31."""
+    rng = np.random.default_rng(seed)
+    ids = _ids("sub", 400)
+    starts = pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 365, len(ids)), unit="D")
+    months = rng.geometric(0.06, len(ids))  # charges before the cancellation
+    rows = []
+    for cid, start, n in zip(ids, starts, months, strict=True):
+        for k in range(int(n)):
+            ts = start + pd.DateOffset(months=k)
+            if ts > pd.Timestamp("2025-03-31"):
+                break
+            rows.append((cid, ts))
+    tx = pd.DataFrame(rows, columns=["customer_id", "ts"]).assign(amount=29.99)
+    _write(folder, {"transactions": tx}, "parquet")
+    last = tx[tx["ts"] <= "2024-12-31"].groupby("customer_id")["ts"].max()
+    lapsed = sorted(last.index[last < pd.Timestamp("2024-12-31") - pd.Timedelta(days=45)])
+    return Built(folder, {"transactions": tx}, probe=_most_lines(tx, "2024-12-31"), notes={"lapsed": lapsed})
+
+
 SHAPES: tuple[Shape, ...] = (
     Shape("cdnow_sample", cdnow_sample, as_of="1998-06-30", about="CDNOW 1/10 sample as shipped"),
     Shape(
@@ -379,6 +402,7 @@ SHAPES: tuple[Shape, ...] = (
         about="10 % of customers return more than they bought",
     ),
     Shape("ten_years", ten_years, as_of="2024-12-31", seed=11, about="10 years of history"),
+    Shape("subscriptions", subscriptions, as_of="2024-12-31", seed=12, about="monthly plans: a skipped month is gone"),
 )
 
 
