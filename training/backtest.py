@@ -14,7 +14,7 @@ import pandas as pd
 
 from churnclv.features import compute_training_frame
 from churnclv.features.inputs import in_sample_ids
-from churnclv.metrics import aggregate_pct_error, all_metrics
+from churnclv.metrics import all_metrics, purchases_metrics, spend_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
 from churnclv.models.gbm_base import lightgbm_threads, usable_cores
 from churnclv.models.inputs import stable_floats
@@ -31,13 +31,12 @@ from churnclv.training.config import (
 )
 from churnclv.training.folds import Fold, plan_folds, to_day
 from churnclv.training.progress import BacktestProgress, format_seconds
+from churnclv.training.selection import OWN_LEVEL, TOTALS
 
 log = logging.getLogger(__name__)
 
 
 LEARNED = ("hybrid", "gbm")  # the candidates that fit LightGBM: most of a backtest's time
-TOTALS = ("purchases", "spend")
-OWN_LEVEL = "expected_{}_own_level"  # a learned candidate's totals at its own level, beside BTYD's
 
 
 @dataclass(frozen=True)
@@ -65,22 +64,28 @@ def evaluate_candidate(name: str, train: pd.DataFrame, evaluation: pd.DataFrame,
         return model.fit(stable_floats(train)).predict(stable_floats(evaluation)).reset_index(drop=True)
     scorer = _candidate_scorer(name, base).fit(train, evaluation)
     pred = scorer.score(evaluation, reasons=False)
-    if name in LEARNED and base.learned_totals == "auto":  # both levels' totals, for select_totals_level
-        own = scorer.own_level(evaluation)
-        for target in TOTALS:
-            pred[OWN_LEVEL.format(target)] = own[f"expected_{target}"].to_numpy()
+    if name in LEARNED and base.learned_totals == "auto":  # both levels, for select_totals_level
+        try:
+            own = scorer.own_level(evaluation)
+        except FIT_ERRORS as exc:  # the candidate stands; its level is not measured on this fold
+            log.warning("%s: no totals at its own level on this fold: %s", name, exc)
+        else:
+            for target in TOTALS:
+                pred[f"expected_{target}{OWN_LEVEL}"] = own[f"expected_{target}"].to_numpy()
     return pred
 
 
 def _own_level_metrics(evaluation: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
-    """The aggregate % errors of a learned candidate's totals at its own level (``*_own_level``
-    metrics), taken out of ``pred``: none when it has no such columns."""
-    out = {}
-    for target in TOTALS:
-        col = OWN_LEVEL.format(target)
-        if col in pred.columns:
-            out[f"{target}_agg_pct_error_own_level"] = aggregate_pct_error(evaluation[target], pred.pop(col))
-    return out
+    """A learned candidate's purchases and spend metrics at its own level (``*_own_level``), from its
+    ``expected_*_own_level`` columns, taken out of ``pred``; none without them."""
+    own = {t: pred.pop(f"expected_{t}{OWN_LEVEL}") for t in TOTALS if f"expected_{t}{OWN_LEVEL}" in pred.columns}
+    if len(own) < len(TOTALS):
+        return {}
+    metrics = {
+        **purchases_metrics(evaluation["purchases"], own["purchases"]),
+        **spend_metrics(evaluation["spend"], own["spend"]),
+    }
+    return {f"{k}{OWN_LEVEL}": v for k, v in metrics.items()}
 
 
 def run_backtest(

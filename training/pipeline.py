@@ -35,9 +35,16 @@ from churnclv.models.seasonality import MIN_SEASON_HISTORY_DAYS, SUMMARY_COLUMNS
 from churnclv.readiness import assess
 from churnclv.training.backtest import run_backtest, summarize_backtest, training_frame
 from churnclv.training.config import KEY_METRICS, Progress, RunConfig, TrainingError
-from churnclv.training.folds import plan_training, to_day
+from churnclv.training.folds import TrainingPlan, plan_training, to_day
 from churnclv.training.result import TrainResult
-from churnclv.training.selection import REFIT_FALLBACK, select_churn_blend, select_models, select_totals_level
+from churnclv.training.selection import (
+    REFIT_FALLBACK,
+    TotalsLevel,
+    at_learned_level,
+    select_churn_blend,
+    select_models,
+    select_totals_level,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +160,10 @@ def train(
         )
         log.debug("%s (backtest log loss per model@weight %s)", msg, blend.scores)
         say(msg)
-    totals = None
-    if config.scorer.learned_totals == "auto" and eligible:
-        totals = select_totals_level(backtest, selected)
-        if label_h != tc.horizon_days:  # carried from the labels' shorter horizon by BTYD: its level
-            totals = replace(totals, level="btyd", reason=f"labels of {label_h} days carried by BTYD")
-        scorer_extra["learned_totals"] = totals.level
-        level = "the learned models' own level" if totals.level == "learned" else "BTYD's level"
-        say(f"totals: {level} ({totals.reason})")
+    # the totals' level (learned_totals = "auto"), chosen for the models the final fit ends up with
+    totals_for = None
+    if config.scorer.learned_totals == "auto":
+        totals_for = functools.partial(_totals_level, backtest, bool(eligible), plan, label_h)
     say(f"selected: {selected}; refitting on cutoffs closed by {as_of:%Y-%m-%d}")
     if frame is None or plan.backtest_horizon_days != label_h:
         frame = training_frame(
@@ -192,7 +195,7 @@ def train(
         daily = compute_daily_purchases(clean, as_of.date(), memory_limit=tc.memory_limit, config=config.features)
         # made when the season is fitted, and let go then (~1 GB at 10M customers)
         window = functools.partial(_level_window, clean, as_of, config, first_ts)
-    scorer, selected = _final_fit(
+    scorer, selected, totals = _final_fit(
         config,
         selected,
         train_rows,
@@ -202,12 +205,14 @@ def train(
         scorer_extra,
         daily=daily,
         level_window=window,
+        totals_for=totals_for,
     )
     del daily, train_rows  # fitted now: not held while the snapshot is scored
-    if totals is not None and scorer.seasonal_ is not None:  # the scorer levels on the season's window
-        totals = replace(
-            totals, level="season", reason=f"a season, levelled on the last closed window; {totals.reason}"
-        )
+    if totals is not None:
+        say(f"totals: {totals}")
+        if totals.level == "learned":  # the backtest's figures as the scorer ships
+            backtest = at_learned_level(backtest)
+            summary, _ = summarize_backtest(backtest, plan.folds, tc.candidates)
     timings["final_fit_s"] = time.perf_counter() - t1
     scorer.metadata_.update(
         {
@@ -300,6 +305,20 @@ def _level_window(
     return LevelWindow(cutoff=cutoff, features=features, totals=totals)
 
 
+def _totals_level(
+    backtest: pd.DataFrame, eligible: bool, plan: TrainingPlan, label_h: int, choice: dict[str, str]
+) -> TotalsLevel:
+    """``learned_totals = "auto"`` resolved for the models ``choice`` holds: BTYD's level without a
+    backtest of them at the horizon, else :func:`select_totals_level`."""
+    if not eligible:
+        return TotalsLevel("btyd", "no learned model was backtested on every fold", {})
+    if label_h != plan.horizon_days:
+        return TotalsLevel("btyd", f"labels of {label_h} days, carried to {plan.horizon_days} by BTYD", {})
+    if not plan.backtested:
+        return TotalsLevel("btyd", f"not backtested at {plan.horizon_days} days", {})
+    return select_totals_level(backtest, choice)
+
+
 def _final_fit(
     config: RunConfig,
     selected: dict[str, str],
@@ -311,23 +330,35 @@ def _final_fit(
     *,
     daily: pd.DataFrame | None = None,
     level_window: Callable[[], LevelWindow | None] | None = None,
-) -> tuple[Scorer, dict[str, str]]:
+    totals_for: Callable[[dict[str, str]], TotalsLevel] | None = None,
+) -> tuple[Scorer, dict[str, str], TotalsLevel | None]:
     """Fit the selected models, keeping the snapshot's model outputs (:meth:`Scorer.score_fitted`); when
     that fails, step every learned target down REFIT_FALLBACK (hybrid -> gbm -> btyd) and retry,
-    logging why. Raises TrainingError when BTYD itself fails."""
+    logging why. ``totals_for`` gives the totals' level of the models tried (the level the backtest
+    showed for those very models); a season levelled on the last closed window sets it instead
+    (``"season"``). Raises TrainingError when BTYD itself fails."""
     choice = dict(selected)
     while True:
+        totals = None if totals_for is None else totals_for(choice)
+        extra: dict[str, Any] = dict(scorer_extra or {})
+        if totals is not None:
+            extra["learned_totals"] = totals.level
         scorer_cfg = replace(
             config.scorer,
             churn_model=choice["churn"],
             purchases_model=choice["purchases"],
             spend_model=choice["spend"],
-            **(scorer_extra or {}),
+            **extra,
         )
         try:
             scorer = Scorer(config=scorer_cfg, tiers=config.tiers)
             scorer.fit(train_rows, snapshot, as_of=as_of, daily=daily, level_window=level_window, keep_parts=True)
-            return scorer, choice
+            season = scorer.seasonal_
+            if totals is not None and season is not None and season.levels_from is not None:
+                totals = replace(
+                    totals, level="season", reason=f"levelled on the window after {season.levels_from}; {totals.reason}"
+                )
+            return scorer, choice, totals
         except FIT_ERRORS as exc:
             reason = f"{type(exc).__name__}: {exc}"
             if all(m == "btyd" for m in choice.values()):

@@ -14,6 +14,7 @@ from churnclv.names import CHALLENGER
 from churnclv.redaction import redact_url
 from churnclv.training.reports import format_summary
 from churnclv.training.result import TrainResult
+from churnclv.training.selection import TotalsLevel
 
 __all__ = ["COLUMNS", "artifact_folder", "summary_lines"]
 
@@ -65,10 +66,7 @@ def summary_lines(result: TrainResult, *, as_of: str, horizon_days: int, trackin
     )
     totals = result.scorer.metadata_.get("totals_level")
     if totals:  # learned_totals = "auto": what the backtest chose, and why
-        level = {"learned": "the learned models' own level", "season": "the season's window"}.get(
-            totals["level"], "BTYD's level"
-        )
-        lines.append(f"totals:    {level} ({totals['reason']})")
+        lines.append(f"totals:    {TotalsLevel(**totals)}")
     lines.append(f"run:       {result.run_id} in experiment {result.experiment}")
     model = f"model:     {result.model_name} version {result.model_version} (alias {CHALLENGER})"
     if result.promotion is not None:

@@ -80,8 +80,10 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         Recalibrate that blend on BTYD's churn probabilities at the snapshot (BTYD's level).
     label_horizon_days : int, optional
         The learned models' label horizon when shorter than ``horizon_days``.
-    learned_totals : {"btyd", "learned"}
-        Whether learned purchases and spend are scaled to BTYD's totals.
+    learned_totals : {"auto", "btyd", "learned"}
+        Whether learned purchases and spend are scaled to BTYD's totals (``"btyd"``) or kept at their
+        own level (``"learned"``); ``"auto"`` is chosen on the backtest by ``churnclv train`` and is
+        BTYD's level here (no backtest). A season levelled on its last closed window sets it anyway.
     seasonality, clv_intervals : bool
         A yearly season (needs ``daily=`` in :meth:`fit`); the CLV intervals.
     tiers : TierConfig, dict, path, TierPolicy, None or False

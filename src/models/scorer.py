@@ -356,9 +356,10 @@ class Scorer:
         carries the learned outputs to the scores: with labels of a shorter horizon (or
         ``churn_recalibrate``), the churn recalibration on BTYD's P(churn) (:func:`~churnclv.models.
         blending.soft_platt`); per learned total, the factor making it BTYD's (unless ``learned_totals =
-        "learned"``; always with labels of a shorter horizon); with a season, always the window's: BTYD's in
-        operational time at the level of the last closed window (measured on what happened there), the
-        learned totals carried as :meth:`_base_scores` does."""
+        "learned"``; always with labels of a shorter horizon); with a season, BTYD's in operational time,
+        the learned totals carried as :meth:`_base_scores` does, and always when the season's level was
+        measured on the last closed window (what happened there is stronger evidence than either
+        model's level)."""
         c = self.config_
         bt, window, raw = parts.bt, parts.window, parts.raw
         carry: dict[str, np.ndarray | float] = {"purchases": 1.0, "spend": 1.0}
@@ -370,7 +371,8 @@ class Scorer:
         if "churn" in raw and (transfer or c.churn_recalibrate):
             p_btyd = bt["p_churn"].to_numpy()
             self.churn_calibration_ = soft_platt(blend_logodds(raw["churn"], p_btyd, c.churn_btyd_weight), p_btyd)
-        if c.learned_totals != "learned" or transfer or window is not bt:
+        measured = window is not bt and self.seasonal_ is not None and self.seasonal_.levels_from is not None
+        if c.learned_totals != "learned" or transfer or measured:
             p_churn = self._final_churn(raw, window)  # _base_scores holds purchases to at least 1 - p_churn
             for target in ("purchases", "spend"):
                 if target in raw:

@@ -77,8 +77,8 @@ class ScorerConfig:
     # "btyd": learned purchases and spend are scaled so that their totals over the training snapshot
     # are BTYD's (the learned models rank, BTYD sets the level); "learned": used as predicted; "auto":
     # training picks one on the backtest (training.selection.select_totals_level), BTYD's without
-    # one. With a season the totals always take the season's window level (measured on the last
-    # closed window), and with labels of a shorter horizon always BTYD's
+    # one. A season levelled on its last closed window sets the level whatever this says, and
+    # labels of a shorter horizon always take BTYD's
     learned_totals: Annotated[str, one_of(TOTALS_LEVELS)] = "auto"
     # a yearly season fitted on the daily purchases (with >= 540 days of history and significant
     # harmonics): BTYD refitted in operational time and the totals carried to the scoring window

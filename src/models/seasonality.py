@@ -269,12 +269,20 @@ class SeasonalBTYD:
 
     ``predict`` gives ``p_alive``, ``p_churn``, ``expected_purchases`` and ``expected_spend`` for the
     calendar window ``(as_of, as_of + H]`` (its operational length is the horizon), the totals times
-    ``levels`` (what the last closed window showed BTYD over- or under-predicts, :meth:`with_levels`)."""
+    ``levels`` (what the last closed window showed BTYD over- or under-predicts, :meth:`with_levels`;
+    ``levels_from``, that window's cutoff, None when no window was measured)."""
 
-    def __init__(self, season: Season, btyd: BTYDModel, levels: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        season: Season,
+        btyd: BTYDModel,
+        levels: Mapping[str, float] | None = None,
+        levels_from: str | None = None,
+    ) -> None:
         self.season = season
         self.btyd = btyd
         self.levels = {"purchases": 1.0, "spend": 1.0, **(levels or {})}
+        self.levels_from = levels_from
 
     def with_levels(self, daily: pd.DataFrame, window: LevelWindow, horizon_days: int) -> tuple[SeasonalBTYD, str]:
         """A copy with level factors measured on ``window``: the same model (BTYD and its season
@@ -292,7 +300,7 @@ class SeasonalBTYD:
             got = float(pred[f"expected_{target}"].sum())
             ok = got > 0 and want > 0
             levels[target] = float(np.clip(want / got, *LEVEL_RANGE)) if ok else 1.0
-        return SeasonalBTYD(self.season, self.btyd, levels), (
+        return SeasonalBTYD(self.season, self.btyd, levels, str(pd.Timestamp(window.cutoff).date())), (
             f"level factors from the window after {pd.Timestamp(window.cutoff).date()}: purchases "
             f"{levels['purchases']:.3f}, spend {levels['spend']:.3f}"
         )
@@ -326,7 +334,8 @@ class SeasonalBTYD:
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON-ready data (the BTYD part as :meth:`BTYDModel.to_dict`)."""
-        return {"season": self.season.to_dict(), "btyd": self.btyd.to_dict(), "levels": dict(self.levels)}
+        out = {"season": self.season.to_dict(), "btyd": self.btyd.to_dict(), "levels": dict(self.levels)}
+        return out if self.levels_from is None else {**out, "levels_from": self.levels_from}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SeasonalBTYD | None:
@@ -336,7 +345,8 @@ class SeasonalBTYD:
         levels = {k: float(v) for k, v in dict(data.get("levels") or {}).items()}
         if set(levels) - {"purchases", "spend"} or not all(np.isfinite(v) and v > 0 for v in levels.values()):
             raise ValueError(f"levels must be purchases/spend factors > 0, got {levels}")
-        return cls(Season.from_dict(data["season"]), BTYDModel.from_dict(data["btyd"]), levels)
+        levels_from = data.get("levels_from")
+        return cls(Season.from_dict(data["season"]), BTYDModel.from_dict(data["btyd"]), levels, levels_from)
 
 
 def fit_seasonal_btyd(

@@ -187,21 +187,38 @@ def test_training_scores_of_its_snapshot_are_what_score_gives(seasonal_world: Pa
         scorer.score_fitted(snapshot.iloc[::-1], as_of=as_of)
 
 
-def test_with_a_season_the_totals_take_the_windows_level_whatever_learned_totals_says(seasonal_world: Path) -> None:
-    """The season's window is levelled on what happened in the last closed window: stronger evidence
-    than the learned models' own level, which the backtest (no season) chose against BTYD's alone."""
-    as_of = "2025-06-30"
+def test_a_season_levelled_on_the_last_window_sets_the_totals_whatever_learned_totals_says(
+    seasonal_world: Path,
+) -> None:
+    """The season's window levelled on what happened in the last closed window is stronger evidence
+    than the learned models' own level, which the backtest (no season) chose against BTYD's alone.
+    A season whose level was not measured (no window closed in its history) leaves "learned" alone."""
+    as_of, cutoff, h = "2025-06-30", "2025-04-01", 90
     snapshot = compute_features(seasonal_world, as_of)
     daily = compute_daily_purchases(seasonal_world, as_of)
-    train = compute_training_frame(seasonal_world, as_of, 90, n_cutoffs=3)
-    fits = {}
-    for level in ("btyd", "learned"):
-        scorer = Scorer(config=ScorerConfig(gbm_rounds=40, seed=2, learned_totals=level), tiers=False)
-        fits[level] = scorer.fit(train, snapshot, as_of=as_of, daily=daily)
-        assert scorer.seasonal_ is not None
-    assert fits["learned"].level_factors_ == fits["btyd"].level_factors_ != {"purchases": 1.0, "spend": 1.0}
-    plain = Scorer(config=ScorerConfig(gbm_rounds=40, seed=2, learned_totals="learned", seasonality=False), tiers=False)
-    assert plain.fit(train, snapshot, as_of=as_of, daily=daily).level_factors_ == {"purchases": 1.0, "spend": 1.0}
+    train = compute_training_frame(seasonal_world, as_of, h, n_cutoffs=3)
+    window = LevelWindow(
+        pd.Timestamp(cutoff),
+        compute_features(seasonal_world, cutoff),
+        compute_label_totals(seasonal_world, cutoff, h, as_of=as_of),
+    )
+    no_levels = {"purchases": 1.0, "spend": 1.0}
+
+    def fit(level: str, seasonality: bool = True, level_window: LevelWindow | None = window) -> Scorer:
+        config = ScorerConfig(gbm_rounds=40, seed=2, learned_totals=level, seasonality=seasonality)
+        return Scorer(config=config, tiers=False).fit(
+            train, snapshot, as_of=as_of, daily=daily, level_window=level_window
+        )
+
+    btyd, learned = fit("btyd"), fit("learned")
+    assert learned.seasonal_ is not None and learned.seasonal_.levels_from == cutoff
+    assert learned.level_factors_ == btyd.level_factors_ != no_levels
+    unmeasured = fit("learned", level_window=None)  # no closed window in the season's history
+    assert unmeasured.seasonal_ is not None and unmeasured.seasonal_.levels_from is None
+    assert unmeasured.level_factors_ == no_levels
+    assert fit("learned", seasonality=False).level_factors_ == no_levels
+    again = SeasonalBTYD.from_dict(json.loads(json.dumps(learned.seasonal_.to_dict())))
+    assert again is not None and again.levels_from == cutoff
 
 
 def test_a_level_window_given_as_a_function_is_made_only_for_a_season(seasonal_world: Path) -> None:

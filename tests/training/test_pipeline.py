@@ -22,6 +22,7 @@ from churnclv.training.pipeline import train
 from churnclv.training.selection import (
     CHURN_BLEND_WEIGHTS,
     OWN_LEVEL_MARGIN_PCT,
+    at_learned_level,
     select_churn_blend,
     select_models,
     select_totals_level,
@@ -225,16 +226,17 @@ def test_totals_take_the_learned_level_only_when_it_is_nearer_on_every_fold_by_a
     # the subscription shop's backtest: BTYD keeps lapsed subscribers buying
     subs = _fold_totals({"purchases": [(70.0, 9.0), (-77.0, 11.0)], "spend": [(70.0, 1.0), (77.0, -3.0)]})
     chosen = select_totals_level(subs, learned)
-    assert chosen.level == "learned" and "nearer on every fold" in chosen.reason
+    assert chosen.level == "learned" and "purchases: mean |error| 10.0 % at the learned level" in chosen.reason
+    assert "73.5 % at BTYD's, nearer on 2 of 2 folds" in chosen.reason
     assert chosen.errors["purchases"] == {"btyd": [70.0, -77.0], "learned": [9.0, 11.0]}
     # one fold where the own level is further: BTYD's, and the reason names the target
     one_worse = _fold_totals({"purchases": [(70.0, 9.0), (5.0, -6.0)], "spend": [(70.0, 1.0), (77.0, -3.0)]})
     chosen = select_totals_level(one_worse, learned)
-    assert chosen.level == "btyd" and "purchases" in chosen.reason and "every fold" in chosen.reason
+    assert chosen.level == "btyd" and "nearer on 1 of 2 folds" in chosen.reason
     # nearer on both folds but by less than the margin on the mean (the month-to-month noise of CDNOW)
     m = OWN_LEVEL_MARGIN_PCT
     close = _fold_totals(
-        {"purchases": [(10.0, 10.0 - m / 2), (-8.0, 8.0 - m / 2)], "spend": [(20.0, 1.0), (20.0, 1.0)]}
+        {"purchases": [(20.0, 20.0 - m / 2), (-18.0, 18.0 - m / 2)], "spend": [(30.0, 1.0), (30.0, 1.0)]}
     )
     assert select_totals_level(close, learned).level == "btyd"
     # one fold is not evidence enough; NaN folds do not count
@@ -250,6 +252,23 @@ def test_totals_take_the_learned_level_only_when_it_is_nearer_on_every_fold_by_a
     # the rows read are the selected candidate's
     assert select_totals_level(subs, {**learned, "purchases": "hybrid"}).level == "btyd"
     assert select_totals_level(subs, dict.fromkeys(learned, "btyd")).reason == "no learned total"
+
+
+def test_the_backtest_at_the_learned_level_reports_what_ships() -> None:
+    rows = pd.DataFrame(
+        {
+            "candidate": ["btyd", "gbm"],
+            "purchases_mae": [0.5, 0.4],
+            "purchases_mae_own_level": [np.nan, 0.3],
+            "spend_agg_pct_error": [70.0, 70.0],
+            "spend_agg_pct_error_own_level": [np.nan, 2.0],
+        }
+    )
+    shipped = at_learned_level(rows)
+    assert shipped["purchases_mae"].tolist() == [0.5, 0.3]
+    assert shipped["spend_agg_pct_error"].tolist() == [70.0, 2.0]
+    assert shipped["spend_agg_pct_error_own_level"].tolist()[1] == 2.0  # kept beside
+    assert rows["purchases_mae"].tolist() == [0.5, 0.4]  # a copy
 
 
 def test_config_errors(tmp_path: Path) -> None:
@@ -319,5 +338,9 @@ def test_the_final_refit_falls_back_hybrid_gbm_btyd(small_world: Path, monkeypat
     )
     result = train(small_world, "2025-10-02", FAST_RUN)
     assert result.selected == {"churn": "gbm", "purchases": "gbm", "spend": "btyd"}
+    # the totals' level is the one the backtest showed for the models fitted, not for the hybrid
+    totals = result.scorer.metadata_["totals_level"]
+    assert set(totals["errors"]) == {"purchases"}
+    assert totals["errors"] == select_totals_level(result.backtest, result.selected).errors
     final = [d for d in result.dropped if d["stage"] == "final"]
     assert len(final) == 1 and "fell back to" in final[0]["reason"] and "injected" in final[0]["reason"]
