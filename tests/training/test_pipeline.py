@@ -210,13 +210,17 @@ def test_selection_skips_candidates_missing_a_fold_and_undefined_metrics() -> No
         )
 
 
-def _fold_totals(errors: dict[str, list[tuple[float, float]]], candidate: str = "gbm") -> pd.DataFrame:
-    """Backtest rows of one candidate: per target, each fold's (BTYD level, own level) aggregate % errors."""
+def _fold_totals(
+    errors: dict[str, list[tuple[float, float]]], candidate: str = "gbm", noise: float = 2.0
+) -> pd.DataFrame:
+    """Backtest rows of one candidate: per target, each fold's (BTYD level, own level) aggregate % errors,
+    the realised totals' standard error ``noise`` (in %)."""
     n = len(next(iter(errors.values())))
     rows = [{"fold": k + 1, "candidate": candidate} for k in range(n)]
     for target, pairs in errors.items():
         for row, (btyd, own) in zip(rows, pairs, strict=True):
             row[f"{target}_agg_pct_error"], row[f"{target}_agg_pct_error_own_level"] = btyd, own
+            row[f"{target}_agg_noise_pct"] = noise
     other = [{"fold": k + 1, "candidate": "btyd", "purchases_agg_pct_error": 0.0} for k in range(n)]
     return pd.DataFrame(rows + other)
 
@@ -227,18 +231,26 @@ def test_totals_take_the_learned_level_only_when_it_is_nearer_on_every_fold_by_a
     subs = _fold_totals({"purchases": [(70.0, 9.0), (-77.0, 11.0)], "spend": [(70.0, 1.0), (77.0, -3.0)]})
     chosen = select_totals_level(subs, learned)
     assert chosen.level == "learned" and "purchases: mean |error| 10.0 % at the learned level" in chosen.reason
-    assert "73.5 % at BTYD's, nearer on 2 of 2 folds" in chosen.reason
-    assert chosen.errors["purchases"] == {"btyd": [70.0, -77.0], "learned": [9.0, 11.0]}
+    assert "73.5 % at BTYD's, nearer beyond chance on 2 of 2 folds" in chosen.reason
+    assert chosen.errors["purchases"] == {"btyd": [70.0, -77.0], "learned": [9.0, 11.0], "noise": [2.0, 2.0]}
     # one fold where the own level is further: BTYD's, and the reason names the target
     one_worse = _fold_totals({"purchases": [(70.0, 9.0), (5.0, -6.0)], "spend": [(70.0, 1.0), (77.0, -3.0)]})
     chosen = select_totals_level(one_worse, learned)
-    assert chosen.level == "btyd" and "nearer on 1 of 2 folds" in chosen.reason
+    assert chosen.level == "btyd" and "nearer beyond chance on 1 of 2 folds" in chosen.reason
     # nearer on both folds but by less than the margin on the mean (the month-to-month noise of CDNOW)
     m = OWN_LEVEL_MARGIN_PCT
     close = _fold_totals(
         {"purchases": [(20.0, 20.0 - m / 2), (-18.0, 18.0 - m / 2)], "spend": [(30.0, 1.0), (30.0, 1.0)]}
     )
     assert select_totals_level(close, learned).level == "btyd"
+    # a small base: the realised totals move by chance as much as the levels differ (the zoo's 500
+    # CDNOW customers: BTYD -40 and -30 %, the learned level -1 and -26 %, standard errors ~27 %)
+    small = _fold_totals({"purchases": [(-39.6, -0.5), (-30.3, -26.1)], "spend": [(-39.6, -0.5), (-30.3, -26.1)]})
+    assert select_totals_level(small, learned).level == "learned"  # beyond chance at 2 % ...
+    chance = _fold_totals(
+        {"purchases": [(-39.6, -0.5), (-30.3, -26.1)], "spend": [(-39.6, -0.5), (-30.3, -26.1)]}, noise=27.0
+    )
+    assert "nearer beyond chance on 0 of 2 folds" in select_totals_level(chance, learned).reason  # ... not at 27 %
     # one fold is not evidence enough; NaN folds do not count
     assert (
         select_totals_level(_fold_totals({"purchases": [(70.0, 9.0)], "spend": [(70.0, 1.0)]}), learned).level == "btyd"
