@@ -187,9 +187,10 @@ def consistent_timing(
         scale = np.where((buy_h > 0) & (shape_h > 0), shape_h / buy_h, np.inf)
     days = btyd.purchase_wait_days(features, scale[:, None] * q)  # one column per quantile
     # P increases, so P(H) < q puts the quantile after H and P(H) >= q at or before it: kept exact
-    # against rounding in the inverse.
+    # against rounding in the inverse, which may also miss a quantile at H exactly (NaN: P(H) = q = 0.5
+    # for a one-time buyer of yesterday at H = 365 days) where H is the answer.
     late = buy_h[:, None] < q
-    days = np.where(late, np.maximum(days, np.nextafter(horizon, np.inf)), np.minimum(days, horizon))
+    days = np.where(late, np.maximum(days, np.nextafter(horizon, np.inf)), np.fmin(days, horizon))
     days[days > MAX_WAIT_DAYS] = np.nan
     out.update({col: days[:, j] for j, col in enumerate(WAIT_COLUMNS)})
     return out

@@ -107,6 +107,18 @@ def test_the_curve_is_rescaled_to_the_final_p_churn() -> None:
         assert b_t / (1 - p_btyd[i]) == pytest.approx(0.5 / (1 - p_btyd[i] * 0.6), rel=1e-9)
 
 
+def test_a_quantile_reached_exactly_at_the_horizon_is_the_horizon() -> None:
+    """Found by hypothesis: P(H) = q = 0.5 for a one-time buyer of yesterday, H = 365 days, and the
+    inverse missed the quantile at H by rounding (NaN: no date, where the date is the horizon's end)."""
+    frame = pd.DataFrame(
+        {"frequency": [0.0], "recency": [0.0], "T": [1.0], "tenure_days": [1.0], "monetary_value": [0.0]}
+    )
+    est = btyd("bgnbd")
+    p_btyd = est.predict(frame, 365.0, clv_months=0)["p_churn"].to_numpy()
+    got = consistent_timing(est, frame, 365.0, p_btyd, np.array([0.5]), np.array([1.0]))
+    assert got["expected_next_purchase_days"][0] == 365.0
+
+
 def test_a_sign_up_without_a_purchase_is_alive_with_the_chance_of_a_first_purchase() -> None:
     est = btyd("bgnbd")
     bt = est.predict(FRAME, 90.0, clv_months=0)
