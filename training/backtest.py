@@ -64,15 +64,11 @@ def evaluate_candidate(name: str, train: pd.DataFrame, evaluation: pd.DataFrame,
         model = RecencyBaseline() if name == "recency" else RFMBaseline()
         return model.fit(stable_floats(train)).predict(stable_floats(evaluation)).reset_index(drop=True)
     scorer = _candidate_scorer(name, base).fit(train, evaluation)
-    pred = scorer.score(evaluation, reasons=False)
-    if name in LEARNED and base.learned_totals == "auto":  # both levels, for select_totals_level
-        try:
-            own = scorer.own_level(evaluation)
-        except FIT_ERRORS as exc:  # the candidate stands; its level is not measured on this fold
-            log.warning("%s: no totals at its own level on this fold: %s", name, exc)
-        else:
-            for target in TOTALS:
-                pred[f"expected_{target}{OWN_LEVEL}"] = own[f"expected_{target}"].to_numpy()
+    if name not in LEARNED or base.learned_totals != "auto":
+        return scorer.score(evaluation, reasons=False)
+    pred, own = scorer.score_with_own_level(evaluation)  # both levels, for select_totals_level
+    for target in TOTALS:
+        pred[f"expected_{target}{OWN_LEVEL}"] = own[f"expected_{target}"].to_numpy()
     return pred
 
 

@@ -557,17 +557,40 @@ class Scorer:
         }
         return pd.concat([out, pd.DataFrame(more, index=out.index)], axis=1)
 
-    def _base_scores(
-        self, features: pd.DataFrame, parts: _Parts, levels: Mapping[str, float] | None = None
-    ) -> pd.DataFrame:
-        """The model outputs (no tiers, no reasons) of ``features`` from their :meth:`_parts`, at the
-        fitted level factors (or ``levels``).
+    def _base_scores(self, features: pd.DataFrame, parts: _Parts) -> pd.DataFrame:
+        """The model outputs (no tiers, no reasons) of ``features`` from their :meth:`_parts`.
 
         With a season, BTYD's outputs for the window come from BTYD in operational time and the
         learned totals are carried by each customer's ratio of the two BTYD expectations."""
         c = self.config_
+        bt, window = parts.bt, parts.window
+        p_churn, purchases, spend, clv = self._totals(parts, self.level_factors_)
+        # p_alive and the next-purchase quantiles agree with the final p_churn (next_purchase.py)
+        timing = consistent_timing(
+            self.btyd_, features, c.horizon_days, bt["p_churn"].to_numpy(), p_churn, window["p_alive"].to_numpy()
+        )
+        out = pd.DataFrame(
+            {  # built in one go: column by column costs ~0.1 ms a column
+                # kept as Arrow strings: a NumPy array would hold one Python object per id (~70 bytes)
+                "customer_id": features["customer_id"].astype(str).array,
+                "p_churn": p_churn,
+                "p_alive": timing["p_alive"],
+                "expected_purchases": purchases,
+                "expected_spend": spend,
+                "clv": clv,
+                **{col: timing[col] for col in WAIT_COLUMNS},
+            }
+        )
+        for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv"):
+            if not np.isfinite(out[col].to_numpy(dtype=float)).all():
+                raise FloatingPointError(f"Scorer.score: {col} has non-finite values; the models are broken")
+        return out
+
+    def _totals(
+        self, parts: _Parts, levels: Mapping[str, float]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``p_churn``, expected purchases (at least ``1 - p_churn``) and spend at ``levels``, and the CLV."""
         bt, raw, window = parts.bt, parts.raw, parts.window
-        levels = self.level_factors_ if levels is None else levels
         bt_spend = bt["expected_spend"].to_numpy()
         spend = raw["spend"] * levels["spend"] if "spend" in raw else bt_spend
         purchases = (
@@ -591,36 +614,23 @@ class Scorer:
         # a count is at least the chance it is not 0: E[N] >= P(N >= 1) = 1 - p_churn (the churn and
         # purchases models are two models; 866 of 3,000 customers of a generated world broke it)
         purchases = np.maximum(purchases, 1.0 - p_churn)
-        # p_alive and the next-purchase quantiles agree with the final p_churn (next_purchase.py)
-        timing = consistent_timing(
-            self.btyd_, features, c.horizon_days, bt["p_churn"].to_numpy(), p_churn, window["p_alive"].to_numpy()
-        )
-        out = pd.DataFrame(
-            {  # built in one go: column by column costs ~0.1 ms a column
-                # kept as Arrow strings: a NumPy array would hold one Python object per id (~70 bytes)
-                "customer_id": features["customer_id"].astype(str).array,
-                "p_churn": p_churn,
-                "p_alive": timing["p_alive"],
-                "expected_purchases": purchases,
-                "expected_spend": spend,
-                "clv": clv,
-                **{col: timing[col] for col in WAIT_COLUMNS},
-            }
-        )
-        for col in ("p_churn", "p_alive", "expected_purchases", "expected_spend", "clv"):
-            if not np.isfinite(out[col].to_numpy(dtype=float)).all():
-                raise FloatingPointError(f"Scorer.score: {col} has non-finite values; the models are broken")
-        return out
+        return p_churn, purchases, spend, clv
 
-    def own_level(self, features: pd.DataFrame, *, as_of: Any = None) -> pd.DataFrame:
-        """``expected_purchases`` and ``expected_spend`` of ``features`` at the learned models' own
-        level: :meth:`score`'s values with every level factor 1 (the purchases floor and a season's
-        carry applied as there), what ``learned_totals = "learned"`` gives without a season. The
-        backtest compares both levels' totals with what happened (``learned_totals = "auto"``)."""
+    def score_with_own_level(self, features: pd.DataFrame, *, as_of: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """:meth:`score` without reasons, and ``customer_id, expected_purchases, expected_spend`` at the
+        learned models' own level (every level factor 1; the purchases floor and a season's carry as
+        in the scores), what ``learned_totals = "learned"`` gives without a season, from one
+        prediction of every model. The backtest compares both levels' totals with what happened
+        (``learned_totals = "auto"``)."""
         self._check_fitted()
         frame = stable_floats(features.reset_index(drop=True))
-        out = self._base_scores(frame, self._parts(frame, as_of), NO_LEVELS)
-        return out[["customer_id", "expected_purchases", "expected_spend"]]
+        parts = self._parts(frame, as_of)
+        scores = self._score(frame, as_of, None, False, parts)
+        _, purchases, spend, _ = self._totals(parts, NO_LEVELS)
+        own = pd.DataFrame(
+            {"customer_id": scores["customer_id"].array, "expected_purchases": purchases, "expected_spend": spend}
+        )
+        return scores, own
 
     def feature_config(self) -> FeatureConfig:
         """The feature configuration the scorer was trained with (every path computes features with

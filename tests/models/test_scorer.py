@@ -113,12 +113,13 @@ def test_level_factors_make_the_learned_totals_btyd_on_the_training_snapshot(fit
 
 
 @pytest.mark.slow
-def test_own_level_is_the_score_without_level_factors(fitted: Scorer, data) -> None:
+def test_the_own_level_is_the_score_without_level_factors(fitted: Scorer, data) -> None:
     """What the backtest compares BTYD's level with (learned_totals = "auto", the default: BTYD's
     level when fitted without a backtest, as the test above shows)."""
     _, snapshot = data
     assert fitted.config_.learned_totals == "auto"
-    own = fitted.own_level(snapshot)
+    scores, own = fitted.score_with_own_level(snapshot)
+    pd.testing.assert_frame_equal(scores, fitted.score(snapshot, reasons=False))
     unlevelled = copy.copy(fitted)
     unlevelled.level_factors_ = {"purchases": 1.0, "spend": 1.0}
     plain = unlevelled.score(snapshot, reasons=False)
@@ -128,7 +129,7 @@ def test_own_level_is_the_score_without_level_factors(fitted: Scorer, data) -> N
     assert (own["expected_purchases"] >= 1 - plain["p_churn"]).all()  # the floor applies at either level
     levelled = fitted.score(snapshot, reasons=False)
     assert own["expected_spend"].sum() != pytest.approx(levelled["expected_spend"].sum(), rel=1e-3)
-    assert fitted.level_factors_ != {"purchases": 1.0, "spend": 1.0}  # unchanged by own_level
+    assert fitted.level_factors_ != {"purchases": 1.0, "spend": 1.0}  # unchanged by score_with_own_level
 
 
 @pytest.fixture(scope="module")
