@@ -63,10 +63,14 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def out_of_fold(at: list[tuple[pd.DataFrame, np.ndarray]], setting: dict, seeds: tuple[int, ...]) -> np.ndarray:
+def out_of_fold(
+    at: list[tuple[pd.DataFrame, np.ndarray]], setting: dict, seeds: tuple[int, ...], threads: int = 2
+) -> np.ndarray:
     """Churn probabilities of the customers of ``at[0]`` (as-of), each from the folds that left the
     customer out, averaged over seeds. The rows of the other cutoffs (``at[1:]``, indexed by customer)
-    join a fold's training rows when their customer is in that fold's training part."""
+    join a fold's training rows when their customer is in that fold's training part. ``threads``:
+    LightGBM's, one per core of this machine (a test beside other work takes 1: OpenMP threads that
+    wait for a busy core spin, 2.7 s alone became 39 s in the suite)."""
     import lightgbm as lgb
     from sklearn.model_selection import StratifiedKFold
 
@@ -80,7 +84,7 @@ def out_of_fold(at: list[tuple[pd.DataFrame, np.ndarray]], setting: dict, seeds:
                 keep = xe.index.isin(fit_ids)
                 xs.append(xe[keep])
                 ys.append(ye[keep])
-            model = lgb.LGBMClassifier(**setting, random_state=seed, verbose=-1, n_jobs=2)
+            model = lgb.LGBMClassifier(**setting, random_state=seed, verbose=-1, n_jobs=threads)
             model.fit(pd.concat(xs), np.concatenate(ys))
             oof[score_rows] += model.predict_proba(x.iloc[score_rows])[:, 1] / len(seeds)
     return oof
