@@ -172,19 +172,14 @@ def select_totals_level(backtest: pd.DataFrame, selected: dict[str, str]) -> Tot
     errors: dict[str, dict[str, list[float]]] = {}
     said, learned = [], True
     for target in targets:
-        own_col = f"{target}_agg_pct_error{OWN_LEVEL}"
+        columns = [f"{target}_agg_pct_error", f"{target}_agg_pct_error{OWN_LEVEL}", f"{target}{AGG_NOISE}"]
         rows = backtest[backtest["candidate"] == selected[target]]
-        if own_col not in rows.columns:
+        if not set(columns) <= set(rows.columns):  # the backtest's own-level metrics come together
             return TotalsLevel("btyd", "the backtest has no totals at the learned models' own level", {})
-        noise_col = f"{target}{AGG_NOISE}"
-        if noise_col not in rows.columns:
-            return TotalsLevel("btyd", "the backtest has no standard errors of the realised totals", {})
-        folds = rows[[f"{target}_agg_pct_error", own_col, noise_col]].to_numpy(float)
+        folds = rows[columns].to_numpy(float)
         folds = folds[np.isfinite(folds).all(axis=1)]
         errors[target] = {
-            "btyd": [round(x, 2) for x in folds[:, 0].tolist()],
-            "learned": [round(x, 2) for x in folds[:, 1].tolist()],
-            "noise": [round(x, 2) for x in folds[:, 2].tolist()],
+            k: [round(x, 2) for x in col] for k, col in zip(("btyd", "learned", "noise"), folds.T.tolist(), strict=True)
         }
         if len(folds) < OWN_LEVEL_MIN_FOLDS:
             said.append(f"{target}: {len(folds)} fold(s), {OWN_LEVEL_MIN_FOLDS} needed")
