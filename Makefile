@@ -44,11 +44,15 @@ demo: $(STAMP)
 	@echo "   then: curl -X POST -H 'X-API-Key: demo-key-change-me-0123' http://127.0.0.1:3000/model_info"
 	@echo "   MLflow UI: $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_MLFLOW)"
 
-# Two pytest processes, each failing on pytest's exit 5 (no tests collected): the Spark tests run
+# Two pytest runs, each failing on pytest's exit 5 (no tests collected): the Spark tests run
 # alone, because Spark's Java gateway, forked from a process in which the in-process BentoML service
 # has run, segfaults (tests/conftest.py skips them in a session that selects other tests too).
+# The rest runs on TEST_WORKERS processes (pytest-xdist), one test file at a time per process: a
+# file's module fixtures (trained models, stores, servers) are built once, and every store, port and
+# BENTOML_HOME is a temporary one per test or fixture. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -m "not spark" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not spark" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 	$(PY) -m pytest -m spark $(PYTEST_ARGS)
 
 # The unit tests on two processes (pytest-xdist, tests dealt out one by one: balances better than
