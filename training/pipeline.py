@@ -353,10 +353,10 @@ def _final_fit(
         try:
             scorer = Scorer(config=scorer_cfg, tiers=config.tiers)
             scorer.fit(train_rows, snapshot, as_of=as_of, daily=daily, level_window=level_window, keep_parts=True)
-            season = scorer.seasonal_
-            if totals is not None and season is not None and season.levels_from is not None:
+            cutoff = scorer.season_levels_from
+            if totals is not None and cutoff is not None:
                 totals = replace(
-                    totals, level="season", reason=f"levelled on the window after {season.levels_from}; {totals.reason}"
+                    totals, level="season", reason=f"levelled on the window after {cutoff}; {totals.reason}"
                 )
             return scorer, choice, totals
         except FIT_ERRORS as exc:

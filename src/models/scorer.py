@@ -362,27 +362,29 @@ class Scorer:
         model's level)."""
         c = self.config_
         bt, window, raw = parts.bt, parts.window, parts.raw
-        carry: dict[str, np.ndarray | float] = {"purchases": 1.0, "spend": 1.0}
-        if window is not bt:  # a season
-            season = self.seasonal_
-            assert season is not None  # a window of its own comes from the season
-            carry = {t: season.carry(window, bt, t) for t in carry}
         transfer = c.label_horizon != c.horizon_days
         if "churn" in raw and (transfer or c.churn_recalibrate):
             p_btyd = bt["p_churn"].to_numpy()
             self.churn_calibration_ = soft_platt(blend_logodds(raw["churn"], p_btyd, c.churn_btyd_weight), p_btyd)
-        measured = window is not bt and self.seasonal_ is not None and self.seasonal_.levels_from is not None
+        measured = window is not bt and self.season_levels_from is not None
         if c.learned_totals != "learned" or transfer or measured:
-            p_churn = self._final_churn(raw, window)  # _base_scores holds purchases to at least 1 - p_churn
+            p_churn = self._final_churn(raw, window)  # _totals holds purchases to at least 1 - p_churn
+            own = dict(zip(("purchases", "spend"), self._carried(parts, NO_LEVELS), strict=True))
             for target in ("purchases", "spend"):
                 if target in raw:
                     want = window[f"expected_{target}"].to_numpy()
                     factor = (
-                        floored_total_factor(raw[target] * carry[target], want, 1.0 - p_churn)
+                        floored_total_factor(own[target], want, 1.0 - p_churn)
                         if target == "purchases"
-                        else total_factor(raw[target] * carry[target], want)
+                        else total_factor(own[target], want)
                     )
                     self.level_factors_[target] = self.level_factors_[target] if factor is None else factor
+
+    @property
+    def season_levels_from(self) -> str | None:
+        """The cutoff of the closed window the season's level was measured on (that level then sets
+        the totals, whatever ``learned_totals`` says); None without a season or without such a window."""
+        return None if self.seasonal_ is None else self.seasonal_.levels_from
 
     def _final_churn(self, raw: Mapping[str, np.ndarray], window: pd.DataFrame) -> np.ndarray:
         """The scores' ``p_churn``: BTYD's for the window, or the learned model's blended with it."""
@@ -590,31 +592,38 @@ class Scorer:
         self, parts: _Parts, levels: Mapping[str, float]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``p_churn``, expected purchases (at least ``1 - p_churn``) and spend at ``levels``, and the CLV."""
-        bt, raw, window = parts.bt, parts.raw, parts.window
+        bt, raw = parts.bt, parts.raw
         bt_spend = bt["expected_spend"].to_numpy()
-        spend = raw["spend"] * levels["spend"] if "spend" in raw else bt_spend
-        purchases = (
-            raw["purchases"] * levels["purchases"] if "purchases" in raw else bt["expected_purchases"].to_numpy()
-        )
         clv = (  # a year's value: no window season
             bt["clv"].to_numpy()
             if "spend" not in raw
-            else clv_from_spend(bt["clv"].to_numpy(), bt_spend, spend, self.clv_fallback_ratio_)
-        )
-        if window is not bt:  # BTYD's own totals are the window's; learned ones are carried to it
-            season = self.seasonal_
-            assert season is not None  # a window of its own comes from the season
-            purchases = (
-                purchases * season.carry(window, bt, "purchases")
-                if "purchases" in raw
-                else window["expected_purchases"].to_numpy()
+            else clv_from_spend(
+                bt["clv"].to_numpy(), bt_spend, raw["spend"] * levels["spend"], self.clv_fallback_ratio_
             )
-            spend = spend * season.carry(window, bt, "spend") if "spend" in raw else window["expected_spend"].to_numpy()
-        p_churn = self._final_churn(raw, window)
+        )
+        purchases, spend = self._carried(parts, levels)
+        p_churn = self._final_churn(raw, parts.window)
         # a count is at least the chance it is not 0: E[N] >= P(N >= 1) = 1 - p_churn (the churn and
         # purchases models are two models; 866 of 3,000 customers of a generated world broke it)
         purchases = np.maximum(purchases, 1.0 - p_churn)
         return p_churn, purchases, spend, clv
+
+    def _carried(self, parts: _Parts, levels: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Expected purchases and spend for the window before the purchases floor: a learned total at
+        its level, carried to the window by a season; BTYD's the window's own."""
+        bt, raw, window = parts.bt, parts.raw, parts.window
+        out = []
+        for target in ("purchases", "spend"):
+            if target not in raw:
+                out.append(window[f"expected_{target}"].to_numpy())
+                continue
+            total = raw[target] * levels[target]
+            if window is not bt:  # a season
+                season = self.seasonal_
+                assert season is not None  # a window of its own comes from the season
+                total = total * season.carry(window, bt, target)
+            out.append(total)
+        return out[0], out[1]
 
     def score_with_own_level(self, features: pd.DataFrame, *, as_of: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """:meth:`score` without reasons, and ``customer_id, expected_purchases, expected_spend`` at the
