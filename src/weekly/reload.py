@@ -5,11 +5,13 @@ the summary, never a failure of the run: the service also checks the alias on it
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from churnclv.redaction import redact_text, redact_url
 from churnclv.serving.auth import API_KEY_HEADER
@@ -38,17 +40,29 @@ def _detail(body: bytes) -> str:
     return str(doc.get("detail") or doc.get("title") or "") if isinstance(doc, dict) else ""
 
 
+def _credentials(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without its ``user:password@`` and those credentials as an HTTP basic-auth header (a
+    proxy in front of the service): urllib would read them as part of the host name."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, {}
+    creds, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, {}
+    user, _, password = creds.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=hostport)), {"Authorization": f"Basic {token}"}
+
+
 def reload_service(url: str, api_key: str | None, api_key_env: str, timeout_s: float) -> ReloadOutcome:
     """POST ``url``/reload with ``api_key``; the outcome in one line, URLs redacted, the key never shown."""
     where = redact_url(url)
     if api_key is None:
         return ReloadOutcome(False, f"warning: service {where} not reloaded: {api_key_env} is not set (the API key)")
-    request = urllib.request.Request(
-        url.rstrip("/") + "/reload",
-        data=b"{}",
-        method="POST",
-        headers={API_KEY_HEADER: api_key, "Content-Type": "application/json"},
-    )
+    bare, auth = _credentials(url)
+    headers = {API_KEY_HEADER: api_key, "Content-Type": "application/json", **auth}
+    request = urllib.request.Request(bare.rstrip("/") + "/reload", data=b"{}", method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             answer = json.loads(response.read())

@@ -19,7 +19,8 @@ Steps
               (``churnclv models promote``) runs on it instead.
 ``rescore``   ``churnclv score-batch`` again when the published partition was not scored by the
               champion (it changed, or there was none at ``score``).
-``reload``    ``POST /reload`` to the service (``[weekly] service_url``), a warning when it fails.
+``reload``    ``POST /reload`` to the service (``[weekly] service_url``), a warning when it fails;
+              a failed reload is not recorded, so running the same command again retries it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from churnclv.names import MODEL_NAME
+from churnclv.redaction import redact_text, redact_url
 from churnclv.serving.snapshots import MANIFEST_FILE, partition_name, partitions, scores_dir
 from churnclv.training.config import RunConfig
 from churnclv.weekly.errors import WeeklyStepError
@@ -61,7 +63,7 @@ class _Run:
         self.request = request
         self.resolve = resolve
         self.registry = registry
-        self.echo = echo
+        self.echo: Callable[[str], Any] = lambda line: echo(redact_text(line))  # a URL may hold a password
         self.hook = hook or (lambda step, when: None)
         self.journal = Journal.open(request.out, request.as_of)
         self.lines: list[StepLine] = []
@@ -79,7 +81,8 @@ class _Run:
         detail = body()
         seconds = time.perf_counter() - started
         self.hook(name, "after")
-        self.journal.record(name, seconds, detail)
+        if detail.get("ok", True):  # a service not reloaded is tried again by the next run of the as-of
+            self.journal.record(name, seconds, detail)
         self.lines.append(StepLine(name, True, seconds, detail["outcome"]))
         return detail
 
@@ -303,7 +306,7 @@ class _Run:
         s = self.request.settings
         if s.service_url is None:
             return {"outcome": "no service to reload ([weekly] service_url or --service-url)", "ok": True}
-        self.echo(f"== reload: POST {s.service_url.rstrip('/')}/reload")
+        self.echo(f"== reload: POST {redact_url(s.service_url.rstrip('/'))}/reload")
         outcome: ReloadOutcome = reload_service(s.service_url, self.request.api_key, s.api_key_env, s.reload_timeout_s)
         return outcome.to_dict()
 
@@ -313,7 +316,7 @@ class _Run:
         if r.trusted or r.work is not None:
             return
         clean = validated_dir(r.out, r.as_of) / "clean"
-        if clean.is_dir() and all(self.journal.done(s) for s in STEPS):
+        if clean.is_dir() and all(self.journal.done(s) for s in STEPS if s != "reload"):  # reload reads none
             shutil.rmtree(clean)
 
 
