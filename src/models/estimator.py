@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from churnclv.config import ConfigError
 from churnclv.errors import ChurnclvError
 from churnclv.metrics import churn_metrics
-from churnclv.models.scorer import LABEL_COLUMNS, Scorer
+from churnclv.models.scorer import LABEL_COLUMNS, Scorer, as_of_day
 from churnclv.models.scorer_config import ScorerConfig
 from churnclv.models.seasonality import LevelWindow
 from churnclv.models.tier_config import load_tier_config
@@ -244,12 +244,13 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         _require_frame(
             self, "fit", X, ("customer_id", "cutoff", *LABEL_COLUMNS), "build it with compute_training_frame"
         )
+        as_of = as_of_day(as_of)
         if snapshot is None:
             cutoffs = pd.to_datetime(X["cutoff"])
             last = cutoffs.max()
-            if as_of is not None and pd.Timestamp(as_of) != last:
+            if as_of is not None and as_of != last:
                 raise EstimatorInputError(
-                    f"{type(self).__name__}.fit: as_of={pd.Timestamp(as_of).date()} but no snapshot was given: "
+                    f"{type(self).__name__}.fit: as_of={as_of.date()} but no snapshot was given: "
                     f"pass snapshot=compute_features(data, as_of), or leave as_of unset to fit BTYD at the latest "
                     f"cutoff ({last.date()})"
                 )
@@ -341,7 +342,7 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
             raise EstimatorInputError(
                 f"{name}.score: X has no cutoff column: pass as_of, the date its features are as of"
             )
-        dates = pd.Series(as_of, index=X.index) if as_of is not None else pd.to_datetime(X["cutoff"])
+        dates = pd.Series(as_of_day(as_of), index=X.index) if as_of is not None else pd.to_datetime(X["cutoff"])
         rows = np.arange(len(X))
         for date, at in pd.Series(rows, index=X.index).groupby(dates.to_numpy()):
             part = X.iloc[at.to_numpy()]

@@ -21,7 +21,7 @@ import pandas as pd
 from lightgbm.basic import LightGBMError
 from sklearn.exceptions import NotFittedError
 
-from churnclv.features import ColumnStack, FeatureChunks, FeatureConfig
+from churnclv.features import ColumnStack, FeatureChunks, FeatureConfig, as_of_date
 from churnclv.models.blending import (
     blend_logodds,
     churn_probability,
@@ -112,6 +112,12 @@ def capped_spend_labels(train: pd.DataFrame, cap: float | None) -> tuple[np.ndar
     limit = train["purchases"].to_numpy(dtype=float) * cap
     over = spend > limit
     return np.where(over, limit, spend), int(over.sum())
+
+
+def as_of_day(value: Any, name: str = "as_of") -> pd.Timestamp | None:
+    """``value`` as the midnight of its day, by the feature jobs' rule (:func:`~churnclv.features.
+    as_of_date`: ISO 8601 strings only; never ``'now'``, which would read the clock); None stays None."""
+    return None if value is None else pd.Timestamp(as_of_date(value, name))
 
 
 class Scorer:
@@ -218,6 +224,7 @@ class Scorer:
             Keep the snapshot's model outputs for :meth:`score_fitted`.
         """
         c = self.config_
+        as_of = as_of_day(as_of)
         missing = [col for col in ("cutoff", *LABEL_COLUMNS) if col not in train.columns]
         if missing:
             raise ValueError(f"Scorer.fit: train is missing columns {missing}; build it with training_frame()")
@@ -489,7 +496,7 @@ class Scorer:
         self._check_fitted()
         if "customer_id" not in features.columns:
             raise ValueError("Scorer.score: features need a customer_id column")
-        return self._score(stable_floats(features.reset_index(drop=True)), as_of, prev, reasons, None)
+        return self._score(stable_floats(features.reset_index(drop=True)), as_of_day(as_of), prev, reasons, None)
 
     def score_fitted(self, snapshot: pd.DataFrame, *, as_of: Any = None, reasons: bool = False) -> pd.DataFrame:
         """:meth:`score` of the snapshot just fitted with ``keep_parts=True``, from the model outputs the
@@ -505,7 +512,7 @@ class Scorer:
             )
         ):
             raise ValueError("Scorer.score_fitted: pass the snapshot of the last fit(keep_parts=True), once")
-        return self._score(features, as_of, None, reasons, parts)
+        return self._score(features, as_of_day(as_of), None, reasons, parts)
 
     def score_fitted_chunks(self, snapshot: FeatureChunks, *, as_of: Any = None) -> Iterator[pd.DataFrame]:
         """:meth:`score_fitted` of a snapshot in chunks (the one just fitted with ``keep_parts=True``):
@@ -515,8 +522,9 @@ class Scorer:
             raise ValueError(
                 "Scorer.score_fitted_chunks: pass the chunked snapshot of the last fit(keep_parts=True), once"
             )
+        at = as_of_day(as_of)
         for features, rows in parts.along(snapshot):
-            yield self._score(features, as_of, None, False, rows)
+            yield self._score(features, at, None, False, rows)
 
     def _score(
         self,
@@ -633,6 +641,7 @@ class Scorer:
         (``learned_totals = "auto"``)."""
         self._check_fitted()
         frame = stable_floats(features.reset_index(drop=True))
+        as_of = as_of_day(as_of)
         parts = self._parts(frame, as_of)
         scores = self._score(frame, as_of, None, False, parts)
         _, purchases, spend, _ = self._totals(parts, NO_LEVELS)

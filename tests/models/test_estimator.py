@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from churnclv.config import ConfigError
 from churnclv.features import compute_features, compute_labels, compute_training_frame
+from churnclv.features.errors import FeatureError
 from churnclv.models.estimator import ChurnCLV, EstimatorInputError
 from churnclv.models.scorer import SCORE_COLUMNS, Scorer
 from churnclv.models.scorer_config import ScorerConfig
@@ -277,3 +278,28 @@ def test_bad_input_is_refused_naming_the_column_and_the_fix(
         call(loaded, snapshot, train)
     assert isinstance(info.value, ValueError)
     assert not any(cid in str(info.value) for cid in snapshot["customer_id"].head(20))  # no customer data
+
+
+@pytest.mark.parametrize("as_of", ["now", "today", "30/09/2025", "garbage", "2025-10-02T12:00"])
+def test_an_as_of_that_is_not_an_iso_day_is_refused_and_the_clock_never_read(
+    as_of: str, loaded: ChurnCLV, snapshot: pd.DataFrame, train: pd.DataFrame, labelled: pd.DataFrame
+) -> None:
+    """The Python API reads as-of strings as the feature jobs do: ISO 8601 days only ('now' would
+    read the clock, '30/09/2025' is a guess at the order of day and month)."""
+    for call in (
+        lambda: loaded.predict(snapshot.head(5), as_of=as_of),
+        lambda: loaded.score(labelled, as_of=as_of),
+        lambda: ChurnCLV(gbm_rounds=5).fit(train, snapshot=snapshot, as_of=as_of),
+        lambda: loaded.scorer_.score_with_own_level(snapshot.head(5), as_of=as_of),
+    ):
+        with pytest.raises(FeatureError, match=r"as_of='.*' (is not a date|has a time of day)"):
+            call()
+
+
+def test_an_iso_string_a_date_and_a_midnight_timestamp_give_the_same_scores(
+    loaded: ChurnCLV, snapshot: pd.DataFrame
+) -> None:
+    day = pd.Timestamp(AS_OF)
+    a, b, c = (loaded.predict(snapshot.head(50), as_of=x, reasons=False) for x in (str(day.date()), day.date(), day))
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
