@@ -136,6 +136,12 @@ def verdict(
         )
         return False, [keep]
     missing = sorted(m for m in tolerance if m not in challenger)
+    if missing and champion is None:  # like a version without a backtest: it fills the empty slot
+        note = (
+            f"no champion yet; note: the backtest measured no {', '.join(missing)} for this version's models "
+            "(their fits failed on the folds; training_notes.json in its run says why)"
+        )
+        return True, [note]
     if missing:
         return False, [
             f"the challenger's run has no selected.{m} metric, so it cannot be compared: retrain it, or drop "

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from churnclv.cli import cli
 from churnclv.training import registry, tracking
 from churnclv.training.config import TrainConfig, TrainingError
-from churnclv.training.promotion import compare_metrics
+from churnclv.training.promotion import DEFAULT_TOLERANCE, compare_metrics, verdict
 
 TOL = {"churn_auc": 0.005, "churn_brier": 0.005, "spend_gini": 0.01}
 CHAMPION = {"churn_auc": 0.90, "churn_brier": 0.10, "spend_gini": 0.80}
@@ -92,6 +92,10 @@ def test_promote_on_its_own_logs_both_metric_sets_and_the_decision_in_the_challe
     out = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri])
     assert out.exit_code == 0 and "not promoted" in out.output and "no selected.churn_auc" in out.output
     assert str(client.get_model_version_by_alias("churnclv", "champion").version) == v3
+
+    # with no champion yet, such a version fills the slot (as a version without a backtest does), with a note
+    ok, why = verdict({}, None, DEFAULT_TOLERANCE, champion_version=None, backtested=True)
+    assert ok and why[0].startswith("no champion yet; note: the backtest measured no churn_auc")
 
     bad = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri, "--tolerance", "churn_acu=0.01"])
     assert bad.exit_code == 2 and "unknown metric 'churn_acu'" in bad.output

@@ -355,6 +355,39 @@ def subscriptions(folder: Path, seed: int) -> Built:
     return Built(folder, {"transactions": tx}, probe=_most_lines(tx, "2024-12-31"), notes={"lapsed": lapsed})
 
 
+FIVE = (  # a data zoo find: the backtest runs, and BTYD fails on each of its folds
+    ("C00000", "2024-03-13 14:00", 41.54),
+    ("C00000", "2024-03-21 11:00", 320.7),
+    ("C00001", "2024-04-23 07:00", 97.02),
+    ("C00001", "2024-05-25 15:00", 50.95),
+    ("C00002", "2024-05-23 16:00", 22.93),
+    ("C00002", "2024-05-31 12:00", 76.01),
+    ("C00002", "2024-06-01 22:00", 80.7),
+    ("C00003", "2023-06-07 04:00", 21.18),
+    ("C00003", "2023-06-18 18:00", 82.82),
+    ("C00003", "2023-07-12 23:00", 20.29),
+    ("C00003", "2023-07-26 14:00", 33.09),
+    ("C00003", "2023-07-30 23:00", 140.37),
+    ("C00003", "2023-09-23 01:00", 65.03),
+    ("C00003", "2023-10-27 15:00", 49.17),
+    ("C00003", "2023-11-06 20:00", 8.61),
+    ("C00003", "2023-11-20 13:00", 85.23),
+    ("C00003", "2023-12-20 23:00", 64.78),
+    ("C00003", "2023-12-27 19:00", 24.97),
+    ("C00003", "2024-01-09 01:00", 12.09),
+    ("C00003", "2024-02-15 19:00", 59.21),
+    ("C00004", "2023-12-27 23:00", 58.83),
+)
+
+
+def five_customers(folder: Path, seed: int) -> Built:
+    """Five customers over a year: every model fails on every backtest fold, so the backtest measures
+    nothing; the first version must still become the champion (nothing to compare it with)."""
+    tx = pd.DataFrame(FIVE, columns=["customer_id", "ts", "amount"]).assign(ts=lambda f: pd.to_datetime(f["ts"]))
+    _write(folder, {"transactions": tx}, "parquet")
+    return Built(folder, {"transactions": tx}, probe="C00003")
+
+
 SHAPES: tuple[Shape, ...] = (
     Shape("cdnow_sample", cdnow_sample, as_of="1998-06-30", about="CDNOW 1/10 sample as shipped"),
     Shape(
@@ -403,6 +436,7 @@ SHAPES: tuple[Shape, ...] = (
     ),
     Shape("ten_years", ten_years, as_of="2024-12-31", seed=11, about="10 years of history"),
     Shape("subscriptions", subscriptions, as_of="2024-12-31", seed=12, about="monthly plans: a skipped month is gone"),
+    Shape("five_customers", five_customers, as_of="2024-06-23", about="5 customers: the backtest measures nothing"),
 )
 
 
