@@ -32,7 +32,7 @@ from churnclv.errors import ChurnclvError
 from churnclv.models.scorer import Scorer
 from churnclv.models.scorer_files import ScorerFormatError
 from churnclv.names import MODEL_NAME, SCORER_ARTIFACT
-from churnclv.redaction import redact_text, redact_url
+from churnclv.redaction import error_summary, redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,6 @@ class ModelLoadError(ChurnclvError, RuntimeError):
 
     def __init__(self, message: str) -> None:
         super().__init__(redact_text(message))
-
-
-def error_summary(exc: BaseException) -> str:
-    """The first line of an exception, named by its type when it says nothing (for one-line errors)."""
-    text = str(exc).strip()
-    first = text.splitlines()[0].strip() if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -168,10 +161,15 @@ def _check_store(model_uri: str, tracking_uri: str) -> None:
         )
 
 
-def _client(tracking_uri: str) -> Any:
+def _client(model_uri: str, tracking_uri: str) -> Any:
+    """An MLflow client of the store; an unsupported URI is a store error, not a missing model (MLflow
+    gives both the error code INVALID_PARAMETER_VALUE)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow's UnsupportedModelRegistryStoreURIException, raised at once
+        raise _store_down(model_uri, "the registry at", tracking_uri, exc) from None
 
 
 def resolve_version(model_uri: str, tracking_uri: str) -> str | None:
@@ -190,8 +188,9 @@ def resolve_version(model_uri: str, tracking_uri: str) -> str | None:
     if ref.version is not None:
         return ref.version
     _check_store(model_uri, tracking_uri)
+    client = _client(model_uri, tracking_uri)
     try:
-        return str(_client(tracking_uri).get_model_version_by_alias(ref.name, ref.alias).version)
+        return str(client.get_model_version_by_alias(ref.name, ref.alias).version)
     except MlflowException as exc:
         if exc.error_code not in _NOT_FOUND:  # the store did not answer (an HTTP server that is down)
             raise _store_down(model_uri, "the registry at", tracking_uri, exc) from None
@@ -215,11 +214,12 @@ def download_model(
         raise ModelLoadError(
             f"model URI {model_uri}: no such model folder: check --model / CHURNCLV_MODEL_URI ({_MODEL_URI_FORMS})"
         )
+    client = None
     if ref.name is not None:
         _check_store(model_uri, tracking_uri)
+        client = _client(model_uri, tracking_uri)
     try:
-        if ref.name is not None:
-            client = _client(tracking_uri)
+        if client is not None:
             mv = client.get_model_version(ref.name, version)
             # download_artifacts resolves models:/ URIs against the global registry only: go through
             # this client's download URI so nothing global is touched
@@ -393,7 +393,6 @@ __all__ = [
     "ModelLoadError",
     "ModelRef",
     "download_model",
-    "error_summary",
     "load_model",
     "resolve_version",
 ]

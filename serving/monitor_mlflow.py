@@ -25,8 +25,7 @@ from typing import Any
 
 from churnclv.errors import ChurnclvError
 from churnclv.names import EXPERIMENT
-from churnclv.redaction import redact_url
-from churnclv.serving.model import error_summary
+from churnclv.redaction import error_summary, redact_url
 
 __all__ = ["MonitorTrackingError", "VersionFacts", "log_version", "open_client", "version_facts"]
 
@@ -63,7 +62,10 @@ def open_client(tracking_uri: str) -> Any:
     """An MLflow client of ``tracking_uri`` (tracking and registry), touching no global state."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    except Exception as exc:  # noqa: BLE001 - an unsupported URI: MLflow's own error, raised at once
+        raise _fail("open the store", tracking_uri, exc) from None
 
 
 def _fail(what: str, tracking_uri: str, exc: Exception) -> MonitorTrackingError:

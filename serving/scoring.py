@@ -24,8 +24,8 @@ from churnclv.features import FeatureConfig, compute_features_frames
 from churnclv.models.inputs import model_input
 from churnclv.models.next_purchase import DATE_COLUMNS, next_purchase_dates
 from churnclv.names import SCORE_NUMBERS
-from churnclv.redaction import redact_url
-from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, load_model
+from churnclv.redaction import error_summary, redact_url
+from churnclv.serving.model import LoadedModel, ModelLoadError, load_model
 from churnclv.serving.schemas import CustomerError, CustomerHistory, CustomerScore, Transaction
 from churnclv.serving.snapshots import NULLABLE_NUMBERS
 

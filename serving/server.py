@@ -25,11 +25,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from churnclv.errors import ChurnclvError
-from churnclv.redaction import redact_text, redact_url
+from churnclv.redaction import error_summary, redact_text, redact_url
 from churnclv.serving.data_check import DataMismatchError, check_snapshot
 from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError
 from churnclv.serving.log_redaction import install_log_redaction
-from churnclv.serving.model import LoadedModel, ModelLoadError, bound_mlflow_http, error_summary
+from churnclv.serving.model import LoadedModel, ModelLoadError, bound_mlflow_http
 from churnclv.serving.scoring import load_checked_model
 from churnclv.serving.served_targeting import check_served, load_served_targeting
 from churnclv.serving.settings import ServiceSettings, SettingsError

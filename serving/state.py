@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from churnclv.redaction import redact_text
+from churnclv.redaction import error_summary, redact_text
 from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError
-from churnclv.serving.model import LoadedModel, ModelLoadError, error_summary, resolve_version
+from churnclv.serving.model import LoadedModel, ModelLoadError, resolve_version
 from churnclv.serving.scoring import load_checked_model
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-__all__ = ["PLACEHOLDER", "redact_text", "redact_url"]
+__all__ = ["PLACEHOLDER", "error_summary", "redact_text", "redact_url"]
 
 PLACEHOLDER = "<url redacted>"
 HIDDEN = "***"
@@ -80,3 +80,12 @@ def redact_text(text: str) -> str:
     if "=" in text:
         text = _SECRET_PARAM.sub(lambda m: m.group(1) + HIDDEN, text)
     return text
+
+
+def error_summary(exc: BaseException) -> str:
+    """The first line of an exception, named by its type when it says nothing, redacted by
+    :func:`redact_text` (for one-line errors: a library's message may quote the URL it was given,
+    password and all)."""
+    text = str(exc).strip()
+    first = redact_text(text.splitlines()[0].strip()) if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from churnclv.redaction import PLACEHOLDER, redact_text, redact_url
+from churnclv.redaction import PLACEHOLDER, error_summary, redact_text, redact_url
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,10 @@ def test_secret_query_parameters_outside_a_whole_url_are_hidden(message: str) ->
     for plain in ("a=b and /x?page=2&q=shoes", "/x?design=blue&signup=2024&author=me&monkey=1;keyword=k"):
         assert redact_text(plain) == plain  # a secret's word inside another word is not a secret's name
     assert redact_text("(see /x?token=abc, then)") == "(see /x?token=***, then)"  # the value ends at , and )
+
+
+def test_an_error_summary_is_one_redacted_line() -> None:
+    """A library's message may quote the URL it was given (MLflow's unsupported-URI error does)."""
+    exc = ValueError("unsupported URI 'foo://bob:S3cretPW@bar?token=T0K'\nsecond line")
+    assert error_summary(exc) == "ValueError: unsupported URI 'foo://bob:***@bar'"
+    assert error_summary(ValueError()) == "ValueError"

@@ -96,7 +96,8 @@ def models_list(tracking_uri: str | None, model_name: str | None) -> None:
     from churnclv.training import registry, tracking
 
     name = model_name or MODEL_NAME
-    tracking.configure(tracking_uri)
+    with report_errors(redact=True):
+        tracking.configure(tracking_uri)
     rows = registry.list_versions(name)
     if not rows:
         others = [n for n in registry.model_names() if n != name]
@@ -161,7 +162,8 @@ def models_promote(
         except ValueError:
             raise click.BadParameter(f"{item!r}: use METRIC=NUMBER", param_hint="--tolerance") from None
     clean = None if data is None else prepare_source(data, mapping, work, trusted, memory_limit)
-    tracking.configure(tracking_uri)
+    with report_errors(redact=True):
+        tracking.configure(tracking_uri)
     with report_errors():
         try:
             decision = promotion.promote(

@@ -17,7 +17,9 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from churnclv.errors import ChurnclvError
 from churnclv.names import DEFAULT_TRACKING_URI, EXPERIMENT
+from churnclv.redaction import error_summary, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +43,48 @@ def tracking_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+class TrackingStoreError(ChurnclvError, RuntimeError):
+    """The MLflow store cannot be opened (an unsupported URI, a database that is down or refuses the
+    login); the message names the redacted URI and the fix."""
+
+
 def configure(uri: str | None = None, experiment: str = EXPERIMENT) -> str:
     """Point MLflow at the store and make sure the experiment exists; returns its id.
 
     With a SQLite store the artifacts go next to the database (``<db folder>/artifacts``), so a
     local store is one self-contained folder (``mlruns/`` by default).
+
+    Raises
+    ------
+    TrackingStoreError
+        The store cannot be opened.
     """
     uri = tracking_uri(uri)
     artifact_root = None
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        db.parent.mkdir(parents=True, exist_ok=True)
-        artifact_root = (db.parent / "artifacts").resolve().as_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    exp = mlflow.get_experiment_by_name(experiment)
-    exp_id = mlflow.create_experiment(experiment, artifact_location=artifact_root) if exp is None else exp.experiment_id
+    try:
+        if uri.startswith("sqlite:///"):
+            db = Path(uri.removeprefix("sqlite:///"))
+            db.parent.mkdir(parents=True, exist_ok=True)
+            artifact_root = (db.parent / "artifacts").resolve().as_uri()
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        exp = mlflow.get_experiment_by_name(experiment)
+        exp_id = (
+            mlflow.create_experiment(experiment, artifact_location=artifact_root) if exp is None else exp.experiment_id
+        )
+    except Exception as exc:  # noqa: BLE001 - MLflow's, SQLAlchemy's, a driver's or HTTP errors: the store is unusable
+        raise store_error(uri, exc) from None
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def store_error(uri: str, exc: BaseException) -> TrackingStoreError:
+    """The one-line error for a store that cannot be opened: the URI redacted, what failed, the fix."""
+    return TrackingStoreError(
+        f"cannot open the MLflow store at {redact_url(uri)} ({error_summary(exc)}): check "
+        "--tracking-uri or MLFLOW_TRACKING_URI (e.g. sqlite:///mlruns/mlflow.db, postgresql://user@host/db, "
+        "http://host:5000) and that its server or database is up"
+    )
 
 
 @contextmanager
