@@ -29,6 +29,7 @@ from churnclv.features import (
 )
 from churnclv.features.engine import compute_daily_purchases
 from churnclv.features.sources import map_large_allocations, release_memory
+from churnclv.models.btyd_fitting import BTYDConvergenceError
 from churnclv.models.inputs import stable_floats
 from churnclv.models.scorer import FIT_ERRORS, Scorer
 from churnclv.models.seasonality import MIN_SEASON_HISTORY_DAYS, SUMMARY_COLUMNS, LevelWindow
@@ -362,10 +363,14 @@ def _final_fit(
         except FIT_ERRORS as exc:
             reason = f"{type(exc).__name__}: {exc}"
             if all(m == "btyd" for m in choice.values()):
+                known = f"no model can be fitted on the {len(snapshot):,} customers known at {as_of:%Y-%m-%d}"
+                if isinstance(exc, BTYDConvergenceError):  # there are repeat buyers; the fit runs off the edge
+                    first = str(exc).split(" Tried: ", 1)[0]  # the attempts are in the log and the run's notes
+                    raise TrainingError(f"{known}: BG/NBD failed: {first}") from None
                 raise TrainingError(
-                    f"no model can be fitted on the {len(snapshot):,} customers known at {as_of:%Y-%m-%d}: BG/NBD "
-                    f"failed ({reason}); it needs customers with repeat purchases on different days before "
-                    "as-of: use a later as-of or more history (churnclv validate shows what the data support)"
+                    f"{known}: BG/NBD failed ({reason}); it needs customers with repeat purchases on different "
+                    "days before as-of: use a later as-of or more history (churnclv validate shows what the data "
+                    "support)"
                 ) from None
             fallback = {t: REFIT_FALLBACK.get(m, m) for t, m in choice.items()}
             dropped.append(

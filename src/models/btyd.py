@@ -214,8 +214,8 @@ class BTYDModel(BaseEstimator):
         -----
         A transaction-model fit that raises lifetimes' ``ConvergenceError``, gives parameters outside
         ``(1e-6, 1e6)`` or a non-finite log-likelihood is retried from lifetimes' default start (when
-        a warm start was used), then from two fixed starts, then at penalizers 1e-4, 1e-3, 1e-2 and
-        0.1 (those above ``penalizer``); ``fit_notes_`` records what was used.
+        a warm start was used), then from two fixed starts, then at penalizers 1e-4, 1e-3, 1e-2, 0.1
+        and 1 (those above ``penalizer``); ``fit_notes_`` records what was used.
         """
         self._check_settings()
         name = type(self).__name__

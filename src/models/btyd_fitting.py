@@ -56,7 +56,10 @@ _ALTERNATIVE_STARTS: dict[str, tuple[tuple[str, tuple[float, ...]], ...]] = {
     "mbgnbd": (("typical", (0.5, 0.1, 0.8, 1.5)), ("flat", (1.0, 1.0, 2.0, 10.0))),
     "pareto": (("typical", (0.55, 0.25, 0.6, 0.3)), ("flat", (2.0, 1.0, 2.0, 2.0))),
 }
-_FALLBACK_PENALIZERS = (1e-4, 1e-3, 1e-2, 0.1)
+# 1.0: a shop where nobody has visibly dropped out yet (purchases spread to the end of the data) sends
+# BG/NBD's a to 0 (5.5e-15 at 0.1 on a data zoo shop of 600 customers); at 1.0 it stays at the edge,
+# a = 2e-4, p_alive 0.98 on average, and scores.
+_FALLBACK_PENALIZERS = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
 
 
 class BTYDConvergenceError(ChurnclvError, RuntimeError):
@@ -217,9 +220,10 @@ def fit_counts(
     tried = "; ".join(failed)
     raise BTYDConvergenceError(
         f"BTYDModel: every {model} fit failed on {x.size} rows, so there are no parameters to score "
-        f"with. Tried: {tried}. More customers, or a later as-of date (longer histories with more "
-        "repeat purchases), would identify the model; a penalizer above "
-        f"{max(penalizer, *_FALLBACK_PENALIZERS):g} or another model is the alternative."
+        f"with. More customers, or a later as-of date (longer histories with more repeat purchases), "
+        f"would identify the model; a penalizer above {max(penalizer, *_FALLBACK_PENALIZERS):g} "
+        "([scorer] btyd_penalizer in the config) or another model ([scorer] btyd_model) is the "
+        f"alternative. Tried: {tried}."
     )
 
 

@@ -388,6 +388,23 @@ def five_customers(folder: Path, seed: int) -> Built:
     return Built(folder, {"transactions": tx}, probe="C00003")
 
 
+def no_dropout(folder: Path, seed: int) -> Built:
+    """600 customers whose purchase days spread from their first to the end of the data: nobody has
+    visibly dropped out, so BG/NBD's dropout parameter a runs to 0 (a data zoo find: training stopped
+    with "use a later as-of" while readiness said ok)."""
+    rng = np.random.default_rng(seed)
+    start, days, rows = pd.Timestamp("2023-01-01"), 540, []
+    for i in range(600):
+        first = int(rng.integers(0, days - 1))
+        k = 1 + rng.poisson(rng.gamma(0.6, 0.15 / 0.6) * min(days - first, rng.exponential(300)) / 30)
+        for d in sorted({first, *rng.integers(first, days, size=k - 1).tolist()}):
+            ts = start + pd.Timedelta(days=int(d), hours=int(rng.integers(0, 24)))
+            rows.append((f"C{i:05d}", ts, round(float(rng.gamma(2, 30)), 2)))
+    tx = pd.DataFrame(rows, columns=["customer_id", "ts", "amount"])
+    _write(folder, {"transactions": tx}, "parquet")
+    return Built(folder, {"transactions": tx}, probe=_most_lines(tx, "2024-06-23"))
+
+
 SHAPES: tuple[Shape, ...] = (
     Shape("cdnow_sample", cdnow_sample, as_of="1998-06-30", about="CDNOW 1/10 sample as shipped"),
     Shape(
@@ -437,6 +454,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("ten_years", ten_years, as_of="2024-12-31", seed=11, about="10 years of history"),
     Shape("subscriptions", subscriptions, as_of="2024-12-31", seed=12, about="monthly plans: a skipped month is gone"),
     Shape("five_customers", five_customers, as_of="2024-06-23", about="5 customers: the backtest measures nothing"),
+    Shape("no_dropout", no_dropout, as_of="2024-06-23", seed=1, about="nobody has dropped out yet: BG/NBD's a -> 0"),
 )
 
 
