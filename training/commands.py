@@ -109,13 +109,17 @@ def models_list(tracking_uri: str | None, model_name: str | None) -> None:
         f"{'version':>7}  {'aliases':<20} {'as_of':<10} {'H':>4} {'backtest':<8}  {'AUC':>6} {'Brier':>6} "
         f"{'Gini':>6}  selected"
     )
+
+    def shown(value: float | None) -> str:  # "-": not measured (no backtest at the horizon, or every fit failed)
+        return "-" if value is None or value != value else f"{value:.3f}"
+
     for r in rows:
         m = r["metrics"]
         backtest = "yes" if r.get("backtested", True) else "no"  # "no": not backtested at its horizon
         click.echo(
             f"{r['version']:>7}  {r['aliases']:<20} {r['as_of']:<10} {r['horizon_days']:>4} {backtest:<8}  "
-            f"{m.get('selected.churn_auc', float('nan')):>6.3f} {m.get('selected.churn_brier', float('nan')):>6.3f} "
-            f"{m.get('selected.spend_gini', float('nan')):>6.3f}  {r['selected']}"
+            f"{shown(m.get('selected.churn_auc')):>6} {shown(m.get('selected.churn_brier')):>6} "
+            f"{shown(m.get('selected.spend_gini')):>6}  {r['selected']}"
         )
     if any(not r.get("backtested", True) for r in rows):
         click.echo("backtest no: not backtested at its horizon (too little history); promoted only without a champion")

@@ -150,7 +150,7 @@ def write_features(
     out.parent.mkdir(parents=True, exist_ok=True)
     with _opened(source, con, memory_limit, threads, temp_directory) as (con, tables):
         expr = _features_query(con, tables, day, config)
-        log.info("writing features as of %s to %s", day, out)
+        log.debug("writing features as of %s to %s", day, out)
         con.to_parquet(expr, out)
     return out
 

@@ -92,6 +92,9 @@ def test_promote_on_its_own_logs_both_metric_sets_and_the_decision_in_the_challe
     out = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri])
     assert out.exit_code == 0 and "not promoted" in out.output and "no selected.churn_auc" in out.output
     assert str(client.get_model_version_by_alias("churnclv", "champion").version) == v3
+    listed = CliRunner().invoke(cli, ["models", "list", "--tracking-uri", uri]).output
+    row = next(line for line in listed.splitlines() if line.split()[:1] == [v4])
+    assert "nan" not in listed and "     -      -      -  " in row, row  # nothing measured: "-"
 
     # with no champion yet, such a version fills the slot (as a version without a backtest does), with a note
     ok, why = verdict({}, None, DEFAULT_TOLERANCE, champion_version=None, backtested=True)
