@@ -197,13 +197,23 @@ def promote(
     ours = version_metrics(challenger, name)
     theirs = None if champion is None else version_metrics(champion, name)
     backtested = (version.tags or {}).get("backtested", "true") == "true"
+    elsewhere = (
+        None if champion is None else other_data(client.get_model_version(name, champion).run_id, version.run_id)
+    )
     basis = None
-    if champion is not None and backtested:
+    if champion is not None and backtested and elsewhere is None:
         basis = choose_basis(
             data, tolerance, challenger=challenger, champion=champion, name=name, memory_limit=memory_limit
         )
     compared = (basis.challenger, basis.champion) if basis is not None and basis.same_window else (ours, theirs)
-    promoted, reasons = verdict(*compared, tolerance, champion_version=champion, backtested=backtested)
+    if elsewhere is not None:
+        why = (
+            f"version {champion}, the champion, was trained on other data ({elsewhere}): their metrics do not "
+            "compare; one registered model per data set keeps them apart (churnclv train --model-name NAME)"
+        )
+        promoted, reasons = False, [why]
+    else:
+        promoted, reasons = verdict(*compared, tolerance, champion_version=champion, backtested=backtested)
     decision = PromotionDecision(
         promoted,
         challenger,
@@ -227,6 +237,26 @@ def promote(
         set_alias(CHAMPION, challenger, name)
     log.debug("promotion of version %s: %s (%s)", challenger, decision.promoted, "; ".join(decision.reasons))
     return decision
+
+
+def other_data(champion_run: str | None, challenger_run: str | None) -> str | None:
+    """Why the two runs were not trained on one data set, else None: their transactions' time ranges
+    (``data_fingerprint.json``) do not overlap, as CDNOW's 1997-1998 and a shop of 2025 do. A data set
+    that grows, or keeps a rolling window, overlaps its earlier self; None also when a run lacks its
+    fingerprint (nothing to tell)."""
+    spans = []
+    for run_id in (champion_run, challenger_run):
+        try:
+            tx = mlflow.artifacts.load_dict(f"runs:/{run_id}/data_fingerprint.json").get("transactions") or {}
+        except Exception:  # noqa: BLE001 - a run logged without it (older versions, tests): nothing to compare
+            return None
+        if not (run_id and tx.get("ts_min") and tx.get("ts_max")):
+            return None
+        spans.append((str(tx["ts_min"])[:10], str(tx["ts_max"])[:10]))
+    (a_min, a_max), (b_min, b_max) = spans
+    if a_max < b_min or b_max < a_min:
+        return f"transactions {a_min} to {a_max}; this version's {b_min} to {b_max}"
+    return None
 
 
 def choose_basis(

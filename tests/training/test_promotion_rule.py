@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from churnclv.cli import cli
 from churnclv.training import registry, tracking
 from churnclv.training.config import TrainConfig, TrainingError
-from churnclv.training.promotion import DEFAULT_TOLERANCE, compare_metrics, verdict
+from churnclv.training.promotion import DEFAULT_TOLERANCE, compare_metrics, promote, verdict
 
 TOL = {"churn_auc": 0.005, "churn_brier": 0.005, "spend_gini": 0.01}
 CHAMPION = {"churn_auc": 0.90, "churn_brier": 0.10, "spend_gini": 0.80}
@@ -104,3 +104,38 @@ def test_promote_on_its_own_logs_both_metric_sets_and_the_decision_in_the_challe
     assert bad.exit_code == 2 and "unknown metric 'churn_acu'" in bad.output
     bad = CliRunner().invoke(cli, ["models", "promote", "--tracking-uri", uri, "--version", "99"])
     assert bad.exit_code == 2 and "--version" in bad.output and "churnclv models list" in bad.output
+
+
+@pytest.mark.integration
+def test_a_version_trained_on_other_data_never_replaces_the_champion(tmp_path: Path) -> None:
+    """A second data set trained into the same registered model (no --model-name): its metrics do not
+    compare with the champion's, whatever they are. The same data set grown is compared as usual."""
+    tracking.configure(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient()
+    client.create_registered_model("churnclv")
+
+    def version(metrics: dict[str, float], first: str, last: str) -> str:
+        with mlflow.start_run() as run:
+            mlflow.log_metrics({f"selected.{k}": v for k, v in metrics.items()})
+            mlflow.log_dict(
+                {"transactions": {"ts_min": f"{first} 00:00:00", "ts_max": f"{last} 00:00:00"}}, "data_fingerprint.json"
+            )
+        v = str(client.create_model_version("churnclv", f"runs:/{run.info.run_id}/model", run.info.run_id).version)
+        registry.set_alias("challenger", v)
+        return v
+
+    better = {**CHAMPION, "churn_auc": 0.95}
+    v1 = version(CHAMPION, "2023-01-01", "2025-12-31")
+    registry.set_alias("champion", v1)
+    version(better, "1997-01-01", "1998-06-30")  # CDNOW into the shop's model
+    decision = promote()
+    why = (
+        f"version {v1}, the champion, was trained on other data (transactions 2023-01-01 to 2025-12-31; this "
+        "version's 1997-01-01 to 1998-06-30): their metrics do not compare; one registered model per data set "
+        "keeps them apart (churnclv train --model-name NAME)"
+    )
+    assert not decision.promoted and decision.reasons == [why]
+    assert str(client.get_model_version_by_alias("churnclv", "champion").version) == v1
+
+    v3 = version(better, "2023-03-01", "2026-01-31")  # the shop a month later, on a rolling window
+    assert promote().promoted and str(client.get_model_version_by_alias("churnclv", "champion").version) == v3
