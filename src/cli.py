@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from churnclv import __version__
 from churnclv.cli_options import (
@@ -21,6 +22,7 @@ from churnclv.cli_options import (
     StderrHandler,
     _date,
     as_of_option,
+    check_default_folder,
     config_option,
     horizon_option,
     prepare_source,
@@ -395,6 +397,8 @@ def validate(data: str, mapping: Path | None, out: Path, as_json: bool, as_of: A
     from churnclv.mapping import load_mapping
     from churnclv.readiness import assess
 
+    if click.get_current_context().get_parameter_source("out") is ParameterSource.DEFAULT:
+        check_default_folder(data, out, "--out")
     with report_errors():
         result = validate_source(data, out, mapping=load_mapping(mapping))
     with report_errors():

@@ -126,7 +126,9 @@ def prepare_source(
             with report_errors(prefix=f"--trusted {data}: "):
                 check_values(Path(data), connect(memory_limit=memory_limit))
         return Path(data)
-    work = work or WORK_DEFAULT
+    if work is None:
+        work = WORK_DEFAULT
+        check_default_folder(data, work, "--work")
     with report_errors():
         result = validate_source(data, work, mapping=load_mapping(mapping), memory_limit=memory_limit)
     for r in result.reports.values():
@@ -136,6 +138,20 @@ def prepare_source(
                 f"{r.table}: {r.rejected:,} of {r.read:,} rows rejected -> {result.rejects_paths[r.table]}", err=True
             )
     return work / "clean"
+
+
+def check_default_folder(data: str, folder: Path, option: str) -> None:
+    """Every job without ``--work`` (and ``validate`` without ``--out``) validates into the one default
+    folder, which the quick tour's ``--trusted`` commands read: refuse to replace the tables of another
+    source there (a check of a second data set silently swapped the first one's out)."""
+    from churnclv.ingest import source_identity, validated_source
+
+    held, this = validated_source(folder), source_identity(data)
+    if held is not None and held != this:
+        raise DataProblem(
+            f"{folder} holds the validated tables of {held}; validating {this} there would replace them: pass "
+            f"{option} DIR for this source (or remove {folder})"
+        )
 
 
 def source_options(fn: _Command) -> _Command:

@@ -11,6 +11,7 @@ its ``reason``); the report's counts reconcile: ``read == accepted + rejected``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -29,7 +30,18 @@ from churnclv.redaction import redact_url
 from churnclv.schema import CUSTOMERS, TABLES, TableSpec
 from churnclv.tables import DataError
 
-__all__ = ["ValidationResult", "read_clean", "validate_frames", "validate_source"]
+__all__ = [
+    "SOURCE_RECORD",
+    "ValidationResult",
+    "read_clean",
+    "source_identity",
+    "validate_frames",
+    "validate_source",
+    "validated_source",
+]
+
+#: The file in a validation's output folder naming the source its tables came from (redacted).
+SOURCE_RECORD = "source.json"
 
 # customers first: the events' customer_id is checked against the clean customers
 _ORDER = sorted(TABLES, key=lambda name: name != CUSTOMERS.name)
@@ -128,14 +140,30 @@ def _unwritable(out_dir: Path, exc: BaseException) -> DataError:
     )
 
 
-def _publish(staging: Path, out_dir: Path) -> None:
+def _publish(staging: Path, out_dir: Path, source: str) -> None:
     """Replace ``out_dir/clean`` and ``out_dir/rejects`` as a whole by the staged ones, so tables of
-    an earlier validation (another data set) never stay beside the new ones."""
+    an earlier validation (another data set) never stay beside the new ones; then record the source."""
     for sub in ("clean", "rejects"):
         final = out_dir / sub
         if final.exists() or final.is_symlink():
             final.rename(staging / f"previous-{sub}")
         (staging / sub).rename(final)
+    (out_dir / SOURCE_RECORD).write_text(json.dumps({"source": source}) + "\n")
+
+
+def source_identity(data: str | Path) -> str:
+    """How a source is named in :data:`SOURCE_RECORD`: a folder's absolute path, a URL redacted."""
+    text = str(data)
+    return redact_url(text) if is_sql_url(text) else str(Path(text).resolve())
+
+
+def validated_source(out_dir: Path | str) -> str | None:
+    """The source whose tables ``out_dir`` holds (:data:`SOURCE_RECORD`), None when not recorded."""
+    try:
+        source = json.loads((Path(out_dir) / SOURCE_RECORD).read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return source if isinstance(source, str) else None
 
 
 def validate_source(
@@ -161,7 +189,7 @@ def validate_source(
         found = _register_sources(con, data, mapping)
         result = ValidationResult(reports=_run(con, found, mapping))
         try:
-            _write(con, result, staging, out_dir)
+            _write(con, result, staging, out_dir, source_identity(data))
         except (OSError, duckdb.IOException) as exc:
             raise _unwritable(out_dir, exc) from None
         return result
@@ -170,7 +198,7 @@ def validate_source(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write(con: duckdb.DuckDBPyConnection, result: ValidationResult, staging: Path, out_dir: Path) -> None:
+def _write(con: duckdb.DuckDBPyConnection, result: ValidationResult, staging: Path, out_dir: Path, source: str) -> None:
     """Write the clean tables and rejects into ``staging``, then publish them into ``out_dir``."""
     (staging / "clean").mkdir()
     (staging / "rejects").mkdir()
@@ -182,7 +210,7 @@ def _write(con: duckdb.DuckDBPyConnection, result: ValidationResult, staging: Pa
                 f"COPY rejects_{name} TO {literal(str(staging / 'rejects' / f'{name}.csv'))} (FORMAT csv, HEADER)"
             )
             result.rejects_paths[name] = out_dir / "rejects" / f"{name}.csv"
-    _publish(staging, out_dir)
+    _publish(staging, out_dir, source)
 
 
 def validate_frames(

@@ -321,3 +321,33 @@ def test_serve_refuses_a_snapshot_folder_that_does_not_exist(tmp_path: Path) -> 
     result = CliRunner().invoke(cli, ["serve", "--snapshot", str(tmp_path / "scoers")])
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--snapshot'" in result.output and "does not exist" in result.output
+
+
+def test_the_default_validation_folder_never_swaps_one_source_for_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every job without --work (and validate without --out) validates into work/validated, which the
+    quick tour's --trusted commands read: a second source must not silently replace the first's tables
+    there. An explicit --out replaces them, as documented."""
+    monkeypatch.chdir(tmp_path)
+    for name, ids in (("shop", ["a", "b"]), ("other", ["x", "y"])):
+        (tmp_path / name).mkdir()
+        rows = [{"customer_id": c, "ts": f"2024-0{m}-01", "amount": 10.0} for c in ids for m in (1, 2, 3)]
+        pd.DataFrame(rows).to_csv(tmp_path / name / "transactions.csv", index=False)
+    clean = tmp_path / "work" / "validated" / "clean" / "transactions.parquet"
+    runner = CliRunner()
+
+    assert runner.invoke(cli, ["validate", "--data", "shop"]).exit_code == 0
+    assert set(pd.read_parquet(clean)["customer_id"]) == {"a", "b"}
+    assert runner.invoke(cli, ["validate", "--data", "shop"]).exit_code == 0  # the same source again: fine
+
+    refused = runner.invoke(cli, ["validate", "--data", "other", "--as-of", "2024-03-31"])
+    assert refused.exit_code == 1
+    assert f"work/validated holds the validated tables of {tmp_path / 'shop'}" in refused.output
+    assert "pass --out DIR for this source" in refused.output
+    job = runner.invoke(cli, ["features", "--data", "other", "--as-of", "2024-03-31", "--out", "f.parquet"])
+    assert job.exit_code == 1 and "pass --work DIR for this source" in job.output
+    assert set(pd.read_parquet(clean)["customer_id"]) == {"a", "b"}  # untouched
+
+    assert runner.invoke(cli, ["validate", "--data", "other", "--out", "work/validated"]).exit_code == 0  # asked for
+    assert set(pd.read_parquet(clean)["customer_id"]) == {"x", "y"}

@@ -30,7 +30,7 @@ from churnclv import values
 from churnclv.cli import cli
 from churnclv.config import ConfigError
 from churnclv.features import compute_features, compute_features_frames
-from churnclv.ingest import validate_frames, validate_source
+from churnclv.ingest import validate_frames, validate_source, validated_source
 from churnclv.mapping import Mapping, TableMapping, load_mapping
 from churnclv.tables import DataError
 
@@ -475,7 +475,8 @@ def test_validating_another_data_set_into_the_same_folder_replaces_it_whole(tmp_
     result = validate_source(second, out)
     assert sorted(p.name for p in (out / "clean").iterdir()) == ["transactions.parquet"]
     assert list((out / "rejects").iterdir()) == []
-    assert sorted(p.name for p in out.iterdir()) == ["clean", "rejects"]  # no staging folder left
+    assert sorted(p.name for p in out.iterdir()) == ["clean", "rejects", "source.json"]  # no staging folder left
+    assert validated_source(out) == str(second.resolve())  # the tables' source, recorded
     assert result.clean_paths["transactions"] == out / "clean" / "transactions.parquet"
     assert pd.read_parquet(result.clean_paths["transactions"])["customer_id"].tolist() == ["9"]
 
@@ -483,7 +484,8 @@ def test_validating_another_data_set_into_the_same_folder_replaces_it_whole(tmp_
     with pytest.raises(DataError, match="'amount'"):
         validate_source(tmp_path / "broken", out)
     assert pd.read_parquet(out / "clean" / "transactions.parquet")["customer_id"].tolist() == ["9"]  # kept whole
-    assert sorted(p.name for p in out.iterdir()) == ["clean", "rejects"]
+    assert sorted(p.name for p in out.iterdir()) == ["clean", "rejects", "source.json"]
+    assert validated_source(out) == str(second.resolve())
 
 
 # =========================================================================== 4. one line, no customer data
