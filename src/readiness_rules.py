@@ -87,7 +87,8 @@ def judge(
     elif buyers == 0:
         errors.append(
             f"no customer with a purchase (a line with amount > 0) by as-of {day}: nothing can be "
-            "fitted; add the sales lines, not only returns or zero amounts"
+            "fitted; add the sales lines, not only returns or zero amounts (or, where a zero amount is a "
+            "purchase, set [features] zero_amount_is_purchase = true)"
         )
     elif t_max == 0:
         errors.append(
@@ -109,14 +110,13 @@ def judge(
             "check the year"
         )
 
-    # BG/NBD (and the BTYD wrapper, which needs a spend to learn from)
-    btyd_ok = buyers > 0 and t_max > 0 and repeat_pos > 0
+    # BG/NBD (spend is Gamma-Gamma's, which falls back to the mean order value, 0 without any)
+    btyd_ok = buyers > 0 and t_max > 0 and repeat > 0
     btyd = ModelReadiness(
         "btyd",
         btyd_ok,
         "BG/NBD needs >= 1 customer with a purchase, a first purchase before as-of (T > 0) and >= 1 repeat "
-        f"buyer with positive spend; below {BGNBD_WARN_REPEAT_BUYERS} repeat buyers its parameters are poorly "
-        "identified",
+        f"buyer; below {BGNBD_WARN_REPEAT_BUYERS} repeat buyers its parameters are poorly identified",
         f"{buyers:,} customers with a purchase, {repeat:,} repeat buyers ({repeat_pos:,} with positive "
         f"spend), T up to {t_max:,} days",
     )
@@ -125,10 +125,10 @@ def judge(
             f"only {repeat} repeat buyers by as-of: BG/NBD parameters are poorly identified "
             f"(about {BGNBD_WARN_REPEAT_BUYERS} or more wanted); {later}"
         )
-    if not errors and not btyd_ok:  # repeat buyers, but none with a positive net spend
+    if btyd_ok and repeat_pos == 0:  # repeat buyers, but none with a positive net spend
         warnings.append(
-            "no repeat buyer with a positive net spend by as-of: the BTYD spend model has nothing "
-            "to learn from and BTYD cannot be fitted; check that sales lines carry positive amounts"
+            "no repeat buyer with a positive net spend by as-of: every expected spend and CLV is 0; "
+            "check that sales lines carry positive amounts"
         )
 
     gg_ok = repeat_pos >= gg_min

@@ -417,3 +417,14 @@ def test_a_quiet_spell_before_the_as_of_is_not_the_end_of_the_data(tmp_path: Pat
     rows += [(f"cust-{i}", "2024-08-01", 25.0) for i in range(50)]  # after the as-of
     r = assess(_write(tmp_path, transactions=_tx(rows)), "2024-07-10", 90)  # last sale before it: 2024-05-28
     assert not any("after the last transaction line" in e for e in r.errors), r.errors
+
+
+def test_repeat_buyers_without_positive_repeat_spend_fit_btyd_with_no_spend(tmp_path: Path) -> None:
+    """BG/NBD does not read spend: it is fitted, and a warning says every expected spend will be 0."""
+    rows = [(f"cust-{i}", "2024-01-10", 20.0) for i in range(150)]
+    rows += [(f"cust-{i}", "2024-02-10 10:00", 10.0) for i in range(30)]  # a sale and a larger return:
+    rows += [(f"cust-{i}", "2024-02-10 11:00", -15.0) for i in range(30)]  # a repeat day netting -5
+    r = assess(_write(tmp_path, transactions=_tx(rows)), "2024-02-29", 14)
+    assert r.repeat_buyers == 30 and r.repeat_buyers_positive_spend == 0
+    assert r.model("btyd").ok and not r.model("gamma_gamma").ok and not r.errors
+    assert any("every expected spend and CLV is 0" in w for w in r.warnings)

@@ -71,21 +71,13 @@ def fit_spend(
     ``compress`` fits on the unique ``(frequency, monetary_value)`` rows with their counts as
     weights. Fewer than ``min_repeat_buyers`` repeat buyers with ``m > 0``, a fit that does not
     converge or one with ``q <= 1`` leave ``params`` None and say why in ``fallback``; ``where``
-    names the caller in errors.
-
-    Raises
-    ------
-    ValueError
-        When no customer is a repeat buyer with ``m > 0``: there is no spend to learn from.
+    names the caller in the fallback's reason. Without any repeat buyer with ``m > 0`` (purchases
+    without spend: ``zero_amount_is_purchase`` on free items) the mean order value is 0.
     """
     repeat = (f > 0) & (m > 0)
     n_repeat = int(repeat.sum())
-    if n_repeat == 0:
-        raise ValueError(
-            f"{where}: no repeat buyer with monetary_value > 0, "
-            "so there is no spend to learn from; monetary_value must be the mean net "
-            "spend of repeat purchase days."
-        )
+    if n_repeat == 0:  # purchases without spend (zero_amount_is_purchase, free items): nothing to expect
+        return SpendFit(None, None, 0.0, f"{where}: no repeat buyer with monetary_value > 0: every order value is 0", 0)
     fx, fm = f[repeat], m[repeat]
     mean_order_value = float(np.sum(fx * fm) / np.sum(fx))
     params: dict[str, float] | None = None

@@ -961,3 +961,15 @@ def test_quiet_blocks_of_two_threads_leave_stdout_as_it_was():
     for t in threads:
         t.join()
     assert sys.stdout is before
+
+
+def test_purchases_without_spend_fit_bgnbd_and_expect_no_spend(cdnow, cdnow_model):
+    """Every amount 0 with ``zero_amount_is_purchase`` (free items): BG/NBD is fitted as before,
+    Gamma-Gamma has nothing to learn, and every expected spend and CLV is 0 instead of no model."""
+    free = cdnow[0].assign(monetary_value=0.0)
+    model = BTYDModel(time_unit_days=7).fit(free)
+    assert model.params_ == cdnow_model.params_  # the transaction model does not read spend
+    assert model.gg_params_ is None and "no repeat buyer with monetary_value > 0" in model.gg_fallback_
+    out = model.predict(free, 90)
+    assert (out["expected_spend"] == 0).all() and (out["clv"] == 0).all()
+    assert out["expected_purchases"].sum() > 0
