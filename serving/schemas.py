@@ -125,8 +125,10 @@ AsOfDate = Annotated[
 ]
 CustomerId = Annotated[
     str,
-    BeforeValidator(_trim_spaces),
+    # the constraints before the trimming validator: pydantic then checks them on the string it
+    # returns as a string ("at most 128 characters"), not as a sequence ("at most 128 items")
     StringConstraints(min_length=1, max_length=MAX_ID_LENGTH),
+    BeforeValidator(_trim_spaces),
     AfterValidator(_not_blank),
     Field(description="The customer's id, as text (leading zeros are kept)", examples=["00000042"]),
 ]

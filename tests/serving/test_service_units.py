@@ -353,3 +353,16 @@ def test_periodic_check_failures_are_logged_redacted(caplog: pytest.LogCaptureFi
     assert errors and all("S3cret" not in r.getMessage() and "password=Q" not in r.getMessage() for r in errors)
     assert "postgresql://user:***@db.example/mlflow" in errors[0].getMessage()
     assert all(r.exc_info is None for r in errors)  # the traceback goes to DEBUG only
+
+
+@pytest.mark.parametrize(
+    ("cid", "message"),
+    [("x" * 129, "String should have at most 128 characters"), ("   ", "String should have at least 1 character")],
+)
+def test_an_id_of_the_wrong_length_is_told_in_characters(cid: str, message: str) -> None:
+    """Not pydantic's 'at most 128 items': the CRM reads these messages."""
+    with pytest.raises(ValidationError) as info:
+        ScoreRequest.model_validate(
+            {"as_of": "2025-10-02", "customers": [{"customer_id": cid, "signup_ts": "2025-01-01"}]}
+        )
+    assert [e["msg"] for e in info.value.errors()] == [message]
