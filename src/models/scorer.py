@@ -239,6 +239,11 @@ class Scorer:
         self.btyd_ = self._btyd().fit(frame)
         self.intervals_ = fit_intervals(self.btyd_, c)
         notes += [f"BTYD at as-of: {n}" for n in getattr(self.btyd_, "fit_notes_", [])]
+        if self.btyd_.gg_fallback_ is not None:  # logged as a warning by the fit; kept with the model too
+            notes.append(
+                f"BTYD at as-of: Gamma-Gamma not used ({self.btyd_.gg_fallback_}): every customer's expected "
+                f"order value is the mean, {self.btyd_.mean_order_value_:.4g}"
+            )
         bt = self.btyd_.predict(
             frame, c.horizon_days, clv_months=c.clv_months, annual_discount_rate=c.annual_discount_rate
         )

@@ -504,3 +504,16 @@ def test_stable_floats_rounds_once_and_returns_a_stable_frame_itself() -> None:
     nudged = stable.copy()
     nudged.loc[7, "x"] += 1e-9
     assert stable_floats(nudged) is not nudged
+
+
+def test_a_gamma_gamma_fallback_is_a_note_of_the_fit(data, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was a log warning only: a run's notes (printed by train, kept in training_notes.json) did not
+    say that every order value was the mean."""
+    train, snapshot = data
+    cfg = ScorerConfig(churn_model="btyd", purchases_model="btyd", spend_model="btyd")
+    assert not any("Gamma-Gamma" in n for n in Scorer(config=cfg).fit(train, snapshot).metadata_["fit_notes"])
+    monkeypatch.setattr(Scorer, "_btyd", lambda self: btyd_module.BTYDModel(gg_min_repeat_buyers=10**9))  # never enough
+    scorer = Scorer(config=cfg).fit(train, snapshot)
+    notes = [n for n in scorer.metadata_["fit_notes"] if "Gamma-Gamma not used" in n]
+    assert len(notes) == 1 and "gg_min_repeat_buyers=1000000000" in notes[0]
+    assert notes[0].endswith(f"the mean, {scorer.btyd_.mean_order_value_:.4g}")
