@@ -42,6 +42,32 @@ def artifact_folder(artifact_uri: str) -> str:
     return redact_url(artifact_uri)
 
 
+#: Per target: the backtest metric of its ranking and the value of a ranking by chance.
+CHANCE = {
+    "churn": ("churn_auc", 0.5, "AUC", "churn risk"),
+    "spend": ("spend_gini", 0.0, "Gini", "expected spend and CLV"),
+}
+
+
+def below_chance(result: TrainResult) -> list[str]:
+    """A warning per selected model whose backtest ranking is worse than chance: the best candidate can
+    still be worse than a coin (a data zoo shop of mostly returns: spend Gini -0.15, customers who never
+    made a sale ranked first)."""
+    out = []
+    for target, (metric, chance, label, what) in CHANCE.items():
+        model = result.selected.get(target)
+        if model not in result.summary.index or metric not in result.summary.columns:
+            continue
+        value = float(result.summary.loc[model, metric])
+        if value < chance:  # NaN compares False: not measured is not below chance
+            out.append(
+                f"warning:   the selected {target} model ({model}) ranks worse than chance on the backtest "
+                f"({label} {value:.3f}, chance {chance:g}): its {what} order customers no better than at random; "
+                "check the amounts (returns, zero amounts) and the history before using them"
+            )
+    return out
+
+
 def summary_lines(result: TrainResult, *, as_of: str, horizon_days: int, tracking_uri: str) -> list[str]:
     """What ``churnclv train`` prints when it is done (``tracking_uri``: the store it logged to)."""
     lines: list[str] = []
@@ -64,6 +90,7 @@ def summary_lines(result: TrainResult, *, as_of: str, horizon_days: int, trackin
     lines.append(
         f"selected:  churn {churn}, purchases {result.selected['purchases']}, spend {result.selected['spend']}"
     )
+    lines += below_chance(result)
     totals = result.scorer.metadata_.get("totals_level")
     if totals:  # learned_totals = "auto": what the backtest chose, and why
         lines.append(f"totals:    {TotalsLevel(**totals)}")
