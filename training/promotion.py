@@ -246,11 +246,13 @@ def other_data(champion_run: str | None, challenger_run: str | None) -> str | No
     fingerprint (nothing to tell)."""
     spans = []
     for run_id in (champion_run, challenger_run):
+        if not run_id:
+            return None
         try:
             tx = mlflow.artifacts.load_dict(f"runs:/{run_id}/data_fingerprint.json").get("transactions") or {}
         except Exception:  # noqa: BLE001 - a run logged without it (older versions, tests): nothing to compare
             return None
-        if not (run_id and tx.get("ts_min") and tx.get("ts_max")):
+        if not (tx.get("ts_min") and tx.get("ts_max")):
             return None
         spans.append((str(tx["ts_min"])[:10], str(tx["ts_max"])[:10]))
     (a_min, a_max), (b_min, b_max) = spans

@@ -381,7 +381,7 @@ class Scorer:
         measured = window is not bt and self.season_levels_from is not None
         if c.learned_totals != "learned" or transfer or measured:
             p_churn = self._final_churn(raw, window)  # _totals holds purchases to at least 1 - p_churn
-            own = dict(zip(("purchases", "spend"), self._carried(parts, NO_LEVELS), strict=True))
+            own = self._carried(parts, NO_LEVELS)
             for target in ("purchases", "spend"):
                 if target in raw:
                     want = window[f"expected_{target}"].to_numpy()
@@ -614,29 +614,30 @@ class Scorer:
                 bt["clv"].to_numpy(), bt_spend, raw["spend"] * levels["spend"], self.clv_fallback_ratio_
             )
         )
-        purchases, spend = self._carried(parts, levels)
+        carried = self._carried(parts, levels)
+        purchases, spend = carried["purchases"], carried["spend"]
         p_churn = self._final_churn(raw, parts.window)
         # a count is at least the chance it is not 0: E[N] >= P(N >= 1) = 1 - p_churn (the churn and
         # purchases models are two models; 866 of 3,000 customers of a generated world broke it)
         purchases = np.maximum(purchases, 1.0 - p_churn)
         return p_churn, purchases, spend, clv
 
-    def _carried(self, parts: _Parts, levels: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
-        """Expected purchases and spend for the window before the purchases floor: a learned total at
-        its level, carried to the window by a season; BTYD's the window's own."""
+    def _carried(self, parts: _Parts, levels: Mapping[str, float]) -> dict[str, np.ndarray]:
+        """Expected ``purchases`` and ``spend`` for the window before the purchases floor: a learned
+        total at its level, carried to the window by a season; BTYD's the window's own."""
         bt, raw, window = parts.bt, parts.raw, parts.window
-        out = []
+        out = {}
         for target in ("purchases", "spend"):
             if target not in raw:
-                out.append(window[f"expected_{target}"].to_numpy())
+                out[target] = window[f"expected_{target}"].to_numpy()
                 continue
             total = raw[target] * levels[target]
             if window is not bt:  # a season
                 season = self.seasonal_
                 assert season is not None  # a window of its own comes from the season
                 total = total * season.carry(window, bt, target)
-            out.append(total)
-        return out[0], out[1]
+            out[target] = total
+        return out
 
     def score_with_own_level(self, features: pd.DataFrame, *, as_of: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """:meth:`score` without reasons, and ``customer_id, expected_purchases, expected_spend`` at the

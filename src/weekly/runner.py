@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from churnclv.names import MODEL_NAME
-from churnclv.redaction import redact_text, redact_url
+from churnclv.redaction import redact_text
 from churnclv.serving.snapshots import MANIFEST_FILE, partition_name, partitions, scores_dir
 from churnclv.training.config import RunConfig
 from churnclv.weekly.errors import WeeklyStepError
@@ -306,7 +306,7 @@ class _Run:
         s = self.request.settings
         if s.service_url is None:
             return {"outcome": "no service to reload ([weekly] service_url or --service-url)", "ok": True}
-        self.echo(f"== reload: POST {redact_url(s.service_url.rstrip('/'))}/reload")
+        self.echo(f"== reload: POST {s.service_url.rstrip('/')}/reload")  # echo redacts the URL
         outcome: ReloadOutcome = reload_service(s.service_url, self.request.api_key, s.api_key_env, s.reload_timeout_s)
         return outcome.to_dict()
 
