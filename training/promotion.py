@@ -139,21 +139,28 @@ def verdict(
     if missing and champion is None:  # like a version without a backtest: it fills the empty slot
         note = (
             f"no champion yet; note: the backtest measured no {', '.join(missing)} for this version's models "
-            "(their fits failed on the folds; training_notes.json in its run says why)"
+            "(their fits failed on the folds, or the folds' windows held nothing to measure it on; "
+            "training_notes.json in its run says why)"
         )
         return True, [note]
-    if missing:
+    if champion is None:
+        return True, ["no champion yet"]
+    # a metric neither version has (a shop whose windows never hold any spend) cannot tell them apart
+    unmeasured = [m for m in missing if m in champion]
+    if unmeasured:
         return False, [
             f"the challenger's run has no selected.{m} metric, so it cannot be compared: retrain it, or drop "
             f"{m} from the tolerance"
-            for m in missing
+            for m in unmeasured
         ]
-    if champion is None:
-        return True, ["no champion yet"]
     worse = compare_metrics(challenger, champion, tolerance)
     if worse:
         return False, worse
-    return True, [f"not worse than version {champion_version} beyond tolerance {dict(tolerance)}"]
+    compared = {m: t for m, t in tolerance.items() if m not in missing}
+    reasons = [f"not worse than version {champion_version} beyond tolerance {compared}"]
+    if missing:
+        reasons.append(f"neither version measured {', '.join(missing)}")
+    return True, reasons
 
 
 def promote(

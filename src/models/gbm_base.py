@@ -8,6 +8,7 @@ text plus our config, no pickling). The models themselves are in :mod:`churnclv.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ from churnclv.models.feature_matrix import (
 )
 from churnclv.models.saved_format import check_stamp
 from churnclv.models.thread_gate import LIGHTGBM_CALLS
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_EXCLUDE",
@@ -79,6 +82,9 @@ def lightgbm_threads(n: int) -> Iterator[None]:
     finally:
         _THREADS.reset(token)
 
+
+#: Objectives whose start (the log of the mean label) needs a positive label sum.
+_POSITIVE_SUM_OBJECTIVES = frozenset({"poisson", "tweedie"})
 
 _FORMAT = "churnclv.models.gbm"
 _FORMAT_VERSION = 1
@@ -223,6 +229,13 @@ class GBMBase(BaseEstimator):
         num_boost_round: int,
     ) -> lgb.Booster:
         params = self._train_params()
+        if params["objective"] in _POSITIVE_SUM_OBJECTIVES and not np.any(y > 0):
+            # LightGBM's Poisson and Tweedie stop on a label sum of 0 ("sum of labels is zero"). With
+            # nothing but zeros to learn (a shop of free orders, a tiny cohort's quiet window) the
+            # answer is 0: squared error on the zeros trains a booster predicting exactly that, which
+            # saves, loads and explains as any other.
+            params = {**params, "objective": "regression"}
+            logger.info("%s: every label is 0; the model predicts 0", type(self).__name__)
         train_set = self._dataset(M, y, w, params)
         callbacks: list[Callable[..., Any]] = []
         valid_sets = None

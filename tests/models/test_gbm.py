@@ -450,6 +450,20 @@ def test_purchase_predictions_non_negative_and_calibrated_in_the_large(count_mod
     assert np.corrcoef(pred, y["purchases"])[0, 1] > 0.5
 
 
+@pytest.mark.parametrize("cls", [GBMSpendRegressor, GBMCountRegressor])
+def test_all_zero_labels_train_a_model_of_zero(cls, data, test_data):
+    # a shop of free orders (or a quiet window of a tiny cohort): LightGBM's Poisson and Tweedie stop
+    # on a label sum of 0; the model learns the only answer the data give, 0, and saves as any other
+    X, _, _ = data
+    y = np.zeros(len(X))
+    y[:5] = -3.0  # returns only: clipped to 0 for the spend model
+    model = cls(**FAST).fit(X, np.maximum(y, 0) if cls is GBMCountRegressor else y)
+    Xt = test_data[0]
+    assert np.all(model.predict(Xt) == 0.0)
+    assert np.all(model_from_dict(json.loads(json.dumps(model.to_dict()))).predict(Xt) == 0.0)
+    assert model.explain(Xt.head(3)) == [[], [], []]
+
+
 def test_count_regressor_rejects_negative_counts(data):
     X, _, _ = data
     with pytest.raises(ValueError, match="negative counts"):

@@ -35,6 +35,18 @@ def test_worse_beyond_the_tolerance_names_the_metric(metric: str, value: float) 
     assert len(worse) == 1 and worse[0].startswith(f"{metric}: challenger")
 
 
+def test_a_metric_neither_version_measured_does_not_block_promotion() -> None:
+    # a shop whose windows never hold spend: no version ever gets a spend Gini
+    no_spend = {m: v for m, v in CHAMPION.items() if m != "spend_gini"}
+    ok, why = verdict(no_spend, no_spend, TOL, champion_version="1", backtested=True)
+    assert ok and why[-1] == "neither version measured spend_gini"
+    ok, why = verdict({**no_spend, "churn_auc": 0.8}, no_spend, TOL, champion_version="1", backtested=True)
+    assert not ok and why[0].startswith("churn_auc: challenger")  # the measured metrics still decide
+    # the champion measured it, the challenger did not: they cannot be compared
+    ok, why = verdict(no_spend, CHAMPION, TOL, champion_version="1", backtested=True)
+    assert not ok and "no selected.spend_gini" in why[0]
+
+
 def test_unknown_tolerance_metric_is_refused() -> None:
     with pytest.raises(TrainingError, match=r"unknown metrics.*churn_acu"):
         TrainConfig(promote_tolerance={"churn_acu": 0.01})
