@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +28,7 @@ OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/metrics", "/docs.json
 OPEN_PREFIXES = ("/static_content/", "/assets/")
 
 
-def _bounded_errors(send: Any) -> Any:
+def _bounded_errors(send: Any, path: str) -> Any:
     """``send``, with every 4xx JSON answer's ``detail`` bounded (:func:`bounded_detail`): at most 50
     field errors, long texts cut, no ``input`` (what the client sent) echoed back."""
     start: dict[str, Any] | None = None
@@ -44,7 +45,7 @@ def _bounded_errors(send: Any) -> Any:
             parts.append(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            body = _bound_body(b"".join(parts))
+            body = _bound_body(b"".join(parts), path)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
             await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -54,13 +55,27 @@ def _bounded_errors(send: Any) -> Any:
     return wrapped
 
 
-def _bound_body(body: bytes) -> bytes:
+# BentoML's summary of a pydantic error names its internal class ("1 validation error for
+# ScoreRequestIODescriptor"); the client is told the route and where the field errors are instead
+_BENTOML_SUMMARY = re.compile(r"(\d+) validation errors? for \w+")
+
+
+def _bound_body(body: bytes, path: str) -> bytes:
     try:
         doc = json.loads(body)
     except ValueError:
         return body
     if not isinstance(doc, dict) or not isinstance(doc.get("detail"), list):
         return body
+    summary = _BENTOML_SUMMARY.fullmatch(str(doc.get("error", "")))
+    if summary and any(isinstance(d, dict) and d.get("type") == "json_invalid" for d in doc["detail"]):
+        doc["error"] = f"the body of the request to {path[:64]} is not valid JSON: detail says where"
+    elif summary:
+        n = int(summary.group(1))
+        doc["error"] = (
+            f"the request to {path[:64]} has {n} invalid field{'s' if n != 1 else ''}: each is in detail "
+            "(loc: where, msg: the rule); the schema is at /docs.json"
+        )
     doc["detail"] = bounded_detail(doc["detail"])
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -120,7 +135,7 @@ class APIKeyMiddleware:
             message: dict[str, Any] = await receive()  # after the body: the disconnect, when it comes
             return message
 
-        await self.app(scope, replay, _bounded_errors(send))
+        await self.app(scope, replay, _bounded_errors(send, scope["path"]))
 
     def _check(self, scope: dict[str, Any], headers: Mapping[bytes, list[bytes]]) -> JSONResponse | None:
         path = scope["path"]

@@ -271,6 +271,11 @@ def test_an_as_of_not_written_yyyy_mm_dd_is_refused_with_the_form_to_use(client:
 def test_malformed_json_and_bad_ids_answer_400(client: Any, kit: Any) -> None:
     r = client.post("/score", content=b'{"as_of": ', headers={**kit.HEADERS, "Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["detail"][0]["type"] == "json_invalid"
+    assert r.json()["error"] == "the body of the request to /score is not valid JSON: detail says where"
+    # the summary names the route and the count, not BentoML's internal class (ScoreRequestIODescriptor)
+    r = client.post("/score", json={"customer_ids": ["a"]}, headers=kit.HEADERS)
+    assert r.status_code == 400 and r.json()["error"].startswith("the request to /score has 3 invalid fields: ")
+    assert "Descriptor" not in r.text
     r = client.post("/score_by_id", json={"customer_ids": ["ok", ""]}, headers=kit.HEADERS)
     assert r.status_code == 400 and ("customer_ids", 1) in _locs(r)
 
