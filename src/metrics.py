@@ -111,6 +111,25 @@ def spend_metrics(spend: ArrayLike, expected: ArrayLike) -> dict[str, float]:
     }
 
 
+def order_value_metrics(labels: pd.DataFrame, scores: pd.DataFrame) -> dict[str, float]:
+    """How far a model's spend per purchase is from what the window's buyers spent per purchase.
+
+    ``spend_value_ratio``: the realised spend per purchase (total spend over total purchases) over
+    the predicted one (expected spend over expected purchases); 1 when the model's order values are
+    right on the whole, whatever its purchase count. ``spend_value_ratio_se``: its standard error (a
+    ratio estimator: the customers' residuals ``spend - value * purchases``, delta method). Both NaN
+    when either side has no positive total.
+    """
+    n, s = _arrays(labels["purchases"], labels["spend"])
+    n_hat, s_hat = _arrays(scores["expected_purchases"], scores["expected_spend"])
+    totals = (n.sum(), s.sum(), n_hat.sum(), s_hat.sum())
+    if not min(totals) > 0:
+        return {"spend_value_ratio": float("nan"), "spend_value_ratio_se": float("nan")}
+    value, predicted = totals[1] / totals[0], totals[3] / totals[2]
+    se = float(np.sqrt(np.sum((s - value * n) ** 2))) / totals[0]
+    return {"spend_value_ratio": float(value / predicted), "spend_value_ratio_se": se / predicted}
+
+
 def all_metrics(labels: pd.DataFrame, scores: pd.DataFrame) -> dict[str, float]:
     """Every metric from a labels frame (churned, purchases, spend) and a scores frame, row-aligned."""
     out = churn_metrics(labels["churned"], scores["p_churn"])

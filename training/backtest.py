@@ -15,7 +15,7 @@ import pandas as pd
 
 from churnclv.features import compute_training_frame
 from churnclv.features.inputs import in_sample_ids
-from churnclv.metrics import all_metrics, purchases_metrics, spend_metrics
+from churnclv.metrics import all_metrics, order_value_metrics, purchases_metrics, spend_metrics
 from churnclv.models.baselines import RecencyBaseline, RFMBaseline
 from churnclv.models.gbm_base import lightgbm_threads, usable_cores
 from churnclv.models.inputs import stable_floats
@@ -171,7 +171,11 @@ def run_backtest(
         except FIT_ERRORS as exc:
             fits.finish(fold.index, name)
             return _Fitted(None, {}, f"{type(exc).__name__}: {exc}", 0.0)
-        metrics = {**all_metrics(evaluation, pred), **_own_level_metrics(evaluation, pred)}
+        metrics = {
+            **all_metrics(evaluation, pred),
+            **order_value_metrics(evaluation, pred),
+            **_own_level_metrics(evaluation, pred),
+        }
         fits.finish(fold.index, name)
         return _Fitted(pred, metrics, None, time.perf_counter() - started)
 

@@ -44,6 +44,7 @@ from churnclv.training.selection import (
     at_learned_level,
     select_churn_blend,
     select_models,
+    select_order_value_factor,
     select_totals_level,
 )
 
@@ -161,6 +162,11 @@ def train(
         )
         log.debug("%s (backtest log loss per model@weight %s)", msg, blend.scores)
         say(msg)
+    order_value = None
+    if config.scorer.order_value == "backtest":
+        order_value = select_order_value_factor(backtest)
+        scorer_extra["order_value_factor"] = order_value.factor
+        say(f"order value: {order_value}")
     # the totals' level (learned_totals = "auto"), chosen for the models the final fit ends up with
     totals_for = None
     if config.scorer.learned_totals == "auto":
@@ -229,6 +235,7 @@ def train(
             "label_horizon_days": scorer.config_.label_horizon,
             "learned_totals": scorer.config_.learned_totals,
             "totals_level": None if totals is None else asdict(totals),
+            "order_value": None if order_value is None else asdict(order_value),
             "backtest_means": {c: {m: float(summary.loc[c, m]) for m in KEY_METRICS} for c in summary.index},
             "backtest": plan.to_dict(),
             "dropped": dropped,

@@ -14,7 +14,7 @@ from churnclv.names import CHALLENGER
 from churnclv.redaction import redact_url
 from churnclv.training.reports import format_summary
 from churnclv.training.result import TrainResult
-from churnclv.training.selection import TotalsLevel
+from churnclv.training.selection import OrderValue, TotalsLevel
 
 __all__ = ["COLUMNS", "artifact_folder", "summary_lines"]
 
@@ -94,6 +94,9 @@ def summary_lines(result: TrainResult, *, as_of: str, horizon_days: int, trackin
     totals = result.scorer.metadata_.get("totals_level")
     if totals:  # learned_totals = "auto": what the backtest chose, and why
         lines.append(f"totals:    {TotalsLevel(**totals)}")
+    value = result.scorer.metadata_.get("order_value")
+    if value:  # order_value = "backtest": the factor on Gamma-Gamma's order values, and why
+        lines.append(f"values:    {OrderValue(**value)}")
     lines.append(f"run:       {result.run_id} in experiment {result.experiment}")
     model = f"model:     {result.model_name} version {result.model_version} (alias {CHALLENGER})"
     if result.promotion is not None:

@@ -110,6 +110,10 @@ class BTYDModel(BaseEstimator):
         every customer's expected order value is the population mean order value instead
         (``gg_fallback_`` says why). The same fallback applies when Gamma-Gamma fails to converge or
         gives ``q <= 1``.
+    value_factor : float, default 1.0
+        A factor on every expected order value (so on expected spend and CLV): training sets it to
+        what the backtest measured, the realised spend per purchase over Gamma-Gamma's
+        (``[scorer] order_value``); 1 is Gamma-Gamma as fitted. Not used in the fit.
 
     Attributes
     ----------
@@ -157,6 +161,7 @@ class BTYDModel(BaseEstimator):
         compress: bool = True,
         tol: float = 1e-8,
         gg_min_repeat_buyers: int = 20,
+        value_factor: float = 1.0,
     ) -> None:
         self.model = model
         self.penalizer = penalizer
@@ -165,6 +170,7 @@ class BTYDModel(BaseEstimator):
         self.compress = compress
         self.tol = tol
         self.gg_min_repeat_buyers = gg_min_repeat_buyers
+        self.value_factor = value_factor
 
     def _check_settings(self) -> None:
         name = type(self).__name__
@@ -184,6 +190,10 @@ class BTYDModel(BaseEstimator):
             raise ValueError(f"{name}: tol={self.tol!r} must be in (0, 1).")
         if not (isinstance(self.gg_min_repeat_buyers, (int, np.integer)) and self.gg_min_repeat_buyers >= 1):
             raise ValueError(f"{name}: gg_min_repeat_buyers={self.gg_min_repeat_buyers!r} must be an integer >= 1.")
+        if not (isinstance(self.value_factor, (int, float)) and 0 < self.value_factor <= 10):
+            raise ValueError(
+                f"{name}: value_factor={self.value_factor!r} must be in (0, 10] (1: Gamma-Gamma as fitted)."
+            )
 
     def fit(self, frame: pd.DataFrame, y: None = None) -> BTYDModel:
         """Fit the transaction model and Gamma-Gamma on a customer summary.
@@ -312,11 +322,16 @@ class BTYDModel(BaseEstimator):
                 f"{type(self).__name__}.from_dict) before 'predict'."
             )
 
+    def _order_values(self, cols: Mapping[str, np.ndarray]) -> np.ndarray:
+        values = order_value(self.gg_params_, self.mean_order_value_, cols, getattr(self, "monetary_cap_", None))
+        factor = float(self.value_factor)
+        return values if factor == 1.0 else values * factor
+
     def expected_order_value(self, frame: pd.DataFrame) -> pd.Series:
         """Gamma-Gamma conditional expected value of a future purchase day, per customer.
 
         See :func:`churnclv.models.btyd_spend.order_value` for the formula; under the fallback every
-        customer gets ``mean_order_value_``.
+        customer gets ``mean_order_value_``. Both times ``value_factor``.
 
         Parameters
         ----------
@@ -330,7 +345,7 @@ class BTYDModel(BaseEstimator):
         """
         self._check_fitted()
         cols = validate_summary(frame, f"{type(self).__name__}.expected_order_value")
-        values = order_value(self.gg_params_, self.mean_order_value_, cols, getattr(self, "monetary_cap_", None))
+        values = self._order_values(cols)
         return pd.Series(values, index=frame.index, name="expected_order_value")
 
     def predict(
@@ -411,7 +426,7 @@ class BTYDModel(BaseEstimator):
             )
             next_days = purchase_wait(model, fitter, params, p_alive, x, tx, tt, unit, 0.5)
 
-        value = order_value(self.gg_params_, self.mean_order_value_, cols, getattr(self, "monetary_cap_", None))
+        value = self._order_values(cols)
         purchases_all = purchases[inverse]
         data: dict[str, Any] = {}
         if "customer_id" in frame.columns:

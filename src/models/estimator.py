@@ -84,6 +84,11 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         Whether learned purchases and spend are scaled to BTYD's totals (``"btyd"``) or kept at their
         own level (``"learned"``); ``"auto"`` is chosen on the backtest by ``churnclv train`` and is
         BTYD's level here (no backtest). A season levelled on its last closed window sets it anyway.
+    order_value : {"backtest", "fixed"}
+        ``"backtest"``: ``churnclv train`` sets ``order_value_factor`` from its backtest; here (no
+        backtest) the factor is used as given, as with ``"fixed"``.
+    order_value_factor : float
+        The factor on Gamma-Gamma's expected order values (so on spend and CLV); 1: as fitted.
     seasonality, clv_intervals : bool
         A yearly season (needs ``daily=`` in :meth:`fit`); the CLV intervals.
     tiers : TierConfig, dict, path, TierPolicy, None or False
@@ -132,6 +137,8 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         churn_recalibrate: bool = _D.churn_recalibrate,
         label_horizon_days: int | None = _D.label_horizon_days,
         learned_totals: str = _D.learned_totals,
+        order_value: str = _D.order_value,
+        order_value_factor: float = _D.order_value_factor,
         seasonality: bool = _D.seasonality,
         clv_intervals: bool = _D.clv_intervals,
         tiers: Any = None,
@@ -161,6 +168,8 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         self.churn_recalibrate = churn_recalibrate
         self.label_horizon_days = label_horizon_days
         self.learned_totals = learned_totals
+        self.order_value = order_value
+        self.order_value_factor = order_value_factor
         self.seasonality = seasonality
         self.clv_intervals = clv_intervals
         self.tiers = tiers

@@ -169,7 +169,7 @@ class Scorer:
 
     def _btyd(self) -> BTYDModel:
         c = self.config_
-        return BTYDModel(model=c.btyd_model, penalizer=c.btyd_penalizer)
+        return BTYDModel(model=c.btyd_model, penalizer=c.btyd_penalizer, value_factor=c.order_value_factor)
 
     def _gbm_params(self, n_rows: int) -> dict[str, Any]:
         c = self.config_

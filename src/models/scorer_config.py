@@ -10,10 +10,11 @@ from pydantic import Field, model_validator
 from churnclv.config_schema import Fix, check_table, one_of, rule_error, section, settings
 from churnclv.models.btyd import MODELS as BTYD_MODELS
 
-__all__ = ["MAX_CLV_MONTHS", "SOURCES", "TOTALS_LEVELS", "ScorerConfig"]
+__all__ = ["MAX_CLV_MONTHS", "ORDER_VALUES", "SOURCES", "TOTALS_LEVELS", "ScorerConfig"]
 
 SOURCES = ("btyd", "gbm", "hybrid")
 TOTALS_LEVELS = ("auto", "btyd", "learned")  # what sets the learned purchases' and spend's level
+ORDER_VALUES = ("backtest", "fixed")  # where the factor on the order values comes from
 MAX_CLV_MONTHS = 600  # 50 years: past this the discounted sum no longer moves
 
 ModelSource = Annotated[str, one_of(SOURCES)]
@@ -80,6 +81,14 @@ class ScorerConfig:
     # one. A season levelled on its last closed window sets the level whatever this says, and
     # labels of a shorter horizon always take BTYD's
     learned_totals: Annotated[str, one_of(TOTALS_LEVELS)] = "auto"
+    # "backtest": training sets order_value_factor from BTYD's backtest folds where they show
+    # Gamma-Gamma's order values off beyond chance (training.selection.select_order_value_factor; on
+    # CDNOW 4 % low on the median setup); "fixed": order_value_factor as given (1: Gamma-Gamma as
+    # fitted). Without a backtest (ChurnCLV.fit) the factor is always the one given
+    order_value: Annotated[str, one_of(ORDER_VALUES)] = "backtest"
+    # the factor on Gamma-Gamma's expected order value, so on BTYD's spend and CLV and on the learned
+    # totals at BTYD's level: the realised spend per purchase over the predicted one
+    order_value_factor: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = 1.0
     # a yearly season fitted on the daily purchases (with >= 540 days of history and significant
     # harmonics): BTYD refitted in operational time and the totals carried to the scoring window
     # (models.seasonality); on a seasonal generated world, aggregate purchases -30 %..+142 % -> +6..+17 %
