@@ -13,6 +13,7 @@ __all__ = [
     "churn_probability",
     "clv_fallback_ratio",
     "clv_from_spend",
+    "coherent_totals",
     "expit",
     "floored_total_factor",
     "logit",
@@ -60,6 +61,26 @@ def total_factor(predicted: np.ndarray, want: np.ndarray) -> float | None:
     if total > 0 and target > 0 and np.isfinite(total) and np.isfinite(target):
         return target / total
     return None
+
+
+def coherent_totals(
+    purchases: np.ndarray, spend: np.ndarray, p_churn: np.ndarray, horizon_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected purchases held to what the churn probability allows, and spend with them.
+
+    A count of purchase days in ``horizon_days`` days is at least the chance it is not 0 and at most
+    ``horizon_days`` times it: ``1 - p <= E[N] <= H (1 - p)``. The churn, purchases and spend models
+    can be three models (866 of 3,000 customers of a generated world broke the lower bound; on CDNOW
+    with churn by BTYD and purchases by the hybrid model, a customer at p_churn 1.000000 expected 0.40
+    purchases). Where the upper bound binds, spend is scaled down with the purchases (the same value
+    per purchase); the lower bound leaves spend as it is (a purchase more likely than the purchases
+    model thought says nothing of its value).
+    """
+    alive = 1.0 - p_churn
+    capped = np.minimum(purchases, float(horizon_days) * alive)
+    # where the cap binds, spend keeps its value per purchase (0 purchases expected: no spend either)
+    scale = np.divide(capped, purchases, out=np.ones_like(capped), where=capped < purchases)
+    return np.maximum(capped, alive), spend * scale
 
 
 def floored_total_factor(predicted: np.ndarray, want: np.ndarray, floor: np.ndarray) -> float | None:

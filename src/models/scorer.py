@@ -27,6 +27,7 @@ from churnclv.models.blending import (
     churn_probability,
     clv_fallback_ratio,
     clv_from_spend,
+    coherent_totals,
     floored_total_factor,
     soft_platt,
     total_factor,
@@ -604,7 +605,8 @@ class Scorer:
     def _totals(
         self, parts: _Parts, levels: Mapping[str, float]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``p_churn``, expected purchases (at least ``1 - p_churn``) and spend at ``levels``, and the CLV."""
+        """``p_churn``, expected purchases and spend at ``levels`` held to what ``p_churn`` allows
+        (:func:`~churnclv.models.blending.coherent_totals`), and the CLV."""
         bt, raw = parts.bt, parts.raw
         bt_spend = bt["expected_spend"].to_numpy()
         clv = (  # a year's value: no window season
@@ -617,9 +619,7 @@ class Scorer:
         carried = self._carried(parts, levels)
         purchases, spend = carried["purchases"], carried["spend"]
         p_churn = self._final_churn(raw, parts.window)
-        # a count is at least the chance it is not 0: E[N] >= P(N >= 1) = 1 - p_churn (the churn and
-        # purchases models are two models; 866 of 3,000 customers of a generated world broke it)
-        purchases = np.maximum(purchases, 1.0 - p_churn)
+        purchases, spend = coherent_totals(purchases, spend, p_churn, self.config_.horizon_days)
         return p_churn, purchases, spend, clv
 
     def _carried(self, parts: _Parts, levels: Mapping[str, float]) -> dict[str, np.ndarray]:

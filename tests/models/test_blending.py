@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from churnclv.models.blending import (
     blend_logodds,
     churn_probability,
+    coherent_totals,
     expit,
     floored_total_factor,
     logit,
@@ -48,3 +51,30 @@ def test_the_floored_total_factor_meets_the_total_after_the_floor() -> None:
     assert np.sum(np.maximum(f * x, floor)) == pytest.approx(8.0, rel=1e-12)
     assert floored_total_factor(x, want, np.zeros(5)) == total_factor(x, want)  # no floor: the plain one
     assert floored_total_factor(x, np.full(5, 0.1), floor) == total_factor(x, np.full(5, 0.1))  # floor alone reaches it
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 1), st.floats(0, 200), st.floats(0, 1e4)),
+        min_size=1,
+        max_size=50,
+    ),
+    st.integers(1, 365),
+)
+def test_coherent_totals_hold_purchases_between_the_churn_bounds(rows, horizon) -> None:
+    p, n, s = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
+    purchases, spend = coherent_totals(n, s, p, horizon)
+    alive = 1 - p
+    assert np.all(purchases >= alive) and np.all(purchases <= horizon * alive * (1 + 1e-12))
+    inside = (n >= alive) & (n <= horizon * alive)
+    np.testing.assert_array_equal(purchases[inside], n[inside])  # nothing moves inside the bounds
+    np.testing.assert_array_equal(spend[n <= horizon * alive], s[n <= horizon * alive])
+    capped = n > horizon * alive
+    # where the cap binds, spend keeps its value per purchase
+    np.testing.assert_allclose(spend[capped], s[capped] * (horizon * alive[capped]) / n[capped], rtol=1e-12)
+
+
+def test_a_customer_sure_to_be_gone_expects_no_purchase_and_no_spend() -> None:
+    # CDNOW, churn by BTYD and purchases by the hybrid model: p_churn 1.000000 with 0.40 purchases
+    purchases, spend = coherent_totals(np.array([0.404]), np.array([120.3]), np.array([1.0]), 90)
+    assert purchases[0] == 0.0 and spend[0] == 0.0

@@ -57,6 +57,8 @@ def test_every_known_customer_gets_one_complete_score(hybrid: Scorer, snapshot: 
     assert (scores[["expected_purchases", "expected_spend", "clv"]] >= 0).all().all()
     # a count is at least the chance it is not 0
     assert (scores["expected_purchases"] >= 1 - scores["p_churn"]).all()
+    # ... and at most the horizon's days times it (purchases count purchase days)
+    assert (scores["expected_purchases"] <= hybrid.config_.horizon_days * (1 - scores["p_churn"])).all()
     assert scores["tier"].notna().all() and scores["stage"].notna().all() and scores["action"].notna().all()
     assert all(isinstance(r, list) and len(r) <= 3 for r in scores["reasons"])
     assert hybrid.metadata_["as_of"] == "2025-10-02"
