@@ -236,9 +236,9 @@ def select_order_value_factor(backtest: pd.DataFrame) -> OrderValue:
     purchases BTYD predicted (their level is the totals' business), so folds with labels of a
     shorter horizon count too."""
     columns = ["spend_value_ratio", "spend_value_ratio_se"]
-    rows = backtest[backtest["candidate"] == "btyd"]
-    if not set(columns) <= set(rows.columns):
+    if not {"candidate", *columns} <= set(backtest.columns):  # no backtest, or one from before the ratio
         return OrderValue(1.0, "the backtest measured no order values")
+    rows = backtest[backtest["candidate"] == "btyd"]
     folds = rows[columns].to_numpy(float)
     folds = folds[np.isfinite(folds).all(axis=1)]
     if not len(folds):

@@ -74,6 +74,7 @@ def test_the_factor_reads_btyd_rows_only_and_stays_one_without_evidence() -> Non
     assert select_order_value_factor(both).factor == 1.0  # gbm's rows do not count
     assert select_order_value_factor(_folds([np.nan, np.nan])).reason == "no fold had purchases and spend to compare"
     assert select_order_value_factor(pd.DataFrame({"candidate": ["btyd"]})).factor == 1.0  # an older backtest
+    assert select_order_value_factor(pd.DataFrame()).reason == "the backtest measured no order values"  # none
     far = select_order_value_factor(_folds([3.0, 3.2]))
     assert far.factor == 1.0 and "not applied" in far.reason
 
