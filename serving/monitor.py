@@ -4,7 +4,9 @@
 
 - every partition ``dt=D`` whose horizon has closed (``D + H <= as_of``, H from its manifest; at most
   ``[monitor] lookback_days`` ago) is scored against the realised outcomes of ``(D, D + H]`` (the training
-  labels, from the clean tables): :func:`churnclv.monitoring.quality.partition_quality`;
+  labels, from the clean tables): :func:`churnclv.monitoring.quality.partition_quality`; one whose
+  window ends after the last transaction in the data (a late export) waits, with a note, instead of
+  grading its missing days as days without a purchase;
 - this week's partition (the latest on or before the as-of) is compared with its model version's
   reference (:func:`churnclv.serving.monitor_inputs.choose_reference`):
   :func:`churnclv.monitoring.drift.drift_report`;
@@ -31,7 +33,7 @@ from typing import Any
 
 from churnclv.features import FeatureConfig
 from churnclv.monitoring.drift import drift_report
-from churnclv.monitoring.quality import SCORE_COLUMNS, partition_quality, realised_labels
+from churnclv.monitoring.quality import SCORE_COLUMNS, last_transaction_day, partition_quality, realised_labels
 from churnclv.monitoring.report import write_files
 from churnclv.monitoring.thresholds import Breach, MonitorConfig, find_breaches
 from churnclv.names import DEFAULT_TRACKING_URI
@@ -150,6 +152,12 @@ def _facts(client: Any, uri: str, versions: list[dict[str, str]]) -> dict[tuple[
     }
 
 
+# A partition is graded once the last transaction in the data is at most this many days before its
+# window's end: a small shop's quiet last day (the generated worlds end at 23:30 the day before) is
+# no late export; waiting costs a week's delay, grading a month without data a false breach
+DATA_END_GRACE_DAYS = 2
+
+
 def run_monitor(
     *,
     clean: str | Path,
@@ -206,6 +214,10 @@ def run_monitor(
     current = parts[-1]
     oldest = day - dt.timedelta(days=config.lookback_days)
     closed = [p for p in parts if oldest <= p.window_end <= day]
+    # a window the data do not reach yet (a late export) would grade its missing days as no purchase
+    data_end = last_transaction_day(clean, memory_limit) if closed else None
+    waiting = [p for p in closed if data_end is None or (p.window_end - data_end).days > DATA_END_GRACE_DAYS]
+    closed = [p for p in closed if p not in waiting]
     versions = list({(p.model_name, p.version): p.model() for p in [*closed, current]}.values())
     client = open_client(uri)
     facts = _facts(client, uri, versions)
@@ -213,6 +225,12 @@ def run_monitor(
     notes = []
     if current.day != day:
         notes.append(f"no partition at {day}: drift is measured on the latest before it, {current.name}")
+    if waiting:
+        names = ", ".join(p.name for p in waiting)
+        notes.append(
+            f"{names}: the window runs to {waiting[-1].window_end}, after the last transaction in the data "
+            f"({data_end or 'none'}): not checked until the data reach it"
+        )
     if not closed:
         notes.append(f"no partition's horizon has closed by {day}: drift only")
     with lock(monitoring_dir(out).parent, f"monitor-{partition_name(day)}"):

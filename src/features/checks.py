@@ -14,6 +14,7 @@ from churnclv.features.dates import DAY, ts_literal
 from churnclv.features.errors import FeatureError, FrameTypeError
 from churnclv.features.inputs import FeatureTables
 from churnclv.features.sources import Source, connect, load_tables
+from churnclv.names import MAX_DAYS_AFTER_DATA
 from churnclv.schema import TABLES
 
 __all__ = ["check_frame_values", "check_known", "check_values"]
@@ -46,6 +47,24 @@ def check_known(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, what
         f"{what} {day} is before any data (the first transaction is on {pd.Timestamp(first).date()}"
         " and no signup is on or before it): pick a later date"
     )
+
+
+def check_covered(con: ibis.BaseBackend, tables: FeatureTables, window_end: dt.date, what: str) -> None:
+    """Raise when a label window ends more than :data:`~churnclv.names.MAX_DAYS_AFTER_DATA` days after
+    the last transaction: the days without data would count as days without a purchase (every
+    customer churned). The same allowance as the CLI's as-of."""
+    last = con.to_pyarrow(tables.transactions.ts.max()).as_py()
+    if last is None:
+        return
+    last_day = pd.Timestamp(last).date()
+    late = (window_end - last_day).days
+    if late > MAX_DAYS_AFTER_DATA:
+        raise FeatureError(
+            f"{what}: the label window ends on {window_end}, {late:,} days after the last transaction "
+            f"({last_day}): its days without data would count as days without a purchase (every customer "
+            f"churned); use an as_of (or cutoff and horizon) whose windows close within "
+            f"{MAX_DAYS_AFTER_DATA} days of {last_day}"
+        )
 
 
 _TRUSTED_FIX = (

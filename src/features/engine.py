@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from churnclv.features.catalogue import FEATURES, LABELS, Feature
-from churnclv.features.checks import check_known, check_values
+from churnclv.features.checks import check_covered, check_known, check_values
 from churnclv.features.config import FeatureConfig
 from churnclv.features.daily import build_daily_purchases
 from churnclv.features.dates import AsOf, as_of_date
@@ -176,6 +176,7 @@ def compute_labels(
     with _opened(source, con, memory_limit, threads, temp_directory) as (con, tables):
         expr = build_labels(tables, c, horizon_days, as_of=as_of, config=config)
         check_known(con, tables, c, "cutoff")
+        check_covered(con, tables, c + dt.timedelta(days=horizon_days), "compute_labels")
         spec = [FEATURES[0]] + [f for f in LABELS if f.name != "cutoff"]
         return to_pandas(con.to_pyarrow(expr.order_by("customer_id")), spec)
 
@@ -201,6 +202,7 @@ def compute_label_totals(
     with _opened(source, con, memory_limit, None, None) as (con, tables):
         labels = build_labels(tables, c, horizon_days, as_of=as_of, config=config)
         check_known(con, tables, c, "cutoff")
+        check_covered(con, tables, c + dt.timedelta(days=horizon_days), "compute_label_totals")
         sums = labels.aggregate(
             customers=labels.count(),
             churned=labels.churned.cast("int64").sum().coalesce(0),
@@ -303,6 +305,8 @@ def compute_training_frame(
     """
     days = training_cutoffs(as_of, horizon_days, cutoffs=cutoffs, step_days=step_days, n_cutoffs=n_cutoffs)
     with _opened(source, con, memory_limit, threads, temp_directory) as (con, tables):
+        if days:
+            check_covered(con, tables, max(days) + dt.timedelta(days=horizon_days), "compute_training_frame")
         with _materialized_sample(con, tables, sample) as sampled:
             # one query per cutoff, in cutoff order: the union of all of them in one query held every
             # cutoff's aggregates at once (+2.2 GB of RSS for 17 cutoffs at 1M customers, and out of

@@ -16,11 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnclv.features import FeatureConfig, compute_labels
+from churnclv.features import FeatureConfig, compute_labels, connect, load_tables
 from churnclv.metrics import churn_metrics, purchases_metrics, spend_metrics
 from churnclv.models.inputs import stable_floats
 
-__all__ = ["SCORE_COLUMNS", "calibration_deciles", "group_outcomes", "partition_quality", "realised_labels"]
+__all__ = [
+    "SCORE_COLUMNS",
+    "calibration_deciles",
+    "group_outcomes",
+    "last_transaction_day",
+    "partition_quality",
+    "realised_labels",
+]
 
 #: The score columns the quality reads from a partition.
 SCORE_COLUMNS = ["customer_id", "p_churn", "expected_purchases", "expected_spend", "tier", "tier_level", "action"]
@@ -40,6 +47,19 @@ def realised_labels(
     rounded to 1e-6 (:func:`churnclv.models.inputs.stable_floats`)."""
     labels = compute_labels(source, day, horizon_days, as_of=as_of, config=config, memory_limit=memory_limit)
     return stable_floats(labels)  # DuckDB's parallel sums vary in the last bits: a rerun must write the same figures
+
+
+def last_transaction_day(
+    source: str | Path | dict[str, pd.DataFrame], memory_limit: str | None = None
+) -> dt.date | None:
+    """The day of the last transaction line in ``source`` (None without any): a window ending after it
+    is not yet in the data, whatever the date."""
+    con = connect(memory_limit=memory_limit)
+    try:
+        last = con.to_pyarrow(load_tables(source, con).transactions.ts.max()).as_py()
+    finally:
+        con.disconnect()
+    return None if last is None else pd.Timestamp(last).date()
 
 
 def _finite(x: float) -> float | None:

@@ -17,6 +17,8 @@ from churnclv.features import (
     build_features,
     compute_features,
     compute_features_frames,
+    compute_labels,
+    compute_training_frame,
 )
 
 AS_OF = "2024-06-30"
@@ -222,6 +224,18 @@ def test_as_of_before_any_data(history):
         compute_features_frames(t, e, c, as_of="2023-06-30")
     # a signup alone makes the customer known
     assert compute_features({"transactions": t, "customers": c}, "2023-12-01")["customer_id"].tolist() == ["001"]
+
+
+def test_label_windows_past_the_data_are_refused(history):
+    # the data end on 2024-07-05: windows far after it would call every customer churned
+    t, e, c = history
+    data = {"transactions": t, "events": e, "customers": c}
+    with pytest.raises(ValueError, match=r"compute_labels: the label window ends on 2024-12-28, 176 days after"):
+        compute_labels(data, "2024-09-29", 90, as_of="2024-12-31")
+    with pytest.raises(ValueError, match=r"compute_training_frame: the label window ends on 2024-12-31.*2024-07-05"):
+        compute_training_frame(data, "2024-12-31", 90, n_cutoffs=2)
+    # within the CLI's allowance (MAX_DAYS_AFTER_DATA, 31 days) they are labels as before
+    assert compute_labels(data, "2024-05-01", 90, as_of="2024-07-30")["customer_id"].tolist() == ["001", "002"]
 
 
 def test_frames_reject_bad_types(tx):

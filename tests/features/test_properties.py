@@ -129,6 +129,9 @@ def test_invariants(data):
 
 CUTOFF, HORIZON = dt.date(2024, 9, 1), 60  # window: days 245 .. 304 after BASE
 CUTOFF_DAY = 244
+# a customer first seen on the as-of day: the data reach the as-of (labels of windows the data do not
+# reach are refused), and nobody known at the cutoff changes
+DATA_END = [("end-of-data", AS_OF_DAY, 0, 1.0, 0)]
 
 
 @settings(
@@ -141,7 +144,7 @@ CUTOFF_DAY = 244
     tx_rows(st.integers(0, CUTOFF_DAY)),
 )
 def test_labels_read_only_their_window(before, window, later, more_before):
-    base = before + window
+    base = before + window + DATA_END
     labels = compute_labels({"transactions": tx_frame(base)}, CUTOFF, HORIZON, as_of=AS_OF)
     # rows after the window, and earlier rows of customers already known, change no label
     known = {r[0] for r in before}

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
@@ -182,6 +183,23 @@ def test_no_closed_partition_means_drift_only(out: Path, store: dict, small_worl
     assert result.breaches == [] and result.doc["partitions"] == []
     assert any("drift only" in n for n in result.doc["notes"])
     assert result.doc["drift"]["partition"] == f"dt={SECOND}"
+
+
+def test_a_window_the_data_do_not_reach_yet_waits(out: Path, store: dict, small_world: Path, tmp_path: Path) -> None:
+    # a late export: the transactions stop a month before the monitor's as-of; grading dt=FIRST's
+    # window would count that month as no purchase (helper: a 44 % breach, and a retrain on it)
+    late = tmp_path / "late"
+    late.mkdir()
+    for table in small_world.glob("*.parquet"):
+        shutil.copy2(table, late / table.name)
+    tx = pd.read_parquet(small_world / "transactions.parquet")
+    tx[tx["ts"] < pd.Timestamp("2025-12-01")].to_parquet(late / "transactions.parquet", index=False)
+    result = run_monitor(clean=late, out=out, as_of=LATER, tracking_uri=store["tracking_uri"], echo=lambda _m: None)
+    assert result.breaches == [] and result.doc["partitions"] == []
+    waits = next(n for n in result.doc["notes"] if "not checked until the data reach it" in n)
+    assert waits.startswith(
+        f"dt={FIRST}: the window runs to {LATER}, after the last transaction in the data (2025-11-30)"
+    )
 
 
 def test_errors_exit_1(out: Path, store: dict, small_world: Path, tmp_path: Path) -> None:
