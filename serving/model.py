@@ -124,6 +124,7 @@ class LoadedModel:
 
 
 _MODEL_URI_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/PATH or a model folder"
+_MODEL_OPTION = "--model (CHURNCLV_MODEL_URI for the service)"  # the batch's option, the service's variable
 
 
 # what the registry answers for a model or alias it does not have
@@ -250,12 +251,16 @@ def _read_local(path: str | Path, model_uri: str) -> tuple[Scorer, tuple[str, ..
     from mlflow.models import Model
 
     folder = Path(path)
+    if not (folder / "MLmodel").is_file() and (folder / "scorer.json").is_file():
+        # a scorer folder of its own (ChurnCLV.save, Scorer.save): no logged signature
+        scorer = _load_scorer(folder, model_uri)
+        return scorer, _scorer_columns(scorer)
     try:
         meta = Model.load(str(folder))
     except Exception as exc:  # noqa: BLE001 - no MLmodel, or one that does not parse
         raise ModelLoadError(
             f"model {redact_url(model_uri)}: not a loadable MLflow model ({error_summary(exc)}); point "
-            "CHURNCLV_MODEL_URI at a model registered by churnclv train"
+            f"{_MODEL_OPTION} at a model registered by churnclv train or a folder of ChurnCLV.save"
         ) from None
     artifacts = (meta.flavors.get("python_function") or {}).get("artifacts") or {}
     relative = (artifacts.get(SCORER_ARTIFACT) or {}).get("path")
@@ -263,25 +268,32 @@ def _read_local(path: str | Path, model_uri: str) -> tuple[Scorer, tuple[str, ..
     if scorer_dir is None or not scorer_dir.is_relative_to(folder.resolve()):
         raise ModelLoadError(
             f"model {redact_url(model_uri)}: not a churnclv model (its MLmodel names no {SCORER_ARTIFACT!r} artifact "
-            "inside the model); point CHURNCLV_MODEL_URI at a model registered by churnclv train"
+            f"inside the model); point {_MODEL_OPTION} at a model registered by churnclv train"
         )
+    scorer = _load_scorer(scorer_dir, model_uri)
+    schema = meta.get_input_schema()
+    columns = tuple(schema.input_names()) if schema is not None else ()
+    return scorer, tuple(str(c) for c in columns) if columns else _scorer_columns(scorer)
+
+
+def _load_scorer(folder: Path, model_uri: str) -> Scorer:
     try:
-        scorer = Scorer.load(scorer_dir)
+        return Scorer.load(folder)
     except (ScorerFormatError, OSError) as exc:
         raise ModelLoadError(
             f"model {redact_url(model_uri)}: its scorer cannot be loaded ({error_summary(exc)}); point "
-            "CHURNCLV_MODEL_URI at a model registered by churnclv train"
+            f"{_MODEL_OPTION} at a model registered by churnclv train or a folder of ChurnCLV.save"
         ) from None
-    schema = meta.get_input_schema()
-    columns = tuple(schema.input_names()) if schema is not None else ()
-    if not columns:
-        names: list[str] = ["customer_id"]
-        for target in ("churn_", "purchases_", "spend_"):
-            model = getattr(scorer, target, None)
-            if model is not None:
-                names += [c for c in model.feature_names_ if c not in names]
-        columns = tuple(names)
-    return scorer, tuple(str(c) for c in columns)
+
+
+def _scorer_columns(scorer: Scorer) -> tuple[str, ...]:
+    """The input columns a scorer's learned models read (a model logged without a signature)."""
+    names: list[str] = ["customer_id"]
+    for target in ("churn_", "purchases_", "spend_"):
+        model = getattr(scorer, target, None)
+        if model is not None:
+            names += [c for c in model.feature_names_ if c not in names]
+    return tuple(names)
 
 
 def _from_local(

@@ -343,6 +343,18 @@ def test_user_errors_name_the_problem_and_the_fix(world: Path, trained_store: di
     assert not partitions(tmp_path) and not list(tmp_path.glob(".dt=*"))
 
 
+def test_a_saved_scorer_folder_scores_as_the_registered_model(
+    world: Path, trained_store: dict, scored: tuple[Path, dict], tmp_path: Path
+) -> None:
+    # the folder ChurnCLV.save and Scorer.save write: "not a loadable MLflow model" before
+    folder = trained_store["result"].scorer.save(tmp_path / "model")
+    out = tmp_path / "out"
+    manifest = batch(world, out, {**trained_store, "model_uri": str(folder)})
+    assert manifest["model"]["version"] == "unknown" and manifest["model"]["uri"] == str(folder)
+    columns = ["customer_id", "p_churn", "expected_purchases", "expected_spend", "clv", "tier", "reasons"]
+    pd.testing.assert_frame_equal(partition_table(out)[columns], partition_table(scored[0])[columns])
+
+
 def test_cli_counts_rows_rejected_at_validation(
     small_frames: dict[str, pd.DataFrame], trained_store: dict, tmp_path: Path
 ) -> None:
