@@ -334,9 +334,11 @@ class CustomerError(BaseModel):
 class ServiceWarning(BaseModel):
     """Something about the whole answer the caller should know; the scores are still given."""
 
-    code: Literal["as_of_far_from_training"] = Field(
+    code: Literal["as_of_far_from_training", "duplicate_lines_dropped"] = Field(
         description="as_of_far_from_training: as_of lies further from the model's training as-of than "
-        "CHURNCLV_AS_OF_WARNING_DAYS, before or after it"
+        "CHURNCLV_AS_OF_WARNING_DAYS, before or after it; duplicate_lines_dropped: transaction lines that "
+        "repeat an earlier line of the same customer (same order_id, identical values) were dropped, as the "
+        "batch's validation rejects them"
     )
     message: str
 

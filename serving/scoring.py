@@ -110,6 +110,28 @@ def known_at(customer: CustomerHistory, as_of: dt.date) -> bool:
     return any(t.ts < end for t in customer.transactions)
 
 
+def drop_duplicate_lines(customers: Sequence[CustomerHistory]) -> tuple[list[CustomerHistory], int]:
+    """The customers without the transaction lines that repeat an earlier line of theirs (same
+    ``order_id``, not null, and identical values), and how many were dropped: the batch's validation
+    rejects the same lines (``duplicate line: same order_id and identical values``), so a history
+    scores the same over HTTP as in the batch."""
+    out: list[CustomerHistory] = []
+    dropped = 0
+    for customer in customers:
+        seen: set[tuple[Any, ...]] = set()
+        kept = []
+        for t in customer.transactions:
+            key = (t.ts, t.amount, t.order_id, t.channel, t.category)
+            if t.order_id is not None and key in seen:
+                continue
+            seen.add(key)
+            kept.append(t)
+        extra = len(customer.transactions) - len(kept)
+        dropped += extra
+        out.append(customer.model_copy(update={"transactions": kept}) if extra else customer)
+    return out, dropped
+
+
 def rows_after(customer: CustomerHistory, as_of: dt.date) -> int:
     """History rows (transactions and events) dated after ``as_of``: the features ignore them."""
     end = _end(as_of)
@@ -360,6 +382,7 @@ __all__ = [
     "NO_HISTORY",
     "REFUSED",
     "check_model",
+    "drop_duplicate_lines",
     "feature_frames",
     "history_frames",
     "isolate_failures",

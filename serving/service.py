@@ -76,7 +76,7 @@ from churnclv.serving.schemas import (
     ServiceWarning,
 )
 from churnclv.serving.score_table import ScoreTable, ScoreTableBuilder
-from churnclv.serving.scoring import load_checked_model
+from churnclv.serving.scoring import drop_duplicate_lines, load_checked_model
 from churnclv.serving.served_targeting import (
     checked_loader,
     decide_id_answers,
@@ -297,15 +297,20 @@ class ChurnCLVService:
         if refused is not None:
             return refused  # type: ignore[return-value]
         model = self.state.model  # one read: a reload cannot switch models mid-request
+        customers, duplicates = drop_duplicate_lines(request.customers)
         scores = await self._histories.submit(
-            (id(model), request.as_of), (model, request.customers, request.as_of), len(request.customers)
+            (id(model), request.as_of), (model, customers, request.as_of), len(customers)
         )
-        return ScoreResponse(
-            as_of=request.as_of,
-            model_version=model.version,
-            scores=scores,
-            warnings=self._warnings(model, request.as_of),
-        )
+        warnings = self._warnings(model, request.as_of)
+        if duplicates:
+            warnings.append(
+                ServiceWarning(
+                    code="duplicate_lines_dropped",
+                    message=f"{duplicates} transaction line(s) repeat an earlier line of the same customer (same "
+                    "order_id, identical values) and were dropped, as the batch's validation rejects them",
+                )
+            )
+        return ScoreResponse(as_of=request.as_of, model_version=model.version, scores=scores, warnings=warnings)
 
     @bentoml.api(route="/score_by_id")
     async def score_by_id(self, request: ScoreByIdRequest, /) -> ScoreByIdResponse:
@@ -383,7 +388,9 @@ class ChurnCLVService:
         """Load the version the model alias points at now, and the latest snapshot, if either changed.
 
         The new version is loaded and checked completely before it replaces the current one; requests in
-        flight finish on the old one. 503 when it cannot be loaded (the current version stays).
+        flight finish on the old one. 503 when it cannot be loaded (the current version stays), or when
+        the snapshot ``LATEST`` names cannot be loaded (the current snapshot stays). ``status`` is
+        ``reloaded`` when the model or the snapshot changed.
         """
         try:
             outcome = await self._on(self._admin, self.state.refresh)
@@ -391,8 +398,16 @@ class ChurnCLVService:
             return problem(  # type: ignore[return-value]
                 503, f"reload failed, still serving version {self.state.model.version}: {exc}"
             )
+        if outcome.snapshot_error is not None:
+            # the model part is done (a new version is served); the caller must hear of the snapshot
+            served = outcome.snapshot or "no snapshot"
+            return problem(  # type: ignore[return-value]
+                503,
+                f"reload: version {outcome.version} served, but the snapshot LATEST names cannot be loaded, "
+                f"still serving {served}: {outcome.snapshot_error}",
+            )
         return ReloadResult(
-            status="reloaded" if outcome.model_changed else "unchanged",
+            status="reloaded" if outcome.model_changed or outcome.snapshot_changed else "unchanged",
             previous_version=outcome.previous_version,
             version=outcome.version,
             snapshot=outcome.snapshot,

@@ -34,6 +34,7 @@ class RefreshOutcome:
     version: str
     snapshot_changed: bool
     snapshot: str | None
+    snapshot_error: str | None = None  # why the snapshot LATEST names could not be loaded (redacted)
 
 
 class ServingState:
@@ -115,13 +116,17 @@ class ServingState:
                 new = self._loader(self.model_uri, self.tracking_uri, version=version)
                 self._model = new  # a single reference assignment: requests see old or new, never half
                 log.info("model %s: version %s -> %s", self.model_uri, current.version, new.version)
-            snapshot_changed = self._load_snapshot() if self.snapshot_folder is not None else False
+            snapshot_changed = False
+            if self.snapshot_folder is not None:
+                self.snapshot_error = None  # an error of an earlier refresh is not this one's
+                snapshot_changed = self._load_snapshot()
             return RefreshOutcome(
                 model_changed=changed,
                 previous_version=current.version,
                 version=self._model.version,
                 snapshot_changed=snapshot_changed,
                 snapshot=None if self._snapshot is None else self._snapshot.partition,
+                snapshot_error=self.snapshot_error,
             )
 
     def start(self, interval_s: float) -> None:

@@ -37,7 +37,9 @@ def _detail(body: bytes) -> str:
         doc = json.loads(body)
     except ValueError:
         return ""
-    return str(doc.get("detail") or doc.get("title") or "") if isinstance(doc, dict) else ""
+    if not isinstance(doc, dict):
+        return ""
+    return str(doc.get("error") or doc.get("detail") or doc.get("title") or "")  # the service's answers: "error"
 
 
 def _credentials(url: str) -> tuple[str, dict[str, str]]:
@@ -55,14 +57,24 @@ def _credentials(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(netloc=hostport)), {"Authorization": f"Basic {token}"}
 
 
-def reload_service(url: str, api_key: str | None, api_key_env: str, timeout_s: float) -> ReloadOutcome:
-    """POST ``url``/reload with ``api_key``; the outcome in one line, URLs redacted, the key never shown."""
+def _reload_url(bare: str) -> str:
+    """``/reload`` appended to the URL's path (a query string stays after it)."""
+    parts = urlsplit(bare)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/reload"))
+
+
+def reload_service(
+    url: str, api_key: str | None, api_key_env: str, timeout_s: float, published: str | None = None
+) -> ReloadOutcome:
+    """POST ``url``/reload with ``api_key``; the outcome in one line, URLs redacted, the key never shown.
+    ``published``: the partition ``LATEST`` names now; a service with a snapshot that serves another is
+    told in a warning (its snapshot folder is not this run's output, or it could not load it)."""
     where = redact_url(url)
     if api_key is None:
         return ReloadOutcome(False, f"warning: service {where} not reloaded: {api_key_env} is not set (the API key)")
     bare, auth = _credentials(url)
     headers = {API_KEY_HEADER: api_key, "Content-Type": "application/json", **auth}
-    request = urllib.request.Request(bare.rstrip("/") + "/reload", data=b"{}", method="POST", headers=headers)
+    request = urllib.request.Request(_reload_url(bare), data=b"{}", method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             answer = json.loads(response.read())
@@ -76,5 +88,13 @@ def reload_service(url: str, api_key: str | None, api_key_env: str, timeout_s: f
             False, f"warning: service {where} not reachable ({redact_text(str(reason))}): not reloaded"
         )
     status, old, new = answer.get("status"), answer.get("previous_version"), answer.get("version")
-    text = f"version {old} -> {new}" if status == "reloaded" else f"unchanged, version {new}"
-    return ReloadOutcome(True, f"service {where}: {text}, snapshot {answer.get('snapshot')}", answer)
+    text = f"version {old} -> {new}" if old != new else f"version {new}"
+    served = answer.get("snapshot")
+    if served is not None and published is not None and served != published:
+        return ReloadOutcome(
+            False,
+            f"warning: service {where} serves snapshot {served}, not the published {published}: check the "
+            "service's CHURNCLV_SNAPSHOT folder and its log",
+            answer,
+        )
+    return ReloadOutcome(True, f"service {where}: {status}, {text}, snapshot {served}", answer)

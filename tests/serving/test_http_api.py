@@ -92,6 +92,37 @@ def test_rows_after_as_of_are_ignored_and_counted(
     assert after == before
 
 
+def test_a_duplicate_line_is_dropped_as_the_batch_rejects_it(client: Any, kit: Any) -> None:
+    # helper: the same line twice doubled historic_clv over HTTP where the batch's validation rejects
+    # the second ("duplicate line: same order_id and identical values")
+    line = {"ts": "2025-09-14T10:31:00Z", "amount": 24.9, "order_id": "A-18", "channel": "app"}
+    other = {"ts": "2025-08-01T09:00:00Z", "amount": 10.0}  # no order_id: never a duplicate, as in the batch
+
+    def customer(*lines: dict[str, Any]) -> dict[str, Any]:
+        return {"customer_id": "dup", "transactions": list(lines)}
+
+    once = client.post(
+        "/score", json={"as_of": kit.AS_OF, "customers": [customer(line, other, other)]}, headers=kit.HEADERS
+    ).json()
+    twice = client.post(
+        "/score",
+        json={
+            "as_of": kit.AS_OF,
+            "customers": [customer(line, {**line, "ts": "2025-09-14T10:31:00+00:00"}, other, other)],
+        },
+        headers=kit.HEADERS,
+    ).json()
+    assert twice["scores"] == once["scores"] and once["warnings"] == []
+    assert twice["warnings"] == [
+        {
+            "code": "duplicate_lines_dropped",
+            "message": "1 transaction line(s) repeat an earlier line of the same customer (same order_id, identical "
+            "values) and were dropped, as the batch's validation rejects them",
+        }
+    ]
+    assert once["scores"][0]["historic_clv"] == pytest.approx(44.9)
+
+
 def test_signup_only_customer_is_scored(client: Any, kit: Any) -> None:
     body = {
         "as_of": AS_OF,

@@ -112,3 +112,21 @@ def test_reload_failure_keeps_serving(moving: dict, kit: Any) -> None:
         # no snapshot configured: score_by_id says how to get one
         r = c.post("/score_by_id", json={"customer_ids": ["00000002"]}, headers=kit.HEADERS)
         assert r.status_code == 503 and "--snapshot" in r.json()["error"]
+
+
+def test_a_snapshot_that_cannot_be_loaded_fails_the_reload(moving: dict, kit: Any, small_world: Path) -> None:
+    # helper: a damaged features.parquet answered 200 "unchanged", and the weekly job recorded a success
+    store, out = moving["store"], moving["out"]
+    with kit.running_service(kit.service_env(store, out)) as c:
+        features_path(out, NEXT_AS_OF).parent.mkdir()
+        features_path(out, NEXT_AS_OF).write_bytes(b"not parquet")
+        (out / LATEST).write_text(f"{partition_name(NEXT_AS_OF)}\n")
+        r = c.post("/reload", headers=kit.HEADERS)
+        assert r.status_code == 503, r.text
+        error = r.json()["error"]
+        assert error.startswith("reload: version 1 served, but the snapshot LATEST names cannot be loaded")
+        assert f"still serving {partition_name(kit.AS_OF)}" in error
+        # a snapshot that loads is a change the answer names
+        compute_features(small_world, NEXT_AS_OF).to_parquet(features_path(out, NEXT_AS_OF), index=False)
+        ok = c.post("/reload", headers=kit.HEADERS).json()
+        assert ok["status"] == "reloaded" and ok["snapshot"] == partition_name(NEXT_AS_OF) and ok["version"] == "1"

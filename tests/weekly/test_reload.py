@@ -31,6 +31,11 @@ class _Service(BaseHTTPRequestHandler):
         type(self).seen.append(seen)
         if self.headers.get("x-api-key") != KEY:
             body, code = {"title": "Unauthorized", "detail": "missing or wrong API key"}, 401
+        elif "broken" in self.path:  # the service's own error answers: {"error", "detail": [...]}
+            body, code = (
+                {"error": "reload: version 4 served, but the snapshot LATEST names cannot be loaded", "detail": []},
+                503,
+            )
         else:
             body, code = (
                 {"status": "reloaded", "previous_version": "3", "version": "4", "snapshot": "dt=2025-06-01"},
@@ -61,8 +66,26 @@ def service() -> Iterator[str]:
 def test_reload_sends_the_key_and_reports_the_versions(service: str) -> None:
     outcome = reload_service(service + "/", KEY, "CHURNCLV_API_KEY", 10)
     assert outcome.ok
-    assert outcome.message == f"service {service}/: version 3 -> 4, snapshot dt=2025-06-01"
+    assert outcome.message == f"service {service}/: reloaded, version 3 -> 4, snapshot dt=2025-06-01"
     assert _Service.seen == [{"path": "/reload", "key": KEY}]
+
+
+def test_a_service_serving_another_snapshot_than_the_published_one_is_a_warning(service: str) -> None:
+    outcome = reload_service(service, KEY, "CHURNCLV_API_KEY", 10, published="dt=2025-06-08")
+    assert not outcome.ok
+    assert outcome.message.startswith(
+        f"warning: service {service} serves snapshot dt=2025-06-01, not the published dt=2025-06-08"
+    )
+    assert reload_service(service, KEY, "CHURNCLV_API_KEY", 10, published="dt=2025-06-01").ok
+
+
+def test_the_service_error_is_quoted_and_a_query_string_stays_after_the_path(service: str) -> None:
+    outcome = reload_service(service + "/broken/?tenant=a", KEY, "CHURNCLV_API_KEY", 10)
+    assert (
+        not outcome.ok
+        and "503 reload: version 4 served, but the snapshot LATEST names cannot be loaded" in outcome.message
+    )
+    assert _Service.seen[-1]["path"] == "/broken/reload?tenant=a"
 
 
 def test_a_refused_key_is_a_warning_naming_the_variable_not_the_key(service: str) -> None:
