@@ -111,6 +111,17 @@ def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = 
             if col in table.columns:
                 _check_type(table, name, col, "timestamp")
                 checks.append((col, "timestamp", values.ibis_timestamp_violation(table[col])))
+        # a missing required value (None, NaN, NaT in a frame) would drop the row from every sum
+        # without a word, or make a customer of the id None
+        for col in TABLES[name].required:
+            if col in table.columns:
+                missing = table[col].isnull()  # noqa: PD003 - an Ibis column: it has no isna()
+                n = con.to_pyarrow(table.filter(missing).count()).as_py()
+                if n:
+                    raise values.ValueRuleError(
+                        f"{name}.{col}: {n:,} row(s) have no value (None, NaN or NaT), but every row needs "
+                        f"one: drop or complete those rows; {_TRUSTED_FIX}"
+                    )
         # one count per column, the rule as a filter: DuckDB then reads only the Parquet row groups
         # whose statistics do not rule a violation out (for timestamps, usually none)
         for col, rule, cond in checks:

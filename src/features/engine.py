@@ -127,7 +127,9 @@ def compute_features(
                 raise FeatureError(f"columns {unknown} are not features; choose from {sorted(known)}")
             spec = [known["customer_id"], *(known[c] for c in columns if c != "customer_id")]
             expr = expr.select([f.name for f in spec])
-        return to_pandas(con.to_pyarrow(expr), spec)
+        frame = to_pandas(con.to_pyarrow(expr), spec)
+    frame.attrs["as_of"] = as_of_date(as_of).isoformat()  # ChurnCLV.fit checks it against its as_of
+    return frame
 
 
 def write_features(
@@ -328,6 +330,8 @@ def compute_training_frame(
             "no customer is known at any cutoff (every cutoff is before the first transaction and "
             "signup): use a later as_of, a shorter horizon or fewer cutoffs"
         )
+    # what the labels are: ChurnCLV.fit checks them against its horizon and as_of
+    frame.attrs.update(as_of=as_of_date(as_of).isoformat(), horizon_days=int(horizon_days))
     return frame
 
 

@@ -254,6 +254,7 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
             self, "fit", X, ("customer_id", "cutoff", *LABEL_COLUMNS), "build it with compute_training_frame"
         )
         as_of = as_of_day(as_of)
+        given = snapshot is not None
         if snapshot is None:
             cutoffs = pd.to_datetime(X["cutoff"])
             last = cutoffs.max()
@@ -270,6 +271,8 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
                 f"{type(self).__name__}.fit: snapshot was given without as_of: pass the date its features are as of"
             )
         config = self.scorer_config()
+        # without a snapshot, BTYD is fitted at the latest cutoff, before its labels: no date to check
+        self._check_dates(X, snapshot if given else None, as_of if given else None, config.label_horizon)
         tiers = clone(self.tiers) if isinstance(self.tiers, TierPolicy) else self.tiers  # fit never mutates a param
         scorer = Scorer(config=config, tiers=tiers)
         self.scorer_ = scorer.fit(X, snapshot, as_of=as_of, daily=daily, level_window=level_window)
@@ -277,6 +280,36 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         return self
 
     # ------------------------------------------------------------------ predict, score
+
+    def _check_dates(
+        self, X: pd.DataFrame, snapshot: pd.DataFrame | None, as_of: pd.Timestamp | None, horizon: int
+    ) -> None:
+        """Refuse inputs that disagree on dates: labels over another horizon than the model's, labels
+        running past ``as_of`` (the future leaking into a model fitted as of it), a snapshot of
+        another date (``compute_features`` and ``compute_training_frame`` record theirs in ``attrs``)."""
+        name = f"{type(self).__name__}.fit"
+        labelled = X.attrs.get("horizon_days")
+        if labelled is not None and int(labelled) != horizon:
+            raise EstimatorInputError(
+                f"{name}: X holds labels over {labelled} days but the model predicts {horizon} days "
+                f"(horizon_days, or label_horizon_days): build X with compute_training_frame(data, as_of, "
+                f"{horizon}), or set horizon_days={labelled}"
+            )
+        if snapshot is None or as_of is None:
+            return
+        window_end = pd.to_datetime(X["cutoff"]).max() + pd.Timedelta(days=horizon)
+        if window_end > as_of:
+            raise EstimatorInputError(
+                f"{name}: X's labels run to {window_end.date()}, after as_of={as_of.date()}: a model fitted "
+                f"as of {as_of.date()} would learn from what happened after it; build X with "
+                f"compute_training_frame(data, '{as_of.date()}', {horizon}), or pass a later as_of"
+            )
+        dated = snapshot.attrs.get("as_of")
+        if dated is not None and pd.Timestamp(dated) != as_of:
+            raise EstimatorInputError(
+                f"{name}: snapshot holds features as of {dated}, not as_of={as_of.date()}: pass "
+                f"snapshot=compute_features(data, '{as_of.date()}'), or as_of='{dated}'"
+            )
 
     def predict(
         self,

@@ -246,6 +246,21 @@ def test_frames_reject_bad_types(tx):
         compute_features_frames(t.assign(customer_id=1), as_of=AS_OF)
 
 
+@pytest.mark.parametrize(
+    ("column", "missing"), [("customer_id", None), ("amount", float("nan")), ("ts", pd.NaT)], ids=str
+)
+def test_a_required_value_missing_from_a_frame_is_refused(tx, column, missing):
+    # a helper: a None id became a customer 'None' (scored, tier Gold); NaN amounts and NaT times were
+    # left out of every sum without a word
+    t = tx([("1", "2024-06-01 10:00", 5.0), ("2", "2024-06-02 10:00", 7.0)])
+    t[column] = t[column].astype(object) if column == "customer_id" else t[column]
+    t.loc[1, column] = missing
+    if column == "customer_id":
+        t[column] = t[column].astype("str").where(t[column].notna(), None)
+    with pytest.raises(ValueError, match=rf"transactions\.{column}: 1 row\(s\) have no value \(None, NaN or NaT\)"):
+        compute_features({"transactions": t}, AS_OF)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="event_types"):
         FeatureConfig(event_types=("Email Open",))

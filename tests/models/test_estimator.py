@@ -280,6 +280,22 @@ def test_bad_input_is_refused_naming_the_column_and_the_fix(
     assert not any(cid in str(info.value) for cid in snapshot["customer_id"].head(20))  # no customer data
 
 
+def test_inputs_that_disagree_on_dates_are_refused(
+    small_world: Path, train: pd.DataFrame, snapshot: pd.DataFrame
+) -> None:
+    fit = ChurnCLV(gbm_rounds=5).fit
+    # labels over 90 days for a 30-day model: its churn would be the 90-day churn
+    with pytest.raises(EstimatorInputError, match=r"X holds labels over 90 days but the model predicts 30 days"):
+        ChurnCLV(horizon_days=30, gbm_rounds=5).fit(train, snapshot=snapshot, as_of=AS_OF)
+    # labels that close after the as-of the model is fitted at: the future leaks into it
+    early = AS_OF - pd.Timedelta(days=60)
+    with pytest.raises(EstimatorInputError, match=r"X's labels run to 2025-10-02, after as_of=2025-08-03"):
+        fit(train, snapshot=compute_features(small_world, early), as_of=early)
+    # a snapshot of another date than the as-of given
+    with pytest.raises(EstimatorInputError, match=r"snapshot holds features as of 2025-11-01, not as_of=2025-10-02"):
+        fit(train, snapshot=compute_features(small_world, AS_OF + pd.Timedelta(days=30)), as_of=AS_OF)
+
+
 @pytest.mark.parametrize("as_of", ["now", "today", "30/09/2025", "garbage", "2025-10-02T12:00"])
 def test_an_as_of_that_is_not_an_iso_day_is_refused_and_the_clock_never_read(
     as_of: str, loaded: ChurnCLV, snapshot: pd.DataFrame, train: pd.DataFrame, labelled: pd.DataFrame
