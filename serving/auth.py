@@ -20,12 +20,15 @@ from churnclv.serving.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["API_KEY_HEADER", "OPEN_PATHS", "OPEN_PREFIXES", "APIKeyMiddleware"]
+__all__ = ["API_KEY_HEADER", "DOCS_PATHS", "DOCS_PREFIXES", "OPEN_PATHS", "APIKeyMiddleware"]
 
 API_KEY_HEADER = "x-api-key"
-# BentoML's own routes: health, readiness, metrics, the OpenAPI document and the docs page
-OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json", "/"})
-OPEN_PREFIXES = ("/static_content/", "/assets/")
+# BentoML's own routes open to all: health, readiness, metrics and the OpenAPI document
+OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json"})
+# BentoML's docs page and its files: behind the key like the API (the page loads Google Tag Manager
+# from the internet; /docs.json, open, holds the same document)
+DOCS_PATHS = frozenset({"/"})
+DOCS_PREFIXES = ("/static_content/", "/assets/")
 
 
 def _bounded_errors(send: Any, path: str) -> Any:
@@ -107,8 +110,8 @@ class APIKeyMiddleware:
 
     @staticmethod
     def is_open(path: str) -> bool:
-        """Whether ``path`` is one of BentoML's open routes (health, metrics, docs): no key needed."""
-        return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+        """Whether ``path`` is one of BentoML's open routes (health, metrics, the OpenAPI document): no key needed."""
+        return path in OPEN_PATHS
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Check the request and hand it on with its whole body, or answer it here."""

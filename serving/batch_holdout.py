@@ -9,7 +9,8 @@ both columns stay null.
 
 The same customer keeps their arm for the life of the campaign: the arms of the newest earlier
 partition that drew the same campaign are passed as ``previous`` (its draws are stable anyway; this
-keeps its top-ups and releases too, also for customers who changed tier since). A partition of
+keeps its top-ups and releases too, also for customers who changed tier since); a backfill of an
+as-of before every partition of the campaign takes the arms of the oldest later one. A partition of
 another campaign is skipped, so a new campaign id draws a fresh, independent holdout. The
 assignment depends only on the scored rows, the settings and that earlier partition, so a resumed
 run writes the same bytes as an uninterrupted one.
@@ -109,14 +110,17 @@ def _campaign_of(folder: Path) -> dict[str, Any] | None:
 
 
 def previous_arms(out: Path, day: dt.date, options: HoldoutOptions) -> PreviousArms | None:
-    """The arms of the newest partition before ``day`` that drew ``options.campaign`` (None: none).
+    """The arms of the newest partition before ``day`` that drew ``options.campaign``; for a backfill
+    (none before it), of the oldest after it; None: the campaign has no other partition.
 
     Raises
     ------
     BatchError
         That partition's part files cannot be read: its arms would be lost (read before scoring).
     """
-    for _, folder in reversed([(d, p) for d, p in partitions(out) if d < day]):
+    published = partitions(out)
+    nearest = [p for d, p in reversed(published) if d < day] + [p for d, p in published if d > day]
+    for folder in nearest:
         doc = _campaign_of(folder)
         if doc is None or doc.get("id") != options.campaign:
             continue

@@ -9,7 +9,7 @@ from typing import Any
 import bentoml
 from starlette.middleware import Middleware
 
-from churnclv.serving.auth import OPEN_PATHS, OPEN_PREFIXES
+from churnclv.serving.auth import DOCS_PATHS, DOCS_PREFIXES, OPEN_PATHS
 
 __all__ = ["OTHER_PATH", "BoundedMetricsService", "MetricPathLabels", "RestorePath", "bound_metric_labels"]
 
@@ -22,7 +22,7 @@ class MetricPathLabels:
 
     BentoML 1.4 (``RunnerTrafficMetricsMiddleware``) labels its HTTP metrics with ``scope["path"]``
     as sent, 401s and 404s included: 10,853 distinct paths took ``/metrics`` from 5 kB to 44 MB.
-    Here a route keeps its path, a path under an open prefix (``/static_content/...``) becomes the
+    Here a route keeps its path, a path under a docs prefix (``/static_content/...``) becomes the
     prefix, anything else becomes ``other``; :class:`RestorePath`, just inside the metrics
     middleware, puts the real path back for routing and the access log.
     """
@@ -31,13 +31,13 @@ class MetricPathLabels:
 
     def __init__(self, app: Any, routes: Iterable[str] = ()) -> None:
         self.app = app
-        self.routes = frozenset(routes) | OPEN_PATHS
+        self.routes = frozenset(routes) | OPEN_PATHS | DOCS_PATHS
 
     def label(self, path: str) -> str:
-        """The metric label of ``path``: a route itself, an open prefix, or ``other``."""
+        """The metric label of ``path``: a route itself, a docs prefix, or ``other``."""
         if path in self.routes:
             return path
-        return next((p for p in OPEN_PREFIXES if path.startswith(p)), OTHER_PATH)
+        return next((p for p in DOCS_PREFIXES if path.startswith(p)), OTHER_PATH)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Hand the request on with its path relabelled (the real one kept under :attr:`KEY`)."""

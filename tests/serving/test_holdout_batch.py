@@ -137,6 +137,22 @@ def test_top_ups_are_carried_to_the_next_as_of(small_world: Path, trained_store:
     assert (short["free"] == 0).all(), short
 
 
+def test_a_backfilled_earlier_as_of_keeps_the_arms_of_the_later_partition(
+    small_world: Path, trained_store: dict, tmp_path: Path
+) -> None:
+    """A helper backfilled an as-of before the campaign's first partition: two top-ups swapped arms.
+    With nothing before it, the oldest later partition of the campaign gives the arms."""
+    fine = CampaignSettings(strata=("tier", "action", "stage", "risk_band"), min_controls=2)
+    batch(small_world, tmp_path, trained_store, LATER, campaign="fine", campaign_settings=fine)
+    earlier = batch(small_world, tmp_path, trained_store, AS_OF, campaign="fine", campaign_settings=fine)
+    assert earlier["campaign"]["previous"] == "dt=2025-11-20"
+    a, b = scores(tmp_path, AS_OF), scores(tmp_path, LATER)
+    both = a.index.intersection(b.index)
+    assert len(both) > 0 and (a.loc[both, "holdout"] == b.loc[both, "holdout"]).all()
+    topped = b.index[(b["holdout"].to_numpy(bool)) & (holdout_draws("fine", b.index) >= SHARE)]
+    assert len(topped.intersection(both)) > 0  # the arms that only a carried plan keeps
+
+
 def test_a_new_campaign_draws_an_independent_holdout(runs: SimpleNamespace) -> None:
     first, other = scores(runs.out, AS_OF), scores(runs.out, MID)
     assert other["campaign"].eq("autumn").all() and runs.other["campaign"]["previous"] is None

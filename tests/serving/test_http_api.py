@@ -227,6 +227,9 @@ def test_health_metrics_and_openapi_are_open(client: Any, tmp_path: Path, monkey
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # set by BentoML's server, not in-process
     for path in ("/livez", "/readyz", "/metrics", "/docs.json"):
         assert client.get(path).status_code == 200, path
+    # BentoML's docs page (it loads Google Tag Manager) and its files need the key, as the README says
+    for path in ("/", "/static_content/index.css"):
+        assert client.get(path).status_code == 401, path
     doc = client.get("/docs.json").json()
     assert {"/score", "/score_by_id", "/model_info", "/reload"} <= set(doc["paths"])
     # the served document: churnclv's version, the key the middleware enforces, every error answer
