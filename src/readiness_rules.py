@@ -125,6 +125,13 @@ def judge(
             f"only {repeat} repeat buyers by as-of: BG/NBD parameters are poorly identified "
             f"(about {BGNBD_WARN_REPEAT_BUYERS} or more wanted); {later}"
         )
+    if btyd_ok and t_max < min_history:
+        # nobody observed long enough to lapse: the fit runs to the edge of its parameter space (a 10-day
+        # history of 924 repeat buyers failed at every start and penalizer)
+        warnings.append(
+            f"the longest customer history is {t_max:,} days (under {min_history}): too short to see anyone "
+            f"lapse, so the BG/NBD fit may not converge; {later}"
+        )
     if btyd_ok and repeat_pos == 0:  # repeat buyers, but none with a positive net spend
         warnings.append(
             "no repeat buyer with a positive net spend by as-of: every expected spend and CLV is 0; "

@@ -197,6 +197,17 @@ def test_few_repeat_buyers_warn_and_fall_back_to_the_mean_order_value(tmp_path: 
     assert any("Gamma-Gamma needs 20" in w for w in r.warnings)
 
 
+def test_a_history_too_short_to_see_anyone_lapse_warns(tmp_path: Path) -> None:
+    # a helper's shop: 10 days of 924 repeat buyers passed readiness, then no BG/NBD fit converged
+    rows = [(f"cust-{i}", f"2024-01-0{1 + i % 3}", 20.0) for i in range(300)]
+    rows += [(f"cust-{i}", "2024-01-09", 25.0) for i in range(0, 300, 2)]
+    short = assess(_write(tmp_path, transactions=_tx(rows)), "2024-01-10", 30)
+    assert short.model("btyd").ok and short.repeat_buyers == 150
+    assert any(w.startswith("the longest customer history is 9 days (under 60)") for w in short.warnings)
+    later = assess(tmp_path, "2024-03-31", 30)  # the same buyers seen for three months: no warning
+    assert not any("longest customer history" in w for w in later.warnings)
+
+
 def test_repeat_spend_is_the_mean_of_the_repeat_days_net_of_returns(tmp_path: Path) -> None:
     # first day 100; the repeat day nets -5 (a sale and a larger return the same day): a repeat buyer
     # whose repeat spend is not positive, although the mean over all days is

@@ -29,7 +29,7 @@ from churnclv.features import (
 )
 from churnclv.features.engine import compute_daily_purchases
 from churnclv.features.sources import map_large_allocations, release_memory
-from churnclv.models.btyd_fitting import BTYDConvergenceError
+from churnclv.models.btyd_fitting import MODEL_NAMES, BTYDConvergenceError
 from churnclv.models.inputs import stable_floats
 from churnclv.models.scorer import FIT_ERRORS, Scorer
 from churnclv.models.seasonality import MIN_SEASON_HISTORY_DAYS, SUMMARY_COLUMNS, LevelWindow
@@ -371,11 +371,12 @@ def _final_fit(
             reason = f"{type(exc).__name__}: {exc}"
             if all(m == "btyd" for m in choice.values()):
                 known = f"no model can be fitted on the {len(snapshot):,} customers known at {as_of:%Y-%m-%d}"
+                btyd = MODEL_NAMES.get(scorer_cfg.btyd_model, scorer_cfg.btyd_model)
                 if isinstance(exc, BTYDConvergenceError):  # there are repeat buyers; the fit runs off the edge
                     first = str(exc).split(" Tried: ", 1)[0]  # the attempts are in the log and the run's notes
-                    raise TrainingError(f"{known}: BG/NBD failed: {first}") from None
+                    raise TrainingError(f"{known}: {btyd} failed: {first}") from None
                 raise TrainingError(
-                    f"{known}: BG/NBD failed ({reason}); it needs customers with repeat purchases on different "
+                    f"{known}: {btyd} failed ({reason}); it needs customers with repeat purchases on different "
                     "days before as-of: use a later as-of or more history (churnclv validate shows what the data "
                     "support)"
                 ) from None

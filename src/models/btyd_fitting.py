@@ -60,6 +60,7 @@ _ALTERNATIVE_STARTS: dict[str, tuple[tuple[str, tuple[float, ...]], ...]] = {
 # BG/NBD's a to 0 (5.5e-15 at 0.1 on a data zoo shop of 600 customers); at 1.0 it stays at the edge,
 # a = 2e-4, p_alive 0.98 on average, and scores.
 _FALLBACK_PENALIZERS = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
+MODEL_NAMES = {"bgnbd": "BG/NBD", "pareto": "Pareto/NBD", "mbgnbd": "MBG/NBD"}  # for messages
 
 
 class BTYDConvergenceError(ChurnclvError, RuntimeError):
@@ -219,11 +220,11 @@ def fit_counts(
         return params, log_likelihood, notes
     tried = "; ".join(failed)
     raise BTYDConvergenceError(
-        f"BTYDModel: every {model} fit failed on {x.size} rows, so there are no parameters to score "
-        f"with. More customers, or a later as-of date (longer histories with more repeat purchases), "
-        f"would identify the model; a penalizer above {max(penalizer, *_FALLBACK_PENALIZERS):g} "
-        "([scorer] btyd_penalizer in the config) or another model ([scorer] btyd_model) is the "
-        f"alternative. Tried: {tried}."
+        f"BTYDModel: every {MODEL_NAMES.get(model, model)} fit failed on {x.size} rows, from every start "
+        f"and at penalizers up to {max(penalizer, *_FALLBACK_PENALIZERS):g}, so there are no parameters to "
+        "score with: the histories do not identify the model (too short, or too few customers seen to "
+        "lapse). Use a later as-of date or more history (churnclv validate shows what the data "
+        f"support). Tried: {tried}."
     )
 
 

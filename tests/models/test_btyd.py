@@ -697,7 +697,8 @@ def test_fit_raises_naming_every_attempt_when_all_fail(monkeypatch):
         "at penalizer 0.1 ",
     ):
         assert attempt in message
-    assert "More customers, or a later as-of date" in message
+    assert message.startswith("BTYDModel: every BG/NBD fit failed on ") and "at penalizers up to 1," in message
+    assert "Use a later as-of date or more history" in message and "[scorer] btyd_penalizer" not in message
     with pytest.raises(BTYDConvergenceError) as info:  # only penalizers above the user's are tried
         BTYDModel(penalizer=0.01).fit(frame)
     assert "penalizer 0.001 " not in str(info.value) and "at penalizer 0.1 " in str(info.value)
