@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -37,6 +38,7 @@ __all__ = [
     "source_identity",
     "validate_frames",
     "validate_source",
+    "validated_counts",
     "validated_source",
 ]
 
@@ -140,21 +142,32 @@ def _unwritable(out_dir: Path, exc: BaseException) -> DataError:
     )
 
 
-def _publish(staging: Path, out_dir: Path, source: str) -> None:
+def _publish(staging: Path, out_dir: Path, source: str, counts: dict[str, dict[str, Any]]) -> None:
     """Replace ``out_dir/clean`` and ``out_dir/rejects`` as a whole by the staged ones, so tables of
-    an earlier validation (another data set) never stay beside the new ones; then record the source."""
+    an earlier validation (another data set) never stay beside the new ones; then record the source
+    and each table's rows read, accepted and rejected and its last time (:func:`validated_counts`)."""
     for sub in ("clean", "rejects"):
         final = out_dir / sub
         if final.exists() or final.is_symlink():
             final.rename(staging / f"previous-{sub}")
         (staging / sub).rename(final)
-    (out_dir / SOURCE_RECORD).write_text(json.dumps({"source": source}) + "\n")
+    (out_dir / SOURCE_RECORD).write_text(json.dumps({"source": source, "tables": counts}) + "\n")
 
 
 def source_identity(data: str | Path) -> str:
     """How a source is named in :data:`SOURCE_RECORD`: a folder's absolute path, a URL redacted."""
     text = str(data)
     return redact_url(text) if is_sql_url(text) else str(Path(text).resolve())
+
+
+def validated_counts(out_dir: Path | str) -> dict[str, dict[str, Any]]:
+    """Rows ``read``, ``accepted`` and ``rejected`` and the last time ``ts_max`` (ISO text) per table
+    of the validation in ``out_dir`` (empty when not recorded)."""
+    try:
+        tables = json.loads((Path(out_dir) / SOURCE_RECORD).read_text()).get("tables")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return tables if isinstance(tables, dict) else {}
 
 
 def validated_source(out_dir: Path | str) -> str | None:
@@ -210,7 +223,11 @@ def _write(con: duckdb.DuckDBPyConnection, result: ValidationResult, staging: Pa
                 f"COPY rejects_{name} TO {literal(str(staging / 'rejects' / f'{name}.csv'))} (FORMAT csv, HEADER)"
             )
             result.rejects_paths[name] = out_dir / "rejects" / f"{name}.csv"
-    _publish(staging, out_dir, source)
+    counts = {
+        name: {k: r.to_dict()[k] for k in ("read", "accepted", "rejected", "ts_max")}
+        for name, r in result.reports.items()
+    }
+    _publish(staging, out_dir, source, counts)
 
 
 def validate_frames(

@@ -25,13 +25,15 @@ Steps
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import time
 from collections.abc import Callable
 from typing import Any
 
-from churnclv.names import MODEL_NAME
+from churnclv.ingest import validated_counts
+from churnclv.names import MAX_DAYS_AFTER_DATA, MODEL_NAME
 from churnclv.redaction import redact_text
 from churnclv.serving.snapshots import LATEST, MANIFEST_FILE, partition_name, partitions, scores_dir
 from churnclv.training.config import RunConfig
@@ -175,7 +177,21 @@ class _Run:
         args += ["--mapping", str(r.mapping)] if r.mapping else []
         args += ["--horizon-days", str(r.horizon_days or RunConfig.load(r.config_path).train.horizon_days)]
         _, line = self.run("validate", "validate", args)
-        return {"outcome": f"clean tables in {work / 'clean'}", "clean": str(work / "clean"), "command": line}
+        counts = validated_counts(work)
+        ends = [dt.datetime.fromisoformat(str(c["ts_max"])).date() for c in counts.values() if c.get("ts_max")]
+        if ends and (r.as_of - max(ends)).days > MAX_DAYS_AFTER_DATA:
+            late = (r.as_of - max(ends)).days
+            raise WeeklyStepError(
+                f"step validate: the data's last date is {max(ends)}, {late:,} days before the as-of {r.day} (more "
+                f"than {MAX_DAYS_AFTER_DATA}): a late or partial export, or a wrong --as-of; scores, monitoring and "
+                "training would count the missing days as days without a purchase. Fix the export or the date, "
+                "then run the same churnclv weekly command again"
+            )
+        rejected = {t: c for t, c in counts.items() if c.get("rejected")}
+        outcome = f"clean tables in {work / 'clean'}"
+        if rejected:
+            outcome += "; rejected " + ", ".join(f"{t} {c['rejected']:,} of {c['read']:,}" for t, c in rejected.items())
+        return {"outcome": outcome, "clean": str(work / "clean"), "command": line, "tables": counts}
 
     def score(self) -> dict[str, Any]:
         champion = self.registry.champion()

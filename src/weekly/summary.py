@@ -28,6 +28,11 @@ def _changes(result: WeeklyResult) -> list[str]:
     else:
         lines.append(f"  retrain    none ({retrain.get('outcome', 'not reached')})")
     lines += [f"  ignored    {text}" for text in retrain.get("ignored", [])]
+    tables = steps.get("validate", {}).get("tables") or {}
+    rejected = {t: c for t, c in tables.items() if c.get("rejected")}
+    if rejected:  # the rows the run did not score on are told here, not only in the rejects folder
+        counts = ", ".join(f"{t} {c['rejected']:,} of {c['read']:,} rows" for t, c in rejected.items())
+        lines.append(f"  rejected   {counts} (the reasons: rejects/*.csv below)")
     scored = steps.get("rescore", {}) if steps.get("rescore", {}).get("rows") is not None else steps.get("score", {})
     if scored.get("rows") is not None:
         lines.append(f"  scores     {scored['rows']:,} customers by version {scored.get('version')}")

@@ -102,6 +102,10 @@ def test_empty_registry_trains_promotes_and_scores(tmp_path: Path) -> None:
 
     world = tmp_path / "world"
     generate_world_to_parquet(WorldConfig(n_customers=800, seed=3), world, horizon_days=28)
+    # two lines validation rejects: the summary says how many rows the run left out, not only where
+    tx = pd.read_parquet(world / "transactions.parquet")
+    bad = tx.head(2).assign(ts=pd.Timestamp("1850-01-01"))
+    pd.concat([tx, bad], ignore_index=True).to_parquet(world / "transactions.parquet", index=False)
     config = _config(
         tmp_path,
         "[train]\nhorizon_days = 28\nn_folds = 1\ntrain_cutoffs = 2\ncandidates = ['btyd', 'gbm']\n"
@@ -118,6 +122,9 @@ def test_empty_registry_trains_promotes_and_scores(tmp_path: Path) -> None:
     manifest = json.loads((out / "scores" / "dt=2025-06-01" / "_manifest.json").read_text())
     assert manifest["model"]["version"] == "1" and manifest["counts"]["rows_written"] == 800
     assert "champion version None -> 1" in result.output
+    rows = len(tx) + 2
+    assert f"rejected   transactions 2 of {rows:,} rows (the reasons: rejects/*.csv below)" in result.output
+    assert journal["validate"]["outcome"].endswith(f"; rejected transactions 2 of {rows:,}")
     assert not (out / "weekly" / "validated" / "2025-06-01" / "clean").exists()
 
     # a week later: not due (7 of 28 days), no retrain, the champion scores
@@ -126,3 +133,10 @@ def test_empty_registry_trains_promotes_and_scores(tmp_path: Path) -> None:
     steps = json.loads((out / "weekly" / "dt=2025-06-08" / "journal.json").read_text())["steps"]
     assert steps["score"]["version"] == "1"
     assert steps["retrain"]["retrained"] is False or steps["retrain"]["reasons"][0].startswith("breach")
+
+    # an as-of long after the data end (a late export): the run stops at validation, before anything
+    # is scored, with a fix the weekly command can follow (score-batch's hint named an option it lacks)
+    late = CliRunner().invoke(cli, [*_args(world, out, store, config, "2026-03-15"), "--config", str(config)])
+    assert late.exit_code == 1
+    assert "step validate: the data's last date is 2025-12-30, 75 days before the as-of 2026-03-15" in late.output
+    assert "--max-days-after-data" not in late.output and not (out / "scores" / "dt=2026-03-15").exists()
