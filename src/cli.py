@@ -364,6 +364,18 @@ def _print_reports(reports: dict[str, Any]) -> None:
     for r in reports.values():
         for reason, n in r.reasons.items():
             console.print(f"  rejected {r.table}: {n:,} x {reason}", highlight=False, markup=False)
+    for r in reports.values():
+        if r.dropped_columns:
+            note = (
+                "; amounts of several currencies would be summed as one: convert them to one currency first"
+                if any("currenc" in c.lower() for c in r.dropped_columns)
+                else ""
+            )
+            console.print(
+                f"  not kept {r.table}: columns {', '.join(r.dropped_columns)} are not in the data contract{note}",
+                highlight=False,
+                markup=False,
+            )
 
 
 @cli.command()

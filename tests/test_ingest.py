@@ -158,6 +158,32 @@ def test_parquet_source_with_numeric_ids_and_typed_columns(tmp_path: Path) -> No
     assert rejects["reason"].tolist() == ["missing amount"]
 
 
+def test_columns_outside_the_contract_are_said_not_dropped_in_silence(tmp_path: Path) -> None:
+    # a helper's currency column: dropped without a word, so EUR and USD amounts were summed as one
+    from click.testing import CliRunner
+
+    from churnclv.cli import cli
+    from churnclv.ingest import validated_counts
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.DataFrame(
+        {"customer_id": ["1", "2"], "ts": pd.to_datetime(["2024-01-01", "2024-01-02"]), "amount": [5.0, 7.0]}
+        | {"currency": ["EUR", "USD"], "quantity": [1, 2]}
+    ).to_parquet(data / "transactions.parquet")
+    result = validate_source(data, tmp_path / "out")
+    assert result.reports["transactions"].dropped_columns == ["currency", "quantity"]
+    assert validated_counts(tmp_path / "out")["transactions"] == {
+        "read": 2,
+        "accepted": 2,
+        "rejected": 0,
+        "ts_max": "2024-01-02 00:00:00",
+    }
+    out = CliRunner().invoke(cli, ["validate", "--data", str(data), "--out", str(tmp_path / "cli")]).output
+    assert "not kept transactions: columns currency, quantity are not in the data contract; amounts of" in out
+    assert "several currencies would be summed as one" in " ".join(out.split())
+
+
 # ----------------------------------------------------------------- whole-file problems
 
 

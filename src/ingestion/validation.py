@@ -48,6 +48,7 @@ class TableReport:
     accepted: int = 0
     rejected: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    dropped_columns: list[str] = field(default_factory=list)  # read but not in the contract: not kept
     customers: int = 0
     ts_min: pd.Timestamp | None = None
     ts_max: pd.Timestamp | None = None
@@ -61,6 +62,7 @@ class TableReport:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "reasons": dict(self.reasons),
+            "dropped_columns": list(self.dropped_columns),
             "customers": self.customers,
             "ts_min": None if self.ts_min is None else str(self.ts_min),
             "ts_max": None if self.ts_max is None else str(self.ts_max),
@@ -182,6 +184,8 @@ def validate_table(
                 f'([{spec.name}] columns = {{ {col} = "your_column" }})'
             )
     extras = [c for c in types if spec.keep_extra and c not in present.values()]
+    # read but not kept: said, not dropped in silence (a currency column: amounts are summed as one)
+    report_dropped = [] if spec.keep_extra else [c for c in types if c not in present.values()]
 
     select = [f"row_number() OVER () AS {ROW}"]
     for col, actual in present.items():
@@ -230,7 +234,7 @@ def validate_table(
         f"{', '.join(raw_cols)} FROM checked_{spec.name} WHERE final_reason IS NOT NULL ORDER BY {ROW}"
     )
 
-    report = TableReport(table=spec.name, source=source)
+    report = TableReport(table=spec.name, source=source, dropped_columns=report_dropped)
     report.read = _row(con, f"SELECT count(*) FROM parsed_{spec.name}")[0]
     if report.read == 0:
         if spec.name == "transactions":
