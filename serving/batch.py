@@ -136,6 +136,7 @@ class _Scored:
     report: dict[str, Any] | None
     campaign: dict[str, Any] | None
     targeting: dict[str, Any] | None = None
+    undated: int = 0  # customers rows with no signup_ts and no transaction: never known
 
 
 def _load_model(model_uri: str, tracking_uri: str | None, dst: Path) -> LoadedModel:
@@ -316,6 +317,7 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
             rejected = batch_inputs.rejected_rows(run.clean, fp, con)
             run.check_data_end(last_date(fp))
             known = batch_inputs.known_customers(run.clean, run.day, con)
+            undated = batch_inputs.undated_customers(run.clean, con)
         if known == 0:
             first = fp["tables"]["transactions"].get("ts_min")
             raise BatchError(
@@ -387,7 +389,19 @@ def _score(run: BatchOptions, model_dir: Path, timer: StageTimer) -> _Scored:
     finally:
         con.close()
     return _Scored(
-        tmp, key, model, fp, rejected, known, n_features, written, resumed_chunks, report, campaign_doc, targeting_doc
+        tmp,
+        key,
+        model,
+        fp,
+        rejected,
+        known,
+        n_features,
+        written,
+        resumed_chunks,
+        report,
+        campaign_doc,
+        targeting_doc,
+        undated,
     )
 
 
@@ -430,6 +444,7 @@ def _publish(
             model=scored.model,
             fp=scored.fp,
             known=scored.known,
+            undated=scored.undated,
             n_features=scored.n_features,
             written=scored.written,
             rejected=scored.rejected,

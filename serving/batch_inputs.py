@@ -58,6 +58,22 @@ def known_customers(clean: Path, day: dt.date, con: duckdb.DuckDBPyConnection) -
     return int(con.sql(sql).fetchall()[0][0])
 
 
+def undated_customers(clean: Path, con: duckdb.DuckDBPyConnection) -> int:
+    """Rows of the customers table with neither a ``signup_ts`` nor any transaction line: known at no
+    as-of, so never scored (said in the manifest, not lost in silence)."""
+    paths = table_paths(clean)
+    if "customers" not in paths:
+        return 0
+    scan = table_scan(paths["customers"])
+    cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+    undated = "signup_ts IS NULL" if "signup_ts" in cols else "TRUE"
+    sql = (
+        f"SELECT count(DISTINCT customer_id) FROM {scan} WHERE {undated} AND customer_id NOT IN "
+        f"(SELECT customer_id FROM {table_scan(paths['transactions'])})"
+    )
+    return int(con.sql(sql).fetchall()[0][0])
+
+
 def rejected_rows(clean: Path, fp: dict[str, Any], con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Rows the validation rejected, when ``clean`` came from ``churnclv.ingest.validate_source``.
 

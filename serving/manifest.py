@@ -54,6 +54,7 @@ def build_manifest(
     monitoring: dict[str, Any] | None = None,
     campaign: dict[str, Any] | None = None,
     targeting: dict[str, Any] | None = None,
+    undated: int = 0,
 ) -> dict[str, Any]:
     """The manifest of partition ``name`` (``key``: the resume key; ``seconds``: the time of each stage;
     ``monitoring``: the model version's latest monitored quality, see
@@ -84,6 +85,8 @@ def build_manifest(
         "input": fp,
         "counts": {
             "customers_known": known,
+            # customers rows without a signup_ts and without any transaction: known at no as-of
+            "customers_undated": undated,
             "features_rows": n_features,
             "rows_written": written,
             "reconciled": True,
@@ -128,6 +131,11 @@ def echo_summary(manifest: dict[str, Any], out: Path, echo: Callable[[str], Any]
         f"  counts     known at as-of {c['customers_known']:,} = written {c['rows_written']:,}; "
         f"rejected at validation: {rej}"
     )
+    if c.get("customers_undated"):
+        echo(
+            f"  undated    {c['customers_undated']:,} customers row(s) with neither a signup_ts nor a transaction: "
+            "known at no as-of, not scored (add their signup_ts to score them as sign-ups)"
+        )
     report = manifest.get("tier_report")
     if report:
         mix = ", ".join(f"{r['tier']} {r['customer_share']:.0%}" for r in report["summary"])

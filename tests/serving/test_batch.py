@@ -42,6 +42,7 @@ NEXT = pd.Timestamp("2025-10-09")
 CHUNK = 400  # 1,501 customers: four chunks, the last one short
 SIGNED_UP_NO_PURCHASE = "zz-new-signup"
 SIGNS_UP_LATER = "zz-later-signup"
+UNDATED = "zz-undated"  # a customers row with no signup_ts and no transaction: known at no as-of
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,9 @@ def world(small_frames: dict[str, pd.DataFrame], tmp_path_factory: pytest.TempPa
     """small_world with a sign-up two days before AS_OF (no purchase) and one after it."""
     out = tmp_path_factory.mktemp("batch_world")
     customers = small_frames["customers"]
-    extra = customers.iloc[:2].copy()
-    extra["customer_id"] = [SIGNED_UP_NO_PURCHASE, SIGNS_UP_LATER]
-    extra["signup_ts"] = [AS_OF - pd.Timedelta(days=2), AS_OF + pd.Timedelta(days=30)]
+    extra = customers.iloc[:3].copy()
+    extra["customer_id"] = [SIGNED_UP_NO_PURCHASE, SIGNS_UP_LATER, UNDATED]
+    extra["signup_ts"] = [AS_OF - pd.Timedelta(days=2), AS_OF + pd.Timedelta(days=30), pd.NaT]
     pd.concat([customers, extra], ignore_index=True).to_parquet(out / "customers.parquet", index=False)
     small_frames["transactions"].to_parquet(out / "transactions.parquet", index=False)
     small_frames["events"].to_parquet(out / "events.parquet", index=False)
@@ -104,6 +105,8 @@ def test_every_known_customer_gets_exactly_one_row(world: Path, scored: tuple[Pa
     assert frame["customer_id"].is_unique
     assert set(frame["customer_id"]) == expected
     assert SIGNED_UP_NO_PURCHASE in expected and SIGNS_UP_LATER not in expected
+    # a row known at no as-of is not scored, and the manifest says so instead of losing it in silence
+    assert UNDATED not in expected and manifest["counts"]["customers_undated"] == 1
     assert (frame["as_of"] == AS_OF.date()).all()
     assert frame["model_version"].eq("1").all()
     assert frame["p_churn"].between(0, 1).all() and frame["tier"].notna().all()
