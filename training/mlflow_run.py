@@ -128,29 +128,26 @@ def train_and_log(
                 # integer outputs (tier_level) are never missing; MLflow's hint about them is noise here
                 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
                 signature = infer_signature(example, out, params={"reasons": True})
-            say(f"registering the model {name}")
-            with tracking.registry_prints_off():  # the summary says which version it is
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=str(Path(__file__).with_name("model_code.py")),
-                    artifacts={SCORER_ARTIFACT: str(scorer_dir)},
-                    signature=signature,
-                    input_example=example.head(3),
-                    registered_model_name=name,
-                    pip_requirements=_requirements(),
-                )
-        version = str(info.registered_model_version)
-        result.model_version = version
-        registry.tag_version(
-            version,
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(Path(__file__).with_name("model_code.py")),
+                artifacts={SCORER_ARTIFACT: str(scorer_dir)},
+                signature=signature,
+                input_example=example.head(3),
+                pip_requirements=_requirements(),
+            )
+        tags = registry.version_tags(
             as_of=str(as_of.date()),
             horizon_days=config.train.horizon_days,
             run_id=run.info.run_id,
             selected=result.selected,
             metrics=selected_metrics,
             backtested=result.plan is None or result.plan.backtested,
-            name=name,
         )
+        say(f"registering the model {name}")
+        with tracking.registry_prints_off():  # the summary says which version it is
+            version = registry.register_version(info.model_uri, tags, name)
+        result.model_version = version
         registry.set_alias(CHALLENGER, version, name)
         if promote:
             decision = promotion.promote(

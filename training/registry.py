@@ -37,8 +37,7 @@ def mlflow_client() -> MlflowClient:
     return MlflowClient()
 
 
-def tag_version(
-    version: str,
+def version_tags(
     *,
     as_of: str,
     horizon_days: int,
@@ -46,16 +45,24 @@ def tag_version(
     selected: dict[str, str],
     metrics: dict[str, float],
     backtested: bool = True,
-    name: str = MODEL_NAME,
-) -> None:
-    """Tag a model version with what it was trained on and how it did (read by :func:`list_versions`)."""
-    client = mlflow_client()
-    client.set_model_version_tag(name, version, "backtested", str(backtested).lower())
-    client.set_model_version_tag(name, version, "as_of", as_of)
-    client.set_model_version_tag(name, version, "horizon_days", str(horizon_days))
-    client.set_model_version_tag(name, version, "selected", json.dumps(selected, sort_keys=True))
-    client.set_model_version_tag(name, version, "metrics", json.dumps({k: round(v, 6) for k, v in metrics.items()}))
-    client.set_model_version_tag(name, version, "run_id", run_id)
+) -> dict[str, str]:
+    """The tags of a model version: what it was trained on and how it did (read by :func:`list_versions`)."""
+    return {
+        "backtested": str(backtested).lower(),
+        "as_of": as_of,
+        "horizon_days": str(horizon_days),
+        "selected": json.dumps(selected, sort_keys=True),
+        "metrics": json.dumps({k: round(v, 6) for k, v in metrics.items()}),
+        "run_id": run_id,
+    }
+
+
+def register_version(model_uri: str, tags: dict[str, str], name: str = MODEL_NAME) -> str:
+    """Register ``model_uri`` as a new version of ``name`` with ``tags``, in one write: a process killed
+    right after it leaves a version that says what it was trained on (the weekly job then promotes it
+    instead of training again); tagged afterwards, it left an untagged version and a second training."""
+    mv = mlflow.register_model(model_uri, name, tags=tags)
+    return str(mv.version)
 
 
 def set_alias(alias: str, version: str, name: str = MODEL_NAME) -> None:
