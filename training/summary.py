@@ -49,6 +49,15 @@ CHANCE = {
 }
 
 
+def values_line(value: OrderValue, totals_level: str | None) -> str:
+    """The ``values:`` line: the factor on the order values, and, when a season's window sets the
+    totals' level, that the factor then moves no total (the window's measured level replaces BTYD's)."""
+    line = f"values:    {value}"
+    if totals_level == "season" and value.factor != 1.0:
+        line += "; the season's window sets the totals' level, so it moves no total"
+    return line
+
+
 def below_chance(result: TrainResult) -> list[str]:
     """A warning per selected model whose backtest ranking is worse than chance: the best candidate can
     still be worse than a coin (a data zoo shop of mostly returns: spend Gini -0.15, customers who never
@@ -96,7 +105,7 @@ def summary_lines(result: TrainResult, *, as_of: str, horizon_days: int, trackin
         lines.append(f"totals:    {TotalsLevel(**totals)}")
     value = result.scorer.metadata_.get("order_value")
     if value:  # order_value = "backtest": the factor on Gamma-Gamma's order values, and why
-        lines.append(f"values:    {OrderValue(**value)}")
+        lines.append(values_line(OrderValue(**value), (totals or {}).get("level")))
     lines.append(f"run:       {result.run_id} in experiment {result.experiment}")
     model = f"model:     {result.model_name} version {result.model_version} (alias {CHALLENGER})"
     if result.promotion is not None:
