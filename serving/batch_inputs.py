@@ -50,12 +50,16 @@ def known_customers(clean: Path, day: dt.date, con: duckdb.DuckDBPyConnection) -
     parts = [f"SELECT customer_id FROM {table_scan(paths['transactions'])} WHERE {_ts('ts')} < {end}::TIMESTAMP"]
     if "customers" in paths:
         scan = table_scan(paths["customers"])
-        cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
-        if "signup_ts" in cols:
+        if _has_signup(con, scan):
             parts.append(f"SELECT customer_id FROM {scan} WHERE {_ts('signup_ts')} < {end}::TIMESTAMP")
     # DISTINCT: a customer has many lines (a bare count counted lines when there is no customers table)
     sql = f"SELECT count(DISTINCT customer_id) FROM ({' UNION '.join(parts)})"
     return int(con.sql(sql).fetchall()[0][0])
+
+
+def _has_signup(con: duckdb.DuckDBPyConnection, scan: str) -> bool:
+    """Whether the customers table read by ``scan`` has a ``signup_ts`` column."""
+    return "signup_ts" in {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
 
 
 def undated_customers(clean: Path, con: duckdb.DuckDBPyConnection) -> int:
@@ -65,8 +69,7 @@ def undated_customers(clean: Path, con: duckdb.DuckDBPyConnection) -> int:
     if "customers" not in paths:
         return 0
     scan = table_scan(paths["customers"])
-    cols = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
-    undated = "signup_ts IS NULL" if "signup_ts" in cols else "TRUE"
+    undated = "signup_ts IS NULL" if _has_signup(con, scan) else "TRUE"
     sql = (
         f"SELECT count(DISTINCT customer_id) FROM {scan} WHERE {undated} AND customer_id NOT IN "
         f"(SELECT customer_id FROM {table_scan(paths['transactions'])})"

@@ -160,22 +160,25 @@ def source_identity(data: str | Path) -> str:
     return redact_url(text) if is_sql_url(text) else str(Path(text).resolve())
 
 
+def _record(out_dir: Path | str) -> dict[str, Any]:
+    """The :data:`SOURCE_RECORD` of ``out_dir`` (empty when missing or unreadable)."""
+    try:
+        doc = json.loads((Path(out_dir) / SOURCE_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def validated_counts(out_dir: Path | str) -> dict[str, dict[str, Any]]:
     """Rows ``read``, ``accepted`` and ``rejected`` and the last time ``ts_max`` (ISO text) per table
     of the validation in ``out_dir`` (empty when not recorded)."""
-    try:
-        tables = json.loads((Path(out_dir) / SOURCE_RECORD).read_text()).get("tables")
-    except (OSError, ValueError, AttributeError):
-        return {}
+    tables = _record(out_dir).get("tables")
     return tables if isinstance(tables, dict) else {}
 
 
 def validated_source(out_dir: Path | str) -> str | None:
     """The source whose tables ``out_dir`` holds (:data:`SOURCE_RECORD`), None when not recorded."""
-    try:
-        source = json.loads((Path(out_dir) / SOURCE_RECORD).read_text())["source"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    source = _record(out_dir).get("source")
     return source if isinstance(source, str) else None
 
 

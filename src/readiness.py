@@ -19,6 +19,7 @@ import ibis
 import ibis.expr.types as ir
 
 from churnclv.features import FeatureConfig, Source, as_of_date, connect, load_tables
+from churnclv.features.checks import last_transaction_day
 from churnclv.features.dates import DAY, date_literal, ts_literal
 from churnclv.features.definitions import known_customers
 from churnclv.features.errors import FeatureError
@@ -155,8 +156,7 @@ def assess(
     con = connect(memory_limit=memory_limit)
     tables = load_tables(clean, con)
     gg_min = int(BTYDModel().get_params()["gg_min_repeat_buyers"])  # the scorer's default, one definition
-    last = con.to_pyarrow(tables.transactions.ts.max()).as_py()  # the data's end, whatever the as-of
-    data_end = None if last is None else last.date()
+    data_end = last_transaction_day(con, tables)
     day = data_end if as_of is None else as_of_date(as_of)
     measured = (
         _nothing(tables)

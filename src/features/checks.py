@@ -17,7 +17,7 @@ from churnclv.features.sources import Source, connect, load_tables
 from churnclv.names import MAX_DAYS_AFTER_DATA
 from churnclv.schema import TABLES
 
-__all__ = ["check_frame_values", "check_known", "check_values"]
+__all__ = ["check_covered", "check_frame_values", "check_known", "check_values", "last_transaction_day"]
 
 
 def check_frame_values(frame: pd.DataFrame, name: str) -> None:
@@ -49,14 +49,19 @@ def check_known(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, what
     )
 
 
+def last_transaction_day(con: ibis.BaseBackend, tables: FeatureTables) -> dt.date | None:
+    """The day of the last transaction line (None without any): the data's end, whatever the as-of."""
+    last = con.to_pyarrow(tables.transactions.ts.max()).as_py()
+    return None if last is None else pd.Timestamp(last).date()
+
+
 def check_covered(con: ibis.BaseBackend, tables: FeatureTables, window_end: dt.date, what: str) -> None:
     """Raise when a label window ends more than :data:`~churnclv.names.MAX_DAYS_AFTER_DATA` days after
     the last transaction: the days without data would count as days without a purchase (every
     customer churned). The same allowance as the CLI's as-of."""
-    last = con.to_pyarrow(tables.transactions.ts.max()).as_py()
-    if last is None:
+    last_day = last_transaction_day(con, tables)
+    if last_day is None:
         return
-    last_day = pd.Timestamp(last).date()
     late = (window_end - last_day).days
     if late > MAX_DAYS_AFTER_DATA:
         raise FeatureError(

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from churnclv.features import FeatureConfig, compute_labels, connect, load_tables
+from churnclv.features.checks import last_transaction_day as _last_day
 from churnclv.metrics import churn_metrics, purchases_metrics, spend_metrics
 from churnclv.models.inputs import stable_floats
 
@@ -56,10 +57,9 @@ def last_transaction_day(
     is not yet in the data, whatever the date."""
     con = connect(memory_limit=memory_limit)
     try:
-        last = con.to_pyarrow(load_tables(source, con).transactions.ts.max()).as_py()
+        return _last_day(con, load_tables(source, con))
     finally:
         con.disconnect()
-    return None if last is None else pd.Timestamp(last).date()
 
 
 def _finite(x: float) -> float | None:

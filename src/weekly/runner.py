@@ -35,7 +35,7 @@ from typing import Any
 from churnclv.ingest import validated_counts
 from churnclv.names import MAX_DAYS_AFTER_DATA, MODEL_NAME
 from churnclv.redaction import redact_text
-from churnclv.serving.snapshots import LATEST, MANIFEST_FILE, partition_name, partitions, scores_dir
+from churnclv.serving.snapshots import LATEST, MANIFEST_FILE, partition_name, partitions, read_latest, scores_dir
 from churnclv.training.config import RunConfig
 from churnclv.weekly.errors import WeeklyStepError
 from churnclv.weekly.invoke import Invocation, Resolve, invoke, takes_option
@@ -323,8 +323,7 @@ class _Run:
         if s.service_url is None:
             return {"outcome": "no service to reload ([weekly] service_url or --service-url)", "ok": True}
         self.echo(f"== reload: POST {s.service_url.rstrip('/')}/reload")  # echo redacts the URL
-        latest = self.request.out / LATEST
-        published = latest.read_text().strip() if latest.is_file() else None
+        published = read_latest(self.request.out) if (self.request.out / LATEST).is_file() else None
         outcome: ReloadOutcome = reload_service(
             s.service_url, self.request.api_key, s.api_key_env, s.reload_timeout_s, published
         )
