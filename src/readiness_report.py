@@ -127,7 +127,7 @@ class Readiness:
         span = (
             "no transactions"
             if self.first_transaction is None
-            else f"{self.first_transaction} to {self.last_transaction} ({self.history_days:,} days)"
+            else f"{self.first_transaction} to {self.last_transaction} ({self.history_days:,} days to the as-of)"
         )
         yes = {True: "yes", False: "no"}
         lines.append(

@@ -439,3 +439,11 @@ def test_repeat_buyers_without_positive_repeat_spend_fit_btyd_with_no_spend(tmp_
     assert r.repeat_buyers == 30 and r.repeat_buyers_positive_spend == 0
     assert r.model("btyd").ok and not r.model("gamma_gamma").ok and not r.errors
     assert any("every expected spend and CLV is 0" in w for w in r.warnings)
+
+
+def test_the_summary_counts_the_history_to_the_as_of_not_to_the_data_end(tmp_path: Path) -> None:
+    # a helper read "2023-01-01 to 2024-02-04 (2,557 days)" as the span of the data itself
+    rows = [("a", "2024-01-01", 20.0), ("a", "2024-02-04", 25.0)]
+    r = assess(_write(tmp_path, transactions=_tx(rows)), "2024-03-04", 30)
+    assert r.history_days == 63
+    assert "history: 2024-01-01 to 2024-02-04 (63 days to the as-of)" in r.format()
