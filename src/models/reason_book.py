@@ -17,7 +17,16 @@ from typing import Any
 
 from churnclv.models.reason_text import Phrase, PhraseText
 
-__all__ = ["BOOK", "NO_PURCHASE", "NO_PURCHASE_TOPIC", "TROUBLE_EVENTS", "Family", "family_of", "topic_of"]
+__all__ = [
+    "BOOK",
+    "FIRST_SEEN",
+    "NO_PURCHASE",
+    "NO_PURCHASE_TOPIC",
+    "TROUBLE_EVENTS",
+    "Family",
+    "family_of",
+    "topic_of",
+]
 
 #: Event types a customer has with the shop when something is wrong: more of them raises the risk.
 TROUBLE_EVENTS: frozenset[str] = frozenset(
@@ -76,6 +85,12 @@ _OUTLOOK = "the purchase outlook"
 
 #: "No purchase yet", the lead reason of a customer with no purchase (the first that formats).
 NO_PURCHASE: tuple[PhraseText, ...] = (_t("signed up {tenure_days:ago}, no purchase yet"), _t("no purchase yet"))
+#: The lead reason of a customer with transaction lines but no purchase (zero amounts, returns only):
+#: their tenure counts from their first line, so "signed up" would invent a sign-up.
+FIRST_SEEN: tuple[PhraseText, ...] = (
+    _t("first seen {tenure_days:ago}, no paid purchase yet"),
+    _t("no paid purchase yet"),
+)
 
 #: The phrase book: first full match of the feature name wins (specific patterns before generic ones).
 BOOK: tuple[Family, ...] = (

@@ -41,6 +41,10 @@ class ReasonWriter(Protocol):
         """Per row: no purchase yet."""
 
     @property
+    def seen_only(self) -> np.ndarray:
+        """Per row: no purchase yet, known by transaction lines (not by a sign-up)."""
+
+    @property
     def facts(self) -> Sequence[tuple[Entry, np.ndarray, int]]:
         """Per fact and column: its entry, where it holds, its direction."""
 
@@ -158,7 +162,8 @@ def write_columns(w: ReasonWriter, d: DriverArrays) -> list[list[str]]:
     word = np.zeros(n, dtype=np.int64)
     tenure = w.floats("tenure_days") if "tenure_days" in w.columns else np.zeros(n)  # what the lead reads
     lead_rows = np.flatnonzero(no_purchase)
-    word[no_purchase] = words.of_rows(lead_rows, None if tenure is None else [tenure[lead_rows]], w.lead)
+    keys = None if tenure is None else [tenure[lead_rows], w.seen_only[lead_rows].astype(np.float64)]
+    word[no_purchase] = words.of_rows(lead_rows, keys, w.lead)
     s.say(no_purchase, word, lead_up)
 
     for j in range(k):

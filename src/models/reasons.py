@@ -4,7 +4,9 @@ Each reason is a sentence a CRM agent can read aloud, and says which way it move
 "no purchase for 120 days, 3 times their usual gap — raises the risk". Reasons come, in this order,
 from
 
-1. for a customer with no purchase yet, that fact ("signed up 40 days ago, no purchase yet");
+1. for a customer with no purchase yet, that fact: "signed up 40 days ago, no purchase yet", or,
+   for one with transaction lines but none a purchase (zero amounts, returns only; from
+   ``n_lines``), "first seen 214 days ago, no paid purchase yet": no sign-up is invented;
 2. the churn model's contributions per customer (:func:`churnclv.models.explanations.drivers`:
    ``(feature, contribution[, value])``, strongest first), the sign of each giving its direction;
 3. RFM facts (``[[reasons.facts]]``): a feature column whose value lies in a configured range
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnclv.models.reason_book import NO_PURCHASE, NO_PURCHASE_TOPIC
+from churnclv.models.reason_book import FIRST_SEEN, NO_PURCHASE, NO_PURCHASE_TOPIC
 from churnclv.models.reason_columns import write_columns
 from churnclv.models.reason_config import EFFECTS, Fact, ReasonsConfig, parse_reasons
 from churnclv.models.reason_lookup import Book, Entry, FeatureReads, FrameColumns, book_of
@@ -76,8 +78,10 @@ def phrase(feature: str, value: Any, *, config: ReasonsConfig, row: Mapping[str,
     columns = {k: np.asarray([v], dtype=object) for k, v in row.items()}
     book = book_of(config.phrases)
     e = book.entry(feature)
-    if e.purchases and _no_purchase(pd.DataFrame(columns))[0]:
-        return _no_purchase_text(columns, 0)
+    frame = pd.DataFrame(columns)
+    no_purchase = _no_purchase(frame)
+    if e.purchases and no_purchase[0]:
+        return _no_purchase_text(columns, 0, seen=bool(_seen_only(frame, no_purchase)[0]))
     return book.text(e, value, columns, 0)
 
 
@@ -97,7 +101,10 @@ def _contribution_parts(item: Any) -> tuple[str, float, Any]:
     )
 
 
-def _no_purchase_text(columns: Mapping[str, np.ndarray], i: int) -> str:
+def _no_purchase_text(columns: Mapping[str, np.ndarray], i: int, *, seen: bool) -> str:
+    """The lead reason of row ``i``; ``seen``: known by transaction lines, not by a sign-up."""
+    if seen:
+        return render(FIRST_SEEN, None, {}, columns, i) or "no paid purchase yet"
     return render(NO_PURCHASE, None, {}, columns, i) or "no purchase yet"
 
 
@@ -120,6 +127,15 @@ def _no_purchase(frame: pd.DataFrame) -> np.ndarray:
     if "days_since_last_purchase" in frame.columns:
         return np.asarray(frame["days_since_last_purchase"].isna().to_numpy(), dtype=bool)
     return np.zeros(len(frame), dtype=bool)
+
+
+def _seen_only(frame: pd.DataFrame, no_purchase: np.ndarray) -> np.ndarray:
+    """Per row: no purchase yet, but transaction lines (``n_lines > 0``: zero amounts or returns), so
+    the tenure counts from the first line, not from a sign-up. Without ``n_lines``: nobody (the
+    frame cannot tell)."""
+    if "n_lines" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return no_purchase & (_numbers(frame["n_lines"]) > 0)
 
 
 @functools.lru_cache(maxsize=256)
@@ -165,6 +181,7 @@ class RowWriter:
         self.columns = FrameColumns(frame)
         self.book = book_of(config.phrases)
         self.no_purchase = _no_purchase(frame)
+        self.seen_only = _seen_only(frame, self.no_purchase)
         self.facts = _fact_hits(frame, tuple(self.columns), config.facts, self.book)
         self.n_max = n_max
         self._frame = frame
@@ -219,12 +236,13 @@ class RowWriter:
         return self.book.text(self.feature(feature).entry, value, self.columns, i)
 
     def lead(self, i: int) -> str:
-        """The words of "no purchase yet" (they read ``tenure_days``)."""
+        """The words of "no purchase yet" (they read ``tenure_days`` and whether the row is :attr:`seen_only`)."""
         columns = self.columns
-        key = (NO_PURCHASE_TOPIC, value_key(columns["tenure_days"][i]) if "tenure_days" in columns else None)
+        seen = bool(self.seen_only[i])
+        key = (NO_PURCHASE_TOPIC, seen, value_key(columns["tenure_days"][i]) if "tenure_days" in columns else None)
         text = self._words.get(key)
         if text is None:
-            text = self._words[key] = _no_purchase_text(columns, i)
+            text = self._words[key] = _no_purchase_text(columns, i, seen=seen)
         return text
 
     def row(self, i: int, items: Sequence[Any]) -> list[str]:
@@ -283,7 +301,7 @@ def write_reasons(
     ----------
     frame
         One row per customer with the feature columns the phrases and facts read
-        (e.g. ``n_purchase_days``, ``tenure_days``, ``days_since_last_purchase``,
+        (e.g. ``n_purchase_days``, ``n_lines``, ``tenure_days``, ``days_since_last_purchase``,
         ``days_since_last_purchase_rel_gap``, ``net_spend_trend_90d``). Columns that are absent are
         simply not used.
     contributions
@@ -300,7 +318,8 @@ def write_reasons(
     Returns
     -------
     list of list of str
-        One list per row of ``frame``: "no purchase yet" first for a customer without one, then
+        One list per row of ``frame``: "no purchase yet" first for a customer without one ("signed
+        up ..." or, with transaction lines, "first seen ..., no paid purchase yet"), then
         the contributions, then the facts; one reason per topic, no words twice. A contribution
         whose sign a configured fact of its topic contradicts (the model lowers the risk of "no
         purchase for 139 days, 6 times their usual gap", against its average customer) leaves the

@@ -93,6 +93,8 @@ def _frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
             "days_since_last_purchase": days,
             "days_since_last_purchase_rel_gap": np.where(np.isnan(days), np.nan, pick(0.2, 0.9, 1.2, 2.0, 3.04, 6.0)),
             "n_purchase_days": np.where(np.isnan(days), 0.0, pick(1.0, 3.0)),
+            # no purchase: a sign-up (no line) or lines that are no purchase (zero amounts, returns)
+            "n_lines": np.where(np.isnan(days), pick(0.0, 0.0, 1.0, 4.0), pick(1.0, 5.0)),
             "frequency": pick(np.nan, 0.0, 2.0, 7.0),
             "net_spend_trend_90d": pick(np.nan, 0.5, 1.0, 1.5, 102.5),
             "purchase_days_trend_90d": pick(0.5, 1.0),
@@ -111,6 +113,35 @@ def test_the_column_path_writes_what_the_row_path_writes(seed: int, n: int, k: i
     frame = _frame(rng, n)
     columns, rows = both_paths(frame, _drivers(rng, frame, k), max_reasons)
     assert columns == rows
+
+
+def test_the_lead_reason_tells_a_sign_up_from_lines_without_a_purchase_both_ways() -> None:
+    # one tenure for all: the words are chosen per kind of customer, not once per tenure
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["s1", "z1", "s2", "r1"],
+            "days_since_last_purchase": [np.nan] * 4,
+            "n_purchase_days": [0.0] * 4,
+            "n_lines": [0.0, 1.0, 0.0, 2.0],
+            "tenure_days": [214.0] * 4,
+        }
+    )
+    d = Drivers(
+        DriverArrays(
+            ("frequency",),
+            np.zeros((4, 1), dtype=np.int64),
+            np.full((4, 1), 0.5),
+            np.full((4, 1), np.nan),
+            np.full((4, 1), None, dtype=object),
+            np.ones(4, dtype=np.int64),
+        )
+    )
+    signed_up = ["signed up 214 days ago, no purchase yet — raises the risk"]
+    first_seen = ["first seen 214 days ago, no paid purchase yet — raises the risk"]
+    columns, rows = both_paths(frame, d, 3)
+    assert columns == rows == [signed_up, first_seen, signed_up, first_seen]
+    columns, rows = both_paths(frame.iloc[[1, 0, 3, 2]].reset_index(drop=True), d, 3)
+    assert columns == rows == [first_seen, signed_up, first_seen, signed_up]
 
 
 @pytest.fixture(scope="module")

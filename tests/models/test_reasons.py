@@ -118,6 +118,14 @@ def test_every_feature_reads_in_plain_words_whatever_its_value(feature: str, con
         ("days_since_last_purchase", 0, {}, "last purchase today"),
         ("T", None, {"n_purchase_days": 0, "tenure_days": 40}, "signed up 40 days ago, no purchase yet"),
         ("days_since_last_purchase", None, {"tenure_days": 1}, "signed up yesterday, no purchase yet"),
+        # lines but no purchase (a zero amount, returns only): no sign-up to speak of
+        (
+            "T",
+            None,
+            {"n_purchase_days": 0, "n_lines": 1, "tenure_days": 214},
+            "first seen 214 days ago, no paid purchase yet",
+        ),
+        ("T", None, {"n_purchase_days": 0, "n_lines": 0, "tenure_days": 40}, "signed up 40 days ago, no purchase yet"),
         ("gap_mean_days", None, {"n_purchase_days": 1, "days_since_last_purchase": 40}, "bought only once so far"),
         ("gap_mean_days", 14.8, {}, "usually buys every 15 days"),
         ("frequency", 7.0, {}, "7 repeat purchases so far"),
@@ -219,6 +227,27 @@ def test_reasons_say_which_way_once_per_topic(config) -> None:
     ]
     assert write_reasons(_frame(), contributions, config=config, max_reasons=1) == [r[:1] for r in got]
     check_plain(got)
+
+
+def test_a_customer_known_by_lines_without_a_purchase_is_first_seen_not_signed_up(config) -> None:
+    # one tenure, three customers: a sign-up, one with a zero-amount line, one with returns only
+    frame = pd.DataFrame(
+        {
+            "n_purchase_days": [0, 0, 0, 0],
+            "n_lines": [0, 1, 3, 0],
+            "tenure_days": [214, 214, 214, 214],
+            "days_since_last_purchase": [np.nan] * 4,
+        }
+    )
+    signed_up = "signed up 214 days ago, no purchase yet — raises the risk"
+    first_seen = "first seen 214 days ago, no paid purchase yet — raises the risk"
+    expected = [[signed_up], [first_seen], [first_seen], [signed_up]]
+    assert write_reasons(frame, None, config=config) == expected
+    assert write_reasons(frame.iloc[::-1], None, config=config) == expected[::-1]  # whichever comes first
+    # a purchase feature of a customer with no purchase says only the lead, whatever the model's sign
+    contributions = [[("T", -0.3, None), ("frequency", 0.2, None)]] * 4
+    lowers = [[r[0].replace("raises", "lowers")] for r in expected]
+    assert write_reasons(frame, contributions, config=config) == lowers
 
 
 def test_without_contributions_facts_and_the_signup_speak(config) -> None:
@@ -359,15 +388,21 @@ def _score(source, as_of: pd.Timestamp, **config) -> pd.DataFrame:
     snapshot = compute_features(source, as_of)
     scorer = Scorer(config=ScorerConfig(horizon_days=90, gbm_rounds=30, seed=3, **config))
     scores = scorer.fit(train, snapshot, as_of=as_of).score(snapshot, as_of=as_of)
-    return scores.assign(no_purchase=snapshot["n_purchase_days"].eq(0).to_numpy())
+    return scores.assign(
+        no_purchase=snapshot["n_purchase_days"].eq(0).to_numpy(), lines=snapshot["n_lines"].gt(0).to_numpy()
+    )
 
 
 def _check_base(scores: pd.DataFrame, *, learned: bool) -> None:
     check_plain(scores["reasons"])
     if learned:  # the churn model always has something to say
         assert scores["reasons"].map(len).eq(3).mean() > 0.99
-    signups = scores.loc[scores["no_purchase"], "reasons"]
-    assert len(signups) and all(re.fullmatch(r"signed up .+, no purchase yet — raises the risk", r[0]) for r in signups)
+    assert scores["no_purchase"].any()
+    signups = scores.loc[scores["no_purchase"] & ~scores["lines"], "reasons"]
+    assert all(re.fullmatch(r"signed up .+, no purchase yet — raises the risk", r[0]) for r in signups)
+    # zero amounts or returns only (CDNOW has no sign-ups: its customers without a purchase are these)
+    lines_only = scores.loc[scores["no_purchase"] & scores["lines"], "reasons"]
+    assert all(re.fullmatch(r"first seen .+, no paid purchase yet — raises the risk", r[0]) for r in lines_only)
     said = pd.Series([r.split(" — ")[0] for rs in scores["reasons"] for r in rs])
     assert said.str.startswith("no purchase for").any() or said.str.startswith("last purchase").any()
 

@@ -132,7 +132,21 @@ def test_signup_only_customer_is_scored(client: Any, kit: Any) -> None:
     assert r.status_code == 200, r.text
     (new,) = r.json()["scores"]
     assert new["customer_id"] == "new-1" and new["stage"] == "new" and 0 <= new["p_churn"] <= 1
-    assert any("no purchase yet" in reason for reason in new["reasons"])
+    assert new["reasons"][0].startswith("signed up 12 days ago, no purchase yet — ")
+
+
+@pytest.mark.parametrize("amount", [0.0, -12.5])  # a zero-amount line; a return alone
+def test_a_customer_with_lines_but_no_purchase_is_first_seen_not_signed_up(
+    client: Any, kit: Any, amount: float
+) -> None:
+    tx = [{"ts": "2025-03-02T00:00:00", "amount": amount, "order_id": "o19"}]
+    body = {"as_of": AS_OF, "customers": [{"customer_id": "022", "transactions": tx}]}
+    r = client.post("/score", json=body, headers=kit.HEADERS)
+    assert r.status_code == 200, r.text
+    (s,) = r.json()["scores"]
+    assert s["customer_id"] == "022"
+    assert s["reasons"][0].startswith("first seen 214 days ago, no paid purchase yet — ")
+    assert not any("signed up" in reason for reason in s["reasons"])
 
 
 def test_customers_that_cannot_be_scored_get_an_error_entry_and_the_others_are_scored(
