@@ -27,6 +27,7 @@ from pydantic import (
 
 from churnclv.models.marketing_config import RISK_BAND_NAMES
 from churnclv.values import (
+    ID_PADDING,
     ISO_DATE_START,
     MAX_ABS_AMOUNT,
     MAX_ID_LENGTH,
@@ -99,7 +100,7 @@ def _iso_day(value: object) -> object:
 
 def _trim_spaces(value: object) -> object:
     """Spaces around an id are dropped, as ingestion's TRIM drops them: ``" 00051 "`` is ``00051``."""
-    return value.strip(" ") if isinstance(value, str) else value
+    return value.strip(ID_PADDING) if isinstance(value, str) else value
 
 
 def _not_blank(value: str) -> str:

@@ -25,7 +25,8 @@ from churnclv.features.definitions import build_features, feature_columns
 from churnclv.features.errors import FeatureError
 from churnclv.features.inputs import FeatureTables
 from churnclv.features.results import to_pandas
-from churnclv.features.sources import CLEAN_TYPES, check_frame
+from churnclv.features.sources import CLEAN_TYPES, check_frame, trim_ids
+from churnclv.values import ID_COLUMNS
 
 __all__ = ["compute_features_frames"]
 
@@ -45,15 +46,30 @@ def _frame_connection() -> tuple[duckdb.DuckDBPyConnection, dict[str, Any]]:
     return con, _local.statements
 
 
-def _scannable(frame: pd.DataFrame) -> pa.Table | pd.DataFrame:
-    """``frame`` as an Arrow table (zero-copy for Arrow strings and NumPy numbers), which DuckDB binds
-    faster than a pandas frame: it inspects a pandas frame's columns at every reference in the query
-    (about 4 ms of a one-customer request). A column Arrow cannot type (mixed objects) keeps the
-    pandas frame, and DuckDB's pandas scan decides as before."""
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+def _scannable(frame: pd.DataFrame, name: str) -> pa.Table | pd.DataFrame:
+    """``frame`` (table ``name``) as an Arrow table (zero-copy for Arrow strings and NumPy numbers),
+    which DuckDB binds faster than a pandas frame: it inspects a pandas frame's columns at every
+    reference in the query (about 4 ms of a one-customer request). A column Arrow cannot type (mixed
+    objects) keeps the pandas frame, and DuckDB's pandas scan decides as before. Either way the
+    spaces around ids are dropped (:func:`~churnclv.features.sources.trim_ids`)."""
     try:
-        return pa.table({str(c): pa.array(frame[c], from_pandas=True) for c in frame.columns})
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return frame
+        return trim_ids(pa.table({str(c): pa.array(frame[c], from_pandas=True) for c in frame.columns}), name)
+    except _ARROW_ERRORS:
+        pass
+    trimmed: dict[str, pd.Series] = {}
+    for col in ID_COLUMNS:
+        if col in frame.columns:
+            try:
+                ids = pa.table({col: pa.array(frame[col], from_pandas=True)})
+            except _ARROW_ERRORS:
+                continue  # mixed objects: no text id to trim
+            done = trim_ids(ids, name)
+            if done is not ids:
+                trimmed[col] = done[col].to_pandas().set_axis(frame.index)
+    return frame.assign(**trimmed) if trimmed else frame
 
 
 def _masked_to_arrow(values: Any) -> pa.Array:
@@ -114,29 +130,31 @@ def compute_features_frames(
         A ``ValueError``: when no row of the frames is on or before ``as_of``.
     FrameTypeError
         A ``TypeError``: when ``customer_id`` is not a string or a timestamp is not a naive ``datetime64``.
+    ValueRuleError
+        A ``ValueError``: when a ``customer_id`` is blank (the spaces around ids are dropped first).
     """
     day = as_of_date(as_of)
     frames = {"transactions": transactions, "events": events, "customers": customers}
+    scans: dict[str, pa.Table | pd.DataFrame] = {}
     for name, frame in frames.items():
         if frame is not None:
             check_frame(frame, name)
             check_frame_values(frame, name)
+            scans[name] = _scannable(frame, name)
     cols = {n: None if f is None else tuple(str(c) for c in f.columns) for n, f in frames.items()}
     sql, spec = _frames_sql(day, config, cols["transactions"], cols["events"], cols["customers"])
     con, statements = _frame_connection()
     statement = statements.get(sql)
     if statement is None:  # parsing a statement this size costs a few ms: once per thread and query
         statement = statements[sql] = con.extract_statements(sql)[0]
-    for name, frame in frames.items():
-        if frame is not None:
-            con.register(_FRAME_NAMES[name], _scannable(frame))
+    for name, scan in scans.items():
+        con.register(_FRAME_NAMES[name], scan)
     try:
         # fetchnumpy: DB-API results give Arrow only through an extra copy (and a warning)
         arrays = con.execute(statement).fetchnumpy()
     finally:
-        for name, frame in frames.items():
-            if frame is not None:
-                con.unregister(_FRAME_NAMES[name])
+        for name in scans:
+            con.unregister(_FRAME_NAMES[name])
     result = pa.table({f.name: _masked_to_arrow(arrays[f.name]) for f in spec})
     if result.num_rows == 0:
         raise FeatureError(

@@ -13,13 +13,24 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from churnclv.features.errors import FrameTypeError
 from churnclv.features.inputs import FeatureTables
 from churnclv.schema import TABLES
 from churnclv.tables import DataError, find_table
+from churnclv.values import ID_COLUMNS, ID_PADDING, ValueRuleError
 
-__all__ = ["CLEAN_TYPES", "Source", "check_frame", "connect", "load_tables", "map_large_allocations", "release_memory"]
+__all__ = [
+    "CLEAN_TYPES",
+    "Source",
+    "check_frame",
+    "connect",
+    "load_tables",
+    "map_large_allocations",
+    "release_memory",
+    "trim_ids",
+]
 
 Source: TypeAlias = str | Path | Mapping[str, pd.DataFrame | None]
 
@@ -162,6 +173,41 @@ def check_frame(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return frame
 
 
+def trim_ids(table: pa.Table, name: str) -> pa.Table:
+    """``table`` (table ``name``) with the spaces around its ids dropped, as validation's ``TRIM`` and
+    the HTTP schema drop them (:data:`churnclv.values.ID_PADDING`): ``" 00004 "`` is ``00004``, and
+    a blank ``order_id`` is missing. The same table, untouched, when no id needs it: one vectorized
+    look (about 0.2 s for 10M ids), then a trim only where one is needed.
+
+    Raises
+    ------
+    ValueRuleError
+        A ``ValueError`` when a ``customer_id`` is blank (empty, or spaces only): validation rejects
+        such a row as ``missing customer_id``.
+    """
+    for col in ID_COLUMNS:
+        if col not in table.column_names:
+            continue
+        ids = table[col]
+        if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+            continue  # a number id has no spaces (customer_id is text: check_frame)
+        padded = pc.or_(pc.starts_with(ids, ID_PADDING), pc.ends_with(ids, ID_PADDING))
+        if not pc.any(pc.or_(padded, pc.equal(ids, ""))).as_py():
+            continue
+        ids = pc.utf8_trim(ids, ID_PADDING)
+        blank = pc.equal(ids, "")
+        n = pc.sum(blank).as_py() or 0
+        if n and col == "customer_id":
+            raise ValueRuleError(
+                f"{name}.customer_id: {n:,} row(s) have a blank id (empty, or spaces only), but every row "
+                "needs one: drop or complete those rows (churnclv validate rejects them as 'missing customer_id')"
+            )
+        if n:
+            ids = pc.if_else(blank, pa.scalar(None, ids.type), ids)
+        table = table.set_column(table.column_names.index(col), col, ids)
+    return table
+
+
 def load_tables(source: Source, con: ibis.BaseBackend) -> FeatureTables:
     """The clean tables of ``source`` as Ibis tables on ``con``.
 
@@ -171,7 +217,7 @@ def load_tables(source: Source, con: ibis.BaseBackend) -> FeatureTables:
         A directory holding ``transactions`` and optionally ``events`` and ``customers``, each as
         ``<name>.parquet``, ``<name>.csv`` or a folder ``<name>/`` of Parquet (or CSV) files; or a
         mapping ``{"transactions": df, "events": df | None, "customers": df | None}`` of clean
-        pandas frames.
+        pandas frames (the spaces around their ids are dropped: :func:`trim_ids`).
     con
         The Ibis backend (see :func:`connect`).
     """
@@ -186,7 +232,7 @@ def load_tables(source: Source, con: ibis.BaseBackend) -> FeatureTables:
             frame = source.get(name)
             if frame is not None:
                 # via Arrow: ibis' own pandas conversion is slower and warns under pandas 3
-                frame = pa.Table.from_pandas(check_frame(frame, name), preserve_index=False)
+                frame = trim_ids(pa.Table.from_pandas(check_frame(frame, name), preserve_index=False), name)
             tables[name] = None if frame is None else ibis.memtable(frame)
         return FeatureTables(**tables)
     directory = Path(source)

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -27,6 +28,9 @@ from churnclv.features import (
     write_training_frame,
 )
 from churnclv.features.reference import coerce, reference_features
+from churnclv.features.sources import trim_ids
+from churnclv.ingest import validate_frames
+from churnclv.values import ValueRuleError
 
 WORLD_AS_OF = "2025-06-30"
 
@@ -74,6 +78,53 @@ def test_sources_agree(frames, tmp_path, fmt):
     from_files = compute_features(write_dir(tmp_path / fmt, t, e, c, fmt), "2024-06-30")
     pd.testing.assert_frame_equal(from_files, from_frames)
     assert from_files["customer_id"].tolist() == ["007", "010", "012"]  # CSV ids keep their zeros
+
+
+def _padded(frame: pd.DataFrame, columns: tuple[str, ...] = ("customer_id",)) -> pd.DataFrame:
+    return frame.assign(**{c: [f" {v}" if i % 2 else f"{v}  " for i, v in enumerate(frame[c])] for c in columns})
+
+
+def test_ids_lose_the_spaces_around_them_as_validation_drops_them(frames):
+    t, e, c = frames
+    t = t.assign(order_id=["a", "a", "b", "c", "d", "e"])  # 007 bought twice on order a
+    plain = compute_features({"transactions": t, "events": e, "customers": c}, "2024-06-30")
+    assert plain["customer_id"].tolist() == ["007", "010", "012"] and plain["n_orders"].tolist() == [1, 2, 0]
+    validated = compute_features(validate_frames(t, e, c).clean, "2024-06-30")  # what `churnclv validate` keeps
+    t, e, c = _padded(t, ("customer_id", "order_id")), _padded(e), _padded(c)
+    got = compute_features({"transactions": t, "events": e, "customers": c}, "2024-06-30")
+    pd.testing.assert_frame_equal(got, plain)
+    pd.testing.assert_frame_equal(compute_features(validate_frames(t, e, c).clean, "2024-06-30"), validated)
+    in_memory = compute_features_frames(t, e, c, as_of="2024-06-30")  # the HTTP path's
+    pd.testing.assert_frame_equal(in_memory, plain)
+
+
+def test_a_frame_arrow_cannot_type_loses_the_spaces_around_its_ids_too(tx):
+    t = tx([(" 007", "2024-01-10", 30.0), ("007  ", "2024-03-01", 40.0), ("010", "2024-02-10", 5.0)])
+    t["channel"] = pd.Series(["web", 3, "app"], dtype=object)  # mixed objects: DuckDB scans the pandas frame
+    got = compute_features_frames(t, as_of="2024-06-30")
+    assert got["customer_id"].tolist() == ["007", "010"] and got["n_purchase_days"].tolist() == [2, 1]
+
+
+def test_a_blank_id_is_refused_by_name_and_rule_without_the_data(frames):
+    t, _, c = frames
+    t = t.assign(customer_id=["007", "   ", "007", "010", "010", ""])
+    for run in (
+        lambda: compute_features({"transactions": t, "customers": c}, "2024-06-30"),
+        lambda: compute_features_frames(t, None, c, as_of="2024-06-30"),
+    ):
+        with pytest.raises(ValueRuleError) as caught:
+            run()
+        message = str(caught.value)
+        assert message.startswith("transactions.customer_id: 2 row(s) have a blank id (empty, or spaces only)")
+        assert "drop or complete those rows" in message and "007" not in message
+
+
+def test_ids_without_spaces_are_not_copied(frames):
+    t, _, _ = frames
+    table = pa.Table.from_pandas(t, preserve_index=False)
+    assert trim_ids(table, "transactions") is table  # the look is all it costs
+    padded = pa.Table.from_pandas(_padded(t), preserve_index=False)
+    assert trim_ids(padded, "transactions")["customer_id"].to_pylist() == t["customer_id"].tolist()
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "folder"])
