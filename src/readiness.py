@@ -89,6 +89,10 @@ def _measure(
     if cust is not None and "signup_ts" in cust.columns:
         signed = cust.filter(cust.signup_ts.notnull() & (cust.signup_ts < end))
         has_signup = int(con.to_pyarrow(signed.count()).as_py()) > 0
+    with_lines = tx.select("customer_id").distinct()
+    ids = {"n": con.to_pyarrow(with_lines.count()).as_py(), "missing": 0}
+    if cust is not None:
+        ids["missing"] = con.to_pyarrow(with_lines.anti_join(cust, "customer_id").count()).as_py()
     return {
         "customers_known": known,
         "customers_with_purchase": int(counts["purchasers"] or 0),
@@ -101,6 +105,8 @@ def _measure(
         "has_events": has_events,
         "has_customers": cust is not None,
         "has_signup_ts": has_signup,
+        "customers_with_lines": int(ids["n"] or 0),
+        "lines_not_in_customers": int(ids["missing"] or 0),
         "labelled_cutoffs": n_cutoffs,
         "latest_labelled_cutoff": cutoff,
         "customers_at_latest_cutoff": int(counts["at_c"] or 0) if cutoff else 0,
@@ -194,6 +200,8 @@ def _nothing(tables: FeatureTables) -> dict[str, Any]:
         "has_events": False,
         "has_customers": tables.customers is not None,
         "has_signup_ts": False,
+        "customers_with_lines": 0,
+        "lines_not_in_customers": 0,
         "labelled_cutoffs": 0,
         "latest_labelled_cutoff": None,
         "customers_at_latest_cutoff": 0,

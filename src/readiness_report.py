@@ -50,6 +50,10 @@ class Readiness:
         ``as_of - first_transaction`` in days (0 without transactions).
     has_events, has_customers, has_signup_ts
         An events table with a row on or before as-of; a customers table; a signup on or before as-of.
+    customers_with_lines, lines_not_in_customers
+        Distinct customers with a transaction line on or before as-of; of those, the ones the
+        customers table does not hold (0 without a customers table). Most of them missing means the
+        tables likely write ids differently (``7`` and ``007``): each such customer counts twice.
     labelled_cutoffs
         Monthly cutoffs ``c = as_of - H - 30k`` with ``c >= first_transaction + min_history_days``:
         the cutoffs whose label window ``(c, c + H]`` has closed by as-of.
@@ -82,6 +86,8 @@ class Readiness:
     has_events: bool
     has_customers: bool
     has_signup_ts: bool
+    customers_with_lines: int
+    lines_not_in_customers: int
     labelled_cutoffs: int
     latest_labelled_cutoff: dt.date | None
     customers_at_latest_cutoff: int

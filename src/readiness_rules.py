@@ -14,6 +14,7 @@ trains at ``as_of - 2H`` or earlier).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 from churnclv.features.dates import DAY
@@ -102,7 +103,8 @@ def judge(
         )
 
     last = data_end  # the data's end: a quiet month before the as-of, with data after it, is no error
-    if day is not None and last is not None and (day - last).days > MAX_DAYS_AFTER_DATA:
+    late = day is not None and last is not None and (day - last).days > MAX_DAYS_AFTER_DATA
+    if late and day is not None and last is not None:
         errors.append(
             f"as-of {day} is {(day - last).days:,} days after the last transaction line ({last}): the "
             f"label windows after it are empty, so every customer would count as churned; use an "
@@ -244,4 +246,14 @@ def judge(
             "no signup_ts by as-of: customers who signed up but never bought are not scored; add a "
             "customers table with signup_ts to include them"
         )
-    return [btyd, gg, gbm, hybrid, backtest], errors, warnings
+    missing, with_lines = m["lines_not_in_customers"], m["customers_with_lines"]
+    if with_lines and 2 * missing > with_lines:
+        warnings.append(
+            f"{missing:,} of the {with_lines:,} customers with transaction lines are not in the customers "
+            "table: where the tables write ids differently (leading zeros lost, e.g. 7 for 007, or a "
+            "prefix), each such customer counts twice; write the ids alike in every table (as text)"
+        )
+    models = [btyd, gg, gbm, hybrid, backtest]
+    if late:  # the counts above see the data, not the empty label windows after it: nothing is ok
+        models = [replace(m, ok=False, detail=f"{m.detail}; but the as-of is after the data's end") for m in models]
+    return models, errors, warnings

@@ -190,7 +190,7 @@ def test_no_repeat_buyers(tmp_path: Path) -> None:
 def test_few_repeat_buyers_warn_and_fall_back_to_the_mean_order_value(tmp_path: Path) -> None:
     rows = [(f"cust-{i}", "2024-01-10", 20.0) for i in range(150)]
     rows += [(f"cust-{i}", "2024-02-10", 25.0) for i in range(5)]
-    r = assess(_write(tmp_path, transactions=_tx(rows)), "2024-12-31", 90)
+    r = assess(_write(tmp_path, transactions=_tx(rows)), "2024-03-10", 90)  # within 31 days of the data's end
     assert r.repeat_buyers == 5 and r.model("btyd").ok and not r.model("gamma_gamma").ok
     assert "population mean" in r.model("gamma_gamma").detail
     assert any("poorly identified" in w for w in r.warnings)
@@ -418,8 +418,11 @@ def test_an_as_of_long_after_the_data_is_an_error(tmp_path: Path) -> None:
     for day, refused in ((last + dt.timedelta(days=31), False), (last + dt.timedelta(days=32), True)):
         args = ["validate", "--data", str(raw), "--out", str(tmp_path / "v"), "--as-of", day.isoformat(), "--json"]
         result = CliRunner().invoke(cli, args)
-        errors = json.loads(result.stdout)["readiness"]["errors"]
+        readiness = json.loads(result.stdout)["readiness"]
+        errors = readiness["errors"]
         assert any(f"after the last transaction line ({last})" in e for e in errors) == refused, errors
+        # a helper read "ok backtest" next to "NOTHING CAN BE FITTED": every verdict follows the error
+        assert any(m["ok"] for m in readiness["models"]) != refused
 
 
 def test_a_quiet_spell_before_the_as_of_is_not_the_end_of_the_data(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
@@ -121,7 +122,7 @@ def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = 
         for col in TABLES[name].required:
             if col in table.columns:
                 missing = table[col].isnull()  # noqa: PD003 - an Ibis column: it has no isna()
-                n = con.to_pyarrow(table.filter(missing).count()).as_py()
+                n = _count(con, table.filter(missing), name, col)
                 if n:
                     raise values.ValueRuleError(
                         f"{name}.{col}: {n:,} row(s) have no value (None, NaN or NaT), but every row needs "
@@ -130,12 +131,35 @@ def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = 
         # one count per column, the rule as a filter: DuckDB then reads only the Parquet row groups
         # whose statistics do not rule a violation out (for timestamps, usually none)
         for col, rule, cond in checks:
-            n = con.to_pyarrow(table.filter(cond).count()).as_py()
+            n = _count(con, table.filter(cond), name, col)
             if n:
                 raise values.ValueRuleError(
                     f"{name}.{col}: {n:,} row(s) break the rule '{values.describe(col, rule)}', so the "
                     f"features would not be finite numbers; {_TRUSTED_FIX}"
                 )
+
+
+# what a text column of a CSV read as trusted must look like to convert to the contract's type
+_TEXT_FORMS = {
+    "ts": "timestamps written YYYY-MM-DD or YYYY-MM-DD HH:MM:SS",
+    "signup_ts": "timestamps written YYYY-MM-DD or YYYY-MM-DD HH:MM:SS",
+    "amount": "numbers with a '.' as the decimal point and no thousands separator",
+}
+
+
+def _count(con: ibis.BaseBackend, rows: ir.Table, name: str, col: str) -> int:
+    """The number of ``rows``; a text value of ``col`` that does not convert to the contract's type
+    (a CSV read as trusted: dates written 05/01/2024, amounts written 10,5) is a
+    :class:`~churnclv.values.ValueRuleError` naming the column, never DuckDB's error, which quotes
+    the value."""
+    try:
+        return int(con.to_pyarrow(rows.count()).as_py())
+    except (duckdb.ConversionException, duckdb.InvalidInputException):
+        form = _TEXT_FORMS.get(col, "values of the contract's type")
+        raise values.ValueRuleError(
+            f"{name}.{col}: a value does not convert; the column must hold {form}; {_TRUSTED_FIX} "
+            "(validation rejects such rows, each with its reason)"
+        ) from None
 
 
 def _check_type(table: ir.Table, name: str, col: str, rule: str) -> None:

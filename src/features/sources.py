@@ -134,13 +134,14 @@ def _read(con: ibis.BaseBackend, path: Path, name: str) -> ir.Table:
     p = str(path)
     if path.is_dir():
         if any(path.rglob("*.parquet")):
-            return con.read_parquet(f"{p}/**/*.parquet", table_name=name, union_by_name=True, **_NO_HIVE)
+            return _typed(con.read_parquet(f"{p}/**/*.parquet", table_name=name, union_by_name=True, **_NO_HIVE))
         if any(path.rglob("*.csv")):
             table = con.read_csv(f"{p}/**/*.csv", table_name=name, all_varchar=True, union_by_name=True, **_NO_HIVE)
             return _typed(table)
         raise DataError(f"{path}: folder holds no .parquet or .csv files: add the table's files")
     if path.suffix == ".parquet":
-        return con.read_parquet(p, table_name=name, **_NO_HIVE)
+        # typed too: a Parquet file written by another tool may hold number ids next to a CSV's text ids
+        return _typed(con.read_parquet(p, table_name=name, **_NO_HIVE))
     # all text first, so ids keep their leading zeros
     return _typed(con.read_csv(p, table_name=name, all_varchar=True, **_NO_HIVE))
 

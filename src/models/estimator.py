@@ -346,6 +346,16 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
                 f"{type(self).__name__}.predict: pass as_of, the date the features are as of "
                 "(the scoring window starts there)"
             )
+        day, dated = as_of_day(as_of), X.attrs.get("as_of")
+        if "cutoff" in X.columns:  # rows of a training frame: each is as of its cutoff
+            cutoffs = pd.to_datetime(X["cutoff"]).drop_duplicates()
+            dated = None if cutoffs.eq(day).all() else str(cutoffs[cutoffs.ne(day)].min().date())
+        if day is not None and dated is not None and pd.Timestamp(dated) != day:
+            raise EstimatorInputError(
+                f"{type(self).__name__}.predict: X holds features as of {dated}, not as_of={day.date()}: the "
+                f"scoring window, next-purchase dates and season would be those of another date; pass "
+                f"X=compute_features(data, '{day.date()}'), or as_of='{dated}'"
+            )
         return self.scorer_.score(X, as_of=as_of, prev=prev, reasons=reasons)
 
     def score(self, X: pd.DataFrame, y: Any = None, *, as_of: Any = None) -> float:

@@ -296,6 +296,16 @@ def test_inputs_that_disagree_on_dates_are_refused(
         fit(train, snapshot=compute_features(small_world, AS_OF + pd.Timedelta(days=30)), as_of=AS_OF)
 
 
+def test_predict_refuses_features_of_another_date_than_its_as_of(
+    small_world: Path, loaded: ChurnCLV, snapshot: pd.DataFrame
+) -> None:
+    # a reviewer's notebook: features as of one date scored as of a quarter later, without a word
+    later = AS_OF + pd.Timedelta(days=91)
+    with pytest.raises(EstimatorInputError, match=r"X holds features as of 2025-10-02, not as_of=2026-01-01"):
+        loaded.predict(snapshot, as_of=later)
+    assert len(loaded.predict(snapshot.head(5), as_of=AS_OF)) == 5  # its own date: scored
+
+
 @pytest.mark.parametrize("as_of", ["now", "today", "30/09/2025", "garbage", "2025-10-02T12:00"])
 def test_an_as_of_that_is_not_an_iso_day_is_refused_and_the_clock_never_read(
     as_of: str, loaded: ChurnCLV, snapshot: pd.DataFrame, train: pd.DataFrame, labelled: pd.DataFrame

@@ -32,6 +32,7 @@ from churnclv.config import ConfigError
 from churnclv.features import compute_features, compute_features_frames
 from churnclv.ingest import validate_frames, validate_source, validated_source
 from churnclv.mapping import Mapping, TableMapping, load_mapping
+from churnclv.readiness import assess
 from churnclv.tables import DataError
 
 SECRET = "cust-4711-secret"  # a customer id that must never appear in a message
@@ -587,3 +588,47 @@ def test_out_that_is_a_file_or_not_writable_is_one_line(tmp_path: Path, monkeypa
         CliRunner().invoke(cli, ["validate", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ro")])
     )
     assert "ro: cannot write the validated tables there (Permission denied): pass --out a folder" in line
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "form"),
+    [("ts", "05/01/2024", "timestamps written YYYY-MM-DD"), ("amount", '"10,5"', "'.' as the decimal point")],
+)
+def test_trusted_csv_text_that_does_not_convert_is_one_line_without_the_value(
+    tmp_path: Path, column: str, text: str, form: str
+) -> None:
+    """A reviewer's --trusted CSV with dates written 05/01/2024 (or amounts written 10,5) ended in
+    DuckDB's ConversionException: a 40-line traceback quoting the row's value."""
+    data = tmp_path / "trusted"
+    data.mkdir()
+    row = {"ts": "2024-01-05", "amount": "10.5"} | {column: text}
+    (data / "transactions.csv").write_text(
+        f"customer_id,ts,amount\n007,{row['ts']},{row['amount']}\n008,2024-02-01,5\n", encoding="utf-8"
+    )
+    args = ["features", "--data", str(data), "--trusted", "--as-of", "2024-06-01", "--out", str(tmp_path / "f.pq")]
+    line = _one_line_error(CliRunner().invoke(cli, args))
+    assert f"transactions.{column}: a value does not convert" in line and form in line and "churnclv validate" in line
+    assert text.strip('"') not in line and "Traceback" not in line
+    with pytest.raises(values.ValueRuleError, match=rf"transactions\.{column}: a value does not convert") as info:
+        compute_features(data, "2024-06-01")  # the Python API: a ChurnclvError too, not DuckDB's
+    assert text.strip('"') not in str(info.value)
+
+
+def test_trusted_parquet_number_ids_are_read_as_text_next_to_a_csv(tmp_path: Path) -> None:
+    """Number ids in a Parquet file written by another tool, next to a CSV's text ids: ibis refused to
+    union the two (RelationError) in a traceback; the ids are text now, and readiness says that most
+    buyers are not in the customers table (7 is not 007)."""
+    data = tmp_path / "mixed"
+    data.mkdir()
+    pd.DataFrame(
+        {"customer_id": [7, 8], "ts": pd.to_datetime(["2024-01-05", "2024-02-01"]), "amount": [10.5, 5.0]}
+    ).to_parquet(data / "transactions.parquet")
+    (data / "customers.csv").write_text("customer_id,signup_ts\n007,2024-01-01\n008,2024-01-02\n", encoding="utf-8")
+    features = compute_features(data, "2024-02-15")
+    assert sorted(features["customer_id"]) == ["007", "008", "7", "8"]
+    r = assess(data, "2024-02-15", 30)
+    assert (r.customers_with_lines, r.lines_not_in_customers) == (2, 2)
+    missing = "2 of the 2 customers with transaction lines are not in the customers table"
+    assert any(w.startswith(missing) for w in r.warnings)
+    (data / "customers.csv").write_text("customer_id,signup_ts\n7,2024-01-01\n8,2024-01-02\n", encoding="utf-8")
+    assert not any("not in the customers table" in w for w in assess(data, "2024-02-15", 30).warnings)
