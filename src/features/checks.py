@@ -75,7 +75,8 @@ def check_covered(con: ibis.BaseBackend, tables: FeatureTables, window_end: dt.d
 
 _TRUSTED_FIX = (
     "the tables were not validated: validate them with `churnclv validate --data <folder> --out <work>` "
-    "(or run the command without --trusted), then use <work>/clean"
+    "and use <work>/clean (a command: or leave out --trusted; frames in Python: "
+    "churnclv.ingest.validate_frames)"
 )
 
 

@@ -4,6 +4,7 @@ and the Ibis literals of days."""
 from __future__ import annotations
 
 import datetime as dt
+import numbers
 from typing import TypeAlias
 
 import ibis
@@ -33,6 +34,13 @@ def as_of_date(value: AsOf, name: str = "as_of") -> dt.date:
     """
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
+    if isinstance(value, numbers.Number):  # pandas reads a number as nanoseconds after 1970-01-01
+        d = str(value)
+        example = f"'{d[:4]}-{d[4:6]}-{d[6:]}' for {d}" if len(d) == 8 and d.isdigit() else "'2024-06-30'"
+        raise FeatureError(
+            f"{name}={value!r} is a number, not a date: pass an ISO date string (YYYY-MM-DD, e.g. {example}) "
+            "or a datetime.date"
+        )
     try:
         ts = pd.Timestamp(dt.datetime.fromisoformat(value.strip()) if isinstance(value, str) else value)
     except (TypeError, ValueError):

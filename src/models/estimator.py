@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from churnclv.config import ConfigError
 from churnclv.errors import ChurnclvError
 from churnclv.metrics import churn_metrics
+from churnclv.models.btyd_summary import REQUIRED_COLUMNS
 from churnclv.models.scorer import LABEL_COLUMNS, Scorer, as_of_day
 from churnclv.models.scorer_config import ScorerConfig
 from churnclv.models.seasonality import LevelWindow
@@ -340,7 +341,7 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
             reasons`` (:data:`churnclv.models.scorer.SCORE_COLUMNS`).
         """
         check_is_fitted(self, "scorer_")
-        _require_frame(self, "predict", X, ("customer_id",), "build it with compute_features")
+        _require_frame(self, "predict", X, ("customer_id", *REQUIRED_COLUMNS), "build it with compute_features")
         if as_of is None:
             raise EstimatorInputError(
                 f"{type(self).__name__}.predict: pass as_of, the date the features are as of "

@@ -27,6 +27,8 @@ from churnclv.features import (
     write_features,
     write_training_frame,
 )
+from churnclv.features.dates import as_of_date
+from churnclv.features.errors import FeatureError
 from churnclv.features.reference import coerce, reference_features
 from churnclv.features.sources import trim_ids
 from churnclv.ingest import validate_frames
@@ -521,3 +523,11 @@ def test_a_column_stack_gives_what_concat_gives_and_lets_its_chunks_go() -> None
     arrays.add({"churn": np.ones(1)})
     with pytest.raises(ValueError, match="differ from the first chunk"):
         arrays.add({"spend": np.ones(1)})
+
+
+@pytest.mark.parametrize(("value", "example"), [(19970930, "'1997-09-30' for 19970930"), (1.5, "'2024-06-30'")])
+def test_a_number_as_of_is_refused_as_a_number_not_read_as_nanoseconds(value: float, example: str) -> None:
+    # a reviewer's compute_features(data, 19970930) was told the date "has a time of day ... '1970-01-01'"
+    with pytest.raises(FeatureError, match="is a number, not a date") as info:
+        as_of_date(value)
+    assert example in str(info.value) and "1970" not in str(info.value)

@@ -262,6 +262,7 @@ def test_save_load_round_trip_is_the_scorers_pickle_free_folder(
         (lambda e, s, t: e.predict(s.to_numpy(), as_of=AS_OF), "X must be a pandas DataFrame with named columns"),
         (lambda e, s, t: e.predict(s.drop(columns="customer_id"), as_of=AS_OF), r"missing columns \['customer_id'\]"),
         (lambda e, s, t: e.predict(s), "pass as_of"),
+        (lambda e, s, t: e.predict(s.drop(columns="frequency"), as_of=AS_OF), r"missing columns \['frequency'\]"),
         (lambda e, s, t: e.score(s, as_of=AS_OF), r"missing columns \['churned'\]; join the labels"),
         (lambda e, s, t: e.score(s, np.ones(len(s)), as_of=AS_OF), "one class only"),
         (lambda e, s, t: e.score(s, np.ones(3), as_of=AS_OF), "X has 1500 rows but y has 3"),
