@@ -441,6 +441,9 @@ def _feature_config(path: Path | None) -> Any:
         return parse_features(read_run_config(path).get("features", {}))
 
 
+_TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".json", ".xlsx", ".xls"})
+
+
 @cli.command()
 @source_options
 @as_of_option("As-of date (YYYY-MM-DD): only rows on or before it count.")
@@ -463,6 +466,12 @@ def features(
 
     from churnclv.features import write_features
 
+    if out.suffix.lower() in _TEXT_SUFFIXES:  # a reviewer's f.csv held Parquet bytes
+        raise click.BadParameter(
+            f"{out.name}: the features are written as Parquet, not {out.suffix}: name the file .parquet "
+            "(and read it with pandas.read_parquet or DuckDB)",
+            param_hint="--out",
+        )
     feature_config = _feature_config(config_path)
     started = time.perf_counter()
     # the feature job checks the value rules of trusted tables itself, first thing

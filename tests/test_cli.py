@@ -351,3 +351,19 @@ def test_the_default_validation_folder_never_swaps_one_source_for_another(
 
     assert runner.invoke(cli, ["validate", "--data", "other", "--out", "work/validated"]).exit_code == 0  # asked for
     assert set(pd.read_parquet(clean)["customer_id"]) == {"x", "y"}
+
+
+def test_features_refuses_a_text_file_name_and_warns_of_an_as_of_after_the_data(
+    small_world: Path, tmp_path: Path
+) -> None:
+    """A reviewer's ``--out f.csv`` held Parquet bytes; an as-of years after the data wrote features
+    whose recency counted the empty years, without a word."""
+    args = ["features", "--data", str(small_world), "--trusted", "--out"]
+    refused = CliRunner().invoke(cli, [*args, str(tmp_path / "f.csv"), "--as-of", "2025-10-02"])
+    assert refused.exit_code == 2 and "written as Parquet, not .csv" in refused.output
+    assert not (tmp_path / "f.csv").exists()
+    late = CliRunner().invoke(cli, [*args, str(tmp_path / "f.parquet"), "--as-of", "2030-01-01"])
+    assert late.exit_code == 0 and "WARNING" in late.output, late.output
+    assert "features as of 2030-01-01, " in late.output and "days after the last transaction line" in late.output
+    on_time = CliRunner().invoke(cli, [*args, str(tmp_path / "g.parquet"), "--as-of", "2025-10-02"])
+    assert on_time.exit_code == 0 and "after the last transaction line" not in on_time.output

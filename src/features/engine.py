@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from churnclv.features.catalogue import FEATURES, LABELS, Feature
-from churnclv.features.checks import check_covered, check_known, check_values
+from churnclv.features.checks import check_covered, check_known, check_values, last_transaction_day
 from churnclv.features.config import FeatureConfig
 from churnclv.features.daily import build_daily_purchases
 from churnclv.features.dates import AsOf, as_of_date
@@ -30,6 +30,7 @@ from churnclv.features.inputs import FeatureTables, sample_customers
 from churnclv.features.labels import build_labels, build_training_frame, training_cutoffs
 from churnclv.features.results import to_pandas
 from churnclv.features.sources import Source, connect, load_tables, release_memory
+from churnclv.names import MAX_DAYS_AFTER_DATA
 from churnclv.schema import TABLES
 
 __all__ = [
@@ -79,6 +80,17 @@ def _opened(
 def _features_query(con: ibis.BaseBackend, tables: FeatureTables, day: dt.date, config: FeatureConfig) -> ir.Table:
     """The features as of ``day`` sorted by ``customer_id`` (not yet run)."""
     check_known(con, tables, day)
+    last = last_transaction_day(con, tables)  # the Parquet statistics: milliseconds
+    if last is not None and (day - last).days > MAX_DAYS_AFTER_DATA:
+        log.warning(
+            "features as of %s, %s days after the last transaction line (%s): recency, T and every window "
+            "count the days without data as days without a purchase; check the as-of (the batch and "
+            "training refuse an as-of more than %s days after the data)",
+            day,
+            f"{(day - last).days:,}",
+            last,
+            MAX_DAYS_AFTER_DATA,
+        )
     return build_features(tables, day, config=config).order_by("customer_id")
 
 

@@ -119,8 +119,19 @@ def _typed(table: ir.Table) -> ir.Table:
         want = CLEAN_TYPES.get(col, "string")
         if table[col].type().is_string() and want != "string":
             casts[col] = table[col].cast(want)
-        elif not table[col].type().is_string() and want == "string":
-            casts[col] = table[col].cast("string")
+    return _as_text(table.mutate(**casts) if casts else table)
+
+
+def _as_text(table: ir.Table) -> ir.Table:
+    """Text columns of the contract (ids, categories) as text: a Parquet file written by another tool
+    may hold number ids next to a CSV's text ids, which no union or join of the two would take.
+    Number and timestamp columns keep their type (:func:`~churnclv.features.checks.check_values`
+    names a wrong one)."""
+    casts = {
+        col: table[col].cast("string")
+        for col in table.columns
+        if CLEAN_TYPES.get(col, "string") == "string" and not table[col].type().is_string()
+    }
     return table.mutate(**casts) if casts else table
 
 
@@ -134,14 +145,13 @@ def _read(con: ibis.BaseBackend, path: Path, name: str) -> ir.Table:
     p = str(path)
     if path.is_dir():
         if any(path.rglob("*.parquet")):
-            return _typed(con.read_parquet(f"{p}/**/*.parquet", table_name=name, union_by_name=True, **_NO_HIVE))
+            return _as_text(con.read_parquet(f"{p}/**/*.parquet", table_name=name, union_by_name=True, **_NO_HIVE))
         if any(path.rglob("*.csv")):
             table = con.read_csv(f"{p}/**/*.csv", table_name=name, all_varchar=True, union_by_name=True, **_NO_HIVE)
             return _typed(table)
         raise DataError(f"{path}: folder holds no .parquet or .csv files: add the table's files")
     if path.suffix == ".parquet":
-        # typed too: a Parquet file written by another tool may hold number ids next to a CSV's text ids
-        return _typed(con.read_parquet(p, table_name=name, **_NO_HIVE))
+        return _as_text(con.read_parquet(p, table_name=name, **_NO_HIVE))
     # all text first, so ids keep their leading zeros
     return _typed(con.read_csv(p, table_name=name, all_varchar=True, **_NO_HIVE))
 
