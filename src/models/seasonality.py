@@ -9,6 +9,14 @@ first-purchase cohorts), a linear drift (what BTYD gets wrong over the years; no
 and yearly harmonics. Used only when the history spans ``min_history_days`` (a season needs more
 than one year to be told from a trend) and the harmonics are significant (F test on the
 overdispersed counts); otherwise there is no season and every factor is 1.
+
+The F test's dispersion is measured on the counts summed over blocks of :data:`DISPERSION_BLOCK_DAYS`,
+not day by day: what BTYD gets wrong about a customer (a heavy or perfectly regular buyer, a cohort
+unlike the average) persists from one day to the next, so the days' misfits are correlated and a
+day's Poisson noise hides them. Twenty customers buying every day for 900 days among 1,500 left the
+daily residuals with a lag-1 autocorrelation of 0.82: the daily dispersion was 1.45, the 28-day
+blocks' 38, and the harmonics' p went from 1.4e-18 (a season of 0.90-1.12 fitted on no season)
+to 0.48. With independent days both estimate the same dispersion.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ YEAR_DAYS = 365.25
 MIN_SEASON_HISTORY_DAYS = 540  # a season is told from a trend after about a year and a half
 WARM_UP_DAYS = 28  # the first days of the data have almost no repeat purchases: not fitted on
 SIGNIFICANCE = 0.01
+DISPERSION_BLOCK_DAYS = 28  # whole weeks (the weekday pattern cancels), short against the season's half-year
 
 
 @dataclass(frozen=True)
@@ -184,8 +193,13 @@ def fit_season(
     _, dev0 = _poisson(base, y, offset)
     beta1, dev1 = _poisson(full, y, offset)
     mu = np.exp(offset + full @ beta1)
-    dof = y.size - full.shape[1]
-    dispersion = max(float(np.sum((y - mu) ** 2 / mu)) / dof, 1.0)
+    # blocks counted back from as-of, so the latest is whole
+    _, block = np.unique((n - 1 - np.arange(n)[keep]) // DISPERSION_BLOCK_DAYS, return_inverse=True)
+    dof = int(block.max()) + 1 - full.shape[1]
+    if dof < 1:
+        return None, f"no season: {n} days of history give too few {DISPERSION_BLOCK_DAYS}-day blocks to test one"
+    y_block, mu_block = np.bincount(block, y), np.bincount(block, mu)
+    dispersion = max(float(np.sum((y_block - mu_block) ** 2 / mu_block)) / dof, 1.0)
     f_stat = (dev0 - dev1) / (H.shape[1] * dispersion)
     p_value = float(stats.f.sf(f_stat, H.shape[1], dof))
     if p_value >= SIGNIFICANCE:
