@@ -28,7 +28,10 @@ COLUMNS: dict[str, str] = {
     "Gini": "spend: normalised Gini, how well predicted spend ranks realised spend (0 random, 1 perfect)",
     "Spearman": "spend: rank correlation of predicted and realised spend",
     "top10%": "spend: share of all realised spend made by the 10% of customers predicted to spend most",
-    "agg err %": "spend: (total predicted - total realised) / total realised, in % (+: over-predicts the base)",
+    "agg err %": (
+        "spend: (total predicted - total realised) / total realised, in % (+: over-predicts the base), at "
+        "the candidate's own level: the shipped totals take the level of 'totals:' and 'values:' below"
+    ),
 }
 
 
