@@ -42,6 +42,8 @@ MAX_ATTRIBUTES = 50
 RESERVED_ATTRIBUTES = ("customer_id", "signup_ts")
 
 _DATE_START = re.compile(ISO_DATE_START)
+_TIMESTAMP_FORM = "an ISO 8601 string such as 2025-09-14 or 2025-09-14T10:31:00Z"
+_DAY_FORM = "a calendar date written YYYY-MM-DD, e.g. 2025-10-02"  # an as-of: a datetime is refused
 
 
 def _utc_naive(value: dt.datetime) -> dt.datetime:
@@ -72,10 +74,11 @@ def _iso_text(value: object) -> object:
     return value
 
 
-def _not_number(value: object) -> object:
+def _not_number(value: object, form: str = _TIMESTAMP_FORM) -> object:
+    """Refuse a number, saying the ``form`` the field takes."""
     if isinstance(value, (int, float)):
         # a ValueError: pydantic turns it into a field error (a TypeError would be a 500)
-        raise ValueError("must be an ISO 8601 string such as 2025-09-14 or 2025-09-14T10:31:00Z, not a number")
+        raise ValueError(f"must be {form}, not a number")
     return value
 
 
@@ -89,12 +92,12 @@ def _not_bool(value: object) -> object:
 def _iso_day(value: object) -> object:
     """An as-of is a day written ``YYYY-MM-DD``: ``10/02/2025`` would be a guess at the order of day and
     month; the error says the form to use (pydantic's own names only the character it stopped at)."""
-    value = _not_number(value)
+    value = _not_number(value, _DAY_FORM)
     if isinstance(value, str):
         try:
             return iso_day(value)
         except ValueError:
-            raise ValueError("must be a calendar date written YYYY-MM-DD, e.g. 2025-10-02") from None
+            raise ValueError(f"must be {_DAY_FORM}") from None
     return value
 
 

@@ -165,6 +165,15 @@ def test_timestamps_with_offsets_become_naive_utc() -> None:
     assert req.customers[0].signup_ts == dt.datetime(2024, 12, 31, 23, 30)
 
 
+@pytest.mark.parametrize("as_of", [20251002, 20251002.0, "2025-10-02T10:31:00Z", "10/02/2025"])
+def test_a_bad_as_of_is_told_the_form_the_service_takes(as_of: object) -> None:
+    # a number was told "such as 2025-09-14T10:31:00Z", a form the as-of then refuses
+    with pytest.raises(ValidationError) as info:
+        ScoreRequest.model_validate({"as_of": as_of, "customers": [_customer()]})
+    ((loc, msg),) = [(e["loc"], e["msg"]) for e in info.value.errors()]
+    assert loc == ("as_of",) and "YYYY-MM-DD, e.g. 2025-10-02" in msg and "T10:31" not in msg, msg
+
+
 @pytest.mark.parametrize(
     ("customer", "loc"),
     [
