@@ -219,8 +219,8 @@ def serve(
 ) -> None:
     """Start the HTTP scoring service (BentoML). The API key comes from CHURNCLV_API_KEY.
 
-    The model is loaded and checked first: one that cannot load, or that does not fit the --snapshot
-    (trained on another data set), stops here (exit 1, one line)."""
+    A --port in use stops here first, then the model is loaded and checked: one that cannot load, or that
+    does not fit the --snapshot (trained on another data set), stops here too (exit 1, one line)."""
     from churnclv.serving.server import serve as run_server
 
     uri = _chosen_model(model_uri, model_name)

@@ -4,17 +4,19 @@ as its own process once the model has loaded here, with its settings and its own
 ``serve`` loads (and checks) the model before it starts the server: BentoML restarts a worker whose
 service fails to start, forever, so a model that cannot load must stop ``serve`` first; so must a
 targeting (``--targeting`` / ``CHURNCLV_TARGETING``) that cannot be read or cannot serve the model or the
-snapshot's features.
+snapshot's features. A port in use stops it before the model loads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +45,7 @@ __all__ = [
     "SERVICE_NAME",
     "SERVICE_PATH",
     "ServeError",
+    "check_port",
     "run_bentoml",
     "serve",
     "server_command",
@@ -161,7 +164,7 @@ def serve(
     Raises
     ------
     ServeError
-        Invalid settings (no API key), a model that does not resolve or load, a model trained on
+        Invalid settings (no API key), a port in use, a model that does not resolve or load, a model trained on
         another data set than the snapshot's, a targeting that cannot be read or cannot serve the model
         or the snapshot, or the server exiting with an error. The message is one line, with URLs redacted.
     """
@@ -182,6 +185,7 @@ def serve(
         served = load_served_targeting(settings.targeting)
     except (SettingsError, TargetingError) as exc:
         raise ServeError(str(exc)) from None
+    check_port(host, port)  # before the model loads: a port in use is told in a second, in one line
     try:
         # fail here with one clear line, not in a worker that BentoML restarts forever
         loaded = load_checked_model(settings.model_uri, settings.tracking_uri)
@@ -207,6 +211,37 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
     if code not in (0, -signal.SIGINT, -signal.SIGTERM):
         raise ServeError(f"the BentoML server exited with status {code}: see its log above")
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` as BentoML's server will (circus: the first address of ``host``, ``SO_REUSEADDR``)
+    and let it go: a port in use stops ``serve`` in one line, not in BentoML's traceback after the model
+    has loaded. A server that takes the port between this check and BentoML's start still gets that
+    traceback.
+
+    Raises
+    ------
+    ServeError
+        The port is in use, or ``host`` is not an address of this machine.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ServeError(
+            f"--host {host} cannot be resolved ({error_summary(exc)}): pass an address of this machine"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as BentoML's: a port in TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(
+                    f"port {port} on {host} is in use: pick another --port (or stop the server holding it)"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ServeError(f"--host {host} is not an address of this machine: pass one of its own") from None
+            # anything else (a privileged port: EACCES) is left to BentoML's own report
 
 
 def _check_snapshot(loaded: LoadedModel, folder: Path, targeting: Targeting | None) -> None:

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -88,6 +93,30 @@ def test_serve_refuses_without_a_key_before_starting_anything(monkeypatch: pytes
     monkeypatch.delenv("CHURNCLV_ALLOW_NO_AUTH", raising=False)
     with pytest.raises(ServeError, match="CHURNCLV_API_KEY"):
         serve(port=1, model_uri="models:/churnclv@champion")
+
+
+def test_serve_on_a_port_in_use_is_one_line_before_the_model_loads(tmp_path: Path) -> None:
+    # BentoML's own bind failure was ~50 lines of circus traceback, after the model had loaded
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURNCLV_", "MLFLOW_"))}
+    env.update(CHURNCLV_API_KEY=KEY, BENTOML_DO_NOT_TRACK="True", CHURNCLV_HUGE_PAGES="on")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        address = ["--host", "127.0.0.1", "--port", str(port)]
+        done = subprocess.run(
+            # the model is never read: the port is checked first
+            [sys.executable, "-m", "churnclv.cli", "serve", *address, "--model", str(tmp_path / "no-model")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 1 and done.stdout == "", done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        f"Error: port {port} on 127.0.0.1 is in use: pick another --port (or stop the server holding it)"
+    ], done.stderr[-2000:]
 
 
 def test_server_env_passes_settings_workers_and_no_tracking() -> None:
