@@ -198,8 +198,9 @@ def score_batch(
     "--snapshot",
     type=click.Path(file_okay=False, exists=True, path_type=Path),  # a typo fails here, not at the first call
     default=None,
-    help="The batch job's output folder, for scoring by customer id (it must exist; its first partition may "
-    "come later: score_by_id answers 503 until /reload finds one).",
+    help="The batch job's output folder (score-batch --out, the one holding LATEST; not a folder inside it), for "
+    "scoring by customer id (it must exist; its first partition may come later: score_by_id answers 503 until "
+    "/reload finds one).",
 )
 @click.option(
     "--targeting",

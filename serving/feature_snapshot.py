@@ -26,6 +26,7 @@ from churnclv.serving.snapshots import (
     FEATURES_FILE,
     LATEST,
     features_path,
+    misplaced_output,
     parse_partition,
     partition_name,
     read_latest,
@@ -87,6 +88,9 @@ class FeatureSnapshot:
         try:
             name = read_latest(folder)
         except OSError:
+            misplaced = misplaced_output(folder)
+            if misplaced is not None:  # not "score-batch --out" into a partition
+                raise SnapshotError(f"--snapshot / CHURNCLV_SNAPSHOT: {misplaced}") from None
             raise SnapshotError(
                 f"{path} not found: run the batch job (churnclv score-batch --out {folder}) or point "
                 "--snapshot / CHURNCLV_SNAPSHOT at its output folder"

@@ -35,7 +35,7 @@ from churnclv.serving.model import LoadedModel, ModelLoadError, bound_mlflow_htt
 from churnclv.serving.scoring import load_checked_model
 from churnclv.serving.served_targeting import check_served, load_served_targeting
 from churnclv.serving.settings import ServiceSettings, SettingsError
-from churnclv.serving.snapshots import features_path, parse_partition
+from churnclv.serving.snapshots import features_path, misplaced_output, parse_partition
 from churnclv.serving.targeting_decisions import Targeting, TargetingError
 
 log = logging.getLogger(__name__)
@@ -164,9 +164,10 @@ def serve(
     Raises
     ------
     ServeError
-        Invalid settings (no API key), a port in use, a model that does not resolve or load, a model trained on
-        another data set than the snapshot's, a targeting that cannot be read or cannot serve the model
-        or the snapshot, or the server exiting with an error. The message is one line, with URLs redacted.
+        Invalid settings (no API key, a snapshot folder inside the batch output rather than the output), a
+        port in use, a model that does not resolve or load, a model trained on another data set than the
+        snapshot's, a targeting that cannot be read or cannot serve the model or the snapshot, or the
+        server exiting with an error. The message is one line, with URLs redacted.
     """
     install_log_redaction()
     bound_mlflow_http(os.environ)  # before the model is resolved here: a registry that is down fails in seconds
@@ -185,6 +186,9 @@ def serve(
         served = load_served_targeting(settings.targeting)
     except (SettingsError, TargetingError) as exc:
         raise ServeError(str(exc)) from None
+    misplaced = None if settings.snapshot is None else misplaced_output(settings.snapshot)
+    if misplaced is not None:  # score_by_id would answer 503 for ever
+        raise ServeError(f"--snapshot / CHURNCLV_SNAPSHOT: {misplaced}")
     check_port(host, port)  # before the model loads: a port in use is told in a second, in one line
     try:
         # fail here with one clear line, not in a worker that BentoML restarts forever

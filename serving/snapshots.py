@@ -66,6 +66,7 @@ __all__ = [
     "legacy_note",
     "legacy_partitions",
     "manifest_path",
+    "misplaced_output",
     "parse_partition",
     "part_files",
     "partition_dirs",
@@ -173,6 +174,30 @@ def parse_partition(name: str) -> dt.date | None:
         return dt.date.fromisoformat(m.group(1))
     except ValueError:
         return None
+
+
+def misplaced_output(folder: str | Path) -> str | None:
+    """Why ``folder``, given as a batch output folder, is a folder inside one (``OUT/scores``,
+    ``OUT/features/dt=DATE``, ...), naming the output folder to give instead; None when it is not one
+    (an output folder, or any other folder).
+
+    A partition folder is told by its name alone; ``OUT/scores``, ``OUT/features`` and ``OUT/reports`` by
+    their parent's ``LATEST``.
+    """
+    folder = Path(folder)
+    if (folder / LATEST).exists():
+        return None
+    parts = (SCORES_DIR, FEATURES_DIR, REPORTS_DIR)
+    if parse_partition(folder.name) is not None and folder.parent.name in parts:
+        out = folder.parent.parent
+    elif folder.name in parts and (folder.parent / LATEST).is_file():
+        out = folder.parent
+    else:
+        return None
+    return (
+        f"{folder} is a folder inside the batch job's output {out}: give {out} itself (the folder of "
+        f"churnclv score-batch --out, the one holding {LATEST})"
+    )
 
 
 def scores_dir(out: str | Path, day: dt.date | str) -> Path:

@@ -27,6 +27,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from churnclv.serving.auth import APIKeyMiddleware
+from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError
 from churnclv.serving.limits import check_limits
 from churnclv.serving.log_redaction import RedactValidationInput
 from churnclv.serving.model import ModelLoadError, ModelRef
@@ -117,6 +118,38 @@ def test_serve_on_a_port_in_use_is_one_line_before_the_model_loads(tmp_path: Pat
     assert done.stderr.splitlines() == [
         f"Error: port {port} on 127.0.0.1 is in use: pick another --port (or stop the server holding it)"
     ], done.stderr[-2000:]
+
+
+def test_serve_refuses_a_snapshot_folder_inside_the_batch_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a partition folder started the server, whose score_by_id then answered 503 for ever, telling to
+    # run score-batch --out into that partition
+    out = (tmp_path / "out").resolve()
+    partition = out / "scores" / "dt=2025-10-02"
+    for folder in (partition, out / "features" / "dt=2025-10-02", out / "reports"):
+        folder.mkdir(parents=True)
+    (out / "LATEST").write_text("dt=2025-10-02\n")
+    monkeypatch.setenv("CHURNCLV_API_KEY", KEY)
+    for name in ("CHURNCLV_MODEL_URI", "CHURNCLV_SNAPSHOT", "CHURNCLV_TARGETING"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    common = {"port": port, "model_uri": str(tmp_path / "no-model")}  # never read when the snapshot is refused
+    fix = f"give {out} itself (the folder of churnclv score-batch --out, the one holding LATEST)"
+    for inside in (partition, out / "scores", out / "features" / "dt=2025-10-02", out / "reports"):
+        with pytest.raises(ServeError) as refused:
+            serve(**common, snapshot=inside)
+        assert str(refused.value) == (
+            f"--snapshot / CHURNCLV_SNAPSHOT: {inside} is a folder inside the batch job's output {out}: {fix}"
+        )
+    with pytest.raises(ServeError, match="no such model folder"):  # the output folder itself is taken
+        serve(**common, snapshot=out)
+    # the service started on it some other way (CHURNCLV_SNAPSHOT, bentoml serve) says the same in its 503
+    with pytest.raises(SnapshotError) as unavailable:
+        FeatureSnapshot.load(partition)
+    assert fix in str(unavailable.value) and f"--out {partition}" not in str(unavailable.value)
 
 
 def test_server_env_passes_settings_workers_and_no_tracking() -> None:
