@@ -1,6 +1,9 @@
 """Whether a model fits the data it is about to score: the customer attributes and the events it was
 trained with.
 
+Over HTTP a request's attributes are not refused (the customer is still scoreable) but told in the
+answer's warnings (:func:`attribute_notes`): names the model does not read, values it was not trained with.
+
 A registered model belongs to one data set (``churnclv train --model-name NAME``). Scoring another data
 set with it either fails deep in LightGBM (an attribute column missing) or, worse, runs: attributes
 and events the model never saw are ignored, and its tier cut points belong to another population. So
@@ -15,8 +18,10 @@ is checked on the attributes of its logged signature (``attr_<name>`` input colu
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Final, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,7 +30,22 @@ from churnclv.errors import ChurnclvError
 from churnclv.serving.model import LoadedModel
 from churnclv.serving.snapshots import features_path
 
-__all__ = ["DataMismatchError", "check_fits", "check_folder", "check_snapshot"]
+__all__ = [
+    "UNKNOWN_ATTRIBUTES",
+    "UNSEEN_ATTRIBUTE_VALUES",
+    "DataMismatchError",
+    "attribute_notes",
+    "check_fits",
+    "check_folder",
+    "check_snapshot",
+]
+
+UNKNOWN_ATTRIBUTES: Final = "unknown_attributes"
+UNSEEN_ATTRIBUTE_VALUES: Final = "unseen_attribute_values"
+AttributeNote = tuple[Literal["unknown_attributes", "unseen_attribute_values"], str]
+# an answer's note stays short whatever a request sends (up to 100 customers x 50 attributes)
+_MAX_LISTED = 10
+_MAX_VALUE_CHARS = 40
 
 
 class DataMismatchError(ChurnclvError, ValueError):
@@ -97,3 +117,53 @@ def check_snapshot(loaded: LoadedModel, folder: Path | str, day: dt.date) -> Non
         return
     attributes = [c.removeprefix("attr_") for c in columns if c.startswith("attr_")]
     check_fits(loaded, attributes=attributes, events=None, where=f"the feature snapshot {path}")
+
+
+def attribute_notes(loaded: LoadedModel, sent: Iterable[Mapping[str, str | None]]) -> list[AttributeNote]:
+    """What the customers' attributes ``sent`` (one mapping per customer) hold that the model cannot use:
+    ``(code, message)`` pairs, none when everything is used.
+
+    ``unknown_attributes``: names the model does not read (ignored); ``unseen_attribute_values``: values of
+    an attribute it reads that it was not trained with (:attr:`LoadedModel.attribute_levels`; scored as
+    missing, as a null). Each names the attributes, the values and how many customers sent them; it goes
+    into the answer to the caller that sent them, never into a log.
+    """
+    read, levels = set(loaded.attributes), loaded.attribute_levels
+    unknown: Counter[str] = Counter()
+    unseen: dict[str, Counter[str]] = {}
+    for attributes in sent:
+        for name, value in attributes.items():
+            if name not in read:
+                unknown[name] += 1
+            elif value is not None and name in levels and value not in levels[name]:
+                unseen.setdefault(name, Counter())[value] += 1
+    notes: list[AttributeNote] = []
+    if unknown:
+        reads = ", ".join(sorted(read)) or "none"
+        notes.append(
+            (
+                UNKNOWN_ATTRIBUTES,
+                f"attributes the model does not read were ignored: {_listed(unknown, str)} (it reads: {reads})",
+            )
+        )
+    if unseen:
+        told = "; ".join(f"{name}: {_listed(unseen[name], _quoted)}" for name in sorted(unseen))
+        notes.append(
+            (
+                UNSEEN_ATTRIBUTE_VALUES,
+                f"attribute values the model was not trained with are scored as missing: {told}",
+            )
+        )
+    return notes
+
+
+def _listed(counts: Counter[str], shown: Callable[[str], str]) -> str:
+    """``a (2 customers), b (1 customer)``, at most :data:`_MAX_LISTED`, then how many more."""
+    items = sorted(counts.items())
+    text = ", ".join(f"{shown(key)} ({n} customer{'s' if n > 1 else ''})" for key, n in items[:_MAX_LISTED])
+    return text if len(items) <= _MAX_LISTED else f"{text} and {len(items) - _MAX_LISTED} more"
+
+
+def _quoted(value: str) -> str:
+    cut = value if len(value) <= _MAX_VALUE_CHARS else f"{value[:_MAX_VALUE_CHARS]}..."
+    return repr(cut)

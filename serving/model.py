@@ -19,6 +19,7 @@ other MLflow model URI (``runs:/...``, a local path; the version is then ``unkno
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -116,6 +117,18 @@ class LoadedModel:
         if ModelRef.parse(self.model_uri).name is not None and self.version != "unknown":
             return f"models:/{self.name}/{self.version}"
         return self.model_uri
+
+    @functools.cached_property
+    def attribute_levels(self) -> dict[str, frozenset[str]]:
+        """The values of each attribute the model was trained with: the categories of its LightGBM models
+        (an attribute none of them reads is absent; a value outside them is scored as missing)."""
+        levels: dict[str, set[str]] = {}
+        for part in ("churn_", "purchases_", "spend_"):
+            fitted = getattr(self.scorer, part, None)  # None: that target is BTYD's
+            for column, values in (getattr(fitted, "categories_", None) or {}).items():
+                if column.startswith("attr_"):
+                    levels.setdefault(column.removeprefix("attr_"), set()).update(values)
+        return {name: frozenset(values) for name, values in levels.items()}
 
     @property
     def metadata(self) -> dict[str, Any]:

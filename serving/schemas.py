@@ -195,7 +195,8 @@ class CustomerHistory(_Strict):
     attributes: dict[AttributeName, Text | None] = Field(
         default_factory=dict,
         max_length=MAX_ATTRIBUTES,
-        description='Categorical attributes, e.g. {"region": "north"}; the ones the model knows are used',
+        description='Categorical attributes, e.g. {"region": "north"}; the ones the model reads are used, the '
+        "answer's warnings name the others and the values it was not trained with",
     )
     # fail_fast: the first bad row of a list is its error (8 MB of bad rows made 690,000 errors, a
     # 150 MB answer, and gigabytes of memory for a few requests at once)
@@ -338,11 +339,15 @@ class CustomerError(BaseModel):
 class ServiceWarning(BaseModel):
     """Something about the whole answer the caller should know; the scores are still given."""
 
-    code: Literal["as_of_far_from_training", "duplicate_lines_dropped"] = Field(
+    code: Literal[
+        "as_of_far_from_training", "duplicate_lines_dropped", "unknown_attributes", "unseen_attribute_values"
+    ] = Field(
         description="as_of_far_from_training: as_of lies further from the model's training as-of than "
         "CHURNCLV_AS_OF_WARNING_DAYS, before or after it; duplicate_lines_dropped: transaction lines that "
         "repeat an earlier line of the same customer (same order_id, identical values) were dropped, as the "
-        "batch's validation rejects them"
+        "batch's validation rejects them; unknown_attributes: attributes the model does not read were ignored "
+        "(the message names them); unseen_attribute_values: attribute values the model was not trained with "
+        "were scored as missing (the message names them)"
     )
     message: str
 

@@ -56,6 +56,7 @@ from churnclv.redaction import redact_url
 from churnclv.serving.auth import APIKeyMiddleware
 from churnclv.serving.batcher import RequestBatcher
 from churnclv.serving.campaign_arms import CampaignArms
+from churnclv.serving.data_check import attribute_notes
 from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError, score_ids_together
 from churnclv.serving.limits import check_id_limit, check_limits
 from churnclv.serving.log_redaction import install_log_redaction
@@ -310,6 +311,9 @@ class ChurnCLVService:
                     "order_id, identical values) and were dropped, as the batch's validation rejects them",
                 )
             )
+        # scoreable all the same, but a misspelt name or value changes the score: say so
+        notes = attribute_notes(model, (c.attributes for c in request.customers))
+        warnings.extend(ServiceWarning(code=code, message=message) for code, message in notes)
         return ScoreResponse(as_of=request.as_of, model_version=model.version, scores=scores, warnings=warnings)
 
     @bentoml.api(route="/score_by_id")

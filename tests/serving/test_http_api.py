@@ -123,6 +123,46 @@ def test_a_duplicate_line_is_dropped_as_the_batch_rejects_it(client: Any, kit: A
     assert once["scores"][0]["historic_clv"] == pytest.approx(44.9)
 
 
+def test_attributes_the_model_cannot_use_are_named_in_the_warnings(client: Any, kit: Any) -> None:
+    # helper: "colour" and a channel the model never saw (the README's "search") were scored silently
+    assert sorted(client.post("/model_info", headers=kit.HEADERS).json()["attributes"]) == [
+        "acquisition_channel",
+        "region",
+    ]
+
+    def answer(*attributes: dict[str, Any]) -> dict[str, Any]:
+        customers = [
+            {"customer_id": f"a{i}", "attributes": a, "transactions": [{"ts": "2025-09-14T10:31:00Z", "amount": 24.9}]}
+            for i, a in enumerate(attributes)
+        ]
+        r = client.post("/score", json={"as_of": kit.AS_OF, "customers": customers}, headers=kit.HEADERS)
+        assert r.status_code == 200, r.text[:500]
+        return dict(r.json())
+
+    known = answer({"region": "north", "acquisition_channel": "paid_search"})
+    assert known["warnings"] == []
+    sent = answer(
+        {"region": "north", "acquisition_channel": "search", "colour": "red"},
+        {"region": "nort", "acquisition_channel": "search", "colour": None, "size": "L"},
+        {"region": None, "acquisition_channel": "x" * 100},
+    )
+    assert sent["warnings"] == [
+        {
+            "code": "unknown_attributes",
+            "message": "attributes the model does not read were ignored: colour (2 customers), size (1 customer) "
+            "(it reads: acquisition_channel, region)",
+        },
+        {
+            "code": "unseen_attribute_values",
+            "message": "attribute values the model was not trained with are scored as missing: acquisition_channel: "
+            f"'search' (2 customers), '{'x' * 40}...' (1 customer); region: 'nort' (1 customer)",
+        },
+    ]
+    # what the warnings say: the unknown name is ignored, the unseen value scores as a null
+    same = answer({"region": "north", "acquisition_channel": None})
+    assert sent["scores"][0] == same["scores"][0] | {"customer_id": "a0"}
+
+
 def test_signup_only_customer_is_scored(client: Any, kit: Any) -> None:
     body = {
         "as_of": AS_OF,

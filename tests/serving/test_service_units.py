@@ -27,6 +27,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from churnclv.serving.auth import APIKeyMiddleware
+from churnclv.serving.data_check import attribute_notes
 from churnclv.serving.feature_snapshot import FeatureSnapshot, SnapshotError
 from churnclv.serving.limits import check_limits
 from churnclv.serving.log_redaction import RedactValidationInput
@@ -256,6 +257,15 @@ def test_bad_customers_fail_with_the_field_location(customer: dict[str, Any], lo
     with pytest.raises(ValidationError) as info:
         ScoreRequest.model_validate({"as_of": "2025-10-02", "customers": [customer]})
     assert loc in [tuple(e["loc"]) for e in info.value.errors()]
+
+
+def test_attribute_notes_stay_short_and_check_values_only_where_the_model_has_them() -> None:
+    model: Any = SimpleNamespace(attributes=("region", "segment"), attribute_levels={"region": frozenset({"north"})})
+    sent = [{f"extra_{i:02d}": "x" for i in range(12)} | {"region": "north", "segment": "new-one"}]
+    ((code, message),) = attribute_notes(model, sent)  # segment: no trained values (no LightGBM reads it)
+    assert code == "unknown_attributes" and message.startswith("attributes the model does not read were ignored: ")
+    assert "extra_09 (1 customer) and 2 more (it reads: region, segment)" in message and "extra_10" not in message
+    assert attribute_notes(model, [{"region": "north"}, {"region": None}, {}]) == []
 
 
 def test_limits_and_duplicates() -> None:
