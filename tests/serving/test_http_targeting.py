@@ -6,6 +6,7 @@ targeting the model or the snapshot cannot serve stops ``churnclv serve`` before
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -203,7 +204,10 @@ def test_serve_refuses_a_targeting_it_cannot_serve_before_any_server(
 
     monkeypatch.setattr(server, "_run_server", never)
     monkeypatch.setenv("CHURNCLV_API_KEY", "k" * 20)
-    common = {"model_uri": serving_store["model_uri"], "tracking_uri": serving_store["tracking_uri"]}
+    with socket.socket() as free:  # serve checks its port before the model: not the default 3000, maybe in use
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    common = {"port": port, "model_uri": serving_store["model_uri"], "tracking_uri": serving_store["tracking_uri"]}
     with pytest.raises(server.ServeError, match=rf"{re.escape(OPTION)}: targeting .*: not a folder"):
         server.serve(**common, targeting=tmp_path / "nowhere")
     action = sorted(COSTS)[0]
