@@ -21,6 +21,8 @@ from churnclv.tables import RAW_FORMATS, DataError, find_table
 
 __all__ = ["find_source", "read_error", "register_file"]
 
+_SURROGATE = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, as surrogateescape decodes it
+
 
 def find_source(directory: Path, stem: str) -> Path | None:
     """The one file (or folder of files) holding table ``stem`` in ``directory``; None when absent.
@@ -83,10 +85,10 @@ def _csv_header(path: Path, delim: str) -> list[str]:
     """The column names of a CSV file (its first record), read by the rules the data is read with."""
     opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+        # undecodable bytes kept as surrogates: the text decoder reads ahead of the header, so a bad byte
+        # on a later line must not be blamed on line 1; DuckDB reports that one with its line number
+        with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
             row = next(csv.reader(f, delimiter=delim, quotechar='"', doublequote=True, strict=True), None)
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: line 1 (the header) is not UTF-8 text: save the file as UTF-8") from None
     except csv.Error:
         raise DataError(
             f"{path}: line 1 (the header) is not valid CSV: quote names that hold the delimiter "
@@ -96,6 +98,8 @@ def _csv_header(path: Path, delim: str) -> list[str]:
         raise DataError(f"{path}: unreadable ({exc.__class__.__name__}): check the file") from None
     if not row:
         raise DataError(f"{path}: file is empty: it needs a header row and data rows")
+    if any(_SURROGATE.search(name) for name in row):
+        raise DataError(f"{path}: line 1 (the header) is not UTF-8 text: save the file as UTF-8")
     # names trimmed, and blank ones numbered, as DuckDB's own CSV reader names them
     names = [name.strip() or f"column{i}" for i, name in enumerate(row)]
     check_names(names, str(path))

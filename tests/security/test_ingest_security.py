@@ -518,6 +518,29 @@ def test_a_late_broken_csv_line_is_one_line_without_its_contents(tmp_path: Path,
     assert SECRET not in message and "\n" not in message and "Original Line" not in message
 
 
+_LATIN1_LINE = SECRET.encode() + b"\xe9,2024-03-01,1\n"  # é in Latin-1
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        # the decoder reads the whole start of the file with the header: line 4 was blamed on line 1
+        (b"customer_id,ts,amount\nc1,2024-01-01,1\nc1,2024-02-01,1\n" + _LATIN1_LINE, "line 4: not UTF-8 text"),
+        (b"customer_id,ts,amount,caf\xe9\nc1,2024-01-01,1,x\n", "line 1 (the header) is not UTF-8 text"),
+    ],
+    ids=["line-4", "header"],
+)
+def test_a_csv_byte_that_is_not_utf8_is_named_by_its_line(tmp_path: Path, body: bytes, what: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "transactions.csv").write_bytes(body)
+    with pytest.raises(DataError) as err:
+        validate_source(data, tmp_path / "out")
+    message = str(err.value)
+    assert message.startswith(f"{data / 'transactions.csv'}: {what}"), message
+    assert SECRET not in message and "\n" not in message
+
+
 @pytest.mark.slow  # a Python process of its own: seconds of imports
 def test_a_late_broken_csv_line_exits_1_with_one_line_on_stderr(tmp_path: Path) -> None:
     data = _late(tmp_path, f"{SECRET},2024-01-01,1,9".encode())
