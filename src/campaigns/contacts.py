@@ -14,10 +14,12 @@ import pandas as pd
 
 from churnclv.campaigns.errors import CampaignError
 
-__all__ = ["CONTACT_COLUMNS", "ContactCounts", "reconcile_contacts", "validate_contacts"]
+__all__ = ["CONTACT_COLUMNS", "ContactCounts", "reconcile_contacts", "unmatched_contacts", "validate_contacts"]
 
 #: The columns of a contact log.
 CONTACT_COLUMNS = ("customer_id", "campaign", "date", "action")
+
+_DAY_MONTH_YEAR = r"^\s*(?P<day>\d{1,2})[/.\-](?P<month>\d{1,2})[/.\-](?P<year>\d{4})\b"  # 05/10/2025
 
 
 @dataclass(frozen=True)
@@ -117,3 +119,49 @@ def reconcile_contacts(
         action_differs=differs,
     )
     return pd.Series(contacted.to_numpy(), index=plan.index), counts
+
+
+def _day_first(dates: pd.Series) -> pd.Series:
+    """The dates written ``dd/mm/yyyy`` (or with ``.``, ``-``) read day first; NaT for any other text."""
+    parts = dates.astype(str).str.extract(_DAY_MONTH_YEAR).astype(float)
+    return pd.to_datetime(parts[["year", "month", "day"]], errors="coerce")
+
+
+def unmatched_contacts(
+    log: pd.DataFrame, plan: pd.DataFrame, campaign: str, start: pd.Timestamp, end: pd.Timestamp
+) -> str:
+    """Why no row of ``log`` is a contact of a treated customer of ``plan`` (see :func:`reconcile_contacts`):
+    how many rows each check set aside, with a hint where the dates read day first, or the ids with their
+    leading zeros ignored, would have matched. Counts only: never an id or a value of the log."""
+    checked = validate_contacts(log)
+    ours = (checked["campaign"] == campaign).to_numpy()
+    before = ours & (checked["date"] < start).to_numpy()
+    after = ours & (checked["date"] > end).to_numpy()
+    outside = before | after
+    inside = ours & ~outside
+    ids = plan["customer_id"].astype(str)
+    logged = checked["customer_id"]
+    known = logged.isin(ids).to_numpy()
+    parts = [f"{ours.sum():,} of the log's {len(checked):,} rows are of this campaign (column campaign)"]
+    if outside.any():
+        part = (
+            f"{outside.sum():,} of them are dated outside the window ({before.sum():,} before, {after.sum():,} after)"
+        )
+        fits = outside & _day_first(log["date"]).between(start, end).to_numpy()
+        if fits.any():
+            part += f", {fits.sum():,} of which fall inside it read as dd/mm/yyyy: write column date as YYYY-MM-DD"
+        parts.append(part)
+    unknown = inside & ~known
+    if unknown.any():
+        part = f"{unknown.sum():,} dated inside it name no scored customer (column customer_id)"
+        near = unknown & logged.str.lstrip("0").isin(set(ids.str.lstrip("0"))).to_numpy()
+        if near.any():
+            part += (
+                f", {near.sum():,} of which match a scored customer once leading zeros are ignored: export "
+                "customer_id as text, with its leading zeros"
+            )
+        parts.append(part)
+    controls = inside & known & logged.isin(ids[plan["holdout"].astype(bool).to_numpy()]).to_numpy()
+    if controls.any():
+        parts.append(f"{controls.sum():,} name held-out customers, none a treated one")
+    return "; ".join(parts)

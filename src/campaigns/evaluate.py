@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from churnclv.campaigns.contacts import ContactCounts, reconcile_contacts
+from churnclv.campaigns.contacts import ContactCounts, reconcile_contacts, unmatched_contacts
 from churnclv.campaigns.errors import CampaignError
 from churnclv.features import Source, compute_labels
 
@@ -153,17 +153,18 @@ def evaluate_campaign(
     end = as_of + pd.Timedelta(days=horizon_days)
     frame["contacted"], counts = reconcile_contacts(contacts, frame, campaign, as_of, end)
     ran = frame[~frame["holdout"]].groupby(list(CELL))["contacted"].any()
+    if not ran.any():
+        why = unmatched_contacts(contacts, frame, campaign, as_of, end)
+        raise CampaignError(
+            f"no contact of campaign {campaign!r} matches a treated customer of the scores within the window "
+            f"({as_of.date()} to {end.date()}): {why}; fix: check the campaign id, the contact log's dates and ids, "
+            "and the scores' as-of"
+        )
     ran_cells = ran[ran].index
     in_ran = pd.MultiIndex.from_frame(frame[list(CELL)]).isin(ran_cells)
     not_run = frame[~in_ran].groupby(list(CELL)).size().rename("customers").reset_index()
     frame = frame[in_ran].reset_index(drop=True)
     counts = ContactCounts(**{**counts.to_dict(), "not_logged": int((~frame["holdout"] & ~frame["contacted"]).sum())})
-    if frame.empty:
-        raise CampaignError(
-            f"no contact of campaign {campaign!r} matches a treated customer of the scores within the window "
-            f"({as_of.date()} to {end.date()}); fix: check the campaign id, the contact log's dates and the scores' "
-            "as-of"
-        )
     cells = _estimates(frame, list(CELL), confidence)
     cells["cost"] = cells["contacted"] * cells["action"].map(dict(costs or {}))
     unknown = sorted(cells.loc[cells["cost"].isna(), "action"].unique())

@@ -122,3 +122,37 @@ def test_evaluation_refuses_what_it_cannot_measure(generated_campaign) -> None:
             as_of=AS_OF,
             horizon_days=90,
         )
+
+
+def _unmatched(contacts: pd.DataFrame) -> str:
+    """The error of an evaluation whose contact log matches no treated customer (6 scored, 2 held out)."""
+    ids = [f"0004711{i}" for i in range(6)]
+    scores = pd.DataFrame({"customer_id": ids, "tier": "Gold", "action": "mail"})
+    plan = pd.DataFrame({"customer_id": ids, "holdout": [True, True, False, False, False, False]})
+    outcomes = pd.DataFrame({"customer_id": ids, "retention": 1.0, "purchases": 1.0, "revenue": 1.0})
+    with pytest.raises(CampaignError, match="no contact of campaign 'c' matches a treated customer") as err:
+        evaluate_campaign(scores, plan, contacts, outcomes, campaign="c", as_of=AS_OF, horizon_days=HORIZON)
+    message = str(err.value)
+    assert "4711" not in message  # counts only: no customer id
+    return message
+
+
+def test_a_contact_log_that_matches_no_treated_customer_says_what_was_checked() -> None:
+    treated = [f"0004711{i}" for i in range(2, 6)]
+    logged = pd.DataFrame({"customer_id": treated, "campaign": "c", "date": "2025-07-05", "action": "mail"})
+    # dd/mm/yyyy: read month first, 05/07/2025 is May 7th, before the window (2025-06-30 to 2025-09-28)
+    message = _unmatched(logged.assign(date="05/07/2025"))
+    assert "4 of the log's 4 rows are of this campaign" in message
+    assert (
+        "4 of them are dated outside the window (4 before, 0 after), 4 of which fall inside it read as dd/mm/yyyy"
+        in message
+    )
+    assert "YYYY-MM-DD" in message and "05/07" not in message
+    # ids whose leading zeros were lost on the way (a spreadsheet)
+    message = _unmatched(logged.assign(customer_id=[i.lstrip("0") for i in treated]))
+    assert "4 dated inside it name no scored customer (column customer_id), 4 of which match" in message
+    assert "once leading zeros are ignored" in message and "dated outside" not in message
+    # another campaign's log; a log of held-out customers only
+    assert "0 of the log's 4 rows are of this campaign" in _unmatched(logged.assign(campaign="other"))
+    held = logged.head(2).assign(customer_id=["00047110", "00047111"])
+    assert "2 name held-out customers, none a treated one" in _unmatched(held)
