@@ -9,6 +9,7 @@ manifest's file name and the partition folder's pattern are spelled here (a test
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import re
@@ -21,6 +22,8 @@ import pyarrow.parquet as pq
 
 from churnclv.campaigns.errors import CampaignError
 from churnclv.campaigns.past_campaign import ScoringModel
+from churnclv.ingestion.raw import other_separator
+from churnclv.names import MAX_DAYS_AFTER_DATA
 
 if TYPE_CHECKING:
     from churnclv.campaigns.config import CampaignConfig
@@ -59,13 +62,35 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default").to_pandas()
 
 
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    """A comma-separated file, every ``customer_id`` as text; one of another separator is refused by name."""
+    with path.open("rb") as f:
+        first = f.readline().decode("utf-8-sig", errors="replace")  # the header only: names, no customer data
+    sep = other_separator(next(csv.reader([first]), []))
+    if sep:
+        raise CampaignError(
+            f"{what} {path}: the header was read as one column, so the file is not comma-separated (it looks "
+            f"{sep}-separated); fix: export it with commas as the separator (CSV files are read comma-separated), "
+            "or as Parquet"
+        )
+    try:
+        return pd.read_csv(path, dtype={"customer_id": str})
+    except ValueError as exc:  # ParserError, EmptyDataError, UnicodeDecodeError
+        raise CampaignError(
+            f"{what} {path}: not valid CSV ({type(exc).__name__}); fix: write it as UTF-8 text, comma-separated, "
+            'with every row as many fields as the header and fields that hold commas quoted ("a,b")'
+        ) from None
+
+
 def read_table(path: Path, what: str) -> pd.DataFrame:
     """A Parquet file or folder (its files unified by column name), or a CSV, with ``customer_id`` kept as
     strings (leading zeros)."""
     try:
-        if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, dtype={"customer_id": str})
+        if path.suffix.lower() == ".csv" and path.is_file():
+            return _read_csv(path, what)
         frame = _read_parquet(path)
+    except CampaignError:
+        raise
     except (OSError, ValueError, pa.ArrowInvalid) as exc:
         raise CampaignError(f"{what} {path}: cannot be read ({type(exc).__name__}); fix: pass Parquet or CSV") from None
     if "customer_id" in frame.columns:
@@ -118,6 +143,7 @@ def evaluate_from_files(
     over ``horizon`` days after ``campaign_day``, known up to ``as_of`` (default: the window's end)."""
     from churnclv.campaigns.evaluate import campaign_outcomes, evaluate_campaign  # ibis: only when it runs
 
+    _check_window(clean, campaign_day, horizon, as_of)
     known_at = as_of if as_of is not None else campaign_day + pd.Timedelta(days=horizon)
     outcomes = campaign_outcomes(clean, campaign_day, horizon, known_at=known_at)
     return evaluate_campaign(
@@ -132,6 +158,29 @@ def evaluate_from_files(
         confidence=config.settings.confidence,
         margin=config.settings.margin,
     )
+
+
+def _check_window(clean: Any, campaign_day: pd.Timestamp, horizon: int, as_of: Any) -> None:
+    """Refuse an outcome window that has not closed at ``--as-of`` or runs past the data, in the command's
+    words (``--horizon-days``, ``--as-of``); the label job would refuse it in its Python parameters'."""
+    from churnclv.monitoring.quality import last_transaction_day  # ibis: only when it runs
+
+    end = (campaign_day + pd.Timedelta(days=horizon)).date()
+    start = f"the outcome window ({horizon} days after the scores' as-of {campaign_day.date()}) ends on {end}"
+    if as_of is not None and pd.Timestamp(as_of).date() < end:
+        raise CampaignError(
+            f"--as-of {pd.Timestamp(as_of).date()}: {start}, after it, so it has not closed; fix: pass --as-of {end} "
+            "or later (the data must run to it), or a shorter --horizon-days"
+        )
+    last = last_transaction_day(clean)
+    if last is not None and (end - last).days > MAX_DAYS_AFTER_DATA:
+        longest = (last + dt.timedelta(days=MAX_DAYS_AFTER_DATA) - campaign_day.date()).days
+        raise CampaignError(
+            f"--horizon-days {horizon}: {start}, {(end - last).days:,} days after the data's last transaction "
+            f"({last}): its days without data would count as days without a purchase; fix: "
+            + (f"--horizon-days {longest} or fewer, or " if longest >= 1 else "")
+            + "evaluate once the data covers the window"
+        )
 
 
 def partition_day(path: Path) -> dt.date | None:

@@ -1,4 +1,4 @@
-"""A raw table as registered in DuckDB, the SQL quoting of a literal, and the one rule on column names."""
+"""A raw table as registered in DuckDB, the SQL quoting of a literal, and the rules on column names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from churnclv.tables import DataError
 
-__all__ = ["RawTable", "check_names", "literal"]
+__all__ = ["RawTable", "check_names", "literal", "other_separator"]
+
+_OTHER_SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}  # what an export uses instead of commas, as said
 
 
 @dataclass(frozen=True)
@@ -38,3 +40,11 @@ def check_names(names: list[str], where: str) -> None:
                 else f"columns {sorted(set(same))} differ only in case"
             )
             raise DataError(f"{where}: {what}: rename or drop the copies, so that each column name has one meaning")
+
+
+def other_separator(names: list[str]) -> str | None:
+    """The separator a header read comma-separated as one column holds (``';'``, ``tab``, ``'|'``): the file
+    is not comma-separated. None when the header has several columns or its one name holds none of them."""
+    if len(names) != 1:
+        return None
+    return next((said for sep, said in _OTHER_SEPARATORS.items() if sep in names[0]), None)

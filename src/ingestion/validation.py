@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 
 from churnclv import values
-from churnclv.ingestion.raw import RawTable, literal
+from churnclv.ingestion.raw import RawTable, literal, other_separator
 from churnclv.mapping import Mapping, TableMapping
 from churnclv.schema import CUSTOMERS, EVENTS, TRANSACTIONS, TableSpec
 from churnclv.tables import DataError
@@ -171,8 +171,7 @@ def validate_table(
             present[col] = actual
         elif col in spec.required:
             wanted = tmap.source_column(col)
-            if len(types) == 1 and any(sep in next(iter(types)) for sep in (";", "\t", "|")):
-                # one column whose name holds another separator: the file is not comma-separated
+            if other_separator(list(types)):
                 raise DataError(
                     f"{source}: required column '{wanted}' (canonical '{col}') is missing: the header was read as "
                     f"one column {list(types)}, so the file is not comma-separated. Fix: export it with commas "

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from churnclv.campaigns.errors import CampaignError
 from churnclv.campaigns.past_campaign import ScoringModel
+from churnclv.cli import cli
 from churnclv.serving.snapshots import (
     MANIFEST_FILE,
     features_path,
@@ -122,3 +124,59 @@ def test_a_targeted_campaign_is_cut_to_whom_its_targeting_would_contact_in_both_
     plain = frame.drop(columns=["expected_profit", "contact", "targeting"])
     same, same_arms, none = targeted_population(plain, arms, {"none"})
     assert none is None and same is plain and same_arms is arms
+
+
+@pytest.mark.parametrize(("sep", "said"), [(";", "';'"), ("\t", "tab"), ("|", "'|'")])
+def test_a_csv_of_another_separator_is_refused_naming_it(tmp_path: Path, sep: str, said: str) -> None:
+    """A log exported with semicolons was "cannot be read (ParserError); fix: pass Parquet or CSV"."""
+    log = tmp_path / "contacts.csv"
+    rows = [["customer_id", "campaign", "date", "action"], ["007", "c", "2025-07-01", "No contact: a, b"]]
+    log.write_text("".join(sep.join(row) + "\n" for row in rows))
+    with pytest.raises(CampaignError) as err:
+        read_table(log, "contact log")
+    message = str(err.value)
+    assert f"contact log {log}: the header was read as one column, so the file is not comma-separated" in message
+    assert f"(it looks {said}-separated); fix: export it with commas as the separator" in message
+    assert "007" not in message and "Parquet or CSV" not in message
+
+
+def test_a_broken_csv_is_said_to_be_a_broken_csv(tmp_path: Path) -> None:
+    log = tmp_path / "contacts.csv"
+    log.write_text("customer_id,campaign,date,action\n007,c,2025-07-01,mail\n010,c,2025-07-01,a, b\n")
+    with pytest.raises(CampaignError, match=r"contact log .*: not valid CSV \(ParserError\); fix: .*comma-separated"):
+        read_table(log, "contact log")
+
+
+def _campaign_files(tmp_path: Path) -> list[str]:
+    """``campaign evaluate``'s arguments on a tiny clean folder whose data ends on 2025-09-30 (scores of DAY)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    ids = ["007", "010", "123"]
+    ts = pd.to_datetime(["2025-01-05", "2025-06-01", "2025-09-30"])
+    pd.DataFrame({"customer_id": ids, "ts": ts, "amount": [1.0, 2.0, 3.0]}).to_parquet(data / "transactions.parquet")
+    scores = tmp_path / "scores.csv"
+    pd.DataFrame({"customer_id": ids, "as_of": DAY.date(), "tier": "Gold", "action": "mail"}).to_csv(
+        scores, index=False
+    )
+    log = tmp_path / "contacts.csv"
+    pd.DataFrame({"customer_id": ids, "campaign": "c", "date": "2025-07-01", "action": "mail"}).to_csv(log, index=False)
+    args = ["campaign", "evaluate", "--data", str(data), "--trusted", "--scores", str(scores), "--contacts", str(log)]
+    return [*args, "--campaign", "c", "--out", str(tmp_path / "report"), "--no-mlflow"]
+
+
+def test_an_outcome_window_the_data_cannot_answer_is_refused_in_the_commands_words(tmp_path: Path) -> None:
+    """The label job's error named compute_labels and its parameters (as_of, cutoff and horizon)."""
+    args = _campaign_files(tmp_path)
+    long = CliRunner().invoke(cli, [*args, "--horizon-days", "200"])
+    assert long.exit_code == 1, long.output
+    assert (
+        "--horizon-days 200: the outcome window (200 days after the scores' as-of 2025-06-30) ends on 2026-01-16, "
+        "108 days after the data's last transaction (2025-09-30)" in long.stderr
+    )
+    assert "fix: --horizon-days 123 or fewer" in long.stderr and "compute_labels" not in long.stderr
+    early = CliRunner().invoke(cli, [*args, "--as-of", "2025-08-01"])
+    assert early.exit_code == 1, early.output
+    assert "--as-of 2025-08-01: the outcome window (90 days after the scores' as-of 2025-06-30) ends on 2025-09-28" in (
+        early.stderr
+    )
+    assert "has not closed; fix: pass --as-of 2025-09-28 or later" in early.stderr and "cutoff" not in early.stderr
