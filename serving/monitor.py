@@ -97,7 +97,7 @@ def _quality(
     }
 
 
-def _drift(out: Path, parts: list[Partition], current: Partition, bins: int) -> dict[str, Any]:
+def _drift(out: Path, parts: list[Partition], current: Partition, config: MonitorConfig) -> dict[str, Any]:
     ref, kind, note = choose_reference(parts, current)
     report = drift_report(
         read_features(out, ref),
@@ -106,7 +106,8 @@ def _drift(out: Path, parts: list[Partition], current: Partition, bins: int) -> 
         read_partition_scores(out, current, _DRIFT_SCORES),
         day=current.day,
         trained_as_of=current.trained_as_of,
-        bins=bins,
+        bins=config.psi_bins,
+        ignore=config.drift_ignore,
     )
     return {
         "partition": current.name,
@@ -240,7 +241,7 @@ def run_monitor(
             quality.append(
                 _quality(Path(clean), out, p, parts, day, default_zero if zero is None else zero, memory_limit)
             )
-        drift = _drift(out, parts, current, config.psi_bins)
+        drift = _drift(out, parts, current, config)
         judged = next((q for q in reversed(quality) if q["model"] == current.model()), None)
         backtest = facts[(current.model_name, current.version)].backtest_auc
         breaches = find_breaches(judged, drift, config, backtest)
@@ -319,10 +320,16 @@ def _summary(result: MonitorResult, echo: Callable[[str], Any]) -> None:
             f"spend error {m.get('spend_agg_pct_error') or 0:+.1f}%"
         )
     d = doc["drift"]
+
+    def psi(x: float | None) -> str:  # None: not finite (monitor.json is strict JSON)
+        return "-" if x is None else f"{x:.3f}"
+
+    top = "-" if d["max_feature"] is None else f"{psi(d['max_feature_psi'])} ({d['max_feature']})"
+    ignored = ", ".join(f"{r['column']} {psi(r['psi'])}" for r in d["features"] if r["ignored"])
     echo(
-        f"  drift {d['partition']} vs {d['reference']['partition']}: max feature PSI "
-        f"{d['max_feature_psi'] or 0:.3f}, tier mix PSI {d['tier_mix']['psi'] or 0:.3f}, unseen "
-        f"{(d['unseen_share'] or 0):.1%}"
+        f"  drift {d['partition']} vs {d['reference']['partition']}: max feature PSI {top}"
+        + (f" (not counted, [monitor] drift_ignore: {ignored})" if ignored else "")
+        + f", tier mix PSI {d['tier_mix']['psi'] or 0:.3f}, unseen {(d['unseen_share'] or 0):.1%}"
     )
     for note in doc["notes"]:
         echo(f"  note: {note}")

@@ -20,6 +20,7 @@ unless turned off) for a PSI that is a dozen lines of numpy, and a KS statistic 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -129,16 +130,20 @@ def drift_report(
     day: dt.date,
     trained_as_of: dt.date | None,
     bins: int = 10,
+    ignore: Collection[str] = (),
 ) -> dict[str, Any]:
     """The drift of this week (features and scores as of ``day``) against the reference: ``features`` and
-    ``scores`` (one :func:`column_drift` each, features sorted by PSI, largest first), ``tier_mix`` and
-    ``action_mix`` (shares and PSI) and ``unseen_share`` (:func:`unseen_share`)."""
+    ``scores`` (one :func:`column_drift` each, features sorted by PSI, largest first, each ``ignored`` when
+    in ``ignore``), ``max_feature`` and ``max_feature_psi`` (the largest PSI of a feature not ignored, as
+    the thresholds judge them: ``[monitor] drift_ignore``), ``tier_mix`` and ``action_mix`` (shares and PSI)
+    and ``unseen_share`` (:func:`unseen_share`)."""
     features = [
-        column_drift(reference_features[c], current_features[c], bins)
+        column_drift(reference_features[c], current_features[c], bins) | {"ignored": c in ignore}
         for c in reference_features.columns
         if c != "customer_id" and c in current_features.columns
     ]
     features.sort(key=lambda r: -r["psi"])
+    top = next((r for r in features if not r["ignored"]), None)  # sorted: the first counted is the largest
     scores = [
         column_drift(reference_scores[c], current_scores[c], bins)
         for c in SCORE_COLUMNS
@@ -155,6 +160,7 @@ def drift_report(
         "scores": scores,
         "tier_mix": mixes.get("tier_mix", {"psi": None, "shares": []}),
         "action_mix": mixes.get("action_mix", {"psi": None, "shares": []}),
-        "max_feature_psi": max((r["psi"] for r in features), default=None),
+        "max_feature": None if top is None else top["column"],
+        "max_feature_psi": None if top is None else top["psi"],
         "unseen_share": unseen_share(current_features, day, trained_as_of, reference_features["customer_id"]),
     }

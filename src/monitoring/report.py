@@ -104,7 +104,14 @@ def _drift_section(doc: dict[str, Any]) -> list[str]:
         "",
     ]
     rows = [
-        [r["column"], r["kind"], _f(r["psi"]), _f(r["ks"]), _f(r.get("reference_mean")), _f(r.get("current_mean"))]
+        [
+            r["column"] + (" (drift_ignore)" if r.get("ignored") else ""),  # reported, never a breach
+            r["kind"],
+            _f(r["psi"]),
+            _f(r["ks"]),
+            _f(r.get("reference_mean")),
+            _f(r.get("current_mean")),
+        ]
         for r in d["features"][:20]
     ]
     lines += _table(["feature (20 largest PSI)", "kind", "PSI", "KS", "mean (ref)", "mean (now)"], rows)

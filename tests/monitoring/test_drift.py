@@ -107,6 +107,24 @@ def test_false_alarm_rate_on_unshifted_samples_and_detection_of_a_shift() -> Non
     assert caught == SEEDS
 
 
+def test_the_largest_feature_psi_is_named_and_leaves_out_the_ignored_features() -> None:
+    """Ages grow with the calendar: years later every tenure_days is past the reference's top bin. The
+    largest PSI shown was tenure_days' (drift_ignore), unnamed, next to breaches of smaller PSIs."""
+    ref, (feats, scores) = _sample(1), _sample(2, shift=0.75)
+    cur = (feats.assign(tenure_days=feats["tenure_days"] + 2_000), scores)
+    d = drift_report(
+        ref[0], cur[0], ref[1], cur[1], day=dt.date(2025, 1, 1), trained_as_of=None, ignore=("tenure_days",)
+    )
+    tenure = next(r for r in d["features"] if r["column"] == "tenure_days")
+    top = max((r for r in d["features"] if r is not tenure), key=lambda r: r["psi"])
+    assert tenure["ignored"] and tenure["psi"] > top["psi"] > 0.25
+    assert not any(r["ignored"] for r in d["features"] if r is not tenure)
+    assert d["max_feature"] == top["column"] and d["max_feature_psi"] == top["psi"]
+    report = d | {"partition": "dt=2025-01-01", "reference": {"partition": "dt=2024-10-01"}}
+    breaches = find_breaches(None, report, MonitorConfig(drift_ignore=("tenure_days",)))
+    assert max(b.value for b in breaches if b.check.startswith("psi.feature.")) == d["max_feature_psi"]
+
+
 def test_drift_on_generated_worlds() -> None:
     """Feature snapshots of two worlds from the same generator (other seeds) do not alarm; a world whose
     customers buy at 40 % of the rate does."""

@@ -88,6 +88,15 @@ def test_files_and_exit_0(monitored: dict[str, Any]) -> None:
     assert d["reference"] == d["reference"] | {"partition": f"dt={FIRST}", "kind": "training_snapshot"}
     assert d["unseen_share"] == 0.0  # the small world has no sign-up after 2025-10-02
     assert "## Drift" in (folder / "report.md").read_text()
+    # the largest PSI is named, and is of a feature the thresholds judge (drift_ignore: tenure_days, T)
+    counted = [r for r in d["features"] if r["column"] not in ("tenure_days", "T")]
+    assert d["max_feature"] == counted[0]["column"] and d["max_feature_psi"] == counted[0]["psi"]
+    line = next(x for x in monitored["result"].output.splitlines() if "max feature PSI" in x)
+    assert (
+        f"max feature PSI {d['max_feature_psi']:.3f} ({d['max_feature']}) (not counted, [monitor] drift_ignore: "
+        in line
+    )
+    assert "tenure_days " in line and "tenure_days (drift_ignore)" in (folder / "report.md").read_text()
 
 
 def test_figures_equal_an_independent_computation(monitored: dict[str, Any], out: Path, small_world: Path) -> None:
