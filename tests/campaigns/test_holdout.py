@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from churnclv.campaigns.config import load_campaign_config, parse_campaigns
@@ -96,6 +96,12 @@ def test_small_strata_get_controls_and_treated() -> None:
     assert (plan["assigned"] == "top_up").sum() >= 1
 
 
+# Each example checks about 7 shares against binomial noise, and hypothesis searches for a failing
+# one: at 4 standard deviations it found campaign c38, whose stratum T0/a1 draws 65 controls of 379
+# (p = 1.3e-5 under the design, the draws alone, no bug). The bound is 6 (2e-9 per share).
+NOISE_SDS = 6
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     n_first=st.integers(200, 3000),
@@ -103,6 +109,7 @@ def test_small_strata_get_controls_and_treated() -> None:
     share=st.sampled_from([0.05, 0.1, 0.2, 0.5]),
     seed=st.integers(0, 10_000),
 )
+@example(n_first=200, n_new=1718, share=0.1, seed=38)
 def test_joining_customers_keep_arms_share_and_strata(n_first: int, n_new: int, share: float, seed: int) -> None:
     everyone = _scores(n_first + n_new, seed)
     first = assign_holdout(everyone.iloc[:n_first], f"c{seed}", share=share)
@@ -112,7 +119,7 @@ def test_joining_customers_keep_arms_share_and_strata(n_first: int, n_new: int, 
     # the share holds within binomial noise plus the top-ups (one per stratum at most)
     n = len(later)
     n_strata = len(holdout_summary(later))
-    tolerance = 4 * np.sqrt(share * (1 - share) / n) + n_strata / n
+    tolerance = NOISE_SDS * np.sqrt(share * (1 - share) / n) + n_strata / n
     assert abs(later["holdout"].mean() - share) <= tolerance
     # every stratum of two or more has a control and a treated customer (top-ups come from newcomers)
     summary = holdout_summary(later)
@@ -122,7 +129,9 @@ def test_joining_customers_keep_arms_share_and_strata(n_first: int, n_new: int, 
             assert 1 <= row.controls < row.customers
         # each large stratum keeps the share within binomial noise
         if row.customers >= 200:
-            assert abs(row.share - share) <= 4 * np.sqrt(share * (1 - share) / row.customers) + 1 / row.customers
+            assert (
+                abs(row.share - share) <= NOISE_SDS * np.sqrt(share * (1 - share) / row.customers) + 1 / row.customers
+            )
 
 
 def test_bad_input_names_the_rule() -> None:
