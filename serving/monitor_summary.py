@@ -25,9 +25,11 @@ def monitoring_dir(out: str | Path) -> Path:
 
 def latest_monitoring(out: str | Path | None, name: str, version: str) -> dict[str, Any] | None:
     """The newest monitor run in ``out`` that evaluated ``name`` v``version``: its as-of, the partition
-    of its latest quality (None: none closed yet), those metrics, the drift summary and the breaches
-    found for the version. None without ``out``, without such a run, or when the file cannot be read
-    (logged: a damaged report never breaks scoring)."""
+    of its latest quality (None: none closed yet), those metrics, the drift summary (``partition``,
+    ``reference``, ``max_feature_psi`` and ``max_feature``, the feature it is of: None in reports written
+    before it was recorded; ``tier_mix_psi``, ``unseen_share``) and the breaches found for the version.
+    None without ``out``, without such a run, or when the file cannot be read (logged: a damaged report
+    never breaks scoring)."""
     if out is None:
         return None
     root = monitoring_dir(out)
@@ -54,6 +56,7 @@ def latest_monitoring(out: str | Path | None, name: str, version: str) -> dict[s
                 "partition": drift["partition"],
                 "reference": drift["reference"]["partition"],
                 "max_feature_psi": drift["max_feature_psi"],
+                "max_feature": drift.get("max_feature"),  # absent in reports written before it was named
                 "tier_mix_psi": drift["tier_mix"]["psi"],
                 "unseen_share": drift["unseen_share"],
             },

@@ -422,8 +422,10 @@ class ModelInfo(BaseModel):  # noqa: D101 - a docstring would change the OpenAPI
     ] = Field(
         default=None,
         description="This version's latest monitored quality (churnclv monitor, read from the snapshot folder's "
-        "monitoring/): as_of, quality (partition, window_end, metrics), drift and breaches; null when the version "
-        "was never monitored or the service has no snapshot folder",
+        "monitoring/): as_of, quality (partition, window_end, metrics), drift (partition, reference, max_feature_psi, "
+        "max_feature: the feature of that PSI, null in reports written before it was recorded, tier_mix_psi, "
+        "unseen_share) and breaches; null when the version was never monitored or the service has no snapshot "
+        "folder",
     )
 
 
