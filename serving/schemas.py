@@ -106,6 +106,13 @@ def _trim_spaces(value: object) -> object:
     return value.strip(ID_PADDING) if isinstance(value, str) else value
 
 
+def _trim_text(value: object) -> object:
+    """Spaces around a text value are dropped and a blank one is missing, as validation's TRIM and the
+    Python API's frames (which score it) drop them: the answer's warnings judge the value scored."""
+    value = _trim_spaces(value)
+    return None if value == "" else value
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
@@ -137,6 +144,7 @@ CustomerId = Annotated[
     Field(description="The customer's id, as text (leading zeros are kept)", examples=["00000042"]),
 ]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
+AttributeValue = Annotated[Text | None, BeforeValidator(_trim_text)]
 Amount = Annotated[
     float,
     BeforeValidator(_not_bool),
@@ -192,7 +200,7 @@ class CustomerHistory(_Strict):
 
     customer_id: CustomerId
     signup_ts: Timestamp | None = None
-    attributes: dict[AttributeName, Text | None] = Field(
+    attributes: dict[AttributeName, AttributeValue] = Field(
         default_factory=dict,
         max_length=MAX_ATTRIBUTES,
         description='Categorical attributes, e.g. {"region": "north"}; the ones the model reads are used, the '

@@ -24,8 +24,9 @@ The rules:
 - **ids** (``customer_id``, ``order_id``) are text, with the spaces around them dropped
   (:data:`ID_PADDING`: ``" 00004 "`` is the id ``00004``, leading zeros kept; a tab or a newline is
   kept, as DuckDB's ``TRIM`` keeps it) by ingestion (``TRIM``), the HTTP schema and the pandas frames
-  of the Python API (:func:`churnclv.features.sources.trim_ids`); a ``customer_id`` that is then
-  blank is missing.
+  of the Python API (:func:`churnclv.features.sources.trim_text`); a ``customer_id`` that is then
+  blank is missing. Ingestion and the pandas frames drop them around every other text value too
+  (``channel``, ``category``, ``event_type``, customer attributes); blank, such a value is missing.
 - **numeric ids** (``customer_id``, ``order_id`` stored as floating-point numbers): whole numbers
   with ``|id| < MAX_EXACT_ID`` (2**53, the largest range in which a float holds every integer), so
   ``12.0`` is the id ``12``, and ``NaN``, ``inf``, ``12.5`` or ``1e20`` are refused instead of
@@ -117,7 +118,7 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("signup_ts",),
 }
 ID_COLUMNS = ("customer_id", "order_id")
-# what is dropped around an id (and, by ingestion's TRIM, around every text value): spaces only
+# what is dropped around an id and every other text value (ingestion's TRIM, the frames): spaces only
 ID_PADDING = " "
 
 ISO_HINT = "use ISO 8601 (YYYY-MM-DD[ HH:MM:SS][+HH:MM])"

@@ -25,8 +25,7 @@ from churnclv.features.definitions import build_features, feature_columns
 from churnclv.features.errors import FeatureError
 from churnclv.features.inputs import FeatureTables
 from churnclv.features.results import to_pandas
-from churnclv.features.sources import CLEAN_TYPES, check_frame, trim_ids
-from churnclv.values import ID_COLUMNS
+from churnclv.features.sources import CLEAN_TYPES, check_frame, text_columns, trim_text
 
 __all__ = ["compute_features_frames"]
 
@@ -54,21 +53,20 @@ def _scannable(frame: pd.DataFrame, name: str) -> pa.Table | pd.DataFrame:
     which DuckDB binds faster than a pandas frame: it inspects a pandas frame's columns at every
     reference in the query (about 4 ms of a one-customer request). A column Arrow cannot type (mixed
     objects) keeps the pandas frame, and DuckDB's pandas scan decides as before. Either way the
-    spaces around ids are dropped (:func:`~churnclv.features.sources.trim_ids`)."""
+    spaces around text values are dropped (:func:`~churnclv.features.sources.trim_text`)."""
     try:
-        return trim_ids(pa.table({str(c): pa.array(frame[c], from_pandas=True) for c in frame.columns}), name)
+        return trim_text(pa.table({str(c): pa.array(frame[c], from_pandas=True) for c in frame.columns}), name)
     except _ARROW_ERRORS:
         pass
     trimmed: dict[str, pd.Series] = {}
-    for col in ID_COLUMNS:
-        if col in frame.columns:
-            try:
-                ids = pa.table({col: pa.array(frame[col], from_pandas=True)})
-            except _ARROW_ERRORS:
-                continue  # mixed objects: no text id to trim
-            done = trim_ids(ids, name)
-            if done is not ids:
-                trimmed[col] = done[col].to_pandas().set_axis(frame.index)
+    for col in text_columns(name, [c for c in frame.columns if isinstance(c, str)]):  # as the contract names them
+        try:
+            texts = pa.table({col: pa.array(frame[col], from_pandas=True)})
+        except _ARROW_ERRORS:
+            continue  # mixed objects: no text to trim
+        done = trim_text(texts, name)
+        if done is not texts:
+            trimmed[col] = done[col].to_pandas().set_axis(frame.index)
     return frame.assign(**trimmed) if trimmed else frame
 
 
@@ -131,7 +129,8 @@ def compute_features_frames(
     FrameTypeError
         A ``TypeError``: when ``customer_id`` is not a string or a timestamp is not a naive ``datetime64``.
     ValueRuleError
-        A ``ValueError``: when a ``customer_id`` is blank (the spaces around ids are dropped first).
+        A ``ValueError``: when a ``customer_id`` or ``event_type`` is blank (the spaces around text values are
+        dropped first).
     """
     day = as_of_date(as_of)
     frames = {"transactions": transactions, "events": events, "customers": customers}

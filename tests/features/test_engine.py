@@ -30,7 +30,7 @@ from churnclv.features import (
 from churnclv.features.dates import as_of_date
 from churnclv.features.errors import FeatureError
 from churnclv.features.reference import coerce, reference_features
-from churnclv.features.sources import trim_ids
+from churnclv.features.sources import trim_text
 from churnclv.ingest import validate_frames
 from churnclv.values import ValueRuleError
 
@@ -100,11 +100,13 @@ def test_ids_lose_the_spaces_around_them_as_validation_drops_them(frames):
     pd.testing.assert_frame_equal(in_memory, plain)
 
 
-def test_a_frame_arrow_cannot_type_loses_the_spaces_around_its_ids_too(tx):
+def test_a_frame_arrow_cannot_type_loses_the_spaces_around_its_text_too(tx):
     t = tx([(" 007", "2024-01-10", 30.0), ("007  ", "2024-03-01", 40.0), ("010", "2024-02-10", 5.0)])
     t["channel"] = pd.Series(["web", 3, "app"], dtype=object)  # mixed objects: DuckDB scans the pandas frame
+    t["category"] = [" shoes", "shoes  ", "bags"]
     got = compute_features_frames(t, as_of="2024-06-30")
     assert got["customer_id"].tolist() == ["007", "010"] and got["n_purchase_days"].tolist() == [2, 1]
+    assert got["n_categories"].tolist() == [1, 1]
 
 
 def test_a_blank_id_is_refused_by_name_and_rule_without_the_data(frames):
@@ -124,9 +126,48 @@ def test_a_blank_id_is_refused_by_name_and_rule_without_the_data(frames):
 def test_ids_without_spaces_are_not_copied(frames):
     t, _, _ = frames
     table = pa.Table.from_pandas(t, preserve_index=False)
-    assert trim_ids(table, "transactions") is table  # the look is all it costs
+    assert trim_text(table, "transactions") is table  # the look is all it costs
     padded = pa.Table.from_pandas(_padded(t), preserve_index=False)
-    assert trim_ids(padded, "transactions")["customer_id"].to_pylist() == t["customer_id"].tolist()
+    assert trim_text(padded, "transactions")["customer_id"].to_pylist() == t["customer_id"].tolist()
+
+
+def test_text_values_lose_the_spaces_around_them_as_validation_drops_them(frames):
+    """Validation TRIMs every text column; the frames trimmed only the ids, so " login" was another event
+    type in Python than via the CLI, " web" another channel and " north" another region."""
+    t, e, c = frames
+    t = t.assign(category=["shoes", "", "bags", "shoes", "  ", "bags"])  # blank: missing, as validated
+    blank_is_none = t.assign(category=t["category"].where(t["category"].str.strip() != ""))
+    plain = compute_features({"transactions": blank_is_none, "events": e, "customers": c}, "2024-06-30")
+    assert plain["login_count_90d"].tolist() == [1, 0, 0] and plain["n_categories"].tolist() == [1, 1, 0]
+    validated = compute_features(validate_frames(t, e, c).clean, "2024-06-30")  # what `churnclv validate` keeps
+    t, e, c = _padded(t, ("channel", "category")), _padded(e, ("event_type",)), _padded(c, ("region",))
+    c["region"] = c["region"].astype("category")  # a categorical: its categories are trimmed
+    pd.testing.assert_frame_equal(compute_features(validate_frames(t, e, c).clean, "2024-06-30"), validated)
+    for got in (
+        compute_features({"transactions": t, "events": e, "customers": c}, "2024-06-30"),
+        compute_features_frames(t, e, c, as_of="2024-06-30"),  # the HTTP path's
+    ):
+        pd.testing.assert_frame_equal(got, plain)
+
+
+def test_a_blank_event_type_is_refused_as_validation_rejects_it(frames):
+    _, e, _ = frames
+    e = e.assign(event_type=["login", "  "])
+    assert validate_frames(*frames[:1], e).rejects["events"]["reason"].tolist() == ["missing event_type"]
+    for run in (
+        lambda: compute_features({"transactions": frames[0], "events": e}, "2024-06-30"),
+        lambda: compute_features_frames(frames[0], e, as_of="2024-06-30"),
+    ):
+        with pytest.raises(
+            ValueRuleError, match=r"^events.event_type: 1 row\(s\) have a blank value .*'missing event_type'"
+        ):
+            run()
+
+
+def test_text_without_spaces_is_not_copied(frames):
+    for frame, name in zip(frames, ("transactions", "events", "customers"), strict=True):
+        table = pa.Table.from_pandas(frame.assign(**{c: frame[c].astype("category") for c in frame.columns[-1:]}))
+        assert trim_text(table, name) is table
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "folder"])

@@ -268,6 +268,14 @@ def test_attribute_notes_stay_short_and_check_values_only_where_the_model_has_th
     assert attribute_notes(model, [{"region": "north"}, {"region": None}, {}]) == []
 
 
+def test_attribute_values_lose_the_spaces_around_them_as_the_features_drop_them() -> None:
+    """The frames trim " north" to north, as validation does: the warning must judge that value."""
+    model: Any = SimpleNamespace(attributes=("region", "segment"), attribute_levels={"region": frozenset({"north"})})
+    customer = CustomerHistory(customer_id="1", attributes={"region": " north  ", "segment": "   "})
+    assert customer.attributes == {"region": "north", "segment": None}  # blank: missing, as validated
+    assert attribute_notes(model, [customer.attributes]) == []
+
+
 def test_limits_and_duplicates() -> None:
     s = ServiceSettings(max_customers=2, max_history_rows=3)
     ok = [CustomerHistory.model_validate(_customer("a", 3)), CustomerHistory.model_validate(_customer("b"))]
