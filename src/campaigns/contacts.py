@@ -19,8 +19,6 @@ __all__ = ["CONTACT_COLUMNS", "ContactCounts", "reconcile_contacts", "unmatched_
 #: The columns of a contact log.
 CONTACT_COLUMNS = ("customer_id", "campaign", "date", "action")
 
-_DAY_MONTH_YEAR = r"^\s*(?P<day>\d{1,2})[/.\-](?P<month>\d{1,2})[/.\-](?P<year>\d{4})\b"  # 05/10/2025
-
 
 @dataclass(frozen=True)
 class ContactCounts:
@@ -62,10 +60,16 @@ def validate_contacts(log: pd.DataFrame) -> pd.DataFrame:
                 f"contact log column {c} has {int(out[c].isna().sum())} empty values; fix: fill or drop them"
             )
         out[c] = out[c].astype(str)
-    dates = pd.to_datetime(out["date"], errors="coerce", format="mixed")
+    # text is read as ISO 8601 only, as every other date of the product: with format="mixed" pandas read
+    # 05/10/2025 month first and 13/10/2025 day first in one column; offsets are converted to UTC
+    text = not pd.api.types.is_datetime64_any_dtype(out["date"])
+    dates = pd.to_datetime(out["date"], errors="coerce", format="ISO8601" if text else None, utc=text)
     bad = int(dates.isna().sum())
     if bad:
-        raise CampaignError(f"contact log column date has {bad} values that are not dates; fix: write YYYY-MM-DD")
+        raise CampaignError(
+            f"contact log column date has {bad:,} values that are not ISO 8601 dates (dd/mm/yyyy or mm/dd/yyyy "
+            "would be a guess at the order of day and month); fix: write YYYY-MM-DD (or YYYY-MM-DD HH:MM:SS)"
+        )
     if getattr(dates.dt, "tz", None) is not None:
         dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
     out["date"] = dates
@@ -121,12 +125,6 @@ def reconcile_contacts(
     return pd.Series(contacted.to_numpy(), index=plan.index), counts
 
 
-def _day_first(dates: pd.Series) -> pd.Series:
-    """The dates written ``dd/mm/yyyy`` (or with ``.``, ``-``) read day first; NaT for any other text."""
-    parts = dates.astype(str).str.extract(_DAY_MONTH_YEAR).astype(float)
-    return pd.to_datetime(parts[["year", "month", "day"]], errors="coerce")
-
-
 def unmatched_contacts(
     log: pd.DataFrame, plan: pd.DataFrame, campaign: str, start: pd.Timestamp, end: pd.Timestamp
 ) -> str:
@@ -147,9 +145,6 @@ def unmatched_contacts(
         part = (
             f"{outside.sum():,} of them are dated outside the window ({before.sum():,} before, {after.sum():,} after)"
         )
-        fits = outside & _day_first(log["date"]).between(start, end).to_numpy()
-        if fits.any():
-            part += f", {fits.sum():,} of which fall inside it read as dd/mm/yyyy: write column date as YYYY-MM-DD"
         parts.append(part)
     unknown = inside & ~known
     if unknown.any():

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnclv.campaigns.contacts import validate_contacts
 from churnclv.campaigns.errors import CampaignError
 from churnclv.campaigns.evaluate import CampaignEvaluation, campaign_outcomes, evaluate_campaign
 from churnclv.campaigns.report import write_campaign_report
@@ -140,14 +141,10 @@ def _unmatched(contacts: pd.DataFrame) -> str:
 def test_a_contact_log_that_matches_no_treated_customer_says_what_was_checked() -> None:
     treated = [f"0004711{i}" for i in range(2, 6)]
     logged = pd.DataFrame({"customer_id": treated, "campaign": "c", "date": "2025-07-05", "action": "mail"})
-    # dd/mm/yyyy: read month first, 05/07/2025 is May 7th, before the window (2025-06-30 to 2025-09-28)
-    message = _unmatched(logged.assign(date="05/07/2025"))
+    # dated before the window (2025-06-30 to 2025-09-28)
+    message = _unmatched(logged.assign(date="2025-05-07"))
     assert "4 of the log's 4 rows are of this campaign" in message
-    assert (
-        "4 of them are dated outside the window (4 before, 0 after), 4 of which fall inside it read as dd/mm/yyyy"
-        in message
-    )
-    assert "YYYY-MM-DD" in message and "05/07" not in message
+    assert "4 of them are dated outside the window (4 before, 0 after)" in message
     # ids whose leading zeros were lost on the way (a spreadsheet)
     message = _unmatched(logged.assign(customer_id=[i.lstrip("0") for i in treated]))
     assert "4 dated inside it name no scored customer (column customer_id), 4 of which match" in message
@@ -156,3 +153,18 @@ def test_a_contact_log_that_matches_no_treated_customer_says_what_was_checked() 
     assert "0 of the log's 4 rows are of this campaign" in _unmatched(logged.assign(campaign="other"))
     held = logged.head(2).assign(customer_id=["00047110", "00047111"])
     assert "2 name held-out customers, none a treated one" in _unmatched(held)
+
+
+def test_a_contact_log_date_is_read_as_iso_only_never_guessed() -> None:
+    """pandas' format="mixed" read 05/10/2025 month first and 13/10/2025 day first in one column (a
+    reviewer's log): text dates are ISO 8601 or refused, as every other date of the product."""
+    log = pd.DataFrame(
+        {"customer_id": ["a", "b"], "campaign": "c", "date": ["05/10/2025", "13/10/2025"], "action": "m"}
+    )
+    with pytest.raises(CampaignError, match=r"column date has 2 values that are not ISO 8601 dates") as err:
+        validate_contacts(log)
+    assert "05/10" not in str(err.value) and "YYYY-MM-DD" in str(err.value)
+    iso = validate_contacts(log.assign(date=["2025-10-05", "2025-10-13T08:00:00+02:00"]))
+    assert iso["date"].tolist() == [pd.Timestamp("2025-10-05"), pd.Timestamp("2025-10-13 06:00")]  # offsets to UTC
+    typed = validate_contacts(log.assign(date=pd.to_datetime(["2025-10-05", "2025-10-13"])))
+    assert typed["date"].tolist() == [pd.Timestamp("2025-10-05"), pd.Timestamp("2025-10-13")]
