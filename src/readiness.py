@@ -89,9 +89,10 @@ def _measure(
     if cust is not None and "signup_ts" in cust.columns:
         signed = cust.filter(cust.signup_ts.notnull() & (cust.signup_ts < end))
         has_signup = int(con.to_pyarrow(signed.count()).as_py()) > 0
-    with_lines = tx.select("customer_id").distinct()
-    ids = {"n": con.to_pyarrow(with_lines.count()).as_py(), "missing": 0}
-    if cust is not None:
+    ids = {"n": 0, "missing": 0}
+    if cust is not None:  # counted only to compare with the customers table: a distinct over every line
+        with_lines = tx.select("customer_id").distinct()
+        ids["n"] = con.to_pyarrow(with_lines.count()).as_py()
         ids["missing"] = con.to_pyarrow(with_lines.anti_join(cust, "customer_id").count()).as_py()
     return {
         "customers_known": known,

@@ -52,7 +52,8 @@ class Readiness:
         An events table with a row on or before as-of; a customers table; a signup on or before as-of.
     customers_with_lines, lines_not_in_customers
         Distinct customers with a transaction line on or before as-of; of those, the ones the
-        customers table does not hold (0 without a customers table). Most of them missing means the
+        customers table does not hold (both 0 without a customers table: counted only to compare the
+        two tables, a distinct over every line). Most of them missing means the
         tables likely write ids differently (``7`` and ``007``): each such customer counts twice.
     labelled_cutoffs
         Monthly cutoffs ``c = as_of - H - 30k`` with ``c >= first_transaction + min_history_days``:
