@@ -280,7 +280,9 @@ class CustomerScore(BaseModel):
     next_purchase_date_p80: dt.date | None = Field(
         None, description="as_of plus those days rounded up, at least the next day (null when not within 365 days)"
     )
-    historic_clv: float = Field(description="Net spend to date, returns subtracted (currency)")
+    historic_clv: float = Field(
+        description="Net spend to date, returns subtracted (currency); negative when returns exceed purchases"
+    )
     total_clv: float = Field(description="historic_clv + clv (currency)")
     avg_order_value: float | None = Field(
         description="Net spend to date per purchase day (currency; null without a purchase)"

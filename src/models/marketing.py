@@ -4,7 +4,8 @@ One place computes them for every path (batch chunks, HTTP, the MLflow pyfunc on
 :meth:`churnclv.models.scorer.Scorer.score` calls :func:`with_marketing` on its model outputs. The
 fields, with their units (currency is the unit of the transactions' ``amount``):
 
-- ``historic_clv`` (currency): net spend to date, returns subtracted (the feature ``net_spend``);
+- ``historic_clv`` (currency): net spend to date, returns subtracted (the feature ``net_spend``); negative
+  when the data hold more returns than purchases, not floored, so it sums to the net revenue;
 - ``total_clv`` (currency): ``historic_clv + clv``, spend to date plus the discounted 12-month CLV;
 - ``avg_order_value`` (currency per purchase day): ``net_spend / n_purchase_days``; null without a
   purchase. An order is a purchase day, as in ``expected_purchases``;
