@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +51,18 @@ def test_readme_score_answer_example_has_every_field_of_the_answer() -> None:
     start = text.index('```json\n{"as_of": "2025-10-02", "model_version": "1", "scores": [') + len("```json\n")
     example = json.loads(text[start : text.index("```", start)])
     assert set(example["scores"][0]) == set(CustomerScore.model_fields)
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_in_page_links_reach_a_heading() -> None:
+    """Every ``](#anchor)`` link of the README (its contents by role) lands on one of its headings."""
+    text = README.read_text()
+    prose = re.sub(r"```.*?```", "", text, flags=re.DOTALL)  # a '# comment' in a code block is no heading
+    anchors = {_github_anchor(line.lstrip("#")) for line in prose.splitlines() if re.match(r"#{1,6} ", line)}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert len(links) >= 10, "the README's contents by role links its sections"
+    assert sorted(set(links) - anchors) == []
