@@ -77,6 +77,9 @@ def session(master: str | None = None) -> Any:
         # Python workers must run this interpreter (the one with churnclv installed), not python3 on
         # PATH; a local SparkContext reads this from the environment only
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # the JVM picks its local address from this before the settings above apply: without it, a
+        # host name resolving to loopback makes Spark warn and choose the first network interface
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
@@ -134,6 +137,13 @@ def write_features(spark: Any, clean: Path, day: dt.date, out_dir: Path, config:
     return int(spark.read.parquet(str(out_dir)).count())
 
 
+def _local_env_notice(record: logging.LogRecord) -> bool:
+    """Drop MLflow's advice to score with ``env_manager="conda"``: churnclv scores with the installed
+    package on purpose (the executors need ``churnclv[spark]``, the README's Spark section), and the
+    warning that this "may lead to errors or inaccurate predictions" only alarms the operator."""
+    return 'env_manager="local"' not in record.getMessage()
+
+
 def write_scores(
     spark: Any, features_dir: Path, model_path: str, out_dir: Path, *, as_of: dt.date, model_version: str
 ) -> None:
@@ -151,7 +161,12 @@ def write_scores(
         else F.col(f.name)
         for f in feats.schema.fields
     ]
-    udf = mlflow.pyfunc.spark_udf(spark, model_path, result_type=SCORE_STRUCT, env_manager="local")
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    pyfunc_log.addFilter(_local_env_notice)
+    try:
+        udf = mlflow.pyfunc.spark_udf(spark, model_path, result_type=SCORE_STRUCT, env_manager="local")
+    finally:
+        pyfunc_log.removeFilter(_local_env_notice)
     scored = feats.select(*cols).select("customer_id", udf(F.struct(*feats.columns)).alias("s"))
 
     def undefined(x: Any) -> Any:

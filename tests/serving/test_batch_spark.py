@@ -34,7 +34,9 @@ def few(small_frames: dict[str, pd.DataFrame], tmp_path_factory: pytest.TempPath
     return out
 
 
-def test_spark_engine_matches_duckdb(few: Path, trained_store: dict, tmp_path: Path) -> None:
+def test_spark_engine_matches_duckdb(
+    few: Path, trained_store: dict, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     common = {
         "clean": few,
         "as_of": AS_OF,
@@ -46,7 +48,10 @@ def test_spark_engine_matches_duckdb(few: Path, trained_store: dict, tmp_path: P
         "chunk_size": 10_000,
     }
     duck = run_batch(out=tmp_path / "duckdb", **common)
+    capfd.readouterr()
     spark = run_batch(out=tmp_path / "spark", engine="spark", **common)
+    # MLflow's advice to score with conda is dropped: the installed churnclv scores on purpose
+    assert 'env_manager="local"' not in capfd.readouterr().err
     assert spark["engine"] == "spark" and spark["counts"]["rows_written"] == duck["counts"]["rows_written"] == 300
 
     fa = pd.read_parquet(features_path(tmp_path / "duckdb", AS_OF))
