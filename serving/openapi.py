@@ -25,12 +25,28 @@ from churnclv.serving.metric_labels import BoundedMetricsService
 from churnclv.serving.schemas import Problem
 from churnclv.serving.settings import ServiceSettings
 
-__all__ = ["API_KEY_SCHEME", "DESCRIPTION", "DocumentedService", "OpenAPIDocument", "route_errors", "service_document"]
+__all__ = [
+    "API_KEY_SCHEME",
+    "DESCRIPTION",
+    "DocumentedService",
+    "OpenAPIDocument",
+    "oas30_schema",
+    "route_errors",
+    "service_document",
+]
 
 API_KEY_SCHEME = "ApiKeyAuth"
 _REF = "#/components/schemas/{model}"
 # BentoML's error schemas, replaced by Problem (dropped when nothing refers to them any more)
 _BENTOML_SCHEMAS = ("InvalidArgument", "NotFound", "InternalServerError", "TaskStatusResponse")
+# keywords of pydantic's JSON Schema that an OpenAPI 3.0 schema object spells otherwise, or lacks
+# (then kept as an extension: OpenAPI 3.0 allows no other keys)
+_OAS30_RENAMED = {"ge": "minimum", "le": "maximum"}
+_OAS30_EXTENSIONS = ("propertyNames", "root_input")
+# keywords whose value is a map of names to schemas, a schema, or a list of schemas
+_SCHEMA_MAPS = ("properties", "patternProperties")
+_SCHEMA_VALUES = ("items", "additionalProperties", "not")
+_SCHEMA_LISTS = ("anyOf", "allOf", "oneOf")
 
 DESCRIPTION = """\
 Churn, customer lifetime value and growth-potential tiers, as of a date, for a CRM.
@@ -81,6 +97,65 @@ _OWN = {
     },
     "/reload": {503: "the new model version could not be loaded: the service keeps serving the current one"},
 }
+
+
+def _nested(key: str, value: Any) -> Any:
+    """The schemas a keyword holds (a map of them, one, or a list), each made an OpenAPI 3.0 schema."""
+    if key in _SCHEMA_MAPS:
+        return {name: oas30_schema(sub) for name, sub in value.items()}
+    if key in _SCHEMA_VALUES:
+        return oas30_schema(value)
+    if key in _SCHEMA_LISTS:
+        return [oas30_schema(sub) for sub in value]
+    return value
+
+
+def oas30_schema(schema: Any) -> Any:
+    """``schema`` (pydantic's JSON Schema) as an OpenAPI 3.0 schema object, which BentoML's 3.0 document
+    claims to hold: a ``{"type": "null"}`` choice becomes ``nullable`` (3.0 has no null type: a 3.0
+    validator or client generator failed on it), ``ge``/``le`` become ``minimum``/``maximum``,
+    ``examples`` becomes ``example``, and ``patternProperties`` becomes ``additionalProperties``
+    (its name rule kept as ``x-patternProperties``)."""
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, raw in schema.items():
+        value = _nested(key, raw)
+        if key == "examples" and isinstance(value, list):
+            if value:
+                out["example"] = value[0]
+        elif key == "patternProperties":
+            out["x-patternProperties"] = value
+            if len(value) == 1 and "additionalProperties" not in schema:
+                out["additionalProperties"] = next(iter(value.values()))
+        elif key in _OAS30_EXTENSIONS:
+            out[f"x-{key}"] = value
+        else:
+            out[_OAS30_RENAMED.get(key) or key] = value
+    choices = out.get("anyOf")
+    if choices and {"type": "null"} in choices:
+        rest = [c for c in choices if c != {"type": "null"}]
+        del out["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            out = {**rest[0], **out}
+        else:  # a $ref takes no sibling keys in OpenAPI 3.0
+            out["allOf" if len(rest) == 1 else "anyOf"] = rest
+        out["nullable"] = True
+    return out
+
+
+def _oas30_document(doc: dict[str, Any]) -> None:
+    """Every schema of ``doc`` (components, request bodies, answers) made an OpenAPI 3.0 schema, in place."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    for name, schema in schemas.items():
+        schemas[name] = oas30_schema(schema)
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            bodies = [operation.get("requestBody") or {}, *(operation.get("responses") or {}).values()]
+            for body in bodies:
+                for media in (body.get("content") or {}).values():
+                    if "schema" in media:
+                        media["schema"] = oas30_schema(media["schema"])
 
 
 def route_errors(route: str, *, requires_key: bool, traffic: Mapping[str, Any]) -> dict[int, str]:
@@ -161,6 +236,7 @@ def service_document(
     for name in _BENTOML_SCHEMAS:
         if name in schemas and not _referenced({k: v for k, v in doc.items() if k != "components"}, name):
             del schemas[name]
+    _oas30_document(doc)
     return doc
 
 

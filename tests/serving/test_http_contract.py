@@ -8,9 +8,11 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+import jsonschema
 import pandas as pd
 import pytest
 import yaml
+from schemathesis.specs.openapi.definitions import OPENAPI_30
 
 from churnclv import __version__
 from churnclv.features import FeatureConfig
@@ -231,6 +233,34 @@ def test_document_has_the_version_a_description_and_the_key_scheme(monkeypatch: 
         assert "security" not in doc["paths"][route]["post"]  # the document's default: the key
     schemas = doc["components"]["schemas"]
     assert {r.rsplit("/", 1)[1] for r in _refs(doc)} <= set(schemas)  # no reference left dangling
+
+
+def _schemas(node: Any) -> list[dict[str, Any]]:
+    """Every schema object under ``node`` that has a type or a choice (to look inside)."""
+    if isinstance(node, list):
+        return [s for v in node for s in _schemas(v)]
+    if not isinstance(node, dict):
+        return []
+    own = [node] if {"type", "anyOf", "allOf"} & set(node) else []
+    return own + [s for v in node.values() for s in _schemas(v)]
+
+
+def test_document_is_valid_openapi_3_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = _document(monkeypatch, CHURNCLV_API_KEY="k" * 20)
+    assert doc["openapi"].startswith("3.0")
+    # the official OpenAPI 3.0 schema: no type "null", no JSON Schema keyword 3.0 lacks (ge, examples, ...)
+    validator = jsonschema.Draft4Validator(OPENAPI_30)
+    errors = [f"{list(e.absolute_path)[:5]}: {e.message[:80]}" for e in validator.iter_errors(doc)]
+    assert errors == []
+    assert not [s for s in _schemas(doc) if s.get("type") == "null"]
+    score = doc["components"]["schemas"]["CustomerScore"]["properties"]
+    assert score["spend_p10"] == {**score["spend_p10"], "type": "number", "nullable": True}
+    assert score["expected_next_purchase_date"]["format"] == "date" and score["expected_next_purchase_date"]["nullable"]
+    assert "nullable" not in score["p_churn"]
+    amount = doc["components"]["schemas"]["Transaction"]["properties"]["amount"]
+    assert (amount["minimum"], amount["maximum"], amount["example"]) == (-1e9, 1e9, 24.9)
+    attributes = doc["components"]["schemas"]["CustomerHistory"]["properties"]["attributes"]
+    assert attributes["additionalProperties"] == {"type": "string", "maxLength": 256, "nullable": True}
 
 
 def test_document_lists_every_error_answer_of_each_route(monkeypatch: pytest.MonkeyPatch) -> None:
