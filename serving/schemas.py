@@ -82,10 +82,13 @@ def _not_number(value: object, form: str = _TIMESTAMP_FORM) -> object:
     return value
 
 
-def _not_bool(value: object) -> object:
-    """Refuse ``true``/``false`` where a number is expected (pydantic would read them as 1 and 0)."""
+def _json_number(value: object) -> object:
+    """Refuse ``true``/``false`` and text where a number is expected: pydantic would read them as 1 and 0,
+    and ``"1_0"`` as 10 (a JSON number is what the schema documents; send ``10``, not ``"10"``)."""
     if isinstance(value, bool):
         raise ValueError("must be a number, not true or false")
+    if isinstance(value, str):
+        raise ValueError("must be a JSON number such as 24.9, not text in quotes")
     return value
 
 
@@ -147,7 +150,7 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
 AttributeValue = Annotated[Text | None, BeforeValidator(_trim_text)]
 Amount = Annotated[
     float,
-    BeforeValidator(_not_bool),
+    BeforeValidator(_json_number),
     AfterValidator(_number_rule("amount")),
     Field(
         allow_inf_nan=False,
@@ -183,6 +186,7 @@ class Event(_Strict):
     value: (
         Annotated[
             float,
+            BeforeValidator(_json_number),
             AfterValidator(_number_rule("value")),
             Field(allow_inf_nan=False, ge=-MAX_ABS_AMOUNT, le=MAX_ABS_AMOUNT),
         ]

@@ -211,6 +211,27 @@ def test_values_outside_the_shared_rules_answer_400(client: Any, kit: Any, line:
     assert r.json()["detail"][0]["loc"][-1] == field
 
 
+@pytest.mark.parametrize(
+    ("rows", "number"),
+    [
+        ("transactions", "10"),
+        ("transactions", "1_0"),  # pydantic read this text as 10
+        ("events", True),  # read as 1.0
+        ("events", "1"),
+    ],
+)
+def test_numbers_sent_as_text_or_booleans_answer_400(client: Any, kit: Any, rows: str, number: Any) -> None:
+    field, row = ("amount", {"ts": "2025-01-01"}) if rows == "transactions" else ("value", {"ts": "2025-01-01"})
+    if rows == "events":
+        row["event_type"] = "login"
+    customer = {"customer_id": "c1", "signup_ts": "2024-01-01", rows: [{**row, field: number}]}
+    r = client.post("/score", json={"as_of": kit.AS_OF, "customers": [customer]}, headers=kit.HEADERS)
+    assert r.status_code == 400, r.text[:500]
+    (detail,) = r.json()["detail"]
+    assert detail["loc"] == ["customers", 0, rows, 0, field]
+    assert "must be a" in detail["msg"] and "number" in detail["msg"]
+
+
 def test_error_answers_stay_small_however_many_rows_are_bad(client: Any, kit: Any) -> None:
     """8 MB of bad rows were answered with 690,000 field errors (150 MB, gigabytes of server memory
     for a few at once); a 2 MB unknown key came back whole. Now the first bad row of each list is
