@@ -147,7 +147,10 @@ CustomerId = Annotated[
     Field(description="The customer's id, as text (leading zeros are kept)", examples=["00000042"]),
 ]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
-AttributeValue = Annotated[Text | None, BeforeValidator(_trim_text)]
+# an optional text value (order_id, channel, category, an attribute) as validation keeps it: trimmed, blank
+# is missing; the duplicate-line rule and the warnings then judge the value the batch would
+OptionalText = Annotated[Text | None, BeforeValidator(_trim_text)]
+AttributeValue = OptionalText
 Amount = Annotated[
     float,
     BeforeValidator(_json_number),
@@ -173,9 +176,9 @@ class Transaction(_Strict):
 
     ts: Timestamp
     amount: Amount
-    order_id: Text | None = None
-    channel: Text | None = None
-    category: Text | None = None
+    order_id: OptionalText = None
+    channel: OptionalText = None
+    category: OptionalText = None
 
 
 class Event(_Strict):

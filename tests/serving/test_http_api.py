@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import churnclv
+from churnclv.ingest import validate_frames
 from churnclv.models.intervals import INTERVAL_COLUMNS
 from churnclv.models.marketing import MARKETING_COLUMNS
 from churnclv.serving.snapshots import partition_name, read_scores
@@ -121,6 +122,45 @@ def test_a_duplicate_line_is_dropped_as_the_batch_rejects_it(client: Any, kit: A
         }
     ]
     assert once["scores"][0]["historic_clv"] == pytest.approx(44.9)
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        {"order_id": "D-9 ", "channel": " app"},  # the same line once trimmed: the batch rejects it
+        {"order_id": "D-9", "channel": ""},  # blank is missing, as null: the batch rejects it
+    ],
+    ids=["padded", "blank"],
+)
+def test_duplicate_lines_are_judged_on_the_values_validation_keeps(
+    client: Any, kit: Any, second: dict[str, Any]
+) -> None:
+    # helper: /score compared the raw text, so a line padded with spaces was kept (spend doubled) where the
+    # batch's validation, which trims, rejects it as a duplicate
+    first = {
+        "ts": "2025-09-14T10:31:00",
+        "amount": 24.9,
+        "order_id": "D-9",
+        "channel": "app" if second["channel"] else None,
+    }
+    lines = [first, {**first, **second}]
+    batch = validate_frames(pd.DataFrame([{"customer_id": "pad", **line} for line in lines]))
+    kept = batch.clean["transactions"]
+    assert len(batch.rejects["transactions"]) == 1  # the batch's rule, the reference
+    body = {"as_of": kit.AS_OF, "customers": [{"customer_id": "pad", "transactions": lines}]}
+    answer = client.post("/score", json=body, headers=kit.HEADERS).json()
+    assert answer["scores"][0]["historic_clv"] == pytest.approx(kept["amount"].sum())
+    assert [w["code"] for w in answer["warnings"]] == ["duplicate_lines_dropped"]
+
+
+def test_lines_with_a_blank_order_id_are_never_duplicates(client: Any, kit: Any) -> None:
+    # a blank order_id is missing (validation's TRIM): the batch keeps both lines, so must /score
+    line = {"ts": "2025-09-14T10:31:00", "amount": 24.9, "order_id": "  ", "channel": "app"}
+    batch = validate_frames(pd.DataFrame([{"customer_id": "blank", **line}] * 2))
+    assert len(batch.clean["transactions"]) == 2
+    body = {"as_of": kit.AS_OF, "customers": [{"customer_id": "blank", "transactions": [line, line]}]}
+    answer = client.post("/score", json=body, headers=kit.HEADERS).json()
+    assert answer["scores"][0]["historic_clv"] == pytest.approx(2 * 24.9) and answer["warnings"] == []
 
 
 def test_attributes_the_model_cannot_use_are_named_in_the_warnings(client: Any, kit: Any) -> None:
