@@ -51,6 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import bentoml
+from pydantic import ConfigDict
 
 from churnclv.redaction import redact_url
 from churnclv.serving.auth import APIKeyMiddleware
@@ -116,6 +117,13 @@ SCORING_SECONDS = bentoml.metrics.Histogram(
     labelnames=["endpoint"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, float("inf")),
 )
+
+
+class NoInput(bentoml.IODescriptor):
+    """The body of ``/model_info`` and ``/reload``: none, or ``{}``. A key is refused (400 naming it): these
+    routes take no argument, and ``{"version": "3"}`` answered as if it chose one."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _observer(endpoint: str) -> Callable[[int, float], None]:
@@ -355,7 +363,7 @@ class ChurnCLVService:
             warnings=self._warnings(model, snapshot.as_of),
         )
 
-    @bentoml.api(route="/model_info")
+    @bentoml.api(route="/model_info", input_spec=NoInput)
     async def model_info(self) -> ModelInfo:
         """The served model: name, version, alias, run, training as-of, horizon, selected models and their
         backtest metrics, the customer attributes it reads, and the feature snapshot of score_by_id."""
@@ -387,7 +395,7 @@ class ChurnCLVService:
             monitoring=latest_monitoring(self.settings.snapshot, model.name, model.version),
         )
 
-    @bentoml.api(route="/reload")
+    @bentoml.api(route="/reload", input_spec=NoInput)
     async def reload(self) -> ReloadResult:
         """Load the version the model alias points at now, and the latest snapshot, if either changed.
 

@@ -310,6 +310,16 @@ def test_model_info(client: Any, kit: Any) -> None:
     assert (info["backtested"], info["backtest_horizon_days"], info["backtest_note"]) == (True, 90, None)
 
 
+@pytest.mark.parametrize("path", ["/model_info", "/reload"])
+def test_routes_without_arguments_refuse_a_field(client: Any, kit: Any, path: str) -> None:
+    # {"version": "3"} to /reload was answered 200 "unchanged", as if it had chosen a version
+    r = client.post(path, json={"version": "3"}, headers=kit.HEADERS)
+    assert r.status_code == 400, r.text
+    assert [d["loc"] for d in r.json()["detail"]] == [["version"]]
+    for body in ({"json": {}}, {}):  # an empty object, or no body at all (curl -X POST)
+        assert client.post(path, headers=kit.HEADERS, **body).status_code == 200, (path, body)
+
+
 @pytest.mark.parametrize("path", ["/score", "/score_by_id", "/model_info", "/reload"])
 def test_every_api_route_needs_the_key(client: Any, kit: Any, path: str) -> None:
     assert client.post(path, json={}).status_code == 401
