@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 READY_DEADLINE_S = 120
 STOP_DEADLINE_S = 30
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def free_port() -> int:
@@ -165,12 +167,17 @@ def test_real_server_scores_and_stops(serving_store: dict, batch_out: Path, kit:
             # our own histograms: requests per scoring call and call time, per endpoint
             assert 'churnclv_scoring_batch_requests_count{endpoint="score_by_id"' in metrics.text
             assert 'churnclv_scoring_call_seconds_count{endpoint="score"' in metrics.text
+            # every series the README lists is served, and the request id it documents is in the access log
+            listed = re.findall(r"^\| `(churnclv_[a-z_]+)` \|", README.read_text(encoding="utf-8"), re.MULTILINE)
+            assert len(listed) == 5 and all(f"\n{name}" in metrics.text for name in listed), listed
+            request_id = r.headers["x-bentoml-request-id"]
             # invented paths, with and without the key, add one label ("other") and no more
             labels = _endpoint_labels(metrics.text)
             for i in range(60):  # bounded
                 http.post(f"/probe-{i}", json={}, headers=kit.HEADERS if i % 2 else {})
             grown = _endpoint_labels(http.get("/metrics").text)
             assert grown - labels <= {"other"} and not any(x.startswith("/probe") for x in grown), grown - labels
+        assert f"span={request_id}" in log.read_text(encoding="utf-8")  # the README's request id
         # this server's metrics live in a folder of its own, not in BENTOML_HOME's shared one
         folders = list((tmp_path / "tmp").glob("churnclv-prometheus-*"))
         assert len(folders) == 1 and list(folders[0].glob("*.db")), folders
