@@ -158,6 +158,30 @@ def _oas30_document(doc: dict[str, Any]) -> None:
                         media["schema"] = oas30_schema(media["schema"])
 
 
+def _stated(limits: ServiceSettings) -> str:
+    return (
+        f"this service: CHURNCLV_MAX_BODY_BYTES = {limits.max_body_bytes}, CHURNCLV_MAX_CUSTOMERS = "
+        f"{limits.max_customers}, CHURNCLV_MAX_HISTORY_ROWS = {limits.max_history_rows}"
+    )
+
+
+def _state_limits(doc: dict[str, Any], limits: ServiceSettings) -> None:
+    """The request limits as ``maxItems`` of the lists they bound, in the components and the request bodies
+    (a client generated from the document, or a reader, then knows them; past them the answer is a 413)."""
+    bounded = {"customers": limits.max_customers, "customer_ids": limits.max_customers}
+    rows = {"transactions": limits.max_history_rows, "events": limits.max_history_rows}  # each, and together
+    schemas = list(doc.get("components", {}).get("schemas", {}).values())
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            for media in ((operation.get("requestBody") or {}).get("content") or {}).values():
+                schemas.append(media.get("schema") or {})
+    for schema in schemas:
+        limit = rows if schema.get("title") == "CustomerHistory" else bounded
+        for name, prop in (schema.get("properties") or {}).items():
+            if name in limit and prop.get("type") == "array":
+                prop["maxItems"] = limit[name]
+
+
 def route_errors(route: str, *, requires_key: bool, traffic: Mapping[str, Any]) -> dict[int, str]:
     """Every error status ``route`` can answer, with when (its own causes after the common ones)."""
     errors = dict(_COMMON)
@@ -183,7 +207,12 @@ def _referenced(doc: Mapping[str, Any], name: str) -> bool:
 
 
 def service_document(
-    spec: Mapping[str, Any], api_routes: Iterable[str], *, requires_key: bool, traffic: Mapping[str, Any]
+    spec: Mapping[str, Any],
+    api_routes: Iterable[str],
+    *,
+    requires_key: bool,
+    traffic: Mapping[str, Any],
+    limits: ServiceSettings | None = None,
 ) -> dict[str, Any]:
     """BentoML's document ``spec`` (a dict) with churnclv's version, description, security and errors.
 
@@ -197,6 +226,9 @@ def service_document(
         Whether the service enforces ``X-API-Key`` (:attr:`ServiceSettings.requires_key`).
     traffic
         The service's ``traffic`` configuration (timeout, max_concurrency): their error answers.
+    limits
+        The settings whose request limits the document states (``maxItems`` and the 413 answers);
+        None: the limits are named, not stated.
     """
     doc = copy.deepcopy(dict(spec))
     doc["info"] = {
@@ -219,6 +251,8 @@ def service_document(
             responses = operation["responses"]
             ok = responses.get("200", responses.get(200))  # BentoML's keys are numbers until JSON
             errors = route_errors(route, requires_key=requires_key, traffic=traffic)
+            if limits is not None and 413 in errors:
+                errors[413] = f"{errors[413]} ({_stated(limits)})"
             operation["responses"] = {
                 "200": ok,
                 **{str(status): {"description": why, "content": problem} for status, why in errors.items()},
@@ -237,6 +271,8 @@ def service_document(
         if name in schemas and not _referenced({k: v for k, v in doc.items() if k != "components"}, name):
             del schemas[name]
     _oas30_document(doc)
+    if limits is not None:
+        _state_limits(doc, limits)
     return doc
 
 
@@ -272,5 +308,6 @@ class DocumentedService(BoundedMetricsService):
             [api.route for api in self.apis.values()],
             requires_key=settings.requires_key,
             traffic=self.config.get("traffic") or {},
+            limits=settings,
         )
         return OpenAPIDocument(document)

@@ -263,6 +263,21 @@ def test_document_is_valid_openapi_3_0(monkeypatch: pytest.MonkeyPatch) -> None:
     assert attributes["additionalProperties"] == {"type": "string", "maxLength": 256, "nullable": True}
 
 
+def test_document_states_the_request_limits_of_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the limits were only named (CHURNCLV_MAX_CUSTOMERS): a client could not know them before a 413
+    doc = _document(monkeypatch, CHURNCLV_API_KEY="k" * 20, CHURNCLV_MAX_CUSTOMERS="7", CHURNCLV_MAX_HISTORY_ROWS="30")
+    schemas = doc["components"]["schemas"]
+    bodies = {r: doc["paths"][r]["post"]["requestBody"]["content"]["application/json"]["schema"] for r in API_ROUTES}
+    for request in (schemas["ScoreRequestIODescriptor"], bodies["/score"]):
+        assert request["properties"]["customers"]["maxItems"] == 7
+    for request in (schemas["ScoreByIdRequestIODescriptor"], bodies["/score_by_id"]):
+        assert request["properties"]["customer_ids"]["maxItems"] == 7
+    history = schemas["CustomerHistory"]["properties"]
+    assert history["transactions"]["maxItems"] == history["events"]["maxItems"] == 30
+    too_large = doc["paths"]["/score"]["post"]["responses"]["413"]["description"]
+    assert "CHURNCLV_MAX_CUSTOMERS = 7" in too_large and "CHURNCLV_MAX_HISTORY_ROWS = 30" in too_large
+
+
 def test_document_lists_every_error_answer_of_each_route(monkeypatch: pytest.MonkeyPatch) -> None:
     doc = _document(monkeypatch, CHURNCLV_API_KEY="k" * 20)
     common = {"200", "400", "401", "411", "413", "415", "500", "504"}
