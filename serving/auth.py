@@ -31,9 +31,10 @@ DOCS_PATHS = frozenset({"/"})
 DOCS_PREFIXES = ("/static_content/", "/assets/")
 
 
-def _bounded_errors(send: Any, path: str) -> Any:
+def _bounded_errors(send: Any, path: str, method: str = "POST") -> Any:
     """``send``, with every 4xx JSON answer's ``detail`` bounded (:func:`bounded_detail`): at most 50
-    field errors, long texts cut, no ``input`` (what the client sent) echoed back."""
+    field errors, long texts cut, no ``input`` (what the client sent) echoed back; and BentoML's plain-text
+    405 (``GET /score``) as the error body every other error answer has, its ``Allow`` header kept."""
     start: dict[str, Any] | None = None
     parts: list[bytes] = []
 
@@ -41,15 +42,23 @@ def _bounded_errors(send: Any, path: str) -> Any:
         nonlocal start
         if message["type"] == "http.response.start":
             ctype = dict(message.get("headers", [])).get(b"content-type", b"")
-            if 400 <= message["status"] < 500 and ctype.startswith(b"application/json"):
+            if 400 <= message["status"] < 500 and (ctype.startswith(b"application/json") or message["status"] == 405):
                 start = message  # held until the body is complete
                 return
         elif message["type"] == "http.response.body" and start is not None:
             parts.append(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            body = _bound_body(b"".join(parts), path)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            ctype = dict(headers).get(b"content-type", b"")
+            if start["status"] == 405 and not ctype.startswith(b"application/json"):
+                allow = {k.lower(): v for k, v in headers}.get(b"allow", b"POST").decode(errors="replace")
+                answer = problem(405, f"method {method[:16]} is not allowed on {path[:64]}: send {allow}")
+                body = bytes(answer.body)
+                headers = [(k, v) for k, v in answer.raw_headers if k.lower() != b"content-length"]
+                headers.append((b"allow", allow.encode()))
+            else:
+                body = _bound_body(b"".join(parts), path)
             await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
@@ -138,7 +147,7 @@ class APIKeyMiddleware:
             message: dict[str, Any] = await receive()  # after the body: the disconnect, when it comes
             return message
 
-        await self.app(scope, replay, _bounded_errors(send, scope["path"]))
+        await self.app(scope, replay, _bounded_errors(send, scope["path"], scope["method"]))
 
     def _check(self, scope: dict[str, Any], headers: Mapping[bytes, list[bytes]]) -> JSONResponse | None:
         path = scope["path"]

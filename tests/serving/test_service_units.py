@@ -190,6 +190,16 @@ def test_key_required_on_api_routes_and_not_on_health() -> None:
     assert c.get("/anything-else").status_code == 401  # default deny
 
 
+def test_a_method_the_route_does_not_take_gets_the_error_body() -> None:
+    # GET /score was answered 405 in plain text ("Method Not Allowed"), not the documented error body
+    c = _guarded()
+    r = c.get("/score", headers={"X-API-Key": KEY})
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json() == {"error": "method GET is not allowed on /score: send POST", "detail": []}
+    assert c.get("/score").status_code == 401  # the key first, as on every route
+
+
 def test_body_type_and_size_are_checked_after_the_key() -> None:
     c = _guarded(max_body_bytes=2048)
     h = {"X-API-Key": KEY}
