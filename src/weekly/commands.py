@@ -122,8 +122,8 @@ def weekly(
 
     with report_errors(redact=True):
         settings = load_weekly_config(config_path)
+        configured = RunConfig.load(config_path).train.model_name  # every section checked before any step
         if model_name is None:  # [train] model_name names the model every step uses, as train resolves it
-            configured = RunConfig.load(config_path).train.model_name
             model_name = None if configured == MODEL_NAME else configured
         if service_url is not None:
             settings = replace(settings, service_url=service_url)

@@ -17,8 +17,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from churnclv.campaigns.config import parse_campaigns
 from churnclv.config import ConfigError
 from churnclv.config_schema import Fix, check_table, read_run_config, rule_error, section, settings
+from churnclv.monitoring.thresholds import parse_monitor
 from churnclv.redaction import redact_text
 
 __all__ = ["WeeklyConfig", "load_weekly_config"]
@@ -52,9 +54,16 @@ class WeeklyConfig:
 
 def load_weekly_config(path: Path | None) -> WeeklyConfig:
     """The ``[weekly]`` section of the file at ``path`` (None or no section: the defaults); a bad key or
-    value is a :class:`~churnclv.config.ConfigError` naming the key, the rule and the fix."""
+    value is a :class:`~churnclv.config.ConfigError` naming the key, the rule and the fix.
+
+    ``[monitor]`` and ``[campaigns]`` are checked here too: the steps read them only when they run (the
+    monitor after scoring, and not at all in a week with nothing published), so a typo there would
+    otherwise pass a bootstrap week and stop a later one half done. ``[train]``, ``[scorer]``,
+    ``[features]`` and ``[tiers]`` are checked by the caller's ``RunConfig.load``."""
     raw = read_run_config(path)
     try:
+        parse_monitor(raw.get("monitor", {}))
+        parse_campaigns(raw.get("campaigns", {}))
         return WeeklyConfig(**check_table(raw.get("weekly", {}), section("weekly")))
     except ConfigError as exc:
         raise ConfigError(f"config: {exc}") from None
