@@ -4,7 +4,9 @@ The temp partition holds ``_progress.json``: the run's key (as-of, engine, chunk
 hysteresis, model version and URI, and the input's :func:`churnclv.fingerprint.resume_identity`)
 and the chunks already written. ``resume=True`` continues the newest temp partition of the as-of
 only when its key equals the new run's: the chunks are fixed slices of the sorted feature
-snapshot, so the result equals an uninterrupted run's.
+snapshot, so the result equals an uninterrupted run's. When the key changed (other data, model or
+settings), the run says so and starts over: its chunks could not be used, and the weekly job, which
+always passes ``--resume``, would otherwise fail on every rerun.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import Any
 
 from churnclv.fingerprint import resume_identity
 from churnclv.serving.atomic_files import write_json
-from churnclv.serving.batch_errors import BatchError
 from churnclv.serving.model import LoadedModel
 from churnclv.serving.publication import temp_dirs
 
@@ -65,19 +66,20 @@ def open_temp(
                 continue
             progress = json.loads(progress_path.read_text())
             changed = [k for k in key if progress.get("key", {}).get(k) != key[k]]
-            if changed:
-                raise BatchError(
-                    f"cannot resume {tmp}: {', '.join(changed)} changed since the interrupted run "
-                    f"(was {', '.join(repr(progress.get('key', {}).get(k)) for k in changed)}): rerun without "
-                    "--resume to start over, or run with the same data, model and settings"
+            if changed:  # its chunks would not line up; refusing would stall the weekly job, which always resumes
+                echo(
+                    f"cannot resume {tmp.name}: {', '.join(changed)} changed since the interrupted run (was "
+                    f"{', '.join(repr(progress.get('key', {}).get(k)) for k in changed)}): starting a fresh run"
                 )
+                break
             for other in stale:
                 if other != tmp:
                     shutil.rmtree(other, ignore_errors=True)
             done = len(progress.get("chunks", {}))
             echo(f"resuming {tmp.name}: {done} chunk(s) already scored")
             return tmp, progress
-        echo(f"nothing to resume for {name}: starting a fresh run")
+        else:
+            echo(f"nothing to resume for {name}: starting a fresh run")
     for tmp in stale:  # left by killed runs; we hold the as-of's lock, so nobody writes them
         shutil.rmtree(tmp, ignore_errors=True)
     tmp = out / f".{name}.tmp-{uuid.uuid4().hex[:8]}"

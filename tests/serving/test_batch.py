@@ -69,13 +69,13 @@ def known_at(world: Path, as_of: pd.Timestamp) -> set[str]:
 
 def batch(world: Path, out: Path, store: dict, as_of: pd.Timestamp = AS_OF, **kwargs) -> dict:
     kwargs.setdefault("chunk_size", CHUNK)
+    kwargs.setdefault("echo", lambda _m: None)
     return run_batch(
         clean=world,
         as_of=as_of,
         out=out,
         model_uri=store["model_uri"],
         tracking_uri=store["tracking_uri"],
-        echo=lambda _m: None,
         progress=False,
         **kwargs,
     )
@@ -250,12 +250,38 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(
     (tmp,) = tmp_path.glob(".dt=2025-10-02.tmp-*")
     assert sorted(p.name for p in tmp.glob("part-*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]
 
-    with pytest.raises(BatchError, match="chunk_size"):  # other chunks would not line up
-        batch(world, tmp_path, trained_store, resume=True, chunk_size=CHUNK + 1)
-
     scored_chunks: list[int] = []
     manifest = batch(world, tmp_path, trained_store, resume=True, after_chunk=scored_chunks.append)
     assert scored_chunks == [2, 3] and manifest["resumed_chunks"] == 2
+    pd.testing.assert_frame_equal(partition_table(tmp_path), partition_table(scored[0]))
+    assert not list(tmp_path.glob(".dt=*.tmp-*"))
+
+
+def test_resume_with_changed_settings_starts_over_instead_of_failing(
+    world: Path, trained_store: dict, scored: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """The weekly job always passes --resume: an interrupted run with other settings (or another champion)
+    must not make every rerun fail. Its chunks would not line up, so the run starts over and says why."""
+
+    def crash_after_second_chunk(i: int) -> None:
+        if i == 1:
+            raise KilledError
+
+    with pytest.raises(KilledError):
+        batch(world, tmp_path, trained_store, after_chunk=crash_after_second_chunk)
+    lines: list[str] = []
+    scored_chunks: list[int] = []
+    manifest = batch(
+        world,
+        tmp_path,
+        trained_store,
+        chunk_size=CHUNK + 1,
+        resume=True,
+        echo=lines.append,
+        after_chunk=scored_chunks.append,
+    )
+    assert any("cannot resume" in line and "chunk_size" in line and "fresh run" in line for line in lines), lines
+    assert scored_chunks == [0, 1, 2, 3] and manifest["resumed_chunks"] == 0
     pd.testing.assert_frame_equal(partition_table(tmp_path), partition_table(scored[0]))
     assert not list(tmp_path.glob(".dt=*.tmp-*"))
 
