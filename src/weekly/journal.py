@@ -71,6 +71,12 @@ class Journal:
         self.steps[step] = {"seconds": round(seconds, 3), **detail}
         self.save()
 
+    def forget(self, *steps: str) -> None:
+        """Mark ``steps`` not complete (they run again; the facts are kept) and write the journal."""
+        for step in steps:
+            self.steps.pop(step, None)
+        self.save()
+
     def remember(self, **facts: Any) -> None:
         """Keep facts later steps (and reruns) decide on; written at once."""
         self.facts.update(facts)

@@ -39,10 +39,11 @@ from churnclv.serving.snapshots import LATEST, MANIFEST_FILE, partition_name, pa
 from churnclv.training.config import RunConfig
 from churnclv.weekly.errors import WeeklyStepError
 from churnclv.weekly.invoke import Invocation, Resolve, invoke, takes_option
-from churnclv.weekly.journal import Journal, validated_dir
+from churnclv.weekly.journal import Journal, validated_dir, weekly_dir
 from churnclv.weekly.registry_view import Registry
 from churnclv.weekly.reload import ReloadOutcome, reload_service
 from churnclv.weekly.request import StepLine, WeeklyRequest, WeeklyResult
+from churnclv.weekly.source import source_identity
 from churnclv.weekly.triggers import not_due_text, retrain_decision
 
 __all__ = ["MONITOR_BREACH", "STEPS", "run_weekly"]
@@ -69,6 +70,7 @@ class _Run:
         self.hook = hook or (lambda step, when: None)
         self.journal = Journal.open(request.out, request.as_of)
         self.lines: list[StepLine] = []
+        self.source_seen = None if request.trusted else source_identity(request.data)
 
     # --- the frame of every step
 
@@ -191,7 +193,34 @@ class _Run:
         outcome = f"clean tables in {work / 'clean'}"
         if rejected:
             outcome += "; rejected " + ", ".join(f"{t} {c['rejected']:,} of {c['read']:,}" for t, c in rejected.items())
-        return {"outcome": outcome, "clean": str(work / "clean"), "command": line, "tables": counts}
+        return {
+            "outcome": outcome,
+            "clean": str(work / "clean"),
+            "command": line,
+            "tables": counts,
+            "source": self.source_seen,
+        }
+
+    def check_source(self) -> None:
+        """Data exported again since an earlier run of the as-of validated them: an unfinished as-of
+        validates again and runs the steps after it again (they read the earlier copy; a rerun would
+        otherwise fail on the old data however often the export is fixed). A complete as-of runs
+        nothing again, as documented, and says how to score the new data."""
+        r = self.request
+        done = self.journal.steps.get("validate")
+        if r.trusted or done is None or done.get("source") is None or self.source_seen is None:
+            return
+        if done["source"] == self.source_seen:
+            return
+        changed = f"the data in {r.data} changed since an earlier run of {r.day} validated them"
+        if all(self.journal.done(s) for s in STEPS if s != "reload"):
+            self.echo(
+                f"note: {changed}; the as-of is complete, so nothing runs again. To score the new data, move "
+                f"{weekly_dir(r.out, r.as_of)} away and run the same command again"
+            )
+            return
+        self.echo(f"== {changed}: validating them again; the steps after validate run again")
+        self.journal.forget(*STEPS)
 
     def score(self) -> dict[str, Any]:
         champion = self.registry.champion()
@@ -370,6 +399,7 @@ def run_weekly(
     """
     started = time.perf_counter()
     run = _Run(request, resolve, registry, echo, hook)
+    run.check_source()
     if "champion_at_start" not in run.journal.facts:
         run.journal.remember(champion_at_start=registry.champion())
     for name in STEPS:

@@ -161,3 +161,42 @@ def test_model_name_needs_a_train_command_that_takes_it(request_for: Callable[..
         _run(replace(request_for(), model_name="shop_b"), commands)
     assert commands.names() == ["validate", "score-batch", "monitor"]  # the monitor does without it
     assert "models:/shop_b@champion" in commands.calls[1][1]  # score-batch scores with that model
+
+
+def test_data_exported_again_after_a_failure_are_validated_again(
+    request_for: Callable[..., WeeklyRequest], tmp_path
+) -> None:
+    """The failure's fix is in the data: the rerun must read the new export, not the first run's copy."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "transactions.csv").write_text("customer_id,ts,amount\n")  # the export without events
+    commands = FakeCommands(FakeRegistry("1", {"1": _days_ago(30)}), fail={"score-batch"})
+    with pytest.raises(WeeklyStepError, match="step score failed"):
+        _run(request_for(), commands)
+    (data / "events.csv").write_text("customer_id,ts,event_type\n")  # exported again, complete
+    commands.fail.clear()
+    commands.calls.clear()
+    lines: list[str] = []
+    run_weekly(request_for(), resolve=commands.resolve, registry=commands.registry, echo=lines.append)
+    assert commands.names()[:2] == ["validate", "score-batch"]
+    assert any("changed since an earlier run" in line for line in lines)
+    commands.calls.clear()
+    _run(request_for(), commands)  # the same data again: nothing reruns
+    assert commands.names() == []
+
+
+def test_a_complete_as_of_with_new_data_runs_nothing_and_says_how(
+    request_for: Callable[..., WeeklyRequest], tmp_path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "transactions.csv").write_text("customer_id,ts,amount\n")
+    commands = FakeCommands(FakeRegistry("1", {"1": _days_ago(30)}))
+    _run(request_for(), commands)
+    (data / "transactions.csv").write_text("customer_id,ts,amount\nc1,2025-05-30,10\n")
+    commands.calls.clear()
+    lines: list[str] = []
+    run_weekly(request_for(), resolve=commands.resolve, registry=commands.registry, echo=lines.append)
+    assert commands.names() == []
+    (note,) = [line for line in lines if line.startswith("note:")]
+    assert "nothing runs again" in note and f"dt={AS_OF}" in note
