@@ -52,8 +52,16 @@ class DataMismatchError(ChurnclvError, ValueError):
     """The model was trained on data of another shape (another data set): one line, what differs and the fix."""
 
 
-def check_fits(loaded: LoadedModel, *, attributes: Sequence[str], events: bool | None, where: str) -> None:
-    """Refuse to score data whose customer attributes (or events) differ from the model's training data.
+def check_fits(
+    loaded: LoadedModel,
+    *,
+    attributes: Sequence[str],
+    events: bool | None,
+    where: str,
+    transaction_columns: Sequence[str] | None = None,
+) -> None:
+    """Refuse to score data whose customer attributes (or events) differ from the model's training data,
+    or that lack an optional transaction column (``channel``, ...) the model was trained with.
 
     Parameters
     ----------
@@ -66,6 +74,8 @@ def check_fits(loaded: LoadedModel, *, attributes: Sequence[str], events: bool |
         Whether the data has events; None: not known here (not checked).
     where
         The data, as the message names it (e.g. ``the data in work/clean``).
+    transaction_columns
+        The data's optional transaction columns; None: not known here (not checked).
 
     Raises
     ------
@@ -88,6 +98,11 @@ def check_fits(loaded: LoadedModel, *, attributes: Sequence[str], events: bool |
             if trained_events
             else f"{where} has events and it was trained without them"
         )
+    trained_columns = recorded.get("transaction_columns")  # recorded since the check came
+    lost = sorted(set(trained_columns or ()) - set(transaction_columns or ()))
+    if transaction_columns is not None and lost:
+        # a column dropped from an export would otherwise be scored as null features for everyone
+        problems.append(f"its features read the transaction column(s) {lost} that {where} lacks (restore them)")
     if problems:
         raise DataMismatchError(
             f"model {loaded.name} version {loaded.version} was trained on another data set: {'; '.join(problems)}; "
@@ -103,7 +118,13 @@ def check_folder(loaded: LoadedModel, clean: Path | str) -> None:
     con = connect()
     tables = load_tables(clean, con)
     events = tables.events is not None and int(con.to_pyarrow(tables.events.count()).as_py()) > 0
-    check_fits(loaded, attributes=tables.attributes, events=events, where=f"the data in {clean}")
+    check_fits(
+        loaded,
+        attributes=tables.attributes,
+        events=events,
+        where=f"the data in {clean}",
+        transaction_columns=tables.transaction_columns,
+    )
 
 
 def check_snapshot(loaded: LoadedModel, folder: Path | str, day: dt.date) -> None:

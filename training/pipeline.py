@@ -24,7 +24,9 @@ from churnclv.features import (
     FeatureChunks,
     compute_features,
     compute_label_totals,
+    connect,
     count_customers,
+    load_tables,
     write_feature_chunks,
 )
 from churnclv.features.engine import compute_daily_purchases
@@ -244,6 +246,7 @@ def train(
             "data": {
                 "attributes": sorted(c.removeprefix("attr_") for c in snapshot.columns if c.startswith("attr_")),
                 "events": readiness.has_events,
+                "transaction_columns": list(load_tables(clean, connect()).transaction_columns),
             },
         }
     )

@@ -10,6 +10,7 @@ import ibis.expr.types as ir
 import numpy as np
 
 from churnclv.features.errors import FeatureError
+from churnclv.schema import TRANSACTIONS
 from churnclv.tables import DataError
 
 __all__ = ["FeatureTables", "in_sample", "in_sample_ids", "sample_customers"]
@@ -40,6 +41,12 @@ class FeatureTables:
         if self.customers is None:
             return ()
         return tuple(c for c in self.customers.columns if c not in ("customer_id", "signup_ts"))
+
+    @property
+    def transaction_columns(self) -> tuple[str, ...]:
+        """The optional transaction columns present (``order_id``, ``channel``, ``category``): features
+        such as ``n_channels`` read them, and are null without them."""
+        return tuple(c for c in TRANSACTIONS.optional if c in self.transactions.columns)
 
 
 def _require(table: ir.Table, name: str, columns: Sequence[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from click.testing import CliRunner
 from churnclv.models.intervals import INTERVAL_COLUMNS
 from churnclv.serving.batch import run_batch
 from churnclv.serving.batch_errors import BatchError
+from churnclv.serving.data_check import DataMismatchError
 from churnclv.serving.snapshots import (
     OUTPUT_COLUMNS,
     features_path,
@@ -286,6 +288,20 @@ def test_resume_with_changed_settings_starts_over_instead_of_failing(
     assert not list(tmp_path.glob(".dt=*.tmp-*"))
 
 
+def test_an_export_without_a_column_the_model_reads_stops_before_scoring(
+    world: Path, trained_store: dict, tmp_path: Path
+) -> None:
+    """The weekly export lost ``channel``: scored anyway, every customer's channel features would be null."""
+    data = tmp_path / "data"
+    shutil.copytree(world, data)
+    transactions = pd.read_parquet(data / "transactions.parquet")
+    transactions.drop(columns=["channel"]).to_parquet(data / "transactions.parquet", index=False)
+    out = tmp_path / "out"
+    with pytest.raises(DataMismatchError, match=r"transaction column\(s\) \[.channel.\].*lacks"):
+        batch(data, out, trained_store)
+    assert not (out / "scores").exists()
+
+
 def test_second_as_of_reports_tier_migration(world: Path, trained_store: dict, scored: tuple[Path, dict]) -> None:
     out, first = scored
     manifest = batch(world, out, trained_store, as_of=NEXT, chunk_size=2_000)
@@ -311,7 +327,6 @@ def test_hysteresis_holds_tiers_against_the_previous_partition(
 ) -> None:
     out, _ = scored
     # a copy of the reference partition as "last week", so the test does not depend on run order
-    import shutil
 
     shutil.copytree(scores_dir(out, AS_OF), scores_dir(tmp_path, AS_OF))
     plain = batch(world, tmp_path, trained_store, as_of=NEXT, chunk_size=700)

@@ -46,6 +46,18 @@ def test_the_data_must_have_the_attributes_and_events_the_model_was_trained_with
     check_fits(_model((), events=None), attributes=[], events=True, where="the data")  # an older model: no record
 
 
+def test_a_transaction_column_the_model_was_trained_with_must_be_there() -> None:
+    recorded = {"data": {"attributes": [], "events": False, "transaction_columns": ["channel", "order_id"]}}
+    model = SimpleNamespace(name="a", version="1", attributes=(), metadata=recorded)
+    same = ["category", "channel", "order_id"]  # a column added since is not refused
+    check_fits(model, attributes=[], events=False, where="the data", transaction_columns=same)
+    check_fits(model, attributes=[], events=False, where="the data")  # not known here: not checked
+    with pytest.raises(DataMismatchError, match=r"transaction column\(s\) \['channel'\] that the data lacks"):
+        check_fits(model, attributes=[], events=False, where="the data", transaction_columns=["order_id"])
+    older = SimpleNamespace(name="a", version="1", attributes=(), metadata={"data": {"events": False}})
+    check_fits(older, attributes=[], events=False, where="the data", transaction_columns=[])  # no record
+
+
 def test_the_recorded_training_attributes_win_over_the_signature() -> None:
     # the signature is inferred from 20 example rows; the metadata holds the training data's attributes
     model = SimpleNamespace(
