@@ -4,6 +4,7 @@
 [weekly]
 retrain_every_days = 28        # retrain when the newest registered version was trained this long ago
 retrain_on_breach = true       # retrain when the monitor reports a breach (exit status 3)
+max_data_lag_days = 3          # stop when the transactions end more than this before the as-of
 service_url = "http://scoring:3000"   # POST /reload after the run (unset: no service to tell)
 api_key_env = "CHURNCLV_API_KEY"      # the environment variable holding the service's API key
 reload_timeout_s = 30
@@ -21,6 +22,7 @@ from churnclv.campaigns.config import parse_campaigns
 from churnclv.config import ConfigError
 from churnclv.config_schema import Fix, check_table, read_run_config, rule_error, section, settings
 from churnclv.monitoring.thresholds import parse_monitor
+from churnclv.names import MAX_DAYS_AFTER_DATA
 from churnclv.redaction import redact_text
 
 __all__ = ["WeeklyConfig", "load_weekly_config"]
@@ -35,6 +37,11 @@ def _http_url(url: str | None) -> str | None:
 
 
 Days = Annotated[int, Field(ge=1), Fix("a whole number of days >= 1, e.g. retrain_every_days = 28")]
+# a week's export missing leaves the data a week short of the as-of: scored, a week of silence reads as
+# lapsing customers, the drift breach that follows retrains on it (score-batch's own limit is 31 days)
+LagDays = Annotated[
+    int, Field(ge=0, le=MAX_DAYS_AFTER_DATA), Fix(f"whole days, 0 to {MAX_DAYS_AFTER_DATA}, e.g. max_data_lag_days = 3")
+]
 
 
 @settings("weekly")
@@ -43,6 +50,7 @@ class WeeklyConfig:
 
     retrain_every_days: Days = 28
     retrain_on_breach: bool = True
+    max_data_lag_days: LagDays = 3
     service_url: Annotated[str | None, AfterValidator(_http_url)] = None
     api_key_env: Annotated[
         str,

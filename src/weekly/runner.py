@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from churnclv.ingest import validated_counts
-from churnclv.names import MAX_DAYS_AFTER_DATA, MODEL_NAME
+from churnclv.names import MODEL_NAME
 from churnclv.redaction import redact_text
 from churnclv.serving.snapshots import LATEST, MANIFEST_FILE, partition_name, partitions, read_latest, scores_dir
 from churnclv.training.config import RunConfig
@@ -180,15 +180,7 @@ class _Run:
         args += ["--horizon-days", str(r.horizon_days or RunConfig.load(r.config_path).train.horizon_days)]
         _, line = self.run("validate", "validate", args)
         counts = validated_counts(work)
-        ends = [dt.datetime.fromisoformat(str(c["ts_max"])).date() for c in counts.values() if c.get("ts_max")]
-        if ends and (r.as_of - max(ends)).days > MAX_DAYS_AFTER_DATA:
-            late = (r.as_of - max(ends)).days
-            raise WeeklyStepError(
-                f"step validate: the data's last date is {max(ends)}, {late:,} days before the as-of {r.day} (more "
-                f"than {MAX_DAYS_AFTER_DATA}): a late or partial export, or a wrong --as-of; scores, monitoring and "
-                "training would count the missing days as days without a purchase. Fix the export or the date, "
-                "then run the same churnclv weekly command again"
-            )
+        self.check_lag(counts)
         rejected = {t: c for t, c in counts.items() if c.get("rejected")}
         outcome = f"clean tables in {work / 'clean'}"
         if rejected:
@@ -200,6 +192,30 @@ class _Run:
             "tables": counts,
             "source": self.source_seen,
         }
+
+    def check_lag(self, counts: dict[str, dict[str, Any]]) -> None:
+        """Stop when the data, or the transactions alone, end more than ``[weekly] max_data_lag_days`` before
+        the as-of: a week's export missing would be scored as a week without purchases, and the drift
+        breach that follows would retrain on it."""
+        r = self.request
+        ends = {t: dt.datetime.fromisoformat(str(c["ts_max"])).date() for t, c in counts.items() if c.get("ts_max")}
+        if not ends:
+            return
+        lag, last = r.settings.max_data_lag_days, max(ends.values())
+        what = f"the data's last date is {last}"
+        end = last
+        if (r.as_of - last).days <= lag and "transactions" in ends:
+            end = ends["transactions"]
+            what = f"the transactions' last date is {end} (the other tables run to {last})"
+        if (r.as_of - end).days <= lag:
+            return
+        raise WeeklyStepError(
+            f"step validate: {what}, {(r.as_of - end).days:,} days before the as-of {r.day} (more than [weekly] "
+            f"max_data_lag_days = {lag}): a missing week, a late or partial export, or a wrong --as-of; scores, "
+            "monitoring and training would count the missing days as days without a purchase. Fix the export or "
+            "the date (or raise max_data_lag_days for data often quiet that long), then run the same churnclv "
+            "weekly command again"
+        )
 
     def check_source(self) -> None:
         """Data exported again since an earlier run of the as-of validated them: an unfinished as-of

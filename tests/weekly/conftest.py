@@ -61,9 +61,16 @@ class FakeCommands:
     calls: list[tuple[str, list[str]]] = field(default_factory=list)
     breaches: list[dict[str, Any]] = field(default_factory=list)
     fail: set[str] = field(default_factory=set)  # commands that exit 1
+    last_day: dt.date | None = None  # the validated transactions' last date (None: not recorded)
+    events_last_day: dt.date | None = None  # the events' (None: no events)
 
     def _validate(self, o: dict[str, Any]) -> None:
         (Path(o["out"]) / "clean").mkdir(parents=True, exist_ok=True)
+        if self.last_day is not None:
+            tables = {"transactions": {"read": 1, "accepted": 1, "rejected": 0, "ts_max": f"{self.last_day} 12:00:00"}}
+            if self.events_last_day is not None:
+                tables["events"] = {"read": 1, "accepted": 1, "rejected": 0, "ts_max": f"{self.events_last_day} 09:00"}
+            (Path(o["out"]) / "source.json").write_text(json.dumps({"source": o["data"], "tables": tables}))
 
     def _score(self, o: dict[str, Any]) -> None:
         folder = Path(o["out"]) / "scores" / f"dt={o['as-of']}"

@@ -200,3 +200,31 @@ def test_a_complete_as_of_with_new_data_runs_nothing_and_says_how(
     assert commands.names() == []
     (note,) = [line for line in lines if line.startswith("note:")]
     assert "nothing runs again" in note and f"dt={AS_OF}" in note
+
+
+@pytest.mark.parametrize(
+    ("lag", "settings", "stops"), [(7, {}, True), (3, {}, False), (7, {"max_data_lag_days": 7}, False)]
+)
+def test_data_a_week_short_of_the_as_of_stop_at_validation(
+    request_for: Callable[..., WeeklyRequest], lag: int, settings: dict, stops: bool
+) -> None:
+    """A week's export missing (the data end 7 days before the as-of): scored, a week of silence would
+    read as lapsing customers."""
+    commands = FakeCommands(FakeRegistry("1", {"1": _days_ago(14)}), last_day=_days_ago(lag))
+    if not stops:
+        _run(request_for(**settings), commands)
+        assert "score-batch" in commands.names()
+        return
+    with pytest.raises(WeeklyStepError, match=rf"{lag} days before the as-of.*max_data_lag_days = 3.*missing week"):
+        _run(request_for(**settings), commands)
+    assert commands.names() == ["validate"]
+
+
+def test_transactions_a_week_short_stop_even_when_events_are_current(
+    request_for: Callable[..., WeeklyRequest],
+) -> None:
+    """Only the transactions feed broke: the events alone must not make the data look current."""
+    commands = FakeCommands(FakeRegistry("1", {"1": _days_ago(14)}), last_day=_days_ago(9), events_last_day=AS_OF)
+    with pytest.raises(WeeklyStepError, match=r"the transactions' last date is .* 9 days before the as-of"):
+        _run(request_for(), commands)
+    assert commands.names() == ["validate"]
