@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from churnclv.cli_options import (
+    DataProblem,
     as_of_option,
     config_option,
     horizon_option,
@@ -24,7 +25,7 @@ from churnclv.cli_options import (
     source_options,
     tracking_uri_option,
 )
-from churnclv.weekly.errors import WeeklyBusyError
+from churnclv.weekly.errors import WeeklyBusyError, WeeklyError
 
 __all__ = ["BUSY_EXIT", "FAULT_VARIABLE", "weekly"]
 
@@ -152,6 +153,8 @@ def weekly(
             result = run_weekly(request, resolve=resolve, registry=registry, echo=click.echo, hook=_fault_hook())
     except WeeklyBusyError as exc:  # raised by the lock, before anything runs
         raise _Busy(str(exc)) from None
+    except WeeklyError as exc:  # the lock could not be created (--out not a writable folder)
+        raise DataProblem(str(exc)) from None
     click.echo()
     for line in summary_lines(result):
         click.echo(line)

@@ -84,6 +84,12 @@ class Journal:
 
     def save(self) -> None:
         """Write the journal atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"format": JOURNAL_FORMAT, "as_of": self.as_of.isoformat(), "facts": self.facts, "steps": self.steps}
-        write_json(self.path, doc)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.path, doc)
+        except OSError as exc:
+            raise WeeklyError(
+                f"cannot write the journal {self.path} ({exc.strerror or type(exc).__name__}): make that folder "
+                "writable (a file in its place, a full or read-only disk), then run the same command again"
+            ) from None

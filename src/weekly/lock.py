@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from churnclv.weekly.errors import WeeklyBusyError
+from churnclv.weekly.errors import WeeklyBusyError, WeeklyError
 
 __all__ = ["LOCK_FILE", "lock_path", "run_lock"]
 
@@ -35,11 +35,19 @@ def run_lock(out: Path, *, wait: bool, on_wait: Callable[[str], object]) -> Iter
 
     Busy: with ``wait``, call ``on_wait`` with a message once and block until the other run ends;
     without it, raise :class:`~churnclv.weekly.errors.WeeklyBusyError` at once. The holder's process
-    id is written into the lock file for the message.
+    id is written into the lock file for the message. A lock that cannot be created is a
+    :class:`~churnclv.weekly.errors.WeeklyError` naming the file.
     """
     path = lock_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as fh:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        opened = path.open("a+")
+    except OSError as exc:  # --out is a file, on a read-only disk, or another user's
+        raise WeeklyError(
+            f"cannot create the weekly lock {path} ({exc.strerror or type(exc).__name__}): --out must be a folder "
+            "this user can write, or a path where one can be created; nothing was changed"
+        ) from None
+    with opened as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

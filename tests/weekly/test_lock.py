@@ -65,3 +65,22 @@ def test_the_lock_is_free_again_after_a_run(tmp_path: Path) -> None:
             pass
     with run_lock(tmp_path, wait=False, on_wait=print):
         pass
+
+
+@pytest.mark.parametrize("where", ["file", "journal"])
+def test_an_output_folder_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path: Path, where: str) -> None:
+    """A file where --out (or its weekly/ folder) should be: root ignores permissions, a file does not."""
+    out = tmp_path / "out"
+    if where == "file":  # a file where a parent folder of --out should be
+        (tmp_path / "afile").write_text("")
+        out = tmp_path / "afile" / "out"
+    else:
+        out.mkdir()
+        (out / "weekly").write_text("")
+    args = ["weekly", "--data", str(tmp_path), "--as-of", "2025-06-01", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    line = " ".join(result.output.split())
+    wanted = "cannot create the weekly lock" if where == "file" else "cannot write the journal"
+    assert wanted in line and "Traceback" not in result.output
