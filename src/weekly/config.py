@@ -5,6 +5,7 @@
 retrain_every_days = 28        # retrain when the newest registered version was trained this long ago
 retrain_on_breach = true       # retrain when the monitor reports a breach (exit status 3)
 max_data_lag_days = 3          # stop when the transactions end more than this before the as-of
+keep_days = 365                # remove as-ofs older than this once a run completes (unset: keep all)
 service_url = "http://scoring:3000"   # POST /reload after the run (unset: no service to tell)
 api_key_env = "CHURNCLV_API_KEY"      # the environment variable holding the service's API key
 reload_timeout_s = 30
@@ -51,6 +52,9 @@ class WeeklyConfig:
     retrain_every_days: Days = 28
     retrain_on_breach: bool = True
     max_data_lag_days: LagDays = 3
+    keep_days: Annotated[
+        int | None, Field(ge=7), Fix("whole days >= 7, e.g. keep_days = 365 (leave it out to keep everything)")
+    ] = None
     service_url: Annotated[str | None, AfterValidator(_http_url)] = None
     api_key_env: Annotated[
         str,

@@ -19,7 +19,7 @@ from churnclv.serving.atomic_files import write_json
 from churnclv.serving.snapshots import partition_name
 from churnclv.weekly.errors import WeeklyError
 
-__all__ = ["JOURNAL_FILE", "JOURNAL_FORMAT", "Journal", "validated_dir", "weekly_dir"]
+__all__ = ["JOURNAL_FILE", "JOURNAL_FORMAT", "WEEKLY_DIR", "Journal", "validated_dir", "weekly_dir"]
 
 JOURNAL_FILE = "journal.json"
 JOURNAL_FORMAT = "churnclv.weekly"

@@ -32,7 +32,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from churnclv.config_schema import read_run_config
 from churnclv.ingest import validated_counts
+from churnclv.monitoring.thresholds import parse_monitor
 from churnclv.names import MODEL_NAME
 from churnclv.redaction import redact_text
 from churnclv.serving.snapshots import LATEST, MANIFEST_FILE, partition_name, partitions, read_latest, scores_dir
@@ -43,6 +45,7 @@ from churnclv.weekly.journal import Journal, validated_dir, weekly_dir
 from churnclv.weekly.registry_view import Registry
 from churnclv.weekly.reload import ReloadOutcome, reload_service
 from churnclv.weekly.request import StepLine, WeeklyRequest, WeeklyResult
+from churnclv.weekly.retention import prune
 from churnclv.weekly.source import source_identity
 from churnclv.weekly.triggers import not_due_text, retrain_decision
 
@@ -383,6 +386,19 @@ class _Run:
         if clean.is_dir() and all(self.journal.done(s) for s in STEPS if s != "reload"):  # reload reads none
             shutil.rmtree(clean)
 
+    def retain(self) -> None:
+        """``[weekly] keep_days``: once the as-of is complete, remove the as-ofs older than that which no
+        later run reads (:mod:`churnclv.weekly.retention`)."""
+        r = self.request
+        keep = r.settings.keep_days
+        if keep is None or not all(self.journal.done(s) for s in STEPS if s != "reload"):
+            return
+        lookback = parse_monitor(read_run_config(r.config_path).get("monitor", {})).lookback_days
+        removed, note = prune(r.out, r.as_of, keep, lookback)
+        if note or removed:
+            what = note or f"removed {len(removed)} as-of(s) older than {keep} days: {', '.join(removed)}"
+            self.echo(f"== retention ([weekly] keep_days = {keep}): {what}")
+
 
 def run_weekly(
     request: WeeklyRequest,
@@ -421,5 +437,6 @@ def run_weekly(
     for name in STEPS:
         run.step(name, getattr(run, name))
     run.finish()
+    run.retain()
     warnings = [d["outcome"] for d in run.journal.steps.values() if str(d.get("outcome", "")).startswith("warning")]
     return WeeklyResult(request, run.journal, run.lines, time.perf_counter() - started, warnings)

@@ -75,7 +75,8 @@ class FakeCommands:
     def _score(self, o: dict[str, Any]) -> None:
         folder = Path(o["out"]) / "scores" / f"dt={o['as-of']}"
         folder.mkdir(parents=True, exist_ok=True)
-        manifest = {"counts": {"rows_written": 100}, "model": {"version": self.registry.champion_version}}
+        model = {"version": self.registry.champion_version}
+        manifest = {"counts": {"rows_written": 100}, "model": model, "horizon_days": 28}
         (folder / "_manifest.json").write_text(json.dumps(manifest))
 
     def _monitor(self, o: dict[str, Any]) -> None:

@@ -228,3 +228,19 @@ def test_transactions_a_week_short_stop_even_when_events_are_current(
     with pytest.raises(WeeklyStepError, match=r"the transactions' last date is .* 9 days before the as-of"):
         _run(request_for(), commands)
     assert commands.names() == ["validate"]
+
+
+def test_keep_days_prunes_old_as_ofs_once_the_run_is_complete(request_for: Callable[..., WeeklyRequest]) -> None:
+    old = _days_ago(500)  # closed before the monitor's default lookback of 365 days
+    request = request_for(keep_days=91)
+    folder = request.out / "scores" / f"dt={old}"
+    folder.mkdir(parents=True)
+    # scored by an earlier version: not the drift reference of the version in use
+    (folder / "_manifest.json").write_text(json.dumps({"model": {"version": "0"}, "horizon_days": 28}))
+    (request.out / "weekly" / f"dt={old}").mkdir(parents=True)
+    commands = FakeCommands(FakeRegistry("1", {"1": _days_ago(30)}))
+    lines: list[str] = []
+    run_weekly(request, resolve=commands.resolve, registry=commands.registry, echo=lines.append)
+    assert not folder.exists() and not (request.out / "weekly" / f"dt={old}").exists()
+    assert (request.out / "scores" / f"dt={AS_OF}").is_dir()  # this week's stays
+    assert any(line.startswith("== retention") and f"dt={old}" in line for line in lines)
