@@ -19,6 +19,7 @@ import functools
 import math
 
 import numpy as np
+from scipy import special
 
 from churnclv.models import btyd_conditionals as conditional
 from churnclv.models.btyd import BTYDModel
@@ -91,9 +92,27 @@ def common_draws(n: int, seed: int, gg_p: float) -> Draws:
 
 
 def _gamma_ppf(shape: float, u: np.ndarray) -> np.ndarray:
-    from scipy import special
-
     return np.asarray(special.gammaincinv(shape, u), dtype=float)
+
+
+def _beta_share(ga: np.ndarray, gb: np.ndarray, a: float, b: float, ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """BG/NBD's drop-out probability ``ga / (ga + gb)`` of the Gamma(a) and Gamma(b + x) draws.
+
+    With shapes far below 1 (a short history fits ``a, b ~ 1e-5``) both draws of a row with no repeat
+    purchase can be below the smallest float, and 0 / 0 is NaN: a NaN cap cast to int64 is a negative
+    count, read as an index far outside the draw tables. Where both are 0 the share comes from their
+    logs, ``log G(k) = (log u + lgamma(k + 1)) / k``, exact as ``u`` goes to 0 (``P(k, g) ~ g^k /
+    Gamma(k + 1)``): the Beta(a, b) draw, nearly 0 or 1."""
+    total = ga + gb
+    both = total == 0
+    if not both.any():
+        return np.asarray(ga / total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = ga / total
+        log_a = (np.log(ua) + special.gammaln(a + 1)) / a
+        log_b = (np.log(ub) + special.gammaln(b + 1)) / b
+    limit = np.broadcast_to(special.expit(log_a - log_b)[None, :], share.shape)
+    return np.asarray(np.where(both, limit, share))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,11 +151,14 @@ def row_draws(
         extra = 1 if kind == "mbgnbd" else 0
         ga = _gamma_ppf(params["a"], d.base[1])[None, :]
         gb = d.gamma_plus(_gamma_ppf(params["b"], d.base[2]), d.steps_exp[2], xi + extra, params["b"], d.z[1])
-        p = ga / (ga + gb)
+        p = _beta_share(ga, gb, params["a"], params["b"], d.base[1], d.base[2])
         with np.errstate(divide="ignore", over="ignore"):  # p near 0: never drops out (inf, then the cap)
             drop_at = np.ceil(np.log(d.u_drop)[None, :] / np.log1p(-np.minimum(p, 1 - 1e-12)))
         cap = np.minimum(np.maximum(drop_at, 1.0), _TABLE).astype(np.int64)
-        mean_count = -np.expm1(-lam * p * h) / p if expected else None
+        mean_count = None
+        if expected:  # p = 0 (a Gamma(a) draw below the smallest float): never drops out, lam h
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mean_count = np.where(p > 0, -np.expm1(-lam * p * h) / p, lam * h)
     gg = model.gg_params_
     shape = None
     if gg is not None:  # frequency is part of the row, so nu's shape is too

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 
 from churnclv.models import intervals
 from churnclv.models.btyd import BTYDModel
-from churnclv.models.interval_kernels import common_draws
+from churnclv.models.interval_kernels import common_draws, row_draws
 from churnclv.models.intervals import INTERVAL_COLUMNS, SpendIntervals, _order_stats
 
 H = 90.0
@@ -277,3 +277,35 @@ def test_scaled_intervals_are_the_weighted_ones_times_the_scale(fitted):
         np.testing.assert_allclose(scaled[col], plain[col] * scale)
     u = model.pit(rows, future[:300] * scale, p_zero=scores["p_churn"], scale=scale)
     np.testing.assert_allclose(u, model.pit(rows, future[:300], p_zero=scores["p_churn"]))
+
+
+def degenerate_bgnbd(a: float, b: float) -> BTYDModel:
+    """A BG/NBD fit with drop-out shapes far below 1, as a short history gives (a = 1.7e-5, b = 2.5e-3
+    on 60 days of 300 customers)."""
+    fitted = {
+        "params": {"r": 0.41, "alpha": 8.3, "a": a, "b": b},
+        "log_likelihood": -1.0,
+        "gg_params": {"p": 6.0, "q": 4.0, "v": 15.0},
+        "gg_log_likelihood": -1.0,
+        "mean_order_value": 35.0,
+        "n_customers": 300,
+        "n_unique_rows": 100,
+        "n_repeat_buyers": 100,
+    }
+    return BTYDModel.from_dict({"format": "churnclv.models.btyd.BTYDModel", "version": 1, "init": {}, "fitted": fitted})
+
+
+def test_tiny_drop_out_shapes_draw_from_the_beta_not_nan():
+    # both Gamma draws of a one-time buyer fall below the smallest float: 0 / 0 was a NaN cap, cast to a
+    # negative purchase count that the compiled kernel read as an index outside its tables
+    model = degenerate_bgnbd(1e-3, 1e-3)
+    rows = row_draws(model, common_draws(4000, 0, 6.0), np.zeros(1), np.zeros(1), np.array([30.0]), 14.0)
+    assert (rows.cap >= 1).all() and np.isfinite(rows.mean_count).all()
+    # Beta(a, a) with a -> 0 is a coin: half the draws drop out at their first purchase day
+    assert 0.45 < np.mean(rows.cap == 1) < 0.55
+    frame = pd.DataFrame(
+        {"frequency": [0.0, 2.0], "recency": [0.0, 20.0], "T": [30.0, 30.0], "monetary_value": [0, 40.0]}
+    )
+    fitted = SpendIntervals(n_draws=400).fit(model, horizon_days=14, clv_months=12, annual_discount_rate=0.1)
+    q = fitted.quantiles(frame, clv=True)
+    assert np.isfinite(q.to_numpy()).all() and (q.to_numpy() >= 0).all()
