@@ -275,8 +275,19 @@ gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_thread
         # without a snapshot, BTYD is fitted at the latest cutoff, before its labels: no date to check
         self._check_dates(X, snapshot if given else None, as_of if given else None, config.label_horizon)
         tiers = clone(self.tiers) if isinstance(self.tiers, TierPolicy) else self.tiers  # fit never mutates a param
-        scorer = Scorer(config=config, tiers=tiers)
-        self.scorer_ = scorer.fit(X, snapshot, as_of=as_of, daily=daily, level_window=level_window)
+        scorer = Scorer(config=config, tiers=tiers).fit(
+            X, snapshot, as_of=as_of, daily=daily, level_window=level_window
+        )
+        flat = scorer.unsplit_targets()
+        if flat:  # no backtest here to pass over a constant model, as training's would
+            targets = " and ".join([", ".join(flat[:-1]), flat[-1]] if len(flat) > 1 else flat)
+            raise EstimatorInputError(
+                f"{type(self).__name__}.fit: the LightGBM {targets} model{'s' if len(flat) > 1 else ''} made no "
+                f"split on {len(X)} training rows (a leaf needs gbm_min_data_in_leaf={config.gbm_min_data_in_leaf} "
+                "rows), so every customer would get the same prediction; lower gbm_min_data_in_leaf, add customers "
+                f"or cutoffs, or set {', '.join(t + '_model=' + repr('btyd') for t in flat)}"
+            )
+        self.scorer_ = scorer
         self.config_ = config
         return self
 

@@ -286,6 +286,12 @@ class GBMBase(BaseEstimator):
         with LIGHTGBM_CALLS.calls(num_threads):
             return np.asarray(self.booster_.predict(M, num_threads=num_threads, **kwargs))
 
+    def has_splits(self) -> bool:
+        """False when every tree is a single leaf, so every prediction is the same number: the training
+        rows were too few for ``min_data_in_leaf`` (a split needs twice that many)."""
+        check_is_fitted(self, "booster_")
+        return bool(np.any(self.booster_.feature_importance("split")))
+
     def explain(self, X: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:
         """Top features pushing each row's score up, from their exact TreeSHAP contributions.
 

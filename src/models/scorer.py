@@ -306,6 +306,13 @@ class Scorer:
                     train, spend, groups=groups
                 )
         train_rows, train_cutoffs = len(train), sorted({str(pd.Timestamp(x).date()) for x in train["cutoff"].unique()})
+        flat = self.unsplit_targets()
+        if flat:
+            notes.append(
+                f"the learned {', '.join(flat)} model(s) made no split on {train_rows} training rows "
+                f"(gbm_min_data_in_leaf={c.gbm_min_data_in_leaf}): every customer gets the same prediction"
+            )
+            log.warning("%s", notes[-1])
         del train  # with the hybrid's BTYD columns, a copy of the training rows (~0.3 GB at 570k rows)
         # the snapshot's model outputs, computed once: the level factors, the tier policy and (with
         # keep_parts, score_fitted) the training's own scores of the snapshot read the same predictions
@@ -335,6 +342,12 @@ class Scorer:
             "fit_notes": notes,
         }
         return self
+
+    def unsplit_targets(self) -> list[str]:
+        """The targets (``churn``, ``purchases``, ``spend``) whose learned model is a single leaf per
+        tree (:meth:`~churnclv.models.gbm_base.GBMBase.has_splits`): the same number for every customer."""
+        models = (("churn", self.churn_), ("purchases", self.purchases_), ("spend", self.spend_))
+        return [target for target, model in models if model is not None and not model.has_splits()]
 
     def _with_btyd_per_cutoff(self, train: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
         """Add BTYD outputs to each cutoff's rows from a BTYD fitted on that cutoff alone (no leakage).

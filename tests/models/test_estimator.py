@@ -183,6 +183,19 @@ def test_fit_is_a_front_over_the_scorer(train: pd.DataFrame, snapshot: pd.DataFr
     pd.testing.assert_frame_equal(refit.predict(snapshot, as_of=AS_OF), ours)
 
 
+def test_a_learned_model_that_cannot_split_is_refused_with_the_fix(train: pd.DataFrame, snapshot: pd.DataFrame) -> None:
+    # 80 customers at 2 cutoffs: fewer rows than two leaves of gbm_min_data_in_leaf=100, so every tree was a
+    # single leaf and every customer got the same p_churn (churn AUC 0.5 on a 50-customer shop, BTYD 0.96)
+    few = snapshot["customer_id"].iloc[:80]
+    small_train, small_snapshot = train[train["customer_id"].isin(few)], snapshot[snapshot["customer_id"].isin(few)]
+    with pytest.raises(EstimatorInputError, match="made no split on 160 training rows") as refused:
+        ChurnCLV(gbm_rounds=20).fit(small_train, snapshot=small_snapshot, as_of=AS_OF)
+    assert "gbm_min_data_in_leaf=100" in str(refused.value) and "churn_model='btyd'" in str(refused.value)
+    est = ChurnCLV(gbm_rounds=20, gbm_min_data_in_leaf=5).fit(small_train, snapshot=small_snapshot, as_of=AS_OF)
+    assert est.scorer_.unsplit_targets() == []
+    assert est.predict(small_snapshot, as_of=AS_OF, reasons=False)["p_churn"].nunique() > 10
+
+
 def test_fit_without_a_snapshot_fits_btyd_at_the_latest_cutoff(train: pd.DataFrame) -> None:
     est = ChurnCLV(**BTYD_ONLY).fit(train)
     last = pd.to_datetime(train["cutoff"]).max()
