@@ -8,13 +8,18 @@ Executing one takes 5-45 s (a kernel, real MLflow stores, real data): marked ``i
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from churnclv.campaigns.targeting import CampaignTargeting
+from churnclv.models.estimator import ChurnCLV
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL = "churnclv-test"
@@ -100,6 +105,37 @@ def test_notebooks_are_stored_without_outputs(path: Path) -> None:
 
 def test_every_notebook_has_ci_parameters() -> None:
     assert sorted(PARAMETERS) == sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+
+
+def parameters(name: str) -> dict[str, Any]:
+    """The values a notebook's parameters cell sets, as its first run sees them."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values: dict[str, Any] = {}
+    exec(cell.source, {}, values)  # the cell only assigns literals
+    return values
+
+
+def markdown(name: str) -> str:
+    return "\n".join(c.source for c in nbformat.read(NOTEBOOKS / name, as_version=4).cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_a_notebooks_title_carries_its_number(path: Path) -> None:
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith(f"# {path.name[:2]} ")
+
+
+def test_the_challenger_changes_every_parameter_it_names() -> None:
+    # a challenger setting gbm_num_leaves to 15, the default, compared two runs with the same value
+    defaults = ChurnCLV().get_params()
+    changed = parameters("02-retrain-and-promote.ipynb")["CHALLENGER"]
+    assert changed and all(defaults[k] != v for k, v in changed.items())
+
+
+def test_notebook_05_states_the_targeting_rule_the_code_applies() -> None:
+    said = re.findall(r"by\s+more\s+than\s+(one|two|three)\s+standard\s+errors?", markdown("05-campaign-uplift.ipynb"))
+    assert said and {("one", "two", "three").index(n) + 1 for n in said} == {CampaignTargeting().min_gain_se}
 
 
 @pytest.mark.integration
