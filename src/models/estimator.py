@@ -66,7 +66,7 @@ class ChurnCLV(BaseEstimator):
         CLV over this many months, discounted at this yearly rate.
     churn_model, purchases_model, spend_model : {"btyd", "gbm", "hybrid"}
         The model of each quantity.
-    btyd_model : {"bgnbd", "paretonbd", "mbgnbd"}
+    btyd_model : {"bgnbd", "pareto", "mbgnbd"}
         The BTYD purchase model; ``btyd_penalizer`` its L2 penalty.
     gbm_rounds, gbm_learning_rate, gbm_num_leaves, gbm_min_data_in_leaf, gbm_feature_fraction, \
 gbm_bagging_fraction, gbm_lambda_l2, gbm_max_depth, gbm_refit_full, train_threads, seed

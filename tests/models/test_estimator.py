@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,16 @@ def test_parameters_are_the_scorer_configs_fields_with_its_defaults() -> None:
     assert all(params[name].default == default for name, default in fields.items())
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
     assert ChurnCLV().scorer_config() == ScorerConfig()
+
+
+def test_the_choices_the_docstring_lists_are_the_ones_the_parameters_take() -> None:
+    # btyd_model listed "paretonbd", which the configuration refuses: Pareto/NBD is "pareto"
+    listed = re.findall(r"^    ([\w, ]+) : \{(.+)\}$", ChurnCLV.__doc__ or "", flags=re.MULTILINE)
+    assert len(listed) == 5
+    for names, choices in listed:
+        for name in names.split(", "):
+            for choice in re.findall(r'"(\w+)"', choices):
+                assert getattr(ChurnCLV(**{name: choice}).scorer_config(), name) == choice  # refused: ConfigError
 
 
 def test_init_stores_parameters_as_given_and_fit_checks_them(train: pd.DataFrame) -> None:
