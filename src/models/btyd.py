@@ -148,7 +148,9 @@ class BTYDModel(BaseEstimator):
     Notes
     -----
     Customers with no purchase at all (``frequency``, ``recency``, ``T`` NaN) are not fitted on and are
-    scored as if their first purchase were on the as-of date (``frequency = recency = T = 0``).
+    scored as a customer with no repeat purchase whose clock started at their first sign of life:
+    ``frequency = recency = 0`` and ``T = tenure_days`` when the frame has that column (as the feature
+    frames do), else ``T = 0`` (as if their first purchase were on the as-of date).
     """
 
     def __init__(

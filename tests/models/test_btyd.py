@@ -494,6 +494,12 @@ def test_never_purchased_customers_silent_for_longer_churn_more(model):
     assert p[0] == new[0]  # no tenure: a brand-new customer
 
 
+def test_the_class_docstring_says_how_never_purchased_customers_are_scored():
+    # its Notes said T = 0 for every one of them, while predict reads tenure_days (the test above)
+    notes = " ".join((BTYDModel.__doc__ or "").split("Notes")[-1].split())
+    assert "``T = tenure_days`` when the frame has that column" in notes
+
+
 def test_predict_before_fit_raises_naming_the_estimator():
     frame = pd.DataFrame({"frequency": [1.0], "recency": [1.0], "T": [2.0], "monetary_value": [1.0]})
     with pytest.raises(NotFittedError, match="BTYDModel"):
