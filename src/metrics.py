@@ -14,6 +14,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from churnclv.errors import ChurnclvError
+
 ArrayLike: TypeAlias = np.ndarray | pd.Series | Sequence[float]
 
 
@@ -25,6 +27,25 @@ def _arrays(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarra
     if not np.isfinite(p).all():
         raise ValueError("y_pred holds NaN or infinite values: a model produced non-finite scores")
     return t, p
+
+
+class MetricsInputError(ChurnclvError, ValueError):
+    """Labels and scores given to a metric do not describe the same customers row by row."""
+
+
+def _same_customers(labels: pd.DataFrame, scores: pd.DataFrame, where: str) -> None:
+    """Refuse frames that both carry ``customer_id`` but not the same ids in the same order: the metrics
+    pair rows by position, so a shuffled or filtered side would score each customer with another's."""
+    if "customer_id" not in labels.columns or "customer_id" not in scores.columns or len(labels) != len(scores):
+        return  # nothing to compare by; a length mismatch is refused with the shapes below
+    ours, theirs = labels["customer_id"].astype(str).to_numpy(), scores["customer_id"].astype(str).to_numpy()
+    differ = np.flatnonzero(ours != theirs)
+    if differ.size:
+        raise MetricsInputError(
+            f"{where}: labels and scores hold other customers or another order ({differ.size:,} of {len(ours):,} "
+            f"rows differ, the first at row {int(differ[0]):,}), and the metrics pair rows by position; align them "
+            "first, e.g. pairs = labels.merge(scores, on='customer_id'), then pass pairs for both"
+        )
 
 
 def expected_calibration_error(y_true: ArrayLike, p: ArrayLike, n_bins: int = 10) -> float:
@@ -120,6 +141,7 @@ def order_value_metrics(labels: pd.DataFrame, scores: pd.DataFrame) -> dict[str,
     ratio estimator: the customers' residuals ``spend - value * purchases``, delta method). Both NaN
     when either side has no positive total.
     """
+    _same_customers(labels, scores, "order_value_metrics")
     n, s = _arrays(labels["purchases"], labels["spend"])
     n_hat, s_hat = _arrays(scores["expected_purchases"], scores["expected_spend"])
     totals = (n.sum(), s.sum(), n_hat.sum(), s_hat.sum())
@@ -131,7 +153,9 @@ def order_value_metrics(labels: pd.DataFrame, scores: pd.DataFrame) -> dict[str,
 
 
 def all_metrics(labels: pd.DataFrame, scores: pd.DataFrame) -> dict[str, float]:
-    """Every metric from a labels frame (churned, purchases, spend) and a scores frame, row-aligned."""
+    """Every metric from a labels frame (churned, purchases, spend) and a scores frame, row-aligned: when
+    both have ``customer_id``, the same customers in the same order (:class:`MetricsInputError` otherwise)."""
+    _same_customers(labels, scores, "all_metrics")
     out = churn_metrics(labels["churned"], scores["p_churn"])
     out.update(purchases_metrics(labels["purchases"], scores["expected_purchases"]))
     out.update(spend_metrics(labels["spend"], scores["expected_spend"]))

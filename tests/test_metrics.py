@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from churnclv.metrics import (
+    MetricsInputError,
     aggregate_pct_error,
+    all_metrics,
     churn_metrics,
     expected_calibration_error,
     normalized_gini,
+    order_value_metrics,
     spend_metrics,
     top_decile_capture,
 )
@@ -59,3 +63,22 @@ def test_gini_bounded(values: list[float], preds: list[float]) -> None:
 
 def test_gini_is_nan_when_every_actual_is_equal() -> None:
     assert np.isnan(normalized_gini([5.0, 5.0, 5.0], [0.1, 0.2, 0.3]))
+
+
+def test_frames_of_other_customers_or_order_are_refused_not_paired_by_position() -> None:
+    labels = pd.DataFrame(
+        {"customer_id": ["001", "002", "003", "004"], "churned": [1, 1, 0, 0], "purchases": [0, 0, 2, 3]}
+    ).assign(spend=[0.0, 0.0, 40.0, 90.0])
+    scores = pd.DataFrame(
+        {"customer_id": labels["customer_id"], "p_churn": [0.9, 0.8, 0.2, 0.1], "expected_purchases": [0.1, 0.2, 2, 3]}
+    ).assign(expected_spend=[1.0, 2.0, 40.0, 80.0])
+    assert all_metrics(labels, scores)["churn_auc"] == 1.0
+    shuffled = scores.iloc[::-1].reset_index(drop=True)  # e.g. scored from a snapshot in another order
+    for metric in (all_metrics, order_value_metrics):
+        with pytest.raises(
+            MetricsInputError, match=r"4 of 4 rows differ, the first at row 0.*labels.merge\(scores"
+        ) as e:
+            metric(labels, shuffled)
+        assert "001" not in str(e.value)  # no customer ids in errors
+    pairs = labels.merge(shuffled, on="customer_id")
+    assert all_metrics(pairs, pairs)["churn_auc"] == 1.0
