@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from churnclv.errors import ChurnclvError
 from churnclv.schema import TABLES
 
 if TYPE_CHECKING:
     from churnclv.generator.world import World
+
+
+class DatasetError(ChurnclvError, ValueError):
+    """An unknown data set or variant; the message lists the known ones."""
+
 
 CDNOW_FILES = {"master": "CDNOW_master.txt", "sample": "CDNOW_sample.txt"}
 
@@ -24,7 +30,7 @@ CDNOW_FILES = {"master": "CDNOW_master.txt", "sample": "CDNOW_sample.txt"}
 def cdnow_path(variant: str = "master") -> Path:
     """Path of the CDNOW text file that ``lifetimes`` ships (``master`` or ``sample``)."""
     if variant not in CDNOW_FILES:
-        raise ValueError(f"unknown CDNOW variant {variant!r}: use one of {sorted(CDNOW_FILES)}")
+        raise DatasetError(f"unknown CDNOW variant {variant!r}: use one of {sorted(CDNOW_FILES)}")
     return Path(str(resources.files("lifetimes.datasets") / CDNOW_FILES[variant]))
 
 

@@ -23,14 +23,15 @@ def _arrays(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarra
     t = np.asarray(y_true, dtype=float)
     p = np.asarray(y_pred, dtype=float)
     if t.shape != p.shape:
-        raise ValueError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}: pass aligned arrays")
+        raise MetricsInputError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}: pass aligned arrays")
     if not np.isfinite(p).all():
-        raise ValueError("y_pred holds NaN or infinite values: a model produced non-finite scores")
+        raise MetricsInputError("y_pred holds NaN or infinite values: a model produced non-finite scores")
     return t, p
 
 
 class MetricsInputError(ChurnclvError, ValueError):
-    """Labels and scores given to a metric do not describe the same customers row by row."""
+    """Labels and predictions a metric cannot pair: other shapes, non-finite predictions, or frames of other
+    customers or order."""
 
 
 def _same_customers(labels: pd.DataFrame, scores: pd.DataFrame, where: str) -> None:

@@ -8,6 +8,7 @@ import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -113,3 +114,47 @@ def test_datasets_tables_of_a_generated_world() -> None:
     features = cc.compute_features(tables, world.config.end)
     # every customer known at as-of gets a row, sign-ups with no purchase included
     assert set(features["customer_id"]) == set(world.customers["customer_id"])
+
+
+SMALL_SCORER = Path(__file__).parent / "models" / "small_scorer"  # a real fitted Scorer (make_small_scorer.py)
+FITTED = {"params": {"r": 0.24, "alpha": 4.4, "a": 0.79, "b": 2.4}, "log_likelihood": -1.0, "gg_params": None}
+FITTED |= {
+    "gg_log_likelihood": None,
+    "mean_order_value": 35.0,
+    "n_customers": 3,
+    "n_unique_rows": 3,
+    "n_repeat_buyers": 2,
+}
+SUMMARY = pd.DataFrame({"frequency": [0.0, 2.0, 1.0], "recency": [0.0, 30.0, 10.0], "T": [40.0, 60.0, 20.0]}).assign(
+    monetary_value=[0.0, 25.0, 10.0]
+)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: cc.BTYDModel(model="paretonbd").fit(SUMMARY),
+        lambda: cc.BTYDModel().fit(SUMMARY.drop(columns="T")),
+        lambda: cc.BTYDModel().fit(SUMMARY.assign(frequency=[-1.0, 2.0, 1.0])),
+        lambda: cc.BTYDModel.from_dict({**cc.BTYDModel().to_dict(), "fitted": FITTED}).predict(SUMMARY, 0),
+        lambda: cc.ChurnCLV.load(SMALL_SCORER).predict(
+            pd.DataFrame({"customer_id": ["007"]}).join(SUMMARY[:1]), as_of="2025-10-02"
+        ),
+        lambda: cc.metrics.churn_metrics([0, 1, 1], [0.2, 0.9]),
+        lambda: cc.datasets.cdnow("full"),
+    ],
+    ids=[
+        "btyd setting",
+        "summary column",
+        "summary rule",
+        "predict argument",
+        "model columns",
+        "metric shapes",
+        "dataset",
+    ],
+)
+def test_bad_input_through_the_api_is_a_churnclv_error_and_still_a_value_error(call) -> None:
+    # cc.ChurnclvError is documented as the base of every error raised on purpose: these were plain ValueErrors
+    with pytest.raises(cc.ChurnclvError) as refused:
+        call()
+    assert isinstance(refused.value, ValueError)

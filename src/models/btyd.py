@@ -55,7 +55,7 @@ from sklearn.exceptions import NotFittedError
 from churnclv.models import btyd_conditionals as conditional
 from churnclv.models.btyd_fitting import fit_purchases
 from churnclv.models.btyd_spend import CAP_IQR, CAP_MIN_RATIO, capped, fit_spend, monetary_cap, order_value
-from churnclv.models.btyd_summary import never_bought_age, unique_rows, validate_summary
+from churnclv.models.btyd_summary import BTYDInputError, never_bought_age, unique_rows, validate_summary
 from churnclv.models.lifetimes_fitters import GG_PARAM_NAMES, PARAM_NAMES, fitter_with_params, pareto_recency, quiet
 from churnclv.models.next_purchase import purchase_wait
 from churnclv.models.saved_format import SavedFormatError, check_stamp
@@ -177,23 +177,25 @@ class BTYDModel(BaseEstimator):
     def _check_settings(self) -> None:
         name = type(self).__name__
         if self.model not in MODELS:
-            raise ValueError(f"{name}: model={self.model!r} is not one of {list(MODELS)}.")
+            raise BTYDInputError(f"{name}: model={self.model!r} is not one of {list(MODELS)}.")
         for field in ("penalizer", "gg_penalizer"):
             v = getattr(self, field)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name}: {field}={v!r} must be a finite number >= 0.")
+                raise BTYDInputError(f"{name}: {field}={v!r} must be a finite number >= 0.")
         if not (
             isinstance(self.time_unit_days, (int, float))
             and math.isfinite(self.time_unit_days)
             and self.time_unit_days > 0
         ):
-            raise ValueError(f"{name}: time_unit_days={self.time_unit_days!r} must be > 0 (1 for days, 7 for weeks).")
+            raise BTYDInputError(
+                f"{name}: time_unit_days={self.time_unit_days!r} must be > 0 (1 for days, 7 for weeks)."
+            )
         if not (isinstance(self.tol, (int, float)) and 0 < self.tol < 1):
-            raise ValueError(f"{name}: tol={self.tol!r} must be in (0, 1).")
+            raise BTYDInputError(f"{name}: tol={self.tol!r} must be in (0, 1).")
         if not (isinstance(self.gg_min_repeat_buyers, (int, np.integer)) and self.gg_min_repeat_buyers >= 1):
-            raise ValueError(f"{name}: gg_min_repeat_buyers={self.gg_min_repeat_buyers!r} must be an integer >= 1.")
+            raise BTYDInputError(f"{name}: gg_min_repeat_buyers={self.gg_min_repeat_buyers!r} must be an integer >= 1.")
         if not (isinstance(self.value_factor, (int, float)) and 0 < self.value_factor <= 10):
-            raise ValueError(
+            raise BTYDInputError(
                 f"{name}: value_factor={self.value_factor!r} must be in (0, 10] (1: Gamma-Gamma as fitted)."
             )
 
@@ -215,8 +217,9 @@ class BTYDModel(BaseEstimator):
 
         Raises
         ------
-        ValueError
-            When the frame breaks the summary contract or holds no customer with a purchase.
+        BTYDInputError
+            A ``ValueError`` and :class:`~churnclv.errors.ChurnclvError`: when a setting breaks its rule, or
+            the frame breaks the summary contract or holds no customer with a purchase.
         BTYDConvergenceError
             When every attempt at the transaction model (see Notes) fails to converge or gives
             unusable parameters, or when fewer distinct histories than parameters make it
@@ -234,7 +237,7 @@ class BTYDModel(BaseEstimator):
         cols = validate_summary(frame, f"{name}.fit")
         bought = ~cols["never"]
         if not bought.any():
-            raise ValueError(
+            raise BTYDInputError(
                 f"{name}.fit: no customer with a purchase (frequency, "
                 "recency and T are NaN in every row); there is nothing to fit."
             )
@@ -244,7 +247,7 @@ class BTYDModel(BaseEstimator):
         t = cols["T"][bought] / unit
         m = cols["monetary_value"][bought]
         if t.max() <= 0:
-            raise ValueError(
+            raise BTYDInputError(
                 f"{name}.fit: column 'T' is 0 for every customer (all "
                 "first purchases on the as-of date); fit at a later as-of date."
             )
@@ -398,15 +401,15 @@ class BTYDModel(BaseEstimator):
             and math.isfinite(horizon_days)
             and horizon_days > 0
         ):
-            raise ValueError(f"{name}.predict: horizon_days={horizon_days!r} must be a finite number of days > 0.")
+            raise BTYDInputError(f"{name}.predict: horizon_days={horizon_days!r} must be a finite number of days > 0.")
         if not (isinstance(clv_months, (int, np.integer)) and clv_months >= 0):
-            raise ValueError(f"{name}.predict: clv_months={clv_months!r} must be an integer >= 0.")
+            raise BTYDInputError(f"{name}.predict: clv_months={clv_months!r} must be an integer >= 0.")
         if not (
             isinstance(annual_discount_rate, (int, float, np.integer, np.floating))
             and math.isfinite(annual_discount_rate)
             and annual_discount_rate > -1
         ):
-            raise ValueError(
+            raise BTYDInputError(
                 f"{name}.predict: annual_discount_rate={annual_discount_rate!r} must be "
                 "a finite number > -1 (0.10 for 10% a year)."
             )

@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["REQUIRED_COLUMNS", "never_bought_age", "unique_rows", "validate_summary"]
+from churnclv.errors import ChurnclvError
+
+__all__ = ["REQUIRED_COLUMNS", "BTYDInputError", "never_bought_age", "unique_rows", "validate_summary"]
+
+
+class BTYDInputError(ChurnclvError, ValueError):
+    """A customer summary, a BTYD setting or an argument breaks its rule; the message names it, the rule
+    and the fix."""
+
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("frequency", "recency", "T", "monetary_value")
 
@@ -33,7 +41,7 @@ def validate_summary(frame: Any, where: str) -> dict[str, np.ndarray]:
         )
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(
+        raise BTYDInputError(
             f"{where}: frame is missing required column(s) {missing}; expected "
             f"{list(REQUIRED_COLUMNS)} in days, one row per customer, as built by the "
             "feature job (lifetimes' summary conventions)."
@@ -52,7 +60,7 @@ def validate_summary(frame: Any, where: str) -> dict[str, np.ndarray]:
     def fail(column: str, bad: np.ndarray, rule: str, fix: str) -> None:
         if bad.any():
             first = frame.index[int(np.flatnonzero(bad)[0])]
-            raise ValueError(
+            raise BTYDInputError(
                 f"{where}: column {column!r} breaks the rule '{rule}' in {int(bad.sum())} "
                 f"row(s) (first at index {first!r}); {fix}"
             )

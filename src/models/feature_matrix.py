@@ -17,10 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeatureLayout", "category_levels", "check_columns", "select_features", "to_matrix"]
+from churnclv.errors import ChurnclvError
+
+__all__ = ["FeatureColumnsError", "FeatureLayout", "category_levels", "check_columns", "select_features", "to_matrix"]
 
 # Up to this many rows, features are read row-wise (see _matrix_rows).
 _ROW_PATH_MAX_ROWS = 64
+
+
+class FeatureColumnsError(ChurnclvError, ValueError):
+    """A model's input frame misses, repeats or mislabels feature columns; the message names them and the fix."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def select_features(
         features = list(features)
         missing = [c for c in features if c not in X.columns]
         if missing:
-            raise ValueError(
+            raise FeatureColumnsError(
                 f"X is missing columns {missing} listed in {name}(features=...); "
                 "add them to X or remove them from features"
             )
@@ -82,9 +88,9 @@ def select_features(
         )
     if len(set(features)) != len(features):
         dup = sorted({c for c in features if features.count(c) > 1})
-        raise ValueError(f"X has duplicated feature columns {dup}; give each column one name")
+        raise FeatureColumnsError(f"X has duplicated feature columns {dup}; give each column one name")
     if not features:
-        raise ValueError(
+        raise FeatureColumnsError(
             f"X has no feature columns: every column is in exclude={sorted(excluded)}; "
             "pass at least one numeric or categorical feature"
         )
@@ -92,7 +98,7 @@ def select_features(
     if explicit is not None:
         unknown = [c for c in explicit if c not in features]
         if unknown:
-            raise ValueError(
+            raise FeatureColumnsError(
                 f"categorical columns {unknown} are not features of X; add them to X or remove them from categorical"
             )
     chosen: list[str] = []
@@ -124,13 +130,13 @@ def check_columns(X: pd.DataFrame, name: str, feature_names: list[str]) -> None:
         )
     missing = [c for c in feature_names if c not in X.columns]
     if missing:
-        raise ValueError(
+        raise FeatureColumnsError(
             f"X is missing columns {missing} that {name} was fitted with; "
             f"pass every column in feature_names_ (extra columns are ignored)"
         )
     if not X.columns.is_unique:
         dup = sorted({str(c) for c in X.columns[X.columns.duplicated()]})
-        raise ValueError(f"X has duplicated columns {dup}; give each column one name")
+        raise FeatureColumnsError(f"X has duplicated columns {dup}; give each column one name")
 
 
 def to_matrix(X: pd.DataFrame, name: str, feature_names: list[str], lay: FeatureLayout) -> np.ndarray:
