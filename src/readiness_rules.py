@@ -183,8 +183,9 @@ def judge(
         elif at_c < GBM_MIN_CUSTOMERS:
             warnings.append(
                 f"only {at_c} customers with a purchase by the latest labelled cutoff {cutoff} "
-                f"(LightGBM/hybrid need {GBM_MIN_CUSTOMERS}): the learned models are not trained; "
-                "more customers or a later as-of would fix it"
+                f"(LightGBM/hybrid need {GBM_MIN_CUSTOMERS}): the learned models have too little to learn from; "
+                "training still backtests them and uses one only where it beats BTYD there (with no backtest, "
+                "BTYD scores every target); more customers or a later as-of would fix it"
             )
         elif one_class:
             kind = "churned" if churn_c == at_c else "bought again"
