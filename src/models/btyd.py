@@ -241,6 +241,12 @@ class BTYDModel(BaseEstimator):
                 f"{name}.fit: no customer with a purchase (frequency, "
                 "recency and T are NaN in every row); there is nothing to fit."
             )
+        if not np.any(cols["frequency"][bought] > 0):  # the likelihood then runs off to r -> 0 at any start
+            raise BTYDInputError(
+                f"{name}.fit: no repeat purchase (frequency is 0 in every row): nobody bought on two different "
+                "days, so the purchase rate and the dropout are not identified; fit at a later as-of or on more "
+                "customers, and check that a customer keeps one id across orders."
+            )
         unit = float(self.time_unit_days)
         f = cols["frequency"][bought]
         r = cols["recency"][bought] / unit

@@ -22,6 +22,7 @@ from churnclv.models import btyd_fitting
 from churnclv.models.btyd import PREDICTION_COLUMNS, BTYDModel
 from churnclv.models.btyd_fitting import BTYDConvergenceError
 from churnclv.models.btyd_spend import monetary_cap
+from churnclv.models.btyd_summary import BTYDInputError
 from churnclv.models.next_purchase import MAX_WAIT_DAYS as MAX_NEXT_PURCHASE_DAYS
 
 PARAMS = {
@@ -498,6 +499,15 @@ def test_the_class_docstring_says_how_never_purchased_customers_are_scored():
     # its Notes said T = 0 for every one of them, while predict reads tenure_days (the test above)
     notes = " ".join((BTYDModel.__doc__ or "").split("Notes")[-1].split())
     assert "``T = tenure_days`` when the frame has that column" in notes
+
+
+def test_one_time_buyers_only_are_refused_naming_the_missing_repeat_purchases():
+    # it ran every start and penalizer and then blamed a short history ("too few customers seen to lapse")
+    rng = np.random.default_rng(0)
+    t = rng.uniform(10, 300, 500)
+    frame = pd.DataFrame({"frequency": 0.0, "recency": 0.0, "T": t, "monetary_value": 0.0})
+    with pytest.raises(BTYDInputError, match=r"no repeat purchase .*nobody bought on two different days"):
+        BTYDModel().fit(frame)
 
 
 def test_predict_before_fit_raises_naming_the_estimator():
