@@ -100,10 +100,11 @@ def write_scorer(path: Path | str, saved: SavedScorer) -> Path:
     }
     for target in GBM_TARGETS:
         model = saved.gbm.get(target)
-        if model is None:
+        booster_file = f"{target}.lgb.txt"
+        if model is None:  # a folder saved over keeps no booster of an earlier model (MLflow would log it)
+            (path / booster_file).unlink(missing_ok=True)
             continue
         d = model.to_dict()
-        booster_file = f"{target}.lgb.txt"
         text = d.pop("booster")
         (path / booster_file).write_text(text)
         d["booster_file"] = booster_file

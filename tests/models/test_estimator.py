@@ -280,6 +280,16 @@ def test_save_load_round_trip_is_the_scorers_pickle_free_folder(
     pd.testing.assert_frame_equal(back.predict(snapshot, as_of=AS_OF), Scorer.load(SMALL_SCORER).score(snapshot))
 
 
+def test_a_btyd_model_saved_over_a_learned_one_leaves_no_booster(
+    loaded: ChurnCLV, train: pd.DataFrame, tmp_path: Path
+) -> None:
+    # the learned model's .lgb.txt files stayed beside the new scorer.json (and went to MLflow with it)
+    loaded.save(tmp_path / "m")
+    ChurnCLV(**BTYD_ONLY).fit(train).save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["scorer.json"]
+    assert ChurnCLV.load(tmp_path / "m").churn_model == "btyd"
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
