@@ -87,8 +87,9 @@ def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = 
     tools, frames built by hand) may not, and an infinite amount or timestamp would make the
     features non-finite or the job fail halfway. Checked: ``transactions.amount`` (finite,
     ``|amount| <= 1e9``), ``transactions.ts``, ``events.ts`` and ``customers.signup_ts`` (finite,
-    years 1900-2200). ``events.value`` is not read by any feature, so it is not checked here.
-    Those columns must be numbers and timestamps in the first place.
+    years 1900-2200), every required value present, one ``customers`` row per ``customer_id``.
+    ``events.value`` is not read by any feature, so it is not checked here. Those columns must be
+    numbers and timestamps in the first place.
 
     Raises
     ------
@@ -129,6 +130,15 @@ def check_values(source: Source | FeatureTables, con: ibis.BaseBackend | None = 
                         f"{name}.{col}: {n:,} row(s) have no value (None, NaN or NaT), but every row needs "
                         f"one: drop or complete those rows; {_TRUSTED_FIX}"
                     )
+        if name == "customers" and "customer_id" in table.columns:  # a repeated id: its feature row repeated
+            counts = con.to_pyarrow(table.aggregate(rows=table.count(), ids=table["customer_id"].nunique()))
+            n = counts["rows"][0].as_py() - counts["ids"][0].as_py()
+            if n:
+                raise values.ValueRuleError(
+                    f"customers.customer_id: {n:,} row(s) repeat the id of an earlier row, but the customers "
+                    "table holds one row per customer (each would get its features and scores twice): keep one "
+                    f"row per customer; {_TRUSTED_FIX}"
+                )
         # one count per column, the rule as a filter: DuckDB then reads only the Parquet row groups
         # whose statistics do not rule a violation out (for timestamps, usually none)
         for col, rule, cond in checks:

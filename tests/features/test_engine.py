@@ -123,6 +123,19 @@ def test_a_blank_id_is_refused_by_name_and_rule_without_the_data(frames):
         assert "drop or complete those rows" in message and "007" not in message
 
 
+def test_a_customer_on_two_rows_of_the_customers_table_is_refused(frames, tmp_path):
+    # it gave that customer two feature rows (and two scores): one row per customer known at as-of
+    t, _, c = frames
+    twice = pd.concat([c, c.iloc[:1]], ignore_index=True)
+    for source in ({"transactions": t, "customers": twice}, write_dir(tmp_path / "clean", t, None, twice)):
+        with pytest.raises(ValueRuleError) as caught:
+            compute_features(source, "2024-06-30")
+        message = str(caught.value)
+        assert message.startswith("customers.customer_id: 1 row(s) repeat the id of an earlier row")
+        assert "keep one row per customer" in message and "007" not in message
+    assert compute_features({"transactions": t, "customers": c}, "2024-06-30")["customer_id"].is_unique
+
+
 def test_ids_without_spaces_are_not_copied(frames):
     t, _, _ = frames
     table = pa.Table.from_pandas(t, preserve_index=False)
