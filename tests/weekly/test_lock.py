@@ -68,8 +68,12 @@ def test_the_lock_is_free_again_after_a_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["file", "journal"])
-def test_an_output_folder_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path: Path, where: str) -> None:
+def test_an_output_folder_that_cannot_be_written_is_one_line_not_a_traceback(
+    tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file where --out (or its weekly/ folder) should be: root ignores permissions, a file does not."""
+    # a store of its own: a tracking URI another test left in the environment is checked before the journal
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     out = tmp_path / "out"
     if where == "file":  # a file where a parent folder of --out should be
         (tmp_path / "afile").write_text("")
