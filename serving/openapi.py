@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # PyYAML (BentoML's): no stubs installed
@@ -144,18 +144,25 @@ def oas30_schema(schema: Any) -> Any:
     return out
 
 
+def _media(doc: dict[str, Any], *, answers: bool) -> Iterator[dict[str, Any]]:
+    """Every media object of ``doc``'s request bodies (and, with ``answers``, of its responses)."""
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            bodies = [operation.get("requestBody") or {}]
+            if answers:
+                bodies += (operation.get("responses") or {}).values()
+            for body in bodies:
+                yield from (body.get("content") or {}).values()
+
+
 def _oas30_document(doc: dict[str, Any]) -> None:
     """Every schema of ``doc`` (components, request bodies, answers) made an OpenAPI 3.0 schema, in place."""
     schemas = doc.get("components", {}).get("schemas", {})
     for name, schema in schemas.items():
         schemas[name] = oas30_schema(schema)
-    for item in doc.get("paths", {}).values():
-        for operation in item.values():
-            bodies = [operation.get("requestBody") or {}, *(operation.get("responses") or {}).values()]
-            for body in bodies:
-                for media in (body.get("content") or {}).values():
-                    if "schema" in media:
-                        media["schema"] = oas30_schema(media["schema"])
+    for media in _media(doc, answers=True):
+        if "schema" in media:
+            media["schema"] = oas30_schema(media["schema"])
 
 
 def _stated(limits: ServiceSettings) -> str:
@@ -171,10 +178,7 @@ def _state_limits(doc: dict[str, Any], limits: ServiceSettings) -> None:
     bounded = {"customers": limits.max_customers, "customer_ids": limits.max_customers}
     rows = {"transactions": limits.max_history_rows, "events": limits.max_history_rows}  # each, and together
     schemas = list(doc.get("components", {}).get("schemas", {}).values())
-    for item in doc.get("paths", {}).values():
-        for operation in item.values():
-            for media in ((operation.get("requestBody") or {}).get("content") or {}).values():
-                schemas.append(media.get("schema") or {})
+    schemas += [media.get("schema") or {} for media in _media(doc, answers=False)]
     for schema in schemas:
         limit = rows if schema.get("title") == "CustomerHistory" else bounded
         for name, prop in (schema.get("properties") or {}).items():
